@@ -1,0 +1,13 @@
+"""defbench: honest evaluation of adversarial purification defenses.
+
+Data flow: dataset -> classifier -> attack -> defense -> metrics -> store -> report.
+Sub-packages: ``defbench.harness`` (data, zoo, runner, store, CLI plumbing), ``defbench.classifiers``,
+``defbench.defenses`` (GAN priors, the projection engine, RIDE, baselines), ``defbench.attacks``,
+``defbench.reports``.
+"""
+
+__version__ = "0.1.0"
+
+
+class DefbenchError(Exception):
+    """An error whose message is meant for the user: the CLI prints it on one line, without a traceback."""

@@ -1,0 +1,5 @@
+import sys
+
+from defbench.cli import main
+
+sys.exit(main())

@@ -1,0 +1,150 @@
+"""GAN priors (generator G, discriminator D), the InvGAN encoder I and the MimicGAN surrogate f̂.
+
+All networks speak images in [0, 1]: G maps z in [-1, 1]^d to (tanh + 1) / 2, D and I map [0, 1] inputs to
+[-1, 1] internally. Latents are uniform in [-1, 1] and the defenses clip z to that box.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+LATENT_DIM = 100
+
+
+def sample_latent(n: int, dim: int = LATENT_DIM, generator: torch.Generator | None = None,
+                  device: torch.device | str = "cpu") -> torch.Tensor:
+    """z ~ U(-1, 1)^dim."""
+    return torch.rand(n, dim, generator=generator).mul_(2).sub_(1).to(device)
+
+
+class DCGANGenerator28(nn.Module):
+    """MimicGAN appendix Table 3 (Fashion-MNIST; the same family for MNIST):
+    FC(100,1024)+ReLU+BN, FC(1024,128*7*7)+ReLU+BN, reshape, strided transposed conv 4x4 128->64 + ReLU,
+    strided transposed conv 4x4 64->1 + tanh."""
+
+    def __init__(self, latent_dim: int = LATENT_DIM, channels: int = 1):
+        super().__init__()
+        self.latent_dim = latent_dim
+        self.fc = nn.Sequential(
+            nn.Linear(latent_dim, 1024), nn.ReLU(), nn.BatchNorm1d(1024),
+            nn.Linear(1024, 128 * 7 * 7), nn.ReLU(), nn.BatchNorm1d(128 * 7 * 7))
+        self.deconv = nn.Sequential(
+            nn.ConvTranspose2d(128, 64, 4, 2, 1), nn.ReLU(),
+            nn.ConvTranspose2d(64, channels, 4, 2, 1), nn.Tanh())
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return (self.deconv(self.fc(z).view(-1, 128, 7, 7)) + 1) / 2
+
+
+class DCGANDiscriminator28(nn.Module):
+    """MimicGAN appendix Table 4: conv 4x4 s2 64 + BN + LReLU, conv 4x4 s2 128 + BN + LReLU, FC 1024 +
+    LReLU + BN, FC 1 (returns the logit; the sigmoid lives in the loss)."""
+
+    def __init__(self, channels: int = 1):
+        super().__init__()
+        self.conv = nn.Sequential(
+            nn.Conv2d(channels, 64, 4, 2, 1), nn.BatchNorm2d(64), nn.LeakyReLU(0.2),
+            nn.Conv2d(64, 128, 4, 2, 1), nn.BatchNorm2d(128), nn.LeakyReLU(0.2))
+        self.fc = nn.Sequential(nn.Linear(128 * 7 * 7, 1024), nn.LeakyReLU(0.2), nn.BatchNorm1d(1024),
+                                nn.Linear(1024, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.conv(x * 2 - 1).flatten(1)).squeeze(1)
+
+
+class DCGANGenerator32(nn.Module):
+    """32x32 DCGAN generator for CIFAR-10: FC to 4x4x512, three strided transposed convs (256, 128, 3)."""
+
+    def __init__(self, latent_dim: int = LATENT_DIM, channels: int = 3, width: int = 64):
+        super().__init__()
+        self.latent_dim = latent_dim
+        w = width
+        self.fc = nn.Sequential(nn.Linear(latent_dim, 8 * w * 4 * 4), nn.BatchNorm1d(8 * w * 4 * 4), nn.ReLU())
+        self.deconv = nn.Sequential(
+            nn.ConvTranspose2d(8 * w, 4 * w, 4, 2, 1), nn.BatchNorm2d(4 * w), nn.ReLU(),
+            nn.ConvTranspose2d(4 * w, 2 * w, 4, 2, 1), nn.BatchNorm2d(2 * w), nn.ReLU(),
+            nn.ConvTranspose2d(2 * w, channels, 4, 2, 1), nn.Tanh())
+        self._w = w
+
+    def forward(self, z):
+        return (self.deconv(self.fc(z).view(-1, 8 * self._w, 4, 4)) + 1) / 2
+
+
+class DCGANDiscriminator32(nn.Module):
+    def __init__(self, channels: int = 3, width: int = 64):
+        super().__init__()
+        w = width
+        self.conv = nn.Sequential(
+            nn.Conv2d(channels, w, 4, 2, 1), nn.LeakyReLU(0.2),
+            nn.Conv2d(w, 2 * w, 4, 2, 1), nn.BatchNorm2d(2 * w), nn.LeakyReLU(0.2),
+            nn.Conv2d(2 * w, 4 * w, 4, 2, 1), nn.BatchNorm2d(4 * w), nn.LeakyReLU(0.2))
+        self.fc = nn.Linear(4 * w * 4 * 4, 1)
+
+    def forward(self, x):
+        return self.fc(self.conv(x * 2 - 1).flatten(1)).squeeze(1)
+
+
+class Encoder(nn.Module):
+    """InvGAN inverter I: strided convs 64/128/256 (4x4, stride 2, LReLU, BN after the first) then a linear
+    layer to z, squashed by tanh into the latent box [-1, 1] (the InvGAN authors' encoder shape)."""
+
+    def __init__(self, channels: int, size: int, latent_dim: int = LATENT_DIM):
+        super().__init__()
+        self.latent_dim = latent_dim
+        self.conv = nn.Sequential(
+            nn.Conv2d(channels, 64, 4, 2, 1), nn.LeakyReLU(0.2),
+            nn.Conv2d(64, 128, 4, 2, 1), nn.BatchNorm2d(128), nn.LeakyReLU(0.2),
+            nn.Conv2d(128, 256, 3, 2, 1), nn.BatchNorm2d(256), nn.LeakyReLU(0.2))
+        s = size
+        for _ in range(2):
+            s = (s + 2 - 4) // 2 + 1
+        s = (s + 2 - 3) // 2 + 1
+        self.fc = nn.Linear(256 * s * s, latent_dim)
+
+    def forward(self, x):
+        return torch.tanh(self.fc(self.conv(x * 2 - 1).flatten(1)))
+
+
+class MimicSurrogate(nn.Module):
+    """MimicGAN's corruption-mimicking surrogate f̂, Fashion-MNIST appendix Table 5:
+    conv 5x5 C->16 + ReLU, conv 5x5 16->C + ReLU, multiply by a learned (C, H, W) mask, add W * input.
+
+    ``W`` is a learned scalar initialised to 1 and the mask to small random values, so f̂ starts close to the
+    identity (the paper says 'random initialisation'; the near-identity start is our choice, stated in the
+    docs). ``identity()`` returns the exact identity (mask 0, W 1).
+    """
+
+    def __init__(self, channels: int, size: int, generator: torch.Generator | None = None):
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, 16, 5, padding=2)
+        self.conv2 = nn.Conv2d(16, channels, 5, padding=2)
+        self.mask = nn.Parameter(torch.randn(1, channels, size, size, generator=generator) * 1e-2)
+        self.w = nn.Parameter(torch.ones(()))
+        if generator is not None:  # reproducible init independent of the global RNG
+            for conv in (self.conv1, self.conv2):
+                bound = 1 / (conv.in_channels * 25) ** 0.5
+                with torch.no_grad():
+                    conv.weight.copy_(torch.rand(conv.weight.shape, generator=generator) * 2 * bound - bound)
+                    conv.bias.copy_(torch.rand(conv.bias.shape, generator=generator) * 2 * bound - bound)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.conv2(torch.relu(self.conv1(x))))
+        return h * self.mask + self.w * x
+
+    @torch.no_grad()
+    def make_identity(self) -> "MimicSurrogate":
+        self.mask.zero_()
+        self.w.fill_(1.0)
+        return self
+
+
+def build_gan(dataset: str, latent_dim: int = LATENT_DIM) -> tuple[nn.Module, nn.Module]:
+    """(G, D) of the paper family for ``dataset``."""
+    if dataset in ("fmnist", "mnist"):
+        return DCGANGenerator28(latent_dim), DCGANDiscriminator28()
+    if dataset == "cifar10":
+        return DCGANGenerator32(latent_dim), DCGANDiscriminator32()
+    from defbench import DefbenchError
+
+    raise DefbenchError(f"no GAN prior for {dataset}; GAN priors exist for fmnist, mnist, cifar10")

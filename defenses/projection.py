@@ -1,0 +1,217 @@
+"""The projection engine behind every GAN-prior defense (DefenseGAN, Cowboy, InvGAN, MimicGAN).
+
+It minimises, over latents z_j (clipped to [-1, 1] after every step) and optionally a surrogate f̂:
+
+    Σ_j L(y_j, f̂(G(z_j))) + λ_adv Σ_j log(1 − D(G(z_j))) + λ_I Σ_j (‖y_j − G(z_j)‖₁ + ‖f̂(G(z_j)) − G(z_j)‖₁)
+
+with all restarts of all images of a chunk in one latent tensor. Without a surrogate every latent gets the
+gradient of its own term only, so chunking never changes the answer (the chunk size is a speed knob chosen
+per device). With a learned surrogate (MimicGAN) f̂ is shared by the whole batch: the defense is
+batch-coupled and the batch is never chunked. Schedule: ``outer_iters`` × (``surrogate_steps`` f̂ steps then
+``latent_steps`` z steps), each parameter set with its own persistent optimiser; without a learned surrogate
+the same latent optimiser simply runs ``outer_iters × latent_steps`` steps. Per image the restart with the
+lowest reconstruction error ‖y − f̂(G(z))‖² is kept (DefenseGAN's rule).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from defbench import DefbenchError
+from defbench.defenses.priors import MimicSurrogate, sample_latent
+
+LOSSES = ("mse", "l2", "l1")
+OPTIMIZERS = ("sgd", "rmsprop", "adam")
+INITS = ("random", "mean", "encoder")
+SURROGATES = ("none", "mimic", "identity")
+
+
+@dataclass(frozen=True)
+class ProjectionConfig:
+    """Settings of one projection; the GAN-prior defenses are named instances of it."""
+
+    outer_iters: int = 1        #: T (MimicGAN outer loop); 1 for plain projections
+    latent_steps: int = 200     #: latent steps per outer iteration (DefenseGAN L, InvGAN T, MimicGAN T2)
+    surrogate_steps: int = 0    #: surrogate steps per outer iteration (MimicGAN T1)
+    restarts: int = 10          #: R random restarts per image
+    optimizer: str = "sgd"      #: latent optimiser: sgd | rmsprop | adam
+    lr: float = 10.0            #: latent learning rate (γ_g)
+    momentum: float = 0.7       #: SGD momentum (DefenseGAN's code: 0.7)
+    loss: str = "mse"           #: per-image fidelity: mse (mean squared) | l2 (‖·‖₂) | l1 (‖·‖₁)
+    lambda_adv: float = 0.0     #: weight of log(1 − D(G(z)))
+    lambda_identity: float = 0.0  #: weight of MimicGAN's identity loss
+    init: str = "random"        #: random (U(-1,1)) | mean (mean of ``mean_samples`` prior draws) | encoder
+    mean_samples: int = 1000
+    surrogate: str = "none"     #: none | mimic (learned, Table 5) | identity (mimic surrogate frozen at I)
+    surrogate_lr: float = 1e-2  #: γ_s (RMSProp)
+    chunk_size: int = 0         #: latents per chunk; 0 = choose per device
+
+    def __post_init__(self):
+        for field, value, choices in (("loss", self.loss, LOSSES), ("optimizer", self.optimizer, OPTIMIZERS),
+                                      ("init", self.init, INITS), ("surrogate", self.surrogate, SURROGATES)):
+            if value not in choices:
+                raise DefbenchError(f"projection {field} {value!r} unknown; choose one of: {', '.join(choices)}")
+        for field in ("outer_iters", "latent_steps", "surrogate_steps", "restarts", "mean_samples", "chunk_size"):
+            if getattr(self, field) < 0:
+                raise DefbenchError(f"projection {field} must be >= 0, got {getattr(self, field)}")
+        if self.restarts < 1:
+            raise DefbenchError("projection restarts must be >= 1")
+        if self.surrogate == "mimic" and self.restarts != 1:
+            raise DefbenchError("a learned surrogate is shared by the batch; use restarts=1 with surrogate=mimic")
+
+    @property
+    def total_latent_steps(self) -> int:
+        return self.outer_iters * self.latent_steps
+
+    def with_(self, **kw) -> "ProjectionConfig":
+        return replace(self, **kw)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Projection:
+    """Result of projecting a batch: x̂ = f-free reconstruction G(z*), the chosen latents and errors."""
+
+    x_hat: torch.Tensor
+    z: torch.Tensor
+    error: torch.Tensor          #: per image ‖y − f̂(G(z*))‖² / pixels
+    surrogate: nn.Module | None = None
+
+
+def default_chunk(device: torch.device) -> int:
+    """Latents per chunk: on CPU a few hundred is fastest (one huge batch is ~2x slower here); on a GPU
+    everything goes at once up to 8192 latents."""
+    return 8192 if device.type == "cuda" else 200
+
+
+def per_image_loss(kind: str, diff: torch.Tensor) -> torch.Tensor:
+    flat = diff.flatten(1)
+    if kind == "mse":
+        return flat.pow(2).mean(1)
+    if kind == "l2":
+        return flat.pow(2).sum(1).add(1e-12).sqrt()
+    return flat.abs().sum(1)
+
+
+def _optimizer(kind: str, params, lr: float, momentum: float) -> torch.optim.Optimizer:
+    if kind == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum)
+    if kind == "rmsprop":
+        return torch.optim.RMSprop(params, lr=lr)
+    return torch.optim.Adam(params, lr=lr)
+
+
+class ProjectionEngine:
+    """Batched latent optimisation against a frozen generator ``G`` (and discriminator ``D`` / encoder)."""
+
+    def __init__(self, G: nn.Module, D: nn.Module | None = None, encoder: nn.Module | None = None):
+        self.G, self.D, self.encoder = G.eval(), (D.eval() if D is not None else None), \
+            (encoder.eval() if encoder is not None else None)
+        for m in (self.G, self.D, self.encoder):
+            if m is not None:
+                for p in m.parameters():
+                    p.requires_grad_(False)
+        self.latent_dim = G.latent_dim
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.G.parameters()).device
+
+    def initial_latents(self, y: torch.Tensor, cfg: ProjectionConfig, gen: torch.Generator) -> torch.Tensor:
+        n = y.shape[0]
+        if cfg.init == "random":
+            z = sample_latent(n * cfg.restarts, self.latent_dim, gen).view(n, cfg.restarts, -1)
+        elif cfg.init == "mean":
+            mean = sample_latent(cfg.mean_samples, self.latent_dim, gen).mean(0)
+            z = mean.expand(n, cfg.restarts, -1).clone()
+        else:
+            if self.encoder is None:
+                raise DefbenchError("init=encoder needs an InvGAN encoder (defbench train encoder --dataset D)")
+            with torch.no_grad():
+                z0 = self.encoder(y).cpu()
+            z = z0.unsqueeze(1).expand(n, cfg.restarts, -1).clone()
+            if cfg.restarts > 1:  # extra restarts: encoder guess plus small jitter
+                z[:, 1:] += 0.1 * torch.randn(z[:, 1:].shape, generator=gen)
+        return z.clamp_(-1, 1)
+
+    def project(self, y: torch.Tensor, cfg: ProjectionConfig, seed: int = 0,
+                progress: Callable[[int], None] | None = None) -> Projection:
+        """Project the batch ``y`` (N, C, H, W) in [0, 1] onto the range of G under ``cfg``."""
+        dev = self.device
+        gen = torch.Generator().manual_seed(seed)
+        y = y.to(dev)
+        z_all = self.initial_latents(y, cfg, gen)  # (N, R, d) on CPU: independent of chunking
+        surrogate = None
+        if cfg.surrogate != "none":
+            c, s = y.shape[1], y.shape[-1]
+            surrogate = MimicSurrogate(c, s, generator=gen).to(dev)
+            if cfg.surrogate == "identity":
+                surrogate.make_identity()
+        n, r = y.shape[0], cfg.restarts
+        chunk = cfg.chunk_size or default_chunk(dev)
+        imgs_per_chunk = n if cfg.surrogate == "mimic" else max(1, chunk // r)
+        xs, zs, errs = [], [], []
+        for start in range(0, n, imgs_per_chunk):
+            yc = y[start:start + imgs_per_chunk]
+            zc = z_all[start:start + imgs_per_chunk].to(dev)
+            x_hat, z, err = self._project_chunk(yc, zc, cfg, surrogate, progress)
+            xs.append(x_hat), zs.append(z), errs.append(err)
+        return Projection(torch.cat(xs), torch.cat(zs), torch.cat(errs), surrogate)
+
+    def _terms(self, y_rep: torch.Tensor, z: torch.Tensor, cfg: ProjectionConfig,
+               surrogate: nn.Module | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(per-latent objective, per-latent reconstruction error)."""
+        g = self.G(z)
+        est = surrogate(g) if surrogate is not None else g
+        fid = per_image_loss(cfg.loss, y_rep - est)
+        obj = fid
+        if cfg.lambda_adv:
+            # log(1 − D(G(z))) with D's logit l: log(1 − σ(l)) = −softplus(l)
+            obj = obj + cfg.lambda_adv * (-F.softplus(self.D(g)))
+        if cfg.lambda_identity:
+            ident = (y_rep - g).flatten(1).abs().sum(1) + (est - g).flatten(1).abs().sum(1)
+            obj = obj + cfg.lambda_identity * ident
+        err = (y_rep - est).detach().flatten(1).pow(2).mean(1)
+        return obj, err
+
+    def _project_chunk(self, y, z0, cfg, surrogate, progress):
+        n, r, d = z0.shape
+        y_rep = y.repeat_interleave(r, dim=0)
+        z = z0.reshape(n * r, d).clone().requires_grad_(True)
+        if cfg.lambda_adv and self.D is None:
+            raise DefbenchError("lambda_adv > 0 needs the GAN's discriminator")
+        z_opt = _optimizer(cfg.optimizer, [z], cfg.lr, cfg.momentum)
+        learn_f = cfg.surrogate == "mimic" and cfg.surrogate_steps > 0
+        s_opt = torch.optim.RMSprop(surrogate.parameters(), lr=cfg.surrogate_lr) if learn_f else None
+        for _ in range(cfg.outer_iters):
+            if learn_f:
+                zd = z.detach()
+                for _ in range(cfg.surrogate_steps):
+                    s_opt.zero_grad(set_to_none=True)
+                    obj, _ = self._terms(y_rep, zd, cfg, surrogate)
+                    obj.sum().backward()
+                    s_opt.step()
+            for _ in range(cfg.latent_steps):
+                z_opt.zero_grad(set_to_none=True)
+                obj, _ = self._terms(y_rep, z, cfg, surrogate)
+                (grad,) = torch.autograd.grad(obj.sum(), z)
+                z.grad = grad
+                z_opt.step()
+                with torch.no_grad():
+                    z.clamp_(-1, 1)
+                if progress:
+                    progress(n)
+        with torch.no_grad():
+            _, err = self._terms(y_rep, z, cfg, surrogate)
+            err = err.view(n, r)
+            best = err.argmin(1)
+            z_best = z.detach().view(n, r, d)[torch.arange(n), best]
+            x_hat = self.G(z_best)
+        return x_hat, z_best, err[torch.arange(n), best]

@@ -1,0 +1,235 @@
+"""Training GAN priors (``defbench train gan``) and InvGAN encoders (``defbench train encoder``).
+
+GAN recipe (stated in docs/MODELS.md): batch 64, Adam β = (0.5, 0.999), G at 2e-4, D at 1e-4, real labels
+smoothed to 0.9, non-saturating G loss. Real and fake images go through D *in one batch*: with Table 4's
+BatchNorm in training mode, separate all-real and all-fake batches get the same mean logit, so D cannot
+tell them apart and its loss sits at 2 ln 2. After every epoch the generator is scored where the defenses use
+it: classifier accuracy on projections of held-out test images, and the spread of classes among samples;
+the best epoch's checkpoint is kept.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from defbench import DefbenchError
+from defbench.defenses.priors import Encoder, build_gan, sample_latent
+from defbench.defenses.projection import ProjectionConfig, ProjectionEngine
+from defbench.harness.data import SHAPES, ImageData
+from defbench.harness.seeding import seed_everything
+
+TWO_LN2 = 2 * math.log(2)
+
+
+@dataclass(frozen=True)
+class GANRecipe:
+    epochs: int
+    batch_size: int = 64
+    lr_g: float = 2e-4
+    lr_d: float = 1e-4
+    real_label: float = 0.9
+    subset_fraction: float = 1.0
+    epoch_fraction: float = 1.0       #: fraction of the (subset) training set seen per epoch
+    eval_images: int = 100            #: test images projected after every epoch
+    eval_restarts: int = 4
+    eval_steps: int = 100
+
+
+GAN_RECIPES = {
+    ("fmnist", "quick"): GANRecipe(epochs=1, epoch_fraction=0.5, eval_images=50, eval_restarts=2, eval_steps=50),
+    ("fmnist", "paper"): GANRecipe(epochs=8),
+    ("mnist", "quick"): GANRecipe(epochs=1, epoch_fraction=0.5, eval_images=50, eval_restarts=2, eval_steps=50),
+    ("mnist", "paper"): GANRecipe(epochs=6),
+    ("cifar10", "quick"): GANRecipe(epochs=1, epoch_fraction=0.3, eval_images=50, eval_restarts=2, eval_steps=50),
+    ("cifar10", "paper"): GANRecipe(epochs=25),
+}
+
+
+def gan_recipe(dataset: str, preset: str, **overrides) -> GANRecipe:
+    if (dataset, preset) not in GAN_RECIPES:
+        if dataset == "imagenet":
+            raise DefbenchError("no GAN prior for imagenet; GAN priors exist for fmnist, mnist, cifar10")
+        raise DefbenchError(f"unknown preset {preset!r}; choose quick or paper")
+    r = GAN_RECIPES[(dataset, preset)]
+    return GANRecipe(**{**asdict(r), **{k: v for k, v in overrides.items() if v is not None}})
+
+
+@torch.no_grad()
+def class_spread(G, classifier, n: int, gen: torch.Generator, device) -> list[float]:
+    """Fraction of each class among ``n`` samples of G, as the classifier labels them."""
+    counts = torch.zeros(10)
+    for start in range(0, n, 500):
+        z = sample_latent(min(500, n - start), G.latent_dim, gen, device)
+        counts += torch.bincount(classifier(G(z)).argmax(1).cpu(), minlength=10)[:10].float()
+    return (counts / counts.sum()).tolist()
+
+
+def projection_quality(G, classifier, data: ImageData, indices, cfg: ProjectionConfig, seed: int,
+                       device, batch: int = 100) -> dict:
+    """Project clean test images onto the range of G; mean reconstruction MSE and the classifier's
+    accuracy on the reconstructions G(z*)."""
+    engine = ProjectionEngine(G)
+    correct, errs = 0, []
+    for i, start in enumerate(range(0, len(indices), batch)):
+        x, y = data.get(indices[start:start + batch])
+        proj = engine.project(x.to(device), cfg, seed=seed + i)
+        with torch.no_grad():
+            correct += (classifier(proj.x_hat).argmax(1).cpu() == y).sum().item()
+        errs.append(proj.error.cpu())
+    return {"projection_accuracy": correct / len(indices), "reconstruction_mse": torch.cat(errs).mean().item(),
+            "n": len(indices), "config": cfg.to_dict()}
+
+
+def train_gan(dataset: str, train: ImageData, test: ImageData, classifier, recipe: GANRecipe, seed: int,
+              device: torch.device, progress: bool = True, max_steps: int | None = None) -> tuple[dict, dict]:
+    """Train G and D; returns ({'G': state, 'D': state}, metrics) for the best epoch."""
+    gen = seed_everything(seed)
+    G, D = build_gan(dataset)
+    G, D = G.to(device), D.to(device)
+    opt_g = torch.optim.Adam(G.parameters(), lr=recipe.lr_g, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(D.parameters(), lr=recipe.lr_d, betas=(0.5, 0.999))
+    n_sub = int(len(train) * recipe.subset_fraction)
+    subset = torch.randperm(len(train), generator=gen)[:n_sub]
+    per_epoch = max(recipe.batch_size, int(n_sub * recipe.epoch_fraction))
+    eval_idx = test.eval_indices(recipe.eval_images, seed + 7919)
+    eval_cfg = ProjectionConfig(latent_steps=recipe.eval_steps, restarts=recipe.eval_restarts)
+    steps_per_epoch = per_epoch // recipe.batch_size
+    total = recipe.epochs * steps_per_epoch if max_steps is None else min(max_steps, recipe.epochs * steps_per_epoch)
+    bar = tqdm(total=total, desc=f"train gan {dataset}", disable=not progress, unit="step")
+    ones = torch.full((recipe.batch_size,), recipe.real_label, device=device)
+    d_losses, g_losses, history = [], [], []
+    best = None
+    t0 = time.time()
+    step = 0
+    for epoch in range(recipe.epochs):
+        G.train(), D.train()
+        order = subset[torch.randperm(n_sub, generator=gen)[:per_epoch]]
+        for x, _ in train.batches(recipe.batch_size, indices=order):
+            if len(x) < recipe.batch_size or step >= total:
+                break
+            x = x.to(device)
+            b = x.shape[0]
+            # --- D step: real and fake in one batch (BatchNorm sees both)
+            fake = G(sample_latent(b, G.latent_dim, gen, device))
+            logits = D(torch.cat([x, fake.detach()]))
+            target = torch.cat([ones[:b], torch.zeros(b, device=device)])
+            loss_d = F.binary_cross_entropy_with_logits(logits, target) * 2  # sum of the real and fake halves
+            opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            opt_d.step()
+            # --- G step: non-saturating loss, again through a mixed batch
+            logits = D(torch.cat([x, fake]))[b:]
+            loss_g = F.binary_cross_entropy_with_logits(logits, torch.ones(b, device=device))
+            opt_g.zero_grad(set_to_none=True)
+            loss_g.backward()
+            opt_g.step()
+            d_losses.append(loss_d.item()), g_losses.append(loss_g.item())
+            step += 1
+            bar.update(1)
+            if step % 20 == 0:
+                bar.set_postfix(d=f"{sum(d_losses[-20:]) / 20:.3f}", g=f"{sum(g_losses[-20:]) / 20:.3f}")
+        G.eval(), D.eval()
+        classifier.eval()
+        q = projection_quality(G, classifier, test, eval_idx, eval_cfg, seed, device)
+        spread = class_spread(G, classifier, 2000, torch.Generator().manual_seed(seed + 1), device)
+        rec = {"epoch": epoch + 1, "steps": step, "projection_accuracy": q["projection_accuracy"],
+               "reconstruction_mse": q["reconstruction_mse"], "class_spread": [round(s, 4) for s in spread],
+               "min_class_fraction": round(min(spread), 4), "d_loss": sum(d_losses[-50:]) / max(1, len(d_losses[-50:])),
+               "g_loss": sum(g_losses[-50:]) / max(1, len(g_losses[-50:]))}
+        history.append(rec)
+        bar.write(f"epoch {epoch + 1}: projection accuracy {rec['projection_accuracy']:.3f} on {q['n']} test images, "
+                  f"smallest class share {rec['min_class_fraction']:.3f}, D loss {rec['d_loss']:.3f}, G loss {rec['g_loss']:.3f}")
+        if best is None or rec["projection_accuracy"] >= best[0]["projection_accuracy"]:
+            best = (rec, {"G": copy.deepcopy(G.state_dict()), "D": copy.deepcopy(D.state_dict())})
+        if step >= total:
+            break
+    bar.close()
+    metrics = {"best_epoch": best[0]["epoch"], "projection_accuracy_during_training": best[0]["projection_accuracy"],
+               "history": history, "d_loss_trace": d_losses[:: max(1, len(d_losses) // 200)],
+               "train_seconds": round(time.time() - t0, 1), "train_images": n_sub, "device": str(device)}
+    return best[1], metrics
+
+
+@dataclass(frozen=True)
+class EncoderRecipe:
+    iterations: int
+    batch_size: int = 64
+    lr: float = 2e-4
+    eta: float = 0.02          #: hinge margin on the per-image mean ℓ1 error
+    lambda_adv: float = 1.0    #: λ1
+    lambda_semantic: float = 100.0  #: λ2
+    lambda_latent: float = 1.0      #: λ3
+
+
+ENCODER_RECIPES = {"quick": EncoderRecipe(iterations=400), "paper": EncoderRecipe(iterations=6000)}
+
+
+def encoder_recipe(preset: str, **overrides) -> EncoderRecipe:
+    if preset not in ENCODER_RECIPES:
+        raise DefbenchError(f"unknown preset {preset!r}; choose quick or paper")
+    return EncoderRecipe(**{**asdict(ENCODER_RECIPES[preset]), **{k: v for k, v in overrides.items() if v is not None}})
+
+
+def train_encoder(dataset: str, G, recipe: EncoderRecipe, seed: int, device, progress: bool = True) -> tuple[dict, dict]:
+    """InvGAN's data-free encoder (Eq. 3-5): only samples of the frozen G are used, never training images."""
+    gen = seed_everything(seed)
+    c, h, _ = SHAPES[dataset]
+    enc = Encoder(c, h, G.latent_dim).to(device)
+    _, D = build_gan(dataset)
+    D = D.to(device)
+    G = G.to(device).eval()
+    for p in G.parameters():
+        p.requires_grad_(False)
+    opt_e = torch.optim.Adam(enc.parameters(), lr=recipe.lr, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(D.parameters(), lr=recipe.lr, betas=(0.5, 0.999))
+    b = recipe.batch_size
+    real_t = torch.cat([torch.ones(b, device=device), torch.zeros(b, device=device)])
+    bar = tqdm(total=recipe.iterations, desc=f"train encoder {dataset}", disable=not progress, unit="step")
+    t0 = time.time()
+    trace = []
+    for it in range(recipe.iterations):
+        z = sample_latent(b, G.latent_dim, gen, device)
+        with torch.no_grad():
+            x = G(z)
+        z_hat = enc(x)
+        x_rec = G(z_hat)
+        # D step: real = G(z), fake = G(I(G(z))), one mixed batch
+        loss_d = F.binary_cross_entropy_with_logits(D(torch.cat([x, x_rec.detach()])), real_t) * 2
+        opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        opt_d.step()
+        semantic = torch.clamp((x - x_rec).abs().flatten(1).mean(1), min=recipe.eta).mean()
+        latent = (z - z_hat).pow(2).sum(1).sqrt().mean()
+        adv = F.binary_cross_entropy_with_logits(D(torch.cat([x, x_rec]))[b:], torch.ones(b, device=device))
+        loss = recipe.lambda_adv * adv + recipe.lambda_semantic * semantic + recipe.lambda_latent * latent
+        opt_e.zero_grad(set_to_none=True)
+        loss.backward()
+        opt_e.step()
+        bar.update(1)
+        if it % 50 == 0:
+            trace.append({"it": it, "semantic": semantic.item(), "latent": latent.item(), "adv": adv.item()})
+            bar.set_postfix(sem=f"{semantic.item():.3f}", lat=f"{latent.item():.2f}")
+    bar.close()
+    enc.eval()
+    metrics = latent_recovery(G, enc, seed + 1, device)
+    metrics.update({"trace": trace, "train_seconds": round(time.time() - t0, 1), "device": str(device)})
+    return {"E": enc.state_dict()}, metrics
+
+
+@torch.no_grad()
+def latent_recovery(G, enc, seed: int, device, n: int = 500) -> dict:
+    """‖z − I(G(z))‖ for fresh z, against a random guess z' ~ U(-1, 1) (InvGAN's inversion check)."""
+    gen = torch.Generator().manual_seed(seed)
+    z = sample_latent(n, G.latent_dim, gen, device)
+    z_hat = enc(G(z))
+    guess = sample_latent(n, G.latent_dim, gen, device)
+    return {"latent_error": (z - z_hat).norm(dim=1).mean().item(),
+            "random_guess_latent_error": (z - guess).norm(dim=1).mean().item(),
+            "image_mae_GIGz": (G(z) - G(z_hat)).abs().mean().item()}

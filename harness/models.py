@@ -1,0 +1,159 @@
+"""Getting trained models: from the zoo, or trained on demand (with a progress bar), or a clear error with
+the exact command that builds them."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from defbench import DefbenchError
+from defbench.classifiers.models import Classifier, build_classifier, load_imagenet_resnet50
+from defbench.harness import zoo
+from defbench.harness.data import SHAPES, canonical_name, load_dataset
+from defbench.harness.seeding import DEFAULT_SEED
+
+PRESETS = ("quick", "paper")
+
+
+def _check_preset(preset: str) -> None:
+    if preset not in PRESETS:
+        raise DefbenchError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
+
+
+def gan_tag(subset_fraction: float = 1.0, seed: int = DEFAULT_SEED, holdout_class: int | None = None) -> str:
+    parts = []
+    if subset_fraction < 1.0:
+        parts.append(f"sub{int(round(subset_fraction * 100))}-s{seed}")
+    if holdout_class is not None:
+        parts.append(f"no{holdout_class}")
+    return "-".join(parts)
+
+
+def build_classifier_model(dataset: str, preset: str = "paper", seed: int = DEFAULT_SEED, device="cpu",
+                           data_root=None, progress: bool = True, **overrides) -> zoo.Entry:
+    from defbench.classifiers.train import recipe_for, train_classifier
+
+    recipe = recipe_for(dataset, preset, **overrides)
+    train, test = load_dataset(dataset, "train", data_root), load_dataset(dataset, "test", data_root)
+    model, metrics = train_classifier(dataset, train, test, recipe, seed, torch.device(device), progress)
+    manifest = {"kind": "classifier", "dataset": dataset, "preset": preset, "arch": model.arch,
+                "config": {**dataclasses.asdict(recipe), "seed": seed}, "metrics": metrics,
+                "data_source": test.source, "data_note": test.note}
+    return zoo.save(zoo.model_id("classifier", dataset, preset), model.cpu().state_dict(), manifest)
+
+
+def get_classifier(dataset: str, preset: str = "paper", device="cpu", data_root=None, train_missing=True,
+                   progress: bool = True) -> tuple[Classifier, dict]:
+    dataset = canonical_name(dataset)
+    if dataset == "imagenet":
+        return load_imagenet_resnet50().to(device).eval(), {"id": "torchvision-resnet50-IMAGENET1K_V1"}
+    _check_preset(preset)
+    mid = zoo.model_id("classifier", dataset, preset)
+    if not zoo.exists(mid):
+        if not train_missing:
+            raise DefbenchError(f"model {mid} is not in the zoo; build it with: {zoo.build_hint(mid)}")
+        build_classifier_model(dataset, preset, device=device, data_root=data_root, progress=progress)
+    state, manifest = zoo.load(mid)
+    model = build_classifier(dataset, manifest.get("arch"))
+    _load_state(model, state, mid)
+    return model.to(device).eval(), manifest
+
+
+def _load_state(module: torch.nn.Module, state: dict, mid: str) -> None:
+    try:
+        module.load_state_dict(state)
+    except (RuntimeError, KeyError) as exc:
+        raise DefbenchError(f"checkpoint {mid} does not fit its architecture ({str(exc).splitlines()[0][:100]}); "
+                            f"rebuild with: {zoo.build_hint(mid)}") from None
+
+
+def build_gan_model(dataset: str, preset: str = "paper", seed: int = DEFAULT_SEED, device="cpu", data_root=None,
+                    progress: bool = True, subset_fraction: float = 1.0, holdout_class: int | None = None,
+                    **overrides) -> zoo.Entry:
+    from defbench.defenses.train_prior import gan_recipe, train_gan
+
+    recipe = gan_recipe(dataset, preset, subset_fraction=subset_fraction, **overrides)
+    classifier, _ = get_classifier(dataset, preset, device, data_root, progress=progress)
+    train, test = load_dataset(dataset, "train", data_root), load_dataset(dataset, "test", data_root)
+    if holdout_class is not None:  # leave-one-class-out GAN (MimicGAN anomaly detection)
+        keep = (train.labels != holdout_class).nonzero().squeeze(1)
+        train = dataclasses.replace(train, images=train.images[keep], labels=train.labels[keep])
+    state, metrics = train_gan(dataset, train, test, classifier, recipe, seed, torch.device(device), progress)
+    tag = gan_tag(subset_fraction, seed, holdout_class)
+    mid = zoo.model_id("gan", dataset, preset, tag)
+    manifest = {"kind": "gan", "dataset": dataset, "preset": preset, "arch": "dcgan28" if SHAPES[dataset][1] == 28
+                else "dcgan32", "config": {**dataclasses.asdict(recipe), "seed": seed, "holdout_class": holdout_class},
+                "metrics": metrics, "classifier": zoo.model_id("classifier", dataset, preset)}
+    entry = zoo.save(mid, {f"{k}.{n}": t for k, sd in state.items() for n, t in sd.items()}, manifest)
+    _save_grid(state["G"], dataset, zoo.zoo_dir() / f"{mid}-samples.png", seed)
+    return entry
+
+
+def _save_grid(g_state: dict, dataset: str, path, seed: int) -> None:
+    from torchvision.utils import save_image
+
+    from defbench.defenses.priors import build_gan, sample_latent
+
+    G, _ = build_gan(dataset)
+    G.load_state_dict(g_state)
+    with torch.no_grad():
+        save_image(G.eval()(sample_latent(64, G.latent_dim, torch.Generator().manual_seed(seed))), str(path), nrow=8)
+
+
+def _split(state: dict, prefix: str) -> dict:
+    return {k[len(prefix) + 1:]: v for k, v in state.items() if k.startswith(prefix + ".")}
+
+
+def get_gan(dataset: str, preset: str = "paper", device="cpu", data_root=None, train_missing=True,
+            progress: bool = True, tag: str = "") -> tuple[torch.nn.Module, torch.nn.Module, dict]:
+    from defbench.defenses.priors import build_gan
+
+    dataset = canonical_name(dataset)
+    _check_preset(preset)
+    mid = zoo.model_id("gan", dataset, preset, tag)
+    if not zoo.exists(mid):
+        if not train_missing or tag:
+            raise DefbenchError(f"model {mid} is not in the zoo; build it with: {zoo.build_hint(mid)}")
+        build_gan_model(dataset, preset, device=device, data_root=data_root, progress=progress)
+    state, manifest = zoo.load(mid)
+    G, D = build_gan(dataset)
+    _load_state(G, _split(state, "G"), mid)
+    _load_state(D, _split(state, "D"), mid)
+    return G.to(device).eval(), D.to(device).eval(), manifest
+
+
+def build_encoder_model(dataset: str, preset: str = "paper", seed: int = DEFAULT_SEED, device="cpu",
+                        data_root=None, progress: bool = True, **overrides) -> zoo.Entry:
+    from defbench.defenses.train_prior import encoder_recipe, train_encoder
+
+    recipe = encoder_recipe(preset, **overrides)
+    G, _, gman = get_gan(dataset, preset, device, data_root, progress=progress)
+    state, metrics = train_encoder(dataset, G, recipe, seed, torch.device(device), progress)
+    mid = zoo.model_id("encoder", dataset, preset)
+    manifest = {"kind": "encoder", "dataset": dataset, "preset": preset, "arch": "invgan-encoder",
+                "config": {**dataclasses.asdict(recipe), "seed": seed}, "metrics": metrics, "gan": gman["id"],
+                "gan_sha256": gman["sha256"]}
+    return zoo.save(mid, {f"E.{k}": v for k, v in state["E"].items()}, manifest)
+
+
+def get_encoder(dataset: str, preset: str = "paper", device="cpu", data_root=None, train_missing=True,
+                progress: bool = True) -> tuple[torch.nn.Module, dict]:
+    from defbench.defenses.priors import Encoder
+
+    dataset = canonical_name(dataset)
+    _check_preset(preset)
+    mid = zoo.model_id("encoder", dataset, preset)
+    if not zoo.exists(mid):
+        if not train_missing:
+            raise DefbenchError(f"model {mid} is not in the zoo; build it with: {zoo.build_hint(mid)}")
+        build_encoder_model(dataset, preset, device=device, data_root=data_root, progress=progress)
+    state, manifest = zoo.load(mid)
+    gman = zoo.manifest_or_none(zoo.model_id("gan", dataset, preset)) or {}
+    if manifest.get("gan_sha256") and gman.get("sha256") and manifest["gan_sha256"] != gman["sha256"]:
+        raise DefbenchError(f"encoder {mid} was trained for another GAN than the one in the zoo; rebuild with: "
+                            f"{zoo.build_hint(mid)}")
+    c, h, _ = SHAPES[dataset]
+    enc = Encoder(c, h)
+    _load_state(enc, _split(state, "E"), mid)
+    return enc.to(device).eval(), manifest
