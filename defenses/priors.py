@@ -86,8 +86,9 @@ class DCGANDiscriminator32(nn.Module):
 
 
 class Encoder(nn.Module):
-    """InvGAN inverter I: strided convs 64/128/256 (4x4, stride 2, LReLU, BN after the first) then a linear
-    layer to z, squashed by tanh into the latent box [-1, 1] (the InvGAN authors' encoder shape)."""
+    """InvGAN inverter I: strided convs 64/128/256 (stride 2, LReLU, BN after the first) then a linear layer
+    to z (the InvGAN authors' encoder shape). The output is not squashed (a tanh saturates early and then
+    cannot learn); users of I(x) clip it to the latent box [-1, 1]."""
 
     def __init__(self, channels: int, size: int, latent_dim: int = LATENT_DIM):
         super().__init__()
@@ -103,7 +104,7 @@ class Encoder(nn.Module):
         self.fc = nn.Linear(256 * s * s, latent_dim)
 
     def forward(self, x):
-        return torch.tanh(self.fc(self.conv(x * 2 - 1).flatten(1)))
+        return self.fc(self.conv(x * 2 - 1).flatten(1))
 
 
 class MimicSurrogate(nn.Module):

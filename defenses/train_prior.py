@@ -228,7 +228,7 @@ def latent_recovery(G, enc, seed: int, device, n: int = 500) -> dict:
     """‖z − I(G(z))‖ for fresh z, against a random guess z' ~ U(-1, 1) (InvGAN's inversion check)."""
     gen = torch.Generator().manual_seed(seed)
     z = sample_latent(n, G.latent_dim, gen, device)
-    z_hat = enc(G(z))
+    z_hat = enc(G(z)).clamp(-1, 1)
     guess = sample_latent(n, G.latent_dim, gen, device)
     return {"latent_error": (z - z_hat).norm(dim=1).mean().item(),
             "random_guess_latent_error": (z - guess).norm(dim=1).mean().item(),

@@ -1,0 +1,110 @@
+"""The interface every defense implements, and the adaptive-attack hooks built on it.
+
+A defense maps a batch x in [0, 1] of shape (N, C, H, W) to a purified x̂ of the same shape (``purify``).
+It declares whether it is ``randomized`` (adaptive attacks then need EOT) and ``batch_coupled`` (the
+purification of one image depends on its batch-mates, as MimicGAN's shared surrogate makes it).
+
+Hooks for adaptive attacks, all differentiable:
+  * ``bpda(x)``: forward = purify(x), backward = the gradient of ``stand_in(x)`` (identity by default;
+    BPDA, Athalye et al. 2018);
+  * ``reparameterize(x)``: x ↦ G(I(x)) for defenses with an encoder (InvGAN §3.4), else None.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, is_dataclass
+from typing import Any
+
+import torch
+
+from defbench import DefbenchError
+
+
+def check_images(x: torch.Tensor, shape: tuple[int, int, int] | None, who: str) -> None:
+    """Clear errors for input a defense must not silently accept."""
+    if not isinstance(x, torch.Tensor):
+        raise DefbenchError(f"{who}: expected a torch.Tensor batch, got {type(x).__name__}")
+    if x.dim() != 4:
+        raise DefbenchError(f"{who}: expected a batch of shape (N, C, H, W), got shape {tuple(x.shape)}")
+    if shape is not None and tuple(x.shape[1:]) != tuple(shape):
+        raise DefbenchError(f"{who}: expected images of shape {tuple(shape)} (C, H, W), got {tuple(x.shape[1:])}")
+    if not torch.isfinite(x).all():
+        raise DefbenchError(f"{who}: input contains NaN or infinite values")
+    lo, hi = x.min().item(), x.max().item()
+    if lo < -1e-6 or hi > 1 + 1e-6:
+        raise DefbenchError(f"{who}: pixel values must lie in [0, 1], got range [{lo:.4g}, {hi:.4g}]")
+
+
+class Defense:
+    """Base class. Subclasses implement ``_purify(x, seed)``; everything else has a sensible default."""
+
+    name = "base"
+    randomized = False
+    batch_coupled = False
+
+    def __init__(self, shape: tuple[int, int, int] | None = None, seed: int = 0):
+        self.shape = shape
+        self.seed = seed
+        self._calls = 0
+
+    # ---- what subclasses provide
+    def _purify(self, x: torch.Tensor, seed: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    def config(self) -> dict[str, Any]:
+        """The effective configuration (recorded with every result)."""
+        return {}
+
+    # ---- public API
+    def purify(self, x: torch.Tensor, seed: int | None = None) -> torch.Tensor:
+        """Purified x̂ (same shape, detached). ``seed`` fixes the randomness of this call; by default each
+        call draws a fresh seed from (defense seed, call counter), so repeated calls differ for randomized
+        defenses but a whole run stays reproducible."""
+        check_images(x, self.shape, f"defense {self.name}")
+        if seed is None:
+            seed = self.seed * 1_000_003 + self._calls
+            self._calls += 1
+        with torch.enable_grad():
+            out = self._purify(x.detach(), seed)
+        return out.detach().clamp(0, 1)
+
+    def stand_in(self, x: torch.Tensor) -> torch.Tensor:
+        """Differentiable approximation used for the backward pass of BPDA (identity by default)."""
+        return x
+
+    def bpda(self, x: torch.Tensor, seed: int | None = None) -> torch.Tensor:
+        """purify(x) in the forward pass, the gradient of stand_in(x) in the backward pass."""
+        approx = self.stand_in(x)
+        return approx + (self.purify(x, seed) - approx).detach()
+
+    def reparameterize(self, x: torch.Tensor) -> torch.Tensor | None:
+        return None
+
+    @property
+    def has_reparameterization(self) -> bool:
+        return False
+
+    def config_hash(self) -> str:
+        import json
+
+        blob = json.dumps({"name": self.name, **self.config()}, sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.config()})"
+
+
+class NoDefense(Defense):
+    name = "none"
+
+    def _purify(self, x, seed):
+        return x
+
+    def purify(self, x, seed=None):
+        check_images(x, self.shape, "defense none")
+        return x.detach()
+
+
+def config_dict(cfg) -> dict:
+    return asdict(cfg) if is_dataclass(cfg) else dict(cfg)

@@ -1,0 +1,72 @@
+"""DefenseGAN, Cowboy, InvGAN and MimicGAN: thin, named configurations of the one projection engine.
+
+============  ===================================================================================
+defensegan    f̂ = I, per-image mean squared error, L = 200 SGD steps (lr 10, momentum 0.7, as in the
+              DefenseGAN authors' code), R = 10 random restarts, keep the best restart per image
+cowboy        DefenseGAN + λ_adv = 1e-3 · log(1 − D(G(z))) (as the MimicGAN paper implements Cowboy)
+invgan        z0 = I(x) from the data-free encoder, T = 1000 gradient steps on ‖G(z) − x‖₂ (Eq. 6),
+              lr 0.01, one restart; BPDA backward through x ↦ G(I(x))
+mimicgan      learned surrogate (Table 5), z0 = mean of 1000 prior samples, T = 10 × (T1 = 10 surrogate
+              RMSProp steps at γs = 1e-2, T2 = 10 latent RMSProp steps at γg = 8e-2), ℓ1 mimicking loss,
+              λ_adv = 1e-4; batch-coupled (one surrogate per purified batch, batches of 100)
+============  ===================================================================================
+"""
+
+from __future__ import annotations
+
+import torch
+
+from defbench.defenses.base import Defense
+from defbench.defenses.projection import Projection, ProjectionConfig, ProjectionEngine
+
+PAPER_CONFIGS: dict[str, ProjectionConfig] = {
+    "defensegan": ProjectionConfig(latent_steps=200, restarts=10, optimizer="sgd", lr=10.0, momentum=0.7,
+                                   loss="mse", init="random"),
+    "cowboy": ProjectionConfig(latent_steps=200, restarts=10, optimizer="sgd", lr=10.0, momentum=0.7,
+                               loss="mse", init="random", lambda_adv=1e-3),
+    "invgan": ProjectionConfig(latent_steps=1000, restarts=1, optimizer="sgd", lr=0.01, momentum=0.0,
+                               loss="l2", init="encoder"),
+    "mimicgan": ProjectionConfig(outer_iters=10, surrogate_steps=10, latent_steps=10, restarts=1,
+                                 optimizer="rmsprop", lr=8e-2, surrogate_lr=1e-2, loss="l1", init="mean",
+                                 surrogate="mimic", lambda_adv=1e-4),
+}
+
+
+class GANPriorDefense(Defense):
+    """x̂ = G(z*) where z* comes from :class:`ProjectionEngine` under ``cfg``."""
+
+    def __init__(self, name: str, G, D=None, encoder=None, cfg: ProjectionConfig | None = None,
+                 shape=None, seed: int = 0):
+        super().__init__(shape, seed)
+        self.name = name
+        self.cfg = cfg or PAPER_CONFIGS[name]
+        self.engine = ProjectionEngine(G, D, encoder)
+        self.G, self.D, self.encoder = G, D, encoder
+        self.randomized = self.cfg.init == "random"
+        self.batch_coupled = self.cfg.surrogate == "mimic" and self.cfg.surrogate_steps > 0
+        self.last: Projection | None = None
+
+    def config(self):
+        return {"projection": self.cfg.to_dict(), "seed": self.seed}
+
+    def project(self, x: torch.Tensor, seed: int | None = None) -> Projection:
+        """The full projection result (latents included), for attacks that work through the latent."""
+        self.purify(x, seed)
+        return self.last
+
+    def _purify(self, x, seed):
+        self.last = self.engine.project(x, self.cfg, seed=seed)
+        return self.last.x_hat
+
+    @property
+    def has_reparameterization(self) -> bool:
+        return self.encoder is not None
+
+    def reparameterize(self, x):
+        if self.encoder is None:
+            return None
+        return self.G(self.encoder(x).clamp(-1, 1))
+
+    def stand_in(self, x):
+        # InvGAN's BPDA differentiates through x ↦ G(I(x)); without an encoder: identity.
+        return self.reparameterize(x) if self.encoder is not None else x

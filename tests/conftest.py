@@ -1,0 +1,82 @@
+"""Shared fixtures. Tests point the data root at ../shared/data when it exists and keep every model they
+train in a temporary DEFBENCH_HOME, so the user's zoo is never touched."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+if SHARED_DATA.is_dir() and "DEFBENCH_DATA" not in os.environ:
+    os.environ["DEFBENCH_DATA"] = str(SHARED_DATA)
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+def have_data(name: str) -> bool:
+    from defbench import DefbenchError
+    from defbench.harness.data import load_dataset
+
+    try:
+        load_dataset(name, "test", download=False)
+        return True
+    except DefbenchError:
+        return False
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_home(tmp_path_factory):
+    home = tmp_path_factory.mktemp("defbench-home")
+    old = os.environ.get("DEFBENCH_HOME")
+    os.environ["DEFBENCH_HOME"] = str(home)
+    yield home
+    if old is None:
+        os.environ.pop("DEFBENCH_HOME", None)
+    else:
+        os.environ["DEFBENCH_HOME"] = old
+
+
+@pytest.fixture(scope="session")
+def fmnist():
+    from defbench.harness.data import load_dataset
+
+    if not have_data("fmnist"):
+        pytest.skip("Fashion-MNIST not available offline (set DEFBENCH_DATA)")
+    return load_dataset("fmnist", "train"), load_dataset("fmnist", "test")
+
+
+@pytest.fixture(scope="session")
+def fmnist_images(fmnist):
+    _, test = fmnist
+    x, y = test.get(range(16))
+    return x, y
+
+
+@pytest.fixture(scope="session")
+def random_gan():
+    """An untrained DCGAN of the paper family (eval mode): still a generator whose range we can test."""
+    from defbench.defenses.priors import build_gan
+
+    torch.manual_seed(0)
+    G, D = build_gan("fmnist")
+    # one forward pass in train mode gives BatchNorm non-trivial running statistics
+    G.train()
+    with torch.no_grad():
+        G(torch.rand(256, 100) * 2 - 1)
+    return G.eval(), D.eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_classifier(fmnist):
+    """The paper CNN trained for a fraction of an epoch on real Fashion-MNIST."""
+    from defbench.classifiers.train import ClassifierRecipe, train_classifier
+
+    train, test = fmnist
+    model, metrics = train_classifier("fmnist", train, test, ClassifierRecipe(epochs=1, train_fraction=0.15),
+                                      seed=0, device=torch.device("cpu"), progress=False)
+    return model, metrics

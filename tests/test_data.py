@@ -1,0 +1,126 @@
+import gzip
+import zipfile
+from io import BytesIO
+
+import numpy as np
+import pytest
+import torch
+
+from defbench import DefbenchError
+from defbench.harness import data as D
+
+
+def test_fmnist_checks_from_shared_readme(fmnist):
+    train, test = fmnist
+    assert len(train) == 60000 and len(test) == 10000
+    assert train.labels[:10].tolist() == [9, 0, 0, 3, 0, 2, 7, 2, 5, 5]
+    assert test.labels[:10].tolist() == [9, 2, 1, 1, 6, 1, 4, 6, 5, 7]
+    x, _ = train.get(range(60000))
+    assert x.shape == (60000, 1, 28, 28) and x.dtype == torch.float32
+    assert 0.0 <= x.min() and x.max() <= 1.0
+    assert abs(x.mean().item() - 0.2860) < 1e-3 and abs(x.std().item() - 0.3530) < 1e-3
+
+
+def test_mnist_loads():
+    from conftest import have_data
+
+    if not have_data("mnist"):
+        pytest.skip("MNIST not available")
+    test = D.load_dataset("mnist", "test")
+    assert test.labels[:10].tolist() == [7, 2, 1, 0, 4, 1, 4, 9, 5, 9]
+    assert torch.bincount(test.labels).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+
+
+def test_unknown_dataset_lists_choices():
+    with pytest.raises(DefbenchError, match="choose one of: fmnist, mnist, cifar10, imagenet"):
+        D.canonical_name("svhn")
+
+
+def test_aliases():
+    assert D.canonical_name("Fashion-MNIST") == "fmnist"
+    assert D.canonical_name("CIFAR-10") == "cifar10"
+
+
+def _write_idx(path, arr, magic):
+    header = magic.to_bytes(4, "big") + b"".join(int(d).to_bytes(4, "big") for d in arr.shape)
+    with gzip.open(path, "wb") as fh:
+        fh.write(header + arr.astype(np.uint8).tobytes())
+
+
+def test_idx_layout_in_explicit_root(tmp_path):
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    imgs = np.random.RandomState(0).randint(0, 256, (5, 28, 28))
+    _write_idx(raw / "t10k-images-idx3-ubyte.gz", imgs, 2051)
+    _write_idx(raw / "t10k-labels-idx1-ubyte.gz", np.arange(5), 2049)
+    ds = D.load_dataset("mnist", "test", root=tmp_path, download=False)
+    x, y = ds.get([0, 4])
+    assert torch.allclose(x[0, 0], torch.from_numpy(imgs[0]).float() / 255)
+    assert y.tolist() == [0, 4]
+
+
+def test_missing_data_offline_names_files(tmp_path, monkeypatch):
+    monkeypatch.setenv("DEFBENCH_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(D, "DEBIAN_FMNIST", tmp_path / "nowhere")
+    with pytest.raises(DefbenchError) as err:
+        D.load_dataset("fmnist", "test", root=tmp_path / "empty", download=False)
+    msg = str(err.value)
+    assert "t10k-images-idx3-ubyte.gz" in msg and "--data-root" in msg and "\n" not in msg
+
+
+def test_failed_download_gives_clear_message(tmp_path, monkeypatch):
+    monkeypatch.setenv("DEFBENCH_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(D, "DEBIAN_FMNIST", tmp_path / "nowhere")
+
+    def offline(*a, **k):
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(D, "_download", offline)
+    with pytest.raises(DefbenchError, match="download failed: OSError"):
+        D.load_dataset("fmnist", "test", root=tmp_path / "empty")
+
+
+def test_cifar_jpeg_zip_layout(tmp_path, monkeypatch):
+    from PIL import Image
+
+    monkeypatch.setenv("DEFBENCH_HOME", str(tmp_path / "home"))
+    zpath = tmp_path / "CIFAR10-jpeg" / "cifar10-jpeg.zip"
+    zpath.parent.mkdir()
+    with zipfile.ZipFile(zpath, "w") as zf:
+        for cls in ("airplane", "truck"):
+            for i in range(2):
+                buf = BytesIO()
+                Image.fromarray(np.full((32, 32, 3), 40 * i, np.uint8)).save(buf, "JPEG")
+                zf.writestr(f"test/{cls}/{i:04d}.jpg", buf.getvalue())
+    ds = D.load_dataset("cifar10", "test", root=tmp_path, download=False)
+    assert len(ds) == 4 and sorted(ds.labels.tolist()) == [0, 0, 9, 9]
+    assert "JPEG" in ds.note
+    x, _ = ds.get([0])
+    assert x.shape == (1, 3, 32, 32)
+    # nothing written into the data root
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["CIFAR10-jpeg", "home"]
+
+
+def test_fake_imagenet_folder(tmp_path):
+    from PIL import Image
+
+    wnids = [f"n{i:08d}" for i in range(1000)]
+    val = tmp_path / "imagenet" / "val"
+    for w in (wnids[3], wnids[997]):
+        (val / w).mkdir(parents=True)
+        Image.fromarray(np.zeros((300, 260, 3), np.uint8)).save(val / w / "a.JPEG")
+    with pytest.raises(DefbenchError, match="not 1000"):
+        D.load_dataset("imagenet", "val", root=tmp_path)
+    (tmp_path / "imagenet" / "LOC_synset_mapping.txt").write_text("".join(f"{w} name\n" for w in wnids))
+    ds = D.load_dataset("imagenet", "val", root=tmp_path)
+    assert ds.labels.tolist() == [3, 997]
+    x, _ = ds.get([1])
+    assert x.shape == (1, 3, 224, 224)
+
+
+def test_eval_indices_seeded_and_bounded(fmnist):
+    _, test = fmnist
+    a, b = test.eval_indices(50, 3), test.eval_indices(50, 3)
+    assert torch.equal(a, b) and not torch.equal(a, test.eval_indices(50, 4))
+    with pytest.raises(DefbenchError, match="larger than"):
+        test.eval_indices(10001, 0)

@@ -1,0 +1,68 @@
+import json
+
+import pytest
+import torch
+
+from defbench import DefbenchError
+from defbench.cli import main
+from defbench.harness import zoo
+
+
+def _save_tiny(mid="classifier-fmnist-quick"):
+    return zoo.save(mid, {"w": torch.arange(10.0)}, {"kind": "classifier", "dataset": "fmnist", "preset": "quick",
+                                                     "arch": "x", "config": {"seed": 0}, "metrics": {}})
+
+
+def test_roundtrip_and_manifest():
+    e = _save_tiny()
+    state, m = zoo.load(e.id)
+    assert torch.equal(state["w"], torch.arange(10.0))
+    assert m["sha256"] == zoo.sha256_file(e.path) and m["config"]["seed"] == 0
+
+
+def test_flipped_byte_is_caught_and_not_overwritten(capsys):
+    e = _save_tiny("classifier-fmnist-flip")
+    raw = bytearray(e.path.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    e.path.write_bytes(bytes(raw))
+    with pytest.raises(DefbenchError, match="sha256"):
+        zoo.load(e.id)
+    assert e.path.read_bytes() == bytes(raw)  # nothing overwritten
+
+
+def test_not_a_checkpoint(tmp_path):
+    e = _save_tiny("classifier-fmnist-junk")
+    e.path.write_bytes(b"this is not a checkpoint")
+    m = json.loads(e.path.with_suffix(".json").read_text())
+    m["sha256"] = zoo.sha256_file(e.path)
+    e.path.with_suffix(".json").write_text(json.dumps(m))
+    with pytest.raises(DefbenchError, match="not a defbench checkpoint"):
+        zoo.load(e.id)
+
+
+def test_cli_corrupt_checkpoint_one_line_exit_2(capsys):
+    e = _save_tiny("gan-fmnist-paper")
+    e.path.write_bytes(b"\x00" * 10)
+    from defbench.harness.models import get_gan
+
+    with pytest.raises(DefbenchError) as err:
+        get_gan("fmnist", "paper", train_missing=False)
+    assert "defbench train gan --dataset fmnist --preset paper" in str(err.value)
+    e.path.unlink()
+
+
+def test_cli_unknown_dataset(capsys):
+    rc = main(["train", "classifier", "--dataset", "svhn"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "choose one of" in err and "Traceback" not in err
+
+
+def test_missing_model_names_command():
+    with pytest.raises(DefbenchError, match="defbench train encoder --dataset mnist --preset quick"):
+        zoo.load("encoder-mnist-quick")
+
+
+def test_zoo_list(capsys):
+    _save_tiny("classifier-fmnist-listed")
+    assert main(["zoo", "list"]) == 0
+    assert "classifier-fmnist-listed" in capsys.readouterr().out
