@@ -1,0 +1,33 @@
+"""CW-L2 — Carlini & Wagner, "Towards Evaluating the Robustness of Neural Networks" (S&P 2017).
+
+Minimal-perturbation ℓ2 attack with a binary search over the trade-off constant, via foolbox 3's
+``L2CarliniWagnerAttack`` (torchattacks' CW has no binary search). Defaults are InvGAN's: 6 binary-search
+steps, initial constant 10, learning rate 0.2, 100 iterations, confidence 0. Unbounded: it reports whatever
+perturbation it needs (``bounded = False``).
+
+Shape: (N, C, H, W) in [0, 1] -> same.
+Example::
+
+    >>> x_adv = get_attack("cw", "fmnist", steps=50)(classifier, x, y)
+"""
+
+import foolbox as fb
+
+from defbench.attacks.base import Attack, model_device
+
+
+class CW(Attack):
+    name = "cw"
+    label_name = "CW-L2"
+    iterative = True
+    bounded = False
+    defaults = {"binary_search_steps": 6, "initial_const": 10.0, "lr": 0.2, "steps": 100, "confidence": 0.0}
+
+    def run(self, model, x, y):
+        p = self.params
+        fmodel = fb.PyTorchModel(model, bounds=(0, 1), device=model_device(model))
+        atk = fb.attacks.L2CarliniWagnerAttack(binary_search_steps=p["binary_search_steps"], steps=p["steps"],
+                                               stepsize=p["lr"], confidence=p["confidence"],
+                                               initial_const=p["initial_const"], abort_early=True)
+        _, clipped, _ = atk(fmodel, x, y, epsilons=None)
+        return clipped

@@ -1,0 +1,31 @@
+"""DeepFool — Moosavi-Dezfooli, Fawzi, Frossard, "DeepFool: a simple and accurate method to fool deep
+neural networks" (CVPR 2016).
+
+Minimal ℓ2 perturbation by iterated linearisation of the decision boundaries, via foolbox 3's
+``L2DeepFoolAttack`` with cleverhans' defaults (50 steps, 10 candidate classes, overshoot 0.02).
+Unbounded (``bounded = False``).
+
+Shape: (N, C, H, W) in [0, 1] -> same.
+Example::
+
+    >>> x_adv = get_attack("deepfool", "fmnist")(classifier, x, y)
+"""
+
+import foolbox as fb
+
+from defbench.attacks.base import Attack, model_device
+
+
+class DeepFool(Attack):
+    name = "deepfool"
+    label_name = "DeepFool"
+    iterative = True
+    bounded = False
+    defaults = {"steps": 50, "candidates": 10, "overshoot": 0.02}
+
+    def run(self, model, x, y):
+        p = self.params
+        fmodel = fb.PyTorchModel(model, bounds=(0, 1), device=model_device(model))
+        atk = fb.attacks.L2DeepFoolAttack(steps=p["steps"], candidates=p["candidates"], overshoot=p["overshoot"])
+        _, clipped, _ = atk(fmodel, x, y, epsilons=None)
+        return clipped

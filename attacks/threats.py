@@ -1,0 +1,92 @@
+"""Threat models compose rather than multiply: each is the same library attack handed a different model.
+
+==========  ==========================================================================================
+graybox     the classifier f alone; the defense is applied afterwards (the papers' main setting)
+bpda        f ∘ defense.bpda: forward purifies, backward uses the defense's stand-in (identity by default,
+            x ↦ G(I(x)) for encoder defenses); randomized defenses average ``eot`` forward passes (EOT);
+            batch-coupled defenses see the whole attacked batch at once
+reparam     f ∘ G ∘ I (InvGAN §3.4): gradients through the encoder and generator
+gan-aware   f ∘ G on the latent u = (z + 1) / 2 ∈ [0, 1]^d, started at the defense's projection z*; the
+            result G(z_adv) is pulled back into the ε-ball around x (MimicGAN's "obfuscated" attack)
+==========  ==========================================================================================
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from defbench import DefbenchError
+
+THREATS = ("graybox", "bpda", "reparam", "gan-aware")
+
+
+def check_threat(name: str) -> str:
+    key = name.strip().lower()
+    if key not in THREATS:
+        raise DefbenchError(f"unknown threat model {name!r}; choose one of: {', '.join(THREATS)}")
+    return key
+
+
+class BPDAModel(nn.Module):
+    """logits = mean over ``eot`` draws of f(defense.bpda(x))."""
+
+    def __init__(self, classifier: nn.Module, defense, eot: int = 1):
+        super().__init__()
+        self.classifier, self.defense, self.eot = classifier, defense, max(1, eot)
+
+    def forward(self, x):
+        return torch.stack([self.classifier(self.defense.bpda(x)) for _ in range(self.eot)]).mean(0)
+
+
+class ReparamModel(nn.Module):
+    """logits = f(G(I(x))) with I(x) clipped to the latent box."""
+
+    def __init__(self, classifier: nn.Module, G: nn.Module, encoder: nn.Module):
+        super().__init__()
+        self.classifier, self.G, self.encoder = classifier, G, encoder
+
+    def forward(self, x):
+        return self.classifier(self.G(self.encoder(x).clamp(-1, 1)))
+
+
+class LatentModel(nn.Module):
+    """logits = f(G(2u − 1)) for u ∈ [0, 1]^d: lets any image-space library attack work on the latent."""
+
+    def __init__(self, classifier: nn.Module, G: nn.Module):
+        super().__init__()
+        self.classifier, self.G = classifier, G
+
+    def forward(self, u):
+        return self.classifier(self.G(u.flatten(1) * 2 - 1))
+
+
+def gan_aware(attack, classifier, defense, x, y, seed: int) -> torch.Tensor:
+    """Run ``attack`` on f ∘ G from the defense's own projection of x; return x_adv in image space."""
+    G = getattr(defense, "G", None)
+    if G is None or not hasattr(defense, "project"):
+        raise DefbenchError(f"threat gan-aware needs a GAN-prior defense, not {defense.name}")
+    proj = defense.project(x, seed=seed)
+    u = ((proj.z + 1) / 2).clamp(0, 1).detach()
+    u4 = u.view(u.shape[0], 1, 1, -1)  # library attacks want 4-d inputs
+    u_adv = attack(LatentModel(classifier, G), u4, y)
+    with torch.no_grad():
+        g = G(u_adv.flatten(1) * 2 - 1)
+    if attack.bounded and attack.eps is not None:
+        return (x + (g - x).clamp(-attack.eps, attack.eps)).clamp(0, 1)
+    return g.clamp(0, 1)
+
+
+def attack_model(threat: str, classifier: nn.Module, defense, eot: int = 1, G=None, encoder=None) -> nn.Module:
+    """The model a library attack is handed under ``threat`` (not for gan-aware, see :func:`gan_aware`)."""
+    if threat == "graybox":
+        return classifier
+    if threat == "bpda":
+        return BPDAModel(classifier, defense, eot if defense.randomized else 1)
+    if threat == "reparam":
+        G = G if G is not None else getattr(defense, "G", None)
+        encoder = encoder if encoder is not None else getattr(defense, "encoder", None)
+        if G is None or encoder is None:
+            raise DefbenchError("threat reparam needs the dataset's GAN and InvGAN encoder")
+        return ReparamModel(classifier, G, encoder)
+    raise DefbenchError(f"threat {threat!r} has no single attack model")

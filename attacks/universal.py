@@ -1,0 +1,79 @@
+"""Universal perturbations — Moosavi-Dezfooli et al., "Universal adversarial perturbations" (CVPR 2017).
+
+Two variants:
+
+* ``universal-fgsm`` — the MimicGAN recipe (§4.3): the mean FGSM perturbation ν = (1/N) Σᵢ (x̃ᵢ − xᵢ) over
+  N = 15 images (the first N of the evaluation set), added to every image scaled by α: x̃ = clip(x + α ν).
+  (The paper writes ν = Σ (Xᵢ − X̃ᵢ)/N for a *targeted* FGSM; for the untargeted FGSM used here the sign
+  is flipped so that α > 0 attacks.) ``alpha`` is swept by the paper specs.
+* ``universal-art`` — ART's ``UniversalPerturbation`` (iterative DeepFool/FGSM-driven search with an ℓ∞
+  budget ``eps``), fitted on the first ``fit_images`` images of the evaluation set.
+
+Shape: (N, C, H, W) in [0, 1] -> same. The perturbation is fitted once per attack instance and model.
+Example::
+
+    >>> atk = get_attack("universal-fgsm", "fmnist", alpha=2.0)
+    >>> x_adv = atk(classifier, x, y)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torchattacks
+
+from defbench.attacks.base import Attack, model_device
+
+
+class _Universal(Attack):
+    def __init__(self, *a, **k):
+        super().__init__(*a, **k)
+        self._nu: torch.Tensor | None = None
+        self._for_model: int | None = None
+
+    def fit(self, model, x, y) -> torch.Tensor:
+        raise NotImplementedError
+
+    def run(self, model, x, y):
+        if self._nu is None or self._for_model != id(model):
+            self._nu = self.fit(model, x, y).detach()
+            self._for_model = id(model)
+        return x + self._nu.to(x.device)
+
+
+class UniversalFGSM(_Universal):
+    name = "universal-fgsm"
+    family = "universal-fgsm"
+    defaults = {"alpha": 1.0, "images": 15}
+
+    @property
+    def label(self):
+        return f"Universal-FGSM α={self.params['alpha']:g}"
+
+    def fit(self, model, x, y):
+        n = self.params["images"]
+        xs, ys = x[:n], y[:n]
+        x_adv = torchattacks.FGSM(model, eps=self.eps)(xs, ys)
+        return self.params["alpha"] * (x_adv - xs).mean(0, keepdim=True)
+
+
+class UniversalART(_Universal):
+    name = "universal-art"
+    family = "universal-art"
+    label_name = "Universal (ART)"
+    defaults = {"attacker": "fgsm", "max_iter": 5, "delta": 0.2, "fit_images": 100}
+
+    def fit(self, model, x, y):
+        from art.attacks.evasion import UniversalPerturbation
+        from art.estimators.classification import PyTorchClassifier
+
+        n = self.params["fit_images"]
+        xs = x[:n].cpu().numpy().astype(np.float32)
+        clf = PyTorchClassifier(model=model, loss=torch.nn.CrossEntropyLoss(), input_shape=tuple(x.shape[1:]),
+                                nb_classes=int(model(x[:1]).shape[1]), clip_values=(0.0, 1.0),
+                                device_type="gpu" if model_device(model).type == "cuda" else "cpu")
+        atk = UniversalPerturbation(clf, attacker=self.params["attacker"], attacker_params={"eps": self.eps},
+                                    max_iter=self.params["max_iter"], delta=self.params["delta"], eps=self.eps,
+                                    norm=np.inf, verbose=False)
+        atk.generate(xs)
+        return torch.from_numpy(atk.noise.astype(np.float32)).reshape(1, *x.shape[1:])

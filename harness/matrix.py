@@ -1,0 +1,266 @@
+"""The attack matrix: every (seed, defense, threat, attack) cell, run end to end and stored.
+
+Data flow per cell: seeded test images -> attack (under the cell's threat model) -> defense -> classifier ->
+metrics -> store. Cells are independent units of work behind :class:`Executor`; the local executor runs
+them in order, skipping cells the store already holds, so a killed run resumes where it stopped. Gray-box
+adversarial examples do not depend on the defense: they are computed once per (attack, seed) and cached in
+``<out>/adv-cache``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import torch
+from tqdm.auto import tqdm
+
+from defbench import DefbenchError
+from defbench.attacks.registry import get_attack
+from defbench.attacks.threats import attack_model, check_threat, gan_aware
+from defbench.defenses.registry import GAN_DEFENSES, build_defense, check_name
+from defbench.harness.data import canonical_name, load_dataset
+from defbench.harness.store import CellKey, CellResult, Store, config_hash
+
+#: attack parameters of the quick preset: smoke-test budgets, not the papers'
+QUICK_ATTACK_PARAMS = {"pgd": {"steps": 10, "step": None}, "bim": {"steps": 5}, "cw": {"steps": 20,
+                       "binary_search_steps": 3}, "deepfool": {"steps": 20}, "universal-art": {"max_iter": 1,
+                       "fit_images": 50}}
+#: defense settings of the quick preset (paper defaults otherwise)
+QUICK_DEFENSE_OVERRIDES = {"defensegan": {"latent_steps": 50, "restarts": 4},
+                           "cowboy": {"latent_steps": 50, "restarts": 4},
+                           "invgan": {"latent_steps": 100}, "ride": {"iterations": 100}}
+DEFAULT_ATTACKS = ("fgsm", "bim", "pgd", "cw", "deepfool", "autoattack", "universal-fgsm", "universal-art")
+
+
+@dataclass(frozen=True)
+class AttackSpec:
+    name: str
+    eps: float | None = None
+    params: tuple[tuple[str, Any], ...] = ()
+
+    def build(self, dataset: str):
+        return get_attack(self.name, dataset, self.eps, **dict(self.params))
+
+
+@dataclass
+class MatrixSpec:
+    dataset: str = "fmnist"
+    defenses: tuple[str, ...] = ("mimicgan",)
+    attacks: tuple[AttackSpec, ...] = tuple(AttackSpec(a) for a in DEFAULT_ATTACKS)
+    threats: tuple[str, ...] = ("graybox",)
+    n: int = 500
+    seeds: tuple[int, ...] = (0,)
+    batch_size: int = 100
+    preset: str = "paper"
+    device: str = "cpu"
+    eot: int = 1
+    eval_repeats: int = 1
+    defense_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    data_root: str | None = None
+    out: str = "runs/matrix"
+    progress: bool = True
+
+    def validate(self) -> "MatrixSpec":
+        self.dataset = canonical_name(self.dataset)
+        self.defenses = tuple(check_name(d) for d in self.defenses)
+        self.threats = tuple(check_threat(t) for t in self.threats)
+        if self.batch_size < 1:
+            raise DefbenchError(f"--batch-size must be >= 1, got {self.batch_size}")
+        if self.eot < 1 or self.eval_repeats < 1:
+            raise DefbenchError("--eot and --eval-repeats must be >= 1")
+        for a in self.attacks:
+            a.build(self.dataset)  # unknown names / bad eps fail now, before any work
+        return self
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One independent unit of work."""
+
+    seed: int
+    defense: str
+    threat: str            # 'none' for the clean cell
+    attack: AttackSpec | None  # None for the clean cell
+
+
+class Executor:
+    """Runs cells; a distributed executor (e.g. Ray) implements the same ``run`` on the same store."""
+
+    def run(self, cells: list[Cell], work: Callable[[Cell], None]) -> None:
+        raise NotImplementedError
+
+
+class LocalExecutor(Executor):
+    def run(self, cells, work):
+        for c in cells:
+            work(c)
+
+
+class MatrixRunner:
+    def __init__(self, spec: MatrixSpec, store: Store | None = None):
+        self.spec = spec.validate()
+        self.store = store or Store(spec.out)
+        self.device = torch.device(spec.device)
+        self.test = load_dataset(spec.dataset, "test", spec.data_root)
+        if spec.n > len(self.test):
+            raise DefbenchError(f"--n {spec.n} is larger than the {spec.dataset} test set ({len(self.test)} images)")
+        from defbench.harness.models import get_classifier
+
+        self.classifier, cman = get_classifier(spec.dataset, spec.preset, self.device, spec.data_root,
+                                               progress=spec.progress)
+        self.classifier_id = f"{cman.get('id', 'classifier')}@{str(cman.get('sha256', ''))[:10]}"
+        self._defenses: dict[str, Any] = {}
+        self._reparam = None
+        self.computed: list[str] = []
+        self.skipped = 0
+
+    # ---------------------------------------------------------------------------------- plumbing
+    def defense(self, name: str):
+        if name not in self._defenses:
+            over = dict(QUICK_DEFENSE_OVERRIDES.get(name, {})) if self.spec.preset == "quick" else {}
+            over.update(self.spec.defense_overrides.get(name, {}))
+            self._defenses[name] = build_defense(name, self.spec.dataset, self.spec.preset, self.device, over,
+                                                 seed=0, data_root=self.spec.data_root, progress=self.spec.progress)
+        return self._defenses[name]
+
+    def reparam_parts(self):
+        if self._reparam is None:
+            from defbench.harness.models import get_encoder, get_gan
+
+            G, _, _ = get_gan(self.spec.dataset, self.spec.preset, self.device, self.spec.data_root,
+                              progress=self.spec.progress)
+            enc, _ = get_encoder(self.spec.dataset, self.spec.preset, self.device, self.spec.data_root,
+                                 progress=self.spec.progress)
+            self._reparam = (G, enc)
+        return self._reparam
+
+    def attack(self, spec: AttackSpec):
+        params = dict(spec.params)
+        if self.spec.preset == "quick":
+            params = {**QUICK_ATTACK_PARAMS.get(spec.name, {}), **params}
+        return get_attack(spec.name, self.spec.dataset, spec.eps, **params)
+
+    def cells(self) -> list[Cell]:
+        out = []
+        for seed in self.spec.seeds:
+            for d in self.spec.defenses:
+                out.append(Cell(seed, d, "none", None))
+                for t in self.spec.threats:
+                    if t == "gan-aware" and d not in GAN_DEFENSES:
+                        continue
+                    if t == "bpda" and d == "none":
+                        continue  # identical to gray-box
+                    if t == "reparam" and d not in GAN_DEFENSES and d != "none":
+                        continue
+                    for a in self.spec.attacks:
+                        out.append(Cell(seed, d, t, a))
+        return out
+
+    def key(self, cell: Cell) -> tuple[CellKey, dict, dict]:
+        d = self.defense(cell.defense)
+        dcfg = {"name": cell.defense, **d.config(), "eval_repeats": self._repeats(d), "preset": self.spec.preset}
+        if cell.attack is None:
+            acfg = {"name": "clean", "label": "clean"}
+        else:
+            atk = self.attack(cell.attack)
+            acfg = {**atk.config(), "eot": self.spec.eot if (cell.threat == "bpda" and d.randomized) else 1}
+        key = CellKey(self.spec.dataset, self.classifier_id, cell.defense, config_hash(dcfg),
+                      acfg["name"], config_hash(acfg), cell.threat, cell.seed)
+        return key, dcfg, acfg
+
+    def _repeats(self, d) -> int:
+        return self.spec.eval_repeats if d.randomized else 1
+
+    # ---------------------------------------------------------------------------------- running
+    def run(self, executor: Executor | None = None) -> None:
+        cells = self.cells()
+        todo = [c for c in cells if not self.store.has(self.key(c)[0])]
+        self.skipped = len(cells) - len(todo)
+        if self.spec.progress and self.skipped:
+            tqdm.write(f"{self.skipped} of {len(cells)} cells already in {self.store.path}; skipping them")
+        (executor or LocalExecutor()).run(todo, self.run_cell)
+
+    def _adv_graybox(self, atk, spec: AttackSpec, seed: int, bidx: int, x, y) -> torch.Tensor:
+        cache = Path(self.spec.out) / "adv-cache" / (
+            f"{config_hash({**atk.config(), 'clf': self.classifier_id, 'n': self.spec.n, 'bs': self.spec.batch_size})}"
+            f"-s{seed}-b{bidx}.pt")
+        if cache.is_file():
+            t = torch.load(cache, weights_only=True)
+            if t.shape == x.shape:
+                return t.to(x.device)
+        x_adv = atk(self.classifier, x, y)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(".tmp")
+        torch.save(x_adv.cpu(), tmp)
+        tmp.replace(cache)
+        return x_adv
+
+    def run_cell(self, cell: Cell) -> None:
+        key, dcfg, acfg = self.key(cell)
+        d = self.defense(cell.defense)
+        atk = self.attack(cell.attack) if cell.attack is not None else None
+        torch.manual_seed(int(key.key[:8], 16))
+        idx = self.test.eval_indices(self.spec.n, cell.seed)
+        repeats = self._repeats(d)
+        labels, preds, preds_u, scores, rep_preds = [], [], [], [], [[] for _ in range(repeats)]
+        t0 = time.time()
+        desc = f"s{cell.seed} {cell.defense} {cell.threat} {acfg.get('label')}"
+        batches = list(range(0, len(idx), self.spec.batch_size))
+        extra: dict[str, Any] = {}
+        for bidx, start in enumerate(tqdm(batches, desc=desc, disable=not self.spec.progress, leave=False)):
+            x, y = self.test.get(idx[start:start + self.spec.batch_size])
+            x, y = x.to(self.device), y.to(self.device)
+            pseed = cell.seed * 100_003 + bidx
+            if atk is None:
+                x_in = x
+            elif cell.threat == "graybox":
+                x_in = self._adv_graybox(atk, cell.attack, cell.seed, bidx, x, y)
+            elif cell.threat == "gan-aware":
+                x_in = gan_aware(atk, self.classifier, d, x, y, seed=pseed)
+            elif cell.threat == "reparam" and not getattr(d, "has_reparameterization", False):
+                G, enc = self.reparam_parts()
+                x_in = atk(attack_model("reparam", self.classifier, d, G=G, encoder=enc), x, y)
+            else:
+                x_in = atk(attack_model(cell.threat, self.classifier, d, eot=self.spec.eot), x, y)
+            with torch.no_grad():
+                phi_in = self.classifier.features(x_in)
+                preds_u += self.classifier(x_in).argmax(1).tolist()
+            for r in range(repeats):
+                x_hat = d.purify(x_in, seed=pseed * 7 + r)
+                with torch.no_grad():
+                    p = self.classifier(x_hat).argmax(1).tolist()
+                    if r == 0:
+                        scores += (phi_in - self.classifier.features(x_hat)).norm(dim=1).tolist()
+                rep_preds[r] += p
+            preds += rep_preds[0][-len(y):]
+            labels += y.tolist()
+            if bidx == 0 and atk is None:
+                extra["gradient_check"] = self.gradient_check(d, x[:8], y[:8])
+        if repeats > 1:
+            extra["repeat_preds"] = rep_preds
+        extra["batch_size"] = self.spec.batch_size
+        res = CellResult(labels, preds, preds_u, scores, idx.tolist(), round(time.time() - t0, 3), str(self.device),
+                         dcfg, acfg, extra)
+        self.store.put(key, res)
+        self.computed.append(key.key)
+        if self.spec.progress:
+            acc = sum(int(p == t) for p, t in zip(preds, labels)) / len(labels)
+            tqdm.write(f"{desc}: accuracy {acc:.3f} ({len(labels)} images, {res.wall_seconds:.1f}s)")
+
+    def gradient_check(self, d, x, y) -> dict[str, Any]:
+        """Gradient of the loss through f ∘ BPDA(defense), twice: share of exactly-zero entries, and whether
+        two evaluations disagree (AutoAttack's checks are the model)."""
+        model = attack_model("bpda", self.classifier, d) if d.name != "none" else self.classifier
+        grads = []
+        for _ in range(2):
+            xr = x.clone().requires_grad_(True)
+            loss = torch.nn.functional.cross_entropy(model(xr), y)
+            (g,) = torch.autograd.grad(loss, xr)
+            grads.append(g)
+        return {"zero_grad_fraction": float((grads[0] == 0).float().mean()),
+                "nondeterministic": bool(not torch.allclose(grads[0], grads[1], atol=1e-6)),
+                "randomized_defense": bool(d.randomized), "threat": "bpda"}

@@ -1,0 +1,118 @@
+"""Write a run's report files (CSV, LaTeX, PNG) and return its Markdown text for the CLI to print.
+
+LaTeX is written by :func:`to_latex` (booktabs tabular) rather than ``DataFrame.to_latex``, which needs jinja2,
+a package defbench does not depend on.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .common import Row, is_clean, ordered_unique, threat_sort_key
+from .plots import plot_alpha_sweep, plot_eps_sweep
+from .tables import detection_auc_table, robust_accuracy_table, sanity_flags, to_markdown
+
+_LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+                  "±": r"$\pm$", "—": "--", "–": "--", "ε": r"$\varepsilon$", "α": r"$\alpha$",
+                  "→": r"$\to$", "‖": r"$\|$", "Φ": r"$\Phi$", "−": "-", "x̂": r"$\hat{x}$"}
+
+
+def latex_escape(text: Any) -> str:
+    """Escape LaTeX specials and map the few non-ASCII symbols the tables use to math mode."""
+    s = str(text)
+    out, i = [], 0
+    while i < len(s):
+        if s[i:i + 2] in _LATEX_ESCAPES:
+            out.append(_LATEX_ESCAPES[s[i:i + 2]])
+            i += 2
+            continue
+        out.append(_LATEX_ESCAPES.get(s[i], s[i]))
+        i += 1
+    return "".join(out)
+
+
+def to_latex(df: pd.DataFrame, caption: str = "", label: str = "") -> str:
+    """A booktabs ``table`` environment for a display table, with its notes as a footnote paragraph."""
+    cols = "l" + "r" * len(df.columns)
+    head = " & ".join([latex_escape(df.index.name or "")] + [latex_escape(c) for c in df.columns]) + r" \\"
+    body = [" & ".join([latex_escape(i)] + [latex_escape(v) for v in row]) + r" \\"
+            for i, row in zip(df.index, df.to_numpy())]
+    lines = [r"\begin{table}[t]", r"\centering", r"\small"]
+    if caption:
+        lines.append(rf"\caption{{{latex_escape(caption)}}}")
+    if label:
+        lines.append(rf"\label{{{label}}}")
+    lines += [rf"\begin{{tabular}}{{{cols}}}", r"\toprule", head, r"\midrule"]
+    for i, b in zip(df.index, body):
+        if str(i) == "worst case":
+            lines.append(r"\midrule")
+        lines.append(b)
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    notes = df.attrs.get("notes") or []
+    if notes:
+        lines.append(r"\par\smallskip\footnotesize " + " ".join(latex_escape(n) for n in notes))
+    lines.append(r"\end{table}")
+    return "\n".join(lines) + "\n"
+
+
+def _header(rows: list[Row]) -> str:
+    """One line naming the datasets, classifiers, images per cell and seeds."""
+    datasets = ", ".join(ordered_unique(r["dataset"] for r in rows))
+    classifiers = ", ".join(ordered_unique(r["classifier"] for r in rows))
+    ns = sorted({len(r["labels"]) for r in rows})
+    images = f"{ns[0]}" if len(ns) == 1 else f"{ns[0]}–{ns[-1]}"
+    seeds = sorted({int(r["seed"]) for r in rows})
+    return (f"**defbench results** — dataset: {datasets}; classifier: {classifiers}; {images} images per cell; "
+            f"{len(seeds)} seed{'s' if len(seeds) != 1 else ''} ({', '.join(map(str, seeds))}); {len(rows)} cells.")
+
+
+def _rows_of(store_or_rows: Any) -> list[Row]:
+    rows_method = getattr(store_or_rows, "rows", None)
+    return list(rows_method() if callable(rows_method) else store_or_rows)
+
+
+def write_reports(store_or_rows: Any, out_dir: str | Path) -> str:
+    """Write the report files for a :class:`~defbench.harness.store.Store` (or an iterable of its rows).
+
+    Files in ``out_dir``: ``robust_accuracy.csv`` (every threat, columns "defense (threat)" when several),
+    ``robust_accuracy.tex`` (one table per threat), ``detection_auc.csv`` and ``.tex``, ``report.md``, and
+    ``eps_sweep.png`` / ``alpha_sweep.png`` when there is a sweep to plot. Returns the Markdown text.
+    """
+    rows: list[Row] = _rows_of(store_or_rows)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if not rows:
+        return "**defbench results** — the store holds no results yet.\n"
+
+    parts = [_header(rows), ""]
+    threats = sorted({r["threat"] for r in rows if not is_clean(r)}, key=threat_sort_key)
+    tex = []
+    for t in threats or [None]:
+        df = robust_accuracy_table(rows, threat=t)
+        title = f"Robust accuracy (%), threat: {t}" if t else "Clean accuracy (%)"
+        parts.append(to_markdown(df, title))
+        tex.append(to_latex(df, caption=title, label=f"tab:robust-{t or 'clean'}"))
+    robust_accuracy_table(rows).to_csv(out / "robust_accuracy.csv")
+    (out / "robust_accuracy.tex").write_text("\n".join(tex), encoding="utf-8")
+
+    auc = detection_auc_table(rows)
+    auc.to_csv(out / "detection_auc.csv")
+    (out / "detection_auc.tex").write_text(to_latex(auc, caption="Detection ROC AUC", label="tab:detection-auc"),
+                                           encoding="utf-8")
+    if len(auc.columns) and len(auc.index):
+        parts.append(to_markdown(auc, "Detection ROC AUC (InvGAN score)"))
+
+    figures = [(p, name) for p, name in ((plot_eps_sweep(rows, out / "eps_sweep.png"), "accuracy vs ε"),
+                                         (plot_alpha_sweep(rows, out / "alpha_sweep.png"), "accuracy vs α")) if p]
+    if figures:
+        parts += ["### Figures", ""] + [f"- {name}: `{p}`" for p, name in figures] + [""]
+
+    flags = sanity_flags(rows)
+    parts += ["### Sanity checks", ""] + ([f"- ⚠ {f}" for f in flags] if flags else ["- none fired."]) + [""]
+    text = "\n".join(parts)
+    (out / "report.md").write_text(text, encoding="utf-8")
+    return text

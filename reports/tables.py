@@ -1,0 +1,231 @@
+"""Tables from store rows: robust accuracy per attack and defense, detection AUC, Markdown rendering.
+
+Every table is a :class:`pandas.DataFrame` of display strings ("66.4 ± 1.2"); the numbers behind it are in
+``df.attrs["mean"]`` and ``df.attrs["std"]`` (DataFrames of floats, accuracies as fractions in [0, 1]),
+``df.attrs["seeds"]`` (DataFrame of seed counts) and the footnotes in ``df.attrs["notes"]`` (list of str).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from typing import Any, Iterable
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import roc_auc_score
+
+from .common import (CLEAN, Base, Row, attack_key, attack_names, base_key, base_names, correct_mask, is_clean,
+                     mean_std, ordered_unique, repeat_count, threat_sort_key)
+from .sanity import sanity_flags
+
+__all__ = ["correct_mask", "robust_accuracy_table", "detection_auc_table", "sanity_flags", "to_markdown",
+           "format_mean_std", "THREAT_NOTES"]
+
+WORST = "worst case"
+MISSING = "—"
+NA = "n/a"
+
+THREAT_NOTES = {
+    "graybox": "gray-box: the attack differentiates the bare classifier; the defense is applied afterwards",
+    "bpda": "white-box BPDA: forward through the defense, backward through its stand-in (EOT for randomness)",
+    "reparam": "white-box reparameterization: gradients through the encoder and generator, f(G(I(x)))",
+    "gan-aware": "white-box GAN-aware: the attack searches the generator's latent space from the projection",
+}
+
+Column = tuple[Base, str | None]  # (defended model, threat or None for a clean-only column)
+
+
+def format_mean_std(values: list[float], scale: float = 100.0, digits: int = 1) -> str:
+    """"m ± s" of ``values * scale`` with ``digits`` decimals; just "m" for one value; "n/a" if none."""
+    m, s = mean_std(values)
+    if math.isnan(m):
+        return NA
+    if sum(not math.isnan(v) for v in values) == 1:
+        return f"{m * scale:.{digits}f}"
+    return f"{m * scale:.{digits}f} ± {s * scale:.{digits}f}"
+
+
+def _frames(cells: dict[tuple[str, Any], dict[int, float]], index: list[str], columns: list[Any],
+            names: dict[Any, str], scale: float, digits: int) -> tuple[pd.DataFrame, pd.DataFrame,
+                                                                        pd.DataFrame, pd.DataFrame]:
+    """Display, mean, std and seed-count frames for ``cells[(row, column)] = {seed: value}``."""
+    shape = (len(index), len(columns))
+    text = np.full(shape, MISSING, dtype=object)
+    mean, std, nseeds = np.full(shape, np.nan), np.full(shape, np.nan), np.zeros(shape, dtype=int)
+    for i, r in enumerate(index):
+        for j, c in enumerate(columns):
+            by_seed = cells.get((r, c))
+            if not by_seed:
+                continue
+            vals = [by_seed[s] for s in sorted(by_seed)]
+            text[i, j] = format_mean_std(vals, scale, digits)
+            mean[i, j], std[i, j] = mean_std(vals)
+            nseeds[i, j] = sum(not math.isnan(v) for v in vals)
+    cols = [names[c] for c in columns]
+    make = lambda a: pd.DataFrame(a, index=pd.Index(index, name="attack"), columns=cols)  # noqa: E731
+    return make(text), make(mean), make(std), make(nseeds)
+
+
+def _attach(df: pd.DataFrame, mean: pd.DataFrame, std: pd.DataFrame, nseeds: pd.DataFrame,
+            notes: list[str]) -> pd.DataFrame:
+    df.attrs["mean"], df.attrs["std"], df.attrs["seeds"] = mean, std, nseeds
+    df.attrs["notes"] = notes
+    return df
+
+
+def _seed_note(nseeds: pd.DataFrame, seeds: list[int], what: str) -> str:
+    counts = sorted({int(v) for v in nseeds.to_numpy().ravel() if v > 0})
+    listed = ", ".join(map(str, seeds))
+    if len(counts) > 1:
+        return f"{what}: mean ± sample std over seeds ({listed}); cells have {counts[0]}–{counts[-1]} seeds."
+    if counts and counts[0] == 1:
+        return f"{what}: one seed ({listed}), no spread reported."
+    return f"{what}: mean ± sample std (ddof=1) over {counts[0] if counts else 0} seeds ({listed})."
+
+
+def _worst_case(clean: Row | None, attacks: list[Row]) -> tuple[float, bool]:
+    """Fraction of images correct on the clean input and under every attack run on them (matched by index).
+
+    The clean row's images are the population when there is one (attacked images outside it are ignored);
+    otherwise the union of the attacked images. Also returns whether the rows covered different images.
+    """
+    robust: dict[int, bool] = {}
+    covered: list[set[int]] = []
+    for r in ([clean] if clean is not None else []) + attacks:
+        idx = [int(i) for i in r["indices"]]
+        covered.append(set(idx))
+        for i, ok in zip(idx, correct_mask(r)):
+            if clean is not None and r is not clean and i not in robust:
+                continue
+            robust[i] = robust.get(i, True) and bool(ok)
+    mismatch = any(c != covered[0] for c in covered[1:])
+    return (float(np.mean(list(robust.values()))) if robust else math.nan), mismatch
+
+
+def robust_accuracy_table(rows: Iterable[Row], threat: str | None = None) -> pd.DataFrame:
+    """Robust accuracy (%) per attack (rows) and defense (columns), "mean ± std" over seeds.
+
+    Rows: "clean", the attacks in order of first appearance, "worst case" (per seed, the fraction of images
+    correct on the clean input and under every attack of the column). With ``threat`` given only that threat's
+    attacks are used; with ``threat=None`` and several threats present the columns are "defense (threat)".
+    """
+    rows = list(rows)
+    clean_rows = [r for r in rows if is_clean(r)]
+    attack_rows = [r for r in rows if not is_clean(r) and (threat is None or r["threat"] == threat)]
+    threats = sorted({r["threat"] for r in attack_rows}, key=threat_sort_key)
+    mixed = threat is None and len(threats) > 1
+
+    bases = ordered_unique(base_key(r) for r in clean_rows + attack_rows)
+    bnames = base_names(bases)
+    with_attacks = {(base_key(r), r["threat"]) for r in attack_rows}
+    columns: list[Column] = []
+    for b in bases:
+        mine = [t for t in threats if (b, t) in with_attacks]
+        if mine:
+            columns += [(b, t) for t in mine]
+        elif threat is None:
+            columns.append((b, None))
+    names = {c: (f"{bnames[c[0]]} ({c[1]})" if mixed and c[1] else bnames[c[0]]) for c in columns}
+
+    anames = attack_names(rows)
+    index = [CLEAN] + ordered_unique(anames[attack_key(r)] for r in attack_rows) + [WORST]
+    cells: dict[tuple[str, Column], dict[int, float]] = defaultdict(dict)
+    clean_by: dict[tuple[Base, int], Row] = {}
+    attacks_by: dict[tuple[Column, int], list[Row]] = defaultdict(list)
+    repeats: dict[str, set[int]] = defaultdict(set)
+    for r in clean_rows:
+        clean_by[(base_key(r), int(r["seed"]))] = r
+    for r in attack_rows:
+        attacks_by[((base_key(r), r["threat"]), int(r["seed"]))].append(r)
+
+    notes: list[str] = []
+    mismatched: list[str] = []
+    for c in columns:
+        b = c[0]
+        seeds = sorted({s for (bb, s) in clean_by if bb == b} | {s for (cc, s) in attacks_by if cc == c})
+        for s in seeds:
+            clean, attacks = clean_by.get((b, s)), attacks_by.get((c, s), [])
+            for r in ([clean] if clean is not None else []) + attacks:
+                cells[(CLEAN if is_clean(r) else anames[attack_key(r)], c)][s] = float(correct_mask(r).mean())
+                if repeat_count(r):
+                    repeats[bnames[b]].add(repeat_count(r))
+            cells[(WORST, c)][s], mismatch = _worst_case(clean, attacks)
+            if mismatch:
+                mismatched.append(f"{names[c]} seed {s}")
+            if clean is None and attacks:
+                notes.append(f"{names[c]} seed {s}: no clean row, worst case ignores clean accuracy.")
+
+    df, mean, std, nseeds = _frames(cells, index, columns, names, 100.0, 1)
+    all_seeds = sorted({int(r["seed"]) for r in clean_rows + attack_rows})
+    notes.insert(0, _seed_note(nseeds, all_seeds, "Robust accuracy in %"))
+    if threat is not None and threat in THREAT_NOTES:
+        notes.insert(1, f"Threat model: {THREAT_NOTES[threat]}.")
+    notes.append("worst case: per seed, an image counts only if it is classified correctly on the clean input "
+                 "and under every attack in the column (images matched by test-set index).")
+    for d, ks in repeats.items():
+        for k in sorted(ks):
+            notes.append(f"{d}: randomized; an image counts as correct only if correct in all {k} of {k} "
+                         "purifications.")
+    if mismatched:
+        notes.append("Attacks covered different images than the clean row in: " + "; ".join(mismatched) + ".")
+    if (df == MISSING).to_numpy().any():
+        notes.append(f"{MISSING}: not run.")
+    return _attach(df, mean, std, nseeds, notes)
+
+
+def _auc(clean_scores: list[float], adv_scores: list[float]) -> float:
+    """ROC AUC of clean (label 0) vs adversarial (label 1) scores; NaN where undefined."""
+    scores = np.asarray(list(clean_scores) + list(adv_scores), dtype=float)
+    if not len(clean_scores) or not len(adv_scores) or not np.isfinite(scores).all() or np.ptp(scores) == 0:
+        return math.nan
+    y = np.r_[np.zeros(len(clean_scores)), np.ones(len(adv_scores))]
+    return float(roc_auc_score(y, scores))
+
+
+def detection_auc_table(rows: Iterable[Row]) -> pd.DataFrame:
+    """ROC AUC of the InvGAN detection score, clean vs adversarial inputs, per attack and defense.
+
+    Clean scores come from the clean row of the same (dataset, classifier, defense, defense_hash, seed).
+    Values are "mean ± std" over seeds with 4 decimals (InvGAN Table 3); "n/a" where the scores are all equal
+    or no clean row matches. Defense "none" is skipped (its score is 0 by construction). When attacks of several
+    threats are present the row names are "attack (threat)".
+    """
+    rows = [r for r in rows if r["defense"] != "none"]
+    clean_by = {(base_key(r), int(r["seed"])): r for r in rows if is_clean(r)}
+    attack_rows = [r for r in rows if not is_clean(r)]
+    mixed = len({r["threat"] for r in attack_rows}) > 1
+    anames = attack_names(rows)
+
+    def rname(r: Row) -> str:
+        return f"{anames[attack_key(r)]} ({r['threat']})" if mixed else anames[attack_key(r)]
+
+    bases = ordered_unique(base_key(r) for r in attack_rows)
+    names = base_names(bases)
+    index = ordered_unique(rname(r) for r in sorted(attack_rows, key=lambda r: threat_sort_key(r["threat"])))
+    cells: dict[tuple[str, Base], dict[int, float]] = defaultdict(dict)
+    unmatched = 0
+    for r in attack_rows:
+        clean = clean_by.get((base_key(r), int(r["seed"])))
+        unmatched += clean is None
+        cells[(rname(r), base_key(r))][int(r["seed"])] = (_auc(clean["scores"], r["scores"])
+                                                          if clean is not None else math.nan)
+    df, mean, std, nseeds = _frames(cells, index, bases, names, 1.0, 4)
+    seeds = sorted({int(r["seed"]) for r in attack_rows})
+    notes = [_seed_note(nseeds, seeds, "Detection ROC AUC (clean = 0, adversarial = 1) of the InvGAN score "
+                        "‖Φ(x) − Φ(x̂)‖")]
+    if (df == NA).to_numpy().any():
+        notes.append(f"{NA}: AUC undefined (all scores equal, or no matching clean row).")
+    if unmatched:
+        notes.append(f"{unmatched} attack cell(s) had no clean row of the same defense and seed.")
+    notes.append("Defense 'none' is omitted: its detection score is 0 by construction.")
+    return _attach(df, mean, std, nseeds, notes)
+
+
+def to_markdown(df: pd.DataFrame, title: str) -> str:
+    """A Markdown section: "### title", the table, then the table's notes as a list."""
+    body = df.to_markdown() if len(df.columns) else "(no results)"
+    lines = [f"### {title}", "", body, ""]
+    notes = df.attrs.get("notes") or []
+    lines += [f"- {n}" for n in notes] + ([""] if notes else [])
+    return "\n".join(lines)

@@ -1,0 +1,302 @@
+"""Reporting layer on hand-built rows: no models, no attacks, fast."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from defbench.reports.plots import image_grid, plot_alpha_sweep, plot_eps_sweep
+from defbench.reports.render import to_latex, write_reports
+from defbench.reports.tables import (correct_mask, detection_auc_table, robust_accuracy_table, sanity_flags,
+                                     to_markdown)
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def attack_cfg(label: str, family: str, eps: float | None = 0.3, iterative: bool = True, bounded: bool = True,
+               alpha: float | None = None) -> dict[str, Any]:
+    return {"label": label, "family": family, "iterative": iterative, "bounded": bounded, "eps": eps,
+            "alpha": alpha}
+
+
+def make_row(correct: list[bool] | list[int], *, defense: str = "invgan", attack: str = "clean",
+             threat: str | None = None, seed: int = 0, cfg: dict[str, Any] | None = None,
+             scores: list[float] | None = None, indices: list[int] | None = None,
+             extra: dict[str, Any] | None = None, dataset: str = "fmnist") -> dict[str, Any]:
+    """A store-shaped row whose image i is classified correctly iff correct[i]."""
+    n = len(correct)
+    labels = [i % 10 for i in range(n)]
+    preds = [y if ok else (y + 1) % 10 for y, ok in zip(labels, correct)]
+    if cfg is None and attack != "clean":
+        cfg = attack_cfg(attack.upper(), attack)
+    return {
+        "dataset": dataset, "classifier": "cnn", "defense": defense, "defense_hash": f"h-{defense}",
+        "attack": attack, "attack_hash": f"a-{attack}-{(cfg or {}).get('eps')}-{(cfg or {}).get('alpha')}",
+        "threat": threat or ("none" if attack == "clean" else "graybox"), "seed": seed,
+        "defense_config": {}, "attack_config": cfg or {}, "n": n, "correct": int(sum(map(bool, correct))),
+        "correct_undefended": 0, "labels": labels, "preds": preds, "preds_undefended": labels,
+        "scores": list(scores) if scores is not None else [0.0] * n,
+        "indices": list(indices) if indices is not None else list(range(n)), "wall_seconds": 0.1,
+        "device": "cpu", "created_at": "2024-01-01T00:00:00", "defbench_version": "0.1.0", "extra": extra or {},
+    }
+
+
+def frac(k: int, n: int = 10) -> list[bool]:
+    return [True] * k + [False] * (n - k)
+
+
+# --------------------------------------------------------------------------------------------- robust accuracy
+
+def test_mean_std_over_two_seeds():
+    rows = [make_row(frac(9), seed=0), make_row(frac(10), seed=1),
+            make_row(frac(6), attack="pgd", seed=0), make_row(frac(8), attack="pgd", seed=1)]
+    df = robust_accuracy_table(rows)
+    assert list(df.index) == ["clean", "PGD", "worst case"]
+    assert list(df.columns) == ["invgan"]
+    assert df.loc["PGD", "invgan"] == "70.0 ± 14.1"  # mean of 60, 80; sample std 14.14
+    assert df.loc["clean", "invgan"] == "95.0 ± 7.1"
+    assert df.attrs["mean"].loc["PGD", "invgan"] == pytest.approx(0.7)
+    assert any("2 seeds" in n for n in df.attrs["notes"])
+    one = robust_accuracy_table(rows[:1] + rows[2:3])
+    assert one.loc["PGD", "invgan"] == "60.0"
+
+
+def test_worst_case_matches_hand_computation():
+    clean = make_row([1, 1, 1, 0])
+    a = make_row([1, 0, 1, 1], attack="fgsm", cfg=attack_cfg("FGSM", "fgsm", iterative=False))
+    # attack B lists the same images in reverse order: images 3, 2, 1, 0 -> correct on 0, 1, 3, not on 2
+    b = make_row([1, 0, 1, 1], attack="pgd", indices=[3, 2, 1, 0])
+    df = robust_accuracy_table([clean, a, b])
+    mean = df.attrs["mean"]["invgan"]
+    # robust only if correct everywhere: image 0 only -> 1/4
+    assert mean["worst case"] == pytest.approx(0.25)
+    assert df.loc["worst case", "invgan"] == "25.0"
+    assert mean["worst case"] <= min(mean["FGSM"], mean["PGD"])
+    assert list(df.index) == ["clean", "FGSM", "PGD", "worst case"]
+
+
+def test_worst_case_per_seed_and_never_above_min():
+    rng = np.random.default_rng(0)
+    rows = []
+    for seed in range(3):
+        rows.append(make_row(list(rng.random(50) < 0.9), seed=seed))
+        for att in ("fgsm", "pgd", "cw"):
+            rows.append(make_row(list(rng.random(50) < 0.5), attack=att, seed=seed))
+    mean = robust_accuracy_table(rows).attrs["mean"]["invgan"]
+    assert mean["worst case"] <= mean.drop("worst case").min()
+
+
+def test_threats_are_columns_or_separate_tables():
+    rows = [make_row(frac(10)), make_row(frac(5), attack="pgd"), make_row(frac(2), attack="pgd", threat="bpda"),
+            make_row(frac(10), defense="none"), make_row(frac(0), defense="none", attack="pgd")]
+    mixed = robust_accuracy_table(rows)
+    assert list(mixed.columns) == ["invgan (graybox)", "invgan (bpda)", "none (graybox)"]
+    assert mixed.loc["PGD", "invgan (bpda)"] == "20.0"
+    bpda = robust_accuracy_table(rows, threat="bpda")
+    assert list(bpda.columns) == ["invgan"]
+    assert bpda.loc["PGD", "invgan"] == "20.0" and bpda.loc["worst case", "invgan"] == "20.0"
+    assert any("BPDA" in n for n in bpda.attrs["notes"])
+
+
+# --------------------------------------------------------------------------------------------- repeat rule
+
+def test_repeat_rule_all_of_k():
+    labels_ok = [1, 1, 1, 1]
+    row = make_row(labels_ok, defense="ride", attack="pgd")
+    wrong = [(y + 1) % 10 for y in row["labels"]]
+    rep = [list(row["labels"]), list(row["labels"]), list(row["labels"])]
+    rep[1][2] = wrong[2]  # image 2 wrong in one of the three purifications
+    row["extra"] = {"repeat_preds": rep}
+    assert correct_mask(row).tolist() == [True, True, False, True]
+    assert correct_mask(make_row([1, 0, 1])).tolist() == [True, False, True]
+    df = robust_accuracy_table([make_row([1, 1, 1, 1], defense="ride"), row])
+    assert df.loc["PGD", "ride"] == "75.0"
+    assert any("ride" in n and "all 3 of 3 purifications" in n for n in df.attrs["notes"])
+    row["extra"] = {"repeat_preds": [row["labels"][:2]]}
+    with pytest.raises(ValueError):
+        correct_mask(row)
+
+
+# --------------------------------------------------------------------------------------------- detection AUC
+
+def test_detection_auc():
+    rows = []
+    for seed in (0, 1):
+        rows += [make_row(frac(3, 3), seed=seed, scores=[0.0, 0.1, 0.2]),
+                 make_row(frac(1, 3), attack="pgd", seed=seed, scores=[0.5, 0.6, 0.7]),
+                 make_row(frac(3, 3), defense="ride", seed=seed, scores=[0.3, 0.3, 0.3]),
+                 make_row(frac(1, 3), defense="ride", attack="pgd", seed=seed, scores=[0.3, 0.3, 0.3]),
+                 make_row(frac(3, 3), defense="none", seed=seed),
+                 make_row(frac(0, 3), defense="none", attack="pgd", seed=seed)]
+    df = detection_auc_table(rows)
+    assert list(df.columns) == ["invgan", "ride"]
+    assert df.loc["PGD", "invgan"] == "1.0000 ± 0.0000"
+    assert df.attrs["mean"].loc["PGD", "invgan"] == pytest.approx(1.0)
+    assert df.loc["PGD", "ride"] == "n/a"
+    # reversed separation -> 0; half overlap -> hand value
+    rev = detection_auc_table([make_row(frac(2, 2), scores=[1.0, 0.9]), make_row(frac(0, 2), attack="pgd",
+                                                                                   scores=[0.1, 0.2])])
+    assert rev.loc["PGD", "invgan"] == "0.0000"
+    part = detection_auc_table([make_row(frac(2, 2), scores=[0.0, 0.5]), make_row(frac(0, 2), attack="pgd",
+                                                                                    scores=[0.4, 1.0])])
+    assert part.attrs["mean"].loc["PGD", "invgan"] == pytest.approx(0.75)
+
+
+# --------------------------------------------------------------------------------------------- sanity flags
+
+def _healthy(n: int = 100) -> list[dict[str, Any]]:
+    """A run with nothing suspicious: PGD stronger than FGSM, BPDA stronger than gray-box, 'none' broken."""
+    fgsm = attack_cfg("FGSM", "fgsm", iterative=False)
+    grad = {"gradient_check": {"zero_grad_fraction": 0.01, "nondeterministic": False, "threat": "bpda"}}
+    return [make_row(frac(n, n), extra=grad),
+            make_row(frac(60 * n // 100, n), attack="fgsm", cfg=fgsm),
+            make_row(frac(50 * n // 100, n), attack="pgd"),
+            make_row(frac(30 * n // 100, n), attack="pgd", threat="bpda"),
+            make_row(frac(n, n), defense="none"),
+            make_row(frac(5 * n // 100, n), defense="none", attack="fgsm", cfg=fgsm),
+            make_row(frac(0 * n // 100, n), defense="none", attack="pgd"),
+            # a minimal-perturbation attack at 100% is fine for the 'none' check (not bounded)
+            make_row(frac(n, n), defense="none", attack="cw", cfg=attack_cfg("CW", "cw", eps=None,
+                                                                                bounded=False))]
+
+
+def test_sanity_clean_case_is_silent():
+    assert sanity_flags(_healthy()) == []
+
+
+def test_flag_iterative_weaker_than_fgsm():
+    rows = _healthy()
+    rows[2] = make_row(frac(65, 100), attack="pgd")  # PGD 65% > FGSM 60% + 2
+    flags = sanity_flags(rows)
+    assert len(flags) == 1 and "FGSM" in flags[0] and "PGD" in flags[0] and "invgan" in flags[0]
+    rows[2] = make_row(frac(61, 100), attack="pgd")  # within 2 points: silent
+    assert sanity_flags(rows) == []
+
+
+def test_flag_whitebox_weaker_than_graybox():
+    rows = _healthy()
+    rows[3] = make_row(frac(55, 100), attack="pgd", threat="bpda")  # bpda 55% > gray-box 50% + 2
+    flags = sanity_flags(rows)
+    assert len(flags) == 1 and "bpda" in flags[0] and "gray-box" in flags[0]
+
+
+def test_flag_no_defense_not_broken():
+    rows = _healthy()
+    rows[5] = make_row(frac(40, 100), defense="none", attack="fgsm", cfg=attack_cfg("FGSM", "fgsm",
+                                                                                    iterative=False))
+    rows[6] = make_row(frac(20, 100), defense="none", attack="pgd")
+    flags = sanity_flags(rows)
+    assert len(flags) == 1 and "no defense" in flags[0] and "PGD" in flags[0] and "20.0%" in flags[0]
+
+
+@pytest.mark.parametrize("check,needle", [({"zero_grad_fraction": 0.8, "nondeterministic": False}, "80%"),
+                                          ({"zero_grad_fraction": 0.0, "nondeterministic": True},
+                                           "nondeterministic")])
+def test_flag_gradient_check(check, needle):
+    rows = _healthy()
+    rows[0]["extra"] = {"gradient_check": {**check, "threat": "bpda"}}
+    flags = sanity_flags(rows)
+    assert len(flags) == 1 and needle in flags[0] and "invgan" in flags[0]
+
+
+def test_flag_small_cells():
+    flags = sanity_flags(_healthy(n=50))
+    assert len(flags) == 1 and "50 images" in flags[0] and "±13.9" in flags[0]
+
+
+# --------------------------------------------------------------------------------------------- files
+
+def _run_rows() -> list[dict[str, Any]]:
+    rows = []
+    for seed in (0, 1):
+        rows.append(make_row(frac(9), seed=seed, scores=[0.1] * 10))
+        rows.append(make_row(frac(10), defense="none", seed=seed))
+        for d in ("invgan", "none"):
+            for eps, k in ((0.1, 6), (0.3, 3)):
+                rows.append(make_row(frac(k), defense=d, attack="pgd", seed=seed, cfg=attack_cfg(
+                    f"PGD ε={eps}", "pgd", eps=eps), scores=[0.2 + eps] * 10))
+            for alpha, k in ((1.0, 8), (2.0, 5)):
+                rows.append(make_row(frac(k), defense=d, attack="universal-fgsm", seed=seed, cfg=attack_cfg(
+                    f"Universal-FGSM α={alpha}", "universal-fgsm", iterative=False, alpha=alpha)))
+    return rows
+
+
+def test_write_reports(tmp_path):
+    text = write_reports(_run_rows(), tmp_path)
+    for name in ("robust_accuracy.csv", "detection_auc.csv", "robust_accuracy.tex", "detection_auc.tex",
+                 "eps_sweep.png", "alpha_sweep.png"):
+        assert (tmp_path / name).is_file(), name
+    assert text.splitlines()[0].startswith("**defbench results**") and "fmnist" in text.splitlines()[0]
+    assert "2 seeds" in text.splitlines()[0] and "10 images" in text.splitlines()[0]
+    assert "| attack" in text and "worst case" in text and "Universal-FGSM α=2.0" in text
+    assert "Detection ROC AUC" in text and "1.0000" in text
+    assert "### Sanity checks" in text
+    csv = pd.read_csv(tmp_path / "robust_accuracy.csv", index_col=0)
+    assert csv.loc["PGD ε=0.1", "invgan"] == "60.0 ± 0.0"
+    tex = (tmp_path / "robust_accuracy.tex").read_text()
+    assert r"\begin{tabular}" in tex and r"$\pm$" in tex and r"$\varepsilon$" in tex
+    assert (tmp_path / "eps_sweep.png").read_bytes()[:8] == PNG
+
+
+def test_write_reports_empty(tmp_path):
+    assert "no results" in write_reports([], tmp_path)
+
+
+def test_markdown_and_latex_carry_notes():
+    df = robust_accuracy_table([make_row(frac(10)), make_row(frac(4), attack="pgd")])
+    md = to_markdown(df, "Robust accuracy")
+    assert md.startswith("### Robust accuracy") and "| PGD" in md and "- Robust accuracy in %" in md
+    tex = to_latex(df, caption="x_y & 5%")
+    assert r"\caption{x\_y \& 5\%}" in tex and r"\bottomrule" in tex
+
+
+# --------------------------------------------------------------------------------------------- plots
+
+def test_alpha_and_eps_plots(tmp_path):
+    rows = _run_rows()
+    p = plot_alpha_sweep(rows, tmp_path / "a" / "alpha.png")
+    assert p is not None and open(p, "rb").read(8) == PNG
+    assert plot_eps_sweep(rows, tmp_path / "eps.png") is not None
+    plain = [make_row(frac(10)), make_row(frac(4), attack="pgd")]
+    assert plot_alpha_sweep(plain, tmp_path / "none.png") is None
+    assert plot_eps_sweep(plain, tmp_path / "none2.png") is None
+    assert not (tmp_path / "none.png").exists()
+
+
+def test_image_grid(tmp_path):
+    torch = pytest.importorskip("torch")
+    x = torch.rand(4, 1, 28, 28)
+    p = image_grid(x, (x + 0.1).clamp(0, 1), x * 0.5, tmp_path / "grid.png", labels=["7→1"] * 4)
+    assert p is not None and open(p, "rb").read(8) == PNG
+    rgb = np.random.default_rng(0).random((2, 3, 8, 8))
+    assert image_grid(rgb, rgb, rgb, tmp_path / "rgb.png") is not None
+    assert image_grid(x[:0], x[:0], x[:0], tmp_path / "empty.png") is None
+
+
+# --------------------------------------------------------------------------------------------- real store
+
+def test_store_round_trip(tmp_path):
+    from defbench.harness.store import CellKey, CellResult, Store, config_hash
+
+    store = Store(tmp_path)
+    dcfg = {"steps": 10}
+    pgd = attack_cfg("PGD", "pgd")
+    for seed in (0, 1):
+        for attack, threat, cfg, correct in (("clean", "none", {}, 9), ("pgd", "graybox", pgd, 4 + seed)):
+            labels = list(range(10))
+            preds = [y if i < correct else (y + 1) % 10 for i, y in enumerate(labels)]
+            store.put(CellKey("fmnist", "cnn", "invgan", config_hash(dcfg), attack, config_hash(cfg), threat, seed),
+                      CellResult(labels=labels, preds=preds, preds_undefended=labels,
+                                 scores=[0.1 * i + (attack != "clean") for i in range(10)], indices=list(range(10)),
+                                 wall_seconds=0.5, device="cpu", defense_config=dcfg, attack_config=cfg,
+                                 extra={"repeat_preds": [preds, preds]} if attack == "pgd" else {}))
+    df = robust_accuracy_table(store.rows())
+    assert df.loc["clean", "invgan"] == "90.0 ± 0.0" and df.loc["PGD", "invgan"] == "45.0 ± 7.1"
+    assert detection_auc_table(store.rows()).loc["PGD", "invgan"] == "1.0000 ± 0.0000"
+    text = write_reports(store, tmp_path / "report")
+    assert "invgan" in text and "all 2 of 2 purifications" in text
+    assert (tmp_path / "report" / "robust_accuracy.csv").is_file()
+    store.close()
