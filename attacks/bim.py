@@ -2,8 +2,8 @@
 
 Iterated FGSM with per-step size ``alpha``, clipped to the ε-ball, via ``torchattacks.BIM``.
 
-Arguments: eps (default 0.3 / 8/255), step (per-step size; default cleverhans' 0.05 for ε = 0.3, else ε/4),
-steps (default cleverhans' 10).
+Arguments: eps (default 0.3 / 8/255), step (default (5/3)·ε/steps: cleverhans' total travel, i.e. its 0.05 at ε = 0.3
+with 10 steps, rescaled when steps change), steps (default cleverhans' 10).
 Shape: (N, C, H, W) in [0, 1] -> same.
 Example::
 
@@ -22,5 +22,5 @@ class BIM(Attack):
     defaults = {"step": None, "steps": 10}
 
     def run(self, model, x, y):
-        step = self.params["step"] or self.eps / 6
+        step = self.params["step"] or (5 / 3) * self.eps / self.params["steps"]
         return torchattacks.BIM(model, eps=self.eps, alpha=step, steps=self.params["steps"])(x, y)
