@@ -44,9 +44,15 @@ def add_subcommands(sub, common) -> None:
     mp.add_argument("--defense-config", default=None, help="JSON file {defense: {key: value}} of overrides")
     mp.add_argument("--attack-opt", action="append", default=[], metavar="ATTACK:KEY=VALUE",
                     help="override an attack parameter, e.g. pgd:steps=100 (repeatable)")
+    mp.add_argument("--no-baseline", action="store_true",
+                    help="do not add the undefended classifier ('none') as a reference column")
     mp.add_argument("--out", default="runs/matrix", help="output dir: store, CSV, LaTeX, plots (default runs/matrix)")
     common(mp)
     mp.set_defaults(func=run_matrix)
+
+    from defbench.harness.papers import add_parser as add_paper_parser
+
+    add_paper_parser(sub, common)  # defbench paper list | paper run TABLE
 
 
 def _overrides(args, defenses: list[str]) -> dict:
@@ -122,6 +128,8 @@ def run_matrix(args) -> int:
         raise DefbenchError(f"unknown preset {args.preset!r}; choose one of: {', '.join(PRESETS)}")
     dataset = canonical_name(args.dataset)
     defenses = list(DEFENSES) if args.defense.strip().lower() == "all" else [check_name(d) for d in _csv(args.defense)]
+    if "none" not in defenses and not args.no_baseline:
+        defenses.insert(0, "none")  # the undefended reference column, as in the papers' tables
     threats = [check_threat(t) for t in _csv(args.threat)]
     n = args.n if args.n is not None else (100 if args.preset == "quick" else 500)
     if n < 1:

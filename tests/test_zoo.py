@@ -9,7 +9,8 @@ from defbench.harness import zoo
 
 
 def _save_tiny(mid="classifier-fmnist-quick"):
-    return zoo.save(mid, {"w": torch.arange(10.0)}, {"kind": "classifier", "dataset": "fmnist", "preset": "quick",
+    kind, dataset, preset = mid.split("-")[:3]
+    return zoo.save(mid, {"w": torch.arange(10.0)}, {"kind": kind, "dataset": dataset, "preset": preset,
                                                      "arch": "x", "config": {"seed": 0}, "metrics": {}})
 
 

@@ -1,0 +1,224 @@
+"""Paper vs ours: per-cell comparison of a :class:`~defbench.harness.papers.PaperTable` run with the paper.
+
+"Ours" is always computed from the store rows the run produced: accuracy (%) from
+:func:`~defbench.reports.common.correct_mask` (or the row's ``preds_undefended`` for a bare-classifier
+cell), detection AUC from the row's InvGAN scores against its defense's clean row (scikit-learn's
+``roc_auc_score``); with several seeds, the mean over seeds. Outputs: a Markdown report (returned and written
+as ``<id>.md``), ``<id>.csv`` with the same columns, and ``<id>.png`` when the paper shows a figure (Agg
+canvas, no pyplot).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from sklearn.metrics import roc_auc_score
+
+from defbench.harness.papers import PAPERS_DIR, PaperCell, PaperRun, PaperTable, preset_attack
+
+from .common import Row, correct_mask
+
+MISSING = "—"
+COLUMNS = ["row", "column", "paper", "paper_std", "ours", "delta", "n", "defense", "threat", "attack", "eps",
+           "metric", "note"]
+
+
+# ------------------------------------------------------------------------------------------- numbers
+def row_accuracy(row: Row, undefended: bool = False) -> float:
+    """% of the row's images classified correctly after the defense (or by the bare classifier)."""
+    if undefended:
+        labels = np.asarray(row["labels"])
+        ok = np.asarray(row["preds_undefended"]) == labels
+    else:
+        ok = correct_mask(row)
+    return float(ok.mean() * 100) if ok.size else math.nan
+
+
+def row_auc(clean: Row, attacked: Row) -> float:
+    """ROC AUC of the detection score: clean images (0) vs attacked images (1); NaN where undefined."""
+    s0, s1 = list(clean["scores"]), list(attacked["scores"])
+    scores = np.asarray(s0 + s1, dtype=float)
+    if not s0 or not s1 or not np.isfinite(scores).all() or np.ptp(scores) == 0:
+        return math.nan
+    return float(roc_auc_score(np.r_[np.zeros(len(s0)), np.ones(len(s1))], scores))
+
+
+def cell_value(run: PaperRun, cell: PaperCell) -> tuple[float | None, int]:
+    """(ours, images) for a paper cell from the run's store rows; (None, 0) where the cell is not measured."""
+    m = cell.measure
+    if m is None:
+        return None, 0
+    attack = preset_attack(m.attack, run.preset) if m.attack is not None else None
+    vals, n = [], 0
+    for s in run.seeds:
+        row = run.rows[m.cell(s, attack)]
+        if m.metric == "auc":
+            clean = run.rows[m.cell(s, None)]
+            vals.append(row_auc(clean, row))
+        else:
+            vals.append(row_accuracy(row, m.undefended))
+        n += len(row["labels"])
+    finite = [v for v in vals if not math.isnan(v)]
+    return (float(np.mean(finite)) if finite else math.nan), n
+
+
+def outcomes(run: PaperRun) -> pd.DataFrame:
+    """One line per paper cell: paper value (our unit), ours, delta = ours − paper, images used."""
+    t = run.table
+    lines: list[dict[str, Any]] = []
+    for c in t.cells:
+        ours, n = cell_value(run, c)
+        paper = t.paper_value(c)
+        delta = None if paper is None or ours is None or math.isnan(ours) else ours - paper
+        m = c.measure
+        note = c.note or ("" if m is not None else "not run")
+        lines.append({"row": c.row, "column": c.col, "paper": paper, "paper_std": t.paper_std_value(c),
+                      "ours": ours, "delta": delta, "n": n if m is not None else None,
+                      "defense": m.defense if m else "", "threat": m.threat if m else "",
+                      "attack": (m.attack.name if m.attack else "clean") if m else "",
+                      "eps": m.attack.eps if m and m.attack else None,
+                      "metric": (m.metric if m else t.metric) + (" (bare classifier)" if m and m.undefended else ""),
+                      "note": note})
+    return pd.DataFrame(lines, columns=COLUMNS, dtype=object)
+
+
+# ------------------------------------------------------------------------------------------- text
+def _fmt(v: Any, metric: str, sign: bool = False) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return MISSING if v is None else "n/a"
+    digits = 4 if metric == "auc" else 2
+    return f"{v:+.{digits}f}" if sign else f"{v:.{digits}f}"
+
+
+def binomial_half_width(n: int, p: float = 0.5) -> float:
+    """Half-width (percentage points) of the normal-approximation 95% interval of a proportion p over n."""
+    return 100 * 1.96 * math.sqrt(p * (1 - p) / n) if n > 0 else math.nan
+
+
+def _md_table(header: list[str], body: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(s.replace("|", "\\|") for s in r) + " |" for r in body]
+    return "\n".join(lines)
+
+
+def to_markdown(run: PaperRun, df: pd.DataFrame) -> str:
+    t = run.table
+    unit = "accuracy in %" if t.metric == "accuracy" else "detection ROC AUC"
+    seeds = ", ".join(map(str, run.seeds))
+    parts = [f"### {t.id}: {t.title}", "",
+             f"Source: {t.source}.", "",
+             f"Setting: {t.dataset}, preset {run.preset}, n = {run.n} images per cell (paper: "
+             f"{t.n if t.n else 'not stated'}), batch {t.batch_size}, seed{'s' if len(run.seeds) > 1 else ''} "
+             f"{seeds}, device {run.device}; {unit}; delta = ours − paper.", ""]
+    body = []
+    for r in df.itertuples(index=False):
+        metric = "auc" if str(r.metric).startswith("auc") else "accuracy"
+        paper = _fmt(r.paper, metric)
+        if r.paper is not None and r.paper_std is not None and not pd.isna(r.paper_std):
+            paper += f" ± {_fmt(r.paper_std, metric)}"
+        n = MISSING if r.n is None or pd.isna(r.n) else str(int(r.n))
+        body.append([str(r.row), str(r.column), paper, _fmt(r.ours, metric), _fmt(r.delta, metric, sign=True), n,
+                     str(r.note)])
+    parts += [_md_table(["row", "column", "paper", "ours", "delta", "n", "note"], body), ""]
+    measured = [int(v) for v in df["n"].dropna()] if len(df) else []
+    n_min = min(measured) if measured else run.n
+    if t.metric == "accuracy":
+        if t.n is None or run.n < t.n:
+            ref = (f"fewer than the paper's {t.n}" if t.n else "the paper does not state its n")
+            at_paper = f"; ±{binomial_half_width(t.n):.1f} at the paper's n = {t.n}" if t.n else ""
+            parts.append(f"- n = {n_min} images per cell ({ref}): the binomial 95% interval of an accuracy has "
+                         f"half-width up to ±{binomial_half_width(n_min):.1f} points (p = 0.5){at_paper}.")
+    elif t.n is None or run.n < t.n:
+        parts.append(f"- n = {run.n} clean and {run.n} attacked images per AUC cell (paper: "
+                     f"{t.n if t.n else 'not stated'}).")
+    deltas = [abs(v) for v in df["delta"].dropna()] if len(df) else []
+    if deltas:
+        parts.append(f"- {len(deltas)} cells with a paper value; mean |delta| {np.mean(deltas):.{4 if t.metric == 'auc' else 1}f}.")
+    parts += [f"- {n}" for n in t.notes] + [""]
+    return "\n".join(parts)
+
+
+# ------------------------------------------------------------------------------------------- figure
+def plot(run: PaperRun, df: pd.DataFrame, path: str | Path) -> str | None:
+    """Ours (bars or lines) with the paper's values (black markers / dashed) for figure specs."""
+    t = run.table
+    if not t.figure or not len(df):
+        return None
+    scale = 100.0 if t.metric == "accuracy" else 1.0
+    fig = Figure(figsize=(max(6.0, 1.1 * len(t.rows) + 2), 4))
+    ax = fig.subplots()
+    get = {(r.row, r.column): r for r in df.itertuples(index=False)}
+    colors = [f"C{i}" for i in range(len(t.cols))]
+    if t.figure == "lines":
+        xs = {c.row: c.x for c in t.cells}
+        for j, col in enumerate(t.cols):
+            pts = [(xs[r], get[(r, col)]) for r in t.rows if (r, col) in get and xs.get(r) is not None]
+            ours = [(x, o.ours) for x, o in pts if o.ours is not None and not pd.isna(o.ours)]
+            paper = [(x, o.paper) for x, o in pts if o.paper is not None and not pd.isna(o.paper)]
+            if ours:
+                ax.plot(*zip(*ours), marker="o", color=colors[j], label=f"{col} (ours)")
+            if paper:
+                ax.plot(*zip(*paper), ls="--", marker="s", color=colors[j], label=f"{col} (paper)")
+        ax.set_xlabel("α" if any("α" in r for r in t.rows) else "x")
+    else:
+        width = 0.8 / max(1, len(t.cols))
+        for j, col in enumerate(t.cols):
+            xs_, ours, paper = [], [], []
+            for i, r in enumerate(t.rows):
+                o = get.get((r, col))
+                x = i - 0.4 + width * (j + 0.5)
+                if o is not None and o.ours is not None and not pd.isna(o.ours):
+                    xs_.append(x)
+                    ours.append(o.ours)
+                if o is not None and o.paper is not None and not pd.isna(o.paper):
+                    paper.append((x, o.paper))
+            ax.bar(xs_, ours, width, color=colors[j], label=col)
+            if paper:
+                ax.plot(*zip(*paper), ls="none", marker="_", markersize=14, mew=2.5, color="black")
+        ax.plot([], [], ls="none", marker="_", markersize=14, mew=2.5, color="black", label="paper")
+        ax.set_xticks(range(len(t.rows)))
+        ax.set_xticklabels(t.rows, rotation=20, ha="right")
+    ax.set_ylabel("accuracy (%)" if t.metric == "accuracy" else "AUC")
+    ax.set_ylim(0, scale * 1.02)
+    ax.set_title(f"{t.id}: ours (n = {run.n}, {run.preset}) vs paper", fontsize="medium")
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize="small", ncol=2)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    FigureCanvasAgg(fig)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    return str(path)
+
+
+def write_paper_report(run: PaperRun, out_dir: str | Path) -> str:
+    """Write ``<id>.csv``, ``<id>.md`` and (figures) ``<id>.png`` in ``out_dir``; return the Markdown."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    df = outcomes(run)
+    df.insert(0, "table", run.table.id)
+    df.assign(preset=run.preset, images_per_cell=run.n, seeds=" ".join(map(str, run.seeds))).to_csv(
+        out / f"{run.table.id}.csv", index=False)
+    text = to_markdown(run, df)
+    png = plot(run, df, out / f"{run.table.id}.png")
+    text += f"\nFiles: `{out / (run.table.id + '.csv')}`" + (f", `{png}`" if png else "") + "\n"
+    (out / f"{run.table.id}.md").write_text(text, encoding="utf-8")
+    return text
+
+
+# ------------------------------------------------------------------------------------------- list
+def list_markdown(tables: list[PaperTable]) -> str:
+    body = []
+    for t in tables:
+        given = sum(c.paper is not None for c in t.cells)
+        body.append([t.id, "yes" if t.runnable else f"no: not yet supported: {t.unsupported}", t.dataset,
+                     f"{given}/{len(t.cells)}", t.ref, t.title])
+    runnable = sum(t.runnable for t in tables)
+    return (_md_table(["table", "runnable", "dataset", "paper values", "source", "title"], body)
+            + f"\n\n{len(tables)} tables, {runnable} runnable; papers in {PAPERS_DIR} (see each spec's source). "
+            "Run one with: defbench paper run TABLE [--n N] [--preset quick|paper]")

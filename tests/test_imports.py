@@ -1,0 +1,41 @@
+"""Every module imports in a fresh install, and only the ``defbench`` namespace is installed."""
+
+import importlib
+import pkgutil
+import subprocess
+import sys
+
+import defbench
+
+SUBPACKAGES = ("defbench.defenses", "defbench.attacks", "defbench.classifiers", "defbench.harness", "defbench.reports")
+
+
+def test_every_module_imports():
+    names = ["defbench.cli"]
+    for pkg in SUBPACKAGES:
+        mod = importlib.import_module(pkg)
+        names += [f"{pkg}.{m.name}" for m in pkgutil.iter_modules(mod.__path__)]
+    assert len(names) > 20
+    for n in names:
+        importlib.import_module(n)
+
+
+def test_no_generic_top_level_modules(tmp_path):
+    code = ("import importlib.util, sys\n"
+            "bad = [m for m in ('attacks', 'defenses', 'classifiers', 'harness', 'reports') if importlib.util.find_spec(m)]\n"
+            "import defbench.attacks, defbench.defenses, defbench.harness\n"
+            "sys.exit(1 if bad else 0)\n")
+    res = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+
+
+def test_cli_help_explains(capsys):
+    from defbench.cli import main
+
+    for args in (["--help"], ["matrix", "--help"], ["train", "--help"]):
+        try:
+            main(args)
+        except SystemExit as exc:
+            assert exc.code == 0
+    out = capsys.readouterr().out
+    assert "--defense" in out and "--threat" in out and "--preset" in out and defbench.__version__
