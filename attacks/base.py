@@ -56,6 +56,10 @@ class Attack:
     def run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def prepare(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> None:
+        """Called once per evaluation cell with its model and first batch, before any ``__call__``;
+        attacks that fit something across images (universal perturbations) do it here. Default: nothing."""
+
     # --------------------------------------------------------------- public API
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         model.eval()

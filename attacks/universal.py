@@ -3,7 +3,8 @@
 Two variants:
 
 * ``universal-fgsm`` — the MimicGAN recipe (§4.3): the mean FGSM perturbation ν = (1/N) Σᵢ (x̃ᵢ − xᵢ) over
-  N = 15 images (the first N of the evaluation set), added to every image scaled by α: x̃ = clip(x + α ν).
+  N = 15 images (the first N of the evaluation set, via :meth:`prepare`; FGSM at ``fgsm_eps``, default the
+  dataset's ε), added to every image scaled by α: x̃ = clip(x + α ν).
   (The paper writes ν = Σ (Xᵢ − X̃ᵢ)/N for a *targeted* FGSM; for the untargeted FGSM used here the sign
   is flipped so that α > 0 attacks.) ``alpha`` is swept by the paper specs.
 * ``universal-art`` — ART's ``UniversalPerturbation`` (iterative DeepFool/FGSM-driven search with an ℓ∞
@@ -22,7 +23,7 @@ import numpy as np
 import torch
 import torchattacks
 
-from defbench.attacks.base import Attack, model_device
+from defbench.attacks.base import DEFAULT_EPS, Attack, model_device
 
 
 class _Universal(Attack):
@@ -34,17 +35,22 @@ class _Universal(Attack):
     def fit(self, model, x, y) -> torch.Tensor:
         raise NotImplementedError
 
+    def prepare(self, model, x, y):
+        model.eval()
+        self._nu = self.fit(model, x, y).detach()
+        self._for_model = id(model)
+
     def run(self, model, x, y):
         if self._nu is None or self._for_model != id(model):
-            self._nu = self.fit(model, x, y).detach()
-            self._for_model = id(model)
+            self.prepare(model, x, y)
         return x + self._nu.to(x.device)
 
 
 class UniversalFGSM(_Universal):
     name = "universal-fgsm"
     family = "universal-fgsm"
-    defaults = {"alpha": 1.0, "images": 15}
+    bounded = False  # α scales the perturbation past the FGSM ε; the sweep is over α
+    defaults = {"alpha": 1.0, "images": 15, "fgsm_eps": None}
 
     @property
     def label(self):
@@ -53,7 +59,8 @@ class UniversalFGSM(_Universal):
     def fit(self, model, x, y):
         n = self.params["images"]
         xs, ys = x[:n], y[:n]
-        x_adv = torchattacks.FGSM(model, eps=self.eps)(xs, ys)
+        eps = self.params["fgsm_eps"] or DEFAULT_EPS.get(self.dataset, 0.3)
+        x_adv = torchattacks.FGSM(model, eps=eps)(xs, ys)
         return self.params["alpha"] * (x_adv - xs).mean(0, keepdim=True)
 
 

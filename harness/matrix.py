@@ -211,6 +211,11 @@ class MatrixRunner:
         desc = f"s{cell.seed} {cell.defense} {cell.threat} {acfg.get('label')}"
         batches = list(range(0, len(idx), self.spec.batch_size))
         extra: dict[str, Any] = {}
+        model = self._attack_model(cell, d)
+        if atk is not None and model is not None:
+            # attacks fitted once per cell (universal perturbations) see the first batch, whatever resumes
+            x0, y0 = self.test.get(idx[:self.spec.batch_size])
+            atk.prepare(model, x0.to(self.device), y0.to(self.device))
         for bidx, start in enumerate(tqdm(batches, desc=desc, disable=not self.spec.progress, leave=False)):
             x, y = self.test.get(idx[start:start + self.spec.batch_size])
             x, y = x.to(self.device), y.to(self.device)
@@ -221,11 +226,8 @@ class MatrixRunner:
                 x_in = self._adv_graybox(atk, cell.attack, cell.seed, bidx, x, y)
             elif cell.threat == "gan-aware":
                 x_in = gan_aware(atk, self.classifier, d, x, y, seed=pseed)
-            elif cell.threat == "reparam" and not getattr(d, "has_reparameterization", False):
-                G, enc = self.reparam_parts()
-                x_in = atk(attack_model("reparam", self.classifier, d, G=G, encoder=enc), x, y)
             else:
-                x_in = atk(attack_model(cell.threat, self.classifier, d, eot=self.spec.eot), x, y)
+                x_in = atk(model, x, y)
             with torch.no_grad():
                 phi_in = self.classifier.features(x_in)
                 preds_u += self.classifier(x_in).argmax(1).tolist()
@@ -250,6 +252,15 @@ class MatrixRunner:
         if self.spec.progress:
             acc = sum(int(p == t) for p, t in zip(preds, labels)) / len(labels)
             tqdm.write(f"{desc}: accuracy {acc:.3f} ({len(labels)} images, {res.wall_seconds:.1f}s)")
+
+    def _attack_model(self, cell: Cell, d):
+        """The model the cell's library attack is handed (one per cell); None for clean and gan-aware."""
+        if cell.attack is None or cell.threat == "gan-aware":
+            return None
+        if cell.threat == "reparam" and not getattr(d, "has_reparameterization", False):
+            G, enc = self.reparam_parts()
+            return attack_model("reparam", self.classifier, d, G=G, encoder=enc)
+        return attack_model(cell.threat, self.classifier, d, eot=self.spec.eot)
 
     def gradient_check(self, d, x, y) -> dict[str, Any]:
         """Gradient of the loss through f ∘ BPDA(defense), twice: share of exactly-zero entries, and whether

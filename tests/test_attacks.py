@@ -1,0 +1,63 @@
+"""Library attacks behind one interface, on the tiny Fashion-MNIST classifier."""
+
+import pytest
+import torch
+
+from defbench import DefbenchError
+from defbench.attacks import get_attack
+from defbench.attacks.registry import BUILTIN
+
+FAST = {"bim": {"steps": 5}, "pgd": {"steps": 5}, "cw": {"steps": 10, "binary_search_steps": 2},
+        "deepfool": {"steps": 10}, "universal-fgsm": {"alpha": 4.0}, "universal-art": {"max_iter": 1, "fit_images": 16}}
+
+
+@pytest.mark.parametrize("name", [n for n in BUILTIN if n != "autoattack"])
+def test_attack_shapes_bounds_and_strength(name, tiny_classifier, fmnist_images):
+    model, _ = tiny_classifier
+    x, y = fmnist_images
+    atk = get_attack(name, "fmnist", **FAST.get(name, {}))
+    x_adv = atk(model, x, y)
+    assert x_adv.shape == x.shape and x_adv.min() >= 0 and x_adv.max() <= 1
+    if atk.bounded:
+        assert (x_adv - x).abs().max() <= atk.eps + 1e-5
+    with torch.no_grad():
+        clean = (model(x).argmax(1) == y).float().mean()
+        adv = (model(x_adv).argmax(1) == y).float().mean()
+    assert adv < clean or clean == 0, f"{name} did not reduce accuracy ({clean:.2f} -> {adv:.2f})"
+    cfg = atk.config()
+    assert {"label", "family", "iterative", "bounded", "eps"} <= set(cfg)
+
+
+def test_autoattack_runs(tiny_classifier, fmnist_images):
+    model, _ = tiny_classifier
+    x, y = fmnist_images
+    x_adv = get_attack("autoattack", "fmnist", eps=0.1)(model, x[:4], y[:4])
+    assert (x_adv - x[:4]).abs().max() <= 0.1 + 1e-5
+
+
+def test_universal_is_one_vector_for_the_whole_set(tiny_classifier, fmnist_images):
+    model, _ = tiny_classifier
+    x, y = fmnist_images
+    atk = get_attack("universal-fgsm", "fmnist", alpha=2.0)
+    atk.prepare(model, x[:8], y[:8])
+    nu = atk._nu.expand(4, -1, -1, -1)
+    for xb, yb in ((x[8:12], y[8:12]), (x[12:16], y[12:16])):
+        x_adv = atk(model, xb, yb)
+        unclipped = (x_adv > 1e-6) & (x_adv < 1 - 1e-6)
+        assert unclipped.float().mean() > 0.3
+        assert torch.allclose((x_adv - xb)[unclipped], nu[unclipped], atol=1e-6)
+
+
+def test_bad_attack_arguments():
+    with pytest.raises(DefbenchError, match="outside \\[0, 1\\]"):
+        get_attack("fgsm", "fmnist", eps=2.0)
+    with pytest.raises(DefbenchError, match="valid: random_start, step, steps"):
+        get_attack("pgd", "fmnist", iterations=3)
+    with pytest.raises(DefbenchError, match="choose one of"):
+        get_attack("jsma", "fmnist")
+
+
+def test_paper_default_eps():
+    assert get_attack("fgsm", "mnist").eps == 0.3
+    assert abs(get_attack("fgsm", "cifar10").eps - 8 / 255) < 1e-9
+    assert get_attack("cw", "fmnist").eps is None
