@@ -46,7 +46,7 @@ GAN_RECIPES = {
     ("fmnist", "quick"): GANRecipe(epochs=1, epoch_fraction=0.5, eval_images=50, eval_restarts=2, eval_steps=50),
     ("fmnist", "paper"): GANRecipe(epochs=8),
     ("mnist", "quick"): GANRecipe(epochs=1, epoch_fraction=0.5, eval_images=50, eval_restarts=2, eval_steps=50),
-    ("mnist", "paper"): GANRecipe(epochs=4),
+    ("mnist", "paper"): GANRecipe(epochs=2),
     ("cifar10", "quick"): GANRecipe(epochs=1, epoch_fraction=0.3, eval_images=50, eval_restarts=2, eval_steps=50),
     ("cifar10", "paper"): GANRecipe(epochs=25),
 }
@@ -168,7 +168,7 @@ class EncoderRecipe:
     lambda_latent: float = 1.0      #: λ3
 
 
-ENCODER_RECIPES = {"quick": EncoderRecipe(iterations=400), "paper": EncoderRecipe(iterations=6000)}
+ENCODER_RECIPES = {"quick": EncoderRecipe(iterations=400), "paper": EncoderRecipe(iterations=3000)}
 
 
 def encoder_recipe(preset: str, **overrides) -> EncoderRecipe:

@@ -162,7 +162,10 @@ class MatrixRunner:
 
     def key(self, cell: Cell) -> tuple[CellKey, dict, dict]:
         d = self.defense(cell.defense)
-        dcfg = {"name": cell.defense, **d.config(), "eval_repeats": self._repeats(d), "preset": self.spec.preset}
+        # n and batch size define the evaluated images and (for batch-coupled defenses) the purification
+        # batches, so they are part of the cell's identity: a store never mixes runs of different n
+        dcfg = {"name": cell.defense, **d.config(), "eval_repeats": self._repeats(d), "preset": self.spec.preset,
+                "n": self.spec.n, "batch_size": self.spec.batch_size}
         if cell.attack is None:
             acfg = {"name": "clean", "label": "clean"}
         else:

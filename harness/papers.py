@@ -214,7 +214,8 @@ def _mimicgan_fig5b() -> PaperTable:
     notes = {("Obfuscated", "No Defense"): "bare classifier on the Obfuscated inputs crafted against DefenseGAN's GAN",
              ("Clean", "No Defense"): "paper: caption, clean test accuracy 91.5%"}
     return PaperTable(
-        id="mimicgan-fig5b", ref="MimicGAN-1 Fig. 5(b)", title="Adversarial defense: robust accuracy (%) under popular attacks",
+        id="mimicgan-fig5b", ref="MimicGAN-1 Fig. 5(b)",
+        title="Adversarial defense: robust accuracy (%) under popular attacks",
         source=f"{MIMICGAN1}, Figure 5(b) 'Popular Adversarial Perturbations' (§4.3)", dataset="fmnist",
         defenses=("none", "cowboy", "defensegan", "mimicgan"), attacks=(DEEPFOOL, CW_L2, BIM_03, PGD_03, FGSM_03),
         threats=("graybox", "gan-aware"), n=500, batch_size=100, rows=rows, cols=cols,
@@ -224,7 +225,8 @@ def _mimicgan_fig5b() -> PaperTable:
                "projection).",
                "The paper does not state ε; we use ε = 0.3 (cleverhans' default, as on Fashion-MNIST in InvGAN) "
                "for FGSM, BIM, PGD and the Obfuscated attack; CW-L2 and DeepFool are unbounded.",
-               "500 random test images, purified in batches of 100 (MimicGAN is batch-coupled).",
+               "Paper setting: 500 random test images, purified in batches of 100 (MimicGAN is batch-coupled); one "
+               "purification per image.",
                "The paper's 'No Defense' Obfuscated cell has no defense to attack through; ours is the bare "
                "classifier's accuracy on the Obfuscated inputs crafted against DefenseGAN's GAN."))
 
@@ -254,7 +256,8 @@ def _mimicgan_fig9b() -> PaperTable:
             m[("Obfuscated", c)] = Measure(defense[c], "gan-aware", PGD_03)
     m[("Obfuscated", "No Defense")] = Measure("defensegan", "gan-aware", PGD_03, undefended=True)
     return PaperTable(
-        id="mimicgan-fig9b", ref="MimicGAN-2 Fig. 9(b)", title="Adversarial defense averaged over 3 GAN backends (mean ± std)",
+        id="mimicgan-fig9b", ref="MimicGAN-2 Fig. 9(b)",
+        title="Adversarial defense averaged over 3 GAN backends (mean ± std)",
         source=f"{MIMICGAN2}, Figure 9(b) 'Popular Adversarial Perturbations' (§5.2)", dataset="fmnist",
         defenses=("none", "cowboy", "defensegan", "mimicgan"), attacks=(BIM_03, DEEPFOOL, FGSM_03, CW_L2, PGD_03),
         threats=("graybox", "gan-aware"), n=500, batch_size=100, rows=rows, cols=cols,
@@ -276,7 +279,8 @@ def _mimicgan_fig5a() -> PaperTable:
     attacks = tuple(AttackSpec("universal-fgsm", 0.3, (("alpha", a), ("images", 15))) for a in alphas)
     m = {(r, c): Measure(defense[c], "graybox", a) for r, a in zip(rows, attacks) for c in cols}
     return PaperTable(
-        id="mimicgan-fig5a", ref="MimicGAN-1 Fig. 5(a)", title="Universal FGSM perturbation scaled by α: accuracy (%) vs α",
+        id="mimicgan-fig5a", ref="MimicGAN-1 Fig. 5(a)",
+        title="Universal FGSM perturbation scaled by α: accuracy (%) vs α",
         source=f"{MIMICGAN1}, Figure 5(a) 'Universal Perturbations' (§4.3)", dataset="fmnist",
         defenses=("none", "defensegan", "mimicgan"), attacks=attacks, threats=("graybox",), n=500, batch_size=100,
         rows=rows, cols=cols, cells=_grid(rows, cols, [[None] * len(cols)] * len(rows), m, xs=alphas),
@@ -291,7 +295,8 @@ def _mimicgan_fig4b() -> PaperTable:
     cols = ("Observed", "PGD", "MimicGAN")
     values = [[37.00, 25.50, 50.40], [25.50, 15.60, 46.40], [7.20, 8.40, 45.80]]
     return PaperTable(
-        id="mimicgan-fig4b", ref="MimicGAN-1 Fig. 4(b)", title="Robust classification under corruptions: accuracy (%)",
+        id="mimicgan-fig4b", ref="MimicGAN-1 Fig. 4(b)",
+        title="Robust classification under corruptions: accuracy (%)",
         source=f"{MIMICGAN1}, Figure 4(b) (§4.2)", dataset="fmnist", defenses=("none", "defensegan", "mimicgan"),
         attacks=(), threats=(), n=500, batch_size=100, rows=rows, cols=cols, cells=_grid(rows, cols, values),
         figure="bars",
@@ -304,7 +309,8 @@ def _mimicgan_table2() -> PaperTable:
     rows = ("VAE", "AnoGAN", "GANomaly (BIGAN)", "EGBAD (PGD baseline)", "MimicGAN")
     cols = ("Area under ROC",)
     return PaperTable(
-        id="mimicgan-table2", ref="MimicGAN-2 Table 2", title="Anomaly detection on MNIST, leave one class out (mean ± std over 10 classes)",
+        id="mimicgan-table2", ref="MimicGAN-2 Table 2",
+        title="Anomaly detection on MNIST, leave one class out (mean ± std over 10 classes)",
         source=f"{MIMICGAN2}, Table 2 (§5.3)", dataset="mnist", defenses=("defensegan", "mimicgan"), attacks=(),
         threats=(), n=None, rows=rows, cols=cols,
         cells=_grid(rows, cols, [[0.34], [0.44], [0.78], [0.50], [0.78]],
@@ -347,18 +353,20 @@ def _invgan_parts(dataset: str) -> tuple[PaperTable, PaperTable]:
              "The paper does not state how many test images; we default to 500. Cowboy (†, numbers quoted from its "
              "authors) and the CIFAR-10 / CelebA parts of the table are not included.")
     t2 = PaperTable(
-        id=f"invgan-table2-{dataset}", ref=f"InvGAN Table 2 ({label})", title=f"Classification accuracy under white-box attacks, {label}",
+        id=f"invgan-table2-{dataset}", ref=f"InvGAN Table 2 ({label})",
+        title=f"Classification accuracy under white-box attacks, {label}",
         source=f"{INVGAN}, Table 2 ({label} block)", rows=rows2, cols=cols2, cells=_grid(rows2, cols2, acc, m2),
         notes=notes + ("The paper prints fractions; shown here in % (x100).",), **common)
     rows3 = ("DefenseGAN", "InvGAN")
     cols3 = ("FGSM", "CW", "RP", "BPDA")
     m3 = {(r, c): Measure(defense[r], t, a, metric="auc") for r in rows3 for c, (t, a) in cellm.items()}
     t3 = PaperTable(
-        id=f"invgan-table3-{dataset}", ref=f"InvGAN Table 3 ({label})", title=f"Attack detection AUC of the InvGAN score, {label}",
+        id=f"invgan-table3-{dataset}", ref=f"InvGAN Table 3 ({label})",
+        title=f"Attack detection AUC of the InvGAN score, {label}",
         source=f"{INVGAN}, Table 3 ({label} block)", rows=rows3, cols=cols3, cells=_grid(rows3, cols3, auc, m3),
         metric="auc",
-        notes=notes + ("AUC of the detection score ‖Φ(x) − Φ(x̂)‖ (Eq. 7, penultimate classifier features): the "
-                       "defense's clean images (0) against the attacked ones (1).",),
+        notes=notes + ("AUC of the detection score ‖Φ(x) − Φ(x̂)‖ (Eq. 7, penultimate classifier features): "
+                       "the defense's clean images (0) against the attacked ones (1).",),
         **{**common, "paper_scale": 1.0})
     return t2, t3
 
@@ -367,7 +375,8 @@ def _invgan_fig4() -> PaperTable:
     rows = ("DefenseGAN", "InvGAN")
     cols = ("clean accuracy vs effective iterations",)
     return PaperTable(
-        id="invgan-fig4", ref="InvGAN Fig. 4", title="Speed–accuracy trade-off: clean accuracy vs effective inference iterations",
+        id="invgan-fig4", ref="InvGAN Fig. 4",
+        title="Speed–accuracy trade-off: clean accuracy vs effective inference iterations",
         source=f"{INVGAN}, Figure 4 (§4.3)", dataset="fmnist", defenses=("defensegan", "invgan"), attacks=(),
         threats=(), n=None, rows=rows, cols=cols, cells=_grid(rows, cols, [[None], [None]]), figure="lines",
         unsupported="it sweeps the effective number of inference iterations (restarts x steps), i.e. several "
@@ -399,8 +408,7 @@ def _ride_table2(dataset: str) -> PaperTable:
     cols = ("Clean", f"BPDA {dist}")
     cells = []
     for r, d, v in cited:
-        note = f"cited by RIDE from Athalye et al. at {d}; not a defbench defense, not run"
-        cells += [PaperCell(r, "Clean", None, None, note=note), PaperCell(r, cols[1], v, None, note=note)]
+        cells.append(PaperCell(r, cols[1], v, None, note=f"cited by RIDE (from Athalye et al.) at {d}; not run"))
     for r in ours:
         threat = "graybox" if defense[r] == "none" else "bpda"
         cells.append(PaperCell(r, "Clean", clean if r == "No defense" else None, Measure(defense[r]),
@@ -412,7 +420,8 @@ def _ride_table2(dataset: str) -> PaperTable:
         unsupported = ("it needs the paper's ImageNet subset (2 validation images per class, 2000 in all; the "
                        "runner draws n random images) and RIDE at 224x224 (~140 s per image on the paper's GPU)")
     return PaperTable(
-        id=f"ride-table2-{dataset}", ref=f"RIDE Table 2 ({label})", title=f"BPDA (PGD, 10 iterations) against RIDE, median filter and TVM, {label}",
+        id=f"ride-table2-{dataset}", ref=f"RIDE Table 2 ({label})",
+        title=f"BPDA (PGD, 10 iterations) against RIDE, median filter and TVM, {label}",
         source=f"{RIDE}, Table 2 ({label} rows) and §'Defense Against White-Box Attack'", dataset=dataset,
         defenses=("none", "median", "tvm", "ride"), attacks=(pgd,), threats=("graybox", "bpda"),
         n=2000 if dataset == "imagenet" else None, rows=rows, cols=cols, cells=tuple(cells), paper_scale=1.0,
@@ -436,7 +445,8 @@ def _ride_table1() -> PaperTable:
         for c, d in defense.items():
             m[(r, c)] = Measure(d, "graybox", a)
     return PaperTable(
-        id="ride-table1", ref="RIDE Table 1", title="Gray-box FGSM and PGD on ImageNet (top-1 accuracy)",
+        id="ride-table1", ref="RIDE Table 1",
+        title="Gray-box FGSM and PGD on ImageNet (top-1 accuracy)",
         source=f"{RIDE}, Table 1 (§'Defense Against Gray-Box Attack')", dataset="imagenet",
         defenses=("none", "median", "tvm", "ride"), attacks=(fgsm, pgd), threats=("graybox",), n=2000,
         rows=rows, cols=cols, cells=_grid(rows, cols, values, m), paper_scale=100.0,
@@ -503,13 +513,7 @@ def run_table(table: PaperTable, n: int | None = None, preset: str = "paper", de
     t0 = time.time()
     runner = MatrixRunner(spec)
     cells = table.needed_cells(spec.seeds, preset)
-    keys = {c: runner.key(c)[0] for c in cells}
-    for c, k in keys.items():
-        for row in runner.store.rows(key=k.key):
-            if int(row["n"]) != n:
-                raise DefbenchError(f"{runner.store.path} holds cell {c.defense}/{c.threat}/"
-                                    f"{c.attack.name if c.attack else 'clean'} with n = {row['n']}, not {n}; "
-                                    "use another --out")
+    keys = {c: runner.key(c)[0] for c in cells}  # n and batch size are part of every key
     todo = [c for c in cells if not runner.store.has(keys[c])]
     LocalExecutor().run(todo, runner.run_cell)
     rows = {}
@@ -539,7 +543,8 @@ def add_parser(sub, common) -> None:
     rp.add_argument("--n", type=int, default=None, help="images per cell (default the paper's n, 500 when the "
                                                          f"paper gives none; quick preset at most {QUICK_N})")
     rp.add_argument("--preset", default="paper", help="paper (the papers' settings) | quick (smoke budgets)")
-    rp.add_argument("--out", default=None, help="store and report dir (default runs/paper/<dataset>-<preset>-n<N>-b<B>)")
+    rp.add_argument("--out", default=None,
+                    help="store and report dir (default runs/paper/<dataset>-<preset>-n<N>-b<B>)")
     common(rp)
     rp.set_defaults(func=cmd_run)
     pp.set_defaults(func=lambda args: (pp.print_help(), 0)[1])

@@ -115,7 +115,8 @@ def to_markdown(run: PaperRun, df: pd.DataFrame) -> str:
              f"Source: {t.source}.", "",
              f"Setting: {t.dataset}, preset {run.preset}, n = {run.n} images per cell (paper: "
              f"{t.n if t.n else 'not stated'}), batch {t.batch_size}, seed{'s' if len(run.seeds) > 1 else ''} "
-             f"{seeds}, device {run.device}; {unit}; delta = ours − paper.", ""]
+             f"{seeds}, {t.eval_repeats} purification{'s' if t.eval_repeats > 1 else ''} per image, device "
+             f"{run.device}; {unit}; delta = ours − paper.", ""]
     body = []
     for r in df.itertuples(index=False):
         metric = "auc" if str(r.metric).startswith("auc") else "accuracy"
@@ -139,7 +140,8 @@ def to_markdown(run: PaperRun, df: pd.DataFrame) -> str:
                      f"{t.n if t.n else 'not stated'}).")
     deltas = [abs(v) for v in df["delta"].dropna()] if len(df) else []
     if deltas:
-        parts.append(f"- {len(deltas)} cells with a paper value; mean |delta| {np.mean(deltas):.{4 if t.metric == 'auc' else 1}f}.")
+        digits = 4 if t.metric == "auc" else 1
+        parts.append(f"- {len(deltas)} cells with a paper value; mean |delta| {np.mean(deltas):.{digits}f}.")
     parts += [f"- {n}" for n in t.notes] + [""]
     return "\n".join(parts)
 
@@ -186,7 +188,10 @@ def plot(run: PaperRun, df: pd.DataFrame, path: str | Path) -> str | None:
         ax.set_xticklabels(t.rows, rotation=20, ha="right")
     ax.set_ylabel("accuracy (%)" if t.metric == "accuracy" else "AUC")
     ax.set_ylim(0, scale * 1.02)
-    ax.set_title(f"{t.id}: ours (n = {run.n}, {run.preset}) vs paper", fontsize="medium")
+    has_paper = df["paper"].notna().any()
+    ax.set_title(f"{t.id}: ours (n = {run.n}, preset {run.preset})"
+                 + (" vs paper (black)" if has_paper and t.figure != "lines" else " vs paper" if has_paper
+                    else "; paper values not in the text"), fontsize="medium")
     ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize="small", ncol=2)
     path = Path(path)
