@@ -88,8 +88,11 @@ def projection_quality(G, classifier, data: ImageData, indices, cfg: ProjectionC
 
 
 def train_gan(dataset: str, train: ImageData, test: ImageData, classifier, recipe: GANRecipe, seed: int,
-              device: torch.device, progress: bool = True, max_steps: int | None = None) -> tuple[dict, dict]:
-    """Train G and D; returns ({'G': state, 'D': state}, metrics) for the best epoch."""
+              device: torch.device, progress: bool = True, max_steps: int | None = None,
+              on_epoch=None) -> tuple[dict, dict]:
+    """Train G and D; returns ({'G': state, 'D': state}, metrics) for the best epoch. ``on_epoch(state,
+    metrics)`` is called after every epoch with the best state so far (the zoo saves it, so a killed run
+    keeps its best epoch)."""
     gen = seed_everything(seed)
     G, D = build_gan(dataset)
     G, D = G.to(device), D.to(device)
@@ -148,12 +151,15 @@ def train_gan(dataset: str, train: ImageData, test: ImageData, classifier, recip
                   f"smallest class share {rec['min_class_fraction']:.3f}, D loss {rec['d_loss']:.3f}, G loss {rec['g_loss']:.3f}")
         if best is None or rec["projection_accuracy"] >= best[0]["projection_accuracy"]:
             best = (rec, {"G": copy.deepcopy(G.state_dict()), "D": copy.deepcopy(D.state_dict())})
+        metrics = {"best_epoch": best[0]["epoch"], "projection_accuracy_during_training": best[0]["projection_accuracy"],
+                   "history": history, "d_loss_trace": d_losses[:: max(1, len(d_losses) // 200)],
+                   "train_seconds": round(time.time() - t0, 1), "train_images": n_sub, "device": str(device),
+                   "epochs_done": epoch + 1, "epochs_planned": recipe.epochs}
+        if on_epoch is not None:
+            on_epoch(best[1], metrics)
         if step >= total:
             break
     bar.close()
-    metrics = {"best_epoch": best[0]["epoch"], "projection_accuracy_during_training": best[0]["projection_accuracy"],
-               "history": history, "d_loss_trace": d_losses[:: max(1, len(d_losses) // 200)],
-               "train_seconds": round(time.time() - t0, 1), "train_images": n_sub, "device": str(device)}
     return best[1], metrics
 
 

@@ -79,15 +79,22 @@ def build_gan_model(dataset: str, preset: str = "paper", seed: int = DEFAULT_SEE
     if holdout_class is not None:  # leave-one-class-out GAN (MimicGAN anomaly detection)
         keep = (train.labels != holdout_class).nonzero().squeeze(1)
         train = dataclasses.replace(train, images=train.images[keep], labels=train.labels[keep])
-    state, metrics = train_gan(dataset, train, test, classifier, recipe, seed, torch.device(device), progress)
     tag = gan_tag(subset_fraction, seed, holdout_class)
     mid = zoo.model_id("gan", dataset, preset, tag)
-    manifest = {"kind": "gan", "dataset": dataset, "preset": preset, "arch": "dcgan28" if SHAPES[dataset][1] == 28
-                else "dcgan32", "config": {**dataclasses.asdict(recipe), "seed": seed, "holdout_class": holdout_class},
-                "metrics": metrics, "classifier": zoo.model_id("classifier", dataset, preset)}
-    entry = zoo.save(mid, {f"{k}.{n}": t for k, sd in state.items() for n, t in sd.items()}, manifest)
-    _save_grid(state["G"], dataset, zoo.zoo_dir() / f"{mid}-samples.png", seed)
-    return entry
+    saved: list[zoo.Entry] = []
+
+    def save(state: dict, metrics: dict) -> None:
+        """Called after every epoch: the zoo always holds the best epoch so far ('complete' says if done)."""
+        manifest = {"kind": "gan", "dataset": dataset, "preset": preset,
+                    "arch": "dcgan28" if SHAPES[dataset][1] == 28 else "dcgan32",
+                    "config": {**dataclasses.asdict(recipe), "seed": seed, "holdout_class": holdout_class},
+                    "metrics": metrics, "classifier": zoo.model_id("classifier", dataset, preset),
+                    "complete": metrics["epochs_done"] >= metrics["epochs_planned"]}
+        saved.append(zoo.save(mid, {f"{k}.{n}": t for k, sd in state.items() for n, t in sd.items()}, manifest))
+        _save_grid(state["G"], dataset, zoo.zoo_dir() / f"{mid}-samples.png", seed)
+
+    train_gan(dataset, train, test, classifier, recipe, seed, torch.device(device), progress, on_epoch=save)
+    return saved[-1]
 
 
 def _save_grid(g_state: dict, dataset: str, path, seed: int) -> None:
