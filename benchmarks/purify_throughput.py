@@ -14,7 +14,6 @@ networks are used and the zoo is not needed. Writes a Markdown table to ``--out`
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import platform
 import sys
 import time

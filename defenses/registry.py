@@ -31,20 +31,23 @@ def check_name(name: str) -> str:
     return key
 
 
+def load_json_object(path: str) -> dict[str, Any]:
+    """A JSON config file holding one object, or a one-line error."""
+    p = Path(path)
+    if not p.is_file():
+        raise DefbenchError(f"config file {path} not found")
+    try:
+        loaded = json.loads(p.read_text())
+    except ValueError as exc:
+        raise DefbenchError(f"config file {path} is not valid JSON ({exc})") from None
+    if not isinstance(loaded, dict):
+        raise DefbenchError(f"config file {path} must hold a JSON object")
+    return loaded
+
+
 def parse_overrides(pairs: list[str] | None = None, config_file: str | None = None) -> dict[str, Any]:
     """key=value pairs (values parsed as JSON when they can be) over a JSON config file's keys."""
-    out: dict[str, Any] = {}
-    if config_file:
-        p = Path(config_file)
-        if not p.is_file():
-            raise DefbenchError(f"defense config file {config_file} not found")
-        try:
-            loaded = json.loads(p.read_text())
-        except ValueError as exc:
-            raise DefbenchError(f"defense config file {config_file} is not valid JSON ({exc})") from None
-        if not isinstance(loaded, dict):
-            raise DefbenchError(f"defense config file {config_file} must hold a JSON object")
-        out.update(loaded)
+    out: dict[str, Any] = load_json_object(config_file) if config_file else {}
     for pair in pairs or []:
         if "=" not in pair:
             raise DefbenchError(f"defense option {pair!r} must look like key=value")

@@ -56,21 +56,13 @@ def add_subcommands(sub, common) -> None:
 
 
 def _overrides(args, defenses: list[str]) -> dict:
-    import json
-    from pathlib import Path
-
-    from defbench.defenses.registry import check_name, parse_overrides
+    from defbench.defenses.registry import check_name, load_json_object, parse_overrides
 
     out: dict[str, dict] = {}
     if args.defense_config:
-        p = Path(args.defense_config)
-        if not p.is_file():
-            raise DefbenchError(f"--defense-config {p} not found")
-        try:
-            data = json.loads(p.read_text())
-        except ValueError as exc:
-            raise DefbenchError(f"--defense-config {p} is not valid JSON ({exc})") from None
-        for name, kv in data.items():
+        for name, kv in load_json_object(args.defense_config).items():
+            if not isinstance(kv, dict):
+                raise DefbenchError(f"--defense-config: entry {name!r} must map option names to values")
             out.setdefault(check_name(name), {}).update(kv)
     for opt in args.defense_opt:
         target, _, kv = opt.rpartition(":") if ":" in opt.split("=", 1)[0] else ("", "", opt)

@@ -9,11 +9,10 @@ adversarial examples do not depend on the defense: they are computed once per (a
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 import torch
 from tqdm.auto import tqdm

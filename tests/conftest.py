@@ -80,3 +80,18 @@ def tiny_classifier(fmnist):
     model, metrics = train_classifier("fmnist", train, test, ClassifierRecipe(epochs=1, train_fraction=0.15),
                                       seed=0, device=torch.device("cpu"), progress=False)
     return model, metrics
+
+
+@pytest.fixture(scope="session")
+def tiny_zoo(tiny_classifier, random_gan, isolated_home):
+    """Quick-preset zoo entries made from the tiny test models (the mechanics do not need good models)."""
+    from defbench.harness import zoo
+
+    model, metrics = tiny_classifier
+    zoo.save("classifier-fmnist-quick", model.state_dict(), {"kind": "classifier", "dataset": "fmnist",
+             "preset": "quick", "arch": model.arch, "config": {"seed": 0}, "metrics": metrics})
+    G, D = random_gan
+    state = {**{f"G.{k}": v for k, v in G.state_dict().items()}, **{f"D.{k}": v for k, v in D.state_dict().items()}}
+    zoo.save("gan-fmnist-quick", state, {"kind": "gan", "dataset": "fmnist", "preset": "quick", "arch": "dcgan28",
+             "config": {"seed": 0}, "metrics": {}})
+    return isolated_home

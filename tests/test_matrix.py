@@ -15,22 +15,8 @@ import pytest
 import torch
 
 from defbench.cli import main
-from defbench.harness import zoo
 
 DEFBENCH = [sys.executable, "-m", "defbench"]
-
-
-@pytest.fixture(scope="module")
-def tiny_zoo(tiny_classifier, random_gan, isolated_home):
-    """Quick-preset zoo entries made from the tiny test models (the mechanics do not need good models)."""
-    model, metrics = tiny_classifier
-    zoo.save("classifier-fmnist-quick", model.state_dict(), {"kind": "classifier", "dataset": "fmnist",
-             "preset": "quick", "arch": model.arch, "config": {"seed": 0}, "metrics": metrics})
-    G, D = random_gan
-    state = {**{f"G.{k}": v for k, v in G.state_dict().items()}, **{f"D.{k}": v for k, v in D.state_dict().items()}}
-    zoo.save("gan-fmnist-quick", state, {"kind": "gan", "dataset": "fmnist", "preset": "quick", "arch": "dcgan28",
-             "config": {"seed": 0}, "metrics": {}})
-    return isolated_home
 
 
 def _env():

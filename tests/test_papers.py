@@ -9,7 +9,6 @@ import csv
 import pytest
 
 from defbench.cli import main
-from defbench.harness import zoo
 from defbench.harness.matrix import MatrixSpec
 from defbench.harness.papers import TABLES, PaperRun, resolve
 
@@ -18,19 +17,6 @@ NOT_RUNNABLE = [t for t in TABLES.values() if not t.runnable]
 REQUIRED = ("mimicgan-fig5b", "invgan-table2-mnist", "invgan-table2-fmnist", "invgan-table3-mnist",
             "invgan-table3-fmnist", "ride-table2-mnist", "ride-table2-cifar10", "mimicgan-fig4b", "mimicgan-fig5a",
             "mimicgan-fig9b", "mimicgan-table2", "invgan-fig4", "ride-table1")
-
-
-@pytest.fixture(scope="module")
-def tiny_zoo(tiny_classifier, random_gan, isolated_home):
-    """Quick-preset zoo entries made from the tiny test models (as in test_matrix.py)."""
-    model, metrics = tiny_classifier
-    zoo.save("classifier-fmnist-quick", model.state_dict(), {"kind": "classifier", "dataset": "fmnist",
-             "preset": "quick", "arch": model.arch, "config": {"seed": 0}, "metrics": metrics})
-    G, D = random_gan
-    state = {**{f"G.{k}": v for k, v in G.state_dict().items()}, **{f"D.{k}": v for k, v in D.state_dict().items()}}
-    zoo.save("gan-fmnist-quick", state, {"kind": "gan", "dataset": "fmnist", "preset": "quick", "arch": "dcgan28",
-             "config": {"seed": 0}, "metrics": {}})
-    return isolated_home
 
 
 def test_list_shows_every_spec(capsys):

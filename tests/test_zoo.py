@@ -67,3 +67,21 @@ def test_zoo_list(capsys):
     _save_tiny("classifier-fmnist-listed")
     assert main(["zoo", "list"]) == 0
     assert "classifier-fmnist-listed" in capsys.readouterr().out
+
+
+def test_cli_flipped_byte_in_classifier_one_line_nothing_overwritten(tmp_path, monkeypatch, capsys):
+    from defbench.classifiers.models import build_classifier
+
+    monkeypatch.setenv("DEFBENCH_HOME", str(tmp_path / "home"))
+    model = build_classifier("fmnist")
+    e = zoo.save("classifier-fmnist-quick", model.state_dict(), {"kind": "classifier", "dataset": "fmnist",
+                 "preset": "quick", "arch": model.arch, "config": {"seed": 0}, "metrics": {}})
+    raw = bytearray(e.path.read_bytes())
+    raw[100] ^= 0x01
+    e.path.write_bytes(bytes(raw))
+    rc = main(["matrix", "--preset", "quick", "--attacks", "none", "--defense", "none", "--n", "5", "--no-progress",
+               "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert "sha256" in err and "defbench train classifier --dataset fmnist --preset quick --force" in err
+    assert e.path.read_bytes() == bytes(raw)
