@@ -41,6 +41,8 @@ def main(argv=None) -> int:
     ap.add_argument("--n", type=int, default=500)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--parts", default="classifier,gan,encoder",
+                    help="which models to measure (comma list of classifier, gan, encoder)")
     ap.add_argument("--out", default="benchmarks/results/zoo_quality.md")
     args = ap.parse_args(argv)
     dev = resolve_device(args.device)
@@ -66,37 +68,46 @@ def main(argv=None) -> int:
         t0 = time.time()
         G, D, gman = models.get_gan(ds, args.preset, dev, train_missing=False)
         idx = test.eval_indices(args.n, args.seed)
-        q = projection_quality(G, clf, test, idx, PAPER_CONFIGS["defensegan"], args.seed, dev)
-        spread = class_spread(G, clf, 2000, torch.Generator().manual_seed(args.seed), dev)
-        tt = gman["metrics"].get("train_seconds", 0) / 60
-        lines.append(f"| {gman['id']} | accuracy on DefenseGAN projections (L=200, R=10) of {args.n} clean test images | "
-                     f"{q['projection_accuracy']:.3f} | {PAPER_DEFENSEGAN_CLEAN.get(ds, '—')} | {tt:.1f} min "
-                     f"(best epoch {gman['metrics'].get('best_epoch')}) | {time.time() - t0:.0f}s |")
-        lines.append(f"| {gman['id']} | mean reconstruction MSE of those projections | {q['reconstruction_mse']:.4f} | — | | |")
-        lines.append(f"| {gman['id']} | smallest class share among 2000 samples (classifier labels) | {min(spread):.3f} | — | | |")
-        record[gman["id"]] = {"projection_accuracy": q["projection_accuracy"], "reconstruction_mse": q["reconstruction_mse"],
-                              "class_spread": spread}
-        if zoo.exists(zoo.model_id("encoder", ds, args.preset)):
-            t0 = time.time()
-            enc, eman = models.get_encoder(ds, args.preset, dev, train_missing=False)
-            rec = latent_recovery(G, enc, args.seed + 1, dev)
-            correct = 0
-            with torch.no_grad():
-                for start in range(0, len(idx), 250):
-                    x, y = test.get(idx[start:start + 250])
-                    correct += (clf(G(enc(x.to(dev)).clamp(-1, 1))).argmax(1).cpu() == y).sum().item()
-            et = eman["metrics"].get("train_seconds", 0) / 60
-            lines.append(f"| {eman['id']} | ‖z − I(G(z))‖ vs random guess (500 z) | {rec['latent_error']:.2f} vs "
-                         f"{rec['random_guess_latent_error']:.2f} | — | {et:.1f} min | {time.time() - t0:.0f}s |")
-            lines.append(f"| {eman['id']} | accuracy on G(I(x)) (T = 0) of {args.n} clean test images | "
-                         f"{correct / len(idx):.3f} | — | | |")
-            record[eman["id"]] = {**rec, "accuracy_T0": correct / len(idx)}
+        if "gan" in args.parts:
+            add_gan_rows(lines, record, ds, G, gman, clf, test, idx, args, dev, t0)
+        if "encoder" in args.parts and zoo.exists(zoo.model_id("encoder", ds, args.preset)):
+            add_encoder_rows(lines, record, ds, G, clf, test, idx, args, dev)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines) + "\n")
     out.with_suffix(".json").write_text(json.dumps(record, indent=2))
     print("\n".join(lines))
     return 0
+
+
+def add_gan_rows(lines, record, ds, G, gman, clf, test, idx, args, dev, t0) -> None:
+    q = projection_quality(G, clf, test, idx, PAPER_CONFIGS["defensegan"], args.seed, dev)
+    spread = class_spread(G, clf, 2000, torch.Generator().manual_seed(args.seed), dev)
+    tt = gman["metrics"].get("train_seconds", 0) / 60
+    lines.append(f"| {gman['id']} | accuracy on DefenseGAN projections (L=200, R=10) of {args.n} clean test images | "
+                 f"{q['projection_accuracy']:.3f} | {PAPER_DEFENSEGAN_CLEAN.get(ds, '—')} | {tt:.1f} min "
+                 f"(best epoch {gman['metrics'].get('best_epoch')}) | {time.time() - t0:.0f}s |")
+    lines.append(f"| {gman['id']} | mean reconstruction MSE of those projections | {q['reconstruction_mse']:.4f} | — | | |")
+    lines.append(f"| {gman['id']} | smallest class share among 2000 samples (classifier labels) | {min(spread):.3f} | — | | |")
+    record[gman["id"]] = {"projection_accuracy": q["projection_accuracy"], "reconstruction_mse": q["reconstruction_mse"],
+                          "class_spread": spread}
+
+
+def add_encoder_rows(lines, record, ds, G, clf, test, idx, args, dev) -> None:
+    t0 = time.time()
+    enc, eman = models.get_encoder(ds, args.preset, dev, train_missing=False)
+    rec = latent_recovery(G, enc, args.seed + 1, dev)
+    correct = 0
+    with torch.no_grad():
+        for start in range(0, len(idx), 250):
+            x, y = test.get(idx[start:start + 250])
+            correct += (clf(G(enc(x.to(dev)).clamp(-1, 1))).argmax(1).cpu() == y).sum().item()
+    et = eman["metrics"].get("train_seconds", 0) / 60
+    lines.append(f"| {eman['id']} | ‖z − I(G(z))‖ vs random guess (500 z) | {rec['latent_error']:.2f} vs "
+                 f"{rec['random_guess_latent_error']:.2f} | — | {et:.1f} min | {time.time() - t0:.0f}s |")
+    lines.append(f"| {eman['id']} | accuracy on G(I(x)) (T = 0) of {args.n} clean test images | "
+                 f"{correct / len(idx):.3f} | — | | |")
+    record[eman["id"]] = {**rec, "accuracy_T0": correct / len(idx)}
 
 
 if __name__ == "__main__":
