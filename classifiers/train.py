@@ -45,7 +45,10 @@ def recipe_for(dataset: str, preset: str, **overrides) -> ClassifierRecipe:
             raise DefbenchError("the ImageNet classifier is torchvision's pretrained ResNet-50; it is not trained here")
         raise DefbenchError(f"unknown preset {preset!r}; choose quick or paper")
     r = RECIPES[(dataset, preset)]
-    return ClassifierRecipe(**{**asdict(r), **{k: v for k, v in overrides.items() if v is not None}})
+    r = ClassifierRecipe(**{**asdict(r), **{k: v for k, v in overrides.items() if v is not None}})
+    if r.epochs < 1:
+        raise DefbenchError(f"--epochs must be >= 1, got {r.epochs}")
+    return r
 
 
 def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:

@@ -58,7 +58,10 @@ def gan_recipe(dataset: str, preset: str, **overrides) -> GANRecipe:
             raise DefbenchError("no GAN prior for imagenet; GAN priors exist for fmnist, mnist, cifar10")
         raise DefbenchError(f"unknown preset {preset!r}; choose quick or paper")
     r = GAN_RECIPES[(dataset, preset)]
-    return GANRecipe(**{**asdict(r), **{k: v for k, v in overrides.items() if v is not None}})
+    r = GANRecipe(**{**asdict(r), **{k: v for k, v in overrides.items() if v is not None}})
+    if r.epochs < 1 or not 0 < r.epoch_fraction <= 1:
+        raise DefbenchError(f"GAN training needs epochs >= 1 and epoch_fraction in (0, 1]; got {r.epochs}, {r.epoch_fraction}")
+    return r
 
 
 @torch.no_grad()

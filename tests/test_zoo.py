@@ -85,3 +85,10 @@ def test_cli_flipped_byte_in_classifier_one_line_nothing_overwritten(tmp_path, m
     assert rc == 2 and err.count("\n") == 1 and "Traceback" not in err
     assert "sha256" in err and "defbench train classifier --dataset fmnist --preset quick --force" in err
     assert e.path.read_bytes() == bytes(raw)
+
+
+def test_cli_zero_epochs_is_a_clear_error(capsys):
+    assert main(["train", "classifier", "--dataset", "fmnist", "--preset", "quick", "--epochs", "0", "--force"]) == 2
+    assert main(["train", "gan", "--dataset", "fmnist", "--preset", "quick", "--epochs", "0", "--force"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("defbench: error:") == 2 and "Traceback" not in err
