@@ -16,6 +16,15 @@ from defbench.harness.seeding import DEFAULT_SEED
 PRESETS = ("quick", "paper")
 
 
+def _fetch(mid: str, build, train_missing: bool) -> tuple[dict, dict]:
+    """(state, manifest) of zoo model ``mid``, calling ``build()`` first when it is missing and allowed."""
+    if not zoo.exists(mid):
+        if not train_missing:
+            raise DefbenchError(f"model {mid} is not in the zoo; build it with: {zoo.build_hint(mid)}")
+        build()
+    return zoo.load(mid)
+
+
 def _check_preset(preset: str) -> None:
     if preset not in PRESETS:
         raise DefbenchError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
@@ -50,11 +59,8 @@ def get_classifier(dataset: str, preset: str = "paper", device="cpu", data_root=
         return load_imagenet_resnet50().to(device).eval(), {"id": "torchvision-resnet50-IMAGENET1K_V1"}
     _check_preset(preset)
     mid = zoo.model_id("classifier", dataset, preset)
-    if not zoo.exists(mid):
-        if not train_missing:
-            raise DefbenchError(f"model {mid} is not in the zoo; build it with: {zoo.build_hint(mid)}")
-        build_classifier_model(dataset, preset, device=device, data_root=data_root, progress=progress)
-    state, manifest = zoo.load(mid)
+    state, manifest = _fetch(mid, lambda: build_classifier_model(dataset, preset, device=device, data_root=data_root,
+                                                                progress=progress), train_missing)
     model = build_classifier(dataset, manifest.get("arch"))
     _load_state(model, state, mid)
     return model.to(device).eval(), manifest
@@ -119,11 +125,8 @@ def get_gan(dataset: str, preset: str = "paper", device="cpu", data_root=None, t
     dataset = canonical_name(dataset)
     _check_preset(preset)
     mid = zoo.model_id("gan", dataset, preset, tag)
-    if not zoo.exists(mid):
-        if not train_missing or tag:
-            raise DefbenchError(f"model {mid} is not in the zoo; build it with: {zoo.build_hint(mid)}")
-        build_gan_model(dataset, preset, device=device, data_root=data_root, progress=progress)
-    state, manifest = zoo.load(mid)
+    state, manifest = _fetch(mid, lambda: build_gan_model(dataset, preset, device=device, data_root=data_root,
+                                                         progress=progress), train_missing and not tag)
     G, D = build_gan(dataset)
     _load_state(G, _split(state, "G"), mid)
     _load_state(D, _split(state, "D"), mid)
@@ -151,11 +154,8 @@ def get_encoder(dataset: str, preset: str = "paper", device="cpu", data_root=Non
     dataset = canonical_name(dataset)
     _check_preset(preset)
     mid = zoo.model_id("encoder", dataset, preset)
-    if not zoo.exists(mid):
-        if not train_missing:
-            raise DefbenchError(f"model {mid} is not in the zoo; build it with: {zoo.build_hint(mid)}")
-        build_encoder_model(dataset, preset, device=device, data_root=data_root, progress=progress)
-    state, manifest = zoo.load(mid)
+    state, manifest = _fetch(mid, lambda: build_encoder_model(dataset, preset, device=device, data_root=data_root,
+                                                             progress=progress), train_missing)
     gman = zoo.manifest_or_none(zoo.model_id("gan", dataset, preset)) or {}
     if manifest.get("gan_sha256") and gman.get("sha256") and manifest["gan_sha256"] != gman["sha256"]:
         raise DefbenchError(f"encoder {mid} was trained for another GAN than the one in the zoo; rebuild with: "
