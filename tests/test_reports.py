@@ -168,12 +168,22 @@ def test_sanity_clean_case_is_silent():
 
 
 def test_flag_iterative_weaker_than_fgsm():
+    fgsm = attack_cfg("FGSM", "fgsm", iterative=False)
     rows = _healthy()
-    rows[2] = make_row(frac(65, 100), attack="pgd")  # PGD 65% > FGSM 60% + 2
-    flags = sanity_flags(rows)
-    assert len(flags) == 1 and "FGSM" in flags[0] and "PGD" in flags[0] and "invgan" in flags[0]
-    rows[2] = make_row(frac(61, 100), attack="pgd")  # within 2 points: silent
+    # gray-box on a defense: the defense was not attacked, so PGD 65% > FGSM 60% says nothing about masking
+    rows[2] = make_row(frac(65, 100), attack="pgd")
+    rows[3] = make_row(frac(65, 100), attack="pgd", threat="bpda")
     assert sanity_flags(rows) == []
+    # through the defense (bpda) the same gap is a flag
+    rows.append(make_row(frac(60, 100), attack="fgsm", threat="bpda", cfg=fgsm))
+    flags = sanity_flags(rows)
+    assert len(flags) == 1 and "FGSM" in flags[0] and "PGD" in flags[0] and "invgan" in flags[0] and "bpda" in flags[0]
+    rows[3] = make_row(frac(61, 100), attack="pgd", threat="bpda")  # within 2 points: silent
+    assert sanity_flags(rows) == []
+    # and on the undefended classifier gray-box counts
+    rows[6] = make_row(frac(10, 100), defense="none", attack="pgd")  # PGD 10% > FGSM 5% + 2
+    flags = sanity_flags(rows)
+    assert any("none" in f.lower() and "PGD" in f and "FGSM" in f for f in flags)
 
 
 def test_flag_whitebox_weaker_than_graybox():
