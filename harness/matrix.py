@@ -208,7 +208,7 @@ class MatrixRunner:
         torch.manual_seed(int(key.key[:8], 16))
         idx = self.test.eval_indices(self.spec.n, cell.seed)
         repeats = self._repeats(d)
-        labels, preds, preds_u, scores, rep_preds = [], [], [], [], [[] for _ in range(repeats)]
+        labels, preds_u, scores, rep_preds = [], [], [], [[] for _ in range(repeats)]
         t0 = time.time()
         desc = f"s{cell.seed} {cell.defense} {cell.threat} {acfg.get('label')}"
         batches = list(range(0, len(idx), self.spec.batch_size))
@@ -230,20 +230,20 @@ class MatrixRunner:
                 x_in = gan_aware(atk, self.classifier, d, x, y, seed=pseed)
             else:
                 x_in = atk(model, x, y)
-            with torch.no_grad():
+            with torch.no_grad():  # f = head ∘ Φ: one feature pass gives both the score and the prediction
                 phi_in = self.classifier.features(x_in)
-                preds_u += self.classifier(x_in).argmax(1).tolist()
+                preds_u += self.classifier.head(phi_in).argmax(1).tolist()
             for r in range(repeats):
                 x_hat = d.purify(x_in, seed=pseed * 7 + r)
                 with torch.no_grad():
-                    p = self.classifier(x_hat).argmax(1).tolist()
+                    phi_hat = self.classifier.features(x_hat)
+                    rep_preds[r] += self.classifier.head(phi_hat).argmax(1).tolist()
                     if r == 0:
-                        scores += (phi_in - self.classifier.features(x_hat)).norm(dim=1).tolist()
-                rep_preds[r] += p
-            preds += rep_preds[0][-len(y):]
+                        scores += (phi_in - phi_hat).norm(dim=1).tolist()
             labels += y.tolist()
             if bidx == 0 and atk is None:
                 extra["gradient_check"] = self.gradient_check(d, x[:8], y[:8])
+        preds = rep_preds[0]
         if repeats > 1:
             extra["repeat_preds"] = rep_preds
         extra["batch_size"] = self.spec.batch_size
