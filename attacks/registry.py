@@ -19,6 +19,7 @@ from defbench import DefbenchError
 from defbench.attacks.autoattack import AutoAttack
 from defbench.attacks.base import Attack
 from defbench.attacks.bim import BIM
+from defbench.attacks.corruptions import Binarize, BlurNegative, DropPixels
 from defbench.attacks.cw import CW
 from defbench.attacks.deepfool import DeepFool
 from defbench.attacks.fgsm import FGSM
@@ -26,7 +27,7 @@ from defbench.attacks.pgd import PGD
 from defbench.attacks.universal import UniversalART, UniversalFGSM
 
 BUILTIN: dict[str, type[Attack]] = {c.name: c for c in (FGSM, BIM, PGD, CW, DeepFool, AutoAttack, UniversalFGSM,
-                                                         UniversalART)}
+                                                         UniversalART, Binarize, DropPixels, BlurNegative)}
 ENTRY_POINT_GROUP = "defbench.attacks"
 
 

@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--iterations", type=int, default=None, help="override the preset's iterations (encoder)")
     tr.add_argument("--subset-fraction", type=float, default=1.0,
                     help="GAN only: train on a random fraction of the training set (MimicGAN: 0.8)")
-    tr.add_argument("--holdout-class", type=int, default=None, help="GAN only: leave this class out")
+    tr.add_argument("--holdout-class", type=int, default=None, help="GAN (or its encoder): leave this class out")
     tr.add_argument("--force", action="store_true", help="retrain even if the zoo has the model")
     _common(tr)
 
@@ -75,12 +75,13 @@ def _train(args) -> int:
             return 0
         entry = models.build_gan_model(ds, subset_fraction=args.subset_fraction, holdout_class=args.holdout_class,
                                        epochs=args.epochs, **common)
-    else:
-        mid = zoo.model_id("encoder", ds, args.preset)
+    else:  # the encoder of the GAN the same flags name (a replica with --subset-fraction / --holdout-class)
+        tag = models.gan_tag(args.subset_fraction, args.seed, args.holdout_class)
+        mid = zoo.model_id("encoder", ds, args.preset, tag)
         if zoo.exists(mid) and not args.force:
             print(f"{mid} already in the zoo (use --force to retrain)")
             return 0
-        entry = models.build_encoder_model(ds, iterations=args.iterations, **common)
+        entry = models.build_encoder_model(ds, iterations=args.iterations, tag=tag, **common)
     print(f"saved {entry.id} -> {entry.path}")
     print(json.dumps({k: v for k, v in entry.manifest["metrics"].items() if not isinstance(v, (list, dict))}))
     return 0

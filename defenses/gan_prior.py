@@ -45,9 +45,15 @@ class GANPriorDefense(Defense):
         self.randomized = self.cfg.init == "random"
         self.batch_coupled = self.cfg.surrogate == "mimic" and self.cfg.surrogate_steps > 0
         self.last: Projection | None = None
+        self.models: dict[str, str] = {}   # zoo ids of G / encoder, set by the registry
 
     def config(self):
-        return {"projection": self.cfg.to_dict(), "seed": self.seed}
+        return {"projection": self.cfg.to_dict(), "seed": self.seed, **({"models": self.models} if self.models else {})}
+
+    @property
+    def last_error(self) -> torch.Tensor | None:
+        """Per-image final projection error of the last purify call (the anomaly score of MimicGAN-2 §5.3)."""
+        return None if self.last is None else self.last.error
 
     def project(self, x: torch.Tensor, seed: int | None = None) -> Projection:
         """The full projection result (latents included), for attacks that work through the latent."""

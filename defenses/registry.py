@@ -22,13 +22,74 @@ DEFENSES = ("none", "defensegan", "cowboy", "invgan", "mimicgan", "ride", "media
 GAN_DEFENSES = ("defensegan", "cowboy", "invgan", "mimicgan")
 
 
-def check_name(name: str) -> str:
+def _base_name(name: str) -> str:
     key = name.strip().lower().replace("-", "").replace("_", "")
     aliases = {"defensegan": "defensegan", "nodefense": "none", "tv": "tvm", "medianfilter": "median"}
     key = aliases.get(key, key)
     if key not in DEFENSES:
-        raise DefbenchError(f"unknown defense {name!r}; choose one of: {', '.join(DEFENSES)}")
+        raise DefbenchError(f"unknown defense {name!r}; choose one of: {', '.join(DEFENSES)} "
+                            "(a variant: NAME[key=value,...])")
     return key
+
+
+def _value(v: str) -> Any:
+    try:
+        return json.loads(v)
+    except ValueError:
+        return v
+
+
+def split_variant(label: str) -> tuple[str, dict[str, Any]]:
+    """``'defensegan[restarts=1,latent_steps=50]'`` -> ``('defensegan', {'restarts': 1, 'latent_steps': 50})``.
+
+    A *variant* is a defense with options fixed in its name, so that one matrix (or paper table) can hold
+    several configurations of one defense side by side (sweeps, GAN replicas: ``defensegan[gan=sub80-s1]``).
+    """
+    label = label.strip()
+    if "[" not in label:
+        return _base_name(label), {}
+    if not label.endswith("]") or label.count("[") != 1:
+        raise DefbenchError(f"defense variant {label!r} must look like NAME[key=value,...]")
+    base, inner = label[:-1].split("[", 1)
+    opts: dict[str, Any] = {}
+    for pair in filter(None, (p.strip() for p in inner.split(","))):
+        if "=" not in pair:
+            raise DefbenchError(f"defense variant {label!r}: option {pair!r} must look like key=value")
+        k, v = pair.split("=", 1)
+        opts[k.strip()] = _value(v.strip())
+    return _base_name(base), opts
+
+
+def variant_label(base: str, opts: dict[str, Any]) -> str:
+    """The canonical label of a variant (options sorted, values in JSON except plain strings)."""
+    if not opts:
+        return base
+    fmt = (lambda v: v if isinstance(v, str) else json.dumps(v))
+    return f"{base}[{','.join(f'{k}={fmt(v)}' for k, v in sorted(opts.items()))}]"
+
+
+def check_name(name: str) -> str:
+    """The canonical name of a defense or variant label (aliases resolved), or a one-line error."""
+    base, opts = split_variant(name)
+    return variant_label(base, opts)
+
+
+def base_name(label: str) -> str:
+    return split_variant(label)[0]
+
+
+def split_names(text: str) -> list[str]:
+    """Comma-separated defense names; commas inside a variant's brackets do not split."""
+    out, depth, cur = [], 0, ""
+    for ch in text:
+        depth += (ch == "[") - (ch == "]")
+        if ch == "," and depth == 0:
+            out.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    out.append(cur)
+    return [s.strip() for s in out if s.strip()]
 
 
 def load_json_object(path: str) -> dict[str, Any]:
@@ -52,10 +113,7 @@ def parse_overrides(pairs: list[str] | None = None, config_file: str | None = No
         if "=" not in pair:
             raise DefbenchError(f"defense option {pair!r} must look like key=value")
         k, v = pair.split("=", 1)
-        try:
-            out[k.strip()] = json.loads(v)
-        except ValueError:
-            out[k.strip()] = v
+        out[k.strip()] = _value(v)
     return out
 
 
@@ -70,9 +128,9 @@ def _apply(cfg, overrides: dict[str, Any], name: str):
 def build_defense(name: str, dataset: str = "fmnist", preset: str = "paper", device="cpu",
                   overrides: dict[str, Any] | None = None, seed: int = 0, data_root=None,
                   train_missing: bool = True, progress: bool = True) -> Defense:
-    name = check_name(name)
+    name, inline = split_variant(name)
     dataset = canonical_name(dataset)
-    overrides = dict(overrides or {})
+    overrides = {**(overrides or {}), **inline}
     shape = SHAPES[dataset]
     if name == "none":
         if overrides:
@@ -86,12 +144,17 @@ def build_defense(name: str, dataset: str = "fmnist", preset: str = "paper", dev
         return RIDE(_apply(RIDEConfig(), overrides, name), shape=shape, seed=seed, device=device)
     from defbench.harness.models import get_encoder, get_gan
 
+    tag = str(overrides.pop("gan", ""))  # a GAN replica of the zoo: gan-<dataset>-<preset>-<tag>
     cfg = _apply(PAPER_CONFIGS[name], overrides, name)
-    G, D, _ = get_gan(dataset, preset, device, data_root, train_missing, progress)
-    enc = None
+    G, D, gman = get_gan(dataset, preset, device, data_root, train_missing, progress, tag=tag)
+    enc, eman = None, {}
     if cfg.init == "encoder" or name == "invgan":
-        enc, _ = get_encoder(dataset, preset, device, data_root, train_missing, progress)
-    return GANPriorDefense(name, G, D, enc, cfg, shape=shape, seed=seed)
+        enc, eman = get_encoder(dataset, preset, device, data_root, train_missing, progress, tag=tag)
+    d = GANPriorDefense(name, G, D, enc, cfg, shape=shape, seed=seed)
+    # the models are part of the configuration: a retrained GAN never reuses stored results of the old one
+    d.models = {k: f"{m.get('id', '?')}@{str(m.get('sha256', ''))[:10]}" for k, m in (("gan", gman), ("encoder", eman))
+                if m}
+    return d
 
 
 def _kw(overrides: dict, allowed: tuple[str, ...], name: str) -> dict:

@@ -46,7 +46,7 @@ GAN_RECIPES = {
     ("fmnist", "quick"): GANRecipe(epochs=1, epoch_fraction=0.5, eval_images=50, eval_restarts=2, eval_steps=50),
     ("fmnist", "paper"): GANRecipe(epochs=8),
     ("mnist", "quick"): GANRecipe(epochs=1, epoch_fraction=0.5, eval_images=50, eval_restarts=2, eval_steps=50),
-    ("mnist", "paper"): GANRecipe(epochs=2),
+    ("mnist", "paper"): GANRecipe(epochs=1),  # 0.984 on DefenseGAN projections after 1 epoch (RESULTS)
     ("cifar10", "quick"): GANRecipe(epochs=1, epoch_fraction=0.3, eval_images=50, eval_restarts=2, eval_steps=50),
     ("cifar10", "paper"): GANRecipe(epochs=25),
 }

@@ -25,7 +25,8 @@ def add_subcommands(sub, common) -> None:
         epilog="examples:\n  defbench matrix --defense mimicgan --preset quick\n"
                "  defbench matrix --defense all --threat graybox,bpda --n 500\n"
                "  defbench matrix --defense defensegan --attacks fgsm,pgd --eps 0.1,0.2,0.3")
-    mp.add_argument("--defense", default="mimicgan", help=f"NAME, a,b or all; one of: {', '.join(DEFENSES)}")
+    mp.add_argument("--defense", default="mimicgan", help=f"NAME, a,b or all; one of: {', '.join(DEFENSES)}; a variant fixes options in its name, "
+                         "e.g. 'defensegan[restarts=1,latent_steps=50]' or 'mimicgan[gan=sub80-s1]' (a GAN replica)")
     mp.add_argument("--dataset", default="fmnist", help="fmnist (default) | mnist | cifar10 | imagenet")
     mp.add_argument("--attacks", default="all",
                     help=f"all (= {','.join(DEFAULT_ATTACKS)}), a comma list incl. plugins, or none (clean only)")
@@ -109,7 +110,7 @@ def _attack_specs(args, dataset: str):
 
 def run_matrix(args) -> int:
     from defbench.attacks.threats import check_threat
-    from defbench.defenses.registry import DEFENSES, check_name
+    from defbench.defenses.registry import DEFENSES, check_name, split_names
     from defbench.harness.data import canonical_name
     from defbench.harness.matrix import MatrixRunner, MatrixSpec
     from defbench.harness.models import PRESETS
@@ -119,7 +120,7 @@ def run_matrix(args) -> int:
     if args.preset not in PRESETS:
         raise DefbenchError(f"unknown preset {args.preset!r}; choose one of: {', '.join(PRESETS)}")
     dataset = canonical_name(args.dataset)
-    defenses = list(DEFENSES) if args.defense.strip().lower() == "all" else [check_name(d) for d in _csv(args.defense)]
+    defenses = list(DEFENSES) if args.defense.strip().lower() == "all" else [check_name(d) for d in split_names(args.defense)]
     if "none" not in defenses and not args.no_baseline:
         defenses.insert(0, "none")  # the undefended reference column, as in the papers' tables
     threats = [check_threat(t) for t in _csv(args.threat)]

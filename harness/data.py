@@ -108,14 +108,30 @@ class ImageData:
         for start in range(0, len(idx), batch_size):
             yield self.get(idx[start:start + batch_size])
 
-    def eval_indices(self, n: int, seed: int) -> torch.Tensor:
-        """The ``n`` seeded evaluation images used by every cell of a run (sorted for readability)."""
+    def eval_indices(self, n: int, seed: int, stratified: bool = False) -> torch.Tensor:
+        """The ``n`` seeded evaluation images used by every cell of a run (sorted for readability).
+        ``stratified``: the same number from every class (n // classes each; the first n % classes classes of
+        a seeded class order get one more), e.g. RIDE's ImageNet subset of 2 validation images per class."""
         if n > len(self):
             raise DefbenchError(f"--n {n} is larger than the {self.name} {self.split} set ({len(self)} images)")
         if n <= 0:
             raise DefbenchError(f"--n must be positive, got {n}")
         g = torch.Generator().manual_seed(seed)
-        return torch.randperm(len(self), generator=g)[:n].sort().values
+        perm = torch.randperm(len(self), generator=g)
+        if not stratified:
+            return perm[:n].sort().values
+        labels = self.labels[perm]
+        classes = labels.unique()
+        order = classes[torch.randperm(len(classes), generator=g)]
+        picked = []
+        for i, c in enumerate(order.tolist()):
+            want = n // len(classes) + (1 if i < n % len(classes) else 0)
+            have = perm[labels == c][:want]
+            if len(have) < want:
+                raise DefbenchError(f"--n {n} needs {want} images of class {c}, the {self.name} {self.split} set "
+                                    f"has {len(have)}")
+            picked.append(have)
+        return torch.cat(picked).sort().values
 
 
 # ----------------------------------------------------------------------------------------------- IDX

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from defbench import DefbenchError
 from defbench.attacks.registry import get_attack
 from defbench.attacks.threats import attack_model, check_threat, gan_aware
-from defbench.defenses.registry import GAN_DEFENSES, build_defense, check_name
+from defbench.defenses.registry import GAN_DEFENSES, base_name, build_defense, check_name, split_variant
 from defbench.harness.data import canonical_name, load_dataset
 from defbench.harness.store import CellKey, CellResult, Store, config_hash
 
@@ -58,6 +58,7 @@ class MatrixSpec:
     device: str = "cpu"
     eot: int = 1
     eval_repeats: int = 1
+    stratified: bool = False                  # evaluation images spread evenly over the classes
     defense_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     data_root: str | None = None
     out: str = "runs/matrix"
@@ -119,10 +120,16 @@ class MatrixRunner:
 
     # ---------------------------------------------------------------------------------- plumbing
     def defense(self, name: str):
+        """The defense (or variant ``name[k=v,...]``): quick-preset budgets < overrides of the base name <
+        overrides of the label < the variant's own options."""
         if name not in self._defenses:
-            over = dict(QUICK_DEFENSE_OVERRIDES.get(name, {})) if self.spec.preset == "quick" else {}
-            over.update(self.spec.defense_overrides.get(name, {}))
-            self._defenses[name] = build_defense(name, self.spec.dataset, self.spec.preset, self.device, over,
+            base, inline = split_variant(name)
+            over = dict(QUICK_DEFENSE_OVERRIDES.get(base, {})) if self.spec.preset == "quick" else {}
+            over.update(self.spec.defense_overrides.get(base, {}))
+            if name != base:
+                over.update(self.spec.defense_overrides.get(name, {}))
+            over.update(inline)
+            self._defenses[name] = build_defense(base, self.spec.dataset, self.spec.preset, self.device, over,
                                                  seed=0, data_root=self.spec.data_root, progress=self.spec.progress)
         return self._defenses[name]
 
@@ -148,12 +155,13 @@ class MatrixRunner:
         for seed in self.spec.seeds:
             for d in self.spec.defenses:
                 out.append(Cell(seed, d, "none", None))
+                b = base_name(d)
                 for t in self.spec.threats:
-                    if t == "gan-aware" and d not in GAN_DEFENSES:
+                    if t == "gan-aware" and b not in GAN_DEFENSES:
                         continue
-                    if t == "bpda" and d == "none":
+                    if t == "bpda" and b == "none":
                         continue  # identical to gray-box
-                    if t == "reparam" and d not in GAN_DEFENSES and d != "none":
+                    if t == "reparam" and b not in GAN_DEFENSES and b != "none":
                         continue
                     for a in self.spec.attacks:
                         out.append(Cell(seed, d, t, a))
@@ -164,7 +172,8 @@ class MatrixRunner:
         # n and batch size define the evaluated images and (for batch-coupled defenses) the purification
         # batches, so they are part of the cell's identity: a store never mixes runs of different n
         dcfg = {"name": cell.defense, **d.config(), "eval_repeats": self._repeats(d), "preset": self.spec.preset,
-                "n": self.spec.n, "batch_size": self.spec.batch_size}
+                "n": self.spec.n, "batch_size": self.spec.batch_size,
+                **({"stratified": True} if self.spec.stratified else {})}
         if cell.attack is None:
             acfg = {"name": "clean", "label": "clean"}
         else:
@@ -188,7 +197,7 @@ class MatrixRunner:
 
     def _adv_graybox(self, atk, spec: AttackSpec, seed: int, bidx: int, x, y) -> torch.Tensor:
         cache = Path(self.spec.out) / "adv-cache" / (
-            f"{config_hash({**atk.config(), 'clf': self.classifier_id, 'n': self.spec.n, 'bs': self.spec.batch_size})}"
+            f"{config_hash({**atk.config(), 'clf': self.classifier_id, 'n': self.spec.n, 'bs': self.spec.batch_size, 'strat': self.spec.stratified})}"
             f"-s{seed}-b{bidx}.pt")
         if cache.is_file():
             t = torch.load(cache, weights_only=True)
@@ -206,9 +215,9 @@ class MatrixRunner:
         d = self.defense(cell.defense)
         atk = self.attack(cell.attack) if cell.attack is not None else None
         torch.manual_seed(int(key.key[:8], 16))
-        idx = self.test.eval_indices(self.spec.n, cell.seed)
+        idx = self.test.eval_indices(self.spec.n, cell.seed, self.spec.stratified)
         repeats = self._repeats(d)
-        labels, preds_u, scores, rep_preds = [], [], [], [[] for _ in range(repeats)]
+        labels, preds_u, scores, errors, rep_preds = [], [], [], [], [[] for _ in range(repeats)]
         t0 = time.time()
         desc = f"s{cell.seed} {cell.defense} {cell.threat} {acfg.get('label')}"
         batches = list(range(0, len(idx), self.spec.batch_size))
@@ -240,6 +249,7 @@ class MatrixRunner:
                     rep_preds[r] += self.classifier.head(phi_hat).argmax(1).tolist()
                     if r == 0:
                         scores += (phi_in - phi_hat).norm(dim=1).tolist()
+                        errors += self._projection_error(d, x_in, x_hat)
             labels += y.tolist()
             if bidx == 0 and atk is None:
                 extra["gradient_check"] = self.gradient_check(d, x[:8], y[:8])
@@ -247,6 +257,7 @@ class MatrixRunner:
         if repeats > 1:
             extra["repeat_preds"] = rep_preds
         extra["batch_size"] = self.spec.batch_size
+        extra["projection_error"] = [round(float(e), 7) for e in errors]
         res = CellResult(labels, preds, preds_u, scores, idx.tolist(), round(time.time() - t0, 3), str(self.device),
                          dcfg, acfg, extra)
         self.store.put(key, res)
@@ -254,6 +265,15 @@ class MatrixRunner:
         if self.spec.progress:
             acc = sum(int(p == t) for p, t in zip(preds, labels)) / len(labels)
             tqdm.write(f"{desc}: accuracy {acc:.3f} ({len(labels)} images, {res.wall_seconds:.1f}s)")
+
+    @staticmethod
+    def _projection_error(d, x_in: torch.Tensor, x_hat: torch.Tensor) -> list[float]:
+        """Per image: the defense's own final projection error where it has one (GAN priors: the fidelity
+        term, MimicGAN-2's anomaly score), else the mean squared distance between input and output."""
+        err = getattr(d, "last_error", None)
+        if err is not None and len(err) == len(x_in):
+            return err.detach().cpu().tolist()
+        return (x_in - x_hat).pow(2).flatten(1).mean(1).cpu().tolist()
 
     def _attack_model(self, cell: Cell, d):
         """The model the cell's library attack is handed (one per cell); None for clean and gan-aware."""

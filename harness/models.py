@@ -39,6 +39,33 @@ def gan_tag(subset_fraction: float = 1.0, seed: int = DEFAULT_SEED, holdout_clas
     return "-".join(parts)
 
 
+def parse_gan_tag(tag: str) -> dict:
+    """Inverse of :func:`gan_tag`: ``'sub80-s1'`` -> subset_fraction 0.8, seed 1; ``'no3'`` -> holdout_class 3."""
+    import re
+
+    m = re.fullmatch(r"(?:sub(\d{1,2})-s(\d+))?-?(?:no(\d+))?", tag or "")
+    if not tag or m is None or not any(m.groups()):
+        raise DefbenchError(f"GAN tag {tag!r} must look like sub80-s1 (80% subset, seed 1), no3 (class 3 left "
+                            "out) or sub80-s1-no3")
+    out: dict = {}
+    if m.group(1):
+        out.update(subset_fraction=int(m.group(1)) / 100, seed=int(m.group(2)))
+    if m.group(3):
+        out["holdout_class"] = int(m.group(3))
+    return out
+
+
+def tag_flags(tag: str) -> str:
+    """The ``defbench train`` flags that build the GAN replica ``tag``."""
+    kw = parse_gan_tag(tag)
+    flags = []
+    if "subset_fraction" in kw:
+        flags.append(f"--subset-fraction {kw['subset_fraction']:g} --seed {kw['seed']}")
+    if "holdout_class" in kw:
+        flags.append(f"--holdout-class {kw['holdout_class']}")
+    return " ".join(flags)
+
+
 def build_classifier_model(dataset: str, preset: str = "paper", seed: int = DEFAULT_SEED, device="cpu",
                            data_root=None, progress: bool = True, **overrides) -> zoo.Entry:
     from defbench.classifiers.train import recipe_for, train_classifier
@@ -125,8 +152,9 @@ def get_gan(dataset: str, preset: str = "paper", device="cpu", data_root=None, t
     dataset = canonical_name(dataset)
     _check_preset(preset)
     mid = zoo.model_id("gan", dataset, preset, tag)
+    kw = parse_gan_tag(tag) if tag else {}
     state, manifest = _fetch(mid, lambda: build_gan_model(dataset, preset, device=device, data_root=data_root,
-                                                         progress=progress), train_missing and not tag)
+                                                         progress=progress, **kw), train_missing)
     G, D = build_gan(dataset)
     _load_state(G, _split(state, "G"), mid)
     _load_state(D, _split(state, "D"), mid)
@@ -134,13 +162,14 @@ def get_gan(dataset: str, preset: str = "paper", device="cpu", data_root=None, t
 
 
 def build_encoder_model(dataset: str, preset: str = "paper", seed: int = DEFAULT_SEED, device="cpu",
-                        data_root=None, progress: bool = True, **overrides) -> zoo.Entry:
+                        data_root=None, progress: bool = True, tag: str = "", **overrides) -> zoo.Entry:
+    """The InvGAN encoder of GAN ``gan-<dataset>-<preset>[-<tag>]`` (same tag in its id)."""
     from defbench.defenses.train_prior import encoder_recipe, train_encoder
 
     recipe = encoder_recipe(preset, **overrides)
-    G, _, gman = get_gan(dataset, preset, device, data_root, progress=progress)
+    G, _, gman = get_gan(dataset, preset, device, data_root, progress=progress, tag=tag)
     state, metrics = train_encoder(dataset, G, recipe, seed, torch.device(device), progress)
-    mid = zoo.model_id("encoder", dataset, preset)
+    mid = zoo.model_id("encoder", dataset, preset, tag)
     manifest = {"kind": "encoder", "dataset": dataset, "preset": preset, "arch": "invgan-encoder",
                 "config": {**dataclasses.asdict(recipe), "seed": seed}, "metrics": metrics, "gan": gman["id"],
                 "gan_sha256": gman["sha256"]}
@@ -148,15 +177,15 @@ def build_encoder_model(dataset: str, preset: str = "paper", seed: int = DEFAULT
 
 
 def get_encoder(dataset: str, preset: str = "paper", device="cpu", data_root=None, train_missing=True,
-                progress: bool = True) -> tuple[torch.nn.Module, dict]:
+                progress: bool = True, tag: str = "") -> tuple[torch.nn.Module, dict]:
     from defbench.defenses.priors import Encoder
 
     dataset = canonical_name(dataset)
     _check_preset(preset)
-    mid = zoo.model_id("encoder", dataset, preset)
+    mid = zoo.model_id("encoder", dataset, preset, tag)
     state, manifest = _fetch(mid, lambda: build_encoder_model(dataset, preset, device=device, data_root=data_root,
-                                                             progress=progress), train_missing)
-    gman = zoo.manifest_or_none(zoo.model_id("gan", dataset, preset)) or {}
+                                                             progress=progress, tag=tag), train_missing)
+    gman = zoo.manifest_or_none(zoo.model_id("gan", dataset, preset, tag)) or {}
     if manifest.get("gan_sha256") and gman.get("sha256") and manifest["gan_sha256"] != gman["sha256"]:
         raise DefbenchError(f"encoder {mid} was trained for another GAN than the one in the zoo; rebuild with: "
                             f"{zoo.build_hint(mid)}")

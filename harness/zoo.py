@@ -67,7 +67,13 @@ def build_hint(mid: str) -> str:
     m = manifest_or_none(mid) or {}
     kind, dataset, preset = (mid.split("-") + ["", "", ""])[:3]
     kind, dataset, preset = m.get("kind", kind), m.get("dataset", dataset), m.get("preset", preset)
-    return f"defbench train {kind} --dataset {dataset} --preset {preset} --force"
+    tag = mid[len(f"{kind}-{dataset}-{preset}"):].lstrip("-")
+    flags = ""
+    if tag:
+        from defbench.harness.models import tag_flags
+
+        flags = " " + tag_flags(tag)
+    return f"defbench train {kind} --dataset {dataset} --preset {preset}{flags} --force"
 
 
 def manifest_or_none(mid: str) -> dict[str, Any] | None:

@@ -25,8 +25,8 @@ from defbench.harness.papers import PAPERS_DIR, PaperCell, PaperRun, PaperTable,
 from .common import Row, correct_mask
 
 MISSING = "—"
-COLUMNS = ["row", "column", "paper", "paper_std", "ours", "delta", "n", "defense", "threat", "attack", "eps",
-           "metric", "note"]
+COLUMNS = ["row", "column", "paper", "paper_std", "ours", "ours_std", "delta", "n", "defense", "threat", "attack",
+           "eps", "metric", "note"]
 
 
 # ------------------------------------------------------------------------------------------- numbers
@@ -49,18 +49,25 @@ def row_auc(clean: Row, attacked: Row) -> float:
     return float(roc_auc_score(np.r_[np.zeros(len(s0)), np.ones(len(s1))], scores))
 
 
-def cell_value(run: PaperRun, cell: PaperCell) -> tuple[float | None, int]:
-    """(ours, images) for a paper cell from the run's store rows; (None, 0) where the cell is not measured."""
-    m = cell.measure
-    if m is None:
-        return None, 0
+def row_anomaly_auc(row: Row, holdout: int) -> float:
+    """ROC AUC of the row's per-image projection error, images of class ``holdout`` positive (MimicGAN-2 §5.3)."""
+    labels = np.asarray(row["labels"]) == holdout
+    err = np.asarray(row.get("extra", {}).get("projection_error", []), dtype=float)
+    if err.size != labels.size or labels.all() or not labels.any() or not np.isfinite(err).all():
+        return math.nan
+    return float(roc_auc_score(labels, err))
+
+
+def measure_value(run: PaperRun, m) -> tuple[float, int]:
+    """(mean over seeds, images) of one :class:`~defbench.harness.papers.Measure`."""
     attack = preset_attack(m.attack, run.preset) if m.attack is not None else None
     vals, n = [], 0
     for s in run.seeds:
         row = run.rows[m.cell(s, attack)]
         if m.metric == "auc":
-            clean = run.rows[m.cell(s, None)]
-            vals.append(row_auc(clean, row))
+            vals.append(row_auc(run.rows[m.cell(s, None)], row))
+        elif m.metric == "anomaly-auc":
+            vals.append(row_anomaly_auc(row, m.holdout))
         else:
             vals.append(row_accuracy(row, m.undefended))
         n += len(row["labels"])
@@ -68,19 +75,43 @@ def cell_value(run: PaperRun, cell: PaperCell) -> tuple[float | None, int]:
     return (float(np.mean(finite)) if finite else math.nan), n
 
 
+def cell_value(run: PaperRun, cell: PaperCell) -> tuple[float | None, int, float | None]:
+    """(ours, images, std) for a paper cell from the run's store rows; (None, 0, None) where it is not measured.
+    A pooled cell is the mean (std over its members: GAN replicas, classes) or the max (best setting) of its
+    members; its n is the images per member."""
+    m = cell.measure
+    if m is None:
+        return None, 0, None
+    vals = [measure_value(run, x) for x in m.members]
+    if len(vals) == 1:
+        return vals[0][0], vals[0][1], None
+    finite = [v for v, _ in vals if not math.isnan(v)]
+    if not finite:
+        return math.nan, vals[0][1], None
+    if m.how == "max":
+        best = int(np.nanargmax([v for v, _ in vals]))
+        return vals[best][0], vals[best][1], None
+    return float(np.mean(finite)), vals[0][1], float(np.std(finite, ddof=1)) if len(finite) > 1 else None
+
+
 def outcomes(run: PaperRun) -> pd.DataFrame:
     """One line per paper cell: paper value (our unit), ours, delta = ours − paper, images used."""
     t = run.table
     lines: list[dict[str, Any]] = []
     for c in t.cells:
-        ours, n = cell_value(run, c)
+        ours, n, std = cell_value(run, c)
         paper = t.paper_value(c)
         delta = None if paper is None or ours is None or math.isnan(ours) else ours - paper
         m = c.measure
         note = c.note or ("" if m is not None else "not run")
+        if m is not None and len(m.members) > 1:
+            pooled = (f"mean ± std over {len(m.members)} variants" if m.how == "mean"
+                      else f"best of {len(m.members)} settings")
+            note = f"{note}; {pooled}" if note else pooled
+        defense = "" if m is None else m.defense if len(m.members) == 1 else " | ".join(x.defense for x in m.members)
         lines.append({"row": c.row, "column": c.col, "paper": paper, "paper_std": t.paper_std_value(c),
-                      "ours": ours, "delta": delta, "n": n if m is not None else None,
-                      "defense": m.defense if m else "", "threat": m.threat if m else "",
+                      "ours": ours, "ours_std": std, "delta": delta, "n": n if m is not None else None,
+                      "defense": defense, "threat": m.threat if m else "",
                       "attack": (m.attack.name if m.attack else "clean") if m else "",
                       "eps": m.attack.eps if m and m.attack else None,
                       "metric": (m.metric if m else t.metric) + (" (bare classifier)" if m and m.undefended else ""),
@@ -119,12 +150,15 @@ def to_markdown(run: PaperRun, df: pd.DataFrame) -> str:
              f"{run.device}; {unit}; delta = ours − paper.", ""]
     body = []
     for r in df.itertuples(index=False):
-        metric = "auc" if str(r.metric).startswith("auc") else "accuracy"
+        metric = "auc" if "auc" in str(r.metric) else "accuracy"
         paper = _fmt(r.paper, metric)
         if r.paper is not None and r.paper_std is not None and not pd.isna(r.paper_std):
             paper += f" ± {_fmt(r.paper_std, metric)}"
+        ours = _fmt(r.ours, metric)
+        if r.ours_std is not None and not pd.isna(r.ours_std):
+            ours += f" ± {_fmt(r.ours_std, metric)}"
         n = MISSING if r.n is None or pd.isna(r.n) else str(int(r.n))
-        body.append([str(r.row), str(r.column), paper, _fmt(r.ours, metric), _fmt(r.delta, metric, sign=True), n,
+        body.append([str(r.row), str(r.column), paper, ours, _fmt(r.delta, metric, sign=True), n,
                      str(r.note)])
     parts += [_md_table(["row", "column", "paper", "ours", "delta", "n", "note"], body), ""]
     measured = [int(v) for v in df["n"].dropna()] if len(df) else []
@@ -167,7 +201,7 @@ def plot(run: PaperRun, df: pd.DataFrame, path: str | Path) -> str | None:
                 ax.plot(*zip(*ours), marker="o", color=colors[j], label=f"{col} (ours)")
             if paper:
                 ax.plot(*zip(*paper), ls="--", marker="s", color=colors[j], label=f"{col} (paper)")
-        ax.set_xlabel("α" if any("α" in r for r in t.rows) else "x")
+        ax.set_xlabel(t.x_label or "x")
     else:
         width = 0.8 / max(1, len(t.cols))
         for j, col in enumerate(t.cols):

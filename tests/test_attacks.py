@@ -11,7 +11,7 @@ FAST = {"bim": {"steps": 5}, "pgd": {"steps": 5}, "cw": {"steps": 10, "binary_se
         "deepfool": {"steps": 10}, "universal-fgsm": {"alpha": 4.0}, "universal-art": {"max_iter": 1, "fit_images": 16}}
 
 
-@pytest.mark.parametrize("name", [n for n in BUILTIN if n != "autoattack"])
+@pytest.mark.parametrize("name", [n for n in BUILTIN if n != "autoattack" and BUILTIN[n].family != "corruption"])
 def test_attack_shapes_bounds_and_strength(name, tiny_classifier, fmnist_images):
     model, _ = tiny_classifier
     x, y = fmnist_images
@@ -61,3 +61,25 @@ def test_paper_default_eps():
     assert get_attack("fgsm", "mnist").eps == 0.3
     assert abs(get_attack("fgsm", "cifar10").eps - 8 / 255) < 1e-9
     assert get_attack("cw", "fmnist").eps is None
+
+
+def test_corruptions_of_mimicgan_fig4b(fmnist_images):
+    """Model-independent corruptions: binary at each image's median, 70% of pixels dropped, blur + negative."""
+    x, y = fmnist_images
+    xb = get_attack("binarize", "fmnist").corrupt(x)
+    assert set(xb.unique().tolist()) <= {0.0, 1.0}
+    med = x.flatten(1).quantile(0.5, dim=1)
+    assert torch.equal(xb, (x > med.view(-1, 1, 1, 1)).float())
+    torch.manual_seed(0)
+    xd = get_attack("drop-pixels", "fmnist").corrupt(x)
+    dropped = ((xd == 0) & (x > 0)).sum() / (x > 0).sum()
+    assert 0.65 < float(dropped) < 0.75
+    assert torch.equal(xd[xd != 0], x[xd != 0])
+    xn = get_attack("blur-negative", "fmnist").corrupt(x)
+    assert torch.allclose(xn.mean(), 1 - x.mean(), atol=0.02)  # blurring keeps the mean (reflect padding)
+    assert xn.flatten(1).std(1).mean() < x.flatten(1).std(1).mean() * 0.7  # strongly smoothed
+    with pytest.raises(DefbenchError, match="odd positive"):
+        get_attack("blur-negative", "fmnist", kernel=4).corrupt(x)
+    for name in ("binarize", "drop-pixels", "blur-negative"):
+        a = get_attack(name, "fmnist")
+        assert a.eps is None and a.config()["family"] == "corruption"

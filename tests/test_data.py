@@ -124,3 +124,13 @@ def test_eval_indices_seeded_and_bounded(fmnist):
     assert torch.equal(a, b) and not torch.equal(a, test.eval_indices(50, 4))
     with pytest.raises(DefbenchError, match="larger than"):
         test.eval_indices(10001, 0)
+
+
+def test_eval_indices_stratified(fmnist):
+    _, test = fmnist
+    idx = test.eval_indices(25, 1, stratified=True)
+    counts = torch.bincount(test.labels[idx], minlength=10)
+    assert len(idx) == 25 and len(set(idx.tolist())) == 25
+    assert sorted(counts.tolist()) == [2] * 5 + [3] * 5
+    assert torch.equal(idx, test.eval_indices(25, 1, stratified=True))
+    assert not torch.equal(idx, test.eval_indices(25, 2, stratified=True))

@@ -79,3 +79,47 @@ def test_registry_names_and_errors():
     assert set(DEFENSES) == {"none", "defensegan", "cowboy", "invgan", "mimicgan", "ride", "median", "tvm"}
     assert build_defense("ride", "fmnist", overrides={"iterations": 7}).cfg.iterations == 7
     assert parse_overrides(["latent_steps=5", "optimizer=adam"]) == {"latent_steps": 5, "optimizer": "adam"}
+
+
+def test_variant_labels():
+    """NAME[key=value,...] fixes options in a defense's name: one matrix can hold several settings of one defense."""
+    from defbench.defenses.registry import split_names, split_variant
+
+    assert split_variant("Defense-GAN[restarts=1, latent_steps=50]") == ("defensegan", {"restarts": 1, "latent_steps": 50})
+    assert check_name("defensegan[restarts=1,latent_steps=50]") == "defensegan[latent_steps=50,restarts=1]"
+    assert check_name("mimicgan[gan=sub80-s1]") == "mimicgan[gan=sub80-s1]"
+    assert split_names("none,defensegan[restarts=1,latent_steps=5],tvm") == [
+        "none", "defensegan[restarts=1,latent_steps=5]", "tvm"]
+    with pytest.raises(DefbenchError, match="choose one of"):
+        check_name("magnet[k=1]")
+    with pytest.raises(DefbenchError, match="must look like key=value"):
+        check_name("ride[iterations]")
+    with pytest.raises(DefbenchError, match="must look like NAME\\[key=value"):
+        check_name("ride[iterations=3")
+    d = build_defense("ride[iterations=4]", "fmnist", overrides={"iterations": 9, "checkpoints": 2})
+    assert (d.cfg.iterations, d.cfg.checkpoints) == (4, 2)  # the variant's own options win
+    assert build_defense("median[kernel_size=5]", "fmnist").config()["kernel_size"] == 5
+    with pytest.raises(DefbenchError, match="valid: "):
+        build_defense("tvm[kernel_size=3]", "fmnist")
+
+
+def test_gan_variant_records_its_models(tiny_zoo):
+    """A GAN replica is a variant option; the models' zoo ids and hashes are part of the recorded config."""
+    from defbench.defenses.priors import build_gan
+    from defbench.harness import zoo
+
+    torch.manual_seed(5)
+    G, D = build_gan("fmnist")
+    zoo.save("gan-fmnist-quick-sub80-s7", {**{f"G.{k}": v for k, v in G.state_dict().items()},
+                                            **{f"D.{k}": v for k, v in D.state_dict().items()}},
+             {"kind": "gan", "dataset": "fmnist", "preset": "quick", "arch": "dcgan28", "config": {}, "metrics": {}})
+    a = build_defense("defensegan", "fmnist", "quick")
+    b = build_defense("defensegan[gan=sub80-s7]", "fmnist", "quick")
+    assert a.config()["models"]["gan"].startswith("gan-fmnist-quick@")
+    assert b.config()["models"]["gan"].startswith("gan-fmnist-quick-sub80-s7@")
+    assert a.config_hash() != b.config_hash()
+    assert not torch.equal(next(a.G.parameters()), next(b.G.parameters()))
+    with pytest.raises(DefbenchError, match="--holdout-class 4"):
+        build_defense("defensegan[gan=no4]", "fmnist", "quick", train_missing=False)
+    with pytest.raises(DefbenchError, match="GAN tag 'bogus'"):
+        build_defense("defensegan[gan=bogus]", "fmnist", "quick", train_missing=False)

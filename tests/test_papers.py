@@ -43,13 +43,13 @@ def test_spec_is_well_formed(table):
             assert (0 <= v <= 100) if table.metric == "accuracy" else (0 <= v <= 1), (c, v)
         if c.paper_std is not None:
             assert c.paper is not None and table.paper_std_value(c) >= 0
-        m = c.measure
-        if m is not None:
+        for m in (c.measure.members if c.measure is not None else ()):
             assert m.defense in table.defenses
             if m.attack is None:
-                assert m.threat == "none" and m.metric == "accuracy"
+                assert m.threat == "none" and m.metric in ("accuracy", "anomaly-auc")
             else:
                 assert m.threat in table.threats and m.attack in table.attacks
+            assert (m.holdout is not None) == (m.metric == "anomaly-auc")
     if table.runnable:
         assert any(c.measure is not None for c in table.cells)
 
@@ -73,8 +73,9 @@ def test_paper_numbers_copied():
     assert all(c.paper is None for c in TABLES["mimicgan-fig5a"].cells)
     ride = TABLES["ride-table2-mnist"].attacks[0]
     assert (ride.eps, dict(ride.params)) == (0.1, {"step": 0.02, "steps": 10})
-    assert TABLES["mimicgan-fig9b"].gan_replicas == ("gan-fmnist-paper-sub80-s1", "gan-fmnist-paper-sub80-s2",
-                                                     "gan-fmnist-paper-sub80-s3")
+    assert TABLES["mimicgan-fig9b"].gan_replicas == ("sub80-s1", "sub80-s2", "sub80-s3")
+    assert "defensegan[gan=sub80-s2]" in TABLES["mimicgan-fig9b"].defenses
+    assert TABLES["mimicgan-table2"].gan_replicas == tuple(f"no{k}" for k in range(10))
 
 
 @pytest.mark.parametrize("preset", ["paper", "quick"])
@@ -99,12 +100,22 @@ def test_quick_preset_keeps_paper_settings_the_quick_preset_does_not_shrink():
     assert dict(quick.params) == {} and quick.eps == 0.1  # steps/step come from the quick preset
 
 
-@pytest.mark.parametrize("table", NOT_RUNNABLE, ids=[t.id for t in NOT_RUNNABLE])
-def test_not_runnable_spec_one_line_error(table, capsys, tmp_path):
-    rc = main(["paper", "run", table.id, "--out", str(tmp_path / "o"), "--no-progress"])
+def test_every_spec_is_runnable():
+    assert not NOT_RUNNABLE, [t.id for t in NOT_RUNNABLE]
+
+
+def test_not_runnable_spec_one_line_error(capsys, tmp_path, monkeypatch):
+    """A spec marked unsupported (none is today) refuses with one line and writes nothing."""
+    import dataclasses
+
+    from defbench.harness import papers
+
+    t = dataclasses.replace(TABLES["invgan-fig4"], unsupported="a reason")
+    monkeypatch.setitem(papers.TABLES, t.id, t)
+    rc = main(["paper", "run", t.id, "--out", str(tmp_path / "o"), "--no-progress"])
     err = capsys.readouterr().err
     assert rc == 2 and err.count("\n") == 1, err
-    assert f"paper table {table.id} is not yet supported: " in err
+    assert f"paper table {t.id} is not yet supported: a reason" in err
     assert not (tmp_path / "o").exists()
 
 
@@ -119,7 +130,7 @@ def test_unknown_table_and_groups(capsys):
 
 def _fake_row(labels, preds, scores, preds_u=None, repeats=None):
     return {"labels": labels, "preds": preds, "preds_undefended": preds_u or preds, "scores": scores,
-            "extra": {"repeat_preds": repeats} if repeats else {}}
+            "extra": {**({"repeat_preds": repeats} if repeats else {}), "projection_error": scores}}
 
 
 def test_ours_comes_from_rows():

@@ -92,3 +92,17 @@ def test_cli_zero_epochs_is_a_clear_error(capsys):
     assert main(["train", "gan", "--dataset", "fmnist", "--preset", "quick", "--epochs", "0", "--force"]) == 2
     err = capsys.readouterr().err
     assert err.count("defbench: error:") == 2 and "Traceback" not in err
+
+
+def test_gan_tags_and_their_build_commands():
+    from defbench.harness.models import gan_tag, parse_gan_tag
+
+    for kw in ({"subset_fraction": 0.8, "seed": 2}, {"holdout_class": 7},
+               {"subset_fraction": 0.8, "seed": 1, "holdout_class": 0}):
+        tag = gan_tag(kw.get("subset_fraction", 1.0), kw.get("seed", 0), kw.get("holdout_class"))
+        assert parse_gan_tag(tag) == kw
+    assert zoo.build_hint("gan-fmnist-paper-sub80-s3") == (
+        "defbench train gan --dataset fmnist --preset paper --subset-fraction 0.8 --seed 3 --force")
+    assert zoo.build_hint("encoder-mnist-quick-no5").endswith("--preset quick --holdout-class 5 --force")
+    with pytest.raises(DefbenchError, match="must look like sub80-s1"):
+        parse_gan_tag("sub80")

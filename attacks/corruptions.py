@@ -1,0 +1,73 @@
+"""Corruptions of MimicGAN Fig. 4(b) — Anirudh et al., "MimicGAN: Corruption-Mimicking for Blind Image
+Recovery & Adversarial Defense" (2019), §4.2 "Robust classification under corruptions".
+
+Not attacks: model-independent transformations of the test images, registered as attacks so that the
+matrix runs them like any other input perturbation (threat ``graybox``: the model is ignored).
+
+* ``binarize`` — each image thresholded at its own 50th percentile (pixels above it become 1, the rest 0);
+  "a threshold set at the 50th percentile value" (per image is our reading).
+* ``drop-pixels`` — a random ``fraction`` (0.7) of the pixels set to 0, drawn from torch's seeded RNG.
+* ``blur-negative`` — Gaussian blur with a 25×25 kernel, σ = 0.3·((25 − 1)/2 − 1) + 0.8 = 4.1 (OpenCV's
+  ``GaussianBlur(img, (25, 25), 0)`` of the paper's appendix code), then the negative (1 − x in [0, 1],
+  the paper's ``0 − x`` in [-1, 1]).
+
+Arguments: no ε (unbounded); ``fraction`` for drop-pixels, ``kernel`` for blur-negative.
+Shape: (N, C, H, W) in [0, 1] -> same.
+Example::
+
+    >>> x_bin = get_attack("binarize", "fmnist")(classifier, x, y)
+"""
+
+from __future__ import annotations
+
+import torch
+from torchvision.transforms.functional import gaussian_blur
+
+from defbench import DefbenchError
+from defbench.attacks.base import Attack
+
+
+class _Corruption(Attack):
+    family = "corruption"
+    bounded = False
+
+    def run(self, model, x, y):
+        return self.corrupt(x)
+
+    def corrupt(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class Binarize(_Corruption):
+    name = "binarize"
+    label_name = "Binary"
+
+    def corrupt(self, x):
+        t = x.flatten(1).quantile(0.5, dim=1).view(-1, 1, 1, 1)
+        return (x > t).to(x.dtype)
+
+
+class DropPixels(_Corruption):
+    name = "drop-pixels"
+    label_name = "Dropped Pixels"
+    defaults = {"fraction": 0.7}
+
+    def corrupt(self, x):
+        f = float(self.params["fraction"])
+        if not 0 <= f <= 1:
+            raise DefbenchError(f"drop-pixels fraction must be in [0, 1], got {f}")
+        keep = torch.rand(x.shape[0], 1, *x.shape[2:], device=x.device) >= f  # same pixels in every channel
+        return x * keep
+
+
+class BlurNegative(_Corruption):
+    name = "blur-negative"
+    label_name = "Negative Blur"
+    defaults = {"kernel": 25}
+
+    def corrupt(self, x):
+        k = int(self.params["kernel"])
+        if k < 1 or k % 2 == 0:
+            raise DefbenchError(f"blur-negative kernel must be an odd positive size, got {k}")
+        sigma = 0.3 * ((k - 1) * 0.5 - 1) + 0.8
+        return 1 - gaussian_blur(x, [k, k], [sigma, sigma])
