@@ -17,9 +17,9 @@ import argparse
 import platform
 import sys
 import time
-from pathlib import Path
 
 import torch
+from _common import command_line, write_table
 
 from defbench.defenses.base import Defense
 from defbench.defenses.baselines import MedianFilter, TVMinimization
@@ -121,7 +121,7 @@ def main(argv=None) -> int:
         return (b[0][2] / loop[0][2]) if b and loop else None
 
     dev_name = torch.cuda.get_device_name(0) if dev.type == "cuda" else f"CPU ({platform.processor() or 'x86_64'}, {torch.get_num_threads()} threads)"
-    lines = [f"Command: `python {' '.join([Path(sys.argv[0]).as_posix()] + (argv or sys.argv[1:]))}`  ",
+    lines = [f"Command: `{command_line(argv)}`  ",
              f"Device: {dev_name}; torch {torch.__version__}; {args.images} Fashion-MNIST test images; step counts x{args.scale} of the paper settings; best of {REPEATS} runs.",
              "", "| defense | mode | images/s | seconds | note |", "|---|---|---:|---:|---|"]
     lines += [f"| {d} | {m} | {ips:.2f} | {s:.1f} | {n} |" for d, m, ips, s, n in rows]
@@ -130,11 +130,7 @@ def main(argv=None) -> int:
         rr = ratio(d)
         if rr is not None:
             lines.append(f"| {d} | {rr:.2f}x |")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
-    return 0
+    return write_table(lines, args.out)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,66 @@
+"""Clean accuracy under every defense, beside the papers' clean numbers (issue "defenses", item 2).
+
+Reads the stores of two clean-only matrix runs (one per dataset) and writes one Markdown table: accuracy of
+the classifier on each defense's purification of the same seeded test images, its binomial 95% interval,
+the time per image the runner measured, and the papers' values where they print one. Produce the stores with
+
+    defbench matrix --dataset fmnist --defense none,defensegan,cowboy,invgan,mimicgan,median,tvm,ride \\
+        --attacks none --n 500 --out runs/clean-fmnist-n500
+    defbench matrix --dataset mnist ... --out runs/clean-mnist-n500
+    python benchmarks/clean_accuracy.py runs/clean-fmnist-n500 runs/clean-mnist-n500
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+from _common import command_line, write_table
+
+from defbench.harness.store import Store
+
+#: clean accuracy (%) printed by the papers: InvGAN Table 2 (DefenseGAN, InvGAN, no defense), MimicGAN-1 Fig. 5(b)
+#: caption (classifier), RIDE Table 2 (MNIST classifier)
+PAPER = {("fmnist", "none"): "92 (InvGAN T2); 91.50 (MimicGAN)", ("fmnist", "defensegan"): "81 (InvGAN T2)",
+         ("fmnist", "invgan"): "88 (InvGAN T2)", ("mnist", "none"): "99 (InvGAN T2); 98.98 (RIDE)",
+         ("mnist", "defensegan"): "98 (InvGAN T2)", ("mnist", "invgan"): "99 (InvGAN T2)"}
+ORDER = ("none", "defensegan", "cowboy", "invgan", "mimicgan", "ride", "median", "tvm")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("stores", nargs="+", help="output dirs of clean-only matrix runs")
+    ap.add_argument("--out", default="benchmarks/results/clean_accuracy.md")
+    args = ap.parse_args(argv)
+    found: dict[tuple[str, str], dict] = {}
+    for d in args.stores:
+        if not (Path(d) / "defbench.sqlite").is_file():
+            print(f"no store in {d}", file=sys.stderr)
+            return 2
+        for r in Store(d).rows(attack="clean"):
+            found[(r["dataset"], r["defense"])] = r
+    datasets = list(dict.fromkeys(ds for ds, _ in found))
+    lines = [f"Command: `{command_line(argv)}` (stores of "
+             "`defbench matrix ... --attacks none --n 500`); accuracy of the classifier on the purified images, "
+             "binomial 95% interval, seconds per image as the runner timed the cell (its device in brackets).", "",
+             "| defense | " + " | ".join(f"{ds}: accuracy % (95% CI) | {ds}: s/image | {ds}: paper" for ds in datasets) + " |",
+             "|---|" + "---:|---:|---|" * len(datasets)]
+    for name in ORDER:
+        cells = []
+        for ds in datasets:
+            r = found.get((ds, name))
+            if r is None:
+                cells += ["not run", "", PAPER.get((ds, name), "—")]
+                continue
+            p = r["correct"] / r["n"]
+            hw = 100 * 1.96 * math.sqrt(max(p * (1 - p), 1e-12) / r["n"])
+            cells += [f"{100 * p:.1f} (±{hw:.1f}, n = {r['n']})", f"{r['wall_seconds'] / r['n']:.2f} [{r['device']}]",
+                      PAPER.get((ds, name), "—")]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return write_table(lines, args.out)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
