@@ -58,12 +58,14 @@ class Defense:
 
     # ---- public API
     def purify(self, x: torch.Tensor, seed: int | None = None) -> torch.Tensor:
-        """Purified x̂ (same shape, detached). ``seed`` fixes the randomness of this call; by default each
-        call draws a fresh seed from (defense seed, call counter), so repeated calls differ for randomized
-        defenses but a whole run stays reproducible."""
+        """Purified x̂ (same shape, detached). ``seed`` fixes the randomness of this call. By default a
+        randomized defense draws a fresh seed per call from (defense seed, call counter), so repeated calls
+        differ but a whole run stays reproducible; a defense that is not randomized always uses its own seed,
+        so that it is the deterministic function it declares itself to be (MimicGAN's surrogate and mean-latent
+        initialisations are seeded draws: without this, two calls on the same batch would differ)."""
         check_images(x, self.shape, f"defense {self.name}")
         if seed is None:
-            seed = self.seed * 1_000_003 + self._calls
+            seed = self.seed * 1_000_003 + (self._calls if self.randomized else 0)
             self._calls += 1
         with torch.enable_grad():
             out = self._purify(x.detach(), seed)

@@ -78,3 +78,16 @@ def test_bad_config_values():
         ProjectionConfig(loss="l3")
     with pytest.raises(DefbenchError, match="restarts=1"):
         ProjectionConfig(surrogate="mimic", restarts=2)
+
+
+def test_declared_determinism_holds_without_a_seed(random_gan, fmnist_images):
+    """A defense that says it is not randomized is a deterministic function when no seed is given (MimicGAN's
+    seeded initialisations included); a randomized one (DefenseGAN's random restarts) differs call to call."""
+    G, D = random_gan
+    x, _ = fmnist_images
+    mimic = GANPriorDefense("mimicgan", G, D, cfg=PAPER_CONFIGS["mimicgan"].with_(outer_iters=1, latent_steps=2,
+                                                                                 surrogate_steps=2), shape=(1, 28, 28))
+    assert torch.equal(mimic.purify(x[:4]), mimic.purify(x[:4]))
+    dgan = GANPriorDefense("defensegan", G, D, cfg=PAPER_CONFIGS["defensegan"].with_(latent_steps=2, restarts=2),
+                           shape=(1, 28, 28))
+    assert dgan.randomized and not torch.equal(dgan.purify(x[:4]), dgan.purify(x[:4]))
