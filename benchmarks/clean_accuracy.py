@@ -44,7 +44,9 @@ def main(argv=None) -> int:
     datasets = list(dict.fromkeys(ds for ds, _ in found))
     lines = [f"Command: `{command_line(argv)}` (stores of "
              "`defbench matrix ... --attacks none --n 500`); accuracy of the classifier on the purified images, "
-             "binomial 95% interval, seconds per image as the runner timed the cell (its device in brackets).", "",
+             "binomial 95% interval (the first purification of each image; a randomized defense run with several "
+             "purifications lists each one's accuracy), seconds per image and purification as the runner timed the "
+             "cell (its device in brackets).", "",
              "| defense | " + " | ".join(f"{ds}: accuracy % (95% CI) | {ds}: s/image | {ds}: paper" for ds in datasets) + " |",
              "|---|" + "---:|---:|---|" * len(datasets)]
     for name in ORDER:
@@ -56,8 +58,12 @@ def main(argv=None) -> int:
                 continue
             p = r["correct"] / r["n"]
             hw = 100 * 1.96 * math.sqrt(max(p * (1 - p), 1e-12) / r["n"])
-            cells += [f"{100 * p:.1f} (±{hw:.1f}, n = {r['n']})", f"{r['wall_seconds'] / r['n']:.2f} [{r['device']}]",
-                      PAPER.get((ds, name), "—")]
+            acc = f"{100 * p:.1f} (±{hw:.1f}, n = {r['n']})"
+            reps = r["extra"].get("repeat_preds") or [r["preds"]]
+            if len(reps) > 1:  # a randomized defense purified several times: repeat 0 above, the spread here
+                accs = [100 * sum(int(a == b) for a, b in zip(rp, r["labels"])) / r["n"] for rp in reps]
+                acc += f"; {len(reps)} purifications: {', '.join(f'{a:.1f}' for a in accs)}"
+            cells += [acc, f"{r['wall_seconds'] / (r['n'] * len(reps)):.2f} [{r['device']}]", PAPER.get((ds, name), "—")]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return write_table(lines, args.out)
 
