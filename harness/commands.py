@@ -33,6 +33,7 @@ def add_subcommands(sub, common) -> None:
     mp.add_argument("--threat", default="graybox", help=f"comma list of: {', '.join(THREATS)} (default graybox)")
     mp.add_argument("--eps", default=None, help="ε (pixel units in [0, 1]) or a comma list to sweep; bounded attacks only")
     mp.add_argument("--n", type=int, default=None, help="test images per cell (default 500; quick preset 100)")
+    add_threat_n(mp)
     mp.add_argument("--seeds", type=int, default=1, help="number of seeds (seed, seed+1, ...); mean ± std over them")
     mp.add_argument("--batch-size", type=int, default=100, help="images attacked and purified together (default 100)")
     mp.add_argument("--preset", default="paper", help="paper (the papers' settings) | quick (smoke budgets)")
@@ -54,6 +55,26 @@ def add_subcommands(sub, common) -> None:
     from defbench.harness.papers import add_parser as add_paper_parser
 
     add_paper_parser(sub, common)  # defbench paper list | paper run TABLE
+
+
+def add_threat_n(parser) -> None:
+    parser.add_argument("--n-threat", action="append", default=[], metavar="THREAT=N",
+                        help="fewer images for an expensive threat, e.g. bpda=25 (repeatable): its cells attack a "
+                             "seeded subset of the n images; every table gives each cell's n")
+
+
+def parse_threat_n(opts: list[str]) -> dict[str, int]:
+    """``["bpda=25"]`` -> ``{"bpda": 25}`` (threat names are checked by the matrix spec)."""
+    out = {}
+    for opt in opts:
+        t, sep, k = opt.partition("=")
+        try:
+            out[t.strip().lower()] = int(k)
+        except ValueError:
+            raise DefbenchError(f"--n-threat {opt!r} must look like THREAT=N, e.g. bpda=25") from None
+        if not sep:
+            raise DefbenchError(f"--n-threat {opt!r} must look like THREAT=N, e.g. bpda=25")
+    return out
 
 
 def _overrides(args, defenses: list[str]) -> dict:
@@ -133,7 +154,7 @@ def run_matrix(args) -> int:
     spec = MatrixSpec(dataset=dataset, defenses=tuple(defenses), attacks=_attack_specs(args, dataset),
                       threats=tuple(threats), n=n, seeds=tuple(args.seed + i for i in range(args.seeds)),
                       batch_size=args.batch_size, preset=args.preset, device=str(resolve_device(args.device)),
-                      eot=args.eot, eval_repeats=repeats, defense_overrides=_overrides(args, defenses),
+                      eot=args.eot, eval_repeats=repeats, threat_n=parse_threat_n(args.n_threat), defense_overrides=_overrides(args, defenses),
                       data_root=args.data_root, out=args.out, progress=not args.no_progress)
     t0 = time.time()
     runner = MatrixRunner(spec)

@@ -59,6 +59,9 @@ class MatrixSpec:
     eot: int = 1
     eval_repeats: int = 1
     stratified: bool = False                  # evaluation images spread evenly over the classes
+    #: fewer images for an expensive threat, e.g. {"bpda": 25}: its cells use the first k of the n evaluation
+    #: images (a subset of the clean cells' images; the report gives each cell's n)
+    threat_n: dict[str, int] = field(default_factory=dict)
     defense_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     data_root: str | None = None
     out: str = "runs/matrix"
@@ -72,6 +75,10 @@ class MatrixSpec:
             raise DefbenchError(f"--batch-size must be >= 1, got {self.batch_size}")
         if self.eot < 1 or self.eval_repeats < 1:
             raise DefbenchError("--eot and --eval-repeats must be >= 1")
+        self.threat_n = {check_threat(t): int(k) for t, k in self.threat_n.items()}
+        for t, k in self.threat_n.items():
+            if k < 1:
+                raise DefbenchError(f"--n-threat {t}={k}: the number of images must be >= 1")
         for a in self.attacks:
             a.build(self.dataset)  # unknown names / bad eps fail now, before any work
         return self
@@ -167,6 +174,10 @@ class MatrixRunner:
                         out.append(Cell(seed, d, t, a))
         return out
 
+    def cell_n(self, cell: Cell) -> int:
+        """Images of the cell: n, or fewer for a threat given in ``threat_n`` (never for the clean cell)."""
+        return min(self.spec.n, self.spec.threat_n.get(cell.threat, self.spec.n)) if cell.attack else self.spec.n
+
     def key(self, cell: Cell) -> tuple[CellKey, dict, dict]:
         d = self.defense(cell.defense)
         # n and batch size define the evaluated images and (for batch-coupled defenses) the purification
@@ -179,6 +190,9 @@ class MatrixRunner:
         else:
             atk = self.attack(cell.attack)
             acfg = {**atk.config(), "eot": self.spec.eot if (cell.threat == "bpda" and d.randomized) else 1}
+            if self.cell_n(cell) != self.spec.n:  # a subset of the run's images (defense config unchanged)
+                acfg["n_images"] = self.cell_n(cell)
+                acfg["label"] = f"{acfg.get('label', acfg['name'])} (n={acfg['n_images']})"
         key = CellKey(self.spec.dataset, self.classifier_id, cell.defense, config_hash(dcfg),
                       acfg["name"], config_hash(acfg), cell.threat, cell.seed)
         return key, dcfg, acfg
@@ -195,10 +209,10 @@ class MatrixRunner:
             tqdm.write(f"{self.skipped} of {len(cells)} cells already in {self.store.path}; skipping them")
         (executor or LocalExecutor()).run(todo, self.run_cell)
 
-    def _adv_graybox(self, atk, spec: AttackSpec, seed: int, bidx: int, x, y) -> torch.Tensor:
-        cache = Path(self.spec.out) / "adv-cache" / (
-            f"{config_hash({**atk.config(), 'clf': self.classifier_id, 'n': self.spec.n, 'bs': self.spec.batch_size, 'strat': self.spec.stratified})}"
-            f"-s{seed}-b{bidx}.pt")
+    def _adv_graybox(self, atk, n: int, seed: int, bidx: int, x, y) -> torch.Tensor:
+        ident = {**atk.config(), "clf": self.classifier_id, "n": n, "bs": self.spec.batch_size,
+                 "strat": self.spec.stratified}
+        cache = Path(self.spec.out) / "adv-cache" / f"{config_hash(ident)}-s{seed}-b{bidx}.pt"
         if cache.is_file():
             t = torch.load(cache, weights_only=True)
             if t.shape == x.shape:
@@ -215,7 +229,7 @@ class MatrixRunner:
         d = self.defense(cell.defense)
         atk = self.attack(cell.attack) if cell.attack is not None else None
         torch.manual_seed(int(key.key[:8], 16))
-        idx = self.test.eval_indices(self.spec.n, cell.seed, self.spec.stratified)
+        idx = self.test.eval_indices(self.cell_n(cell), cell.seed, self.spec.stratified)  # a subset of n's
         repeats = self._repeats(d)
         labels, preds_u, scores, errors, rep_preds = [], [], [], [], [[] for _ in range(repeats)]
         t0 = time.time()
@@ -234,7 +248,7 @@ class MatrixRunner:
             if atk is None:
                 x_in = x
             elif cell.threat == "graybox":
-                x_in = self._adv_graybox(atk, cell.attack, cell.seed, bidx, x, y)
+                x_in = self._adv_graybox(atk, len(idx), cell.seed, bidx, x, y)
             elif cell.threat == "gan-aware":
                 x_in = gan_aware(atk, self.classifier, d, x, y, seed=pseed)
             else:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from defbench import DefbenchError
+from defbench.harness.commands import add_threat_n, parse_threat_n
 from defbench.harness.matrix import QUICK_ATTACK_PARAMS, QUICK_DEFENSE_OVERRIDES, AttackSpec, Cell, MatrixSpec
 
 PAPERS_DIR = "../shared/papers"
@@ -163,14 +164,15 @@ class PaperTable:
         return tuple(seed + i for i in range(self.seeds))
 
     def matrix_spec(self, n: int | None = None, preset: str = "paper", device: str = "cpu", seed: int = 0,
-                    out: str | None = None, data_root: str | None = None, progress: bool = True) -> MatrixSpec:
+                    out: str | None = None, data_root: str | None = None, progress: bool = True,
+                    threat_n: dict[str, int] | None = None) -> MatrixSpec:
         """The matrix this table runs in (its cells are a subset of the full attack x threat product)."""
         n = n if n is not None else self.default_n(preset)
         return MatrixSpec(dataset=self.dataset, defenses=self.defenses,
                           attacks=tuple(preset_attack(a, preset) for a in self.attacks), threats=self.threats,
                           n=n, seeds=self.seed_list(seed), batch_size=self.batch_size, preset=preset, device=device,
                           eot=self.eot, eval_repeats=self.eval_repeats, defense_overrides=self.overrides(preset),
-                          stratified=self.stratified,
+                          stratified=self.stratified, threat_n=dict(threat_n or {}),
                           data_root=data_root, out=out or default_out(self, n, preset), progress=progress)
 
     def needed_cells(self, seeds: tuple[int, ...], preset: str = "paper") -> list[Cell]:
@@ -580,10 +582,12 @@ class PaperRun:
     computed: int = 0
     reused: int = 0
     seconds: float = 0.0
+    threat_n: dict[str, int] = field(default_factory=dict)   # fewer images for these threats' cells
 
 
 def run_table(table: PaperTable, n: int | None = None, preset: str = "paper", device: str = "cpu", seed: int = 0,
-              out: str | None = None, data_root: str | None = None, progress: bool = True) -> PaperRun:
+              out: str | None = None, data_root: str | None = None, progress: bool = True,
+              threat_n: dict[str, int] | None = None) -> PaperRun:
     """Run the cells ``table`` needs through the matrix runner (resuming from its store) and return the rows."""
     from defbench.harness.matrix import LocalExecutor, MatrixRunner
     from defbench.harness.models import PRESETS
@@ -595,7 +599,7 @@ def run_table(table: PaperTable, n: int | None = None, preset: str = "paper", de
     n = n if n is not None else table.default_n(preset)
     if n < 1:
         raise DefbenchError(f"--n must be positive, got {n}")
-    spec = table.matrix_spec(n, preset, device, seed, out, data_root, progress)
+    spec = table.matrix_spec(n, preset, device, seed, out, data_root, progress, threat_n)
     t0 = time.time()
     runner = MatrixRunner(spec)
     cells = table.needed_cells(spec.seeds, preset)
@@ -609,7 +613,7 @@ def run_table(table: PaperTable, n: int | None = None, preset: str = "paper", de
             raise DefbenchError(f"cell {c} missing from {runner.store.path} after the run")
         rows[c] = found[0]
     return PaperRun(table, preset, n, spec.seeds, spec.device, spec.out, rows, len(todo), len(cells) - len(todo),
-                    time.time() - t0)
+                    time.time() - t0, {t: k for t, k in spec.threat_n.items() if k < n})
 
 
 # ======================================================================================= CLI
@@ -628,6 +632,7 @@ def add_parser(sub, common) -> None:
     rp.add_argument("table", help="table id from 'defbench paper list', or a group prefix (e.g. invgan-table2)")
     rp.add_argument("--n", type=int, default=None, help="images per cell (default the paper's n, 500 when the "
                                                          f"paper gives none; quick preset at most {QUICK_N})")
+    add_threat_n(rp)
     rp.add_argument("--preset", default="paper", help="paper (the papers' settings) | quick (smoke budgets)")
     rp.add_argument("--out", default=None,
                     help="store and report dir (default runs/paper/<dataset>-<preset>-n<N>-b<B>)")
@@ -658,7 +663,8 @@ def cmd_run(args) -> int:
                             + "; ".join(f"{t.id}: {t.unsupported}" for t in tables))
     device = str(resolve_device(args.device))
     for t in runnable:
-        res = run_table(t, args.n, args.preset, device, args.seed, args.out, args.data_root, not args.no_progress)
+        res = run_table(t, args.n, args.preset, device, args.seed, args.out, args.data_root, not args.no_progress,
+                        parse_threat_n(args.n_threat))
         print(write_paper_report(res, res.out))
         print(f"\n{res.computed} cells computed, {res.reused} reused from {Path(res.out) / 'defbench.sqlite'} in "
               f"{res.seconds:.0f}s on {res.device}\n")

@@ -77,6 +77,34 @@ def accuracy(row: Row) -> float:
     return float(mask.mean()) if mask.size else math.nan
 
 
+def detection_auc(clean: Row, attacked: Row) -> float:
+    """ROC AUC of the InvGAN detection score, clean images (label 0) against attacked ones (label 1); NaN where
+    undefined (no scores, non-finite or all equal). When the attacked row covers a subset of the clean row's
+    images (fewer images for an expensive threat) the clean scores of that subset are used."""
+    from sklearn.metrics import roc_auc_score
+
+    s0 = list(clean["scores"])
+    sub = {int(i) for i in attacked.get("indices") or ()}
+    cidx = [int(i) for i in clean.get("indices") or ()]
+    if sub and len(cidx) == len(s0) and sub < set(cidx):
+        s0 = [s for i, s in zip(cidx, s0) if i in sub]
+    s1 = list(attacked["scores"])
+    scores = np.asarray(s0 + s1, dtype=float)
+    if not s0 or not s1 or not np.isfinite(scores).all() or np.ptp(scores) == 0:
+        return math.nan
+    return float(roc_auc_score(np.r_[np.zeros(len(s0)), np.ones(len(s1))], scores))
+
+
+def wilson_interval(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score 95% interval (fractions) of a binomial proportion k / n; (nan, nan) for n = 0."""
+    if n <= 0:
+        return math.nan, math.nan
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
 def repeat_count(row: Row) -> int:
     """k for a randomized defense's row, 0 when the row has no repeats."""
     return len((row.get("extra") or {}).get("repeat_preds") or [])

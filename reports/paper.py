@@ -22,10 +22,10 @@ from sklearn.metrics import roc_auc_score
 
 from defbench.harness.papers import PAPERS_DIR, PaperCell, PaperRun, PaperTable, preset_attack
 
-from .common import Row, correct_mask
+from .common import Row, correct_mask, detection_auc, wilson_interval
 
 MISSING = "—"
-COLUMNS = ["row", "column", "paper", "paper_std", "ours", "ours_std", "delta", "n", "defense", "threat", "attack",
+COLUMNS = ["row", "column", "paper", "paper_std", "ours", "ours_std", "ci_low", "ci_high", "delta", "n", "defense", "threat", "attack",
            "eps", "metric", "note"]
 
 
@@ -38,15 +38,6 @@ def row_accuracy(row: Row, undefended: bool = False) -> float:
     else:
         ok = correct_mask(row)
     return float(ok.mean() * 100) if ok.size else math.nan
-
-
-def row_auc(clean: Row, attacked: Row) -> float:
-    """ROC AUC of the detection score: clean images (0) vs attacked images (1); NaN where undefined."""
-    s0, s1 = list(clean["scores"]), list(attacked["scores"])
-    scores = np.asarray(s0 + s1, dtype=float)
-    if not s0 or not s1 or not np.isfinite(scores).all() or np.ptp(scores) == 0:
-        return math.nan
-    return float(roc_auc_score(np.r_[np.zeros(len(s0)), np.ones(len(s1))], scores))
 
 
 def row_anomaly_auc(row: Row, holdout: int) -> float:
@@ -65,7 +56,7 @@ def measure_value(run: PaperRun, m) -> tuple[float, int]:
     for s in run.seeds:
         row = run.rows[m.cell(s, attack)]
         if m.metric == "auc":
-            vals.append(row_auc(run.rows[m.cell(s, None)], row))
+            vals.append(detection_auc(run.rows[m.cell(s, None)], row))
         elif m.metric == "anomaly-auc":
             vals.append(row_anomaly_auc(row, m.holdout))
         else:
@@ -103,6 +94,10 @@ def outcomes(run: PaperRun) -> pd.DataFrame:
         paper = t.paper_value(c)
         delta = None if paper is None or ours is None or math.isnan(ours) else ours - paper
         m = c.measure
+        ci = (None, None)
+        if m is not None and len(m.members) == 1 and m.metric == "accuracy" and ours is not None and n:
+            lo, hi = wilson_interval(round(ours / 100 * n), n)  # n sums the seeds' images
+            ci = (100 * lo, 100 * hi)
         note = c.note or ("" if m is not None else "not run")
         if m is not None and len(m.members) > 1:
             pooled = (f"mean ± std over {len(m.members)} variants" if m.how == "mean"
@@ -110,7 +105,7 @@ def outcomes(run: PaperRun) -> pd.DataFrame:
             note = f"{note}; {pooled}" if note else pooled
         defense = "" if m is None else m.defense if len(m.members) == 1 else " | ".join(x.defense for x in m.members)
         lines.append({"row": c.row, "column": c.col, "paper": paper, "paper_std": t.paper_std_value(c),
-                      "ours": ours, "ours_std": std, "delta": delta, "n": n if m is not None else None,
+                      "ours": ours, "ours_std": std, "ci_low": ci[0], "ci_high": ci[1], "delta": delta, "n": n if m is not None else None,
                       "defense": defense, "threat": m.threat if m else "",
                       "attack": (m.attack.name if m.attack else "clean") if m else "",
                       "eps": m.attack.eps if m and m.attack else None,
@@ -125,6 +120,21 @@ def _fmt(v: Any, metric: str, sign: bool = False) -> str:
         return MISSING if v is None else "n/a"
     digits = 4 if metric == "auc" else 2
     return f"{v:+.{digits}f}" if sign else f"{v:.{digits}f}"
+
+
+#: |ours − paper| within this many points (accuracy) or AUC units counts as a match (issue #6's reading)
+MATCH_TOLERANCE = {"accuracy": 5.0, "auc": 0.05}
+
+
+def _verdict(paper, delta, lo, hi, metric: str) -> str:
+    """'yes' within the tolerance; otherwise 'no', or 'in CI' where the paper's value lies in our 95% interval."""
+    if paper is None or delta is None or pd.isna(paper) or pd.isna(delta):
+        return MISSING
+    if abs(delta) <= MATCH_TOLERANCE[metric]:
+        return "yes"
+    if lo is not None and not pd.isna(lo) and lo <= paper <= hi:
+        return "in CI"
+    return "no"
 
 
 def binomial_half_width(n: int, p: float = 0.5) -> float:
@@ -142,12 +152,16 @@ def to_markdown(run: PaperRun, df: pd.DataFrame) -> str:
     t = run.table
     unit = "accuracy in %" if t.metric == "accuracy" else "detection ROC AUC"
     seeds = ", ".join(map(str, run.seeds))
+    fewer = "".join(f" ({th} cells: a seeded subset of {k})" for th, k in sorted(run.threat_n.items()))
+    tol = MATCH_TOLERANCE["auc" if t.metric != "accuracy" else "accuracy"]
     parts = [f"### {t.id}: {t.title}", "",
              f"Source: {t.source}.", "",
-             f"Setting: {t.dataset}, preset {run.preset}, n = {run.n} images per cell (paper: "
+             f"Setting: {t.dataset}, preset {run.preset}, n = {run.n} images per cell{fewer} (paper: "
              f"{t.n if t.n else 'not stated'}), batch {t.batch_size}, seed{'s' if len(run.seeds) > 1 else ''} "
              f"{seeds}, {t.eval_repeats} purification{'s' if t.eval_repeats > 1 else ''} per image, device "
-             f"{run.device}; {unit}; delta = ours − paper.", ""]
+             f"{run.device}; {unit}; delta = ours − paper; 95% CI: Wilson interval of our accuracy over its n; "
+             f"match: |delta| <= {tol:g} (yes), else whether the paper's value lies in our CI (in CI) or not (no).",
+             ""]
     body = []
     for r in df.itertuples(index=False):
         metric = "auc" if "auc" in str(r.metric) else "accuracy"
@@ -158,9 +172,11 @@ def to_markdown(run: PaperRun, df: pd.DataFrame) -> str:
         if r.ours_std is not None and not pd.isna(r.ours_std):
             ours += f" ± {_fmt(r.ours_std, metric)}"
         n = MISSING if r.n is None or pd.isna(r.n) else str(int(r.n))
-        body.append([str(r.row), str(r.column), paper, ours, _fmt(r.delta, metric, sign=True), n,
+        ci = MISSING if r.ci_low is None or pd.isna(r.ci_low) else f"{r.ci_low:.1f}–{r.ci_high:.1f}"
+        verdict = _verdict(r.paper, r.delta, r.ci_low, r.ci_high, metric)
+        body.append([str(r.row), str(r.column), paper, ours, ci, _fmt(r.delta, metric, sign=True), verdict, n,
                      str(r.note)])
-    parts += [_md_table(["row", "column", "paper", "ours", "delta", "n", "note"], body), ""]
+    parts += [_md_table(["row", "column", "paper", "ours", "95% CI", "delta", "match", "n", "note"], body), ""]
     measured = [int(v) for v in df["n"].dropna()] if len(df) else []
     n_min = min(measured) if measured else run.n
     if t.metric == "accuracy":

@@ -13,10 +13,9 @@ from typing import Any, Iterable
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import roc_auc_score
 
-from .common import (CLEAN, Base, Row, attack_key, attack_names, base_key, base_names, correct_mask, is_clean,
-                     mean_std, ordered_unique, repeat_count, threat_sort_key)
+from .common import (CLEAN, Base, Row, attack_key, attack_names, base_key, base_names, correct_mask, detection_auc,
+                     is_clean, mean_std, ordered_unique, repeat_count, threat_sort_key)
 from .sanity import sanity_flags
 
 __all__ = ["correct_mask", "robust_accuracy_table", "detection_auc_table", "sanity_flags", "to_markdown",
@@ -87,18 +86,17 @@ def _seed_note(nseeds: pd.DataFrame, seeds: list[int], what: str) -> str:
 def _worst_case(clean: Row | None, attacks: list[Row]) -> tuple[float, bool]:
     """Fraction of images correct on the clean input and under every attack run on them (matched by index).
 
-    The clean row's images are the population when there is one (attacked images outside it are ignored);
-    otherwise the union of the attacked images. Also returns whether the rows covered different images.
+    The population is the images every row covers (attacks run on a subset of the clean images, e.g. fewer
+    images for BPDA, restrict it to that subset). Also returns whether the rows covered different images.
     """
-    robust: dict[int, bool] = {}
-    covered: list[set[int]] = []
-    for r in ([clean] if clean is not None else []) + attacks:
-        idx = [int(i) for i in r["indices"]]
-        covered.append(set(idx))
-        for i, ok in zip(idx, correct_mask(r)):
-            if clean is not None and r is not clean and i not in robust:
-                continue
-            robust[i] = robust.get(i, True) and bool(ok)
+    rows = ([clean] if clean is not None else []) + attacks
+    covered = [{int(i) for i in r["indices"]} for r in rows]
+    population = set.intersection(*covered) if covered else set()
+    robust = dict.fromkeys(population, True)
+    for r in rows:
+        for i, ok in zip(r["indices"], correct_mask(r)):
+            if int(i) in robust:
+                robust[int(i)] = robust[int(i)] and bool(ok)
     mismatch = any(c != covered[0] for c in covered[1:])
     return (float(np.mean(list(robust.values()))) if robust else math.nan), mismatch
 
@@ -168,19 +166,11 @@ def robust_accuracy_table(rows: Iterable[Row], threat: str | None = None) -> pd.
             notes.append(f"{d}: randomized; an image counts as correct only if correct in all {k} of {k} "
                          "purifications.")
     if mismatched:
-        notes.append("Attacks covered different images than the clean row in: " + "; ".join(mismatched) + ".")
+        notes.append("Attacks covered different images than the clean row in: " + "; ".join(mismatched)
+                     + " (worst case there: over the images every row covers).")
     if (df == MISSING).to_numpy().any():
         notes.append(f"{MISSING}: not run.")
     return _attach(df, mean, std, nseeds, notes)
-
-
-def _auc(clean_scores: list[float], adv_scores: list[float]) -> float:
-    """ROC AUC of clean (label 0) vs adversarial (label 1) scores; NaN where undefined."""
-    scores = np.asarray(list(clean_scores) + list(adv_scores), dtype=float)
-    if not len(clean_scores) or not len(adv_scores) or not np.isfinite(scores).all() or np.ptp(scores) == 0:
-        return math.nan
-    y = np.r_[np.zeros(len(clean_scores)), np.ones(len(adv_scores))]
-    return float(roc_auc_score(y, scores))
 
 
 def detection_auc_table(rows: Iterable[Row]) -> pd.DataFrame:
@@ -208,7 +198,7 @@ def detection_auc_table(rows: Iterable[Row]) -> pd.DataFrame:
     for r in attack_rows:
         clean = clean_by.get((base_key(r), int(r["seed"])))
         unmatched += clean is None
-        cells[(rname(r), base_key(r))][int(r["seed"])] = (_auc(clean["scores"], r["scores"])
+        cells[(rname(r), base_key(r))][int(r["seed"])] = (detection_auc(clean, r)
                                                           if clean is not None else math.nan)
     df, mean, std, nseeds = _frames(cells, index, bases, names, 1.0, 4)
     seeds = sorted({int(r["seed"]) for r in attack_rows})

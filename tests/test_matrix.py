@@ -3,6 +3,7 @@ plugins from another package, one-line errors for bad input."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -85,6 +86,9 @@ def test_example_plugin_runs_in_a_matrix(tiny_zoo, tmp_path):
     (["--threat", "blackbox"], "unknown threat model 'blackbox'; choose one of: graybox, bpda"),
     (["--eps", "1.5"], "outside [0, 1]"),
     (["--n", "20000"], "larger than the fmnist test set"),
+    (["--n-threat", "blackbox=5"], "unknown threat model 'blackbox'; choose one of: graybox, bpda"),
+    (["--n-threat", "bpda"], "--n-threat 'bpda' must look like THREAT=N"),
+    (["--n-threat", "bpda=0"], "--n-threat bpda=0: the number of images must be >= 1"),
 ])
 def test_bad_input_one_line(args, expect, tiny_zoo, tmp_path, capsys):
     rc = main(["matrix", "--preset", "quick", "--no-progress", "--out", str(tmp_path / "o")] + args)
@@ -116,3 +120,17 @@ def test_threats_compose_the_same_attack(tiny_zoo, tiny_classifier, fmnist_image
     b = atk(attack_model("bpda", model, NoDefense((1, 28, 28))), x, y)
     assert torch.equal(a, b)
     assert (a - x).abs().max() <= 0.3 + 1e-6
+
+
+def test_fewer_images_for_an_expensive_threat(tiny_zoo, tmp_path, capsys):
+    """--n-threat bpda=5: bpda cells attack a seeded subset of the n clean images and say so in the tables."""
+    out = tmp_path / "sub"
+    rc = main(["matrix", "--defense", "median", "--attacks", "fgsm", "--threat", "graybox,bpda", "--n", "20",
+               "--n-threat", "bpda=5", "--batch-size", "10", "--preset", "quick", "--no-progress", "--out", str(out)])
+    assert rc == 0
+    with sqlite3.connect(out / "defbench.sqlite") as c:
+        got = {(d, t): (n, set(json.loads(i))) for d, t, n, i in
+               c.execute("SELECT defense, threat, n, indices FROM cells")}
+    assert got[("median", "bpda")][0] == 5 and got[("median", "graybox")][0] == 20
+    assert got[("median", "bpda")][1] < got[("median", "none")][1]
+    assert "(n=5)" in capsys.readouterr().out

@@ -151,7 +151,7 @@ def test_ours_comes_from_rows():
     first = df.iloc[0]
     assert first["delta"] == pytest.approx(15 / 16 - 0.9563)
     md = to_markdown(run, df)
-    assert "| DefenseGAN | FGSM | 0.9563 | 0.9375 | -0.0188 | 4 |" in md
+    assert "| DefenseGAN | FGSM | 0.9563 | 0.9375 | — | -0.0188 | yes | 4 |" in md  # AUC: no binomial CI
 
     t = TABLES["mimicgan-fig5b"]
     rows = {c: _fake_row([1, 1, 1, 1], [1, 1, 0, 0], [0.0] * 4, preds_u=[1, 0, 0, 0]) for c in t.needed_cells((0,))}
@@ -196,7 +196,7 @@ def _run_fig5b(tmp_path, capsys):
     assert main(args) == 0
     text = capsys.readouterr().out
     t = TABLES["mimicgan-fig5b"]
-    assert "| row | column | paper | ours | delta | n | note |" in text
+    assert "| row | column | paper | ours | 95% CI | delta | match | n | note |" in text
     for c in t.cells:
         line = next(l for l in text.splitlines() if l.startswith(f"| {c.row} | {c.col} |"))
         cols = [s.strip() for s in line.strip("|").split("|")]

@@ -128,7 +128,7 @@ def tiny_budgets(monkeypatch):
 
 
 def _check_printed(table, text: str, n: int) -> None:
-    assert "| row | column | paper | ours | delta | n | note |" in text
+    assert "| row | column | paper | ours | 95% CI | delta | match | n | note |" in text
     for c in table.cells:
         line = next(l for l in text.splitlines() if l.startswith(f"| {c.row} | {c.col} |"))
         cols = [s.strip() for s in line.strip("|").split("|")]

@@ -310,3 +310,24 @@ def test_store_round_trip(tmp_path):
     assert "invgan" in text and "all 2 of 2 purifications" in text
     assert (tmp_path / "report" / "robust_accuracy.csv").is_file()
     store.close()
+
+
+def test_attacks_on_a_subset_of_the_clean_images():
+    """--n-threat bpda=k: the attacked row covers k of the clean row's images; AUC and worst case use those k."""
+    clean = make_row([1, 1, 1, 1, 1, 0], scores=[0, 0, 0, 1, 1, 1])
+    sub = make_row([1, 0], attack="pgd", threat="bpda", indices=[0, 1], scores=[0.5, 0.5])
+    auc = detection_auc_table([clean, sub]).attrs["mean"].iloc[0, 0]
+    assert auc == pytest.approx(1.0)  # against the clean scores of images 0, 1 (all 0), not all six (0.5)
+    df = robust_accuracy_table([clean, sub], threat="bpda")
+    assert df.attrs["mean"]["invgan"]["worst case"] == pytest.approx(0.5)  # images 0, 1 only, not 4 of 6
+    assert "different images" in " ".join(df.attrs["notes"])
+
+
+def test_wilson_interval():
+    from defbench.reports.common import wilson_interval
+
+    assert wilson_interval(5, 10) == pytest.approx((0.2366, 0.7634), abs=1e-4)
+    lo, hi = wilson_interval(0, 10)
+    assert lo == 0 and hi == pytest.approx(0.2775, abs=1e-4)
+    lo, hi = wilson_interval(59, 100)
+    assert lo < 0.59 < hi and hi - lo < wilson_interval(5, 10)[1] - wilson_interval(5, 10)[0]
