@@ -52,10 +52,14 @@ class DropPixels(_Corruption):
     label_name = "Dropped Pixels"
     defaults = {"fraction": 0.7}
 
+    def __init__(self, dataset: str = "fmnist", eps: float | None = None, **params):
+        super().__init__(dataset, eps, **params)
+        f = float(self.params["fraction"])
+        if not 0 <= f <= 1:  # checked when the matrix is built, before any work
+            raise DefbenchError(f"drop-pixels fraction must be in [0, 1], got {f}")
+
     def corrupt(self, x):
         f = float(self.params["fraction"])
-        if not 0 <= f <= 1:
-            raise DefbenchError(f"drop-pixels fraction must be in [0, 1], got {f}")
         keep = torch.rand(x.shape[0], 1, *x.shape[2:], device=x.device) >= f  # same pixels in every channel
         return x * keep
 
@@ -65,9 +69,13 @@ class BlurNegative(_Corruption):
     label_name = "Negative Blur"
     defaults = {"kernel": 25}
 
-    def corrupt(self, x):
+    def __init__(self, dataset: str = "fmnist", eps: float | None = None, **params):
+        super().__init__(dataset, eps, **params)
         k = int(self.params["kernel"])
         if k < 1 or k % 2 == 0:
             raise DefbenchError(f"blur-negative kernel must be an odd positive size, got {k}")
+
+    def corrupt(self, x):
+        k = int(self.params["kernel"])
         sigma = 0.3 * ((k - 1) * 0.5 - 1) + 0.8
         return 1 - gaussian_blur(x, [k, k], [sigma, sigma])

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from defbench import DefbenchError
 from defbench.attacks.registry import get_attack
 from defbench.attacks.threats import attack_model, check_threat, gan_aware
-from defbench.defenses.registry import GAN_DEFENSES, base_name, build_defense, check_name, split_variant
+from defbench.defenses.registry import GAN_DEFENSES, base_name, build_defense, check_name
 from defbench.harness.data import canonical_name, load_dataset
 from defbench.harness.store import CellKey, CellResult, Store, config_hash
 
@@ -130,13 +130,13 @@ class MatrixRunner:
         """The defense (or variant ``name[k=v,...]``): quick-preset budgets < overrides of the base name <
         overrides of the label < the variant's own options."""
         if name not in self._defenses:
-            base, inline = split_variant(name)
+            base = base_name(name)
             over = dict(QUICK_DEFENSE_OVERRIDES.get(base, {})) if self.spec.preset == "quick" else {}
             over.update(self.spec.defense_overrides.get(base, {}))
             if name != base:
                 over.update(self.spec.defense_overrides.get(name, {}))
-            over.update(inline)
-            self._defenses[name] = build_defense(base, self.spec.dataset, self.spec.preset, self.device, over,
+            # build_defense applies the variant's own options last
+            self._defenses[name] = build_defense(name, self.spec.dataset, self.spec.preset, self.device, over,
                                                  seed=0, data_root=self.spec.data_root, progress=self.spec.progress)
         return self._defenses[name]
 

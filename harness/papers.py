@@ -80,14 +80,26 @@ class Pool:
     def members(self) -> tuple[Measure, ...]:
         return self.measures
 
+    # the members share threat, attack and metric; the pool reads as its first member
     @property
     def defense(self) -> str:
         return self.measures[0].defense
 
-    def __getattr__(self, name):  # threat, attack, metric, undefended of the (homogeneous) members
-        if name in ("threat", "attack", "metric", "undefended", "holdout"):
-            return getattr(self.measures[0], name)
-        raise AttributeError(name)
+    @property
+    def threat(self) -> str:
+        return self.measures[0].threat
+
+    @property
+    def attack(self) -> AttackSpec | None:
+        return self.measures[0].attack
+
+    @property
+    def metric(self) -> str:
+        return self.measures[0].metric
+
+    @property
+    def undefended(self) -> bool:
+        return self.measures[0].undefended
 
 
 @dataclass(frozen=True)
@@ -120,7 +132,6 @@ class PaperTable:
     cells: tuple[PaperCell, ...]
     batch_size: int = 100
     seeds: int = 1                                # seeds run: --seed, --seed + 1, ...
-    gan_replicas: tuple[str, ...] = ()            # zoo ids of the GAN backends the paper averages over
     defense_overrides: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
     metric: str = "accuracy"
     paper_scale: float = 1.0                      # printed value x scale = our unit (% / AUC)
@@ -135,6 +146,14 @@ class PaperTable:
     @property
     def runnable(self) -> bool:
         return not self.unsupported
+
+    @property
+    def gan_replicas(self) -> tuple[str, ...]:
+        """The GAN tags (``gan=TAG`` of the defense variants) the table averages over, e.g. sub80-s1."""
+        from defbench.defenses.registry import split_variant
+
+        tags = (split_variant(d)[1].get("gan") for d in self.defenses)
+        return tuple(dict.fromkeys(t for t in tags if t))
 
     @property
     def unit(self) -> str:
@@ -304,7 +323,7 @@ def _mimicgan_fig9b() -> PaperTable:
         defenses=("none",) + tuple(v for d in ("cowboy", "defensegan", "mimicgan") for v in rep(d)),
         attacks=(BIM_03, DEEPFOOL, FGSM_03, CW_L2, PGD_03),
         threats=("graybox", "gan-aware"), n=500, batch_size=100, rows=rows, cols=cols,
-        cells=_grid(rows, cols, values, m, stds), figure="bars", gan_replicas=REPLICAS,
+        cells=_grid(rows, cols, values, m, stds), figure="bars",
         notes=("Each defense runs once per GAN replica (variant NAME[gan=sub80-sK]: GAN gan-fmnist-<preset>-sub80-sK "
                "trained on a random 80% of the training set with seed K, built on demand by "
                "defbench train gan --dataset fmnist --subset-fraction 0.8 --seed K); ours is the mean ± std over "
@@ -372,7 +391,7 @@ def _mimicgan_table2() -> PaperTable:
         rows=rows, cols=cols,
         cells=_grid(rows, cols, [[0.34], [0.44], [0.78], [0.50], [0.78]], m,
                     stds=[[0.18], [0.07], [0.11], [0.13], [0.14]], notes=cited),
-        metric="auc", gan_replicas=tags,
+        metric="auc",
         notes=("For each class K a GAN is trained without it (variant NAME[gan=noK]: gan-mnist-<preset>-noK, "
                "built on demand by defbench train gan --dataset mnist --holdout-class K); the score is the final "
                "projection error (Eq. 5: the fidelity term with the learned surrogate for MimicGAN, with f̂ = I "

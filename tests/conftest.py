@@ -57,18 +57,33 @@ def fmnist_images(fmnist):
     return x, y
 
 
-@pytest.fixture(scope="session")
-def random_gan():
-    """An untrained DCGAN of the paper family (eval mode): still a generator whose range we can test."""
+def stand_in_gan(dataset: str = "fmnist", seed: int = 0):
+    """An untrained DCGAN of the paper family (eval mode) with non-trivial BatchNorm statistics: still a
+    generator whose range the tests can project onto."""
     from defbench.defenses.priors import build_gan
 
-    torch.manual_seed(0)
-    G, D = build_gan("fmnist")
-    # one forward pass in train mode gives BatchNorm non-trivial running statistics
+    torch.manual_seed(seed)
+    G, D = build_gan(dataset)
     G.train()
-    with torch.no_grad():
-        G(torch.rand(256, 100) * 2 - 1)
+    with torch.no_grad():  # one forward pass in train mode gives BatchNorm running statistics
+        G(torch.rand(256, G.latent_dim) * 2 - 1)
     return G.eval(), D.eval()
+
+
+def save_gan(G, D, dataset: str = "fmnist", tag: str = "", preset: str = "quick") -> str:
+    """Store (G, D) in the zoo as gan-<dataset>-<preset>[-tag], the way ``defbench train gan`` does."""
+    from defbench.harness import zoo
+
+    mid = zoo.model_id("gan", dataset, preset, tag)
+    state = {**{f"G.{k}": v for k, v in G.state_dict().items()}, **{f"D.{k}": v for k, v in D.state_dict().items()}}
+    zoo.save(mid, state, {"kind": "gan", "dataset": dataset, "preset": preset,
+                          "arch": "dcgan32" if dataset == "cifar10" else "dcgan28", "config": {}, "metrics": {}})
+    return mid
+
+
+@pytest.fixture(scope="session")
+def random_gan():
+    return stand_in_gan("fmnist", 0)
 
 
 @pytest.fixture(scope="session")
@@ -90,8 +105,5 @@ def tiny_zoo(tiny_classifier, random_gan, isolated_home):
     model, metrics = tiny_classifier
     zoo.save("classifier-fmnist-quick", model.state_dict(), {"kind": "classifier", "dataset": "fmnist",
              "preset": "quick", "arch": model.arch, "config": {"seed": 0}, "metrics": metrics})
-    G, D = random_gan
-    state = {**{f"G.{k}": v for k, v in G.state_dict().items()}, **{f"D.{k}": v for k, v in D.state_dict().items()}}
-    zoo.save("gan-fmnist-quick", state, {"kind": "gan", "dataset": "fmnist", "preset": "quick", "arch": "dcgan28",
-             "config": {"seed": 0}, "metrics": {}})
+    save_gan(*random_gan)
     return isolated_home

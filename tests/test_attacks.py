@@ -78,8 +78,10 @@ def test_corruptions_of_mimicgan_fig4b(fmnist_images):
     xn = get_attack("blur-negative", "fmnist").corrupt(x)
     assert torch.allclose(xn.mean(), 1 - x.mean(), atol=0.02)  # blurring keeps the mean (reflect padding)
     assert xn.flatten(1).std(1).mean() < x.flatten(1).std(1).mean() * 0.7  # strongly smoothed
-    with pytest.raises(DefbenchError, match="odd positive"):
-        get_attack("blur-negative", "fmnist", kernel=4).corrupt(x)
+    with pytest.raises(DefbenchError, match="odd positive"):  # at construction, before any image is touched
+        get_attack("blur-negative", "fmnist", kernel=4)
+    with pytest.raises(DefbenchError, match=r"fraction must be in \[0, 1\]"):
+        get_attack("drop-pixels", "fmnist", fraction=1.5)
     for name in ("binarize", "drop-pixels", "blur-negative"):
         a = get_attack(name, "fmnist")
         assert a.eps is None and a.config()["family"] == "corruption"

@@ -105,14 +105,9 @@ def test_variant_labels():
 
 def test_gan_variant_records_its_models(tiny_zoo):
     """A GAN replica is a variant option; the models' zoo ids and hashes are part of the recorded config."""
-    from defbench.defenses.priors import build_gan
-    from defbench.harness import zoo
+    from conftest import save_gan, stand_in_gan
 
-    torch.manual_seed(5)
-    G, D = build_gan("fmnist")
-    zoo.save("gan-fmnist-quick-sub80-s7", {**{f"G.{k}": v for k, v in G.state_dict().items()},
-                                            **{f"D.{k}": v for k, v in D.state_dict().items()}},
-             {"kind": "gan", "dataset": "fmnist", "preset": "quick", "arch": "dcgan28", "config": {}, "metrics": {}})
+    save_gan(*stand_in_gan("fmnist", 5), "fmnist", "sub80-s7")
     a = build_defense("defensegan", "fmnist", "quick")
     b = build_defense("defensegan[gan=sub80-s7]", "fmnist", "quick")
     assert a.config()["models"]["gan"].startswith("gan-fmnist-quick@")

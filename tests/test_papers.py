@@ -200,13 +200,16 @@ def _run_fig5b(tmp_path, capsys):
     for c in t.cells:
         line = next(l for l in text.splitlines() if l.startswith(f"| {c.row} | {c.col} |"))
         cols = [s.strip() for s in line.strip("|").split("|")]
-        paper, ours, delta, n = cols[2], cols[3], cols[4], cols[5]
+        paper, ours, ci, delta, match, n = cols[2], cols[3], cols[4], cols[5], cols[6], cols[7]
         assert 0 <= float(ours) <= 100 and n == "10", line
+        lo, hi = map(float, ci.split("–"))
+        assert lo <= float(ours) <= hi and hi - lo > 20, line  # 10 images: a wide interval
         if c.paper is not None:
             assert float(paper) == pytest.approx(c.paper)
             assert float(delta) == pytest.approx(float(ours) - c.paper, abs=0.011)
+            assert match == ("yes" if abs(float(delta)) <= 5 else "in CI" if lo <= c.paper <= hi else "no"), line
         else:
-            assert paper == "—" and delta == "—"
+            assert paper == "—" and delta == "—" and match == "—"
     assert "binomial 95% interval" in text and "fewer than the paper's 500" in text
     assert "27 cells computed, 0 reused" in text
     assert (out / "mimicgan-fig5b.png").stat().st_size > 1000
