@@ -26,7 +26,7 @@ from defbench import DefbenchError
 from defbench.defenses.priors import MimicSurrogate, sample_latent
 
 LOSSES = ("mse", "l2", "l1")
-OPTIMIZERS = ("sgd", "rmsprop", "adam")
+OPTIMIZERS = ("sgd", "rmsprop", "rmsprop-tf", "adam")
 INITS = ("random", "mean", "encoder")
 SURROGATES = ("none", "mimic", "identity")
 
@@ -39,7 +39,7 @@ class ProjectionConfig:
     latent_steps: int = 200     #: latent steps per outer iteration (DefenseGAN L, InvGAN T, MimicGAN T2)
     surrogate_steps: int = 0    #: surrogate steps per outer iteration (MimicGAN T1)
     restarts: int = 10          #: R random restarts per image
-    optimizer: str = "sgd"      #: latent optimiser: sgd | rmsprop | adam
+    optimizer: str = "sgd"      #: latent optimiser: sgd | rmsprop (PyTorch's) | rmsprop-tf (TF 1's) | adam
     lr: float = 10.0            #: latent learning rate (γ_g)
     momentum: float = 0.7       #: SGD momentum (DefenseGAN's code: 0.7)
     loss: str = "mse"           #: per-image fidelity: mse (mean squared) | l2 (‖·‖₂) | l1 (‖·‖₁)
@@ -101,11 +101,26 @@ def per_image_loss(kind: str, diff: torch.Tensor) -> torch.Tensor:
 
 
 def _optimizer(kind: str, params, lr: float, momentum: float) -> torch.optim.Optimizer:
+    params = list(params)
     if kind == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=momentum)
     if kind == "rmsprop":
         return torch.optim.RMSprop(params, lr=lr)
+    if kind == "rmsprop-tf":
+        return tf_rmsprop(params, lr)
     return torch.optim.Adam(params, lr=lr)
+
+
+def tf_rmsprop(params, lr: float) -> torch.optim.RMSprop:
+    """PyTorch's RMSprop set up as TensorFlow 1's ``tf.train.RMSPropOptimizer`` defaults, which the MimicGAN
+    authors' TensorFlow code used: decay 0.9, ε 1e-10 and the mean-square accumulator started at 1 (PyTorch
+    starts it at 0 with decay 0.99, so its first steps are about 10·lr per coordinate whatever the gradient's
+    size — a jump of 0.8 in a latent box of [-1, 1] at MimicGAN's γ_g = 8e-2)."""
+    params = list(params)
+    opt = torch.optim.RMSprop(params, lr=lr, alpha=0.9, eps=1e-10)
+    for p in params:
+        opt.state[p] = {"step": torch.tensor(0.0), "square_avg": torch.ones_like(p, memory_format=torch.preserve_format)}
+    return opt
 
 
 class ProjectionEngine:
@@ -189,7 +204,9 @@ class ProjectionEngine:
             raise DefbenchError("lambda_adv > 0 needs the GAN's discriminator")
         z_opt = _optimizer(cfg.optimizer, [z], cfg.lr, cfg.momentum)
         learn_f = cfg.surrogate == "mimic" and cfg.surrogate_steps > 0
-        s_opt = torch.optim.RMSprop(surrogate.parameters(), lr=cfg.surrogate_lr) if learn_f else None
+        # γ_s with RMSProp (Alg. 1): TF 1's flavour when the latents use it
+        s_kind = "rmsprop-tf" if cfg.optimizer == "rmsprop-tf" else "rmsprop"
+        s_opt = _optimizer(s_kind, surrogate.parameters(), cfg.surrogate_lr, 0.0) if learn_f else None
         for _ in range(cfg.outer_iters):
             if learn_f:
                 zd = z.detach()

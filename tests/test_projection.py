@@ -91,3 +91,24 @@ def test_declared_determinism_holds_without_a_seed(random_gan, fmnist_images):
     dgan = GANPriorDefense("defensegan", G, D, cfg=PAPER_CONFIGS["defensegan"].with_(latent_steps=2, restarts=2),
                            shape=(1, 28, 28))
     assert dgan.randomized and not torch.equal(dgan.purify(x[:4]), dgan.purify(x[:4]))
+
+
+def test_tf_rmsprop_matches_tensorflow_1_update():
+    """optimizer=rmsprop-tf: ms starts at 1, decay 0.9 (TF 1 defaults); PyTorch's starts at 0 (step ≈ 10·lr)."""
+    from defbench.defenses.projection import tf_rmsprop
+
+    z0, g = torch.tensor([0.5, -0.2]), torch.tensor([3.0, -0.01])
+    p = torch.nn.Parameter(z0.clone())
+    opt = tf_rmsprop([p], 0.08)
+    ms = torch.ones(2)
+    for _ in range(3):  # the TF 1 recursion by hand: ms = 0.9 ms + 0.1 g²; z -= lr g / sqrt(ms)
+        p.grad = g.clone()
+        opt.step()
+        ms = 0.9 * ms + 0.1 * g ** 2
+        z0 = z0 - 0.08 * g / ms.sqrt()
+    assert torch.allclose(p.data, z0, atol=1e-6)
+    q = torch.nn.Parameter(torch.tensor([0.5, -0.2]))
+    torch_opt = torch.optim.RMSprop([q], lr=0.08)
+    q.grad = g.clone()
+    torch_opt.step()
+    assert (q.data - torch.tensor([0.5, -0.2])).abs().min() > 0.7  # PyTorch's first step: ~0.8 on each
