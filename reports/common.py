@@ -105,6 +105,16 @@ def wilson_interval(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
+def auc_interval(auc: float, n_neg: int, n_pos: int, z: float = 1.96) -> tuple[float, float]:
+    """95% interval of a ROC AUC from its Hanley–McNeil (1982) standard error; (nan, nan) if undefined."""
+    if n_neg <= 0 or n_pos <= 0 or math.isnan(auc):
+        return math.nan, math.nan
+    q1, q2 = auc / (2 - auc), 2 * auc * auc / (1 + auc)
+    var = (auc * (1 - auc) + (n_pos - 1) * (q1 - auc * auc) + (n_neg - 1) * (q2 - auc * auc)) / (n_neg * n_pos)
+    se = math.sqrt(max(var, 0.0))
+    return max(0.0, auc - z * se), min(1.0, auc + z * se)
+
+
 def repeat_count(row: Row) -> int:
     """k for a randomized defense's row, 0 when the row has no repeats."""
     return len((row.get("extra") or {}).get("repeat_preds") or [])

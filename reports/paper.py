@@ -22,7 +22,7 @@ from sklearn.metrics import roc_auc_score
 
 from defbench.harness.papers import PAPERS_DIR, PaperCell, PaperRun, PaperTable, preset_attack
 
-from .common import Row, correct_mask, detection_auc, wilson_interval
+from .common import Row, auc_interval, correct_mask, detection_auc, wilson_interval
 
 MISSING = "—"
 COLUMNS = ["row", "column", "paper", "paper_std", "ours", "ours_std", "ci_low", "ci_high", "delta", "n", "defense", "threat", "attack",
@@ -95,9 +95,12 @@ def outcomes(run: PaperRun) -> pd.DataFrame:
         delta = None if paper is None or ours is None or math.isnan(ours) else ours - paper
         m = c.measure
         ci = (None, None)
-        if m is not None and len(m.members) == 1 and m.metric == "accuracy" and ours is not None and n:
-            lo, hi = wilson_interval(round(ours / 100 * n), n)  # n sums the seeds' images
-            ci = (100 * lo, 100 * hi)
+        if m is not None and len(m.members) == 1 and ours is not None and not math.isnan(ours) and n:
+            if m.metric == "accuracy":
+                lo, hi = wilson_interval(round(ours / 100 * n), n)  # n sums the seeds' images
+                ci = (100 * lo, 100 * hi)
+            elif m.metric == "auc":  # as many clean images as attacked ones (the same images)
+                ci = auc_interval(ours, n, n)
         note = c.note or ("" if m is not None else "not run")
         if m is not None and len(m.members) > 1:
             pooled = (f"mean ± std over {len(m.members)} variants" if m.how == "mean"
@@ -159,8 +162,10 @@ def to_markdown(run: PaperRun, df: pd.DataFrame) -> str:
              f"Setting: {t.dataset}, preset {run.preset}, n = {run.n} images per cell{fewer} (paper: "
              f"{t.n if t.n else 'not stated'}), batch {t.batch_size}, seed{'s' if len(run.seeds) > 1 else ''} "
              f"{seeds}, {t.eval_repeats} purification{'s' if t.eval_repeats > 1 else ''} per image, device "
-             f"{run.device}; {unit}; delta = ours − paper; 95% CI: Wilson interval of our accuracy over its n; "
-             f"match: |delta| <= {tol:g} (yes), else whether the paper's value lies in our CI (in CI) or not (no).",
+             f"{run.device}; {unit}; delta = ours − paper; 95% CI: "
+             + ("Wilson interval of our accuracy over its n; " if t.metric == "accuracy"
+                else "Hanley–McNeil interval of our AUC (accuracy cells: Wilson); ")
+             + f"match: |delta| <= {tol:g} (yes), else whether the paper's value lies in our CI (in CI) or not (no).",
              ""]
     body = []
     for r in df.itertuples(index=False):
@@ -172,22 +177,26 @@ def to_markdown(run: PaperRun, df: pd.DataFrame) -> str:
         if r.ours_std is not None and not pd.isna(r.ours_std):
             ours += f" ± {_fmt(r.ours_std, metric)}"
         n = MISSING if r.n is None or pd.isna(r.n) else str(int(r.n))
-        ci = MISSING if r.ci_low is None or pd.isna(r.ci_low) else f"{r.ci_low:.1f}–{r.ci_high:.1f}"
+        cd = 3 if metric == "auc" else 1
+        ci = MISSING if r.ci_low is None or pd.isna(r.ci_low) else f"{r.ci_low:.{cd}f}–{r.ci_high:.{cd}f}"
         verdict = _verdict(r.paper, r.delta, r.ci_low, r.ci_high, metric)
         body.append([str(r.row), str(r.column), paper, ours, ci, _fmt(r.delta, metric, sign=True), verdict, n,
                      str(r.note)])
     parts += [_md_table(["row", "column", "paper", "ours", "95% CI", "delta", "match", "n", "note"], body), ""]
-    measured = [int(v) for v in df["n"].dropna()] if len(df) else []
-    n_min = min(measured) if measured else run.n
-    if t.metric == "accuracy":
-        if t.n is None or run.n < t.n:
-            ref = (f"fewer than the paper's {t.n}" if t.n else "the paper does not state its n")
+    measured = sorted({int(v) for v in df["n"].dropna()}, reverse=True) if len(df) else []
+    ns = measured or [run.n]
+    if t.n is None or run.n < t.n:
+        ref = f"fewer than the paper's {t.n}" if t.n else "the paper does not state its n"
+        per = f"n = {ns[0]} images per cell" + (f" ({', '.join(map(str, ns[1:]))} in the "
+                                                  f"{'/'.join(sorted(run.threat_n))} cells)" if ns[1:] else "")
+        if t.metric == "accuracy":
+            widths = " / ".join(f"±{binomial_half_width(k):.1f} at n = {k}" for k in ns)
             at_paper = f"; ±{binomial_half_width(t.n):.1f} at the paper's n = {t.n}" if t.n else ""
-            parts.append(f"- n = {n_min} images per cell ({ref}): the binomial 95% interval of an accuracy has "
-                         f"half-width up to ±{binomial_half_width(n_min):.1f} points (p = 0.5){at_paper}.")
-    elif t.n is None or run.n < t.n:
-        parts.append(f"- n = {run.n} clean and {run.n} attacked images per AUC cell (paper: "
-                     f"{t.n if t.n else 'not stated'}).")
+            parts.append(f"- {per} ({ref}): the binomial 95% interval of an accuracy has half-width up to "
+                         f"{widths} points (p = 0.5){at_paper}.")
+        else:
+            parts.append(f"- {per} ({ref}): each AUC compares that many attacked images with the same images "
+                         "clean.")
     deltas = [abs(v) for v in df["delta"].dropna()] if len(df) else []
     if deltas:
         digits = 4 if t.metric == "auc" else 1

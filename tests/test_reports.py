@@ -331,3 +331,14 @@ def test_wilson_interval():
     assert lo == 0 and hi == pytest.approx(0.2775, abs=1e-4)
     lo, hi = wilson_interval(59, 100)
     assert lo < 0.59 < hi and hi - lo < wilson_interval(5, 10)[1] - wilson_interval(5, 10)[0]
+
+
+def test_auc_interval_hanley_mcneil():
+    from defbench.reports.common import auc_interval
+
+    lo, hi = auc_interval(0.5, 10, 10)  # q1 = q2 = 1/3: var = (0.25 + 2 * 9 / 12) / 100 = 0.0175
+    assert (lo, hi) == pytest.approx((0.5 - 1.96 * 0.0175 ** 0.5, 0.5 + 1.96 * 0.0175 ** 0.5))
+    assert auc_interval(1.0, 20, 20) == (1.0, 1.0)
+    w100 = auc_interval(0.8, 100, 100)
+    w20 = auc_interval(0.8, 20, 20)
+    assert w20[0] < w100[0] < 0.8 < w100[1] < w20[1]
