@@ -13,13 +13,13 @@ the time per image the runner measured, and the papers' values where they print 
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from pathlib import Path
 
 from _common import command_line, write_table
 
 from defbench.harness.store import Store
+from defbench.reports.common import binomial_half_width
 
 #: clean accuracy (%) printed by the papers: InvGAN Table 2 (DefenseGAN, InvGAN, no defense), MimicGAN-1 Fig. 5(b)
 #: caption (classifier), RIDE Table 2 (MNIST classifier)
@@ -57,7 +57,7 @@ def main(argv=None) -> int:
                 cells += ["not run", "", PAPER.get((ds, name), "—")]
                 continue
             p = r["correct"] / r["n"]
-            hw = 100 * 1.96 * math.sqrt(max(p * (1 - p), 1e-12) / r["n"])
+            hw = binomial_half_width(r["n"], p)
             acc = f"{100 * p:.1f} (±{hw:.1f}, n = {r['n']})"
             reps = r["extra"].get("repeat_preds") or [r["preds"]]
             if len(reps) > 1:  # a randomized defense purified several times: repeat 0 above, the spread here

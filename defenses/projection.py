@@ -101,7 +101,6 @@ def per_image_loss(kind: str, diff: torch.Tensor) -> torch.Tensor:
 
 
 def _optimizer(kind: str, params, lr: float, momentum: float) -> torch.optim.Optimizer:
-    params = list(params)
     if kind == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=momentum)
     if kind == "rmsprop":

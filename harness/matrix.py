@@ -59,8 +59,8 @@ class MatrixSpec:
     eot: int = 1
     eval_repeats: int = 1
     stratified: bool = False                  # evaluation images spread evenly over the classes
-    #: fewer images for an expensive threat, e.g. {"bpda": 25}: its cells use the first k of the n evaluation
-    #: images (a subset of the clean cells' images; the report gives each cell's n)
+    #: fewer images for an expensive threat, e.g. {"bpda": 25}: its cells use the k seeded evaluation images of
+    #: ``eval_indices(k, seed)``, a subset of the n clean cells' images (the report gives each cell's n)
     threat_n: dict[str, int] = field(default_factory=dict)
     defense_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     data_root: str | None = None

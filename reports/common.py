@@ -95,6 +95,11 @@ def detection_auc(clean: Row, attacked: Row) -> float:
     return float(roc_auc_score(np.r_[np.zeros(len(s0)), np.ones(len(s1))], scores))
 
 
+def binomial_half_width(n: int, p: float = 0.5) -> float:
+    """Half-width (percentage points) of the normal-approximation 95% interval of a proportion p over n."""
+    return 100 * 1.96 * math.sqrt(p * (1 - p) / n) if n > 0 else math.nan
+
+
 def wilson_interval(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     """Wilson score 95% interval (fractions) of a binomial proportion k / n; (nan, nan) for n = 0."""
     if n <= 0:

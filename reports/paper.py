@@ -22,11 +22,11 @@ from sklearn.metrics import roc_auc_score
 
 from defbench.harness.papers import PAPERS_DIR, PaperCell, PaperRun, PaperTable, preset_attack
 
-from .common import Row, auc_interval, correct_mask, detection_auc, wilson_interval
+from .common import Row, auc_interval, binomial_half_width, correct_mask, detection_auc, wilson_interval
 
 MISSING = "—"
-COLUMNS = ["row", "column", "paper", "paper_std", "ours", "ours_std", "ci_low", "ci_high", "delta", "n", "defense", "threat", "attack",
-           "eps", "metric", "note"]
+COLUMNS = ["row", "column", "paper", "paper_std", "ours", "ours_std", "ci_low", "ci_high", "delta", "n", "defense",
+           "threat", "attack", "eps", "metric", "note"]
 
 
 # ------------------------------------------------------------------------------------------- numbers
@@ -108,7 +108,8 @@ def outcomes(run: PaperRun) -> pd.DataFrame:
             note = f"{note}; {pooled}" if note else pooled
         defense = "" if m is None else m.defense if len(m.members) == 1 else " | ".join(x.defense for x in m.members)
         lines.append({"row": c.row, "column": c.col, "paper": paper, "paper_std": t.paper_std_value(c),
-                      "ours": ours, "ours_std": std, "ci_low": ci[0], "ci_high": ci[1], "delta": delta, "n": n if m is not None else None,
+                      "ours": ours, "ours_std": std, "ci_low": ci[0], "ci_high": ci[1], "delta": delta,
+                      "n": n if m is not None else None,
                       "defense": defense, "threat": m.threat if m else "",
                       "attack": (m.attack.name if m.attack else "clean") if m else "",
                       "eps": m.attack.eps if m and m.attack else None,
@@ -138,11 +139,6 @@ def _verdict(paper, delta, lo, hi, metric: str) -> str:
     if lo is not None and not pd.isna(lo) and lo <= paper <= hi:
         return "in CI"
     return "no"
-
-
-def binomial_half_width(n: int, p: float = 0.5) -> float:
-    """Half-width (percentage points) of the normal-approximation 95% interval of a proportion p over n."""
-    return 100 * 1.96 * math.sqrt(p * (1 - p) / n) if n > 0 else math.nan
 
 
 def _md_table(header: list[str], body: list[list[str]]) -> str:
