@@ -29,6 +29,9 @@ LOSSES = ("mse", "l2", "l1")
 OPTIMIZERS = ("sgd", "rmsprop", "rmsprop-tf", "adam")
 INITS = ("random", "mean", "encoder")
 SURROGATES = ("none", "mimic", "identity")
+SURROGATE_RANGES = ("unit", "signed")
+#: fields added after stores were first written: left out of to_dict() (the store key) at these values
+_HASH_STABLE = {"surrogate_range": "unit"}
 
 
 @dataclass(frozen=True)
@@ -49,11 +52,14 @@ class ProjectionConfig:
     mean_samples: int = 1000
     surrogate: str = "none"     #: none | mimic (learned, Table 5) | identity (mimic surrogate frozen at I)
     surrogate_lr: float = 1e-2  #: γ_s (RMSProp)
+    #: pixel range f̂ sees: unit ([0, 1], our images) | signed ([-1, 1], the paper's TF code: a negative is W = −1)
+    surrogate_range: str = "unit"
     chunk_size: int = 0         #: latents per chunk; 0 = choose per device
 
     def __post_init__(self):
         for field, value, choices in (("loss", self.loss, LOSSES), ("optimizer", self.optimizer, OPTIMIZERS),
-                                      ("init", self.init, INITS), ("surrogate", self.surrogate, SURROGATES)):
+                                      ("init", self.init, INITS), ("surrogate", self.surrogate, SURROGATES),
+                                      ("surrogate_range", self.surrogate_range, SURROGATE_RANGES)):
             if value not in choices:
                 raise DefbenchError(f"projection {field} {value!r} unknown; choose one of: {', '.join(choices)}")
         for field in ("outer_iters", "latent_steps", "surrogate_steps", "restarts", "mean_samples", "chunk_size"):
@@ -72,7 +78,11 @@ class ProjectionConfig:
         return replace(self, **kw)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        for k, v in _HASH_STABLE.items():
+            if d[k] == v:
+                del d[k]
+        return d
 
 
 @dataclass
@@ -183,7 +193,12 @@ class ProjectionEngine:
                surrogate: nn.Module | None) -> tuple[torch.Tensor, torch.Tensor]:
         """(per-latent objective, per-latent reconstruction error)."""
         g = self.G(z)
-        est = surrogate(g) if surrogate is not None else g
+        if surrogate is None:
+            est = g
+        elif cfg.surrogate_range == "signed":
+            est = (surrogate(g * 2 - 1) + 1) / 2
+        else:
+            est = surrogate(g)
         fid = per_image_loss(cfg.loss, y_rep - est)
         obj = fid
         if cfg.lambda_adv:

@@ -68,8 +68,12 @@ def test_corruptions_of_mimicgan_fig4b(fmnist_images):
     x, y = fmnist_images
     xb = get_attack("binarize", "fmnist").corrupt(x)
     assert set(xb.unique().tolist()) <= {0.0, 1.0}
-    med = x.flatten(1).quantile(0.5, dim=1)
-    assert torch.equal(xb, (x > med.view(-1, 1, 1, 1)).float())
+    med = x.flatten(1).quantile(0.5, dim=1).view(-1, 1, 1, 1)
+    assert torch.equal(xb, (x >= med).float())  # ties=white: a median-0 background turns white
+    xs = get_attack("binarize", "fmnist", ties="black").corrupt(x)
+    assert torch.equal(xs, (x > med).float()) and xs.mean() < xb.mean()
+    with pytest.raises(DefbenchError, match="ties"):
+        get_attack("binarize", "fmnist", ties="grey")
     torch.manual_seed(0)
     xd = get_attack("drop-pixels", "fmnist").corrupt(x)
     dropped = ((xd == 0) & (x > 0)).sum() / (x > 0).sum()

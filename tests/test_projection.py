@@ -112,3 +112,29 @@ def test_tf_rmsprop_matches_tensorflow_1_update():
     q.grad = g.clone()
     torch_opt.step()
     assert (q.data - torch.tensor([0.5, -0.2])).abs().min() > 0.7  # PyTorch's first step: ~0.8 on each
+
+
+def test_signed_surrogate_range(random_gan):
+    """surrogate_range=signed: f̂ sees [-1, 1] images as in the paper's code, so the negative (1 − x in [0, 1])
+    is f̂ with mask 0 and W = −1 (in [0, 1] that f̂ gives −x); identity stays identity; the default range
+    keeps the store key of configs written before the field existed."""
+    from defbench.defenses.priors import MimicSurrogate
+
+    G, _ = random_gan
+    z = sample_latent(4, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        g = G(z)
+    f = MimicSurrogate(1, 28, generator=torch.Generator().manual_seed(0)).make_identity()
+    eng = ProjectionEngine(G)
+    base = PAPER_CONFIGS["mimicgan"].with_(lambda_adv=0.0)  # fidelity term only
+    signed = base.with_(surrogate_range="signed")
+    with torch.no_grad():
+        _, err_id = eng._terms(g, z, signed, f)
+        f.w.fill_(-1.0)
+        _, err_neg = eng._terms(1 - g, z, signed, f)
+        _, err_unit = eng._terms(1 - g, z, base, f)
+    assert err_id.max() < 1e-12 and err_neg.max() < 1e-12
+    assert err_unit.min() > 0.1  # the [0, 1] surrogate would need its conv path to add the 1
+    assert "surrogate_range" not in base.to_dict() and signed.to_dict()["surrogate_range"] == "signed"
+    with pytest.raises(DefbenchError, match="choose one of"):
+        ProjectionConfig(surrogate_range="half")
