@@ -111,12 +111,17 @@ def wilson_interval(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
 
 
 def auc_interval(auc: float, n_neg: int, n_pos: int, z: float = 1.96) -> tuple[float, float]:
-    """95% interval of a ROC AUC from its Hanley–McNeil (1982) standard error; (nan, nan) if undefined."""
+    """95% interval of a ROC AUC from its Hanley–McNeil (1982) standard error; (nan, nan) if undefined.
+
+    At AUC 0 or 1 that standard error is 0, which would print a zero-width interval for any n; no interval is
+    given there (20 attacked against 20 clean images cannot pin an AUC of 1 to 1.000)."""
     if n_neg <= 0 or n_pos <= 0 or math.isnan(auc):
         return math.nan, math.nan
     q1, q2 = auc / (2 - auc), 2 * auc * auc / (1 + auc)
     var = (auc * (1 - auc) + (n_pos - 1) * (q1 - auc * auc) + (n_neg - 1) * (q2 - auc * auc)) / (n_neg * n_pos)
     se = math.sqrt(max(var, 0.0))
+    if se == 0.0:
+        return math.nan, math.nan
     return max(0.0, auc - z * se), min(1.0, auc + z * se)
 
 

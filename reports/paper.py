@@ -160,7 +160,7 @@ def to_markdown(run: PaperRun, df: pd.DataFrame) -> str:
              f"{seeds}, {t.eval_repeats} purification{'s' if t.eval_repeats > 1 else ''} per image, device "
              f"{run.device}; {unit}; delta = ours − paper; 95% CI: "
              + ("Wilson interval of our accuracy over its n; " if t.metric == "accuracy"
-                else "Hanley–McNeil interval of our AUC (accuracy cells: Wilson); ")
+                else "Hanley–McNeil interval of our AUC, none at AUC 0 or 1 (accuracy cells: Wilson); ")
              + f"match: |delta| <= {tol:g} (yes), else whether the paper's value lies in our CI (in CI) or not (no).",
              ""]
     body = []
