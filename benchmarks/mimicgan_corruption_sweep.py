@@ -5,9 +5,12 @@ corruption for CelebA only), so this script tries MimicGAN variants on the first
 (the same seeded images the matrix uses: ``eval_indices(n, seed)``, a subset of any larger n) and writes
 one table: classifier accuracy on the projections, the surrogate's final shortcut weight W and the mean
 projection error. Pick a setting here, then measure it at the paper's n with ``defbench matrix`` and report
-the images the pick did not see.
+the images the pick did not see: ``--held-out DIR`` splits every larger cell of that matrix store into the
+tuning images and the rest.
 
     python benchmarks/mimicgan_corruption_sweep.py --n 100
+    python benchmarks/mimicgan_corruption_sweep.py --n 100 --held-out runs/fig4b-signed-n500 \
+        --out benchmarks/results/mimicgan_corruption_heldout.md
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from defbench.attacks.registry import get_attack
 from defbench.defenses.registry import build_defense, split_variant
 from defbench.harness.data import load_dataset
 from defbench.harness.models import get_classifier
+from defbench.harness.store import Store
 from defbench.reports.common import wilson_interval
 
 VARIANTS = (
@@ -46,10 +50,14 @@ def main(argv=None) -> int:
     ap.add_argument("--corruptions", default="drop-pixels,blur-negative")
     ap.add_argument("--variants", default=";".join(VARIANTS),
                     help="';'-separated defense variants")
+    ap.add_argument("--held-out", metavar="DIR", help="instead of sweeping: split the cells of this matrix store "
+                    "with more than n images into the n tuning images and the rest")
     ap.add_argument("--data-root")
     ap.add_argument("--out", default="benchmarks/results/mimicgan_corruption_sweep.md")
     args = ap.parse_args(argv)
     data = load_dataset("fmnist", "test", root=args.data_root)
+    if args.held_out:
+        return held_out(argv, args, set(data.eval_indices(args.n, args.seed).tolist()))
     x, y = data.get(data.eval_indices(args.n, args.seed))
     clf, _ = get_classifier("fmnist", "paper", data_root=args.data_root)
     lines = [f"Command: `{command_line(argv)}` — CPU, torch threads {torch.get_num_threads()}; Fashion-MNIST, "
@@ -72,6 +80,21 @@ def main(argv=None) -> int:
             lines.append(f"| {cname} | `{label}` | {100 * k / args.n:.1f} ({100 * lo:.1f}–{100 * hi:.1f}) | "
                          f"{proj.surrogate.w.item():.2f} | {proj.error.mean().item():.4f} | {secs:.0f} |")
             print(lines[-1], flush=True)
+    return write_table(lines, args.out)
+
+
+def held_out(argv, args, tuning: set[int]) -> int:
+    lines = [f"Command: `{command_line(argv)}`; accuracy in % of the store's cells on the {len(tuning)} tuning "
+             "images (the first n of the same seeded draw) and on the rest.", "",
+             "| defense | attack | n | tuning images | held-out images |", "|---|---|---:|---:|---:|"]
+    for r in Store(args.held_out).rows():
+        if r["n"] <= len(tuning):
+            continue
+        hits = {True: [], False: []}
+        for i, label, pred in zip(r["indices"], r["labels"], r["preds"]):
+            hits[i in tuning].append(label == pred)
+        acc = {k: f"{100 * sum(v) / len(v):.1f} (n = {len(v)})" if v else "—" for k, v in hits.items()}
+        lines.append(f"| `{r['defense']}` | {r['attack']} | {r['n']} | {acc[True]} | {acc[False]} |")
     return write_table(lines, args.out)
 
 
