@@ -473,7 +473,9 @@ def _invgan_fig4() -> PaperTable:
         title="Speed–accuracy trade-off: clean accuracy (%) vs effective inference iterations",
         source=f"{INVGAN}, Figure 4 (§4.3)", dataset="fmnist", defenses=tuple(dict.fromkeys(v.defense for v in m.values())),
         attacks=(), threats=(), n=None, rows=rows, cols=cols,
-        cells=_grid(rows, cols, [[None, None]] * len(rows), m, xs=[float(x) for x in xs]), figure="lines",
+        cells=_grid(rows, cols, [[None, None]] * len(rows), m, xs=[float(x) for x in xs],
+                    notes={(r, c): "not in our grid" for r in rows for c in cols if (r, c) not in m}),
+        figure="lines",
         x_label="effective inference iterations (restarts × steps)",
         notes=("Effective iterations = restarts × steps per restart (§4.3); InvGAN always has one restart "
                "(encoder init), T = 0 is the encoder alone. Our grid: DefenseGAN (R, L) = "

@@ -259,3 +259,11 @@ def test_mimicgan_fig5b_end_to_end_small_budgets(tiny_zoo, tmp_path, capsys, mon
 def test_mimicgan_fig5b_end_to_end(tiny_zoo, tmp_path, capsys):
     """The same at the real quick preset (several minutes on 2 CPU cores)."""
     _run_fig5b(tmp_path, capsys)
+
+
+def test_off_grid_points_say_so():
+    """invgan-fig4's two curves have different x grids: a point one method lacks is labelled, not 'not run'."""
+    cells = {(c.row, c.col): c for c in TABLES["invgan-fig4"].cells}
+    assert cells[("0", "DefenseGAN")].measure is None and cells[("0", "DefenseGAN")].note == "not in our grid"
+    assert cells[("400", "InvGAN")].note == "not in our grid"
+    assert cells[("400", "DefenseGAN")].measure is not None and cells[("400", "DefenseGAN")].note == ""
