@@ -35,6 +35,13 @@ class _Corruption(Attack):
     family = "corruption"
     bounded = False
 
+    def __init__(self, dataset: str = "fmnist", eps: float | None = None, **params):
+        super().__init__(dataset, eps, **params)
+        self.check_params()  # when the matrix is built, before any image is touched
+
+    def check_params(self) -> None:
+        """Raise DefbenchError for a parameter value the corruption cannot use (default: nothing to check)."""
+
     def run(self, model, x, y):
         return self.corrupt(x)
 
@@ -47,8 +54,7 @@ class Binarize(_Corruption):
     label_name = "Binary"
     defaults = {"ties": "white"}
 
-    def __init__(self, dataset: str = "fmnist", eps: float | None = None, **params):
-        super().__init__(dataset, eps, **params)
+    def check_params(self):
         if self.params["ties"] not in ("white", "black"):
             raise DefbenchError(f"binarize ties must be 'white' or 'black', got {self.params['ties']!r}")
 
@@ -62,10 +68,9 @@ class DropPixels(_Corruption):
     label_name = "Dropped Pixels"
     defaults = {"fraction": 0.7}
 
-    def __init__(self, dataset: str = "fmnist", eps: float | None = None, **params):
-        super().__init__(dataset, eps, **params)
+    def check_params(self):
         f = float(self.params["fraction"])
-        if not 0 <= f <= 1:  # checked when the matrix is built, before any work
+        if not 0 <= f <= 1:
             raise DefbenchError(f"drop-pixels fraction must be in [0, 1], got {f}")
 
     def corrupt(self, x):
@@ -79,8 +84,7 @@ class BlurNegative(_Corruption):
     label_name = "Negative Blur"
     defaults = {"kernel": 25}
 
-    def __init__(self, dataset: str = "fmnist", eps: float | None = None, **params):
-        super().__init__(dataset, eps, **params)
+    def check_params(self):
         k = int(self.params["kernel"])
         if k < 1 or k % 2 == 0:
             raise DefbenchError(f"blur-negative kernel must be an odd positive size, got {k}")

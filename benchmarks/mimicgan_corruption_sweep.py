@@ -23,7 +23,7 @@ import torch
 from _common import command_line, write_table
 
 from defbench.attacks.registry import get_attack
-from defbench.defenses.registry import build_defense, split_variant
+from defbench.defenses.registry import build_defense
 from defbench.harness.data import load_dataset
 from defbench.harness.models import get_classifier
 from defbench.harness.store import Store
@@ -64,12 +64,12 @@ def main(argv=None) -> int:
              f"paper-preset models, the first {args.n} evaluation images of seed {args.seed}, one batch; accuracy "
              "in % with its Wilson 95% interval.", "",
              "| corruption | variant | accuracy % (95% CI) | W | mean error | s |", "|---|---|---:|---:|---:|---:|"]
+    labels = [v.strip() for v in args.variants.split(";") if v.strip()]
+    defenses = {label: build_defense(label, "fmnist", data_root=args.data_root) for label in labels}
     for cname in args.corruptions.split(","):
         torch.manual_seed(args.seed)  # drop-pixels' mask: the same for every variant
         xc = get_attack(cname, "fmnist").corrupt(x)
-        for label in filter(None, (v.strip() for v in args.variants.split(";"))):
-            base, opts = split_variant(label)
-            defense = build_defense(base, "fmnist", overrides=opts, data_root=args.data_root)
+        for label, defense in defenses.items():
             t0 = time.perf_counter()
             x_hat = defense.purify(xc, seed=args.seed)
             secs = time.perf_counter() - t0

@@ -367,8 +367,8 @@ def _mimicgan_fig4b() -> PaperTable:
         cells=_grid(rows, cols, values, m), figure="bars",
         notes=("The corruptions are model-independent 'attacks' (defbench.attacks.corruptions): binarise each "
                "image at its own 50th percentile (pixels at the median turn white: the reading that leaves "
-               "our classifier near the paper's observed 37%), drop 70% of the pixels to 0, Gaussian blur 25×25 (σ 4.1, as the "
-               "appendix's cv2 call) then the negative.",
+               "our classifier near the paper's observed 37%), drop 70% of the pixels to 0, Gaussian blur 25×25 "
+               "(σ 4.1, as the appendix's cv2 call) then the negative.",
                f"'PGD' is the projection with f̂ = I, MimicGAN's special case (§3): {PGD_PROJECTION}, the same "
                "schedule and optimiser as MimicGAN with the surrogate frozen at identity.",
                "Clean test accuracy of the paper's classifier: 91.50%."))
