@@ -6,10 +6,10 @@ matrix runs them like any other input perturbation (threat ``graybox``: the mode
 
 * ``binarize`` — each image thresholded at its own 50th percentile: "a threshold set at the 50th percentile
   value" (per image is our reading). ``ties`` says where pixels equal to the median go: ``white`` (default,
-  x ≥ median becomes 1) or ``black`` (only x > median becomes 1). Half of Fashion-MNIST's images have median
-  0 (background), so the choice decides whether the background turns white; ``white`` leaves our paper
-  classifier 43.8% on the 500 test images of mimicgan-fig4b against the paper's observed 37.0%, ``black``
-  83.2% (docs/RESULTS.md).
+  x ≥ median becomes 1) or ``black`` (only x > median becomes 1). About half of Fashion-MNIST's images have
+  median 0 (background: 48.2% of mimicgan-fig4b's 500), so the choice decides whether the background turns
+  white; ``white`` leaves our paper classifier 43.8% on those 500 images against the paper's observed 37.0%,
+  ``black`` 83.2% (docs/RESULTS.md).
 * ``drop-pixels`` — a random ``fraction`` (0.7) of the pixels set to 0, drawn from torch's seeded RNG.
 * ``blur-negative`` — Gaussian blur with a 25×25 kernel, σ = 0.3·((25 − 1)/2 − 1) + 0.8 = 4.1 (OpenCV's
   ``GaussianBlur(img, (25, 25), 0)`` of the paper's appendix code), then the negative (1 − x in [0, 1],
