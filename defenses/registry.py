@@ -141,7 +141,7 @@ def build_defense(name: str, dataset: str = "fmnist", preset: str = "paper", dev
     if name == "tvm":
         return TVMinimization(shape=shape, seed=seed, **_kw(overrides, ("weight", "method"), name))
     if name == "ride":
-        return RIDE(_apply(RIDEConfig(), overrides, name), shape=shape, seed=seed, device=device)
+        return RIDE(_apply(RIDEConfig.for_dataset(dataset), overrides, name), shape=shape, seed=seed, device=device)
     from defbench.harness.models import get_encoder, get_gan
 
     tag = str(overrides.pop("gan", ""))  # a GAN replica of the zoo: gan-<dataset>-<preset>-<tag>

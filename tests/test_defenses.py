@@ -8,7 +8,7 @@ from defbench.defenses.gan_prior import PAPER_CONFIGS, GANPriorDefense
 from defbench.defenses.registry import DEFENSES, build_defense, check_name, parse_overrides
 from defbench.defenses.ride import RIDE, RIDEConfig
 
-TINY_RIDE = RIDEConfig(iterations=20, checkpoints=2, estimate_samples=2, noise_block=5)
+TINY_RIDE = RIDEConfig.for_dataset("fmnist", iterations=10, checkpoints=2, estimate_samples=2, noise_block=5)
 
 
 def test_ride_alone_equals_inside_a_batch(fmnist_images):
