@@ -19,6 +19,11 @@ from defbench import DefbenchError
 #: ℓ∞ ε in pixel units used by the papers: InvGAN FGSM 0.3 on MNIST/Fashion-MNIST, 8/255 on CIFAR-10;
 #: RIDE uses 0.05 on ImageNet.
 DEFAULT_EPS = {"fmnist": 0.3, "mnist": 0.3, "cifar10": 8 / 255, "imagenet": 0.05}
+#: slack of the output checks: float rounding of x + δ, never a real excursion
+EPS_TOL = 1e-6
+RANGE_TOL = 1e-6
+OUTPUT_CHECKS = ("error", "warn")
+NORMS = ("linf", "l2")
 
 
 class Attack:
@@ -30,6 +35,17 @@ class Attack:
 
     Shape: ``attack(model, x, y)`` takes x of shape (N, C, H, W) in [0, 1] and int64 labels (N,), and
     returns x_adv of the same shape in [0, 1].
+
+    Output checks (AutoAttack's): before ``__call__`` hands x_adv on, it checks, on what ``run`` returned and
+    before any clamping, that x_adv is finite, lies in [0, 1] (up to ``RANGE_TOL`` of float rounding) and,
+    for a bounded attack, that ‖x_adv − x‖ ≤ ε + ``EPS_TOL`` per image in the attack's ``norm`` ('linf' or
+    'l2'). With ``output_check = 'error'`` (the default) a violation raises a one-line
+    :class:`DefbenchError` naming the attack (a built-in) or the plugin's distribution. With
+    ``output_check = 'warn'`` (a class attribute of a plugin, or the keyword ``output_check='warn'``, e.g.
+    ``--attack-opt NAME:output_check=warn``) the output is projected back instead (NaN/inf -> the clean
+    pixel, clipped into [0, 1] and the ε-ball) and each violation is recorded as a dict in
+    ``last_violations`` (this call) and ``violations`` (every call of this instance), for the runner to put
+    in the cell's ``extra`` and for the reports to flag.
     """
 
     name: ClassVar[str] = "attack"
@@ -37,13 +53,29 @@ class Attack:
     family: ClassVar[str] = ""
     iterative: ClassVar[bool] = False
     bounded: ClassVar[bool] = True
+    #: the norm of the ε-ball of a bounded attack: 'linf' or 'l2'
+    norm: ClassVar[str] = "linf"
     defaults: ClassVar[dict[str, Any]] = {}
+    #: 'error' (refuse an output that fails the checks) or 'warn' (project it back and record the violation)
+    output_check: ClassVar[str] = "error"
 
-    def __init__(self, dataset: str = "fmnist", eps: float | None = None, **params: Any):
+    def __init__(self, dataset: str = "fmnist", eps: float | None = None, *, output_check: str | None = None,
+                 **params: Any):
         unknown = sorted(set(params) - set(self.defaults))
         if unknown:
             raise DefbenchError(f"unknown parameter(s) {', '.join(unknown)} for attack {self.name}; "
                                 f"valid: {', '.join(sorted(self.defaults)) or 'none'}")
+        mode = output_check if output_check is not None else type(self).output_check
+        if mode not in OUTPUT_CHECKS:
+            raise DefbenchError(f"output_check {mode!r} for attack {self.name} must be one of: "
+                                f"{', '.join(OUTPUT_CHECKS)}")
+        if self.norm not in NORMS:
+            raise DefbenchError(f"{self.who} declares norm {self.norm!r}; choose one of: {', '.join(NORMS)}")
+        self.output_check = mode
+        #: violations of the output checks found by the last ``__call__`` (only under output_check='warn';
+        #: under 'error' the first one raises), and by every call of this instance
+        self.last_violations: list[dict[str, Any]] = []
+        self.violations: list[dict[str, Any]] = []
         self.dataset = dataset
         if eps is None and self.bounded:
             eps = DEFAULT_EPS.get(dataset, 0.3)
@@ -63,10 +95,80 @@ class Attack:
     # --------------------------------------------------------------- public API
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         model.eval()
-        x_adv = self.run(model, x, y).detach()
+        x_adv = self.run(model, x, y)
+        if not isinstance(x_adv, torch.Tensor):
+            raise DefbenchError(f"{self.who} returned {type(x_adv).__name__}, not a torch.Tensor")
+        x_adv = x_adv.detach()
         if x_adv.shape != x.shape:
-            raise DefbenchError(f"attack {self.name} returned shape {tuple(x_adv.shape)} for input {tuple(x.shape)}")
-        return x_adv.clamp(0, 1)
+            raise DefbenchError(f"{self.who} returned shape {tuple(x_adv.shape)} for input {tuple(x.shape)}")
+        x_adv = x_adv.to(device=x.device, dtype=x.dtype)
+        self.last_violations = self.check_output(x, x_adv)
+        if self.last_violations:
+            if self.output_check == "error":
+                msg = "; ".join(v["message"] for v in self.last_violations)
+                raise DefbenchError(f"{self.who} {msg}: output refused (output_check='warn' projects it back "
+                                    "and flags the cell instead)")
+            self.violations += self.last_violations
+            x_adv = self.project_output(x, x_adv)
+        return x_adv.clamp(0, 1)  # removes float rounding within RANGE_TOL only: larger excursions failed above
+
+    def check_output(self, x: torch.Tensor, x_adv: torch.Tensor) -> list[dict[str, Any]]:
+        """AutoAttack-style checks of an attack's raw output against its clean input: one dict per failed
+        check, with keys ``check`` ('finite' | 'range' | 'linf' | 'l2'), ``images`` (how many of the batch
+        fail it), ``batch`` (the batch size), ``worst`` (the worst value found) and ``message`` (one line)."""
+        out: list[dict[str, Any]] = []
+        n = x.shape[0]
+        bad = ~torch.isfinite(x_adv).flatten(1).all(1)
+        if bad.any():
+            out.append({"check": "finite", "images": int(bad.sum()), "batch": n, "worst": None,
+                        "message": f"returned NaN or infinite values in {int(bad.sum())} of {n} images"})
+        xa = torch.where(torch.isfinite(x_adv), x_adv, x)  # the remaining checks on the finite values
+        lo, hi = xa.flatten(1).min(1).values, xa.flatten(1).max(1).values
+        bad = (lo < -RANGE_TOL) | (hi > 1 + RANGE_TOL)
+        if bad.any():
+            out.append({"check": "range", "images": int(bad.sum()), "batch": n,
+                        "worst": [round(float(lo.min()), 6), round(float(hi.max()), 6)],
+                        "message": f"returned pixel values outside [0, 1] in {int(bad.sum())} of {n} images "
+                                   f"(range [{float(lo.min()):.4g}, {float(hi.max()):.4g}])"})
+        if self.bounded and self.eps is not None:
+            dist = _norm(xa - x, self.norm)
+            bad = dist > self.eps + EPS_TOL
+            if bad.any():
+                sym = "ℓ∞" if self.norm == "linf" else "ℓ2"
+                out.append({"check": self.norm, "images": int(bad.sum()), "batch": n,
+                            "worst": round(float(dist.max()), 6),
+                            "message": f"returned perturbations beyond its budget in {int(bad.sum())} of {n} images "
+                                       f"({sym} distance up to {float(dist.max()):.4g} > ε = {self.eps:g})"})
+        return out
+
+    def project_output(self, x: torch.Tensor, x_adv: torch.Tensor) -> torch.Tensor:
+        """x_adv made valid: NaN/inf -> the clean pixel, clipped into [0, 1], then into the ε-ball of a
+        bounded attack (for ℓ∞ the two clips are the exact projection onto their intersection; for ℓ2 the
+        scaling toward x stays inside [0, 1])."""
+        xa = torch.where(torch.isfinite(x_adv), x_adv, x).clamp(0, 1)
+        if self.bounded and self.eps is not None:
+            if self.norm == "linf":
+                xa = (x + (xa - x).clamp(-self.eps, self.eps)).clamp(0, 1)
+            else:
+                d = xa - x
+                scale = (self.eps / _norm(d, "l2").clamp_min(1e-12)).clamp(max=1.0)
+                xa = x + d * scale.view(-1, *([1] * (d.dim() - 1)))
+        return xa
+
+    @property
+    def distribution(self) -> tuple[str, str] | None:
+        """(distribution name, version) of a plugin attack; None for a built-in."""
+        from defbench.attacks.registry import distribution_of
+
+        return distribution_of(type(self))
+
+    @property
+    def who(self) -> str:
+        """How errors name the attack: ``attack 'pgd'`` or ``attack plugin 'x' (distribution pkg 1.0)``."""
+        dist = self.distribution
+        if dist is None:
+            return f"attack {self.name!r}"
+        return f"attack plugin {self.name!r} (distribution {dist[0]} {dist[1]})"
 
     @property
     def label(self) -> str:
@@ -74,12 +176,41 @@ class Attack:
         return base
 
     def config(self) -> dict[str, Any]:
-        return {"name": self.name, "label": self.label, "family": self.family or self.name,
-                "iterative": self.iterative, "bounded": self.bounded, "eps": self.eps,
-                "alpha": self.params.get("alpha"), "params": self.params}
+        """The attack's identity in the store: a plugin's distribution name and version are part of it, so
+        that a new release of a plugin never reuses the cells of the old one."""
+        cfg = {"name": self.name, "label": self.label, "family": self.family or self.name,
+               "iterative": self.iterative, "bounded": self.bounded, "eps": self.eps,
+               "alpha": self.params.get("alpha"), "params": self.params}
+        if self.bounded and self.norm != "linf":
+            cfg["norm"] = self.norm
+        if self.output_check != "error":
+            cfg["output_check"] = self.output_check
+        dist = self.distribution
+        if dist is not None:
+            cfg["plugin"] = {"distribution": dist[0], "version": dist[1]}
+        return cfg
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(eps={self.eps}, {self.params})"
+
+
+def _norm(d: torch.Tensor, norm: str) -> torch.Tensor:
+    flat = d.flatten(1)
+    return flat.abs().max(1).values if norm == "linf" else flat.norm(dim=1)
+
+
+def keep_adversarial(x: torch.Tensor, x_adv: torch.Tensor, success: torch.Tensor,
+                     zero_placeholder: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """For minimal-perturbation attacks: x_adv where the attack succeeded, the clean image where it failed.
+
+    ``success`` is the library's own per-image verdict (misclassified by the attacked model). With ``zero_placeholder``
+    an all-zero output of a non-zero input also counts as a failure (foolbox's CW starts its best adversarial
+    at zeros and returns that placeholder for inputs it never broke). Returns (images, failed mask)."""
+    failed = ~success.to(device=x.device, dtype=torch.bool).view(-1)
+    if zero_placeholder:
+        failed |= (x_adv.flatten(1) == 0).all(1) & ~(x.flatten(1) == 0).all(1)
+    mask = failed.view(-1, *([1] * (x.dim() - 1)))
+    return torch.where(mask, x, x_adv.to(x.dtype)), failed
 
 
 def model_device(model: nn.Module) -> torch.device:

@@ -5,6 +5,12 @@ Minimal-perturbation ℓ2 attack with a binary search over the trade-off constan
 steps, initial constant 10, learning rate 0.2, 100 iterations, confidence 0. Unbounded: it reports whatever
 perturbation it needs (``bounded = False``).
 
+Where CW fails, the output is the *clean image*: foolbox starts its best adversarial at an all-zero image and
+returns that placeholder for every input it did not break (a black image the defense would then be scored on);
+here an input counts as broken when foolbox's own verdict says the output is misclassified by the attacked
+model and the output is not that all-zero placeholder. foolbox does not expose a best non-adversarial
+iterate. ``last_failed`` holds the per-image failure mask of the last call.
+
 Shape: (N, C, H, W) in [0, 1] -> same.
 Example::
 
@@ -13,7 +19,7 @@ Example::
 
 import foolbox as fb
 
-from defbench.attacks.base import Attack, model_device
+from defbench.attacks.base import Attack, keep_adversarial, model_device
 
 
 class CW(Attack):
@@ -29,5 +35,6 @@ class CW(Attack):
         atk = fb.attacks.L2CarliniWagnerAttack(binary_search_steps=p["binary_search_steps"], steps=p["steps"],
                                                stepsize=p["lr"], confidence=p["confidence"],
                                                initial_const=p["initial_const"], abort_early=True)
-        _, clipped, _ = atk(fmodel, x, y, epsilons=None)
-        return clipped
+        _, clipped, success = atk(fmodel, x, y, epsilons=None)
+        x_adv, self.last_failed = keep_adversarial(x, clipped, success, zero_placeholder=True)
+        return x_adv

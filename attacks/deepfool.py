@@ -5,6 +5,11 @@ Minimal ℓ2 perturbation by iterated linearisation of the decision boundaries, 
 ``L2DeepFoolAttack`` with cleverhans' defaults (50 steps, 10 candidate classes, overshoot 0.02).
 Unbounded (``bounded = False``).
 
+Where DeepFool fails (its last iterate is not misclassified by the attacked model, by foolbox's own verdict,
+e.g. when the step budget runs out before a boundary is crossed), the output is the *clean image*, not that
+non-adversarial iterate: an unfinished iterate is not an adversarial example and its partial perturbation
+would be scored as one. ``last_failed`` holds the per-image failure mask of the last call.
+
 Shape: (N, C, H, W) in [0, 1] -> same.
 Example::
 
@@ -13,7 +18,7 @@ Example::
 
 import foolbox as fb
 
-from defbench.attacks.base import Attack, model_device
+from defbench.attacks.base import Attack, keep_adversarial, model_device
 
 
 class DeepFool(Attack):
@@ -27,5 +32,6 @@ class DeepFool(Attack):
         p = self.params
         fmodel = fb.PyTorchModel(model, bounds=(0, 1), device=model_device(model))
         atk = fb.attacks.L2DeepFoolAttack(steps=p["steps"], candidates=p["candidates"], overshoot=p["overshoot"])
-        _, clipped, _ = atk(fmodel, x, y, epsilons=None)
-        return clipped
+        _, clipped, success = atk(fmodel, x, y, epsilons=None)
+        x_adv, self.last_failed = keep_adversarial(x, clipped, success)
+        return x_adv

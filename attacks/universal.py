@@ -8,7 +8,8 @@ Two variants:
   (The paper writes ν = Σ (Xᵢ − X̃ᵢ)/N for a *targeted* FGSM; for the untargeted FGSM used here the sign
   is flipped so that α > 0 attacks.) ``alpha`` is swept by the paper specs.
 * ``universal-art`` — ART's ``UniversalPerturbation`` (iterative DeepFool/FGSM-driven search with an ℓ∞
-  budget ``eps``), fitted on the first ``fit_images`` images of the evaluation set.
+  budget ``eps``), fitted on the first ``fit_images`` images of the evaluation set; its random image order is
+  drawn from ``seed`` (set per cell by the matrix).
 
 Shape: (N, C, H, W) in [0, 1] -> same. The perturbation is fitted once per attack instance and model.
 Example::
@@ -18,6 +19,8 @@ Example::
 """
 
 from __future__ import annotations
+
+import random
 
 import numpy as np
 import torch
@@ -31,6 +34,9 @@ class _Universal(Attack):
         super().__init__(*a, **k)
         self._nu: torch.Tensor | None = None
         self._for_model: int | None = None
+        #: seed of the fit's random draws (ART shuffles the fitting images with Python's ``random``); the
+        #: matrix sets it from the cell, so a fit never depends on the global RNG state left by earlier work
+        self.seed: int = 0
 
     def fit(self, model, x, y) -> torch.Tensor:
         raise NotImplementedError
@@ -43,7 +49,7 @@ class _Universal(Attack):
     def run(self, model, x, y):
         if self._nu is None or self._for_model != id(model):
             self.prepare(model, x, y)
-        return x + self._nu.to(x.device)
+        return (x + self._nu.to(x.device)).clamp(0, 1)  # x̃ = clip(x + ν): the output checks want [0, 1]
 
 
 class UniversalFGSM(_Universal):
@@ -82,5 +88,12 @@ class UniversalART(_Universal):
         atk = UniversalPerturbation(clf, attacker=self.params["attacker"], attacker_params={"eps": self.eps},
                                     max_iter=self.params["max_iter"], delta=self.params["delta"], eps=self.eps,
                                     norm=np.inf, verbose=False)
-        atk.generate(xs)
+        state, np_state = random.getstate(), np.random.get_state()
+        random.seed(self.seed)
+        np.random.seed(self.seed % (2**32))
+        try:
+            atk.generate(xs)
+        finally:
+            random.setstate(state)
+            np.random.set_state(np_state)
         return torch.from_numpy(atk.noise.astype(np.float32)).reshape(1, *x.shape[1:])
