@@ -80,9 +80,28 @@ class ImageData:
     paths: Sequence[str] = field(default_factory=tuple)
     note: str = ""
     _load_path: Callable[[str], torch.Tensor] | None = None
+    _sha256: str | None = field(default=None, init=False, repr=False, compare=False)
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
+
+    def sha256(self) -> str:
+        """The identity of the data, not of its path: a sha256 over the name, split, labels and image bytes
+        (the decoded uint8 tensor of the small datasets; the bytes of every image file of a lazily loaded set,
+        with per-file digests cached in the user cache dir by path, size and mtime). Computed once per
+        instance. A store keys its cells by it, so a copy of the data elsewhere reuses them and a changed
+        image recomputes them."""
+        if self._sha256 is None:
+            h = hashlib.sha256(f"{self.name}|{self.split}|{len(self)}|".encode())
+            h.update(self.labels.to(torch.int64).contiguous().numpy().tobytes())
+            if self.images is not None:
+                h.update(str(tuple(self.images.shape)).encode())
+                h.update(self.images.to(torch.uint8).contiguous().numpy().tobytes())
+            else:
+                for digest in _file_digests(self.paths):
+                    h.update(bytes.fromhex(digest))
+            self._sha256 = h.hexdigest()
+        return self._sha256
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -132,6 +151,42 @@ class ImageData:
                                     f"has {len(have)}")
             picked.append(have)
         return torch.cat(picked).sort().values
+
+
+def _file_digests(paths: Sequence[str]) -> list[str]:
+    """sha256 of each file's bytes, reusing ``$DEFBENCH_HOME/data-cache/file-sha256.json`` entries whose size
+    and mtime still match (ImageNet's 50 000 files are read once, not once per run)."""
+    import json
+
+    cache_path = home_dir() / "data-cache" / "file-sha256.json"
+    try:
+        cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
+    except (OSError, ValueError):
+        cache = {}
+    out, changed = [], False
+    for p in paths:
+        st = os.stat(p)
+        key = str(Path(p).resolve())
+        hit = cache.get(key)
+        if hit and hit[0] == st.st_size and hit[1] == st.st_mtime_ns:
+            out.append(hit[2])
+            continue
+        h = hashlib.sha256()
+        with open(p, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+        cache[key] = [st.st_size, st.st_mtime_ns, h.hexdigest()]
+        out.append(cache[key][2])
+        changed = True
+    if changed:
+        try:
+            cache_path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache_path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(cache))
+            os.replace(tmp, cache_path)
+        except OSError:  # a read-only cache dir costs time, not correctness
+            pass
+    return out
 
 
 # ----------------------------------------------------------------------------------------------- IDX

@@ -120,8 +120,16 @@ class MatrixRunner:
         self.classifier, cman = get_classifier(spec.dataset, spec.preset, self.device, spec.data_root,
                                                progress=spec.progress)
         self.classifier_id = f"{cman.get('id', 'classifier')}@{str(cman.get('sha256', ''))[:10]}"
+        from defbench.harness.models import model_sha256
+
+        # what a cell's number depends on beyond its configs (see key()): the data itself, not its path, and
+        # the weights of every model the cell uses
+        self.data_sha256 = self.test.sha256()
+        self.classifier_sha256 = model_sha256(self.classifier)
+        self._model_sha256: dict[str, dict[str, str]] = {}   # defense label -> {classifier, G, D, encoder}
         self._defenses: dict[str, Any] = {}
         self._reparam = None
+        self._reparam_sha256: dict[str, str] = {}
         self.computed: list[str] = []
         self.skipped = 0
 
@@ -148,7 +156,10 @@ class MatrixRunner:
                               progress=self.spec.progress)
             enc, _ = get_encoder(self.spec.dataset, self.spec.preset, self.device, self.spec.data_root,
                                  progress=self.spec.progress)
+            from defbench.harness.models import model_sha256
+
             self._reparam = (G, enc)
+            self._reparam_sha256 = {"G": model_sha256(G), "I": model_sha256(enc)}
         return self._reparam
 
     def attack(self, spec: AttackSpec):
@@ -179,12 +190,25 @@ class MatrixRunner:
         return min(self.spec.n, self.spec.threat_n.get(cell.threat, self.spec.n)) if cell.attack else self.spec.n
 
     def key(self, cell: Cell) -> tuple[CellKey, dict, dict]:
+        """The cell's store key and its defense and attack configs. The key covers everything that changes
+        the cell's number: the configs, n and batch size, and (issue 13) ``data_sha256`` (the test set's own
+        sha256, so a copy elsewhere reuses cells and a changed image recomputes them), ``model_sha256`` (the
+        classifier and the defense's G, D and encoder; a reparameterisation cell on a defense without an
+        encoder adds the G and I it differentiates, in the attack config), ``defbench_version``, and for a
+        plugin attack its distribution name and version (``attack_config["plugin"]``)."""
+        from defbench import __version__
+        from defbench.harness.models import defense_models, model_sha256
+
         d = self.defense(cell.defense)
+        if cell.defense not in self._model_sha256:
+            self._model_sha256[cell.defense] = {"classifier": self.classifier_sha256, **defense_models(d)}
         # n and batch size define the evaluated images and (for batch-coupled defenses) the purification
         # batches, so they are part of the cell's identity: a store never mixes runs of different n
         dcfg = {"name": cell.defense, **d.config(), "eval_repeats": self._repeats(d), "preset": self.spec.preset,
                 "n": self.spec.n, "batch_size": self.spec.batch_size,
-                **({"stratified": True} if self.spec.stratified else {})}
+                **({"stratified": True} if self.spec.stratified else {}),
+                "data_sha256": self.data_sha256, "model_sha256": self._model_sha256[cell.defense],
+                "defbench_version": __version__}
         if cell.attack is None:
             acfg = {"name": "clean", "label": "clean"}
         else:
@@ -193,6 +217,11 @@ class MatrixRunner:
             if self.cell_n(cell) != self.spec.n:  # a subset of the run's images (defense config unchanged)
                 acfg["n_images"] = self.cell_n(cell)
                 acfg["label"] = f"{acfg.get('label', acfg['name'])} (n={acfg['n_images']})"
+            if cell.threat == "reparam" and not getattr(d, "has_reparameterization", False):
+                self.reparam_parts()  # the dataset's G and I, differentiated in place of the defense's own
+                acfg["model_sha256"] = dict(self._reparam_sha256)
+            elif cell.threat == "reparam":
+                acfg["model_sha256"] = {"G": model_sha256(d.G), "I": model_sha256(d.encoder)}
         key = CellKey(self.spec.dataset, self.classifier_id, cell.defense, config_hash(dcfg),
                       acfg["name"], config_hash(acfg), cell.threat, cell.seed)
         return key, dcfg, acfg
@@ -210,17 +239,27 @@ class MatrixRunner:
         (executor or LocalExecutor()).run(todo, self.run_cell)
 
     def _adv_graybox(self, atk, n: int, seed: int, bidx: int, x, y) -> torch.Tensor:
-        ident = {**atk.config(), "clf": self.classifier_id, "n": n, "bs": self.spec.batch_size,
-                 "strat": self.spec.stratified}
+        """Gray-box adversarials of one batch, cached across defenses under the identity of everything they
+        depend on (attack, classifier weights, data, n, batch size, defbench version). A cached batch brings
+        back the output-check violations of the call that made it (``atk.last_violations``)."""
+        import json
+
+        from defbench import __version__
+
+        ident = {**atk.config(), "clf": self.classifier_id, "clf_sha256": self.classifier_sha256,
+                 "data_sha256": self.data_sha256, "defbench_version": __version__, "n": n,
+                 "bs": self.spec.batch_size, "strat": self.spec.stratified}
         cache = Path(self.spec.out) / "adv-cache" / f"{config_hash(ident)}-s{seed}-b{bidx}.pt"
         if cache.is_file():
-            t = torch.load(cache, weights_only=True)
-            if t.shape == x.shape:
-                return t.to(x.device)
+            blob = torch.load(cache, weights_only=True)
+            if isinstance(blob, dict) and getattr(blob.get("x_adv"), "shape", None) == x.shape:
+                atk.last_violations = json.loads(blob.get("violations", "[]"))
+                atk.violations += atk.last_violations
+                return blob["x_adv"].to(x.device)
         x_adv = atk(self.classifier, x, y)
         cache.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache.with_suffix(".tmp")
-        torch.save(x_adv.cpu(), tmp)
+        torch.save({"x_adv": x_adv.cpu(), "violations": json.dumps(atk.last_violations, default=str)}, tmp)
         tmp.replace(cache)
         return x_adv
 

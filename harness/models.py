@@ -4,6 +4,7 @@ the exact command that builds them."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 
 import torch
 
@@ -89,16 +90,42 @@ def get_classifier(dataset: str, preset: str = "paper", device="cpu", data_root=
     state, manifest = _fetch(mid, lambda: build_classifier_model(dataset, preset, device=device, data_root=data_root,
                                                                 progress=progress), train_missing)
     model = build_classifier(dataset, manifest.get("arch"))
-    _load_state(model, state, mid)
+    _load_state(model, state, mid, manifest)
     return model.to(device).eval(), manifest
 
 
-def _load_state(module: torch.nn.Module, state: dict, mid: str) -> None:
+def _load_state(module: torch.nn.Module, state: dict, mid: str, manifest: dict | None = None) -> None:
     try:
         module.load_state_dict(state)
     except (RuntimeError, KeyError) as exc:
         raise DefbenchError(f"checkpoint {mid} does not fit its architecture ({str(exc).splitlines()[0][:100]}); "
                             f"rebuild with: {zoo.build_hint(mid)}") from None
+    if manifest is not None:  # the identity of the weights, for the keys of the cells that use them
+        module.zoo_id = mid
+        module.zoo_sha256 = str(manifest.get("sha256") or "") or None
+
+
+def weights_sha256(module: torch.nn.Module) -> str:
+    """sha256 over a module's state dict (names, dtypes, shapes and bytes, in name order)."""
+    h = hashlib.sha256()
+    for name, t in sorted(module.state_dict().items()):
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def model_sha256(module: torch.nn.Module) -> str:
+    """The sha256 that identifies a model: its zoo checkpoint's (verified when it was loaded), or for a model
+    that did not come from the zoo (torchvision's ImageNet ResNet-50, a stand-in) the sha256 of its weights."""
+    return getattr(module, "zoo_sha256", None) or weights_sha256(module)
+
+
+def defense_models(defense) -> dict[str, str]:
+    """sha256 of every trained model a defense holds: ``G`` and ``D`` (the GAN prior) and ``encoder``."""
+    return {k: model_sha256(m) for k, m in (("G", getattr(defense, "G", None)), ("D", getattr(defense, "D", None)),
+                                            ("encoder", getattr(defense, "encoder", None)))
+            if isinstance(m, torch.nn.Module)}
 
 
 def build_gan_model(dataset: str, preset: str = "paper", seed: int = DEFAULT_SEED, device="cpu", data_root=None,
@@ -156,8 +183,8 @@ def get_gan(dataset: str, preset: str = "paper", device="cpu", data_root=None, t
     state, manifest = _fetch(mid, lambda: build_gan_model(dataset, preset, device=device, data_root=data_root,
                                                          progress=progress, **kw), train_missing)
     G, D = build_gan(dataset)
-    _load_state(G, _split(state, "G"), mid)
-    _load_state(D, _split(state, "D"), mid)
+    _load_state(G, _split(state, "G"), mid, manifest)
+    _load_state(D, _split(state, "D"), mid, manifest)
     return G.to(device).eval(), D.to(device).eval(), manifest
 
 
@@ -191,5 +218,5 @@ def get_encoder(dataset: str, preset: str = "paper", device="cpu", data_root=Non
                             f"{zoo.build_hint(mid)}")
     c, h, _ = SHAPES[dataset]
     enc = Encoder(c, h)
-    _load_state(enc, _split(state, "E"), mid)
+    _load_state(enc, _split(state, "E"), mid, manifest)
     return enc.to(device).eval(), manifest

@@ -1,6 +1,9 @@
 """Results store: one SQLite database per output dir (``<out>/defbench.sqlite``), one row per cell.
 
-A cell is (dataset, classifier, defense + config hash, attack + config hash, threat, seed). A row is
+A cell is (dataset, classifier, defense + config hash, attack + config hash, threat, seed). The defense
+config holds what every cell of the run shares and its number depends on: ``data_sha256`` (the data itself,
+not its path), ``model_sha256`` (classifier, G, D, encoder) and ``defbench_version``; the attack config holds
+a plugin's distribution and version and the G and I a reparameterisation attack differentiates. A row is
 written in a single transaction once its cell is complete, so a killed run (even SIGKILL) loses at most the
 cell in flight and a restart skips every finished cell.
 
@@ -23,7 +26,9 @@ from typing import Any, Iterator
 
 from defbench import DefbenchError, __version__
 
-SCHEMA_VERSION = 1
+#: 2: cells are keyed by the sha256 of their data and models and by the defbench version (issue 13); the
+#: rows of a version-1 store cannot say which data and weights produced them, so they are never reused
+SCHEMA_VERSION = 2
 DB_NAME = "defbench.sqlite"
 
 _COLUMNS = """
@@ -93,7 +98,8 @@ class Store:
             raise DefbenchError(f"{self.path} is not a defbench store ({exc}); use another --out") from None
         if row is None or row[0] != str(SCHEMA_VERSION):
             found = row[0] if row else "none"
-            raise DefbenchError(f"{self.path} holds a store of schema version {found}, this defbench writes "
+            why = " (its cells are not keyed by the sha256 of their data and models)" if found == "1" else ""
+            raise DefbenchError(f"{self.path} holds a store of schema version {found}{why}, this defbench writes "
                                 f"version {SCHEMA_VERSION}; use another --out or move that directory away")
 
     def has(self, key: CellKey) -> bool:

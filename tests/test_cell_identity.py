@@ -1,0 +1,183 @@
+"""Issue 13, item 3: a cell is what produced it.
+
+The store key covers the data (its bytes, not its path), the sha256 of every model the cell used (classifier,
+GAN, encoder, and the G and I a reparameterisation attack differentiates on a defense without an encoder),
+the defbench version and a plugin's distribution and version. Plugins cannot take another attack's name.
+
+Every test here runs in its own model zoo (a temporary ``DEFBENCH_HOME``) with untrained stand-in models,
+on 8 real Fashion-MNIST test images.
+"""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import SHARED_DATA, save_gan, stand_in_gan
+from test_attack_checks import fake_distribution
+
+from defbench import DefbenchError
+from defbench.attacks import get_attack
+from defbench.harness.matrix import AttackSpec, Cell, MatrixRunner, MatrixSpec
+from defbench.harness.store import config_hash
+
+RAW = SHARED_DATA / "FashionMNIST" / "raw"
+FILES = ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+DG = "defensegan[latent_steps=2,restarts=1]"  # no encoder: a reparam attack on it brings the dataset's G and I
+
+
+@pytest.fixture
+def zoo_home(tmp_path, monkeypatch, fmnist):
+    """A zoo of its own: an untrained classifier, a stand-in GAN and an untrained encoder (quick preset)."""
+    from defbench.classifiers.models import build_classifier
+    from defbench.harness import zoo
+
+    monkeypatch.setenv("DEFBENCH_HOME", str(tmp_path / "home"))
+    torch.manual_seed(0)
+    clf = build_classifier("fmnist")
+    zoo.save("classifier-fmnist-quick", clf.state_dict(), {"kind": "classifier", "dataset": "fmnist",
+             "preset": "quick", "arch": clf.arch, "config": {"seed": 0}, "metrics": {}})
+    save_gan(*stand_in_gan("fmnist", 0))
+    save_encoder(0)
+    return tmp_path / "home"
+
+
+def save_encoder(seed: int) -> None:
+    from defbench.defenses.priors import Encoder
+    from defbench.harness import zoo
+
+    torch.manual_seed(seed)
+    enc = Encoder(1, 28)
+    zoo.save("encoder-fmnist-quick", {f"E.{k}": v for k, v in enc.state_dict().items()},
+             {"kind": "encoder", "dataset": "fmnist", "preset": "quick", "arch": "invgan-encoder", "config": {},
+              "metrics": {}})
+
+
+def run(out: Path, data_root=None, defenses=("none",), threats=("graybox",)) -> MatrixRunner:
+    spec = MatrixSpec(dataset="fmnist", defenses=tuple(defenses), attacks=(AttackSpec("fgsm", 0.1),),
+                      threats=tuple(threats), n=8, batch_size=8, preset="quick", progress=False,
+                      data_root=None if data_root is None else str(data_root), out=str(out))
+    runner = MatrixRunner(spec)
+    runner.run()
+    return runner
+
+
+def computed(runner: MatrixRunner) -> set[tuple[str, str]]:
+    """(defense, threat) of the cells this run computed."""
+    by_key = {runner.key(c)[0].key: c for c in runner.cells()}
+    return {(by_key[k].defense, by_key[k].threat) for k in runner.computed}
+
+
+def data_root(tmp_path: Path, name: str, change: int | None = None) -> Path:
+    """A copy of the Fashion-MNIST test files; ``change``: that test image gets one pixel inverted."""
+    raw = tmp_path / name / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True)
+    for f in FILES:
+        shutil.copyfile(RAW / f, raw / f)
+    if change is not None:
+        data = bytearray(gzip.decompress((raw / FILES[0]).read_bytes()))
+        pos = 16 + change * 28 * 28 + 14 * 28 + 14  # the centre pixel
+        data[pos] = 255 - data[pos]
+        (raw / FILES[0]).write_bytes(gzip.compress(bytes(data)))
+    return tmp_path / name
+
+
+def test_other_data_recomputes_a_moved_copy_does_not(zoo_home, tmp_path):
+    """Same run, same --out: a copy of the data at another path reuses every cell; a copy with one evaluated
+    image changed recomputes every cell (and the gray-box adversarials are not taken from the cache)."""
+    if not (RAW / FILES[0]).is_file():
+        pytest.skip("needs the shared Fashion-MNIST files")
+    out = tmp_path / "out"
+    first = run(out, data_root(tmp_path, "a"))
+    assert len(first.computed) == 2
+    again = run(out, data_root(tmp_path, "b"))  # same bytes, other path
+    assert again.computed == [] and again.skipped == 2
+    idx = first.test.eval_indices(8, 0)
+    changed = run(out, data_root(tmp_path, "c", change=int(idx[0])))
+    assert len(changed.computed) == 2, "cells computed from other data were reused"
+    assert changed.data_sha256 != first.data_sha256
+    assert len(list((out / "adv-cache").glob("*.pt"))) == 2
+    rows = list(changed.store.rows())
+    assert {r["defense_config"]["data_sha256"] for r in rows} == {first.data_sha256, changed.data_sha256}
+
+
+def test_new_gan_recomputes_the_cells_that_used_it(zoo_home, tmp_path):
+    """Replacing the GAN recomputes the GAN defense's cells and every reparameterisation cell (they
+    differentiate the dataset's G); replacing the encoder recomputes only the reparameterisation cells of
+    the defenses without an encoder; the undefended clean and gray-box cells are reused throughout."""
+    out = tmp_path / "out"
+    kw = dict(defenses=("none", DG), threats=("graybox", "reparam"))
+    first = run(out, **kw)
+    assert len(first.computed) == 6
+    save_gan(*stand_in_gan("fmnist", 1))  # "retrained": other weights under the same zoo id
+    second = run(out, **kw)
+    assert computed(second) == {(DG, "none"), (DG, "graybox"), (DG, "reparam"), ("none", "reparam")}
+    save_encoder(1)
+    third = run(out, **kw)
+    assert computed(third) == {(DG, "reparam"), ("none", "reparam")}
+    fourth = run(out, **kw)
+    assert fourth.computed == []
+    cfg = next(r for r in fourth.store.rows(defense=DG, threat="reparam"))
+    assert set(cfg["defense_config"]["model_sha256"]) == {"classifier", "G", "D"}
+    assert set(cfg["attack_config"]["model_sha256"]) == {"G", "I"}
+
+
+def test_defbench_version_is_part_of_the_key(zoo_home, tmp_path, monkeypatch):
+    import defbench
+
+    runner = MatrixRunner(MatrixSpec(dataset="fmnist", defenses=("none",), attacks=(AttackSpec("fgsm"),), n=8,
+                                     batch_size=8, preset="quick", progress=False, out=str(tmp_path / "o")))
+    cell = Cell(0, "none", "graybox", AttackSpec("fgsm"))
+    before = runner.key(cell)[0].key
+    monkeypatch.setattr(defbench, "__version__", "99.0")
+    assert runner.key(cell)[0].key != before
+
+
+# --------------------------------------------------------------------------------------------- plugins
+def install(tmp_path, monkeypatch, sub, dist, version, entries):
+    monkeypatch.syspath_prepend(str(fake_distribution(tmp_path / sub, dist, version, entries)))
+
+
+def one_line_error() -> str:
+    with pytest.raises(DefbenchError) as err:
+        get_attack("fgsm", "fmnist")
+    msg = str(err.value)
+    assert "\n" not in msg
+    return msg
+
+
+def test_plugin_shadowing_a_builtin_is_refused(tmp_path, monkeypatch):
+    install(tmp_path, monkeypatch, "s", "evil-attacks", "1.0", {"pgd": "ShadowPGD"})
+    msg = one_line_error()
+    assert "'pgd'" in msg and "evil-attacks 1.0" in msg and "distribution defbench" in msg, msg
+
+
+def test_two_plugins_with_one_name_are_refused(tmp_path, monkeypatch):
+    install(tmp_path, monkeypatch, "a", "first-attacks", "0.1", {"goodatk": "GoodAttack"})
+    install(tmp_path, monkeypatch, "b", "second-attacks", "0.2", {"goodatk": "GoodAttack"})
+    msg = one_line_error()
+    assert "'goodatk'" in msg and "first-attacks 0.1" in msg and "second-attacks 0.2" in msg, msg
+
+
+def test_nameless_plugin_is_refused(tmp_path, monkeypatch):
+    install(tmp_path, monkeypatch, "n", "nameless-attacks", "0.1", {"nameless": "Nameless"})
+    msg = one_line_error()
+    assert "sets no name of its own" in msg and "nameless-attacks 0.1" in msg, msg
+
+
+def test_plugin_name_must_match_its_entry_point(tmp_path, monkeypatch):
+    install(tmp_path, monkeypatch, "m", "odd-attacks", "0.1", {"mismatch": "Mismatch"})
+    assert "must match" in one_line_error()
+
+
+def test_plugin_distribution_and_version_are_in_the_key(tmp_path, monkeypatch):
+    install(tmp_path, monkeypatch, "v1", "good-attacks", "0.1", {"goodatk": "GoodAttack"})
+    cfg1 = get_attack("goodatk", "fmnist").config()
+    assert cfg1["plugin"] == {"distribution": "good-attacks", "version": "0.1"}
+    install(tmp_path, monkeypatch, "v2", "good-attacks", "0.2", {"goodatk": "GoodAttack"})  # first on sys.path
+    cfg2 = get_attack("goodatk", "fmnist").config()
+    assert cfg2["plugin"]["version"] == "0.2" and config_hash(cfg1) != config_hash(cfg2)
+    assert "plugin" not in get_attack("pgd", "fmnist").config()
