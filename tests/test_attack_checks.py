@@ -287,3 +287,24 @@ def test_refused_output_never_becomes_a_row(plugin_dist, tmp_path, monkeypatch, 
         attacks = {a for (a,) in c.execute("SELECT attack FROM cells")}
     assert "twiceeps" not in attacks
 
+
+
+def test_cached_graybox_batch_keeps_its_violations(plugin_dist, tmp_path, monkeypatch, rand_clf, batch):
+    """Gray-box adversarials are cached across defenses: a cache hit brings back the violations of the call
+    that produced the batch, so every defense's cell can be flagged, not only the first."""
+    from defbench.harness import zoo
+    from defbench.harness.matrix import AttackSpec, MatrixRunner, MatrixSpec
+
+    plugin_dist(BAD)
+    monkeypatch.setenv("DEFBENCH_HOME", str(tmp_path / "home"))
+    zoo.save("classifier-fmnist-quick", rand_clf.state_dict(), {"kind": "classifier", "dataset": "fmnist",
+             "preset": "quick", "arch": rand_clf.arch, "config": {"seed": 0}, "metrics": {}})
+    spec = AttackSpec("twiceeps", 0.1, (("output_check", "warn"),))
+    runner = MatrixRunner(MatrixSpec(dataset="fmnist", defenses=("none",), attacks=(spec,), n=8, batch_size=8,
+                                     preset="quick", progress=False, out=str(tmp_path / "o")))
+    x, y = batch
+    first, second = runner.attack(spec), runner.attack(spec)
+    a = runner._adv_graybox(first, 8, 0, 0, x, y)
+    b = runner._adv_graybox(second, 8, 0, 0, x, y)  # from the cache: the plugin does not run again
+    assert torch.equal(a, b) and (a - x).abs().max() <= 0.1 + 1e-6
+    assert second.last_violations == first.last_violations and second.violations[0]["check"] == "linf"
