@@ -181,3 +181,29 @@ def test_plugin_distribution_and_version_are_in_the_key(tmp_path, monkeypatch):
     cfg2 = get_attack("goodatk", "fmnist").config()
     assert cfg2["plugin"]["version"] == "0.2" and config_hash(cfg1) != config_hash(cfg2)
     assert "plugin" not in get_attack("pgd", "fmnist").config()
+
+
+def test_lazily_loaded_data_is_identified_by_its_files_bytes(tmp_path, monkeypatch):
+    """ImageNet-style sets (images read from files) hash the files' bytes: a copy elsewhere has the same
+    identity, one changed file another (the per-file digest cache notices the new size and mtime)."""
+    from defbench.harness.data import ImageData
+
+    monkeypatch.setenv("DEFBENCH_HOME", str(tmp_path / "home"))
+
+    def folder(name: str) -> list[str]:
+        paths = []
+        for i in range(3):
+            p = tmp_path / name / f"{i}.JPEG"
+            p.parent.mkdir(exist_ok=True)
+            p.write_bytes(bytes([i]) * 100)
+            paths.append(str(p))
+        return paths
+
+    def sha(paths: list[str]) -> str:
+        return ImageData("imagenet", "val", torch.tensor([0, 1, 2]), "x", paths=tuple(paths)).sha256()
+
+    a, b = folder("a"), folder("b")
+    assert sha(a) == sha(b)
+    Path(b[1]).write_bytes(b"\x07" * 101)
+    assert sha(a) != sha(b)
+    assert sha(b) == sha(b)  # from the digest cache
