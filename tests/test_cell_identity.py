@@ -109,7 +109,7 @@ def test_new_gan_recomputes_the_cells_that_used_it(zoo_home, tmp_path):
     differentiate the dataset's G); replacing the encoder recomputes only the reparameterisation cells of
     the defenses without an encoder; the undefended clean and gray-box cells are reused throughout."""
     out = tmp_path / "out"
-    kw = dict(defenses=("none", DG), threats=("graybox", "reparam"))
+    kw = {"defenses": ("none", DG), "threats": ("graybox", "reparam")}
     first = run(out, **kw)
     assert len(first.computed) == 6
     save_gan(*stand_in_gan("fmnist", 1))  # "retrained": other weights under the same zoo id
