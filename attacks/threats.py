@@ -3,20 +3,25 @@
 ==========  ==========================================================================================
 graybox     the classifier f alone; the defense is applied afterwards (the papers' main setting)
 bpda        f ∘ defense.bpda: forward purifies, backward uses the defense's stand-in (identity by default,
-            x ↦ G(I(x)) for encoder defenses); randomized defenses average ``eot`` forward passes (EOT);
+            x ↦ G(I(x)) for encoder defenses); randomized defenses average the probabilities of ``eot``
+            purifications with explicitly derived seeds (EOT);
             batch-coupled defenses see the whole attacked batch at once
 reparam     f ∘ G ∘ I (InvGAN §3.4): gradients through the encoder and generator
 gan-aware   f ∘ G on the latent u = (z + 1) / 2 ∈ [0, 1]^d, started at the defense's projection z*; the
-            result G(z_adv) is pulled back into the ε-ball around x (MimicGAN's "obfuscated" attack)
+            result G(z_adv) is pulled back into the ε-ball around x (MimicGAN's "obfuscated" attack); the
+            attack's ε is first of all a latent-space budget (on u, i.e. 2ε on z), which the tables say
 ==========  ==========================================================================================
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
 from defbench import DefbenchError
+from defbench.defenses.base import derive_seed
 
 THREATS = ("graybox", "bpda", "reparam", "gan-aware")
 
@@ -29,14 +34,34 @@ def check_threat(name: str) -> str:
 
 
 class BPDAModel(nn.Module):
-    """logits = mean over ``eot`` draws of f(defense.bpda(x))."""
+    """f ∘ defense.bpda, with EOT over ``eot`` purifications for a randomized defense.
 
-    def __init__(self, classifier: nn.Module, defense, eot: int = 1):
+    Every purification gets an explicit seed ``derive_seed(seed, call, draw)``: ``seed`` is set by the caller per
+    cell and batch (:meth:`reseed`, which also restarts the call counter), ``call`` counts this model's forward
+    passes since then and ``draw`` is the EOT draw. A cell's draws thus depend on (run seed, cell, batch) only,
+    never on what ran before. With ``eot`` > 1 the output is log of the mean of the draws' softmax
+    probabilities (Athalye et al. 2018's EOT: a cross-entropy on it is the loss of the expected probability,
+    and its argmax the expected prediction); with ``eot`` = 1 the classifier's logits are returned unchanged.
+    """
+
+    def __init__(self, classifier: nn.Module, defense, eot: int = 1, seed: int = 0):
         super().__init__()
         self.classifier, self.defense, self.eot = classifier, defense, max(1, eot)
+        self.reseed(seed)
+
+    def reseed(self, seed: int) -> None:
+        """Start a new stream of draws (per cell and batch)."""
+        self.seed, self.calls = int(seed), 0
 
     def forward(self, x):
-        return torch.stack([self.classifier(self.defense.bpda(x)) for _ in range(self.eot)]).mean(0)
+        call = self.calls
+        self.calls += 1
+        logits = [self.classifier(self.defense.bpda(x, seed=derive_seed(self.seed, call, j)))
+                  for j in range(self.eot)]
+        if self.eot == 1:
+            return logits[0]
+        logp = torch.stack([lg.log_softmax(1) for lg in logits])
+        return torch.logsumexp(logp, 0) - math.log(self.eot)
 
 
 class ReparamModel(nn.Module):
@@ -77,12 +102,14 @@ def gan_aware(attack, classifier, defense, x, y, seed: int) -> torch.Tensor:
     return g.clamp(0, 1)
 
 
-def attack_model(threat: str, classifier: nn.Module, defense, eot: int = 1, G=None, encoder=None) -> nn.Module:
-    """The model a library attack is handed under ``threat`` (not for gan-aware, see :func:`gan_aware`)."""
+def attack_model(threat: str, classifier: nn.Module, defense, eot: int = 1, G=None, encoder=None,
+                 seed: int = 0) -> nn.Module:
+    """The model a library attack is handed under ``threat`` (not for gan-aware, see :func:`gan_aware`).
+    ``seed`` starts the BPDA model's stream of purification seeds (see :class:`BPDAModel`)."""
     if threat == "graybox":
         return classifier
     if threat == "bpda":
-        return BPDAModel(classifier, defense, eot if defense.randomized else 1)
+        return BPDAModel(classifier, defense, eot if defense.randomized else 1, seed=seed)
     if threat == "reparam":
         G = G if G is not None else getattr(defense, "G", None)
         encoder = encoder if encoder is not None else getattr(defense, "encoder", None)

@@ -2,7 +2,11 @@
 
 A defense maps a batch x in [0, 1] of shape (N, C, H, W) to a purified x̂ of the same shape (``purify``).
 It declares whether it is ``randomized`` (adaptive attacks then need EOT) and ``batch_coupled`` (the
-purification of one image depends on its batch-mates, as MimicGAN's shared surrogate makes it).
+purification of one image depends on its batch-mates, as MimicGAN's shared surrogate makes it). A defense is
+``randomized`` exactly when its output depends on the seed of the call: every random draw of ``_purify``
+(restarts, initialisations, noise) comes from that seed and from nothing else, never from a call counter or
+from what ran before, so a cell's result does not depend on which cells ran before it (tests/test_randomness.py
+checks the declaration of every registered defense).
 
 Hooks for adaptive attacks, all differentiable:
   * ``bpda(x)``: forward = purify(x), backward = the gradient of ``stand_in(x)`` (identity by default;
@@ -19,6 +23,13 @@ from typing import Any
 import torch
 
 from defbench import DefbenchError
+
+
+def derive_seed(*parts: Any) -> int:
+    """A seed in [0, 2^63) that depends on ``parts`` only (their ``repr``), the same in every process: how a
+    cell derives the seeds of its draws from (run seed, cell identity, batch, step, EOT draw)."""
+    digest = hashlib.sha256(repr(parts).encode()).digest()
+    return int.from_bytes(digest[:8], "little") % (2**63 - 1)
 
 
 def check_images(x: torch.Tensor, shape: tuple[int, int, int] | None, who: str) -> None:
@@ -46,7 +57,6 @@ class Defense:
     def __init__(self, shape: tuple[int, int, int] | None = None, seed: int = 0):
         self.shape = shape
         self.seed = seed
-        self._calls = 0
 
     # ---- what subclasses provide
     def _purify(self, x: torch.Tensor, seed: int) -> torch.Tensor:
@@ -58,18 +68,24 @@ class Defense:
 
     # ---- public API
     def purify(self, x: torch.Tensor, seed: int | None = None) -> torch.Tensor:
-        """Purified x̂ (same shape, detached). ``seed`` fixes the randomness of this call. By default a
-        randomized defense draws a fresh seed per call from (defense seed, call counter), so repeated calls
-        differ but a whole run stays reproducible; a defense that is not randomized always uses its own seed,
-        so that it is the deterministic function it declares itself to be (MimicGAN's surrogate and mean-latent
-        initialisations are seeded draws: without this, two calls on the same batch would differ)."""
+        """Purified x̂ (same shape, detached). ``seed`` fixes every random draw of this call; None means the
+        defense's own ``seed``. There is no hidden state: the same (x, seed) always gives the same x̂, so a caller
+        that wants fresh draws of a randomized defense (EOT, repeated evaluation) passes fresh seeds, derived
+        from where it is (see :func:`derive_seed`), never from how often it has been called."""
         check_images(x, self.shape, f"defense {self.name}")
         if seed is None:
-            seed = self.seed * 1_000_003 + (self._calls if self.randomized else 0)
-            self._calls += 1
+            seed = self.seed
         with torch.enable_grad():
             out = self._purify(x.detach(), seed)
         return out.detach().clamp(0, 1)
+
+    def purify_autograd(self, x: torch.Tensor, seed: int | None = None) -> torch.Tensor:
+        """purify(x) *without* detaching: the defense's own autograd graph, which is what a naive white-box
+        attack differentiates (the shattered-gradient check measures it). A purification that leaves autograd
+        (numpy, in-place latent optimisation, no_grad) returns a tensor that does not require grad, or raises."""
+        check_images(x.detach(), self.shape, f"defense {self.name}")
+        with torch.enable_grad():
+            return self._purify(x, self.seed if seed is None else seed).clamp(0, 1)
 
     def stand_in(self, x: torch.Tensor) -> torch.Tensor:
         """Differentiable approximation used for the backward pass of BPDA (identity by default)."""

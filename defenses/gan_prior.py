@@ -10,6 +10,9 @@ mimicgan      learned surrogate (Table 5), z0 = mean of 1000 prior samples, T = 
               RMSProp steps at γs = 1e-2, T2 = 10 latent RMSProp steps at γg = 8e-2), ℓ1 mimicking loss,
               λ_adv = 1e-4; batch-coupled (one surrogate per purified batch, batches of 100)
 ============  ===================================================================================
+
+DefenseGAN, Cowboy and MimicGAN are randomized (their output depends on the seed: random restarts; MimicGAN's
+mean-latent start and surrogate initialisation); InvGAN with one restart is deterministic (:func:`seed_dependent`).
 """
 
 from __future__ import annotations
@@ -32,6 +35,15 @@ PAPER_CONFIGS: dict[str, ProjectionConfig] = {
 }
 
 
+def seed_dependent(cfg: ProjectionConfig) -> bool:
+    """Whether a projection under ``cfg`` depends on its seed, i.e. whether the defense is randomized: random
+    restarts, the mean-latent start (the mean of ``mean_samples`` seeded prior draws), a learned surrogate (its
+    initialisation is a seeded draw) and the encoder start's jittered extra restarts all are. MimicGAN is
+    therefore randomized: BPDA attacks it with EOT and evaluation draws fresh seeds, like DefenseGAN."""
+    return (cfg.init in ("random", "mean") or cfg.surrogate == "mimic"
+            or (cfg.init == "encoder" and cfg.restarts > 1))
+
+
 class GANPriorDefense(Defense):
     """x̂ = G(z*) where z* comes from :class:`ProjectionEngine` under ``cfg``."""
 
@@ -42,7 +54,7 @@ class GANPriorDefense(Defense):
         self.cfg = cfg or PAPER_CONFIGS[name]
         self.engine = ProjectionEngine(G, D, encoder)
         self.G, self.D, self.encoder = G, D, encoder
-        self.randomized = self.cfg.init == "random"
+        self.randomized = seed_dependent(self.cfg)
         self.batch_coupled = self.cfg.surrogate == "mimic" and self.cfg.surrogate_steps > 0
         self.last: Projection | None = None
         self.models: dict[str, str] = {}   # zoo ids of G / encoder, set by the registry

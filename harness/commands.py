@@ -37,7 +37,9 @@ def add_subcommands(sub, common) -> None:
     mp.add_argument("--seeds", type=int, default=1, help="number of seeds (seed, seed+1, ...); mean ± std over them")
     mp.add_argument("--batch-size", type=int, default=100, help="images attacked and purified together (default 100)")
     mp.add_argument("--preset", default="paper", help="paper (the papers' settings) | quick (smoke budgets)")
-    mp.add_argument("--eot", type=int, default=1, help="EOT samples for BPDA on randomized defenses")
+    mp.add_argument("--eot", type=int, default=None,
+                    help="EOT samples per BPDA gradient on randomized defenses (probabilities averaged, Athalye et "
+                         "al. 2018); default 10 (paper) / 4 (quick); 1 turns EOT off (the report flags it)")
     mp.add_argument("--eval-repeats", type=int, default=None,
                     help="purifications per image for randomized defenses (correct = correct in all); "
                          "default 3 (paper) / 1 (quick)")

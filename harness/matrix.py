@@ -19,9 +19,12 @@ from tqdm.auto import tqdm
 
 from defbench import DefbenchError
 from defbench.attacks.registry import get_attack
-from defbench.attacks.threats import attack_model, check_threat, gan_aware
+from defbench.attacks.threats import BPDAModel, attack_model, check_threat, gan_aware
+from defbench.attacks.universal import _Universal
+from defbench.defenses.base import derive_seed
 from defbench.defenses.registry import GAN_DEFENSES, base_name, build_defense, check_name
 from defbench.harness.data import canonical_name, load_dataset
+from defbench.harness.seeding import seed_everything
 from defbench.harness.store import CellKey, CellResult, Store, config_hash
 
 #: attack parameters of the quick preset: smoke-test budgets, not the papers'
@@ -45,6 +48,11 @@ class AttackSpec:
         return get_attack(self.name, dataset, self.eps, **dict(self.params))
 
 
+#: EOT samples per BPDA gradient on a randomized defense, per preset (``--eot`` overrides): on by default, as
+#: Athalye et al. (2018) require for randomized defenses; the quick preset's smaller count keeps it a smoke test
+DEFAULT_EOT = {"paper": 10, "quick": 4}
+
+
 @dataclass
 class MatrixSpec:
     dataset: str = "fmnist"
@@ -56,7 +64,7 @@ class MatrixSpec:
     batch_size: int = 100
     preset: str = "paper"
     device: str = "cpu"
-    eot: int = 1
+    eot: int | None = None                    # None: DEFAULT_EOT of the preset
     eval_repeats: int = 1
     stratified: bool = False                  # evaluation images spread evenly over the classes
     #: fewer images for an expensive threat, e.g. {"bpda": 25}: its cells use the k seeded evaluation images of
@@ -73,6 +81,8 @@ class MatrixSpec:
         self.threats = tuple(check_threat(t) for t in self.threats)
         if self.batch_size < 1:
             raise DefbenchError(f"--batch-size must be >= 1, got {self.batch_size}")
+        if self.eot is None:
+            self.eot = DEFAULT_EOT.get(self.preset, DEFAULT_EOT["paper"])
         if self.eot < 1 or self.eval_repeats < 1:
             raise DefbenchError("--eot and --eval-repeats must be >= 1")
         self.threat_n = {check_threat(t): int(k) for t, k in self.threat_n.items()}
@@ -267,23 +277,34 @@ class MatrixRunner:
         key, dcfg, acfg = self.key(cell)
         d = self.defense(cell.defense)
         atk = self.attack(cell.attack) if cell.attack is not None else None
-        torch.manual_seed(int(key.key[:8], 16))
         idx = self.test.eval_indices(self.cell_n(cell), cell.seed, self.spec.stratified)  # a subset of n's
+        # Every draw of the cell (attack starts, EOT, universal fits) comes from a stream named by the cell and
+        # batch, never from the RNG state earlier cells left: fresh, resumed and reordered runs agree. Gray-box
+        # adversarials do not involve the defense (and are cached across defenses), so their stream is named
+        # without it.
+        stream = key.key
+        if atk is not None and cell.threat == "graybox":
+            stream = config_hash({**atk.config(), "clf": self.classifier_id, "n": len(idx),
+                                  "bs": self.spec.batch_size, "strat": self.spec.stratified, "seed": cell.seed})
+        seed_everything(derive_seed(stream, "cell"))
         repeats = self._repeats(d)
         labels, preds_u, scores, errors, rep_preds = [], [], [], [], [[] for _ in range(repeats)]
         t0 = time.time()
         desc = f"s{cell.seed} {cell.defense} {cell.threat} {acfg.get('label')}"
         batches = list(range(0, len(idx), self.spec.batch_size))
-        extra: dict[str, Any] = {}
+        extra: dict[str, Any] = {"randomized": bool(d.randomized)}
         model = self._attack_model(cell, d)
         if atk is not None and model is not None:
             # attacks fitted once per cell (universal perturbations) see the first batch, whatever resumes
             x0, y0 = self.test.get(idx[:self.spec.batch_size])
+            self._seed_stream(model, atk, derive_seed(stream, "prepare"))
             atk.prepare(model, x0.to(self.device), y0.to(self.device))
         for bidx, start in enumerate(tqdm(batches, desc=desc, disable=not self.spec.progress, leave=False)):
             x, y = self.test.get(idx[start:start + self.spec.batch_size])
             x, y = x.to(self.device), y.to(self.device)
             pseed = cell.seed * 100_003 + bidx
+            if atk is not None:
+                self._seed_stream(model, atk, derive_seed(stream, "batch", bidx))
             if atk is None:
                 x_in = x
             elif cell.threat == "graybox":
@@ -305,11 +326,13 @@ class MatrixRunner:
                         errors += self._projection_error(d, x_in, x_hat)
             labels += y.tolist()
             if bidx == 0 and atk is None:
-                extra["gradient_check"] = self.gradient_check(d, x[:8], y[:8])
+                extra["gradient_check"] = self.gradient_check(d, x[:8], y[:8], seed=derive_seed(pseed, "gradient"))
         preds = rep_preds[0]
         if repeats > 1:
             extra["repeat_preds"] = rep_preds
         extra["batch_size"] = self.spec.batch_size
+        if atk is not None and getattr(atk, "violations", None):  # a plugin allowed to continue (output_check='warn')
+            extra["output_violations"] = list(atk.violations)
         extra["projection_error"] = [round(float(e), 7) for e in errors]
         res = CellResult(labels, preds, preds_u, scores, idx.tolist(), round(time.time() - t0, 3), str(self.device),
                          dcfg, acfg, extra)
@@ -318,6 +341,16 @@ class MatrixRunner:
         if self.spec.progress:
             acc = sum(int(p == t) for p, t in zip(preds, labels)) / len(labels)
             tqdm.write(f"{desc}: accuracy {acc:.3f} ({len(labels)} images, {res.wall_seconds:.1f}s)")
+
+    @staticmethod
+    def _seed_stream(model, atk, seed: int) -> None:
+        """Seed every RNG a library attack may draw from (torch, numpy, Python: random starts), the BPDA model's
+        purification seeds and a universal attack's fit from ``seed``."""
+        seed_everything(seed)
+        if isinstance(model, BPDAModel):
+            model.reseed(seed)
+        if isinstance(atk, _Universal):
+            atk.seed = seed
 
     @staticmethod
     def _projection_error(d, x_in: torch.Tensor, x_hat: torch.Tensor) -> list[float]:
@@ -337,16 +370,28 @@ class MatrixRunner:
             return attack_model("reparam", self.classifier, d, G=G, encoder=enc)
         return attack_model(cell.threat, self.classifier, d, eot=self.spec.eot)
 
-    def gradient_check(self, d, x, y) -> dict[str, Any]:
-        """Gradient of the loss through f ∘ BPDA(defense), twice: share of exactly-zero entries, and whether
-        two evaluations disagree (AutoAttack's checks are the model)."""
-        model = attack_model("bpda", self.classifier, d) if d.name != "none" else self.classifier
-        grads = []
-        for _ in range(2):
-            xr = x.clone().requires_grad_(True)
-            loss = torch.nn.functional.cross_entropy(model(xr), y)
-            (g,) = torch.autograd.grad(loss, xr)
-            grads.append(g)
-        return {"zero_grad_fraction": float((grads[0] == 0).float().mean()),
-                "nondeterministic": bool(not torch.allclose(grads[0], grads[1], atol=1e-6)),
-                "randomized_defense": bool(d.randomized), "threat": "bpda"}
+    def gradient_check(self, d, x, y, seed: int = 0) -> dict[str, Any]:
+        """Probe of the defended model f ∘ purify (AutoAttack's checks are the model), on the defense's *real*
+        autograd graph, not on BPDA's straight-through (whose backward is the stand-in and can never be zero):
+
+        * ``zero_grad_fraction``: share of input-gradient entries of the cross-entropy that are exactly zero,
+          1.0 when purify leaves autograd (no gradient reaches the input: shattered gradients);
+        * ``nondeterministic``: two purifications with the same seed differ (hidden randomness);
+        * ``seed_dependent``: purifications with two seeds differ, i.e. the defense is randomized, whatever it
+          declares (``randomized_defense``)."""
+        grad, error = None, ""
+        xr = x.detach().clone().requires_grad_(True)
+        try:
+            out = d.purify_autograd(xr, seed)
+            if out.requires_grad:
+                loss = torch.nn.functional.cross_entropy(self.classifier(out), y)
+                (grad,) = torch.autograd.grad(loss, xr, allow_unused=True)
+        except (RuntimeError, TypeError, ValueError) as exc:  # purify cannot run under autograd: no gradient
+            error = f"{type(exc).__name__}: {str(exc)[:160]}"
+        zero = 1.0 if grad is None else float(((grad == 0) | ~torch.isfinite(grad)).float().mean())
+        with torch.no_grad():
+            a, b, c = d.purify(x, seed), d.purify(x, seed), d.purify(x, seed + 1)
+        return {"zero_grad_fraction": zero, "differentiable": grad is not None,
+                "nondeterministic": bool(not torch.allclose(a, b, atol=1e-6)),
+                "seed_dependent": bool(not torch.allclose(a, c, atol=1e-6)),
+                "randomized_defense": bool(d.randomized), "threat": "autograd", **({"error": error} if error else {})}

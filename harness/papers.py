@@ -138,7 +138,7 @@ class PaperTable:
     figure: str | None = None                     # "bars" | "lines": the paper shows this as a figure
     x_label: str = ""                             # x axis of a "lines" figure
     eval_repeats: int = 1                         # purifications per image (the papers classify one)
-    eot: int = 1
+    eot: int | None = None                        # EOT under BPDA for randomized defenses (None: the preset's default)
     stratified: bool = False                      # n images spread evenly over the classes (RIDE's ImageNet subset)
     unsupported: str = ""                         # why `paper run` refuses (empty: runnable)
     notes: tuple[str, ...] = field(default=())

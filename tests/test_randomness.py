@@ -1,0 +1,230 @@
+"""Randomness that does not depend on history (issue 13, item 2).
+
+* every registered defense declares ``randomized`` exactly when its output depends on the seed;
+* BPDA's EOT averages probabilities, with purification seeds derived from (cell, batch, step, draw) only;
+* a matrix run fresh, resumed after half its cells were deleted, and run in reversed cell order gives the same
+  predictions in every cell, for every defense (randomized and deterministic, gray-box and BPDA);
+* ART's universal perturbation is seeded from the cell, not from the global RNG.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import sqlite3
+
+import numpy as np
+import pytest
+import torch
+
+from defbench.attacks.threats import BPDAModel
+from defbench.defenses.base import Defense
+
+#: small budgets per registered defense (options a variant could set), so that every one runs in a second
+SMALL = {"defensegan": {"latent_steps": 3, "restarts": 2}, "cowboy": {"latent_steps": 3, "restarts": 2},
+         "invgan": {"latent_steps": 3}, "mimicgan": {"outer_iters": 1, "latent_steps": 2, "surrogate_steps": 2,
+                                                     "mean_samples": 20},
+         "ride": {"iterations": 2, "checkpoints": 1, "estimate_samples": 1, "noise_block": 1}}
+
+
+def _save_encoder(seed: int = 1) -> None:
+    """A random InvGAN encoder in the test zoo (the mechanics do not need a trained one)."""
+    from defbench.defenses.priors import Encoder
+    from defbench.harness import zoo
+
+    if zoo.exists("encoder-fmnist-quick"):
+        return
+    torch.manual_seed(seed)
+    enc = Encoder(1, 28)
+    zoo.save("encoder-fmnist-quick", {f"E.{k}": v for k, v in enc.state_dict().items()},
+             {"kind": "encoder", "dataset": "fmnist", "preset": "quick", "arch": "invgan-encoder", "config": {},
+              "metrics": {}})
+
+
+@pytest.fixture(scope="module")
+def zoo_with_encoder(tiny_zoo):
+    _save_encoder()
+    return tiny_zoo
+
+
+# --------------------------------------------------------------------------------------------- declarations
+
+def _registered():
+    from defbench.defenses.registry import DEFENSES
+
+    return DEFENSES
+
+
+@pytest.mark.parametrize("name", _registered())
+def test_randomized_exactly_when_output_depends_on_seed(name, zoo_with_encoder, fmnist_images):
+    """Purify one batch with two seeds: the outputs differ iff the defense declares itself randomized; the same
+    seed twice gives the same output (no hidden state: no call counter)."""
+    from defbench.defenses.registry import build_defense
+
+    x = fmnist_images[0][:4]
+    d = build_defense(name, "fmnist", "quick", "cpu", dict(SMALL.get(name, {})), train_missing=False,
+                      progress=False)
+    a, a2, b = d.purify(x, seed=1), d.purify(x, seed=1), d.purify(x, seed=2)
+    assert torch.equal(a, a2), f"{name}: the same seed twice gave different outputs"
+    differs = not torch.equal(a, b)
+    assert differs == bool(d.randomized), (f"{name} declares randomized={d.randomized} but its output "
+                                           f"{'changes' if differs else 'does not change'} with the seed")
+
+
+def test_mimicgan_is_randomized_and_invgan_is_not():
+    from defbench.defenses.gan_prior import PAPER_CONFIGS, seed_dependent
+
+    assert seed_dependent(PAPER_CONFIGS["mimicgan"]) and seed_dependent(PAPER_CONFIGS["defensegan"])
+    assert not seed_dependent(PAPER_CONFIGS["invgan"])
+    assert seed_dependent(PAPER_CONFIGS["invgan"].with_(restarts=3))  # jittered extra restarts
+
+
+# --------------------------------------------------------------------------------------------- EOT
+
+class _Noisy(Defense):
+    """x + seeded noise: a randomized defense whose draws are easy to recompute."""
+
+    name = "noisy"
+    randomized = True
+
+    def _purify(self, x, seed):
+        g = torch.Generator().manual_seed(seed)
+        return (x + 0.2 * torch.randn(x.shape, generator=g)).clamp(0, 1)
+
+
+def test_eot_averages_probabilities_with_derived_seeds():
+    from defbench.defenses.base import derive_seed
+
+    torch.manual_seed(0)
+    clf = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
+    d = _Noisy((1, 4, 4))
+    x = torch.rand(5, 1, 4, 4)
+    m = BPDAModel(clf, d, eot=3, seed=11)
+    out = m(x)
+    probs = torch.stack([clf(d.purify(x, seed=derive_seed(11, 0, j))).softmax(1) for j in range(3)]).mean(0)
+    assert torch.allclose(out, probs.log(), atol=1e-6)  # log of the mean probability, not the mean logit
+    assert torch.allclose(out.exp().sum(1), torch.ones(5), atol=1e-5)
+    # cross-entropy on the output is the loss of the mean probability
+    y = torch.tensor([0, 1, 2, 0, 1])
+    ce = torch.nn.functional.cross_entropy(out, y)
+    assert ce.item() == pytest.approx(-probs[torch.arange(5), y].log().mean().item(), abs=1e-5)
+    # the draws depend on (seed, call, draw) only: other work in between, or a reseed, changes nothing
+    second = m(x)
+    d.purify(torch.rand(5, 1, 4, 4))
+    m.reseed(11)
+    assert torch.equal(m(x), out) and torch.equal(m(x), second)
+    assert not torch.equal(out, second)  # a later step of the attack gets fresh draws
+    # gradients flow (BPDA: identity stand-in)
+    xr = x.clone().requires_grad_(True)
+    m.reseed(3)
+    (g,) = torch.autograd.grad(torch.nn.functional.cross_entropy(m(xr), y), xr)
+    assert g.abs().sum() > 0 and torch.isfinite(g).all()
+
+
+def test_eot_one_keeps_logits():
+    torch.manual_seed(0)
+    clf = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
+    d = _Noisy((1, 4, 4))
+    x = torch.rand(2, 1, 4, 4)
+    m = BPDAModel(clf, d, eot=1, seed=5)
+    from defbench.defenses.base import derive_seed
+
+    assert torch.equal(m(x), clf(d.purify(x, seed=derive_seed(5, 0, 0))))
+
+
+def test_eot_is_on_by_default_under_bpda(tiny_zoo, tmp_path):
+    from defbench.harness.matrix import DEFAULT_EOT, AttackSpec, Cell, MatrixRunner, MatrixSpec
+
+    for preset in ("quick", "paper"):
+        spec = MatrixSpec(dataset="fmnist", defenses=("none",), attacks=(), preset=preset).validate()
+        assert spec.eot == DEFAULT_EOT[preset] > 1
+    assert DEFAULT_EOT["paper"] == 10
+    spec = MatrixSpec(dataset="fmnist", defenses=("defensegan[latent_steps=2,restarts=2]", "median"),
+                      attacks=(AttackSpec("fgsm"),), threats=("bpda",), n=4, batch_size=4, preset="quick",
+                      out=str(tmp_path / "o"), progress=False)
+    runner = MatrixRunner(spec)
+    _, _, acfg = runner.key(Cell(0, "defensegan[latent_steps=2,restarts=2]", "bpda", AttackSpec("fgsm")))
+    assert acfg["eot"] == DEFAULT_EOT["quick"]
+    _, _, acfg = runner.key(Cell(0, "median", "bpda", AttackSpec("fgsm")))
+    assert acfg["eot"] == 1  # deterministic: nothing to average
+
+
+# --------------------------------------------------------------------------------------------- matrix
+
+DEFS = ("none", "defensegan[latent_steps=2,restarts=2]", "invgan[latent_steps=2]")
+
+
+class _Reversed:
+    def run(self, cells, work):
+        for c in reversed(cells):
+            work(c)
+
+
+def _spec(out):
+    from defbench.harness.matrix import AttackSpec, MatrixSpec
+
+    return MatrixSpec(dataset="fmnist", defenses=DEFS, attacks=(AttackSpec("pgd", 0.2, (("steps", 2),)),),
+                      threats=("graybox", "bpda"), n=8, batch_size=4,
+                      preset="quick", eot=2, eval_repeats=2, out=str(out), progress=False)
+
+
+def _snapshot(store):
+    """Per cell: its predictions (defended, undefended, every repeat) and, finer than predictions, its detection
+    scores and projection errors (a different random start or restart shows there first)."""
+    return {r["key"]: (r["defense"], r["threat"], r["attack"], r["preds"], r["preds_undefended"],
+                       (r["extra"] or {}).get("repeat_preds"), r["scores"],
+                       (r["extra"] or {}).get("projection_error")) for r in store.rows()}
+
+
+def test_fresh_resumed_and_reversed_runs_agree(zoo_with_encoder, tmp_path):
+    from defbench.harness.matrix import MatrixRunner
+
+    fresh = MatrixRunner(_spec(tmp_path / "a"))
+    fresh.run()
+    want = _snapshot(fresh.store)
+    assert len(want) == 2 + 2 * 3  # none: clean + gray-box; each GAN defense: clean + gray-box + bpda
+    assert {v[0] for v in want.values()} == set(DEFS)
+    # delete half the cells and resume: the BPDA cells (whose defenses' clean cells stay, so that earlier work
+    # on the same defense does not run again before them), the undefended gray-box cell and InvGAN's clean cell
+    cells = fresh.cells()
+    pick = [c for c in cells if c.threat == "bpda" or (c.defense == "none" and c.attack is not None)
+            or (c.defense.startswith("invgan") and c.attack is None)]
+    gone = [fresh.key(c)[0].key for c in pick]
+    assert len(gone) == len(want) // 2
+    with sqlite3.connect(fresh.store.path) as c:
+        c.executemany("DELETE FROM cells WHERE key=?", [(k,) for k in gone])
+    resumed = MatrixRunner(_spec(tmp_path / "a"))
+    resumed.run()
+    assert sorted(resumed.computed) == sorted(gone)
+    got = _snapshot(resumed.store)
+    diff = [want[k][:3] for k in want if got[k] != want[k]]
+    assert not diff, f"resumed cells differ from fresh ones: {diff}"
+    # a new store, cells in reversed order (gray-box adversarials now computed by other defenses first)
+    rev = MatrixRunner(_spec(tmp_path / "b"))
+    rev.run(_Reversed())
+    got = _snapshot(rev.store)
+    diff = [want[k][:3] for k in want if got.get(k) != want[k]]
+    assert not diff, f"cells run in reversed order differ: {diff}"
+
+
+# --------------------------------------------------------------------------------------------- ART universal
+
+def test_universal_art_is_seeded_by_the_cell(tiny_classifier, fmnist_images):
+    from defbench.attacks import get_attack
+
+    model, _ = tiny_classifier
+    x, y = fmnist_images
+
+    def fit(seed, scramble):
+        random.seed(scramble)
+        np.random.seed(scramble)
+        torch.manual_seed(scramble)
+        atk = get_attack("universal-art", "fmnist", 0.05, max_iter=1, fit_images=16)
+        atk.seed = seed
+        atk.prepare(model, x, y)
+        return atk._nu
+
+    a = fit(7, 1)
+    assert math.isfinite(float(a.abs().sum()))
+    assert torch.equal(a, fit(7, 2))  # the global RNG state does not matter ...
+    assert not torch.equal(a, fit(8, 1))  # ... the cell's seed does (ART's random image order)
