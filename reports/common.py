@@ -35,16 +35,64 @@ def base_key(row: Row) -> Base:
     return (row["dataset"], row["classifier"], row["defense"], row["defense_hash"])
 
 
+#: attack_config fields that say how a cell ran an attack, not which attack it is (EOT follows the defense)
+_NOT_ATTACK = ("eot",)
+#: ... and, for matching a white-box cell with its gray-box twin, the image subset as well
+_NOT_TWIN = ("eot", "n_images", "label")
+
+
+def _cfg_hash(row: Row, drop: tuple[str, ...]) -> str:
+    import hashlib
+    import json
+
+    c = {k: v for k, v in (row.get("attack_config") or {}).items() if k not in drop}
+    return hashlib.sha256(json.dumps(c, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
 def attack_key(row: Row) -> tuple[str, str]:
-    """The attack and its configuration, independent of threat, defense and seed."""
-    return (row["attack"], row["attack_hash"])
+    """The attack and its configuration, independent of defense and seed (and of the EOT count, which belongs
+    to the defense: one attack row of a table holds a randomized defense's EOT cell beside a deterministic
+    one's). The gan-aware threat's ε is a latent-space budget, so its attacks are attacks of their own."""
+    h = _cfg_hash(row, _NOT_ATTACK) if row.get("attack_config") else row["attack_hash"]
+    return (row["attack"], h + (":latent" if is_latent(row) else ""))
+
+
+def twin_key(row: Row) -> tuple[str, str]:
+    """The attack independent of threat, EOT and image subset: a white-box cell and its gray-box twin share it."""
+    return (row["attack"], _cfg_hash(row, _NOT_TWIN) if row.get("attack_config") else row["attack_hash"])
+
+
+def is_latent(row: Row) -> bool:
+    """Whether the row's ε budgets the generator's latent (the gan-aware threat), not the pixels."""
+    return row.get("threat") == "gan-aware"
 
 
 def attack_label(row: Row) -> str:
-    """The attack's display name (``attack_config["label"]``, else the attack's name)."""
+    """The attack's display name (``attack_config["label"]``, else the attack's name); under the gan-aware
+    threat it says that its ε is a latent-space budget."""
     if is_clean(row):
         return CLEAN
-    return str((row.get("attack_config") or {}).get("label") or row["attack"])
+    label = str((row.get("attack_config") or {}).get("label") or row["attack"])
+    if is_latent(row):
+        eps = cfg(row, "eps")
+        label += f" (latent-space ε={float(eps):g})" if eps is not None else " (latent space)"
+    return label
+
+
+def is_universal(row: Row) -> bool:
+    """Universal (image-agnostic) perturbations: α-scaled or of a universal family."""
+    return cfg(row, "alpha") is not None or str(cfg(row, "family", "")).startswith("universal")
+
+
+def is_corruption(row: Row) -> bool:
+    return str(cfg(row, "family", "")) == "corruption"
+
+
+def in_worst_case(row: Row) -> bool:
+    """Whether an attack row enters the worst-case row: a bounded, per-image attack with an ε (not CW or
+    DeepFool, not a universal perturbation, not a corruption)."""
+    return (not is_clean(row) and bool(cfg(row, "bounded")) and cfg(row, "eps") is not None
+            and not is_universal(row) and not is_corruption(row))
 
 
 def cfg(row: Row, name: str, default: Any = None) -> Any:
@@ -93,6 +141,36 @@ def detection_auc(clean: Row, attacked: Row) -> float:
     if not s0 or not s1 or not np.isfinite(scores).all() or np.ptp(scores) == 0:
         return math.nan
     return float(roc_auc_score(np.r_[np.zeros(len(s0)), np.ones(len(s1))], scores))
+
+
+def attack_succeeded(row: Row) -> np.ndarray:
+    """Per image of an attack row: whether the attack fooled the model it attacked. Gray-box attacks attack the
+    bare classifier (``preds_undefended``); white-box threats attack the defended model (``preds``)."""
+    labels = np.asarray(row["labels"], dtype=np.int64)
+    if row.get("threat") == "graybox":
+        return np.asarray(row["preds_undefended"], dtype=np.int64) != labels
+    return ~correct_mask(row)
+
+
+def detection_auc_protocol(clean: Row, attacked: Row) -> tuple[float, int, int]:
+    """ROC AUC of the InvGAN detection score under InvGAN's protocol, with its (negatives, positives):
+    negatives are the clean images the bare classifier classifies correctly, positives the *successful*
+    adversarial examples (:func:`attack_succeeded`) made from those same images. Images are matched by test-set
+    index; an attacked row on a subset of the clean images uses that subset. NaN where either side is empty or
+    the scores are undefined."""
+    from sklearn.metrics import roc_auc_score
+
+    c_idx = [int(i) for i in clean.get("indices") or range(len(clean["labels"]))]
+    ok = np.asarray(clean["preds_undefended"], dtype=np.int64) == np.asarray(clean["labels"], dtype=np.int64)
+    clean_ok = {i: (bool(k), float(s)) for i, k, s in zip(c_idx, ok, clean["scores"])}
+    a_idx = [int(i) for i in attacked.get("indices") or range(len(attacked["labels"]))]
+    won = attack_succeeded(attacked)
+    neg = [clean_ok[i][1] for i in a_idx if i in clean_ok and clean_ok[i][0]]
+    pos = [float(s) for i, s, w in zip(a_idx, attacked["scores"], won) if w and clean_ok.get(i, (False,))[0]]
+    scores = np.asarray(neg + pos, dtype=float)
+    if not neg or not pos or not np.isfinite(scores).all() or np.ptp(scores) == 0:
+        return math.nan, len(neg), len(pos)
+    return float(roc_auc_score(np.r_[np.zeros(len(neg)), np.ones(len(pos))], scores)), len(neg), len(pos)
 
 
 def binomial_half_width(n: int, p: float = 0.5) -> float:
@@ -146,14 +224,43 @@ def ordered_unique(items: Iterable[Any]) -> list[Any]:
 def attack_names(rows: Iterable[Row]) -> dict[tuple[str, str], str]:
     """Display label per attack key, in order of first appearance.
 
-    Two different configurations that share a label get their config hash appended so cells never merge.
+    Configurations that share a label are told apart by what differs: their ε first (the rows of an ε sweep
+    read "FGSM ε=0.1", "FGSM ε=0.15"), then the parameters that differ ("PGD steps=10"); only where nothing
+    readable differs is the config hash appended, so cells never merge.
     """
-    keys: dict[tuple[str, str], str] = {}
+    first: dict[tuple[str, str], Row] = {}
     for r in rows:
         if not is_clean(r):
-            keys.setdefault(attack_key(r), attack_label(r))
-    clashes = Counter(keys.values())
-    return {k: (f"{v} [{k[1][:6]}]" if clashes[v] > 1 else v) for k, v in keys.items()}
+            first.setdefault(attack_key(r), r)
+    names = {k: attack_label(r) for k, r in first.items()}
+
+    def groups() -> dict[str, list[tuple[str, str]]]:
+        g: dict[str, list[tuple[str, str]]] = {}
+        for k, v in names.items():
+            g.setdefault(v, []).append(k)
+        return {v: ks for v, ks in g.items() if len(ks) > 1}
+
+    for label, ks in groups().items():
+        eps = {k: cfg(first[k], "eps") for k in ks}
+        if len({None if e is None else round(float(e), 9) for e in eps.values()}) > 1 and not is_latent(first[ks[0]]):
+            for k in ks:
+                names[k] = f"{label} ε={float(eps[k]):g}" if eps[k] is not None else label
+    for label, ks in groups().items():
+        params = {k: dict(cfg(first[k], "params") or {}) for k in ks}
+        differ = sorted({p for k in ks for p in params[k]
+                         if len({json_str(params[j].get(p)) for j in ks}) > 1})
+        if differ:
+            for k in ks:
+                names[k] = label + " " + ",".join(f"{p}={json_str(params[k].get(p))}" for p in differ)
+    clashes = Counter(names.values())
+    return {k: (f"{v} [{k[1][:6]}]" if clashes[v] > 1 else v) for k, v in names.items()}
+
+
+def json_str(v: Any) -> str:
+    """A parameter value as the tables print it (numbers with %g)."""
+    if isinstance(v, float):
+        return f"{v:g}"
+    return str(v)
 
 
 def base_names(bases: Iterable[Base]) -> dict[Base, str]:

@@ -1,15 +1,28 @@
-"""Sanity flags: one sentence per symptom of gradient masking or of too little data.
+"""Sanity flags: one sentence per symptom of gradient masking, of a misconfigured attack or of too little data.
 
-Checks (accuracies are means over seeds, with the repeat rule of randomized defenses):
+Checks (accuracies use the repeat rule of randomized defenses; "on the same images" means pooled over the
+seeds both cells ran, on the test-set indices both cover, so a ``--n-threat`` subset cell is compared with its
+full twin on the subset):
 
 (a) an iterative bounded attack beats single-step FGSM at the same ε by more than 2 points of accuracy on
     the model the attacks differentiated (gray-box cells count only for the undefended classifier: there the
     defense was not attacked, and a large single-step perturbation surviving purification better is no sign
     of masked gradients);
-(b) a white-box attack (bpda, reparam, gan-aware) is weaker than its gray-box twin by more than 2 points;
-(c) with no defense, the strongest bounded attack leaves more than 10% accuracy;
-(d) the clean row's gradient check found mostly zero gradients or a nondeterministic forward pass;
-(e) cells of fewer than 100 images, whose binomial 95% interval is wide.
+(b) a white-box attack (bpda, reparam) is weaker than its gray-box twin on the same images by more than 2
+    points (not for ``none`` + reparam, which attacks f ∘ G ∘ I and is evaluated on f; not for gan-aware, whose
+    ε is a latent-space budget);
+(c) with no defense, the strongest bounded attack leaves more than 10% accuracy, or an unbounded per-image
+    attack (CW, DeepFool) does not bring the classifier near 0% (more than 10% left);
+(d) a transfer (gray-box), universal or score-based attack at the same ε beats every white-box attack on the
+    same defense by more than 2 points on the same images (the white-box attacks are masked or too weak);
+(e) a randomized defense attacked through BPDA with EOT 1 (one draw per gradient: its gradient is noise);
+(f) a defense leaves fewer images correct than no defense under the same attack, by more than the Wilson 95%
+    interval of the defended cell (on the same images);
+(g) the clean row's gradient check of f ∘ purify (its real autograd graph) found mostly zero or absent
+    gradients (shattered gradients), hidden randomness (same seed, different outputs), or an output that
+    depends on the seed of a defense declared deterministic;
+(h) an attack's outputs violated the attack output checks (``extra["output_violations"]``);
+(i) cells of fewer than 100 images, whose binomial 95% interval is wide.
 """
 
 from __future__ import annotations
@@ -20,48 +33,71 @@ from typing import Iterable
 
 import numpy as np
 
-from .common import (WHITE_BOX, Base, Row, accuracy, attack_key, attack_label, base_key, base_names, cfg,
-                     eps_equal, is_clean)
+from .common import (Base, Row, accuracy, attack_key, attack_label, base_key, base_names, cfg, correct_mask,
+                     eps_equal, is_clean, is_corruption, is_universal, twin_key, wilson_interval)
 
 MARGIN = 0.02          # 2 points of accuracy
 NO_DEFENSE_MAX = 0.10  # accuracy an undefended model may keep under its strongest bounded attack
+UNBOUNDED_MAX = 0.10   # ... and under an unbounded per-image attack (CW, DeepFool: ≈0% expected)
 MIN_IMAGES = 100
 ZERO_GRAD_MAX = 0.5
+#: white-box threats whose attacks differentiate the defended model (gan-aware budgets the latent instead)
+GRADIENT_THREATS = ("bpda", "reparam")
+#: attack families that query scores only (a plugin may also set ``score_based: true`` in its config)
+SCORE_BASED = ("square", "spsa", "nes", "simba", "zoo", "bandits", "score-based")
 
 Cell = tuple[Base, str, tuple[str, str]]  # (defended model, threat, attack key)
 
 
-def _cell_means(rows: list[Row]) -> dict[Cell, tuple[float, Row]]:
-    """Mean accuracy over seeds of every attack cell, with one of its rows for the config."""
-    accs: dict[Cell, list[float]] = defaultdict(list)
-    first: dict[Cell, Row] = {}
+def _cells(rows: list[Row]) -> dict[Cell, dict[int, Row]]:
+    """Every attack cell's rows by seed."""
+    out: dict[Cell, dict[int, Row]] = defaultdict(dict)
     for r in rows:
-        if is_clean(r):
-            continue
-        c = (base_key(r), r["threat"], attack_key(r))
-        accs[c].append(accuracy(r))
-        first.setdefault(c, r)
-    return {c: (float(np.nanmean(v)) if not all(math.isnan(x) for x in v) else math.nan, first[c])
-            for c, v in accs.items()}
+        if not is_clean(r):
+            out[(base_key(r), r["threat"], attack_key(r))][int(r["seed"])] = r
+    return out
+
+
+def _mean(by_seed: dict[int, Row]) -> float:
+    v = [accuracy(r) for r in by_seed.values()]
+    return float(np.nanmean(v)) if v and not all(math.isnan(x) for x in v) else math.nan
+
+
+def _first(by_seed: dict[int, Row]) -> Row:
+    return by_seed[min(by_seed)]
+
+
+def _paired(a: dict[int, Row], b: dict[int, Row]) -> tuple[int, int, int]:
+    """(correct in a, correct in b, images) over the seeds both ran and the test-set indices both cover."""
+    ka = kb = n = 0
+    for s in set(a) & set(b):
+        ma = dict(zip((int(i) for i in a[s]["indices"]), correct_mask(a[s])))
+        mb = dict(zip((int(i) for i in b[s]["indices"]), correct_mask(b[s])))
+        common = set(ma) & set(mb)
+        ka += sum(bool(ma[i]) for i in common)
+        kb += sum(bool(mb[i]) for i in common)
+        n += len(common)
+    return ka, kb, n
 
 
 def _pct(x: float) -> str:
     return f"{100 * x:.1f}%"
 
 
-def _universal(r: Row) -> bool:
-    """Universal (image-agnostic) attacks are weaker than per-image FGSM by design: not compared."""
-    return cfg(r, "alpha") is not None or str(cfg(r, "family", "")).startswith("universal")
+def _is_score_based(r: Row) -> bool:
+    return bool(cfg(r, "score_based")) or str(cfg(r, "family", "")).lower() in SCORE_BASED
 
 
-def _iterative_vs_fgsm(cells: dict[Cell, tuple[float, Row]], names: dict[Base, str]) -> list[str]:
+def _iterative_vs_fgsm(cells: dict[Cell, dict[int, Row]], names: dict[Base, str]) -> list[str]:
     out = []
-    for (b, t, _), (acc, r) in cells.items():
+    for (b, t, _), by_seed in cells.items():
+        r, acc = _first(by_seed), _mean(by_seed)
         if not (cfg(r, "iterative") and cfg(r, "bounded")) or cfg(r, "family") == "fgsm" or cfg(r, "eps") is None \
-                or _universal(r) or (t == "graybox" and r["defense"] != "none"):
+                or is_universal(r) or (t == "graybox" and r["defense"] != "none"):
             continue
-        fgsm = [a for (b2, t2, _), (a, r2) in cells.items() if b2 == b and t2 == t
-                and cfg(r2, "family") == "fgsm" and eps_equal(cfg(r2, "eps"), cfg(r, "eps")) and not math.isnan(a)]
+        fgsm = [a for (b2, t2, _), s2 in cells.items() if b2 == b and t2 == t
+                for a in [_mean(s2)] if cfg(_first(s2), "family") == "fgsm"
+                and eps_equal(cfg(_first(s2), "eps"), cfg(r, "eps")) and not math.isnan(a)]
         if fgsm and acc - min(fgsm) > MARGIN:
             out.append(f"Possible gradient masking on {names[b]} ({t}): iterative {attack_label(r)} leaves "
                        f"{_pct(acc)} accuracy, {100 * (acc - min(fgsm)):.1f} points more than single-step FGSM at "
@@ -70,33 +106,115 @@ def _iterative_vs_fgsm(cells: dict[Cell, tuple[float, Row]], names: dict[Base, s
     return out
 
 
-def _white_vs_gray(cells: dict[Cell, tuple[float, Row]], names: dict[Base, str]) -> list[str]:
-    gray_by_key = {(b, a): acc for (b, t, a), (acc, _) in cells.items() if t == "graybox"}
-    gray_by_label = {(b, attack_label(r)): acc for (b, t, _), (acc, r) in cells.items() if t == "graybox"}
+def _white_vs_gray(cells: dict[Cell, dict[int, Row]], names: dict[Base, str]) -> list[str]:
+    gray = {(b, twin_key(_first(s))): s for (b, t, _), s in cells.items() if t == "graybox"}
     out = []
-    for (b, t, a), (acc, r) in cells.items():
-        twin = gray_by_key.get((b, a), gray_by_label.get((b, attack_label(r))))
-        if t in WHITE_BOX and twin is not None and acc - twin > MARGIN:
+    for (b, t, _), by_seed in cells.items():
+        if t not in GRADIENT_THREATS or (b[2] == "none" and t == "reparam"):
+            continue
+        r = _first(by_seed)
+        twin = gray.get((b, twin_key(r)))
+        if twin is None:
+            continue
+        kw, kg, n = _paired(by_seed, twin)
+        if n and (kw - kg) / n > MARGIN:
             out.append(f"Suspicious white-box result on {names[b]}: {attack_label(r)} under {t} leaves "
-                       f"{_pct(acc)} accuracy, {100 * (acc - twin):.1f} points more than its gray-box twin "
-                       f"({_pct(twin)}); a white-box attack should not be weaker, so its gradients are likely "
-                       "masked or the attack misconfigured.")
+                       f"{_pct(kw / n)} accuracy, {100 * (kw - kg) / n:.1f} points more than its gray-box twin "
+                       f"({_pct(kg / n)}) on the same {n} images; a white-box attack should not be weaker, so its "
+                       "gradients are likely masked or the attack misconfigured.")
     return out
 
 
-def _no_defense(cells: dict[Cell, tuple[float, Row]], names: dict[Base, str]) -> list[str]:
+def _no_defense(cells: dict[Cell, dict[int, Row]], names: dict[Base, str]) -> list[str]:
     best: dict[Base, tuple[float, Row, str]] = {}
-    for (b, t, _), (acc, r) in cells.items():
-        if b[2] == "none" and cfg(r, "bounded") and not math.isnan(acc) and (b not in best or acc < best[b][0]):
+    out = []
+    for (b, t, _), by_seed in cells.items():
+        r, acc = _first(by_seed), _mean(by_seed)
+        if b[2] != "none" or math.isnan(acc):
+            continue
+        if cfg(r, "bounded") and (b not in best or acc < best[b][0]):
             best[b] = (acc, r, t)
+        if (t == "graybox" and not cfg(r, "bounded") and not is_universal(r) and not is_corruption(r)
+                and acc > UNBOUNDED_MAX):
+            out.append(f"Sanity check failed on {names[b]} (no defense): the unbounded attack {attack_label(r)} "
+                       f"leaves {_pct(acc)} accuracy where ≈0% is expected (it may perturb as much as it needs); "
+                       "it is likely stopped too early or misconfigured, and its rows on the defenses overstate "
+                       "their robustness.")
     return [f"Sanity check failed on {names[b]} (no defense): the strongest bounded attack, {attack_label(r)} "
             f"({t}), still leaves {_pct(acc)} accuracy where ≈0% is expected; the attack is likely too weak or "
-            "misconfigured." for b, (acc, r, t) in best.items() if acc > NO_DEFENSE_MAX]
+            "misconfigured." for b, (acc, r, t) in best.items() if acc > NO_DEFENSE_MAX] + out
+
+
+def _weak_beats_white(cells: dict[Cell, dict[int, Row]], names: dict[Base, str]) -> list[str]:
+    out = []
+    for (b, t, _), by_seed in cells.items():
+        r = _first(by_seed)
+        if b[2] == "none" or not cfg(r, "bounded") or cfg(r, "eps") is None:
+            continue
+        kind = ("universal" if is_universal(r) else "score-based" if _is_score_based(r)
+                else "transfer (gray-box)" if t == "graybox" else None)
+        if kind is None:
+            continue
+        white = [(s, _first(s)) for (b2, t2, _), s in cells.items() if b2 == b and t2 in GRADIENT_THREATS
+                 and not is_universal(_first(s)) and eps_equal(cfg(_first(s), "eps"), cfg(r, "eps"))]
+        # a gray-box attack with a white-box twin is check (b)'s business
+        if not white or (kind.startswith("transfer") and any(twin_key(w) == twin_key(r) for _, w in white)):
+            continue
+        gaps = []
+        for s, w in white:
+            kc, kw, n = _paired(by_seed, s)
+            if n:
+                gaps.append(((kw - kc) / n, kc / n, kw / n, w, n))
+        if gaps and min(g[0] for g in gaps) > MARGIN:
+            g = min(gaps, key=lambda g: g[2])  # the strongest white-box attack
+            out.append(f"Suspicious white-box results on {names[b]}: the {kind} attack {attack_label(r)} ({t}) "
+                       f"leaves {_pct(g[1])} accuracy, less than every white-box attack at ε={cfg(r, 'eps')} (the "
+                       f"strongest, {attack_label(g[3])} under {g[3]['threat']}, leaves {_pct(g[2])} on the same "
+                       f"{g[4]} images); an attack that knows less should not be stronger, so the white-box "
+                       "gradients are likely masked or the attacks too weak.")
+    return out
+
+
+def _eot_one(rows: list[Row], names: dict[Base, str]) -> list[str]:
+    randomized = {base_key(r) for r in rows
+                  if (r.get("extra") or {}).get("randomized")
+                  or ((r.get("extra") or {}).get("gradient_check") or {}).get("randomized_defense")}
+    hits: dict[Base, list[str]] = defaultdict(list)
+    for r in rows:
+        if not is_clean(r) and r["threat"] == "bpda" and base_key(r) in randomized and int(cfg(r, "eot") or 1) <= 1:
+            hits[base_key(r)].append(attack_label(r))
+    return [f"{names[b]} is randomized but was attacked through BPDA with EOT 1 ({', '.join(dict.fromkeys(a))}): "
+            "each gradient sees one random draw, so the attack follows noise and its accuracy overstates the "
+            "defense; rerun with --eot (e.g. 10)." for b, a in hits.items()]
+
+
+def _worse_than_none(cells: dict[Cell, dict[int, Row]], names: dict[Base, str]) -> list[str]:
+    none = {(b[0], b[1], t, twin_key(_first(s))): s for (b, t, _), s in cells.items() if b[2] == "none"}
+    out = []
+    for (b, t, _), by_seed in cells.items():
+        if b[2] == "none":
+            continue
+        r = _first(by_seed)
+        ref_t = t if (b[0], b[1], t, twin_key(r)) in none else ("graybox" if t == "bpda" else None)
+        ref = none.get((b[0], b[1], ref_t, twin_key(r))) if ref_t else None
+        if ref is None:
+            continue
+        kd, kn, n = _paired(by_seed, ref)
+        if not n:
+            continue
+        lo, hi = wilson_interval(kd, n)
+        if kn / n > hi:
+            out.append(f"{names[b]} leaves fewer images correct than no defense under {attack_label(r)} ({t}): "
+                       f"{_pct(kd / n)} (95% interval {_pct(lo)}–{_pct(hi)}) against {_pct(kn / n)} undefended on "
+                       f"the same {n} images; the defense hurts more than it helps against this perturbation.")
+    return out
 
 
 def _gradient_checks(rows: list[Row], names: dict[Base, str]) -> list[str]:
+    differentiated = {base_key(r) for r in rows if not is_clean(r) and r["threat"] in GRADIENT_THREATS}
     zero: dict[tuple[Base, str], float] = {}
     nondet: set[tuple[Base, str]] = set()
+    undeclared: set[Base] = set()
     for r in rows:
         gc = (r.get("extra") or {}).get("gradient_check") if is_clean(r) else None
         if not gc:
@@ -107,12 +225,41 @@ def _gradient_checks(rows: list[Row], names: dict[Base, str]) -> list[str]:
             zero[k] = max(zero.get(k, 0.0), float(f))
         if gc.get("nondeterministic"):
             nondet.add(k)
-    out = [f"Gradient check on {names[b]} ({t}): {100 * f:.0f}% of input gradients are zero, so gradient-based "
-           "attacks see shattered or vanishing gradients; trust only BPDA, reparameterized or gradient-free "
-           "results." for (b, t), f in zero.items()]
-    out += [f"Gradient check on {names[b]} ({t}): the defended model is nondeterministic (same input, different "
+        if gc.get("seed_dependent") and not gc.get("randomized_defense"):
+            undeclared.add(base_key(r))
+    out = []
+    for (b, t), f in zero.items():
+        what = ("input gradients of f ∘ purify (the defense's own autograd graph)" if t == "autograd"
+                else f"input gradients ({t})")
+        tail = ("" if b in differentiated or b[2] == "none" else
+                " This run has no BPDA or reparameterized cell for it, so no attack in these tables got a useful "
+                "gradient through it.")
+        out.append(f"Shattered gradients on {names[b]}: {100 * f:.0f}% of the {what} are zero or absent, so "
+                   "attacks that differentiate the defense directly see no signal; trust only BPDA, "
+                   f"reparameterized or gradient-free results for it.{tail}")
+    out += [f"Gradient check on {names[b]} ({t}): the defended model is nondeterministic (same input and seed, "
+            "different outputs): it draws randomness that is not derived from its seed, so its results cannot be "
+            "reproduced or resumed." if t == "autograd" else
+            f"Gradient check on {names[b]} ({t}): the defended model is nondeterministic (same input, different "
             "outputs); its gradients are stochastic, so attacks need EOT and accuracy the all-repeats rule."
             for (b, t) in sorted(nondet, key=str)]
+    out += [f"{names[b]} declares itself deterministic but its output changes with the seed: BPDA attacks one "
+            "draw while evaluation uses others, which overstates its robustness; declare it randomized."
+            for b in sorted(undeclared, key=str)]
+    return out
+
+
+def _output_violations(rows: list[Row], names: dict[Base, str]) -> list[str]:
+    out = []
+    for r in rows:
+        v = (r.get("extra") or {}).get("output_violations")
+        if not v or is_clean(r):
+            continue
+        items = v if isinstance(v, list) else [v]
+        first = items[0].get("message", items[0]) if isinstance(items[0], dict) else items[0]
+        out.append(f"Attack {attack_label(r)} on {names[base_key(r)]} ({r['threat']}, seed {r['seed']}) failed the "
+                   f"attack output checks {len(items)} time(s) (finite, in [0, 1], within its ε), e.g. "
+                   f"{str(first)[:200]}; its numbers in these tables are not trustworthy.")
     return out
 
 
@@ -128,9 +275,11 @@ def _small_cells(rows: list[Row]) -> list[str]:
 
 
 def sanity_flags(rows: Iterable[Row]) -> list[str]:
-    """Human-readable warnings pointing at gradient masking or underpowered cells (empty list: all clear)."""
+    """Human-readable warnings pointing at gradient masking, misconfigured attacks or underpowered cells
+    (empty list: all clear)."""
     rows = list(rows)
     names = base_names(base_key(r) for r in rows)
-    cells = _cell_means(rows)
+    cells = _cells(rows)
     return (_iterative_vs_fgsm(cells, names) + _white_vs_gray(cells, names) + _no_defense(cells, names)
-            + _gradient_checks(rows, names) + _small_cells(rows))
+            + _weak_beats_white(cells, names) + _eot_one(rows, names) + _worse_than_none(cells, names)
+            + _gradient_checks(rows, names) + _output_violations(rows, names) + _small_cells(rows))

@@ -14,8 +14,9 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-from .common import (CLEAN, Base, Row, attack_key, attack_names, base_key, base_names, correct_mask, detection_auc,
-                     is_clean, mean_std, ordered_unique, repeat_count, threat_sort_key)
+from .common import (CLEAN, Base, Row, attack_key, attack_names, base_key, base_names, cfg, correct_mask,
+                     detection_auc, detection_auc_protocol, in_worst_case, is_clean, mean_std, ordered_unique,
+                     repeat_count, threat_sort_key)
 from .sanity import sanity_flags
 
 __all__ = ["correct_mask", "robust_accuracy_table", "detection_auc_table", "sanity_flags", "to_markdown",
@@ -29,7 +30,9 @@ THREAT_NOTES = {
     "graybox": "gray-box: the attack differentiates the bare classifier; the defense is applied afterwards",
     "bpda": "white-box BPDA: forward through the defense, backward through its stand-in (EOT for randomness)",
     "reparam": "white-box reparameterization: gradients through the encoder and generator, f(G(I(x)))",
-    "gan-aware": "white-box GAN-aware: the attack searches the generator's latent space from the projection",
+    "gan-aware": "white-box GAN-aware: the attack searches the generator's latent space from the projection; its ε "
+                 "is a latent-space budget (on u = (z + 1)/2 ∈ [0, 1]^d), the result then clipped to the pixel "
+                 "ε-ball",
 }
 
 Column = tuple[Base, str | None]  # (defended model, threat or None for a clean-only column)
@@ -101,12 +104,28 @@ def _worst_case(clean: Row | None, attacks: list[Row]) -> tuple[float, bool]:
     return (float(np.mean(list(robust.values()))) if robust else math.nan), mismatch
 
 
+def _eps_key(r: Row) -> float:
+    return round(float(cfg(r, "eps")), 9)
+
+
+def _eot_suffix(col_rows: list[Row]) -> str:
+    """"EOT=k" for a BPDA column of a randomized defense (or one attacked with EOT), else ""."""
+    eots = sorted({int(cfg(r, "eot") or 1) for r in col_rows})
+    randomized = any((r.get("extra") or {}).get("randomized") for r in col_rows)
+    if not col_rows or col_rows[0]["threat"] != "bpda" or not (randomized or eots[-1] > 1):
+        return ""
+    return "EOT=" + "/".join(map(str, eots))
+
+
 def robust_accuracy_table(rows: Iterable[Row], threat: str | None = None) -> pd.DataFrame:
     """Robust accuracy (%) per attack (rows) and defense (columns), "mean ± std" over seeds.
 
-    Rows: "clean", the attacks in order of first appearance, "worst case" (per seed, the fraction of images
-    correct on the clean input and under every attack of the column). With ``threat`` given only that threat's
-    attacks are used; with ``threat=None`` and several threats present the columns are "defense (threat)".
+    Rows: "clean", the bounded per-image attacks in order of first appearance, "worst case" (per seed, the
+    fraction of images correct on the clean input and under every bounded attack of the column at that ε; one
+    row per ε, "worst case ε=…", when the table holds several), then the attacks that the worst case leaves
+    out: unbounded (CW, DeepFool), universal and corruption rows. With ``threat`` given only that threat's
+    attacks are used; with ``threat=None`` and several threats present the columns are "defense (threat)". A
+    BPDA column of a randomized defense names its EOT count ("defensegan (EOT=10)").
     """
     rows = list(rows)
     clean_rows = [r for r in rows if is_clean(r)]
@@ -124,10 +143,18 @@ def robust_accuracy_table(rows: Iterable[Row], threat: str | None = None) -> pd.
             columns += [(b, t) for t in mine]
         elif threat is None:
             columns.append((b, None))
-    names = {c: (f"{bnames[c[0]]} ({c[1]})" if mixed and c[1] else bnames[c[0]]) for c in columns}
+    names = {}
+    for c in columns:
+        eot = _eot_suffix([r for r in attack_rows if (base_key(r), r["threat"]) == c]) if c[1] else ""
+        tags = ([c[1]] if mixed and c[1] else []) + ([eot] if eot else [])
+        names[c] = f"{bnames[c[0]]} ({', '.join(tags)})" if tags else bnames[c[0]]
 
     anames = attack_names(rows)
-    index = [CLEAN] + ordered_unique(anames[attack_key(r)] for r in attack_rows) + [WORST]
+    eps_groups = sorted({_eps_key(r) for r in attack_rows if in_worst_case(r)})
+    worst_name = {e: (WORST if len(eps_groups) == 1 else f"{WORST} ε={e:g}") for e in eps_groups}
+    index = ([CLEAN] + ordered_unique(anames[attack_key(r)] for r in attack_rows if in_worst_case(r))
+             + [worst_name[e] for e in eps_groups]
+             + ordered_unique(anames[attack_key(r)] for r in attack_rows if not in_worst_case(r)))
     cells: dict[tuple[str, Column], dict[int, float]] = defaultdict(dict)
     clean_by: dict[tuple[Base, int], Row] = {}
     attacks_by: dict[tuple[Column, int], list[Row]] = defaultdict(list)
@@ -148,9 +175,13 @@ def robust_accuracy_table(rows: Iterable[Row], threat: str | None = None) -> pd.
                 cells[(CLEAN if is_clean(r) else anames[attack_key(r)], c)][s] = float(correct_mask(r).mean())
                 if repeat_count(r):
                     repeats[bnames[b]].add(repeat_count(r))
-            cells[(WORST, c)][s], mismatch = _worst_case(clean, attacks)
-            if mismatch:
-                mismatched.append(f"{names[c]} seed {s}")
+            for e in eps_groups:
+                group = [r for r in attacks if in_worst_case(r) and _eps_key(r) == e]
+                if not group:
+                    continue
+                cells[(worst_name[e], c)][s], mismatch = _worst_case(clean, group)
+                if mismatch:
+                    mismatched.append(f"{names[c]} seed {s}" + (f" ε={e:g}" if len(eps_groups) > 1 else ""))
             if clean is None and attacks:
                 notes.append(f"{names[c]} seed {s}: no clean row, worst case ignores clean accuracy.")
 
@@ -159,8 +190,19 @@ def robust_accuracy_table(rows: Iterable[Row], threat: str | None = None) -> pd.
     notes.insert(0, _seed_note(nseeds, all_seeds, "Robust accuracy in %"))
     if threat is not None and threat in THREAT_NOTES:
         notes.insert(1, f"Threat model: {THREAT_NOTES[threat]}.")
-    notes.append("worst case: per seed, an image counts only if it is classified correctly on the clean input "
-                 "and under every attack in the column (images matched by test-set index).")
+    if eps_groups:
+        at = f"at ε={eps_groups[0]:g}" if len(eps_groups) == 1 else "at that row's ε"
+        notes.append(f"worst case: per seed, an image counts only if it is classified correctly on the clean input "
+                     f"and under every bounded attack {at} in the column (images matched by test-set index); "
+                     "unbounded (CW, DeepFool), universal and corruption rows are reported beside it, not folded "
+                     "in.")
+    pixel_eps = sorted({_eps_key(r) for r in attack_rows if cfg(r, "bounded") and cfg(r, "eps") is not None
+                        and r["threat"] != "gan-aware"})
+    if len(pixel_eps) == 1:
+        notes.append(f"Bounded attacks: ℓ∞ budget ε={pixel_eps[0]:g} (pixels in [0, 1]).")
+    if any("EOT=" in n for n in names.values()):
+        notes.append("EOT=k: every BPDA gradient on the randomized defense averages the class probabilities of k "
+                     "purifications with fresh seeds (Athalye et al. 2018); EOT=1 attacks a single draw.")
     for d, ks in repeats.items():
         for k in sorted(ks):
             notes.append(f"{d}: randomized; an image counts as correct only if correct in all {k} of {k} "
@@ -173,13 +215,20 @@ def robust_accuracy_table(rows: Iterable[Row], threat: str | None = None) -> pd.
     return _attach(df, mean, std, nseeds, notes)
 
 
-def detection_auc_table(rows: Iterable[Row]) -> pd.DataFrame:
-    """ROC AUC of the InvGAN detection score, clean vs adversarial inputs, per attack and defense.
+ALL_IMAGES = "all images"
 
-    Clean scores come from the clean row of the same (dataset, classifier, defense, defense_hash, seed).
-    Values are "mean ± std" over seeds with 4 decimals (InvGAN Table 3); "n/a" where the scores are all equal
-    or no clean row matches. Defense "none" is skipped (its score is 0 by construction). When attacks of several
-    threats are present the row names are "attack (threat)".
+
+def detection_auc_table(rows: Iterable[Row]) -> pd.DataFrame:
+    """ROC AUC of the InvGAN detection score ‖Φ(x) − Φ(x̂)‖ per attack and defense, under InvGAN's protocol.
+
+    Per defense two columns: "<defense>" follows InvGAN's protocol (negatives: the clean images the bare
+    classifier gets right; positives: the successful adversarial examples of those images, where success means
+    fooling the model the attack attacked: the bare classifier under gray-box, the defended model under a
+    white-box threat); "<defense> (all images)" is every clean image against every attacked one. Clean scores
+    come from the clean row of the same (dataset, classifier, defense, defense_hash, seed). Values are
+    "mean ± std" over seeds with 4 decimals (InvGAN Table 3); "n/a" where undefined (no successful adversarial,
+    all scores equal, or no clean row). Defense "none" is skipped (its score is 0 by construction). When attacks
+    of several threats are present the row names are "attack (threat)".
     """
     rows = [r for r in rows if r["defense"] != "none"]
     clean_by = {(base_key(r), int(r["seed"])): r for r in rows if is_clean(r)}
@@ -191,21 +240,34 @@ def detection_auc_table(rows: Iterable[Row]) -> pd.DataFrame:
         return f"{anames[attack_key(r)]} ({r['threat']})" if mixed else anames[attack_key(r)]
 
     bases = ordered_unique(base_key(r) for r in attack_rows)
-    names = base_names(bases)
+    bnames = base_names(bases)
+    columns = [(b, kind) for b in bases for kind in ("protocol", ALL_IMAGES)]
+    names = {(b, kind): (bnames[b] if kind == "protocol" else f"{bnames[b]} ({ALL_IMAGES})") for b, kind in columns}
     index = ordered_unique(rname(r) for r in sorted(attack_rows, key=lambda r: threat_sort_key(r["threat"])))
-    cells: dict[tuple[str, Base], dict[int, float]] = defaultdict(dict)
-    unmatched = 0
+    cells: dict[tuple[str, Any], dict[int, float]] = defaultdict(dict)
+    unmatched, few = 0, []
     for r in attack_rows:
         clean = clean_by.get((base_key(r), int(r["seed"])))
         unmatched += clean is None
-        cells[(rname(r), base_key(r))][int(r["seed"])] = (detection_auc(clean, r)
-                                                          if clean is not None else math.nan)
-    df, mean, std, nseeds = _frames(cells, index, bases, names, 1.0, 4)
+        auc, n_neg, n_pos = detection_auc_protocol(clean, r) if clean is not None else (math.nan, 0, 0)
+        cells[(rname(r), (base_key(r), "protocol"))][int(r["seed"])] = auc
+        cells[(rname(r), (base_key(r), ALL_IMAGES))][int(r["seed"])] = (detection_auc(clean, r)
+                                                                       if clean is not None else math.nan)
+        if clean is not None and n_pos < 10:
+            few.append(f"{rname(r)} on {bnames[base_key(r)]} seed {r['seed']}: {n_pos}")
+    df, mean, std, nseeds = _frames(cells, index, columns, names, 1.0, 4)
     seeds = sorted({int(r["seed"]) for r in attack_rows})
-    notes = [_seed_note(nseeds, seeds, "Detection ROC AUC (clean = 0, adversarial = 1) of the InvGAN score "
-                        "‖Φ(x) − Φ(x̂)‖")]
+    notes = [_seed_note(nseeds, seeds, "Detection ROC AUC of the InvGAN score ‖Φ(x) − Φ(x̂)‖"),
+             "InvGAN's protocol (columns named by the defense): negatives are the clean images the classifier "
+             "classifies correctly, positives the successful adversarial examples of those images (successful: "
+             "the attacked model misclassifies them; the bare classifier for gray-box attacks, the defended model "
+             f"for white-box threats). '({ALL_IMAGES})': every clean image (0) against every attacked image (1)."]
+    if few:
+        notes.append("Fewer than 10 positives (successful adversarials), so a wide AUC interval: " + "; ".join(few)
+                     + ".")
     if (df == NA).to_numpy().any():
-        notes.append(f"{NA}: AUC undefined (all scores equal, or no matching clean row).")
+        notes.append(f"{NA}: AUC undefined (no successful adversarial, all scores equal, or no matching clean "
+                     "row).")
     if unmatched:
         notes.append(f"{unmatched} attack cell(s) had no clean row of the same defense and seed.")
     notes.append("Defense 'none' is omitted: its detection score is 0 by construction.")

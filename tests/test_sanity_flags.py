@@ -1,0 +1,251 @@
+"""Sanity flags that can fire (issue 13, item 5): for every flag a deliberately broken setup where it fires and
+a sound one where it stays silent. Most use hand-built store rows; the gradient check and the output-check
+record are produced by the runner itself."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from defbench.defenses.base import Defense, NoDefense
+from defbench.reports.sanity import sanity_flags
+from test_reports import attack_cfg, frac, make_row
+
+N = 100
+FGSM = attack_cfg("FGSM", "fgsm", iterative=False)
+PGD = attack_cfg("PGD", "pgd")
+
+
+def _base(defense: str = "invgan") -> list[dict]:
+    """A sound run: the undefended classifier broken by every attack, the defense's BPDA stronger than gray-box."""
+    return [make_row(frac(N, N), defense="none"), make_row(frac(0, N), defense="none", attack="pgd", cfg=PGD),
+            make_row(frac(90, N), defense=defense),
+            make_row(frac(50, N), defense=defense, attack="pgd", cfg=PGD),
+            make_row(frac(30, N), defense=defense, attack="pgd", cfg={**PGD, "eot": 10}, threat="bpda")]
+
+
+def test_sound_base_is_silent():
+    assert sanity_flags(_base()) == []
+
+
+# --------------------------------------------------------------------------------------------- shattered gradients
+
+class _Quantize(Defense):
+    """A broken setup: rounding to 4 levels has a zero gradient almost everywhere (shattered gradients)."""
+
+    name = "quantize"
+
+    def _purify(self, x, seed):
+        return torch.round(x * 4) / 4
+
+
+class _Blur(Defense):
+    """A sound, differentiable purification."""
+
+    name = "blur"
+
+    def _purify(self, x, seed):
+        return torch.nn.functional.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=False)
+
+
+def _gradient_check(defense, seed=0):
+    from defbench.harness.matrix import MatrixRunner
+
+    torch.manual_seed(0)
+    clf = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(28 * 28, 10))
+    x, y = torch.rand(8, 1, 28, 28), torch.arange(8)
+    return MatrixRunner.gradient_check(SimpleNamespace(classifier=clf), defense, x, y, seed=seed)
+
+
+def _with_check(gc: dict, defense: str = "invgan") -> list[dict]:
+    rows = _base(defense)
+    rows[2]["extra"] = {"gradient_check": gc}
+    return rows
+
+
+@pytest.mark.parametrize("make", [lambda G: _Quantize((1, 28, 28)),
+                                  lambda G: __import__("defbench.defenses.baselines", fromlist=["x"])
+                                  .MedianFilter(3, shape=(1, 28, 28)),
+                                  lambda G: __import__("defbench.defenses.gan_prior", fromlist=["x"]).GANPriorDefense(
+                                      "defensegan", *G, cfg=__import__("defbench.defenses.gan_prior", fromlist=["x"])
+                                      .PAPER_CONFIGS["defensegan"].with_(latent_steps=2, restarts=1),
+                                      shape=(1, 28, 28))],
+                         ids=["quantize", "median", "defensegan"])
+def test_shattered_gradients_fire_on_the_real_autograd_gradient(make, random_gan):
+    """BPDA's straight-through always passes a gradient; f ∘ purify's own graph does not, and the flag fires."""
+    gc = _gradient_check(make(random_gan))
+    assert gc["threat"] == "autograd" and gc["zero_grad_fraction"] > 0.9
+    flags = sanity_flags(_with_check(gc))
+    assert len(flags) == 1 and "Shattered gradients on invgan" in flags[0] and "autograd" in flags[0]
+
+
+@pytest.mark.parametrize("defense", [NoDefense((1, 28, 28)), _Blur((1, 28, 28))], ids=["none", "blur"])
+def test_shattered_gradients_silent_for_a_differentiable_defense(defense):
+    gc = _gradient_check(defense)
+    assert gc["zero_grad_fraction"] < 0.1 and gc["differentiable"]
+    assert not gc["nondeterministic"] and not gc["seed_dependent"]
+    assert sanity_flags(_with_check(gc)) == []
+
+
+def test_undeclared_randomness_fires():
+    class Liar(_Blur):  # output depends on the seed but the defense says it is deterministic
+        def _purify(self, x, seed):
+            g = torch.Generator().manual_seed(seed)
+            return (super()._purify(x, seed) + 0.01 * torch.rand(x.shape, generator=g)).clamp(0, 1)
+
+    gc = _gradient_check(Liar((1, 28, 28)))
+    assert gc["seed_dependent"] and not gc["randomized_defense"]
+    flags = sanity_flags(_with_check(gc))
+    assert len(flags) == 1 and "declares itself deterministic" in flags[0]
+    Liar.randomized = True
+    assert sanity_flags(_with_check(_gradient_check(Liar((1, 28, 28))))) == []
+
+
+# --------------------------------------------------------------------------------------------- white vs gray
+
+def test_white_box_weaker_than_gray_box_on_the_same_images_fires_for_a_subset_cell():
+    rows = _base()
+    # gray-box over 100 images: 50%, but on images 0-19 only 10% (images 0, 1); BPDA on those 20 images: 40%
+    gray = [i < 2 or i >= 52 for i in range(N)]
+    rows[3] = make_row(gray, attack="pgd", cfg=PGD)
+    sub = {**PGD, "n_images": 20, "label": "PGD (n=20)"}
+    rows[4] = make_row(frac(8, 20), attack="pgd", cfg=sub, threat="bpda", indices=list(range(20)))
+    flags = sanity_flags(rows)
+    assert any("Suspicious white-box result on invgan" in f and "same 20 images" in f for f in flags), flags
+
+
+def test_white_box_stronger_on_the_same_images_is_silent():
+    rows = _base()
+    # gray-box 20% overall, but 60% on images 0-19; BPDA on those 20 images: 30% (stronger on the same images)
+    gray = [i < 12 or 60 <= i < 68 for i in range(N)]
+    rows[3] = make_row(gray, attack="pgd", cfg=PGD)
+    sub = {**PGD, "n_images": 20, "label": "PGD (n=20)"}
+    rows[4] = make_row(frac(6, 20), attack="pgd", cfg=sub, threat="bpda", indices=list(range(20)))
+    assert not [f for f in sanity_flags(rows) if "white-box" in f]
+
+
+def test_no_white_vs_gray_flag_for_none_with_reparam():
+    rows = _base()
+    # f ∘ G ∘ I attacked, f evaluated: weaker than gray-box by design
+    rows.append(make_row(frac(60, N), defense="none", attack="pgd", cfg=PGD, threat="reparam"))
+    assert sanity_flags(rows) == []
+    rows.append(make_row(frac(80, N), attack="pgd", cfg=PGD, threat="reparam"))  # on a defense it fires
+    assert any("under reparam" in f for f in sanity_flags(rows))
+
+
+# --------------------------------------------------------------------------------------------- unbounded on none
+
+CW = attack_cfg("CW", "cw", eps=None, bounded=False)
+
+
+def test_unbounded_attack_not_breaking_the_classifier_fires():
+    rows = _base() + [make_row(frac(40, N), defense="none", attack="cw", cfg=CW)]
+    flags = sanity_flags(rows)
+    assert len(flags) == 1 and "unbounded attack CW" in flags[0] and "40.0%" in flags[0]
+
+
+def test_unbounded_attack_breaking_the_classifier_is_silent():
+    assert sanity_flags(_base() + [make_row(frac(1, N), defense="none", attack="cw", cfg=CW)]) == []
+
+
+# --------------------------------------------------------------------------------------------- weak beats white-box
+
+@pytest.mark.parametrize("attack,cfg,threat,kind", [
+    ("fgsm", FGSM, "graybox", "transfer"),
+    ("universal-art", attack_cfg("Universal (ART)", "universal-art", iterative=True), "graybox", "universal"),
+    ("square", attack_cfg("Square", "square"), "graybox", "score-based")])
+def test_weaker_knowledge_attack_beating_white_box_fires(attack, cfg, threat, kind):
+    rows = _base() + [make_row(frac(10, N), attack=attack, cfg=cfg, threat=threat)]
+    flags = sanity_flags(rows)
+    assert len(flags) == 1 and kind in flags[0] and "every white-box attack" in flags[0], flags
+
+
+@pytest.mark.parametrize("attack,cfg", [("fgsm", FGSM), ("square", attack_cfg("Square", "square"))])
+def test_weaker_knowledge_attack_not_beating_white_box_is_silent(attack, cfg):
+    assert sanity_flags(_base() + [make_row(frac(60, N), attack=attack, cfg=cfg)]) == []
+
+
+# --------------------------------------------------------------------------------------------- EOT 1
+
+def _bpda_rows(eot: int, randomized: bool):
+    rows = _base("defensegan")
+    rows[4] = make_row(frac(30, N), defense="defensegan", attack="pgd", cfg={**PGD, "eot": eot}, threat="bpda",
+                       extra={"randomized": randomized})
+    return rows
+
+
+def test_randomized_defense_with_eot_one_fires():
+    flags = sanity_flags(_bpda_rows(1, True))
+    assert len(flags) == 1 and "randomized" in flags[0] and "EOT 1" in flags[0] and "defensegan" in flags[0]
+
+
+@pytest.mark.parametrize("eot,randomized", [(10, True), (1, False)])
+def test_eot_flag_silent_with_eot_or_for_a_deterministic_defense(eot, randomized):
+    assert sanity_flags(_bpda_rows(eot, randomized)) == []
+
+
+# --------------------------------------------------------------------------------------------- worse than none
+
+UFGSM = attack_cfg("Universal-FGSM α=2", "universal-fgsm", eps=None, iterative=False, bounded=False, alpha=2.0)
+
+
+def test_defense_worse_than_no_defense_fires():
+    """The quickstart's case: MimicGAN 16% against 84% undefended under Universal-FGSM."""
+    rows = _base("mimicgan") + [make_row(frac(84, N), defense="none", attack="universal-fgsm", cfg=UFGSM),
+                                make_row(frac(16, N), defense="mimicgan", attack="universal-fgsm", cfg=UFGSM)]
+    flags = sanity_flags(rows)
+    assert len(flags) == 1 and "fewer images correct than no defense" in flags[0] and "16.0%" in flags[0]
+
+
+def test_defense_within_the_interval_of_no_defense_is_silent():
+    rows = _base("mimicgan") + [make_row(frac(84, N), defense="none", attack="universal-fgsm", cfg=UFGSM),
+                                make_row(frac(80, N), defense="mimicgan", attack="universal-fgsm", cfg=UFGSM)]
+    assert sanity_flags(rows) == []
+
+
+def test_bpda_cell_is_compared_with_the_undefended_gray_box_cell():
+    rows = _base()
+    rows[1] = make_row(frac(50, N), defense="none", attack="pgd", cfg=PGD)  # (also trips the 'none' check)
+    rows[4] = make_row(frac(20, N), attack="pgd", cfg={**PGD, "eot": 1}, threat="bpda")
+    assert any("fewer images correct than no defense under PGD (bpda)" in f for f in sanity_flags(rows))
+
+
+# --------------------------------------------------------------------------------------------- output checks
+
+def test_output_violations_fire_from_synthetic_rows():
+    rows = _base()
+    rows[3]["extra"] = {"output_violations": [{"check": "linf", "images": 3, "batch": 10, "worst": 0.6,
+                                               "message": "moved 3 of 10 images beyond ε=0.3 (worst 0.6)"}]}
+    flags = sanity_flags(rows)
+    assert len(flags) == 1 and "output checks" in flags[0] and "beyond ε=0.3" in flags[0]
+    rows[3]["extra"] = {"output_violations": []}
+    assert sanity_flags(rows) == []
+
+
+def test_runner_records_output_violations_and_the_flag_fires(tiny_zoo, tmp_path):
+    """A plugin allowed to continue (output_check='warn') that leaves the ε-ball: run_cell stores the
+    violations with the cell and the report flags it; an attack that stays inside stores none."""
+    from defbench.attacks.fgsm import FGSM as FGSMAttack
+    from defbench.harness.matrix import AttackSpec, MatrixRunner, MatrixSpec
+
+    class Sloppy(FGSMAttack):
+        output_check = "warn"
+
+        def run(self, model, x, y):
+            return (x + 2 * self.eps * torch.sign(super().run(model, x, y) - x)).clamp(0, 1)
+
+    spec = MatrixSpec(dataset="fmnist", defenses=("none",), attacks=(AttackSpec("fgsm", 0.1),), n=4, batch_size=4,
+                      preset="quick", out=str(tmp_path / "o"), progress=False)
+    runner = MatrixRunner(spec)
+    runner.attack = lambda s: Sloppy("fmnist", s.eps)
+    runner.run()
+    rows = list(runner.store.rows())
+    bad = [r for r in rows if r["attack"] == "fgsm"]
+    assert bad and bad[0]["extra"].get("output_violations")
+    assert any("output checks" in f for f in sanity_flags(rows))
+    runner2 = MatrixRunner(MatrixSpec(dataset="fmnist", defenses=("none",), attacks=(AttackSpec("fgsm", 0.1),), n=4,
+                                      batch_size=4, preset="quick", out=str(tmp_path / "p"), progress=False))
+    runner2.run()
+    assert not any("output checks" in f for f in sanity_flags(runner2.store.rows()))

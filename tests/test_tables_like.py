@@ -1,0 +1,156 @@
+"""Tables that compare like with like (issue 13, item 4), on hand-built store rows."""
+
+from __future__ import annotations
+
+import pytest
+
+from defbench.reports.tables import THREAT_NOTES, detection_auc_table, robust_accuracy_table
+from test_reports import attack_cfg, frac, make_row
+
+
+def _cfg_of(name: str, eps=None, **params):
+    """The attack_config a real attack records (label, family, bounded, eps, params)."""
+    from defbench.attacks import get_attack
+
+    return get_attack(name, "fmnist", eps, **params).config()
+
+
+def _row(correct, attack, cfg, **kw):
+    from defbench.harness.store import config_hash
+
+    r = make_row(correct, attack=attack, cfg=cfg, **kw)
+    r["attack_hash"] = config_hash(cfg)
+    return r
+
+
+# --------------------------------------------------------------------------------------------- worst case
+
+def test_worst_case_only_over_bounded_attacks_at_the_same_eps():
+    n = 10
+    rows = [make_row(frac(n, n)),
+            _row(frac(8, n), "fgsm", _cfg_of("fgsm", 0.3)),
+            _row([1] * 6 + [0, 0] + [1, 1], "pgd", _cfg_of("pgd", 0.3)),  # wrong on 6, 7 (FGSM: on 8, 9)
+            # unbounded, universal and corruption rows break every image: not folded into the worst case
+            _row(frac(0, n), "cw", _cfg_of("cw")),
+            _row(frac(0, n), "universal-fgsm", _cfg_of("universal-fgsm", alpha=3.0)),
+            _row(frac(0, n), "binarize", _cfg_of("binarize"))]
+    df = robust_accuracy_table(rows)
+    mean = df.attrs["mean"]["invgan"]
+    assert mean["worst case"] == pytest.approx(0.6)  # images 0-5: correct under FGSM and PGD at ε = 0.3
+    # the rows left out of the worst case are reported beside it, after it
+    idx = list(df.index)
+    assert idx[:4] == ["clean", "FGSM", "PGD", "worst case"]
+    assert idx[4:] == ["CW-L2", "Universal-FGSM α=3", "Binary"]
+    assert all(mean[i] == 0.0 for i in idx[4:])
+    notes = " ".join(df.attrs["notes"])
+    assert "bounded attack at ε=0.3" in notes and "not folded in" in notes
+
+
+def test_worst_case_per_eps():
+    n = 10
+    rows = [make_row(frac(n, n)),
+            _row(frac(9, n), "fgsm", _cfg_of("fgsm", 0.1)), _row(frac(7, n), "pgd", _cfg_of("pgd", 0.1)),
+            _row(frac(4, n), "fgsm", _cfg_of("fgsm", 0.3)), _row(frac(2, n), "pgd", _cfg_of("pgd", 0.3))]
+    df = robust_accuracy_table(rows)
+    mean = df.attrs["mean"]["invgan"]
+    assert mean["worst case ε=0.1"] == pytest.approx(0.7)
+    assert mean["worst case ε=0.3"] == pytest.approx(0.2)
+    assert "worst case" not in df.index  # no row mixes budgets
+
+
+# --------------------------------------------------------------------------------------------- ε sweep labels
+
+def test_eps_sweep_rows_are_labelled_by_eps():
+    rows = [make_row(frac(10))]
+    for eps, k in ((0.1, 6), (0.15, 4), (0.2, 2)):
+        rows.append(_row(frac(k), "fgsm", _cfg_of("fgsm", eps)))
+    df = robust_accuracy_table(rows)
+    assert [i for i in df.index if i.startswith("FGSM")] == ["FGSM ε=0.1", "FGSM ε=0.15", "FGSM ε=0.2"]
+    assert df.loc["FGSM ε=0.15", "invgan"] == "40.0"
+    # configurations that differ in a parameter, not ε, say which
+    rows = [make_row(frac(10)), _row(frac(5), "pgd", _cfg_of("pgd", 0.3, steps=10)),
+            _row(frac(3), "pgd", _cfg_of("pgd", 0.3, steps=40))]
+    assert {i for i in robust_accuracy_table(rows).index if i.startswith("PGD")} == {"PGD steps=10",
+                                                                                     "PGD steps=40"}
+
+
+# --------------------------------------------------------------------------------------------- gan-aware
+
+def test_gan_aware_budget_is_labelled_latent():
+    cfg = _cfg_of("fgsm", 0.3)
+    rows = [make_row(frac(10)), _row(frac(5), "fgsm", cfg), _row(frac(7), "fgsm", cfg, threat="gan-aware")]
+    df = robust_accuracy_table(rows)
+    assert "FGSM (latent-space ε=0.3)" in df.index and "FGSM" in df.index  # separate rows: different budgets
+    assert df.loc["FGSM (latent-space ε=0.3)", "invgan (gan-aware)"] == "70.0"
+    gan = robust_accuracy_table(rows, threat="gan-aware")
+    assert "latent-space budget" in " ".join(gan.attrs["notes"]) and "latent-space budget" in THREAT_NOTES["gan-aware"]
+
+
+# --------------------------------------------------------------------------------------------- EOT in the label
+
+def test_eot_is_shown_in_the_column_and_rows_stay_merged():
+    pgd = _cfg_of("pgd", 0.3)
+    rows = [make_row(frac(10), defense="defensegan"), make_row(frac(10), defense="invgan"),
+            _row(frac(3), "pgd", {**pgd, "eot": 10}, defense="defensegan", threat="bpda",
+                 extra={"randomized": True}),
+            _row(frac(5), "pgd", {**pgd, "eot": 1}, defense="invgan", threat="bpda", extra={"randomized": False})]
+    df = robust_accuracy_table(rows, threat="bpda")
+    assert list(df.columns) == ["defensegan (EOT=10)", "invgan"]
+    assert df.loc["PGD", "defensegan (EOT=10)"] == "30.0" and df.loc["PGD", "invgan"] == "50.0"  # one row
+    assert any("EOT=k" in n for n in df.attrs["notes"])
+
+
+# --------------------------------------------------------------------------------------------- detection AUC
+
+def _auc_rows(threat="graybox"):
+    # clean: images 0-7 correctly classified by the bare classifier, 8-9 not
+    clean = make_row(frac(10), scores=[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.05, 0.05])
+    clean["preds_undefended"] = [y if i < 8 else (y + 1) % 10 for i, y in enumerate(clean["labels"])]
+    # attacked: succeeds (fools the bare classifier) on images 0-3 and 8-9 only
+    att = make_row(frac(4, 10), attack="pgd", threat=threat, scores=[0.9, 0.85, 0.25, 0.75, 0.0, 0.0, 0.0, 0.0,
+                                                                      0.95, 0.95])
+    fooled = [True] * 4 + [False] * 4 + [True, True]
+    att["preds_undefended"] = [(y + 1) % 10 if f else y for y, f in zip(att["labels"], fooled)]
+    att["preds"] = list(att["preds_undefended"])
+    return clean, att
+
+
+def test_detection_auc_follows_invgans_protocol():
+    from sklearn.metrics import roc_auc_score
+
+    clean, att = _auc_rows()
+    df = detection_auc_table([clean, att])
+    assert list(df.columns) == ["invgan", "invgan (all images)"]
+    # negatives: clean images 0-7 (correct); positives: successful adversarials of those, images 0-3
+    neg, pos = clean["scores"][:8], att["scores"][:4]
+    want = roc_auc_score([0] * 8 + [1] * 4, neg + pos)
+    assert df.attrs["mean"].loc["PGD", "invgan"] == pytest.approx(want)
+    everything = roc_auc_score([0] * 10 + [1] * 10, clean["scores"] + att["scores"])
+    assert df.attrs["mean"].loc["PGD", "invgan (all images)"] == pytest.approx(everything)
+    assert want != pytest.approx(everything)
+    notes = " ".join(df.attrs["notes"])
+    assert "InvGAN's protocol" in notes and "successful adversarial" in notes and "(all images)" in notes
+
+
+def test_detection_auc_white_box_success_is_the_defended_models():
+    clean, att = _auc_rows(threat="bpda")
+    att["preds_undefended"] = list(att["labels"])  # the bare classifier is not what BPDA attacked
+    from sklearn.metrics import roc_auc_score
+
+    df = detection_auc_table([clean, att])
+    # success = the defended model (what BPDA attacked) misclassifies: images 0-3 of the correct 0-7
+    want = roc_auc_score([0] * 8 + [1] * 4, clean["scores"][:8] + att["scores"][:4])
+    assert df.attrs["mean"].loc["PGD", "invgan"] == pytest.approx(want)
+
+
+def test_detection_auc_without_successful_adversarials_is_na():
+    clean, att = _auc_rows()
+    att["preds_undefended"] = list(att["labels"])
+    df = detection_auc_table([clean, att])
+    assert df.loc["PGD", "invgan"] == "n/a" and df.loc["PGD", "invgan (all images)"] != "n/a"
+
+
+def test_attack_cfg_helper_rows_still_group():
+    """Hand-built rows without a real config keep working (one row per attack)."""
+    rows = [make_row(frac(10)), make_row(frac(4), attack="pgd", cfg=attack_cfg("PGD", "pgd"))]
+    assert list(robust_accuracy_table(rows).index) == ["clean", "PGD", "worst case"]
