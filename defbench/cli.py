@@ -43,6 +43,16 @@ def build_parser() -> argparse.ArgumentParser:
     zp.add_argument("action", choices=("list", "show"), help="list all | show ID")
     zp.add_argument("id", nargs="?", help="model id for 'show'")
 
+    rp = sub.add_parser("report", help="print the tables of a run's store; --html writes one self-contained page",
+                        description="Print the tables of OUT/defbench.sqlite as 'defbench matrix' does at the end "
+                                    "of a run (and rewrite its CSV, LaTeX and PNG files); with --html also write one "
+                                    "self-contained HTML file: tables, paper vs ours, sanity flags, sweep plots and "
+                                    "example image grids (see docs/REPORT.md).")
+    rp.add_argument("out", metavar="OUT", help="output dir of a 'defbench matrix' or 'defbench paper run'")
+    rp.add_argument("--html", nargs="?", const="", default=None, metavar="PATH",
+                    help="write the HTML report to PATH (default OUT/report.html)")
+    rp.set_defaults(func=_report)
+
     from defbench.harness import commands
 
     commands.add_subcommands(sub, _common)
@@ -108,6 +118,26 @@ def _zoo(args) -> int:
         summary = ", ".join(f"{k}={m[k]:.4g}" if isinstance(m.get(k), float) else f"{k}={m[k]}"
                             for k in keys if k in m)
         print(f"{e.id:40s} {e.manifest.get('arch', '?'):16s} {summary}")
+    return 0
+
+
+def _report(args) -> int:
+    from pathlib import Path
+
+    from defbench.harness.store import DB_NAME, Store
+    from defbench.reports.render import write_reports
+
+    if not (Path(args.out) / DB_NAME).is_file():
+        raise DefbenchError(f"no store {Path(args.out) / DB_NAME}; OUT must be the --out dir of a matrix or paper run")
+    store = Store(args.out)
+    try:
+        print(write_reports(store, args.out))
+        if args.html is not None:
+            from defbench.reports.html import write_html_report
+
+            print(f"HTML report: {write_html_report(store, args.out, args.html or None)}")
+    finally:
+        store.close()
     return 0
 
 

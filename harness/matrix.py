@@ -325,6 +325,9 @@ class MatrixRunner:
                         scores += (phi_in - phi_hat).norm(dim=1).tolist()
                         errors += self._projection_error(d, x_in, x_hat)
             labels += y.tolist()
+            if bidx == 0:  # the cell's first images (x, x_in, x_hat) for the HTML report's grids
+                from defbench.harness.examples import save_examples
+                save_examples(self, key, idx, x, x_in, x_hat, y)
             if bidx == 0 and atk is None:
                 extra["gradient_check"] = self.gradient_check(d, x[:8], y[:8], seed=derive_seed(pseed, "gradient"))
         preds = rep_preds[0]
