@@ -48,6 +48,7 @@ table.num { border-collapse: collapse; margin: .5em 0; font-size: .9em; }
 table.num th, table.num td { border: 1px solid #d0d0d0; padding: .25em .6em; text-align: right; }
 table.num th { background: #f2f2f2; } table.num tbody th { text-align: left; font-weight: normal; }
 table.num tr.worst th, table.num tr.worst td { font-weight: bold; background: #fafafa; }
+table.paper th:last-child { text-align: left; }
 td.missing { color: #999; } td.yes { color: #1a7f37; } td.no { color: #b42318; } td.inci { color: #9a6700; }
 ul.notes { font-size: .85em; color: #444; } ul.flags li { margin: .2em 0; }
 p.meta { color: #444; } figure { margin: 1em 0; } figcaption { font-size: .9em; color: #333; }
