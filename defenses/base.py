@@ -85,7 +85,10 @@ class Defense:
         (numpy, in-place latent optimisation, no_grad) returns a tensor that does not require grad, or raises."""
         check_images(x.detach(), self.shape, f"defense {self.name}")
         with torch.enable_grad():
-            return self._purify(x, self.seed if seed is None else seed).clamp(0, 1)
+            out = self._purify(x, self.seed if seed is None else seed)
+        # clamp as purify does, but straight through: torch's clamp has a zero gradient at 0 and 1 themselves,
+        # which would count every black background pixel of the input as a shattered gradient
+        return out + (out.clamp(0, 1) - out).detach()
 
     def stand_in(self, x: torch.Tensor) -> torch.Tensor:
         """Differentiable approximation used for the backward pass of BPDA (identity by default)."""

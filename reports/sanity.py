@@ -190,7 +190,7 @@ def _eot_one(rows: list[Row], names: dict[Base, str]) -> list[str]:
 
 def _worse_than_none(cells: dict[Cell, dict[int, Row]], names: dict[Base, str]) -> list[str]:
     none = {(b[0], b[1], t, twin_key(_first(s))): s for (b, t, _), s in cells.items() if b[2] == "none"}
-    out = []
+    hits: dict[Base, list[str]] = defaultdict(list)
     for (b, t, _), by_seed in cells.items():
         if b[2] == "none":
             continue
@@ -204,10 +204,11 @@ def _worse_than_none(cells: dict[Cell, dict[int, Row]], names: dict[Base, str]) 
             continue
         lo, hi = wilson_interval(kd, n)
         if kn / n > hi:
-            out.append(f"{names[b]} leaves fewer images correct than no defense under {attack_label(r)} ({t}): "
-                       f"{_pct(kd / n)} (95% interval {_pct(lo)}–{_pct(hi)}) against {_pct(kn / n)} undefended on "
-                       f"the same {n} images; the defense hurts more than it helps against this perturbation.")
-    return out
+            hits[b].append(f"{attack_label(r)} ({t}): {_pct(kd / n)} (95% interval {_pct(lo)}–{_pct(hi)}) against "
+                           f"{_pct(kn / n)} undefended on the same {n} images")
+    return [f"{names[b]} leaves fewer images correct than no defense under {len(h)} attack(s), by more than the "
+            f"defended cell's interval: {'; '.join(h)}. The defense hurts more than it helps against these "
+            "perturbations." for b, h in hits.items()]
 
 
 def _gradient_checks(rows: list[Row], names: dict[Base, str]) -> list[str]:

@@ -263,7 +263,8 @@ def detection_auc_table(rows: Iterable[Row]) -> pd.DataFrame:
              "the attacked model misclassifies them; the bare classifier for gray-box attacks, the defended model "
              f"for white-box threats). '({ALL_IMAGES})': every clean image (0) against every attacked image (1)."]
     if few:
-        notes.append("Fewer than 10 positives (successful adversarials), so a wide AUC interval: " + "; ".join(few)
+        notes.append(f"{len(few)} of {len(attack_rows)} cell(s) have fewer than 10 positives (successful "
+                     "adversarials), so a wide AUC interval: " + "; ".join(few[:3]) + ("; …" if len(few) > 3 else "")
                      + ".")
     if (df == NA).to_numpy().any():
         notes.append(f"{NA}: AUC undefined (no successful adversarial, all scores equal, or no matching clean "
