@@ -249,7 +249,7 @@ def detection_auc_table(rows: Iterable[Row]) -> pd.DataFrame:
     for r in attack_rows:
         clean = clean_by.get((base_key(r), int(r["seed"])))
         unmatched += clean is None
-        auc, n_neg, n_pos = detection_auc_protocol(clean, r) if clean is not None else (math.nan, 0, 0)
+        auc, _, n_pos = detection_auc_protocol(clean, r) if clean is not None else (math.nan, 0, 0)
         cells[(rname(r), (base_key(r), "protocol"))][int(r["seed"])] = auc
         cells[(rname(r), (base_key(r), ALL_IMAGES))][int(r["seed"])] = (detection_auc(clean, r)
                                                                        if clean is not None else math.nan)
@@ -258,10 +258,10 @@ def detection_auc_table(rows: Iterable[Row]) -> pd.DataFrame:
     df, mean, std, nseeds = _frames(cells, index, columns, names, 1.0, 4)
     seeds = sorted({int(r["seed"]) for r in attack_rows})
     notes = [_seed_note(nseeds, seeds, "Detection ROC AUC of the InvGAN score ‖Φ(x) − Φ(x̂)‖"),
-             "InvGAN's protocol (columns named by the defense): negatives are the clean images the classifier "
-             "classifies correctly, positives the successful adversarial examples of those images (successful: "
-             "the attacked model misclassifies them; the bare classifier for gray-box attacks, the defended model "
-             f"for white-box threats). '({ALL_IMAGES})': every clean image (0) against every attacked image (1)."]
+             ("InvGAN's protocol (columns named by the defense): negatives are the clean images the classifier "
+              "classifies correctly, positives the successful adversarial examples of those images (successful: "
+              "the attacked model misclassifies them; the bare classifier for gray-box attacks, the defended model "
+              f"for white-box threats). '({ALL_IMAGES})': every clean image (0) against every attacked image (1).")]
     if few:
         notes.append(f"{len(few)} of {len(attack_rows)} cell(s) have fewer than 10 positives (successful "
                      "adversarials), so a wide AUC interval: " + "; ".join(few[:3]) + ("; …" if len(few) > 3 else "")
