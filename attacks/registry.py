@@ -54,8 +54,22 @@ def _dist(ep) -> tuple[str, str]:
         return (str(getattr(dist, "name", None) or "an unknown distribution"), "?")
 
 
+#: (entry point name, distribution) of every plugin already warned about, so a run warns once per plugin
+_WARNED: set[tuple[str, str]] = set()
+
+
+def _warn_skipped(key: tuple[str, str], message: str) -> None:
+    import sys
+
+    if key not in _WARNED:
+        _WARNED.add(key)
+        print(f"defbench: warning: {' '.join(message.split())}", file=sys.stderr)
+
+
 def plugins() -> dict[str, type[Attack]]:
-    """The plugin attacks by name; a broken, nameless or shadowing plugin is a one-line DefbenchError."""
+    """The plugin attacks by name. A plugin that fails to import is skipped with a one-line warning naming its
+    distribution (the built-ins and the other plugins keep working); a nameless or shadowing plugin is a
+    one-line DefbenchError."""
     found: dict[str, type[Attack]] = {}
     owner: dict[str, tuple[str, str]] = {}
     for ep in entry_points(group=ENTRY_POINT_GROUP):
@@ -63,8 +77,12 @@ def plugins() -> dict[str, type[Attack]]:
         where = f"attack plugin {ep.name!r} ({ep.value}) of distribution {dist} {version}"
         try:
             cls = ep.load()
-        except Exception as exc:  # a broken plugin must not break defbench
-            raise DefbenchError(f"{where} failed to load: {exc}") from None
+        except BaseException as exc:  # a broken plugin must not break defbench (SystemExit in its import too)
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            _warn_skipped((ep.name, dist), f"skipped {where}: it failed to import ({type(exc).__name__}: "
+                                           f"{str(exc)[:200]}); reinstall or uninstall {dist}")
+            continue
         if not (isinstance(cls, type) and issubclass(cls, Attack)):
             raise DefbenchError(f"{where} is not a defbench.attacks.Attack subclass")
         own = cls.__dict__.get("name")
@@ -104,8 +122,8 @@ def available() -> dict[str, type[Attack]]:
 
 def get_attack(name: str, dataset: str = "fmnist", eps: float | None = None, **params) -> Attack:
     """An attack instance by registry name (built-in or plugin)."""
-    table = available()
     key = name.strip().lower()
+    table = available()
     if key not in table:
         raise DefbenchError(f"unknown attack {name!r}; choose one of: {', '.join(table)}")
     return table[key](dataset, eps, **params)

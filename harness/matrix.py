@@ -94,6 +94,63 @@ class MatrixSpec:
         return self
 
 
+def _adv_digest(name: str, x_adv: torch.Tensor, violations: str) -> str:
+    """sha256 over what a gray-box cache file holds and the name it is stored under (a file copied over
+    another batch's fails too)."""
+    import hashlib
+
+    t = x_adv.detach().cpu().contiguous()
+    h = hashlib.sha256(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+    h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    h.update(violations.encode())
+    return h.hexdigest()
+
+
+def _read_adv_cache(path: Path, name: str, x: torch.Tensor) -> dict | None:
+    """The cached batch at ``path`` if it is intact (loads with weights_only, right shape and dtype, finite, in
+    [0, 1], its sha256 matches), else None with a one-line warning: the batch is then recomputed and the file
+    rewritten; a damaged or tampered file is never used."""
+    import sys
+
+    why = ""
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 -- truncated, garbage, or a pickle with code in it
+        blob, why = None, f"unreadable ({type(exc).__name__})"
+    if blob is not None:
+        xa, viol = (blob.get("x_adv"), blob.get("violations")) if isinstance(blob, dict) else (None, None)
+        if not isinstance(xa, torch.Tensor) or not isinstance(viol, str):
+            why = "not a gray-box cache file"
+        elif xa.shape != x.shape or xa.dtype != x.dtype:
+            why = f"holds a batch of shape {tuple(xa.shape)}, not {tuple(x.shape)}"
+        elif blob.get("sha256") != _adv_digest(name, xa, viol):
+            why = "its sha256 does not match its contents (altered or damaged)"
+        elif not bool(torch.isfinite(xa).all()) or float(xa.min()) < 0 or float(xa.max()) > 1:
+            why = "holds values outside [0, 1]"
+        else:
+            return blob
+    print(f"defbench: warning: gray-box cache {path} is {why}; recomputing that batch", file=sys.stderr)
+    return None
+
+
+def _write_adv_cache(path: Path, name: str, x_adv: torch.Tensor, violations: str) -> None:
+    """Write a gray-box cache file atomically under a unique temporary name (concurrent runs on one --out
+    never share a temporary file; the last rename wins, and both write the same batch)."""
+    import os
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    xa = x_adv.detach().cpu()
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save({"x_adv": xa, "violations": violations, "sha256": _adv_digest(name, xa, violations)}, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
 @dataclass(frozen=True)
 class Cell:
     """One independent unit of work."""
@@ -120,11 +177,11 @@ class LocalExecutor(Executor):
 class MatrixRunner:
     def __init__(self, spec: MatrixSpec, store: Store | None = None):
         self.spec = spec.validate()
-        self.store = store or Store(spec.out)
         self.device = torch.device(spec.device)
         self.test = load_dataset(spec.dataset, "test", spec.data_root)
         if spec.n > len(self.test):
             raise DefbenchError(f"--n {spec.n} is larger than the {spec.dataset} test set ({len(self.test)} images)")
+        self.store = store or Store(spec.out)  # created once the input is known good: nothing half-written
         from defbench.harness.models import get_classifier
 
         self.classifier, cman = get_classifier(spec.dataset, spec.preset, self.device, spec.data_root,
@@ -142,6 +199,7 @@ class MatrixRunner:
         self._reparam_sha256: dict[str, str] = {}
         self.computed: list[str] = []
         self.skipped = 0
+        self.failed: list[tuple[str, str]] = []   # (cell label, message) of cells a plugin crash failed
 
     # ---------------------------------------------------------------------------------- plumbing
     def defense(self, name: str):
@@ -246,7 +304,31 @@ class MatrixRunner:
         self.skipped = len(cells) - len(todo)
         if self.spec.progress and self.skipped:
             tqdm.write(f"{self.skipped} of {len(cells)} cells already in {self.store.path}; skipping them")
-        (executor or LocalExecutor()).run(todo, self.run_cell)
+        (executor or LocalExecutor()).run(todo, self.run_cell_guarded)
+
+    def run_cell_guarded(self, cell: Cell) -> None:
+        """:meth:`run_cell`, except that a plugin attack that crashes (any exception but a DefbenchError, which
+        is a refusal meant for the user) fails only its own cell: the message is recorded in the store
+        (``Store.failures()``) and in :attr:`failed`, and the run goes on; the next run tries the cell again."""
+        try:
+            self.run_cell(cell)
+        except (DefbenchError, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            from defbench.attacks.registry import available, distribution_of
+
+            cls = available().get(cell.attack.name) if cell.attack is not None else None
+            dist = distribution_of(cls) if cls is not None else None
+            if dist is None:  # defbench's own code: a bug to report, not to hide
+                raise
+            label = f"s{cell.seed} {cell.defense} {cell.threat} {cell.attack.name}"
+            msg = (f"attack plugin {cell.attack.name!r} of distribution {dist[0]} {dist[1]} crashed: "
+                   f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}")
+            self.store.put_failure(self.key(cell)[0], label, msg)
+            self.failed.append((label, msg))
+            import sys
+
+            print(f"defbench: cell {label} failed: {msg}; the other cells go on", file=sys.stderr, flush=True)
 
     def _adv_graybox(self, atk, n: int, seed: int, bidx: int, x, y) -> torch.Tensor:
         """Gray-box adversarials of one batch, cached across defenses under the identity of everything they
@@ -259,18 +341,16 @@ class MatrixRunner:
         ident = {**atk.config(), "clf": self.classifier_id, "clf_sha256": self.classifier_sha256,
                  "data_sha256": self.data_sha256, "defbench_version": __version__, "n": n,
                  "bs": self.spec.batch_size, "strat": self.spec.stratified}
-        cache = Path(self.spec.out) / "adv-cache" / f"{config_hash(ident)}-s{seed}-b{bidx}.pt"
+        name = f"{config_hash(ident)}-s{seed}-b{bidx}"
+        cache = Path(self.spec.out) / "adv-cache" / f"{name}.pt"
         if cache.is_file():
-            blob = torch.load(cache, weights_only=True)
-            if isinstance(blob, dict) and getattr(blob.get("x_adv"), "shape", None) == x.shape:
-                atk.last_violations = json.loads(blob.get("violations", "[]"))
+            blob = _read_adv_cache(cache, name, x)
+            if blob is not None:
+                atk.last_violations = json.loads(blob["violations"])
                 atk.violations += atk.last_violations
                 return blob["x_adv"].to(x.device)
         x_adv = atk(self.classifier, x, y)
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(".tmp")
-        torch.save({"x_adv": x_adv.cpu(), "violations": json.dumps(atk.last_violations, default=str)}, tmp)
-        tmp.replace(cache)
+        _write_adv_cache(cache, name, x_adv, json.dumps(atk.last_violations, default=str))
         return x_adv
 
     def run_cell(self, cell: Cell) -> None:

@@ -18,12 +18,18 @@ PRESETS = ("quick", "paper")
 
 
 def _fetch(mid: str, build, train_missing: bool) -> tuple[dict, dict]:
-    """(state, manifest) of zoo model ``mid``, calling ``build()`` first when it is missing and allowed."""
-    if not zoo.exists(mid):
-        if not train_missing:
-            raise DefbenchError(f"model {mid} is not in the zoo; build it with: {zoo.build_hint(mid)}")
-        build()
-    return zoo.load(mid)
+    """(state, manifest) of zoo model ``mid``, calling ``build()`` first when it is missing and allowed. The
+    zoo's lock of ``mid`` is held throughout, so of two processes that need it only one trains; the other waits
+    and loads. A model that is half there (manifest or checkpoint gone) is reported, never retrained over."""
+    with zoo.lock(mid):
+        half = zoo.half_message(mid)
+        if half:
+            raise DefbenchError(half)
+        if not zoo.exists(mid):
+            if not train_missing:
+                raise DefbenchError(f"model {mid} is not in the zoo; build it with: {zoo.build_hint(mid)}")
+            build()
+        return zoo.load(mid)
 
 
 def _check_preset(preset: str) -> None:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from defbench import DefbenchError
-from defbench.harness.commands import add_threat_n, parse_threat_n
+from defbench.harness.commands import add_threat_n, count_type, parse_threat_n
 from defbench.harness.matrix import QUICK_ATTACK_PARAMS, QUICK_DEFENSE_OVERRIDES, AttackSpec, Cell, MatrixSpec
 
 PAPERS_DIR = "../shared/papers"
@@ -567,12 +567,42 @@ def _ride_table1() -> PaperTable:
                "the text (ε = 0.015 here is a placeholder).", "The paper prints fractions; shown in % (x100)."))
 
 
+#: RIDE Fig. 5(a)'s defenders as RIDE variants (docs/DEFENSES.md): DIP fits a fixed random input to the image,
+#: I-DIP adds the iterative estimate, DAE the noisy input and target, RIDE all three
+RIDE_ABLATION = {"DIP": "input=fixed,target_noise=false,alpha=1,nms=false", "I-DIP": "input=fixed,target_noise=false",
+                 "DAE": "alpha=1,nms=false", "RIDE": ""}
+
+
+def _ride_fig5a() -> PaperTable:
+    rows = tuple(RIDE_ABLATION)
+    cols = ("with dropout", "without dropout")
+    fgsm = AttackSpec("fgsm", 0.015)
+    label = (lambda opts, extra: f"ride[{','.join(filter(None, (opts, extra)))}]" if opts or extra else "ride")
+    m = {(r, c): Measure(label(o, "" if c == "with dropout" else "dropout=0"), "graybox", fgsm)
+         for r, o in RIDE_ABLATION.items() for c in cols}
+    return PaperTable(
+        id="ride-fig5a", ref="RIDE Fig. 5(a)",
+        title="Ablation: DIP, I-DIP, DAE and RIDE, with and without dropout, gray-box FGSM on ImageNet (top-1 %)",
+        source=f"{RIDE}, Figure 5(a) and supplementary Figure 8 (§'Ablation Study')", dataset="imagenet",
+        defenses=tuple(dict.fromkeys(mm.defense for mm in m.values())), attacks=(fgsm,), threats=("graybox",),
+        n=2000, rows=rows, cols=cols, cells=_grid(rows, cols, [[None] * len(cols)] * len(rows), m),
+        stratified=True,
+        notes=("The figure's curves are not in the text: paper values are None; the paper reports RIDE (all three "
+               "techniques) highest, DAE the most important of the three and iterative optimisation second.",
+               "Defenders as RIDE options (docs/DEFENSES.md): DIP = input=fixed, target_noise=false, alpha=1, "
+               "nms=false; I-DIP = DIP with the iterative estimate (alpha 0.9, NMS); DAE = alpha=1, nms=false; "
+               "RIDE = the defaults; 'without dropout' adds dropout=0. Attack: one-step FGSM, step 0.015 "
+               "(§Attacker), on the ImageNet validation subset of 2 images per class.",
+               "Needs the ImageNet validation set (ImageFolder) and torchvision's ResNet-50 weights."))
+
+
 def _all_tables() -> dict[str, PaperTable]:
     tables = [_mimicgan_fig5b(), _mimicgan_fig5a(), _mimicgan_fig4b(), _mimicgan_fig9b(), _mimicgan_table2()]
     for ds in ("mnist", "fmnist"):
         tables += list(_invgan_parts(ds))
     tables.append(_invgan_fig4())
-    tables += [_ride_table2("mnist"), _ride_table2("cifar10"), _ride_table2("imagenet"), _ride_table1()]
+    tables += [_ride_table2("mnist"), _ride_table2("cifar10"), _ride_table2("imagenet"), _ride_table1(),
+               _ride_fig5a()]
     order = sorted(tables, key=lambda t: t.id)
     return {t.id: t for t in order}
 
@@ -627,10 +657,14 @@ def run_table(table: PaperTable, n: int | None = None, preset: str = "paper", de
     cells = table.needed_cells(spec.seeds, preset)
     keys = {c: runner.key(c)[0] for c in cells}  # n and batch size are part of every key
     todo = [c for c in cells if not runner.store.has(keys[c])]
-    LocalExecutor().run(todo, runner.run_cell)
+    LocalExecutor().run(todo, runner.run_cell_guarded)
     rows = {}
+    failed = {f["key"]: f["message"] for f in runner.store.failures()}
     for c, k in keys.items():
         found = list(runner.store.rows(key=k.key))
+        if not found and k.key in failed:
+            raise DefbenchError(f"cell s{c.seed} {c.defense} {c.threat} {c.attack.name if c.attack else 'clean'} "
+                                f"failed: {failed[k.key]}; the other cells are stored, rerun to retry it")
         if not found:
             raise DefbenchError(f"cell {c} missing from {runner.store.path} after the run")
         rows[c] = found[0]
@@ -652,7 +686,7 @@ def add_parser(sub, common) -> None:
                          epilog="examples:\n  defbench paper run mimicgan-fig5b --preset quick --n 20\n"
                                 "  defbench paper run invgan-table2 --n 500")
     rp.add_argument("table", help="table id from 'defbench paper list', or a group prefix (e.g. invgan-table2)")
-    rp.add_argument("--n", type=int, default=None, help="images per cell (default the paper's n, 500 when the "
+    rp.add_argument("--n", type=count_type("n"), default=None, help="images per cell (default the paper's n, 500 when the "
                                                          f"paper gives none; quick preset at most {QUICK_N})")
     add_threat_n(rp)
     rp.add_argument("--preset", default="paper", help="paper (the papers' settings) | quick (smoke budgets)")
@@ -676,7 +710,17 @@ def cmd_run(args) -> int:
     from defbench.harness.seeding import resolve_device
     from defbench.reports.paper import write_paper_report
 
+    from defbench.harness.models import PRESETS
+    from defbench.harness.store import check_dir
+
+    if not args.table.strip():
+        raise DefbenchError("paper run needs a table id; see 'defbench paper list'")
     tables = resolve(args.table)
+    if args.preset not in PRESETS:
+        raise DefbenchError(f"unknown preset {args.preset!r}; choose one of: {', '.join(PRESETS)}")
+    if args.out is not None:
+        check_dir(args.out)  # a file in its place or above it, no permission: said before any work
+    threat_n = parse_threat_n(args.n_threat)
     if len(tables) == 1 and not tables[0].runnable:
         raise DefbenchError(f"paper table {tables[0].id} is not yet supported: {tables[0].unsupported}")
     runnable = [t for t in tables if t.runnable]
@@ -686,7 +730,7 @@ def cmd_run(args) -> int:
     device = str(resolve_device(args.device))
     for t in runnable:
         res = run_table(t, args.n, args.preset, device, args.seed, args.out, args.data_root, not args.no_progress,
-                        parse_threat_n(args.n_threat))
+                        threat_n)
         print(write_paper_report(res, res.out))
         print(f"\n{res.computed} cells computed, {res.reused} reused from {Path(res.out) / 'defbench.sqlite'} in "
               f"{res.seconds:.0f}s on {res.device}\n")

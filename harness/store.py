@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
 import time
 from dataclasses import dataclass, field
@@ -79,23 +80,136 @@ class CellResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+#: seconds a writer waits for another process's transaction (two runs on one --out) before giving up
+BUSY_TIMEOUT_S = 120.0
+#: the JSON columns of a row (a row whose JSON does not parse is broken: ``store check`` finds it)
+JSON_COLUMNS = ("defense_config", "attack_config", "labels", "preds", "preds_undefended", "scores", "indices",
+                "extra")
+_FIX = "see 'defbench store check {out}' and 'defbench store salvage {out}'"
+
+
+def os_error_line(exc: OSError, path: str | Path | None = None) -> str:
+    """One line for a file-system failure that says what it is (permission, read-only, full disk, ...)."""
+    import errno
+
+    where = path or exc.filename or "a file"
+    why = {errno.EACCES: "permission denied", errno.EPERM: "permission denied",
+           errno.EROFS: "read-only file system", errno.ENOSPC: "no space left on device (disk full)",
+           errno.EDQUOT: "disk quota exceeded", errno.ENOTDIR: "a path component is a file, not a directory",
+           errno.EISDIR: "is a directory", errno.ENOENT: "no such file or directory",
+           errno.ENAMETOOLONG: "file name too long"}.get(exc.errno, exc.strerror or str(exc))
+    return f"{where}: {why}"
+
+
+def check_dir(path: str | Path, what: str = "--out") -> Path:
+    """Check, without creating anything, that ``path`` is or can become a writable directory; else a one-line
+    DefbenchError: empty, a file in its place or above it, no permission, a read-only file system."""
+    if str(path).strip() == "":
+        raise DefbenchError(f"{what} is empty; give a directory")
+    p = Path(path).expanduser()
+    for q in (p, *p.parents):
+        if q.exists() and not q.is_dir():
+            if q == p:
+                raise DefbenchError(f"{what} {p} is a file, not a directory")
+            raise DefbenchError(f"{what} {p} is below the file {q}, which is not a directory")
+    existing = next((q for q in (p, *p.parents) if q.exists()), None)
+    if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+        ro = _read_only_fs(existing)
+        raise DefbenchError(f"cannot write {what} {p}: {existing} is on a read-only file system" if ro else
+                            f"cannot write {what} {p}: permission denied on {existing}")
+    return p
+
+
+def _read_only_fs(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):
+        return False
+
+
+def ensure_dir(path: str | Path, what: str = "--out") -> Path:
+    """Create the output directory ``path`` (and its parents), or a one-line DefbenchError that says why not:
+    a file in its place or above it, permission denied, a read-only or full file system."""
+    p = check_dir(path, what)
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DefbenchError(f"cannot create {what} {p}: {os_error_line(exc, exc.filename or p).split(': ', 1)[-1]}"
+                            ) from None
+    return p
+
+
+def _sqlite_line(path: Path, exc: sqlite3.Error) -> str:
+    """What a sqlite error means for the user: a damaged store, a full disk, no write permission, ..."""
+    msg = str(exc).lower()
+    out = path.parent
+    if "disk is full" in msg or "database or disk is full" in msg:
+        return f"cannot write {path}: no space left on device (disk full); free space and rerun (finished cells are kept)"
+    if "readonly" in msg or "read-only" in msg:
+        return f"cannot write {path}: the store or its directory is read-only (permission denied or a read-only file system)"
+    if "unable to open" in msg:
+        return f"cannot open {path}: permission denied or the directory is not writable"
+    if "locked" in msg or "busy" in msg:
+        return (f"{path} stayed locked by another process for more than {BUSY_TIMEOUT_S:.0f}s; "
+                "is a run on the same --out hung?")
+    if "not a database" in msg or "malformed" in msg or "corrupt" in msg or "disk i/o" in msg:
+        return f"{path} is damaged ({exc}); " + _FIX.format(out=out)
+    return f"{path}: {exc}; " + _FIX.format(out=out)
+
+
+def _connect(path: Path, readonly: bool = False) -> sqlite3.Connection:
+    if readonly:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S)
+    else:
+        conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S)
+    conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+    return conn
+
+
+def _create(conn: sqlite3.Connection) -> None:
+    """Create the schema of an empty database; idempotent, and safe when two processes create one store: the
+    first takes the write lock (BEGIN IMMEDIATE), the second waits for it (busy timeout) and finds the tables.
+    A database that already holds other tables is left alone (the schema check then refuses it)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if conn.execute("SELECT COUNT(*) FROM sqlite_master WHERE type='table'").fetchone()[0] == 0:
+            conn.execute("CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT)")
+            conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            conn.execute("INSERT OR IGNORE INTO meta VALUES ('defbench_version', ?)", (__version__,))
+            conn.execute(f"CREATE TABLE IF NOT EXISTS cells ({_COLUMNS})")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
 class Store:
+    """The store of one output dir. Several processes may share it (WAL, a busy timeout of
+    :data:`BUSY_TIMEOUT_S`, idempotent creation): each cell is one transaction, written once."""
+
     def __init__(self, out_dir: str | Path):
-        self.path = Path(out_dir) / DB_NAME
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fresh = not self.path.exists()
+        self.path = ensure_dir(out_dir) / DB_NAME
         try:
-            self.conn = sqlite3.connect(str(self.path), timeout=60)
-            self.conn.execute("PRAGMA journal_mode=WAL")
-            if fresh:
-                with self.conn:
-                    self.conn.execute("CREATE TABLE meta (k TEXT PRIMARY KEY, v TEXT)")
-                    self.conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-                    self.conn.execute("INSERT INTO meta VALUES ('defbench_version', ?)", (__version__,))
-                    self.conn.execute(f"CREATE TABLE cells ({_COLUMNS})")
+            self.conn = _connect(self.path)
+            for attempt in range(50):  # WAL needs an exclusive moment; retry while another process creates
+                try:
+                    self.conn.execute("PRAGMA journal_mode=WAL")
+                    break
+                except sqlite3.OperationalError as exc:
+                    if "locked" not in str(exc) and "busy" not in str(exc) or attempt == 49:
+                        raise
+                    time.sleep(0.05 * (1 + attempt % 5))
+            self.conn.isolation_level = None   # explicit transactions in _create
+            _create(self.conn)
+            self.conn.isolation_level = ""     # Python's default: put() is one transaction
             row = self.conn.execute("SELECT v FROM meta WHERE k='schema_version'").fetchone()
         except sqlite3.DatabaseError as exc:
-            raise DefbenchError(f"{self.path} is not a defbench store ({exc}); use another --out") from None
+            if "no such table" in str(exc):
+                raise DefbenchError(f"{self.path} is not a defbench store; use another --out") from None
+            if "not a database" in str(exc):
+                raise DefbenchError(f"{self.path} is not a defbench store or is damaged ({exc}); use another "
+                                    f"--out, or {_FIX.format(out=self.path.parent)}") from None
+            raise DefbenchError(_sqlite_line(self.path, exc)) from None
         if row is None or row[0] != str(SCHEMA_VERSION):
             found = row[0] if row else "none"
             why = " (its cells are not keyed by the sha256 of their data and models)" if found == "1" else ""
@@ -103,7 +217,10 @@ class Store:
                                 f"version {SCHEMA_VERSION}; use another --out or move that directory away")
 
     def has(self, key: CellKey) -> bool:
-        return self.conn.execute("SELECT 1 FROM cells WHERE key=?", (key.key,)).fetchone() is not None
+        try:
+            return self.conn.execute("SELECT 1 FROM cells WHERE key=?", (key.key,)).fetchone() is not None
+        except sqlite3.DatabaseError as exc:
+            raise DefbenchError(_sqlite_line(self.path, exc)) from None
 
     def put(self, key: CellKey, res: CellResult) -> None:
         n = len(res.labels)
@@ -122,25 +239,268 @@ class Store:
             "extra": json.dumps(res.extra, sort_keys=True, default=str),
         }
         cols = ", ".join(row)
-        with self.conn:  # one transaction: the cell is there whole or not at all
-            self.conn.execute(f"INSERT OR REPLACE INTO cells ({cols}) VALUES ({', '.join('?' * len(row))})",
-                              tuple(row.values()))
+        try:
+            with self.conn:  # one transaction: the cell is there whole or not at all
+                # a cell another process stored meanwhile (same key: same inputs) is kept, not written twice
+                self.conn.execute(f"INSERT OR IGNORE INTO cells ({cols}) VALUES ({', '.join('?' * len(row))})",
+                                  tuple(row.values()))
+        except sqlite3.DatabaseError as exc:
+            raise DefbenchError(_sqlite_line(self.path, exc)) from None
 
     def rows(self, **where: Any) -> Iterator[dict[str, Any]]:
         sql = "SELECT * FROM cells"
         if where:
             sql += " WHERE " + " AND ".join(f"{k}=?" for k in where)
-        cur = self.conn.execute(sql, tuple(where.values()))
-        names = [d[0] for d in cur.description]
-        for r in cur:
-            d = dict(zip(names, r))
-            for k in ("defense_config", "attack_config", "labels", "preds", "preds_undefended", "scores",
-                      "indices", "extra"):
-                d[k] = json.loads(d[k])
-            yield d
+        try:
+            cur = self.conn.execute(sql, tuple(where.values()))
+            names = [d[0] for d in cur.description]
+            for r in cur:
+                d = dict(zip(names, r))
+                try:
+                    for k in JSON_COLUMNS:
+                        d[k] = json.loads(d[k])
+                except (TypeError, ValueError):
+                    raise DefbenchError(f"{self.path}: cell {d.get('key')} is broken (its {k} is not JSON); "
+                                        + _FIX.format(out=self.path.parent)) from None
+                yield d
+        except sqlite3.DatabaseError as exc:
+            raise DefbenchError(_sqlite_line(self.path, exc)) from None
+
+    def put_failure(self, key: CellKey, label: str, message: str) -> None:
+        """Record that the cell ``key`` failed (e.g. a plugin attack crashed on a batch); the cell itself stays
+        absent, so the next run tries it again. ``failures()`` lists them."""
+        try:
+            with self.conn:
+                self.conn.execute("CREATE TABLE IF NOT EXISTS failures (key TEXT PRIMARY KEY, label TEXT NOT NULL, "
+                                  "message TEXT NOT NULL, created_at TEXT NOT NULL)")
+                self.conn.execute("INSERT OR REPLACE INTO failures VALUES (?, ?, ?, ?)",
+                                  (key.key, label, message, time.strftime("%Y-%m-%dT%H:%M:%S")))
+        except sqlite3.DatabaseError as exc:
+            raise DefbenchError(_sqlite_line(self.path, exc)) from None
+
+    def failures(self) -> list[dict[str, Any]]:
+        """Failed cells not stored since: key, label, message, created_at."""
+        try:
+            if self.conn.execute("SELECT 1 FROM sqlite_master WHERE name='failures'").fetchone() is None:
+                return []
+            cur = self.conn.execute("SELECT f.key, f.label, f.message, f.created_at FROM failures f WHERE NOT "
+                                    "EXISTS (SELECT 1 FROM cells c WHERE c.key = f.key) ORDER BY f.created_at")
+            return [dict(zip(("key", "label", "message", "created_at"), r)) for r in cur]
+        except sqlite3.DatabaseError as exc:
+            raise DefbenchError(_sqlite_line(self.path, exc)) from None
 
     def count(self) -> int:
-        return self.conn.execute("SELECT COUNT(*) FROM cells").fetchone()[0]
+        try:
+            return self.conn.execute("SELECT COUNT(*) FROM cells").fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            raise DefbenchError(_sqlite_line(self.path, exc)) from None
 
     def close(self) -> None:
         self.conn.close()
+
+
+# ------------------------------------------------------------------------------ check and salvage
+_KEY_FIELDS = ("dataset", "classifier", "defense", "defense_hash", "attack", "attack_hash", "threat", "seed")
+_COLUMN_NAMES = tuple(c.split()[0] for c in _COLUMNS.replace("\n", " ").split(",") if c.strip())
+
+
+def row_problem(d: dict[str, Any]) -> str | None:
+    """Why a raw ``cells`` row (column -> stored value) is not an intact cell, or None when it is: a missing
+    column, JSON that does not parse, per-image lists of the wrong length, a ``correct`` count that does not
+    match its predictions, or a key that is not the hash of its key fields (a flipped byte)."""
+    missing = [c for c in _COLUMN_NAMES if d.get(c) is None]
+    if missing:
+        return f"missing {', '.join(missing)}"
+    try:
+        j = {k: json.loads(d[k]) for k in JSON_COLUMNS}
+    except (TypeError, ValueError):
+        return "a JSON column does not parse"
+    n = d["n"]
+    lists = ("labels", "preds", "preds_undefended", "indices")
+    if not isinstance(n, int) or any(not isinstance(j[k], list) or len(j[k]) != n for k in lists):
+        return f"per-image lists do not all hold n={n} entries"
+    try:
+        if d["correct"] != sum(int(p == y) for p, y in zip(j["preds"], j["labels"])):
+            return "its correct count does not match its predictions"
+        key = CellKey(*(d[k] for k in _KEY_FIELDS)).key
+    except (TypeError, ValueError):
+        return "a field of the wrong type"
+    if key != d["key"]:
+        return "its key does not match its fields"
+    return None
+
+
+def _readable_rows(conn: sqlite3.Connection, errors: list[str]) -> Iterator[dict[str, Any]]:
+    """Every ``cells`` row that can still be read, in rowid order; a damaged region of the table is skipped
+    (probing past it with growing steps) and noted in ``errors``."""
+    last, lo, hi = -(2 ** 63), -(2 ** 63), 2 ** 62
+    for _ in range(10_000):
+        try:
+            cur = conn.execute("SELECT rowid, * FROM cells WHERE rowid > ? ORDER BY rowid", (last,))
+            names = [c[0] for c in cur.description]
+            for r in cur:
+                last = r[0]
+                yield dict(zip(names[1:], r[1:]))
+            return
+        except sqlite3.DatabaseError as exc:
+            errors.append(f"unreadable rows after rowid {last if last > lo else 0}: {exc}")
+        step, nxt = 1, None
+        while last + step < hi:
+            try:
+                found = conn.execute("SELECT rowid FROM cells WHERE rowid > ? ORDER BY rowid LIMIT 1",
+                                     (last + step,)).fetchone()
+                if found is None:
+                    return
+                nxt = found[0]
+                break
+            except sqlite3.DatabaseError:
+                step *= 2
+        if nxt is None:
+            return
+        last = nxt - 1
+
+
+@dataclass
+class StoreCheck:
+    path: Path
+    intact: list[dict[str, Any]] = field(default_factory=list)   # raw rows of the intact cells
+    broken: list[str] = field(default_factory=list)              # "key: why" per broken row
+    errors: list[str] = field(default_factory=list)              # file-level damage (unreadable pages, ...)
+
+    @property
+    def ok(self) -> bool:
+        return not self.broken and not self.errors
+
+    def summary(self) -> str:
+        s = f"{self.path}: {len(self.intact)} intact cell(s)"
+        if self.broken:
+            s += f", {len(self.broken)} broken row(s) ({'; '.join(self.broken[:3])}{'; ...' if len(self.broken) > 3 else ''})"
+        if self.errors:
+            s += f", damage: {'; '.join(self.errors[:2])}"
+        return s + ("" if self.ok else f"; 'defbench store salvage {self.path.parent}' keeps the intact cells")
+
+
+def check_store(out_dir: str | Path) -> StoreCheck:
+    """Read every cell of ``<out_dir>/defbench.sqlite`` that can be read and sort them into intact and broken;
+    never writes the store. A file that is no store at all is a DefbenchError."""
+    path = Path(out_dir) / DB_NAME
+    if not path.is_file():
+        raise DefbenchError(f"no store {path}; OUT must be the --out dir of a matrix or paper run")
+    res = StoreCheck(path)
+    conn, copy = _open_for_reading(path, res.errors)
+    if conn is None:
+        return res
+    try:
+        try:
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            version = conn.execute("SELECT v FROM meta WHERE k='schema_version'").fetchone() if "meta" in tables \
+                else None
+        except sqlite3.DatabaseError as exc:
+            res.errors.append(f"the file is not a readable SQLite database ({exc})")
+            return res
+        if "cells" not in tables:
+            res.errors.append("it has no cells table")
+            return res
+        if version is not None and version[0] != str(SCHEMA_VERSION):
+            raise DefbenchError(f"{path} holds a store of schema version {version[0]}, this defbench reads version "
+                                f"{SCHEMA_VERSION}; nothing to check or salvage")
+        try:
+            for e in conn.execute("PRAGMA integrity_check(20)"):
+                if e[0] != "ok":
+                    res.errors.append(f"integrity: {e[0]}")
+        except sqlite3.DatabaseError as exc:
+            res.errors.append(f"integrity check failed ({exc})")
+        seen = set()
+        for d in _readable_rows(conn, res.errors):
+            why = row_problem(d)
+            if why is None and d["key"] in seen:
+                why = "a second copy of its key"
+            if why is None:
+                seen.add(d["key"])
+                res.intact.append(d)
+            else:
+                res.broken.append(f"{d.get('key')}: {why}")
+    finally:
+        conn.close()
+        if copy is not None:
+            copy.unlink(missing_ok=True)
+    return res
+
+
+def _open_for_reading(path: Path, errors: list[str]) -> tuple[sqlite3.Connection | None, Path | None]:
+    """A connection that can read ``path``'s schema: the file itself (with its WAL), else a copy whose header
+    is repaired (page count set to the pages the file still has, rollback mode): a truncated store's header
+    still claims its old size, and SQLite then refuses the whole file. (connection, the copy to delete)."""
+    try:
+        conn = _connect(path)
+    except sqlite3.Error as exc:
+        raise DefbenchError(_sqlite_line(path, exc)) from None
+    try:
+        conn.execute("SELECT name FROM sqlite_master").fetchall()
+        return conn, None
+    except sqlite3.DatabaseError as exc:
+        first = exc
+        conn.close()
+    raw = bytearray(path.read_bytes())
+    if len(raw) < 100 or not raw.startswith(b"SQLite format 3\x00"):
+        errors.append(f"the file is not a readable SQLite database ({first})")
+        return None, None
+    page = int.from_bytes(raw[16:18], "big")
+    page = 65536 if page == 1 else page
+    if page < 512 or page & (page - 1) or len(raw) < page:
+        errors.append(f"the file is not a readable SQLite database ({first}; its header is damaged)")
+        return None, None
+    raw[28:32] = (len(raw) // page).to_bytes(4, "big")
+    raw[18] = raw[19] = 1
+    copy = path.parent / f".{path.name}.read-{os.getpid()}"
+    copy.write_bytes(bytes(raw[: len(raw) // page * page]))
+    try:
+        conn = sqlite3.connect(str(copy))
+        conn.execute("SELECT name FROM sqlite_master").fetchall()
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        copy.unlink(missing_ok=True)
+        errors.append(f"the file is not a readable SQLite database ({first}; {exc})")
+        return None, None
+    errors.append(f"the file is damaged ({first}; {len(raw)} bytes, {len(raw) // page} whole pages: truncated?)")
+    return conn, copy
+
+
+def salvage_store(out_dir: str | Path) -> tuple[StoreCheck, Path | None]:
+    """Rebuild ``<out_dir>/defbench.sqlite`` from its intact cells. The damaged file (with its -wal and -shm)
+    is kept beside it as ``defbench.sqlite.damaged-<time>``; a store with nothing wrong is left as it is
+    (returns None for the backup). The next run recomputes exactly the cells that were dropped. Run it while
+    no other process uses the store."""
+    out = Path(out_dir)
+    chk = check_store(out)
+    if chk.ok:
+        return chk, None
+    path = chk.path
+    tmp = out / f".{DB_NAME}.salvage-{os.getpid()}"
+    for p in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
+        p.unlink(missing_ok=True)
+    try:
+        conn = sqlite3.connect(str(tmp))
+        conn.isolation_level = None
+        _create(conn)
+        with conn:
+            conn.execute("BEGIN")
+            for d in chk.intact:
+                conn.execute(f"INSERT OR IGNORE INTO cells ({', '.join(_COLUMN_NAMES)}) VALUES "
+                             f"({', '.join('?' * len(_COLUMN_NAMES))})", tuple(d[c] for c in _COLUMN_NAMES))
+            conn.execute("COMMIT")
+        conn.close()
+        backup = out / f"{DB_NAME}.damaged-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
+        os.replace(path, backup)
+        for suffix in ("-wal", "-shm"):  # a stale WAL must never be applied to the rebuilt file
+            side = Path(f"{path}{suffix}")
+            if side.exists():
+                os.replace(side, Path(f"{backup}{suffix}"))
+        os.replace(tmp, path)
+    except sqlite3.Error as exc:
+        tmp.unlink(missing_ok=True)
+        raise DefbenchError(_sqlite_line(tmp, exc)) from None
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise DefbenchError(f"cannot salvage {path}: {os_error_line(exc)}") from None
+    return chk, backup

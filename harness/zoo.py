@@ -2,14 +2,22 @@
 
 Each model is ``<id>.pt`` (a plain state dict, loaded with ``torch.load(weights_only=True)``) beside
 ``<id>.json``, its manifest: kind, dataset, architecture, training config (seed included), metrics, the
-sha256 of the .pt file, and the defbench version. Loading verifies the sha256 before unpickling anything.
+sha256 of the .pt file, and the defbench version. Loading verifies the sha256 before unpickling anything,
+and every refusal says why: not in the zoo, a manifest without its checkpoint or a checkpoint without its
+manifest (never silently retrained over: ``--force`` retrains), an unreadable manifest, a hash mismatch
+(truncated, bit-flipped or altered), code in the pickle, not a state dict. Two processes that need the same
+model hold :func:`lock` while they check, train or load it: the second waits and reuses what the first
+trained.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,20 +55,103 @@ class Entry:
     path: Path
 
 
+def _tmp_name(d: Path, name: str) -> Path:
+    """A fresh temporary file in ``d`` (unique per call, so concurrent writers never share one)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=d)
+    os.close(fd)
+    return Path(tmp)
+
+
+def _zoo_dir_for_writing() -> Path:
+    from defbench.harness.store import ensure_dir
+
+    return ensure_dir(zoo_dir(), "the model zoo")
+
+
 def save(mid: str, state: dict[str, Any], manifest: dict[str, Any]) -> Entry:
-    """Write the state dict and its manifest atomically (temp file + rename); returns the entry."""
-    d = zoo_dir()
-    d.mkdir(parents=True, exist_ok=True)
+    """Write the state dict and its manifest atomically (unique temp files + rename); returns the entry."""
+    d = _zoo_dir_for_writing()
     pt, js = d / f"{mid}.pt", d / f"{mid}.json"
-    tmp = d / f".{mid}.pt.tmp"
-    torch.save(state, tmp)
-    manifest = dict(manifest, id=mid, sha256=sha256_file(tmp), defbench_version=__version__,
-                    saved_at=time.strftime("%Y-%m-%dT%H:%M:%S"))
-    os.replace(tmp, pt)
-    tmpj = d / f".{mid}.json.tmp"
-    tmpj.write_text(json.dumps(manifest, indent=2, sort_keys=True))
-    os.replace(tmpj, js)
+    tmp = tmpj = None
+    try:
+        tmp = _tmp_name(d, f"{mid}.pt")
+        torch.save(state, tmp)
+        manifest = dict(manifest, id=mid, sha256=sha256_file(tmp), defbench_version=__version__,
+                        saved_at=time.strftime("%Y-%m-%dT%H:%M:%S"))
+        tmpj = _tmp_name(d, f"{mid}.json")
+        tmpj.write_text(json.dumps(manifest, indent=2, sort_keys=True))
+        os.replace(tmp, pt)
+        os.replace(tmpj, js)
+    except OSError as exc:
+        from defbench.harness.store import os_error_line
+
+        raise DefbenchError(f"cannot save model {mid} in {d}: {os_error_line(exc).split(': ', 1)[-1]}") from None
+    finally:
+        for t in (tmp, tmpj):
+            if t is not None and t.exists():
+                t.unlink(missing_ok=True)
     return Entry(mid, manifest, pt)
+
+
+_held = threading.local()
+
+
+@contextlib.contextmanager
+def lock(mid: str):
+    """Hold the zoo's lock of model ``mid`` (``fcntl.flock`` on ``.<mid>.lock``): one process at a time checks,
+    trains or loads it, so a second process waits for the first to finish training and then reuses the model.
+    Re-entrant within a thread; a no-op where file locks are unavailable."""
+    held = getattr(_held, "ids", None)
+    if held is None:
+        held = _held.ids = {}
+    if held.get(mid):
+        held[mid] += 1
+        try:
+            yield
+        finally:
+            held[mid] -= 1
+        return
+    try:
+        import fcntl
+    except ImportError:  # not POSIX
+        yield
+        return
+    d = _zoo_dir_for_writing()
+    with open(d / f".{mid}.lock", "a+") as fh:  # closing it releases the lock
+        try:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                import sys
+
+                print(f"defbench: waiting for another process that trains or loads {mid} ...", file=sys.stderr,
+                      flush=True)
+                fcntl.flock(fh, fcntl.LOCK_EX)
+            held[mid] = 1
+            yield
+        finally:
+            held.pop(mid, None)
+
+
+def status(mid: str) -> str:
+    """'complete' (checkpoint and manifest), 'missing' (neither), 'no-checkpoint' (a manifest whose .pt is
+    gone) or 'no-manifest' (a .pt whose manifest is gone)."""
+    pt, js = (zoo_dir() / f"{mid}.pt").is_file(), (zoo_dir() / f"{mid}.json").is_file()
+    return {(True, True): "complete", (False, False): "missing", (False, True): "no-checkpoint",
+            (True, False): "no-manifest"}[(pt, js)]
+
+
+def half_message(mid: str) -> str | None:
+    """The one-line report of a model that is half there (None when it is complete or missing): never silently
+    retrained over, since the user may want to restore the missing half."""
+    st = status(mid)
+    if st == "no-checkpoint":
+        return (f"model {mid}: the zoo holds its manifest {zoo_dir() / (mid + '.json')} but its checkpoint {mid}.pt "
+                f"is gone; restore it, or retrain with: {build_hint(mid)}")
+    if st == "no-manifest":
+        return (f"model {mid}: the zoo holds its checkpoint {zoo_dir() / (mid + '.pt')} but its manifest {mid}.json "
+                f"is gone, so its sha256 cannot be verified; restore it, or retrain with: {build_hint(mid)}")
+    return None
 
 
 def build_hint(mid: str) -> str:
@@ -91,26 +182,53 @@ def exists(mid: str) -> bool:
 
 
 def load(mid: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(state_dict, manifest) of model ``mid``; a missing, corrupted or foreign file -> DefbenchError."""
+    """(state_dict, manifest) of model ``mid``; a missing, half-there, corrupted or foreign file -> a
+    DefbenchError that gives the reason."""
+    from defbench.harness.store import os_error_line
+
     pt, js = zoo_dir() / f"{mid}.pt", zoo_dir() / f"{mid}.json"
+    half = half_message(mid)
+    if half:
+        raise DefbenchError(half)
     if not pt.is_file() or not js.is_file():
         raise DefbenchError(f"model {mid} is not in the zoo ({zoo_dir()}); build it with: {build_hint(mid)}")
+    hint = f"rebuild with: {build_hint(mid)}"
     try:
         manifest = json.loads(js.read_text())
-        expected = manifest["sha256"]
-    except (ValueError, KeyError, OSError):
-        raise DefbenchError(f"manifest {js} is unreadable; rebuild with: {build_hint(mid)}") from None
-    actual = sha256_file(pt)
+    except json.JSONDecodeError as exc:
+        raise DefbenchError(f"manifest {js} is unreadable (not JSON: {exc.msg} at line {exc.lineno}; truncated or "
+                            f"altered); {hint}") from None
+    except UnicodeDecodeError:
+        raise DefbenchError(f"manifest {js} is unreadable (not UTF-8 text; corrupted); {hint}") from None
+    except OSError as exc:
+        raise DefbenchError(f"manifest {js} is unreadable ({os_error_line(exc).split(': ', 1)[-1]})") from None
+    expected = manifest.get("sha256") if isinstance(manifest, dict) else None
+    if not isinstance(expected, str) or len(expected) != 64:
+        raise DefbenchError(f"manifest {js} is unreadable (it holds no sha256 of its checkpoint; altered?); {hint}")
+    try:
+        actual = sha256_file(pt)
+    except OSError as exc:
+        raise DefbenchError(f"checkpoint {pt} is unreadable ({os_error_line(exc).split(': ', 1)[-1]})") from None
     if actual != expected:
-        raise DefbenchError(f"checkpoint {pt} fails its sha256 check (corrupted or altered); rebuild with: "
-                            f"{build_hint(mid)}")
+        raise DefbenchError(f"checkpoint {pt} fails its sha256 check (hash mismatch: the manifest says "
+                            f"{expected[:12]}..., the file is {actual[:12]}... in {pt.stat().st_size} bytes: "
+                            f"truncated, bit-flipped or altered); {hint}")
     try:
         state = torch.load(pt, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise DefbenchError(f"{pt} is not a defbench checkpoint ({type(exc).__name__}); rebuild with: "
-                            f"{build_hint(mid)}") from None
+    except Exception as exc:  # noqa: BLE001 -- whatever unpickling raises, the file is refused with its reason
+        text = str(exc)
+        if "weights_only" in text or "Unsupported global" in text or "GLOBAL" in text or "Unsupported operand" in text:
+            why = "code in the pickle: it names Python objects to call, refused unloaded"
+        else:
+            why = f"not a torch state dict file: {type(exc).__name__}"
+        raise DefbenchError(f"{pt} is not a defbench checkpoint ({why}); {hint}") from None
     if not isinstance(state, dict):
-        raise DefbenchError(f"{pt} is not a defbench checkpoint (no state dict); rebuild with: {build_hint(mid)}")
+        raise DefbenchError(f"{pt} is not a defbench checkpoint (not a state dict but a {type(state).__name__}); "
+                            f"{hint}")
+    bad = [k for k, v in state.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
+    if bad:
+        raise DefbenchError(f"{pt} is not a defbench checkpoint (not a state dict: entry {str(bad[0])[:40]!r} is "
+                            f"not a named tensor); {hint}")
     return state, manifest
 
 
@@ -122,7 +240,14 @@ def entries() -> list[Entry]:
     for js in sorted(d.glob("*.json")):
         try:
             m = json.loads(js.read_text())
-        except ValueError:
+        except (ValueError, OSError):
             m = {"id": js.stem, "error": "unreadable manifest"}
+        if not isinstance(m, dict):
+            m = {"id": js.stem, "error": "unreadable manifest"}
+        if not (d / f"{js.stem}.pt").is_file():
+            m = {**m, "error": "checkpoint missing (manifest only)"}
         out.append(Entry(js.stem, m, d / f"{js.stem}.pt"))
-    return out
+    for pt in sorted(d.glob("*.pt")):
+        if not (d / f"{pt.stem}.json").is_file():
+            out.append(Entry(pt.stem, {"id": pt.stem, "error": "manifest missing (checkpoint only)"}, pt))
+    return sorted(out, key=lambda e: e.id)
