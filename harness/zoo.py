@@ -216,9 +216,10 @@ def load(mid: str) -> tuple[dict[str, Any], dict[str, Any]]:
     try:
         state = torch.load(pt, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 -- whatever unpickling raises, the file is refused with its reason
-        text = str(exc)
-        if "weights_only" in text or "Unsupported global" in text or "GLOBAL" in text or "Unsupported operand" in text:
-            why = "code in the pickle: it names Python objects to call, refused unloaded"
+        code = _foreign_globals(pt)
+        if code or "Unsupported global" in str(exc):
+            why = (f"code in the pickle: it names {', '.join(code[:2]) or 'Python objects'} to call, refused "
+                   "unloaded")
         else:
             why = f"not a torch state dict file: {type(exc).__name__}"
         raise DefbenchError(f"{pt} is not a defbench checkpoint ({why}); {hint}") from None
@@ -230,6 +231,32 @@ def load(mid: str) -> tuple[dict[str, Any], dict[str, Any]]:
         raise DefbenchError(f"{pt} is not a defbench checkpoint (not a state dict: entry {str(bad[0])[:40]!r} is "
                             f"not a named tensor); {hint}")
     return state, manifest
+
+
+def _foreign_globals(pt: Path) -> list[str]:
+    """The Python objects (other than torch's and collections.OrderedDict) that the pickle in ``pt`` (a plain
+    pickle or torch's zip format) would import and call; read with pickletools, nothing is executed."""
+    import pickletools
+    import zipfile
+
+    try:
+        if zipfile.is_zipfile(pt):
+            with zipfile.ZipFile(pt) as z:
+                name = next((n for n in z.namelist() if n.endswith("data.pkl")), None)
+                data = z.read(name) if name else b""
+        else:
+            data = pt.read_bytes()
+        found, strings = [], []
+        for op, arg, _ in pickletools.genops(data):
+            if isinstance(arg, str):
+                strings.append(arg)
+            if op.name in ("GLOBAL", "INST"):
+                found.append(str(arg).replace(" ", "."))
+            elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                found.append(f"{strings[-2]}.{strings[-1]}")
+    except Exception:  # noqa: BLE001 -- an unparsable stream: whatever names it held stay unknown
+        found = found if "found" in locals() else []
+    return [g for g in found if not (g.startswith("torch.") or g == "collections.OrderedDict")]
 
 
 def entries() -> list[Entry]:
