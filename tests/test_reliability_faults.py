@@ -202,3 +202,29 @@ def test_sigterm_leaves_a_consistent_store_and_the_run_resumes(tiny_zoo, tmp_pat
     after = _rows(db)
     assert len(after) == 9 and all(after[k] == t for k, t in before.items())
     assert f"{9 - len(before)} cells computed, {len(before)} reused" in res.stdout
+
+
+# ------------------------------------------------------------------------------------- two runs, one --out
+def test_two_matrix_runs_on_one_out(tiny_zoo, tmp_path):
+    """Two `defbench matrix` processes started together on one --out with overlapping cells (none and median
+    under fgsm are in both): both finish, no 'database is locked', every cell is stored once, and the store
+    and the gray-box cache pass their checks."""
+    out = tmp_path / "shared"
+    common = ["--n", "10", "--batch-size", "10", "--preset", "quick", "--no-progress", "--out", str(out)]
+    cmds = [DEFBENCH + ["matrix", "--defense", "median", "--attacks", "fgsm,pgd"] + common,
+            DEFBENCH + ["matrix", "--defense", "median,tvm", "--attacks", "fgsm"] + common]
+    procs = [subprocess.Popen(c, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for c in cmds]
+    results = [p.communicate(timeout=300) for p in procs]
+    for p, (o, e) in zip(procs, results):
+        assert p.returncode == 0, e[-2000:]
+        assert "locked" not in e and "Traceback" not in e, e[-2000:]
+    with sqlite3.connect(out / "defbench.sqlite") as c:
+        cells = list(c.execute("SELECT defense, attack, threat FROM cells"))
+    expect = {("none", "clean", "none"), ("median", "clean", "none"), ("tvm", "clean", "none"),
+              ("none", "fgsm", "graybox"), ("median", "fgsm", "graybox"), ("tvm", "fgsm", "graybox"),
+              ("none", "pgd", "graybox"), ("median", "pgd", "graybox")}
+    assert sorted(cells) == sorted(expect)  # each once
+    from defbench.harness.store import check_store
+
+    assert check_store(out).ok
+    assert not [p for p in (out / "adv-cache").iterdir() if p.suffix != ".pt"]  # no temporary file left
