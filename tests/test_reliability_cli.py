@@ -284,3 +284,36 @@ def test_fuzz_matrix_command_line(argv, no_work, tmp_path_factory):
     if rc is not None:
         assert rc == 2 and err.count("\n") == 1 and err.startswith("defbench: error: "), (argv, rc, err)
         assert not out.exists(), argv
+
+
+@st.composite
+def other_command_lines(draw):
+    head = draw(st.sampled_from([["train", "classifier"], ["train", "gan"], ["train", "encoder"], ["train"],
+                                 ["paper", "run", "mimicgan-fig5b"], ["paper", "run"], ["zoo", "show"],
+                                 ["store", "check"], ["paper", "list"]]))
+    flags = ["--dataset", "--preset", "--epochs", "--iterations", "--subset-fraction", "--holdout-class", "--seed",
+             "--n", "--n-threat", "--device", "--out", "--force", "--no-progress"]
+    argv = list(head)
+    for _ in range(draw(st.integers(0, 4))):
+        flag = draw(st.sampled_from(flags))
+        argv.append(flag)
+        if flag not in ("--force", "--no-progress"):
+            argv.append(draw(st.one_of(st.sampled_from(NUMBERS), st.sampled_from(WORDS + ["mnist", "paper"]))))
+    return argv
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(argv=other_command_lines())
+def test_fuzz_other_commands(argv, no_work, tmp_path_factory, monkeypatch):
+    """train / paper / zoo / store: accepted (the stand-in trainer or paper runner is reached, or a listing
+    prints) or one line with exit 2; never a traceback or an internal error."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("DEFBENCH_HOME", str(home))
+    if "--out" in argv:
+        i = argv.index("--out")
+        if i + 1 < len(argv):
+            argv[i + 1] = str(home / (argv[i + 1].replace("/", "_") or "o"))
+    rc, err = run(argv)
+    assert "Traceback" not in err and "internal error" not in err, (argv, err)
+    if rc not in (None, 0):
+        assert rc == 2 and err.count("\n") == 1 and err.startswith("defbench: error: "), (argv, rc, err)
