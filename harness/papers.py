@@ -26,6 +26,7 @@ from typing import Any
 from defbench import DefbenchError
 from defbench.harness.commands import add_threat_n, count_type, parse_threat_n
 from defbench.harness.matrix import QUICK_ATTACK_PARAMS, QUICK_DEFENSE_OVERRIDES, AttackSpec, Cell, MatrixSpec
+from defbench.defenses.registry import check_name
 
 PAPERS_DIR = "../shared/papers"
 #: MimicGAN-1 / MimicGAN-2 in the short references
@@ -120,27 +121,27 @@ class PaperCell:
 class PaperTable:
     id: str
     title: str
-    source: str                                   # paper (file) and table / figure
-    ref: str                                      # short reference, e.g. "MimicGAN (2019) Fig. 5(b)"
+    source: str  # paper (file) and table / figure
+    ref: str  # short reference, e.g. "MimicGAN (2019) Fig. 5(b)"
     dataset: str
     defenses: tuple[str, ...]
     attacks: tuple[AttackSpec, ...]
     threats: tuple[str, ...]
-    n: int | None                                 # images per cell in the paper (None: not stated)
+    n: int | None  # images per cell in the paper (None: not stated)
     rows: tuple[str, ...]
     cols: tuple[str, ...]
     cells: tuple[PaperCell, ...]
     batch_size: int = 100
-    seeds: int = 1                                # seeds run: --seed, --seed + 1, ...
+    seeds: int = 1  # seeds run: --seed, --seed + 1, ...
     defense_overrides: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
     metric: str = "accuracy"
-    paper_scale: float = 1.0                      # printed value x scale = our unit (% / AUC)
-    figure: str | None = None                     # "bars" | "lines": the paper shows this as a figure
-    x_label: str = ""                             # x axis of a "lines" figure
-    eval_repeats: int = 1                         # purifications per image (the papers classify one)
-    eot: int | None = None                        # EOT under BPDA for randomized defenses (None: the preset's default)
-    stratified: bool = False                      # n images spread evenly over the classes (RIDE's ImageNet subset)
-    unsupported: str = ""                         # why `paper run` refuses (empty: runnable)
+    paper_scale: float = 1.0  # printed value x scale = our unit (% / AUC)
+    figure: str | None = None  # "bars" | "lines": the paper shows this as a figure
+    x_label: str = ""  # x axis of a "lines" figure
+    eval_repeats: int = 1  # purifications per image (the papers classify one)
+    eot: int | None = None  # EOT under BPDA for randomized defenses (None: the preset's default)
+    stratified: bool = False  # n images spread evenly over the classes (RIDE's ImageNet subset)
+    unsupported: str = ""  # why `paper run` refuses (empty: runnable)
     notes: tuple[str, ...] = field(default=())
 
     @property
@@ -182,17 +183,38 @@ class PaperTable:
     def seed_list(self, seed: int) -> tuple[int, ...]:
         return tuple(seed + i for i in range(self.seeds))
 
-    def matrix_spec(self, n: int | None = None, preset: str = "paper", device: str = "cpu", seed: int = 0,
-                    out: str | None = None, data_root: str | None = None, progress: bool = True,
-                    threat_n: dict[str, int] | None = None) -> MatrixSpec:
+    def matrix_spec(
+        self,
+        n: int | None = None,
+        preset: str = "paper",
+        device: str = "cpu",
+        seed: int = 0,
+        out: str | None = None,
+        data_root: str | None = None,
+        progress: bool = True,
+        threat_n: dict[str, int] | None = None,
+    ) -> MatrixSpec:
         """The matrix this table runs in (its cells are a subset of the full attack x threat product)."""
         n = n if n is not None else self.default_n(preset)
-        return MatrixSpec(dataset=self.dataset, defenses=self.defenses,
-                          attacks=tuple(preset_attack(a, preset) for a in self.attacks), threats=self.threats,
-                          n=n, seeds=self.seed_list(seed), batch_size=self.batch_size, preset=preset, device=device,
-                          eot=self.eot, eval_repeats=self.eval_repeats, defense_overrides=self.overrides(preset),
-                          stratified=self.stratified, threat_n=dict(threat_n or {}),
-                          data_root=data_root, out=out or default_out(self, n, preset), progress=progress)
+        return MatrixSpec(
+            dataset=self.dataset,
+            defenses=self.defenses,
+            attacks=tuple(preset_attack(a, preset) for a in self.attacks),
+            threats=self.threats,
+            n=n,
+            seeds=self.seed_list(seed),
+            batch_size=self.batch_size,
+            preset=preset,
+            device=device,
+            eot=self.eot,
+            eval_repeats=self.eval_repeats,
+            defense_overrides=self.overrides(preset),
+            stratified=self.stratified,
+            threat_n=dict(threat_n or {}),
+            data_root=data_root,
+            out=out or default_out(self, n, preset),
+            progress=progress,
+        )
 
     def needed_cells(self, seeds: tuple[int, ...], preset: str = "paper") -> list[Cell]:
         """Clean cell of every defense plus the attack cells the table's measures read, per seed."""
@@ -201,7 +223,7 @@ class PaperTable:
             for d in self.defenses:
                 out.append(Cell(s, d, "none", None))
             for c in self.cells:
-                for m in (c.measure.members if c.measure is not None else ()):
+                for m in c.measure.members if c.measure is not None else ():
                     a = preset_attack(m.attack, preset) if m.attack is not None else None
                     out.append(m.cell(s, a))
         return list(dict.fromkeys(out))
@@ -227,9 +249,17 @@ def _grid(rows, cols, values, measures=None, stds=None, notes=None, xs=None) -> 
     out = []
     for i, r in enumerate(rows):
         for j, c in enumerate(cols):
-            out.append(PaperCell(r, c, values[i][j], (measures or {}).get((r, c)),
-                                 None if stds is None else stds[i][j], (notes or {}).get((r, c), ""),
-                                 None if xs is None else xs[i]))
+            out.append(
+                PaperCell(
+                    r,
+                    c,
+                    values[i][j],
+                    (measures or {}).get((r, c)),
+                    None if stds is None else stds[i][j],
+                    (notes or {}).get((r, c), ""),
+                    None if xs is None else xs[i],
+                )
+            )
     return tuple(out)
 
 
@@ -247,13 +277,15 @@ def _mimicgan_fig5b() -> PaperTable:
     cols = ("No Defense", "Cowboy", "Defense GAN", "MimicGAN")
     defense = dict(zip(cols, ("none", "cowboy", "defensegan", "mimicgan")))
     attack = {"DeepFool": DEEPFOOL, "CWL": CW_L2, "BIM": BIM_03, "PGDM": PGD_03, "FGSM": FGSM_03}
-    values = [[91.50, None, None, None],
-              [6.20, 80.20, 80.00, 85.40],
-              [0.40, 67.00, 66.20, 69.20],
-              [5.60, 60.00, 58.40, 68.00],
-              [5.40, 60.80, 58.80, 66.40],
-              [11.60, 48.20, 46.60, 60.00],
-              [23.80, 23.80, 26.60, 33.60]]
+    values = [
+        [91.50, None, None, None],
+        [6.20, 80.20, 80.00, 85.40],
+        [0.40, 67.00, 66.20, 69.20],
+        [5.60, 60.00, 58.40, 68.00],
+        [5.40, 60.80, 58.80, 66.40],
+        [11.60, 48.20, 46.60, 60.00],
+        [23.80, 23.80, 26.60, 33.60],
+    ]
     m: dict = {}
     for c in cols:
         m[("Clean", c)] = Measure(defense[c])
@@ -262,24 +294,37 @@ def _mimicgan_fig5b() -> PaperTable:
         if defense[c] != "none":
             m[("Obfuscated", c)] = Measure(defense[c], "gan-aware", PGD_03)
     m[("Obfuscated", "No Defense")] = Measure("defensegan", "gan-aware", PGD_03, undefended=True)
-    notes = {("Obfuscated", "No Defense"): "bare classifier on the Obfuscated inputs crafted against DefenseGAN's GAN",
-             ("Clean", "No Defense"): "paper: caption, clean test accuracy 91.5%"}
+    notes = {
+        ("Obfuscated", "No Defense"): "bare classifier on the Obfuscated inputs crafted against DefenseGAN's GAN",
+        ("Clean", "No Defense"): "paper: caption, clean test accuracy 91.5%",
+    }
     return PaperTable(
-        id="mimicgan-fig5b", ref="MimicGAN-1 Fig. 5(b)",
+        id="mimicgan-fig5b",
+        ref="MimicGAN-1 Fig. 5(b)",
         title="Adversarial defense: robust accuracy (%) under popular attacks",
-        source=f"{MIMICGAN1}, Figure 5(b) 'Popular Adversarial Perturbations' (§4.3)", dataset="fmnist",
-        defenses=("none", "cowboy", "defensegan", "mimicgan"), attacks=(DEEPFOOL, CW_L2, BIM_03, PGD_03, FGSM_03),
-        threats=("graybox", "gan-aware"), n=500, batch_size=100, rows=rows, cols=cols,
-        cells=_grid(rows, cols, values, m, notes=notes), figure="bars",
-        notes=("Attacks run gray-box (on the classifier alone, cleverhans in the paper); 'Obfuscated' [Athalye et "
-               "al.] is our gan-aware threat with PGD (it attacks f ∘ G through the latent of the defense's own "
-               "projection).",
-               "The paper does not state ε; we use ε = 0.3 (cleverhans' default, as on Fashion-MNIST in InvGAN) "
-               "for FGSM, BIM, PGD and the Obfuscated attack; CW-L2 and DeepFool are unbounded.",
-               "Paper setting: 500 random test images, purified in batches of 100 (MimicGAN is batch-coupled); one "
-               "purification per image.",
-               "The paper's 'No Defense' Obfuscated cell has no defense to attack through; ours is the bare "
-               "classifier's accuracy on the Obfuscated inputs crafted against DefenseGAN's GAN."))
+        source=f"{MIMICGAN1}, Figure 5(b) 'Popular Adversarial Perturbations' (§4.3)",
+        dataset="fmnist",
+        defenses=("none", "cowboy", "defensegan", "mimicgan"),
+        attacks=(DEEPFOOL, CW_L2, BIM_03, PGD_03, FGSM_03),
+        threats=("graybox", "gan-aware"),
+        n=500,
+        batch_size=100,
+        rows=rows,
+        cols=cols,
+        cells=_grid(rows, cols, values, m, notes=notes),
+        figure="bars",
+        notes=(
+            "Attacks run gray-box (on the classifier alone, cleverhans in the paper); 'Obfuscated' [Athalye et "
+            "al.] is our gan-aware threat with PGD (it attacks f ∘ G through the latent of the defense's own "
+            "projection).",
+            "The paper does not state ε; we use ε = 0.3 (cleverhans' default, as on Fashion-MNIST in InvGAN) "
+            "for FGSM, BIM, PGD and the Obfuscated attack; CW-L2 and DeepFool are unbounded.",
+            "Paper setting: 500 random test images, purified in batches of 100 (MimicGAN is batch-coupled); one "
+            "purification per image.",
+            "The paper's 'No Defense' Obfuscated cell has no defense to attack through; ours is the bare "
+            "classifier's accuracy on the Obfuscated inputs crafted against DefenseGAN's GAN.",
+        ),
+    )
 
 
 #: the "PGD" projection of the MimicGAN papers: MimicGAN's own schedule with f̂ = I (its special case, §3)
@@ -292,18 +337,22 @@ def _mimicgan_fig9b() -> PaperTable:
     cols = ("No Defense", "Cowboy", "Defense GAN", "MimicGAN")
     defense = dict(zip(cols, ("none", "cowboy", "defensegan", "mimicgan")))
     attack = {"BIM": BIM_03, "DF": DEEPFOOL, "FGSM": FGSM_03, "CWL": CW_L2, "PGDM": PGD_03}
-    values = [[5.60, 66.00, 68.46, 72.20],
-              [6.20, 71.43, 78.86, 82.40],
-              [11.60, 61.60, 65.93, 67.60],
-              [0.40, 68.80, 71.67, 75.00],
-              [5.40, 65.20, 69.90, 75.73],
-              [26.93, 27.73, 27.26, 31.06]]
-    stds = [[None, 3.47, 3.12, 3.80],
-            [None, 4.72, 1.36, 3.81],
-            [None, 4.99, 2.44, 2.83],
-            [None, 3.84, 3.16, 4.38],
-            [None, 5.14, 2.17, 4.35],
-            [4.29, 4.50, 2.49, 4.01]]
+    values = [
+        [5.60, 66.00, 68.46, 72.20],
+        [6.20, 71.43, 78.86, 82.40],
+        [11.60, 61.60, 65.93, 67.60],
+        [0.40, 68.80, 71.67, 75.00],
+        [5.40, 65.20, 69.90, 75.73],
+        [26.93, 27.73, 27.26, 31.06],
+    ]
+    stds = [
+        [None, 3.47, 3.12, 3.80],
+        [None, 4.72, 1.36, 3.81],
+        [None, 4.99, 2.44, 2.83],
+        [None, 3.84, 3.16, 4.38],
+        [None, 5.14, 2.17, 4.35],
+        [4.29, 4.50, 2.49, 4.01],
+    ]
 
     def rep(d: str) -> tuple[str, ...]:
         return (d,) if d == "none" else tuple(f"{d}[gan={t}]" for t in REPLICAS)
@@ -314,23 +363,34 @@ def _mimicgan_fig9b() -> PaperTable:
             m[(r, c)] = Pool(tuple(Measure(v, "graybox", a) for v in rep(defense[c])))
         if defense[c] != "none":
             m[("Obfuscated", c)] = Pool(tuple(Measure(v, "gan-aware", PGD_03) for v in rep(defense[c])))
-    m[("Obfuscated", "No Defense")] = Pool(tuple(Measure(v, "gan-aware", PGD_03, undefended=True)
-                                               for v in rep("defensegan")))
+    m[("Obfuscated", "No Defense")] = Pool(
+        tuple(Measure(v, "gan-aware", PGD_03, undefended=True) for v in rep("defensegan"))
+    )
     return PaperTable(
-        id="mimicgan-fig9b", ref="MimicGAN-2 Fig. 9(b)",
+        id="mimicgan-fig9b",
+        ref="MimicGAN-2 Fig. 9(b)",
         title="Adversarial defense averaged over 3 GAN backends (mean ± std)",
-        source=f"{MIMICGAN2}, Figure 9(b) 'Popular Adversarial Perturbations' (§5.2)", dataset="fmnist",
+        source=f"{MIMICGAN2}, Figure 9(b) 'Popular Adversarial Perturbations' (§5.2)",
+        dataset="fmnist",
         defenses=("none",) + tuple(v for d in ("cowboy", "defensegan", "mimicgan") for v in rep(d)),
         attacks=(BIM_03, DEEPFOOL, FGSM_03, CW_L2, PGD_03),
-        threats=("graybox", "gan-aware"), n=500, batch_size=100, rows=rows, cols=cols,
-        cells=_grid(rows, cols, values, m, stds), figure="bars",
-        notes=("Each defense runs once per GAN replica (variant NAME[gan=sub80-sK]: GAN gan-fmnist-<preset>-sub80-sK "
-               "trained on a random 80% of the training set with seed K, built on demand by "
-               "defbench train gan --dataset fmnist --subset-fraction 0.8 --seed K); ours is the mean ± std over "
-               "the 3 replicas. The gray-box inputs do not depend on the GAN, so 'No Defense' has no spread.",
-               "The text says the 3 GANs were trained on 45000 images, '~80% of the MNIST training set', for a "
-               "Fashion-MNIST classifier; we read it as 80% subsets of Fashion-MNIST.",
-               "Hyper-parameters T1 = T2 = 10, γs = 1e-2, γg = 8e-2; 500 test images cleaned in batches of 100."))
+        threats=("graybox", "gan-aware"),
+        n=500,
+        batch_size=100,
+        rows=rows,
+        cols=cols,
+        cells=_grid(rows, cols, values, m, stds),
+        figure="bars",
+        notes=(
+            "Each defense runs once per GAN replica (variant NAME[gan=sub80-sK]: GAN gan-fmnist-<preset>-sub80-sK "
+            "trained on a random 80% of the training set with seed K, built on demand by "
+            "defbench train gan --dataset fmnist --subset-fraction 0.8 --seed K); ours is the mean ± std over "
+            "the 3 replicas. The gray-box inputs do not depend on the GAN, so 'No Defense' has no spread.",
+            "The text says the 3 GANs were trained on 45000 images, '~80% of the MNIST training set', for a "
+            "Fashion-MNIST classifier; we read it as 80% subsets of Fashion-MNIST.",
+            "Hyper-parameters T1 = T2 = 10, γs = 1e-2, γg = 8e-2; 500 test images cleaned in batches of 100.",
+        ),
+    )
 
 
 def _mimicgan_fig5a() -> PaperTable:
@@ -341,15 +401,27 @@ def _mimicgan_fig5a() -> PaperTable:
     attacks = tuple(AttackSpec("universal-fgsm", 0.3, (("alpha", a), ("images", 15))) for a in alphas)
     m = {(r, c): Measure(defense[c], "graybox", a) for r, a in zip(rows, attacks) for c in cols}
     return PaperTable(
-        id="mimicgan-fig5a", ref="MimicGAN-1 Fig. 5(a)",
+        id="mimicgan-fig5a",
+        ref="MimicGAN-1 Fig. 5(a)",
         title="Universal FGSM perturbation scaled by α: accuracy (%) vs α",
-        source=f"{MIMICGAN1}, Figure 5(a) 'Universal Perturbations' (§4.3)", dataset="fmnist",
-        defenses=("none", "defensegan", "mimicgan"), attacks=attacks, threats=("graybox",), n=500, batch_size=100,
-        rows=rows, cols=cols, cells=_grid(rows, cols, [[None] * len(cols)] * len(rows), m, xs=alphas),
-        figure="lines", x_label="α",
-        notes=("The figure's curves are not in the text: paper values are None, ours are plotted.",
-               "ν = mean FGSM perturbation (ε = 0.3) over N = 15 test images, x̃ = clip(x + α ν); the α grid "
-               "(0.5, 1, 2, 4, 8) is ours, the paper's axis is not in the text."))
+        source=f"{MIMICGAN1}, Figure 5(a) 'Universal Perturbations' (§4.3)",
+        dataset="fmnist",
+        defenses=("none", "defensegan", "mimicgan"),
+        attacks=attacks,
+        threats=("graybox",),
+        n=500,
+        batch_size=100,
+        rows=rows,
+        cols=cols,
+        cells=_grid(rows, cols, [[None] * len(cols)] * len(rows), m, xs=alphas),
+        figure="lines",
+        x_label="α",
+        notes=(
+            "The figure's curves are not in the text: paper values are None, ours are plotted.",
+            "ν = mean FGSM perturbation (ε = 0.3) over N = 15 test images, x̃ = clip(x + α ν); the α grid "
+            "(0.5, 1, 2, 4, 8) is ours, the paper's axis is not in the text.",
+        ),
+    )
 
 
 def _mimicgan_fig4b() -> PaperTable:
@@ -360,56 +432,93 @@ def _mimicgan_fig4b() -> PaperTable:
     defense = dict(zip(cols, ("none", PGD_PROJECTION, "mimicgan")))
     m = {(r, c): Measure(defense[c], "graybox", a) for r, a in corr.items() for c in cols}
     return PaperTable(
-        id="mimicgan-fig4b", ref="MimicGAN-1 Fig. 4(b)",
+        id="mimicgan-fig4b",
+        ref="MimicGAN-1 Fig. 4(b)",
         title="Robust classification under corruptions: accuracy (%)",
-        source=f"{MIMICGAN1}, Figure 4(b) (§4.2)", dataset="fmnist", defenses=tuple(defense.values()),
-        attacks=tuple(corr.values()), threats=("graybox",), n=500, batch_size=100, rows=rows, cols=cols,
-        cells=_grid(rows, cols, values, m), figure="bars",
-        notes=("The corruptions are model-independent 'attacks' (defbench.attacks.corruptions): binarise each "
-               "image at its own 50th percentile (pixels at the median turn white: the reading that leaves "
-               "our classifier near the paper's observed 37%), drop 70% of the pixels to 0, Gaussian blur 25×25 "
-               "(σ 4.1, as the appendix's cv2 call) then the negative.",
-               f"'PGD' is the projection with f̂ = I, MimicGAN's special case (§3): {PGD_PROJECTION}, the same "
-               "schedule and optimiser as MimicGAN with the surrogate frozen at identity.",
-               "Clean test accuracy of the paper's classifier: 91.50%."))
+        source=f"{MIMICGAN1}, Figure 4(b) (§4.2)",
+        dataset="fmnist",
+        defenses=tuple(defense.values()),
+        attacks=tuple(corr.values()),
+        threats=("graybox",),
+        n=500,
+        batch_size=100,
+        rows=rows,
+        cols=cols,
+        cells=_grid(rows, cols, values, m),
+        figure="bars",
+        notes=(
+            "The corruptions are model-independent 'attacks' (defbench.attacks.corruptions): binarise each "
+            "image at its own 50th percentile (pixels at the median turn white: the reading that leaves "
+            "our classifier near the paper's observed 37%), drop 70% of the pixels to 0, Gaussian blur 25×25 "
+            "(σ 4.1, as the appendix's cv2 call) then the negative.",
+            f"'PGD' is the projection with f̂ = I, MimicGAN's special case (§3): {PGD_PROJECTION}, the same "
+            "schedule and optimiser as MimicGAN with the surrogate frozen at identity.",
+            "Clean test accuracy of the paper's classifier: 91.50%.",
+        ),
+    )
 
 
 def _mimicgan_table2() -> PaperTable:
     rows = ("VAE", "AnoGAN", "GANomaly (BIGAN)", "EGBAD (PGD baseline)", "MimicGAN")
     cols = ("Area under ROC",)
     tags = tuple(f"no{k}" for k in range(10))
-    m = {("EGBAD (PGD baseline)", cols[0]): Pool(tuple(
-             Measure(f"mimicgan[gan={t},surrogate=identity]", metric="anomaly-auc", holdout=k)
-             for k, t in enumerate(tags))),
-         ("MimicGAN", cols[0]): Pool(tuple(Measure(f"mimicgan[gan={t}]", metric="anomaly-auc", holdout=k)
-                                           for k, t in enumerate(tags)))}
+    m = {
+        ("EGBAD (PGD baseline)", cols[0]): Pool(
+            tuple(
+                Measure(f"mimicgan[gan={t},surrogate=identity]", metric="anomaly-auc", holdout=k)
+                for k, t in enumerate(tags)
+            )
+        ),
+        ("MimicGAN", cols[0]): Pool(
+            tuple(Measure(f"mimicgan[gan={t}]", metric="anomaly-auc", holdout=k) for k, t in enumerate(tags))
+        ),
+    }
     cited = {(r, cols[0]): "cited by the paper, not run" for r in rows[:3]}
     return PaperTable(
-        id="mimicgan-table2", ref="MimicGAN-2 Table 2",
+        id="mimicgan-table2",
+        ref="MimicGAN-2 Table 2",
         title="Anomaly detection on MNIST, leave one class out (mean ± std over 10 classes)",
-        source=f"{MIMICGAN2}, Table 2 (§5.3)", dataset="mnist",
-        defenses=tuple(c.defense for p in m.values() for c in p.measures), attacks=(), threats=(), n=None,
-        rows=rows, cols=cols,
-        cells=_grid(rows, cols, [[0.34], [0.44], [0.78], [0.50], [0.78]], m,
-                    stds=[[0.18], [0.07], [0.11], [0.13], [0.14]], notes=cited),
+        source=f"{MIMICGAN2}, Table 2 (§5.3)",
+        dataset="mnist",
+        defenses=tuple(c.defense for p in m.values() for c in p.measures),
+        attacks=(),
+        threats=(),
+        n=None,
+        rows=rows,
+        cols=cols,
+        cells=_grid(
+            rows,
+            cols,
+            [[0.34], [0.44], [0.78], [0.50], [0.78]],
+            m,
+            stds=[[0.18], [0.07], [0.11], [0.13], [0.14]],
+            notes=cited,
+        ),
         metric="auc",
-        notes=("For each class K a GAN is trained without it (variant NAME[gan=noK]: gan-mnist-<preset>-noK, "
-               "built on demand by defbench train gan --dataset mnist --holdout-class K); the score is the final "
-               "projection error (Eq. 5: the fidelity term with the learned surrogate for MimicGAN, with f̂ = I "
-               "for the PGD baseline) and the AUC separates class K (positive) from the rest; ours is the "
-               "mean ± std over the 10 classes.",
-               "Deviation: the paper trains each GAN on 80% of the normal training data and tests on the other "
-               "20% plus the whole left-out class; we train on every training image of the 9 classes and test on "
-               "n random MNIST test images (about 10% of them from the left-out class).",
-               "Projections run in the matrix's batches (MimicGAN's surrogate is shared by a batch of 100)."))
+        notes=(
+            "For each class K a GAN is trained without it (variant NAME[gan=noK]: gan-mnist-<preset>-noK, "
+            "built on demand by defbench train gan --dataset mnist --holdout-class K); the score is the final "
+            "projection error (Eq. 5: the fidelity term with the learned surrogate for MimicGAN, with f̂ = I "
+            "for the PGD baseline) and the AUC separates class K (positive) from the rest; ours is the "
+            "mean ± std over the 10 classes.",
+            "Deviation: the paper trains each GAN on 80% of the normal training data and tests on the other "
+            "20% plus the whole left-out class; we train on every training image of the 9 classes and test on "
+            "n random MNIST test images (about 10% of them from the left-out class).",
+            "Projections run in the matrix's batches (MimicGAN's surrogate is shared by a batch of 100).",
+        ),
+    )
 
 
 def _invgan_parts(dataset: str) -> tuple[PaperTable, PaperTable]:
     cols2 = ("Clean", "FGSM", "CW", "RP", "BPDA")
     rows2 = ("No Defense", "DefenseGAN", "InvGAN")
     defense = dict(zip(rows2, ("none", "defensegan", "invgan")))
-    cellm = {"FGSM": ("graybox", FGSM_03), "CW": ("graybox", CW_INVGAN), "RP": ("reparam", FGSM_03),
-             "BPDA": ("bpda", PGD_03)}
+    cellm = {
+        "FGSM": ("graybox", FGSM_03),
+        "CW": ("graybox", CW_INVGAN),
+        "RP": ("reparam", FGSM_03),
+        "BPDA": ("bpda", PGD_03),
+    }
     if dataset == "mnist":
         acc = [[0.99, 0.18, 0.01, 0.72, None], [0.98, 0.83, 0.96, 0.92, 0.79], [0.99, 0.78, 0.99, 0.92, 0.87]]
         auc = [[0.9878, 0.9661, 0.9801, 0.8706], [0.9985, 0.9880, 0.9975, 0.9210]]
@@ -424,33 +533,56 @@ def _invgan_parts(dataset: str) -> tuple[PaperTable, PaperTable]:
         for c, (t, a) in cellm.items():
             if not (r == "No Defense" and t == "bpda"):
                 m2[(r, c)] = Measure(defense[r], t, a)
-    common = dict(dataset=dataset, defenses=("none", "defensegan", "invgan"), attacks=(FGSM_03, CW_INVGAN, PGD_03),
-                  threats=("graybox", "reparam", "bpda"), n=None, batch_size=100, paper_scale=100.0)
-    notes = ("FGSM ε = 0.3 and CW (6 binary-search steps, lr 0.2, 100 iterations) attack the classifier alone "
-             "(gray-box), as in §4.2.",
-             "RP: the reparameterisation attack of §3.4 takes the gradient ∇x f(G(I(x))); the paper names no "
-             "attack for it, so we read it as one FGSM step (ε = 0.3, the paper's FGSM budget) on f ∘ G ∘ I "
-             "(threat reparam); for No Defense the same inputs go to the bare classifier.",
-             "BPDA: PGD (ε = 0.3, 40 steps; budget not stated in the paper) through the defense with its BPDA "
-             "backward (identity for DefenseGAN, G(I(x)) for InvGAN). '-' cells are not run.",
-             "The paper does not state how many test images; we default to 500. Cowboy (†, numbers quoted from its "
-             "authors) and the CIFAR-10 / CelebA parts of the table are not included.")
+    common = dict(
+        dataset=dataset,
+        defenses=("none", "defensegan", "invgan"),
+        attacks=(FGSM_03, CW_INVGAN, PGD_03),
+        threats=("graybox", "reparam", "bpda"),
+        n=None,
+        batch_size=100,
+        paper_scale=100.0,
+    )
+    notes = (
+        "FGSM ε = 0.3 and CW (6 binary-search steps, lr 0.2, 100 iterations) attack the classifier alone "
+        "(gray-box), as in §4.2.",
+        "RP: the reparameterisation attack of §3.4 takes the gradient ∇x f(G(I(x))); the paper names no "
+        "attack for it, so we read it as one FGSM step (ε = 0.3, the paper's FGSM budget) on f ∘ G ∘ I "
+        "(threat reparam); for No Defense the same inputs go to the bare classifier.",
+        "BPDA: PGD (ε = 0.3, 40 steps; budget not stated in the paper) through the defense with its BPDA "
+        "backward (identity for DefenseGAN, G(I(x)) for InvGAN). '-' cells are not run.",
+        "The paper does not state how many test images; we default to 500. Cowboy (†, numbers quoted from its "
+        "authors) and the CIFAR-10 / CelebA parts of the table are not included.",
+    )
     t2 = PaperTable(
-        id=f"invgan-table2-{dataset}", ref=f"InvGAN Table 2 ({label})",
+        id=f"invgan-table2-{dataset}",
+        ref=f"InvGAN Table 2 ({label})",
         title=f"Classification accuracy under white-box attacks, {label}",
-        source=f"{INVGAN}, Table 2 ({label} block)", rows=rows2, cols=cols2, cells=_grid(rows2, cols2, acc, m2),
-        notes=notes + ("The paper prints fractions; shown here in % (x100).",), **common)
+        source=f"{INVGAN}, Table 2 ({label} block)",
+        rows=rows2,
+        cols=cols2,
+        cells=_grid(rows2, cols2, acc, m2),
+        notes=notes + ("The paper prints fractions; shown here in % (x100).",),
+        **common,
+    )
     rows3 = ("DefenseGAN", "InvGAN")
     cols3 = ("FGSM", "CW", "RP", "BPDA")
     m3 = {(r, c): Measure(defense[r], t, a, metric="auc") for r in rows3 for c, (t, a) in cellm.items()}
     t3 = PaperTable(
-        id=f"invgan-table3-{dataset}", ref=f"InvGAN Table 3 ({label})",
+        id=f"invgan-table3-{dataset}",
+        ref=f"InvGAN Table 3 ({label})",
         title=f"Attack detection AUC of the InvGAN score, {label}",
-        source=f"{INVGAN}, Table 3 ({label} block)", rows=rows3, cols=cols3, cells=_grid(rows3, cols3, auc, m3),
+        source=f"{INVGAN}, Table 3 ({label} block)",
+        rows=rows3,
+        cols=cols3,
+        cells=_grid(rows3, cols3, auc, m3),
         metric="auc",
-        notes=notes + ("AUC of the detection score ‖Φ(x) − Φ(x̂)‖ (Eq. 7, penultimate classifier features): "
-                       "the defense's clean images (0) against the attacked ones (1).",),
-        **{**common, "paper_scale": 1.0})
+        notes=notes
+        + (
+            "AUC of the detection score ‖Φ(x) − Φ(x̂)‖ (Eq. 7, penultimate classifier features): "
+            "the defense's clean images (0) against the attacked ones (1).",
+        ),
+        **{**common, "paper_scale": 1.0},
+    )
     return t2, t3
 
 
@@ -469,20 +601,38 @@ def _invgan_fig4() -> PaperTable:
     for x, t in FIG4_INVGAN.items():
         m[(str(x), "InvGAN")] = Measure(f"invgan[latent_steps={t}]")
     return PaperTable(
-        id="invgan-fig4", ref="InvGAN Fig. 4",
+        id="invgan-fig4",
+        ref="InvGAN Fig. 4",
         title="Speed–accuracy trade-off: clean accuracy (%) vs effective inference iterations",
-        source=f"{INVGAN}, Figure 4 (§4.3)", dataset="fmnist", defenses=tuple(dict.fromkeys(v.defense for v in m.values())),
-        attacks=(), threats=(), n=None, rows=rows, cols=cols,
-        cells=_grid(rows, cols, [[None, None]] * len(rows), m, xs=[float(x) for x in xs],
-                    notes={(r, c): "not in our grid" for r in rows for c in cols if (r, c) not in m}),
+        source=f"{INVGAN}, Figure 4 (§4.3)",
+        dataset="fmnist",
+        defenses=tuple(dict.fromkeys(v.defense for v in m.values())),
+        attacks=(),
+        threats=(),
+        n=None,
+        rows=rows,
+        cols=cols,
+        cells=_grid(
+            rows,
+            cols,
+            [[None, None]] * len(rows),
+            m,
+            xs=[float(x) for x in xs],
+            notes={(r, c): "not in our grid" for r in rows for c in cols if (r, c) not in m},
+        ),
         figure="lines",
         x_label="effective inference iterations (restarts × steps)",
-        notes=("Effective iterations = restarts × steps per restart (§4.3); InvGAN always has one restart "
-               "(encoder init), T = 0 is the encoder alone. Our grid: DefenseGAN (R, L) = "
-               + ", ".join(f"({r}, {l})" for r, l in FIG4_DEFENSEGAN.values()) + "; InvGAN T = "
-               + ", ".join(map(str, FIG4_INVGAN.values())) + " (the paper's grid is not in the text).",
-               "The curves are not in the text: paper values are None, ours are plotted.",
-               "The paper does not state how many test images; we default to 500."))
+        notes=(
+            "Effective iterations = restarts × steps per restart (§4.3); InvGAN always has one restart "
+            "(encoder init), T = 0 is the encoder alone. Our grid: DefenseGAN (R, L) = "
+            + ", ".join(f"({r}, {l})" for r, l in FIG4_DEFENSEGAN.values())
+            + "; InvGAN T = "
+            + ", ".join(map(str, FIG4_INVGAN.values()))
+            + " (the paper's grid is not in the text).",
+            "The curves are not in the text: paper values are None, ours are plotted.",
+            "The paper does not state how many test images; we default to 500.",
+        ),
+    )
 
 
 def _ride_table2(dataset: str) -> PaperTable:
@@ -494,9 +644,14 @@ def _ride_table2(dataset: str) -> PaperTable:
     elif dataset == "cifar10":
         pgd = AttackSpec("pgd", 0.05, (("step", 0.01), ("steps", 10)))
         label, clean = "CIFAR", 94.78
-        cited = (("Buckman et al. (2018)", "ℓ∞ 0.031", 0.0), ("Dhillon et al. (2018)", "ℓ∞ 0.031", 0.0),
-                 ("Ma et al. (2018)", "ℓ∞ 0.031", 5.0), ("Song et al. (2018)", "ℓ∞ 0.031", 9.0),
-                 ("Na et al. (2018)", "ℓ∞ 0.015", 15.0), ("Madry et al. (2018)", "ℓ∞ 0.031", 47.0))
+        cited = (
+            ("Buckman et al. (2018)", "ℓ∞ 0.031", 0.0),
+            ("Dhillon et al. (2018)", "ℓ∞ 0.031", 0.0),
+            ("Ma et al. (2018)", "ℓ∞ 0.031", 5.0),
+            ("Song et al. (2018)", "ℓ∞ 0.031", 9.0),
+            ("Na et al. (2018)", "ℓ∞ 0.015", 15.0),
+            ("Madry et al. (2018)", "ℓ∞ 0.031", 47.0),
+        )
         ride, dist = 76.0, "ℓ∞ 0.05"
     else:
         pgd = AttackSpec("pgd", 0.05, (("step", 0.01), ("steps", 10)))
@@ -512,30 +667,62 @@ def _ride_table2(dataset: str) -> PaperTable:
         cells.append(PaperCell(r, cols[1], v, None, note=f"cited by RIDE (from Athalye et al.) at {d}; not run"))
     for r in ours:
         threat = "graybox" if defense[r] == "none" else "bpda"
-        cells.append(PaperCell(r, "Clean", clean if r == "No defense" else None, Measure(defense[r]),
-                               note="paper: the classifier's clean test accuracy" if r == "No defense" else ""))
-        cells.append(PaperCell(r, cols[1], ride if r == "RIDE (Ours)" else None, Measure(defense[r], threat, pgd),
-                               note="BPDA through no defense = gray-box" if r == "No defense" else ""))
+        cells.append(
+            PaperCell(
+                r,
+                "Clean",
+                clean if r == "No defense" else None,
+                Measure(defense[r]),
+                note="paper: the classifier's clean test accuracy" if r == "No defense" else "",
+            )
+        )
+        cells.append(
+            PaperCell(
+                r,
+                cols[1],
+                ride if r == "RIDE (Ours)" else None,
+                Measure(defense[r], threat, pgd),
+                note="BPDA through no defense = gray-box" if r == "No defense" else "",
+            )
+        )
     return PaperTable(
-        id=f"ride-table2-{dataset}", ref=f"RIDE Table 2 ({label})",
+        id=f"ride-table2-{dataset}",
+        ref=f"RIDE Table 2 ({label})",
         title=f"BPDA (PGD, 10 iterations) against RIDE, median filter and TVM, {label}",
-        source=f"{RIDE}, Table 2 ({label} rows) and §'Defense Against White-Box Attack'", dataset=dataset,
-        defenses=("none", "median", "tvm", "ride"), attacks=(pgd,), threats=("graybox", "bpda"),
-        n=2000 if dataset == "imagenet" else None, rows=rows, cols=cols, cells=tuple(cells), paper_scale=1.0,
+        source=f"{RIDE}, Table 2 ({label} rows) and §'Defense Against White-Box Attack'",
+        dataset=dataset,
+        defenses=("none", "median", "tvm", "ride"),
+        attacks=(pgd,),
+        threats=("graybox", "bpda"),
+        n=2000 if dataset == "imagenet" else None,
+        rows=rows,
+        cols=cols,
+        cells=tuple(cells),
+        paper_scale=1.0,
         stratified=dataset == "imagenet",
-        notes=(("ImageNet: n images spread evenly over the classes (the paper: 2 validation images per class, "
-                "2000 in all); needs the validation set and torchvision's ResNet-50 weights.",) if dataset == "imagenet"
-               else ()) + (f"Inner attack: ℓ∞ PGD, 10 iterations, ε = {pgd.eps:g}, step {dict(pgd.params)['step']:g}, through "
-               "each defense with its BPDA backward (identity for median and TVM and RIDE).",
-               "The paper reports BPDA accuracy only for RIDE; median filter (kernel 3) and TVM (Chambolle, weight "
-               "0.1) are measured beside it with paper value None. Other rows are cited numbers, not run.",
-               "The paper does not state how many test images; we default to 500."))
+        notes=(
+            (
+                "ImageNet: n images spread evenly over the classes (the paper: 2 validation images per class, "
+                "2000 in all); needs the validation set and torchvision's ResNet-50 weights.",
+            )
+            if dataset == "imagenet"
+            else ()
+        )
+        + (
+            f"Inner attack: ℓ∞ PGD, 10 iterations, ε = {pgd.eps:g}, step {dict(pgd.params)['step']:g}, through "
+            "each defense with its BPDA backward (identity for median and TVM and RIDE).",
+            "The paper reports BPDA accuracy only for RIDE; median filter (kernel 3) and TVM (Chambolle, weight "
+            "0.1) are measured beside it with paper value None. Other rows are cited numbers, not run.",
+            "The paper does not state how many test images; we default to 500.",
+        ),
+    )
 
 
 #: RIDE supplementary Tables 4-6: the settings whose best result Table 1 reports
 RIDE_MEDIAN_KERNELS = (3, 5, 7, 9, 11)
 RIDE_TVM = tuple(("bregman", w) for w in (0.075, 0.125, 0.25, 0.5, 0.75)) + tuple(
-    ("chambolle", w) for w in (0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75))
+    ("chambolle", w) for w in (0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
+)
 
 
 def _ride_table1() -> PaperTable:
@@ -544,56 +731,90 @@ def _ride_table1() -> PaperTable:
     fgsm = AttackSpec("fgsm", 0.015)
     pgd = AttackSpec("pgd", 0.015)
     values = [[0.775, 0.075, 0.306, 0.359, 0.517], [None, 0.000, 0.251, 0.301, 0.476]]
-    variants = {"No Defender": ("none",), "Median": tuple(f"median[kernel_size={k}]" for k in RIDE_MEDIAN_KERNELS),
-                "TVM": tuple(f"tvm[method={m},weight={w}]" for m, w in RIDE_TVM), "RIDE (Ours)": ("ride",)}
+    variants = {
+        "No Defender": ("none",),
+        "Median": tuple(f"median[kernel_size={k}]" for k in RIDE_MEDIAN_KERNELS),
+        "TVM": tuple(f"tvm[method={m},weight={w}]" for m, w in RIDE_TVM),
+        "RIDE (Ours)": ("ride",),
+    }
     m: dict = {("FGSM", "No Attack"): Measure("none")}
     for r, a in (("FGSM", fgsm), ("PGD", pgd)):
         for c, vs in variants.items():
             ms = tuple(Measure(v, "graybox", a) for v in vs)
             m[(r, c)] = ms[0] if len(ms) == 1 else Pool(ms, "max")
     return PaperTable(
-        id="ride-table1", ref="RIDE Table 1",
+        id="ride-table1",
+        ref="RIDE Table 1",
         title="Gray-box FGSM and PGD on ImageNet (top-1 accuracy)",
-        source=f"{RIDE}, Table 1 (§'Defense Against Gray-Box Attack') and supplementary Tables 4-6", dataset="imagenet",
-        defenses=tuple(v for vs in variants.values() for v in vs), attacks=(fgsm, pgd), threats=("graybox",), n=2000,
-        rows=rows, cols=cols, cells=_grid(rows, cols, values, m), paper_scale=100.0, stratified=True,
-        notes=("Needs the ImageNet validation set (ImageFolder) and torchvision's ResNet-50 weights; n images "
-               "spread evenly over the classes (the paper: 2 per class, 2000 in all).",
-               "Median and TVM cells are the best over the settings of the paper's supplementary Tables 4-6 "
-               f"(median kernels {', '.join(map(str, RIDE_MEDIAN_KERNELS))}; split-Bregman weights 0.075-0.75 and "
-               "Chambolle weights 0.25-1.75), as Table 1 reports them; our median filter pads by reflection "
-               "(ART), the paper's by zeros.",
-               "FGSM with step size 0.015 (§Attacker); the PGD settings come from Guo et al.'s code and are not in "
-               "the text (ε = 0.015 here is a placeholder).", "The paper prints fractions; shown in % (x100)."))
+        source=f"{RIDE}, Table 1 (§'Defense Against Gray-Box Attack') and supplementary Tables 4-6",
+        dataset="imagenet",
+        defenses=tuple(v for vs in variants.values() for v in vs),
+        attacks=(fgsm, pgd),
+        threats=("graybox",),
+        n=2000,
+        rows=rows,
+        cols=cols,
+        cells=_grid(rows, cols, values, m),
+        paper_scale=100.0,
+        stratified=True,
+        notes=(
+            "Needs the ImageNet validation set (ImageFolder) and torchvision's ResNet-50 weights; n images "
+            "spread evenly over the classes (the paper: 2 per class, 2000 in all).",
+            "Median and TVM cells are the best over the settings of the paper's supplementary Tables 4-6 "
+            f"(median kernels {', '.join(map(str, RIDE_MEDIAN_KERNELS))}; split-Bregman weights 0.075-0.75 and "
+            "Chambolle weights 0.25-1.75), as Table 1 reports them; our median filter pads by reflection "
+            "(ART), the paper's by zeros.",
+            "FGSM with step size 0.015 (§Attacker); the PGD settings come from Guo et al.'s code and are not in "
+            "the text (ε = 0.015 here is a placeholder).",
+            "The paper prints fractions; shown in % (x100).",
+        ),
+    )
 
 
 #: RIDE Fig. 5(a)'s defenders as RIDE variants (docs/DEFENSES.md): DIP fits a fixed random input to the image,
 #: I-DIP adds the iterative estimate, DAE the noisy input and target, RIDE all three
-RIDE_ABLATION = {"DIP": "input=fixed,target_noise=false,alpha=1,nms=false", "I-DIP": "input=fixed,target_noise=false",
-                 "DAE": "alpha=1,nms=false", "RIDE": ""}
+RIDE_ABLATION = {
+    "DIP": "input=fixed,target_noise=false,alpha=1,nms=false",
+    "I-DIP": "input=fixed,target_noise=false",
+    "DAE": "alpha=1,nms=false",
+    "RIDE": "",
+}
 
 
 def _ride_fig5a() -> PaperTable:
     rows = tuple(RIDE_ABLATION)
     cols = ("with dropout", "without dropout")
     fgsm = AttackSpec("fgsm", 0.015)
-    label = (lambda opts, extra: f"ride[{','.join(filter(None, (opts, extra)))}]" if opts or extra else "ride")
-    m = {(r, c): Measure(label(o, "" if c == "with dropout" else "dropout=0"), "graybox", fgsm)
-         for r, o in RIDE_ABLATION.items() for c in cols}
+    label = lambda opts, extra: check_name(f"ride[{','.join(filter(None, (opts, extra)))}]")  # canonical order
+    m = {
+        (r, c): Measure(label(o, "" if c == "with dropout" else "dropout=0"), "graybox", fgsm)
+        for r, o in RIDE_ABLATION.items()
+        for c in cols
+    }
     return PaperTable(
-        id="ride-fig5a", ref="RIDE Fig. 5(a)",
+        id="ride-fig5a",
+        ref="RIDE Fig. 5(a)",
         title="Ablation: DIP, I-DIP, DAE and RIDE, with and without dropout, gray-box FGSM on ImageNet (top-1 %)",
-        source=f"{RIDE}, Figure 5(a) and supplementary Figure 8 (§'Ablation Study')", dataset="imagenet",
-        defenses=tuple(dict.fromkeys(mm.defense for mm in m.values())), attacks=(fgsm,), threats=("graybox",),
-        n=2000, rows=rows, cols=cols, cells=_grid(rows, cols, [[None] * len(cols)] * len(rows), m),
+        source=f"{RIDE}, Figure 5(a) and supplementary Figure 8 (§'Ablation Study')",
+        dataset="imagenet",
+        defenses=tuple(dict.fromkeys(mm.defense for mm in m.values())),
+        attacks=(fgsm,),
+        threats=("graybox",),
+        n=2000,
+        rows=rows,
+        cols=cols,
+        cells=_grid(rows, cols, [[None] * len(cols)] * len(rows), m),
         stratified=True,
-        notes=("The figure's curves are not in the text: paper values are None; the paper reports RIDE (all three "
-               "techniques) highest, DAE the most important of the three and iterative optimisation second.",
-               "Defenders as RIDE options (docs/DEFENSES.md): DIP = input=fixed, target_noise=false, alpha=1, "
-               "nms=false; I-DIP = DIP with the iterative estimate (alpha 0.9, NMS); DAE = alpha=1, nms=false; "
-               "RIDE = the defaults; 'without dropout' adds dropout=0. Attack: one-step FGSM, step 0.015 "
-               "(§Attacker), on the ImageNet validation subset of 2 images per class.",
-               "Needs the ImageNet validation set (ImageFolder) and torchvision's ResNet-50 weights."))
+        notes=(
+            "The figure's curves are not in the text: paper values are None; the paper reports RIDE (all three "
+            "techniques) highest, DAE the most important of the three and iterative optimisation second.",
+            "Defenders as RIDE options (docs/DEFENSES.md): DIP = input=fixed, target_noise=false, alpha=1, "
+            "nms=false; I-DIP = DIP with the iterative estimate (alpha 0.9, NMS); DAE = alpha=1, nms=false; "
+            "RIDE = the defaults; 'without dropout' adds dropout=0. Attack: one-step FGSM, step 0.015 "
+            "(§Attacker), on the ImageNet validation subset of 2 images per class.",
+            "Needs the ImageNet validation set (ImageFolder) and torchvision's ResNet-50 weights.",
+        ),
+    )
 
 
 def _all_tables() -> dict[str, PaperTable]:
@@ -601,8 +822,7 @@ def _all_tables() -> dict[str, PaperTable]:
     for ds in ("mnist", "fmnist"):
         tables += list(_invgan_parts(ds))
     tables.append(_invgan_fig4())
-    tables += [_ride_table2("mnist"), _ride_table2("cifar10"), _ride_table2("imagenet"), _ride_table1(),
-               _ride_fig5a()]
+    tables += [_ride_table2("mnist"), _ride_table2("cifar10"), _ride_table2("imagenet"), _ride_table1(), _ride_fig5a()]
     order = sorted(tables, key=lambda t: t.id)
     return {t.id: t for t in order}
 
@@ -630,16 +850,24 @@ class PaperRun:
     seeds: tuple[int, ...]
     device: str
     out: str
-    rows: dict[Cell, dict]           # store row per needed cell
+    rows: dict[Cell, dict]  # store row per needed cell
     computed: int = 0
     reused: int = 0
     seconds: float = 0.0
-    threat_n: dict[str, int] = field(default_factory=dict)   # fewer images for these threats' cells
+    threat_n: dict[str, int] = field(default_factory=dict)  # fewer images for these threats' cells
 
 
-def run_table(table: PaperTable, n: int | None = None, preset: str = "paper", device: str = "cpu", seed: int = 0,
-              out: str | None = None, data_root: str | None = None, progress: bool = True,
-              threat_n: dict[str, int] | None = None) -> PaperRun:
+def run_table(
+    table: PaperTable,
+    n: int | None = None,
+    preset: str = "paper",
+    device: str = "cpu",
+    seed: int = 0,
+    out: str | None = None,
+    data_root: str | None = None,
+    progress: bool = True,
+    threat_n: dict[str, int] | None = None,
+) -> PaperRun:
     """Run the cells ``table`` needs through the matrix runner (resuming from its store) and return the rows."""
     from defbench.harness.matrix import LocalExecutor, MatrixRunner
     from defbench.harness.models import PRESETS
@@ -663,35 +891,59 @@ def run_table(table: PaperTable, n: int | None = None, preset: str = "paper", de
     for c, k in keys.items():
         found = list(runner.store.rows(key=k.key))
         if not found and k.key in failed:
-            raise DefbenchError(f"cell s{c.seed} {c.defense} {c.threat} {c.attack.name if c.attack else 'clean'} "
-                                f"failed: {failed[k.key]}; the other cells are stored, rerun to retry it")
+            raise DefbenchError(
+                f"cell s{c.seed} {c.defense} {c.threat} {c.attack.name if c.attack else 'clean'} "
+                f"failed: {failed[k.key]}; the other cells are stored, rerun to retry it"
+            )
         if not found:
             raise DefbenchError(f"cell {c} missing from {runner.store.path} after the run")
         rows[c] = found[0]
-    return PaperRun(table, preset, n, spec.seeds, spec.device, spec.out, rows, len(todo), len(cells) - len(todo),
-                    time.time() - t0, {t: k for t, k in spec.threat_n.items() if k < n})
+    return PaperRun(
+        table,
+        preset,
+        n,
+        spec.seeds,
+        spec.device,
+        spec.out,
+        rows,
+        len(todo),
+        len(cells) - len(todo),
+        time.time() - t0,
+        {t: k for t, k in spec.threat_n.items() if k < n},
+    )
 
 
 # ======================================================================================= CLI
 def add_parser(sub, common) -> None:
     """Register ``defbench paper list`` and ``defbench paper run TABLE``."""
-    pp = sub.add_parser("paper", help="reproduce a paper's table: list the specs, run one against the paper",
-                        description="Paper tables as specs: 'list' shows them, 'run TABLE' runs one through the "
-                                    "matrix runner (resumable store) and prints paper / ours / delta per cell.")
+    pp = sub.add_parser(
+        "paper",
+        help="reproduce a paper's table: list the specs, run one against the paper",
+        description="Paper tables as specs: 'list' shows them, 'run TABLE' runs one through the "
+        "matrix runner (resumable store) and prints paper / ours / delta per cell.",
+    )
     psub = pp.add_subparsers(dest="paper_cmd", metavar="ACTION")
     lp = psub.add_parser("list", help="list every paper table spec and whether it can run")
     lp.set_defaults(func=cmd_list)
-    rp = psub.add_parser("run", help="run one table (or a group such as invgan-table2) and compare to the paper",
-                         formatter_class=argparse.RawDescriptionHelpFormatter,
-                         epilog="examples:\n  defbench paper run mimicgan-fig5b --preset quick --n 20\n"
-                                "  defbench paper run invgan-table2 --n 500")
+    rp = psub.add_parser(
+        "run",
+        help="run one table (or a group such as invgan-table2) and compare to the paper",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  defbench paper run mimicgan-fig5b --preset quick --n 20\n"
+        "  defbench paper run invgan-table2 --n 500",
+    )
     rp.add_argument("table", help="table id from 'defbench paper list', or a group prefix (e.g. invgan-table2)")
-    rp.add_argument("--n", type=count_type("n"), default=None, help="images per cell (default the paper's n, 500 when the "
-                                                         f"paper gives none; quick preset at most {QUICK_N})")
+    rp.add_argument(
+        "--n",
+        type=count_type("n"),
+        default=None,
+        help=f"images per cell (default the paper's n, 500 when the paper gives none; quick preset at most {QUICK_N})",
+    )
     add_threat_n(rp)
     rp.add_argument("--preset", default="paper", help="paper (the papers' settings) | quick (smoke budgets)")
-    rp.add_argument("--out", default=None,
-                    help="store and report dir (default runs/paper/<dataset>-<preset>-n<N>-b<B>)")
+    rp.add_argument(
+        "--out", default=None, help="store and report dir (default runs/paper/<dataset>-<preset>-n<N>-b<B>)"
+    )
     common(rp)
     rp.set_defaults(func=cmd_run)
     pp.set_defaults(func=lambda args: (pp.print_help(), 0)[1])
@@ -725,15 +977,19 @@ def cmd_run(args) -> int:
         raise DefbenchError(f"paper table {tables[0].id} is not yet supported: {tables[0].unsupported}")
     runnable = [t for t in tables if t.runnable]
     if not runnable:
-        raise DefbenchError(f"no table of {args.table} can run yet: "
-                            + "; ".join(f"{t.id}: {t.unsupported}" for t in tables))
+        raise DefbenchError(
+            f"no table of {args.table} can run yet: " + "; ".join(f"{t.id}: {t.unsupported}" for t in tables)
+        )
     device = str(resolve_device(args.device))
     for t in runnable:
-        res = run_table(t, args.n, args.preset, device, args.seed, args.out, args.data_root, not args.no_progress,
-                        threat_n)
+        res = run_table(
+            t, args.n, args.preset, device, args.seed, args.out, args.data_root, not args.no_progress, threat_n
+        )
         print(write_paper_report(res, res.out))
-        print(f"\n{res.computed} cells computed, {res.reused} reused from {Path(res.out) / 'defbench.sqlite'} in "
-              f"{res.seconds:.0f}s on {res.device}\n")
+        print(
+            f"\n{res.computed} cells computed, {res.reused} reused from {Path(res.out) / 'defbench.sqlite'} in "
+            f"{res.seconds:.0f}s on {res.device}\n"
+        )
         sys.stdout.flush()
     for t in tables:
         if not t.runnable:

@@ -17,13 +17,21 @@ from defbench.harness.papers import TABLES
 
 from conftest import have_data, save_gan, stand_in_gan
 
-TINY_DEFENSE = {"defensegan": {"latent_steps": 3, "restarts": 1}, "cowboy": {"latent_steps": 3, "restarts": 1},
-                "mimicgan": {"outer_iters": 1, "surrogate_steps": 2, "latent_steps": 2},
-                "invgan": {"latent_steps": 3}, "ride": {"iterations": 3, "checkpoints": 1}}
-TINY_ATTACK = {"cw": {"steps": 2, "binary_search_steps": 1}, "deepfool": {"steps": 2}, "pgd": {"steps": 2, "step": None},
-               "bim": {"steps": 2}}
+TINY_DEFENSE = {
+    "defensegan": {"latent_steps": 3, "restarts": 1},
+    "cowboy": {"latent_steps": 3, "restarts": 1},
+    "mimicgan": {"outer_iters": 1, "surrogate_steps": 2, "latent_steps": 2},
+    "invgan": {"latent_steps": 3},
+    "ride": {"iterations": 3, "checkpoints": 1},
+}
+TINY_ATTACK = {
+    "cw": {"steps": 2, "binary_search_steps": 1},
+    "deepfool": {"steps": 2},
+    "pgd": {"steps": 2, "step": None},
+    "bim": {"steps": 2},
+}
 #: images per cell: at least one image of most classes where a table needs them (anomaly AUC)
-N = {"mimicgan-table2": 40, "ride-table1": 4, "ride-table2-imagenet": 4}
+N = {"mimicgan-table2": 40, "ride-table1": 4, "ride-table2-imagenet": 4, "ride-fig5a": 4}
 
 
 def _save_gan(dataset: str, tag: str, seed: int) -> None:
@@ -38,9 +46,18 @@ def _save_encoder(dataset: str, tag: str = "") -> None:
     torch.manual_seed(1)
     c, h, _ = SHAPES[dataset]
     enc = Encoder(c, h)
-    zoo.save(zoo.model_id("encoder", dataset, "quick", tag), {f"E.{k}": v for k, v in enc.state_dict().items()},
-             {"kind": "encoder", "dataset": dataset, "preset": "quick", "arch": "invgan-encoder", "config": {},
-              "metrics": {}})
+    zoo.save(
+        zoo.model_id("encoder", dataset, "quick", tag),
+        {f"E.{k}": v for k, v in enc.state_dict().items()},
+        {
+            "kind": "encoder",
+            "dataset": dataset,
+            "preset": "quick",
+            "arch": "invgan-encoder",
+            "config": {},
+            "metrics": {},
+        },
+    )
 
 
 def _save_classifier(dataset: str) -> None:
@@ -49,8 +66,18 @@ def _save_classifier(dataset: str) -> None:
 
     torch.manual_seed(2)
     model = build_classifier(dataset)
-    zoo.save(zoo.model_id("classifier", dataset, "quick"), model.state_dict(), {"kind": "classifier",
-             "dataset": dataset, "preset": "quick", "arch": model.arch, "config": {"seed": 2}, "metrics": {}})
+    zoo.save(
+        zoo.model_id("classifier", dataset, "quick"),
+        model.state_dict(),
+        {
+            "kind": "classifier",
+            "dataset": dataset,
+            "preset": "quick",
+            "arch": model.arch,
+            "config": {"seed": 2},
+            "metrics": {},
+        },
+    )
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +128,9 @@ def fake_imagenet(tmp_path, monkeypatch):
     for w in (wnids[1], wnids[500], wnids[999]):
         (root / "imagenet" / "val" / w).mkdir(parents=True)
         for j in range(3):
-            Image.fromarray(rng.integers(0, 256, (240, 250, 3), dtype=np.uint8)).save(root / "imagenet" / "val" / w / f"{j}.JPEG")
+            Image.fromarray(rng.integers(0, 256, (240, 250, 3), dtype=np.uint8)).save(
+                root / "imagenet" / "val" / w / f"{j}.JPEG"
+            )
     (root / "imagenet" / "LOC_synset_mapping.txt").write_text("".join(f"{w} name\n" for w in wnids))
     monkeypatch.setattr(models, "load_imagenet_resnet50", lambda: TinyImageNet().eval())
     return root
@@ -144,8 +173,15 @@ def _dataset_ok(table) -> None:
         pytest.skip(f"{table.dataset} not available offline")
 
 
-SLOW = {"ride-table1", "ride-table2-imagenet", "ride-table2-cifar10", "mimicgan-fig9b", "mimicgan-table2",
-        "invgan-fig4"}
+SLOW = {
+    "ride-table1",
+    "ride-table2-imagenet",
+    "ride-table2-cifar10",
+    "ride-fig5a",
+    "mimicgan-fig9b",
+    "mimicgan-table2",
+    "invgan-fig4",
+}
 
 
 @pytest.mark.parametrize("tid", [pytest.param(t, marks=pytest.mark.slow) if t in SLOW else t for t in TABLES])
@@ -153,8 +189,20 @@ def test_paper_spec_end_to_end(tid, paper_zoo, tiny_budgets, tmp_path, capsys, r
     table = TABLES[tid]
     _dataset_ok(table)
     n = N.get(tid, 8)
-    args = ["paper", "run", tid, "--n", str(n), "--preset", "quick", "--out", str(tmp_path / "o"), "--device", "cpu",
-            "--no-progress"]
+    args = [
+        "paper",
+        "run",
+        tid,
+        "--n",
+        str(n),
+        "--preset",
+        "quick",
+        "--out",
+        str(tmp_path / "o"),
+        "--device",
+        "cpu",
+        "--no-progress",
+    ]
     if table.dataset == "imagenet":
         args += ["--data-root", str(request.getfixturevalue("fake_imagenet"))]
     threat_n = {"bpda": max(2, n // 2)} if "bpda" in table.threats else {}  # BPDA cells on a subset

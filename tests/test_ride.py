@@ -38,12 +38,30 @@ def test_alpha_one_single_checkpoint_returns_the_estimate_not_the_input(digits):
     assert torch.allclose(same, x[:2])
 
 
-@pytest.mark.parametrize("field, value", [
-    ("iterations", 7), ("split_iterations", True), ("checkpoints", 3), ("arch", "cifar10"), ("width", 8),
-    ("layers", 3), ("dropout", 0.0), ("sigma", 0.3), ("sigma_units", "normalized"), ("alpha", 0.7), ("nms", False),
-    ("loss_mask", 0.0), ("target_noise", False), ("input", "fixed"), ("init", "torch"), ("lr", 1e-3),
-    ("weight_decay", 0.0), ("estimate_samples", 3), ("output", "iterate"),
-])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("iterations", 7),
+        ("split_iterations", True),
+        ("checkpoints", 3),
+        ("arch", "cifar10"),
+        ("width", 8),
+        ("layers", 3),
+        ("dropout", 0.0),
+        ("sigma", 0.3),
+        ("sigma_units", "normalized"),
+        ("alpha", 0.7),
+        ("nms", False),
+        ("loss_mask", 0.0),
+        ("target_noise", False),
+        ("input", "fixed"),
+        ("init", "torch"),
+        ("lr", 1e-3),
+        ("weight_decay", 0.0),
+        ("estimate_samples", 3),
+        ("output", "iterate"),
+    ],
+)
 def test_every_option_changes_the_output(digits, field, value):
     x, _ = digits
     base = RIDE(TINY, shape=(1, 28, 28)).purify(x[:2], seed=0)
@@ -57,7 +75,7 @@ def test_batch_equals_per_image_runs(digits):
     ride = RIDE(TINY, shape=(1, 28, 28))
     batch = ride.purify(x[:4], seed=3)
     for i in range(4):
-        assert torch.allclose(ride.purify(x[i:i + 1], seed=3), batch[i:i + 1], atol=1e-5)
+        assert torch.allclose(ride.purify(x[i : i + 1], seed=3), batch[i : i + 1], atol=1e-5)
     assert not torch.allclose(batch, ride.purify(x[:4], seed=4), atol=1e-4)
 
 
@@ -75,9 +93,38 @@ def test_dataset_picks_the_supplement_network():
     assert RIDEConfig(arch="imagenet", dropout=0).network() == (32, 8, ())
 
 
-@pytest.mark.parametrize("bad", [{"arch": "vgg"}, {"dropout": 1.0}, {"loss_mask": -0.1}, {"alpha": 1.5},
-                                 {"sigma": float("nan")}, {"sigma_units": "db"}, {"input": "zeros"},
-                                 {"output": "both"}, {"lr": 0}, {"layers": 1}])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"arch": "vgg"},
+        {"dropout": 1.0},
+        {"loss_mask": -0.1},
+        {"alpha": 1.5},
+        {"sigma": float("nan")},
+        {"sigma_units": "db"},
+        {"input": "zeros"},
+        {"output": "both"},
+        {"lr": 0},
+        {"layers": 1},
+    ],
+)
 def test_bad_options_one_line(bad):
     with pytest.raises(DefbenchError, match="invalid RIDE config"):
         RIDEConfig(**bad)
+
+
+def test_fig5a_spec_runs_the_four_defenders_with_and_without_dropout():
+    from defbench.harness.papers import TABLES
+
+    t = TABLES["ride-fig5a"]
+    cfgs = {(c.row, c.col): build_defense(c.measure.defense, "imagenet").cfg for c in t.cells}
+    assert len(cfgs) == 8
+    dip, idip, dae, ride = (cfgs[(r, "with dropout")] for r in ("DIP", "I-DIP", "DAE", "RIDE"))
+    assert (dip.input, dip.target_noise, dip.alpha, dip.nms) == ("fixed", False, 1.0, False)
+    assert (idip.input, idip.target_noise, idip.alpha, idip.nms) == ("fixed", False, 0.9, True)
+    assert (dae.input, dae.alpha, dae.nms) == ("noisy", 1.0, False)
+    assert ride == RIDEConfig.for_dataset("imagenet")
+    assert all(
+        cfgs[(r, "without dropout")].dropout == 0 and cfgs[(r, "with dropout")].dropout == 0.5
+        for r in ("DIP", "I-DIP", "DAE", "RIDE")
+    )
