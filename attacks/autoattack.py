@@ -26,6 +26,12 @@ class AutoAttack(Attack):
     defaults = {"version": "standard", "seed": 0}
 
     def run(self, model, x, y):
-        atk = torchattacks.AutoAttack(model, norm="Linf", eps=self.eps, version=self.params["version"],
-                                      n_classes=NUM_CLASSES.get(self.dataset, 10), seed=self.params["seed"])
+        atk = torchattacks.AutoAttack(
+            model,
+            norm="Linf",
+            eps=self.eps,
+            version=self.params["version"],
+            n_classes=NUM_CLASSES.get(self.dataset, 10),
+            seed=self.params["seed"],
+        )
         return atk(x, y)

@@ -59,16 +59,20 @@ class Attack:
     #: 'error' (refuse an output that fails the checks) or 'warn' (project it back and record the violation)
     output_check: ClassVar[str] = "error"
 
-    def __init__(self, dataset: str = "fmnist", eps: float | None = None, *, output_check: str | None = None,
-                 **params: Any):
+    def __init__(
+        self, dataset: str = "fmnist", eps: float | None = None, *, output_check: str | None = None, **params: Any
+    ):
         unknown = sorted(set(params) - set(self.defaults))
         if unknown:
-            raise DefbenchError(f"unknown parameter(s) {', '.join(unknown)} for attack {self.name}; "
-                                f"valid: {', '.join(sorted(self.defaults)) or 'none'}")
+            raise DefbenchError(
+                f"unknown parameter(s) {', '.join(unknown)} for attack {self.name}; "
+                f"valid: {', '.join(sorted(self.defaults)) or 'none'}"
+            )
         mode = output_check if output_check is not None else type(self).output_check
         if mode not in OUTPUT_CHECKS:
-            raise DefbenchError(f"output_check {mode!r} for attack {self.name} must be one of: "
-                                f"{', '.join(OUTPUT_CHECKS)}")
+            raise DefbenchError(
+                f"output_check {mode!r} for attack {self.name} must be one of: {', '.join(OUTPUT_CHECKS)}"
+            )
         if self.norm not in NORMS:
             raise DefbenchError(f"{self.who} declares norm {self.norm!r}; choose one of: {', '.join(NORMS)}")
         self.output_check = mode
@@ -106,8 +110,10 @@ class Attack:
         if self.last_violations:
             if self.output_check == "error":
                 msg = "; ".join(v["message"] for v in self.last_violations)
-                raise DefbenchError(f"{self.who} {msg}: output refused (output_check='warn' projects it back "
-                                    "and flags the cell instead)")
+                raise DefbenchError(
+                    f"{self.who} {msg}: output refused (output_check='warn' projects it back "
+                    "and flags the cell instead)"
+                )
             self.violations += self.last_violations
             x_adv = self.project_output(x, x_adv)
         return x_adv.clamp(0, 1)  # removes float rounding within RANGE_TOL only: larger excursions failed above
@@ -120,25 +126,44 @@ class Attack:
         n = x.shape[0]
         bad = ~torch.isfinite(x_adv).flatten(1).all(1)
         if bad.any():
-            out.append({"check": "finite", "images": int(bad.sum()), "batch": n, "worst": None,
-                        "message": f"returned NaN or infinite values in {int(bad.sum())} of {n} images"})
+            out.append(
+                {
+                    "check": "finite",
+                    "images": int(bad.sum()),
+                    "batch": n,
+                    "worst": None,
+                    "message": f"returned NaN or infinite values in {int(bad.sum())} of {n} images",
+                }
+            )
         xa = torch.where(torch.isfinite(x_adv), x_adv, x)  # the remaining checks on the finite values
         lo, hi = xa.flatten(1).min(1).values, xa.flatten(1).max(1).values
         bad = (lo < -RANGE_TOL) | (hi > 1 + RANGE_TOL)
         if bad.any():
-            out.append({"check": "range", "images": int(bad.sum()), "batch": n,
-                        "worst": [round(float(lo.min()), 6), round(float(hi.max()), 6)],
-                        "message": f"returned pixel values outside [0, 1] in {int(bad.sum())} of {n} images "
-                                   f"(range [{float(lo.min()):.4g}, {float(hi.max()):.4g}])"})
+            out.append(
+                {
+                    "check": "range",
+                    "images": int(bad.sum()),
+                    "batch": n,
+                    "worst": [round(float(lo.min()), 6), round(float(hi.max()), 6)],
+                    "message": f"returned pixel values outside [0, 1] in {int(bad.sum())} of {n} images "
+                    f"(range [{float(lo.min()):.4g}, {float(hi.max()):.4g}])",
+                }
+            )
         if self.bounded and self.eps is not None:
             dist = _norm(xa - x, self.norm)
             bad = dist > self.eps + EPS_TOL
             if bad.any():
                 sym = "ℓ∞" if self.norm == "linf" else "ℓ2"
-                out.append({"check": self.norm, "images": int(bad.sum()), "batch": n,
-                            "worst": round(float(dist.max()), 6),
-                            "message": f"returned perturbations beyond its budget in {int(bad.sum())} of {n} images "
-                                       f"({sym} distance up to {float(dist.max()):.4g} > ε = {self.eps:g})"})
+                out.append(
+                    {
+                        "check": self.norm,
+                        "images": int(bad.sum()),
+                        "batch": n,
+                        "worst": round(float(dist.max()), 6),
+                        "message": f"returned perturbations beyond its budget in {int(bad.sum())} of {n} images "
+                        f"({sym} distance up to {float(dist.max()):.4g} > ε = {self.eps:g})",
+                    }
+                )
         return out
 
     def project_output(self, x: torch.Tensor, x_adv: torch.Tensor) -> torch.Tensor:
@@ -178,9 +203,16 @@ class Attack:
     def config(self) -> dict[str, Any]:
         """The attack's identity in the store: a plugin's distribution name and version are part of it, so
         that a new release of a plugin never reuses the cells of the old one."""
-        cfg = {"name": self.name, "label": self.label, "family": self.family or self.name,
-               "iterative": self.iterative, "bounded": self.bounded, "eps": self.eps,
-               "alpha": self.params.get("alpha"), "params": self.params}
+        cfg = {
+            "name": self.name,
+            "label": self.label,
+            "family": self.family or self.name,
+            "iterative": self.iterative,
+            "bounded": self.bounded,
+            "eps": self.eps,
+            "alpha": self.params.get("alpha"),
+            "params": self.params,
+        }
         if self.bounded and self.norm != "linf":
             cfg["norm"] = self.norm
         if self.output_check != "error":
@@ -199,8 +231,9 @@ def _norm(d: torch.Tensor, norm: str) -> torch.Tensor:
     return flat.abs().max(1).values if norm == "linf" else flat.norm(dim=1)
 
 
-def keep_adversarial(x: torch.Tensor, x_adv: torch.Tensor, success: torch.Tensor,
-                     zero_placeholder: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+def keep_adversarial(
+    x: torch.Tensor, x_adv: torch.Tensor, success: torch.Tensor, zero_placeholder: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
     """For minimal-perturbation attacks: x_adv where the attack succeeded, the clean image where it failed.
 
     ``success`` is the library's own per-image verdict (misclassified by the attacked model). With ``zero_placeholder``

@@ -32,9 +32,14 @@ class CW(Attack):
     def run(self, model, x, y):
         p = self.params
         fmodel = fb.PyTorchModel(model, bounds=(0, 1), device=model_device(model))
-        atk = fb.attacks.L2CarliniWagnerAttack(binary_search_steps=p["binary_search_steps"], steps=p["steps"],
-                                               stepsize=p["lr"], confidence=p["confidence"],
-                                               initial_const=p["initial_const"], abort_early=True)
+        atk = fb.attacks.L2CarliniWagnerAttack(
+            binary_search_steps=p["binary_search_steps"],
+            steps=p["steps"],
+            stepsize=p["lr"],
+            confidence=p["confidence"],
+            initial_const=p["initial_const"],
+            abort_early=True,
+        )
         _, clipped, success = atk(fmodel, x, y, epsilons=None)
         x_adv, self.last_failed = keep_adversarial(x, clipped, success, zero_placeholder=True)
         return x_adv

@@ -3,7 +3,9 @@
 Projected gradient ascent on the cross-entropy from a random start in the ε-ball, via ``torchattacks.PGD``.
 
 Arguments: eps (default 0.3 / 8/255), step (default (4/3)·ε/steps: cleverhans' MadryEtAl total
-travel, i.e. 0.01 at ε = 0.3 with its 40 steps, rescaled when steps change), steps (default 40), random_start (default True). RIDE's BPDA protocol uses steps = 10 with ε = 0.1, step 0.02 on MNIST and
+travel, i.e. 0.01 at ε = 0.3 with its 40 steps, rescaled when steps change), steps (default 40),
+random_start (default True).
+RIDE's BPDA protocol uses steps = 10 with ε = 0.1, step 0.02 on MNIST and
 ε = 0.05, step 0.01 on CIFAR-10/ImageNet (``defbench paper`` specs set these).
 Shape: (N, C, H, W) in [0, 1] -> same.
 Example::
@@ -24,6 +26,7 @@ class PGD(Attack):
 
     def run(self, model, x, y):
         step = self.params["step"] or (4 / 3) * self.eps / self.params["steps"]
-        atk = torchattacks.PGD(model, eps=self.eps, alpha=step, steps=self.params["steps"],
-                               random_start=self.params["random_start"])
+        atk = torchattacks.PGD(
+            model, eps=self.eps, alpha=step, steps=self.params["steps"], random_start=self.params["random_start"]
+        )
         return atk(x, y)

@@ -32,8 +32,10 @@ from defbench.attacks.fgsm import FGSM
 from defbench.attacks.pgd import PGD
 from defbench.attacks.universal import UniversalART, UniversalFGSM
 
-BUILTIN: dict[str, type[Attack]] = {c.name: c for c in (FGSM, BIM, PGD, CW, DeepFool, AutoAttack, UniversalFGSM,
-                                                         UniversalART, Binarize, DropPixels, BlurNegative)}
+BUILTIN: dict[str, type[Attack]] = {
+    c.name: c
+    for c in (FGSM, BIM, PGD, CW, DeepFool, AutoAttack, UniversalFGSM, UniversalART, Binarize, DropPixels, BlurNegative)
+}
 ENTRY_POINT_GROUP = "defbench.attacks"
 
 
@@ -80,25 +82,35 @@ def plugins() -> dict[str, type[Attack]]:
         except BaseException as exc:  # a broken plugin must not break defbench (SystemExit in its import too)
             if isinstance(exc, KeyboardInterrupt):
                 raise
-            _warn_skipped((ep.name, dist), f"skipped {where}: it failed to import ({type(exc).__name__}: "
-                                           f"{str(exc)[:200]}); reinstall or uninstall {dist}")
+            _warn_skipped(
+                (ep.name, dist),
+                f"skipped {where}: it failed to import ({type(exc).__name__}: "
+                f"{str(exc)[:200]}); reinstall or uninstall {dist}",
+            )
             continue
         if not (isinstance(cls, type) and issubclass(cls, Attack)):
             raise DefbenchError(f"{where} is not a defbench.attacks.Attack subclass")
         own = cls.__dict__.get("name")
         if not isinstance(own, str) or not own.strip():
-            raise DefbenchError(f"{where}: class {cls.__name__} sets no name of its own (it would run as "
-                                f"{cls.name!r}); set name = {ep.name!r}")
+            raise DefbenchError(
+                f"{where}: class {cls.__name__} sets no name of its own (it would run as "
+                f"{cls.name!r}); set name = {ep.name!r}"
+            )
         if own != ep.name:
-            raise DefbenchError(f"{where}: class {cls.__name__} is named {own!r}, the entry point {ep.name!r}; "
-                                "they must match")
+            raise DefbenchError(
+                f"{where}: class {cls.__name__} is named {own!r}, the entry point {ep.name!r}; they must match"
+            )
         if own in BUILTIN:
-            raise DefbenchError(f"{where} takes the name of the built-in attack {own!r} of distribution "
-                                f"{BUILTIN_DISTRIBUTION}; rename the plugin")
+            raise DefbenchError(
+                f"{where} takes the name of the built-in attack {own!r} of distribution "
+                f"{BUILTIN_DISTRIBUTION}; rename the plugin"
+            )
         if own in found and (owner[own] != (dist, version) or found[own] is not cls):
             d0, v0 = owner[own]
-            raise DefbenchError(f"attack plugins of distributions {d0} {v0} and {dist} {version} both take the "
-                                f"name {own!r}; uninstall or rename one")
+            raise DefbenchError(
+                f"attack plugins of distributions {d0} {v0} and {dist} {version} both take the "
+                f"name {own!r}; uninstall or rename one"
+            )
         found[own], owner[own] = cls, (dist, version)
     _PLUGIN_DIST.update({cls: owner[n] for n, cls in found.items()})
     return found

@@ -56,8 +56,7 @@ class BPDAModel(nn.Module):
     def forward(self, x):
         call = self.calls
         self.calls += 1
-        logits = [self.classifier(self.defense.bpda(x, seed=derive_seed(self.seed, call, j)))
-                  for j in range(self.eot)]
+        logits = [self.classifier(self.defense.bpda(x, seed=derive_seed(self.seed, call, j))) for j in range(self.eot)]
         if self.eot == 1:
             return logits[0]
         logp = torch.stack([lg.log_softmax(1) for lg in logits])
@@ -102,8 +101,9 @@ def gan_aware(attack, classifier, defense, x, y, seed: int) -> torch.Tensor:
     return g.clamp(0, 1)
 
 
-def attack_model(threat: str, classifier: nn.Module, defense, eot: int = 1, G=None, encoder=None,
-                 seed: int = 0) -> nn.Module:
+def attack_model(
+    threat: str, classifier: nn.Module, defense, eot: int = 1, G=None, encoder=None, seed: int = 0
+) -> nn.Module:
     """The model a library attack is handed under ``threat`` (not for gan-aware, see :func:`gan_aware`).
     ``seed`` starts the BPDA model's stream of purification seeds (see :class:`BPDAModel`)."""
     if threat == "graybox":

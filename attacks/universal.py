@@ -82,12 +82,24 @@ class UniversalART(_Universal):
 
         n = self.params["fit_images"]
         xs = x[:n].cpu().numpy().astype(np.float32)
-        clf = PyTorchClassifier(model=model, loss=torch.nn.CrossEntropyLoss(), input_shape=tuple(x.shape[1:]),
-                                nb_classes=int(model(x[:1]).shape[1]), clip_values=(0.0, 1.0),
-                                device_type="gpu" if model_device(model).type == "cuda" else "cpu")
-        atk = UniversalPerturbation(clf, attacker=self.params["attacker"], attacker_params={"eps": self.eps},
-                                    max_iter=self.params["max_iter"], delta=self.params["delta"], eps=self.eps,
-                                    norm=np.inf, verbose=False)
+        clf = PyTorchClassifier(
+            model=model,
+            loss=torch.nn.CrossEntropyLoss(),
+            input_shape=tuple(x.shape[1:]),
+            nb_classes=int(model(x[:1]).shape[1]),
+            clip_values=(0.0, 1.0),
+            device_type="gpu" if model_device(model).type == "cuda" else "cpu",
+        )
+        atk = UniversalPerturbation(
+            clf,
+            attacker=self.params["attacker"],
+            attacker_params={"eps": self.eps},
+            max_iter=self.params["max_iter"],
+            delta=self.params["delta"],
+            eps=self.eps,
+            norm=np.inf,
+            verbose=False,
+        )
         state, np_state = random.getstate(), np.random.get_state()
         random.seed(self.seed)
         np.random.seed(self.seed % (2**32))

@@ -23,9 +23,14 @@ from defbench.reports.common import binomial_half_width
 
 #: clean accuracy (%) printed by the papers: InvGAN Table 2 (DefenseGAN, InvGAN, no defense), MimicGAN-1 Fig. 5(b)
 #: caption (classifier), RIDE Table 2 (MNIST classifier)
-PAPER = {("fmnist", "none"): "92 (InvGAN T2); 91.50 (MimicGAN)", ("fmnist", "defensegan"): "81 (InvGAN T2)",
-         ("fmnist", "invgan"): "88 (InvGAN T2)", ("mnist", "none"): "99 (InvGAN T2); 98.98 (RIDE)",
-         ("mnist", "defensegan"): "98 (InvGAN T2)", ("mnist", "invgan"): "99 (InvGAN T2)"}
+PAPER = {
+    ("fmnist", "none"): "92 (InvGAN T2); 91.50 (MimicGAN)",
+    ("fmnist", "defensegan"): "81 (InvGAN T2)",
+    ("fmnist", "invgan"): "88 (InvGAN T2)",
+    ("mnist", "none"): "99 (InvGAN T2); 98.98 (RIDE)",
+    ("mnist", "defensegan"): "98 (InvGAN T2)",
+    ("mnist", "invgan"): "99 (InvGAN T2)",
+}
 ORDER = ("none", "defensegan", "cowboy", "invgan", "mimicgan", "ride", "median", "tvm")
 
 
@@ -42,13 +47,18 @@ def main(argv=None) -> int:
         for r in Store(d).rows(attack="clean"):
             found[(r["dataset"], r["defense"])] = r
     datasets = list(dict.fromkeys(ds for ds, _ in found))
-    lines = [f"Command: `{command_line(argv)}` (stores of "
-             "`defbench matrix ... --attacks none --n 500`); accuracy of the classifier on the purified images, "
-             "binomial 95% interval (the first purification of each image; a randomized defense run with several "
-             "purifications lists each one's accuracy), seconds per image and purification as the runner timed the "
-             "cell (its device in brackets).", "",
-             "| defense | " + " | ".join(f"{ds}: accuracy % (95% CI) | {ds}: s/image | {ds}: paper" for ds in datasets) + " |",
-             "|---|" + "---:|---:|---|" * len(datasets)]
+    lines = [
+        f"Command: `{command_line(argv)}` (stores of "
+        "`defbench matrix ... --attacks none --n 500`); accuracy of the classifier on the purified images, "
+        "binomial 95% interval (the first purification of each image; a randomized defense run with several "
+        "purifications lists each one's accuracy), seconds per image and purification as the runner timed the "
+        "cell (its device in brackets).",
+        "",
+        "| defense | "
+        + " | ".join(f"{ds}: accuracy % (95% CI) | {ds}: s/image | {ds}: paper" for ds in datasets)
+        + " |",
+        "|---|" + "---:|---:|---|" * len(datasets),
+    ]
     for name in ORDER:
         cells = []
         for ds in datasets:
@@ -63,7 +73,11 @@ def main(argv=None) -> int:
             if len(reps) > 1:  # a randomized defense purified several times: repeat 0 above, the spread here
                 accs = [100 * sum(int(a == b) for a, b in zip(rp, r["labels"])) / r["n"] for rp in reps]
                 acc += f"; {len(reps)} purifications: {', '.join(f'{a:.1f}' for a in accs)}"
-            cells += [acc, f"{r['wall_seconds'] / (r['n'] * len(reps)):.2f} [{r['device']}]", PAPER.get((ds, name), "—")]
+            cells += [
+                acc,
+                f"{r['wall_seconds'] / (r['n'] * len(reps)):.2f} [{r['device']}]",
+                PAPER.get((ds, name), "—"),
+            ]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return write_table(lines, args.out)
 

@@ -48,10 +48,13 @@ def main(argv=None) -> int:
     ap.add_argument("--n", type=int, default=100, help="tuning images (the first n of the matrix's seeded draw)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--corruptions", default="drop-pixels,blur-negative")
-    ap.add_argument("--variants", default=";".join(VARIANTS),
-                    help="';'-separated defense variants")
-    ap.add_argument("--held-out", metavar="DIR", help="instead of sweeping: split the cells of this matrix store "
-                    "with more than n images into the n tuning images and the rest")
+    ap.add_argument("--variants", default=";".join(VARIANTS), help="';'-separated defense variants")
+    ap.add_argument(
+        "--held-out",
+        metavar="DIR",
+        help="instead of sweeping: split the cells of this matrix store "
+        "with more than n images into the n tuning images and the rest",
+    )
     ap.add_argument("--data-root")
     ap.add_argument("--out", default="benchmarks/results/mimicgan_corruption_sweep.md")
     args = ap.parse_args(argv)
@@ -60,10 +63,14 @@ def main(argv=None) -> int:
         return held_out(argv, args, set(data.eval_indices(args.n, args.seed).tolist()))
     x, y = data.get(data.eval_indices(args.n, args.seed))
     clf, _ = get_classifier("fmnist", "paper", data_root=args.data_root)
-    lines = [f"Command: `{command_line(argv)}` — CPU, torch threads {torch.get_num_threads()}; Fashion-MNIST, "
-             f"paper-preset models, the first {args.n} evaluation images of seed {args.seed}, one batch; accuracy "
-             "in % with its Wilson 95% interval.", "",
-             "| corruption | variant | accuracy % (95% CI) | W | mean error | s |", "|---|---|---:|---:|---:|---:|"]
+    lines = [
+        f"Command: `{command_line(argv)}` — CPU, torch threads {torch.get_num_threads()}; Fashion-MNIST, "
+        f"paper-preset models, the first {args.n} evaluation images of seed {args.seed}, one batch; accuracy "
+        "in % with its Wilson 95% interval.",
+        "",
+        "| corruption | variant | accuracy % (95% CI) | W | mean error | s |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
     labels = [v.strip() for v in args.variants.split(";") if v.strip()]
     defenses = {label: build_defense(label, "fmnist", data_root=args.data_root) for label in labels}
     for cname in args.corruptions.split(","):
@@ -77,16 +84,22 @@ def main(argv=None) -> int:
                 k = int((clf(x_hat).argmax(1) == y).sum())
             lo, hi = wilson_interval(k, args.n)
             proj = defense.last
-            lines.append(f"| {cname} | `{label}` | {100 * k / args.n:.1f} ({100 * lo:.1f}–{100 * hi:.1f}) | "
-                         f"{proj.surrogate.w.item():.2f} | {proj.error.mean().item():.4f} | {secs:.0f} |")
+            lines.append(
+                f"| {cname} | `{label}` | {100 * k / args.n:.1f} ({100 * lo:.1f}–{100 * hi:.1f}) | "
+                f"{proj.surrogate.w.item():.2f} | {proj.error.mean().item():.4f} | {secs:.0f} |"
+            )
             print(lines[-1], flush=True)
     return write_table(lines, args.out)
 
 
 def held_out(argv, args, tuning: set[int]) -> int:
-    lines = [f"Command: `{command_line(argv)}`; accuracy in % of the store's cells on the {len(tuning)} tuning "
-             "images (the first n of the same seeded draw) and on the rest.", "",
-             "| defense | attack | n | tuning images | held-out images |", "|---|---|---:|---:|---:|"]
+    lines = [
+        f"Command: `{command_line(argv)}`; accuracy in % of the store's cells on the {len(tuning)} tuning "
+        "images (the first n of the same seeded draw) and on the rest.",
+        "",
+        "| defense | attack | n | tuning images | held-out images |",
+        "|---|---|---:|---:|---:|",
+    ]
     for r in Store(args.held_out).rows():
         if r["n"] <= len(tuning):
             continue

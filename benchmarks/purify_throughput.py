@@ -72,7 +72,9 @@ def main(argv=None) -> int:
     enc = Encoder(1, 28).to(dev).eval()
     rows = []
     # warm-up (allocator, thread pools, lazy imports) so the first timed mode is not penalised
-    GANPriorDefense("defensegan", G, D, None, PAPER_CONFIGS["defensegan"].with_(latent_steps=3), shape=(1, 28, 28)).purify(x[:2], seed=0)
+    GANPriorDefense(
+        "defensegan", G, D, None, PAPER_CONFIGS["defensegan"].with_(latent_steps=3), shape=(1, 28, 28)
+    ).purify(x[:2], seed=0)
     RIDE(RIDEConfig(iterations=3, checkpoints=1), shape=(1, 28, 28), device=dev).purify(x[:2], seed=0)
     MedianFilter(3, shape=(1, 28, 28)).purify(x[:2])
 
@@ -89,16 +91,30 @@ def main(argv=None) -> int:
             steps = f"{cfg.outer_iters}x{cfg.latent_steps} steps, R={cfg.restarts}"
             add(name, "batched (default chunk)", timed(lambda: d.purify(x, seed=0)), steps)
             if name == "mimicgan":
-                add(name, "per-image loop", timed(lambda: [d.purify(x[i:i + 1], seed=0) for i in range(len(x))]),
-                    "not equivalent: the surrogate is shared by the batch")
+                add(
+                    name,
+                    "per-image loop",
+                    timed(lambda: [d.purify(x[i : i + 1], seed=0) for i in range(len(x))]),
+                    "not equivalent: the surrogate is shared by the batch",
+                )
                 continue
-            single = GANPriorDefense(name, G, D, enc if name == "invgan" else None, cfg.with_(chunk_size=cfg.restarts),
-                                     shape=(1, 28, 28))
-            add(name, "per-image loop", timed(lambda: [single.purify(x[i:i + 1], seed=0) for i in range(len(x))]), steps)
+            single = GANPriorDefense(
+                name, G, D, enc if name == "invgan" else None, cfg.with_(chunk_size=cfg.restarts), shape=(1, 28, 28)
+            )
+            add(
+                name,
+                "per-image loop",
+                timed(lambda: [single.purify(x[i : i + 1], seed=0) for i in range(len(x))]),
+                steps,
+            )
             if cfg.restarts > 1:
                 one = GANPriorDefense(name, G, D, None, cfg.with_(restarts=1, chunk_size=10**6), shape=(1, 28, 28))
-                add(name, "restart loop (all images)", timed(lambda: [one.purify(x, seed=r) for r in range(cfg.restarts)]),
-                    steps)
+                add(
+                    name,
+                    "restart loop (all images)",
+                    timed(lambda: [one.purify(x, seed=r) for r in range(cfg.restarts)]),
+                    steps,
+                )
             if name == "defensegan":
                 for chunk in (50, 100, 200, 400, 1000):
                     if chunk > args.images * cfg.restarts:
@@ -109,10 +125,16 @@ def main(argv=None) -> int:
             rcfg = RIDEConfig(iterations=max(5, round(2000 * args.scale)))
             r = RIDE(rcfg, shape=(1, 28, 28), device=dev)
             add(name, "batched (grouped conv)", timed(lambda: r.purify(x, seed=0)), f"K={rcfg.iterations}")
-            add(name, "per-image loop", timed(lambda: [r.purify(x[i:i + 1], seed=0) for i in range(len(x))]),
-                f"K={rcfg.iterations}")
+            add(
+                name,
+                "per-image loop",
+                timed(lambda: [r.purify(x[i : i + 1], seed=0) for i in range(len(x))]),
+                f"K={rcfg.iterations}",
+            )
         elif name in ("median", "tvm"):
-            d: Defense = MedianFilter(3, shape=(1, 28, 28)) if name == "median" else TVMinimization(0.1, shape=(1, 28, 28))
+            d: Defense = (
+                MedianFilter(3, shape=(1, 28, 28)) if name == "median" else TVMinimization(0.1, shape=(1, 28, 28))
+            )
             add(name, "library (per image inside)", timed(lambda: d.purify(x)))
 
     def ratio(defense):
@@ -120,10 +142,18 @@ def main(argv=None) -> int:
         loop = [r for r in rows if r[0] == defense and r[1] == "per-image loop"]
         return (b[0][2] / loop[0][2]) if b and loop else None
 
-    dev_name = torch.cuda.get_device_name(0) if dev.type == "cuda" else f"CPU ({platform.processor() or 'x86_64'}, {torch.get_num_threads()} threads)"
-    lines = [f"Command: `{command_line(argv)}`  ",
-             f"Device: {dev_name}; torch {torch.__version__}; {args.images} Fashion-MNIST test images; step counts x{args.scale} of the paper settings; best of {REPEATS} runs.",
-             "", "| defense | mode | images/s | seconds | note |", "|---|---|---:|---:|---|"]
+    dev_name = (
+        torch.cuda.get_device_name(0)
+        if dev.type == "cuda"
+        else f"CPU ({platform.processor() or 'x86_64'}, {torch.get_num_threads()} threads)"
+    )
+    lines = [
+        f"Command: `{command_line(argv)}`  ",
+        f"Device: {dev_name}; torch {torch.__version__}; {args.images} Fashion-MNIST test images; step counts x{args.scale} of the paper settings; best of {REPEATS} runs.",  # noqa: E501
+        "",
+        "| defense | mode | images/s | seconds | note |",
+        "|---|---|---:|---:|---|",
+    ]
     lines += [f"| {d} | {m} | {ips:.2f} | {s:.1f} | {n} |" for d, m, ips, s, n in rows]
     lines += ["", "| defense | batched / per-image loop |", "|---|---:|"]
     for d in dict.fromkeys(r[0] for r in rows):

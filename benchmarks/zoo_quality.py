@@ -41,14 +41,21 @@ def main(argv=None) -> int:
     ap.add_argument("--n", type=int, default=500)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--parts", default="classifier,gan,encoder",
-                    help="which models to measure (comma list of classifier, gan, encoder)")
+    ap.add_argument(
+        "--parts",
+        default="classifier,gan,encoder",
+        help="which models to measure (comma list of classifier, gan, encoder)",
+    )
     ap.add_argument("--out", default="benchmarks/results/zoo_quality.md")
     args = ap.parse_args(argv)
     dev = resolve_device(args.device)
-    lines = [f"Command: `python benchmarks/zoo_quality.py {' '.join(argv if argv is not None else sys.argv[1:])}`  ",
-             f"Device: {torch.cuda.get_device_name(0) if dev.type == 'cuda' else 'CPU (' + platform.machine() + ', ' + str(torch.get_num_threads()) + ' threads)'}; seed {args.seed}.",
-             "", "| model | metric | ours | paper | training time | eval wall time |", "|---|---|---:|---|---:|---:|"]
+    lines = [
+        f"Command: `python benchmarks/zoo_quality.py {' '.join(argv if argv is not None else sys.argv[1:])}`  ",
+        f"Device: {torch.cuda.get_device_name(0) if dev.type == 'cuda' else 'CPU (' + platform.machine() + ', ' + str(torch.get_num_threads()) + ' threads)'}; seed {args.seed}.",  # noqa: E501
+        "",
+        "| model | metric | ours | paper | training time | eval wall time |",
+        "|---|---|---:|---|---:|---:|",
+    ]
     record = {}
     for ds in args.datasets.split(","):
         test = load_dataset(ds, "test")
@@ -59,9 +66,11 @@ def main(argv=None) -> int:
             lines.append(f"| classifier-{ds}-{args.preset} | missing | — | {PAPER_CLEAN.get(ds, '—')} | — | {exc} |")
             continue
         acc = accuracy(clf, test, dev)
-        lines.append(f"| {cman['id']} | clean test accuracy (%, {len(test)} images{', JPEG copy' if test.note else ''}) | "
-                     f"{100 * acc:.2f} | {PAPER_CLEAN.get(ds, '—')} | {cman['metrics'].get('train_seconds', 0) / 60:.1f} min "
-                     f"({cman['metrics'].get('device', '?')}) | {time.time() - t0:.0f}s |")
+        lines.append(
+            f"| {cman['id']} | clean test accuracy (%, {len(test)} images{', JPEG copy' if test.note else ''}) | "
+            f"{100 * acc:.2f} | {PAPER_CLEAN.get(ds, '—')} | {cman['metrics'].get('train_seconds', 0) / 60:.1f} min "
+            f"({cman['metrics'].get('device', '?')}) | {time.time() - t0:.0f}s |"
+        )
         record[cman["id"]] = {"clean_test_accuracy": acc}
         if not zoo.exists(zoo.model_id("gan", ds, args.preset)):
             continue
@@ -84,13 +93,22 @@ def add_gan_rows(lines, record, ds, G, gman, clf, test, idx, args, dev, t0) -> N
     q = projection_quality(G, clf, test, idx, PAPER_CONFIGS["defensegan"], args.seed, dev)
     spread = class_spread(G, clf, 2000, torch.Generator().manual_seed(args.seed), dev)
     tt = gman["metrics"].get("train_seconds", 0) / 60
-    lines.append(f"| {gman['id']} | accuracy on DefenseGAN projections (L=200, R=10) of {args.n} clean test images | "
-                 f"{q['projection_accuracy']:.3f} | {PAPER_DEFENSEGAN_CLEAN.get(ds, '—')} | {tt:.1f} min "
-                 f"(best epoch {gman['metrics'].get('best_epoch')}) | {time.time() - t0:.0f}s |")
-    lines.append(f"| {gman['id']} | mean reconstruction MSE of those projections | {q['reconstruction_mse']:.4f} | — | | |")
-    lines.append(f"| {gman['id']} | smallest class share among 2000 samples (classifier labels) | {min(spread):.3f} | — | | |")
-    record[gman["id"]] = {"projection_accuracy": q["projection_accuracy"], "reconstruction_mse": q["reconstruction_mse"],
-                          "class_spread": spread}
+    lines.append(
+        f"| {gman['id']} | accuracy on DefenseGAN projections (L=200, R=10) of {args.n} clean test images | "
+        f"{q['projection_accuracy']:.3f} | {PAPER_DEFENSEGAN_CLEAN.get(ds, '—')} | {tt:.1f} min "
+        f"(best epoch {gman['metrics'].get('best_epoch')}) | {time.time() - t0:.0f}s |"
+    )
+    lines.append(
+        f"| {gman['id']} | mean reconstruction MSE of those projections | {q['reconstruction_mse']:.4f} | — | | |"
+    )
+    lines.append(
+        f"| {gman['id']} | smallest class share among 2000 samples (classifier labels) | {min(spread):.3f} | — | | |"
+    )
+    record[gman["id"]] = {
+        "projection_accuracy": q["projection_accuracy"],
+        "reconstruction_mse": q["reconstruction_mse"],
+        "class_spread": spread,
+    }
 
 
 def add_encoder_rows(lines, record, ds, G, clf, test, idx, args, dev) -> None:
@@ -100,13 +118,17 @@ def add_encoder_rows(lines, record, ds, G, clf, test, idx, args, dev) -> None:
     correct = 0
     with torch.no_grad():
         for start in range(0, len(idx), 250):
-            x, y = test.get(idx[start:start + 250])
+            x, y = test.get(idx[start : start + 250])
             correct += (clf(G(enc(x.to(dev)).clamp(-1, 1))).argmax(1).cpu() == y).sum().item()
     et = eman["metrics"].get("train_seconds", 0) / 60
-    lines.append(f"| {eman['id']} | ‖z − I(G(z))‖ vs random guess (500 z) | {rec['latent_error']:.2f} vs "
-                 f"{rec['random_guess_latent_error']:.2f} | — | {et:.1f} min | {time.time() - t0:.0f}s |")
-    lines.append(f"| {eman['id']} | accuracy on G(I(x)) (T = 0) of {args.n} clean test images | "
-                 f"{correct / len(idx):.3f} | — | | |")
+    lines.append(
+        f"| {eman['id']} | ‖z − I(G(z))‖ vs random guess (500 z) | {rec['latent_error']:.2f} vs "
+        f"{rec['random_guess_latent_error']:.2f} | — | {et:.1f} min | {time.time() - t0:.0f}s |"
+    )
+    lines.append(
+        f"| {eman['id']} | accuracy on G(I(x)) (T = 0) of {args.n} clean test images | "
+        f"{correct / len(idx):.3f} | — | | |"
+    )
     record[eman["id"]] = {**rec, "accuracy_T0": correct / len(idx)}
 
 

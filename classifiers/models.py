@@ -17,8 +17,7 @@ from defbench import DefbenchError
 class Classifier(nn.Module):
     """f(x) = head(body(normalise(x))) with x in [0, 1]; ``features`` returns Φ(x) = body(normalise(x))."""
 
-    def __init__(self, body: nn.Module, head: nn.Linear, mean: tuple[float, ...], std: tuple[float, ...],
-                 arch: str):
+    def __init__(self, body: nn.Module, head: nn.Linear, mean: tuple[float, ...], std: tuple[float, ...], arch: str):
         super().__init__()
         self.body = body
         self.head = head
@@ -94,8 +93,7 @@ CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 #: dataset -> architecture name of the paper's classifier
-PAPER_ARCH = {"fmnist": "cnn-2conv2fc", "mnist": "cnn-2conv2fc", "cifar10": "resnet18-cifar",
-              "imagenet": "resnet50"}
+PAPER_ARCH = {"fmnist": "cnn-2conv2fc", "mnist": "cnn-2conv2fc", "cifar10": "resnet18-cifar", "imagenet": "resnet50"}
 
 
 def build_classifier(dataset: str, arch: str | None = None) -> Classifier:
@@ -117,7 +115,9 @@ def build_classifier(dataset: str, arch: str | None = None) -> Classifier:
         head = net.fc
         net.fc = nn.Identity()
         return Classifier(net, head, IMAGENET_MEAN, IMAGENET_STD, arch)
-    raise DefbenchError(f"unknown classifier architecture {arch!r}; choose one of: {', '.join(sorted(set(PAPER_ARCH.values())))}")
+    raise DefbenchError(
+        f"unknown classifier architecture {arch!r}; choose one of: {', '.join(sorted(set(PAPER_ARCH.values())))}"
+    )
 
 
 def load_imagenet_resnet50() -> Classifier:

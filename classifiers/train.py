@@ -19,10 +19,10 @@ from defbench.harness.seeding import seed_everything
 class ClassifierRecipe:
     epochs: int
     batch_size: int = 128
-    optimizer: str = "adam"   # adam | sgd
+    optimizer: str = "adam"  # adam | sgd
     lr: float = 1e-3
     weight_decay: float = 0.0
-    augment: bool = False     # random crop (pad 4) + horizontal flip, CIFAR only
+    augment: bool = False  # random crop (pad 4) + horizontal flip, CIFAR only
     train_fraction: float = 1.0
 
 
@@ -34,8 +34,7 @@ RECIPES = {
     ("mnist", "quick"): ClassifierRecipe(epochs=1),
     ("mnist", "paper"): ClassifierRecipe(epochs=8),
     ("cifar10", "quick"): ClassifierRecipe(epochs=1, train_fraction=0.2, augment=True),
-    ("cifar10", "paper"): ClassifierRecipe(epochs=200, optimizer="sgd", lr=0.1, weight_decay=5e-4,
-                                           augment=True),
+    ("cifar10", "paper"): ClassifierRecipe(epochs=200, optimizer="sgd", lr=0.1, weight_decay=5e-4, augment=True),
 }
 
 
@@ -57,12 +56,11 @@ def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     x = torch.where(flip.view(-1, 1, 1, 1), x.flip(3), x)
     padded = F.pad(x, (4, 4, 4, 4), mode="reflect")
     dx, dy = torch.randint(0, 9, (2,), generator=gen).tolist()
-    return padded[:, :, dy:dy + x.shape[2], dx:dx + x.shape[3]]
+    return padded[:, :, dy : dy + x.shape[2], dx : dx + x.shape[3]]
 
 
 @torch.no_grad()
-def accuracy(model: Classifier, data: ImageData, device: torch.device, batch_size: int = 500,
-             indices=None) -> float:
+def accuracy(model: Classifier, data: ImageData, device: torch.device, batch_size: int = 500, indices=None) -> float:
     model.eval()
     correct = total = 0
     for x, y in data.batches(batch_size, indices=indices):
@@ -71,8 +69,15 @@ def accuracy(model: Classifier, data: ImageData, device: torch.device, batch_siz
     return correct / max(total, 1)
 
 
-def train_classifier(dataset: str, train: ImageData, test: ImageData, recipe: ClassifierRecipe, seed: int,
-                     device: torch.device, progress: bool = True) -> tuple[Classifier, dict]:
+def train_classifier(
+    dataset: str,
+    train: ImageData,
+    test: ImageData,
+    recipe: ClassifierRecipe,
+    seed: int,
+    device: torch.device,
+    progress: bool = True,
+) -> tuple[Classifier, dict]:
     gen = seed_everything(seed)
     model = build_classifier(dataset).to(device)
     n_train = int(len(train) * recipe.train_fraction)
@@ -80,8 +85,9 @@ def train_classifier(dataset: str, train: ImageData, test: ImageData, recipe: Cl
     if recipe.optimizer == "adam":
         opt = torch.optim.Adam(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
     else:
-        opt = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=0.9, weight_decay=recipe.weight_decay,
-                              nesterov=True)
+        opt = torch.optim.SGD(
+            model.parameters(), lr=recipe.lr, momentum=0.9, weight_decay=recipe.weight_decay, nesterov=True
+        )
     steps = recipe.epochs * ((n_train + recipe.batch_size - 1) // recipe.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=recipe.lr, total_steps=steps, pct_start=0.15)
     t0 = time.time()
@@ -104,6 +110,11 @@ def train_classifier(dataset: str, train: ImageData, test: ImageData, recipe: Cl
         history.append({"epoch": epoch + 1, "test_accuracy": acc})
         bar.write(f"epoch {epoch + 1}/{recipe.epochs}: clean test accuracy {acc:.4f}")
     bar.close()
-    metrics = {"clean_test_accuracy": history[-1]["test_accuracy"], "history": history,
-               "train_seconds": round(time.time() - t0, 1), "train_images": n_train, "device": str(device)}
+    metrics = {
+        "clean_test_accuracy": history[-1]["test_accuracy"],
+        "history": history,
+        "train_seconds": round(time.time() - t0, 1),
+        "train_images": n_train,
+        "device": str(device),
+    }
     return model.eval(), metrics

@@ -27,8 +27,11 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data-root", default=None,
-                   help="dataset root (else $DEFBENCH_DATA, the user cache, Debian's dataset dir, a download)")
+    p.add_argument(
+        "--data-root",
+        default=None,
+        help="dataset root (else $DEFBENCH_DATA, the user cache, Debian's dataset dir, a download)",
+    )
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto: cuda when present)")
     from defbench.harness.commands import seed_type
 
@@ -40,22 +43,37 @@ def build_parser() -> argparse.ArgumentParser:
     from defbench.harness.commands import count_type, fraction_type
     from defbench.harness.data import DATASETS
 
-    ap = _Parser(prog="defbench", description=(
-        "Evaluate adversarial purification defenses (DefenseGAN, Cowboy, InvGAN, MimicGAN, RIDE, median, TVM) "
-        "against library attacks under gray-box, BPDA, reparameterisation and GAN-aware threat models."))
+    ap = _Parser(
+        prog="defbench",
+        description=(
+            "Evaluate adversarial purification defenses (DefenseGAN, Cowboy, InvGAN, MimicGAN, RIDE, median, TVM) "
+            "against library attacks under gray-box, BPDA, reparameterisation and GAN-aware threat models."
+        ),
+    )
     ap.add_argument("--version", action="version", version=f"defbench {__version__}")
-    ap.add_argument("--debug", action="store_true",
-                    help="show the Python traceback of an error (also after a command: 'defbench matrix ... --debug')")
+    ap.add_argument(
+        "--debug",
+        action="store_true",
+        help="show the Python traceback of an error (also after a command: 'defbench matrix ... --debug')",
+    )
     sub = ap.add_subparsers(dest="cmd", metavar="COMMAND")
 
     tr = sub.add_parser("train", help="train a classifier, GAN prior or InvGAN encoder into the model zoo")
     tr.add_argument("kind", choices=("classifier", "gan", "encoder"), help="what to train")
     tr.add_argument("--dataset", required=True, help=f"one of: {', '.join(DATASETS)}")
     tr.add_argument("--preset", default="paper", help="quick (minutes on 2 CPU cores) | paper (the papers' budgets)")
-    tr.add_argument("--epochs", type=count_type("epochs"), default=None, help="override the preset's epochs (classifier, gan)")
-    tr.add_argument("--iterations", type=count_type("iterations"), default=None, help="override the preset's iterations (encoder)")
-    tr.add_argument("--subset-fraction", type=fraction_type, default=1.0,
-                    help="GAN only: train on a random fraction of the training set (MimicGAN: 0.8)")
+    tr.add_argument(
+        "--epochs", type=count_type("epochs"), default=None, help="override the preset's epochs (classifier, gan)"
+    )
+    tr.add_argument(
+        "--iterations", type=count_type("iterations"), default=None, help="override the preset's iterations (encoder)"
+    )
+    tr.add_argument(
+        "--subset-fraction",
+        type=fraction_type,
+        default=1.0,
+        help="GAN only: train on a random fraction of the training set (MimicGAN: 0.8)",
+    )
     tr.add_argument("--holdout-class", type=int, default=None, help="GAN (or its encoder): leave this class out")
     tr.add_argument("--force", action="store_true", help="retrain even if the zoo has the model")
     _common(tr)
@@ -64,23 +82,35 @@ def build_parser() -> argparse.ArgumentParser:
     zp.add_argument("action", choices=("list", "show"), help="list all | show ID")
     zp.add_argument("id", nargs="?", help="model id for 'show'")
 
-    sp = sub.add_parser("store", help="check a run's store, or rebuild a damaged one from its intact cells",
-                        description="'check OUT' reads every cell of OUT/defbench.sqlite and reports the intact and "
-                                    "broken ones (exit 1 if any is broken); 'salvage OUT' rebuilds the store from its "
-                                    "intact cells, keeping the damaged file beside it as defbench.sqlite.damaged-*; "
-                                    "the next run recomputes only the dropped cells. Salvage while no run uses OUT.")
+    sp = sub.add_parser(
+        "store",
+        help="check a run's store, or rebuild a damaged one from its intact cells",
+        description="'check OUT' reads every cell of OUT/defbench.sqlite and reports the intact and "
+        "broken ones (exit 1 if any is broken); 'salvage OUT' rebuilds the store from its "
+        "intact cells, keeping the damaged file beside it as defbench.sqlite.damaged-*; "
+        "the next run recomputes only the dropped cells. Salvage while no run uses OUT.",
+    )
     sp.add_argument("action", choices=("check", "salvage"), help="check | salvage")
     sp.add_argument("out", metavar="OUT", help="output dir of a 'defbench matrix' or 'defbench paper run'")
     sp.set_defaults(func=_store)
 
-    rp = sub.add_parser("report", help="print the tables of a run's store; --html writes one self-contained page",
-                        description="Print the tables of OUT/defbench.sqlite as 'defbench matrix' does at the end "
-                                    "of a run (and rewrite its CSV, LaTeX and PNG files); with --html also write one "
-                                    "self-contained HTML file: tables, paper vs ours, sanity flags, sweep plots and "
-                                    "example image grids (see docs/REPORT.md).")
+    rp = sub.add_parser(
+        "report",
+        help="print the tables of a run's store; --html writes one self-contained page",
+        description="Print the tables of OUT/defbench.sqlite as 'defbench matrix' does at the end "
+        "of a run (and rewrite its CSV, LaTeX and PNG files); with --html also write one "
+        "self-contained HTML file: tables, paper vs ours, sanity flags, sweep plots and "
+        "example image grids (see docs/REPORT.md).",
+    )
     rp.add_argument("out", metavar="OUT", help="output dir of a 'defbench matrix' or 'defbench paper run'")
-    rp.add_argument("--html", nargs="?", const="", default=None, metavar="PATH",
-                    help="write the HTML report to PATH (default OUT/report.html)")
+    rp.add_argument(
+        "--html",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="PATH",
+        help="write the HTML report to PATH (default OUT/report.html)",
+    )
     rp.set_defaults(func=_report)
 
     from defbench.harness import commands
@@ -98,8 +128,9 @@ def _train(args) -> int:
     dev = resolve_device(args.device)
     if args.preset not in models.PRESETS:
         raise DefbenchError(f"unknown preset {args.preset!r}; choose one of: {', '.join(models.PRESETS)}")
-    common = dict(preset=args.preset, seed=args.seed, device=dev, data_root=args.data_root,
-                  progress=not args.no_progress)
+    common = dict(
+        preset=args.preset, seed=args.seed, device=dev, data_root=args.data_root, progress=not args.no_progress
+    )
     from defbench.harness.data import SHAPES
 
     if args.holdout_class is not None and not 0 <= args.holdout_class < 10:
@@ -124,8 +155,9 @@ def _train(args) -> int:
         if args.kind == "classifier":
             entry = models.build_classifier_model(ds, epochs=args.epochs, **common)
         elif args.kind == "gan":
-            entry = models.build_gan_model(ds, subset_fraction=args.subset_fraction, holdout_class=args.holdout_class,
-                                           epochs=args.epochs, **common)
+            entry = models.build_gan_model(
+                ds, subset_fraction=args.subset_fraction, holdout_class=args.holdout_class, epochs=args.epochs, **common
+            )
         else:  # the encoder of the GAN the same flags name (a replica with --subset-fraction / --holdout-class)
             entry = models.build_encoder_model(ds, iterations=args.iterations, tag=tag, **common)
     print(f"saved {entry.id} -> {entry.path}")
@@ -144,9 +176,11 @@ def _store(args) -> int:
     if backup is None:
         print(f"{chk.summary()}; nothing to salvage")
     else:
-        print(f"{chk.path}: kept {len(chk.intact)} intact cell(s), dropped {len(chk.broken)} broken row(s)"
-              f"{' and unreadable pages' if chk.errors else ''}; the damaged file is {backup}; the next run "
-              "recomputes the dropped cells")
+        print(
+            f"{chk.path}: kept {len(chk.intact)} intact cell(s), dropped {len(chk.broken)} broken row(s)"
+            f"{' and unreadable pages' if chk.errors else ''}; the damaged file is {backup}; the next run "
+            "recomputes the dropped cells"
+        )
     return 0
 
 
@@ -161,8 +195,9 @@ def _zoo(args) -> int:
             raise DefbenchError(half)
         m = zoo.manifest_or_none(args.id)
         if m is None and zoo.exists(args.id):
-            raise DefbenchError(f"manifest of {args.id} in {zoo.zoo_dir()} is unreadable; rebuild with: "
-                                f"{zoo.build_hint(args.id)}")
+            raise DefbenchError(
+                f"manifest of {args.id} in {zoo.zoo_dir()} is unreadable; rebuild with: {zoo.build_hint(args.id)}"
+            )
         if m is None:
             raise DefbenchError(f"no model {args.id!r} in {zoo.zoo_dir()}; see 'defbench zoo list'")
         print(json.dumps(m, indent=2))
@@ -174,8 +209,7 @@ def _zoo(args) -> int:
     for e in rows:
         m = e.manifest.get("metrics", {})
         keys = ("clean_test_accuracy", "projection_accuracy_during_training", "latent_error", "train_seconds")
-        summary = ", ".join(f"{k}={m[k]:.4g}" if isinstance(m.get(k), float) else f"{k}={m[k]}"
-                            for k in keys if k in m)
+        summary = ", ".join(f"{k}={m[k]:.4g}" if isinstance(m.get(k), float) else f"{k}={m[k]}" for k in keys if k in m)
         err = f"  ({e.manifest['error']}; see 'defbench zoo show {e.id}')" if e.manifest.get("error") else ""
         print(f"{e.id:40s} {e.manifest.get('arch', '?')!s:16} {summary}{err}")
     return 0
@@ -249,8 +283,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"defbench: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except _Terminated:
-        print("defbench: terminated (SIGTERM); finished cells are stored, rerun the same command to resume",
-              file=sys.stderr)
+        print(
+            "defbench: terminated (SIGTERM); finished cells are stored, rerun the same command to resume",
+            file=sys.stderr,
+        )
         return 143
     except KeyboardInterrupt:
         print("defbench: interrupted; finished cells are stored, rerun the same command to resume", file=sys.stderr)
@@ -260,8 +296,10 @@ def main(argv: list[str] | None = None) -> int:
             raise
         from defbench.harness.store import os_error_line
 
-        print(f"defbench: error: {_one_line(os_error_line(exc))} ({type(exc).__name__}; --debug shows where)",
-              file=sys.stderr)
+        print(
+            f"defbench: error: {_one_line(os_error_line(exc))} ({type(exc).__name__}; --debug shows where)",
+            file=sys.stderr,
+        )
         return 1
     except sqlite3.Error as exc:
         if debug:
@@ -271,8 +309,11 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a bug or an unforeseen fault: one line, the traceback with --debug
         if debug:
             raise
-        print(f"defbench: internal error: {type(exc).__name__}: {_one_line(exc)[:300]} (rerun with --debug for the "
-              "traceback)", file=sys.stderr)
+        print(
+            f"defbench: internal error: {type(exc).__name__}: {_one_line(exc)[:300]} (rerun with --debug for the "
+            "traceback)",
+            file=sys.stderr,
+        )
         return 1
     finally:
         if old_term is not None:

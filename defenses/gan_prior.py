@@ -23,15 +23,35 @@ from defbench.defenses.base import Defense
 from defbench.defenses.projection import Projection, ProjectionConfig, ProjectionEngine
 
 PAPER_CONFIGS: dict[str, ProjectionConfig] = {
-    "defensegan": ProjectionConfig(latent_steps=200, restarts=10, optimizer="sgd", lr=10.0, momentum=0.7,
-                                   loss="mse", init="random"),
-    "cowboy": ProjectionConfig(latent_steps=200, restarts=10, optimizer="sgd", lr=10.0, momentum=0.7,
-                               loss="mse", init="random", lambda_adv=1e-3),
-    "invgan": ProjectionConfig(latent_steps=1000, restarts=1, optimizer="sgd", lr=0.01, momentum=0.0,
-                               loss="l2", init="encoder"),
-    "mimicgan": ProjectionConfig(outer_iters=10, surrogate_steps=10, latent_steps=10, restarts=1,
-                                 optimizer="rmsprop", lr=8e-2, surrogate_lr=1e-2, loss="l1", init="mean",
-                                 surrogate="mimic", lambda_adv=1e-4),
+    "defensegan": ProjectionConfig(
+        latent_steps=200, restarts=10, optimizer="sgd", lr=10.0, momentum=0.7, loss="mse", init="random"
+    ),
+    "cowboy": ProjectionConfig(
+        latent_steps=200,
+        restarts=10,
+        optimizer="sgd",
+        lr=10.0,
+        momentum=0.7,
+        loss="mse",
+        init="random",
+        lambda_adv=1e-3,
+    ),
+    "invgan": ProjectionConfig(
+        latent_steps=1000, restarts=1, optimizer="sgd", lr=0.01, momentum=0.0, loss="l2", init="encoder"
+    ),
+    "mimicgan": ProjectionConfig(
+        outer_iters=10,
+        surrogate_steps=10,
+        latent_steps=10,
+        restarts=1,
+        optimizer="rmsprop",
+        lr=8e-2,
+        surrogate_lr=1e-2,
+        loss="l1",
+        init="mean",
+        surrogate="mimic",
+        lambda_adv=1e-4,
+    ),
 }
 
 
@@ -40,15 +60,15 @@ def seed_dependent(cfg: ProjectionConfig) -> bool:
     restarts, the mean-latent start (the mean of ``mean_samples`` seeded prior draws), a learned surrogate (its
     initialisation is a seeded draw) and the encoder start's jittered extra restarts all are. MimicGAN is
     therefore randomized: BPDA attacks it with EOT and evaluation draws fresh seeds, like DefenseGAN."""
-    return (cfg.init in ("random", "mean") or cfg.surrogate == "mimic"
-            or (cfg.init == "encoder" and cfg.restarts > 1))
+    return cfg.init in ("random", "mean") or cfg.surrogate == "mimic" or (cfg.init == "encoder" and cfg.restarts > 1)
 
 
 class GANPriorDefense(Defense):
     """x̂ = G(z*) where z* comes from :class:`ProjectionEngine` under ``cfg``."""
 
-    def __init__(self, name: str, G, D=None, encoder=None, cfg: ProjectionConfig | None = None,
-                 shape=None, seed: int = 0):
+    def __init__(
+        self, name: str, G, D=None, encoder=None, cfg: ProjectionConfig | None = None, shape=None, seed: int = 0
+    ):
         super().__init__(shape, seed)
         self.name = name
         self.cfg = cfg or PAPER_CONFIGS[name]
@@ -57,7 +77,7 @@ class GANPriorDefense(Defense):
         self.randomized = seed_dependent(self.cfg)
         self.batch_coupled = self.cfg.surrogate == "mimic" and self.cfg.surrogate_steps > 0
         self.last: Projection | None = None
-        self.models: dict[str, str] = {}   # zoo ids of G / encoder, set by the registry
+        self.models: dict[str, str] = {}  # zoo ids of G / encoder, set by the registry
 
     def config(self):
         return {"projection": self.cfg.to_dict(), "seed": self.seed, **({"models": self.models} if self.models else {})}

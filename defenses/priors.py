@@ -12,8 +12,9 @@ from torch import nn
 LATENT_DIM = 100
 
 
-def sample_latent(n: int, dim: int = LATENT_DIM, generator: torch.Generator | None = None,
-                  device: torch.device | str = "cpu") -> torch.Tensor:
+def sample_latent(
+    n: int, dim: int = LATENT_DIM, generator: torch.Generator | None = None, device: torch.device | str = "cpu"
+) -> torch.Tensor:
     """z ~ U(-1, 1)^dim."""
     return torch.rand(n, dim, generator=generator).mul_(2).sub_(1).to(device)
 
@@ -27,11 +28,16 @@ class DCGANGenerator28(nn.Module):
         super().__init__()
         self.latent_dim = latent_dim
         self.fc = nn.Sequential(
-            nn.Linear(latent_dim, 1024), nn.ReLU(), nn.BatchNorm1d(1024),
-            nn.Linear(1024, 128 * 7 * 7), nn.ReLU(), nn.BatchNorm1d(128 * 7 * 7))
+            nn.Linear(latent_dim, 1024),
+            nn.ReLU(),
+            nn.BatchNorm1d(1024),
+            nn.Linear(1024, 128 * 7 * 7),
+            nn.ReLU(),
+            nn.BatchNorm1d(128 * 7 * 7),
+        )
         self.deconv = nn.Sequential(
-            nn.ConvTranspose2d(128, 64, 4, 2, 1), nn.ReLU(),
-            nn.ConvTranspose2d(64, channels, 4, 2, 1), nn.Tanh())
+            nn.ConvTranspose2d(128, 64, 4, 2, 1), nn.ReLU(), nn.ConvTranspose2d(64, channels, 4, 2, 1), nn.Tanh()
+        )
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return (self.deconv(self.fc(z).view(-1, 128, 7, 7)) + 1) / 2
@@ -44,10 +50,16 @@ class DCGANDiscriminator28(nn.Module):
     def __init__(self, channels: int = 1):
         super().__init__()
         self.conv = nn.Sequential(
-            nn.Conv2d(channels, 64, 4, 2, 1), nn.BatchNorm2d(64), nn.LeakyReLU(0.2),
-            nn.Conv2d(64, 128, 4, 2, 1), nn.BatchNorm2d(128), nn.LeakyReLU(0.2))
-        self.fc = nn.Sequential(nn.Linear(128 * 7 * 7, 1024), nn.LeakyReLU(0.2), nn.BatchNorm1d(1024),
-                                nn.Linear(1024, 1))
+            nn.Conv2d(channels, 64, 4, 2, 1),
+            nn.BatchNorm2d(64),
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(64, 128, 4, 2, 1),
+            nn.BatchNorm2d(128),
+            nn.LeakyReLU(0.2),
+        )
+        self.fc = nn.Sequential(
+            nn.Linear(128 * 7 * 7, 1024), nn.LeakyReLU(0.2), nn.BatchNorm1d(1024), nn.Linear(1024, 1)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.conv(x * 2 - 1).flatten(1)).squeeze(1)
@@ -62,9 +74,15 @@ class DCGANGenerator32(nn.Module):
         w = width
         self.fc = nn.Sequential(nn.Linear(latent_dim, 8 * w * 4 * 4), nn.BatchNorm1d(8 * w * 4 * 4), nn.ReLU())
         self.deconv = nn.Sequential(
-            nn.ConvTranspose2d(8 * w, 4 * w, 4, 2, 1), nn.BatchNorm2d(4 * w), nn.ReLU(),
-            nn.ConvTranspose2d(4 * w, 2 * w, 4, 2, 1), nn.BatchNorm2d(2 * w), nn.ReLU(),
-            nn.ConvTranspose2d(2 * w, channels, 4, 2, 1), nn.Tanh())
+            nn.ConvTranspose2d(8 * w, 4 * w, 4, 2, 1),
+            nn.BatchNorm2d(4 * w),
+            nn.ReLU(),
+            nn.ConvTranspose2d(4 * w, 2 * w, 4, 2, 1),
+            nn.BatchNorm2d(2 * w),
+            nn.ReLU(),
+            nn.ConvTranspose2d(2 * w, channels, 4, 2, 1),
+            nn.Tanh(),
+        )
         self._w = w
 
     def forward(self, z):
@@ -76,9 +94,15 @@ class DCGANDiscriminator32(nn.Module):
         super().__init__()
         w = width
         self.conv = nn.Sequential(
-            nn.Conv2d(channels, w, 4, 2, 1), nn.LeakyReLU(0.2),
-            nn.Conv2d(w, 2 * w, 4, 2, 1), nn.BatchNorm2d(2 * w), nn.LeakyReLU(0.2),
-            nn.Conv2d(2 * w, 4 * w, 4, 2, 1), nn.BatchNorm2d(4 * w), nn.LeakyReLU(0.2))
+            nn.Conv2d(channels, w, 4, 2, 1),
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(w, 2 * w, 4, 2, 1),
+            nn.BatchNorm2d(2 * w),
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(2 * w, 4 * w, 4, 2, 1),
+            nn.BatchNorm2d(4 * w),
+            nn.LeakyReLU(0.2),
+        )
         self.fc = nn.Linear(4 * w * 4 * 4, 1)
 
     def forward(self, x):
@@ -94,9 +118,15 @@ class Encoder(nn.Module):
         super().__init__()
         self.latent_dim = latent_dim
         self.conv = nn.Sequential(
-            nn.Conv2d(channels, 64, 4, 2, 1), nn.LeakyReLU(0.2),
-            nn.Conv2d(64, 128, 4, 2, 1), nn.BatchNorm2d(128), nn.LeakyReLU(0.2),
-            nn.Conv2d(128, 256, 3, 2, 1), nn.BatchNorm2d(256), nn.LeakyReLU(0.2))
+            nn.Conv2d(channels, 64, 4, 2, 1),
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(64, 128, 4, 2, 1),
+            nn.BatchNorm2d(128),
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(128, 256, 3, 2, 1),
+            nn.BatchNorm2d(256),
+            nn.LeakyReLU(0.2),
+        )
         s = size
         for _ in range(2):
             s = (s + 2 - 4) // 2 + 1

@@ -38,28 +38,32 @@ _HASH_STABLE = {"surrogate_range": "unit"}
 class ProjectionConfig:
     """Settings of one projection; the GAN-prior defenses are named instances of it."""
 
-    outer_iters: int = 1        #: T (MimicGAN outer loop); 1 for plain projections
-    latent_steps: int = 200     #: latent steps per outer iteration (DefenseGAN L, InvGAN T, MimicGAN T2)
-    surrogate_steps: int = 0    #: surrogate steps per outer iteration (MimicGAN T1)
-    restarts: int = 10          #: R random restarts per image
-    optimizer: str = "sgd"      #: latent optimiser: sgd | rmsprop (PyTorch's) | rmsprop-tf (TF 1's) | adam
-    lr: float = 10.0            #: latent learning rate (γ_g)
-    momentum: float = 0.7       #: SGD momentum (DefenseGAN's code: 0.7)
-    loss: str = "mse"           #: per-image fidelity: mse (mean squared) | l2 (‖·‖₂) | l1 (‖·‖₁)
-    lambda_adv: float = 0.0     #: weight of log(1 − D(G(z)))
+    outer_iters: int = 1  #: T (MimicGAN outer loop); 1 for plain projections
+    latent_steps: int = 200  #: latent steps per outer iteration (DefenseGAN L, InvGAN T, MimicGAN T2)
+    surrogate_steps: int = 0  #: surrogate steps per outer iteration (MimicGAN T1)
+    restarts: int = 10  #: R random restarts per image
+    optimizer: str = "sgd"  #: latent optimiser: sgd | rmsprop (PyTorch's) | rmsprop-tf (TF 1's) | adam
+    lr: float = 10.0  #: latent learning rate (γ_g)
+    momentum: float = 0.7  #: SGD momentum (DefenseGAN's code: 0.7)
+    loss: str = "mse"  #: per-image fidelity: mse (mean squared) | l2 (‖·‖₂) | l1 (‖·‖₁)
+    lambda_adv: float = 0.0  #: weight of log(1 − D(G(z)))
     lambda_identity: float = 0.0  #: weight of MimicGAN's identity loss
-    init: str = "random"        #: random (U(-1,1)) | mean (mean of ``mean_samples`` prior draws) | encoder
+    init: str = "random"  #: random (U(-1,1)) | mean (mean of ``mean_samples`` prior draws) | encoder
     mean_samples: int = 1000
-    surrogate: str = "none"     #: none | mimic (learned, Table 5) | identity (mimic surrogate frozen at I)
+    surrogate: str = "none"  #: none | mimic (learned, Table 5) | identity (mimic surrogate frozen at I)
     surrogate_lr: float = 1e-2  #: γ_s (RMSProp)
     #: pixel range f̂ sees: unit ([0, 1], our images) | signed ([-1, 1], the paper's TF code: a negative is W = −1)
     surrogate_range: str = "unit"
-    chunk_size: int = 0         #: latents per chunk; 0 = choose per device
+    chunk_size: int = 0  #: latents per chunk; 0 = choose per device
 
     def __post_init__(self):
-        for field, value, choices in (("loss", self.loss, LOSSES), ("optimizer", self.optimizer, OPTIMIZERS),
-                                      ("init", self.init, INITS), ("surrogate", self.surrogate, SURROGATES),
-                                      ("surrogate_range", self.surrogate_range, SURROGATE_RANGES)):
+        for field, value, choices in (
+            ("loss", self.loss, LOSSES),
+            ("optimizer", self.optimizer, OPTIMIZERS),
+            ("init", self.init, INITS),
+            ("surrogate", self.surrogate, SURROGATES),
+            ("surrogate_range", self.surrogate_range, SURROGATE_RANGES),
+        ):
             if value not in choices:
                 raise DefbenchError(f"projection {field} {value!r} unknown; choose one of: {', '.join(choices)}")
         for field in ("outer_iters", "latent_steps", "surrogate_steps", "restarts", "mean_samples", "chunk_size"):
@@ -91,7 +95,7 @@ class Projection:
 
     x_hat: torch.Tensor
     z: torch.Tensor
-    error: torch.Tensor          #: per image ‖y − f̂(G(z*))‖² / pixels
+    error: torch.Tensor  #: per image ‖y − f̂(G(z*))‖² / pixels
     surrogate: nn.Module | None = None
 
 
@@ -128,7 +132,10 @@ def tf_rmsprop(params, lr: float) -> torch.optim.RMSprop:
     params = list(params)
     opt = torch.optim.RMSprop(params, lr=lr, alpha=0.9, eps=1e-10)
     for p in params:
-        opt.state[p] = {"step": torch.tensor(0.0), "square_avg": torch.ones_like(p, memory_format=torch.preserve_format)}
+        opt.state[p] = {
+            "step": torch.tensor(0.0),
+            "square_avg": torch.ones_like(p, memory_format=torch.preserve_format),
+        }
     return opt
 
 
@@ -136,8 +143,11 @@ class ProjectionEngine:
     """Batched latent optimisation against a frozen generator ``G`` (and discriminator ``D`` / encoder)."""
 
     def __init__(self, G: nn.Module, D: nn.Module | None = None, encoder: nn.Module | None = None):
-        self.G, self.D, self.encoder = G.eval(), (D.eval() if D is not None else None), \
-            (encoder.eval() if encoder is not None else None)
+        self.G, self.D, self.encoder = (
+            G.eval(),
+            (D.eval() if D is not None else None),
+            (encoder.eval() if encoder is not None else None),
+        )
         for m in (self.G, self.D, self.encoder):
             if m is not None:
                 for p in m.parameters():
@@ -165,8 +175,9 @@ class ProjectionEngine:
                 z[:, 1:] += 0.1 * torch.randn(z[:, 1:].shape, generator=gen)
         return z.clamp_(-1, 1)
 
-    def project(self, y: torch.Tensor, cfg: ProjectionConfig, seed: int = 0,
-                progress: Callable[[int], None] | None = None) -> Projection:
+    def project(
+        self, y: torch.Tensor, cfg: ProjectionConfig, seed: int = 0, progress: Callable[[int], None] | None = None
+    ) -> Projection:
         """Project the batch ``y`` (N, C, H, W) in [0, 1] onto the range of G under ``cfg``."""
         dev = self.device
         gen = torch.Generator().manual_seed(seed)
@@ -183,14 +194,15 @@ class ProjectionEngine:
         imgs_per_chunk = n if cfg.surrogate == "mimic" else max(1, chunk // r)
         xs, zs, errs = [], [], []
         for start in range(0, n, imgs_per_chunk):
-            yc = y[start:start + imgs_per_chunk]
-            zc = z_all[start:start + imgs_per_chunk].to(dev)
+            yc = y[start : start + imgs_per_chunk]
+            zc = z_all[start : start + imgs_per_chunk].to(dev)
             x_hat, z, err = self._project_chunk(yc, zc, cfg, surrogate, progress)
             xs.append(x_hat), zs.append(z), errs.append(err)
         return Projection(torch.cat(xs), torch.cat(zs), torch.cat(errs), surrogate)
 
-    def _terms(self, y_rep: torch.Tensor, z: torch.Tensor, cfg: ProjectionConfig,
-               surrogate: nn.Module | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def _terms(
+        self, y_rep: torch.Tensor, z: torch.Tensor, cfg: ProjectionConfig, surrogate: nn.Module | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(per-latent objective, per-latent reconstruction error)."""
         g = self.G(z)
         if surrogate is None:

@@ -27,8 +27,9 @@ def _base_name(name: str) -> str:
     aliases = {"defensegan": "defensegan", "nodefense": "none", "tv": "tvm", "medianfilter": "median"}
     key = aliases.get(key, key)
     if key not in DEFENSES:
-        raise DefbenchError(f"unknown defense {name!r}; choose one of: {', '.join(DEFENSES)} "
-                            "(a variant: NAME[key=value,...])")
+        raise DefbenchError(
+            f"unknown defense {name!r}; choose one of: {', '.join(DEFENSES)} (a variant: NAME[key=value,...])"
+        )
     return key
 
 
@@ -64,7 +65,7 @@ def variant_label(base: str, opts: dict[str, Any]) -> str:
     """The canonical label of a variant (options sorted, values in JSON except plain strings)."""
     if not opts:
         return base
-    fmt = (lambda v: v if isinstance(v, str) else json.dumps(v))
+    fmt = lambda v: v if isinstance(v, str) else json.dumps(v)
     return f"{base}[{','.join(f'{k}={fmt(v)}' for k, v in sorted(opts.items()))}]"
 
 
@@ -121,13 +122,23 @@ def _apply(cfg, overrides: dict[str, Any], name: str):
     fields = {f.name for f in dataclasses.fields(cfg)}
     unknown = sorted(set(overrides) - fields)
     if unknown:
-        raise DefbenchError(f"unknown option(s) {', '.join(unknown)} for defense {name}; valid: {', '.join(sorted(fields))}")
+        raise DefbenchError(
+            f"unknown option(s) {', '.join(unknown)} for defense {name}; valid: {', '.join(sorted(fields))}"
+        )
     return dataclasses.replace(cfg, **overrides)
 
 
-def build_defense(name: str, dataset: str = "fmnist", preset: str = "paper", device="cpu",
-                  overrides: dict[str, Any] | None = None, seed: int = 0, data_root=None,
-                  train_missing: bool = True, progress: bool = True) -> Defense:
+def build_defense(
+    name: str,
+    dataset: str = "fmnist",
+    preset: str = "paper",
+    device="cpu",
+    overrides: dict[str, Any] | None = None,
+    seed: int = 0,
+    data_root=None,
+    train_missing: bool = True,
+    progress: bool = True,
+) -> Defense:
     name, inline = split_variant(name)
     dataset = canonical_name(dataset)
     overrides = {**(overrides or {}), **inline}
@@ -152,8 +163,9 @@ def build_defense(name: str, dataset: str = "fmnist", preset: str = "paper", dev
         enc, eman = get_encoder(dataset, preset, device, data_root, train_missing, progress, tag=tag)
     d = GANPriorDefense(name, G, D, enc, cfg, shape=shape, seed=seed)
     # the models are part of the configuration: a retrained GAN never reuses stored results of the old one
-    d.models = {k: f"{m.get('id', '?')}@{str(m.get('sha256', ''))[:10]}" for k, m in (("gan", gman), ("encoder", eman))
-                if m}
+    d.models = {
+        k: f"{m.get('id', '?')}@{str(m.get('sha256', ''))[:10]}" for k, m in (("gan", gman), ("encoder", eman)) if m
+    }
     return d
 
 

@@ -57,26 +57,26 @@ NORM_STD = {"mnist": (0.3081,), "cifar10": (0.229, 0.224, 0.225), "imagenet": (0
 
 @dataclass(frozen=True)
 class RIDEConfig:
-    arch: str = "imagenet"          #: Table 3 network (build_defense picks the dataset's)
-    width: int = 0                  #: filters per hidden layer; 0 = the arch's
-    layers: int = 0                 #: conv layers; 0 = the arch's
-    dropout: float = 0.5            #: Dropout ratio at the arch's positions (0 = none)
+    arch: str = "imagenet"  #: Table 3 network (build_defense picks the dataset's)
+    width: int = 0  #: filters per hidden layer; 0 = the arch's
+    layers: int = 0  #: conv layers; 0 = the arch's
+    dropout: float = 0.5  #: Dropout ratio at the arch's positions (0 = none)
     sigma: float = 0.5
-    sigma_units: str = "pixel"      #: "pixel" ([0, 1] images) or "normalized" (σ · classifier std)
-    iterations: int = 2000          #: K, DAE iterations per checkpoint
+    sigma_units: str = "pixel"  #: "pixel" ([0, 1] images) or "normalized" (σ · classifier std)
+    iterations: int = 2000  #: K, DAE iterations per checkpoint
     split_iterations: bool = False  #: True: K in all, split over the T checkpoints (earlier reading)
-    checkpoints: int = 5            #: T
+    checkpoints: int = 5  #: T
     alpha: float = 0.9
-    nms: bool = True                #: non-maximum suppression, τ = median pixel distance
-    loss_mask: float = 0.9          #: p, share of pixels left out of the loss at each iteration
-    target_noise: bool = True       #: s ~ N(x, σ²) (Alg. 1); False: s = x
-    input: str = "noisy"            #: "noisy": z ~ N(x, σ²) (DAE); "fixed": one fixed random input (DIP)
-    init: str = "uniform"           #: "uniform" (Xavier-uniform) or "torch" (PyTorch's conv default)
+    nms: bool = True  #: non-maximum suppression, τ = median pixel distance
+    loss_mask: float = 0.9  #: p, share of pixels left out of the loss at each iteration
+    target_noise: bool = True  #: s ~ N(x, σ²) (Alg. 1); False: s = x
+    input: str = "noisy"  #: "noisy": z ~ N(x, σ²) (DAE); "fixed": one fixed random input (DIP)
+    init: str = "uniform"  #: "uniform" (Xavier-uniform) or "torch" (PyTorch's conv default)
     lr: float = 1e-4
     weight_decay: float = 1e-4
-    estimate_samples: int = 8       #: draws of z behind E_z[h(z)] at each checkpoint
-    output: str = "estimate"        #: "estimate": x_est^(T) (Alg. 2); "iterate": x^(T)
-    noise_block: int = 25           #: iterations of random draws made per generator call
+    estimate_samples: int = 8  #: draws of z behind E_z[h(z)] at each checkpoint
+    output: str = "estimate"  #: "estimate": x_est^(T) (Alg. 2); "iterate": x^(T)
+    noise_block: int = 25  #: iterations of random draws made per generator call
 
     def __post_init__(self):
         checks = [
@@ -208,14 +208,20 @@ class RIDE(Defense):
             for _ in range(k_t):
                 if pos >= cfg.noise_block:  # one block of draws per image for the next noise_block iterations
                     nb = cfg.noise_block
-                    block = {"z": draws.normal(nb, c, h, w), "s": draws.normal(nb, c, h, w),
-                             "mask": draws.uniform(nb, 1, h, w),
-                             "drop": draws.uniform(nb, n_drop, net.width, h, w) if n_drop else None}
+                    block = {
+                        "z": draws.normal(nb, c, h, w),
+                        "s": draws.normal(nb, c, h, w),
+                        "mask": draws.uniform(nb, 1, h, w),
+                        "drop": draws.uniform(nb, n_drop, net.width, h, w) if n_drop else None,
+                    }
                     pos = 0
                 z = fixed if fixed is not None else x_t + sigma * block["z"][pos]
                 s = x_t + sigma * block["s"][pos] if cfg.target_noise else x_t
-                keep = [] if block["drop"] is None else [(block["drop"][pos][:, j] >= cfg.dropout).float()
-                                                         for j in range(n_drop)]
+                keep = (
+                    []
+                    if block["drop"] is None
+                    else [(block["drop"][pos][:, j] >= cfg.dropout).float() for j in range(n_drop)]
+                )
                 sel = (block["mask"][pos] >= cfg.loss_mask).float()  # keep a 1 - p share of the pixels
                 pos += 1
                 err = (net(z, keep) - s).pow(2) * sel

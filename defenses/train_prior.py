@@ -36,8 +36,8 @@ class GANRecipe:
     lr_d: float = 1e-4
     real_label: float = 0.9
     subset_fraction: float = 1.0
-    epoch_fraction: float = 1.0       #: fraction of the (subset) training set seen per epoch
-    eval_images: int = 100            #: test images projected after every epoch
+    epoch_fraction: float = 1.0  #: fraction of the (subset) training set seen per epoch
+    eval_images: int = 100  #: test images projected after every epoch
     eval_restarts: int = 4
     eval_steps: int = 100
 
@@ -60,7 +60,9 @@ def gan_recipe(dataset: str, preset: str, **overrides) -> GANRecipe:
     r = GAN_RECIPES[(dataset, preset)]
     r = GANRecipe(**{**asdict(r), **{k: v for k, v in overrides.items() if v is not None}})
     if r.epochs < 1 or not 0 < r.epoch_fraction <= 1:
-        raise DefbenchError(f"GAN training needs epochs >= 1 and epoch_fraction in (0, 1]; got {r.epochs}, {r.epoch_fraction}")
+        raise DefbenchError(
+            f"GAN training needs epochs >= 1 and epoch_fraction in (0, 1]; got {r.epochs}, {r.epoch_fraction}"
+        )
     return r
 
 
@@ -74,25 +76,39 @@ def class_spread(G, classifier, n: int, gen: torch.Generator, device) -> list[fl
     return (counts / counts.sum()).tolist()
 
 
-def projection_quality(G, classifier, data: ImageData, indices, cfg: ProjectionConfig, seed: int,
-                       device, batch: int = 100) -> dict:
+def projection_quality(
+    G, classifier, data: ImageData, indices, cfg: ProjectionConfig, seed: int, device, batch: int = 100
+) -> dict:
     """Project clean test images onto the range of G; mean reconstruction MSE and the classifier's
     accuracy on the reconstructions G(z*)."""
     engine = ProjectionEngine(G)
     correct, errs = 0, []
     for i, start in enumerate(range(0, len(indices), batch)):
-        x, y = data.get(indices[start:start + batch])
+        x, y = data.get(indices[start : start + batch])
         proj = engine.project(x.to(device), cfg, seed=seed + i)
         with torch.no_grad():
             correct += (classifier(proj.x_hat).argmax(1).cpu() == y).sum().item()
         errs.append(proj.error.cpu())
-    return {"projection_accuracy": correct / len(indices), "reconstruction_mse": torch.cat(errs).mean().item(),
-            "n": len(indices), "config": cfg.to_dict()}
+    return {
+        "projection_accuracy": correct / len(indices),
+        "reconstruction_mse": torch.cat(errs).mean().item(),
+        "n": len(indices),
+        "config": cfg.to_dict(),
+    }
 
 
-def train_gan(dataset: str, train: ImageData, test: ImageData, classifier, recipe: GANRecipe, seed: int,
-              device: torch.device, progress: bool = True, max_steps: int | None = None,
-              on_epoch=None) -> tuple[dict, dict]:
+def train_gan(
+    dataset: str,
+    train: ImageData,
+    test: ImageData,
+    classifier,
+    recipe: GANRecipe,
+    seed: int,
+    device: torch.device,
+    progress: bool = True,
+    max_steps: int | None = None,
+    on_epoch=None,
+) -> tuple[dict, dict]:
     """Train G and D; returns ({'G': state, 'D': state}, metrics) for the best epoch. ``on_epoch(state,
     metrics)`` is called after every epoch with the best state so far (the zoo saves it, so a killed run
     keeps its best epoch)."""
@@ -145,19 +161,34 @@ def train_gan(dataset: str, train: ImageData, test: ImageData, classifier, recip
         classifier.eval()
         q = projection_quality(G, classifier, test, eval_idx, eval_cfg, seed, device)
         spread = class_spread(G, classifier, 2000, torch.Generator().manual_seed(seed + 1), device)
-        rec = {"epoch": epoch + 1, "steps": step, "projection_accuracy": q["projection_accuracy"],
-               "reconstruction_mse": q["reconstruction_mse"], "class_spread": [round(s, 4) for s in spread],
-               "min_class_fraction": round(min(spread), 4), "d_loss": sum(d_losses[-50:]) / max(1, len(d_losses[-50:])),
-               "g_loss": sum(g_losses[-50:]) / max(1, len(g_losses[-50:]))}
+        rec = {
+            "epoch": epoch + 1,
+            "steps": step,
+            "projection_accuracy": q["projection_accuracy"],
+            "reconstruction_mse": q["reconstruction_mse"],
+            "class_spread": [round(s, 4) for s in spread],
+            "min_class_fraction": round(min(spread), 4),
+            "d_loss": sum(d_losses[-50:]) / max(1, len(d_losses[-50:])),
+            "g_loss": sum(g_losses[-50:]) / max(1, len(g_losses[-50:])),
+        }
         history.append(rec)
-        bar.write(f"epoch {epoch + 1}: projection accuracy {rec['projection_accuracy']:.3f} on {q['n']} test images, "
-                  f"smallest class share {rec['min_class_fraction']:.3f}, D loss {rec['d_loss']:.3f}, G loss {rec['g_loss']:.3f}")
+        bar.write(
+            f"epoch {epoch + 1}: projection accuracy {rec['projection_accuracy']:.3f} on {q['n']} test images, "
+            f"smallest class share {rec['min_class_fraction']:.3f}, D loss {rec['d_loss']:.3f}, G loss {rec['g_loss']:.3f}"  # noqa: E501
+        )
         if best is None or rec["projection_accuracy"] >= best[0]["projection_accuracy"]:
             best = (rec, {"G": copy.deepcopy(G.state_dict()), "D": copy.deepcopy(D.state_dict())})
-        metrics = {"best_epoch": best[0]["epoch"], "projection_accuracy_during_training": best[0]["projection_accuracy"],
-                   "history": history, "d_loss_trace": d_losses[:: max(1, len(d_losses) // 200)],
-                   "train_seconds": round(time.time() - t0, 1), "train_images": n_sub, "device": str(device),
-                   "epochs_done": epoch + 1, "epochs_planned": recipe.epochs}
+        metrics = {
+            "best_epoch": best[0]["epoch"],
+            "projection_accuracy_during_training": best[0]["projection_accuracy"],
+            "history": history,
+            "d_loss_trace": d_losses[:: max(1, len(d_losses) // 200)],
+            "train_seconds": round(time.time() - t0, 1),
+            "train_images": n_sub,
+            "device": str(device),
+            "epochs_done": epoch + 1,
+            "epochs_planned": recipe.epochs,
+        }
         if on_epoch is not None:
             on_epoch(best[1], metrics)
         if step >= total:
@@ -171,10 +202,10 @@ class EncoderRecipe:
     iterations: int
     batch_size: int = 64
     lr: float = 2e-4
-    eta: float = 0.02          #: hinge margin on the per-image mean ℓ1 error
-    lambda_adv: float = 1.0    #: λ1
+    eta: float = 0.02  #: hinge margin on the per-image mean ℓ1 error
+    lambda_adv: float = 1.0  #: λ1
     lambda_semantic: float = 100.0  #: λ2
-    lambda_latent: float = 1.0      #: λ3
+    lambda_latent: float = 1.0  #: λ3
 
 
 ENCODER_RECIPES = {"quick": EncoderRecipe(iterations=400), "paper": EncoderRecipe(iterations=3000)}
@@ -186,7 +217,9 @@ def encoder_recipe(preset: str, **overrides) -> EncoderRecipe:
     return EncoderRecipe(**{**asdict(ENCODER_RECIPES[preset]), **{k: v for k, v in overrides.items() if v is not None}})
 
 
-def train_encoder(dataset: str, G, recipe: EncoderRecipe, seed: int, device, progress: bool = True) -> tuple[dict, dict]:
+def train_encoder(
+    dataset: str, G, recipe: EncoderRecipe, seed: int, device, progress: bool = True
+) -> tuple[dict, dict]:
     """InvGAN's data-free encoder (Eq. 3-5): only samples of the frozen G are used, never training images."""
     gen = seed_everything(seed)
     c, h, _ = SHAPES[dataset]
@@ -239,6 +272,8 @@ def latent_recovery(G, enc, seed: int, device, n: int = 500) -> dict:
     z = sample_latent(n, G.latent_dim, gen, device)
     z_hat = enc(G(z)).clamp(-1, 1)
     guess = sample_latent(n, G.latent_dim, gen, device)
-    return {"latent_error": (z - z_hat).norm(dim=1).mean().item(),
-            "random_guess_latent_error": (z - guess).norm(dim=1).mean().item(),
-            "image_mae_GIGz": (G(z) - G(z_hat)).abs().mean().item()}
+    return {
+        "latent_error": (z - z_hat).norm(dim=1).mean().item(),
+        "random_guess_latent_error": (z - guess).norm(dim=1).mean().item(),
+        "image_mae_GIGz": (G(z) - G(z_hat)).abs().mean().item(),
+    }

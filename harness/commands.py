@@ -16,9 +16,17 @@ def _csv(s: str) -> list[str]:
 # ---------------------------------------------------------------------------------- argument types
 #: the largest value each count accepts: far above any real run, low enough that a typo (an extra zero or
 #: three) is refused at once instead of allocating or running for days
-LIMITS = {"n": 1_000_000, "seeds": 1_000, "batch-size": 100_000, "eot": 10_000, "eval-repeats": 1_000,
-          "epochs": 100_000, "iterations": 100_000_000, "n-threat": 1_000_000}
-MAX_SEED = 2 ** 31 - 1
+LIMITS = {
+    "n": 1_000_000,
+    "seeds": 1_000,
+    "batch-size": 100_000,
+    "eot": 10_000,
+    "eval-repeats": 1_000,
+    "epochs": 100_000,
+    "iterations": 100_000_000,
+    "n-threat": 1_000_000,
+}
+MAX_SEED = 2**31 - 1
 
 
 def count_type(flag: str, minimum: int = 1):
@@ -136,39 +144,78 @@ def add_subcommands(sub, common) -> None:
     from defbench.harness.matrix import DEFAULT_ATTACKS
 
     mp = sub.add_parser(
-        "matrix", help="run attacks x defenses end to end and print robust-accuracy and detection-AUC tables",
+        "matrix",
+        help="run attacks x defenses end to end and print robust-accuracy and detection-AUC tables",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Run every attack against the chosen defense(s) under the chosen threat models, store one "
-                    "row per cell in <out>/defbench.sqlite (a killed run resumes), and print the tables.",
+        "row per cell in <out>/defbench.sqlite (a killed run resumes), and print the tables.",
         epilog="examples:\n  defbench matrix --defense mimicgan --preset quick\n"
-               "  defbench matrix --defense all --threat graybox,bpda --n 500\n"
-               "  defbench matrix --defense defensegan --attacks fgsm,pgd --eps 0.1,0.2,0.3")
-    mp.add_argument("--defense", default="mimicgan", help=f"NAME, a,b or all; one of: {', '.join(DEFENSES)}; a variant fixes options in its name, "
-                         "e.g. 'defensegan[restarts=1,latent_steps=50]' or 'mimicgan[gan=sub80-s1]' (a GAN replica)")
+        "  defbench matrix --defense all --threat graybox,bpda --n 500\n"
+        "  defbench matrix --defense defensegan --attacks fgsm,pgd --eps 0.1,0.2,0.3",
+    )
+    mp.add_argument(
+        "--defense",
+        default="mimicgan",
+        help=f"NAME, a,b or all; one of: {', '.join(DEFENSES)}; a variant fixes options in its name, "
+        "e.g. 'defensegan[restarts=1,latent_steps=50]' or 'mimicgan[gan=sub80-s1]' (a GAN replica)",
+    )
     mp.add_argument("--dataset", default="fmnist", help="fmnist (default) | mnist | cifar10 | imagenet")
-    mp.add_argument("--attacks", default="all",
-                    help=f"all (= {','.join(DEFAULT_ATTACKS)}), a comma list incl. plugins, or none (clean only)")
+    mp.add_argument(
+        "--attacks",
+        default="all",
+        help=f"all (= {','.join(DEFAULT_ATTACKS)}), a comma list incl. plugins, or none (clean only)",
+    )
     mp.add_argument("--threat", default="graybox", help=f"comma list of: {', '.join(THREATS)} (default graybox)")
-    mp.add_argument("--eps", default=None, help="ε (pixel units in [0, 1]) or a comma list to sweep; bounded attacks only")
-    mp.add_argument("--n", type=count_type("n"), default=None, help="test images per cell (default 500; quick preset 100)")
+    mp.add_argument(
+        "--eps", default=None, help="ε (pixel units in [0, 1]) or a comma list to sweep; bounded attacks only"
+    )
+    mp.add_argument(
+        "--n", type=count_type("n"), default=None, help="test images per cell (default 500; quick preset 100)"
+    )
     add_threat_n(mp)
-    mp.add_argument("--seeds", type=count_type("seeds"), default=1, help="number of seeds (seed, seed+1, ...); mean ± std over them")
-    mp.add_argument("--batch-size", type=count_type("batch-size"), default=100, help="images attacked and purified together (default 100)")
+    mp.add_argument(
+        "--seeds", type=count_type("seeds"), default=1, help="number of seeds (seed, seed+1, ...); mean ± std over them"
+    )
+    mp.add_argument(
+        "--batch-size",
+        type=count_type("batch-size"),
+        default=100,
+        help="images attacked and purified together (default 100)",
+    )
     mp.add_argument("--preset", default="paper", help="paper (the papers' settings) | quick (smoke budgets)")
-    mp.add_argument("--eot", type=count_type("eot"), default=None,
-                    help="EOT samples per BPDA gradient on randomized defenses (probabilities averaged, Athalye et "
-                         "al. 2018); default 10 (paper) / 4 (quick); 1 turns EOT off (the report flags it)")
-    mp.add_argument("--eval-repeats", type=count_type("eval-repeats"), default=None,
-                    help="purifications per image for randomized defenses (correct = correct in all); "
-                         "default 3 (paper) / 1 (quick)")
-    mp.add_argument("--defense-opt", action="append", default=[], metavar="[DEFENSE:]KEY=VALUE",
-                    help="override a defense hyperparameter, e.g. defensegan:restarts=4, or kernel_size=5 when "
-                         "the run has one defense (repeatable)")
+    mp.add_argument(
+        "--eot",
+        type=count_type("eot"),
+        default=None,
+        help="EOT samples per BPDA gradient on randomized defenses (probabilities averaged, Athalye et "
+        "al. 2018); default 10 (paper) / 4 (quick); 1 turns EOT off (the report flags it)",
+    )
+    mp.add_argument(
+        "--eval-repeats",
+        type=count_type("eval-repeats"),
+        default=None,
+        help="purifications per image for randomized defenses (correct = correct in all); "
+        "default 3 (paper) / 1 (quick)",
+    )
+    mp.add_argument(
+        "--defense-opt",
+        action="append",
+        default=[],
+        metavar="[DEFENSE:]KEY=VALUE",
+        help="override a defense hyperparameter, e.g. defensegan:restarts=4, or kernel_size=5 when "
+        "the run has one defense (repeatable)",
+    )
     mp.add_argument("--defense-config", default=None, help="JSON file {defense: {key: value}} of overrides")
-    mp.add_argument("--attack-opt", action="append", default=[], metavar="ATTACK:KEY=VALUE",
-                    help="override an attack parameter, e.g. pgd:steps=100 (repeatable)")
-    mp.add_argument("--no-baseline", action="store_true",
-                    help="do not add the undefended classifier ('none') as a reference column")
+    mp.add_argument(
+        "--attack-opt",
+        action="append",
+        default=[],
+        metavar="ATTACK:KEY=VALUE",
+        help="override an attack parameter, e.g. pgd:steps=100 (repeatable)",
+    )
+    mp.add_argument(
+        "--no-baseline", action="store_true", help="do not add the undefended classifier ('none') as a reference column"
+    )
     mp.add_argument("--out", default="runs/matrix", help="output dir: store, CSV, LaTeX, plots (default runs/matrix)")
     common(mp)
     mp.set_defaults(func=run_matrix)
@@ -179,9 +226,14 @@ def add_subcommands(sub, common) -> None:
 
 
 def add_threat_n(parser) -> None:
-    parser.add_argument("--n-threat", action="append", default=[], metavar="THREAT=N",
-                        help="fewer images for an expensive threat, e.g. bpda=25 (repeatable): its cells attack a "
-                             "seeded subset of the n images; every table gives each cell's n")
+    parser.add_argument(
+        "--n-threat",
+        action="append",
+        default=[],
+        metavar="THREAT=N",
+        help="fewer images for an expensive threat, e.g. bpda=25 (repeatable): its cells attack a "
+        "seeded subset of the n images; every table gives each cell's n",
+    )
 
 
 def parse_threat_n(opts: list[str]) -> dict[str, int]:
@@ -196,8 +248,11 @@ def parse_threat_n(opts: list[str]) -> dict[str, int]:
         if not t.strip():
             raise DefbenchError(f"--n-threat {opt!r} must look like THREAT=N, e.g. bpda=25")
         if not 1 <= v <= LIMITS["n-threat"]:
-            raise DefbenchError(f"--n-threat {t.strip()}={v}: the number of images must be >= 1"
-                                if v < 1 else f"--n-threat {t.strip()}={v}: at most {LIMITS['n-threat']} images")
+            raise DefbenchError(
+                f"--n-threat {t.strip()}={v}: the number of images must be >= 1"
+                if v < 1
+                else f"--n-threat {t.strip()}={v}: at most {LIMITS['n-threat']} images"
+            )
         out[t.strip().lower()] = v
     return out
 
@@ -213,8 +268,11 @@ def defense_fields(base: str, dataset: str) -> dict:
         from defbench.defenses.baselines import MedianFilter, TVMinimization
 
         cls = MedianFilter if base == "median" else TVMinimization
-        return {k: p.default for k, p in inspect.signature(cls.__init__).parameters.items()
-                if k not in ("self", "shape", "seed") and p.default is not inspect.Parameter.empty}
+        return {
+            k: p.default
+            for k, p in inspect.signature(cls.__init__).parameters.items()
+            if k not in ("self", "shape", "seed") and p.default is not inspect.Parameter.empty
+        }
     if base == "ride":
         from defbench.defenses.ride import RIDEConfig
 
@@ -247,11 +305,13 @@ def load_config_file(path: str, flag: str = "--defense-config") -> dict:
     try:
         loaded = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise DefbenchError(f"{flag} {path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
-                            ) from None
+        raise DefbenchError(
+            f"{flag} {path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+        ) from None
     if not isinstance(loaded, dict):
-        raise DefbenchError(f"{flag} {path} must hold a JSON object {{defense: {{option: value}}}}, "
-                            f"not a {type(loaded).__name__}")
+        raise DefbenchError(
+            f"{flag} {path} must hold a JSON object {{defense: {{option: value}}}}, not a {type(loaded).__name__}"
+        )
     return loaded
 
 
@@ -264,14 +324,15 @@ def _split_target(opt: str) -> tuple[str, str]:
         if depth == 0 and ch == "=":
             break
         if depth == 0 and ch == ":":
-            return opt[:i].strip(), opt[i + 1:]
+            return opt[:i].strip(), opt[i + 1 :]
     return "", opt
 
 
 def _kv(text: str, flag: str, opt: str) -> tuple[str, object]:
     if "=" not in text:
-        raise DefbenchError(f"{flag} {opt!r} must look like {'[DEFENSE:]' if 'defense' in flag else 'ATTACK:'}"
-                            "KEY=VALUE")
+        raise DefbenchError(
+            f"{flag} {opt!r} must look like {'[DEFENSE:]' if 'defense' in flag else 'ATTACK:'}KEY=VALUE"
+        )
     k, v = text.split("=", 1)
     k = k.strip()
     if not k:
@@ -293,8 +354,9 @@ def _overrides(args, defenses: list[str], dataset: str = "fmnist") -> dict:
     def target(name: str, where: str) -> str:
         label = check_name(name)
         if label not in in_run:
-            raise DefbenchError(f"{where}: defense {label} is not in this run ({run_text}); add it to --defense "
-                                "or drop the option")
+            raise DefbenchError(
+                f"{where}: defense {label} is not in this run ({run_text}); add it to --defense or drop the option"
+            )
         return label
 
     out: dict[str, dict] = {}
@@ -315,8 +377,10 @@ def _overrides(args, defenses: list[str], dataset: str = "fmnist") -> dict:
             if not bases:
                 raise DefbenchError(f"--defense-opt {opt}: the run has no defense with options (only none)")
             if len(bases) > 1:
-                raise DefbenchError(f"--defense-opt {opt} names no defense and the run has several "
-                                    f"({', '.join(bases)}); write DEFENSE:{kv.strip()}")
+                raise DefbenchError(
+                    f"--defense-opt {opt} names no defense and the run has several "
+                    f"({', '.join(bases)}); write DEFENSE:{kv.strip()}"
+                )
             name = bases[0]
         out.setdefault(name, {})[k] = v
     for d in defenses:  # every option that reaches a defense, variants' own included
@@ -327,8 +391,9 @@ def _overrides(args, defenses: list[str], dataset: str = "fmnist") -> dict:
                 raise DefbenchError(f"defense {base} takes no options (got {', '.join(sorted(opts))})")
             unknown = sorted(set(opts) - set(fields))
             if unknown:
-                raise DefbenchError(f"unknown option(s) {', '.join(unknown)} for defense {base}; valid: "
-                                    f"{', '.join(sorted(fields))}")
+                raise DefbenchError(
+                    f"unknown option(s) {', '.join(unknown)} for defense {base}; valid: {', '.join(sorted(fields))}"
+                )
             for k in list(opts):
                 checked = check_value(opts[k], fields[k], f"option {k} of defense {src}")
                 if k == "gan" and checked:  # a GAN replica tag: its form is checked now, not after training
@@ -366,8 +431,10 @@ def _attack_specs(args, dataset: str):
         if a not in table:
             raise DefbenchError(f"--attack-opt {opt}: unknown attack {a!r}; choose one of: {', '.join(table)}")
         if a not in names:
-            raise DefbenchError(f"--attack-opt {opt}: attack {a} is not in this run "
-                                f"({', '.join(names) or 'no attacks'}); add it to --attacks or drop the option")
+            raise DefbenchError(
+                f"--attack-opt {opt}: attack {a} is not in this run "
+                f"({', '.join(names) or 'no attacks'}); add it to --attacks or drop the option"
+            )
         k, v = _kv(kv, "--attack-opt", opt)
         defaults = dict(table[a].defaults)
         if k not in defaults:
@@ -379,7 +446,7 @@ def _attack_specs(args, dataset: str):
     specs = []
     for n in names:
         cls = table[n]
-        for e in (eps_list if cls.bounded else [None]):
+        for e in eps_list if cls.bounded else [None]:
             specs.append(AttackSpec(n, e, tuple(sorted(params.get(n, {}).items()))))
     return tuple(specs)
 
@@ -400,7 +467,9 @@ def run_matrix(args) -> int:
     dataset = canonical_name(args.dataset)
     if not split_names(args.defense):
         raise DefbenchError(f"--defense {args.defense!r} names no defense; give names or all")
-    defenses = list(DEFENSES) if args.defense.strip().lower() == "all" else [check_name(d) for d in split_names(args.defense)]
+    defenses = (
+        list(DEFENSES) if args.defense.strip().lower() == "all" else [check_name(d) for d in split_names(args.defense)]
+    )
     defenses = list(dict.fromkeys(defenses))
     if "none" not in defenses and not args.no_baseline:
         defenses.insert(0, "none")  # the undefended reference column, as in the papers' tables
@@ -412,26 +481,45 @@ def run_matrix(args) -> int:
     threat_n = {check_threat(t): k for t, k in parse_threat_n(args.n_threat).items()}
     for t, k in threat_n.items():
         if t not in threats:
-            raise DefbenchError(f"--n-threat {t}={k}: threat {t} is not in this run "
-                                f"({', '.join(threats)}); add it to --threat or drop the option")
-    spec = MatrixSpec(dataset=dataset, defenses=tuple(defenses), attacks=_attack_specs(args, dataset),
-                      threats=tuple(threats), n=n, seeds=tuple(args.seed + i for i in range(args.seeds)),
-                      batch_size=args.batch_size, preset=args.preset, device=str(resolve_device(args.device)),
-                      eot=args.eot, eval_repeats=repeats, threat_n=threat_n,
-                      defense_overrides=_overrides(args, defenses, dataset),
-                      data_root=args.data_root, out=args.out, progress=not args.no_progress)
+            raise DefbenchError(
+                f"--n-threat {t}={k}: threat {t} is not in this run "
+                f"({', '.join(threats)}); add it to --threat or drop the option"
+            )
+    spec = MatrixSpec(
+        dataset=dataset,
+        defenses=tuple(defenses),
+        attacks=_attack_specs(args, dataset),
+        threats=tuple(threats),
+        n=n,
+        seeds=tuple(args.seed + i for i in range(args.seeds)),
+        batch_size=args.batch_size,
+        preset=args.preset,
+        device=str(resolve_device(args.device)),
+        eot=args.eot,
+        eval_repeats=repeats,
+        threat_n=threat_n,
+        defense_overrides=_overrides(args, defenses, dataset),
+        data_root=args.data_root,
+        out=args.out,
+        progress=not args.no_progress,
+    )
     t0 = time.time()
     runner = MatrixRunner(spec)
     runner.run()
     md = write_reports(runner.store, args.out)
     print(md)
-    print(f"\n{len(runner.computed)} cells computed, {runner.skipped} reused from {runner.store.path} "
-          f"in {time.time() - t0:.0f}s on {spec.device}")
+    print(
+        f"\n{len(runner.computed)} cells computed, {runner.skipped} reused from {runner.store.path} "
+        f"in {time.time() - t0:.0f}s on {spec.device}"
+    )
     if runner.failed:
         import sys
 
-        print(f"defbench: error: {len(runner.failed)} cell(s) failed and are not in the tables ("
-              + "; ".join(f"{lbl}: {msg}" for lbl, msg in runner.failed[:3]) + "); rerun to retry them",
-              file=sys.stderr)
+        print(
+            f"defbench: error: {len(runner.failed)} cell(s) failed and are not in the tables ("
+            + "; ".join(f"{lbl}: {msg}" for lbl, msg in runner.failed[:3])
+            + "); rerun to retry them",
+            file=sys.stderr,
+        )
         return 1
     return 0

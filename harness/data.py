@@ -117,15 +117,16 @@ class ImageData:
             x = torch.stack([self._load_path(self.paths[int(i)]) for i in idx])
         return x, self.labels[idx]
 
-    def batches(self, batch_size: int, shuffle: bool = False, seed: int = 0,
-                indices: Sequence[int] | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def batches(
+        self, batch_size: int, shuffle: bool = False, seed: int = 0, indices: Sequence[int] | None = None
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Iterate over (x, y) batches; the order is fixed by ``seed`` when shuffling."""
         idx = torch.arange(len(self)) if indices is None else torch.as_tensor(indices)
         if shuffle:
             g = torch.Generator().manual_seed(seed)
             idx = idx[torch.randperm(len(idx), generator=g)]
         for start in range(0, len(idx), batch_size):
-            yield self.get(idx[start:start + batch_size])
+            yield self.get(idx[start : start + batch_size])
 
     def eval_indices(self, n: int, seed: int, stratified: bool = False) -> torch.Tensor:
         """The ``n`` seeded evaluation images used by every cell of a run (sorted for readability).
@@ -147,8 +148,9 @@ class ImageData:
             want = n // len(classes) + (1 if i < n % len(classes) else 0)
             have = perm[labels == c][:want]
             if len(have) < want:
-                raise DefbenchError(f"--n {n} needs {want} images of class {c}, the {self.name} {self.split} set "
-                                    f"has {len(have)}")
+                raise DefbenchError(
+                    f"--n {n} needs {want} images of class {c}, the {self.name} {self.split} set has {len(have)}"
+                )
             picked.append(have)
         return torch.cat(picked).sort().values
 
@@ -191,6 +193,7 @@ def _file_digests(paths: Sequence[str]) -> list[str]:
 
 # ----------------------------------------------------------------------------------------------- IDX
 
+
 def read_idx(path: Path) -> np.ndarray:
     """Read an IDX file (gzipped or not) into a numpy array."""
     opener = gzip.open if path.suffix == ".gz" else open
@@ -200,7 +203,7 @@ def read_idx(path: Path) -> np.ndarray:
     ndim = magic & 0xFF
     if magic >> 8 != 0x08:  # 0x08 = unsigned byte
         raise DefbenchError(f"{path} is not an unsigned-byte IDX file (magic {magic:#x})")
-    dims = struct.unpack(">" + "I" * ndim, data[4:4 + 4 * ndim])
+    dims = struct.unpack(">" + "I" * ndim, data[4 : 4 + 4 * ndim])
     arr = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
     if arr.size != int(np.prod(dims)):
         raise DefbenchError(f"{path} is truncated: expected {int(np.prod(dims))} values, found {arr.size}")
@@ -240,6 +243,7 @@ def _load_idx_dataset(name: str, split: str, roots: list[Path]) -> ImageData | N
 
 # ------------------------------------------------------------------------------------------- CIFAR
 
+
 def _load_cifar_official(folder: Path, split: str) -> ImageData:
     import pickle
 
@@ -250,8 +254,9 @@ def _load_cifar_official(folder: Path, split: str) -> ImageData:
             d = pickle.load(fh, encoding="latin1")
         xs.append(np.asarray(d["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
         ys.extend(d["labels"])
-    return ImageData("cifar10", split, torch.tensor(ys, dtype=torch.long), str(folder),
-                     images=torch.from_numpy(np.concatenate(xs)))
+    return ImageData(
+        "cifar10", split, torch.tensor(ys, dtype=torch.long), str(folder), images=torch.from_numpy(np.concatenate(xs))
+    )
 
 
 def _load_cifar_jpeg_zip(zpath: Path, split: str) -> ImageData:
@@ -280,8 +285,14 @@ def _load_cifar_jpeg_zip(zpath: Path, split: str) -> ImageData:
         tmp = cache.with_suffix(".tmp.npz")
         np.savez(tmp, images=images, labels=labels)
         os.replace(tmp, cache)
-    return ImageData("cifar10", split, torch.from_numpy(labels), str(zpath), images=torch.from_numpy(images),
-                     note="JPEG-compressed CIFAR-10 copy (quality ~75), not the lossless original")
+    return ImageData(
+        "cifar10",
+        split,
+        torch.from_numpy(labels),
+        str(zpath),
+        images=torch.from_numpy(images),
+        note="JPEG-compressed CIFAR-10 copy (quality ~75), not the lossless original",
+    )
 
 
 def _load_cifar(split: str, roots: list[Path]) -> ImageData | None:
@@ -342,7 +353,8 @@ def _load_imagenet(split: str, roots: list[Path]) -> ImageData | None:
                 if len(classes) != 1000:
                     raise DefbenchError(
                         f"{folder} has {len(classes)} class folders, not 1000; put the standard synset list "
-                        f"({IMAGENET_SYNSET_FILES[0]}: 1000 lines 'nXXXXXXXX name') beside it")
+                        f"({IMAGENET_SYNSET_FILES[0]}: 1000 lines 'nXXXXXXXX name') beside it"
+                    )
                 wnids = classes
             if len(wnids) != 1000:
                 raise DefbenchError(f"synset list beside {folder} has {len(wnids)} entries, expected 1000")
@@ -355,12 +367,19 @@ def _load_imagenet(split: str, roots: list[Path]) -> ImageData | None:
                     if f.suffix.lower() in (".jpeg", ".jpg", ".png"):
                         paths.append(str(f))
                         labels.append(index[c])
-            return ImageData("imagenet", "val", torch.tensor(labels, dtype=torch.long), str(folder),
-                             paths=tuple(paths), _load_path=imagenet_transform)
+            return ImageData(
+                "imagenet",
+                "val",
+                torch.tensor(labels, dtype=torch.long),
+                str(folder),
+                paths=tuple(paths),
+                _load_path=imagenet_transform,
+            )
     return None
 
 
 # ----------------------------------------------------------------------------------------- entry
+
 
 def candidate_roots(name: str, root: str | os.PathLike | None = None) -> list[Path]:
     roots: list[Path] = []
@@ -395,8 +414,9 @@ def _download(name: str, split: str, target: Path) -> None:
         torchvision.datasets.CIFAR10(str(target), train=train, download=True)
 
 
-def load_dataset(name: str, split: str = "test", root: str | os.PathLike | None = None,
-                 download: bool = True) -> ImageData:
+def load_dataset(
+    name: str, split: str = "test", root: str | os.PathLike | None = None, download: bool = True
+) -> ImageData:
     """Load ``split`` ('train' or 'test'; ImageNet: 'val') of dataset ``name`` as an :class:`ImageData`."""
     name = canonical_name(name)
     if split not in ("train", "test", "val"):
@@ -427,5 +447,6 @@ def load_dataset(name: str, split: str = "test", root: str | os.PathLike | None 
         searched = ", ".join(str(r) for r in roots)
         raise DefbenchError(
             f"{name} {split} data not found{reason}; expected {_expected_files(name)}; searched {searched}; "
-            f"pass --data-root DIR or set DEFBENCH_DATA")
+            f"pass --data-root DIR or set DEFBENCH_DATA"
+        )
     return data

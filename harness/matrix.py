@@ -28,13 +28,20 @@ from defbench.harness.seeding import seed_everything
 from defbench.harness.store import CellKey, CellResult, Store, config_hash
 
 #: attack parameters of the quick preset: smoke-test budgets, not the papers'
-QUICK_ATTACK_PARAMS = {"pgd": {"steps": 10, "step": None}, "bim": {"steps": 5}, "cw": {"steps": 20,
-                       "binary_search_steps": 3}, "deepfool": {"steps": 20}, "universal-art": {"max_iter": 1,
-                       "fit_images": 50}}
+QUICK_ATTACK_PARAMS = {
+    "pgd": {"steps": 10, "step": None},
+    "bim": {"steps": 5},
+    "cw": {"steps": 20, "binary_search_steps": 3},
+    "deepfool": {"steps": 20},
+    "universal-art": {"max_iter": 1, "fit_images": 50},
+}
 #: defense settings of the quick preset (paper defaults otherwise)
-QUICK_DEFENSE_OVERRIDES = {"defensegan": {"latent_steps": 50, "restarts": 4},
-                           "cowboy": {"latent_steps": 50, "restarts": 4},
-                           "invgan": {"latent_steps": 100}, "ride": {"iterations": 100}}
+QUICK_DEFENSE_OVERRIDES = {
+    "defensegan": {"latent_steps": 50, "restarts": 4},
+    "cowboy": {"latent_steps": 50, "restarts": 4},
+    "invgan": {"latent_steps": 100},
+    "ride": {"iterations": 100},
+}
 DEFAULT_ATTACKS = ("fgsm", "bim", "pgd", "cw", "deepfool", "autoattack", "universal-fgsm", "universal-art")
 
 
@@ -64,9 +71,9 @@ class MatrixSpec:
     batch_size: int = 100
     preset: str = "paper"
     device: str = "cpu"
-    eot: int | None = None                    # None: DEFAULT_EOT of the preset
+    eot: int | None = None  # None: DEFAULT_EOT of the preset
     eval_repeats: int = 1
-    stratified: bool = False                  # evaluation images spread evenly over the classes
+    stratified: bool = False  # evaluation images spread evenly over the classes
     #: fewer images for an expensive threat, e.g. {"bpda": 25}: its cells use the k seeded evaluation images of
     #: ``eval_indices(k, seed)``, a subset of the n clean cells' images (the report gives each cell's n)
     threat_n: dict[str, int] = field(default_factory=dict)
@@ -157,7 +164,7 @@ class Cell:
 
     seed: int
     defense: str
-    threat: str            # 'none' for the clean cell
+    threat: str  # 'none' for the clean cell
     attack: AttackSpec | None  # None for the clean cell
 
 
@@ -184,8 +191,9 @@ class MatrixRunner:
         self.store = store or Store(spec.out)  # created once the input is known good: nothing half-written
         from defbench.harness.models import get_classifier
 
-        self.classifier, cman = get_classifier(spec.dataset, spec.preset, self.device, spec.data_root,
-                                               progress=spec.progress)
+        self.classifier, cman = get_classifier(
+            spec.dataset, spec.preset, self.device, spec.data_root, progress=spec.progress
+        )
         self.classifier_id = f"{cman.get('id', 'classifier')}@{str(cman.get('sha256', ''))[:10]}"
         from defbench.harness.models import model_sha256
 
@@ -193,13 +201,13 @@ class MatrixRunner:
         # the weights of every model the cell uses
         self.data_sha256 = self.test.sha256()
         self.classifier_sha256 = model_sha256(self.classifier)
-        self._model_sha256: dict[str, dict[str, str]] = {}   # defense label -> {classifier, G, D, encoder}
+        self._model_sha256: dict[str, dict[str, str]] = {}  # defense label -> {classifier, G, D, encoder}
         self._defenses: dict[str, Any] = {}
         self._reparam = None
         self._reparam_sha256: dict[str, str] = {}
         self.computed: list[str] = []
         self.skipped = 0
-        self.failed: list[tuple[str, str]] = []   # (cell label, message) of cells a plugin crash failed
+        self.failed: list[tuple[str, str]] = []  # (cell label, message) of cells a plugin crash failed
 
     # ---------------------------------------------------------------------------------- plumbing
     def defense(self, name: str):
@@ -212,18 +220,28 @@ class MatrixRunner:
             if name != base:
                 over.update(self.spec.defense_overrides.get(name, {}))
             # build_defense applies the variant's own options last
-            self._defenses[name] = build_defense(name, self.spec.dataset, self.spec.preset, self.device, over,
-                                                 seed=0, data_root=self.spec.data_root, progress=self.spec.progress)
+            self._defenses[name] = build_defense(
+                name,
+                self.spec.dataset,
+                self.spec.preset,
+                self.device,
+                over,
+                seed=0,
+                data_root=self.spec.data_root,
+                progress=self.spec.progress,
+            )
         return self._defenses[name]
 
     def reparam_parts(self):
         if self._reparam is None:
             from defbench.harness.models import get_encoder, get_gan
 
-            G, _, _ = get_gan(self.spec.dataset, self.spec.preset, self.device, self.spec.data_root,
-                              progress=self.spec.progress)
-            enc, _ = get_encoder(self.spec.dataset, self.spec.preset, self.device, self.spec.data_root,
-                                 progress=self.spec.progress)
+            G, _, _ = get_gan(
+                self.spec.dataset, self.spec.preset, self.device, self.spec.data_root, progress=self.spec.progress
+            )
+            enc, _ = get_encoder(
+                self.spec.dataset, self.spec.preset, self.device, self.spec.data_root, progress=self.spec.progress
+            )
             from defbench.harness.models import model_sha256
 
             self._reparam = (G, enc)
@@ -272,11 +290,18 @@ class MatrixRunner:
             self._model_sha256[cell.defense] = {"classifier": self.classifier_sha256, **defense_models(d)}
         # n and batch size define the evaluated images and (for batch-coupled defenses) the purification
         # batches, so they are part of the cell's identity: a store never mixes runs of different n
-        dcfg = {"name": cell.defense, **d.config(), "eval_repeats": self._repeats(d), "preset": self.spec.preset,
-                "n": self.spec.n, "batch_size": self.spec.batch_size,
-                **({"stratified": True} if self.spec.stratified else {}),
-                "data_sha256": self.data_sha256, "model_sha256": self._model_sha256[cell.defense],
-                "defbench_version": __version__}
+        dcfg = {
+            "name": cell.defense,
+            **d.config(),
+            "eval_repeats": self._repeats(d),
+            "preset": self.spec.preset,
+            "n": self.spec.n,
+            "batch_size": self.spec.batch_size,
+            **({"stratified": True} if self.spec.stratified else {}),
+            "data_sha256": self.data_sha256,
+            "model_sha256": self._model_sha256[cell.defense],
+            "defbench_version": __version__,
+        }
         if cell.attack is None:
             acfg = {"name": "clean", "label": "clean"}
         else:
@@ -290,8 +315,16 @@ class MatrixRunner:
                 acfg["model_sha256"] = dict(self._reparam_sha256)
             elif cell.threat == "reparam":
                 acfg["model_sha256"] = {"G": model_sha256(d.G), "I": model_sha256(d.encoder)}
-        key = CellKey(self.spec.dataset, self.classifier_id, cell.defense, config_hash(dcfg),
-                      acfg["name"], config_hash(acfg), cell.threat, cell.seed)
+        key = CellKey(
+            self.spec.dataset,
+            self.classifier_id,
+            cell.defense,
+            config_hash(dcfg),
+            acfg["name"],
+            config_hash(acfg),
+            cell.threat,
+            cell.seed,
+        )
         return key, dcfg, acfg
 
     def _repeats(self, d) -> int:
@@ -322,8 +355,10 @@ class MatrixRunner:
             if dist is None:  # defbench's own code: a bug to report, not to hide
                 raise
             label = f"s{cell.seed} {cell.defense} {cell.threat} {cell.attack.name}"
-            msg = (f"attack plugin {cell.attack.name!r} of distribution {dist[0]} {dist[1]} crashed: "
-                   f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}")
+            msg = (
+                f"attack plugin {cell.attack.name!r} of distribution {dist[0]} {dist[1]} crashed: "
+                f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+            )
             self.store.put_failure(self.key(cell)[0], label, msg)
             self.failed.append((label, msg))
             import sys
@@ -338,9 +373,16 @@ class MatrixRunner:
 
         from defbench import __version__
 
-        ident = {**atk.config(), "clf": self.classifier_id, "clf_sha256": self.classifier_sha256,
-                 "data_sha256": self.data_sha256, "defbench_version": __version__, "n": n,
-                 "bs": self.spec.batch_size, "strat": self.spec.stratified}
+        ident = {
+            **atk.config(),
+            "clf": self.classifier_id,
+            "clf_sha256": self.classifier_sha256,
+            "data_sha256": self.data_sha256,
+            "defbench_version": __version__,
+            "n": n,
+            "bs": self.spec.batch_size,
+            "strat": self.spec.stratified,
+        }
         name = f"{config_hash(ident)}-s{seed}-b{bidx}"
         cache = Path(self.spec.out) / "adv-cache" / f"{name}.pt"
         if cache.is_file():
@@ -364,8 +406,16 @@ class MatrixRunner:
         # without it.
         stream = key.key
         if atk is not None and cell.threat == "graybox":
-            stream = config_hash({**atk.config(), "clf": self.classifier_id, "n": len(idx),
-                                  "bs": self.spec.batch_size, "strat": self.spec.stratified, "seed": cell.seed})
+            stream = config_hash(
+                {
+                    **atk.config(),
+                    "clf": self.classifier_id,
+                    "n": len(idx),
+                    "bs": self.spec.batch_size,
+                    "strat": self.spec.stratified,
+                    "seed": cell.seed,
+                }
+            )
         seed_everything(derive_seed(stream, "cell"))
         repeats = self._repeats(d)
         labels, preds_u, scores, errors, rep_preds = [], [], [], [], [[] for _ in range(repeats)]
@@ -376,11 +426,11 @@ class MatrixRunner:
         model = self._attack_model(cell, d)
         if atk is not None and model is not None:
             # attacks fitted once per cell (universal perturbations) see the first batch, whatever resumes
-            x0, y0 = self.test.get(idx[:self.spec.batch_size])
+            x0, y0 = self.test.get(idx[: self.spec.batch_size])
             self._seed_stream(model, atk, derive_seed(stream, "prepare"))
             atk.prepare(model, x0.to(self.device), y0.to(self.device))
         for bidx, start in enumerate(tqdm(batches, desc=desc, disable=not self.spec.progress, leave=False)):
-            x, y = self.test.get(idx[start:start + self.spec.batch_size])
+            x, y = self.test.get(idx[start : start + self.spec.batch_size])
             x, y = x.to(self.device), y.to(self.device)
             pseed = cell.seed * 100_003 + bidx
             if atk is not None:
@@ -407,6 +457,7 @@ class MatrixRunner:
             labels += y.tolist()
             if bidx == 0:  # the cell's first images (x, x_in, x_hat) for the HTML report's grids
                 from defbench.harness.examples import save_examples
+
                 save_examples(self, key, idx, x, x_in, x_hat, y)
             if bidx == 0 and atk is None:
                 extra["gradient_check"] = self.gradient_check(d, x[:8], y[:8], seed=derive_seed(pseed, "gradient"))
@@ -417,8 +468,18 @@ class MatrixRunner:
         if atk is not None and getattr(atk, "violations", None):  # a plugin allowed to continue (output_check='warn')
             extra["output_violations"] = list(atk.violations)
         extra["projection_error"] = [round(float(e), 7) for e in errors]
-        res = CellResult(labels, preds, preds_u, scores, idx.tolist(), round(time.time() - t0, 3), str(self.device),
-                         dcfg, acfg, extra)
+        res = CellResult(
+            labels,
+            preds,
+            preds_u,
+            scores,
+            idx.tolist(),
+            round(time.time() - t0, 3),
+            str(self.device),
+            dcfg,
+            acfg,
+            extra,
+        )
         self.store.put(key, res)
         self.computed.append(key.key)
         if self.spec.progress:
@@ -474,7 +535,12 @@ class MatrixRunner:
         zero = 1.0 if grad is None else float(((grad == 0) | ~torch.isfinite(grad)).float().mean())
         with torch.no_grad():
             a, b, c = d.purify(x, seed), d.purify(x, seed), d.purify(x, seed + 1)
-        return {"zero_grad_fraction": zero, "differentiable": grad is not None,
-                "nondeterministic": bool(not torch.allclose(a, b, atol=1e-6)),
-                "seed_dependent": bool(not torch.allclose(a, c, atol=1e-6)),
-                "randomized_defense": bool(d.randomized), "threat": "autograd", **({"error": error} if error else {})}
+        return {
+            "zero_grad_fraction": zero,
+            "differentiable": grad is not None,
+            "nondeterministic": bool(not torch.allclose(a, b, atol=1e-6)),
+            "seed_dependent": bool(not torch.allclose(a, c, atol=1e-6)),
+            "randomized_defense": bool(d.randomized),
+            "threat": "autograd",
+            **({"error": error} if error else {}),
+        }

@@ -52,8 +52,9 @@ def parse_gan_tag(tag: str) -> dict:
 
     m = re.fullmatch(r"(?:sub(\d{1,2})-s(\d+))?-?(?:no(\d+))?", tag or "")
     if not tag or m is None or not any(m.groups()):
-        raise DefbenchError(f"GAN tag {tag!r} must look like sub80-s1 (80% subset, seed 1), no3 (class 3 left "
-                            "out) or sub80-s1-no3")
+        raise DefbenchError(
+            f"GAN tag {tag!r} must look like sub80-s1 (80% subset, seed 1), no3 (class 3 left out) or sub80-s1-no3"
+        )
     out: dict = {}
     if m.group(1):
         out.update(subset_fraction=int(m.group(1)) / 100, seed=int(m.group(2)))
@@ -73,28 +74,46 @@ def tag_flags(tag: str) -> str:
     return " ".join(flags)
 
 
-def build_classifier_model(dataset: str, preset: str = "paper", seed: int = DEFAULT_SEED, device="cpu",
-                           data_root=None, progress: bool = True, **overrides) -> zoo.Entry:
+def build_classifier_model(
+    dataset: str,
+    preset: str = "paper",
+    seed: int = DEFAULT_SEED,
+    device="cpu",
+    data_root=None,
+    progress: bool = True,
+    **overrides,
+) -> zoo.Entry:
     from defbench.classifiers.train import recipe_for, train_classifier
 
     recipe = recipe_for(dataset, preset, **overrides)
     train, test = load_dataset(dataset, "train", data_root), load_dataset(dataset, "test", data_root)
     model, metrics = train_classifier(dataset, train, test, recipe, seed, torch.device(device), progress)
-    manifest = {"kind": "classifier", "dataset": dataset, "preset": preset, "arch": model.arch,
-                "config": {**dataclasses.asdict(recipe), "seed": seed}, "metrics": metrics,
-                "data_source": test.source, "data_note": test.note}
+    manifest = {
+        "kind": "classifier",
+        "dataset": dataset,
+        "preset": preset,
+        "arch": model.arch,
+        "config": {**dataclasses.asdict(recipe), "seed": seed},
+        "metrics": metrics,
+        "data_source": test.source,
+        "data_note": test.note,
+    }
     return zoo.save(zoo.model_id("classifier", dataset, preset), model.cpu().state_dict(), manifest)
 
 
-def get_classifier(dataset: str, preset: str = "paper", device="cpu", data_root=None, train_missing=True,
-                   progress: bool = True) -> tuple[Classifier, dict]:
+def get_classifier(
+    dataset: str, preset: str = "paper", device="cpu", data_root=None, train_missing=True, progress: bool = True
+) -> tuple[Classifier, dict]:
     dataset = canonical_name(dataset)
     if dataset == "imagenet":
         return load_imagenet_resnet50().to(device).eval(), {"id": "torchvision-resnet50-IMAGENET1K_V1"}
     _check_preset(preset)
     mid = zoo.model_id("classifier", dataset, preset)
-    state, manifest = _fetch(mid, lambda: build_classifier_model(dataset, preset, device=device, data_root=data_root,
-                                                                progress=progress), train_missing)
+    state, manifest = _fetch(
+        mid,
+        lambda: build_classifier_model(dataset, preset, device=device, data_root=data_root, progress=progress),
+        train_missing,
+    )
     model = build_classifier(dataset, manifest.get("arch"))
     _load_state(model, state, mid, manifest)
     return model.to(device).eval(), manifest
@@ -104,8 +123,10 @@ def _load_state(module: torch.nn.Module, state: dict, mid: str, manifest: dict |
     try:
         module.load_state_dict(state)
     except (RuntimeError, KeyError) as exc:
-        raise DefbenchError(f"checkpoint {mid} does not fit its architecture ({str(exc).splitlines()[0][:100]}); "
-                            f"rebuild with: {zoo.build_hint(mid)}") from None
+        raise DefbenchError(
+            f"checkpoint {mid} does not fit its architecture ({str(exc).splitlines()[0][:100]}); "
+            f"rebuild with: {zoo.build_hint(mid)}"
+        ) from None
     if manifest is not None:  # the identity of the weights, for the keys of the cells that use them
         module.zoo_id = mid
         module.zoo_sha256 = str(manifest.get("sha256") or "") or None
@@ -129,14 +150,28 @@ def model_sha256(module: torch.nn.Module) -> str:
 
 def defense_models(defense) -> dict[str, str]:
     """sha256 of every trained model a defense holds: ``G`` and ``D`` (the GAN prior) and ``encoder``."""
-    return {k: model_sha256(m) for k, m in (("G", getattr(defense, "G", None)), ("D", getattr(defense, "D", None)),
-                                            ("encoder", getattr(defense, "encoder", None)))
-            if isinstance(m, torch.nn.Module)}
+    return {
+        k: model_sha256(m)
+        for k, m in (
+            ("G", getattr(defense, "G", None)),
+            ("D", getattr(defense, "D", None)),
+            ("encoder", getattr(defense, "encoder", None)),
+        )
+        if isinstance(m, torch.nn.Module)
+    }
 
 
-def build_gan_model(dataset: str, preset: str = "paper", seed: int = DEFAULT_SEED, device="cpu", data_root=None,
-                    progress: bool = True, subset_fraction: float = 1.0, holdout_class: int | None = None,
-                    **overrides) -> zoo.Entry:
+def build_gan_model(
+    dataset: str,
+    preset: str = "paper",
+    seed: int = DEFAULT_SEED,
+    device="cpu",
+    data_root=None,
+    progress: bool = True,
+    subset_fraction: float = 1.0,
+    holdout_class: int | None = None,
+    **overrides,
+) -> zoo.Entry:
     from defbench.defenses.train_prior import gan_recipe, train_gan
 
     recipe = gan_recipe(dataset, preset, subset_fraction=subset_fraction, **overrides)
@@ -151,11 +186,16 @@ def build_gan_model(dataset: str, preset: str = "paper", seed: int = DEFAULT_SEE
 
     def save(state: dict, metrics: dict) -> None:
         """Called after every epoch: the zoo always holds the best epoch so far ('complete' says if done)."""
-        manifest = {"kind": "gan", "dataset": dataset, "preset": preset,
-                    "arch": "dcgan28" if SHAPES[dataset][1] == 28 else "dcgan32",
-                    "config": {**dataclasses.asdict(recipe), "seed": seed, "holdout_class": holdout_class},
-                    "metrics": metrics, "classifier": zoo.model_id("classifier", dataset, preset),
-                    "complete": metrics["epochs_done"] >= metrics["epochs_planned"]}
+        manifest = {
+            "kind": "gan",
+            "dataset": dataset,
+            "preset": preset,
+            "arch": "dcgan28" if SHAPES[dataset][1] == 28 else "dcgan32",
+            "config": {**dataclasses.asdict(recipe), "seed": seed, "holdout_class": holdout_class},
+            "metrics": metrics,
+            "classifier": zoo.model_id("classifier", dataset, preset),
+            "complete": metrics["epochs_done"] >= metrics["epochs_planned"],
+        }
         saved.append(zoo.save(mid, {f"{k}.{n}": t for k, sd in state.items() for n, t in sd.items()}, manifest))
         _save_grid(state["G"], dataset, zoo.zoo_dir() / f"{mid}-samples.png", seed)
 
@@ -175,27 +215,45 @@ def _save_grid(g_state: dict, dataset: str, path, seed: int) -> None:
 
 
 def _split(state: dict, prefix: str) -> dict:
-    return {k[len(prefix) + 1:]: v for k, v in state.items() if k.startswith(prefix + ".")}
+    return {k[len(prefix) + 1 :]: v for k, v in state.items() if k.startswith(prefix + ".")}
 
 
-def get_gan(dataset: str, preset: str = "paper", device="cpu", data_root=None, train_missing=True,
-            progress: bool = True, tag: str = "") -> tuple[torch.nn.Module, torch.nn.Module, dict]:
+def get_gan(
+    dataset: str,
+    preset: str = "paper",
+    device="cpu",
+    data_root=None,
+    train_missing=True,
+    progress: bool = True,
+    tag: str = "",
+) -> tuple[torch.nn.Module, torch.nn.Module, dict]:
     from defbench.defenses.priors import build_gan
 
     dataset = canonical_name(dataset)
     _check_preset(preset)
     mid = zoo.model_id("gan", dataset, preset, tag)
     kw = parse_gan_tag(tag) if tag else {}
-    state, manifest = _fetch(mid, lambda: build_gan_model(dataset, preset, device=device, data_root=data_root,
-                                                         progress=progress, **kw), train_missing)
+    state, manifest = _fetch(
+        mid,
+        lambda: build_gan_model(dataset, preset, device=device, data_root=data_root, progress=progress, **kw),
+        train_missing,
+    )
     G, D = build_gan(dataset)
     _load_state(G, _split(state, "G"), mid, manifest)
     _load_state(D, _split(state, "D"), mid, manifest)
     return G.to(device).eval(), D.to(device).eval(), manifest
 
 
-def build_encoder_model(dataset: str, preset: str = "paper", seed: int = DEFAULT_SEED, device="cpu",
-                        data_root=None, progress: bool = True, tag: str = "", **overrides) -> zoo.Entry:
+def build_encoder_model(
+    dataset: str,
+    preset: str = "paper",
+    seed: int = DEFAULT_SEED,
+    device="cpu",
+    data_root=None,
+    progress: bool = True,
+    tag: str = "",
+    **overrides,
+) -> zoo.Entry:
     """The InvGAN encoder of GAN ``gan-<dataset>-<preset>[-<tag>]`` (same tag in its id)."""
     from defbench.defenses.train_prior import encoder_recipe, train_encoder
 
@@ -203,25 +261,43 @@ def build_encoder_model(dataset: str, preset: str = "paper", seed: int = DEFAULT
     G, _, gman = get_gan(dataset, preset, device, data_root, progress=progress, tag=tag)
     state, metrics = train_encoder(dataset, G, recipe, seed, torch.device(device), progress)
     mid = zoo.model_id("encoder", dataset, preset, tag)
-    manifest = {"kind": "encoder", "dataset": dataset, "preset": preset, "arch": "invgan-encoder",
-                "config": {**dataclasses.asdict(recipe), "seed": seed}, "metrics": metrics, "gan": gman["id"],
-                "gan_sha256": gman["sha256"]}
+    manifest = {
+        "kind": "encoder",
+        "dataset": dataset,
+        "preset": preset,
+        "arch": "invgan-encoder",
+        "config": {**dataclasses.asdict(recipe), "seed": seed},
+        "metrics": metrics,
+        "gan": gman["id"],
+        "gan_sha256": gman["sha256"],
+    }
     return zoo.save(mid, {f"E.{k}": v for k, v in state["E"].items()}, manifest)
 
 
-def get_encoder(dataset: str, preset: str = "paper", device="cpu", data_root=None, train_missing=True,
-                progress: bool = True, tag: str = "") -> tuple[torch.nn.Module, dict]:
+def get_encoder(
+    dataset: str,
+    preset: str = "paper",
+    device="cpu",
+    data_root=None,
+    train_missing=True,
+    progress: bool = True,
+    tag: str = "",
+) -> tuple[torch.nn.Module, dict]:
     from defbench.defenses.priors import Encoder
 
     dataset = canonical_name(dataset)
     _check_preset(preset)
     mid = zoo.model_id("encoder", dataset, preset, tag)
-    state, manifest = _fetch(mid, lambda: build_encoder_model(dataset, preset, device=device, data_root=data_root,
-                                                             progress=progress, tag=tag), train_missing)
+    state, manifest = _fetch(
+        mid,
+        lambda: build_encoder_model(dataset, preset, device=device, data_root=data_root, progress=progress, tag=tag),
+        train_missing,
+    )
     gman = zoo.manifest_or_none(zoo.model_id("gan", dataset, preset, tag)) or {}
     if manifest.get("gan_sha256") and gman.get("sha256") and manifest["gan_sha256"] != gman["sha256"]:
-        raise DefbenchError(f"encoder {mid} was trained for another GAN than the one in the zoo; rebuild with: "
-                            f"{zoo.build_hint(mid)}")
+        raise DefbenchError(
+            f"encoder {mid} was trained for another GAN than the one in the zoo; rebuild with: {zoo.build_hint(mid)}"
+        )
     c, h, _ = SHAPES[dataset]
     enc = Encoder(c, h)
     _load_state(enc, _split(state, "E"), mid, manifest)

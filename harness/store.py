@@ -61,9 +61,23 @@ class CellKey:
 
     @property
     def key(self) -> str:
-        return hashlib.sha256("|".join(map(str, (self.dataset, self.classifier, self.defense, self.defense_hash,
-                                                 self.attack, self.attack_hash, self.threat, self.seed))).encode()
-                              ).hexdigest()[:24]
+        return hashlib.sha256(
+            "|".join(
+                map(
+                    str,
+                    (
+                        self.dataset,
+                        self.classifier,
+                        self.defense,
+                        self.defense_hash,
+                        self.attack,
+                        self.attack_hash,
+                        self.threat,
+                        self.seed,
+                    ),
+                )
+            ).encode()
+        ).hexdigest()[:24]
 
 
 @dataclass
@@ -83,8 +97,7 @@ class CellResult:
 #: seconds a writer waits for another process's transaction (two runs on one --out) before giving up
 BUSY_TIMEOUT_S = 120.0
 #: the JSON columns of a row (a row whose JSON does not parse is broken: ``store check`` finds it)
-JSON_COLUMNS = ("defense_config", "attack_config", "labels", "preds", "preds_undefended", "scores", "indices",
-                "extra")
+JSON_COLUMNS = ("defense_config", "attack_config", "labels", "preds", "preds_undefended", "scores", "indices", "extra")
 _FIX = "see 'defbench store check {out}' and 'defbench store salvage {out}'"
 
 
@@ -93,11 +106,17 @@ def os_error_line(exc: OSError, path: str | Path | None = None) -> str:
     import errno
 
     where = path or exc.filename or "a file"
-    why = {errno.EACCES: "permission denied", errno.EPERM: "permission denied",
-           errno.EROFS: "read-only file system", errno.ENOSPC: "no space left on device (disk full)",
-           errno.EDQUOT: "disk quota exceeded", errno.ENOTDIR: "a path component is a file, not a directory",
-           errno.EISDIR: "is a directory", errno.ENOENT: "no such file or directory",
-           errno.ENAMETOOLONG: "file name too long"}.get(exc.errno, exc.strerror or str(exc))
+    why = {
+        errno.EACCES: "permission denied",
+        errno.EPERM: "permission denied",
+        errno.EROFS: "read-only file system",
+        errno.ENOSPC: "no space left on device (disk full)",
+        errno.EDQUOT: "disk quota exceeded",
+        errno.ENOTDIR: "a path component is a file, not a directory",
+        errno.EISDIR: "is a directory",
+        errno.ENOENT: "no such file or directory",
+        errno.ENAMETOOLONG: "file name too long",
+    }.get(exc.errno, exc.strerror or str(exc))
     return f"{where}: {why}"
 
 
@@ -115,8 +134,11 @@ def check_dir(path: str | Path, what: str = "--out") -> Path:
     existing = next((q for q in (p, *p.parents) if q.exists()), None)
     if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
         ro = _read_only_fs(existing)
-        raise DefbenchError(f"cannot write {what} {p}: {existing} is on a read-only file system" if ro else
-                            f"cannot write {what} {p}: permission denied on {existing}")
+        raise DefbenchError(
+            f"cannot write {what} {p}: {existing} is on a read-only file system"
+            if ro
+            else f"cannot write {what} {p}: permission denied on {existing}"
+        )
     return p
 
 
@@ -134,8 +156,9 @@ def ensure_dir(path: str | Path, what: str = "--out") -> Path:
     try:
         p.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise DefbenchError(f"cannot create {what} {p}: {os_error_line(exc, exc.filename or p).split(': ', 1)[-1]}"
-                            ) from None
+        raise DefbenchError(
+            f"cannot create {what} {p}: {os_error_line(exc, exc.filename or p).split(': ', 1)[-1]}"
+        ) from None
     return p
 
 
@@ -144,14 +167,18 @@ def _sqlite_line(path: Path, exc: sqlite3.Error) -> str:
     msg = str(exc).lower()
     out = path.parent
     if "disk is full" in msg or "database or disk is full" in msg:
-        return f"cannot write {path}: no space left on device (disk full); free space and rerun (finished cells are kept)"
+        return (
+            f"cannot write {path}: no space left on device (disk full); free space and rerun (finished cells are kept)"
+        )
     if "readonly" in msg or "read-only" in msg:
-        return f"cannot write {path}: the store or its directory is read-only (permission denied or a read-only file system)"
+        return f"cannot write {path}: the store or its directory is read-only (permission denied or a read-only file system)"  # noqa: E501
     if "unable to open" in msg:
         return f"cannot open {path}: permission denied or the directory is not writable"
     if "locked" in msg or "busy" in msg:
-        return (f"{path} stayed locked by another process for more than {BUSY_TIMEOUT_S:.0f}s; "
-                "is a run on the same --out hung?")
+        return (
+            f"{path} stayed locked by another process for more than {BUSY_TIMEOUT_S:.0f}s; "
+            "is a run on the same --out hung?"
+        )
     if "not a database" in msg or "malformed" in msg or "corrupt" in msg or "disk i/o" in msg:
         return f"{path} is damaged ({exc}); " + _FIX.format(out=out)
     return f"{path}: {exc}; " + _FIX.format(out=out)
@@ -199,22 +226,26 @@ class Store:
                     if "locked" not in str(exc) and "busy" not in str(exc) or attempt == 49:
                         raise
                     time.sleep(0.05 * (1 + attempt % 5))
-            self.conn.isolation_level = None   # explicit transactions in _create
+            self.conn.isolation_level = None  # explicit transactions in _create
             _create(self.conn)
-            self.conn.isolation_level = ""     # Python's default: put() is one transaction
+            self.conn.isolation_level = ""  # Python's default: put() is one transaction
             row = self.conn.execute("SELECT v FROM meta WHERE k='schema_version'").fetchone()
         except sqlite3.DatabaseError as exc:
             if "no such table" in str(exc):
                 raise DefbenchError(f"{self.path} is not a defbench store; use another --out") from None
             if "not a database" in str(exc):
-                raise DefbenchError(f"{self.path} is not a defbench store or is damaged ({exc}); use another "
-                                    f"--out, or {_FIX.format(out=self.path.parent)}") from None
+                raise DefbenchError(
+                    f"{self.path} is not a defbench store or is damaged ({exc}); use another "
+                    f"--out, or {_FIX.format(out=self.path.parent)}"
+                ) from None
             raise DefbenchError(_sqlite_line(self.path, exc)) from None
         if row is None or row[0] != str(SCHEMA_VERSION):
             found = row[0] if row else "none"
             why = " (its cells are not keyed by the sha256 of their data and models)" if found == "1" else ""
-            raise DefbenchError(f"{self.path} holds a store of schema version {found}{why}, this defbench writes "
-                                f"version {SCHEMA_VERSION}; use another --out or move that directory away")
+            raise DefbenchError(
+                f"{self.path} holds a store of schema version {found}{why}, this defbench writes "
+                f"version {SCHEMA_VERSION}; use another --out or move that directory away"
+            )
 
     def has(self, key: CellKey) -> bool:
         try:
@@ -225,25 +256,34 @@ class Store:
     def put(self, key: CellKey, res: CellResult) -> None:
         n = len(res.labels)
         row = {
-            "key": key.key, **{k: getattr(key, k) for k in ("dataset", "classifier", "defense", "defense_hash",
-                                                            "attack", "attack_hash", "threat", "seed")},
+            "key": key.key,
+            **{
+                k: getattr(key, k)
+                for k in ("dataset", "classifier", "defense", "defense_hash", "attack", "attack_hash", "threat", "seed")
+            },
             "defense_config": json.dumps(res.defense_config, sort_keys=True, default=str),
             "attack_config": json.dumps(res.attack_config, sort_keys=True, default=str),
-            "n": n, "correct": sum(int(p == y) for p, y in zip(res.preds, res.labels)),
+            "n": n,
+            "correct": sum(int(p == y) for p, y in zip(res.preds, res.labels)),
             "correct_undefended": sum(int(p == y) for p, y in zip(res.preds_undefended, res.labels)),
-            "labels": json.dumps(res.labels), "preds": json.dumps(res.preds),
+            "labels": json.dumps(res.labels),
+            "preds": json.dumps(res.preds),
             "preds_undefended": json.dumps(res.preds_undefended),
-            "scores": json.dumps([round(float(s), 6) for s in res.scores]), "indices": json.dumps(res.indices),
-            "wall_seconds": res.wall_seconds, "device": res.device,
-            "created_at": time.strftime("%Y-%m-%dT%H:%M:%S"), "defbench_version": __version__,
+            "scores": json.dumps([round(float(s), 6) for s in res.scores]),
+            "indices": json.dumps(res.indices),
+            "wall_seconds": res.wall_seconds,
+            "device": res.device,
+            "created_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "defbench_version": __version__,
             "extra": json.dumps(res.extra, sort_keys=True, default=str),
         }
         cols = ", ".join(row)
         try:
             with self.conn:  # one transaction: the cell is there whole or not at all
                 # a cell another process stored meanwhile (same key: same inputs) is kept, not written twice
-                self.conn.execute(f"INSERT OR IGNORE INTO cells ({cols}) VALUES ({', '.join('?' * len(row))})",
-                                  tuple(row.values()))
+                self.conn.execute(
+                    f"INSERT OR IGNORE INTO cells ({cols}) VALUES ({', '.join('?' * len(row))})", tuple(row.values())
+                )
         except sqlite3.DatabaseError as exc:
             raise DefbenchError(_sqlite_line(self.path, exc)) from None
 
@@ -260,8 +300,10 @@ class Store:
                     for k in JSON_COLUMNS:
                         d[k] = json.loads(d[k])
                 except (TypeError, ValueError):
-                    raise DefbenchError(f"{self.path}: cell {d.get('key')} is broken (its {k} is not JSON); "
-                                        + _FIX.format(out=self.path.parent)) from None
+                    raise DefbenchError(
+                        f"{self.path}: cell {d.get('key')} is broken (its {k} is not JSON); "
+                        + _FIX.format(out=self.path.parent)
+                    ) from None
                 yield d
         except sqlite3.DatabaseError as exc:
             raise DefbenchError(_sqlite_line(self.path, exc)) from None
@@ -271,10 +313,14 @@ class Store:
         absent, so the next run tries it again. ``failures()`` lists them."""
         try:
             with self.conn:
-                self.conn.execute("CREATE TABLE IF NOT EXISTS failures (key TEXT PRIMARY KEY, label TEXT NOT NULL, "
-                                  "message TEXT NOT NULL, created_at TEXT NOT NULL)")
-                self.conn.execute("INSERT OR REPLACE INTO failures VALUES (?, ?, ?, ?)",
-                                  (key.key, label, message, time.strftime("%Y-%m-%dT%H:%M:%S")))
+                self.conn.execute(
+                    "CREATE TABLE IF NOT EXISTS failures (key TEXT PRIMARY KEY, label TEXT NOT NULL, "
+                    "message TEXT NOT NULL, created_at TEXT NOT NULL)"
+                )
+                self.conn.execute(
+                    "INSERT OR REPLACE INTO failures VALUES (?, ?, ?, ?)",
+                    (key.key, label, message, time.strftime("%Y-%m-%dT%H:%M:%S")),
+                )
         except sqlite3.DatabaseError as exc:
             raise DefbenchError(_sqlite_line(self.path, exc)) from None
 
@@ -283,8 +329,10 @@ class Store:
         try:
             if self.conn.execute("SELECT 1 FROM sqlite_master WHERE name='failures'").fetchone() is None:
                 return []
-            cur = self.conn.execute("SELECT f.key, f.label, f.message, f.created_at FROM failures f WHERE NOT "
-                                    "EXISTS (SELECT 1 FROM cells c WHERE c.key = f.key) ORDER BY f.created_at")
+            cur = self.conn.execute(
+                "SELECT f.key, f.label, f.message, f.created_at FROM failures f WHERE NOT "
+                "EXISTS (SELECT 1 FROM cells c WHERE c.key = f.key) ORDER BY f.created_at"
+            )
             return [dict(zip(("key", "label", "message", "created_at"), r)) for r in cur]
         except sqlite3.DatabaseError as exc:
             raise DefbenchError(_sqlite_line(self.path, exc)) from None
@@ -333,7 +381,7 @@ def row_problem(d: dict[str, Any]) -> str | None:
 def _readable_rows(conn: sqlite3.Connection, errors: list[str]) -> Iterator[dict[str, Any]]:
     """Every ``cells`` row that can still be read, in rowid order; a damaged region of the table is skipped
     (probing past it with growing steps) and noted in ``errors``."""
-    last, lo, hi = -(2 ** 63), -(2 ** 63), 2 ** 62
+    last, lo, hi = -(2**63), -(2**63), 2**62
     for _ in range(10_000):
         try:
             cur = conn.execute("SELECT rowid, * FROM cells WHERE rowid > ? ORDER BY rowid", (last,))
@@ -347,8 +395,9 @@ def _readable_rows(conn: sqlite3.Connection, errors: list[str]) -> Iterator[dict
         step, nxt = 1, None
         while last + step < hi:
             try:
-                found = conn.execute("SELECT rowid FROM cells WHERE rowid > ? ORDER BY rowid LIMIT 1",
-                                     (last + step,)).fetchone()
+                found = conn.execute(
+                    "SELECT rowid FROM cells WHERE rowid > ? ORDER BY rowid LIMIT 1", (last + step,)
+                ).fetchone()
                 if found is None:
                     return
                 nxt = found[0]
@@ -363,9 +412,9 @@ def _readable_rows(conn: sqlite3.Connection, errors: list[str]) -> Iterator[dict
 @dataclass
 class StoreCheck:
     path: Path
-    intact: list[dict[str, Any]] = field(default_factory=list)   # raw rows of the intact cells
-    broken: list[str] = field(default_factory=list)              # "key: why" per broken row
-    errors: list[str] = field(default_factory=list)              # file-level damage (unreadable pages, ...)
+    intact: list[dict[str, Any]] = field(default_factory=list)  # raw rows of the intact cells
+    broken: list[str] = field(default_factory=list)  # "key: why" per broken row
+    errors: list[str] = field(default_factory=list)  # file-level damage (unreadable pages, ...)
 
     @property
     def ok(self) -> bool:
@@ -374,7 +423,7 @@ class StoreCheck:
     def summary(self) -> str:
         s = f"{self.path}: {len(self.intact)} intact cell(s)"
         if self.broken:
-            s += f", {len(self.broken)} broken row(s) ({'; '.join(self.broken[:3])}{'; ...' if len(self.broken) > 3 else ''})"
+            s += f", {len(self.broken)} broken row(s) ({'; '.join(self.broken[:3])}{'; ...' if len(self.broken) > 3 else ''})"  # noqa: E501
         if self.errors:
             s += f", damage: {'; '.join(self.errors[:2])}"
         return s + ("" if self.ok else f"; 'defbench store salvage {self.path.parent}' keeps the intact cells")
@@ -393,8 +442,9 @@ def check_store(out_dir: str | Path) -> StoreCheck:
     try:
         try:
             tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-            version = conn.execute("SELECT v FROM meta WHERE k='schema_version'").fetchone() if "meta" in tables \
-                else None
+            version = (
+                conn.execute("SELECT v FROM meta WHERE k='schema_version'").fetchone() if "meta" in tables else None
+            )
         except sqlite3.DatabaseError as exc:
             res.errors.append(f"the file is not a readable SQLite database ({exc})")
             return res
@@ -402,8 +452,10 @@ def check_store(out_dir: str | Path) -> StoreCheck:
             res.errors.append("it has no cells table")
             return res
         if version is not None and version[0] != str(SCHEMA_VERSION):
-            raise DefbenchError(f"{path} holds a store of schema version {version[0]}, this defbench reads version "
-                                f"{SCHEMA_VERSION}; nothing to check or salvage")
+            raise DefbenchError(
+                f"{path} holds a store of schema version {version[0]}, this defbench reads version "
+                f"{SCHEMA_VERSION}; nothing to check or salvage"
+            )
         try:
             for e in conn.execute("PRAGMA integrity_check(20)"):
                 if e[0] != "ok":
@@ -486,8 +538,11 @@ def salvage_store(out_dir: str | Path) -> tuple[StoreCheck, Path | None]:
         with conn:
             conn.execute("BEGIN")
             for d in chk.intact:
-                conn.execute(f"INSERT OR IGNORE INTO cells ({', '.join(_COLUMN_NAMES)}) VALUES "
-                             f"({', '.join('?' * len(_COLUMN_NAMES))})", tuple(d[c] for c in _COLUMN_NAMES))
+                conn.execute(
+                    f"INSERT OR IGNORE INTO cells ({', '.join(_COLUMN_NAMES)}) VALUES "
+                    f"({', '.join('?' * len(_COLUMN_NAMES))})",
+                    tuple(d[c] for c in _COLUMN_NAMES),
+                )
             conn.execute("COMMIT")
         conn.close()
         backup = out / f"{DB_NAME}.damaged-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"

@@ -76,8 +76,13 @@ def save(mid: str, state: dict[str, Any], manifest: dict[str, Any]) -> Entry:
     try:
         tmp = _tmp_name(d, f"{mid}.pt")
         torch.save(state, tmp)
-        manifest = dict(manifest, id=mid, sha256=sha256_file(tmp), defbench_version=__version__,
-                        saved_at=time.strftime("%Y-%m-%dT%H:%M:%S"))
+        manifest = dict(
+            manifest,
+            id=mid,
+            sha256=sha256_file(tmp),
+            defbench_version=__version__,
+            saved_at=time.strftime("%Y-%m-%dT%H:%M:%S"),
+        )
         tmpj = _tmp_name(d, f"{mid}.json")
         tmpj.write_text(json.dumps(manifest, indent=2, sort_keys=True))
         os.replace(tmp, pt)
@@ -124,8 +129,9 @@ def lock(mid: str):
             except OSError:
                 import sys
 
-                print(f"defbench: waiting for another process that trains or loads {mid} ...", file=sys.stderr,
-                      flush=True)
+                print(
+                    f"defbench: waiting for another process that trains or loads {mid} ...", file=sys.stderr, flush=True
+                )
                 fcntl.flock(fh, fcntl.LOCK_EX)
             held[mid] = 1
             yield
@@ -137,8 +143,12 @@ def status(mid: str) -> str:
     """'complete' (checkpoint and manifest), 'missing' (neither), 'no-checkpoint' (a manifest whose .pt is
     gone) or 'no-manifest' (a .pt whose manifest is gone)."""
     pt, js = (zoo_dir() / f"{mid}.pt").is_file(), (zoo_dir() / f"{mid}.json").is_file()
-    return {(True, True): "complete", (False, False): "missing", (False, True): "no-checkpoint",
-            (True, False): "no-manifest"}[(pt, js)]
+    return {
+        (True, True): "complete",
+        (False, False): "missing",
+        (False, True): "no-checkpoint",
+        (True, False): "no-manifest",
+    }[(pt, js)]
 
 
 def half_message(mid: str) -> str | None:
@@ -146,11 +156,15 @@ def half_message(mid: str) -> str | None:
     retrained over, since the user may want to restore the missing half."""
     st = status(mid)
     if st == "no-checkpoint":
-        return (f"model {mid}: the zoo holds its manifest {zoo_dir() / (mid + '.json')} but its checkpoint {mid}.pt "
-                f"is gone; restore it, or retrain with: {build_hint(mid)}")
+        return (
+            f"model {mid}: the zoo holds its manifest {zoo_dir() / (mid + '.json')} but its checkpoint {mid}.pt "
+            f"is gone; restore it, or retrain with: {build_hint(mid)}"
+        )
     if st == "no-manifest":
-        return (f"model {mid}: the zoo holds its checkpoint {zoo_dir() / (mid + '.pt')} but its manifest {mid}.json "
-                f"is gone, so its sha256 cannot be verified; restore it, or retrain with: {build_hint(mid)}")
+        return (
+            f"model {mid}: the zoo holds its checkpoint {zoo_dir() / (mid + '.pt')} but its manifest {mid}.json "
+            f"is gone, so its sha256 cannot be verified; restore it, or retrain with: {build_hint(mid)}"
+        )
     return None
 
 
@@ -158,7 +172,7 @@ def build_hint(mid: str) -> str:
     m = manifest_or_none(mid) or {}
     kind, dataset, preset = (mid.split("-") + ["", "", ""])[:3]
     kind, dataset, preset = m.get("kind", kind), m.get("dataset", dataset), m.get("preset", preset)
-    tag = mid[len(f"{kind}-{dataset}-{preset}"):].lstrip("-")
+    tag = mid[len(f"{kind}-{dataset}-{preset}") :].lstrip("-")
     flags = ""
     if tag:
         from defbench.harness.models import tag_flags
@@ -196,8 +210,9 @@ def load(mid: str) -> tuple[dict[str, Any], dict[str, Any]]:
     try:
         manifest = json.loads(js.read_text())
     except json.JSONDecodeError as exc:
-        raise DefbenchError(f"manifest {js} is unreadable (not JSON: {exc.msg} at line {exc.lineno}; truncated or "
-                            f"altered); {hint}") from None
+        raise DefbenchError(
+            f"manifest {js} is unreadable (not JSON: {exc.msg} at line {exc.lineno}; truncated or altered); {hint}"
+        ) from None
     except UnicodeDecodeError:
         raise DefbenchError(f"manifest {js} is unreadable (not UTF-8 text; corrupted); {hint}") from None
     except OSError as exc:
@@ -210,26 +225,30 @@ def load(mid: str) -> tuple[dict[str, Any], dict[str, Any]]:
     except OSError as exc:
         raise DefbenchError(f"checkpoint {pt} is unreadable ({os_error_line(exc).split(': ', 1)[-1]})") from None
     if actual != expected:
-        raise DefbenchError(f"checkpoint {pt} fails its sha256 check (hash mismatch: the manifest says "
-                            f"{expected[:12]}..., the file is {actual[:12]}... in {pt.stat().st_size} bytes: "
-                            f"truncated, bit-flipped or altered); {hint}")
+        raise DefbenchError(
+            f"checkpoint {pt} fails its sha256 check (hash mismatch: the manifest says "
+            f"{expected[:12]}..., the file is {actual[:12]}... in {pt.stat().st_size} bytes: "
+            f"truncated, bit-flipped or altered); {hint}"
+        )
     try:
         state = torch.load(pt, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 -- whatever unpickling raises, the file is refused with its reason
         code = _foreign_globals(pt)
         if code or "Unsupported global" in str(exc):
-            why = (f"code in the pickle: it names {', '.join(code[:2]) or 'Python objects'} to call, refused "
-                   "unloaded")
+            why = f"code in the pickle: it names {', '.join(code[:2]) or 'Python objects'} to call, refused unloaded"
         else:
             why = f"not a torch state dict file: {type(exc).__name__}"
         raise DefbenchError(f"{pt} is not a defbench checkpoint ({why}); {hint}") from None
     if not isinstance(state, dict):
-        raise DefbenchError(f"{pt} is not a defbench checkpoint (not a state dict but a {type(state).__name__}); "
-                            f"{hint}")
+        raise DefbenchError(
+            f"{pt} is not a defbench checkpoint (not a state dict but a {type(state).__name__}); {hint}"
+        )
     bad = [k for k, v in state.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
     if bad:
-        raise DefbenchError(f"{pt} is not a defbench checkpoint (not a state dict: entry {str(bad[0])[:40]!r} is "
-                            f"not a named tensor); {hint}")
+        raise DefbenchError(
+            f"{pt} is not a defbench checkpoint (not a state dict: entry {str(bad[0])[:40]!r} is "
+            f"not a named tensor); {hint}"
+        )
     return state, manifest
 
 

@@ -91,8 +91,13 @@ def is_corruption(row: Row) -> bool:
 def in_worst_case(row: Row) -> bool:
     """Whether an attack row enters the worst-case row: a bounded, per-image attack with an ε (not CW or
     DeepFool, not a universal perturbation, not a corruption)."""
-    return (not is_clean(row) and bool(cfg(row, "bounded")) and cfg(row, "eps") is not None
-            and not is_universal(row) and not is_corruption(row))
+    return (
+        not is_clean(row)
+        and bool(cfg(row, "bounded"))
+        and cfg(row, "eps") is not None
+        and not is_universal(row)
+        and not is_corruption(row)
+    )
 
 
 def cfg(row: Row, name: str, default: Any = None) -> Any:
@@ -247,8 +252,7 @@ def attack_names(rows: Iterable[Row]) -> dict[tuple[str, str], str]:
                 names[k] = f"{label} ε={float(eps[k]):g}" if eps[k] is not None else label
     for label, ks in groups().items():
         params = {k: dict(cfg(first[k], "params") or {}) for k in ks}
-        differ = sorted({p for k in ks for p in params[k]
-                         if len({json_str(params[j].get(p)) for j in ks}) > 1})
+        differ = sorted({p for k in ks for p in params[k] if len({json_str(params[j].get(p)) for j in ks}) > 1})
         if differ:
             for k in ks:
                 names[k] = label + " " + ",".join(f"{p}={json_str(params[k].get(p))}" for p in differ)

@@ -104,15 +104,19 @@ def frame_html(df: pd.DataFrame, caption: str = "", title: str = "") -> str:
             cells.append(f'<td data-mean="{_num_attr(m)}" data-std="{_num_attr(s)}"{miss}>{_e(text)}</td>')
         body.append(f"<tr{cls}>{''.join(cells)}</tr>")
     cap = f"<caption>{_e(caption)}</caption>" if caption else ""
-    table = (f'<table class="num" data-title="{_e(title or caption)}">{cap}<thead><tr>{head}</tr></thead>'
-             f'<tbody>{"".join(body)}</tbody></table>' if len(df.columns) else "<p>(no results)</p>")
+    table = (
+        f'<table class="num" data-title="{_e(title or caption)}">{cap}<thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(body)}</tbody></table>"
+        if len(df.columns)
+        else "<p>(no results)</p>"
+    )
     return table + _notes(df.attrs.get("notes") or [])
 
 
 def _figure(png: bytes | None, caption: str) -> str:
     if not png:
         return ""
-    return f'<figure>{_img(png, caption, "plot")}<figcaption>{_e(caption)}</figcaption></figure>'
+    return f"<figure>{_img(png, caption, 'plot')}<figcaption>{_e(caption)}</figcaption></figure>"
 
 
 # ------------------------------------------------------------------------------------------- tables
@@ -124,8 +128,9 @@ def result_tables(rows: list[Row]) -> list[tuple[str, pd.DataFrame]]:
     out = []
     threats = sorted({r["threat"] for r in rows if not is_clean(r)}, key=threat_sort_key)
     for t in threats or [None]:
-        out.append((f"Robust accuracy (%), threat: {t}" if t else "Clean accuracy (%)",
-                    robust_accuracy_table(rows, threat=t)))
+        out.append(
+            (f"Robust accuracy (%), threat: {t}" if t else "Clean accuracy (%)", robust_accuracy_table(rows, threat=t))
+        )
     auc = detection_auc_table(rows)
     if len(auc.columns) and len(auc.index):
         out.append(("Detection ROC AUC (InvGAN score, InvGAN's protocol)", auc))
@@ -162,20 +167,27 @@ def paper_html(table_id: str, df: pd.DataFrame, out_dir: str | Path) -> str:
 
     try:
         from defbench.harness.papers import TABLES
+
         spec = TABLES.get(table_id)
     except Exception:  # noqa: BLE001 -- the specs are a nicety here; the CSV holds the numbers
         spec = None
     parts = [f"<h3>{_e(table_id)}" + (f": {_e(spec.title)}" if spec else "") + "</h3>"]
     first = df.iloc[0]
-    meta = [f"preset {first.get('preset', '?')}", f"n = {first.get('images_per_cell', '?')} images per cell",
-            f"seeds {first.get('seeds', '?')}"]
+    meta = [
+        f"preset {first.get('preset', '?')}",
+        f"n = {first.get('images_per_cell', '?')} images per cell",
+        f"seeds {first.get('seeds', '?')}",
+    ]
     if spec is not None:
         meta.insert(0, f"source: {spec.source}")
-    parts.append(f'<p class="meta">{_e("; ".join(str(m) for m in meta))}; delta = ours − paper; 95% CI of ours; '
-                 "match: |delta| within tolerance (yes), else the paper's value inside our CI (in CI) or not "
-                 "(no).</p>")
-    head = "".join(f'<th scope="col">{h}</th>' for h in
-                   ("row", "column", "paper", "ours", "95% CI", "delta", "match", "n", "note"))
+    parts.append(
+        f'<p class="meta">{_e("; ".join(str(m) for m in meta))}; delta = ours − paper; 95% CI of ours; '
+        "match: |delta| within tolerance (yes), else the paper's value inside our CI (in CI) or not "
+        "(no).</p>"
+    )
+    head = "".join(
+        f'<th scope="col">{h}</th>' for h in ("row", "column", "paper", "ours", "95% CI", "delta", "match", "n", "note")
+    )
     body = []
     for r in df.itertuples(index=False):
         metric = "auc" if "auc" in str(r.metric) else "accuracy"
@@ -184,8 +196,9 @@ def paper_html(table_id: str, df: pd.DataFrame, out_dir: str | Path) -> str:
         ours = (math.nan if _none(r.ours) is None else float(r.ours)) if measured else None
         ours_std = _none(getattr(r, "ours_std", None))
         delta, lo, hi = _none(r.delta), _none(r.ci_low), _none(r.ci_high)
-        ptxt = _fmt(paper, metric) + (f" ± {_fmt(paper_std, metric)}" if paper is not None and paper_std is not None
-                                      else "")
+        ptxt = _fmt(paper, metric) + (
+            f" ± {_fmt(paper_std, metric)}" if paper is not None and paper_std is not None else ""
+        )
         otxt = _fmt(ours, metric)  # "n/a" where measured but undefined, "—" where not measured
         if ours_std is not None:
             otxt += f" ± {_fmt(ours_std, metric)}"
@@ -194,16 +207,22 @@ def paper_html(table_id: str, df: pd.DataFrame, out_dir: str | Path) -> str:
         verdict = _verdict(paper, delta, lo, hi, metric)
         vcls = {"yes": "yes", "no": "no", "in CI": "inci"}.get(verdict, "missing")
         note = "" if _none(getattr(r, "note", None)) is None else str(r.note)
-        cells = [f'<th scope="row">{_e(r.row)}</th>', f"<td>{_e(r.column)}</td>",
-                 f'<td data-value="{_num_attr(paper)}">{_e(ptxt)}</td>',
-                 f'<td data-value="{_num_attr(ours)}">{_e(otxt)}</td>',
-                 f'<td data-low="{_num_attr(lo)}" data-high="{_num_attr(hi)}">{_e(ci)}</td>',
-                 f'<td data-value="{_num_attr(delta)}">{_e(_fmt(delta, metric, sign=True))}</td>',
-                 f'<td class="{vcls}">{_e(verdict)}</td>',
-                 f"<td>{_e(int(r.n)) if measured else '—'}</td>", f'<td style="text-align:left">{_e(note)}</td>']
+        cells = [
+            f'<th scope="row">{_e(r.row)}</th>',
+            f"<td>{_e(r.column)}</td>",
+            f'<td data-value="{_num_attr(paper)}">{_e(ptxt)}</td>',
+            f'<td data-value="{_num_attr(ours)}">{_e(otxt)}</td>',
+            f'<td data-low="{_num_attr(lo)}" data-high="{_num_attr(hi)}">{_e(ci)}</td>',
+            f'<td data-value="{_num_attr(delta)}">{_e(_fmt(delta, metric, sign=True))}</td>',
+            f'<td class="{vcls}">{_e(verdict)}</td>',
+            f"<td>{_e(int(r.n)) if measured else '—'}</td>",
+            f'<td style="text-align:left">{_e(note)}</td>',
+        ]
         body.append(f"<tr>{''.join(cells)}</tr>")
-    parts.append(f'<table class="num paper" data-title="paper: {_e(table_id)}"><thead><tr>{head}</tr></thead>'
-                 f'<tbody>{"".join(body)}</tbody></table>')
+    parts.append(
+        f'<table class="num paper" data-title="paper: {_e(table_id)}"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(body)}</tbody></table>"
+    )
     if spec is not None:
         parts.append(_notes(spec.notes))
     png = Path(out_dir) / f"{table_id}.png"
@@ -217,8 +236,11 @@ def _sweep_rows(rows: list[Row], var: str) -> list[Row]:
     """The rows of the ``var`` ("eps" or "alpha") sweep plot, less every line of a single point: a line is one
     (attack family, defended model, threat); an ε line also has its defense's clean accuracy at ε = 0."""
     if var == "eps":
-        pts = [r for r in rows if not is_clean(r) and cfg(r, "bounded") and cfg(r, "eps") is not None
-               and cfg(r, "alpha") is None]
+        pts = [
+            r
+            for r in rows
+            if not is_clean(r) and cfg(r, "bounded") and cfg(r, "eps") is not None and cfg(r, "alpha") is None
+        ]
     else:
         pts = [r for r in rows if not is_clean(r) and cfg(r, "alpha") is not None]
     clean = {(base_key(r), int(r["seed"])) for r in rows if is_clean(r)}
@@ -243,8 +265,10 @@ def sweep_plots(rows: list[Row]) -> list[tuple[str, bytes]]:
 
     out = []
     with tempfile.TemporaryDirectory(prefix="defbench-html-") as tmp:
-        for var, fn, caption in (("eps", plot_eps_sweep, "Robust accuracy vs ε (mean ± std over seeds)"),
-                                 ("alpha", plot_alpha_sweep, "Accuracy vs α, universal perturbations")):
+        for var, fn, caption in (
+            ("eps", plot_eps_sweep, "Robust accuracy vs ε (mean ± std over seeds)"),
+            ("alpha", plot_alpha_sweep, "Accuracy vs α, universal perturbations"),
+        ):
             sel = _sweep_rows(rows, var)
             path = fn(sel, Path(tmp) / f"{var}.png") if sel else None
             if path:
@@ -284,7 +308,7 @@ def grid_html(blob: dict, title: str, clean_cell: bool) -> str:
     no adversarial row), each image with its prediction (red where wrong)."""
     labels = [int(v) for v in blob["labels"]]
     idx = [int(v) for v in blob["indices"]]
-    head = '<tr><th></th>' + "".join(f"<th>#{i}<br>label {y}</th>" for i, y in zip(idx, labels)) + "</tr>"
+    head = "<tr><th></th>" + "".join(f"<th>#{i}<br>label {y}</th>" for i, y in zip(idx, labels)) + "</tr>"
     rows = [("clean", "x", "pred_clean", "bare classifier")]
     if not clean_cell:
         rows.append(("adversarial", "x_in", "pred_in", "bare classifier"))
@@ -296,8 +320,7 @@ def grid_html(blob: dict, title: str, clean_cell: bool) -> str:
             alt = f"{title}: {name} image #{idx[j]} (label {y}, {who} prediction {int(blob[pred_key][j])})"
             cells.append(f"<td>{_img(thumbnail_png(blob[img_key][j]), alt)}{_pred(int(blob[pred_key][j]), y)}</td>")
         body.append(f'<tr><th class="rowname">{name}</th>{"".join(cells)}</tr>')
-    return (f'<figure><table class="grid"><caption>{_e(title)}</caption>{head}{"".join(body)}</table>'
-            f"</figure>")
+    return f'<figure><table class="grid"><caption>{_e(title)}</caption>{head}{"".join(body)}</table></figure>'
 
 
 def grids_html(rows: list[Row], out_dir: str | Path) -> str:
@@ -312,8 +335,10 @@ def grids_html(rows: list[Row], out_dir: str | Path) -> str:
     for r in sorted(rows, key=lambda r: int(r["seed"])):
         akey = ("clean",) if is_clean(r) else attack_key(r)
         first.setdefault((base_key(r), r["threat"], akey), r)
-    order = sorted(first.items(), key=lambda kv: (list(bnames).index(kv[0][0]), not is_clean(kv[1]),
-                                                   threat_sort_key(kv[1]["threat"])))
+    order = sorted(
+        first.items(),
+        key=lambda kv: (list(bnames).index(kv[0][0]), not is_clean(kv[1]), threat_sort_key(kv[1]["threat"])),
+    )
     sections: dict[Any, list[str]] = {}
     missing = 0
     shown = 0
@@ -329,19 +354,25 @@ def grids_html(rows: list[Row], out_dir: str | Path) -> str:
         sections.setdefault(base, []).append(grid_html(blob, title, is_clean(r)))
         shown += 1
     if not sections:
-        return ("<p>No example images: this store has no example files in <code>examples/</code> (stores made "
-                "before defbench saved the first images of each cell have none; rerun the cells to get them).</p>")
-    parts = ["<p>The first images of each cell (first seed): clean, attacked input and purification, with the "
-             "bare classifier's prediction on the first two and the defended model's on the purification "
-             "(red: wrong).</p>"]
+        return (
+            "<p>No example images: this store has no example files in <code>examples/</code> (stores made "
+            "before defbench saved the first images of each cell have none; rerun the cells to get them).</p>"
+        )
+    parts = [
+        "<p>The first images of each cell (first seed): clean, attacked input and purification, with the "
+        "bare classifier's prediction on the first two and the defended model's on the purification "
+        "(red: wrong).</p>"
+    ]
     for base, grids in sections.items():
-        parts.append(f"<h3>{_e(bnames[base])}</h3><div class=\"grids\">{''.join(grids)}</div>")
+        parts.append(f'<h3>{_e(bnames[base])}</h3><div class="grids">{"".join(grids)}</div>')
     total = len(order)
     if missing:
-        parts.append(f"<p class=\"meta\">{missing} of {total} cells have no example file (computed before "
-                     "defbench saved examples, or the file could not be read).</p>")
+        parts.append(
+            f'<p class="meta">{missing} of {total} cells have no example file (computed before '
+            "defbench saved examples, or the file could not be read).</p>"
+        )
     if shown < total - missing:
-        parts.append(f"<p class=\"meta\">Only the first {MAX_GRIDS} grids are shown.</p>")
+        parts.append(f'<p class="meta">Only the first {MAX_GRIDS} grids are shown.</p>')
     return "\n".join(parts)
 
 
@@ -377,18 +408,26 @@ def build_html(store_or_rows: Any, out_dir: str | Path, title: str | None = None
     if rows:
         flags = sanity_flags(rows)
         parts.append("<h2>Sanity checks</h2>")
-        parts.append('<ul class="flags">' + "".join(f"<li>⚠ {_e(f)}</li>" for f in flags) + "</ul>" if flags
-                     else "<p>None fired.</p>")
+        parts.append(
+            '<ul class="flags">' + "".join(f"<li>⚠ {_e(f)}</li>" for f in flags) + "</ul>"
+            if flags
+            else "<p>None fired.</p>"
+        )
         plots = sweep_plots(rows)
         parts.append("<h2>Sweeps</h2>")
-        parts += ([_figure(png, cap) for cap, png in plots] if plots else
-                  ["<p>No sweep to plot: no attack ran at two ε (or α) values on one defense.</p>"])
+        parts += (
+            [_figure(png, cap) for cap, png in plots]
+            if plots
+            else ["<p>No sweep to plot: no attack ran at two ε (or α) values on one defense.</p>"]
+        )
         parts.append("<h2>Examples</h2>")
         parts.append(grids_html(rows, out_dir))
     body = "\n".join(parts)
-    return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
-            f"<title>{_e(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n{body}\n</body>\n</html>\n")
+    return (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"<title>{_e(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n{body}\n</body>\n</html>\n"
+    )
 
 
 def write_html_report(store_or_rows: Any, out_dir: str | Path, path: str | Path | None = None) -> Path:

@@ -25,8 +25,24 @@ from defbench.harness.papers import PAPERS_DIR, PaperCell, PaperRun, PaperTable,
 from .common import Row, auc_interval, binomial_half_width, correct_mask, detection_auc, wilson_interval
 
 MISSING = "—"
-COLUMNS = ["row", "column", "paper", "paper_std", "ours", "ours_std", "ci_low", "ci_high", "delta", "n", "defense",
-           "threat", "attack", "eps", "metric", "note"]
+COLUMNS = [
+    "row",
+    "column",
+    "paper",
+    "paper_std",
+    "ours",
+    "ours_std",
+    "ci_low",
+    "ci_high",
+    "delta",
+    "n",
+    "defense",
+    "threat",
+    "attack",
+    "eps",
+    "metric",
+    "note",
+]
 
 
 # ------------------------------------------------------------------------------------------- numbers
@@ -103,18 +119,33 @@ def outcomes(run: PaperRun) -> pd.DataFrame:
                 ci = auc_interval(ours, n, n)
         note = c.note or ("" if m is not None else "not run")
         if m is not None and len(m.members) > 1:
-            pooled = (f"mean ± std over {len(m.members)} variants" if m.how == "mean"
-                      else f"best of {len(m.members)} settings")
+            pooled = (
+                f"mean ± std over {len(m.members)} variants"
+                if m.how == "mean"
+                else f"best of {len(m.members)} settings"
+            )
             note = f"{note}; {pooled}" if note else pooled
         defense = "" if m is None else m.defense if len(m.members) == 1 else " | ".join(x.defense for x in m.members)
-        lines.append({"row": c.row, "column": c.col, "paper": paper, "paper_std": t.paper_std_value(c),
-                      "ours": ours, "ours_std": std, "ci_low": ci[0], "ci_high": ci[1], "delta": delta,
-                      "n": n if m is not None else None,
-                      "defense": defense, "threat": m.threat if m else "",
-                      "attack": (m.attack.name if m.attack else "clean") if m else "",
-                      "eps": m.attack.eps if m and m.attack else None,
-                      "metric": (m.metric if m else t.metric) + (" (bare classifier)" if m and m.undefended else ""),
-                      "note": note})
+        lines.append(
+            {
+                "row": c.row,
+                "column": c.col,
+                "paper": paper,
+                "paper_std": t.paper_std_value(c),
+                "ours": ours,
+                "ours_std": std,
+                "ci_low": ci[0],
+                "ci_high": ci[1],
+                "delta": delta,
+                "n": n if m is not None else None,
+                "defense": defense,
+                "threat": m.threat if m else "",
+                "attack": (m.attack.name if m.attack else "clean") if m else "",
+                "eps": m.attack.eps if m and m.attack else None,
+                "metric": (m.metric if m else t.metric) + (" (bare classifier)" if m and m.undefended else ""),
+                "note": note,
+            }
+        )
     return pd.DataFrame(lines, columns=COLUMNS, dtype=object)
 
 
@@ -153,16 +184,23 @@ def to_markdown(run: PaperRun, df: pd.DataFrame) -> str:
     seeds = ", ".join(map(str, run.seeds))
     fewer = "".join(f" ({th} cells: a seeded subset of {k})" for th, k in sorted(run.threat_n.items()))
     tol = MATCH_TOLERANCE["auc" if t.metric != "accuracy" else "accuracy"]
-    parts = [f"### {t.id}: {t.title}", "",
-             f"Source: {t.source}.", "",
-             f"Setting: {t.dataset}, preset {run.preset}, n = {run.n} images per cell{fewer} (paper: "
-             f"{t.n if t.n else 'not stated'}), batch {t.batch_size}, seed{'s' if len(run.seeds) > 1 else ''} "
-             f"{seeds}, {t.eval_repeats} purification{'s' if t.eval_repeats > 1 else ''} per image, device "
-             f"{run.device}; {unit}; delta = ours − paper; 95% CI: "
-             + ("Wilson interval of our accuracy over its n; " if t.metric == "accuracy"
-                else "Hanley–McNeil interval of our AUC, none at AUC 0 or 1 (accuracy cells: Wilson); ")
-             + f"match: |delta| <= {tol:g} (yes), else whether the paper's value lies in our CI (in CI) or not (no).",
-             ""]
+    parts = [
+        f"### {t.id}: {t.title}",
+        "",
+        f"Source: {t.source}.",
+        "",
+        f"Setting: {t.dataset}, preset {run.preset}, n = {run.n} images per cell{fewer} (paper: "
+        f"{t.n if t.n else 'not stated'}), batch {t.batch_size}, seed{'s' if len(run.seeds) > 1 else ''} "
+        f"{seeds}, {t.eval_repeats} purification{'s' if t.eval_repeats > 1 else ''} per image, device "
+        f"{run.device}; {unit}; delta = ours − paper; 95% CI: "
+        + (
+            "Wilson interval of our accuracy over its n; "
+            if t.metric == "accuracy"
+            else "Hanley–McNeil interval of our AUC, none at AUC 0 or 1 (accuracy cells: Wilson); "
+        )
+        + f"match: |delta| <= {tol:g} (yes), else whether the paper's value lies in our CI (in CI) or not (no).",
+        "",
+    ]
     body = []
     for r in df.itertuples(index=False):
         metric = "auc" if "auc" in str(r.metric) else "accuracy"
@@ -176,23 +214,26 @@ def to_markdown(run: PaperRun, df: pd.DataFrame) -> str:
         cd = 3 if metric == "auc" else 1
         ci = MISSING if r.ci_low is None or pd.isna(r.ci_low) else f"{r.ci_low:.{cd}f}–{r.ci_high:.{cd}f}"
         verdict = _verdict(r.paper, r.delta, r.ci_low, r.ci_high, metric)
-        body.append([str(r.row), str(r.column), paper, ours, ci, _fmt(r.delta, metric, sign=True), verdict, n,
-                     str(r.note)])
+        body.append(
+            [str(r.row), str(r.column), paper, ours, ci, _fmt(r.delta, metric, sign=True), verdict, n, str(r.note)]
+        )
     parts += [_md_table(["row", "column", "paper", "ours", "95% CI", "delta", "match", "n", "note"], body), ""]
     measured = sorted({int(v) for v in df["n"].dropna()}, reverse=True) if len(df) else []
     ns = measured or [run.n]
     if t.n is None or run.n < t.n:
         ref = f"fewer than the paper's {t.n}" if t.n else "the paper does not state its n"
-        per = f"n = {ns[0]} images per cell" + (f" ({', '.join(map(str, ns[1:]))} in the "
-                                                  f"{'/'.join(sorted(run.threat_n))} cells)" if ns[1:] else "")
+        per = f"n = {ns[0]} images per cell" + (
+            f" ({', '.join(map(str, ns[1:]))} in the {'/'.join(sorted(run.threat_n))} cells)" if ns[1:] else ""
+        )
         if t.metric == "accuracy":
             widths = " / ".join(f"±{binomial_half_width(k):.1f} at n = {k}" for k in ns)
             at_paper = f"; ±{binomial_half_width(t.n):.1f} at the paper's n = {t.n}" if t.n else ""
-            parts.append(f"- {per} ({ref}): the binomial 95% interval of an accuracy has half-width up to "
-                         f"{widths} points (p = 0.5){at_paper}.")
+            parts.append(
+                f"- {per} ({ref}): the binomial 95% interval of an accuracy has half-width up to "
+                f"{widths} points (p = 0.5){at_paper}."
+            )
         else:
-            parts.append(f"- {per} ({ref}): each AUC compares that many attacked images with the same images "
-                         "clean.")
+            parts.append(f"- {per} ({ref}): each AUC compares that many attacked images with the same images clean.")
     deltas = [abs(v) for v in df["delta"].dropna()] if len(df) else []
     if deltas:
         digits = 4 if t.metric == "auc" else 1
@@ -244,9 +285,17 @@ def plot(run: PaperRun, df: pd.DataFrame, path: str | Path) -> str | None:
     ax.set_ylabel("accuracy (%)" if t.metric == "accuracy" else "AUC")
     ax.set_ylim(0, scale * 1.02)
     has_paper = df["paper"].notna().any()
-    ax.set_title(f"{t.id}: ours (n = {run.n}, preset {run.preset})"
-                 + (" vs paper (black)" if has_paper and t.figure != "lines" else " vs paper" if has_paper
-                    else "; paper values not in the text"), fontsize="medium")
+    ax.set_title(
+        f"{t.id}: ours (n = {run.n}, preset {run.preset})"
+        + (
+            " vs paper (black)"
+            if has_paper and t.figure != "lines"
+            else " vs paper"
+            if has_paper
+            else "; paper values not in the text"
+        ),
+        fontsize="medium",
+    )
     ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize="small", ncol=2)
     path = Path(path)
@@ -263,7 +312,8 @@ def write_paper_report(run: PaperRun, out_dir: str | Path) -> str:
     df = outcomes(run)
     df.insert(0, "table", run.table.id)
     df.assign(preset=run.preset, images_per_cell=run.n, seeds=" ".join(map(str, run.seeds))).to_csv(
-        out / f"{run.table.id}.csv", index=False)
+        out / f"{run.table.id}.csv", index=False
+    )
     text = to_markdown(run, df)
     png = plot(run, df, out / f"{run.table.id}.png")
     text += f"\nFiles: `{out / (run.table.id + '.csv')}`" + (f", `{png}`" if png else "") + "\n"
@@ -276,9 +326,19 @@ def list_markdown(tables: list[PaperTable]) -> str:
     body = []
     for t in tables:
         given = sum(c.paper is not None for c in t.cells)
-        body.append([t.id, "yes" if t.runnable else f"no: not yet supported: {t.unsupported}", t.dataset,
-                     f"{given}/{len(t.cells)}", t.ref, t.title])
+        body.append(
+            [
+                t.id,
+                "yes" if t.runnable else f"no: not yet supported: {t.unsupported}",
+                t.dataset,
+                f"{given}/{len(t.cells)}",
+                t.ref,
+                t.title,
+            ]
+        )
     runnable = sum(t.runnable for t in tables)
-    return (_md_table(["table", "runnable", "dataset", "paper values", "source", "title"], body)
-            + f"\n\n{len(tables)} tables, {runnable} runnable; papers in {PAPERS_DIR} (see each spec's source). "
-            "Run one with: defbench paper run TABLE [--n N] [--preset quick|paper]")
+    return (
+        _md_table(["table", "runnable", "dataset", "paper values", "source", "title"], body)
+        + f"\n\n{len(tables)} tables, {runnable} runnable; papers in {PAPERS_DIR} (see each spec's source). "
+        "Run one with: defbench paper run TABLE [--n N] [--preset quick|paper]"
+    )

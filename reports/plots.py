@@ -16,8 +16,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from .common import (Row, accuracy, base_key, base_names, cfg, is_clean, mean_std, ordered_unique,
-                     threat_sort_key)
+from .common import Row, accuracy, base_key, base_names, cfg, is_clean, mean_std, ordered_unique, threat_sort_key
 
 Series = dict[str, dict[float, dict[int, float]]]  # line name -> x -> seed -> accuracy
 
@@ -44,8 +43,9 @@ def _panels(fig: Figure, panels: dict[str, Series], xlabel: str, log_x: bool = F
         for name, points in series.items():
             xs = sorted(points)
             stats = [mean_std([points[x][s] for s in sorted(points[x])]) for x in xs]
-            ax.errorbar(xs, [100 * m for m, _ in stats], yerr=[100 * s for _, s in stats], marker="o",
-                        capsize=3, label=name)
+            ax.errorbar(
+                xs, [100 * m for m, _ in stats], yerr=[100 * s for _, s in stats], marker="o", capsize=3, label=name
+            )
         ax.set_title(title)
         ax.set_xlabel(xlabel)
         ax.set_ylabel("accuracy (%)")
@@ -68,8 +68,11 @@ def plot_eps_sweep(rows: Iterable[Row], path: str | Path) -> str | None:
     Each line starts at ε = 0 with the clean accuracy; alpha sweeps of universal attacks are left out.
     """
     rows = list(rows)
-    attacks = [r for r in rows if not is_clean(r) and cfg(r, "bounded") and cfg(r, "eps") is not None
-               and cfg(r, "alpha") is None]
+    attacks = [
+        r
+        for r in rows
+        if not is_clean(r) and cfg(r, "bounded") and cfg(r, "eps") is not None and cfg(r, "alpha") is None
+    ]
     eps_of: dict[str, set[float]] = defaultdict(set)
     for r in attacks:
         eps_of[str(cfg(r, "family", r["attack"]))].add(float(cfg(r, "eps")))
@@ -81,8 +84,10 @@ def plot_eps_sweep(rows: Iterable[Row], path: str | Path) -> str | None:
     panels: dict[str, Series] = {}
     for fam in families:
         series: Series = defaultdict(lambda: defaultdict(dict))
-        for r in sorted((r for r in attacks if str(cfg(r, "family", r["attack"])) == fam),
-                        key=lambda r: threat_sort_key(r["threat"])):
+        for r in sorted(
+            (r for r in attacks if str(cfg(r, "family", r["attack"])) == fam),
+            key=lambda r: threat_sort_key(r["threat"]),
+        ):
             _add(series, line(r), float(cfg(r, "eps")), int(r["seed"]), accuracy(r))
             if (base_key(r), int(r["seed"])) in clean:
                 series[line(r)][0.0][int(r["seed"])] = clean[(base_key(r), int(r["seed"]))]
@@ -118,8 +123,9 @@ def _to_numpy(x: Any) -> np.ndarray:
     return np.clip(a, 0.0, 1.0)
 
 
-def image_grid(clean: Any, adv: Any, purified: Any, path: str | Path,
-               labels: Sequence[Any] | None = None) -> str | None:
+def image_grid(
+    clean: Any, adv: Any, purified: Any, path: str | Path, labels: Sequence[Any] | None = None
+) -> str | None:
     """Save a 3-row PNG grid: clean images, adversarial images, purified adversarial images.
 
     Inputs are float tensors or arrays (N, C, H, W) in [0, 1] with C = 1 (grayscale) or 3; ``labels`` (one per

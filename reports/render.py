@@ -15,10 +15,28 @@ from .common import Row, is_clean, ordered_unique, threat_sort_key
 from .plots import plot_alpha_sweep, plot_eps_sweep
 from .tables import detection_auc_table, robust_accuracy_table, sanity_flags, to_markdown
 
-_LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-                  "±": r"$\pm$", "—": "--", "–": "--", "ε": r"$\varepsilon$", "α": r"$\alpha$",
-                  "→": r"$\to$", "‖": r"$\|$", "Φ": r"$\Phi$", "−": "-", "x̂": r"$\hat{x}$"}
+_LATEX_ESCAPES = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "±": r"$\pm$",
+    "—": "--",
+    "–": "--",
+    "ε": r"$\varepsilon$",
+    "α": r"$\alpha$",
+    "→": r"$\to$",
+    "‖": r"$\|$",
+    "Φ": r"$\Phi$",
+    "−": "-",
+    "x̂": r"$\hat{x}$",
+}
 
 
 def latex_escape(text: Any) -> str:
@@ -26,8 +44,8 @@ def latex_escape(text: Any) -> str:
     s = str(text)
     out, i = [], 0
     while i < len(s):
-        if s[i:i + 2] in _LATEX_ESCAPES:
-            out.append(_LATEX_ESCAPES[s[i:i + 2]])
+        if s[i : i + 2] in _LATEX_ESCAPES:
+            out.append(_LATEX_ESCAPES[s[i : i + 2]])
             i += 2
             continue
         out.append(_LATEX_ESCAPES.get(s[i], s[i]))
@@ -39,8 +57,10 @@ def to_latex(df: pd.DataFrame, caption: str = "", label: str = "") -> str:
     """A booktabs ``table`` environment for a display table, with its notes as a footnote paragraph."""
     cols = "l" + "r" * len(df.columns)
     head = " & ".join([latex_escape(df.index.name or "")] + [latex_escape(c) for c in df.columns]) + r" \\"
-    body = [" & ".join([latex_escape(i)] + [latex_escape(v) for v in row]) + r" \\"
-            for i, row in zip(df.index, df.to_numpy())]
+    body = [
+        " & ".join([latex_escape(i)] + [latex_escape(v) for v in row]) + r" \\"
+        for i, row in zip(df.index, df.to_numpy())
+    ]
     lines = [r"\begin{table}[t]", r"\centering", r"\small"]
     if caption:
         lines.append(rf"\caption{{{latex_escape(caption)}}}")
@@ -68,8 +88,10 @@ def _header(rows: list[Row]) -> str:
     ns = sorted({len(r["labels"]) for r in rows})
     images = f"{ns[0]}" if len(ns) == 1 else f"{ns[0]}–{ns[-1]}"
     seeds = sorted({int(r["seed"]) for r in rows})
-    return (f"**defbench results** — dataset: {datasets}; classifier: {classifiers}; {images} images per cell; "
-            f"{len(seeds)} seed{'s' if len(seeds) != 1 else ''} ({', '.join(map(str, seeds))}); {len(rows)} cells.")
+    return (
+        f"**defbench results** — dataset: {datasets}; classifier: {classifiers}; {images} images per cell; "
+        f"{len(seeds)} seed{'s' if len(seeds) != 1 else ''} ({', '.join(map(str, seeds))}); {len(rows)} cells."
+    )
 
 
 def _rows_of(store_or_rows: Any) -> list[Row]:
@@ -103,13 +125,20 @@ def write_reports(store_or_rows: Any, out_dir: str | Path) -> str:
 
     auc = detection_auc_table(rows)
     auc.to_csv(out / "detection_auc.csv")
-    (out / "detection_auc.tex").write_text(to_latex(auc, caption="Detection ROC AUC", label="tab:detection-auc"),
-                                           encoding="utf-8")
+    (out / "detection_auc.tex").write_text(
+        to_latex(auc, caption="Detection ROC AUC", label="tab:detection-auc"), encoding="utf-8"
+    )
     if len(auc.columns) and len(auc.index):
         parts.append(to_markdown(auc, "Detection ROC AUC (InvGAN score, InvGAN's protocol)"))
 
-    figures = [(p, name) for p, name in ((plot_eps_sweep(rows, out / "eps_sweep.png"), "accuracy vs ε"),
-                                         (plot_alpha_sweep(rows, out / "alpha_sweep.png"), "accuracy vs α")) if p]
+    figures = [
+        (p, name)
+        for p, name in (
+            (plot_eps_sweep(rows, out / "eps_sweep.png"), "accuracy vs ε"),
+            (plot_alpha_sweep(rows, out / "alpha_sweep.png"), "accuracy vs α"),
+        )
+        if p
+    ]
     if figures:
         parts += ["### Figures", ""] + [f"- {name}: `{p}`" for p, name in figures] + [""]
 

@@ -33,12 +33,27 @@ from typing import Iterable
 
 import numpy as np
 
-from .common import (Base, Row, accuracy, attack_key, attack_label, base_key, base_names, cfg, correct_mask,
-                     eps_equal, is_clean, is_corruption, is_universal, twin_key, wilson_interval)
+from .common import (
+    Base,
+    Row,
+    accuracy,
+    attack_key,
+    attack_label,
+    base_key,
+    base_names,
+    cfg,
+    correct_mask,
+    eps_equal,
+    is_clean,
+    is_corruption,
+    is_universal,
+    twin_key,
+    wilson_interval,
+)
 
-MARGIN = 0.02          # 2 points of accuracy
+MARGIN = 0.02  # 2 points of accuracy
 NO_DEFENSE_MAX = 0.10  # accuracy an undefended model may keep under its strongest bounded attack
-UNBOUNDED_MAX = 0.10   # ... and under an unbounded per-image attack (CW, DeepFool: ≈0% expected)
+UNBOUNDED_MAX = 0.10  # ... and under an unbounded per-image attack (CW, DeepFool: ≈0% expected)
 MIN_IMAGES = 100
 ZERO_GRAD_MAX = 0.5
 #: white-box threats whose attacks differentiate the defended model (gan-aware budgets the latent instead)
@@ -92,17 +107,30 @@ def _iterative_vs_fgsm(cells: dict[Cell, dict[int, Row]], names: dict[Base, str]
     out = []
     for (b, t, _), by_seed in cells.items():
         r, acc = _first(by_seed), _mean(by_seed)
-        if not (cfg(r, "iterative") and cfg(r, "bounded")) or cfg(r, "family") == "fgsm" or cfg(r, "eps") is None \
-                or is_universal(r) or (t == "graybox" and r["defense"] != "none"):
+        if (
+            not (cfg(r, "iterative") and cfg(r, "bounded"))
+            or cfg(r, "family") == "fgsm"
+            or cfg(r, "eps") is None
+            or is_universal(r)
+            or (t == "graybox" and r["defense"] != "none")
+        ):
             continue
-        fgsm = [a for (b2, t2, _), s2 in cells.items() if b2 == b and t2 == t
-                for a in [_mean(s2)] if cfg(_first(s2), "family") == "fgsm"
-                and eps_equal(cfg(_first(s2), "eps"), cfg(r, "eps")) and not math.isnan(a)]
+        fgsm = [
+            a
+            for (b2, t2, _), s2 in cells.items()
+            if b2 == b and t2 == t
+            for a in [_mean(s2)]
+            if cfg(_first(s2), "family") == "fgsm"
+            and eps_equal(cfg(_first(s2), "eps"), cfg(r, "eps"))
+            and not math.isnan(a)
+        ]
         if fgsm and acc - min(fgsm) > MARGIN:
-            out.append(f"Possible gradient masking on {names[b]} ({t}): iterative {attack_label(r)} leaves "
-                       f"{_pct(acc)} accuracy, {100 * (acc - min(fgsm)):.1f} points more than single-step FGSM at "
-                       f"the same ε={cfg(r, 'eps')} ({_pct(min(fgsm))}); an iterative attack should be at least "
-                       "as strong.")
+            out.append(
+                f"Possible gradient masking on {names[b]} ({t}): iterative {attack_label(r)} leaves "
+                f"{_pct(acc)} accuracy, {100 * (acc - min(fgsm)):.1f} points more than single-step FGSM at "
+                f"the same ε={cfg(r, 'eps')} ({_pct(min(fgsm))}); an iterative attack should be at least "
+                "as strong."
+            )
     return out
 
 
@@ -118,10 +146,12 @@ def _white_vs_gray(cells: dict[Cell, dict[int, Row]], names: dict[Base, str]) ->
             continue
         kw, kg, n = _paired(by_seed, twin)
         if n and (kw - kg) / n > MARGIN:
-            out.append(f"Suspicious white-box result on {names[b]}: {attack_label(r)} under {t} leaves "
-                       f"{_pct(kw / n)} accuracy, {100 * (kw - kg) / n:.1f} points more than its gray-box twin "
-                       f"({_pct(kg / n)}) on the same {n} images; a white-box attack should not be weaker, so its "
-                       "gradients are likely masked or the attack misconfigured.")
+            out.append(
+                f"Suspicious white-box result on {names[b]}: {attack_label(r)} under {t} leaves "
+                f"{_pct(kw / n)} accuracy, {100 * (kw - kg) / n:.1f} points more than its gray-box twin "
+                f"({_pct(kg / n)}) on the same {n} images; a white-box attack should not be weaker, so its "
+                "gradients are likely masked or the attack misconfigured."
+            )
     return out
 
 
@@ -134,15 +164,26 @@ def _no_defense(cells: dict[Cell, dict[int, Row]], names: dict[Base, str]) -> li
             continue
         if cfg(r, "bounded") and (b not in best or acc < best[b][0]):
             best[b] = (acc, r, t)
-        if (t == "graybox" and not cfg(r, "bounded") and not is_universal(r) and not is_corruption(r)
-                and acc > UNBOUNDED_MAX):
-            out.append(f"Sanity check failed on {names[b]} (no defense): the unbounded attack {attack_label(r)} "
-                       f"leaves {_pct(acc)} accuracy where ≈0% is expected (it may perturb as much as it needs); "
-                       "it is likely stopped too early or misconfigured, and its rows on the defenses overstate "
-                       "their robustness.")
-    return [f"Sanity check failed on {names[b]} (no defense): the strongest bounded attack, {attack_label(r)} "
-            f"({t}), still leaves {_pct(acc)} accuracy where ≈0% is expected; the attack is likely too weak or "
-            "misconfigured." for b, (acc, r, t) in best.items() if acc > NO_DEFENSE_MAX] + out
+        if (
+            t == "graybox"
+            and not cfg(r, "bounded")
+            and not is_universal(r)
+            and not is_corruption(r)
+            and acc > UNBOUNDED_MAX
+        ):
+            out.append(
+                f"Sanity check failed on {names[b]} (no defense): the unbounded attack {attack_label(r)} "
+                f"leaves {_pct(acc)} accuracy where ≈0% is expected (it may perturb as much as it needs); "
+                "it is likely stopped too early or misconfigured, and its rows on the defenses overstate "
+                "their robustness."
+            )
+    return [
+        f"Sanity check failed on {names[b]} (no defense): the strongest bounded attack, {attack_label(r)} "
+        f"({t}), still leaves {_pct(acc)} accuracy where ≈0% is expected; the attack is likely too weak or "
+        "misconfigured."
+        for b, (acc, r, t) in best.items()
+        if acc > NO_DEFENSE_MAX
+    ] + out
 
 
 def _weak_beats_white(cells: dict[Cell, dict[int, Row]], names: dict[Base, str]) -> list[str]:
@@ -151,12 +192,25 @@ def _weak_beats_white(cells: dict[Cell, dict[int, Row]], names: dict[Base, str])
         r = _first(by_seed)
         if b[2] == "none" or not cfg(r, "bounded") or cfg(r, "eps") is None:
             continue
-        kind = ("universal" if is_universal(r) else "score-based" if _is_score_based(r)
-                else "transfer (gray-box)" if t == "graybox" else None)
+        kind = (
+            "universal"
+            if is_universal(r)
+            else "score-based"
+            if _is_score_based(r)
+            else "transfer (gray-box)"
+            if t == "graybox"
+            else None
+        )
         if kind is None:
             continue
-        white = [(s, _first(s)) for (b2, t2, _), s in cells.items() if b2 == b and t2 in GRADIENT_THREATS
-                 and not is_universal(_first(s)) and eps_equal(cfg(_first(s), "eps"), cfg(r, "eps"))]
+        white = [
+            (s, _first(s))
+            for (b2, t2, _), s in cells.items()
+            if b2 == b
+            and t2 in GRADIENT_THREATS
+            and not is_universal(_first(s))
+            and eps_equal(cfg(_first(s), "eps"), cfg(r, "eps"))
+        ]
         # a gray-box attack with a white-box twin is check (b)'s business
         if not white or (kind.startswith("transfer") and any(twin_key(w) == twin_key(r) for _, w in white)):
             continue
@@ -167,25 +221,33 @@ def _weak_beats_white(cells: dict[Cell, dict[int, Row]], names: dict[Base, str])
                 gaps.append(((kw - kc) / n, kc / n, kw / n, w, n))
         if gaps and min(g[0] for g in gaps) > MARGIN:
             g = min(gaps, key=lambda g: g[2])  # the strongest white-box attack
-            out.append(f"Suspicious white-box results on {names[b]}: the {kind} attack {attack_label(r)} ({t}) "
-                       f"leaves {_pct(g[1])} accuracy, less than every white-box attack at ε={cfg(r, 'eps')} (the "
-                       f"strongest, {attack_label(g[3])} under {g[3]['threat']}, leaves {_pct(g[2])} on the same "
-                       f"{g[4]} images); an attack that knows less should not be stronger, so the white-box "
-                       "gradients are likely masked or the attacks too weak.")
+            out.append(
+                f"Suspicious white-box results on {names[b]}: the {kind} attack {attack_label(r)} ({t}) "
+                f"leaves {_pct(g[1])} accuracy, less than every white-box attack at ε={cfg(r, 'eps')} (the "
+                f"strongest, {attack_label(g[3])} under {g[3]['threat']}, leaves {_pct(g[2])} on the same "
+                f"{g[4]} images); an attack that knows less should not be stronger, so the white-box "
+                "gradients are likely masked or the attacks too weak."
+            )
     return out
 
 
 def _eot_one(rows: list[Row], names: dict[Base, str]) -> list[str]:
-    randomized = {base_key(r) for r in rows
-                  if (r.get("extra") or {}).get("randomized")
-                  or ((r.get("extra") or {}).get("gradient_check") or {}).get("randomized_defense")}
+    randomized = {
+        base_key(r)
+        for r in rows
+        if (r.get("extra") or {}).get("randomized")
+        or ((r.get("extra") or {}).get("gradient_check") or {}).get("randomized_defense")
+    }
     hits: dict[Base, list[str]] = defaultdict(list)
     for r in rows:
         if not is_clean(r) and r["threat"] == "bpda" and base_key(r) in randomized and int(cfg(r, "eot") or 1) <= 1:
             hits[base_key(r)].append(attack_label(r))
-    return [f"{names[b]} is randomized but was attacked through BPDA with EOT 1 ({', '.join(dict.fromkeys(a))}): "
-            "each gradient sees one random draw, so the attack follows noise and its accuracy overstates the "
-            "defense; rerun with --eot (e.g. 10)." for b, a in hits.items()]
+    return [
+        f"{names[b]} is randomized but was attacked through BPDA with EOT 1 ({', '.join(dict.fromkeys(a))}): "
+        "each gradient sees one random draw, so the attack follows noise and its accuracy overstates the "
+        "defense; rerun with --eot (e.g. 10)."
+        for b, a in hits.items()
+    ]
 
 
 def _worse_than_none(cells: dict[Cell, dict[int, Row]], names: dict[Base, str]) -> list[str]:
@@ -204,11 +266,16 @@ def _worse_than_none(cells: dict[Cell, dict[int, Row]], names: dict[Base, str]) 
             continue
         lo, hi = wilson_interval(kd, n)
         if kn / n > hi:
-            hits[b].append(f"{attack_label(r)} ({t}): {_pct(kd / n)} (95% interval {_pct(lo)}–{_pct(hi)}) against "
-                           f"{_pct(kn / n)} undefended on the same {n} images")
-    return [f"{names[b]} leaves fewer images correct than no defense under {len(h)} attack(s), by more than the "
-            f"defended cell's interval: {'; '.join(h)}. The defense hurts more than it helps against these "
-            "perturbations." for b, h in hits.items()]
+            hits[b].append(
+                f"{attack_label(r)} ({t}): {_pct(kd / n)} (95% interval {_pct(lo)}–{_pct(hi)}) against "
+                f"{_pct(kn / n)} undefended on the same {n} images"
+            )
+    return [
+        f"{names[b]} leaves fewer images correct than no defense under {len(h)} attack(s), by more than the "
+        f"defended cell's interval: {'; '.join(h)}. The defense hurts more than it helps against these "
+        "perturbations."
+        for b, h in hits.items()
+    ]
 
 
 def _gradient_checks(rows: list[Row], names: dict[Base, str]) -> list[str]:
@@ -230,23 +297,36 @@ def _gradient_checks(rows: list[Row], names: dict[Base, str]) -> list[str]:
             undeclared.add(base_key(r))
     out = []
     for (b, t), f in zero.items():
-        what = ("input gradients of f ∘ purify (the defense's own autograd graph)" if t == "autograd"
-                else f"input gradients ({t})")
-        tail = ("" if b in differentiated or b[2] == "none" else
-                " This run has no BPDA or reparameterized cell for it, so no attack in these tables got a useful "
-                "gradient through it.")
-        out.append(f"Shattered gradients on {names[b]}: {100 * f:.0f}% of the {what} are zero or absent, so "
-                   "attacks that differentiate the defense directly see no signal; trust only BPDA, "
-                   f"reparameterized or gradient-free results for it.{tail}")
-    out += [f"Gradient check on {names[b]} ({t}): the defended model is nondeterministic (same input and seed, "
-            "different outputs): it draws randomness that is not derived from its seed, so its results cannot be "
-            "reproduced or resumed." if t == "autograd" else
-            f"Gradient check on {names[b]} ({t}): the defended model is nondeterministic (same input, different "
-            "outputs); its gradients are stochastic, so attacks need EOT and accuracy the all-repeats rule."
-            for (b, t) in sorted(nondet, key=str)]
-    out += [f"{names[b]} declares itself deterministic but its output changes with the seed: BPDA attacks one "
-            "draw while evaluation uses others, which overstates its robustness; declare it randomized."
-            for b in sorted(undeclared, key=str)]
+        what = (
+            "input gradients of f ∘ purify (the defense's own autograd graph)"
+            if t == "autograd"
+            else f"input gradients ({t})"
+        )
+        tail = (
+            ""
+            if b in differentiated or b[2] == "none"
+            else " This run has no BPDA or reparameterized cell for it, so no attack in these tables got a useful "
+            "gradient through it."
+        )
+        out.append(
+            f"Shattered gradients on {names[b]}: {100 * f:.0f}% of the {what} are zero or absent, so "
+            "attacks that differentiate the defense directly see no signal; trust only BPDA, "
+            f"reparameterized or gradient-free results for it.{tail}"
+        )
+    out += [
+        f"Gradient check on {names[b]} ({t}): the defended model is nondeterministic (same input and seed, "
+        "different outputs): it draws randomness that is not derived from its seed, so its results cannot be "
+        "reproduced or resumed."
+        if t == "autograd"
+        else f"Gradient check on {names[b]} ({t}): the defended model is nondeterministic (same input, different "
+        "outputs); its gradients are stochastic, so attacks need EOT and accuracy the all-repeats rule."
+        for (b, t) in sorted(nondet, key=str)
+    ]
+    out += [
+        f"{names[b]} declares itself deterministic but its output changes with the seed: BPDA attacks one "
+        "draw while evaluation uses others, which overstates its robustness; declare it randomized."
+        for b in sorted(undeclared, key=str)
+    ]
     return out
 
 
@@ -258,9 +338,11 @@ def _output_violations(rows: list[Row], names: dict[Base, str]) -> list[str]:
             continue
         items = v if isinstance(v, list) else [v]
         first = items[0].get("message", items[0]) if isinstance(items[0], dict) else items[0]
-        out.append(f"Attack {attack_label(r)} on {names[base_key(r)]} ({r['threat']}, seed {r['seed']}) failed the "
-                   f"attack output checks {len(items)} time(s) (finite, in [0, 1], within its ε), e.g. "
-                   f"{str(first)[:200]}; its numbers in these tables are not trustworthy.")
+        out.append(
+            f"Attack {attack_label(r)} on {names[base_key(r)]} ({r['threat']}, seed {r['seed']}) failed the "
+            f"attack output checks {len(items)} time(s) (finite, in [0, 1], within its ε), e.g. "
+            f"{str(first)[:200]}; its numbers in these tables are not trustworthy."
+        )
     return out
 
 
@@ -270,9 +352,12 @@ def _small_cells(rows: list[Row]) -> list[str]:
         n = len(r["labels"])
         if 0 < n < MIN_IMAGES:
             by_n[n] += 1
-    return [f"{count} cell(s) have only {n} images: the binomial 95% interval of an accuracy is up to "
-            f"±{100 * 1.96 * math.sqrt(0.25 / n):.1f} points (1.96·√(p(1−p)/n) at p = 0.5), so smaller differences "
-            "are noise." for n, count in sorted(by_n.items())]
+    return [
+        f"{count} cell(s) have only {n} images: the binomial 95% interval of an accuracy is up to "
+        f"±{100 * 1.96 * math.sqrt(0.25 / n):.1f} points (1.96·√(p(1−p)/n) at p = 0.5), so smaller differences "
+        "are noise."
+        for n, count in sorted(by_n.items())
+    ]
 
 
 def sanity_flags(rows: Iterable[Row]) -> list[str]:
@@ -281,6 +366,14 @@ def sanity_flags(rows: Iterable[Row]) -> list[str]:
     rows = list(rows)
     names = base_names(base_key(r) for r in rows)
     cells = _cells(rows)
-    return (_iterative_vs_fgsm(cells, names) + _white_vs_gray(cells, names) + _no_defense(cells, names)
-            + _weak_beats_white(cells, names) + _eot_one(rows, names) + _worse_than_none(cells, names)
-            + _gradient_checks(rows, names) + _output_violations(rows, names) + _small_cells(rows))
+    return (
+        _iterative_vs_fgsm(cells, names)
+        + _white_vs_gray(cells, names)
+        + _no_defense(cells, names)
+        + _weak_beats_white(cells, names)
+        + _eot_one(rows, names)
+        + _worse_than_none(cells, names)
+        + _gradient_checks(rows, names)
+        + _output_violations(rows, names)
+        + _small_cells(rows)
+    )

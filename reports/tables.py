@@ -14,13 +14,36 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-from .common import (CLEAN, Base, Row, attack_key, attack_names, base_key, base_names, cfg, correct_mask,
-                     detection_auc, detection_auc_protocol, in_worst_case, is_clean, mean_std, ordered_unique,
-                     repeat_count, threat_sort_key)
+from .common import (
+    CLEAN,
+    Base,
+    Row,
+    attack_key,
+    attack_names,
+    base_key,
+    base_names,
+    cfg,
+    correct_mask,
+    detection_auc,
+    detection_auc_protocol,
+    in_worst_case,
+    is_clean,
+    mean_std,
+    ordered_unique,
+    repeat_count,
+    threat_sort_key,
+)
 from .sanity import sanity_flags
 
-__all__ = ["correct_mask", "robust_accuracy_table", "detection_auc_table", "sanity_flags", "to_markdown",
-           "format_mean_std", "THREAT_NOTES"]
+__all__ = [
+    "correct_mask",
+    "robust_accuracy_table",
+    "detection_auc_table",
+    "sanity_flags",
+    "to_markdown",
+    "format_mean_std",
+    "THREAT_NOTES",
+]
 
 WORST = "worst case"
 MISSING = "—"
@@ -31,15 +54,15 @@ THREAT_NOTES = {
     "bpda": "white-box BPDA: forward through the defense, backward through its stand-in (EOT for randomness)",
     "reparam": "white-box reparameterization: gradients through the encoder and generator, f(G(I(x)))",
     "gan-aware": "white-box GAN-aware: the attack searches the generator's latent space from the projection; its ε "
-                 "is a latent-space budget (on u = (z + 1)/2 ∈ [0, 1]^d), the result then clipped to the pixel "
-                 "ε-ball",
+    "is a latent-space budget (on u = (z + 1)/2 ∈ [0, 1]^d), the result then clipped to the pixel "
+    "ε-ball",
 }
 
 Column = tuple[Base, str | None]  # (defended model, threat or None for a clean-only column)
 
 
 def format_mean_std(values: list[float], scale: float = 100.0, digits: int = 1) -> str:
-    """"m ± s" of ``values * scale`` with ``digits`` decimals; just "m" for one value; "n/a" if none."""
+    """ "m ± s" of ``values * scale`` with ``digits`` decimals; just "m" for one value; "n/a" if none."""
     m, s = mean_std(values)
     if math.isnan(m):
         return NA
@@ -48,9 +71,14 @@ def format_mean_std(values: list[float], scale: float = 100.0, digits: int = 1) 
     return f"{m * scale:.{digits}f} ± {s * scale:.{digits}f}"
 
 
-def _frames(cells: dict[tuple[str, Any], dict[int, float]], index: list[str], columns: list[Any],
-            names: dict[Any, str], scale: float, digits: int) -> tuple[pd.DataFrame, pd.DataFrame,
-                                                                        pd.DataFrame, pd.DataFrame]:
+def _frames(
+    cells: dict[tuple[str, Any], dict[int, float]],
+    index: list[str],
+    columns: list[Any],
+    names: dict[Any, str],
+    scale: float,
+    digits: int,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Display, mean, std and seed-count frames for ``cells[(row, column)] = {seed: value}``."""
     shape = (len(index), len(columns))
     text = np.full(shape, MISSING, dtype=object)
@@ -69,8 +97,9 @@ def _frames(cells: dict[tuple[str, Any], dict[int, float]], index: list[str], co
     return make(text), make(mean), make(std), make(nseeds)
 
 
-def _attach(df: pd.DataFrame, mean: pd.DataFrame, std: pd.DataFrame, nseeds: pd.DataFrame,
-            notes: list[str]) -> pd.DataFrame:
+def _attach(
+    df: pd.DataFrame, mean: pd.DataFrame, std: pd.DataFrame, nseeds: pd.DataFrame, notes: list[str]
+) -> pd.DataFrame:
     df.attrs["mean"], df.attrs["std"], df.attrs["seeds"] = mean, std, nseeds
     df.attrs["notes"] = notes
     return df
@@ -109,7 +138,7 @@ def _eps_key(r: Row) -> float:
 
 
 def _eot_suffix(col_rows: list[Row]) -> str:
-    """"EOT=k" for a BPDA column of a randomized defense (or one attacked with EOT), else ""."""
+    """ "EOT=k" for a BPDA column of a randomized defense (or one attacked with EOT), else ""."""
     eots = sorted({int(cfg(r, "eot") or 1) for r in col_rows})
     randomized = any((r.get("extra") or {}).get("randomized") for r in col_rows)
     if not col_rows or col_rows[0]["threat"] != "bpda" or not (randomized or eots[-1] > 1):
@@ -152,9 +181,12 @@ def robust_accuracy_table(rows: Iterable[Row], threat: str | None = None) -> pd.
     anames = attack_names(rows)
     eps_groups = sorted({_eps_key(r) for r in attack_rows if in_worst_case(r)})
     worst_name = {e: (WORST if len(eps_groups) == 1 else f"{WORST} ε={e:g}") for e in eps_groups}
-    index = ([CLEAN] + ordered_unique(anames[attack_key(r)] for r in attack_rows if in_worst_case(r))
-             + [worst_name[e] for e in eps_groups]
-             + ordered_unique(anames[attack_key(r)] for r in attack_rows if not in_worst_case(r)))
+    index = (
+        [CLEAN]
+        + ordered_unique(anames[attack_key(r)] for r in attack_rows if in_worst_case(r))
+        + [worst_name[e] for e in eps_groups]
+        + ordered_unique(anames[attack_key(r)] for r in attack_rows if not in_worst_case(r))
+    )
     cells: dict[tuple[str, Column], dict[int, float]] = defaultdict(dict)
     clean_by: dict[tuple[Base, int], Row] = {}
     attacks_by: dict[tuple[Column, int], list[Row]] = defaultdict(list)
@@ -192,24 +224,37 @@ def robust_accuracy_table(rows: Iterable[Row], threat: str | None = None) -> pd.
         notes.insert(1, f"Threat model: {THREAT_NOTES[threat]}.")
     if eps_groups:
         at = f"at ε={eps_groups[0]:g}" if len(eps_groups) == 1 else "at that row's ε"
-        notes.append(f"worst case: per seed, an image counts only if it is classified correctly on the clean input "
-                     f"and under every bounded attack {at} in the column (images matched by test-set index); "
-                     "unbounded (CW, DeepFool), universal and corruption rows are reported beside it, not folded "
-                     "in.")
-    pixel_eps = sorted({_eps_key(r) for r in attack_rows if cfg(r, "bounded") and cfg(r, "eps") is not None
-                        and r["threat"] != "gan-aware"})
+        notes.append(
+            f"worst case: per seed, an image counts only if it is classified correctly on the clean input "
+            f"and under every bounded attack {at} in the column (images matched by test-set index); "
+            "unbounded (CW, DeepFool), universal and corruption rows are reported beside it, not folded "
+            "in."
+        )
+    pixel_eps = sorted(
+        {
+            _eps_key(r)
+            for r in attack_rows
+            if cfg(r, "bounded") and cfg(r, "eps") is not None and r["threat"] != "gan-aware"
+        }
+    )
     if len(pixel_eps) == 1:
         notes.append(f"Bounded attacks: ℓ∞ budget ε={pixel_eps[0]:g} (pixels in [0, 1]).")
     if any("EOT=" in n for n in names.values()):
-        notes.append("EOT=k: every BPDA gradient on the randomized defense averages the class probabilities of k "
-                     "purifications with fresh seeds (Athalye et al. 2018); EOT=1 attacks a single draw.")
+        notes.append(
+            "EOT=k: every BPDA gradient on the randomized defense averages the class probabilities of k "
+            "purifications with fresh seeds (Athalye et al. 2018); EOT=1 attacks a single draw."
+        )
     for d, ks in repeats.items():
         for k in sorted(ks):
-            notes.append(f"{d}: randomized; an image counts as correct only if correct in all {k} of {k} "
-                         "purifications.")
+            notes.append(
+                f"{d}: randomized; an image counts as correct only if correct in all {k} of {k} purifications."
+            )
     if mismatched:
-        notes.append("Attacks covered different images than the clean row in: " + "; ".join(mismatched)
-                     + " (worst case there: over the images every row covers).")
+        notes.append(
+            "Attacks covered different images than the clean row in: "
+            + "; ".join(mismatched)
+            + " (worst case there: over the images every row covers)."
+        )
     if (df == MISSING).to_numpy().any():
         notes.append(f"{MISSING}: not run.")
     return _attach(df, mean, std, nseeds, notes)
@@ -251,24 +296,29 @@ def detection_auc_table(rows: Iterable[Row]) -> pd.DataFrame:
         unmatched += clean is None
         auc, _, n_pos = detection_auc_protocol(clean, r) if clean is not None else (math.nan, 0, 0)
         cells[(rname(r), (base_key(r), "protocol"))][int(r["seed"])] = auc
-        cells[(rname(r), (base_key(r), ALL_IMAGES))][int(r["seed"])] = (detection_auc(clean, r)
-                                                                       if clean is not None else math.nan)
+        cells[(rname(r), (base_key(r), ALL_IMAGES))][int(r["seed"])] = (
+            detection_auc(clean, r) if clean is not None else math.nan
+        )
         if clean is not None and n_pos < 10:
             few.append(f"{rname(r)} on {bnames[base_key(r)]} seed {r['seed']}: {n_pos}")
     df, mean, std, nseeds = _frames(cells, index, columns, names, 1.0, 4)
     seeds = sorted({int(r["seed"]) for r in attack_rows})
-    notes = [_seed_note(nseeds, seeds, "Detection ROC AUC of the InvGAN score ‖Φ(x) − Φ(x̂)‖"),
-             ("InvGAN's protocol (columns named by the defense): negatives are the clean images the classifier "
-              "classifies correctly, positives the successful adversarial examples of those images (successful: "
-              "the attacked model misclassifies them; the bare classifier for gray-box attacks, the defended model "
-              f"for white-box threats). '({ALL_IMAGES})': every clean image (0) against every attacked image (1).")]
+    notes = [
+        _seed_note(nseeds, seeds, "Detection ROC AUC of the InvGAN score ‖Φ(x) − Φ(x̂)‖"),
+        (
+            "InvGAN's protocol (columns named by the defense): negatives are the clean images the classifier "
+            "classifies correctly, positives the successful adversarial examples of those images (successful: "
+            "the attacked model misclassifies them; the bare classifier for gray-box attacks, the defended model "
+            f"for white-box threats). '({ALL_IMAGES})': every clean image (0) against every attacked image (1)."
+        ),
+    ]
     if few:
-        notes.append(f"{len(few)} of {len(attack_rows)} cell(s) have fewer than 10 positives (successful "
-                     "adversarials), so a wide AUC interval: " + "; ".join(few[:3]) + ("; …" if len(few) > 3 else "")
-                     + ".")
+        notes.append(
+            f"{len(few)} of {len(attack_rows)} cell(s) have fewer than 10 positives (successful "
+            "adversarials), so a wide AUC interval: " + "; ".join(few[:3]) + ("; …" if len(few) > 3 else "") + "."
+        )
     if (df == NA).to_numpy().any():
-        notes.append(f"{NA}: AUC undefined (no successful adversarial, all scores equal, or no matching clean "
-                     "row).")
+        notes.append(f"{NA}: AUC undefined (no successful adversarial, all scores equal, or no matching clean row).")
     if unmatched:
         notes.append(f"{unmatched} attack cell(s) had no clean row of the same defense and seed.")
     notes.append("Defense 'none' is omitted: its detection score is 0 by construction.")

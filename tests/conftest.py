@@ -76,8 +76,18 @@ def save_gan(G, D, dataset: str = "fmnist", tag: str = "", preset: str = "quick"
 
     mid = zoo.model_id("gan", dataset, preset, tag)
     state = {**{f"G.{k}": v for k, v in G.state_dict().items()}, **{f"D.{k}": v for k, v in D.state_dict().items()}}
-    zoo.save(mid, state, {"kind": "gan", "dataset": dataset, "preset": preset,
-                          "arch": "dcgan32" if dataset == "cifar10" else "dcgan28", "config": {}, "metrics": {}})
+    zoo.save(
+        mid,
+        state,
+        {
+            "kind": "gan",
+            "dataset": dataset,
+            "preset": preset,
+            "arch": "dcgan32" if dataset == "cifar10" else "dcgan28",
+            "config": {},
+            "metrics": {},
+        },
+    )
     return mid
 
 
@@ -92,8 +102,15 @@ def tiny_classifier(fmnist):
     from defbench.classifiers.train import ClassifierRecipe, train_classifier
 
     train, test = fmnist
-    model, metrics = train_classifier("fmnist", train, test, ClassifierRecipe(epochs=1, train_fraction=0.15),
-                                      seed=0, device=torch.device("cpu"), progress=False)
+    model, metrics = train_classifier(
+        "fmnist",
+        train,
+        test,
+        ClassifierRecipe(epochs=1, train_fraction=0.15),
+        seed=0,
+        device=torch.device("cpu"),
+        progress=False,
+    )
     return model, metrics
 
 
@@ -103,7 +120,17 @@ def tiny_zoo(tiny_classifier, random_gan, isolated_home):
     from defbench.harness import zoo
 
     model, metrics = tiny_classifier
-    zoo.save("classifier-fmnist-quick", model.state_dict(), {"kind": "classifier", "dataset": "fmnist",
-             "preset": "quick", "arch": model.arch, "config": {"seed": 0}, "metrics": metrics})
+    zoo.save(
+        "classifier-fmnist-quick",
+        model.state_dict(),
+        {
+            "kind": "classifier",
+            "dataset": "fmnist",
+            "preset": "quick",
+            "arch": model.arch,
+            "config": {"seed": 0},
+            "metrics": metrics,
+        },
+    )
     save_gan(*random_gan)
     return isolated_home

@@ -105,8 +105,9 @@ def fake_distribution(root: Path, dist: str, version: str, entries: dict[str, st
 def plugin_dist(tmp_path, monkeypatch):
     """Install (on sys.path) a distribution ``defbench-test-plugins 0.1`` with the given entry points."""
 
-    def install(entries: dict[str, str], dist: str = "defbench-test-plugins", version: str = "0.1",
-                sub: str = "site") -> Path:
+    def install(
+        entries: dict[str, str], dist: str = "defbench-test-plugins", version: str = "0.1", sub: str = "site"
+    ) -> Path:
         root = fake_distribution(tmp_path / sub, dist, version, entries)
         monkeypatch.syspath_prepend(str(root))
         return root
@@ -114,8 +115,13 @@ def plugin_dist(tmp_path, monkeypatch):
     return install
 
 
-BAD = {"nanatk": "NaNAttack", "twiceeps": "TwiceEps", "aboveone": "AboveOne", "goodatk": "GoodAttack",
-       "warnnan": "WarnNaN"}
+BAD = {
+    "nanatk": "NaNAttack",
+    "twiceeps": "TwiceEps",
+    "aboveone": "AboveOne",
+    "goodatk": "GoodAttack",
+    "warnnan": "WarnNaN",
+}
 
 
 class ConstantLogits(nn.Module):
@@ -193,8 +199,9 @@ def test_successful_attack_returns_adversarial_images(name, params, rand_clf, ba
 
 
 # ------------------------------------------------------------------ output checks
-@pytest.mark.parametrize("name, what", [("nanatk", "NaN"), ("twiceeps", "beyond its budget"),
-                                        ("aboveone", "outside [0, 1]")])
+@pytest.mark.parametrize(
+    "name, what", [("nanatk", "NaN"), ("twiceeps", "beyond its budget"), ("aboveone", "outside [0, 1]")]
+)
 def test_broken_plugin_output_refused_naming_the_distribution(name, what, plugin_dist, rand_clf, batch):
     plugin_dist(BAD)
     x, y = batch
@@ -211,16 +218,24 @@ def test_builtin_output_violation_names_the_attack(monkeypatch, rand_clf, batch)
     from defbench.attacks.fgsm import FGSM
 
     monkeypatch.setattr(FGSM, "run", lambda self, model, x, y: x + 2 * self.eps)
-    with pytest.raises(DefbenchError, match=r"^attack 'fgsm' returned pixel values outside \[0, 1\].*beyond its budget"):
+    with pytest.raises(
+        DefbenchError, match=r"^attack 'fgsm' returned pixel values outside \[0, 1\].*beyond its budget"
+    ):
         get_attack("fgsm", "fmnist", eps=0.1)(rand_clf, *batch)
 
 
 def test_correct_attacks_pass_silently(plugin_dist, rand_clf, batch):
     plugin_dist(BAD)
     x, y = batch
-    for name, kw in (("goodatk", {"eps": 0.1}), ("fgsm", {"eps": 0.1}), ("pgd", {"eps": 0.1, "steps": 3}),
-                     ("bim", {"eps": 0.1, "steps": 3}), ("universal-fgsm", {"alpha": 8.0}),
-                     ("blur-negative", {}), ("binarize", {})):
+    for name, kw in (
+        ("goodatk", {"eps": 0.1}),
+        ("fgsm", {"eps": 0.1}),
+        ("pgd", {"eps": 0.1, "steps": 3}),
+        ("bim", {"eps": 0.1, "steps": 3}),
+        ("universal-fgsm", {"alpha": 8.0}),
+        ("blur-negative", {}),
+        ("binarize", {}),
+    ):
         atk = get_attack(name, "fmnist", **kw)
         x_adv = atk(rand_clf, x, y)
         assert atk.last_violations == [] and atk.violations == [], name
@@ -260,7 +275,7 @@ def test_l2_bounded_attack_is_checked_in_l2(rand_clf, batch):
 
         def run(self, model, x, y):
             d = torch.full_like(x, 0.5 / x[0].numel() ** 0.5)  # ℓ2 norm 0.5 per image, ℓ∞ tiny
-            return (x + torch.where(x > 0.5, -d, d))
+            return x + torch.where(x > 0.5, -d, d)
 
     x, y = batch
     assert L2Step("fmnist", eps=0.6)(rand_clf, x, y).shape == x.shape
@@ -276,17 +291,42 @@ def test_refused_output_never_becomes_a_row(plugin_dist, tmp_path, monkeypatch, 
 
     plugin_dist(BAD)
     monkeypatch.setenv("DEFBENCH_HOME", str(tmp_path / "home"))
-    zoo.save("classifier-fmnist-quick", rand_clf.state_dict(), {"kind": "classifier", "dataset": "fmnist",
-             "preset": "quick", "arch": rand_clf.arch, "config": {"seed": 0}, "metrics": {}})
+    zoo.save(
+        "classifier-fmnist-quick",
+        rand_clf.state_dict(),
+        {
+            "kind": "classifier",
+            "dataset": "fmnist",
+            "preset": "quick",
+            "arch": rand_clf.arch,
+            "config": {"seed": 0},
+            "metrics": {},
+        },
+    )
     out = tmp_path / "out"
-    rc = main(["matrix", "--defense", "none", "--attacks", "fgsm,twiceeps", "--n", "8", "--batch-size", "8",
-               "--preset", "quick", "--no-progress", "--out", str(out)])
+    rc = main(
+        [
+            "matrix",
+            "--defense",
+            "none",
+            "--attacks",
+            "fgsm,twiceeps",
+            "--n",
+            "8",
+            "--batch-size",
+            "8",
+            "--preset",
+            "quick",
+            "--no-progress",
+            "--out",
+            str(out),
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and err.count("\n") == 1 and "distribution defbench-test-plugins 0.1" in err, err
     with sqlite3.connect(out / "defbench.sqlite") as c:
         attacks = {a for (a,) in c.execute("SELECT attack FROM cells")}
     assert "twiceeps" not in attacks
-
 
 
 def test_cached_graybox_batch_keeps_its_violations(plugin_dist, tmp_path, monkeypatch, rand_clf, batch):
@@ -297,11 +337,31 @@ def test_cached_graybox_batch_keeps_its_violations(plugin_dist, tmp_path, monkey
 
     plugin_dist(BAD)
     monkeypatch.setenv("DEFBENCH_HOME", str(tmp_path / "home"))
-    zoo.save("classifier-fmnist-quick", rand_clf.state_dict(), {"kind": "classifier", "dataset": "fmnist",
-             "preset": "quick", "arch": rand_clf.arch, "config": {"seed": 0}, "metrics": {}})
+    zoo.save(
+        "classifier-fmnist-quick",
+        rand_clf.state_dict(),
+        {
+            "kind": "classifier",
+            "dataset": "fmnist",
+            "preset": "quick",
+            "arch": rand_clf.arch,
+            "config": {"seed": 0},
+            "metrics": {},
+        },
+    )
     spec = AttackSpec("twiceeps", 0.1, (("output_check", "warn"),))
-    runner = MatrixRunner(MatrixSpec(dataset="fmnist", defenses=("none",), attacks=(spec,), n=8, batch_size=8,
-                                     preset="quick", progress=False, out=str(tmp_path / "o")))
+    runner = MatrixRunner(
+        MatrixSpec(
+            dataset="fmnist",
+            defenses=("none",),
+            attacks=(spec,),
+            n=8,
+            batch_size=8,
+            preset="quick",
+            progress=False,
+            out=str(tmp_path / "o"),
+        )
+    )
     x, y = batch
     first, second = runner.attack(spec), runner.attack(spec)
     a = runner._adv_graybox(first, 8, 0, 0, x, y)

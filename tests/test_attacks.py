@@ -7,8 +7,14 @@ from defbench import DefbenchError
 from defbench.attacks import get_attack
 from defbench.attacks.registry import BUILTIN
 
-FAST = {"bim": {"steps": 5}, "pgd": {"steps": 5}, "cw": {"steps": 10, "binary_search_steps": 2},
-        "deepfool": {"steps": 10}, "universal-fgsm": {"alpha": 4.0}, "universal-art": {"max_iter": 1, "fit_images": 16}}
+FAST = {
+    "bim": {"steps": 5},
+    "pgd": {"steps": 5},
+    "cw": {"steps": 10, "binary_search_steps": 2},
+    "deepfool": {"steps": 10},
+    "universal-fgsm": {"alpha": 4.0},
+    "universal-art": {"max_iter": 1, "fit_images": 16},
+}
 
 
 @pytest.mark.parametrize("name", [n for n in BUILTIN if n != "autoattack" and BUILTIN[n].family != "corruption"])

@@ -38,8 +38,18 @@ def zoo_home(tmp_path, monkeypatch, fmnist):
     monkeypatch.setenv("DEFBENCH_HOME", str(tmp_path / "home"))
     torch.manual_seed(0)
     clf = build_classifier("fmnist")
-    zoo.save("classifier-fmnist-quick", clf.state_dict(), {"kind": "classifier", "dataset": "fmnist",
-             "preset": "quick", "arch": clf.arch, "config": {"seed": 0}, "metrics": {}})
+    zoo.save(
+        "classifier-fmnist-quick",
+        clf.state_dict(),
+        {
+            "kind": "classifier",
+            "dataset": "fmnist",
+            "preset": "quick",
+            "arch": clf.arch,
+            "config": {"seed": 0},
+            "metrics": {},
+        },
+    )
     save_gan(*stand_in_gan("fmnist", 0))
     save_encoder(0)
     return tmp_path / "home"
@@ -51,15 +61,33 @@ def save_encoder(seed: int) -> None:
 
     torch.manual_seed(seed)
     enc = Encoder(1, 28)
-    zoo.save("encoder-fmnist-quick", {f"E.{k}": v for k, v in enc.state_dict().items()},
-             {"kind": "encoder", "dataset": "fmnist", "preset": "quick", "arch": "invgan-encoder", "config": {},
-              "metrics": {}})
+    zoo.save(
+        "encoder-fmnist-quick",
+        {f"E.{k}": v for k, v in enc.state_dict().items()},
+        {
+            "kind": "encoder",
+            "dataset": "fmnist",
+            "preset": "quick",
+            "arch": "invgan-encoder",
+            "config": {},
+            "metrics": {},
+        },
+    )
 
 
 def run(out: Path, data_root=None, defenses=("none",), threats=("graybox",)) -> MatrixRunner:
-    spec = MatrixSpec(dataset="fmnist", defenses=tuple(defenses), attacks=(AttackSpec("fgsm", 0.1),),
-                      threats=tuple(threats), n=8, batch_size=8, preset="quick", progress=False,
-                      data_root=None if data_root is None else str(data_root), out=str(out))
+    spec = MatrixSpec(
+        dataset="fmnist",
+        defenses=tuple(defenses),
+        attacks=(AttackSpec("fgsm", 0.1),),
+        threats=tuple(threats),
+        n=8,
+        batch_size=8,
+        preset="quick",
+        progress=False,
+        data_root=None if data_root is None else str(data_root),
+        out=str(out),
+    )
     runner = MatrixRunner(spec)
     runner.run()
     return runner
@@ -128,8 +156,18 @@ def test_new_gan_recomputes_the_cells_that_used_it(zoo_home, tmp_path):
 def test_defbench_version_is_part_of_the_key(zoo_home, tmp_path, monkeypatch):
     import defbench
 
-    runner = MatrixRunner(MatrixSpec(dataset="fmnist", defenses=("none",), attacks=(AttackSpec("fgsm"),), n=8,
-                                     batch_size=8, preset="quick", progress=False, out=str(tmp_path / "o")))
+    runner = MatrixRunner(
+        MatrixSpec(
+            dataset="fmnist",
+            defenses=("none",),
+            attacks=(AttackSpec("fgsm"),),
+            n=8,
+            batch_size=8,
+            preset="quick",
+            progress=False,
+            out=str(tmp_path / "o"),
+        )
+    )
     cell = Cell(0, "none", "graybox", AttackSpec("fgsm"))
     before = runner.key(cell)[0].key
     monkeypatch.setattr(defbench, "__version__", "99.0")

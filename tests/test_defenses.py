@@ -30,7 +30,9 @@ def test_ride_is_one_grouped_program_not_a_loop(fmnist_images, monkeypatch):
     real = F.conv2d
     monkeypatch.setattr(F, "conv2d", lambda *a, **k: calls.append(k.get("groups", 1)) or real(*a, **k))
     x, _ = fmnist_images
-    RIDE(RIDEConfig(iterations=1, checkpoints=1, estimate_samples=1, noise_block=1), shape=(1, 28, 28)).purify(x[:8], seed=0)
+    RIDE(RIDEConfig(iterations=1, checkpoints=1, estimate_samples=1, noise_block=1), shape=(1, 28, 28)).purify(
+        x[:8], seed=0
+    )
     # 1 training step + 1 estimate pass, 8 layers each: 16 calls, each over all 8 networks
     assert len(calls) == 16 and set(calls) == {8}
 
@@ -44,17 +46,23 @@ def test_median_and_tvm_smooth(fmnist_images):
         assert (out - x[:4]).pow(2).mean() < (noisy - x[:4]).pow(2).mean()
 
 
-@pytest.mark.parametrize("bad, msg", [
-    (torch.rand(28, 28), "shape \\(N, C, H, W\\)"),
-    (torch.rand(2, 3, 28, 28), "expected images of shape \\(1, 28, 28\\)"),
-    (torch.rand(2, 1, 28, 28) * 2, "must lie in \\[0, 1\\]"),
-    (torch.full((2, 1, 28, 28), float("nan")), "NaN"),
-])
+@pytest.mark.parametrize(
+    "bad, msg",
+    [
+        (torch.rand(28, 28), "shape \\(N, C, H, W\\)"),
+        (torch.rand(2, 3, 28, 28), "expected images of shape \\(1, 28, 28\\)"),
+        (torch.rand(2, 1, 28, 28) * 2, "must lie in \\[0, 1\\]"),
+        (torch.full((2, 1, 28, 28), float("nan")), "NaN"),
+    ],
+)
 def test_bad_input_clear_error(bad, msg, random_gan):
     G, D = random_gan
-    defenses = [NoDefense((1, 28, 28)), MedianFilter(shape=(1, 28, 28)), RIDE(TINY_RIDE, shape=(1, 28, 28)),
-                GANPriorDefense("defensegan", G, D, cfg=PAPER_CONFIGS["defensegan"].with_(latent_steps=1),
-                                shape=(1, 28, 28))]
+    defenses = [
+        NoDefense((1, 28, 28)),
+        MedianFilter(shape=(1, 28, 28)),
+        RIDE(TINY_RIDE, shape=(1, 28, 28)),
+        GANPriorDefense("defensegan", G, D, cfg=PAPER_CONFIGS["defensegan"].with_(latent_steps=1), shape=(1, 28, 28)),
+    ]
     for d in defenses:
         with pytest.raises(DefbenchError, match=msg):
             d.purify(bad)
@@ -85,11 +93,17 @@ def test_variant_labels():
     """NAME[key=value,...] fixes options in a defense's name: one matrix can hold several settings of one defense."""
     from defbench.defenses.registry import split_names, split_variant
 
-    assert split_variant("Defense-GAN[restarts=1, latent_steps=50]") == ("defensegan", {"restarts": 1, "latent_steps": 50})
+    assert split_variant("Defense-GAN[restarts=1, latent_steps=50]") == (
+        "defensegan",
+        {"restarts": 1, "latent_steps": 50},
+    )
     assert check_name("defensegan[restarts=1,latent_steps=50]") == "defensegan[latent_steps=50,restarts=1]"
     assert check_name("mimicgan[gan=sub80-s1]") == "mimicgan[gan=sub80-s1]"
     assert split_names("none,defensegan[restarts=1,latent_steps=5],tvm") == [
-        "none", "defensegan[restarts=1,latent_steps=5]", "tvm"]
+        "none",
+        "defensegan[restarts=1,latent_steps=5]",
+        "tvm",
+    ]
     with pytest.raises(DefbenchError, match="choose one of"):
         check_name("magnet[k=1]")
     with pytest.raises(DefbenchError, match="must look like key=value"):

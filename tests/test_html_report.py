@@ -27,13 +27,13 @@ class Page(HTMLParser):
 
     def __init__(self):
         super().__init__(convert_charrefs=True)
-        self.tables: dict[str, dict[tuple[str, str], dict]] = {}   # title -> (row, column) -> cell
-        self.lines: dict[str, list[dict[str, dict]]] = {}            # title -> one dict per body row
+        self.tables: dict[str, dict[tuple[str, str], dict]] = {}  # title -> (row, column) -> cell
+        self.lines: dict[str, list[dict[str, dict]]] = {}  # title -> one dict per body row
         self.imgs: list[dict[str, str]] = []
         self.scripts = 0
-        self.refs: list[str] = []          # every href / src that is not a data: URI
+        self.refs: list[str] = []  # every href / src that is not a data: URI
         self.text: list[str] = []
-        self._table = None                 # (title, header cells, current row header, current row cells)
+        self._table = None  # (title, header cells, current row header, current row cells)
         self._cell = None
 
     def handle_starttag(self, tag, attrs):
@@ -103,8 +103,26 @@ def decode_png(src: str):
 def matrix_out(tiny_zoo, tmp_path_factory):
     """A real matrix run: no defense and median, FGSM at two ε (an ε sweep), 8 images, one seed."""
     out = tmp_path_factory.mktemp("html") / "run"
-    rc = main(["matrix", "--defense", "median", "--attacks", "fgsm", "--eps", "0.1,0.3", "--n", "8",
-               "--batch-size", "8", "--preset", "quick", "--no-progress", "--out", str(out)])
+    rc = main(
+        [
+            "matrix",
+            "--defense",
+            "median",
+            "--attacks",
+            "fgsm",
+            "--eps",
+            "0.1,0.3",
+            "--n",
+            "8",
+            "--batch-size",
+            "8",
+            "--preset",
+            "quick",
+            "--no-progress",
+            "--out",
+            str(out),
+        ]
+    )
     assert rc == 0
     return out
 
@@ -126,10 +144,31 @@ def synthetic_store(out: Path, points: list[tuple[str, str, dict | None, float]]
         k = round(acc * n)
         preds = [y if i < k else (y + 1) % 10 for i, y in enumerate(labels)]
         acfg = acfg or {"name": "clean", "label": "clean"}
-        key = CellKey("fmnist", "clf@0", defense, "d" + defense[:5], acfg["name"], str(sorted(acfg.items()))[:40],
-                      threat if acfg["name"] != "clean" else "none", 0)
-        store.put(key, CellResult(labels, preds, [(y + 1) % 10 for y in labels], [rng.random() for _ in labels],
-                                  list(range(n)), 0.1, "cpu", {"name": defense}, acfg, {}))
+        key = CellKey(
+            "fmnist",
+            "clf@0",
+            defense,
+            "d" + defense[:5],
+            acfg["name"],
+            str(sorted(acfg.items()))[:40],
+            threat if acfg["name"] != "clean" else "none",
+            0,
+        )
+        store.put(
+            key,
+            CellResult(
+                labels,
+                preds,
+                [(y + 1) % 10 for y in labels],
+                [rng.random() for _ in labels],
+                list(range(n)),
+                0.1,
+                "cpu",
+                {"name": defense},
+                acfg,
+                {},
+            ),
+        )
     store.close()
     return out
 
@@ -139,8 +178,14 @@ def fgsm(eps):
 
 
 def ufgsm(alpha):
-    return {"name": "universal-fgsm", "label": f"U-FGSM α={alpha}", "family": "universal-fgsm", "bounded": True,
-            "eps": 0.3, "alpha": alpha}
+    return {
+        "name": "universal-fgsm",
+        "label": f"U-FGSM α={alpha}",
+        "family": "universal-fgsm",
+        "bounded": True,
+        "eps": 0.3,
+        "alpha": alpha,
+    }
 
 
 # --------------------------------------------------------------------------------------------- tests
@@ -200,8 +245,10 @@ def test_report_cli_prints_tables_and_writes_one_self_contained_page(matrix_out,
     for r in rows:
         if is_clean(r) or r["defense"] == "none":
             continue
-        for col, want in ((bnames[base_key(r)], detection_auc_protocol(clean[r["defense"]], r)[0]),
-                          (f"{bnames[base_key(r)]} (all images)", detection_auc(clean[r["defense"]], r))):
+        for col, want in (
+            (bnames[base_key(r)], detection_auc_protocol(clean[r["defense"]], r)[0]),
+            (f"{bnames[base_key(r)]} (all images)", detection_auc(clean[r["defense"]], r)),
+        ):
             cell = auc[(anames[attack_key(r)], col)]
             if math.isnan(want):
                 assert cell["text"] == "n/a" and cell["data-mean"] == "nan"
@@ -236,8 +283,9 @@ def test_old_store_without_examples_and_no_single_point_plot(tmp_path):
     so), and no plot where every line would be one point: FGSM at one ε without clean rows, U-FGSM at one α."""
     from defbench.reports.html import write_html_report
 
-    out = synthetic_store(tmp_path / "old", [("median", "graybox", fgsm(0.3), 0.25),
-                                             ("median", "graybox", ufgsm(1.0), 0.5)])
+    out = synthetic_store(
+        tmp_path / "old", [("median", "graybox", fgsm(0.3), 0.25), ("median", "graybox", ufgsm(1.0), 0.5)]
+    )
     store = Store(out)
     path = write_html_report(store, out)
     store.close()
@@ -253,10 +301,17 @@ def test_old_store_without_examples_and_no_single_point_plot(tmp_path):
 def test_sweep_lines_of_one_point_are_left_out(tmp_path):
     from defbench.reports.html import _sweep_rows, build_html
 
-    out = synthetic_store(tmp_path / "sweep", [
-        ("median", "none", None, 0.9), ("median", "graybox", fgsm(0.1), 0.6), ("median", "graybox", fgsm(0.3), 0.2),
-        ("tvm", "graybox", ufgsm(0.5), 0.7), ("tvm", "graybox", ufgsm(1.0), 0.4),
-        ("median", "graybox", ufgsm(1.0), 0.5)])   # median has one α: its α line is not drawn
+    out = synthetic_store(
+        tmp_path / "sweep",
+        [
+            ("median", "none", None, 0.9),
+            ("median", "graybox", fgsm(0.1), 0.6),
+            ("median", "graybox", fgsm(0.3), 0.2),
+            ("tvm", "graybox", ufgsm(0.5), 0.7),
+            ("tvm", "graybox", ufgsm(1.0), 0.4),
+            ("median", "graybox", ufgsm(1.0), 0.5),
+        ],
+    )  # median has one α: its α line is not drawn
     rows = _rows(out)
     alpha = _sweep_rows(rows, "alpha")
     assert {r["defense"] for r in alpha} == {"tvm"}
@@ -289,9 +344,14 @@ def _paper_run(tmp_path):
     rows = {}
     for c in table.needed_cells((0,), "quick"):
         labels = [rng.randrange(10) for _ in range(20)]
-        rows[c] = {"labels": labels, "preds": [y if rng.random() < 0.6 else (y + 1) % 10 for y in labels],
-                   "preds_undefended": [(y + 1) % 10 for y in labels], "scores": [rng.random() for _ in labels],
-                   "indices": list(range(20)), "extra": {"projection_error": [rng.random() for _ in labels]}}
+        rows[c] = {
+            "labels": labels,
+            "preds": [y if rng.random() < 0.6 else (y + 1) % 10 for y in labels],
+            "preds_undefended": [(y + 1) % 10 for y in labels],
+            "scores": [rng.random() for _ in labels],
+            "indices": list(range(20)),
+            "extra": {"projection_error": [rng.random() for _ in labels]},
+        }
     run = PaperRun(table, "quick", 20, (0,), "cpu", str(tmp_path), rows)
     write_paper_report(run, tmp_path)
     return table
@@ -343,12 +403,13 @@ def _browser():
         import selenium  # noqa: F401
     except ImportError:
         pytest.skip("selenium is not installed (pip install -e '.[test]')")
-    binary = next((shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)),
-                  None)
+    binary = next((shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None)
     driver = shutil.which("chromedriver")
     if binary is None or driver is None:
-        pytest.skip("no headless browser: install Debian's chromium and chromium-driver packages "
-                    "(apt-get install chromium chromium-driver)")
+        pytest.skip(
+            "no headless browser: install Debian's chromium and chromium-driver packages "
+            "(apt-get install chromium chromium-driver)"
+        )
     return binary, driver
 
 
@@ -364,8 +425,14 @@ def test_page_in_a_headless_browser(request):
         assert main(["report", str(matrix_out), "--html"]) == 0
     opts = webdriver.ChromeOptions()
     opts.binary_location = binary
-    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-              "--disable-extensions", "--no-first-run"):
+    for a in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-extensions",
+        "--no-first-run",
+    ):
         opts.add_argument(a)
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     drv = webdriver.Chrome(service=Service(executable_path=driver_path), options=opts)

@@ -21,10 +21,12 @@ def test_every_module_imports():
 
 
 def test_no_generic_top_level_modules(tmp_path):
-    code = ("import importlib.util, sys\n"
-            "bad = [m for m in ('attacks', 'defenses', 'classifiers', 'harness', 'reports') if importlib.util.find_spec(m)]\n"
-            "import defbench.attacks, defbench.defenses, defbench.harness\n"
-            "sys.exit(1 if bad else 0)\n")
+    code = (
+        "import importlib.util, sys\n"
+        "bad = [m for m in ('attacks', 'defenses', 'classifiers', 'harness', 'reports') if importlib.util.find_spec(m)]\n"  # noqa: E501
+        "import defbench.attacks, defbench.defenses, defbench.harness\n"
+        "sys.exit(1 if bad else 0)\n"
+    )
     res = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
 

@@ -29,8 +29,22 @@ def _rows(db: Path):
         return {k: t for k, t in c.execute("SELECT key, created_at FROM cells")}
 
 
-MATRIX = ["matrix", "--defense", "none,median,mimicgan", "--attacks", "fgsm,pgd,cw,deepfool", "--n", "20",
-          "--batch-size", "10", "--preset", "quick", "--no-progress", "--defense-opt", "mimicgan:outer_iters=2"]
+MATRIX = [
+    "matrix",
+    "--defense",
+    "none,median,mimicgan",
+    "--attacks",
+    "fgsm,pgd,cw,deepfool",
+    "--n",
+    "20",
+    "--batch-size",
+    "10",
+    "--preset",
+    "quick",
+    "--no-progress",
+    "--defense-opt",
+    "mimicgan:outer_iters=2",
+]
 
 
 def test_sigkill_and_resume(tiny_zoo, tmp_path):
@@ -67,29 +81,55 @@ def test_example_plugin_runs_in_a_matrix(tiny_zoo, tmp_path):
     pip = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", str(plugin)]
     subprocess.run(pip, check=True, capture_output=True, timeout=300)
     try:
-        res = subprocess.run(DEFBENCH + ["matrix", "--defense", "none,median", "--attacks", "fgsm,mifgsm", "--n", "10",
-                                         "--batch-size", "10", "--preset", "quick", "--no-progress", "--out",
-                                         str(tmp_path / "p")], env=_env(), capture_output=True, text=True, timeout=600)
+        res = subprocess.run(
+            DEFBENCH
+            + [
+                "matrix",
+                "--defense",
+                "none,median",
+                "--attacks",
+                "fgsm,mifgsm",
+                "--n",
+                "10",
+                "--batch-size",
+                "10",
+                "--preset",
+                "quick",
+                "--no-progress",
+                "--out",
+                str(tmp_path / "p"),
+            ],
+            env=_env(),
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert res.returncode == 0, res.stderr[-2000:]
         assert "MI-FGSM" in res.stdout
         with sqlite3.connect(tmp_path / "p" / "defbench.sqlite") as c:
             assert c.execute("SELECT COUNT(*) FROM cells WHERE attack='mifgsm'").fetchone()[0] == 2
     finally:
-        subprocess.run([sys.executable, "-m", "pip", "uninstall", "-y", "-q", "defbench-example-plugin"],
-                       capture_output=True, timeout=300)
+        subprocess.run(
+            [sys.executable, "-m", "pip", "uninstall", "-y", "-q", "defbench-example-plugin"],
+            capture_output=True,
+            timeout=300,
+        )
 
 
-@pytest.mark.parametrize("args, expect", [
-    (["--defense", "magnet"], "unknown defense 'magnet'; choose one of: none, defensegan"),
-    (["--attacks", "fgsm,jsma"], "unknown attack 'jsma'; choose one of: fgsm"),
-    (["--dataset", "svhn"], "unknown dataset 'svhn'; choose one of"),
-    (["--threat", "blackbox"], "unknown threat model 'blackbox'; choose one of: graybox, bpda"),
-    (["--eps", "1.5"], "outside [0, 1]"),
-    (["--n", "20000"], "larger than the fmnist test set"),
-    (["--n-threat", "blackbox=5"], "unknown threat model 'blackbox'; choose one of: graybox, bpda"),
-    (["--n-threat", "bpda"], "--n-threat 'bpda' must look like THREAT=N"),
-    (["--n-threat", "bpda=0"], "--n-threat bpda=0: the number of images must be >= 1"),
-])
+@pytest.mark.parametrize(
+    "args, expect",
+    [
+        (["--defense", "magnet"], "unknown defense 'magnet'; choose one of: none, defensegan"),
+        (["--attacks", "fgsm,jsma"], "unknown attack 'jsma'; choose one of: fgsm"),
+        (["--dataset", "svhn"], "unknown dataset 'svhn'; choose one of"),
+        (["--threat", "blackbox"], "unknown threat model 'blackbox'; choose one of: graybox, bpda"),
+        (["--eps", "1.5"], "outside [0, 1]"),
+        (["--n", "20000"], "larger than the fmnist test set"),
+        (["--n-threat", "blackbox=5"], "unknown threat model 'blackbox'; choose one of: graybox, bpda"),
+        (["--n-threat", "bpda"], "--n-threat 'bpda' must look like THREAT=N"),
+        (["--n-threat", "bpda=0"], "--n-threat bpda=0: the number of images must be >= 1"),
+    ],
+)
 def test_bad_input_one_line(args, expect, tiny_zoo, tmp_path, capsys):
     rc = main(["matrix", "--preset", "quick", "--no-progress", "--out", str(tmp_path / "o")] + args)
     err = capsys.readouterr().err
@@ -125,12 +165,33 @@ def test_threats_compose_the_same_attack(tiny_zoo, tiny_classifier, fmnist_image
 def test_fewer_images_for_an_expensive_threat(tiny_zoo, tmp_path, capsys):
     """--n-threat bpda=5: bpda cells attack a seeded subset of the n clean images and say so in the tables."""
     out = tmp_path / "sub"
-    rc = main(["matrix", "--defense", "median", "--attacks", "fgsm", "--threat", "graybox,bpda", "--n", "20",
-               "--n-threat", "bpda=5", "--batch-size", "10", "--preset", "quick", "--no-progress", "--out", str(out)])
+    rc = main(
+        [
+            "matrix",
+            "--defense",
+            "median",
+            "--attacks",
+            "fgsm",
+            "--threat",
+            "graybox,bpda",
+            "--n",
+            "20",
+            "--n-threat",
+            "bpda=5",
+            "--batch-size",
+            "10",
+            "--preset",
+            "quick",
+            "--no-progress",
+            "--out",
+            str(out),
+        ]
+    )
     assert rc == 0
     with sqlite3.connect(out / "defbench.sqlite") as c:
-        got = {(d, t): (n, set(json.loads(i))) for d, t, n, i in
-               c.execute("SELECT defense, threat, n, indices FROM cells")}
+        got = {
+            (d, t): (n, set(json.loads(i))) for d, t, n, i in c.execute("SELECT defense, threat, n, indices FROM cells")
+        }
     assert got[("median", "bpda")][0] == 5 and got[("median", "graybox")][0] == 20
     assert got[("median", "bpda")][1] < got[("median", "none")][1]
     assert "(n=5)" in capsys.readouterr().out

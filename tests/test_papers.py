@@ -14,9 +14,21 @@ from defbench.harness.papers import TABLES, PaperRun, resolve
 
 RUNNABLE = [t for t in TABLES.values() if t.runnable]
 NOT_RUNNABLE = [t for t in TABLES.values() if not t.runnable]
-REQUIRED = ("mimicgan-fig5b", "invgan-table2-mnist", "invgan-table2-fmnist", "invgan-table3-mnist",
-            "invgan-table3-fmnist", "ride-table2-mnist", "ride-table2-cifar10", "mimicgan-fig4b", "mimicgan-fig5a",
-            "mimicgan-fig9b", "mimicgan-table2", "invgan-fig4", "ride-table1")
+REQUIRED = (
+    "mimicgan-fig5b",
+    "invgan-table2-mnist",
+    "invgan-table2-fmnist",
+    "invgan-table3-mnist",
+    "invgan-table3-fmnist",
+    "ride-table2-mnist",
+    "ride-table2-cifar10",
+    "mimicgan-fig4b",
+    "mimicgan-fig5a",
+    "mimicgan-fig9b",
+    "mimicgan-table2",
+    "invgan-fig4",
+    "ride-table1",
+)
 
 
 def test_list_shows_every_spec(capsys):
@@ -43,7 +55,7 @@ def test_spec_is_well_formed(table):
             assert (0 <= v <= 100) if table.metric == "accuracy" else (0 <= v <= 1), (c, v)
         if c.paper_std is not None:
             assert c.paper is not None and table.paper_std_value(c) >= 0
-        for m in (c.measure.members if c.measure is not None else ()):
+        for m in c.measure.members if c.measure is not None else ():
             assert m.defense in table.defenses
             if m.attack is None:
                 assert m.threat == "none" and m.metric in ("accuracy", "anomaly-auc")
@@ -56,6 +68,7 @@ def test_spec_is_well_formed(table):
 
 def test_paper_numbers_copied():
     """Spot checks against the paper texts (one cell per table, plus the unit conversion)."""
+
     def val(tid, row, col):
         t = TABLES[tid]
         return t.paper_value(next(c for c in t.cells if (c.row, c.col) == (row, col)))
@@ -124,13 +137,21 @@ def test_unknown_table_and_groups(capsys):
     err = capsys.readouterr().err
     assert "unknown paper table 'invgan-table9'" in err and err.count("\n") == 1
     assert [t.id for t in resolve("invgan-table2")] == ["invgan-table2-fmnist", "invgan-table2-mnist"]
-    assert [t.id for t in resolve("ride-table2")] == ["ride-table2-cifar10", "ride-table2-imagenet",
-                                                      "ride-table2-mnist"]
+    assert [t.id for t in resolve("ride-table2")] == [
+        "ride-table2-cifar10",
+        "ride-table2-imagenet",
+        "ride-table2-mnist",
+    ]
 
 
 def _fake_row(labels, preds, scores, preds_u=None, repeats=None):
-    return {"labels": labels, "preds": preds, "preds_undefended": preds_u or preds, "scores": scores,
-            "extra": {**({"repeat_preds": repeats} if repeats else {}), "projection_error": scores}}
+    return {
+        "labels": labels,
+        "preds": preds,
+        "preds_undefended": preds_u or preds,
+        "scores": scores,
+        "extra": {**({"repeat_preds": repeats} if repeats else {}), "projection_error": scores},
+    }
 
 
 def test_ours_comes_from_rows():
@@ -170,9 +191,15 @@ def test_report_files_for_every_runnable_table(table, tmp_path):
     """Markdown, CSV and (figures) PNG from fake store rows, for every runnable spec's layout."""
     from defbench.reports.paper import write_paper_report
 
-    rows = {c: _fake_row([0, 1, 2, 3], [0, 1, 2, 0] if c.attack else [0, 1, 2, 3],
-                         [0.5, 0.6, 0.7, 0.8] if c.attack else [0.1, 0.2, 0.3, 0.4], preds_u=[0, 0, 0, 0])
-            for c in table.needed_cells((0,))}
+    rows = {
+        c: _fake_row(
+            [0, 1, 2, 3],
+            [0, 1, 2, 0] if c.attack else [0, 1, 2, 3],
+            [0.5, 0.6, 0.7, 0.8] if c.attack else [0.1, 0.2, 0.3, 0.4],
+            preds_u=[0, 0, 0, 0],
+        )
+        for c in table.needed_cells((0,))
+    }
     run = PaperRun(table, "paper", 4, (0,), "cpu", str(tmp_path), rows)
     text = write_paper_report(run, tmp_path)
     measured = [c for c in table.cells if c.measure is not None]
@@ -191,8 +218,20 @@ def _run_fig5b(tmp_path, capsys):
     import sqlite3
 
     out = tmp_path / "fig5b"
-    args = ["paper", "run", "mimicgan-fig5b", "--n", "10", "--preset", "quick", "--out", str(out), "--device", "cpu",
-            "--no-progress"]
+    args = [
+        "paper",
+        "run",
+        "mimicgan-fig5b",
+        "--n",
+        "10",
+        "--preset",
+        "quick",
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+        "--no-progress",
+    ]
     assert main(args) == 0
     text = capsys.readouterr().out
     t = TABLES["mimicgan-fig5b"]
@@ -218,10 +257,14 @@ def _run_fig5b(tmp_path, capsys):
     assert len(csv_rows) == len(t.cells)
     # ours is what the store holds: every accuracy cell against its row's correct / n
     with sqlite3.connect(out / "defbench.sqlite") as db:
-        stored = {(d, a, th): 100 * k / n for d, a, th, k, n in
-                  db.execute("SELECT defense, attack, threat, correct, n FROM cells")}
-        bare = {(d, a, th): 100 * k / n for d, a, th, k, n in
-                db.execute("SELECT defense, attack, threat, correct_undefended, n FROM cells")}
+        stored = {
+            (d, a, th): 100 * k / n
+            for d, a, th, k, n in db.execute("SELECT defense, attack, threat, correct, n FROM cells")
+        }
+        bare = {
+            (d, a, th): 100 * k / n
+            for d, a, th, k, n in db.execute("SELECT defense, attack, threat, correct_undefended, n FROM cells")
+        }
     assert len(stored) == 27  # 4 clean + 5 gray-box attacks x 4 defenses + gan-aware x 3 GAN defenses
     for r in csv_rows:
         key = (r["defense"], r["attack"], r["threat"])
@@ -239,10 +282,15 @@ def test_mimicgan_fig5b_end_to_end_small_budgets(tiny_zoo, tmp_path, capsys, mon
 
     for name in ("defensegan", "cowboy"):
         monkeypatch.setitem(matrix.QUICK_DEFENSE_OVERRIDES, name, {"latent_steps": 4, "restarts": 1})
-    monkeypatch.setitem(matrix.QUICK_DEFENSE_OVERRIDES, "mimicgan",
-                        {"outer_iters": 1, "surrogate_steps": 2, "latent_steps": 2})
-    for name, params in {"cw": {"steps": 3, "binary_search_steps": 1}, "deepfool": {"steps": 3},
-                         "pgd": {"steps": 2, "step": None}, "bim": {"steps": 2}}.items():
+    monkeypatch.setitem(
+        matrix.QUICK_DEFENSE_OVERRIDES, "mimicgan", {"outer_iters": 1, "surrogate_steps": 2, "latent_steps": 2}
+    )
+    for name, params in {
+        "cw": {"steps": 3, "binary_search_steps": 1},
+        "deepfool": {"steps": 3},
+        "pgd": {"steps": 2, "step": None},
+        "bim": {"steps": 2},
+    }.items():
         monkeypatch.setitem(matrix.QUICK_ATTACK_PARAMS, name, params)
     out = _run_fig5b(tmp_path, capsys)
     # n is part of every cell key: a run of another n in the same store reuses none of these cells

@@ -28,8 +28,12 @@ def test_outputs_lie_in_range_of_G(random_gan, fmnist_images):
     G, D = random_gan
     x, _ = fmnist_images
     for name in ("defensegan", "mimicgan"):
-        cfg = PAPER_CONFIGS[name].with_(latent_steps=3, restarts=1 if name == "mimicgan" else 2, outer_iters=2
-                                        if name == "mimicgan" else 1, surrogate_steps=2 if name == "mimicgan" else 0)
+        cfg = PAPER_CONFIGS[name].with_(
+            latent_steps=3,
+            restarts=1 if name == "mimicgan" else 2,
+            outer_iters=2 if name == "mimicgan" else 1,
+            surrogate_steps=2 if name == "mimicgan" else 0,
+        )
         d = GANPriorDefense(name, G, D, cfg=cfg, shape=(1, 28, 28))
         proj = d.project(x[:6], seed=0)
         assert proj.z.abs().max() <= 1.0
@@ -52,8 +56,16 @@ def test_mimicgan_with_identity_surrogate_is_defensegan_r1(random_gan, fmnist_im
     G, D = random_gan
     x, _ = fmnist_images
     mimic = PAPER_CONFIGS["mimicgan"].with_(outer_iters=3, latent_steps=4, surrogate="identity")
-    plain = ProjectionConfig(outer_iters=1, latent_steps=12, restarts=1, optimizer="rmsprop", lr=8e-2,
-                             loss="l1", init="mean", lambda_adv=1e-4)
+    plain = ProjectionConfig(
+        outer_iters=1,
+        latent_steps=12,
+        restarts=1,
+        optimizer="rmsprop",
+        lr=8e-2,
+        loss="l1",
+        init="mean",
+        lambda_adv=1e-4,
+    )
     eng = ProjectionEngine(G, D)
     a, b = eng.project(x[:8], mimic, seed=7), eng.project(x[:8], plain, seed=7)
     assert torch.allclose(a.x_hat, b.x_hat, atol=1e-6)
@@ -65,8 +77,13 @@ def test_mimicgan_with_identity_surrogate_is_defensegan_r1(random_gan, fmnist_im
 def test_mimicgan_is_batch_coupled(random_gan, fmnist_images):
     G, D = random_gan
     x, _ = fmnist_images
-    d = GANPriorDefense("mimicgan", G, D, cfg=PAPER_CONFIGS["mimicgan"].with_(outer_iters=2, latent_steps=3,
-                                                                             surrogate_steps=3), shape=(1, 28, 28))
+    d = GANPriorDefense(
+        "mimicgan",
+        G,
+        D,
+        cfg=PAPER_CONFIGS["mimicgan"].with_(outer_iters=2, latent_steps=3, surrogate_steps=3),
+        shape=(1, 28, 28),
+    )
     assert d.batch_coupled and d.randomized  # its surrogate and mean-latent starts are seeded draws
     alone = d.purify(x[:1], seed=0)
     inside = d.purify(x[:8], seed=0)[:1]
@@ -85,11 +102,17 @@ def test_no_hidden_state_between_calls(random_gan, fmnist_images):
     every call, for randomized defenses too; fresh draws come from fresh seeds (issue 13, item 2)."""
     G, D = random_gan
     x, _ = fmnist_images
-    mimic = GANPriorDefense("mimicgan", G, D, cfg=PAPER_CONFIGS["mimicgan"].with_(outer_iters=1, latent_steps=2,
-                                                                                 surrogate_steps=2), shape=(1, 28, 28))
+    mimic = GANPriorDefense(
+        "mimicgan",
+        G,
+        D,
+        cfg=PAPER_CONFIGS["mimicgan"].with_(outer_iters=1, latent_steps=2, surrogate_steps=2),
+        shape=(1, 28, 28),
+    )
     assert torch.equal(mimic.purify(x[:4]), mimic.purify(x[:4]))
-    dgan = GANPriorDefense("defensegan", G, D, cfg=PAPER_CONFIGS["defensegan"].with_(latent_steps=2, restarts=2),
-                           shape=(1, 28, 28))
+    dgan = GANPriorDefense(
+        "defensegan", G, D, cfg=PAPER_CONFIGS["defensegan"].with_(latent_steps=2, restarts=2), shape=(1, 28, 28)
+    )
     assert dgan.randomized and torch.equal(dgan.purify(x[:4]), dgan.purify(x[:4]))
     assert not torch.equal(dgan.purify(x[:4], seed=1), dgan.purify(x[:4], seed=2))
 
@@ -105,7 +128,7 @@ def test_tf_rmsprop_matches_tensorflow_1_update():
     for _ in range(3):  # the TF 1 recursion by hand: ms = 0.9 ms + 0.1 g²; z -= lr g / sqrt(ms)
         p.grad = g.clone()
         opt.step()
-        ms = 0.9 * ms + 0.1 * g ** 2
+        ms = 0.9 * ms + 0.1 * g**2
         z0 = z0 - 0.08 * g / ms.sqrt()
     assert torch.allclose(p.data, z0, atol=1e-6)
     q = torch.nn.Parameter(torch.tensor([0.5, -0.2]))

@@ -21,10 +21,13 @@ from defbench.attacks.threats import BPDAModel
 from defbench.defenses.base import Defense
 
 #: small budgets per registered defense (options a variant could set), so that every one runs in a second
-SMALL = {"defensegan": {"latent_steps": 3, "restarts": 2}, "cowboy": {"latent_steps": 3, "restarts": 2},
-         "invgan": {"latent_steps": 3}, "mimicgan": {"outer_iters": 1, "latent_steps": 2, "surrogate_steps": 2,
-                                                     "mean_samples": 20},
-         "ride": {"iterations": 2, "checkpoints": 1, "estimate_samples": 1, "noise_block": 1}}
+SMALL = {
+    "defensegan": {"latent_steps": 3, "restarts": 2},
+    "cowboy": {"latent_steps": 3, "restarts": 2},
+    "invgan": {"latent_steps": 3},
+    "mimicgan": {"outer_iters": 1, "latent_steps": 2, "surrogate_steps": 2, "mean_samples": 20},
+    "ride": {"iterations": 2, "checkpoints": 1, "estimate_samples": 1, "noise_block": 1},
+}
 
 
 def _save_encoder(seed: int = 1) -> None:
@@ -36,9 +39,18 @@ def _save_encoder(seed: int = 1) -> None:
         return
     torch.manual_seed(seed)
     enc = Encoder(1, 28)
-    zoo.save("encoder-fmnist-quick", {f"E.{k}": v for k, v in enc.state_dict().items()},
-             {"kind": "encoder", "dataset": "fmnist", "preset": "quick", "arch": "invgan-encoder", "config": {},
-              "metrics": {}})
+    zoo.save(
+        "encoder-fmnist-quick",
+        {f"E.{k}": v for k, v in enc.state_dict().items()},
+        {
+            "kind": "encoder",
+            "dataset": "fmnist",
+            "preset": "quick",
+            "arch": "invgan-encoder",
+            "config": {},
+            "metrics": {},
+        },
+    )
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +60,7 @@ def zoo_with_encoder(tiny_zoo):
 
 
 # --------------------------------------------------------------------------------------------- declarations
+
 
 def _registered():
     from defbench.defenses.registry import DEFENSES
@@ -62,13 +75,14 @@ def test_randomized_exactly_when_output_depends_on_seed(name, zoo_with_encoder, 
     from defbench.defenses.registry import build_defense
 
     x = fmnist_images[0][:4]
-    d = build_defense(name, "fmnist", "quick", "cpu", dict(SMALL.get(name, {})), train_missing=False,
-                      progress=False)
+    d = build_defense(name, "fmnist", "quick", "cpu", dict(SMALL.get(name, {})), train_missing=False, progress=False)
     a, a2, b = d.purify(x, seed=1), d.purify(x, seed=1), d.purify(x, seed=2)
     assert torch.equal(a, a2), f"{name}: the same seed twice gave different outputs"
     differs = not torch.equal(a, b)
-    assert differs == bool(d.randomized), (f"{name} declares randomized={d.randomized} but its output "
-                                           f"{'changes' if differs else 'does not change'} with the seed")
+    assert differs == bool(d.randomized), (
+        f"{name} declares randomized={d.randomized} but its output "
+        f"{'changes' if differs else 'does not change'} with the seed"
+    )
 
 
 def test_mimicgan_is_randomized_and_invgan_is_not():
@@ -80,6 +94,7 @@ def test_mimicgan_is_randomized_and_invgan_is_not():
 
 
 # --------------------------------------------------------------------------------------------- EOT
+
 
 class _Noisy(Defense):
     """x + seeded noise: a randomized defense whose draws are easy to recompute."""
@@ -139,9 +154,17 @@ def test_eot_is_on_by_default_under_bpda(tiny_zoo, tmp_path):
         spec = MatrixSpec(dataset="fmnist", defenses=("none",), attacks=(), preset=preset).validate()
         assert spec.eot == DEFAULT_EOT[preset] > 1
     assert DEFAULT_EOT["paper"] == 10
-    spec = MatrixSpec(dataset="fmnist", defenses=("defensegan[latent_steps=2,restarts=2]", "median"),
-                      attacks=(AttackSpec("fgsm"),), threats=("bpda",), n=4, batch_size=4, preset="quick",
-                      out=str(tmp_path / "o"), progress=False)
+    spec = MatrixSpec(
+        dataset="fmnist",
+        defenses=("defensegan[latent_steps=2,restarts=2]", "median"),
+        attacks=(AttackSpec("fgsm"),),
+        threats=("bpda",),
+        n=4,
+        batch_size=4,
+        preset="quick",
+        out=str(tmp_path / "o"),
+        progress=False,
+    )
     runner = MatrixRunner(spec)
     _, _, acfg = runner.key(Cell(0, "defensegan[latent_steps=2,restarts=2]", "bpda", AttackSpec("fgsm")))
     assert acfg["eot"] == DEFAULT_EOT["quick"]
@@ -163,17 +186,37 @@ class _Reversed:
 def _spec(out):
     from defbench.harness.matrix import AttackSpec, MatrixSpec
 
-    return MatrixSpec(dataset="fmnist", defenses=DEFS, attacks=(AttackSpec("pgd", 0.2, (("steps", 2),)),),
-                      threats=("graybox", "bpda"), n=8, batch_size=4,
-                      preset="quick", eot=2, eval_repeats=2, out=str(out), progress=False)
+    return MatrixSpec(
+        dataset="fmnist",
+        defenses=DEFS,
+        attacks=(AttackSpec("pgd", 0.2, (("steps", 2),)),),
+        threats=("graybox", "bpda"),
+        n=8,
+        batch_size=4,
+        preset="quick",
+        eot=2,
+        eval_repeats=2,
+        out=str(out),
+        progress=False,
+    )
 
 
 def _snapshot(store):
     """Per cell: its predictions (defended, undefended, every repeat) and, finer than predictions, its detection
     scores and projection errors (a different random start or restart shows there first)."""
-    return {r["key"]: (r["defense"], r["threat"], r["attack"], r["preds"], r["preds_undefended"],
-                       (r["extra"] or {}).get("repeat_preds"), r["scores"],
-                       (r["extra"] or {}).get("projection_error")) for r in store.rows()}
+    return {
+        r["key"]: (
+            r["defense"],
+            r["threat"],
+            r["attack"],
+            r["preds"],
+            r["preds_undefended"],
+            (r["extra"] or {}).get("repeat_preds"),
+            r["scores"],
+            (r["extra"] or {}).get("projection_error"),
+        )
+        for r in store.rows()
+    }
 
 
 def test_fresh_resumed_and_reversed_runs_agree(zoo_with_encoder, tmp_path):
@@ -187,8 +230,13 @@ def test_fresh_resumed_and_reversed_runs_agree(zoo_with_encoder, tmp_path):
     # delete half the cells and resume: the BPDA cells (whose defenses' clean cells stay, so that earlier work
     # on the same defense does not run again before them), the undefended gray-box cell and InvGAN's clean cell
     cells = fresh.cells()
-    pick = [c for c in cells if c.threat == "bpda" or (c.defense == "none" and c.attack is not None)
-            or (c.defense.startswith("invgan") and c.attack is None)]
+    pick = [
+        c
+        for c in cells
+        if c.threat == "bpda"
+        or (c.defense == "none" and c.attack is not None)
+        or (c.defense.startswith("invgan") and c.attack is None)
+    ]
     gone = [fresh.key(c)[0].key for c in pick]
     assert len(gone) == len(want) // 2
     with sqlite3.connect(fresh.store.path) as c:
@@ -208,6 +256,7 @@ def test_fresh_resumed_and_reversed_runs_agree(zoo_with_encoder, tmp_path):
 
 
 # --------------------------------------------------------------------------------------------- ART universal
+
 
 def test_universal_art_is_seeded_by_the_cell(tiny_classifier, fmnist_images):
     from defbench.attacks import get_attack

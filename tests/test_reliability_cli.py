@@ -63,77 +63,80 @@ def refused(argv: list[str], expect: str = "") -> str:
 M = ["matrix", "--no-progress", "--preset", "quick"]
 
 
-@pytest.mark.parametrize("args, expect", [
-    # numbers: not a number, NaN, inf, negative, zero, absurd
-    (["--n", "x"], "argument --n: must be a whole number"),
-    (["--n", "nan"], "argument --n: must be a whole number"),
-    (["--n", "0"], "argument --n: must be between 1 and"),
-    (["--n", "-5"], "argument --n: must be between 1 and"),
-    (["--n", "99999999999"], "argument --n: must be between 1 and"),
-    (["--n", "2.5"], "argument --n: must be a whole number"),
-    (["--seeds", "0"], "argument --seeds"),
-    (["--seeds", "inf"], "argument --seeds"),
-    (["--batch-size", "0"], "argument --batch-size"),
-    (["--batch-size", "-1"], "argument --batch-size"),
-    (["--eot", "0"], "argument --eot"),
-    (["--eot", "NaN"], "argument --eot"),
-    (["--eval-repeats", "0"], "argument --eval-repeats"),
-    (["--eval-repeats", "1e9"], "argument --eval-repeats"),
-    (["--seed", "-1"], "argument --seed"),
-    (["--seed", "abc"], "argument --seed"),
-    (["--n-threat", "bpda=-1"], "must be >= 1"),
-    (["--n-threat", "bpda=x"], "must look like THREAT=N"),
-    (["--n-threat", "=5"], "must look like THREAT=N"),
-    (["--threat", "graybox", "--n-threat", "bpda=5"], "threat bpda is not in this run"),
-    # eps outside (0, 1]
-    (["--eps", "0"], "--eps must be in (0, 1]"),
-    (["--eps", "-0.1"], "outside [0, 1]"),
-    (["--eps", "1.01"], "outside [0, 1]"),
-    (["--eps", "nan"], "must be a number"),
-    (["--eps", "inf"], "must be a number"),
-    (["--eps", "0.1,abc"], "must be a number"),
-    (["--eps", ""], "is empty"),
-    # names: unknown, empty
-    (["--defense", ""], "names no defense"),
-    (["--defense", " , "], "names no defense"),
-    (["--defense", "magnet"], "unknown defense 'magnet'"),
-    (["--defense", "mimicgan[restarts"], "must look like NAME[key=value"),
-    (["--defense", "mimicgan[gan=bogus]"], "must look like sub80-s1"),
-    (["--attacks", ""], "names no attack"),
-    (["--attacks", "jsma"], "unknown attack 'jsma'"),
-    (["--threat", ""], "names no threat model"),
-    (["--threat", "blackbox"], "unknown threat model"),
-    (["--dataset", ""], "unknown dataset"),
-    (["--dataset", "svhn"], "unknown dataset"),
-    (["--preset", "fast"], "unknown preset"),
-    (["--device", "tpu"], "unknown device"),
-    # defense and attack options
-    (["--defense", "median", "--defense-opt", "bogus=1"], "unknown option(s) bogus for defense median"),
-    (["--defense", "median", "--defense-opt", "kernel_size=nan"], "must be a whole number"),
-    (["--defense", "median", "--defense-opt", "kernel_size=NaN"], "must be a finite number"),
-    (["--defense", "median", "--defense-opt", "kernel_size=2.5"], "must be a whole number"),
-    (["--defense", "median", "--defense-opt", "kernel_size=true"], "must be a whole number"),
-    (["--defense", "tvm", "--defense-opt", "weight=Infinity"], "must be a finite number"),
-    (["--defense", "tvm", "--defense-opt", "weight=\"x\""], "must be a number"),
-    (["--defense", "tvm", "--defense-opt", "method=3"], "must be a string"),
-    (["--defense", "median", "--defense-opt", "tvm:weight=0.2"], "defense tvm is not in this run"),
-    (["--defense", "median", "--defense-opt", "medain:kernel_size=5"], "unknown defense 'medain'"),
-    (["--defense", "median,tvm", "--defense-opt", "kernel_size=5"], "names no defense and the run has several"),
-    (["--defense", "none", "--defense-opt", "kernel_size=5"], "the run has no defense with options"),
-    (["--defense", "median", "--defense-opt", "kernel_size"], "must look like [DEFENSE:]KEY=VALUE"),
-    (["--defense", "median", "--defense-opt", "=5"], "has an empty KEY"),
-    (["--defense", "mimicgan", "--defense-opt", "restarts=nan"], "must be a whole number"),
-    (["--attacks", "fgsm", "--attack-opt", "pgd:steps=3"], "attack pgd is not in this run"),
-    (["--attacks", "pgd", "--attack-opt", "pgd:stepz=3"], "unknown parameter stepz for attack pgd"),
-    (["--attacks", "pgd", "--attack-opt", "pgd:steps=NaN"], "must be a finite number"),
-    (["--attacks", "pgd", "--attack-opt", "pgd:steps=\"ten\""], "must be a whole number"),
-    (["--attacks", "pgd", "--attack-opt", "pgd:random_start=1"], "must be true or false"),
-    (["--attacks", "pgd", "--attack-opt", "steps=3"], "must look like ATTACK:KEY=VALUE"),
-    (["--attacks", "pgd", "--attack-opt", "pdg:steps=3"], "unknown attack 'pdg'"),
-    # argparse's own errors, one line too
-    (["--bogus"], "unrecognized arguments: --bogus"),
-    (["--n"], "argument --n: expected one argument"),
-])
+@pytest.mark.parametrize(
+    "args, expect",
+    [
+        # numbers: not a number, NaN, inf, negative, zero, absurd
+        (["--n", "x"], "argument --n: must be a whole number"),
+        (["--n", "nan"], "argument --n: must be a whole number"),
+        (["--n", "0"], "argument --n: must be between 1 and"),
+        (["--n", "-5"], "argument --n: must be between 1 and"),
+        (["--n", "99999999999"], "argument --n: must be between 1 and"),
+        (["--n", "2.5"], "argument --n: must be a whole number"),
+        (["--seeds", "0"], "argument --seeds"),
+        (["--seeds", "inf"], "argument --seeds"),
+        (["--batch-size", "0"], "argument --batch-size"),
+        (["--batch-size", "-1"], "argument --batch-size"),
+        (["--eot", "0"], "argument --eot"),
+        (["--eot", "NaN"], "argument --eot"),
+        (["--eval-repeats", "0"], "argument --eval-repeats"),
+        (["--eval-repeats", "1e9"], "argument --eval-repeats"),
+        (["--seed", "-1"], "argument --seed"),
+        (["--seed", "abc"], "argument --seed"),
+        (["--n-threat", "bpda=-1"], "must be >= 1"),
+        (["--n-threat", "bpda=x"], "must look like THREAT=N"),
+        (["--n-threat", "=5"], "must look like THREAT=N"),
+        (["--threat", "graybox", "--n-threat", "bpda=5"], "threat bpda is not in this run"),
+        # eps outside (0, 1]
+        (["--eps", "0"], "--eps must be in (0, 1]"),
+        (["--eps", "-0.1"], "outside [0, 1]"),
+        (["--eps", "1.01"], "outside [0, 1]"),
+        (["--eps", "nan"], "must be a number"),
+        (["--eps", "inf"], "must be a number"),
+        (["--eps", "0.1,abc"], "must be a number"),
+        (["--eps", ""], "is empty"),
+        # names: unknown, empty
+        (["--defense", ""], "names no defense"),
+        (["--defense", " , "], "names no defense"),
+        (["--defense", "magnet"], "unknown defense 'magnet'"),
+        (["--defense", "mimicgan[restarts"], "must look like NAME[key=value"),
+        (["--defense", "mimicgan[gan=bogus]"], "must look like sub80-s1"),
+        (["--attacks", ""], "names no attack"),
+        (["--attacks", "jsma"], "unknown attack 'jsma'"),
+        (["--threat", ""], "names no threat model"),
+        (["--threat", "blackbox"], "unknown threat model"),
+        (["--dataset", ""], "unknown dataset"),
+        (["--dataset", "svhn"], "unknown dataset"),
+        (["--preset", "fast"], "unknown preset"),
+        (["--device", "tpu"], "unknown device"),
+        # defense and attack options
+        (["--defense", "median", "--defense-opt", "bogus=1"], "unknown option(s) bogus for defense median"),
+        (["--defense", "median", "--defense-opt", "kernel_size=nan"], "must be a whole number"),
+        (["--defense", "median", "--defense-opt", "kernel_size=NaN"], "must be a finite number"),
+        (["--defense", "median", "--defense-opt", "kernel_size=2.5"], "must be a whole number"),
+        (["--defense", "median", "--defense-opt", "kernel_size=true"], "must be a whole number"),
+        (["--defense", "tvm", "--defense-opt", "weight=Infinity"], "must be a finite number"),
+        (["--defense", "tvm", "--defense-opt", 'weight="x"'], "must be a number"),
+        (["--defense", "tvm", "--defense-opt", "method=3"], "must be a string"),
+        (["--defense", "median", "--defense-opt", "tvm:weight=0.2"], "defense tvm is not in this run"),
+        (["--defense", "median", "--defense-opt", "medain:kernel_size=5"], "unknown defense 'medain'"),
+        (["--defense", "median,tvm", "--defense-opt", "kernel_size=5"], "names no defense and the run has several"),
+        (["--defense", "none", "--defense-opt", "kernel_size=5"], "the run has no defense with options"),
+        (["--defense", "median", "--defense-opt", "kernel_size"], "must look like [DEFENSE:]KEY=VALUE"),
+        (["--defense", "median", "--defense-opt", "=5"], "has an empty KEY"),
+        (["--defense", "mimicgan", "--defense-opt", "restarts=nan"], "must be a whole number"),
+        (["--attacks", "fgsm", "--attack-opt", "pgd:steps=3"], "attack pgd is not in this run"),
+        (["--attacks", "pgd", "--attack-opt", "pgd:stepz=3"], "unknown parameter stepz for attack pgd"),
+        (["--attacks", "pgd", "--attack-opt", "pgd:steps=NaN"], "must be a finite number"),
+        (["--attacks", "pgd", "--attack-opt", 'pgd:steps="ten"'], "must be a whole number"),
+        (["--attacks", "pgd", "--attack-opt", "pgd:random_start=1"], "must be true or false"),
+        (["--attacks", "pgd", "--attack-opt", "steps=3"], "must look like ATTACK:KEY=VALUE"),
+        (["--attacks", "pgd", "--attack-opt", "pdg:steps=3"], "unknown attack 'pdg'"),
+        # argparse's own errors, one line too
+        (["--bogus"], "unrecognized arguments: --bogus"),
+        (["--n"], "argument --n: expected one argument"),
+    ],
+)
 def test_matrix_bad_input(args, expect, no_work, tmp_path):
     out = tmp_path / "out"
     refused(M + ["--out", str(out)] + args, expect)
@@ -155,11 +158,13 @@ def test_defense_config_file_errors(no_work, tmp_path):
     bad.write_text('{"median": {"kernel_size": 3},\n "tvm": {"weight": 1,}\n}')
     err = refused(M + ["--defense", "median,tvm", "--defense-config", str(bad)], "invalid JSON at line 2, column")
     assert str(bad) in err
-    for text, expect in (('{"median": {"kernel_size": NaN}}', "must be a finite number"),
-                         ('[1, 2]', "must hold a JSON object"),
-                         ('{"median": 3}', "must map option names to values"),
-                         ('{"tvm": {"weight": 0.2}}', "defense tvm is not in this run"),
-                         ('{"median": {"kernel": 5}}', "unknown option(s) kernel for defense median")):
+    for text, expect in (
+        ('{"median": {"kernel_size": NaN}}', "must be a finite number"),
+        ("[1, 2]", "must hold a JSON object"),
+        ('{"median": 3}', "must map option names to values"),
+        ('{"tvm": {"weight": 0.2}}', "defense tvm is not in this run"),
+        ('{"median": {"kernel": 5}}', "unknown option(s) kernel for defense median"),
+    ):
         bad.write_text(text)
         refused(M + ["--defense", "median", "--defense-config", str(bad)], expect)
     bad.write_bytes(b"\xff\xfe\x00")
@@ -183,53 +188,79 @@ def test_accepted_forms_reach_the_runner(no_work, tmp_path, monkeypatch):
     out = str(tmp_path / "o")
     assert run(M + ["--out", out, "--defense", "median", "--defense-opt", "kernel_size=5"])[0] is None
     assert seen["spec"].defense_overrides == {"median": {"kernel_size": 5}}
-    assert run(M + ["--out", out, "--defense", "defensegan[restarts=1],defensegan", "--defense-opt",
-                    "latent_steps=7", "--attacks", "pgd", "--attack-opt", "pgd:steps=3", "--eps", "0.1,0.2"])[0] is None
+    assert (
+        run(
+            M
+            + [
+                "--out",
+                out,
+                "--defense",
+                "defensegan[restarts=1],defensegan",
+                "--defense-opt",
+                "latent_steps=7",
+                "--attacks",
+                "pgd",
+                "--attack-opt",
+                "pgd:steps=3",
+                "--eps",
+                "0.1,0.2",
+            ]
+        )[0]
+        is None
+    )
     assert seen["spec"].defense_overrides == {"defensegan": {"latent_steps": 7}}
     assert [(a.eps, a.params) for a in seen["spec"].attacks] == [(0.1, (("steps", 3),)), (0.2, (("steps", 3),))]
     cfg = tmp_path / "c.json"
     cfg.write_text(json.dumps({"tvm": {"weight": 0.2}}))
-    assert run(M + ["--out", out, "--defense", "tvm", "--defense-config", str(cfg), "--defense-opt",
-                    "tvm:method=\"bregman\""])[0] is None
+    assert (
+        run(
+            M
+            + ["--out", out, "--defense", "tvm", "--defense-config", str(cfg), "--defense-opt", 'tvm:method="bregman"']
+        )[0]
+        is None
+    )
     assert seen["spec"].defense_overrides == {"tvm": {"weight": 0.2, "method": "bregman"}}
     assert not Path(out).exists()
 
 
-@pytest.mark.parametrize("argv, expect", [
-    (["train"], "the following arguments are required"),
-    (["train", "wizard", "--dataset", "fmnist"], "invalid choice: 'wizard'"),
-    (["train", "classifier"], "--dataset"),
-    (["train", "classifier", "--dataset", ""], "unknown dataset"),
-    (["train", "classifier", "--dataset", "fmnist", "--epochs", "0"], "argument --epochs"),
-    (["train", "classifier", "--dataset", "fmnist", "--epochs", "nan"], "argument --epochs"),
-    (["train", "classifier", "--dataset", "fmnist", "--epochs", "10000000"], "argument --epochs"),
-    (["train", "gan", "--dataset", "fmnist", "--subset-fraction", "0"], "must be in (0, 1]"),
-    (["train", "gan", "--dataset", "fmnist", "--subset-fraction", "1.5"], "must be in (0, 1]"),
-    (["train", "gan", "--dataset", "fmnist", "--subset-fraction", "nan"], "must be a finite number"),
-    (["train", "gan", "--dataset", "fmnist", "--subset-fraction", "-inf"], "expected one argument"),
-    (["train", "gan", "--dataset", "fmnist", "--subset-fraction", "inf"], "must be a finite number"),
-    (["train", "gan", "--dataset", "fmnist", "--holdout-class", "10"], "--holdout-class must be a class"),
-    (["train", "gan", "--dataset", "fmnist", "--holdout-class", "-1"], "--holdout-class must be a class"),
-    (["train", "encoder", "--dataset", "fmnist", "--iterations", "0"], "argument --iterations"),
-    (["train", "encoder", "--dataset", "fmnist", "--epochs", "3"], "the encoder takes --iterations"),
-    (["train", "classifier", "--dataset", "fmnist", "--iterations", "3"], "--iterations is for the encoder"),
-    (["train", "classifier", "--dataset", "fmnist", "--preset", "fast"], "unknown preset"),
-    (["train", "classifier", "--dataset", "imagenet"], "does not train imagenet"),
-    (["zoo"], "the following arguments are required"),
-    (["zoo", "delete"], "invalid choice"),
-    (["zoo", "show"], "needs a model id"),
-    (["zoo", "show", "gan-nothing-here"], "no model 'gan-nothing-here'"),
-    (["paper", "run"], "the following arguments are required: table"),
-    (["paper", "run", ""], "needs a table id"),
-    (["paper", "run", "nosuch-table"], "unknown paper table"),
-    (["paper", "run", "mimicgan-fig5b", "--n", "0"], "argument --n"),
-    (["paper", "run", "mimicgan-fig5b", "--n", "inf"], "argument --n"),
-    (["paper", "run", "mimicgan-fig5b", "--preset", "fast"], "unknown preset"),
-    (["paper", "run", "mimicgan-fig5b", "--n-threat", "bpda=0"], "must be >= 1"),
-    (["paper", "bogus"], "invalid choice"),
-    (["store", "check"], "required: OUT"),
-    (["wizard"], "invalid choice: 'wizard'"),
-])
+@pytest.mark.parametrize(
+    "argv, expect",
+    [
+        (["train"], "the following arguments are required"),
+        (["train", "wizard", "--dataset", "fmnist"], "invalid choice: 'wizard'"),
+        (["train", "classifier"], "--dataset"),
+        (["train", "classifier", "--dataset", ""], "unknown dataset"),
+        (["train", "classifier", "--dataset", "fmnist", "--epochs", "0"], "argument --epochs"),
+        (["train", "classifier", "--dataset", "fmnist", "--epochs", "nan"], "argument --epochs"),
+        (["train", "classifier", "--dataset", "fmnist", "--epochs", "10000000"], "argument --epochs"),
+        (["train", "gan", "--dataset", "fmnist", "--subset-fraction", "0"], "must be in (0, 1]"),
+        (["train", "gan", "--dataset", "fmnist", "--subset-fraction", "1.5"], "must be in (0, 1]"),
+        (["train", "gan", "--dataset", "fmnist", "--subset-fraction", "nan"], "must be a finite number"),
+        (["train", "gan", "--dataset", "fmnist", "--subset-fraction", "-inf"], "expected one argument"),
+        (["train", "gan", "--dataset", "fmnist", "--subset-fraction", "inf"], "must be a finite number"),
+        (["train", "gan", "--dataset", "fmnist", "--holdout-class", "10"], "--holdout-class must be a class"),
+        (["train", "gan", "--dataset", "fmnist", "--holdout-class", "-1"], "--holdout-class must be a class"),
+        (["train", "encoder", "--dataset", "fmnist", "--iterations", "0"], "argument --iterations"),
+        (["train", "encoder", "--dataset", "fmnist", "--epochs", "3"], "the encoder takes --iterations"),
+        (["train", "classifier", "--dataset", "fmnist", "--iterations", "3"], "--iterations is for the encoder"),
+        (["train", "classifier", "--dataset", "fmnist", "--preset", "fast"], "unknown preset"),
+        (["train", "classifier", "--dataset", "imagenet"], "does not train imagenet"),
+        (["zoo"], "the following arguments are required"),
+        (["zoo", "delete"], "invalid choice"),
+        (["zoo", "show"], "needs a model id"),
+        (["zoo", "show", "gan-nothing-here"], "no model 'gan-nothing-here'"),
+        (["paper", "run"], "the following arguments are required: table"),
+        (["paper", "run", ""], "needs a table id"),
+        (["paper", "run", "nosuch-table"], "unknown paper table"),
+        (["paper", "run", "mimicgan-fig5b", "--n", "0"], "argument --n"),
+        (["paper", "run", "mimicgan-fig5b", "--n", "inf"], "argument --n"),
+        (["paper", "run", "mimicgan-fig5b", "--preset", "fast"], "unknown preset"),
+        (["paper", "run", "mimicgan-fig5b", "--n-threat", "bpda=0"], "must be >= 1"),
+        (["paper", "bogus"], "invalid choice"),
+        (["store", "check"], "required: OUT"),
+        (["wizard"], "invalid choice: 'wizard'"),
+    ],
+)
 def test_other_commands_bad_input(argv, expect, no_work):
     refused(argv, expect)
 
@@ -242,14 +273,75 @@ def test_debug_shows_the_traceback(no_work, tmp_path):
 
 
 # ----------------------------------------------------------------------------------------- fuzzing
-FLAGS = ["--n", "--eps", "--seeds", "--batch-size", "--eot", "--eval-repeats", "--n-threat", "--seed",
-         "--defense", "--attacks", "--threat", "--dataset", "--preset", "--defense-opt", "--attack-opt",
-         "--defense-config", "--device", "--out", "--bogus"]
-NUMBERS = ["0", "-1", "1", "3", "nan", "NaN", "inf", "-inf", "1e308", "99999999999999", "0.5", "1.5", "", " ",
-           "abc", "10,20", "0.1,0.3", "--", "١"]
-WORDS = ["none", "median", "tvm", "mimicgan", "all", "fgsm", "pgd", "graybox", "bpda", "fmnist", "quick", "",
-         "median:kernel_size=5", "kernel_size=5", "pgd:steps=3", "bpda=5", "cpu", "x[", "median[kernel_size=2]",
-         "kernel_size=nan", "pgd:steps=inf", ":=", "=", "weight=1", "tvm:weight=-1"]
+FLAGS = [
+    "--n",
+    "--eps",
+    "--seeds",
+    "--batch-size",
+    "--eot",
+    "--eval-repeats",
+    "--n-threat",
+    "--seed",
+    "--defense",
+    "--attacks",
+    "--threat",
+    "--dataset",
+    "--preset",
+    "--defense-opt",
+    "--attack-opt",
+    "--defense-config",
+    "--device",
+    "--out",
+    "--bogus",
+]
+NUMBERS = [
+    "0",
+    "-1",
+    "1",
+    "3",
+    "nan",
+    "NaN",
+    "inf",
+    "-inf",
+    "1e308",
+    "99999999999999",
+    "0.5",
+    "1.5",
+    "",
+    " ",
+    "abc",
+    "10,20",
+    "0.1,0.3",
+    "--",
+    "١",
+]
+WORDS = [
+    "none",
+    "median",
+    "tvm",
+    "mimicgan",
+    "all",
+    "fgsm",
+    "pgd",
+    "graybox",
+    "bpda",
+    "fmnist",
+    "quick",
+    "",
+    "median:kernel_size=5",
+    "kernel_size=5",
+    "pgd:steps=3",
+    "bpda=5",
+    "cpu",
+    "x[",
+    "median[kernel_size=2]",
+    "kernel_size=nan",
+    "pgd:steps=inf",
+    ":=",
+    "=",
+    "weight=1",
+    "tvm:weight=-1",
+]
 
 
 @st.composite
@@ -260,9 +352,13 @@ def command_lines(draw):
         if flag == "--bogus":
             argv.append(flag)
             continue
-        value = draw(st.one_of(st.sampled_from(NUMBERS), st.sampled_from(WORDS),
-                               st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
-                                       max_size=8)))
+        value = draw(
+            st.one_of(
+                st.sampled_from(NUMBERS),
+                st.sampled_from(WORDS),
+                st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=8),
+            )
+        )
         argv += [flag, value]
     return argv
 
@@ -288,11 +384,36 @@ def test_fuzz_matrix_command_line(argv, no_work, tmp_path_factory):
 
 @st.composite
 def other_command_lines(draw):
-    head = draw(st.sampled_from([["train", "classifier"], ["train", "gan"], ["train", "encoder"], ["train"],
-                                 ["paper", "run", "mimicgan-fig5b"], ["paper", "run"], ["zoo", "show"],
-                                 ["store", "check"], ["paper", "list"]]))
-    flags = ["--dataset", "--preset", "--epochs", "--iterations", "--subset-fraction", "--holdout-class", "--seed",
-             "--n", "--n-threat", "--device", "--out", "--force", "--no-progress"]
+    head = draw(
+        st.sampled_from(
+            [
+                ["train", "classifier"],
+                ["train", "gan"],
+                ["train", "encoder"],
+                ["train"],
+                ["paper", "run", "mimicgan-fig5b"],
+                ["paper", "run"],
+                ["zoo", "show"],
+                ["store", "check"],
+                ["paper", "list"],
+            ]
+        )
+    )
+    flags = [
+        "--dataset",
+        "--preset",
+        "--epochs",
+        "--iterations",
+        "--subset-fraction",
+        "--holdout-class",
+        "--seed",
+        "--n",
+        "--n-threat",
+        "--device",
+        "--out",
+        "--force",
+        "--no-progress",
+    ]
     argv = list(head)
     for _ in range(draw(st.integers(0, 4))):
         flag = draw(st.sampled_from(flags))

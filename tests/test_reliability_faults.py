@@ -72,16 +72,37 @@ def test_two_writers_of_one_cache_file(tmp_path):
     read sees a whole file."""
     path = tmp_path / "adv-cache" / "k-s0-b0.pt"
     t0 = time.time() + 4
-    procs = [subprocess.Popen([sys.executable, "-c", CACHE_WRITER, str(path), str(t0)], env=_env(), cwd=REPO,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", CACHE_WRITER, str(path), str(t0)],
+            env=_env(),
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     for p in procs:
         out, err = p.communicate(timeout=120)
         assert p.returncode == 0 and "ok" in out and "recomputing" not in err, err[-2000:]
     assert [q.name for q in path.parent.iterdir()] == ["k-s0-b0.pt"]
 
 
-GRAYBOX = ["matrix", "--defense", "median,tvm", "--attacks", "fgsm", "--n", "10", "--batch-size", "10",
-           "--preset", "quick", "--no-progress"]
+GRAYBOX = [
+    "matrix",
+    "--defense",
+    "median,tvm",
+    "--attacks",
+    "fgsm",
+    "--n",
+    "10",
+    "--batch-size",
+    "10",
+    "--preset",
+    "quick",
+    "--no-progress",
+]
 
 
 def _preds(db: Path) -> dict:
@@ -135,8 +156,13 @@ def test_plugin_that_fails_to_import_is_skipped(tmp_path, monkeypatch, capsys):
     from defbench.attacks import registry
 
     monkeypatch.setattr(registry, "_WARNED", set())
-    root = fake_dist(tmp_path / "site", "broken-attacks", {"brk": "broken_mod:Brk", "gone": "no_such_mod:X"},
-                     "broken_mod", "import torchattacks.does_not_exist\n")
+    root = fake_dist(
+        tmp_path / "site",
+        "broken-attacks",
+        {"brk": "broken_mod:Brk", "gone": "no_such_mod:X"},
+        "broken_mod",
+        "import torchattacks.does_not_exist\n",
+    )
     monkeypatch.syspath_prepend(str(root))
     atk = registry.get_attack("fgsm", "fmnist")  # the built-ins keep working
     assert atk.name == "fgsm" and "brk" not in registry.available()
@@ -151,8 +177,24 @@ def test_plugin_that_crashes_fails_only_its_cell(tiny_zoo, tmp_path, monkeypatch
     root = fake_dist(tmp_path / "site", "crashing-attacks", {"crasher": "crash_mod:Crasher"}, "crash_mod", PLUGIN)
     monkeypatch.syspath_prepend(str(root))
     out = tmp_path / "o"
-    rc = main(["matrix", "--defense", "median", "--attacks", "fgsm,crasher", "--n", "10", "--batch-size", "10",
-               "--preset", "quick", "--no-progress", "--out", str(out)])
+    rc = main(
+        [
+            "matrix",
+            "--defense",
+            "median",
+            "--attacks",
+            "fgsm,crasher",
+            "--n",
+            "10",
+            "--batch-size",
+            "10",
+            "--preset",
+            "quick",
+            "--no-progress",
+            "--out",
+            str(out),
+        ]
+    )
     cap = capsys.readouterr()
     assert rc == 1, cap.err
     assert "crashing-attacks 0.3 crashed: RuntimeError: expected 3 channels, got 1" in cap.err
@@ -176,8 +218,22 @@ def _rows(db: Path) -> dict:
 
 def test_sigterm_leaves_a_consistent_store_and_the_run_resumes(tiny_zoo, tmp_path):
     out = tmp_path / "run"
-    cmd = DEFBENCH + ["matrix", "--defense", "none,median,tvm", "--attacks", "fgsm,deepfool", "--n", "20",
-                      "--batch-size", "10", "--preset", "quick", "--no-progress", "--out", str(out)]
+    cmd = DEFBENCH + [
+        "matrix",
+        "--defense",
+        "none,median,tvm",
+        "--attacks",
+        "fgsm,deepfool",
+        "--n",
+        "20",
+        "--batch-size",
+        "10",
+        "--preset",
+        "quick",
+        "--no-progress",
+        "--out",
+        str(out),
+    ]
     proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     db = out / "defbench.sqlite"
     deadline = time.time() + 240
@@ -211,8 +267,10 @@ def test_two_matrix_runs_on_one_out(tiny_zoo, tmp_path):
     and the gray-box cache pass their checks."""
     out = tmp_path / "shared"
     common = ["--n", "10", "--batch-size", "10", "--preset", "quick", "--no-progress", "--out", str(out)]
-    cmds = [DEFBENCH + ["matrix", "--defense", "median", "--attacks", "fgsm,pgd"] + common,
-            DEFBENCH + ["matrix", "--defense", "median,tvm", "--attacks", "fgsm"] + common]
+    cmds = [
+        DEFBENCH + ["matrix", "--defense", "median", "--attacks", "fgsm,pgd"] + common,
+        DEFBENCH + ["matrix", "--defense", "median,tvm", "--attacks", "fgsm"] + common,
+    ]
     procs = [subprocess.Popen(c, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for c in cmds]
     results = [p.communicate(timeout=300) for p in procs]
     for p, (o, e) in zip(procs, results):
@@ -220,9 +278,16 @@ def test_two_matrix_runs_on_one_out(tiny_zoo, tmp_path):
         assert "locked" not in e and "Traceback" not in e, e[-2000:]
     with sqlite3.connect(out / "defbench.sqlite") as c:
         cells = list(c.execute("SELECT defense, attack, threat FROM cells"))
-    expect = {("none", "clean", "none"), ("median", "clean", "none"), ("tvm", "clean", "none"),
-              ("none", "fgsm", "graybox"), ("median", "fgsm", "graybox"), ("tvm", "fgsm", "graybox"),
-              ("none", "pgd", "graybox"), ("median", "pgd", "graybox")}
+    expect = {
+        ("none", "clean", "none"),
+        ("median", "clean", "none"),
+        ("tvm", "clean", "none"),
+        ("none", "fgsm", "graybox"),
+        ("median", "fgsm", "graybox"),
+        ("tvm", "fgsm", "graybox"),
+        ("none", "pgd", "graybox"),
+        ("median", "pgd", "graybox"),
+    }
     assert sorted(cells) == sorted(expect)  # each once
     from defbench.harness.store import check_store
 

@@ -42,8 +42,18 @@ def key(i: int, defense: str = "median") -> CellKey:
 
 def result(n: int = 20, pad: int = 0) -> CellResult:
     labels = [i % 10 for i in range(n)]
-    return CellResult(labels, labels[::-1], labels, [0.5] * n, list(range(n)), 0.1, "cpu",
-                      {"name": "median", "pad": "x" * pad}, {"name": "fgsm"}, {})
+    return CellResult(
+        labels,
+        labels[::-1],
+        labels,
+        [0.5] * n,
+        list(range(n)),
+        0.1,
+        "cpu",
+        {"name": "median", "pad": "x" * pad},
+        {"name": "fgsm"},
+        {},
+    )
 
 
 def fill(out: Path, cells: int, pad: int = 0) -> None:
@@ -81,9 +91,17 @@ def test_two_processes_create_and_fill_one_store(tmp_path):
     both finish, no 'database is locked', every cell is stored once."""
     rounds = 12
     t0 = time.time() + 2.5  # both have imported defbench by then
-    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path), str(t0), str(w), str(rounds)],
-                              env=_env(), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for w in (0, 1)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(tmp_path), str(t0), str(w), str(rounds)],
+            env=_env(),
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for w in (0, 1)
+    ]
     outs = [p.communicate(timeout=60) for p in procs]
     for p, (o, e) in zip(procs, outs):
         assert p.returncode == 0 and "done" in o, e[-2000:]
@@ -180,8 +198,22 @@ def test_garbage_store_is_refused_in_one_line_and_salvaged_empty(tmp_path, capsy
 
     monkeypatch.setattr(models, "_fetch", no_training)  # the store is refused before any model is needed
     (tmp_path / DB_NAME).write_bytes(content)
-    rc = main(["matrix", "--preset", "quick", "--attacks", "none", "--defense", "none", "--n", "5",
-               "--no-progress", "--out", str(tmp_path)])
+    rc = main(
+        [
+            "matrix",
+            "--preset",
+            "quick",
+            "--attacks",
+            "none",
+            "--defense",
+            "none",
+            "--n",
+            "5",
+            "--no-progress",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     err = one_line(capsys)
     assert rc == 2 and ("not a defbench store" in err or "damaged" in err), err
     assert "store salvage" in err
@@ -262,13 +294,16 @@ def test_os_errors_are_named():
     assert "read-only file system" in os_error_line(OSError(errno.EROFS, "Read-only", "/x"))
 
 
-@pytest.mark.parametrize("exc, expect, rc", [
-    (OSError(errno.ENOSPC, "No space left on device", "/out/x.pt"), "/out/x.pt: no space left on device", 1),
-    (PermissionError(errno.EACCES, "Permission denied", "/out"), "/out: permission denied", 1),
-    (OSError(errno.EROFS, "Read-only file system", "/ro"), "/ro: read-only file system", 1),
-    (sqlite3.OperationalError("database is locked"), "the results store failed", 1),
-    (RuntimeError("boom"), "internal error: RuntimeError: boom (rerun with --debug", 1),
-])
+@pytest.mark.parametrize(
+    "exc, expect, rc",
+    [
+        (OSError(errno.ENOSPC, "No space left on device", "/out/x.pt"), "/out/x.pt: no space left on device", 1),
+        (PermissionError(errno.EACCES, "Permission denied", "/out"), "/out: permission denied", 1),
+        (OSError(errno.EROFS, "Read-only file system", "/ro"), "/ro: read-only file system", 1),
+        (sqlite3.OperationalError("database is locked"), "the results store failed", 1),
+        (RuntimeError("boom"), "internal error: RuntimeError: boom (rerun with --debug", 1),
+    ],
+)
 def test_faults_reach_the_user_as_one_line(monkeypatch, capsys, tmp_path, exc, expect, rc):
     from defbench.harness import commands
 

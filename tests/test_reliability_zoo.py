@@ -30,8 +30,11 @@ def home(tmp_path, monkeypatch):
 
 def save(mid: str = "classifier-fmnist-quick") -> zoo.Entry:
     kind, dataset, preset = mid.split("-")[:3]
-    return zoo.save(mid, {"w": torch.arange(6.0)}, {"kind": kind, "dataset": dataset, "preset": preset,
-                                                    "arch": "x", "config": {}, "metrics": {}})
+    return zoo.save(
+        mid,
+        {"w": torch.arange(6.0)},
+        {"kind": kind, "dataset": dataset, "preset": preset, "arch": "x", "config": {}, "metrics": {}},
+    )
 
 
 def reseal(e: zoo.Entry) -> None:
@@ -94,7 +97,11 @@ def test_manifest_reasons(home):
 def test_half_there_is_reported_not_retrained(home, gone, capsys, monkeypatch):
     e = save("classifier-fmnist-quick")
     (e.path if gone == "pt" else e.path.with_suffix(".json")).unlink()
-    expect = "checkpoint classifier-fmnist-quick.pt is gone" if gone == "pt" else "manifest classifier-fmnist-quick.json is gone"
+    expect = (
+        "checkpoint classifier-fmnist-quick.pt is gone"
+        if gone == "pt"
+        else "manifest classifier-fmnist-quick.json is gone"
+    )
     refused(e.id, expect, "--force")
 
     def no_training(*a, **k):
@@ -136,9 +143,17 @@ def test_two_processes_train_one_model_once(home, tmp_path):
     log = tmp_path / "trainings.log"
     t0 = time.time() + 4
     env = {**os.environ, "DEFBENCH_HOME": str(home), "OMP_NUM_THREADS": "1"}
-    procs = [subprocess.Popen([sys.executable, "-c", LOADER, "classifier-fmnist-lock", str(log), str(t0)],
-                              env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", LOADER, "classifier-fmnist-lock", str(log), str(t0)],
+            env=env,
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     outs = [p.communicate(timeout=90) for p in procs]
     for p, (o, e) in zip(procs, outs):
         assert p.returncode == 0 and "loaded [0.0, 1.0, 2.0]" in o, e[-2000:]
@@ -158,4 +173,6 @@ def test_save_leaves_no_temporary_files(home):
     save()
     save()
     assert sorted(p.name for p in zoo.zoo_dir().iterdir() if not p.name.endswith(".lock")) == [
-        "classifier-fmnist-quick.json", "classifier-fmnist-quick.pt"]
+        "classifier-fmnist-quick.json",
+        "classifier-fmnist-quick.pt",
+    ]

@@ -11,22 +11,35 @@ import pytest
 
 from defbench.reports.plots import image_grid, plot_alpha_sweep, plot_eps_sweep
 from defbench.reports.render import to_latex, write_reports
-from defbench.reports.tables import (correct_mask, detection_auc_table, robust_accuracy_table, sanity_flags,
-                                     to_markdown)
+from defbench.reports.tables import correct_mask, detection_auc_table, robust_accuracy_table, sanity_flags, to_markdown
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
-def attack_cfg(label: str, family: str, eps: float | None = 0.3, iterative: bool = True, bounded: bool = True,
-               alpha: float | None = None) -> dict[str, Any]:
-    return {"label": label, "family": family, "iterative": iterative, "bounded": bounded, "eps": eps,
-            "alpha": alpha}
+def attack_cfg(
+    label: str,
+    family: str,
+    eps: float | None = 0.3,
+    iterative: bool = True,
+    bounded: bool = True,
+    alpha: float | None = None,
+) -> dict[str, Any]:
+    return {"label": label, "family": family, "iterative": iterative, "bounded": bounded, "eps": eps, "alpha": alpha}
 
 
-def make_row(correct: list[bool] | list[int], *, defense: str = "invgan", attack: str = "clean",
-             threat: str | None = None, seed: int = 0, cfg: dict[str, Any] | None = None,
-             scores: list[float] | None = None, indices: list[int] | None = None,
-             extra: dict[str, Any] | None = None, dataset: str = "fmnist") -> dict[str, Any]:
+def make_row(
+    correct: list[bool] | list[int],
+    *,
+    defense: str = "invgan",
+    attack: str = "clean",
+    threat: str | None = None,
+    seed: int = 0,
+    cfg: dict[str, Any] | None = None,
+    scores: list[float] | None = None,
+    indices: list[int] | None = None,
+    extra: dict[str, Any] | None = None,
+    dataset: str = "fmnist",
+) -> dict[str, Any]:
     """A store-shaped row whose image i is classified correctly iff correct[i]."""
     n = len(correct)
     labels = [i % 10 for i in range(n)]
@@ -34,14 +47,29 @@ def make_row(correct: list[bool] | list[int], *, defense: str = "invgan", attack
     if cfg is None and attack != "clean":
         cfg = attack_cfg(attack.upper(), attack)
     return {
-        "dataset": dataset, "classifier": "cnn", "defense": defense, "defense_hash": f"h-{defense}",
-        "attack": attack, "attack_hash": f"a-{attack}-{(cfg or {}).get('eps')}-{(cfg or {}).get('alpha')}",
-        "threat": threat or ("none" if attack == "clean" else "graybox"), "seed": seed,
-        "defense_config": {}, "attack_config": cfg or {}, "n": n, "correct": int(sum(map(bool, correct))),
-        "correct_undefended": 0, "labels": labels, "preds": preds, "preds_undefended": labels,
+        "dataset": dataset,
+        "classifier": "cnn",
+        "defense": defense,
+        "defense_hash": f"h-{defense}",
+        "attack": attack,
+        "attack_hash": f"a-{attack}-{(cfg or {}).get('eps')}-{(cfg or {}).get('alpha')}",
+        "threat": threat or ("none" if attack == "clean" else "graybox"),
+        "seed": seed,
+        "defense_config": {},
+        "attack_config": cfg or {},
+        "n": n,
+        "correct": int(sum(map(bool, correct))),
+        "correct_undefended": 0,
+        "labels": labels,
+        "preds": preds,
+        "preds_undefended": labels,
         "scores": list(scores) if scores is not None else [0.0] * n,
-        "indices": list(indices) if indices is not None else list(range(n)), "wall_seconds": 0.1,
-        "device": "cpu", "created_at": "2024-01-01T00:00:00", "defbench_version": "0.1.0", "extra": extra or {},
+        "indices": list(indices) if indices is not None else list(range(n)),
+        "wall_seconds": 0.1,
+        "device": "cpu",
+        "created_at": "2024-01-01T00:00:00",
+        "defbench_version": "0.1.0",
+        "extra": extra or {},
     }
 
 
@@ -51,9 +79,14 @@ def frac(k: int, n: int = 10) -> list[bool]:
 
 # --------------------------------------------------------------------------------------------- robust accuracy
 
+
 def test_mean_std_over_two_seeds():
-    rows = [make_row(frac(9), seed=0), make_row(frac(10), seed=1),
-            make_row(frac(6), attack="pgd", seed=0), make_row(frac(8), attack="pgd", seed=1)]
+    rows = [
+        make_row(frac(9), seed=0),
+        make_row(frac(10), seed=1),
+        make_row(frac(6), attack="pgd", seed=0),
+        make_row(frac(8), attack="pgd", seed=1),
+    ]
     df = robust_accuracy_table(rows)
     assert list(df.index) == ["clean", "PGD", "worst case"]
     assert list(df.columns) == ["invgan"]
@@ -91,8 +124,13 @@ def test_worst_case_per_seed_and_never_above_min():
 
 
 def test_threats_are_columns_or_separate_tables():
-    rows = [make_row(frac(10)), make_row(frac(5), attack="pgd"), make_row(frac(2), attack="pgd", threat="bpda"),
-            make_row(frac(10), defense="none"), make_row(frac(0), defense="none", attack="pgd")]
+    rows = [
+        make_row(frac(10)),
+        make_row(frac(5), attack="pgd"),
+        make_row(frac(2), attack="pgd", threat="bpda"),
+        make_row(frac(10), defense="none"),
+        make_row(frac(0), defense="none", attack="pgd"),
+    ]
     mixed = robust_accuracy_table(rows)
     assert list(mixed.columns) == ["invgan (graybox)", "invgan (bpda)", "none (graybox)"]
     assert mixed.loc["PGD", "invgan (bpda)"] == "20.0"
@@ -103,6 +141,7 @@ def test_threats_are_columns_or_separate_tables():
 
 
 # --------------------------------------------------------------------------------------------- repeat rule
+
 
 def test_repeat_rule_all_of_k():
     labels_ok = [1, 1, 1, 1]
@@ -123,15 +162,18 @@ def test_repeat_rule_all_of_k():
 
 # --------------------------------------------------------------------------------------------- detection AUC
 
+
 def test_detection_auc():
     rows = []
     for seed in (0, 1):
-        rows += [make_row(frac(3, 3), seed=seed, scores=[0.0, 0.1, 0.2]),
-                 make_row(frac(1, 3), attack="pgd", seed=seed, scores=[0.5, 0.6, 0.7]),
-                 make_row(frac(3, 3), defense="ride", seed=seed, scores=[0.3, 0.3, 0.3]),
-                 make_row(frac(1, 3), defense="ride", attack="pgd", seed=seed, scores=[0.3, 0.3, 0.3]),
-                 make_row(frac(3, 3), defense="none", seed=seed),
-                 make_row(frac(0, 3), defense="none", attack="pgd", seed=seed)]
+        rows += [
+            make_row(frac(3, 3), seed=seed, scores=[0.0, 0.1, 0.2]),
+            make_row(frac(1, 3), attack="pgd", seed=seed, scores=[0.5, 0.6, 0.7]),
+            make_row(frac(3, 3), defense="ride", seed=seed, scores=[0.3, 0.3, 0.3]),
+            make_row(frac(1, 3), defense="ride", attack="pgd", seed=seed, scores=[0.3, 0.3, 0.3]),
+            make_row(frac(3, 3), defense="none", seed=seed),
+            make_row(frac(0, 3), defense="none", attack="pgd", seed=seed),
+        ]
     df = detection_auc_table(rows)
     # per defense: InvGAN's protocol, then every image ("all images")
     assert list(df.columns) == ["invgan", "invgan (all images)", "ride", "ride (all images)"]
@@ -141,30 +183,34 @@ def test_detection_auc():
     # make_row's gray-box attacks never fool the bare classifier (preds_undefended = labels): no positives
     assert df.loc["PGD", "invgan"] == "n/a"
     # reversed separation -> 0; half overlap -> hand value
-    rev = detection_auc_table([make_row(frac(2, 2), scores=[1.0, 0.9]), make_row(frac(0, 2), attack="pgd",
-                                                                                   scores=[0.1, 0.2])])
+    rev = detection_auc_table(
+        [make_row(frac(2, 2), scores=[1.0, 0.9]), make_row(frac(0, 2), attack="pgd", scores=[0.1, 0.2])]
+    )
     assert rev.loc["PGD", "invgan (all images)"] == "0.0000"
-    part = detection_auc_table([make_row(frac(2, 2), scores=[0.0, 0.5]), make_row(frac(0, 2), attack="pgd",
-                                                                                    scores=[0.4, 1.0])])
+    part = detection_auc_table(
+        [make_row(frac(2, 2), scores=[0.0, 0.5]), make_row(frac(0, 2), attack="pgd", scores=[0.4, 1.0])]
+    )
     assert part.attrs["mean"].loc["PGD", "invgan (all images)"] == pytest.approx(0.75)
 
 
 # --------------------------------------------------------------------------------------------- sanity flags
 
+
 def _healthy(n: int = 100) -> list[dict[str, Any]]:
     """A run with nothing suspicious: PGD stronger than FGSM, BPDA stronger than gray-box, 'none' broken."""
     fgsm = attack_cfg("FGSM", "fgsm", iterative=False)
     grad = {"gradient_check": {"zero_grad_fraction": 0.01, "nondeterministic": False, "threat": "bpda"}}
-    return [make_row(frac(n, n), extra=grad),
-            make_row(frac(60 * n // 100, n), attack="fgsm", cfg=fgsm),
-            make_row(frac(50 * n // 100, n), attack="pgd"),
-            make_row(frac(30 * n // 100, n), attack="pgd", threat="bpda"),
-            make_row(frac(n, n), defense="none"),
-            make_row(frac(5 * n // 100, n), defense="none", attack="fgsm", cfg=fgsm),
-            make_row(frac(0 * n // 100, n), defense="none", attack="pgd"),
-            # an unbounded (minimal-perturbation) attack brings the undefended classifier to ≈0%
-            make_row(frac(0, n), defense="none", attack="cw", cfg=attack_cfg("CW", "cw", eps=None,
-                                                                                bounded=False))]
+    return [
+        make_row(frac(n, n), extra=grad),
+        make_row(frac(60 * n // 100, n), attack="fgsm", cfg=fgsm),
+        make_row(frac(50 * n // 100, n), attack="pgd"),
+        make_row(frac(30 * n // 100, n), attack="pgd", threat="bpda"),
+        make_row(frac(n, n), defense="none"),
+        make_row(frac(5 * n // 100, n), defense="none", attack="fgsm", cfg=fgsm),
+        make_row(frac(0 * n // 100, n), defense="none", attack="pgd"),
+        # an unbounded (minimal-perturbation) attack brings the undefended classifier to ≈0%
+        make_row(frac(0, n), defense="none", attack="cw", cfg=attack_cfg("CW", "cw", eps=None, bounded=False)),
+    ]
 
 
 def test_sanity_clean_case_is_silent():
@@ -199,16 +245,19 @@ def test_flag_whitebox_weaker_than_graybox():
 
 def test_flag_no_defense_not_broken():
     rows = _healthy()
-    rows[5] = make_row(frac(40, 100), defense="none", attack="fgsm", cfg=attack_cfg("FGSM", "fgsm",
-                                                                                    iterative=False))
+    rows[5] = make_row(frac(40, 100), defense="none", attack="fgsm", cfg=attack_cfg("FGSM", "fgsm", iterative=False))
     rows[6] = make_row(frac(20, 100), defense="none", attack="pgd")
     flags = sanity_flags(rows)
     assert len(flags) == 1 and "no defense" in flags[0] and "PGD" in flags[0] and "20.0%" in flags[0]
 
 
-@pytest.mark.parametrize("check,needle", [({"zero_grad_fraction": 0.8, "nondeterministic": False}, "80%"),
-                                          ({"zero_grad_fraction": 0.0, "nondeterministic": True},
-                                           "nondeterministic")])
+@pytest.mark.parametrize(
+    "check,needle",
+    [
+        ({"zero_grad_fraction": 0.8, "nondeterministic": False}, "80%"),
+        ({"zero_grad_fraction": 0.0, "nondeterministic": True}, "nondeterministic"),
+    ],
+)
 def test_flag_gradient_check(check, needle):
     rows = _healthy()
     rows[0]["extra"] = {"gradient_check": {**check, "threat": "bpda"}}
@@ -223,6 +272,7 @@ def test_flag_small_cells():
 
 # --------------------------------------------------------------------------------------------- files
 
+
 def _run_rows() -> list[dict[str, Any]]:
     rows = []
     for seed in (0, 1):
@@ -230,18 +280,39 @@ def _run_rows() -> list[dict[str, Any]]:
         rows.append(make_row(frac(10), defense="none", seed=seed))
         for d in ("invgan", "none"):
             for eps, k in ((0.1, 6), (0.3, 3)):
-                rows.append(make_row(frac(k), defense=d, attack="pgd", seed=seed, cfg=attack_cfg(
-                    f"PGD ε={eps}", "pgd", eps=eps), scores=[0.2 + eps] * 10))
+                rows.append(
+                    make_row(
+                        frac(k),
+                        defense=d,
+                        attack="pgd",
+                        seed=seed,
+                        cfg=attack_cfg(f"PGD ε={eps}", "pgd", eps=eps),
+                        scores=[0.2 + eps] * 10,
+                    )
+                )
             for alpha, k in ((1.0, 8), (2.0, 5)):
-                rows.append(make_row(frac(k), defense=d, attack="universal-fgsm", seed=seed, cfg=attack_cfg(
-                    f"Universal-FGSM α={alpha}", "universal-fgsm", iterative=False, alpha=alpha)))
+                rows.append(
+                    make_row(
+                        frac(k),
+                        defense=d,
+                        attack="universal-fgsm",
+                        seed=seed,
+                        cfg=attack_cfg(f"Universal-FGSM α={alpha}", "universal-fgsm", iterative=False, alpha=alpha),
+                    )
+                )
     return rows
 
 
 def test_write_reports(tmp_path):
     text = write_reports(_run_rows(), tmp_path)
-    for name in ("robust_accuracy.csv", "detection_auc.csv", "robust_accuracy.tex", "detection_auc.tex",
-                 "eps_sweep.png", "alpha_sweep.png"):
+    for name in (
+        "robust_accuracy.csv",
+        "detection_auc.csv",
+        "robust_accuracy.tex",
+        "detection_auc.tex",
+        "eps_sweep.png",
+        "alpha_sweep.png",
+    ):
         assert (tmp_path / name).is_file(), name
     assert text.splitlines()[0].startswith("**defbench results**") and "fmnist" in text.splitlines()[0]
     assert "2 seeds" in text.splitlines()[0] and "10 images" in text.splitlines()[0]
@@ -269,6 +340,7 @@ def test_markdown_and_latex_carry_notes():
 
 # --------------------------------------------------------------------------------------------- plots
 
+
 def test_alpha_and_eps_plots(tmp_path):
     rows = _run_rows()
     p = plot_alpha_sweep(rows, tmp_path / "a" / "alpha.png")
@@ -292,6 +364,7 @@ def test_image_grid(tmp_path):
 
 # --------------------------------------------------------------------------------------------- real store
 
+
 def test_store_round_trip(tmp_path):
     from defbench.harness.store import CellKey, CellResult, Store, config_hash
 
@@ -302,11 +375,21 @@ def test_store_round_trip(tmp_path):
         for attack, threat, cfg, correct in (("clean", "none", {}, 9), ("pgd", "graybox", pgd, 4 + seed)):
             labels = list(range(10))
             preds = [y if i < correct else (y + 1) % 10 for i, y in enumerate(labels)]
-            store.put(CellKey("fmnist", "cnn", "invgan", config_hash(dcfg), attack, config_hash(cfg), threat, seed),
-                      CellResult(labels=labels, preds=preds, preds_undefended=labels if attack == "clean" else preds,
-                                 scores=[0.1 * i + (attack != "clean") for i in range(10)], indices=list(range(10)),
-                                 wall_seconds=0.5, device="cpu", defense_config=dcfg, attack_config=cfg,
-                                 extra={"repeat_preds": [preds, preds]} if attack == "pgd" else {}))
+            store.put(
+                CellKey("fmnist", "cnn", "invgan", config_hash(dcfg), attack, config_hash(cfg), threat, seed),
+                CellResult(
+                    labels=labels,
+                    preds=preds,
+                    preds_undefended=labels if attack == "clean" else preds,
+                    scores=[0.1 * i + (attack != "clean") for i in range(10)],
+                    indices=list(range(10)),
+                    wall_seconds=0.5,
+                    device="cpu",
+                    defense_config=dcfg,
+                    attack_config=cfg,
+                    extra={"repeat_preds": [preds, preds]} if attack == "pgd" else {},
+                ),
+            )
     df = robust_accuracy_table(store.rows())
     assert df.loc["clean", "invgan"] == "90.0 ± 0.0" and df.loc["PGD", "invgan"] == "45.0 ± 7.1"
     assert detection_auc_table(store.rows()).loc["PGD", "invgan"] == "1.0000 ± 0.0000"
@@ -341,7 +424,7 @@ def test_auc_interval_hanley_mcneil():
     from defbench.reports.common import auc_interval
 
     lo, hi = auc_interval(0.5, 10, 10)  # q1 = q2 = 1/3: var = (0.25 + 2 * 9 / 12) / 100 = 0.0175
-    assert (lo, hi) == pytest.approx((0.5 - 1.96 * 0.0175 ** 0.5, 0.5 + 1.96 * 0.0175 ** 0.5))
+    assert (lo, hi) == pytest.approx((0.5 - 1.96 * 0.0175**0.5, 0.5 + 1.96 * 0.0175**0.5))
     assert all(math.isnan(v) for v in auc_interval(1.0, 20, 20) + auc_interval(0.0, 20, 20))  # SE 0: none
     w100 = auc_interval(0.8, 100, 100)
     w20 = auc_interval(0.8, 20, 20)

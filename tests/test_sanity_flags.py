@@ -20,10 +20,13 @@ PGD = attack_cfg("PGD", "pgd")
 
 def _base(defense: str = "invgan") -> list[dict]:
     """A sound run: the undefended classifier broken by every attack, the defense's BPDA stronger than gray-box."""
-    return [make_row(frac(N, N), defense="none"), make_row(frac(0, N), defense="none", attack="pgd", cfg=PGD),
-            make_row(frac(90, N), defense=defense),
-            make_row(frac(50, N), defense=defense, attack="pgd", cfg=PGD),
-            make_row(frac(30, N), defense=defense, attack="pgd", cfg={**PGD, "eot": 10}, threat="bpda")]
+    return [
+        make_row(frac(N, N), defense="none"),
+        make_row(frac(0, N), defense="none", attack="pgd", cfg=PGD),
+        make_row(frac(90, N), defense=defense),
+        make_row(frac(50, N), defense=defense, attack="pgd", cfg=PGD),
+        make_row(frac(30, N), defense=defense, attack="pgd", cfg={**PGD, "eot": 10}, threat="bpda"),
+    ]
 
 
 def test_sound_base_is_silent():
@@ -31,6 +34,7 @@ def test_sound_base_is_silent():
 
 
 # --------------------------------------------------------------------------------------------- shattered gradients
+
 
 class _Quantize(Defense):
     """A broken setup: rounding to 4 levels has a zero gradient almost everywhere (shattered gradients)."""
@@ -66,14 +70,22 @@ def _with_check(gc: dict, defense: str = "invgan") -> list[dict]:
     return rows
 
 
-@pytest.mark.parametrize("make", [lambda G: _Quantize((1, 28, 28)),
-                                  lambda G: __import__("defbench.defenses.baselines", fromlist=["x"])
-                                  .MedianFilter(3, shape=(1, 28, 28)),
-                                  lambda G: __import__("defbench.defenses.gan_prior", fromlist=["x"]).GANPriorDefense(
-                                      "defensegan", *G, cfg=__import__("defbench.defenses.gan_prior", fromlist=["x"])
-                                      .PAPER_CONFIGS["defensegan"].with_(latent_steps=2, restarts=1),
-                                      shape=(1, 28, 28))],
-                         ids=["quantize", "median", "defensegan"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda G: _Quantize((1, 28, 28)),
+        lambda G: __import__("defbench.defenses.baselines", fromlist=["x"]).MedianFilter(3, shape=(1, 28, 28)),
+        lambda G: __import__("defbench.defenses.gan_prior", fromlist=["x"]).GANPriorDefense(
+            "defensegan",
+            *G,
+            cfg=__import__("defbench.defenses.gan_prior", fromlist=["x"])
+            .PAPER_CONFIGS["defensegan"]
+            .with_(latent_steps=2, restarts=1),
+            shape=(1, 28, 28),
+        ),
+    ],
+    ids=["quantize", "median", "defensegan"],
+)
 def test_shattered_gradients_fire_on_the_real_autograd_gradient(make, random_gan):
     """BPDA's straight-through always passes a gradient; f ∘ purify's own graph does not, and the flag fires."""
     gc = _gradient_check(make(random_gan))
@@ -106,6 +118,7 @@ def test_undeclared_randomness_fires():
 
 
 # --------------------------------------------------------------------------------------------- white vs gray
+
 
 def test_white_box_weaker_than_gray_box_on_the_same_images_fires_for_a_subset_cell():
     rows = _base()
@@ -154,10 +167,15 @@ def test_unbounded_attack_breaking_the_classifier_is_silent():
 
 # --------------------------------------------------------------------------------------------- weak beats white-box
 
-@pytest.mark.parametrize("attack,cfg,threat,kind", [
-    ("fgsm", FGSM, "graybox", "transfer"),
-    ("universal-art", attack_cfg("Universal (ART)", "universal-art", iterative=True), "graybox", "universal"),
-    ("square", attack_cfg("Square", "square"), "graybox", "score-based")])
+
+@pytest.mark.parametrize(
+    "attack,cfg,threat,kind",
+    [
+        ("fgsm", FGSM, "graybox", "transfer"),
+        ("universal-art", attack_cfg("Universal (ART)", "universal-art", iterative=True), "graybox", "universal"),
+        ("square", attack_cfg("Square", "square"), "graybox", "score-based"),
+    ],
+)
 def test_weaker_knowledge_attack_beating_white_box_fires(attack, cfg, threat, kind):
     rows = _base() + [make_row(frac(10, N), attack=attack, cfg=cfg, threat=threat)]
     flags = sanity_flags(rows)
@@ -171,10 +189,17 @@ def test_weaker_knowledge_attack_not_beating_white_box_is_silent(attack, cfg):
 
 # --------------------------------------------------------------------------------------------- EOT 1
 
+
 def _bpda_rows(eot: int, randomized: bool):
     rows = _base("defensegan")
-    rows[4] = make_row(frac(30, N), defense="defensegan", attack="pgd", cfg={**PGD, "eot": eot}, threat="bpda",
-                       extra={"randomized": randomized})
+    rows[4] = make_row(
+        frac(30, N),
+        defense="defensegan",
+        attack="pgd",
+        cfg={**PGD, "eot": eot},
+        threat="bpda",
+        extra={"randomized": randomized},
+    )
     return rows
 
 
@@ -195,15 +220,19 @@ UFGSM = attack_cfg("Universal-FGSM α=2", "universal-fgsm", eps=None, iterative=
 
 def test_defense_worse_than_no_defense_fires():
     """The quickstart's case: MimicGAN 16% against 84% undefended under Universal-FGSM."""
-    rows = _base("mimicgan") + [make_row(frac(84, N), defense="none", attack="universal-fgsm", cfg=UFGSM),
-                                make_row(frac(16, N), defense="mimicgan", attack="universal-fgsm", cfg=UFGSM)]
+    rows = _base("mimicgan") + [
+        make_row(frac(84, N), defense="none", attack="universal-fgsm", cfg=UFGSM),
+        make_row(frac(16, N), defense="mimicgan", attack="universal-fgsm", cfg=UFGSM),
+    ]
     flags = sanity_flags(rows)
     assert len(flags) == 1 and "fewer images correct than no defense" in flags[0] and "16.0%" in flags[0]
 
 
 def test_defense_within_the_interval_of_no_defense_is_silent():
-    rows = _base("mimicgan") + [make_row(frac(84, N), defense="none", attack="universal-fgsm", cfg=UFGSM),
-                                make_row(frac(80, N), defense="mimicgan", attack="universal-fgsm", cfg=UFGSM)]
+    rows = _base("mimicgan") + [
+        make_row(frac(84, N), defense="none", attack="universal-fgsm", cfg=UFGSM),
+        make_row(frac(80, N), defense="mimicgan", attack="universal-fgsm", cfg=UFGSM),
+    ]
     assert sanity_flags(rows) == []
 
 
@@ -216,10 +245,20 @@ def test_bpda_cell_is_compared_with_the_undefended_gray_box_cell():
 
 # --------------------------------------------------------------------------------------------- output checks
 
+
 def test_output_violations_fire_from_synthetic_rows():
     rows = _base()
-    rows[3]["extra"] = {"output_violations": [{"check": "linf", "images": 3, "batch": 10, "worst": 0.6,
-                                               "message": "moved 3 of 10 images beyond ε=0.3 (worst 0.6)"}]}
+    rows[3]["extra"] = {
+        "output_violations": [
+            {
+                "check": "linf",
+                "images": 3,
+                "batch": 10,
+                "worst": 0.6,
+                "message": "moved 3 of 10 images beyond ε=0.3 (worst 0.6)",
+            }
+        ]
+    }
     flags = sanity_flags(rows)
     assert len(flags) == 1 and "output checks" in flags[0] and "beyond ε=0.3" in flags[0]
     rows[3]["extra"] = {"output_violations": []}
@@ -238,8 +277,16 @@ def test_runner_records_output_violations_and_the_flag_fires(tiny_zoo, tmp_path)
         def run(self, model, x, y):
             return (x + 2 * self.eps * torch.sign(super().run(model, x, y) - x)).clamp(0, 1)
 
-    spec = MatrixSpec(dataset="fmnist", defenses=("none",), attacks=(AttackSpec("fgsm", 0.1),), n=4, batch_size=4,
-                      preset="quick", out=str(tmp_path / "o"), progress=False)
+    spec = MatrixSpec(
+        dataset="fmnist",
+        defenses=("none",),
+        attacks=(AttackSpec("fgsm", 0.1),),
+        n=4,
+        batch_size=4,
+        preset="quick",
+        out=str(tmp_path / "o"),
+        progress=False,
+    )
     runner = MatrixRunner(spec)
     runner.attack = lambda s: Sloppy("fmnist", s.eps)
     runner.run()
@@ -247,7 +294,17 @@ def test_runner_records_output_violations_and_the_flag_fires(tiny_zoo, tmp_path)
     bad = [r for r in rows if r["attack"] == "fgsm"]
     assert bad and bad[0]["extra"].get("output_violations")
     assert any("output checks" in f for f in sanity_flags(rows))
-    runner2 = MatrixRunner(MatrixSpec(dataset="fmnist", defenses=("none",), attacks=(AttackSpec("fgsm", 0.1),), n=4,
-                                      batch_size=4, preset="quick", out=str(tmp_path / "p"), progress=False))
+    runner2 = MatrixRunner(
+        MatrixSpec(
+            dataset="fmnist",
+            defenses=("none",),
+            attacks=(AttackSpec("fgsm", 0.1),),
+            n=4,
+            batch_size=4,
+            preset="quick",
+            out=str(tmp_path / "p"),
+            progress=False,
+        )
+    )
     runner2.run()
     assert not any("output checks" in f for f in sanity_flags(runner2.store.rows()))

@@ -25,15 +25,18 @@ def _row(correct, attack, cfg, **kw):
 
 # --------------------------------------------------------------------------------------------- worst case
 
+
 def test_worst_case_only_over_bounded_attacks_at_the_same_eps():
     n = 10
-    rows = [make_row(frac(n, n)),
-            _row(frac(8, n), "fgsm", _cfg_of("fgsm", 0.3)),
-            _row([1] * 6 + [0, 0] + [1, 1], "pgd", _cfg_of("pgd", 0.3)),  # wrong on 6, 7 (FGSM: on 8, 9)
-            # unbounded, universal and corruption rows break every image: not folded into the worst case
-            _row(frac(0, n), "cw", _cfg_of("cw")),
-            _row(frac(0, n), "universal-fgsm", _cfg_of("universal-fgsm", alpha=3.0)),
-            _row(frac(0, n), "binarize", _cfg_of("binarize"))]
+    rows = [
+        make_row(frac(n, n)),
+        _row(frac(8, n), "fgsm", _cfg_of("fgsm", 0.3)),
+        _row([1] * 6 + [0, 0] + [1, 1], "pgd", _cfg_of("pgd", 0.3)),  # wrong on 6, 7 (FGSM: on 8, 9)
+        # unbounded, universal and corruption rows break every image: not folded into the worst case
+        _row(frac(0, n), "cw", _cfg_of("cw")),
+        _row(frac(0, n), "universal-fgsm", _cfg_of("universal-fgsm", alpha=3.0)),
+        _row(frac(0, n), "binarize", _cfg_of("binarize")),
+    ]
     df = robust_accuracy_table(rows)
     mean = df.attrs["mean"]["invgan"]
     assert mean["worst case"] == pytest.approx(0.6)  # images 0-5: correct under FGSM and PGD at ε = 0.3
@@ -48,9 +51,13 @@ def test_worst_case_only_over_bounded_attacks_at_the_same_eps():
 
 def test_worst_case_per_eps():
     n = 10
-    rows = [make_row(frac(n, n)),
-            _row(frac(9, n), "fgsm", _cfg_of("fgsm", 0.1)), _row(frac(7, n), "pgd", _cfg_of("pgd", 0.1)),
-            _row(frac(4, n), "fgsm", _cfg_of("fgsm", 0.3)), _row(frac(2, n), "pgd", _cfg_of("pgd", 0.3))]
+    rows = [
+        make_row(frac(n, n)),
+        _row(frac(9, n), "fgsm", _cfg_of("fgsm", 0.1)),
+        _row(frac(7, n), "pgd", _cfg_of("pgd", 0.1)),
+        _row(frac(4, n), "fgsm", _cfg_of("fgsm", 0.3)),
+        _row(frac(2, n), "pgd", _cfg_of("pgd", 0.3)),
+    ]
     df = robust_accuracy_table(rows)
     mean = df.attrs["mean"]["invgan"]
     assert mean["worst case ε=0.1"] == pytest.approx(0.7)
@@ -60,6 +67,7 @@ def test_worst_case_per_eps():
 
 # --------------------------------------------------------------------------------------------- ε sweep labels
 
+
 def test_eps_sweep_rows_are_labelled_by_eps():
     rows = [make_row(frac(10))]
     for eps, k in ((0.1, 6), (0.15, 4), (0.2, 2)):
@@ -68,13 +76,16 @@ def test_eps_sweep_rows_are_labelled_by_eps():
     assert [i for i in df.index if i.startswith("FGSM")] == ["FGSM ε=0.1", "FGSM ε=0.15", "FGSM ε=0.2"]
     assert df.loc["FGSM ε=0.15", "invgan"] == "40.0"
     # configurations that differ in a parameter, not ε, say which
-    rows = [make_row(frac(10)), _row(frac(5), "pgd", _cfg_of("pgd", 0.3, steps=10)),
-            _row(frac(3), "pgd", _cfg_of("pgd", 0.3, steps=40))]
-    assert {i for i in robust_accuracy_table(rows).index if i.startswith("PGD")} == {"PGD steps=10",
-                                                                                     "PGD steps=40"}
+    rows = [
+        make_row(frac(10)),
+        _row(frac(5), "pgd", _cfg_of("pgd", 0.3, steps=10)),
+        _row(frac(3), "pgd", _cfg_of("pgd", 0.3, steps=40)),
+    ]
+    assert {i for i in robust_accuracy_table(rows).index if i.startswith("PGD")} == {"PGD steps=10", "PGD steps=40"}
 
 
 # --------------------------------------------------------------------------------------------- gan-aware
+
 
 def test_gan_aware_budget_is_labelled_latent():
     cfg = _cfg_of("fgsm", 0.3)
@@ -88,12 +99,15 @@ def test_gan_aware_budget_is_labelled_latent():
 
 # --------------------------------------------------------------------------------------------- EOT in the label
 
+
 def test_eot_is_shown_in_the_column_and_rows_stay_merged():
     pgd = _cfg_of("pgd", 0.3)
-    rows = [make_row(frac(10), defense="defensegan"), make_row(frac(10), defense="invgan"),
-            _row(frac(3), "pgd", {**pgd, "eot": 10}, defense="defensegan", threat="bpda",
-                 extra={"randomized": True}),
-            _row(frac(5), "pgd", {**pgd, "eot": 1}, defense="invgan", threat="bpda", extra={"randomized": False})]
+    rows = [
+        make_row(frac(10), defense="defensegan"),
+        make_row(frac(10), defense="invgan"),
+        _row(frac(3), "pgd", {**pgd, "eot": 10}, defense="defensegan", threat="bpda", extra={"randomized": True}),
+        _row(frac(5), "pgd", {**pgd, "eot": 1}, defense="invgan", threat="bpda", extra={"randomized": False}),
+    ]
     df = robust_accuracy_table(rows, threat="bpda")
     assert list(df.columns) == ["defensegan (EOT=10)", "invgan"]
     assert df.loc["PGD", "defensegan (EOT=10)"] == "30.0" and df.loc["PGD", "invgan"] == "50.0"  # one row
@@ -102,13 +116,15 @@ def test_eot_is_shown_in_the_column_and_rows_stay_merged():
 
 # --------------------------------------------------------------------------------------------- detection AUC
 
+
 def _auc_rows(threat="graybox"):
     # clean: images 0-7 correctly classified by the bare classifier, 8-9 not
     clean = make_row(frac(10), scores=[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.05, 0.05])
     clean["preds_undefended"] = [y if i < 8 else (y + 1) % 10 for i, y in enumerate(clean["labels"])]
     # attacked: succeeds (fools the bare classifier) on images 0-3 and 8-9 only
-    att = make_row(frac(4, 10), attack="pgd", threat=threat, scores=[0.9, 0.85, 0.25, 0.75, 0.0, 0.0, 0.0, 0.0,
-                                                                      0.95, 0.95])
+    att = make_row(
+        frac(4, 10), attack="pgd", threat=threat, scores=[0.9, 0.85, 0.25, 0.75, 0.0, 0.0, 0.0, 0.0, 0.95, 0.95]
+    )
     fooled = [True] * 4 + [False] * 4 + [True, True]
     att["preds_undefended"] = [(y + 1) % 10 if f else y for y, f in zip(att["labels"], fooled)]
     att["preds"] = list(att["preds_undefended"])

@@ -19,8 +19,9 @@ def test_discriminator_loss_leaves_2ln2_early(fmnist, tiny_classifier):
     train, test = fmnist
     model, _ = tiny_classifier
     recipe = GANRecipe(epochs=1, epoch_fraction=0.05, eval_images=10, eval_restarts=1, eval_steps=5)
-    _, metrics = train_gan("fmnist", train, test, model, recipe, seed=0, device=torch.device("cpu"),
-                           progress=False, max_steps=40)
+    _, metrics = train_gan(
+        "fmnist", train, test, model, recipe, seed=0, device=torch.device("cpu"), progress=False, max_steps=40
+    )
     trace = metrics["d_loss_trace"]
     assert len(trace) == 40
     late = sum(trace[-10:]) / 10
@@ -43,8 +44,9 @@ def test_separate_batches_would_be_stuck():
 def test_encoder_recovers_latent_better_than_random(random_gan):
     G, _ = random_gan
     before = latent_recovery(G, _untrained_encoder(), 3, "cpu", n=200)
-    state, metrics = train_encoder("fmnist", G, EncoderRecipe(iterations=150, batch_size=32, lr=1e-3), seed=0,
-                                   device="cpu", progress=False)
+    state, metrics = train_encoder(
+        "fmnist", G, EncoderRecipe(iterations=150, batch_size=32, lr=1e-3), seed=0, device="cpu", progress=False
+    )
     assert metrics["latent_error"] < 0.6 * metrics["random_guess_latent_error"]
     assert metrics["latent_error"] < 0.8 * before["latent_error"]
 

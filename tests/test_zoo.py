@@ -10,8 +10,11 @@ from defbench.harness import zoo
 
 def _save_tiny(mid="classifier-fmnist-quick"):
     kind, dataset, preset = mid.split("-")[:3]
-    return zoo.save(mid, {"w": torch.arange(10.0)}, {"kind": kind, "dataset": dataset, "preset": preset,
-                                                     "arch": "x", "config": {"seed": 0}, "metrics": {}})
+    return zoo.save(
+        mid,
+        {"w": torch.arange(10.0)},
+        {"kind": kind, "dataset": dataset, "preset": preset, "arch": "x", "config": {"seed": 0}, "metrics": {}},
+    )
 
 
 def test_roundtrip_and_manifest():
@@ -76,13 +79,37 @@ def test_cli_flipped_byte_in_classifier_one_line_nothing_overwritten(tmp_path, m
 
     monkeypatch.setenv("DEFBENCH_HOME", str(tmp_path / "home"))
     model = build_classifier("fmnist")
-    e = zoo.save("classifier-fmnist-quick", model.state_dict(), {"kind": "classifier", "dataset": "fmnist",
-                 "preset": "quick", "arch": model.arch, "config": {"seed": 0}, "metrics": {}})
+    e = zoo.save(
+        "classifier-fmnist-quick",
+        model.state_dict(),
+        {
+            "kind": "classifier",
+            "dataset": "fmnist",
+            "preset": "quick",
+            "arch": model.arch,
+            "config": {"seed": 0},
+            "metrics": {},
+        },
+    )
     raw = bytearray(e.path.read_bytes())
     raw[100] ^= 0x01
     e.path.write_bytes(bytes(raw))
-    rc = main(["matrix", "--preset", "quick", "--attacks", "none", "--defense", "none", "--n", "5", "--no-progress",
-               "--out", str(tmp_path / "out")])
+    rc = main(
+        [
+            "matrix",
+            "--preset",
+            "quick",
+            "--attacks",
+            "none",
+            "--defense",
+            "none",
+            "--n",
+            "5",
+            "--no-progress",
+            "--out",
+            str(tmp_path / "out"),
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and err.count("\n") == 1 and "Traceback" not in err
     assert "sha256" in err and "defbench train classifier --dataset fmnist --preset quick --force" in err
@@ -99,12 +126,16 @@ def test_cli_zero_epochs_is_a_clear_error(capsys):
 def test_gan_tags_and_their_build_commands():
     from defbench.harness.models import gan_tag, parse_gan_tag
 
-    for kw in ({"subset_fraction": 0.8, "seed": 2}, {"holdout_class": 7},
-               {"subset_fraction": 0.8, "seed": 1, "holdout_class": 0}):
+    for kw in (
+        {"subset_fraction": 0.8, "seed": 2},
+        {"holdout_class": 7},
+        {"subset_fraction": 0.8, "seed": 1, "holdout_class": 0},
+    ):
         tag = gan_tag(kw.get("subset_fraction", 1.0), kw.get("seed", 0), kw.get("holdout_class"))
         assert parse_gan_tag(tag) == kw
     assert zoo.build_hint("gan-fmnist-paper-sub80-s3") == (
-        "defbench train gan --dataset fmnist --preset paper --subset-fraction 0.8 --seed 3 --force")
+        "defbench train gan --dataset fmnist --preset paper --subset-fraction 0.8 --seed 3 --force"
+    )
     assert zoo.build_hint("encoder-mnist-quick-no5").endswith("--preset quick --holdout-class 5 --force")
     with pytest.raises(DefbenchError, match="must look like sub80-s1"):
         parse_gan_tag("sub80")

@@ -16,5 +16,6 @@ class MIFGSM(Attack):
 
     def run(self, model, x, y):
         p = self.params
-        return torchattacks.MIFGSM(model, eps=self.eps, alpha=self.eps / p["steps"], steps=p["steps"],
-                                   decay=p["decay"])(x, y)
+        return torchattacks.MIFGSM(
+            model, eps=self.eps, alpha=self.eps / p["steps"], steps=p["steps"], decay=p["decay"]
+        )(x, y)
