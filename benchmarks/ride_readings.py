@@ -24,7 +24,7 @@ from defbench.attacks.registry import get_attack
 from defbench.defenses.registry import build_defense
 from defbench.harness.data import load_dataset
 from defbench.harness.models import get_classifier
-from defbench.reports.common import binomial_half_width
+from defbench.reports.common import wilson_interval
 
 
 def _acc(clf, x, y) -> float:
@@ -33,14 +33,15 @@ def _acc(clf, x, y) -> float:
 
 
 def _cell(p: float, n: int) -> str:
-    return f"{100 * p:.0f} ± {100 * binomial_half_width(n, p):.0f}"
+    lo, hi = wilson_interval(round(p * n), n)
+    return f"{100 * p:.0f} ({100 * lo:.0f}–{100 * hi:.0f})"
 
 
 def _write(rows, args, argv, n: int) -> None:
     lines = [
         f"Command: `{command_line(argv)}`; {n} {args.dataset} test images (seed {args.seed}), the {args.preset} "
         f"classifier, gray-box PGD ε = {args.eps} ({args.steps} steps, torchattacks) computed once on the bare "
-        "classifier. Accuracy % with binomial 95% half-width; ℓ2 = mean distance of the purified image to the "
+        "classifier. Accuracy % with its Wilson 95% interval; ℓ2 = mean distance of the purified image to the "
         "clean one (for the classifier-alone row: of the input).",
         "",
         "| variant | clean acc % | PGD acc % | ℓ2 to clean (clean in) | ℓ2 to clean (PGD in) | s / image |",
