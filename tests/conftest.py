@@ -91,6 +91,27 @@ def save_gan(G, D, dataset: str = "fmnist", tag: str = "", preset: str = "quick"
     return mid
 
 
+def save_encoder(seed: int = 0, dataset: str = "fmnist", preset: str = "quick") -> None:
+    """A random InvGAN encoder in the zoo as encoder-<dataset>-<preset> (the mechanics do not need a trained one)."""
+    from defbench.defenses.priors import Encoder
+    from defbench.harness import zoo
+
+    torch.manual_seed(seed)
+    enc = Encoder(1, 28)
+    zoo.save(
+        zoo.model_id("encoder", dataset, preset, ""),
+        {f"E.{k}": v for k, v in enc.state_dict().items()},
+        {
+            "kind": "encoder",
+            "dataset": dataset,
+            "preset": preset,
+            "arch": "invgan-encoder",
+            "config": {},
+            "metrics": {},
+        },
+    )
+
+
 @pytest.fixture(scope="session")
 def random_gan():
     return stand_in_gan("fmnist", 0)

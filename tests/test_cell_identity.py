@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import SHARED_DATA, save_gan, stand_in_gan
+from conftest import SHARED_DATA, save_encoder, save_gan, stand_in_gan
 from test_attack_checks import fake_distribution
 
 from defbench import DefbenchError
@@ -53,26 +53,6 @@ def zoo_home(tmp_path, monkeypatch, fmnist):
     save_gan(*stand_in_gan("fmnist", 0))
     save_encoder(0)
     return tmp_path / "home"
-
-
-def save_encoder(seed: int) -> None:
-    from defbench.defenses.priors import Encoder
-    from defbench.harness import zoo
-
-    torch.manual_seed(seed)
-    enc = Encoder(1, 28)
-    zoo.save(
-        "encoder-fmnist-quick",
-        {f"E.{k}": v for k, v in enc.state_dict().items()},
-        {
-            "kind": "encoder",
-            "dataset": "fmnist",
-            "preset": "quick",
-            "arch": "invgan-encoder",
-            "config": {},
-            "metrics": {},
-        },
-    )
 
 
 def run(out: Path, data_root=None, defenses=("none",), threats=("graybox",)) -> MatrixRunner:

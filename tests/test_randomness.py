@@ -16,6 +16,7 @@ import sqlite3
 import numpy as np
 import pytest
 import torch
+from conftest import save_encoder
 
 from defbench.attacks.threats import BPDAModel
 from defbench.defenses.base import Defense
@@ -31,26 +32,11 @@ SMALL = {
 
 
 def _save_encoder(seed: int = 1) -> None:
-    """A random InvGAN encoder in the test zoo (the mechanics do not need a trained one)."""
-    from defbench.defenses.priors import Encoder
+    """A random InvGAN encoder in the test zoo, once."""
     from defbench.harness import zoo
 
-    if zoo.exists("encoder-fmnist-quick"):
-        return
-    torch.manual_seed(seed)
-    enc = Encoder(1, 28)
-    zoo.save(
-        "encoder-fmnist-quick",
-        {f"E.{k}": v for k, v in enc.state_dict().items()},
-        {
-            "kind": "encoder",
-            "dataset": "fmnist",
-            "preset": "quick",
-            "arch": "invgan-encoder",
-            "config": {},
-            "metrics": {},
-        },
-    )
+    if not zoo.exists("encoder-fmnist-quick"):
+        save_encoder(seed)
 
 
 @pytest.fixture(scope="module")
