@@ -72,17 +72,21 @@ def write_examples(path: str | Path, blob: dict[str, Any]) -> Path:
     return path
 
 
-def save_examples(runner, key, idx, x, x_in, x_hat, y, k: int | None = None) -> Path | None:
-    """Save the first k images of a cell of ``runner`` (a :class:`~defbench.harness.matrix.MatrixRunner`) under
-    its store key. Called by ``run_cell`` with its first batch; ``runner.examples_k`` (default
-    :data:`DEFAULT_K`) sets k, 0 turns saving off. A failure to write is a warning, never a lost cell."""
+def cell_examples(runner, idx, x, x_in, x_hat, y, k: int | None = None) -> dict[str, Any] | None:
+    """The example blob of a cell of ``runner`` (a :class:`~defbench.harness.matrix.MatrixRunner`) from its first
+    batch, or None when saving is off (``runner.examples_k``, default :data:`DEFAULT_K`; 0 turns it off). Computed
+    where the cell runs; written by the process that writes the store (:func:`save_examples_blob`)."""
     k = getattr(runner, "examples_k", DEFAULT_K) if k is None else k
     if not k or k < 1:
         return None
+    indices = [int(i) for i in list(idx)[:k]]
+    return examples_blob(runner.classifier, x, x_in, x_hat, y, indices, k)
+
+
+def save_examples_blob(out_dir: str | Path, key, blob: dict[str, Any]) -> Path | None:
+    """Write a cell's example blob under its store key. A failure to write is a warning, never a lost cell."""
     try:
-        indices = [int(i) for i in list(idx)[:k]]
-        blob = examples_blob(runner.classifier, x, x_in, x_hat, y, indices, k)
-        return write_examples(examples_path(runner.spec.out, getattr(key, "key", key)), blob)
+        return write_examples(examples_path(out_dir, getattr(key, "key", key)), blob)
     except (OSError, RuntimeError) as exc:
         warnings.warn(f"could not save the example images of cell {getattr(key, 'key', key)}: {exc}", stacklevel=2)
         return None

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
@@ -168,17 +168,34 @@ class Cell:
     attack: AttackSpec | None  # None for the clean cell
 
 
-class Executor:
-    """Runs cells; a distributed executor (e.g. Ray) implements the same ``run`` on the same store."""
+@dataclass
+class CellOutcome:
+    """What computing a cell gives back to whoever writes the store: the result, or the message of a plugin
+    that crashed, and the example images for the HTML report. Workers of a distributed executor return it;
+    only the driver writes (:meth:`MatrixRunner.record`)."""
 
-    def run(self, cells: list[Cell], work: Callable[[Cell], None]) -> None:
+    cell: Cell
+    key: CellKey
+    label: str
+    result: CellResult | None = None
+    failure: str | None = None
+    examples: dict[str, Any] | None = None
+
+
+class Executor:
+    """Runs cells: computes each (:meth:`MatrixRunner.compute_cell_guarded`) wherever it likes and hands every
+    outcome to :meth:`MatrixRunner.record` in this process, the only writer of the store."""
+
+    def run(self, runner: "MatrixRunner", cells: list[Cell]) -> None:
         raise NotImplementedError
 
 
 class LocalExecutor(Executor):
-    def run(self, cells, work):
+    """One cell after another in this process."""
+
+    def run(self, runner, cells):
         for c in cells:
-            work(c)
+            runner.record(runner.compute_cell_guarded(c))
 
 
 class MatrixRunner:
@@ -337,14 +354,23 @@ class MatrixRunner:
         self.skipped = len(cells) - len(todo)
         if self.spec.progress and self.skipped:
             tqdm.write(f"{self.skipped} of {len(cells)} cells already in {self.store.path}; skipping them")
-        (executor or LocalExecutor()).run(todo, self.run_cell_guarded)
+        (executor or LocalExecutor()).run(self, todo)
+
+    def run_cell(self, cell: Cell) -> None:
+        """Compute one cell here and store it."""
+        self.record(self.compute_cell(cell))
 
     def run_cell_guarded(self, cell: Cell) -> None:
-        """:meth:`run_cell`, except that a plugin attack that crashes (any exception but a DefbenchError, which
-        is a refusal meant for the user) fails only its own cell: the message is recorded in the store
-        (``Store.failures()``) and in :attr:`failed`, and the run goes on; the next run tries the cell again."""
+        """:meth:`run_cell` with the plugin-crash guard of :meth:`compute_cell_guarded`."""
+        self.record(self.compute_cell_guarded(cell))
+
+    def compute_cell_guarded(self, cell: Cell) -> CellOutcome:
+        """:meth:`compute_cell`, except that a plugin attack that crashes (any exception but a DefbenchError,
+        which is a refusal meant for the user) fails only its own cell: the outcome carries the message, which
+        :meth:`record` puts in the store (``Store.failures()``) and in :attr:`failed`; the run goes on and the
+        next run tries the cell again."""
         try:
-            self.run_cell(cell)
+            return self.compute_cell(cell)
         except (DefbenchError, KeyboardInterrupt):
             raise
         except Exception as exc:
@@ -359,11 +385,28 @@ class MatrixRunner:
                 f"attack plugin {cell.attack.name!r} of distribution {dist[0]} {dist[1]} crashed: "
                 f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
             )
-            self.store.put_failure(self.key(cell)[0], label, msg)
-            self.failed.append((label, msg))
+            return CellOutcome(cell, self.key(cell)[0], label, failure=msg)
+
+    def record(self, out: CellOutcome) -> None:
+        """Write an outcome (computed here or by a worker) to the store; the only place a run writes cells."""
+        if out.failure is not None:
+            self.store.put_failure(out.key, out.label, out.failure)
+            self.failed.append((out.label, out.failure))
             import sys
 
-            print(f"defbench: cell {label} failed: {msg}; the other cells go on", file=sys.stderr, flush=True)
+            msg = f"defbench: cell {out.label} failed: {out.failure}; the other cells go on"
+            print(msg, file=sys.stderr, flush=True)
+            return
+        if out.examples is not None:
+            from defbench.harness.examples import save_examples_blob
+
+            save_examples_blob(self.spec.out, out.key, out.examples)
+        self.store.put(out.key, out.result)
+        self.computed.append(out.key.key)
+        if self.spec.progress:
+            res = out.result
+            acc = sum(int(p == t) for p, t in zip(res.preds, res.labels)) / max(1, len(res.labels))
+            tqdm.write(f"{out.label}: accuracy {acc:.3f} ({len(res.labels)} images, {res.wall_seconds:.1f}s)")
 
     def _adv_graybox(self, atk, n: int, seed: int, bidx: int, x, y) -> torch.Tensor:
         """Gray-box adversarials of one batch, cached across defenses under the identity of everything they
@@ -395,7 +438,8 @@ class MatrixRunner:
         _write_adv_cache(cache, name, x_adv, json.dumps(atk.last_violations, default=str))
         return x_adv
 
-    def run_cell(self, cell: Cell) -> None:
+    def compute_cell(self, cell: Cell) -> CellOutcome:
+        """Compute one cell; writes nothing but the gray-box adversarial cache (see :meth:`record`)."""
         key, dcfg, acfg = self.key(cell)
         d = self.defense(cell.defense)
         atk = self.attack(cell.attack) if cell.attack is not None else None
@@ -423,6 +467,7 @@ class MatrixRunner:
         desc = f"s{cell.seed} {cell.defense} {cell.threat} {acfg.get('label')}"
         batches = list(range(0, len(idx), self.spec.batch_size))
         extra: dict[str, Any] = {"randomized": bool(d.randomized)}
+        examples = None
         model = self._attack_model(cell, d)
         if atk is not None and model is not None:
             # attacks fitted once per cell (universal perturbations) see the first batch, whatever resumes
@@ -456,9 +501,9 @@ class MatrixRunner:
                         errors += self._projection_error(d, x_in, x_hat)
             labels += y.tolist()
             if bidx == 0:  # the cell's first images (x, x_in, x_hat) for the HTML report's grids
-                from defbench.harness.examples import save_examples
+                from defbench.harness.examples import cell_examples
 
-                save_examples(self, key, idx, x, x_in, x_hat, y)
+                examples = cell_examples(self, idx, x, x_in, x_hat, y)
             if bidx == 0 and atk is None:
                 extra["gradient_check"] = self.gradient_check(d, x[:8], y[:8], seed=derive_seed(pseed, "gradient"))
         preds = rep_preds[0]
@@ -480,11 +525,7 @@ class MatrixRunner:
             acfg,
             extra,
         )
-        self.store.put(key, res)
-        self.computed.append(key.key)
-        if self.spec.progress:
-            acc = sum(int(p == t) for p, t in zip(preds, labels)) / len(labels)
-            tqdm.write(f"{desc}: accuracy {acc:.3f} ({len(labels)} images, {res.wall_seconds:.1f}s)")
+        return CellOutcome(cell, key, desc, result=res, examples=examples)
 
     @staticmethod
     def _seed_stream(model, atk, seed: int) -> None:

@@ -885,7 +885,7 @@ def run_table(
     cells = table.needed_cells(spec.seeds, preset)
     keys = {c: runner.key(c)[0] for c in cells}  # n and batch size are part of every key
     todo = [c for c in cells if not runner.store.has(keys[c])]
-    LocalExecutor().run(todo, runner.run_cell_guarded)
+    LocalExecutor().run(runner, todo)
     rows = {}
     failed = {f["key"]: f["message"] for f in runner.store.failures()}
     for c, k in keys.items():
