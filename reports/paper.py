@@ -2,8 +2,9 @@
 
 "Ours" is always computed from the store rows the run produced: accuracy (%) from
 :func:`~defbench.reports.common.correct_mask` (or the row's ``preds_undefended`` for a bare-classifier
-cell), detection AUC from the row's InvGAN scores against its defense's clean row (scikit-learn's
-``roc_auc_score``); with several seeds, the mean over seeds. Outputs: a Markdown report (returned and written
+cell), detection AUC from the row's InvGAN scores by InvGAN's protocol (the correctly classified clean images of
+its defense's clean row against the successful adversarials made from them; scikit-learn's ``roc_auc_score``,
+:func:`~defbench.reports.common.detection_auc_protocol`); with several seeds, the mean over seeds. Outputs: a Markdown report (returned and written
 as ``<id>.md``), ``<id>.csv`` with the same columns, and ``<id>.png`` when the paper shows a figure (Agg
 canvas, no pyplot).
 """
@@ -22,7 +23,7 @@ from sklearn.metrics import roc_auc_score
 
 from defbench.harness.papers import PAPERS_DIR, PaperCell, PaperRun, PaperTable, preset_attack
 
-from .common import Row, auc_interval, binomial_half_width, correct_mask, detection_auc, wilson_interval
+from .common import Row, auc_interval, binomial_half_width, correct_mask, detection_auc_protocol, wilson_interval
 
 MISSING = "—"
 COLUMNS = [
@@ -65,40 +66,48 @@ def row_anomaly_auc(row: Row, holdout: int) -> float:
     return float(roc_auc_score(labels, err))
 
 
-def measure_value(run: PaperRun, m) -> tuple[float, int]:
-    """(mean over seeds, images) of one :class:`~defbench.harness.papers.Measure`."""
+def measure_value(run: PaperRun, m) -> tuple[float, int, tuple[int, int]]:
+    """(mean over seeds, images, (negatives, positives) summed over seeds) of one
+    :class:`~defbench.harness.papers.Measure`. A detection AUC follows InvGAN's protocol
+    (:func:`~defbench.reports.common.detection_auc_protocol`): correctly classified clean images against the
+    successful adversarials made from them; its counts give the AUC's interval. Other metrics count (n, n)."""
     attack = preset_attack(m.attack, run.preset) if m.attack is not None else None
-    vals, n = [], 0
+    vals, n, neg, pos = [], 0, 0, 0
     for s in run.seeds:
         row = run.rows[m.cell(s, attack)]
+        k = len(row["labels"])
         if m.metric == "auc":
-            vals.append(detection_auc(run.rows[m.cell(s, None)], row))
+            v, k0, k1 = detection_auc_protocol(run.rows[m.cell(s, None)], row)
+            vals.append(v)
+            neg, pos = neg + k0, pos + k1
         elif m.metric == "anomaly-auc":
             vals.append(row_anomaly_auc(row, m.holdout))
+            neg, pos = neg + k, pos + k
         else:
             vals.append(row_accuracy(row, m.undefended))
-        n += len(row["labels"])
+            neg, pos = neg + k, pos + k
+        n += k
     finite = [v for v in vals if not math.isnan(v)]
-    return (float(np.mean(finite)) if finite else math.nan), n
+    return (float(np.mean(finite)) if finite else math.nan), n, (neg, pos)
 
 
-def cell_value(run: PaperRun, cell: PaperCell) -> tuple[float | None, int, float | None]:
-    """(ours, images, std) for a paper cell from the run's store rows; (None, 0, None) where it is not measured.
-    A pooled cell is the mean (std over its members: GAN replicas, classes) or the max (best setting) of its
-    members; its n is the images per member."""
+def cell_value(run: PaperRun, cell: PaperCell) -> tuple[float | None, int, float | None, tuple[int, int] | None]:
+    """(ours, images, std, (negatives, positives)) for a paper cell from the run's store rows; (None, 0, None,
+    None) where it is not measured. A pooled cell is the mean (std over its members: GAN replicas, classes) or
+    the max (best setting) of its members; its n is the images per member."""
     m = cell.measure
     if m is None:
-        return None, 0, None
+        return None, 0, None, None
     vals = [measure_value(run, x) for x in m.members]
     if len(vals) == 1:
-        return vals[0][0], vals[0][1], None
-    finite = [v for v, _ in vals if not math.isnan(v)]
+        return vals[0][0], vals[0][1], None, vals[0][2]
+    finite = [v for v, _, _ in vals if not math.isnan(v)]
     if not finite:
-        return math.nan, vals[0][1], None
+        return math.nan, vals[0][1], None, None
     if m.how == "max":
-        best = int(np.nanargmax([v for v, _ in vals]))
-        return vals[best][0], vals[best][1], None
-    return float(np.mean(finite)), vals[0][1], float(np.std(finite, ddof=1)) if len(finite) > 1 else None
+        best = int(np.nanargmax([v for v, _, _ in vals]))
+        return vals[best][0], vals[best][1], None, vals[best][2]
+    return float(np.mean(finite)), vals[0][1], float(np.std(finite, ddof=1)) if len(finite) > 1 else None, None
 
 
 def outcomes(run: PaperRun) -> pd.DataFrame:
@@ -106,7 +115,7 @@ def outcomes(run: PaperRun) -> pd.DataFrame:
     t = run.table
     lines: list[dict[str, Any]] = []
     for c in t.cells:
-        ours, n, std = cell_value(run, c)
+        ours, n, std, counts = cell_value(run, c)
         paper = t.paper_value(c)
         delta = None if paper is None or ours is None or math.isnan(ours) else ours - paper
         m = c.measure
@@ -115,8 +124,8 @@ def outcomes(run: PaperRun) -> pd.DataFrame:
             if m.metric == "accuracy":
                 lo, hi = wilson_interval(round(ours / 100 * n), n)  # n sums the seeds' images
                 ci = (100 * lo, 100 * hi)
-            elif m.metric == "auc":  # as many clean images as attacked ones (the same images)
-                ci = auc_interval(ours, n, n)
+            elif m.metric == "auc" and counts is not None:  # InvGAN's protocol: its negatives and positives
+                ci = auc_interval(ours, counts[0], counts[1])
         note = c.note or ("" if m is not None else "not run")
         if m is not None and len(m.members) > 1:
             pooled = (
@@ -233,7 +242,11 @@ def to_markdown(run: PaperRun, df: pd.DataFrame) -> str:
                 f"{widths} points (p = 0.5){at_paper}."
             )
         else:
-            parts.append(f"- {per} ({ref}): each AUC compares that many attacked images with the same images clean.")
+            parts.append(
+                f"- {per} ({ref}). Detection AUC by InvGAN's protocol: the correctly classified clean images "
+                "(negatives) against the successful adversarial examples made from them (positives), so each AUC "
+                "rests on fewer images than n; its interval uses those counts."
+            )
     deltas = [abs(v) for v in df["delta"].dropna()] if len(df) else []
     if deltas:
         digits = 4 if t.metric == "auc" else 1

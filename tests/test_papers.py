@@ -161,18 +161,20 @@ def test_ours_comes_from_rows():
     t = TABLES["invgan-table3-fmnist"]
     rows = {}
     for c in t.needed_cells((0,)):
-        if c.attack is None:
-            rows[c] = _fake_row([0, 1, 2, 3], [0, 1, 2, 3], [0.1, 0.2, 0.3, 0.4])
-        else:
-            rows[c] = _fake_row([0, 1, 2, 3], [0, 1, 0, 0], [0.35, 0.5, 0.6, 0.7])
-    run = PaperRun(t, "paper", 4, (0,), "cpu", "x", rows)
+        if c.attack is None:  # image 4 is misclassified clean: not a negative, and its adversarial not a positive
+            rows[c] = _fake_row([0, 1, 2, 3, 4], [0, 1, 2, 3, 9], [0.1, 0.2, 0.3, 0.4, 0.9])
+        else:  # the attack fails on image 3: not a positive
+            rows[c] = _fake_row([0, 1, 2, 3, 4], [5, 5, 5, 3, 5], [0.35, 0.5, 0.6, 0.05, 0.7])
+    run = PaperRun(t, "paper", 5, (0,), "cpu", "x", rows)
     df = outcomes(run)
-    # AUC of clean {.1,.2,.3,.4} vs attacked {.35,.5,.6,.7}: 15 of 16 pairs ordered
-    assert all(v == pytest.approx(15 / 16) for v in df["ours"])
+    # InvGAN's protocol: clean {.1,.2,.3,.4} (images 0-3) vs successful adversarials {.35,.5,.6} (images 0-2):
+    # 11 of 12 pairs ordered. All ten scores would give 15 / 25 = 0.6.
+    assert all(v == pytest.approx(11 / 12) for v in df["ours"])
     first = df.iloc[0]
-    assert first["delta"] == pytest.approx(15 / 16 - 0.9563)
+    assert first["delta"] == pytest.approx(11 / 12 - 0.9563)
     md = to_markdown(run, df)
-    assert "| DefenseGAN | FGSM | 0.9563 | 0.9375 | 0.745–1.000 | -0.0188 | yes | 4 |" in md  # Hanley–McNeil, by hand
+    # Hanley–McNeil with 4 negatives and 3 positives, by hand (5 and 5 would give 0.722–1.000)
+    assert "| DefenseGAN | FGSM | 0.9563 | 0.9167 | 0.665–1.000 | -0.0396 | yes | 5 |" in md
 
     t = TABLES["mimicgan-fig5b"]
     rows = {c: _fake_row([1, 1, 1, 1], [1, 1, 0, 0], [0.0] * 4, preds_u=[1, 0, 0, 0]) for c in t.needed_cells((0,))}
@@ -196,7 +198,8 @@ def test_report_files_for_every_runnable_table(table, tmp_path):
             [0, 1, 2, 3],
             [0, 1, 2, 0] if c.attack else [0, 1, 2, 3],
             [0.5, 0.6, 0.7, 0.8] if c.attack else [0.1, 0.2, 0.3, 0.4],
-            preds_u=[0, 0, 0, 0],
+            # clean images all correct; the gray-box attacks succeed on three of them (an AUC needs both sides)
+            preds_u=[1, 2, 3, 0] if c.attack else [0, 1, 2, 3],
         )
         for c in table.needed_cells((0,))
     }
