@@ -82,6 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
     zp.add_argument("action", choices=("list", "show"), help="list all | show ID")
     zp.add_argument("id", nargs="?", help="model id for 'show'")
 
+    for kind in ("defense", "attack"):
+        lp = sub.add_parser(kind, help=f"list the {kind}s: built-ins and installed plugins (with their distribution)")
+        lp.add_argument("action", choices=("list",), help="list")
+        lp.set_defaults(func=_list_plugins, kind=kind)
+
     sp = sub.add_parser(
         "store",
         help="check a run's store, or rebuild a damaged one from its intact cells",
@@ -117,6 +122,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_subcommands(sub, _common)
     return ap
+
+
+def _list_plugins(args) -> int:
+    """``defbench defense list`` / ``defbench attack list``: one line per name, built-ins first."""
+    if args.kind == "defense":
+        from defbench.defenses import registry
+
+        names = list(registry.available())
+        owner = {n: registry.distribution_of(c) for n, c in registry.plugins().items()}
+    else:
+        from defbench.attacks import registry as aregistry
+
+        names = list(aregistry.available())
+        owner = {n: aregistry.distribution_of(c) for n, c in aregistry.plugins().items()}
+    for n in names:
+        dist = owner.get(n)
+        print(f"{n}\t{'plugin: ' + ' '.join(dist) if dist else 'built-in'}")
+    return 0
 
 
 def _train(args) -> int:

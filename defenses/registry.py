@@ -17,20 +17,50 @@ from defbench.defenses.baselines import MedianFilter, TVMinimization
 from defbench.defenses.gan_prior import PAPER_CONFIGS, GANPriorDefense
 from defbench.defenses.ride import RIDE, RIDEConfig
 from defbench.harness.data import SHAPES, canonical_name
+from defbench.plugins import PluginKind
 
 DEFENSES = ("none", "defensegan", "cowboy", "invgan", "mimicgan", "ride", "median", "tvm")
 GAN_DEFENSES = ("defensegan", "cowboy", "invgan", "mimicgan")
+#: the built-in classes by name (for the plugin rules; the GAN-prior defenses share one class)
+_BUILTIN_CLASSES: dict[str, type] = {
+    **{n: GANPriorDefense for n in GAN_DEFENSES},
+    "none": NoDefense,
+    "ride": RIDE,
+    "median": MedianFilter,
+    "tvm": TVMinimization,
+}
+ENTRY_POINT_GROUP = "defbench.defenses"
+_PLUGINS = PluginKind("defense", ENTRY_POINT_GROUP, Defense, _BUILTIN_CLASSES)
+
+
+def plugins() -> dict[str, type[Defense]]:
+    """The plugin defenses by name: classes registered under the entry-point group ``defbench.defenses``
+    (docs/PLUGINS.md; the rules: :mod:`defbench.plugins`)."""
+    return _PLUGINS.load()
+
+
+def distribution_of(obj) -> tuple[str, str] | None:
+    """(distribution name, version) of a plugin defense (class or instance); None for a built-in."""
+    return _PLUGINS.distribution_of(obj if isinstance(obj, type) else type(obj))
+
+
+def available() -> tuple[str, ...]:
+    """Every defense name: the built-ins, then the installed plugins."""
+    return DEFENSES + tuple(n for n in plugins() if n not in DEFENSES)
 
 
 def _base_name(name: str) -> str:
     key = name.strip().lower().replace("-", "").replace("_", "")
     aliases = {"defensegan": "defensegan", "nodefense": "none", "tv": "tvm", "medianfilter": "median"}
     key = aliases.get(key, key)
-    if key not in DEFENSES:
-        raise DefbenchError(
-            f"unknown defense {name!r}; choose one of: {', '.join(DEFENSES)} (a variant: NAME[key=value,...])"
-        )
-    return key
+    if key in DEFENSES:
+        return key
+    found = plugins()
+    if name.strip() in found:  # a plugin's name is taken as written
+        return name.strip()
+    raise DefbenchError(
+        f"unknown defense {name!r}; choose one of: {', '.join(available())} (a variant: NAME[key=value,...])"
+    )
 
 
 def _value(v: str) -> Any:
@@ -151,6 +181,8 @@ def build_defense(
         return MedianFilter(shape=shape, seed=seed, **_kw(overrides, ("kernel_size",), name))
     if name == "tvm":
         return TVMinimization(shape=shape, seed=seed, **_kw(overrides, ("weight", "method"), name))
+    if name not in DEFENSES:
+        return _build_plugin(name, dataset, shape, device, overrides, seed)
     if name == "ride":
         return RIDE(_apply(RIDEConfig.for_dataset(dataset), overrides, name), shape=shape, seed=seed, device=device)
     from defbench.harness.models import get_encoder, get_gan
@@ -174,3 +206,38 @@ def _kw(overrides: dict, allowed: tuple[str, ...], name: str) -> dict:
     if unknown:
         raise DefbenchError(f"unknown option(s) {', '.join(unknown)} for defense {name}; valid: {', '.join(allowed)}")
     return overrides
+
+
+def _build_plugin(name: str, dataset: str, shape, device, overrides: dict, seed: int) -> Defense:
+    """A plugin defense: ``cls(shape=..., seed=..., **options)``, plus ``dataset`` and ``device`` where its
+    constructor takes them (or ``**kwargs``). Options it does not take are a one-line error naming its
+    distribution."""
+    import inspect
+
+    cls = plugins()[name]
+    dist, version = distribution_of(cls) or ("?", "?")
+    params = inspect.signature(cls.__init__).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    kwargs: dict[str, Any] = {"shape": shape, "seed": seed}
+    for k, v in (("dataset", dataset), ("device", device)):
+        if k in params or takes_any:
+            kwargs[k] = v
+    named = [p for p in params if p not in ("self", "shape", "seed", "dataset", "device")]
+    unknown = sorted(k for k in overrides if k not in params or k in ("self", "shape", "seed"))
+    if unknown and not takes_any:
+        raise DefbenchError(
+            f"unknown option(s) {', '.join(unknown)} for defense plugin {name!r} (distribution {dist} {version}); "
+            f"valid: {', '.join(named) or 'none'}"
+        )
+    try:
+        d = cls(**kwargs, **overrides)
+    except DefbenchError:
+        raise
+    except Exception as exc:
+        raise DefbenchError(
+            f"defense plugin {name!r} (distribution {dist} {version}) failed to build: "
+            f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
+        ) from None
+    if not isinstance(d, Defense):
+        raise DefbenchError(f"defense plugin {name!r} (distribution {dist} {version}) did not build a Defense")
+    return d

@@ -262,16 +262,18 @@ def defense_fields(base: str, dataset: str) -> dict:
     import dataclasses
     import inspect
 
+    from defbench.defenses.registry import DEFENSES, plugins
+
     if base == "none":
         return {}
-    if base in ("median", "tvm"):
+    if base in ("median", "tvm") or base not in DEFENSES:  # keyword options with defaults (a plugin's too)
         from defbench.defenses.baselines import MedianFilter, TVMinimization
 
-        cls = MedianFilter if base == "median" else TVMinimization
+        cls = {"median": MedianFilter, "tvm": TVMinimization}.get(base) or plugins()[base]
         return {
             k: p.default
             for k, p in inspect.signature(cls.__init__).parameters.items()
-            if k not in ("self", "shape", "seed") and p.default is not inspect.Parameter.empty
+            if k not in ("self", "shape", "seed", "dataset", "device") and p.default is not inspect.Parameter.empty
         }
     if base == "ride":
         from defbench.defenses.ride import RIDEConfig

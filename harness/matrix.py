@@ -300,6 +300,7 @@ class MatrixRunner:
         encoder adds the G and I it differentiates, in the attack config), ``defbench_version``, and for a
         plugin attack its distribution name and version (``attack_config["plugin"]``)."""
         from defbench import __version__
+        from defbench.defenses.registry import distribution_of as defense_distribution
         from defbench.harness.models import defense_models, model_sha256
 
         d = self.defense(cell.defense)
@@ -319,6 +320,9 @@ class MatrixRunner:
             "model_sha256": self._model_sha256[cell.defense],
             "defbench_version": __version__,
         }
+        dist = defense_distribution(d)
+        if dist is not None:  # a new release of a plugin never reuses the old one's cells
+            dcfg["plugin"] = {"distribution": dist[0], "version": dist[1]}
         if cell.attack is None:
             acfg = {"name": "clean", "label": "clean"}
         else:
@@ -374,18 +378,27 @@ class MatrixRunner:
         except (DefbenchError, KeyboardInterrupt):
             raise
         except Exception as exc:
-            from defbench.attacks.registry import available, distribution_of
-
-            cls = available().get(cell.attack.name) if cell.attack is not None else None
-            dist = distribution_of(cls) if cls is not None else None
-            if dist is None:  # defbench's own code: a bug to report, not to hide
+            plugin = self._plugin_of(cell)
+            if plugin is None:  # defbench's own code: a bug to report, not to hide
                 raise
-            label = f"s{cell.seed} {cell.defense} {cell.threat} {cell.attack.name}"
-            msg = (
-                f"attack plugin {cell.attack.name!r} of distribution {dist[0]} {dist[1]} crashed: "
-                f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
-            )
+            label = f"s{cell.seed} {cell.defense} {cell.threat} {cell.attack.name if cell.attack else 'clean'}"
+            msg = f"{plugin} crashed: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
             return CellOutcome(cell, self.key(cell)[0], label, failure=msg)
+
+    def _plugin_of(self, cell: Cell) -> str | None:
+        """The plugin a crash of this cell is blamed on, worded for the user: the attack's when it is a plugin,
+        else the defense's; None when both are defbench's own (or a user's object handed to the API)."""
+        from defbench.attacks.registry import available, distribution_of
+        from defbench.defenses.registry import distribution_of as defense_distribution
+
+        cls = available().get(cell.attack.name) if cell.attack is not None else None
+        dist = distribution_of(cls) if cls is not None else None
+        if dist is not None:
+            return f"attack plugin {cell.attack.name!r} of distribution {dist[0]} {dist[1]}"
+        dist = defense_distribution(self.defense(cell.defense))
+        if dist is not None:
+            return f"defense plugin {cell.defense!r} of distribution {dist[0]} {dist[1]}"
+        return None
 
     def record(self, out: CellOutcome) -> None:
         """Write an outcome (computed here or by a worker) to the store; the only place a run writes cells."""

@@ -1,12 +1,12 @@
 """Paper vs ours: per-cell comparison of a :class:`~defbench.harness.papers.PaperTable` run with the paper.
 
 "Ours" is always computed from the store rows the run produced: accuracy (%) from
-:func:`~defbench.reports.common.correct_mask` (or the row's ``preds_undefended`` for a bare-classifier
-cell), detection AUC from the row's InvGAN scores by InvGAN's protocol (the correctly classified clean images of
-its defense's clean row against the successful adversarials made from them; scikit-learn's ``roc_auc_score``,
-:func:`~defbench.reports.common.detection_auc_protocol`); with several seeds, the mean over seeds. Outputs: a Markdown report (returned and written
-as ``<id>.md``), ``<id>.csv`` with the same columns, and ``<id>.png`` when the paper shows a figure (Agg
-canvas, no pyplot).
+:func:`~defbench.reports.common.correct_mask` (or the row's ``preds_undefended`` for a bare-classifier cell),
+detection AUC from the row's InvGAN scores by InvGAN's protocol (the correctly classified clean images of its
+defense's clean row against the successful adversarials made from them; scikit-learn's ``roc_auc_score``,
+:func:`~defbench.reports.common.detection_auc_protocol`); with several seeds, the mean over seeds. Outputs: a
+Markdown report (returned and written as ``<id>.md``), ``<id>.csv`` with the same columns, and ``<id>.png`` when
+the paper shows a figure (Agg canvas, no pyplot).
 """
 
 from __future__ import annotations

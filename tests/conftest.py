@@ -155,3 +155,21 @@ def tiny_zoo(tiny_classifier, random_gan, isolated_home):
     )
     save_gan(*random_gan)
     return isolated_home
+
+
+def write_distribution(
+    root, dist: str, version: str, group: str, entries: dict[str, str], modules: dict[str, str] | None = None
+):
+    """An installed-looking distribution ``dist`` ``version`` under ``root`` (a ``sys.path`` entry): its
+    ``modules`` ({module name: source}) and entry points ``{name: "module:Class"}`` in ``group``. Returns ``root``."""
+    from pathlib import Path
+
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    for mod, src in (modules or {}).items():
+        (root / f"{mod}.py").write_text(src)
+    info = root / f"{dist.replace('-', '_')}-{version}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
+    (info / "entry_points.txt").write_text(f"[{group}]\n" + "".join(f"{k} = {v}\n" for k, v in entries.items()))
+    return root

@@ -21,6 +21,7 @@ from torch import nn
 
 from defbench import DefbenchError
 from defbench.attacks import get_attack
+from conftest import write_distribution
 
 PLUGIN_MODULE = "defbench_testplugins"
 
@@ -89,16 +90,9 @@ class Mismatch(Attack):
 
 
 def fake_distribution(root: Path, dist: str, version: str, entries: dict[str, str]) -> Path:
-    """Write distribution ``dist`` with entry points ``{name: Class}`` of :data:`PLUGIN_SOURCE` under
-    ``root`` (a ``sys.path`` entry) and return ``root``."""
-    root.mkdir(parents=True, exist_ok=True)
-    (root / f"{PLUGIN_MODULE}.py").write_text(PLUGIN_SOURCE)
-    info = root / f"{dist.replace('-', '_')}-{version}.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
-    eps = "".join(f"{n} = {PLUGIN_MODULE}:{c}\n" for n, c in entries.items())
-    (info / "entry_points.txt").write_text(f"[defbench.attacks]\n{eps}")
-    return root
+    """Distribution ``dist`` with attack entry points ``{name: Class}`` of :data:`PLUGIN_SOURCE` under ``root``."""
+    eps = {n: f"{PLUGIN_MODULE}:{c}" for n, c in entries.items()}
+    return write_distribution(root, dist, version, "defbench.attacks", eps, {PLUGIN_MODULE: PLUGIN_SOURCE})
 
 
 @pytest.fixture

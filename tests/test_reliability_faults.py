@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import write_distribution
 from defbench.cli import main
 from defbench.harness.matrix import _read_adv_cache, _write_adv_cache
 
@@ -142,20 +143,14 @@ PLUGIN = textwrap.dedent("""
 
 
 def fake_dist(root: Path, dist: str, entries: dict[str, str], module: str, source: str | None) -> Path:
-    root.mkdir(parents=True, exist_ok=True)
-    if source is not None:
-        (root / f"{module}.py").write_text(source)
-    info = root / f"{dist.replace('-', '_')}-0.3.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.3\n")
-    (info / "entry_points.txt").write_text("[defbench.attacks]\n" + "".join(f"{k} = {v}\n" for k, v in entries.items()))
-    return root
+    return write_distribution(root, dist, "0.3", "defbench.attacks", entries, {module: source} if source else None)
 
 
 def test_plugin_that_fails_to_import_is_skipped(tmp_path, monkeypatch, capsys):
+    from defbench import plugins
     from defbench.attacks import registry
 
-    monkeypatch.setattr(registry, "_WARNED", set())
+    monkeypatch.setattr(plugins, "WARNED", set())
     root = fake_dist(
         tmp_path / "site",
         "broken-attacks",

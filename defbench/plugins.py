@@ -1,0 +1,107 @@
+"""Entry-point plugins, one set of rules for every kind (attacks, defenses).
+
+A package registers a class under an entry-point group (``defbench.attacks``, ``defbench.defenses``); the class
+subclasses the kind's base class and sets its own ``name``, equal to the entry point's. :class:`PluginKind`
+loads them and refuses, each with a one-line :class:`~defbench.DefbenchError`, an entry point whose class is not
+a subclass of the base, has no ``name`` of its own (it would inherit another's), a name that differs from the
+entry point's, and a name already taken by a built-in (distribution ``defbench``) or by another plugin (both
+distributions are named). A plugin that fails to import is skipped with a one-line warning naming its
+distribution, once per process, so a broken package never breaks the built-ins. A plugin's distribution name
+and version identify its cells (see :meth:`PluginKind.distribution_of`).
+
+This module is part of the core: it imports nothing of defbench but :class:`~defbench.DefbenchError`.
+"""
+
+from __future__ import annotations
+
+import sys
+from importlib.metadata import entry_points
+
+from defbench import DefbenchError
+
+#: the distribution that ships defbench's built-ins
+BUILTIN_DISTRIBUTION = "defbench"
+#: (kind, entry point name, distribution) of every plugin already warned about: a run warns once per plugin
+WARNED: set[tuple[str, str, str]] = set()
+
+
+def entry_point_distribution(ep) -> tuple[str, str]:
+    """(distribution name, version) of an entry point; a placeholder when its metadata cannot say."""
+    dist = getattr(ep, "dist", None)
+    if dist is None:
+        return ("an unknown distribution", "?")
+    try:
+        return (str(dist.name), str(dist.version))
+    except Exception:  # a malformed METADATA
+        return (str(getattr(dist, "name", None) or "an unknown distribution"), "?")
+
+
+class PluginKind:
+    """The plugins of one entry-point ``group`` whose classes subclass ``base``, beside the ``builtin``
+    classes by name. ``kind`` ("attack", "defense") words the messages."""
+
+    def __init__(self, kind: str, group: str, base: type, builtin: dict[str, type]):
+        self.kind, self.group, self.base, self.builtin = kind, group, base, builtin
+        self._dist: dict[type, tuple[str, str]] = {}
+
+    def _warn(self, key: tuple[str, str], message: str) -> None:
+        if (self.kind, *key) not in WARNED:
+            WARNED.add((self.kind, *key))
+            print(f"defbench: warning: {' '.join(message.split())}", file=sys.stderr)
+
+    def load(self) -> dict[str, type]:
+        """The plugin classes by name, checked as the module docstring says."""
+        found: dict[str, type] = {}
+        owner: dict[str, tuple[str, str]] = {}
+        base = f"{self.base.__module__.replace('.base', '')}.{self.base.__name__}"
+        for ep in entry_points(group=self.group):
+            dist, version = entry_point_distribution(ep)
+            where = f"{self.kind} plugin {ep.name!r} ({ep.value}) of distribution {dist} {version}"
+            try:
+                cls = ep.load()
+            except BaseException as exc:  # a broken plugin must not break defbench (SystemExit in its import too)
+                if isinstance(exc, KeyboardInterrupt):
+                    raise
+                self._warn(
+                    (ep.name, dist),
+                    f"skipped {where}: it failed to import ({type(exc).__name__}: "
+                    f"{str(exc)[:200]}); reinstall or uninstall {dist}",
+                )
+                continue
+            if not (isinstance(cls, type) and issubclass(cls, self.base)):
+                raise DefbenchError(f"{where} is not a {base} subclass")
+            own = cls.__dict__.get("name")
+            if not isinstance(own, str) or not own.strip():
+                raise DefbenchError(
+                    f"{where}: class {cls.__name__} sets no name of its own (it would run as "
+                    f"{getattr(cls, 'name', None)!r}); set name = {ep.name!r}"
+                )
+            if own != ep.name:
+                raise DefbenchError(
+                    f"{where}: class {cls.__name__} is named {own!r}, the entry point {ep.name!r}; they must match"
+                )
+            if own in self.builtin:
+                raise DefbenchError(
+                    f"{where} takes the name of the built-in {self.kind} {own!r} of distribution "
+                    f"{BUILTIN_DISTRIBUTION}; rename the plugin"
+                )
+            if own in found and (owner[own] != (dist, version) or found[own] is not cls):
+                d0, v0 = owner[own]
+                raise DefbenchError(
+                    f"{self.kind} plugins of distributions {d0} {v0} and {dist} {version} both take the "
+                    f"name {own!r}; uninstall or rename one"
+                )
+            found[own], owner[own] = cls, (dist, version)
+        self._dist.update({cls: owner[n] for n, cls in found.items()})
+        return found
+
+    def distribution_of(self, cls: type) -> tuple[str, str] | None:
+        """(distribution name, version) of a plugin class; None for a built-in or an unregistered class."""
+        if cls in self.builtin.values():
+            return None
+        if cls not in self._dist:
+            try:
+                self.load()
+            except DefbenchError:
+                return None
+        return self._dist.get(cls)

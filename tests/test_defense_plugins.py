@@ -1,0 +1,169 @@
+"""Defense plugins (entry-point group ``defbench.defenses``): found, run in a matrix like a built-in, part of the
+cell key with their distribution and version, refused by the same rules as attack plugins, and a crashing one
+fails only its own cells."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+import torch
+
+from conftest import write_distribution
+from defbench import DefbenchError
+from defbench.cli import main
+
+SOURCE = """
+import torch
+from defbench.defenses import Defense
+
+
+class Blur(Defense):
+    '''3x3 box blur mixed with the input: deterministic.'''
+
+    name = "boxblur"
+
+    def __init__(self, shape=None, seed=0, mix=1.0, device="cpu"):
+        super().__init__(shape, seed)
+        self.mix = float(mix)
+
+    def config(self):
+        return {"mix": self.mix}
+
+    def _purify(self, x, seed):
+        k = torch.ones(x.shape[1], 1, 3, 3, device=x.device) / 9
+        y = torch.nn.functional.conv2d(x, k, padding=1, groups=x.shape[1])
+        return self.mix * y + (1 - self.mix) * x
+
+
+class Jitter(Defense):
+    '''Uniform noise from the call's seed: randomized.'''
+
+    name = "jitter"
+    randomized = True
+
+    def _purify(self, x, seed):
+        g = torch.Generator().manual_seed(seed)
+        return x + 0.05 * (torch.rand(x.shape, generator=g) - 0.5).to(x.device)
+
+
+class Crash(Defense):
+    name = "crash"
+
+    def _purify(self, x, seed):
+        raise RuntimeError("kernel size larger than the image")
+
+
+class Nameless(Defense):
+    def _purify(self, x, seed):
+        return x
+
+
+class ShadowsMedian(Defense):
+    name = "median"
+
+    def _purify(self, x, seed):
+        return x
+
+
+class NotADefense:
+    name = "notadefense"
+"""
+
+
+def install(monkeypatch, tmp_path, entries: dict[str, str], dist="my-defenses", version="0.1", sub="site"):
+    root = write_distribution(tmp_path / sub, dist, version, "defbench.defenses", entries, {"my_defenses": SOURCE})
+    monkeypatch.syspath_prepend(str(root))
+    return root
+
+
+def test_plugin_defense_is_listed_built_and_keyed(monkeypatch, tmp_path, capsys):
+    from defbench.defenses import registry
+
+    install(monkeypatch, tmp_path, {"boxblur": "my_defenses:Blur", "jitter": "my_defenses:Jitter"})
+    assert registry.available()[-2:] == ("boxblur", "jitter")
+    d = registry.build_defense("boxblur", "fmnist", overrides={"mix": 0.5})
+    assert d.config() == {"mix": 0.5} and registry.distribution_of(d) == ("my-defenses", "0.1")
+    x = torch.rand(2, 1, 28, 28)
+    assert not torch.equal(d.purify(x), x)
+    assert registry.check_name("boxblur[mix=0.25]") == "boxblur[mix=0.25]"
+    with pytest.raises(DefbenchError, match=r"unknown option\(s\) sigma for defense plugin 'boxblur' "):
+        registry.build_defense("boxblur", "fmnist", overrides={"sigma": 1})
+    assert main(["defense", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "mimicgan\tbuilt-in" in out and "boxblur\tplugin: my-defenses 0.1" in out
+
+
+def test_plugin_defense_runs_in_a_matrix_like_a_builtin(tiny_zoo, monkeypatch, tmp_path, capsys):
+    """In --defense, the tables and the store; a new plugin version is a new cell; randomness is declared."""
+    install(monkeypatch, tmp_path, {"boxblur": "my_defenses:Blur", "jitter": "my_defenses:Jitter"})
+    out = tmp_path / "o"
+    args = ["matrix", "--defense", "boxblur,jitter", "--attacks", "fgsm", "--n", "8", "--batch-size", "8"]
+    args += ["--preset", "quick", "--no-progress", "--out", str(out)]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "boxblur" in text.split("threat: graybox")[1] and "jitter" in text
+    with sqlite3.connect(out / "defbench.sqlite") as c:
+        rows = c.execute("SELECT defense, defense_config FROM cells WHERE defense IN ('boxblur','jitter')").fetchall()
+    assert len(rows) == 4
+    assert all('"distribution": "my-defenses"' in cfg and '"version": "0.1"' in cfg for _, cfg in rows)
+    # the same plugin, released as 0.2: its cells are computed again, the built-in 'none' cells are reused
+    install(monkeypatch, tmp_path, {"boxblur": "my_defenses:Blur"}, version="0.2", sub="site2")
+    monkeypatch.syspath_prepend(str(tmp_path / "site2"))
+    assert main(args[:2] + ["boxblur"] + args[3:]) == 0
+    assert "2 cells computed, 2 reused" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "entries, message",
+    [
+        ({"nameless": "my_defenses:Nameless"}, "class Nameless sets no name of its own"),
+        ({"median": "my_defenses:ShadowsMedian"}, "takes the name of the built-in defense 'median'"),
+        ({"notadefense": "my_defenses:NotADefense"}, "is not a defbench.defenses.Defense subclass"),
+        ({"blur": "my_defenses:Blur"}, "is named 'boxblur', the entry point 'blur'; they must match"),
+    ],
+)
+def test_broken_defense_plugins_are_refused(entries, message, monkeypatch, tmp_path):
+    from defbench.defenses import registry
+
+    install(monkeypatch, tmp_path, entries)
+    with pytest.raises(DefbenchError, match=message) as err:
+        registry.available()
+    assert "distribution my-defenses 0.1" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_two_defense_plugins_with_one_name_are_refused(monkeypatch, tmp_path):
+    from defbench.defenses import registry
+
+    install(monkeypatch, tmp_path, {"boxblur": "my_defenses:Blur"})
+    install(monkeypatch, tmp_path, {"boxblur": "my_defenses:Blur"}, dist="other-defenses", sub="site2")
+    with pytest.raises(DefbenchError, match="both take the name 'boxblur'") as err:
+        registry.available()
+    assert "my-defenses 0.1" in str(err.value) and "other-defenses 0.1" in str(err.value)
+
+
+def test_defense_plugin_that_fails_to_import_is_skipped(monkeypatch, tmp_path, capsys):
+    from defbench import plugins
+    from defbench.defenses import registry
+
+    monkeypatch.setattr(plugins, "WARNED", set())
+    root = write_distribution(
+        tmp_path / "site", "broken-defenses", "0.3", "defbench.defenses", {"brk": "brk_mod:X"}, {"brk_mod": "1/0\n"}
+    )
+    monkeypatch.syspath_prepend(str(root))
+    assert registry.check_name("median") == "median" and "brk" not in registry.available()
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "skipped defense plugin 'brk'" in err and "ZeroDivisionError" in err
+
+
+def test_crashing_defense_plugin_fails_only_its_cells(tiny_zoo, monkeypatch, tmp_path, capsys):
+    install(monkeypatch, tmp_path, {"crash": "my_defenses:Crash"})
+    out = tmp_path / "o"
+    args = ["matrix", "--defense", "crash", "--attacks", "fgsm", "--n", "8", "--batch-size", "8", "--preset"]
+    rc = main(args + ["quick", "--no-progress", "--out", str(out)])
+    cap = capsys.readouterr()
+    assert rc == 1, cap.err
+    assert "defense plugin 'crash' of distribution my-defenses 0.1 crashed: RuntimeError: kernel size" in cap.err
+    with sqlite3.connect(out / "defbench.sqlite") as c:
+        assert c.execute("SELECT COUNT(*) FROM cells WHERE defense='none'").fetchone()[0] == 2  # the others go on
+        assert c.execute("SELECT COUNT(*) FROM cells WHERE defense='crash'").fetchone()[0] == 0
