@@ -11,3 +11,12 @@ __version__ = "0.1.0"
 
 class DefbenchError(Exception):
     """An error whose message is meant for the user: the CLI prints it on one line, without a traceback."""
+
+
+def __getattr__(name: str):
+    """``defbench.evaluate`` and ``defbench.CallableDefense`` (:mod:`defbench.api`), imported on first use."""
+    if name in ("evaluate", "CallableDefense"):
+        from defbench import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'defbench' has no attribute {name!r}")

@@ -81,10 +81,12 @@ class MatrixSpec:
     data_root: str | None = None
     out: str = "runs/matrix"
     progress: bool = True
+    #: labels of defenses handed to the runner as objects (the API), not built from the registry
+    external_defenses: tuple[str, ...] = ()
 
     def validate(self) -> "MatrixSpec":
         self.dataset = canonical_name(self.dataset)
-        self.defenses = tuple(check_name(d) for d in self.defenses)
+        self.defenses = tuple(d if d in self.external_defenses else check_name(d) for d in self.defenses)
         self.threats = tuple(check_threat(t) for t in self.threats)
         if self.batch_size < 1:
             raise DefbenchError(f"--batch-size must be >= 1, got {self.batch_size}")
@@ -199,7 +201,15 @@ class LocalExecutor(Executor):
 
 
 class MatrixRunner:
-    def __init__(self, spec: MatrixSpec, store: Store | None = None):
+    def __init__(
+        self,
+        spec: MatrixSpec,
+        store: Store | None = None,
+        classifier: torch.nn.Module | None = None,
+        defenses: dict[str, Any] | None = None,
+    ):
+        """``classifier``: a model of the caller's to evaluate instead of the zoo's (:mod:`defbench.api`);
+        ``defenses``: defense objects by label (their labels in ``spec.external_defenses``)."""
         self.spec = spec.validate()
         self.device = torch.device(spec.device)
         self.test = load_dataset(spec.dataset, "test", spec.data_root)
@@ -208,9 +218,16 @@ class MatrixRunner:
         self.store = store or Store(spec.out)  # created once the input is known good: nothing half-written
         from defbench.harness.models import get_classifier
 
-        self.classifier, cman = get_classifier(
-            spec.dataset, spec.preset, self.device, spec.data_root, progress=spec.progress
-        )
+        if classifier is not None:
+            from defbench.harness.models import weights_sha256
+
+            self.classifier = classifier
+            cman = {"id": f"user-{type(getattr(classifier, 'model', classifier)).__name__}"}
+            cman["sha256"] = weights_sha256(classifier)
+        else:
+            self.classifier, cman = get_classifier(
+                spec.dataset, spec.preset, self.device, spec.data_root, progress=spec.progress
+            )
         self.classifier_id = f"{cman.get('id', 'classifier')}@{str(cman.get('sha256', ''))[:10]}"
         from defbench.harness.models import model_sha256
 
@@ -219,7 +236,7 @@ class MatrixRunner:
         self.data_sha256 = self.test.sha256()
         self.classifier_sha256 = model_sha256(self.classifier)
         self._model_sha256: dict[str, dict[str, str]] = {}  # defense label -> {classifier, G, D, encoder}
-        self._defenses: dict[str, Any] = {}
+        self._defenses: dict[str, Any] = dict(defenses or {})
         self._reparam = None
         self._reparam_sha256: dict[str, str] = {}
         self.computed: list[str] = []
@@ -276,7 +293,7 @@ class MatrixRunner:
         for seed in self.spec.seeds:
             for d in self.spec.defenses:
                 out.append(Cell(seed, d, "none", None))
-                b = base_name(d)
+                b = d if d in self.spec.external_defenses else base_name(d)
                 for t in self.spec.threats:
                     if t == "gan-aware" and b not in GAN_DEFENSES:
                         continue
@@ -301,11 +318,14 @@ class MatrixRunner:
         plugin attack its distribution name and version (``attack_config["plugin"]``)."""
         from defbench import __version__
         from defbench.defenses.registry import distribution_of as defense_distribution
-        from defbench.harness.models import defense_models, model_sha256
+        from defbench.harness.models import attribute_models, defense_models, model_sha256
 
         d = self.defense(cell.defense)
         if cell.defense not in self._model_sha256:
-            self._model_sha256[cell.defense] = {"classifier": self.classifier_sha256, **defense_models(d)}
+            models = {"classifier": self.classifier_sha256, **defense_models(d)}
+            if cell.defense in self.spec.external_defenses:  # a user's object: every module it holds
+                models.update(attribute_models(d))
+            self._model_sha256[cell.defense] = models
         # n and batch size define the evaluated images and (for batch-coupled defenses) the purification
         # batches, so they are part of the cell's identity: a store never mixes runs of different n
         dcfg = {

@@ -148,6 +148,16 @@ def model_sha256(module: torch.nn.Module) -> str:
     return getattr(module, "zoo_sha256", None) or weights_sha256(module)
 
 
+def attribute_models(obj) -> dict[str, str]:
+    """sha256 of every ``nn.Module`` an object holds as an attribute (and of the object itself when it is one):
+    the weights behind a defense handed in by a user (:mod:`defbench.api`), keyed ``attr:<name>``."""
+    out = {"self": weights_sha256(obj)} if isinstance(obj, torch.nn.Module) else {}
+    for name, m in sorted(vars(obj).items()):
+        if isinstance(m, torch.nn.Module):
+            out[f"attr:{name}"] = model_sha256(m)
+    return out
+
+
 def defense_models(defense) -> dict[str, str]:
     """sha256 of every trained model a defense holds: ``G`` and ``D`` (the GAN prior) and ``encoder``."""
     return {

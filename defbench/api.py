@@ -1,0 +1,235 @@
+"""Python API: evaluate your classifier and your defense from a script or a notebook.
+
+>>> import defbench
+>>> df = defbench.evaluate(my_model, my_purify, dataset="mnist", attacks=["fgsm", "pgd"],
+...                        threats=["graybox", "bpda"], eps=[0.1, 0.3], n=200, store="runs/mine")
+>>> df.pivot_table(index=["attack_label", "eps"], columns=["defense", "threat"], values="accuracy")
+
+The same runner as ``defbench matrix`` computes every cell (one row per cell, the store's columns plus
+``accuracy``, ``accuracy_undefended``, ``attack_label`` and ``eps``); with ``store=DIR`` the cells land in
+``DIR/defbench.sqlite`` and a second call computes only the missing ones (``defbench report DIR`` prints the
+usual tables). A model or defense of yours is identified by the sha256 of its weights and its configuration,
+so two different models never share cells.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import tempfile
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from defbench import DefbenchError
+from defbench.defenses.base import Defense
+
+__all__ = ["evaluate", "CallableDefense"]
+
+
+class CallableDefense(Defense):
+    """A plain function ``purify(x) -> x_hat`` (or ``purify(x, seed) -> x_hat``) as a defense.
+
+    Deterministic unless ``randomized=True`` (then it must take ``seed`` and draw only from it), with BPDA's
+    straight-through backward (the identity) unless ``stand_in`` gives another differentiable approximation.
+    Its identity in the store: its name, its code (sha256 of the bytecode and constants) and, for an
+    ``nn.Module``, its weights."""
+
+    def __init__(
+        self,
+        fn: Callable[..., torch.Tensor],
+        name: str | None = None,
+        randomized: bool = False,
+        stand_in: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ):
+        super().__init__(None, 0)
+        if not callable(fn):
+            raise DefbenchError(f"defense must be a name, a Defense or a callable purify(x), got {type(fn).__name__}")
+        self.fn = fn
+        self.name = name or getattr(fn, "__name__", type(fn).__name__)
+        self.randomized = bool(randomized)
+        try:
+            params = inspect.signature(fn).parameters
+        except (TypeError, ValueError):
+            params = {}
+        self._takes_seed = "seed" in params
+        if self.randomized and not self._takes_seed:
+            raise DefbenchError(f"defense {self.name}: randomized=True needs a purify(x, seed) that draws from seed")
+        self._stand_in = stand_in
+
+    def _purify(self, x, seed):
+        out = self.fn(x, seed=seed) if self._takes_seed else self.fn(x)
+        if not isinstance(out, torch.Tensor) or out.shape != x.shape:
+            got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise DefbenchError(f"defense {self.name} returned {got}, expected a tensor of shape {tuple(x.shape)}")
+        return out
+
+    def stand_in(self, x):
+        return x if self._stand_in is None else self._stand_in(x)
+
+    def config(self) -> dict[str, Any]:
+        return {"callable": _qualname(self.fn), "code_sha256": _code_sha256(self.fn)}
+
+
+class _LogitFeatures(nn.Module):
+    """A classifier without ``features``/``head``: its logits serve as Φ for the InvGAN detection score."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return self.model(x)
+
+    def features(self, x):
+        return self.model(x)
+
+    def head(self, z):
+        return z
+
+
+def _qualname(obj) -> str:
+    target = obj if inspect.isfunction(obj) or inspect.ismethod(obj) else type(obj)
+    return f"{getattr(target, '__module__', '?')}.{getattr(target, '__qualname__', type(obj).__name__)}"
+
+
+def _code_sha256(obj) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    fn = obj.__call__ if not (inspect.isfunction(obj) or inspect.ismethod(obj)) else obj
+    code = getattr(getattr(fn, "__func__", fn), "__code__", None)
+    if code is not None:
+        h.update(code.co_code)
+        h.update(repr(code.co_consts).encode())
+    return h.hexdigest()
+
+
+def _as_defense(d, i: int) -> tuple[str, Defense | None]:
+    """(label, object) of one defense argument; object None for a registered name."""
+    if isinstance(d, str):
+        return d, None
+    if not isinstance(d, Defense):
+        d = CallableDefense(d)
+    label = str(getattr(d, "name", "") or f"defense{i}")
+    if label in ("base", ""):
+        label = type(d).__name__
+    return f"user:{label}", d
+
+
+def evaluate(
+    classifier: nn.Module | None = None,
+    defense: str | Defense | Callable | Sequence[str | Defense | Callable] | None = None,
+    *,
+    dataset: str,
+    attacks: Sequence[str] = ("fgsm", "pgd"),
+    threats: Sequence[str] = ("graybox",),
+    eps: float | Sequence[float] | None = None,
+    n: int = 500,
+    seeds: int | Sequence[int] = 1,
+    eot: int | None = None,
+    eval_repeats: int | None = None,
+    batch_size: int = 100,
+    preset: str = "paper",
+    store: str | None = None,
+    device: str = "auto",
+    data_root: str | None = None,
+    baseline: bool = True,
+    attack_params: dict[str, dict[str, Any]] | None = None,
+    progress: bool = False,
+):
+    """Attack ``classifier`` (an ``nn.Module`` mapping [0, 1] images of ``dataset`` to logits; None: the zoo's
+    classifier of the preset) behind ``defense`` and return one row per cell as a ``pandas.DataFrame``.
+
+    Args:
+        defense: a registered name or variant (``"defensegan"``, ``"ride[iterations=200]"``), a
+            :class:`~defbench.defenses.Defense` instance, a plain callable ``purify(x) -> x_hat`` (see
+            :class:`CallableDefense`), a list of these, or None (the undefended classifier only).
+        dataset: ``fmnist``, ``mnist``, ``cifar10`` or ``imagenet``: the test images come from its loader.
+        attacks: registered attack names (built-ins or plugins); ``attack_params`` = ``{name: {key: value}}``.
+        threats: ``graybox``, ``bpda``, ``reparam``, ``gan-aware`` (each the same library attack handed another
+            model).
+        eps: the ℓ∞ budget in [0, 1] pixel units, or a list of them to sweep (bounded attacks only); None: the
+            paper default per dataset.
+        n: test images per cell (the seeded evaluation subset, the same for every cell).
+        seeds: the number of seeds (0, 1, ...) or the seeds themselves.
+        eot / eval_repeats: EOT draws per BPDA gradient and purifications per image for randomized defenses
+            (defaults as ``defbench matrix``).
+        store: an output directory: cells are stored there and reused by the next call (resumable); None: a
+            temporary directory, gone after the call.
+        device: ``auto``, ``cpu`` or ``cuda``.
+        baseline: add the undefended classifier (``none``) as a reference column.
+
+    Returns:
+        a DataFrame with the store's columns (``defense``, ``attack``, ``threat``, ``seed``, ``n``, ``correct``,
+        ``labels``, ``preds``, ``scores``, configs, ...) plus ``accuracy``, ``accuracy_undefended`` (fractions),
+        ``attack_label`` and ``eps``.
+    """
+    import pandas as pd
+
+    from defbench.harness.matrix import AttackSpec, MatrixRunner, MatrixSpec
+    from defbench.harness.seeding import resolve_device
+    from defbench.harness.store import Store
+
+    dev = resolve_device(device)
+    items = [] if defense is None else list(defense) if isinstance(defense, (list, tuple)) else [defense]
+    labels, objects = [], {}
+    for i, d in enumerate(items):
+        label, obj = _as_defense(d, i)
+        if obj is not None:
+            if label in objects and objects[label] is not obj:
+                raise DefbenchError(f"two defenses are both named {label[5:]!r}; give them different names")
+            objects[label] = obj
+        labels.append(label)
+    if baseline and "none" not in labels:
+        labels.insert(0, "none")
+    if not labels:
+        raise DefbenchError("no defense to evaluate: pass a defense or baseline=True")
+    if classifier is not None:
+        if not isinstance(classifier, nn.Module):
+            raise DefbenchError(f"classifier must be a torch.nn.Module, got {type(classifier).__name__}")
+        if not (callable(getattr(classifier, "features", None)) and callable(getattr(classifier, "head", None))):
+            classifier = _LogitFeatures(classifier)
+        classifier = classifier.to(dev).eval()
+    for obj in objects.values():
+        for m in vars(obj).values():
+            if isinstance(m, nn.Module):
+                m.to(dev)
+    eps_list: list[float | None] = (
+        [None] if eps is None else [float(e) for e in (eps if isinstance(eps, (list, tuple)) else [eps])]
+    )
+    params = attack_params or {}
+    specs = tuple(AttackSpec(a, e, tuple(sorted(params.get(a, {}).items()))) for a in attacks for e in eps_list)
+    seed_list = tuple(range(int(seeds))) if isinstance(seeds, int) else tuple(int(s) for s in seeds)
+    spec = MatrixSpec(
+        dataset=dataset,
+        defenses=tuple(labels),
+        attacks=specs,
+        threats=tuple(threats),
+        n=int(n),
+        seeds=seed_list,
+        batch_size=int(batch_size),
+        preset=preset,
+        device=str(dev),
+        eot=eot,
+        eval_repeats=int(eval_repeats) if eval_repeats is not None else (1 if preset == "quick" else 3),
+        data_root=data_root,
+        progress=progress,
+        external_defenses=tuple(objects),
+    )
+    with tempfile.TemporaryDirectory(prefix="defbench-") as tmp:
+        spec.out = str(store) if store is not None else tmp
+        runner = MatrixRunner(spec, Store(spec.out), classifier=classifier, defenses=objects)
+        runner.run()
+        keys = [runner.key(c)[0].key for c in runner.cells()]
+        rows = [r for k in keys for r in runner.store.rows(key=k)]
+        runner.store.close()
+    df = pd.DataFrame(rows)
+    if len(df):
+        df["accuracy"] = df["correct"] / df["n"]
+        df["accuracy_undefended"] = df["correct_undefended"] / df["n"]
+        df["attack_label"] = [c.get("label", c.get("name")) for c in df["attack_config"]]
+        df["eps"] = [c.get("eps", math.nan) for c in df["attack_config"]]
+    return df

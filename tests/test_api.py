@@ -1,0 +1,165 @@
+"""defbench.evaluate: a user's classifier and defense through the matrix runner, checked against independent
+computations; resumable stores; identities from weights and code; clear errors; the docs' example runs."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+import defbench
+from defbench import DefbenchError
+
+
+class Plain(nn.Module):
+    """A user's model without features/head: wraps the tiny test classifier's forward only."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x):
+        return self.inner(x)
+
+
+@pytest.fixture(scope="module")
+def clf(tiny_classifier):
+    return tiny_classifier[0].eval()
+
+
+def box_blur(x):
+    k = torch.ones(1, 1, 3, 3) / 9
+    return nn.functional.conv2d(x, k, padding=1)
+
+
+def test_rows_match_an_independent_computation(clf, fmnist, tmp_path):
+    """Gray-box FGSM: the API's accuracy equals FGSM (torchattacks, through get_attack) + the user's purify +
+    the user's model run by hand on the same seeded images; an identity callable equals no defense."""
+    from defbench.attacks import get_attack
+
+    model = Plain(clf)
+    df = defbench.evaluate(
+        model, [box_blur, lambda x: x], dataset="fmnist", attacks=["fgsm"], eps=[0.05, 0.1], n=40,
+        batch_size=20, device="cpu", store=str(tmp_path / "s"),
+    )  # fmt: skip
+    assert set(df["defense"]) == {"none", "user:box_blur", "user:<lambda>"}
+    assert len(df) == 3 * 3  # clean + 2 eps per defense
+    _, test = fmnist
+    idx = test.eval_indices(40, 0)
+    x, y = test.get(idx)
+    for eps in (0.05, 0.1):
+        atk = get_attack("fgsm", "fmnist", eps)
+        x_adv = torch.cat([atk(model, x[i : i + 20], y[i : i + 20]) for i in (0, 20)])
+        with torch.no_grad():
+            want_blur = (model(box_blur(x_adv)).argmax(1) == y).float().mean().item()
+            want_none = (model(x_adv).argmax(1) == y).float().mean().item()
+        got = df[(df["eps"] == eps) & (df["threat"] == "graybox")].set_index("defense")["accuracy"]
+        assert got["user:box_blur"] == pytest.approx(want_blur)
+        assert got["none"] == pytest.approx(want_none) and got["user:<lambda>"] == pytest.approx(want_none)
+    assert df["attack_label"].str.contains("FGSM").sum() == 6
+    assert list(df[df["attack"] == "clean"]["labels"].iloc[0]) == y.tolist()
+
+
+def test_store_resumes_and_identities_differ(clf, tmp_path, monkeypatch):
+    from defbench.harness.matrix import MatrixRunner
+
+    model = Plain(clf)
+    kw = dict(dataset="fmnist", attacks=["fgsm"], n=20, batch_size=20, device="cpu", store=str(tmp_path / "s"))
+    first = defbench.evaluate(model, box_blur, **kw)
+    calls = []
+    real = MatrixRunner.compute_cell
+    monkeypatch.setattr(MatrixRunner, "compute_cell", lambda self, c: calls.append(c) or real(self, c))
+    again = defbench.evaluate(model, box_blur, **kw)
+    assert calls == [] and sorted(again["key"]) == sorted(first["key"])  # every cell reused
+    # other weights: new cells for every defense; another function body under the same name: new defense cells
+    other = Plain(_perturbed(clf))
+    defbench.evaluate(other, box_blur, **kw)
+    assert len(calls) == 4
+
+    def box_blur_2(x):  # noqa: E306
+        return box_blur(x).clamp(0.1, 0.9)
+
+    box_blur_2.__name__ = "box_blur"
+    calls.clear()
+    res = defbench.evaluate(model, box_blur_2, **kw)
+    assert len(calls) == 2 and {c.defense for c in calls} == {"user:box_blur"}
+    assert set(res["key"]) != set(first["key"])
+
+
+def _perturbed(model):
+    import copy
+
+    m = copy.deepcopy(model)
+    with torch.no_grad():
+        next(m.parameters()).add_(1e-3)
+    return m
+
+
+def test_defense_object_and_registered_name(clf, tmp_path):
+    """A Defense subclass instance declared randomized gets EOT under BPDA; a registered name builds as usual."""
+    from defbench.defenses import Defense
+
+    class Noise(Defense):
+        name = "noise"
+        randomized = True
+
+        def __init__(self):
+            super().__init__(None, 0)
+            self.scale = nn.Parameter(torch.tensor(0.02), requires_grad=False)
+
+        def _purify(self, x, seed):
+            g = torch.Generator().manual_seed(seed)
+            return x + self.scale * torch.randn(x.shape, generator=g)
+
+    df = defbench.evaluate(
+        clf, [Noise(), "median"], dataset="fmnist", attacks=["fgsm"], threats=["bpda"],
+        n=10, batch_size=10, eot=3, device="cpu", baseline=False, preset="quick",
+    )  # fmt: skip
+    bpda = df[df["threat"] == "bpda"].set_index("defense")
+    assert bpda.loc["user:noise", "attack_config"]["eot"] == 3 and bpda.loc["median", "attack_config"]["eot"] == 1
+    assert "attr:scale" not in str(bpda.loc["user:noise", "defense_config"])  # a Parameter, not a Module
+    assert df["accuracy"].between(0, 1).all() and set(df["defense"]) == {"user:noise", "median"}
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(classifier=lambda x: x), "classifier must be a torch.nn.Module"),
+        (dict(defense=3), "defense must be a name, a Defense or a callable"),
+        (dict(defense="magnet"), "unknown defense 'magnet'"),
+        (dict(attacks=["jsma"]), "unknown attack 'jsma'"),
+        (dict(dataset="svhn"), "unknown dataset 'svhn'"),
+        (dict(defense=None, baseline=False), "no defense to evaluate"),
+    ],
+)
+def test_bad_arguments_are_one_line_errors(kwargs, message, clf):
+    args = dict(classifier=clf, defense=box_blur, dataset="fmnist", attacks=["fgsm"], n=5, device="cpu")
+    args.update(kwargs)
+    with pytest.raises(DefbenchError, match=re.escape(message)):
+        defbench.evaluate(args.pop("classifier"), args.pop("defense"), **args)
+
+
+def test_randomized_callable_must_take_a_seed():
+    with pytest.raises(DefbenchError, match="randomized=True needs a purify"):
+        defbench.CallableDefense(box_blur, randomized=True)
+
+
+def test_the_docs_example_runs(tmp_path, monkeypatch):
+    """The Python block of docs/API.md (also in the README) runs as written, with n shrunk to keep CI short."""
+    doc = (Path(__file__).parents[1] / "docs" / "API.md").read_text()
+    code = re.search(r"```python\n(.*?)```", doc, re.S).group(1)
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    assert code.strip() in readme, "README's API example differs from docs/API.md's"
+    monkeypatch.chdir(tmp_path)
+    code = code.replace("n=100", "n=20")
+    ns: dict = {}
+    exec(compile(code, "docs/API.md", "exec"), ns)
+    df = ns["df"]
+    assert set(df["defense"]) == {"none", "user:binarize", "median"}
+    assert len(df) == 3 + 2 * 2 * (3 + 2)  # clean per defense; 2 attacks x 2 eps x (3 gray-box + 2 BPDA)
+    clean = df[df["attack"] == "clean"].set_index("defense")["accuracy"]
+    assert clean["none"] > 0.5  # the example's model learned something
+    assert (tmp_path / "runs" / "api-example" / "defbench.sqlite").is_file()
