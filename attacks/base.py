@@ -23,6 +23,11 @@ DEFAULT_EPS = {"fmnist": 0.3, "mnist": 0.3, "cifar10": 8 / 255, "imagenet": 0.05
 EPS_TOL = 1e-6
 RANGE_TOL = 1e-6
 OUTPUT_CHECKS = ("error", "warn")
+#: keyword options every attack takes besides its own ``defaults`` (``--attack-opt NAME:KEY=VALUE``)
+COMMON_OPTIONS: dict[str, Any] = {"output_check": "error", "labels": "true"}
+#: which labels the attack is handed: the true ones, or the model's own predictions on the clean input
+#: (cleverhans' default when no y is given, as the MimicGAN paper's attacks ran)
+LABELS = ("true", "predicted")
 NORMS = ("linf", "l2")
 
 
@@ -46,6 +51,10 @@ class Attack:
     pixel, clipped into [0, 1] and the ε-ball) and each violation is recorded as a dict in
     ``last_violations`` (this call) and ``violations`` (every call of this instance), for the runner to put
     in the cell's ``extra`` and for the reports to flag.
+
+    Labels: ``labels='true'`` (default) attacks the true labels; ``labels='predicted'`` (``--attack-opt
+    NAME:labels=predicted``) attacks the model's own prediction on the clean input, as cleverhans does when
+    no ``y`` is given. Accuracy is always measured against the true labels.
     """
 
     name: ClassVar[str] = "attack"
@@ -60,7 +69,13 @@ class Attack:
     output_check: ClassVar[str] = "error"
 
     def __init__(
-        self, dataset: str = "fmnist", eps: float | None = None, *, output_check: str | None = None, **params: Any
+        self,
+        dataset: str = "fmnist",
+        eps: float | None = None,
+        *,
+        output_check: str | None = None,
+        labels: str = "true",
+        **params: Any,
     ):
         unknown = sorted(set(params) - set(self.defaults))
         if unknown:
@@ -76,6 +91,9 @@ class Attack:
         if self.norm not in NORMS:
             raise DefbenchError(f"{self.who} declares norm {self.norm!r}; choose one of: {', '.join(NORMS)}")
         self.output_check = mode
+        if labels not in LABELS:
+            raise DefbenchError(f"labels {labels!r} for attack {self.name} must be one of: {', '.join(LABELS)}")
+        self.labels = labels
         #: violations of the output checks found by the last ``__call__`` (only under output_check='warn';
         #: under 'error' the first one raises), and by every call of this instance
         self.last_violations: list[dict[str, Any]] = []
@@ -99,6 +117,9 @@ class Attack:
     # --------------------------------------------------------------- public API
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         model.eval()
+        if self.labels == "predicted":
+            with torch.no_grad():
+                y = model(x).argmax(1)
         x_adv = self.run(model, x, y)
         if not isinstance(x_adv, torch.Tensor):
             raise DefbenchError(f"{self.who} returned {type(x_adv).__name__}, not a torch.Tensor")
@@ -198,7 +219,7 @@ class Attack:
     @property
     def label(self) -> str:
         base = self.label_name or self.name.upper()
-        return base
+        return f"{base} (predicted labels)" if getattr(self, "labels", "true") == "predicted" else base
 
     def config(self) -> dict[str, Any]:
         """The attack's identity in the store: a plugin's distribution name and version are part of it, so
@@ -217,6 +238,8 @@ class Attack:
             cfg["norm"] = self.norm
         if self.output_check != "error":
             cfg["output_check"] = self.output_check
+        if self.labels != "true":
+            cfg["labels"] = self.labels
         dist = self.distribution
         if dist is not None:
             cfg["plugin"] = {"distribution": dist[0], "version": dist[1]}

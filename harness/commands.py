@@ -438,7 +438,9 @@ def _attack_specs(args, dataset: str):
                 f"({', '.join(names) or 'no attacks'}); add it to --attacks or drop the option"
             )
         k, v = _kv(kv, "--attack-opt", opt)
-        defaults = dict(table[a].defaults)
+        from defbench.attacks.base import COMMON_OPTIONS
+
+        defaults = {**COMMON_OPTIONS, **table[a].defaults}
         if k not in defaults:
             raise DefbenchError(f"unknown parameter {k} for attack {a}; valid: {', '.join(sorted(defaults)) or 'none'}")
         params.setdefault(a, {})[k] = check_value(v, defaults[k], f"--attack-opt {a}:{k}")

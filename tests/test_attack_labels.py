@@ -1,0 +1,58 @@
+"""``labels='predicted'`` (cleverhans' default when no y is given, MimicGAN issue 15 item 1): the attack is handed
+the model's own predictions on the clean input; accuracy stays measured against the true labels."""
+
+from __future__ import annotations
+
+from argparse import Namespace
+
+import pytest
+import torch
+from torch import nn
+
+from defbench import DefbenchError
+from defbench.attacks import get_attack
+
+
+@pytest.fixture
+def setup():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 10)).eval()
+    x = torch.rand(32, 1, 28, 28)
+    with torch.no_grad():
+        pred = model(x).argmax(1)
+    y = (pred + 1) % 10  # every image misclassified: true and predicted labels differ everywhere
+    return model, x, y, pred
+
+
+@pytest.mark.parametrize("name", ["fgsm", "pgd"])
+def test_predicted_labels_attack_the_model_prediction(setup, name):
+    model, x, y, pred = setup
+    torch.manual_seed(1)
+    got = get_attack(name, "fmnist", 0.1, labels="predicted")(model, x, y)
+    torch.manual_seed(1)
+    want = get_attack(name, "fmnist", 0.1)(model, x, pred)  # the same attack handed the predictions
+    torch.manual_seed(1)
+    true = get_attack(name, "fmnist", 0.1)(model, x, y)
+    assert torch.equal(got, want)
+    assert not torch.equal(got, true)
+
+
+def test_predicted_labels_are_part_of_the_identity():
+    plain, pred = get_attack("fgsm", "fmnist", 0.1), get_attack("fgsm", "fmnist", 0.1, labels="predicted")
+    assert "labels" not in plain.config() and pred.config()["labels"] == "predicted"
+    assert pred.label == "FGSM (predicted labels)" and plain.label == "FGSM"
+    with pytest.raises(DefbenchError, match="labels 'guessed' for attack fgsm must be one of: true, predicted"):
+        get_attack("fgsm", "fmnist", 0.1, labels="guessed")
+
+
+def test_attack_opt_takes_the_common_options():
+    """``--attack-opt fgsm:labels=predicted`` and the README's ``NAME:output_check=warn`` reach the attack;
+    an unknown key is still refused."""
+    from defbench.harness.commands import _attack_specs
+
+    args = Namespace(attacks="fgsm,pgd", attack_opt=["fgsm:labels=predicted", "pgd:output_check=warn"], eps=None)
+    specs = {s.name: dict(s.params) for s in _attack_specs(args, "fmnist")}
+    assert specs == {"fgsm": {"labels": "predicted"}, "pgd": {"output_check": "warn"}}
+    args.attack_opt = ["fgsm:label=predicted"]
+    with pytest.raises(DefbenchError, match="unknown parameter label for attack fgsm"):
+        _attack_specs(args, "fmnist")
