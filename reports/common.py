@@ -183,14 +183,15 @@ def binomial_half_width(n: int, p: float = 0.5) -> float:
     return 100 * 1.96 * math.sqrt(p * (1 - p) / n) if n > 0 else math.nan
 
 
-def wilson_interval(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """Wilson score 95% interval (fractions) of a binomial proportion k / n; (nan, nan) for n = 0."""
+def wilson_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval (fractions) of a binomial proportion k / n, from scipy
+    (``binomtest(k, n).proportion_ci(method="wilson")``); (nan, nan) for n = 0."""
     if n <= 0:
         return math.nan, math.nan
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
+    from scipy.stats import binomtest
+
+    ci = binomtest(int(k), int(n)).proportion_ci(confidence_level=confidence, method="wilson")
+    return max(0.0, float(ci.low)), min(1.0, float(ci.high))
 
 
 def auc_interval(auc: float, n_neg: int, n_pos: int, z: float = 1.96) -> tuple[float, float]:
