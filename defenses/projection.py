@@ -99,10 +99,38 @@ class Projection:
     surrogate: nn.Module | None = None
 
 
-def default_chunk(device: torch.device) -> int:
-    """Latents per chunk: on CPU a few hundred is fastest (one huge batch is ~2x slower here); on a GPU
-    everything goes at once up to 8192 latents."""
-    return 8192 if device.type == "cuda" else 200
+#: latents per chunk on a CPU: chunks of 50-200 latents ran within ±10% of each other on 2 cores and one
+#: huge batch about 2x slower (docs/RESULTS.md, purification throughput); cache-sized chunks win there
+CPU_CHUNK = 200
+#: latents per chunk on a GPU with room for them: thousands of latents per kernel to fill the device (the
+#: paper's batch of 100 images x 10 restarts, 1000 latents, goes in one chunk); not yet measured on a GPU:
+#: benchmarks/gpu_suite.py sweeps the chunk size
+GPU_CHUNK = 8192
+#: device memory one latent may take during a latent step, a generous bound: autograd keeps 0.1 MiB of
+#: activations per latent for the Fashion-MNIST G, 0.7 MiB for the CIFAR-10 G and D (Cowboy); doubled for
+#: the gradients in flight
+GPU_BYTES_PER_LATENT = 2 << 20
+#: share of the device's memory the chunk may take (the models, the classifier and the attack need the rest)
+GPU_MEMORY_SHARE = 0.25
+
+
+def default_chunk(device: torch.device | str, total_memory: int | None = None) -> int:
+    """Latents per chunk when ``ProjectionConfig.chunk_size`` is 0 (the default), chosen per device.
+
+    * CPU (and any device but CUDA): :data:`CPU_CHUNK` (200), the value measured fastest on CPU.
+    * CUDA: :data:`GPU_CHUNK` (8192) latents, or fewer on a small card: at most
+      :data:`GPU_MEMORY_SHARE` of the device's memory at :data:`GPU_BYTES_PER_LATENT` each, never below
+      :data:`CPU_CHUNK`. ``total_memory`` (bytes) stands in for the device's own figure (tests).
+
+    Without a learned surrogate chunking never changes the answer, so this is a speed knob only; a
+    batch-coupled projection (MimicGAN) is never chunked whatever this returns."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return CPU_CHUNK
+    if total_memory is None:
+        total_memory = torch.cuda.get_device_properties(device).total_memory
+    fits = int(total_memory * GPU_MEMORY_SHARE) // GPU_BYTES_PER_LATENT
+    return max(CPU_CHUNK, min(GPU_CHUNK, fits))
 
 
 def per_image_loss(kind: str, diff: torch.Tensor) -> torch.Tensor:
@@ -255,6 +283,7 @@ class ProjectionEngine:
             _, err = self._terms(y_rep, z, cfg, surrogate)
             err = err.view(n, r)
             best = err.argmin(1)
-            z_best = z.detach().view(n, r, d)[torch.arange(n), best]
+            rows = torch.arange(n, device=err.device)  # a CPU index into a device tensor would be copied over
+            z_best = z.detach().view(n, r, d)[rows, best]
             x_hat = self.G(z_best)
-        return x_hat, z_best, err[torch.arange(n), best]
+        return x_hat, z_best, err[rows, best]
