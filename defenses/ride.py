@@ -35,6 +35,8 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
 import torch
@@ -154,18 +156,53 @@ class GroupedFCN:
         return out.reshape(b, c, h, w)
 
 
-class _Draws:
-    """Per-image random draws in blocks: image i's k-th draw depends on its own generator only."""
+def draw_workers(images: int) -> int:
+    """Threads that make the per-image draws of a batch: one per image, at most torch's intra-op thread count
+    (so ``OMP_NUM_THREADS=1`` keeps RIDE on one core)."""
+    return max(1, min(images, torch.get_num_threads()))
 
-    def __init__(self, gens: list[torch.Generator], device):
-        self.gens, self.device = gens, device
+
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+
+
+def _pool(workers: int) -> ThreadPoolExecutor:
+    if workers not in _POOLS:
+        _POOLS[workers] = ThreadPoolExecutor(workers, thread_name_prefix="ride-draws")
+    return _POOLS[workers]
+
+
+if hasattr(os, "register_at_fork"):  # a forked child starts its own threads
+    os.register_at_fork(after_in_child=_POOLS.clear)
+
+
+class _Draws:
+    """Per-image random draws in blocks: image i's k-th draw depends on its own generator only.
+
+    The draws are made on the CPU, so an image gets the same noise on every device and in every batch; the
+    images' generators run on up to :func:`draw_workers` threads (each generator in one thread, so the values
+    do not depend on the threads). For a GPU the block is stacked into pinned memory and copied without
+    waiting, so a block costs no synchronisation of the device. On a GPU these draws, not the networks, bound
+    RIDE's speed (benchmarks/gpu_suite.py measures it)."""
+
+    def __init__(self, gens: list[torch.Generator], device, workers: int | None = None):
+        self.gens, self.device = gens, torch.device(device)
+        self.workers = draw_workers(len(gens)) if workers is None else max(1, min(workers, len(gens)))
+        self.pin = self.device.type == "cuda"
+
+    def _draw(self, fn, k: int, shape: tuple[int, ...]) -> torch.Tensor:
+        one = lambda g: fn(k, *shape, generator=g)
+        parts = list(_pool(self.workers).map(one, self.gens)) if self.workers > 1 else [one(g) for g in self.gens]
+        if not self.pin:
+            return torch.stack(parts, 1).to(self.device)
+        out = torch.empty((k, len(self.gens), *shape), pin_memory=True)
+        return torch.stack(parts, 1, out=out).to(self.device, non_blocking=True)
 
     def normal(self, k: int, *shape: int) -> torch.Tensor:
         """(k, B, *shape)."""
-        return torch.stack([torch.randn(k, *shape, generator=g) for g in self.gens], 1).to(self.device)
+        return self._draw(torch.randn, k, shape)
 
     def uniform(self, k: int, *shape: int) -> torch.Tensor:
-        return torch.stack([torch.rand(k, *shape, generator=g) for g in self.gens], 1).to(self.device)
+        return self._draw(torch.rand, k, shape)
 
 
 class RIDE(Defense):
@@ -193,7 +230,8 @@ class RIDE(Defense):
         cfg = self.cfg
         dev = self.device or x.device
         b, c, h, w = x.shape
-        gens = [torch.Generator().manual_seed(image_seed(seed, x[i])) for i in range(b)]
+        x_cpu = x.detach().cpu()  # one copy for the batch's seeds, not one per image
+        gens = [torch.Generator().manual_seed(image_seed(seed, x_cpu[i])) for i in range(b)]
         net = GroupedFCN(c, cfg, gens, dev)
         opt = torch.optim.Adam(net.params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         draws = _Draws(gens, dev)
