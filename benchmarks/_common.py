@@ -1,9 +1,26 @@
-"""Shared by the benchmark scripts: the command line that produced a table, and writing the table."""
+"""Shared by the benchmark scripts: the command line that produced a table, writing the table, the data root."""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def data_root() -> str | None:
+    """The data root of a benchmark run: ``$DEFBENCH_DATA`` when set, else ``../shared/data`` beside the
+    checkout, else ``shared/data`` inside it (a device machine receives the checkout alone). The choice is
+    written to ``DEFBENCH_DATA`` so that the loaders and any ``defbench`` subprocess see it. None when there is
+    none of the three: the loaders then try the user cache and a download."""
+    if os.environ.get("DEFBENCH_DATA"):
+        return os.environ["DEFBENCH_DATA"]
+    for cand in (REPO.parent / "shared" / "data", REPO / "shared" / "data"):
+        if cand.is_dir():
+            os.environ["DEFBENCH_DATA"] = str(cand)
+            return str(cand)
+    return None
 
 
 def command_line(argv) -> str:
