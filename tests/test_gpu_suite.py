@@ -1,0 +1,79 @@
+"""The throughput benchmark's functions that benchmarks/gpu_suite.py builds on: time caps, FLOP counts, rows; and
+the suite's CPU smoke end to end (slow)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+#: one latent step of the Fashion-MNIST DCGAN generator, by hand: its forward pass (FC 100->1024, FC
+#: 1024->128*7*7, transposed convs 128->64 at 14x14 and 64->1 at 28x28, 2 FLOPs per multiply-add) plus the
+#: gradient to its input, which costs the same again
+G28_STEP = 2 * 2 * (100 * 1024 + 1024 * 6272 + 128 * 64 * 16 * 49 + 64 * 16 * 196)
+
+
+@pytest.fixture(scope="module")
+def tp():
+    sys.path.insert(0, str(BENCH))
+    try:
+        import purify_throughput
+
+        yield purify_throughput
+    finally:
+        sys.path.remove(str(BENCH))
+
+
+def test_timed_stops_at_its_deadline(tp):
+    calls = []
+    units = [lambda: (calls.append(1), time.sleep(0.05)) for _ in range(10)]
+    seconds, done = tp.timed(units, "cpu", repeats=3, deadline=time.monotonic() + 0.12)
+    assert 2 <= done < 10 and len(calls) == done  # cut after the unit in progress, and no second run
+    assert seconds == pytest.approx(0.05 * done, abs=0.05)
+
+
+def test_rows_flops_and_time_cap(tp, fmnist):
+    bench = tp.make_bench(2, "cpu")
+    rows = tp.measure_defense("defensegan", bench, scale=0.005, repeats=1, chunks=(10, 40), loop_images=1, log=str)
+    assert [r.mode for r in rows] == [
+        "batched (default chunk)",
+        "per-image loop",
+        "restart loop (all images)",
+        "batched, chunk 10 latents",  # 40 > 2 images x 10 restarts: not measured
+    ]
+    assert [r.images for r in rows] == [2, 1, 2, 2]
+    # FlopCounterMode's count agrees with the layers': 10 restarts x 1 latent step per image
+    assert rows[0].flops == pytest.approx(2 * 10 * G28_STEP, rel=1e-6)
+    assert rows[0].latents == 20 and all(r.seconds > 0 and r.flop_rate > 0 for r in rows)
+    assert tp.batched_over_loop(rows, "defensegan") == rows[0].images_per_s / rows[1].images_per_s
+    late = tp.measure_defense("invgan", bench, scale=0.005, deadline=time.monotonic() - 1, log=str)
+    assert late and all(r.seconds is None and r.note == "skipped: time cap" for r in late)
+    md = "\n".join(tp.markdown(rows + late, ["header"]))
+    assert "| invgan | batched (default chunk) | — | — | — | skipped: time cap |" in md
+
+
+def test_gemm_peak_is_a_rate(tp):
+    flops, desc = tp.gemm_peak("cpu", n=256, repeats=2)
+    assert flops > 1e8 and desc == "torch.mm fp32 256x256"
+
+
+@pytest.mark.slow
+def test_gpu_suite_cpu_smoke(tmp_path, fmnist):
+    """Without CUDA the suite says so, runs its tiny smoke of every stage and exits 0 with its table."""
+    out = tmp_path / "suite.md"
+    res = subprocess.run(
+        [sys.executable, str(BENCH / "gpu_suite.py"), "--device", "cpu", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert "needs a CUDA device" in res.stdout
+    table = out.read_text()
+    for stage in ("| models |", "| throughput |", "| bpda |", "| fig5b |"):
+        assert stage in table
+    assert out.with_suffix(".csv").is_file()
