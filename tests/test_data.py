@@ -61,9 +61,10 @@ def test_idx_layout_in_explicit_root(tmp_path):
 
 def test_missing_data_offline_names_files(tmp_path, monkeypatch):
     monkeypatch.setenv("DEFBENCH_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("DEFBENCH_DATA", raising=False)  # no explicit root: the cache, then (here not) a download
     monkeypatch.setattr(D, "DEBIAN_FMNIST", tmp_path / "nowhere")
     with pytest.raises(DefbenchError) as err:
-        D.load_dataset("fmnist", "test", root=tmp_path / "empty", download=False)
+        D.load_dataset("fmnist", "test", download=False)
     msg = str(err.value)
     assert "t10k-images-idx3-ubyte.gz" in msg and "--data-root" in msg and "\n" not in msg
 
@@ -76,8 +77,9 @@ def test_failed_download_gives_clear_message(tmp_path, monkeypatch):
         raise OSError("network unreachable")
 
     monkeypatch.setattr(D, "_download", offline)
+    monkeypatch.delenv("DEFBENCH_DATA", raising=False)  # a download is tried only without an explicit root
     with pytest.raises(DefbenchError, match="download failed: OSError"):
-        D.load_dataset("fmnist", "test", root=tmp_path / "empty")
+        D.load_dataset("fmnist", "test")
 
 
 def test_cifar_jpeg_zip_layout(tmp_path, monkeypatch):
