@@ -217,6 +217,9 @@ def add_subcommands(sub, common) -> None:
         "--no-baseline", action="store_true", help="do not add the undefended classifier ('none') as a reference column"
     )
     mp.add_argument("--out", default="runs/matrix", help="output dir: store, CSV, LaTeX, plots (default runs/matrix)")
+    from defbench.harness.ray_executor import add_executor_args
+
+    add_executor_args(mp)
     common(mp)
     mp.set_defaults(func=run_matrix)
 
@@ -507,9 +510,12 @@ def run_matrix(args) -> int:
         out=args.out,
         progress=not args.no_progress,
     )
+    from defbench.harness.ray_executor import executor_from_args
+
+    executor = executor_from_args(args)  # a missing Ray is said before any model loads
     t0 = time.time()
     runner = MatrixRunner(spec)
-    runner.run()
+    runner.run(executor)
     md = write_reports(runner.store, args.out)
     print(md)
     print(

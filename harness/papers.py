@@ -867,8 +867,10 @@ def run_table(
     data_root: str | None = None,
     progress: bool = True,
     threat_n: dict[str, int] | None = None,
+    executor=None,
 ) -> PaperRun:
-    """Run the cells ``table`` needs through the matrix runner (resuming from its store) and return the rows."""
+    """Run the cells ``table`` needs through the matrix runner (resuming from its store) and return the rows;
+    ``executor`` computes them (default :class:`LocalExecutor`; :class:`RayExecutor` for a Ray cluster)."""
     from defbench.harness.matrix import LocalExecutor, MatrixRunner
     from defbench.harness.models import PRESETS
 
@@ -885,7 +887,7 @@ def run_table(
     cells = table.needed_cells(spec.seeds, preset)
     keys = {c: runner.key(c)[0] for c in cells}  # n and batch size are part of every key
     todo = [c for c in cells if not runner.store.has(keys[c])]
-    LocalExecutor().run(runner, todo)
+    (executor or LocalExecutor()).run(runner, todo)
     rows = {}
     failed = {f["key"]: f["message"] for f in runner.store.failures()}
     for c, k in keys.items():
@@ -944,6 +946,9 @@ def add_parser(sub, common) -> None:
     rp.add_argument(
         "--out", default=None, help="store and report dir (default runs/paper/<dataset>-<preset>-n<N>-b<B>)"
     )
+    from defbench.harness.ray_executor import add_executor_args
+
+    add_executor_args(rp)
     common(rp)
     rp.set_defaults(func=cmd_run)
     pp.set_defaults(func=lambda args: (pp.print_help(), 0)[1])
@@ -981,9 +986,21 @@ def cmd_run(args) -> int:
             f"no table of {args.table} can run yet: " + "; ".join(f"{t.id}: {t.unsupported}" for t in tables)
         )
     device = str(resolve_device(args.device))
+    from defbench.harness.ray_executor import executor_from_args
+
+    executor = executor_from_args(args)
     for t in runnable:
         res = run_table(
-            t, args.n, args.preset, device, args.seed, args.out, args.data_root, not args.no_progress, threat_n
+            t,
+            args.n,
+            args.preset,
+            device,
+            args.seed,
+            args.out,
+            args.data_root,
+            not args.no_progress,
+            threat_n,
+            executor=executor,
         )
         print(write_paper_report(res, res.out))
         print(
