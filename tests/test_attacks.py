@@ -34,11 +34,21 @@ def test_attack_shapes_bounds_and_strength(name, tiny_classifier, fmnist_images)
     assert {"label", "family", "iterative", "bounded", "eps"} <= set(cfg)
 
 
-def test_autoattack_runs(tiny_classifier, fmnist_images):
+def test_autoattack_breaks_the_classifier(tiny_classifier, fmnist_images):
+    """AutoAttack at ε = 0.3 on four images the tiny classifier gets right: every adversarial image is
+    misclassified, changed and within the ε-ball. Catches an AutoAttack that returns x (or a perturbation too weak
+    to matter); at this ε its first attack (APGD-CE) breaks all four, so the slower ones never run (seconds; at
+    ε = 0.1 a third of the images survive and FAB and Square take minutes)."""
     model, _ = tiny_classifier
     x, y = fmnist_images
-    x_adv = get_attack("autoattack", "fmnist", eps=0.1)(model, x[:4], y[:4])
-    assert (x_adv - x[:4]).abs().max() <= 0.1 + 1e-5
+    with torch.no_grad():
+        right = (model(x).argmax(1) == y).nonzero().flatten()[:4]
+    assert len(right) == 4
+    x, y = x[right], y[right]
+    x_adv = get_attack("autoattack", "fmnist", eps=0.3)(model, x, y)
+    assert (x_adv - x).abs().max() <= 0.3 + 1e-5 and x_adv.min() >= 0 and x_adv.max() <= 1
+    with torch.no_grad():
+        assert (model(x_adv).argmax(1) != y).all(), "AutoAttack left correctly classified images"
 
 
 def test_universal_is_one_vector_for_the_whole_set(tiny_classifier, fmnist_images):
