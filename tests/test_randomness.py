@@ -133,6 +133,42 @@ def test_eot_one_keeps_logits():
     assert torch.equal(m(x), clf(d.purify(x, seed=derive_seed(5, 0, 0))))
 
 
+def test_eot_through_attack_model_averages_distinct_draws():
+    """What the runner hands a library attack under bpda (``attack_model``) for a randomized defense: the log of
+    the mean probability over ``eot`` purifications with distinct derived seeds, and the gradient of that
+    average (identity backward per draw), computed here by hand. Catches EOT with one draw, the same seed for
+    every draw, an ``eot`` the attack model drops, and a gradient of a single draw."""
+    from defbench.attacks.threats import attack_model
+    from defbench.defenses.base import derive_seed
+
+    torch.manual_seed(0)
+    clf = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
+    d = _Noisy((1, 4, 4))
+    x, y = torch.rand(5, 1, 4, 4), torch.tensor([0, 1, 2, 0, 1])
+    m = attack_model("bpda", clf, d, eot=4, seed=11)
+    draws = [d.purify(x, seed=derive_seed(11, 0, j)) for j in range(4)]
+    assert all(not torch.equal(draws[i], draws[j]) for i in range(4) for j in range(i))
+    xr = x.clone().requires_grad_(True)
+    out = m(xr)
+    want = torch.stack([clf(p).softmax(1) for p in draws]).mean(0).log()
+    assert torch.allclose(out, want, atol=1e-6)
+    (g,) = torch.autograd.grad(torch.nn.functional.cross_entropy(out, y), xr)
+    xh = x.clone().requires_grad_(True)
+    probs = torch.stack([clf(xh + (p - x)).softmax(1) for p in draws]).mean(0)
+    (g_want,) = torch.autograd.grad(-probs[torch.arange(5), y].log().mean(), xh)
+    assert torch.allclose(g, g_want, atol=1e-6)
+    (g_one,) = torch.autograd.grad(torch.nn.functional.cross_entropy(clf(xh + (draws[0] - x)), y), xh)
+    assert not torch.allclose(g, g_one, atol=1e-4)
+    assert attack_model("bpda", clf, NoisyFree((1, 4, 4)), eot=4).eot == 1  # deterministic: one draw
+
+
+class NoisyFree(Defense):
+    name = "noisefree"
+
+    def _purify(self, x, seed):
+        return x.flip(-1)
+
+
 def test_eot_is_on_by_default_under_bpda(tiny_zoo, tmp_path):
     from defbench.harness.matrix import DEFAULT_EOT, AttackSpec, Cell, MatrixRunner, MatrixSpec
 
