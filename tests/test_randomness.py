@@ -200,9 +200,11 @@ DEFS = ("none", "defensegan[latent_steps=2,restarts=2]", "invgan[latent_steps=2]
 
 
 class _Reversed:
-    def run(self, cells, work):
+    """An executor that runs the cells in reversed order."""
+
+    def run(self, runner, cells):
         for c in reversed(cells):
-            work(c)
+            runner.record(runner.compute_cell_guarded(c))
 
 
 def _spec(out):
