@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from defbench import DefbenchError
+from defbench.classifiers.base import with_features
 from defbench.defenses.base import Defense
 
 __all__ = ["evaluate", "CallableDefense"]
@@ -73,23 +74,6 @@ class CallableDefense(Defense):
         return {"callable": _qualname(self.fn), "code_sha256": _code_sha256(self.fn)}
 
 
-class _LogitFeatures(nn.Module):
-    """A classifier without ``features``/``head``: its logits serve as Φ for the InvGAN detection score."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, x):
-        return self.model(x)
-
-    def features(self, x):
-        return self.model(x)
-
-    def head(self, z):
-        return z
-
-
 def _qualname(obj) -> str:
     target = obj if inspect.isfunction(obj) or inspect.ismethod(obj) else type(obj)
     return f"{getattr(target, '__module__', '?')}.{getattr(target, '__qualname__', type(obj).__name__)}"
@@ -120,7 +104,7 @@ def _as_defense(d, i: int) -> tuple[str, Defense | None]:
 
 
 def evaluate(
-    classifier: nn.Module | None = None,
+    classifier: nn.Module | str | None = None,
     defense: str | Defense | Callable | Sequence[str | Defense | Callable] | None = None,
     *,
     dataset: str,
@@ -140,8 +124,9 @@ def evaluate(
     attack_params: dict[str, dict[str, Any]] | None = None,
     progress: bool = False,
 ):
-    """Attack ``classifier`` (an ``nn.Module`` mapping [0, 1] images of ``dataset`` to logits; None: the zoo's
-    classifier of the preset) behind ``defense`` and return one row per cell as a ``pandas.DataFrame``.
+    """Attack ``classifier`` (an ``nn.Module`` mapping [0, 1] images of ``dataset`` to logits, the name of an
+    installed classifier plugin, or None / ``"zoo"``: the zoo's classifier of the preset) behind ``defense`` and
+    return one row per cell as a ``pandas.DataFrame``.
 
     Args:
         defense: a registered name or variant (``"defensegan"``, ``"ride[iterations=200]"``), a
@@ -187,12 +172,17 @@ def evaluate(
         labels.insert(0, "none")
     if not labels:
         raise DefbenchError("no defense to evaluate: pass a defense or baseline=True")
-    if classifier is not None:
+    plugin = "zoo"
+    if isinstance(classifier, str):  # "zoo" or a classifier plugin's name, built by the runner
+        from defbench.classifiers.registry import check_name
+
+        plugin, classifier = check_name(classifier), None
+    elif classifier is not None:
         if not isinstance(classifier, nn.Module):
-            raise DefbenchError(f"classifier must be a torch.nn.Module, got {type(classifier).__name__}")
-        if not (callable(getattr(classifier, "features", None)) and callable(getattr(classifier, "head", None))):
-            classifier = _LogitFeatures(classifier)
-        classifier = classifier.to(dev).eval()
+            raise DefbenchError(
+                f"classifier must be a torch.nn.Module or a classifier's name, got {type(classifier).__name__}"
+            )
+        classifier = with_features(classifier).to(dev).eval()
     for obj in objects.values():
         for m in vars(obj).values():
             if isinstance(m, nn.Module):
@@ -218,6 +208,7 @@ def evaluate(
         data_root=data_root,
         progress=progress,
         external_defenses=tuple(objects),
+        classifier=plugin,
     )
     with tempfile.TemporaryDirectory(prefix="defbench-") as tmp:
         spec.out = str(store) if store is not None else tmp

@@ -82,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     zp.add_argument("action", choices=("list", "show"), help="list all | show ID")
     zp.add_argument("id", nargs="?", help="model id for 'show'")
 
-    for kind in ("defense", "attack"):
+    for kind in ("defense", "attack", "classifier"):
         lp = sub.add_parser(kind, help=f"list the {kind}s: built-ins and installed plugins (with their distribution)")
         lp.add_argument("action", choices=("list",), help="list")
         lp.set_defaults(func=_list_plugins, kind=kind)
@@ -125,7 +125,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _list_plugins(args) -> int:
-    """``defbench defense list`` / ``defbench attack list``: one line per name, built-ins first."""
+    """``defbench defense list`` / ``attack list`` / ``classifier list``: one line per name, built-ins first
+    (a classifier's line ends with the datasets it supports)."""
+    if args.kind == "classifier":
+        from defbench.classifiers import registry as cregistry
+
+        for n, cls in cregistry.available().items():
+            dist = cregistry.distribution_of(cls)
+            where = "plugin: " + " ".join(dist) if dist else "built-in"
+            print(f"{n}\t{where}\t{','.join(cregistry.supported_datasets(cls))}")
+        return 0
     if args.kind == "defense":
         from defbench.defenses import registry
 

@@ -1,6 +1,7 @@
-"""Entry-point plugins, one set of rules for every kind (attacks, defenses).
+"""Entry-point plugins, one set of rules for every kind (attacks, defenses, classifiers).
 
-A package registers a class under an entry-point group (``defbench.attacks``, ``defbench.defenses``); the class
+A package registers a class under an entry-point group (``defbench.attacks``, ``defbench.defenses``,
+``defbench.classifiers``); the class
 subclasses the kind's base class and sets its own ``name``, equal to the entry point's. :class:`PluginKind`
 loads them and refuses, each with a one-line :class:`~defbench.DefbenchError`, an entry point whose class is not
 a subclass of the base, has no ``name`` of its own (it would inherit another's), a name that differs from the
@@ -38,7 +39,7 @@ def entry_point_distribution(ep) -> tuple[str, str]:
 
 class PluginKind:
     """The plugins of one entry-point ``group`` whose classes subclass ``base``, beside the ``builtin``
-    classes by name. ``kind`` ("attack", "defense") words the messages."""
+    classes by name. ``kind`` ("attack", "defense", "classifier") words the messages."""
 
     def __init__(self, kind: str, group: str, base: type, builtin: dict[str, type]):
         self.kind, self.group, self.base, self.builtin = kind, group, base, builtin

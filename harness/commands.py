@@ -161,6 +161,12 @@ def add_subcommands(sub, common) -> None:
     )
     mp.add_argument("--dataset", default="fmnist", help="fmnist (default) | mnist | cifar10 | imagenet")
     mp.add_argument(
+        "--classifier",
+        default="zoo",
+        help="zoo (default: the zoo's classifier of the dataset and preset, trained on demand) or an installed "
+        "classifier plugin ('defbench classifier list')",
+    )
+    mp.add_argument(
         "--attacks",
         default="all",
         help=f"all (= {','.join(DEFAULT_ATTACKS)}), a comma list incl. plugins, or none (clean only)",
@@ -460,6 +466,7 @@ def _attack_specs(args, dataset: str):
 
 def run_matrix(args) -> int:
     from defbench.attacks.threats import check_threat
+    from defbench.classifiers.registry import check_name as check_classifier
     from defbench.defenses.registry import DEFENSES, check_name, split_names
     from defbench.harness.data import canonical_name
     from defbench.harness.matrix import MatrixRunner, MatrixSpec
@@ -472,6 +479,7 @@ def run_matrix(args) -> int:
     if args.preset not in PRESETS:
         raise DefbenchError(f"unknown preset {args.preset!r}; choose one of: {', '.join(PRESETS)}")
     dataset = canonical_name(args.dataset)
+    classifier = check_classifier(args.classifier)
     if not split_names(args.defense):
         raise DefbenchError(f"--defense {args.defense!r} names no defense; give names or all")
     defenses = (
@@ -509,6 +517,7 @@ def run_matrix(args) -> int:
         data_root=args.data_root,
         out=args.out,
         progress=not args.no_progress,
+        classifier=classifier,
     )
     from defbench.harness.ray_executor import executor_from_args
 

@@ -21,6 +21,8 @@ from defbench import DefbenchError
 from defbench.attacks.registry import get_attack
 from defbench.attacks.threats import BPDAModel, attack_model, check_threat, gan_aware
 from defbench.attacks.universal import _Universal
+from defbench.classifiers.registry import ZOO, load_plugin
+from defbench.classifiers.registry import check_name as check_classifier
 from defbench.defenses.base import derive_seed
 from defbench.defenses.registry import GAN_DEFENSES, base_name, build_defense, check_name
 from defbench.harness.data import canonical_name, load_dataset
@@ -83,9 +85,12 @@ class MatrixSpec:
     progress: bool = True
     #: labels of defenses handed to the runner as objects (the API), not built from the registry
     external_defenses: tuple[str, ...] = ()
+    #: ``zoo`` (the zoo's classifier of the dataset and preset) or the name of a classifier plugin
+    classifier: str = "zoo"
 
     def validate(self) -> "MatrixSpec":
         self.dataset = canonical_name(self.dataset)
+        self.classifier = check_classifier(self.classifier)
         self.defenses = tuple(d if d in self.external_defenses else check_name(d) for d in self.defenses)
         self.threats = tuple(check_threat(t) for t in self.threats)
         if self.batch_size < 1:
@@ -218,12 +223,19 @@ class MatrixRunner:
         self.store = store or Store(spec.out)  # created once the input is known good: nothing half-written
         from defbench.harness.models import get_classifier
 
+        #: name, distribution, version and config() of a plugin classifier (part of every cell's key); None else
+        self.classifier_plugin: dict[str, Any] | None = None
         if classifier is not None:
             from defbench.harness.models import weights_sha256
 
             self.classifier = classifier
             cman = {"id": f"user-{type(getattr(classifier, 'model', classifier)).__name__}"}
             cman["sha256"] = weights_sha256(classifier)
+        elif spec.classifier != ZOO:
+            from defbench.harness.models import weights_sha256
+
+            self.classifier, self.classifier_plugin = load_plugin(spec.classifier, spec.dataset, self.device)
+            cman = {"id": spec.classifier, "sha256": weights_sha256(self.classifier)}
         else:
             self.classifier, cman = get_classifier(
                 spec.dataset, spec.preset, self.device, spec.data_root, progress=spec.progress
@@ -315,7 +327,9 @@ class MatrixRunner:
         sha256, so a copy elsewhere reuses cells and a changed image recomputes them), ``model_sha256`` (the
         classifier and the defense's G, D and encoder; a reparameterisation cell on a defense without an
         encoder adds the G and I it differentiates, in the attack config), ``defbench_version``, and for a
-        plugin attack its distribution name and version (``attack_config["plugin"]``)."""
+        plugin attack its distribution name and version (``attack_config["plugin"]``); likewise for a plugin
+        defense (``defense_config["plugin"]``) and a plugin classifier (``defense_config["classifier_plugin"]``:
+        name, distribution, version and config; its weights' sha256 is ``model_sha256["classifier"]``)."""
         from defbench import __version__
         from defbench.defenses.registry import distribution_of as defense_distribution
         from defbench.harness.models import attribute_models, defense_models, model_sha256
@@ -340,6 +354,8 @@ class MatrixRunner:
             "model_sha256": self._model_sha256[cell.defense],
             "defbench_version": __version__,
         }
+        if self.classifier_plugin is not None:  # its distribution, version and config; the weights are above
+            dcfg["classifier_plugin"] = self.classifier_plugin
         dist = defense_distribution(d)
         if dist is not None:  # a new release of a plugin never reuses the old one's cells
             dcfg["plugin"] = {"distribution": dist[0], "version": dist[1]}
@@ -407,7 +423,8 @@ class MatrixRunner:
 
     def _plugin_of(self, cell: Cell) -> str | None:
         """The plugin a crash of this cell is blamed on, worded for the user: the attack's when it is a plugin,
-        else the defense's; None when both are defbench's own (or a user's object handed to the API)."""
+        else the defense's, else the classifier's; None when all are defbench's own (or a user's object handed
+        to the API)."""
         from defbench.attacks.registry import available, distribution_of
         from defbench.defenses.registry import distribution_of as defense_distribution
 
@@ -418,6 +435,9 @@ class MatrixRunner:
         dist = defense_distribution(self.defense(cell.defense))
         if dist is not None:
             return f"defense plugin {cell.defense!r} of distribution {dist[0]} {dist[1]}"
+        p = self.classifier_plugin
+        if p is not None:
+            return f"classifier plugin {p['name']!r} of distribution {p['distribution']} {p['version']}"
         return None
 
     def record(self, out: CellOutcome) -> None:
@@ -453,6 +473,7 @@ class MatrixRunner:
             **atk.config(),
             "clf": self.classifier_id,
             "clf_sha256": self.classifier_sha256,
+            **({"clf_plugin": self.classifier_plugin} if self.classifier_plugin else {}),
             "data_sha256": self.data_sha256,
             "defbench_version": __version__,
             "n": n,
