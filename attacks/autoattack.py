@@ -16,7 +16,7 @@ Example::
 import torchattacks
 
 from defbench.attacks.base import Attack
-from defbench.harness.data import NUM_CLASSES
+from defbench.datasets import NUM_CLASSES
 
 
 class AutoAttack(Attack):

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from defbench import DefbenchError
+from defbench.plugins import distribution_of as plugin_distribution
 
 #: ℓ∞ ε in pixel units used by the papers: InvGAN FGSM 0.3 on MNIST/Fashion-MNIST, 8/255 on CIFAR-10;
 #: RIDE uses 0.05 on ImageNet.
@@ -204,9 +205,7 @@ class Attack:
     @property
     def distribution(self) -> tuple[str, str] | None:
         """(distribution name, version) of a plugin attack; None for a built-in."""
-        from defbench.attacks.registry import distribution_of
-
-        return distribution_of(type(self))
+        return plugin_distribution(type(self))
 
     @property
     def who(self) -> str:

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from defbench import DefbenchError
-from defbench.defenses.base import derive_seed
+from defbench.seeding import derive_seed
 
 THREATS = ("graybox", "bpda", "reparam", "gan-aware")
 

@@ -23,7 +23,7 @@ import torch
 from _common import command_line, write_table
 
 from defbench.attacks.registry import get_attack
-from defbench.defenses.registry import build_defense
+from defbench.harness.models import build_defense
 from defbench.harness.data import load_dataset
 from defbench.harness.models import get_classifier
 from defbench.harness.store import Store

@@ -25,7 +25,7 @@ from torch import nn
 
 from defbench import DefbenchError
 from defbench.classifiers.base import ClassifierPlugin, with_features
-from defbench.harness.data import NUM_CLASSES, SHAPES, canonical_name
+from defbench.datasets import NUM_CLASSES, SHAPES, canonical_name
 from defbench.plugins import PluginKind
 
 #: the built-in choice: the zoo's classifier (built by ``defbench.harness.models.get_classifier``)

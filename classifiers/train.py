@@ -11,8 +11,8 @@ from tqdm.auto import tqdm
 
 from defbench import DefbenchError
 from defbench.classifiers.models import Classifier, build_classifier
-from defbench.harness.data import ImageData
-from defbench.harness.seeding import seed_everything
+from defbench.datasets import ImageData
+from defbench.seeding import seed_everything
 
 
 @dataclass(frozen=True)

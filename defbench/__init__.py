@@ -1,9 +1,11 @@
 """defbench: honest evaluation of adversarial purification defenses.
 
 Data flow: dataset -> classifier -> attack -> defense -> metrics -> store -> report.
-Sub-packages: ``defbench.harness`` (data, zoo, runner, store, CLI plumbing), ``defbench.classifiers``,
-``defbench.defenses`` (GAN priors, the projection engine, RIDE, baselines), ``defbench.attacks``,
-``defbench.reports``.
+Layers, lowest first (each imports only those below it; tests/test_layers.py): the core (this module's
+:class:`DefbenchError`, ``defbench.plugins``, ``defbench.datasets``, ``defbench.seeding``); the components
+``defbench.classifiers``, ``defbench.defenses`` (GAN priors, the projection engine, RIDE, baselines) and
+``defbench.attacks``; ``defbench.harness`` (data, zoo, runner, store, paper specs); ``defbench.reports``; the CLI
+(``defbench.cli``, ``defbench.harness.commands``) and the API (``defbench.api``).
 """
 
 __version__ = "0.1.0"

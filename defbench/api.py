@@ -20,12 +20,17 @@ import tempfile
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import pandas as pd
 import torch
 from torch import nn
 
 from defbench import DefbenchError
 from defbench.classifiers.base import with_features
+from defbench.classifiers.registry import check_name as check_classifier
 from defbench.defenses.base import Defense
+from defbench.harness.matrix import AttackSpec, MatrixRunner, MatrixSpec
+from defbench.harness.store import Store
+from defbench.seeding import resolve_device
 
 __all__ = ["evaluate", "CallableDefense"]
 
@@ -152,12 +157,6 @@ def evaluate(
         ``labels``, ``preds``, ``scores``, configs, ...) plus ``accuracy``, ``accuracy_undefended`` (fractions),
         ``attack_label`` and ``eps``.
     """
-    import pandas as pd
-
-    from defbench.harness.matrix import AttackSpec, MatrixRunner, MatrixSpec
-    from defbench.harness.seeding import resolve_device
-    from defbench.harness.store import Store
-
     dev = resolve_device(device)
     items = [] if defense is None else list(defense) if isinstance(defense, (list, tuple)) else [defense]
     labels, objects = [], {}
@@ -174,9 +173,7 @@ def evaluate(
         raise DefbenchError("no defense to evaluate: pass a defense or baseline=True")
     plugin = "zoo"
     if isinstance(classifier, str):  # "zoo" or a classifier plugin's name, built by the runner
-        from defbench.classifiers.registry import check_name
-
-        plugin, classifier = check_name(classifier), None
+        plugin, classifier = check_classifier(classifier), None
     elif classifier is not None:
         if not isinstance(classifier, nn.Module):
             raise DefbenchError(

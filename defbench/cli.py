@@ -7,7 +7,16 @@ import json
 import sys
 
 from defbench import DefbenchError, __version__
-from defbench.harness.seeding import DEFAULT_SEED
+from defbench.attacks import registry as attack_registry
+from defbench.classifiers import registry as classifier_registry
+from defbench.datasets import DATASETS, SHAPES, canonical_name
+from defbench.defenses import registry as defense_registry
+from defbench.harness import commands, models, zoo
+from defbench.harness.commands import count_type, fraction_type, seed_type
+from defbench.harness.store import DB_NAME, Store, check_store, os_error_line, salvage_store
+from defbench.reports.html import write_html_report
+from defbench.reports.render import write_reports
+from defbench.seeding import DEFAULT_SEED, resolve_device
 
 
 class _ArgError(Exception):
@@ -33,16 +42,12 @@ def _common(p: argparse.ArgumentParser) -> None:
         help="dataset root (else $DEFBENCH_DATA, the user cache, Debian's dataset dir, a download)",
     )
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto: cuda when present)")
-    from defbench.harness.commands import seed_type
 
     p.add_argument("--seed", type=seed_type, default=DEFAULT_SEED, help=f"explicit seed (default {DEFAULT_SEED})")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from defbench.harness.commands import count_type, fraction_type
-    from defbench.harness.data import DATASETS
-
     ap = _Parser(
         prog="defbench",
         description=(
@@ -118,8 +123,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rp.set_defaults(func=_report)
 
-    from defbench.harness import commands
-
     commands.add_subcommands(sub, _common)
     return ap
 
@@ -128,23 +131,17 @@ def _list_plugins(args) -> int:
     """``defbench defense list`` / ``attack list`` / ``classifier list``: one line per name, built-ins first
     (a classifier's line ends with the datasets it supports)."""
     if args.kind == "classifier":
-        from defbench.classifiers import registry as cregistry
-
-        for n, cls in cregistry.available().items():
-            dist = cregistry.distribution_of(cls)
+        for n, cls in classifier_registry.available().items():
+            dist = classifier_registry.distribution_of(cls)
             where = "plugin: " + " ".join(dist) if dist else "built-in"
-            print(f"{n}\t{where}\t{','.join(cregistry.supported_datasets(cls))}")
+            print(f"{n}\t{where}\t{','.join(classifier_registry.supported_datasets(cls))}")
         return 0
     if args.kind == "defense":
-        from defbench.defenses import registry
-
-        names = list(registry.available())
-        owner = {n: registry.distribution_of(c) for n, c in registry.plugins().items()}
+        names = list(defense_registry.available())
+        owner = {n: defense_registry.distribution_of(c) for n, c in defense_registry.plugins().items()}
     else:
-        from defbench.attacks import registry as aregistry
-
-        names = list(aregistry.available())
-        owner = {n: aregistry.distribution_of(c) for n, c in aregistry.plugins().items()}
+        names = list(attack_registry.available())
+        owner = {n: attack_registry.distribution_of(c) for n, c in attack_registry.plugins().items()}
     for n in names:
         dist = owner.get(n)
         print(f"{n}\t{'plugin: ' + ' '.join(dist) if dist else 'built-in'}")
@@ -152,10 +149,6 @@ def _list_plugins(args) -> int:
 
 
 def _train(args) -> int:
-    from defbench.harness import models, zoo
-    from defbench.harness.data import canonical_name
-    from defbench.harness.seeding import resolve_device
-
     ds = canonical_name(args.dataset)
     dev = resolve_device(args.device)
     if args.preset not in models.PRESETS:
@@ -163,7 +156,6 @@ def _train(args) -> int:
     common = dict(
         preset=args.preset, seed=args.seed, device=dev, data_root=args.data_root, progress=not args.no_progress
     )
-    from defbench.harness.data import SHAPES
 
     if args.holdout_class is not None and not 0 <= args.holdout_class < 10:
         raise DefbenchError(f"--holdout-class must be a class of {ds} (0 to 9), got {args.holdout_class}")
@@ -198,8 +190,6 @@ def _train(args) -> int:
 
 
 def _store(args) -> int:
-    from defbench.harness.store import check_store, salvage_store
-
     if args.action == "check":
         chk = check_store(args.out)
         print(chk.summary())
@@ -217,8 +207,6 @@ def _store(args) -> int:
 
 
 def _zoo(args) -> int:
-    from defbench.harness import zoo
-
     if args.action == "show":
         if not args.id:
             raise DefbenchError("zoo show needs a model id; see 'defbench zoo list'")
@@ -250,17 +238,12 @@ def _zoo(args) -> int:
 def _report(args) -> int:
     from pathlib import Path
 
-    from defbench.harness.store import DB_NAME, Store
-    from defbench.reports.render import write_reports
-
     if not (Path(args.out) / DB_NAME).is_file():
         raise DefbenchError(f"no store {Path(args.out) / DB_NAME}; OUT must be the --out dir of a matrix or paper run")
     store = Store(args.out)
     try:
         print(write_reports(store, args.out))
         if args.html is not None:
-            from defbench.reports.html import write_html_report
-
             print(f"HTML report: {write_html_report(store, args.out, args.html or None)}")
     finally:
         store.close()
@@ -326,7 +309,6 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:  # a file-system fault: said as such (permission, read-only, disk full)
         if debug:
             raise
-        from defbench.harness.store import os_error_line
 
         print(
             f"defbench: error: {_one_line(os_error_line(exc))} ({type(exc).__name__}; --debug shows where)",

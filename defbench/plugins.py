@@ -24,6 +24,8 @@ from defbench import DefbenchError
 BUILTIN_DISTRIBUTION = "defbench"
 #: (kind, entry point name, distribution) of every plugin already warned about: a run warns once per plugin
 WARNED: set[tuple[str, str, str]] = set()
+#: every PluginKind made (one per registry: attacks, defenses, classifiers), for :func:`distribution_of`
+KINDS: list["PluginKind"] = []
 
 
 def entry_point_distribution(ep) -> tuple[str, str]:
@@ -44,6 +46,7 @@ class PluginKind:
     def __init__(self, kind: str, group: str, base: type, builtin: dict[str, type]):
         self.kind, self.group, self.base, self.builtin = kind, group, base, builtin
         self._dist: dict[type, tuple[str, str]] = {}
+        KINDS.append(self)
 
     def _warn(self, key: tuple[str, str], message: str) -> None:
         if (self.kind, *key) not in WARNED:
@@ -106,3 +109,12 @@ class PluginKind:
             except DefbenchError:
                 return None
         return self._dist.get(cls)
+
+
+def distribution_of(cls: type) -> tuple[str, str] | None:
+    """(distribution name, version) of a plugin class of any kind whose registry is loaded (a class's base class
+    module, e.g. :mod:`defbench.attacks.base`, can ask without importing its registry); None for a built-in."""
+    for kind in KINDS:
+        if isinstance(cls, type) and issubclass(cls, kind.base):
+            return kind.distribution_of(cls)
+    return None

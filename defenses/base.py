@@ -23,13 +23,7 @@ from typing import Any
 import torch
 
 from defbench import DefbenchError
-
-
-def derive_seed(*parts: Any) -> int:
-    """A seed in [0, 2^63) that depends on ``parts`` only (their ``repr``), the same in every process: how a
-    cell derives the seeds of its draws from (run seed, cell identity, batch, step, EOT draw)."""
-    digest = hashlib.sha256(repr(parts).encode()).digest()
-    return int.from_bytes(digest[:8], "little") % (2**63 - 1)
+from defbench.seeding import derive_seed  # noqa: F401 -- in the core; re-exported where it always was
 
 
 def check_images(x: torch.Tensor, shape: tuple[int, int, int] | None, who: str) -> None:

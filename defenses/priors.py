@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from defbench import DefbenchError
+
 LATENT_DIM = 100
 
 
@@ -176,6 +178,4 @@ def build_gan(dataset: str, latent_dim: int = LATENT_DIM) -> tuple[nn.Module, nn
         return DCGANGenerator28(latent_dim), DCGANDiscriminator28()
     if dataset == "cifar10":
         return DCGANGenerator32(latent_dim), DCGANDiscriminator32()
-    from defbench import DefbenchError
-
     raise DefbenchError(f"no GAN prior for {dataset}; GAN priors exist for fmnist, mnist, cifar10")

@@ -1,7 +1,8 @@
 """Defenses by name, with paper defaults and overridable hyperparameters.
 
-``build_defense("mimicgan", "fmnist", overrides={"latent_steps": 5})`` returns a ready defense; the trained
-models it needs (G, D, encoder) come from the zoo, trained on demand when missing.
+``build_defense("median", "fmnist", overrides={"kernel_size": 5})`` returns a ready defense. A GAN-prior defense
+also needs trained models (G, D, encoder) from a :class:`ModelSource`: ``defbench.harness.models.build_defense``
+takes them from the zoo, trained on demand when missing.
 """
 
 from __future__ import annotations
@@ -9,15 +10,25 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from defbench import DefbenchError
 from defbench.defenses.base import Defense, NoDefense
 from defbench.defenses.baselines import MedianFilter, TVMinimization
 from defbench.defenses.gan_prior import PAPER_CONFIGS, GANPriorDefense
 from defbench.defenses.ride import RIDE, RIDEConfig
-from defbench.harness.data import SHAPES, canonical_name
+from defbench.datasets import SHAPES, canonical_name
 from defbench.plugins import PluginKind
+
+
+class ModelSource(Protocol):
+    """Where a GAN-prior defense gets its trained models: ``(G, D, manifest)`` and ``(encoder, manifest)`` of a
+    dataset and preset (``tag``: a GAN replica). :mod:`defbench.harness.models` (the model zoo) is one."""
+
+    def get_gan(self, dataset, preset, device, data_root, train_missing, progress, tag: str = ""): ...
+
+    def get_encoder(self, dataset, preset, device, data_root, train_missing, progress, tag: str = ""): ...
+
 
 DEFENSES = ("none", "defensegan", "cowboy", "invgan", "mimicgan", "ride", "median", "tvm")
 GAN_DEFENSES = ("defensegan", "cowboy", "invgan", "mimicgan")
@@ -168,7 +179,12 @@ def build_defense(
     data_root=None,
     train_missing: bool = True,
     progress: bool = True,
+    models: ModelSource | None = None,
 ) -> Defense:
+    """The defense (or variant ``name[k=v,...]``) for ``dataset``: paper defaults < ``overrides`` < the variant's
+    own options. A GAN-prior defense projects onto trained models, which ``models`` provides (``preset``,
+    ``data_root``, ``train_missing`` and ``progress`` are handed to it); :func:`defbench.harness.models.build_defense`
+    passes the model zoo's."""
     name, inline = split_variant(name)
     dataset = canonical_name(dataset)
     overrides = {**(overrides or {}), **inline}
@@ -185,14 +201,17 @@ def build_defense(
         return _build_plugin(name, dataset, shape, device, overrides, seed)
     if name == "ride":
         return RIDE(_apply(RIDEConfig.for_dataset(dataset), overrides, name), shape=shape, seed=seed, device=device)
-    from defbench.harness.models import get_encoder, get_gan
-
+    if models is None:
+        raise DefbenchError(
+            f"defense {name} projects onto a trained GAN prior: build it with defbench.harness.models.build_defense "
+            "(its models from the zoo) or pass models="
+        )
     tag = str(overrides.pop("gan", ""))  # a GAN replica of the zoo: gan-<dataset>-<preset>-<tag>
     cfg = _apply(PAPER_CONFIGS[name], overrides, name)
-    G, D, gman = get_gan(dataset, preset, device, data_root, train_missing, progress, tag=tag)
+    G, D, gman = models.get_gan(dataset, preset, device, data_root, train_missing, progress, tag=tag)
     enc, eman = None, {}
     if cfg.init == "encoder" or name == "invgan":
-        enc, eman = get_encoder(dataset, preset, device, data_root, train_missing, progress, tag=tag)
+        enc, eman = models.get_encoder(dataset, preset, device, data_root, train_missing, progress, tag=tag)
     d = GANPriorDefense(name, G, D, enc, cfg, shape=shape, seed=seed)
     # the models are part of the configuration: a retrained GAN never reuses stored results of the old one
     d.models = {

@@ -22,8 +22,8 @@ from tqdm.auto import tqdm
 from defbench import DefbenchError
 from defbench.defenses.priors import Encoder, build_gan, sample_latent
 from defbench.defenses.projection import ProjectionConfig, ProjectionEngine
-from defbench.harness.data import SHAPES, ImageData
-from defbench.harness.seeding import seed_everything
+from defbench.datasets import SHAPES, ImageData
+from defbench.seeding import seed_everything
 
 TWO_LN2 = 2 * math.log(2)
 

@@ -1,12 +1,33 @@
-"""The ``matrix`` sub-command (and the hook where later sub-commands register)."""
+"""The ``matrix`` and ``paper`` sub-commands and the argument types of every command: part of the CLI layer (with
+:mod:`defbench.cli`), the top of the import graph, kept at its old path."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
+from pathlib import Path
 
 from defbench import DefbenchError
+from defbench.attacks.base import COMMON_OPTIONS
+from defbench.attacks.registry import available
+from defbench.attacks.threats import THREATS, check_threat
+from defbench.classifiers.registry import check_name as check_classifier
+from defbench.datasets import canonical_name
+from defbench.defenses.baselines import MedianFilter, TVMinimization
+from defbench.defenses.gan_prior import PAPER_CONFIGS
+from defbench.defenses.registry import DEFENSES, base_name, check_name, split_names, split_variant
+from defbench.defenses.registry import plugins as defense_plugins
+from defbench.defenses.ride import RIDEConfig
+from defbench.harness import matrix, papers
+from defbench.harness.matrix import DEFAULT_ATTACKS, AttackSpec, MatrixSpec
+from defbench.harness.models import PRESETS, parse_gan_tag
+from defbench.harness.ray_executor import add_executor_args, executor_from_args
+from defbench.harness.store import check_dir, os_error_line
+from defbench.reports.paper import list_markdown, write_paper_report
+from defbench.reports.render import write_reports
+from defbench.seeding import resolve_device
 
 
 def _csv(s: str) -> list[str]:
@@ -139,9 +160,6 @@ def _jsonable(v) -> bool:
 
 
 def add_subcommands(sub, common) -> None:
-    from defbench.attacks.threats import THREATS
-    from defbench.defenses.registry import DEFENSES
-    from defbench.harness.matrix import DEFAULT_ATTACKS
 
     mp = sub.add_parser(
         "matrix",
@@ -223,13 +241,10 @@ def add_subcommands(sub, common) -> None:
         "--no-baseline", action="store_true", help="do not add the undefended classifier ('none') as a reference column"
     )
     mp.add_argument("--out", default="runs/matrix", help="output dir: store, CSV, LaTeX, plots (default runs/matrix)")
-    from defbench.harness.ray_executor import add_executor_args
 
     add_executor_args(mp)
     common(mp)
     mp.set_defaults(func=run_matrix)
-
-    from defbench.harness.papers import add_parser as add_paper_parser
 
     add_paper_parser(sub, common)  # defbench paper list | paper run TABLE
 
@@ -271,26 +286,18 @@ def defense_fields(base: str, dataset: str) -> dict:
     import dataclasses
     import inspect
 
-    from defbench.defenses.registry import DEFENSES, plugins
-
     if base == "none":
         return {}
     if base in ("median", "tvm") or base not in DEFENSES:  # keyword options with defaults (a plugin's too)
-        from defbench.defenses.baselines import MedianFilter, TVMinimization
-
-        cls = {"median": MedianFilter, "tvm": TVMinimization}.get(base) or plugins()[base]
+        cls = {"median": MedianFilter, "tvm": TVMinimization}.get(base) or defense_plugins()[base]
         return {
             k: p.default
             for k, p in inspect.signature(cls.__init__).parameters.items()
             if k not in ("self", "shape", "seed", "dataset", "device") and p.default is not inspect.Parameter.empty
         }
     if base == "ride":
-        from defbench.defenses.ride import RIDEConfig
-
         cfg = RIDEConfig.for_dataset(dataset)
     else:
-        from defbench.defenses.gan_prior import PAPER_CONFIGS
-
         cfg = PAPER_CONFIGS[base]
         return {**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}, "gan": ""}
     return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
@@ -298,10 +305,6 @@ def defense_fields(base: str, dataset: str) -> dict:
 
 def load_config_file(path: str, flag: str = "--defense-config") -> dict:
     """A JSON file holding one object, or one line that says why not (a malformed file names its line)."""
-    from pathlib import Path
-
-    from defbench.harness.store import os_error_line
-
     p = Path(path).expanduser()
     if p.is_dir():
         raise DefbenchError(f"{flag} {path} is a directory, not a JSON file")
@@ -357,8 +360,6 @@ def _kv(text: str, flag: str, opt: str) -> tuple[str, object]:
 def _overrides(args, defenses: list[str], dataset: str = "fmnist") -> dict:
     """Per-defense overrides from --defense-config and --defense-opt, checked before any work: every target
     must be a defense of the run, every key one of its options, every value of the option's type (finite)."""
-    from defbench.defenses.registry import base_name, check_name, split_variant
-
     in_run = set(defenses) | {base_name(d) for d in defenses}
     run_text = ", ".join(defenses)
 
@@ -408,8 +409,6 @@ def _overrides(args, defenses: list[str], dataset: str = "fmnist") -> dict:
             for k in list(opts):
                 checked = check_value(opts[k], fields[k], f"option {k} of defense {src}")
                 if k == "gan" and checked:  # a GAN replica tag: its form is checked now, not after training
-                    from defbench.harness.models import parse_gan_tag
-
                     parse_gan_tag(checked)
                 if opts is not inline:
                     opts[k] = checked
@@ -417,8 +416,6 @@ def _overrides(args, defenses: list[str], dataset: str = "fmnist") -> dict:
 
 
 def _attack_specs(args, dataset: str):
-    from defbench.attacks.registry import available
-    from defbench.harness.matrix import DEFAULT_ATTACKS, AttackSpec
 
     text = args.attacks.strip().lower()
     if text == "none":
@@ -447,7 +444,6 @@ def _attack_specs(args, dataset: str):
                 f"({', '.join(names) or 'no attacks'}); add it to --attacks or drop the option"
             )
         k, v = _kv(kv, "--attack-opt", opt)
-        from defbench.attacks.base import COMMON_OPTIONS
 
         defaults = {**COMMON_OPTIONS, **table[a].defaults}
         if k not in defaults:
@@ -465,15 +461,6 @@ def _attack_specs(args, dataset: str):
 
 
 def run_matrix(args) -> int:
-    from defbench.attacks.threats import check_threat
-    from defbench.classifiers.registry import check_name as check_classifier
-    from defbench.defenses.registry import DEFENSES, check_name, split_names
-    from defbench.harness.data import canonical_name
-    from defbench.harness.matrix import MatrixRunner, MatrixSpec
-    from defbench.harness.models import PRESETS
-    from defbench.harness.seeding import resolve_device
-    from defbench.harness.store import check_dir
-    from defbench.reports.render import write_reports
 
     check_dir(args.out)  # a file in its place or above it, no permission: said now, before any work
     if args.preset not in PRESETS:
@@ -519,11 +506,10 @@ def run_matrix(args) -> int:
         progress=not args.no_progress,
         classifier=classifier,
     )
-    from defbench.harness.ray_executor import executor_from_args
 
     executor = executor_from_args(args)  # a missing Ray is said before any model loads
     t0 = time.time()
-    runner = MatrixRunner(spec)
+    runner = matrix.MatrixRunner(spec)
     runner.run(executor)
     md = write_reports(runner.store, args.out)
     print(md)
@@ -532,8 +518,6 @@ def run_matrix(args) -> int:
         f"in {time.time() - t0:.0f}s on {spec.device}"
     )
     if runner.failed:
-        import sys
-
         print(
             f"defbench: error: {len(runner.failed)} cell(s) failed and are not in the tables ("
             + "; ".join(f"{lbl}: {msg}" for lbl, msg in runner.failed[:3])
@@ -541,4 +525,90 @@ def run_matrix(args) -> int:
             file=sys.stderr,
         )
         return 1
+    return 0
+
+
+# ======================================================================================= paper
+def add_paper_parser(sub, common) -> None:
+    """Register ``defbench paper list`` and ``defbench paper run TABLE``."""
+    pp = sub.add_parser(
+        "paper",
+        help="reproduce a paper's table: list the specs, run one against the paper",
+        description="Paper tables as specs: 'list' shows them, 'run TABLE' runs one through the "
+        "matrix runner (resumable store) and prints paper / ours / delta per cell.",
+    )
+    psub = pp.add_subparsers(dest="paper_cmd", metavar="ACTION")
+    lp = psub.add_parser("list", help="list every paper table spec and whether it can run")
+    lp.set_defaults(func=cmd_list)
+    rp = psub.add_parser(
+        "run",
+        help="run one table (or a group such as invgan-table2) and compare to the paper",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  defbench paper run mimicgan-fig5b --preset quick --n 20\n"
+        "  defbench paper run invgan-table2 --n 500",
+    )
+    rp.add_argument("table", help="table id from 'defbench paper list', or a group prefix (e.g. invgan-table2)")
+    rp.add_argument(
+        "--n",
+        type=count_type("n"),
+        default=None,
+        help=f"images per cell (default the paper's n, 500 when the paper gives none; quick preset at most "
+        f"{papers.QUICK_N})",
+    )
+    add_threat_n(rp)
+    rp.add_argument("--preset", default="paper", help="paper (the papers' settings) | quick (smoke budgets)")
+    rp.add_argument(
+        "--out", default=None, help="store and report dir (default runs/paper/<dataset>-<preset>-n<N>-b<B>)"
+    )
+    add_executor_args(rp)
+    common(rp)
+    rp.set_defaults(func=cmd_run)
+    pp.set_defaults(func=lambda args: (pp.print_help(), 0)[1])
+
+
+def cmd_list(args) -> int:
+    print(list_markdown(list(papers.TABLES.values())))
+    return 0
+
+
+def cmd_run(args) -> int:
+    if not args.table.strip():
+        raise DefbenchError("paper run needs a table id; see 'defbench paper list'")
+    tables = papers.resolve(args.table)
+    if args.preset not in PRESETS:
+        raise DefbenchError(f"unknown preset {args.preset!r}; choose one of: {', '.join(PRESETS)}")
+    if args.out is not None:
+        check_dir(args.out)  # a file in its place or above it, no permission: said before any work
+    threat_n = parse_threat_n(args.n_threat)
+    if len(tables) == 1 and not tables[0].runnable:
+        raise DefbenchError(f"paper table {tables[0].id} is not yet supported: {tables[0].unsupported}")
+    runnable = [t for t in tables if t.runnable]
+    if not runnable:
+        raise DefbenchError(
+            f"no table of {args.table} can run yet: " + "; ".join(f"{t.id}: {t.unsupported}" for t in tables)
+        )
+    device = str(resolve_device(args.device))
+    executor = executor_from_args(args)
+    for t in runnable:
+        res = papers.run_table(
+            t,
+            args.n,
+            args.preset,
+            device,
+            args.seed,
+            args.out,
+            args.data_root,
+            not args.no_progress,
+            threat_n,
+            executor=executor,
+        )
+        print(write_paper_report(res, res.out))
+        print(
+            f"\n{res.computed} cells computed, {res.reused} reused from {Path(res.out) / 'defbench.sqlite'} in "
+            f"{res.seconds:.0f}s on {res.device}\n"
+        )
+        sys.stdout.flush()
+    for t in tables:
+        if not t.runnable:
+            print(f"skipped {t.id}: not yet supported: {t.unsupported}")
     return 0

@@ -17,17 +17,32 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+import defbench
 from defbench import DefbenchError
+from defbench.attacks.registry import available as available_attacks
+from defbench.attacks.registry import distribution_of as attack_distribution
 from defbench.attacks.registry import get_attack
 from defbench.attacks.threats import BPDAModel, attack_model, check_threat, gan_aware
 from defbench.attacks.universal import _Universal
 from defbench.classifiers.registry import ZOO, load_plugin
 from defbench.classifiers.registry import check_name as check_classifier
-from defbench.defenses.base import derive_seed
-from defbench.defenses.registry import GAN_DEFENSES, base_name, build_defense, check_name
-from defbench.harness.data import canonical_name, load_dataset
-from defbench.harness.seeding import seed_everything
+from defbench.datasets import canonical_name
+from defbench.defenses.registry import GAN_DEFENSES, base_name, check_name
+from defbench.defenses.registry import distribution_of as defense_distribution
+from defbench.harness.data import load_dataset
+from defbench.harness.examples import cell_examples, save_examples_blob
+from defbench.harness.models import (
+    attribute_models,
+    build_defense,
+    defense_models,
+    get_classifier,
+    get_encoder,
+    get_gan,
+    model_sha256,
+    weights_sha256,
+)
 from defbench.harness.store import CellKey, CellResult, Store, config_hash
+from defbench.seeding import derive_seed, seed_everything
 
 #: attack parameters of the quick preset: smoke-test budgets, not the papers'
 QUICK_ATTACK_PARAMS = {
@@ -221,19 +236,13 @@ class MatrixRunner:
         if spec.n > len(self.test):
             raise DefbenchError(f"--n {spec.n} is larger than the {spec.dataset} test set ({len(self.test)} images)")
         self.store = store or Store(spec.out)  # created once the input is known good: nothing half-written
-        from defbench.harness.models import get_classifier
-
         #: name, distribution, version and config() of a plugin classifier (part of every cell's key); None else
         self.classifier_plugin: dict[str, Any] | None = None
         if classifier is not None:
-            from defbench.harness.models import weights_sha256
-
             self.classifier = classifier
             cman = {"id": f"user-{type(getattr(classifier, 'model', classifier)).__name__}"}
             cman["sha256"] = weights_sha256(classifier)
         elif spec.classifier != ZOO:
-            from defbench.harness.models import weights_sha256
-
             self.classifier, self.classifier_plugin = load_plugin(spec.classifier, spec.dataset, self.device)
             cman = {"id": spec.classifier, "sha256": weights_sha256(self.classifier)}
         else:
@@ -241,8 +250,6 @@ class MatrixRunner:
                 spec.dataset, spec.preset, self.device, spec.data_root, progress=spec.progress
             )
         self.classifier_id = f"{cman.get('id', 'classifier')}@{str(cman.get('sha256', ''))[:10]}"
-        from defbench.harness.models import model_sha256
-
         # what a cell's number depends on beyond its configs (see key()): the data itself, not its path, and
         # the weights of every model the cell uses
         self.data_sha256 = self.test.sha256()
@@ -280,16 +287,12 @@ class MatrixRunner:
 
     def reparam_parts(self):
         if self._reparam is None:
-            from defbench.harness.models import get_encoder, get_gan
-
             G, _, _ = get_gan(
                 self.spec.dataset, self.spec.preset, self.device, self.spec.data_root, progress=self.spec.progress
             )
             enc, _ = get_encoder(
                 self.spec.dataset, self.spec.preset, self.device, self.spec.data_root, progress=self.spec.progress
             )
-            from defbench.harness.models import model_sha256
-
             self._reparam = (G, enc)
             self._reparam_sha256 = {"G": model_sha256(G), "I": model_sha256(enc)}
         return self._reparam
@@ -330,10 +333,6 @@ class MatrixRunner:
         plugin attack its distribution name and version (``attack_config["plugin"]``); likewise for a plugin
         defense (``defense_config["plugin"]``) and a plugin classifier (``defense_config["classifier_plugin"]``:
         name, distribution, version and config; its weights' sha256 is ``model_sha256["classifier"]``)."""
-        from defbench import __version__
-        from defbench.defenses.registry import distribution_of as defense_distribution
-        from defbench.harness.models import attribute_models, defense_models, model_sha256
-
         d = self.defense(cell.defense)
         if cell.defense not in self._model_sha256:
             models = {"classifier": self.classifier_sha256, **defense_models(d)}
@@ -352,7 +351,7 @@ class MatrixRunner:
             **({"stratified": True} if self.spec.stratified else {}),
             "data_sha256": self.data_sha256,
             "model_sha256": self._model_sha256[cell.defense],
-            "defbench_version": __version__,
+            "defbench_version": defbench.__version__,
         }
         if self.classifier_plugin is not None:  # its distribution, version and config; the weights are above
             dcfg["classifier_plugin"] = self.classifier_plugin
@@ -425,11 +424,8 @@ class MatrixRunner:
         """The plugin a crash of this cell is blamed on, worded for the user: the attack's when it is a plugin,
         else the defense's, else the classifier's; None when all are defbench's own (or a user's object handed
         to the API)."""
-        from defbench.attacks.registry import available, distribution_of
-        from defbench.defenses.registry import distribution_of as defense_distribution
-
-        cls = available().get(cell.attack.name) if cell.attack is not None else None
-        dist = distribution_of(cls) if cls is not None else None
+        cls = available_attacks().get(cell.attack.name) if cell.attack is not None else None
+        dist = attack_distribution(cls) if cls is not None else None
         if dist is not None:
             return f"attack plugin {cell.attack.name!r} of distribution {dist[0]} {dist[1]}"
         dist = defense_distribution(self.defense(cell.defense))
@@ -451,8 +447,6 @@ class MatrixRunner:
             print(msg, file=sys.stderr, flush=True)
             return
         if out.examples is not None:
-            from defbench.harness.examples import save_examples_blob
-
             save_examples_blob(self.spec.out, out.key, out.examples)
         self.store.put(out.key, out.result)
         self.computed.append(out.key.key)
@@ -467,15 +461,13 @@ class MatrixRunner:
         back the output-check violations of the call that made it (``atk.last_violations``)."""
         import json
 
-        from defbench import __version__
-
         ident = {
             **atk.config(),
             "clf": self.classifier_id,
             "clf_sha256": self.classifier_sha256,
             **({"clf_plugin": self.classifier_plugin} if self.classifier_plugin else {}),
             "data_sha256": self.data_sha256,
-            "defbench_version": __version__,
+            "defbench_version": defbench.__version__,
             "n": n,
             "bs": self.spec.batch_size,
             "strat": self.spec.stratified,
@@ -555,8 +547,6 @@ class MatrixRunner:
                         errors += self._projection_error(d, x_in, x_hat)
             labels += y.tolist()
             if bidx == 0:  # the cell's first images (x, x_in, x_hat) for the HTML report's grids
-                from defbench.harness.examples import cell_examples
-
                 examples = cell_examples(self, idx, x, x_in, x_hat, y)
             if bidx == 0 and atk is None:
                 extra["gradient_check"] = self.gradient_check(d, x[:8], y[:8], seed=derive_seed(pseed, "gradient"))

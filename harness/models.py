@@ -5,14 +5,22 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import sys
 
 import torch
 
 from defbench import DefbenchError
 from defbench.classifiers.models import Classifier, build_classifier, load_imagenet_resnet50
+from defbench.classifiers.train import recipe_for, train_classifier
+from defbench.datasets import SHAPES, canonical_name
+from defbench.defenses import registry as defense_registry
+from defbench.defenses.base import Defense
+from defbench.defenses.priors import Encoder, build_gan, sample_latent
+from defbench.defenses.train_prior import encoder_recipe, gan_recipe, train_encoder, train_gan
 from defbench.harness import zoo
-from defbench.harness.data import SHAPES, canonical_name, load_dataset
-from defbench.harness.seeding import DEFAULT_SEED
+from defbench.harness.data import load_dataset
+from defbench.harness.zoo import gan_tag, parse_gan_tag, tag_flags  # noqa: F401 -- GAN tags, re-exported
+from defbench.seeding import DEFAULT_SEED
 
 PRESETS = ("quick", "paper")
 
@@ -37,43 +45,6 @@ def _check_preset(preset: str) -> None:
         raise DefbenchError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
 
 
-def gan_tag(subset_fraction: float = 1.0, seed: int = DEFAULT_SEED, holdout_class: int | None = None) -> str:
-    parts = []
-    if subset_fraction < 1.0:
-        parts.append(f"sub{int(round(subset_fraction * 100))}-s{seed}")
-    if holdout_class is not None:
-        parts.append(f"no{holdout_class}")
-    return "-".join(parts)
-
-
-def parse_gan_tag(tag: str) -> dict:
-    """Inverse of :func:`gan_tag`: ``'sub80-s1'`` -> subset_fraction 0.8, seed 1; ``'no3'`` -> holdout_class 3."""
-    import re
-
-    m = re.fullmatch(r"(?:sub(\d{1,2})-s(\d+))?-?(?:no(\d+))?", tag or "")
-    if not tag or m is None or not any(m.groups()):
-        raise DefbenchError(
-            f"GAN tag {tag!r} must look like sub80-s1 (80% subset, seed 1), no3 (class 3 left out) or sub80-s1-no3"
-        )
-    out: dict = {}
-    if m.group(1):
-        out.update(subset_fraction=int(m.group(1)) / 100, seed=int(m.group(2)))
-    if m.group(3):
-        out["holdout_class"] = int(m.group(3))
-    return out
-
-
-def tag_flags(tag: str) -> str:
-    """The ``defbench train`` flags that build the GAN replica ``tag``."""
-    kw = parse_gan_tag(tag)
-    flags = []
-    if "subset_fraction" in kw:
-        flags.append(f"--subset-fraction {kw['subset_fraction']:g} --seed {kw['seed']}")
-    if "holdout_class" in kw:
-        flags.append(f"--holdout-class {kw['holdout_class']}")
-    return " ".join(flags)
-
-
 def build_classifier_model(
     dataset: str,
     preset: str = "paper",
@@ -83,8 +54,6 @@ def build_classifier_model(
     progress: bool = True,
     **overrides,
 ) -> zoo.Entry:
-    from defbench.classifiers.train import recipe_for, train_classifier
-
     recipe = recipe_for(dataset, preset, **overrides)
     train, test = load_dataset(dataset, "train", data_root), load_dataset(dataset, "test", data_root)
     model, metrics = train_classifier(dataset, train, test, recipe, seed, torch.device(device), progress)
@@ -182,8 +151,6 @@ def build_gan_model(
     holdout_class: int | None = None,
     **overrides,
 ) -> zoo.Entry:
-    from defbench.defenses.train_prior import gan_recipe, train_gan
-
     recipe = gan_recipe(dataset, preset, subset_fraction=subset_fraction, **overrides)
     classifier, _ = get_classifier(dataset, preset, device, data_root, progress=progress)
     train, test = load_dataset(dataset, "train", data_root), load_dataset(dataset, "test", data_root)
@@ -216,8 +183,6 @@ def build_gan_model(
 def _save_grid(g_state: dict, dataset: str, path, seed: int) -> None:
     from torchvision.utils import save_image
 
-    from defbench.defenses.priors import build_gan, sample_latent
-
     G, _ = build_gan(dataset)
     G.load_state_dict(g_state)
     with torch.no_grad():
@@ -237,8 +202,6 @@ def get_gan(
     progress: bool = True,
     tag: str = "",
 ) -> tuple[torch.nn.Module, torch.nn.Module, dict]:
-    from defbench.defenses.priors import build_gan
-
     dataset = canonical_name(dataset)
     _check_preset(preset)
     mid = zoo.model_id("gan", dataset, preset, tag)
@@ -265,8 +228,6 @@ def build_encoder_model(
     **overrides,
 ) -> zoo.Entry:
     """The InvGAN encoder of GAN ``gan-<dataset>-<preset>[-<tag>]`` (same tag in its id)."""
-    from defbench.defenses.train_prior import encoder_recipe, train_encoder
-
     recipe = encoder_recipe(preset, **overrides)
     G, _, gman = get_gan(dataset, preset, device, data_root, progress=progress, tag=tag)
     state, metrics = train_encoder(dataset, G, recipe, seed, torch.device(device), progress)
@@ -293,8 +254,6 @@ def get_encoder(
     progress: bool = True,
     tag: str = "",
 ) -> tuple[torch.nn.Module, dict]:
-    from defbench.defenses.priors import Encoder
-
     dataset = canonical_name(dataset)
     _check_preset(preset)
     mid = zoo.model_id("encoder", dataset, preset, tag)
@@ -312,3 +271,22 @@ def get_encoder(
     enc = Encoder(c, h)
     _load_state(enc, _split(state, "E"), mid, manifest)
     return enc.to(device).eval(), manifest
+
+
+def build_defense(
+    name: str,
+    dataset: str = "fmnist",
+    preset: str = "paper",
+    device="cpu",
+    overrides: dict | None = None,
+    seed: int = 0,
+    data_root=None,
+    train_missing: bool = True,
+    progress: bool = True,
+) -> Defense:
+    """:func:`defbench.defenses.registry.build_defense` with the model zoo as the GAN-prior defenses' model source:
+    their G, D and encoder of ``dataset`` and ``preset`` come from the zoo, trained on demand unless
+    ``train_missing`` is False."""
+    return defense_registry.build_defense(
+        name, dataset, preset, device, overrides, seed, data_root, train_missing, progress, models=sys.modules[__name__]
+    )

@@ -1,4 +1,4 @@
-"""Paper table specs and the ``defbench paper`` sub-command.
+"""Paper table specs and their runner (the ``defbench paper`` sub-command is in :mod:`defbench.harness.commands`).
 
 A :class:`PaperTable` is data: one published table or figure (or one dataset's part of it) with the setting
 it was measured in (dataset, defenses and their overrides, attacks with ε and parameters, threat models,
@@ -17,16 +17,23 @@ InvGAN and RIDE Table 1 fractions 0.99 become 99 %.
 
 from __future__ import annotations
 
-import argparse
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from defbench import DefbenchError
-from defbench.harness.commands import add_threat_n, count_type, parse_threat_n
-from defbench.harness.matrix import QUICK_ATTACK_PARAMS, QUICK_DEFENSE_OVERRIDES, AttackSpec, Cell, MatrixSpec
-from defbench.defenses.registry import check_name
+from defbench.defenses.registry import check_name, split_variant
+from defbench.harness.matrix import (
+    QUICK_ATTACK_PARAMS,
+    QUICK_DEFENSE_OVERRIDES,
+    AttackSpec,
+    Cell,
+    LocalExecutor,
+    MatrixRunner,
+    MatrixSpec,
+)
+from defbench.harness.models import PRESETS
 
 PAPERS_DIR = "../shared/papers"
 #: MimicGAN-1 / MimicGAN-2 in the short references
@@ -151,8 +158,6 @@ class PaperTable:
     @property
     def gan_replicas(self) -> tuple[str, ...]:
         """The GAN tags (``gan=TAG`` of the defense variants) the table averages over, e.g. sub80-s1."""
-        from defbench.defenses.registry import split_variant
-
         tags = (split_variant(d)[1].get("gan") for d in self.defenses)
         return tuple(dict.fromkeys(t for t in tags if t))
 
@@ -871,9 +876,6 @@ def run_table(
 ) -> PaperRun:
     """Run the cells ``table`` needs through the matrix runner (resuming from its store) and return the rows;
     ``executor`` computes them (default :class:`LocalExecutor`; :class:`RayExecutor` for a Ray cluster)."""
-    from defbench.harness.matrix import LocalExecutor, MatrixRunner
-    from defbench.harness.models import PRESETS
-
     if not table.runnable:
         raise DefbenchError(f"paper table {table.id} is not yet supported: {table.unsupported}")
     if preset not in PRESETS:
@@ -913,102 +915,3 @@ def run_table(
         time.time() - t0,
         {t: k for t, k in spec.threat_n.items() if k < n},
     )
-
-
-# ======================================================================================= CLI
-def add_parser(sub, common) -> None:
-    """Register ``defbench paper list`` and ``defbench paper run TABLE``."""
-    pp = sub.add_parser(
-        "paper",
-        help="reproduce a paper's table: list the specs, run one against the paper",
-        description="Paper tables as specs: 'list' shows them, 'run TABLE' runs one through the "
-        "matrix runner (resumable store) and prints paper / ours / delta per cell.",
-    )
-    psub = pp.add_subparsers(dest="paper_cmd", metavar="ACTION")
-    lp = psub.add_parser("list", help="list every paper table spec and whether it can run")
-    lp.set_defaults(func=cmd_list)
-    rp = psub.add_parser(
-        "run",
-        help="run one table (or a group such as invgan-table2) and compare to the paper",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="examples:\n  defbench paper run mimicgan-fig5b --preset quick --n 20\n"
-        "  defbench paper run invgan-table2 --n 500",
-    )
-    rp.add_argument("table", help="table id from 'defbench paper list', or a group prefix (e.g. invgan-table2)")
-    rp.add_argument(
-        "--n",
-        type=count_type("n"),
-        default=None,
-        help=f"images per cell (default the paper's n, 500 when the paper gives none; quick preset at most {QUICK_N})",
-    )
-    add_threat_n(rp)
-    rp.add_argument("--preset", default="paper", help="paper (the papers' settings) | quick (smoke budgets)")
-    rp.add_argument(
-        "--out", default=None, help="store and report dir (default runs/paper/<dataset>-<preset>-n<N>-b<B>)"
-    )
-    from defbench.harness.ray_executor import add_executor_args
-
-    add_executor_args(rp)
-    common(rp)
-    rp.set_defaults(func=cmd_run)
-    pp.set_defaults(func=lambda args: (pp.print_help(), 0)[1])
-
-
-def cmd_list(args) -> int:
-    from defbench.reports.paper import list_markdown
-
-    print(list_markdown(list(TABLES.values())))
-    return 0
-
-
-def cmd_run(args) -> int:
-    import sys
-
-    from defbench.harness.seeding import resolve_device
-    from defbench.reports.paper import write_paper_report
-
-    from defbench.harness.models import PRESETS
-    from defbench.harness.store import check_dir
-
-    if not args.table.strip():
-        raise DefbenchError("paper run needs a table id; see 'defbench paper list'")
-    tables = resolve(args.table)
-    if args.preset not in PRESETS:
-        raise DefbenchError(f"unknown preset {args.preset!r}; choose one of: {', '.join(PRESETS)}")
-    if args.out is not None:
-        check_dir(args.out)  # a file in its place or above it, no permission: said before any work
-    threat_n = parse_threat_n(args.n_threat)
-    if len(tables) == 1 and not tables[0].runnable:
-        raise DefbenchError(f"paper table {tables[0].id} is not yet supported: {tables[0].unsupported}")
-    runnable = [t for t in tables if t.runnable]
-    if not runnable:
-        raise DefbenchError(
-            f"no table of {args.table} can run yet: " + "; ".join(f"{t.id}: {t.unsupported}" for t in tables)
-        )
-    device = str(resolve_device(args.device))
-    from defbench.harness.ray_executor import executor_from_args
-
-    executor = executor_from_args(args)
-    for t in runnable:
-        res = run_table(
-            t,
-            args.n,
-            args.preset,
-            device,
-            args.seed,
-            args.out,
-            args.data_root,
-            not args.no_progress,
-            threat_n,
-            executor=executor,
-        )
-        print(write_paper_report(res, res.out))
-        print(
-            f"\n{res.computed} cells computed, {res.reused} reused from {Path(res.out) / 'defbench.sqlite'} in "
-            f"{res.seconds:.0f}s on {res.device}\n"
-        )
-        sys.stdout.flush()
-    for t in tables:
-        if not t.runnable:
-            print(f"skipped {t.id}: not yet supported: {t.unsupported}")
-    return 0

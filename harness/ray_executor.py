@@ -29,8 +29,12 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from defbench import DefbenchError
-from defbench.harness.matrix import Cell, CellOutcome, Executor, LocalExecutor
+from defbench.harness import models
+from defbench.harness.matrix import Cell, CellOutcome, Executor, LocalExecutor, MatrixRunner
+from defbench.harness.zoo import zoo_dir
 
 INSTALL_HINT = "pip install -e '.[ray]'"
 #: driver environment variables the workers get (where the zoo and the data are)
@@ -80,8 +84,6 @@ class _NoStore:
 def _no_training() -> None:
     """In a worker process: a model missing from the zoo is an error, never trained here (the driver has
     loaded every model the cells use, so a missing one means this worker sees another zoo)."""
-    from defbench.harness import models
-
     fetch = models._fetch
     if getattr(fetch, "_defbench_worker", False):
         return
@@ -115,22 +117,16 @@ class CellWorker:
     def __init__(self, threads: int):
         self.threads = max(1, threads)
         self.digest: str | None = None
-        self.runner = None  # imports wait for the first cell: a spare worker costs no CPU
+        self.runner = None  # built on the first cell: a spare worker loads no model
 
     def compute(self, digest: str, spec, examples_k: int | None, cell: Cell) -> tuple[CellOutcome | None, dict]:
         """(outcome, meta). A :class:`DefbenchError` (a refusal meant for the user) comes back in ``meta`` as a
         value, not raised, so the driver re-raises it as it is and never retries it; any other exception
         propagates (the driver retries the cell)."""
-        from defbench.harness.zoo import zoo_dir
-
         meta: dict[str, Any] = {"host": socket.gethostname(), "pid": os.getpid(), "zoo": str(zoo_dir())}
         try:
             meta["built"] = digest != self.digest
             if meta["built"]:
-                import torch
-
-                from defbench.harness.matrix import MatrixRunner
-
                 torch.set_num_threads(self.threads)
                 _no_training()
                 self.runner, self.digest = None, None

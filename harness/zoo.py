@@ -26,7 +26,9 @@ from typing import Any
 import torch
 
 from defbench import DefbenchError, __version__
-from defbench.harness.data import home_dir
+from defbench.datasets import home_dir
+from defbench.harness.store import ensure_dir, os_error_line
+from defbench.seeding import DEFAULT_SEED
 
 KINDS = ("classifier", "gan", "encoder")
 
@@ -63,8 +65,6 @@ def _tmp_name(d: Path, name: str) -> Path:
 
 
 def _zoo_dir_for_writing() -> Path:
-    from defbench.harness.store import ensure_dir
-
     return ensure_dir(zoo_dir(), "the model zoo")
 
 
@@ -88,8 +88,6 @@ def save(mid: str, state: dict[str, Any], manifest: dict[str, Any]) -> Entry:
         os.replace(tmp, pt)
         os.replace(tmpj, js)
     except OSError as exc:
-        from defbench.harness.store import os_error_line
-
         raise DefbenchError(f"cannot save model {mid} in {d}: {os_error_line(exc).split(': ', 1)[-1]}") from None
     finally:
         for t in (tmp, tmpj):
@@ -139,6 +137,44 @@ def lock(mid: str):
             held.pop(mid, None)
 
 
+# ----------------------------------------------------------------------------------- GAN replicas' tags
+def gan_tag(subset_fraction: float = 1.0, seed: int = DEFAULT_SEED, holdout_class: int | None = None) -> str:
+    parts = []
+    if subset_fraction < 1.0:
+        parts.append(f"sub{int(round(subset_fraction * 100))}-s{seed}")
+    if holdout_class is not None:
+        parts.append(f"no{holdout_class}")
+    return "-".join(parts)
+
+
+def parse_gan_tag(tag: str) -> dict:
+    """Inverse of :func:`gan_tag`: ``'sub80-s1'`` -> subset_fraction 0.8, seed 1; ``'no3'`` -> holdout_class 3."""
+    import re
+
+    m = re.fullmatch(r"(?:sub(\d{1,2})-s(\d+))?-?(?:no(\d+))?", tag or "")
+    if not tag or m is None or not any(m.groups()):
+        raise DefbenchError(
+            f"GAN tag {tag!r} must look like sub80-s1 (80% subset, seed 1), no3 (class 3 left out) or sub80-s1-no3"
+        )
+    out: dict = {}
+    if m.group(1):
+        out.update(subset_fraction=int(m.group(1)) / 100, seed=int(m.group(2)))
+    if m.group(3):
+        out["holdout_class"] = int(m.group(3))
+    return out
+
+
+def tag_flags(tag: str) -> str:
+    """The ``defbench train`` flags that build the GAN replica ``tag``."""
+    kw = parse_gan_tag(tag)
+    flags = []
+    if "subset_fraction" in kw:
+        flags.append(f"--subset-fraction {kw['subset_fraction']:g} --seed {kw['seed']}")
+    if "holdout_class" in kw:
+        flags.append(f"--holdout-class {kw['holdout_class']}")
+    return " ".join(flags)
+
+
 def status(mid: str) -> str:
     """'complete' (checkpoint and manifest), 'missing' (neither), 'no-checkpoint' (a manifest whose .pt is
     gone) or 'no-manifest' (a .pt whose manifest is gone)."""
@@ -175,8 +211,6 @@ def build_hint(mid: str) -> str:
     tag = mid[len(f"{kind}-{dataset}-{preset}") :].lstrip("-")
     flags = ""
     if tag:
-        from defbench.harness.models import tag_flags
-
         flags = " " + tag_flags(tag)
     return f"defbench train {kind} --dataset {dataset} --preset {preset}{flags} --force"
 
@@ -198,8 +232,6 @@ def exists(mid: str) -> bool:
 def load(mid: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """(state_dict, manifest) of model ``mid``; a missing, half-there, corrupted or foreign file -> a
     DefbenchError that gives the reason."""
-    from defbench.harness.store import os_error_line
-
     pt, js = zoo_dir() / f"{mid}.pt", zoo_dir() / f"{mid}.json"
     half = half_message(mid)
     if half:

@@ -31,7 +31,15 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
+from defbench.harness.examples import load_examples
+from defbench.harness.papers import TABLES
+
 from .common import Row, attack_key, attack_names, base_key, base_names, cfg, is_clean, threat_sort_key
+from .paper import _fmt, _verdict
+from .plots import plot_alpha_sweep, plot_eps_sweep
+from .render import _header
+from .sanity import sanity_flags
+from .tables import detection_auc_table, robust_accuracy_table
 
 #: at most this many example grids (the first seed of each defense, threat and attack)
 MAX_GRIDS = 200
@@ -123,8 +131,6 @@ def _figure(png: bytes | None, caption: str) -> str:
 def result_tables(rows: list[Row]) -> list[tuple[str, pd.DataFrame]]:
     """(title, table) of the matrix report: robust accuracy per threat (clean only when no attack ran), then
     detection AUC when it has cells; the same tables and titles as :func:`defbench.reports.render.write_reports`."""
-    from .tables import detection_auc_table, robust_accuracy_table
-
     out = []
     threats = sorted({r["threat"] for r in rows if not is_clean(r)}, key=threat_sort_key)
     for t in threats or [None]:
@@ -163,14 +169,7 @@ def _none(v: Any) -> Any:
 
 def paper_html(table_id: str, df: pd.DataFrame, out_dir: str | Path) -> str:
     """The paper-vs-ours table of one paper run: the columns and formatting of its Markdown report."""
-    from .paper import _fmt, _verdict
-
-    try:
-        from defbench.harness.papers import TABLES
-
-        spec = TABLES.get(table_id)
-    except Exception:  # noqa: BLE001 -- the specs are a nicety here; the CSV holds the numbers
-        spec = None
+    spec = TABLES.get(table_id)
     parts = [f"<h3>{_e(table_id)}" + (f": {_e(spec.title)}" if spec else "") + "</h3>"]
     first = df.iloc[0]
     meta = [
@@ -261,8 +260,6 @@ def _sweep_rows(rows: list[Row], var: str) -> list[Row]:
 
 def sweep_plots(rows: list[Row]) -> list[tuple[str, bytes]]:
     """(caption, PNG bytes) of the accuracy-vs-ε and accuracy-vs-α plots that have a line of two points."""
-    from .plots import plot_alpha_sweep, plot_eps_sweep
-
     out = []
     with tempfile.TemporaryDirectory(prefix="defbench-html-") as tmp:
         for var, fn, caption in (
@@ -326,8 +323,6 @@ def grid_html(blob: dict, title: str, clean_cell: bool) -> str:
 def grids_html(rows: list[Row], out_dir: str | Path) -> str:
     """Example grids per defense (first seed of each threat and attack), or a sentence saying why there are
     none."""
-    from defbench.harness.examples import load_examples
-
     bnames = base_names(base_key(r) for r in rows)
     anames = attack_names(rows)
     seed0 = min(int(r["seed"]) for r in rows)
@@ -384,13 +379,6 @@ def _rows_of(store_or_rows: Any) -> list[Row]:
 
 def build_html(store_or_rows: Any, out_dir: str | Path, title: str | None = None) -> str:
     """The report page of a store (or its rows) whose output dir (example files, paper CSVs) is ``out_dir``."""
-    from .sanity import sanity_flags
-
-    try:  # the Markdown report's first line (datasets, classifiers, images per cell, seeds)
-        from .render import _header
-    except ImportError:  # pragma: no cover
-        _header = lambda rows: f"{len(rows)} cells."  # noqa: E731
-
     rows = _rows_of(store_or_rows)
     title = title or f"defbench report: {Path(out_dir).resolve().name}"
     parts = [f"<h1>{_e(title)}</h1>"]

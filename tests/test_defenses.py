@@ -5,7 +5,8 @@ from defbench import DefbenchError
 from defbench.defenses.base import NoDefense
 from defbench.defenses.baselines import MedianFilter, TVMinimization
 from defbench.defenses.gan_prior import PAPER_CONFIGS, GANPriorDefense
-from defbench.defenses.registry import DEFENSES, build_defense, check_name, parse_overrides
+from defbench.defenses.registry import DEFENSES, check_name, parse_overrides
+from defbench.harness.models import build_defense  # GAN-prior defenses take their models from the zoo
 from defbench.defenses.ride import RIDE, RIDEConfig
 
 TINY_RIDE = RIDEConfig.for_dataset("fmnist", iterations=10, checkpoints=2, estimate_samples=2, noise_block=5)

@@ -255,7 +255,8 @@ def _check_clean_rows_by_hand(table, rows: dict, data_root, most: int = 4) -> No
     7 + repeat); the tables here have one batch and one repeat. Checked for every defense of a table with at most
     ``most`` (every table of the default suite), else for the ``most`` whose clean rows were quickest (the slow
     sweeps: invgan-fig4's 2000-step projections would double its time)."""
-    from defbench.defenses.registry import build_defense, split_variant
+    from defbench.defenses.registry import split_variant
+    from defbench.harness.models import build_defense
     from defbench.harness.data import load_dataset
     from defbench.harness.models import get_classifier
 

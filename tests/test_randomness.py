@@ -58,7 +58,7 @@ def _registered():
 def test_randomized_exactly_when_output_depends_on_seed(name, zoo_with_encoder, fmnist_images):
     """Purify one batch with two seeds: the outputs differ iff the defense declares itself randomized; the same
     seed twice gives the same output (no hidden state: no call counter)."""
-    from defbench.defenses.registry import build_defense
+    from defbench.harness.models import build_defense
 
     x = fmnist_images[0][:4]
     d = build_defense(name, "fmnist", "quick", "cpu", dict(SMALL.get(name, {})), train_missing=False, progress=False)
