@@ -387,8 +387,11 @@ class MatrixRunner:
         return self.spec.eval_repeats if d.randomized else 1
 
     # ---------------------------------------------------------------------------------- running
-    def run(self, executor: Executor | None = None) -> None:
-        cells = self.cells()
+    def run(self, executor: Executor | None = None, cells: list[Cell] | None = None) -> None:
+        """Compute the cells (default: every cell of the spec; a paper table passes the ones it reads) that the
+        store does not hold yet, with ``executor`` (default :class:`LocalExecutor`); :attr:`skipped` counts the
+        others."""
+        cells = self.cells() if cells is None else list(cells)
         todo = [c for c in cells if not self.store.has(self.key(c)[0])]
         self.skipped = len(cells) - len(todo)
         if self.spec.progress and self.skipped:

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from defbench.harness.examples import load_examples
-from defbench.harness.papers import TABLES
+from defbench.harness.paper_tables import TABLES
 
 from .common import Row, attack_key, attack_names, base_key, base_names, cfg, is_clean, threat_sort_key
 from .paper import _fmt, _verdict

@@ -1,4 +1,4 @@
-"""Paper vs ours: per-cell comparison of a :class:`~defbench.harness.papers.PaperTable` run with the paper.
+"""Paper vs ours: per-cell comparison of a :class:`~defbench.harness.paper_spec.PaperTable` run with the paper.
 
 "Ours" is always computed from the store rows the run produced: accuracy (%) from
 :func:`~defbench.reports.common.correct_mask` (or the row's ``preds_undefended`` for a bare-classifier cell),
@@ -21,7 +21,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from sklearn.metrics import roc_auc_score
 
-from defbench.harness.papers import PAPERS_DIR, PaperCell, PaperRun, PaperTable, preset_attack
+from defbench.harness.paper_spec import PAPERS_DIR, PaperCell, PaperRun, PaperTable, preset_attack
 
 from .common import Row, auc_interval, binomial_half_width, correct_mask, detection_auc_protocol, wilson_interval
 
@@ -68,7 +68,7 @@ def row_anomaly_auc(row: Row, holdout: int) -> float:
 
 def measure_value(run: PaperRun, m) -> tuple[float, int, tuple[int, int]]:
     """(mean over seeds, images, (negatives, positives) summed over seeds) of one
-    :class:`~defbench.harness.papers.Measure`. A detection AUC follows InvGAN's protocol
+    :class:`~defbench.harness.paper_spec.Measure`. A detection AUC follows InvGAN's protocol
     (:func:`~defbench.reports.common.detection_auc_protocol`): correctly classified clean images against the
     successful adversarials made from them; its counts give the AUC's interval. Other metrics count (n, n)."""
     attack = preset_attack(m.attack, run.preset) if m.attack is not None else None

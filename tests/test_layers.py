@@ -195,6 +195,15 @@ def test_no_defbench_import_inside_functions():
     assert found == set(ALLOWED_LATE), sorted(found - set(ALLOWED_LATE))
 
 
+def test_reports_read_specs_not_the_runner():
+    """Reports read stores and the paper specs (schema and data), not the paper runner."""
+    top, late = import_graph()
+    for name in top:
+        if name.startswith("defbench.reports"):
+            assert "defbench.harness.papers" not in top[name] | late[name], name
+    assert "defbench.harness.paper_spec" in top["defbench.reports.paper"]
+
+
 # ------------------------------------------------------------------------------------------------ the checks fail
 def test_checks_fail_on_a_synthetic_graph():
     cyclic = {"defbench.harness.a": {"defbench.harness.b"}, "defbench.harness.b": {"defbench.harness.a"}}
