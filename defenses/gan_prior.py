@@ -3,7 +3,9 @@
 ============  ===================================================================================
 defensegan    f̂ = I, per-image mean squared error, L = 200 SGD steps (lr 10, momentum 0.7, as in the
               DefenseGAN authors' code), R = 10 random restarts, keep the best restart per image
-cowboy        DefenseGAN + λ_adv = 1e-3 · log(1 − D(G(z))) (as the MimicGAN paper implements Cowboy)
+cowboy        DefenseGAN + λ_adv = 1e-3 · log(1 − D(G(z))) (as the MimicGAN paper implements Cowboy), the
+              weight taken against the per-image sum of squared errors (the papers' ‖x − G(z)‖²), i.e.
+              1e-3 / 784 against DefenseGAN's per-pixel mean on 28 x 28 images
 invgan        z0 = I(x) from the data-free encoder, T = 1000 gradient steps on ‖G(z) − x‖₂ (Eq. 6),
               lr 0.01, one restart; BPDA backward through x ↦ G(I(x))
 mimicgan      learned surrogate (Table 5), z0 = mean of 1000 prior samples, T = 10 × (T1 = 10 surrogate
@@ -35,6 +37,7 @@ PAPER_CONFIGS: dict[str, ProjectionConfig] = {
         loss="mse",
         init="random",
         lambda_adv=1e-3,
+        adv_against_sum=True,
     ),
     "invgan": ProjectionConfig(
         latent_steps=1000, restarts=1, optimizer="sgd", lr=0.01, momentum=0.0, loss="l2", init="encoder"

@@ -31,7 +31,7 @@ INITS = ("random", "mean", "encoder")
 SURROGATES = ("none", "mimic", "identity")
 SURROGATE_RANGES = ("unit", "signed")
 #: fields added after stores were first written: left out of to_dict() (the store key) at these values
-_HASH_STABLE = {"surrogate_range": "unit"}
+_HASH_STABLE = {"surrogate_range": "unit", "adv_against_sum": False}
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,10 @@ class ProjectionConfig:
     momentum: float = 0.7  #: SGD momentum (DefenseGAN's code: 0.7)
     loss: str = "mse"  #: per-image fidelity: mse (mean squared) | l2 (‖·‖₂) | l1 (‖·‖₁)
     lambda_adv: float = 0.0  #: weight of log(1 − D(G(z)))
+    #: λ_adv weighs log(1 − D(G(z))) against the per-image *sum* of squared errors (the papers' ‖x − G(z)‖²),
+    #: not their mean: with loss=mse the term is divided by the pixel count, so the objective is the paper's
+    #: divided by a constant and SGD steps on the fidelity term stay DefenseGAN's (Cowboy)
+    adv_against_sum: bool = False
     lambda_identity: float = 0.0  #: weight of MimicGAN's identity loss
     init: str = "random"  #: random (U(-1,1)) | mean (mean of ``mean_samples`` prior draws) | encoder
     mean_samples: int = 1000
@@ -71,6 +75,8 @@ class ProjectionConfig:
                 raise DefbenchError(f"projection {field} must be >= 0, got {getattr(self, field)}")
         if self.restarts < 1:
             raise DefbenchError("projection restarts must be >= 1")
+        if self.adv_against_sum and self.loss != "mse":
+            raise DefbenchError("adv_against_sum applies to loss=mse only (l1 and l2 are per-image sums or norms)")
         if self.surrogate == "mimic" and self.restarts != 1:
             raise DefbenchError("a learned surrogate is shared by the batch; use restarts=1 with surrogate=mimic")
 
@@ -243,7 +249,8 @@ class ProjectionEngine:
         obj = fid
         if cfg.lambda_adv:
             # log(1 − D(G(z))) with D's logit l: log(1 − σ(l)) = −softplus(l)
-            obj = obj + cfg.lambda_adv * (-F.softplus(self.D(g)))
+            lam = cfg.lambda_adv / y_rep[0].numel() if cfg.adv_against_sum else cfg.lambda_adv
+            obj = obj + lam * (-F.softplus(self.D(g)))
         if cfg.lambda_identity:
             ident = (y_rep - g).flatten(1).abs().sum(1) + (est - g).flatten(1).abs().sum(1)
             obj = obj + cfg.lambda_identity * ident

@@ -162,3 +162,26 @@ def test_signed_surrogate_range(random_gan):
     assert "surrogate_range" not in base.to_dict() and signed.to_dict()["surrogate_range"] == "signed"
     with pytest.raises(DefbenchError, match="choose one of"):
         ProjectionConfig(surrogate_range="half")
+
+
+def test_cowboy_weighs_the_discriminator_against_the_sum_of_squares(random_gan, fmnist_images):
+    """Cowboy's objective is the papers' ‖x − G(z)‖² + λ_adv log(1 − D(G(z))) (per-image sum, λ_adv = 1e-3)
+    divided by the pixel count, so its fidelity term is DefenseGAN's mean; λ_adv against the mean would make
+    the discriminator term 784 times stronger on 28 x 28 images."""
+
+    G, D = random_gan
+    x, _ = fmnist_images
+    cfg = PAPER_CONFIGS["cowboy"]
+    assert cfg.adv_against_sum and cfg.lambda_adv == 1e-3
+    z = torch.rand(4, G.latent_dim) * 2 - 1
+    obj, _ = ProjectionEngine(G, D)._terms(x[:4], z, cfg, None)
+    with torch.no_grad():
+        g = G(z)
+        sse = (x[:4] - g).flatten(1).pow(2).sum(1)
+        log1m_d = torch.log1p(-torch.sigmoid(D(g))).flatten()
+        want = (sse + 1e-3 * log1m_d) / x[0].numel()
+    assert torch.allclose(obj.detach(), want, rtol=1e-5, atol=1e-7)
+    mean_read, _ = ProjectionEngine(G, D)._terms(x[:4], z, cfg.with_(adv_against_sum=False), None)
+    assert not torch.allclose(mean_read.detach(), want, rtol=1e-3)
+    with pytest.raises(DefbenchError, match="loss=mse only"):
+        cfg.with_(loss="l1")
