@@ -85,11 +85,6 @@ class GANPriorDefense(Defense):
     def config(self):
         return {"projection": self.cfg.to_dict(), "seed": self.seed, **({"models": self.models} if self.models else {})}
 
-    @property
-    def last_error(self) -> torch.Tensor | None:
-        """Per-image final projection error of the last purify call (the anomaly score of MimicGAN-2 §5.3)."""
-        return None if self.last is None else self.last.error
-
     def project(self, x: torch.Tensor, seed: int | None = None) -> Projection:
         """The full projection result (latents included), for attacks that work through the latent."""
         self.purify(x, seed)

@@ -220,6 +220,13 @@ class LocalExecutor(Executor):
             runner.record(runner.compute_cell_guarded(c))
 
 
+def projection_error(x_in: torch.Tensor, x_hat: torch.Tensor) -> list[float]:
+    """Per image: MimicGAN-2's projection error d_proj = ‖X − G(z*)‖₂ (Eq. 5), the anomaly score of its §5.3,
+    with the purified image standing for G(z*) and no surrogate in between (for MimicGAN the distance to the
+    image itself, not to the surrogate's corrupted copy); for any defense, the ℓ2 distance of its output."""
+    return (x_in - x_hat).flatten(1).norm(dim=1).cpu().tolist()
+
+
 class MatrixRunner:
     def __init__(
         self,
@@ -547,7 +554,7 @@ class MatrixRunner:
                     rep_preds[r] += self.classifier.head(phi_hat).argmax(1).tolist()
                     if r == 0:
                         scores += (phi_in - phi_hat).norm(dim=1).tolist()
-                        errors += self._projection_error(d, x_in, x_hat)
+                        errors += projection_error(x_in, x_hat)
             labels += y.tolist()
             if bidx == 0:  # the cell's first images (x, x_in, x_hat) for the HTML report's grids
                 examples = cell_examples(self, idx, x, x_in, x_hat, y)
@@ -583,15 +590,6 @@ class MatrixRunner:
             model.reseed(seed)
         if isinstance(atk, _Universal):
             atk.seed = seed
-
-    @staticmethod
-    def _projection_error(d, x_in: torch.Tensor, x_hat: torch.Tensor) -> list[float]:
-        """Per image: the defense's own final projection error where it has one (GAN priors: the fidelity
-        term, MimicGAN-2's anomaly score), else the mean squared distance between input and output."""
-        err = getattr(d, "last_error", None)
-        if err is not None and len(err) == len(x_in):
-            return err.detach().cpu().tolist()
-        return (x_in - x_hat).pow(2).flatten(1).mean(1).cpu().tolist()
 
     def _attack_model(self, cell: Cell, d):
         """The model the cell's library attack is handed (one per cell); None for clean and gan-aware."""

@@ -271,11 +271,15 @@ def _check_clean_rows_by_hand(table, rows: dict, data_root, most: int = 4) -> No
         defense = build_defense(d, table.dataset, "quick", "cpu", over, train_missing=False, progress=False)
         x, y = test.get(row["indices"])
         with torch.no_grad():
-            preds = clf(defense.purify(x, seed=0)).argmax(1).tolist()
+            x_hat = defense.purify(x, seed=0)
+            preds = clf(x_hat).argmax(1).tolist()
             bare = clf(x).argmax(1).tolist()
         assert row["labels"] == y.tolist(), d
         assert row["preds"] == preds, f"{d}: stored clean predictions differ from purify + classify by hand"
         assert row["preds_undefended"] == bare, d
+        # the anomaly score: MimicGAN-2's d_proj = ‖X − G(z*)‖₂ (Eq. 5), no surrogate in between
+        d_proj = (x - x_hat).flatten(1).norm(dim=1)
+        assert torch.allclose(torch.tensor(row["extra"]["projection_error"]), d_proj, atol=1e-5), d
 
 
 def _check_attacks_bite(table, rows: dict) -> None:
