@@ -252,9 +252,10 @@ def measure_defense(
                 dd = gan_defense(bench, name, cfg.with_(chunk_size=c))
                 add(f"batched, chunk {c} latents", [lambda dd=dd: dd.purify(x, seed=0)], steps, fpi, c)
     elif name == "ride":
-        rcfg = RIDEConfig(iterations=max(5, round(2000 * scale)))
+        # the paper's readings: K iterations per checkpoint, T checkpoints, the supplement's MNIST network
+        rcfg = RIDEConfig.for_dataset("fmnist", iterations=max(5, round(2000 * scale)))
         r = RIDE(rcfg, shape=SHAPE, device=dev)
-        note = f"K={rcfg.iterations}"
+        note = f"K={rcfg.iterations} x T={rcfg.checkpoints}, {rcfg.arch} net"
         add("batched (grouped conv)", [lambda: r.purify(x, seed=0)], note)
         units = [lambda i=i: r.purify(x[i : i + 1], seed=0) for i in range(n_loop)]
         add("per-image loop", units, note, per_unit_images=1)

@@ -77,3 +77,12 @@ def test_gpu_suite_cpu_smoke(tmp_path, fmnist):
     for stage in ("| models |", "| throughput |", "| bpda |", "| fig5b |"):
         assert stage in table
     assert out.with_suffix(".csv").is_file()
+    # RIDE's paper-n BPDA cost follows from its batched rate: 100 images x (10 PGD steps x EOT + 1) purifications
+    import csv
+
+    rows = {r["measurement"]: r for r in csv.DictReader(out.with_suffix(".csv").open())}
+    rate = float(rows["ride: batched (grouped conv)"]["value"])
+    scale = 0.005  # the smoke's step scale (--smoke settings)
+    est = {e: float(rows[f"ride: Table 2 MNIST BPDA, n = 100, EOT {e} (estimate)"]["value"]) for e in (1, 10)}
+    assert est[1] == pytest.approx(100 * 11 / (rate * scale) / 60, rel=0.1, abs=0.1)
+    assert est[10] == pytest.approx(est[1] * 1010 / 110, rel=0.02, abs=0.1)
