@@ -4,9 +4,12 @@ Two variants:
 
 * ``universal-fgsm`` — the MimicGAN recipe (§4.3): the mean FGSM perturbation ν = (1/N) Σᵢ (x̃ᵢ − xᵢ) over
   N = 15 images (the first N of the evaluation set, via :meth:`prepare`; FGSM at ``fgsm_eps``, default the
-  dataset's ε), added to every image scaled by α: x̃ = clip(x + α ν).
-  (The paper writes ν = Σ (Xᵢ − X̃ᵢ)/N for a *targeted* FGSM; for the untargeted FGSM used here the sign
-  is flipped so that α > 0 attacks.) ``alpha`` is swept by the paper specs.
+  dataset's ε), added to every image scaled by α: x̃ = clip(x + α ν). ``target=K`` makes it the paper's
+  *targeted* universal perturbation: each x̃ᵢ is FGSM's step *towards* class K (torchattacks' targeted mode,
+  x̃ = x − ε sign ∇ CE(f(x), K)), so α > 0 pushes every image towards K. (The paper writes
+  ν = Σ (Xᵢ − X̃ᵢ)/N, which with a targeted X̃ would push away from the target; we read it as the step towards
+  it, and flip the sign likewise for the untargeted default so that α > 0 attacks.) ``alpha`` is swept by
+  the paper specs.
 * ``universal-art`` — ART's ``UniversalPerturbation`` (iterative DeepFool/FGSM-driven search with an ℓ∞
   budget ``eps``), fitted on the first ``fit_images`` images of the evaluation set; its random image order is
   drawn from ``seed`` (set per cell by the matrix).
@@ -20,13 +23,17 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
+import io
 import random
 
 import numpy as np
 import torch
 import torchattacks
 
+from defbench import DefbenchError
 from defbench.attacks.base import DEFAULT_EPS, Attack, model_device
+from defbench.datasets import NUM_CLASSES
 
 
 class _Universal(Attack):
@@ -56,17 +63,28 @@ class UniversalFGSM(_Universal):
     name = "universal-fgsm"
     family = "universal-fgsm"
     bounded = False  # α scales the perturbation past the FGSM ε; the sweep is over α
-    defaults = {"alpha": 1.0, "images": 15, "fgsm_eps": None}
+    defaults = {"alpha": 1.0, "images": 15, "fgsm_eps": None, "target": None}
+
+    def __init__(self, *a, **k):
+        super().__init__(*a, **k)
+        t, classes = self.params["target"], NUM_CLASSES.get(self.dataset)
+        if t is not None and (isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < (classes or t + 1)):
+            raise DefbenchError(f"universal-fgsm target {t!r} must be a class index in [0, {classes})")
 
     @property
     def label(self):
-        return f"Universal-FGSM α={self.params['alpha']:g}"
+        t = self.params["target"]
+        return f"Universal-FGSM α={self.params['alpha']:g}" + ("" if t is None else f" (targeted: class {t})")
 
     def fit(self, model, x, y):
         n = self.params["images"]
         xs, ys = x[:n], y[:n]
         eps = self.params["fgsm_eps"] or DEFAULT_EPS.get(self.dataset, 0.3)
-        x_adv = torchattacks.FGSM(model, eps=eps)(xs, ys)
+        fgsm = torchattacks.FGSM(model, eps=eps)
+        if self.params["target"] is not None:
+            with contextlib.redirect_stdout(io.StringIO()):  # torchattacks prints the mode change
+                fgsm.set_mode_targeted_by_function(lambda xb, yb: torch.full_like(yb, self.params["target"]))
+        x_adv = fgsm(xs, ys)
         return self.params["alpha"] * (x_adv - xs).mean(0, keepdim=True)
 
 

@@ -64,6 +64,29 @@ def test_universal_is_one_vector_for_the_whole_set(tiny_classifier, fmnist_image
         assert torch.allclose((x_adv - xb)[unclipped], nu[unclipped], atol=1e-6)
 
 
+def test_targeted_universal_perturbation_pushes_towards_its_class(tiny_classifier, fmnist_images):
+    """MimicGAN §4.3's targeted form: ν is the mean of FGSM's steps towards class K, so adding it moves
+    predictions to K; the untargeted ν (the default) does not favour K."""
+    model, _ = tiny_classifier
+    x, y = fmnist_images
+    k = 0  # T-shirt/top: none of these 16 images is predicted as it
+    with torch.no_grad():
+        before = (model(x).argmax(1) == k).float().mean()
+    share = {}
+    for target in (k, None):
+        atk = get_attack("universal-fgsm", "fmnist", alpha=2.0, target=target)
+        atk.prepare(model, x, y)
+        with torch.no_grad():
+            share[target] = float((model(atk(model, x, y)).argmax(1) == k).float().mean())
+        assert torch.isfinite(atk._nu).all() and atk._nu.abs().max() <= 2.0 * 0.3 + 1e-6
+    assert share[k] >= before + 0.5, (float(before), share)
+    assert share[k] > share[None] + 0.5, share
+    assert "targeted: class 1" in get_attack("universal-fgsm", "fmnist", target=1).label
+    for bad in (10, -1, 1.5, True):
+        with pytest.raises(DefbenchError, match="target"):
+            get_attack("universal-fgsm", "fmnist", target=bad)
+
+
 def test_bad_attack_arguments():
     with pytest.raises(DefbenchError, match="outside \\[0, 1\\]"):
         get_attack("fgsm", "fmnist", eps=2.0)
