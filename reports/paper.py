@@ -22,6 +22,7 @@ from matplotlib.figure import Figure
 from sklearn.metrics import roc_auc_score
 
 from defbench.harness.paper_spec import PAPERS_DIR, PaperCell, PaperRun, PaperTable, preset_attack
+from defbench.harness.paper_tables import status
 
 from .common import Row, auc_interval, binomial_half_width, correct_mask, detection_auc_protocol, wilson_interval
 
@@ -339,19 +340,21 @@ def list_markdown(tables: list[PaperTable]) -> str:
     body = []
     for t in tables:
         given = sum(c.paper is not None for c in t.cells)
+        state, why = status(t.id)
         body.append(
             [
                 t.id,
                 "yes" if t.runnable else f"no: not yet supported: {t.unsupported}",
                 t.dataset,
                 f"{given}/{len(t.cells)}",
+                f"{state}: {why}" if why else state,
                 t.ref,
                 t.title,
             ]
         )
     runnable = sum(t.runnable for t in tables)
     return (
-        _md_table(["table", "runnable", "dataset", "paper values", "source", "title"], body)
+        _md_table(["table", "runnable", "dataset", "paper values", "status", "source", "title"], body)
         + f"\n\n{len(tables)} tables, {runnable} runnable; papers in {PAPERS_DIR} (see each spec's source). "
         "Run one with: defbench paper run TABLE [--n N] [--preset quick|paper]"
     )

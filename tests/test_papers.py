@@ -11,6 +11,7 @@ import pytest
 from defbench.cli import main
 from defbench.harness.matrix import MatrixSpec
 from defbench.harness.papers import TABLES, PaperRun, resolve
+from defbench.harness.paper_tables import STATUS, STATUSES, status
 
 RUNNABLE = [t for t in TABLES.values() if t.runnable]
 NOT_RUNNABLE = [t for t in TABLES.values() if not t.runnable]
@@ -41,6 +42,23 @@ def test_list_shows_every_spec(capsys):
         assert ("| yes |" in line) == t.runnable
         if not t.runnable:
             assert "not yet supported" in line
+        state, why = status(t.id)
+        assert f"| {state}: {why} |" in line
+
+
+def test_every_table_has_a_status_backed_by_results():
+    """Each table has one status (reproduced / explained / open / not run) with its reason, and every table
+    that has been run has its own section in docs/RESULTS.md, where the evidence is."""
+    from pathlib import Path
+
+    results = (Path(__file__).resolve().parents[1] / "docs" / "RESULTS.md").read_text()
+    headings = [line for line in results.splitlines() if line.startswith("### ")]
+    assert set(STATUS) == set(TABLES)
+    for tid, (state, why) in STATUS.items():
+        assert state in STATUSES and why, tid
+        if state != "not run":
+            assert any(tid in h for h in headings), f"{tid} is {state!r} but docs/RESULTS.md has no section for it"
+    assert status("no-such-table") == ("not run", "")
 
 
 @pytest.mark.parametrize("table", list(TABLES.values()), ids=list(TABLES))
