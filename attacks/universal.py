@@ -68,7 +68,8 @@ class UniversalFGSM(_Universal):
     def __init__(self, *a, **k):
         super().__init__(*a, **k)
         t, classes = self.params["target"], NUM_CLASSES.get(self.dataset)
-        if t is not None and (isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < (classes or t + 1)):
+        is_index = isinstance(t, int) and not isinstance(t, bool) and t >= 0 and (classes is None or t < classes)
+        if t is not None and not is_index:
             raise DefbenchError(f"universal-fgsm target {t!r} must be a class index in [0, {classes})")
 
     @property
