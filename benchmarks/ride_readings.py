@@ -9,13 +9,20 @@ the ablation; the first row is the bare classifier.
 
     python benchmarks/ride_readings.py --n 50 --variants 'ride' 'ride[iterations=400,split_iterations=true]' ...
 
+``--presets quick paper`` scores the *same* purifications with several classifiers (the first is the one PGD
+attacks; the others add a clean-accuracy column each), which separates what the estimate does from how
+fragile the classifier is; ``--clean-only`` skips PGD and purifies the clean images alone (half the cost);
+``--save DIR`` keeps each variant's purified images (``DIR/<variant>.pt``) for later scoring.
+
 Writes a Markdown table (``--out``) and prints it. Wall times are per purified image on this machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import time
+from pathlib import Path
 
 import torch
 from _common import command_line, write_table
@@ -38,17 +45,29 @@ def _cell(p: float, n: int) -> str:
 
 
 def _write(rows, args, argv, n: int) -> None:
+    others = args.presets[1:]
     lines = [
-        f"Command: `{command_line(argv)}`; {n} {args.dataset} test images (seed {args.seed}), the {args.preset} "
-        f"classifier, gray-box PGD ε = {args.eps} ({args.steps} steps, torchattacks) computed once on the bare "
-        "classifier. Accuracy % with its Wilson 95% interval; ℓ2 = mean distance of the purified image to the "
-        "clean one (for the classifier-alone row: of the input).",
+        f"Command: `{command_line(argv)}`; {n} {args.dataset} test images (seed {args.seed}), the "
+        f"{args.presets[0]} classifier, "
+        + (
+            "clean images only."
+            if args.clean_only
+            else f"gray-box PGD ε = {args.eps} ({args.steps} steps, torchattacks) computed once on the bare classifier."
+        )
+        + " Accuracy % with its Wilson 95% interval; ℓ2 = mean distance of the purified image to the clean one (for"
+        " the classifier-alone row: of the input)."
+        + (f" Extra columns: the purified clean images scored by the {', '.join(others)} classifier." * bool(others)),
         "",
-        "| variant | clean acc % | PGD acc % | ℓ2 to clean (clean in) | ℓ2 to clean (PGD in) | s / image |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| variant | clean acc % | "
+        + "".join(f"clean acc % ({p} classifier) | " for p in others)
+        + "PGD acc % | ℓ2 to clean (clean in) | ℓ2 to clean (PGD in) | s / image |",
+        "|---|" + "---:|" * (6 + len(others)),
     ]
-    for label, ac, aa, dc, da, sec in rows:
-        lines.append(f"| {label} | {_cell(ac, n)} | {_cell(aa, n)} | {float(dc):.2f} | {float(da):.2f} | {sec:.2f} |")
+    for label, accs, aa, dc, da, sec in rows:
+        pgd = "—" if aa is None else _cell(aa, n)
+        dist_a = "—" if da is None else f"{float(da):.2f}"
+        cells = " | ".join(_cell(a, n) for a in accs)
+        lines.append(f"| {label} | {cells} | {pgd} | {float(dc):.2f} | {dist_a} | {sec:.2f} |")
     write_table(lines, args.out)
 
 
@@ -58,7 +77,9 @@ def main(argv=None) -> int:
     ap.add_argument("--n", type=int, default=50)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--dataset", default="mnist")
-    ap.add_argument("--preset", default="quick", help="classifier preset")
+    ap.add_argument("--presets", nargs="+", default=["quick"], help="classifier presets; PGD attacks the first")
+    ap.add_argument("--clean-only", action="store_true", help="skip PGD: purify the clean images alone")
+    ap.add_argument("--save", help="folder for each variant's purified images (<variant>.pt)")
     ap.add_argument("--eps", type=float, default=0.3)
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--out", default="benchmarks/results/ride_readings.md")
@@ -67,23 +88,46 @@ def main(argv=None) -> int:
     torch.manual_seed(args.seed)
     test = load_dataset(args.dataset, "test")
     x, y = test.get(test.eval_indices(args.n, args.seed))
-    clf, _ = get_classifier(args.dataset, args.preset)
-    atk = get_attack("pgd", args.dataset, args.eps, steps=args.steps)
-    x_adv = atk(clf, x, y)
+    clfs = [get_classifier(args.dataset, p)[0] for p in args.presets]
+    clf = clfs[0]
+    x_adv = None if args.clean_only else get_attack("pgd", args.dataset, args.eps, steps=args.steps)(clf, x, y)
+    dist = lambda o: float((o - x).flatten(1).norm(dim=1).mean())  # noqa: E731
     rows = [
-        ("classifier alone", _acc(clf, x, y), _acc(clf, x_adv, y), 0.0, (x_adv - x).flatten(1).norm(dim=1).mean(), 0.0)
+        (
+            "classifier alone",
+            [_acc(c, x, y) for c in clfs],
+            None if x_adv is None else _acc(clf, x_adv, y),
+            0.0,
+            None if x_adv is None else dist(x_adv),
+            0.0,
+        )
     ]
     for label in args.variants:
         d = build_defense(label, args.dataset)
         t0 = time.time()
         # one batch: every image is purified by its own network from its own seeded draws, so this equals
         # two separate calls
-        out_c, out_a = d.purify(torch.cat([x, x_adv]), seed=args.seed).split(len(x))
-        sec = (time.time() - t0) / (2 * len(x))
-        dist = lambda o: float((o - x).flatten(1).norm(dim=1).mean())  # noqa: E731
-        rows.append((f"`{label}`", _acc(clf, out_c, y), _acc(clf, out_a, y), dist(out_c), dist(out_a), sec))
+        batch = x if x_adv is None else torch.cat([x, x_adv])
+        out = d.purify(batch, seed=args.seed)
+        sec = (time.time() - t0) / len(batch)
+        out_c, out_a = (out, None) if x_adv is None else out.split(len(x))
+        if args.save:
+            Path(args.save).mkdir(parents=True, exist_ok=True)
+            name = re.sub(r"[^A-Za-z0-9_.=-]+", "_", label)
+            torch.save({"x": x, "y": y, "x_adv": x_adv, "clean": out_c, "adv": out_a}, Path(args.save) / f"{name}.pt")
+        accs = [_acc(c, out_c, y) for c in clfs]
+        rows.append(
+            (
+                f"`{label}`",
+                accs,
+                None if out_a is None else _acc(clf, out_a, y),
+                dist(out_c),
+                None if out_a is None else dist(out_a),
+                sec,
+            )
+        )
         _write(rows, args, argv, len(y))  # after every variant, so a long sweep leaves a partial table
-        print(f"{label}: clean {rows[-1][1]:.3f} pgd {rows[-1][2]:.3f} ({sec:.2f} s/image)", flush=True)
+        print(f"{label}: clean {accs} pgd {rows[-1][2]} ({sec:.2f} s/image)", flush=True)
     return 0
 
 
