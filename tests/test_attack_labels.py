@@ -37,6 +37,21 @@ def test_predicted_labels_attack_the_model_prediction(setup, name):
     assert not torch.equal(got, true)
 
 
+@pytest.mark.parametrize("name", ["fgsm", "bim"])
+def test_predicted_labels_change_only_the_misclassified_images(setup, name):
+    """The bound behind RESULTS' Fig. 5(b) finding: where the model is right on the clean image, the predicted
+    label is the true one, so a deterministic attack makes the same image either way; the labels reading can
+    move a cell by at most the share of images the model gets wrong when clean."""
+    model, x, _, pred = setup
+    y = pred.clone()
+    y[::2] = (pred[::2] + 1) % 10  # half the images misclassified, half right
+    got = get_attack(name, "fmnist", 0.1, labels="predicted")(model, x, y)
+    true = get_attack(name, "fmnist", 0.1)(model, x, y)
+    right = pred == y
+    assert torch.equal(got[right], true[right])
+    assert all(not torch.equal(got[i], true[i]) for i in (~right).nonzero().flatten().tolist())
+
+
 def test_predicted_labels_are_part_of_the_identity():
     plain, pred = get_attack("fgsm", "fmnist", 0.1), get_attack("fgsm", "fmnist", 0.1, labels="predicted")
     assert "labels" not in plain.config() and pred.config()["labels"] == "predicted"
