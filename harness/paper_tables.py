@@ -67,7 +67,7 @@ STATUS: dict[str, tuple[str, str]] = {
     "ride-table2-imagenet": ("not run", "ImageNet data and weights are not reachable here"),
     "ride-table2-mnist": (
         "open",
-        "measured with the earlier RIDE (it returned x^(T)); RIDE's BPDA at n = 100 needs a GPU",
+        "measured with the earlier RIDE (it returned x^(T)); RIDE's BPDA at n = 100 (EOT 1, as the paper) needs a GPU",
     ),
 }
 
