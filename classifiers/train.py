@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass
 
@@ -9,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from defbench import DefbenchError
+from defbench import DefbenchError, metrics
 from defbench.classifiers.models import Classifier, build_classifier
 from defbench.datasets import ImageData
 from defbench.seeding import seed_everything
@@ -60,13 +61,16 @@ def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 
 
 @torch.no_grad()
-def accuracy(model: Classifier, data: ImageData, device: torch.device, batch_size: int = 500, indices=None) -> float:
+def model_accuracy(
+    model: Classifier, data: ImageData, device: torch.device, batch_size: int = 500, indices=None
+) -> float:
+    """Clean accuracy of ``model`` on ``data`` (or its ``indices``), by :func:`defbench.metrics.accuracy`."""
     model.eval()
-    correct = total = 0
+    preds, labels = [], []
     for x, y in data.batches(batch_size, indices=indices):
-        correct += (model(x.to(device)).argmax(1).cpu() == y).sum().item()
-        total += len(y)
-    return correct / max(total, 1)
+        preds.append(model(x.to(device)).argmax(1).cpu())
+        labels.append(y)
+    return metrics.accuracy(torch.cat(preds), torch.cat(labels)) if preds else math.nan
 
 
 def train_classifier(
@@ -106,7 +110,7 @@ def train_classifier(
             sched.step()
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.3f}")
-        acc = accuracy(model, test, device)
+        acc = model_accuracy(model, test, device)
         history.append({"epoch": epoch + 1, "test_accuracy": acc})
         bar.write(f"epoch {epoch + 1}/{recipe.epochs}: clean test accuracy {acc:.4f}")
     bar.close()

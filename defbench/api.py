@@ -30,6 +30,7 @@ from defbench.classifiers.registry import check_name as check_classifier
 from defbench.defenses.base import Defense
 from defbench.harness.matrix import AttackSpec, MatrixRunner, MatrixSpec
 from defbench.harness.store import Store
+from defbench.reports.common import accuracy, undefended_accuracy
 from defbench.seeding import resolve_device
 
 __all__ = ["evaluate", "CallableDefense"]
@@ -154,8 +155,9 @@ def evaluate(
 
     Returns:
         a DataFrame with the store's columns (``defense``, ``attack``, ``threat``, ``seed``, ``n``, ``correct``,
-        ``labels``, ``preds``, ``scores``, configs, ...) plus ``accuracy``, ``accuracy_undefended`` (fractions),
-        ``attack_label`` and ``eps``.
+        ``labels``, ``preds``, ``scores``, configs, ...) plus ``accuracy``, ``accuracy_undefended`` (fractions;
+        ``accuracy`` by the tables' all-repeats rule: a randomized defense's image counts only if correct in all
+        of its ``eval_repeats`` purifications), ``attack_label`` and ``eps``.
     """
     dev = resolve_device(device)
     items = [] if defense is None else list(defense) if isinstance(defense, (list, tuple)) else [defense]
@@ -216,8 +218,8 @@ def evaluate(
         runner.store.close()
     df = pd.DataFrame(rows)
     if len(df):
-        df["accuracy"] = df["correct"] / df["n"]
-        df["accuracy_undefended"] = df["correct_undefended"] / df["n"]
+        df["accuracy"] = [accuracy(r) for r in rows]
+        df["accuracy_undefended"] = [undefended_accuracy(r) for r in rows]
         df["attack_label"] = [c.get("label", c.get("name")) for c in df["attack_config"]]
         df["eps"] = [c.get("eps", math.nan) for c in df["attack_config"]]
     return df

@@ -18,7 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 import defbench
-from defbench import DefbenchError
+from defbench import DefbenchError, metrics
 from defbench.attacks.registry import available as available_attacks
 from defbench.attacks.registry import distribution_of as attack_distribution
 from defbench.attacks.registry import get_attack
@@ -462,7 +462,7 @@ class MatrixRunner:
         self.computed.append(out.key.key)
         if self.spec.progress:
             res = out.result
-            acc = sum(int(p == t) for p, t in zip(res.preds, res.labels)) / max(1, len(res.labels))
+            acc = metrics.accuracy(res.preds, res.labels)
             tqdm.write(f"{out.label}: accuracy {acc:.3f} ({len(res.labels)} images, {res.wall_seconds:.1f}s)")
 
     def _adv_graybox(self, atk, n: int, seed: int, bidx: int, x, y) -> torch.Tensor:

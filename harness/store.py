@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from defbench import DefbenchError, __version__
+from defbench import DefbenchError, __version__, metrics
 
 #: 2: cells are keyed by the sha256 of their data and models and by the defbench version (issue 13); the
 #: rows of a version-1 store cannot say which data and weights produced them, so they are never reused
@@ -264,8 +264,8 @@ class Store:
             "defense_config": json.dumps(res.defense_config, sort_keys=True, default=str),
             "attack_config": json.dumps(res.attack_config, sort_keys=True, default=str),
             "n": n,
-            "correct": sum(int(p == y) for p, y in zip(res.preds, res.labels)),
-            "correct_undefended": sum(int(p == y) for p, y in zip(res.preds_undefended, res.labels)),
+            "correct": int(metrics.correct(res.preds, res.labels).sum()),
+            "correct_undefended": int(metrics.correct(res.preds_undefended, res.labels).sum()),
             "labels": json.dumps(res.labels),
             "preds": json.dumps(res.preds),
             "preds_undefended": json.dumps(res.preds_undefended),
@@ -368,7 +368,7 @@ def row_problem(d: dict[str, Any]) -> str | None:
     if not isinstance(n, int) or any(not isinstance(j[k], list) or len(j[k]) != n for k in lists):
         return f"per-image lists do not all hold n={n} entries"
     try:
-        if d["correct"] != sum(int(p == y) for p, y in zip(j["preds"], j["labels"])):
+        if d["correct"] != int(metrics.correct(j["preds"], j["labels"]).sum()):
             return "its correct count does not match its predictions"
         key = CellKey(*(d[k] for k in _KEY_FIELDS)).key
     except (TypeError, ValueError):

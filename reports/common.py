@@ -1,4 +1,4 @@
-"""Row helpers shared by the tables, the sanity checks and the plots.
+"""Row helpers shared by the tables, the sanity checks and the plots, and the Markdown table every report prints.
 
 A *row* is one dict as yielded by :meth:`defbench.harness.store.Store.rows`. The helpers here know the
 runner's conventions: the clean row of a (dataset, classifier, defense, defense_hash, seed) has
@@ -13,6 +13,9 @@ from collections import Counter
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
+import pandas as pd
+
+from defbench import metrics
 
 Row = Mapping[str, Any]
 
@@ -109,51 +112,45 @@ def correct_mask(row: Row) -> np.ndarray:
     """Per-image correctness of a row as a bool array aligned with ``row["labels"]``.
 
     For a randomized defense (``extra["repeat_preds"]``: k prediction lists) an image counts as correct only if
-    it is correct in every one of the k repeats; otherwise ``preds`` decides.
+    it is correct in every one of the k repeats (:func:`defbench.metrics.all_repeats_correct`); otherwise
+    ``preds`` decides.
     """
-    labels = np.asarray(row["labels"], dtype=np.int64)
-    repeats = (row.get("extra") or {}).get("repeat_preds")
+    repeats = repeat_preds(row)
     if repeats:
-        preds = np.asarray(repeats, dtype=np.int64)
-        if preds.ndim != 2 or preds.shape[1] != labels.shape[0]:
-            raise ValueError(f"repeat_preds of shape {preds.shape} does not match {labels.shape[0]} labels")
-        return np.all(preds == labels[None, :], axis=0)
-    preds = np.asarray(row["preds"], dtype=np.int64)
-    if preds.shape != labels.shape:
-        raise ValueError(f"{preds.shape[0]} preds for {labels.shape[0]} labels")
-    return preds == labels
+        return metrics.all_repeats_correct(repeats, row["labels"])
+    return metrics.correct(row["preds"], row["labels"])
 
 
 def accuracy(row: Row) -> float:
     """Fraction of the row's images counted correct (repeat rule applied); NaN for an empty row."""
-    mask = correct_mask(row)
-    return float(mask.mean()) if mask.size else math.nan
+    repeats = repeat_preds(row)
+    if repeats:
+        return metrics.all_repeats_accuracy(repeats, row["labels"])
+    return metrics.accuracy(row["preds"], row["labels"])
+
+
+def undefended_accuracy(row: Row) -> float:
+    """Fraction of the row's images the bare classifier gets right (``preds_undefended``); NaN for none."""
+    return metrics.accuracy(row["preds_undefended"], row["labels"])
 
 
 def detection_auc(clean: Row, attacked: Row) -> float:
     """ROC AUC of the InvGAN detection score, clean images (label 0) against attacked ones (label 1); NaN where
     undefined (no scores, non-finite or all equal). When the attacked row covers a subset of the clean row's
     images (fewer images for an expensive threat) the clean scores of that subset are used."""
-    from sklearn.metrics import roc_auc_score
-
     s0 = list(clean["scores"])
     sub = {int(i) for i in attacked.get("indices") or ()}
     cidx = [int(i) for i in clean.get("indices") or ()]
     if sub and len(cidx) == len(s0) and sub < set(cidx):
         s0 = [s for i, s in zip(cidx, s0) if i in sub]
-    s1 = list(attacked["scores"])
-    scores = np.asarray(s0 + s1, dtype=float)
-    if not s0 or not s1 or not np.isfinite(scores).all() or np.ptp(scores) == 0:
-        return math.nan
-    return float(roc_auc_score(np.r_[np.zeros(len(s0)), np.ones(len(s1))], scores))
+    return metrics.roc_auc(s0, attacked["scores"])
 
 
 def attack_succeeded(row: Row) -> np.ndarray:
     """Per image of an attack row: whether the attack fooled the model it attacked. Gray-box attacks attack the
     bare classifier (``preds_undefended``); white-box threats attack the defended model (``preds``)."""
-    labels = np.asarray(row["labels"], dtype=np.int64)
     if row.get("threat") == "graybox":
-        return np.asarray(row["preds_undefended"], dtype=np.int64) != labels
+        return ~metrics.correct(row["preds_undefended"], row["labels"])
     return ~correct_mask(row)
 
 
@@ -163,55 +160,24 @@ def detection_auc_protocol(clean: Row, attacked: Row) -> tuple[float, int, int]:
     adversarial examples (:func:`attack_succeeded`) made from those same images. Images are matched by test-set
     index; an attacked row on a subset of the clean images uses that subset. NaN where either side is empty or
     the scores are undefined."""
-    from sklearn.metrics import roc_auc_score
-
     c_idx = [int(i) for i in clean.get("indices") or range(len(clean["labels"]))]
-    ok = np.asarray(clean["preds_undefended"], dtype=np.int64) == np.asarray(clean["labels"], dtype=np.int64)
+    ok = metrics.correct(clean["preds_undefended"], clean["labels"])
     clean_ok = {i: (bool(k), float(s)) for i, k, s in zip(c_idx, ok, clean["scores"])}
     a_idx = [int(i) for i in attacked.get("indices") or range(len(attacked["labels"]))]
     won = attack_succeeded(attacked)
     neg = [clean_ok[i][1] for i in a_idx if i in clean_ok and clean_ok[i][0]]
     pos = [float(s) for i, s, w in zip(a_idx, attacked["scores"], won) if w and clean_ok.get(i, (False,))[0]]
-    scores = np.asarray(neg + pos, dtype=float)
-    if not neg or not pos or not np.isfinite(scores).all() or np.ptp(scores) == 0:
-        return math.nan, len(neg), len(pos)
-    return float(roc_auc_score(np.r_[np.zeros(len(neg)), np.ones(len(pos))], scores)), len(neg), len(pos)
+    return metrics.roc_auc(neg, pos), len(neg), len(pos)
 
 
-def binomial_half_width(n: int, p: float = 0.5) -> float:
-    """Half-width (percentage points) of the normal-approximation 95% interval of a proportion p over n."""
-    return 100 * 1.96 * math.sqrt(p * (1 - p) / n) if n > 0 else math.nan
-
-
-def wilson_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval (fractions) of a binomial proportion k / n, from scipy
-    (``binomtest(k, n).proportion_ci(method="wilson")``); (nan, nan) for n = 0."""
-    if n <= 0:
-        return math.nan, math.nan
-    from scipy.stats import binomtest
-
-    ci = binomtest(int(k), int(n)).proportion_ci(confidence_level=confidence, method="wilson")
-    return max(0.0, float(ci.low)), min(1.0, float(ci.high))
-
-
-def auc_interval(auc: float, n_neg: int, n_pos: int, z: float = 1.96) -> tuple[float, float]:
-    """95% interval of a ROC AUC from its Hanley–McNeil (1982) standard error; (nan, nan) if undefined.
-
-    At AUC 0 or 1 that standard error is 0, which would print a zero-width interval for any n; no interval is
-    given there (20 attacked against 20 clean images cannot pin an AUC of 1 to 1.000)."""
-    if n_neg <= 0 or n_pos <= 0 or math.isnan(auc):
-        return math.nan, math.nan
-    q1, q2 = auc / (2 - auc), 2 * auc * auc / (1 + auc)
-    var = (auc * (1 - auc) + (n_pos - 1) * (q1 - auc * auc) + (n_neg - 1) * (q2 - auc * auc)) / (n_neg * n_pos)
-    se = math.sqrt(max(var, 0.0))
-    if se == 0.0:
-        return math.nan, math.nan
-    return max(0.0, auc - z * se), min(1.0, auc + z * se)
+def repeat_preds(row: Row) -> list[list[int]]:
+    """A randomized defense's k prediction lists (one per purification); empty when the row has no repeats."""
+    return (row.get("extra") or {}).get("repeat_preds") or []
 
 
 def repeat_count(row: Row) -> int:
     """k for a randomized defense's row, 0 when the row has no repeats."""
-    return len((row.get("extra") or {}).get("repeat_preds") or [])
+    return len(repeat_preds(row))
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -296,3 +262,18 @@ def eps_equal(a: Any, b: Any) -> bool:
     if a is None or b is None:
         return False
     return math.isclose(float(a), float(b), rel_tol=1e-6, abs_tol=1e-9)
+
+
+def markdown_table(df: pd.DataFrame, index: bool = False, align: Sequence[str] | None = None) -> str:
+    """``df`` as a Markdown pipe table by pandas' ``DataFrame.to_markdown`` (tabulate). Cells print as they are
+    (as text: "25.0" stays "25.0", tabulate would print 25); a ``|`` in a cell is escaped and a line break made a
+    space, so no cell splits the table. ``align``: "left" or "right" per column (the index first), else left."""
+
+    def cell(v: Any) -> str:
+        return str(v).replace("|", "\\|").replace("\n", " ")
+
+    text = df.map(cell)
+    text.columns = [cell(c) for c in df.columns]
+    if index:
+        text.index = pd.Index([cell(i) for i in df.index], name=df.index.name)
+    return text.to_markdown(index=index, disable_numparse=True, colalign=align)

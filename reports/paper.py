@@ -1,10 +1,10 @@
 """Paper vs ours: per-cell comparison of a :class:`~defbench.harness.paper_spec.PaperTable` run with the paper.
 
-"Ours" is always computed from the store rows the run produced: accuracy (%) from
-:func:`~defbench.reports.common.correct_mask` (or the row's ``preds_undefended`` for a bare-classifier cell),
-detection AUC from the row's InvGAN scores by InvGAN's protocol (the correctly classified clean images of its
-defense's clean row against the successful adversarials made from them; scikit-learn's ``roc_auc_score``,
-:func:`~defbench.reports.common.detection_auc_protocol`); with several seeds, the mean over seeds. Outputs: a
+"Ours" is always computed from the store rows the run produced, by :mod:`defbench.metrics`: accuracy (%) by
+:func:`~defbench.reports.common.accuracy` (the all-repeats rule for a randomized defense; the row's
+``preds_undefended`` for a bare-classifier cell), detection AUC from the row's InvGAN scores by InvGAN's protocol
+(the correctly classified clean images of its defense's clean row against the successful adversarials made from
+them, :func:`~defbench.reports.common.detection_auc_protocol`); with several seeds, the mean over seeds. Outputs: a
 Markdown report (returned and written as ``<id>.md``), ``<id>.csv`` with the same columns, and ``<id>.png`` when
 the paper shows a figure (Agg canvas, no pyplot).
 """
@@ -19,12 +19,12 @@ import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from sklearn.metrics import roc_auc_score
 
 from defbench.harness.paper_spec import PAPERS_DIR, PaperCell, PaperRun, PaperTable, preset_attack
 from defbench.harness.paper_tables import status
+from defbench.metrics import auc_interval, binomial_half_width, roc_auc, wilson_interval
 
-from .common import Row, auc_interval, binomial_half_width, correct_mask, detection_auc_protocol, wilson_interval
+from .common import Row, accuracy, detection_auc_protocol, markdown_table, undefended_accuracy
 
 MISSING = "—"
 COLUMNS = [
@@ -50,21 +50,16 @@ COLUMNS = [
 # ------------------------------------------------------------------------------------------- numbers
 def row_accuracy(row: Row, undefended: bool = False) -> float:
     """% of the row's images classified correctly after the defense (or by the bare classifier)."""
-    if undefended:
-        labels = np.asarray(row["labels"])
-        ok = np.asarray(row["preds_undefended"]) == labels
-    else:
-        ok = correct_mask(row)
-    return float(ok.mean() * 100) if ok.size else math.nan
+    return 100 * (undefended_accuracy(row) if undefended else accuracy(row))
 
 
 def row_anomaly_auc(row: Row, holdout: int) -> float:
     """ROC AUC of the row's per-image projection error, images of class ``holdout`` positive (MimicGAN-2 §5.3)."""
-    labels = np.asarray(row["labels"]) == holdout
+    held = np.asarray(row["labels"]) == holdout
     err = np.asarray(row.get("extra", {}).get("projection_error", []), dtype=float)
-    if err.size != labels.size or labels.all() or not labels.any() or not np.isfinite(err).all():
+    if err.size != held.size:
         return math.nan
-    return float(roc_auc_score(labels, err))
+    return roc_auc(err[~held], err[held])
 
 
 def measure_value(run: PaperRun, m) -> tuple[float, int, tuple[int, int]]:
@@ -182,12 +177,6 @@ def _verdict(paper, delta, lo, hi, metric: str) -> str:
     return "no"
 
 
-def _md_table(header: list[str], body: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(s.replace("|", "\\|") for s in r) + " |" for r in body]
-    return "\n".join(lines)
-
-
 def to_markdown(run: PaperRun, df: pd.DataFrame) -> str:
     t = run.table
     unit = "accuracy in %" if t.metric == "accuracy" else "detection ROC AUC"
@@ -227,7 +216,8 @@ def to_markdown(run: PaperRun, df: pd.DataFrame) -> str:
         body.append(
             [str(r.row), str(r.column), paper, ours, ci, _fmt(r.delta, metric, sign=True), verdict, n, str(r.note)]
         )
-    parts += [_md_table(["row", "column", "paper", "ours", "95% CI", "delta", "match", "n", "note"], body), ""]
+    header = ["row", "column", "paper", "ours", "95% CI", "delta", "match", "n", "note"]
+    parts += [markdown_table(pd.DataFrame(body, columns=header)), ""]
     measured = sorted({int(v) for v in df["n"].dropna()}, reverse=True) if len(df) else []
     ns = measured or [run.n]
     if t.n is None or run.n < t.n:
@@ -354,7 +344,9 @@ def list_markdown(tables: list[PaperTable]) -> str:
         )
     runnable = sum(t.runnable for t in tables)
     return (
-        _md_table(["table", "runnable", "dataset", "paper values", "status", "source", "title"], body)
+        markdown_table(
+            pd.DataFrame(body, columns=["table", "runnable", "dataset", "paper values", "status", "source", "title"])
+        )
         + f"\n\n{len(tables)} tables, {runnable} runnable; papers in {PAPERS_DIR} (see each spec's source). "
         "Run one with: defbench paper run TABLE [--n N] [--preset quick|paper]"
     )

@@ -33,6 +33,8 @@ from typing import Iterable
 
 import numpy as np
 
+from defbench.metrics import binomial_half_width, wilson_interval
+
 from .common import (
     Base,
     Row,
@@ -48,7 +50,6 @@ from .common import (
     is_corruption,
     is_universal,
     twin_key,
-    wilson_interval,
 )
 
 MARGIN = 0.02  # 2 points of accuracy
@@ -354,7 +355,7 @@ def _small_cells(rows: list[Row]) -> list[str]:
             by_n[n] += 1
     return [
         f"{count} cell(s) have only {n} images: the binomial 95% interval of an accuracy is up to "
-        f"±{100 * 1.96 * math.sqrt(0.25 / n):.1f} points (1.96·√(p(1−p)/n) at p = 0.5), so smaller differences "
+        f"±{binomial_half_width(n):.1f} points (1.96·√(p(1−p)/n) at p = 0.5), so smaller differences "
         "are noise."
         for n, count in sorted(by_n.items())
     ]

@@ -14,10 +14,13 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
+from defbench.metrics import worst_case
+
 from .common import (
     CLEAN,
     Base,
     Row,
+    accuracy,
     attack_key,
     attack_names,
     base_key,
@@ -28,6 +31,7 @@ from .common import (
     detection_auc_protocol,
     in_worst_case,
     is_clean,
+    markdown_table,
     mean_std,
     ordered_unique,
     repeat_count,
@@ -116,21 +120,11 @@ def _seed_note(nseeds: pd.DataFrame, seeds: list[int], what: str) -> str:
 
 
 def _worst_case(clean: Row | None, attacks: list[Row]) -> tuple[float, bool]:
-    """Fraction of images correct on the clean input and under every attack run on them (matched by index).
-
-    The population is the images every row covers (attacks run on a subset of the clean images, e.g. fewer
-    images for BPDA, restrict it to that subset). Also returns whether the rows covered different images.
-    """
+    """Fraction of images correct on the clean input and under every attack run on them (matched by index), over
+    the images every row covers (:func:`defbench.metrics.worst_case`); and whether the rows covered different
+    images (attacks run on a subset of the clean images, e.g. fewer images for BPDA)."""
     rows = ([clean] if clean is not None else []) + attacks
-    covered = [{int(i) for i in r["indices"]} for r in rows]
-    population = set.intersection(*covered) if covered else set()
-    robust = dict.fromkeys(population, True)
-    for r in rows:
-        for i, ok in zip(r["indices"], correct_mask(r)):
-            if int(i) in robust:
-                robust[int(i)] = robust[int(i)] and bool(ok)
-    mismatch = any(c != covered[0] for c in covered[1:])
-    return (float(np.mean(list(robust.values()))) if robust else math.nan), mismatch
+    return worst_case([(r["indices"], correct_mask(r)) for r in rows])
 
 
 def _eps_key(r: Row) -> float:
@@ -204,7 +198,7 @@ def robust_accuracy_table(rows: Iterable[Row], threat: str | None = None) -> pd.
         for s in seeds:
             clean, attacks = clean_by.get((b, s)), attacks_by.get((c, s), [])
             for r in ([clean] if clean is not None else []) + attacks:
-                cells[(CLEAN if is_clean(r) else anames[attack_key(r)], c)][s] = float(correct_mask(r).mean())
+                cells[(CLEAN if is_clean(r) else anames[attack_key(r)], c)][s] = accuracy(r)
                 if repeat_count(r):
                     repeats[bnames[b]].add(repeat_count(r))
             for e in eps_groups:
@@ -327,7 +321,7 @@ def detection_auc_table(rows: Iterable[Row]) -> pd.DataFrame:
 
 def to_markdown(df: pd.DataFrame, title: str) -> str:
     """A Markdown section: "### title", the table, then the table's notes as a list."""
-    body = df.to_markdown() if len(df.columns) else "(no results)"
+    body = markdown_table(df, index=True) if len(df.columns) else "(no results)"
     lines = [f"### {title}", "", body, ""]
     notes = df.attrs.get("notes") or []
     lines += [f"- {n}" for n in notes] + ([""] if notes else [])

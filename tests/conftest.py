@@ -173,3 +173,28 @@ def write_distribution(
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
     (info / "entry_points.txt").write_text(f"[{group}]\n" + "".join(f"{k} = {v}\n" for k, v in entries.items()))
     return root
+
+
+def md_rows(text: str) -> list[list[str]]:
+    """The cells (stripped, ``\\|`` unescaped) of every Markdown table line in ``text``; separator lines left
+    out. Column widths do not matter, so tests read tables as cells, not as padded text."""
+    import re
+
+    out = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not (line.startswith("|") and line.endswith("|")):
+            continue
+        cells = [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line[1:-1])]
+        if all(re.fullmatch(r":?-+:?", c) for c in cells):
+            continue
+        out.append(cells)
+    return out
+
+
+def md_row(text: str, *first: str) -> list[str]:
+    """The cells of the first Markdown table line of ``text`` whose leading cells are ``first``."""
+    for cells in md_rows(text):
+        if tuple(cells[: len(first)]) == first:
+            return cells
+    raise AssertionError(f"no table line starts with {' | '.join(first)}")

@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 #: the layers, lowest first; a module belongs to the first layer one of whose prefixes it starts with
 LAYERS = (
-    ("core", ("defbench", "defbench.plugins", "defbench.datasets", "defbench.seeding")),
+    ("core", ("defbench", "defbench.plugins", "defbench.datasets", "defbench.seeding", "defbench.metrics")),
     ("components", ("defbench.classifiers", "defbench.defenses", "defbench.attacks")),
     ("harness", ("defbench.harness",)),
     ("reports", ("defbench.reports",)),

@@ -8,6 +8,7 @@ import csv
 
 import pytest
 
+from conftest import md_row
 from defbench.cli import main
 from defbench.harness.matrix import MatrixSpec
 from defbench.harness.papers import TABLES, PaperRun, resolve
@@ -38,12 +39,12 @@ def test_list_shows_every_spec(capsys):
     for tid in REQUIRED:
         assert tid in TABLES
     for t in TABLES.values():
-        line = next(l for l in out.splitlines() if l.startswith(f"| {t.id} |"))
-        assert ("| yes |" in line) == t.runnable
+        line = md_row(out, t.id)
+        assert (line[1] == "yes") == t.runnable
         if not t.runnable:
-            assert "not yet supported" in line
+            assert "not yet supported" in line[1]
         state, why = status(t.id)
-        assert f"| {state}: {why} |" in line
+        assert line[4] == f"{state}: {why}"
 
 
 def test_every_table_has_a_status_backed_by_results():
@@ -182,7 +183,9 @@ def test_ours_comes_from_rows():
     assert first["delta"] == pytest.approx(11 / 12 - 0.9563)
     md = to_markdown(run, df)
     # Hanley–McNeil with 4 negatives and 3 positives, by hand (5 and 5 would give 0.722–1.000)
-    assert "| DefenseGAN | FGSM | 0.9563 | 0.9167 | 0.665–1.000 | -0.0396 | yes | 5 |" in md
+    assert md_row(md, "DefenseGAN", "FGSM")[:8] == [
+        "DefenseGAN", "FGSM", "0.9563", "0.9167", "0.665–1.000", "-0.0396", "yes", "5"
+    ]  # fmt: skip
 
     t = TABLES["mimicgan-fig5b"]
     rows = {c: _fake_row([1, 1, 1, 1], [1, 1, 0, 0], [0.0] * 4, preds_u=[1, 0, 0, 0]) for c in t.needed_cells((0,))}
@@ -219,7 +222,7 @@ def test_report_files_for_every_runnable_table(table, tmp_path):
     assert len(got) == len(table.cells)
     assert sum(r["ours"] != "" for r in got) == len(measured)
     for c in table.cells:
-        assert f"| {c.row} | {c.col} |" in text
+        md_row(text, c.row, c.col)
     assert (tmp_path / f"{table.id}.png").is_file() == bool(table.figure)
     assert (tmp_path / f"{table.id}.md").read_text(encoding="utf-8") == text
 
@@ -246,10 +249,9 @@ def _run_fig5b(tmp_path, capsys):
     assert main(args) == 0
     text = capsys.readouterr().out
     t = TABLES["mimicgan-fig5b"]
-    assert "| row | column | paper | ours | 95% CI | delta | match | n | note |" in text
+    assert md_row(text, "row") == ["row", "column", "paper", "ours", "95% CI", "delta", "match", "n", "note"]
     for c in t.cells:
-        line = next(l for l in text.splitlines() if l.startswith(f"| {c.row} | {c.col} |"))
-        cols = [s.strip() for s in line.strip("|").split("|")]
+        line = cols = md_row(text, c.row, c.col)
         paper, ours, ci, delta, match, n = cols[2], cols[3], cols[4], cols[5], cols[6], cols[7]
         assert 0 <= float(ours) <= 100 and n == "10", line
         lo, hi = map(float, ci.split("–"))

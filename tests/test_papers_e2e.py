@@ -23,7 +23,7 @@ from torch import nn
 from defbench.cli import main
 from defbench.harness.papers import TABLES
 
-from conftest import have_data, save_gan, stand_in_gan
+from conftest import have_data, md_row, save_gan, stand_in_gan
 
 TINY_DEFENSE = {
     "defensegan": {"latent_steps": 3, "restarts": 1},
@@ -155,10 +155,9 @@ def tiny_budgets(monkeypatch):
 
 
 def _check_printed(table, text: str, n: int, threat_n: dict[str, int]) -> None:
-    assert "| row | column | paper | ours | 95% CI | delta | match | n | note |" in text
+    assert md_row(text, "row") == ["row", "column", "paper", "ours", "95% CI", "delta", "match", "n", "note"]
     for c in table.cells:
-        line = next(l for l in text.splitlines() if l.startswith(f"| {c.row} | {c.col} |"))
-        cols = [s.strip() for s in line.strip("|").split("|")]
+        line = cols = md_row(text, c.row, c.col)
         paper, ours, delta, got_n = cols[2], cols[3], cols[5], cols[7]
         if c.paper is None:
             assert paper == "—" and delta == "—", line
@@ -180,8 +179,7 @@ def _check_printed(table, text: str, n: int, threat_n: dict[str, int]) -> None:
 
 
 def _printed_ours(text: str, cell) -> str:
-    line = next(l for l in text.splitlines() if l.startswith(f"| {cell.row} | {cell.col} |"))
-    return [s.strip() for s in line.strip("|").split("|")][3]
+    return md_row(text, cell.row, cell.col)[3]
 
 
 def _store_rows(table, out: Path) -> dict:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -408,24 +407,3 @@ def test_attacks_on_a_subset_of_the_clean_images():
     df = robust_accuracy_table([clean, sub], threat="bpda")
     assert df.attrs["mean"]["invgan"]["worst case"] == pytest.approx(0.5)  # images 0, 1 only, not 4 of 6
     assert "different images" in " ".join(df.attrs["notes"])
-
-
-def test_wilson_interval():
-    from defbench.reports.common import wilson_interval
-
-    assert wilson_interval(5, 10) == pytest.approx((0.2366, 0.7634), abs=1e-4)
-    lo, hi = wilson_interval(0, 10)
-    assert lo == 0 and hi == pytest.approx(0.2775, abs=1e-4)
-    lo, hi = wilson_interval(59, 100)
-    assert lo < 0.59 < hi and hi - lo < wilson_interval(5, 10)[1] - wilson_interval(5, 10)[0]
-
-
-def test_auc_interval_hanley_mcneil():
-    from defbench.reports.common import auc_interval
-
-    lo, hi = auc_interval(0.5, 10, 10)  # q1 = q2 = 1/3: var = (0.25 + 2 * 9 / 12) / 100 = 0.0175
-    assert (lo, hi) == pytest.approx((0.5 - 1.96 * 0.0175**0.5, 0.5 + 1.96 * 0.0175**0.5))
-    assert all(math.isnan(v) for v in auc_interval(1.0, 20, 20) + auc_interval(0.0, 20, 20))  # SE 0: none
-    w100 = auc_interval(0.8, 100, 100)
-    w20 = auc_interval(0.8, 20, 20)
-    assert w20[0] < w100[0] < 0.8 < w100[1] < w20[1]

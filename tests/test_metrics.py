@@ -1,0 +1,92 @@
+"""defbench.metrics, the one module every number comes from, against values worked out by hand (and scipy's own
+interval): accuracy, the all-repeats rule of randomized defenses, the worst case over attacks, ROC AUC and the
+Wilson and Hanley–McNeil intervals."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import binomtest
+
+from defbench import metrics
+
+
+def test_accuracy_from_predictions_and_labels():
+    assert metrics.accuracy([1, 2, 3, 4], [1, 2, 0, 4]) == 0.75
+    assert metrics.correct(np.array([0, 1]), [0, 0]).tolist() == [True, False]
+    assert metrics.accuracy(torch.tensor([3, 3, 3]), torch.tensor([3, 1, 3])) == pytest.approx(2 / 3)
+    assert math.isnan(metrics.accuracy([], []))
+    with pytest.raises(ValueError, match="3 preds for 2 labels"):
+        metrics.accuracy([1, 2, 3], [1, 2])
+
+
+def test_all_repeats_accuracy_needs_every_repeat_right():
+    labels = [0, 1, 2, 3]
+    one_wrong = [[0, 1, 2, 3], [0, 1, 9, 3], [0, 1, 2, 3]]  # image 2 wrong in one of three purifications
+    assert metrics.all_repeats_correct(one_wrong, labels).tolist() == [True, True, False, True]
+    assert metrics.all_repeats_accuracy(one_wrong, labels) == 0.75
+    # each repeat alone is 75% right, on different images: only the two images right in both count (not the
+    # mean over repeats, 75%, nor a majority vote)
+    apart = [[0, 9, 2, 3], [0, 1, 9, 3]]
+    assert [metrics.accuracy(r, labels) for r in apart] == [0.75, 0.75]
+    assert metrics.all_repeats_accuracy(apart, labels) == 0.5
+    assert metrics.all_repeats_accuracy([labels], labels) == 1.0
+    with pytest.raises(ValueError, match="does not match 4 labels"):
+        metrics.all_repeats_accuracy([[0, 1, 2]], labels)
+
+
+def test_worst_case_over_attacks():
+    clean = ([0, 1, 2, 3], [True, True, True, False])
+    fgsm = ([0, 1, 2, 3], [True, False, True, True])
+    pgd = ([3, 2, 1, 0], [True, False, True, True])  # image 2 wrong, listed in reverse order
+    # image 0 is right everywhere; 1 falls to FGSM, 2 to PGD, 3 is wrong clean
+    assert metrics.worst_case([clean, fgsm, pgd]) == (0.25, False)
+    assert metrics.worst_case([clean, ([1, 0], [True, True])]) == (1.0, True)  # over images 0 and 1 only
+    assert math.isnan(metrics.worst_case([clean, ([7], [True])])[0])
+
+
+def test_roc_auc_of_a_perfect_an_inverted_and_a_tied_score():
+    assert metrics.roc_auc([0.1, 0.2, 0.3], [0.7, 0.8]) == 1.0
+    assert metrics.roc_auc([0.7, 0.8], [0.1, 0.2, 0.3]) == 0.0
+    assert metrics.roc_auc([0.5, 0.1], [0.5, 0.9]) == pytest.approx((0.5 + 1 + 1 + 1) / 4)  # a tie counts half
+    rng = np.random.default_rng(0)
+    neg, pos = rng.normal(0, 1, 30), rng.normal(1, 1, 20)
+    pairs = [(p > n) + 0.5 * (p == n) for p in pos for n in neg]
+    assert metrics.roc_auc(neg, pos) == pytest.approx(np.mean(pairs))
+    for neg, pos in (([], [0.3]), ([0.1], []), ([0.1, math.nan], [0.3]), ([0.2, 0.2], [0.2])):
+        assert math.isnan(metrics.roc_auc(neg, pos)), (neg, pos)
+
+
+def test_wilson_interval_is_scipys():
+    got = metrics.wilson_interval(5, 10)
+    ci = binomtest(5, 10).proportion_ci(method="wilson")
+    assert got == pytest.approx((ci.low, ci.high))
+    # by hand: centre (p + z²/2n) / (1 + z²/n) = 0.5, half-width z √(p(1−p)/n + z²/4n²) / (1 + z²/n)
+    z = 1.959964
+    half = z * math.sqrt(0.25 / 10 + z**2 / 400) / (1 + z**2 / 10)
+    assert got == pytest.approx((0.5 - half, 0.5 + half), abs=1e-6)
+    assert got == pytest.approx((0.2366, 0.7634), abs=1e-4)  # not Clopper–Pearson's (0.187, 0.813)
+    lo, hi = metrics.wilson_interval(0, 10)
+    assert lo == 0 and hi == pytest.approx(0.2775, abs=1e-4)
+    lo, hi = metrics.wilson_interval(59, 100)
+    assert lo < 0.59 < hi and hi - lo < got[1] - got[0]
+    assert all(math.isnan(v) for v in metrics.wilson_interval(0, 0))
+
+
+def test_auc_interval_hanley_mcneil():
+    lo, hi = metrics.auc_interval(0.5, 10, 10)  # q1 = q2 = 1/3: var = (0.25 + 2 * 9 / 12) / 100 = 0.0175
+    assert (lo, hi) == pytest.approx((0.5 - 1.96 * 0.0175**0.5, 0.5 + 1.96 * 0.0175**0.5))
+    assert all(math.isnan(v) for v in metrics.auc_interval(1.0, 20, 20) + metrics.auc_interval(0.0, 20, 20))
+    w100 = metrics.auc_interval(0.8, 100, 100)
+    w20 = metrics.auc_interval(0.8, 20, 20)
+    assert w20[0] < w100[0] < 0.8 < w100[1] < w20[1]
+    assert all(math.isnan(v) for v in metrics.auc_interval(0.8, 0, 5) + metrics.auc_interval(math.nan, 5, 5))
+
+
+def test_binomial_half_width():
+    assert metrics.binomial_half_width(100) == pytest.approx(9.8)  # 1.96 · √(0.25 / 100), in points
+    assert metrics.binomial_half_width(400, 0.1) == pytest.approx(100 * 1.96 * 0.015)
+    assert math.isnan(metrics.binomial_half_width(0))
