@@ -31,7 +31,7 @@ from defbench.attacks.registry import get_attack
 from defbench.defenses.registry import build_defense
 from defbench.harness.data import load_dataset
 from defbench.harness.models import get_classifier
-from defbench.reports.common import wilson_interval
+from defbench.metrics import wilson_interval
 
 
 def _acc(clf, x, y) -> float:
