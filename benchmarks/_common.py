@@ -1,10 +1,16 @@
-"""Shared by the benchmark scripts: the command line that produced a table, writing the table, the data root."""
+"""Shared by the benchmark scripts: the command line that produced a table, the table as Markdown, writing it, the
+data root."""
 
 from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+
+import pandas as pd
+
+from defbench.reports.common import markdown_table
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -26,6 +32,12 @@ def data_root() -> str | None:
 def command_line(argv) -> str:
     """``python benchmarks/<script>.py ARGS`` as it was run (argv: main()'s argument, None = sys.argv)."""
     return " ".join(["python", Path(sys.argv[0]).as_posix()] + list(argv if argv is not None else sys.argv[1:]))
+
+
+def markdown(rows: Sequence[Sequence[object]], header: Sequence[str], align: Sequence[str] | None = None) -> list[str]:
+    """The lines of a Markdown table of ``rows`` under ``header`` (pandas' ``to_markdown``, cells as given);
+    ``align``: "left" or "right" per column."""
+    return markdown_table(pd.DataFrame([list(r) for r in rows], columns=list(header)), align=align).splitlines()
 
 
 def write_table(lines: list[str], out: str | Path) -> int:

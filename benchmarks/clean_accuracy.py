@@ -16,10 +16,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from _common import command_line, write_table
+from _common import command_line, markdown, write_table
 
+from defbench import metrics
 from defbench.harness.store import Store
-from defbench.reports.common import binomial_half_width
 
 #: clean accuracy (%) printed by the papers: InvGAN Table 2 (DefenseGAN, InvGAN, no defense), MimicGAN-1 Fig. 5(b)
 #: caption (classifier), RIDE Table 2 (MNIST classifier)
@@ -53,32 +53,30 @@ def main(argv=None) -> int:
         "binomial 95% interval (the first purification of each image; a randomized defense run with several "
         "purifications lists each one's accuracy), seconds per image and purification as the runner timed the "
         "cell (its device in brackets).",
-        "",
-        "| defense | "
-        + " | ".join(f"{ds}: accuracy % (95% CI) | {ds}: s/image | {ds}: paper" for ds in datasets)
-        + " |",
-        "|---|" + "---:|---:|---|" * len(datasets),
     ]
+    header = ["defense"] + [f"{ds}: {col}" for ds in datasets for col in ("accuracy % (95% CI)", "s/image", "paper")]
+    body = []
     for name in ORDER:
-        cells = []
+        cells = [name]
         for ds in datasets:
             r = found.get((ds, name))
             if r is None:
                 cells += ["not run", "", PAPER.get((ds, name), "—")]
                 continue
-            p = r["correct"] / r["n"]
-            hw = binomial_half_width(r["n"], p)
+            p = metrics.accuracy(r["preds"], r["labels"])
+            hw = metrics.binomial_half_width(r["n"], p)
             acc = f"{100 * p:.1f} (±{hw:.1f}, n = {r['n']})"
             reps = r["extra"].get("repeat_preds") or [r["preds"]]
             if len(reps) > 1:  # a randomized defense purified several times: repeat 0 above, the spread here
-                accs = [100 * sum(int(a == b) for a, b in zip(rp, r["labels"])) / r["n"] for rp in reps]
+                accs = [100 * metrics.accuracy(rp, r["labels"]) for rp in reps]
                 acc += f"; {len(reps)} purifications: {', '.join(f'{a:.1f}' for a in accs)}"
             cells += [
                 acc,
                 f"{r['wall_seconds'] / (r['n'] * len(reps)):.2f} [{r['device']}]",
                 PAPER.get((ds, name), "—"),
             ]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        body.append(cells)
+    lines += ["", *markdown(body, header, ["left"] + ["right", "right", "left"] * len(datasets))]
     return write_table(lines, args.out)
 
 

@@ -16,7 +16,7 @@ import argparse
 
 import torch
 import torch.nn.functional as F
-from _common import command_line, data_root, write_table
+from _common import command_line, data_root, markdown, write_table
 
 from defbench.defenses.gan_prior import PAPER_CONFIGS
 from defbench.harness.data import load_dataset
@@ -49,13 +49,23 @@ def main(argv=None) -> int:
         f"at DefenseGAN's z* (paper settings, {args.restarts} restart(s)). Mean norm of each term's gradient "
         "with respect to z.",
         "",
-        "| term | gradient norm | / fidelity |",
-        "|---|---:|---:|",
-        f"| fidelity: per-pixel mean of squared errors (DefenseGAN) | {g_fid:.4g} | 1 |",
-        f"| λ_adv log(1 − D), λ_adv = {lam:g} against the mean (earlier reading) | {g_adv:.4g} | "
-        f"{100 * g_adv / g_fid:.3g}% |",
-        f"| λ_adv / {pixels} log(1 − D): against the per-image sum (the paper's; now) | {g_adv / pixels:.4g} | "
-        f"{100 * g_adv / pixels / g_fid:.3g}% |",
+        *markdown(
+            [
+                ["fidelity: per-pixel mean of squared errors (DefenseGAN)", f"{g_fid:.4g}", "1"],
+                [
+                    f"λ_adv log(1 − D), λ_adv = {lam:g} against the mean (earlier reading)",
+                    f"{g_adv:.4g}",
+                    f"{100 * g_adv / g_fid:.3g}%",
+                ],
+                [
+                    f"λ_adv / {pixels} log(1 − D): against the per-image sum (the paper's; now)",
+                    f"{g_adv / pixels:.4g}",
+                    f"{100 * g_adv / pixels / g_fid:.3g}%",
+                ],
+            ],
+            ["term", "gradient norm", "/ fidelity"],
+            ["left", "right", "right"],
+        ),
     ]
     return write_table(lines, args.out)
 

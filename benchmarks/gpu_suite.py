@@ -65,11 +65,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from _common import REPO, command_line, data_root, write_table
+from _common import REPO, command_line, data_root, markdown, write_table
 
 import purify_throughput as tp
 
 STAGES = ("models", "throughput", "bpda", "fig5b")
+COLUMNS = ("stage", "measurement", "setting", "value", "unit", "wall s", "note")
 #: RIDE Table 2 (MNIST, BPDA): the n of the issue's target and the paper's "10-iteration PGD attack"
 RIDE_BPDA_N, RIDE_BPDA_STEPS = 100, 10
 FIG5B_CELLS = 27  # clean x 4 defenses + 5 gray-box attacks x 4 + gan-aware x 3 (the No Defense one is reused)
@@ -367,26 +368,20 @@ class Suite:
             + ".  ",
             f"Data: {os.environ.get('DEFBENCH_DATA', 'loader default')}; work dir: {self.work}.",
             "",
-            "| stage | measurement | setting | value | unit | wall s | note |",
-            "|---|---|---|---:|---|---:|---|",
         ]
-        for r in self.rows:
-            wall = "" if r.wall_s is None else f"{r.wall_s:.1f}"
-            lines.append(
-                f"| {r.stage} | {r.measurement} | {r.setting} | {r.value} | {r.unit} | {wall} | {_md(r.note)} |"
-            )
+        body = [
+            [r.stage, r.measurement, r.setting, r.value, r.unit, "" if r.wall_s is None else f"{r.wall_s:.1f}", r.note]
+            for r in self.rows
+        ]
+        lines += markdown(body, COLUMNS, ["left", "left", "left", "right", "left", "right", "left"])
         out.parent.mkdir(parents=True, exist_ok=True)
         with open(out.with_suffix(".csv"), "w", newline="") as fh:
             w = csv.writer(fh)
-            w.writerow(["stage", "measurement", "setting", "value", "unit", "wall_s", "note"])
+            w.writerow(["wall_s" if c == "wall s" else c for c in COLUMNS])
             for r in self.rows:
                 wall = "" if r.wall_s is None else round(r.wall_s, 2)
                 w.writerow([r.stage, r.measurement, r.setting, r.value, r.unit, wall, r.note])
         return write_table(lines, out)
-
-
-def _md(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
 
 
 def _metric(manifest: dict | None) -> str:

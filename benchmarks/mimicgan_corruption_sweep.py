@@ -20,14 +20,15 @@ import sys
 import time
 
 import torch
-from _common import command_line, write_table
+from _common import command_line, markdown, write_table
 
+from defbench import metrics
 from defbench.attacks.registry import get_attack
 from defbench.harness.models import build_defense
 from defbench.harness.data import load_dataset
 from defbench.harness.models import get_classifier
 from defbench.harness.store import Store
-from defbench.reports.common import wilson_interval
+from defbench.reports.common import correct_mask
 
 VARIANTS = (
     "mimicgan",
@@ -68,11 +69,10 @@ def main(argv=None) -> int:
         f"paper-preset models, the first {args.n} evaluation images of seed {args.seed}, one batch; accuracy "
         "in % with its Wilson 95% interval.",
         "",
-        "| corruption | variant | accuracy % (95% CI) | W | mean error | s |",
-        "|---|---|---:|---:|---:|---:|",
     ]
     labels = [v.strip() for v in args.variants.split(";") if v.strip()]
     defenses = {label: build_defense(label, "fmnist", data_root=args.data_root) for label in labels}
+    body = []
     for cname in args.corruptions.split(","):
         torch.manual_seed(args.seed)  # drop-pixels' mask: the same for every variant
         xc = get_attack(cname, "fmnist").corrupt(x)
@@ -81,33 +81,43 @@ def main(argv=None) -> int:
             x_hat = defense.purify(xc, seed=args.seed)
             secs = time.perf_counter() - t0
             with torch.no_grad():
-                k = int((clf(x_hat).argmax(1) == y).sum())
-            lo, hi = wilson_interval(k, args.n)
+                k = int(metrics.correct(clf(x_hat).argmax(1), y).sum())
+            lo, hi = metrics.wilson_interval(k, args.n)
             proj = defense.last
-            lines.append(
-                f"| {cname} | `{label}` | {100 * k / args.n:.1f} ({100 * lo:.1f}–{100 * hi:.1f}) | "
-                f"{proj.surrogate.w.item():.2f} | {proj.error.mean().item():.4f} | {secs:.0f} |"
+            body.append(
+                [
+                    cname,
+                    f"`{label}`",
+                    f"{100 * k / args.n:.1f} ({100 * lo:.1f}–{100 * hi:.1f})",
+                    f"{proj.surrogate.w.item():.2f}",
+                    f"{proj.error.mean().item():.4f}",
+                    f"{secs:.0f}",
+                ]
             )
-            print(lines[-1], flush=True)
+            print(" | ".join(body[-1]), flush=True)
+    header = ["corruption", "variant", "accuracy % (95% CI)", "W", "mean error", "s"]
+    lines += markdown(body, header, ["left", "left", "right", "right", "right", "right"])
     return write_table(lines, args.out)
 
 
 def held_out(argv, args, tuning: set[int]) -> int:
     lines = [
         f"Command: `{command_line(argv)}`; accuracy in % of the store's cells on the {len(tuning)} tuning "
-        "images (the first n of the same seeded draw) and on the rest.",
+        "images (the first n of the same seeded draw) and on the rest (a randomized defense's image counts when "
+        "right in all its purifications, as in the matrix tables).",
         "",
-        "| defense | attack | n | tuning images | held-out images |",
-        "|---|---|---:|---:|---:|",
     ]
+    body = []
     for r in Store(args.held_out).rows():
         if r["n"] <= len(tuning):
             continue
-        hits = {True: [], False: []}
-        for i, label, pred in zip(r["indices"], r["labels"], r["preds"]):
-            hits[i in tuning].append(label == pred)
-        acc = {k: f"{100 * sum(v) / len(v):.1f} (n = {len(v)})" if v else "—" for k, v in hits.items()}
-        lines.append(f"| `{r['defense']}` | {r['attack']} | {r['n']} | {acc[True]} | {acc[False]} |")
+        part = {True: [], False: []}  # tuning image or not -> correct (the tables' all-repeats rule)
+        for i, ok in zip(r["indices"], correct_mask(r)):
+            part[i in tuning].append(ok)
+        acc = {k: f"{100 * sum(v) / len(v):.1f} (n = {len(v)})" if v else "—" for k, v in part.items()}
+        body.append([f"`{r['defense']}`", r["attack"], str(r["n"]), acc[True], acc[False]])
+    header = ["defense", "attack", "n", "tuning images", "held-out images"]
+    lines += markdown(body, header, ["left", "left", "right", "right", "right"])
     return write_table(lines, args.out)
 
 

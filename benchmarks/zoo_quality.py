@@ -22,15 +22,18 @@ from pathlib import Path
 
 import torch
 
-from defbench import DefbenchError
-from defbench.classifiers.train import accuracy
+from _common import command_line, markdown
+
+from defbench import DefbenchError, metrics
+from defbench.classifiers.train import model_accuracy
 from defbench.defenses.gan_prior import PAPER_CONFIGS
 from defbench.defenses.train_prior import class_spread, latent_recovery, projection_quality
 from defbench.harness import models, zoo
 from defbench.harness.data import load_dataset
-from defbench.harness.seeding import resolve_device
+from defbench.seeding import resolve_device
 
 PAPER_CLEAN = {"fmnist": "91.50 (MimicGAN)", "mnist": "98.98 (RIDE)", "cifar10": "94.78 (RIDE)"}
+HEADER = ["model", "metric", "ours", "paper", "training time", "eval wall time"]
 PAPER_DEFENSEGAN_CLEAN = {"fmnist": "0.81 (InvGAN T2)", "mnist": "0.98 (InvGAN T2)", "cifar10": "0.44 (InvGAN T2)"}
 
 
@@ -50,12 +53,11 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     dev = resolve_device(args.device)
     lines = [
-        f"Command: `python benchmarks/zoo_quality.py {' '.join(argv if argv is not None else sys.argv[1:])}`  ",
+        f"Command: `{command_line(argv)}`  ",
         f"Device: {torch.cuda.get_device_name(0) if dev.type == 'cuda' else 'CPU (' + platform.machine() + ', ' + str(torch.get_num_threads()) + ' threads)'}; seed {args.seed}.",  # noqa: E501
         "",
-        "| model | metric | ours | paper | training time | eval wall time |",
-        "|---|---|---:|---|---:|---:|",
     ]
+    rows: list[list[str]] = []
     record = {}
     for ds in args.datasets.split(","):
         test = load_dataset(ds, "test")
@@ -63,13 +65,18 @@ def main(argv=None) -> int:
         try:
             clf, cman = models.get_classifier(ds, args.preset, dev, train_missing=False)
         except DefbenchError as exc:
-            lines.append(f"| classifier-{ds}-{args.preset} | missing | — | {PAPER_CLEAN.get(ds, '—')} | — | {exc} |")
+            rows.append([f"classifier-{ds}-{args.preset}", "missing", "—", PAPER_CLEAN.get(ds, "—"), "—", str(exc)])
             continue
-        acc = accuracy(clf, test, dev)
-        lines.append(
-            f"| {cman['id']} | clean test accuracy (%, {len(test)} images{', JPEG copy' if test.note else ''}) | "
-            f"{100 * acc:.2f} | {PAPER_CLEAN.get(ds, '—')} | {cman['metrics'].get('train_seconds', 0) / 60:.1f} min "
-            f"({cman['metrics'].get('device', '?')}) | {time.time() - t0:.0f}s |"
+        acc = model_accuracy(clf, test, dev)
+        rows.append(
+            [
+                cman["id"],
+                f"clean test accuracy (%, {len(test)} images{', JPEG copy' if test.note else ''})",
+                f"{100 * acc:.2f}",
+                PAPER_CLEAN.get(ds, "—"),
+                f"{cman['metrics'].get('train_seconds', 0) / 60:.1f} min ({cman['metrics'].get('device', '?')})",
+                f"{time.time() - t0:.0f}s",
+            ]
         )
         record[cman["id"]] = {"clean_test_accuracy": acc}
         if not zoo.exists(zoo.model_id("gan", ds, args.preset)):
@@ -78,9 +85,10 @@ def main(argv=None) -> int:
         G, D, gman = models.get_gan(ds, args.preset, dev, train_missing=False)
         idx = test.eval_indices(args.n, args.seed)
         if "gan" in args.parts:
-            add_gan_rows(lines, record, ds, G, gman, clf, test, idx, args, dev, t0)
+            add_gan_rows(rows, record, ds, G, gman, clf, test, idx, args, dev, t0)
         if "encoder" in args.parts and zoo.exists(zoo.model_id("encoder", ds, args.preset)):
-            add_encoder_rows(lines, record, ds, G, clf, test, idx, args, dev)
+            add_encoder_rows(rows, record, ds, G, clf, test, idx, args, dev)
+    lines += markdown(rows, HEADER, ["left", "left", "right", "left", "right", "right"])
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines) + "\n")
@@ -89,21 +97,29 @@ def main(argv=None) -> int:
     return 0
 
 
-def add_gan_rows(lines, record, ds, G, gman, clf, test, idx, args, dev, t0) -> None:
+def add_gan_rows(rows, record, ds, G, gman, clf, test, idx, args, dev, t0) -> None:
     q = projection_quality(G, clf, test, idx, PAPER_CONFIGS["defensegan"], args.seed, dev)
     spread = class_spread(G, clf, 2000, torch.Generator().manual_seed(args.seed), dev)
     tt = gman["metrics"].get("train_seconds", 0) / 60
-    lines.append(
-        f"| {gman['id']} | accuracy on DefenseGAN projections (L=200, R=10) of {args.n} clean test images | "
-        f"{q['projection_accuracy']:.3f} | {PAPER_DEFENSEGAN_CLEAN.get(ds, '—')} | {tt:.1f} min "
-        f"(best epoch {gman['metrics'].get('best_epoch')}) | {time.time() - t0:.0f}s |"
-    )
-    lines.append(
-        f"| {gman['id']} | mean reconstruction MSE of those projections | {q['reconstruction_mse']:.4f} | — | | |"
-    )
-    lines.append(
-        f"| {gman['id']} | smallest class share among 2000 samples (classifier labels) | {min(spread):.3f} | — | | |"
-    )
+    rows += [
+        [
+            gman["id"],
+            f"accuracy on DefenseGAN projections (L=200, R=10) of {args.n} clean test images",
+            f"{q['projection_accuracy']:.3f}",
+            PAPER_DEFENSEGAN_CLEAN.get(ds, "—"),
+            f"{tt:.1f} min (best epoch {gman['metrics'].get('best_epoch')})",
+            f"{time.time() - t0:.0f}s",
+        ],
+        [gman["id"], "mean reconstruction MSE of those projections", f"{q['reconstruction_mse']:.4f}", "—", "", ""],
+        [
+            gman["id"],
+            "smallest class share among 2000 samples (classifier labels)",
+            f"{min(spread):.3f}",
+            "—",
+            "",
+            "",
+        ],
+    ]
     record[gman["id"]] = {
         "projection_accuracy": q["projection_accuracy"],
         "reconstruction_mse": q["reconstruction_mse"],
@@ -111,25 +127,30 @@ def add_gan_rows(lines, record, ds, G, gman, clf, test, idx, args, dev, t0) -> N
     }
 
 
-def add_encoder_rows(lines, record, ds, G, clf, test, idx, args, dev) -> None:
+def add_encoder_rows(rows, record, ds, G, clf, test, idx, args, dev) -> None:
     t0 = time.time()
     enc, eman = models.get_encoder(ds, args.preset, dev, train_missing=False)
     rec = latent_recovery(G, enc, args.seed + 1, dev)
-    correct = 0
+    preds, labels = [], []
     with torch.no_grad():
         for start in range(0, len(idx), 250):
             x, y = test.get(idx[start : start + 250])
-            correct += (clf(G(enc(x.to(dev)).clamp(-1, 1))).argmax(1).cpu() == y).sum().item()
+            preds.append(clf(G(enc(x.to(dev)).clamp(-1, 1))).argmax(1).cpu())
+            labels.append(y)
+    acc = metrics.accuracy(torch.cat(preds), torch.cat(labels))
     et = eman["metrics"].get("train_seconds", 0) / 60
-    lines.append(
-        f"| {eman['id']} | ‖z − I(G(z))‖ vs random guess (500 z) | {rec['latent_error']:.2f} vs "
-        f"{rec['random_guess_latent_error']:.2f} | — | {et:.1f} min | {time.time() - t0:.0f}s |"
-    )
-    lines.append(
-        f"| {eman['id']} | accuracy on G(I(x)) (T = 0) of {args.n} clean test images | "
-        f"{correct / len(idx):.3f} | — | | |"
-    )
-    record[eman["id"]] = {**rec, "accuracy_T0": correct / len(idx)}
+    rows += [
+        [
+            eman["id"],
+            "‖z − I(G(z))‖ vs random guess (500 z)",
+            f"{rec['latent_error']:.2f} vs {rec['random_guess_latent_error']:.2f}",
+            "—",
+            f"{et:.1f} min",
+            f"{time.time() - t0:.0f}s",
+        ],
+        [eman["id"], f"accuracy on G(I(x)) (T = 0) of {args.n} clean test images", f"{acc:.3f}", "—", "", ""],
+    ]
+    record[eman["id"]] = {**rec, "accuracy_T0": acc}
 
 
 if __name__ == "__main__":
