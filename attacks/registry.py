@@ -35,21 +35,10 @@ BUILTIN: dict[str, type[Attack]] = {
     for c in (FGSM, BIM, PGD, CW, DeepFool, AutoAttack, UniversalFGSM, UniversalART, Binarize, DropPixels, BlurNegative)
 }
 ENTRY_POINT_GROUP = "defbench.attacks"
-_PLUGINS = PluginKind("attack", ENTRY_POINT_GROUP, Attack, BUILTIN)
-
-
-def plugins() -> dict[str, type[Attack]]:
-    """The plugin attacks by name (the rules: :mod:`defbench.plugins`)."""
-    return _PLUGINS.load()
-
-
-def distribution_of(cls: type) -> tuple[str, str] | None:
-    """(distribution name, version) of a plugin attack class; None for a built-in or an unregistered class."""
-    return _PLUGINS.distribution_of(cls)
-
-
-def available() -> dict[str, type[Attack]]:
-    return {**BUILTIN, **plugins()}
+PLUGINS = PluginKind("attack", ENTRY_POINT_GROUP, Attack, BUILTIN)
+plugins = PLUGINS.plugins  # the plugin attacks by name
+available = PLUGINS.available  # every attack by name: the built-ins, then the plugins
+distribution_of = PLUGINS.distribution_of  # (distribution, version) of a plugin; None for a built-in
 
 
 def get_attack(name: str, dataset: str = "fmnist", eps: float | None = None, **params) -> Attack:

@@ -42,22 +42,10 @@ class ZooClassifier(ClassifierPlugin):
 
 BUILTIN: dict[str, type[ClassifierPlugin]] = {ZOO: ZooClassifier}
 ENTRY_POINT_GROUP = "defbench.classifiers"
-_PLUGINS = PluginKind("classifier", ENTRY_POINT_GROUP, ClassifierPlugin, BUILTIN)
-
-
-def plugins() -> dict[str, type[ClassifierPlugin]]:
-    """The plugin classifiers by name (the rules: :mod:`defbench.plugins`)."""
-    return _PLUGINS.load()
-
-
-def distribution_of(cls: type) -> tuple[str, str] | None:
-    """(distribution name, version) of a plugin classifier class; None for ``zoo`` or an unregistered class."""
-    return _PLUGINS.distribution_of(cls)
-
-
-def available() -> dict[str, type[ClassifierPlugin]]:
-    """Every classifier by name: ``zoo``, then the installed plugins."""
-    return {**BUILTIN, **plugins()}
+PLUGINS = PluginKind("classifier", ENTRY_POINT_GROUP, ClassifierPlugin, BUILTIN)
+plugins = PLUGINS.plugins  # the plugin classifiers by name
+available = PLUGINS.available  # every classifier by name: ``zoo``, then the plugins
+distribution_of = PLUGINS.distribution_of  # (distribution, version) of a plugin; None for a built-in
 
 
 def check_name(name: str) -> str:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import sys
 from importlib.metadata import entry_points
+from typing import Any
 
 from defbench import DefbenchError
 
@@ -41,7 +42,8 @@ def entry_point_distribution(ep) -> tuple[str, str]:
 
 class PluginKind:
     """The plugins of one entry-point ``group`` whose classes subclass ``base``, beside the ``builtin``
-    classes by name. ``kind`` ("attack", "defense", "classifier") words the messages."""
+    classes by name. ``kind`` ("attack", "defense", "classifier") words the messages. A registry is one of these:
+    :meth:`plugins`, :meth:`available` and :meth:`distribution_of` are its public functions."""
 
     def __init__(self, kind: str, group: str, base: type, builtin: dict[str, type]):
         self.kind, self.group, self.base, self.builtin = kind, group, base, builtin
@@ -99,8 +101,18 @@ class PluginKind:
         self._dist.update({cls: owner[n] for n, cls in found.items()})
         return found
 
-    def distribution_of(self, cls: type) -> tuple[str, str] | None:
-        """(distribution name, version) of a plugin class; None for a built-in or an unregistered class."""
+    def plugins(self) -> dict[str, type]:
+        """The installed plugins by name (:meth:`load`)."""
+        return self.load()
+
+    def available(self) -> dict[str, type]:
+        """Every class by name: the built-ins, then the installed plugins."""
+        return {**self.builtin, **self.load()}
+
+    def distribution_of(self, obj: Any) -> tuple[str, str] | None:
+        """(distribution name, version) of a plugin (its class or an instance); None for a built-in or an
+        unregistered class."""
+        cls = obj if isinstance(obj, type) else type(obj)
         if cls in self.builtin.values():
             return None
         if cls not in self._dist:

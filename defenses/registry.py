@@ -32,32 +32,24 @@ class ModelSource(Protocol):
 
 DEFENSES = ("none", "defensegan", "cowboy", "invgan", "mimicgan", "ride", "median", "tvm")
 GAN_DEFENSES = ("defensegan", "cowboy", "invgan", "mimicgan")
-#: the built-in classes by name (for the plugin rules; the GAN-prior defenses share one class)
+#: the built-in classes by name, in the order of DEFENSES (the GAN-prior defenses share one class)
 _BUILTIN_CLASSES: dict[str, type] = {
-    **{n: GANPriorDefense for n in GAN_DEFENSES},
     "none": NoDefense,
+    **{n: GANPriorDefense for n in GAN_DEFENSES},
     "ride": RIDE,
     "median": MedianFilter,
     "tvm": TVMinimization,
 }
 ENTRY_POINT_GROUP = "defbench.defenses"
-_PLUGINS = PluginKind("defense", ENTRY_POINT_GROUP, Defense, _BUILTIN_CLASSES)
-
-
-def plugins() -> dict[str, type[Defense]]:
-    """The plugin defenses by name: classes registered under the entry-point group ``defbench.defenses``
-    (docs/PLUGINS.md; the rules: :mod:`defbench.plugins`)."""
-    return _PLUGINS.load()
-
-
-def distribution_of(obj) -> tuple[str, str] | None:
-    """(distribution name, version) of a plugin defense (class or instance); None for a built-in."""
-    return _PLUGINS.distribution_of(obj if isinstance(obj, type) else type(obj))
+#: the plugin rules (:mod:`defbench.plugins`; docs/PLUGINS.md)
+PLUGINS = PluginKind("defense", ENTRY_POINT_GROUP, Defense, _BUILTIN_CLASSES)
+plugins = PLUGINS.plugins  # the plugin defenses by name
+distribution_of = PLUGINS.distribution_of  # (distribution, version) of a plugin class or instance; None: built-in
 
 
 def available() -> tuple[str, ...]:
     """Every defense name: the built-ins, then the installed plugins."""
-    return DEFENSES + tuple(n for n in plugins() if n not in DEFENSES)
+    return tuple(PLUGINS.available())
 
 
 def _base_name(name: str) -> str:
