@@ -2,11 +2,10 @@
 
 Data flow: dataset -> classifier -> attack -> defense -> metrics -> store -> report.
 Layers, lowest first (each imports only those below it; tests/test_layers.py): the core (this module's
-:class:`DefbenchError`, ``defbench.plugins``, ``defbench.datasets``, ``defbench.seeding``); the components
-``defbench.classifiers``, ``defbench.defenses`` (GAN priors, the projection engine, RIDE, baselines) and
-``defbench.attacks``; ``defbench.harness`` (data, zoo, runner, store, paper specs); ``defbench.reports``; the CLI
-(``defbench.cli``, ``defbench.harness.commands``) and the API (``defbench.api``).
-"""
+:class:`DefbenchError`, ``defbench.plugins``, ``defbench.datasets``, ``defbench.seeding``, ``defbench.metrics``); the
+components ``defbench.classifiers``, ``defbench.defenses`` (GAN priors, the projection engine, RIDE, baselines) and
+``defbench.attacks``; ``defbench.harness`` (data, zoo, runner, store, paper specs); ``defbench.reports``; the API
+(``defbench.api``); the CLI (the package ``defbench.cli``), which nothing else imports."""
 
 __version__ = "0.1.0"
 

@@ -6,7 +6,7 @@ carry an ``unsupported`` reason; ``paper run`` refuses them with a one-line erro
 
 The schema is :mod:`~defbench.harness.paper_spec`, the specs are one data module per paper, the catalogue is
 :mod:`~defbench.harness.paper_tables` (all re-exported here, where they always were); the ``defbench paper``
-sub-command is in :mod:`defbench.harness.commands`.
+command is :mod:`defbench.cli.paper`.
 """
 
 from __future__ import annotations

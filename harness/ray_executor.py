@@ -33,7 +33,7 @@ import torch
 
 from defbench import DefbenchError
 from defbench.harness import models
-from defbench.harness.matrix import Cell, CellOutcome, Executor, LocalExecutor, MatrixRunner
+from defbench.harness.matrix import Cell, CellOutcome, Executor, MatrixRunner
 from defbench.harness.zoo import zoo_dir
 
 INSTALL_HINT = "pip install -e '.[ray]'"
@@ -383,30 +383,3 @@ class RayExecutor(Executor):
         except BaseException:
             self.close()  # stops the cells still in flight; a killed driver's workers end with its Ray job
             raise
-
-
-# ============================================================================================== CLI
-def add_executor_args(parser) -> None:
-    """``--executor local|ray`` and ``--address`` for ``defbench matrix`` and ``defbench paper run``."""
-    parser.add_argument(
-        "--executor",
-        default="local",
-        choices=EXECUTORS,
-        help=f"where cells run: local (this process, default) or ray (a Ray cluster; {INSTALL_HINT})",
-    )
-    parser.add_argument(
-        "--address",
-        default=None,
-        metavar="auto|HOST:PORT",
-        help="with --executor ray: the cluster to join (auto: the one this machine is part of); default a Ray "
-        "instance on this machine",
-    )
-
-
-def executor_from_args(args) -> Executor:
-    """The executor the command line asks for; fails (one line) before any work when Ray is missing."""
-    if getattr(args, "executor", "local") != "ray":
-        if getattr(args, "address", None):
-            raise DefbenchError("--address is for --executor ray")
-        return LocalExecutor()
-    return RayExecutor(address=args.address, use_cluster_gpus=getattr(args, "device", "auto") == "auto")

@@ -63,11 +63,11 @@ def test_predicted_labels_are_part_of_the_identity():
 def test_attack_opt_takes_the_common_options():
     """``--attack-opt fgsm:labels=predicted`` and the README's ``NAME:output_check=warn`` reach the attack;
     an unknown key is still refused."""
-    from defbench.harness.commands import _attack_specs
+    from defbench.cli.matrix import attack_specs
 
     args = Namespace(attacks="fgsm,pgd", attack_opt=["fgsm:labels=predicted", "pgd:output_check=warn"], eps=None)
-    specs = {s.name: dict(s.params) for s in _attack_specs(args, "fmnist")}
+    specs = {s.name: dict(s.params) for s in attack_specs(args, "fmnist")}
     assert specs == {"fgsm": {"labels": "predicted"}, "pgd": {"output_check": "warn"}}
     args.attack_opt = ["fgsm:label=predicted"]
     with pytest.raises(DefbenchError, match="unknown parameter label for attack fgsm"):
-        _attack_specs(args, "fmnist")
+        attack_specs(args, "fmnist")

@@ -7,11 +7,18 @@ import sys
 
 import defbench
 
-SUBPACKAGES = ("defbench.defenses", "defbench.attacks", "defbench.classifiers", "defbench.harness", "defbench.reports")
+SUBPACKAGES = (
+    "defbench.defenses",
+    "defbench.attacks",
+    "defbench.classifiers",
+    "defbench.harness",
+    "defbench.reports",
+    "defbench.cli",
+)
 
 
 def test_every_module_imports():
-    names = ["defbench.cli"]
+    names = ["defbench.api", "defbench.datasets", "defbench.metrics", "defbench.plugins", "defbench.seeding"]
     for pkg in SUBPACKAGES:
         mod = importlib.import_module(pkg)
         names += [f"{pkg}.{m.name}" for m in pkgutil.iter_modules(mod.__path__)]

@@ -1,8 +1,9 @@
 """The package reads top-down (issue 17, item 3): a small core (errors, plugin rules, dataset names and image
-types, seeds and devices) imports nothing above it; classifiers, defenses and attacks import only the core (and
-their own package); the harness (data, zoo, runner, store) orchestrates them; reports read stores; the CLI and the
-Python API sit on top. No import cycle exists among defbench's modules, counting the imports inside functions too,
-and no defbench import hides inside a function (they were there only to break cycles).
+types, seeds and devices, metrics) imports nothing above it; classifiers, defenses and attacks import only the core
+(and their own package); the harness (data, zoo, runner, store) orchestrates them; reports read stores; the Python
+API uses them all, and the CLI sits on top, imported by nothing but ``python -m defbench``. No import cycle exists
+among defbench's modules, counting the imports inside functions too, and no defbench import hides inside a function
+(they were there only to break cycles).
 
 The graph is read from the source with ``ast`` (every ``import`` / ``from ... import``, module level or not;
 importing ``a.b.c`` also runs the packages ``a.b`` and ``a`` unless the importer is inside them). The checks run on
@@ -29,7 +30,8 @@ LAYERS = (
     ("components", ("defbench.classifiers", "defbench.defenses", "defbench.attacks")),
     ("harness", ("defbench.harness",)),
     ("reports", ("defbench.reports",)),
-    ("cli", ("defbench.cli", "defbench.__main__", "defbench.api", "defbench.harness.commands")),
+    ("api", ("defbench.api",)),
+    ("cli", ("defbench.cli", "defbench.__main__")),
 )
 #: function-level defbench imports that stay, each with its reason
 ALLOWED_LATE = {
@@ -39,10 +41,16 @@ ALLOWED_LATE = {
 
 
 def modules() -> dict[str, Path]:
-    """Every defbench module, by name, from pyproject's package-dir mapping."""
-    cfg = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
+    """Every defbench module, by name, from pyproject's package-dir mapping and packages list (a package such as
+    ``defbench.cli`` lives in its parent's folder)."""
+    cfg = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    dirs = dict(cfg["package-dir"])
+    for pkg in cfg["packages"]:
+        if pkg not in dirs:
+            parent, _, name = pkg.rpartition(".")
+            dirs[pkg] = f"{dirs[parent]}/{name}"
     out = {}
-    for pkg, d in cfg.items():
+    for pkg, d in dirs.items():
         for f in sorted((REPO / d).glob("*.py")):
             out[pkg if f.stem == "__init__" else f"{pkg}.{f.stem}"] = f
     return out
@@ -172,6 +180,23 @@ def test_the_graph_is_read():
     assert "defbench.classifiers" in top["defbench.harness.matrix"]  # the package of classifiers.registry
     assert "defbench.reports.common" in top["defbench.reports.tables"]  # a relative import
     assert "defbench.api" in late["defbench"]
+    assert {"defbench.cli.matrix", "defbench.cli.paper"} <= top["defbench.cli"]  # the CLI package's modules
+
+
+def test_the_cli_is_the_top_layer():
+    """Nothing outside the CLI imports it (not the API, not the harness), and the harness holds no CLI code:
+    no module below the CLI imports argparse."""
+    top, late = import_graph()
+    graph = merged(top, late)
+    cli = {m for m in graph if m == "defbench.cli" or m.startswith("defbench.cli.")}
+    users = {a for a, bs in graph.items() if bs & cli and a not in cli}
+    assert users <= {"defbench.__main__"}, sorted(users)
+    for name, path in modules().items():
+        if layer_of(name)[0] < len(LAYERS) - 1:
+            tree = ast.parse(path.read_text())
+            names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+            names |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+            assert "argparse" not in names, f"{name} imports argparse: command-line code belongs in defbench.cli"
 
 
 def test_no_import_cycle():
@@ -222,7 +247,10 @@ def test_checks_fail_on_a_synthetic_graph():
         "defbench.defenses.registry (components) imports defbench.harness.models (harness)",
         "defbench.harness.store (harness) imports defbench.reports.tables (reports)",
     ]
-    assert layer_of("defbench.harness.commands")[0] == 4 and layer_of("defbench.harness.zoo")[0] == 2
+    assert layer_of("defbench.cli.matrix")[0] == 5 and layer_of("defbench.harness.zoo")[0] == 2
+    assert layer_violations({"defbench.api": {"defbench.cli.options"}}) == [
+        "defbench.api (api) imports defbench.cli.options (cli)"
+    ]
 
 
 def test_the_reader_sees_late_and_relative_imports(tmp_path):

@@ -305,24 +305,13 @@ def test_os_errors_are_named():
     ],
 )
 def test_faults_reach_the_user_as_one_line(monkeypatch, capsys, tmp_path, exc, expect, rc):
-    from defbench.harness import commands
+    from defbench.cli import matrix
 
     def fail(args):
         raise exc
 
-    monkeypatch.setattr(commands, "run_matrix", fail)
-    monkeypatch.setattr(commands, "add_subcommands", _with_func(commands.add_subcommands, fail))
+    monkeypatch.setattr(matrix, "run", fail)
     assert main(["matrix", "--out", str(tmp_path)]) == rc
     assert expect in one_line(capsys)
     with pytest.raises(type(exc)):  # --debug shows the traceback instead
         main(["matrix", "--out", str(tmp_path), "--debug"])
-
-
-def _with_func(add, fail):
-    """add_subcommands, with the matrix parser's func replaced by ``fail``."""
-
-    def wrapped(sub, common):
-        add(sub, common)
-        sub.choices["matrix"].set_defaults(func=fail)
-
-    return wrapped

@@ -1,0 +1,140 @@
+"""The ``defbench`` command line, the top layer: nothing else in defbench imports it.
+
+This module builds the parser and runs a command; each command group is a module beside it: :mod:`.train`
+(``train``, ``zoo``), :mod:`.listing` (``defense|attack|classifier list``), :mod:`.results` (``store``,
+``report``), :mod:`.matrix` (``matrix``) and :mod:`.paper` (``paper list|run``); :mod:`.options` holds the argument
+types and the options they share. Errors meant for the user print on one line (no traceback), exit 2; a
+file-system or store fault, or a bug, exits 1 with one line (``--debug`` or ``DEFBENCH_DEBUG=1`` shows the
+traceback); Ctrl-C exits 130 and SIGTERM 143, every finished cell kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sqlite3
+import sys
+
+from defbench import DefbenchError, __version__
+from defbench.cli import listing, matrix, paper, results, train
+from defbench.harness.store import os_error_line
+
+
+class _ArgError(Exception):
+    """A command-line error argparse found (unknown option, missing argument, a value of the wrong kind)."""
+
+    def __init__(self, prog: str, message: str):
+        super().__init__(message)
+        self.prog = prog
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but an error is one line (``defbench matrix: error: ...``) instead of usage + message, so every
+    bad input reads the same; sub-parsers inherit the class."""
+
+    def error(self, message: str):
+        raise _ArgError(self.prog, message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = _Parser(
+        prog="defbench",
+        description=(
+            "Evaluate adversarial purification defenses (DefenseGAN, Cowboy, InvGAN, MimicGAN, RIDE, median, TVM) "
+            "against library attacks under gray-box, BPDA, reparameterisation and GAN-aware threat models."
+        ),
+    )
+    ap.add_argument("--version", action="version", version=f"defbench {__version__}")
+    ap.add_argument(
+        "--debug",
+        action="store_true",
+        help="show the Python traceback of an error (also after a command: 'defbench matrix ... --debug')",
+    )
+    sub = ap.add_subparsers(dest="cmd", metavar="COMMAND")
+    train.add_parsers(sub)
+    listing.add_parsers(sub)
+    results.add_parsers(sub)
+    matrix.add_parser(sub)
+    paper.add_parser(sub)
+    return ap
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C: the cell in flight is dropped (its transaction never began), every finished
+    cell stays in the store and the next run resumes."""
+
+
+def _on_sigterm(signum, frame):
+    raise _Terminated()
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``defbench ARGV`` (default ``sys.argv[1:]``) and return its exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or os.environ.get("DEFBENCH_DEBUG", "") not in ("", "0")
+    argv = [a for a in argv if a != "--debug"]
+    old_term = None
+    try:
+        old_term = signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:  # not the main thread (e.g. called from a test's worker thread): leave SIGTERM alone
+        pass
+    try:
+        ap = build_parser()
+        args = ap.parse_args(argv)
+        if not args.cmd:
+            ap.print_help()
+            return 0
+        return args.func(args)
+    except _ArgError as exc:
+        if debug:
+            raise
+        print(f"defbench: error: {_one_line(exc)} (see '{exc.prog} --help')", file=sys.stderr)
+        return 2
+    except DefbenchError as exc:
+        if debug:
+            raise
+        print(f"defbench: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except _Terminated:
+        print(
+            "defbench: terminated (SIGTERM); finished cells are stored, rerun the same command to resume",
+            file=sys.stderr,
+        )
+        return 143
+    except KeyboardInterrupt:
+        print("defbench: interrupted; finished cells are stored, rerun the same command to resume", file=sys.stderr)
+        return 130
+    except OSError as exc:  # a file-system fault: said as such (permission, read-only, disk full)
+        if debug:
+            raise
+        print(
+            f"defbench: error: {_one_line(os_error_line(exc))} ({type(exc).__name__}; --debug shows where)",
+            file=sys.stderr,
+        )
+        return 1
+    except sqlite3.Error as exc:
+        if debug:
+            raise
+        print(f"defbench: error: the results store failed: {_one_line(exc)} (--debug shows where)", file=sys.stderr)
+        return 1
+    except Exception as exc:  # a bug or an unforeseen fault: one line, the traceback with --debug
+        if debug:
+            raise
+        print(
+            f"defbench: internal error: {type(exc).__name__}: {_one_line(exc)[:300]} (rerun with --debug for the "
+            "traceback)",
+            file=sys.stderr,
+        )
+        return 1
+    finally:
+        if old_term is not None:
+            signal.signal(signal.SIGTERM, old_term)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,111 @@
+"""``defbench train`` (a classifier, GAN prior or InvGAN encoder into the model zoo) and ``defbench zoo list|show``
+(the trained models with their metrics)."""
+
+from __future__ import annotations
+
+import json
+
+from defbench import DefbenchError
+from defbench.cli.options import add_common, count_type, fraction_type
+from defbench.datasets import DATASETS, SHAPES, canonical_name
+from defbench.harness import models, zoo
+from defbench.seeding import resolve_device
+
+
+def add_parsers(sub) -> None:
+    tr = sub.add_parser("train", help="train a classifier, GAN prior or InvGAN encoder into the model zoo")
+    tr.add_argument("kind", choices=("classifier", "gan", "encoder"), help="what to train")
+    tr.add_argument("--dataset", required=True, help=f"one of: {', '.join(DATASETS)}")
+    tr.add_argument("--preset", default="paper", help="quick (minutes on 2 CPU cores) | paper (the papers' budgets)")
+    tr.add_argument(
+        "--epochs", type=count_type("epochs"), default=None, help="override the preset's epochs (classifier, gan)"
+    )
+    tr.add_argument(
+        "--iterations", type=count_type("iterations"), default=None, help="override the preset's iterations (encoder)"
+    )
+    tr.add_argument(
+        "--subset-fraction",
+        type=fraction_type,
+        default=1.0,
+        help="GAN only: train on a random fraction of the training set (MimicGAN: 0.8)",
+    )
+    tr.add_argument("--holdout-class", type=int, default=None, help="GAN (or its encoder): leave this class out")
+    tr.add_argument("--force", action="store_true", help="retrain even if the zoo has the model")
+    add_common(tr)
+    tr.set_defaults(func=train)
+
+    zp = sub.add_parser("zoo", help="list the trained models with their metrics")
+    zp.add_argument("action", choices=("list", "show"), help="list all | show ID")
+    zp.add_argument("id", nargs="?", help="model id for 'show'")
+    zp.set_defaults(func=show_zoo)
+
+
+def train(args) -> int:
+    """Train the model the flags name into the zoo (waiting for another process training it); print its metrics."""
+    ds = canonical_name(args.dataset)
+    dev = resolve_device(args.device)
+    if args.preset not in models.PRESETS:
+        raise DefbenchError(f"unknown preset {args.preset!r}; choose one of: {', '.join(models.PRESETS)}")
+    common = dict(
+        preset=args.preset, seed=args.seed, device=dev, data_root=args.data_root, progress=not args.no_progress
+    )
+    if args.holdout_class is not None and not 0 <= args.holdout_class < 10:
+        raise DefbenchError(f"--holdout-class must be a class of {ds} (0 to 9), got {args.holdout_class}")
+    if args.kind == "encoder" and args.epochs is not None:
+        raise DefbenchError("--epochs is for classifier and gan; the encoder takes --iterations")
+    if args.kind != "encoder" and args.iterations is not None:
+        raise DefbenchError("--iterations is for the encoder; classifier and gan take --epochs")
+    if args.kind == "classifier" and (args.subset_fraction != 1.0 or args.holdout_class is not None):
+        raise DefbenchError("--subset-fraction and --holdout-class are for gan and encoder, not classifier")
+    if ds not in SHAPES or ds == "imagenet":
+        raise DefbenchError(f"defbench does not train {ds} models (ImageNet uses torchvision's pretrained ResNet-50)")
+    tag = models.gan_tag(args.subset_fraction, args.seed, args.holdout_class) if args.kind != "classifier" else ""
+    mid = zoo.model_id(args.kind, ds, args.preset, tag)
+    with zoo.lock(mid):  # another process training the same model: wait for it, then say it is there
+        half = zoo.half_message(mid)
+        if half and not args.force:
+            raise DefbenchError(half)
+        if zoo.exists(mid) and not args.force:
+            print(f"{mid} already in the zoo (use --force to retrain)")
+            return 0
+        if args.kind == "classifier":
+            entry = models.build_classifier_model(ds, epochs=args.epochs, **common)
+        elif args.kind == "gan":
+            entry = models.build_gan_model(
+                ds, subset_fraction=args.subset_fraction, holdout_class=args.holdout_class, epochs=args.epochs, **common
+            )
+        else:  # the encoder of the GAN the same flags name (a replica with --subset-fraction / --holdout-class)
+            entry = models.build_encoder_model(ds, iterations=args.iterations, tag=tag, **common)
+    print(f"saved {entry.id} -> {entry.path}")
+    print(json.dumps({k: v for k, v in entry.manifest["metrics"].items() if not isinstance(v, (list, dict))}))
+    return 0
+
+
+def show_zoo(args) -> int:
+    """``zoo list``: one line per model with its main metrics; ``zoo show ID``: its manifest."""
+    if args.action == "show":
+        if not args.id:
+            raise DefbenchError("zoo show needs a model id; see 'defbench zoo list'")
+        half = zoo.half_message(args.id)
+        if half:
+            raise DefbenchError(half)
+        m = zoo.manifest_or_none(args.id)
+        if m is None and zoo.exists(args.id):
+            raise DefbenchError(
+                f"manifest of {args.id} in {zoo.zoo_dir()} is unreadable; rebuild with: {zoo.build_hint(args.id)}"
+            )
+        if m is None:
+            raise DefbenchError(f"no model {args.id!r} in {zoo.zoo_dir()}; see 'defbench zoo list'")
+        print(json.dumps(m, indent=2))
+        return 0
+    rows = zoo.entries()
+    if not rows:
+        print(f"the zoo at {zoo.zoo_dir()} is empty; build models with 'defbench train ...'")
+        return 0
+    for e in rows:
+        m = e.manifest.get("metrics", {})
+        keys = ("clean_test_accuracy", "projection_accuracy_during_training", "latent_error", "train_seconds")
+        summary = ", ".join(f"{k}={m[k]:.4g}" if isinstance(m.get(k), float) else f"{k}={m[k]}" for k in keys if k in m)
+        err = f"  ({e.manifest['error']}; see 'defbench zoo show {e.id}')" if e.manifest.get("error") else ""
+        print(f"{e.id:40s} {e.manifest.get('arch', '?')!s:16} {summary}{err}")
+    return 0
