@@ -12,6 +12,7 @@ command is :mod:`defbench.cli.paper`.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 from defbench import DefbenchError
 from defbench.harness.matrix import MatrixRunner
@@ -43,9 +44,12 @@ def run_table(
     progress: bool = True,
     threat_n: dict[str, int] | None = None,
     executor=None,
+    classifier: str = "zoo",
 ) -> PaperRun:
     """Run the cells ``table`` needs through the matrix runner (resuming from its store) and return the rows;
-    ``executor`` computes them (default :class:`LocalExecutor`; :class:`RayExecutor` for a Ray cluster)."""
+    ``executor`` computes them (default :class:`LocalExecutor`; :class:`RayExecutor` for a Ray cluster).
+    ``classifier``: ``zoo`` (the zoo's classifier of the dataset and preset) or a classifier plugin's name, whose
+    cells are keyed apart from the zoo's."""
     if not table.runnable:
         raise DefbenchError(f"paper table {table.id} is not yet supported: {table.unsupported}")
     if preset not in PRESETS:
@@ -53,7 +57,9 @@ def run_table(
     n = n if n is not None else table.default_n(preset)
     if n < 1:
         raise DefbenchError(f"--n must be positive, got {n}")
-    spec = table.matrix_spec(n, preset, device, seed, out, data_root, progress, threat_n)
+    spec = replace(
+        table.matrix_spec(n, preset, device, seed, out, data_root, progress, threat_n), classifier=classifier
+    )
     t0 = time.time()
     runner = MatrixRunner(spec)
     cells = table.needed_cells(spec.seeds, preset)

@@ -24,7 +24,7 @@ from defbench.harness.paper_spec import PAPERS_DIR, PaperCell, PaperRun, PaperTa
 from defbench.harness.paper_tables import status
 from defbench.metrics import auc_interval, binomial_half_width, roc_auc, wilson_interval
 
-from .common import Row, accuracy, detection_auc_protocol, markdown_table, undefended_accuracy
+from .common import Row, accuracy, detection_auc_protocol, markdown_table, ordered_unique, undefended_accuracy
 
 MISSING = "—"
 COLUMNS = [
@@ -183,6 +183,8 @@ def to_markdown(run: PaperRun, df: pd.DataFrame) -> str:
     seeds = ", ".join(map(str, run.seeds))
     fewer = "".join(f" ({th} cells: a seeded subset of {k})" for th, k in sorted(run.threat_n.items()))
     tol = MATCH_TOLERANCE["auc" if t.metric != "accuracy" else "accuracy"]
+    names = ordered_unique(str(r["classifier"]) for r in run.rows.values() if r.get("classifier"))
+    classifier = f", classifier {', '.join(names)}" if names else ""
     parts = [
         f"### {t.id}: {t.title}",
         "",
@@ -191,7 +193,7 @@ def to_markdown(run: PaperRun, df: pd.DataFrame) -> str:
         f"Setting: {t.dataset}, preset {run.preset}, n = {run.n} images per cell{fewer} (paper: "
         f"{t.n if t.n else 'not stated'}), batch {t.batch_size}, seed{'s' if len(run.seeds) > 1 else ''} "
         f"{seeds}, {t.eval_repeats} purification{'s' if t.eval_repeats > 1 else ''} per image, device "
-        f"{run.device}; {unit}; delta = ours − paper; 95% CI: "
+        f"{run.device}{classifier}; {unit}; delta = ours − paper; 95% CI: "
         + (
             "Wilson interval of our accuracy over its n; "
             if t.metric == "accuracy"

@@ -13,8 +13,8 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import write_distribution
-from defbench import DefbenchError
+from conftest import md_row, write_distribution
+from defbench import DefbenchError, metrics
 from defbench.cli import main
 
 SOURCE = """
@@ -172,6 +172,40 @@ def test_plugin_classifier_cells_equal_a_hand_computation(fmnist, monkeypatch, t
     monkeypatch.syspath_prepend(str(tmp_path / "site3"))
     with pytest.raises(DefbenchError, match="both take the name 'templates'"):
         main(args + ["--debug"])
+
+
+def test_paper_run_takes_a_classifier_plugin(fmnist, tiny_zoo, monkeypatch, tmp_path, capsys):
+    """'defbench paper run mimicgan-fig4b --classifier templates': every cell of the table is the plugin's (its
+    name in the cell and its identity in the key), the printed undefended column equals the plugin's accuracy on
+    the corrupted images computed by hand, and the same table with the zoo's classifier reuses none of its cells."""
+    from defbench.attacks.registry import get_attack
+    from defbench.harness import matrix
+
+    train, test = fmnist
+    state = template_state(train, 600)
+    install(monkeypatch, tmp_path, {"templates": "my_clf:Templates"}, state)
+    monkeypatch.setitem(matrix.QUICK_DEFENSE_OVERRIDES, "mimicgan", {"outer_iters": 1, "surrogate_steps": 2})
+    out = tmp_path / "o"
+    args = ["paper", "run", "mimicgan-fig4b", "--n", "8", "--preset", "quick", "--out", str(out), "--no-progress"]
+    assert main(args + ["--classifier", "nosuch"]) == 2
+    assert "unknown classifier 'nosuch'; choose one of: zoo, templates" in capsys.readouterr().err
+    assert main(args + ["--classifier", "templates"]) == 0
+    text = capsys.readouterr().out
+    with sqlite3.connect(out / "defbench.sqlite") as c:
+        rows = c.execute("SELECT classifier, defense, attack, indices, labels, defense_config FROM cells").fetchall()
+    assert len(rows) == 12 and all(r[0].startswith("templates@") for r in rows)  # 3 clean + 9 corrupted
+    assert all(json.loads(r[5])["classifier_plugin"]["name"] == "templates" for r in rows)
+    assert "classifier templates@" in text  # the report's setting names it
+    w, b = state["1.weight"], state["1.bias"]
+    for row, attack in (("Binary", "binarize"), ("Negative Blur", "blur-negative")):  # deterministic corruptions
+        indices, labels = next((json.loads(r[3]), json.loads(r[4])) for r in rows if r[1:3] == ("none", attack))
+        x, y = test.get(indices)
+        assert y.tolist() == labels
+        logits = get_attack(attack, "fmnist").corrupt(x).flatten(1) @ w.T + b
+        want = 100 * metrics.accuracy(logits.argmax(1), y)
+        assert md_row(text, row, "Observed")[3] == f"{want:.2f}"
+    assert main(args) == 0  # the zoo's classifier: its own cells
+    assert "12 cells computed, 0 reused" in capsys.readouterr().out
 
 
 def test_two_distributions_with_one_set_of_weights_get_different_keys(fmnist, monkeypatch, tmp_path):

@@ -8,7 +8,9 @@ import sys
 from pathlib import Path
 
 from defbench import DefbenchError
+from defbench.classifiers.registry import check_name as check_classifier
 from defbench.cli.options import (
+    add_classifier,
     add_common,
     add_executor,
     add_threat_n,
@@ -38,7 +40,8 @@ def add_parser(sub) -> None:
         help="run one table (or a group such as invgan-table2) and compare to the paper",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n  defbench paper run mimicgan-fig5b --preset quick --n 20\n"
-        "  defbench paper run invgan-table2 --n 500",
+        "  defbench paper run invgan-table2 --n 500\n"
+        "  defbench paper run mimicgan-fig5b --classifier mynet   (a classifier plugin in the zoo's place)",
     )
     rp.add_argument("table", help="table id from 'defbench paper list', or a group prefix (e.g. invgan-table2)")
     rp.add_argument(
@@ -50,6 +53,7 @@ def add_parser(sub) -> None:
     )
     add_threat_n(rp)
     rp.add_argument("--preset", default="paper", help="paper (the papers' settings) | quick (smoke budgets)")
+    add_classifier(rp)
     rp.add_argument(
         "--out", default=None, help="store and report dir (default runs/paper/<dataset>-<preset>-n<N>-b<B>)"
     )
@@ -71,6 +75,7 @@ def run(args) -> int:
     tables = papers.resolve(args.table)
     if args.preset not in PRESETS:
         raise DefbenchError(f"unknown preset {args.preset!r}; choose one of: {', '.join(PRESETS)}")
+    classifier = check_classifier(args.classifier)
     if args.out is not None:
         check_dir(args.out)  # a file in its place or above it, no permission: said before any work
     threat_n = parse_threat_n(args.n_threat)
@@ -95,6 +100,7 @@ def run(args) -> int:
             not args.no_progress,
             threat_n,
             executor=cells_executor,
+            classifier=classifier,
         )
         print(write_paper_report(res, res.out))
         print(
