@@ -134,7 +134,3 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if old_term is not None:
             signal.signal(signal.SIGTERM, old_term)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
