@@ -40,7 +40,7 @@ def parse_variant(label: str) -> tuple[int | None, dict]:
         if key == "seed":
             seed = int(value)
         else:
-            overrides[key] = float(value)
+            overrides[key] = int(value) if value.isdigit() else float(value)
     return seed, overrides
 
 
