@@ -19,7 +19,7 @@ import time
 from dataclasses import asdict
 
 import torch
-from _common import command_line, data_root, write_table
+from _common import command_line, data_root, markdown, write_table
 
 from defbench.defenses.train_prior import gan_recipe, train_gan
 from defbench.harness.data import load_dataset
@@ -61,10 +61,10 @@ def main(argv=None) -> int:
         f"{args.dataset} paper GAN recipe with one override, {args.epochs} epoch(s) from scratch; the "
         f"{args.classifier_preset} classifier labels the projections (R = 4, L = 100, 100 held-out test images) "
         "and 2,000 samples. Shares in %.",
-        "",
-        "| variant | epoch | projection acc | smallest share (class) | trouser share | D loss | G loss | min |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    header = ["variant", "epoch", "projection acc", "smallest share (class)", "trouser share", "D loss", "G loss"]
+    header += ["min"]
+    body = []
     for label in args.variants:
         seed, overrides = parse_variant(label)
         recipe = gan_recipe(args.dataset, "paper", epochs=args.epochs, **overrides)
@@ -77,11 +77,19 @@ def main(argv=None) -> int:
         for rec in metrics["history"]:
             spread = rec["class_spread"]
             k = min(range(len(spread)), key=spread.__getitem__)
-            lines.append(
-                f"| {label} | {rec['epoch']} | {rec['projection_accuracy']:.2f} | {100 * spread[k]:.1f} ({NAMES[k]}) "
-                f"| {100 * spread[1]:.1f} | {rec['d_loss']:.2f} | {rec['g_loss']:.2f} | {minutes:.1f} |"
+            body.append(
+                [
+                    label,
+                    rec["epoch"],
+                    f"{rec['projection_accuracy']:.2f}",
+                    f"{100 * spread[k]:.1f} ({NAMES[k]})",
+                    f"{100 * spread[1]:.1f}",
+                    f"{rec['d_loss']:.2f}",
+                    f"{rec['g_loss']:.2f}",
+                    f"{minutes:.1f}",
+                ]
             )
-        write_table(lines, args.out)
+        write_table(lines + [""] + markdown(body, header, ["left"] + ["right"] * 7), args.out)
     return 0
 
 

@@ -31,6 +31,7 @@ from typing import Callable, Sequence
 
 import torch
 from _common import command_line, data_root, write_table
+from _common import markdown as table
 
 from defbench.defenses.base import Defense
 from defbench.defenses.baselines import MedianFilter, TVMinimization
@@ -305,24 +306,22 @@ def efficiency_lines(rows: Sequence[Row], bench: Bench, peak: tuple[float, str])
     return lines
 
 
+#: column alignment of the rows table
+RIGHT3 = ["left", "left", "right", "right", "right", "left"]
+
+
 def markdown(rows: Sequence[Row], header: Sequence[str], efficiency: Sequence[str] = ()) -> list[str]:
-    lines = list(header) + [
-        "",
-        "| defense | mode | images | images/s | seconds | note |",
-        "|---|---|---:|---:|---:|---|",
-    ]
-    for r in rows:
+    def rate(r: Row) -> list[str]:
         if r.seconds is None:
-            lines.append(f"| {r.defense} | {r.mode} | — | — | — | {r.note} |")
-        else:
-            lines.append(
-                f"| {r.defense} | {r.mode} | {r.images:g} | {r.images_per_s:.2f} | {r.seconds:.1f} | {r.note} |"
-            )
-    lines += ["", "| defense | batched / per-image loop |", "|---|---:|"]
-    for d in dict.fromkeys(r.defense for r in rows):
-        ratio = batched_over_loop(rows, d)
-        if ratio is not None:
-            lines.append(f"| {d} | {ratio:.2f}x |")
+            return ["—", "—", "—"]
+        return [f"{r.images:g}", f"{r.images_per_s:.2f}", f"{r.seconds:.1f}"]
+
+    body = [[r.defense, r.mode, *rate(r), r.note] for r in rows]
+    defenses = dict.fromkeys(r.defense for r in rows)
+    ratios = [[d, f"{q:.2f}x"] for d in defenses if (q := batched_over_loop(rows, d)) is not None]
+    lines = list(header) + [""]
+    lines += table(body, ["defense", "mode", "images", "images/s", "seconds", "note"], RIGHT3)
+    lines += [""] + table(ratios, ["defense", "batched / per-image loop"], ["left", "right"])
     if efficiency:
         lines += [""] + list(efficiency)
     return lines

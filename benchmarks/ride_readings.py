@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 import torch
-from _common import command_line, write_table
+from _common import command_line, markdown, write_table
 
 from defbench.attacks.registry import get_attack
 from defbench.defenses.registry import build_defense
@@ -57,17 +57,21 @@ def _write(rows, args, argv, n: int) -> None:
         + " Accuracy % with its Wilson 95% interval; ℓ2 = mean distance of the purified image to the clean one (for"
         " the classifier-alone row: of the input)."
         + (f" Extra columns: the purified clean images scored by the {', '.join(others)} classifier." * bool(others)),
-        "",
-        "| variant | clean acc % | "
-        + "".join(f"clean acc % ({p} classifier) | " for p in others)
-        + "PGD acc % | ℓ2 to clean (clean in) | ℓ2 to clean (PGD in) | s / image |",
-        "|---|" + "---:|" * (6 + len(others)),
     ]
-    for label, accs, aa, dc, da, sec in rows:
-        pgd = "—" if aa is None else _cell(aa, n)
-        dist_a = "—" if da is None else f"{float(da):.2f}"
-        cells = " | ".join(_cell(a, n) for a in accs)
-        lines.append(f"| {label} | {cells} | {pgd} | {float(dc):.2f} | {dist_a} | {sec:.2f} |")
+    header = ["variant", "clean acc %", *(f"clean acc % ({p} classifier)" for p in others)]
+    header += ["PGD acc %", "ℓ2 to clean (clean in)", "ℓ2 to clean (PGD in)", "s / image"]
+    body = [
+        [
+            label,
+            *(_cell(a, n) for a in accs),
+            "—" if aa is None else _cell(aa, n),
+            f"{float(dc):.2f}",
+            "—" if da is None else f"{float(da):.2f}",
+            f"{sec:.2f}",
+        ]
+        for label, accs, aa, dc, da, sec in rows
+    ]
+    lines += [""] + markdown(body, header, ["left"] + ["right"] * (len(header) - 1))
     write_table(lines, args.out)
 
 
