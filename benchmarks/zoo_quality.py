@@ -32,6 +32,9 @@ from defbench.harness import models, zoo
 from defbench.harness.data import load_dataset
 from defbench.seeding import resolve_device
 
+CLASS_NAMES = {
+    "fmnist": ["T-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot"],
+}
 PAPER_CLEAN = {"fmnist": "91.50 (MimicGAN)", "mnist": "98.98 (RIDE)", "cifar10": "94.78 (RIDE)"}
 HEADER = ["model", "metric", "ours", "paper", "training time", "eval wall time"]
 PAPER_DEFENSEGAN_CLEAN = {"fmnist": "0.81 (InvGAN T2)", "mnist": "0.98 (InvGAN T2)", "cifar10": "0.44 (InvGAN T2)"}
@@ -89,6 +92,9 @@ def main(argv=None) -> int:
         if "encoder" in args.parts and zoo.exists(zoo.model_id("encoder", ds, args.preset)):
             add_encoder_rows(rows, record, ds, G, clf, test, idx, args, dev)
     lines += markdown(rows, HEADER, ["left", "left", "right", "left", "right", "right"])
+    for mid, rec in record.items():
+        if "per_class" in rec:
+            lines += per_class_lines(mid, rec, rec["dataset"], args.n)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines) + "\n")
@@ -124,7 +130,22 @@ def add_gan_rows(rows, record, ds, G, gman, clf, test, idx, args, dev, t0) -> No
         "projection_accuracy": q["projection_accuracy"],
         "reconstruction_mse": q["reconstruction_mse"],
         "class_spread": spread,
+        "per_class": q["per_class"],
+        "dataset": ds,
     }
+
+
+def per_class_lines(gan_id: str, rec: dict, dataset: str, n: int) -> list[str]:
+    """Per class: its share among 2000 samples of G and the accuracy on DefenseGAN projections of its test
+    images (the class-by-class split of the GAN rows above)."""
+    names = CLASS_NAMES.get(dataset, [str(c) for c in range(len(rec["class_spread"]))])
+    body = []
+    for c, (share, (k_n, k_ok)) in enumerate(zip(rec["class_spread"], rec["per_class"])):
+        lo, hi = metrics.wilson_interval(k_ok, k_n)
+        acc = f"{100 * k_ok / k_n:.0f} ({100 * lo:.0f}–{100 * hi:.0f})" if k_n else "—"
+        body.append([f"{c} {names[c]}", f"{100 * share:.1f}", str(k_n), acc])
+    header = ["class", "share of 2000 samples %", f"test images (of {n})", "projection accuracy % (Wilson 95%)"]
+    return ["", f"Per class, {gan_id}:", ""] + markdown(body, header, ["left", "right", "right", "right"])
 
 
 def add_encoder_rows(rows, record, ds, G, clf, test, idx, args, dev) -> None:

@@ -23,6 +23,7 @@ from defbench import DefbenchError
 from defbench.defenses.priors import Encoder, build_gan, sample_latent
 from defbench.defenses.projection import ProjectionConfig, ProjectionEngine
 from defbench.datasets import SHAPES, ImageData
+from defbench.metrics import accuracy
 from defbench.seeding import seed_everything
 
 TWO_LN2 = 2 * math.log(2)
@@ -82,18 +83,24 @@ def projection_quality(
     """Project clean test images onto the range of G; mean reconstruction MSE and the classifier's
     accuracy on the reconstructions G(z*)."""
     engine = ProjectionEngine(G)
-    correct, errs = 0, []
+    preds, labels, errs, classes = [], [], [], 0
     for i, start in enumerate(range(0, len(indices), batch)):
         x, y = data.get(indices[start : start + batch])
         proj = engine.project(x.to(device), cfg, seed=seed + i)
         with torch.no_grad():
-            correct += (classifier(proj.x_hat).argmax(1).cpu() == y).sum().item()
+            logits = classifier(proj.x_hat)
+        preds.append(logits.argmax(1).cpu())
+        classes = logits.shape[1]
+        labels.append(y)
         errs.append(proj.error.cpu())
+    pred, y = torch.cat(preds), torch.cat(labels)
     return {
-        "projection_accuracy": correct / len(indices),
+        "projection_accuracy": accuracy(pred, y),
         "reconstruction_mse": torch.cat(errs).mean().item(),
         "n": len(indices),
         "config": cfg.to_dict(),
+        #: per class c: (images of class c, how many of them the classifier gets right after projection)
+        "per_class": [(int((y == c).sum()), int(((pred == y) & (y == c)).sum())) for c in range(classes)],
     }
 
 
