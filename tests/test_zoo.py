@@ -8,6 +8,13 @@ from defbench.cli import main
 from defbench.harness import zoo
 
 
+@pytest.fixture(autouse=True)
+def own_zoo(tmp_path, monkeypatch):
+    """These tests save dummy and broken models (arch "x", flipped bytes) under real ids such as
+    classifier-fmnist-quick; each gets a zoo of its own, so no later test of the session loads one of them."""
+    monkeypatch.setenv("DEFBENCH_HOME", str(tmp_path / "own-home"))
+
+
 def _save_tiny(mid="classifier-fmnist-quick"):
     kind, dataset, preset = mid.split("-")[:3]
     return zoo.save(
@@ -62,7 +69,6 @@ def test_cli_unknown_dataset(capsys):
 
 
 def test_missing_model_names_command():
-    # an id no other test saves into the session's zoo (the paper end-to-end tests fill in several)
     assert not zoo.exists("encoder-cifar10-quick")
     with pytest.raises(DefbenchError, match="defbench train encoder --dataset cifar10 --preset quick"):
         zoo.load("encoder-cifar10-quick")
