@@ -31,12 +31,12 @@ from defbench.attacks.registry import get_attack
 from defbench.defenses.registry import build_defense
 from defbench.harness.data import load_dataset
 from defbench.harness.models import get_classifier
-from defbench.metrics import wilson_interval
+from defbench.metrics import accuracy, wilson_interval
 
 
 def _acc(clf, x, y) -> float:
     with torch.no_grad():
-        return float((clf(x).argmax(1) == y).float().mean())
+        return accuracy(clf(x).argmax(1), y)
 
 
 def _cell(p: float, n: int) -> str:
