@@ -47,7 +47,9 @@ def _cell(p: float, n: int) -> str:
 def _write(rows, args, argv, n: int) -> None:
     others = args.presets[1:]
     lines = [
-        f"Command: `{command_line(argv)}`; {n} {args.dataset} test images (seed {args.seed}), the "
+        f"Command: `{command_line(argv)}`; {n} {args.dataset} test images (seed {args.seed}"
+        + (f", positions {args.only} of its {args.n}" if args.only else "")
+        + "), the "
         f"{args.presets[0]} classifier, "
         + (
             "clean images only."
@@ -84,6 +86,7 @@ def main(argv=None) -> int:
     ap.add_argument("--presets", nargs="+", default=["quick"], help="classifier presets; PGD attacks the first")
     ap.add_argument("--clean-only", action="store_true", help="skip PGD: purify the clean images alone")
     ap.add_argument("--save", help="folder for each variant's purified images (<variant>.pt)")
+    ap.add_argument("--only", help="comma-separated positions in the seeded draw of --n images to keep (e.g. 27,37)")
     ap.add_argument("--eps", type=float, default=0.3)
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--out", default="benchmarks/results/ride_readings.md")
@@ -92,6 +95,9 @@ def main(argv=None) -> int:
     torch.manual_seed(args.seed)
     test = load_dataset(args.dataset, "test")
     x, y = test.get(test.eval_indices(args.n, args.seed))
+    if args.only:  # a few images of the same draw, e.g. the ones a full run got wrong
+        keep = [int(i) for i in args.only.split(",")]
+        x, y = x[keep], y[keep]
     clfs = [get_classifier(args.dataset, p)[0] for p in args.presets]
     clf = clfs[0]
     x_adv = None if args.clean_only else get_attack("pgd", args.dataset, args.eps, steps=args.steps)(clf, x, y)
