@@ -281,29 +281,35 @@ def device_name(dev: torch.device) -> str:
 
 
 def efficiency_lines(rows: Sequence[Row], bench: Bench, peak: tuple[float, str]) -> list[str]:
-    """The FLOP-rate table of the GAN rows against the GEMM peak."""
-    g = bench.G
-    fwd = step_flops(ProjectionEngine(g), ProjectionConfig(restarts=1), bench.x[:1])[0]
-    lines = [
+    """The FLOP-rate table of the GAN rows against the GEMM peak; no lines when no GAN row was timed."""
+    timed = [r for r in rows if r.flop_rate is not None]
+    if not timed:
+        return []
+    fwd = step_flops(ProjectionEngine(bench.G), ProjectionConfig(restarts=1), bench.x[:1])[0]
+    per_step: dict[str, float] = {}
+    body = []
+    for r in timed:
+        if r.defense not in per_step:
+            cfg = PAPER_CONFIGS[r.defense]
+            per_step[r.defense] = step_flops(gan_defense(bench, r.defense, cfg).engine, cfg, bench.x[:1])[0]
+        body.append(
+            [
+                r.defense,
+                r.mode,
+                str(r.latents),
+                f"{per_step[r.defense] / 1e6:.1f}",
+                f"{r.flop_rate / 1e9:.2f}",
+                f"{100 * r.flop_rate / peak[0]:.1f}",
+            ]
+        )
+    header = ["defense", "mode", "latents together", "MFLOP per latent step", "achieved GFLOP/s", "% of GEMM peak"]
+    return [
         f"Dense GEMM peak, same run: **{peak[0] / 1e9:.1f} GFLOP/s** ({peak[1]}). One latent step of the "
         f"Fashion-MNIST generator (forward + gradient to the latents) counts {fwd / 1e6:.1f} MFLOP per latent "
         "(FlopCounterMode: matrix products and convolutions only).",
         "",
-        "| defense | mode | latents together | MFLOP per latent step | achieved GFLOP/s | % of GEMM peak |",
-        "|---|---|---:|---:|---:|---:|",
+        *table(body, header, ["left", "left", "right", "right", "right", "right"]),
     ]
-    per_step: dict[str, float] = {}
-    for r in rows:
-        if r.flop_rate is None:
-            continue
-        if r.defense not in per_step:
-            cfg = PAPER_CONFIGS[r.defense]
-            per_step[r.defense] = step_flops(gan_defense(bench, r.defense, cfg).engine, cfg, bench.x[:1])[0]
-        lines.append(
-            f"| {r.defense} | {r.mode} | {r.latents} | {per_step[r.defense] / 1e6:.1f} | "
-            f"{r.flop_rate / 1e9:.2f} | {100 * r.flop_rate / peak[0]:.1f} |"
-        )
-    return lines
 
 
 #: column alignment of the rows table
