@@ -56,8 +56,8 @@ STATUS: dict[str, tuple[str, str]] = {
     ),
     "mimicgan-fig5b": (
         "open",
-        "ε-bounded attacks 30-52 points under; predicted labels give the undefended BIM/PGD floor; Cowboy "
-        "column predates the λ_adv fix",
+        "ε explains DefenseGAN's column (at ε 0.15 on [0, 1]: FGSM 47 vs 46.6, BIM/PGD 9-13 under, 33-47 at "
+        "0.3); MimicGAN 13-33 under; the spec's new reading (ε 0.15, predicted labels) not yet run in full",
     ),
     "mimicgan-fig9b": ("not run", "needs three paper GAN replicas"),
     "mimicgan-table2": ("not run", "needs ten leave-one-class-out MNIST GANs"),

@@ -198,7 +198,10 @@ def _store_rows(table, out: Path) -> dict:
             cfg = r["attack_config"]
             if a is None:
                 return True
-            return (a.eps is None or cfg["eps"] == a.eps) and all(cfg["params"].get(k) == v for k, v in a.params)
+            # an attack option common to all attacks (labels, output_check) is recorded beside params
+            return (a.eps is None or cfg["eps"] == a.eps) and all(
+                cfg["params"].get(k, cfg.get(k)) == v for k, v in a.params
+            )
 
         hits = [r for r in stored if same(r)]
         assert len(hits) == 1, (c, len(hits))
