@@ -21,11 +21,12 @@ from dataclasses import asdict
 import torch
 from _common import command_line, data_root, markdown, write_table
 
+from defbench.datasets import CLASS_NAMES
 from defbench.defenses.train_prior import gan_recipe, train_gan
 from defbench.harness.data import load_dataset
 from defbench.harness.models import get_classifier
 
-NAMES = ["T-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "boot"]
+NAMES = CLASS_NAMES["fmnist"]
 
 
 def parse_variant(label: str) -> tuple[int | None, dict]:

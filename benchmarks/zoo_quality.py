@@ -26,15 +26,13 @@ from _common import command_line, markdown
 
 from defbench import DefbenchError, metrics
 from defbench.classifiers.train import model_accuracy
+from defbench.datasets import CLASS_NAMES
 from defbench.defenses.gan_prior import PAPER_CONFIGS
 from defbench.defenses.train_prior import class_spread, latent_recovery, projection_quality
 from defbench.harness import models, zoo
 from defbench.harness.data import load_dataset
 from defbench.seeding import resolve_device
 
-CLASS_NAMES = {
-    "fmnist": ["T-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot"],
-}
 PAPER_CLEAN = {"fmnist": "91.50 (MimicGAN)", "mnist": "98.98 (RIDE)", "cifar10": "94.78 (RIDE)"}
 HEADER = ["model", "metric", "ours", "paper", "training time", "eval wall time"]
 PAPER_DEFENSEGAN_CLEAN = {"fmnist": "0.81 (InvGAN T2)", "mnist": "0.98 (InvGAN T2)", "cifar10": "0.44 (InvGAN T2)"}

@@ -25,6 +25,10 @@ ALIASES = {
 }
 DATASETS = tuple(ALIASES)
 
+#: class names where a report or benchmark prints them (index = label)
+CLASS_NAMES = {
+    "fmnist": ("T-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot"),
+}
 #: image shape (C, H, W) and number of classes
 SHAPES = {"fmnist": (1, 28, 28), "mnist": (1, 28, 28), "cifar10": (3, 32, 32), "imagenet": (3, 224, 224)}
 NUM_CLASSES = {"fmnist": 10, "mnist": 10, "cifar10": 10, "imagenet": 1000}
