@@ -4,10 +4,10 @@ item 3), one reading at a time.
 Each variant is the paper recipe (``defbench train gan --preset paper``, defenses/train_prior.py) with one
 override (``real_label=1.0``, ``lr_d=2e-4``, ``seed=1``, ...), trained for ``--epochs`` epochs from scratch.
 After every epoch the trainer's own checks are read back: classifier accuracy on DefenseGAN projections of
-held-out test images, and the share of each class among 2,000 samples as the classifier labels them. The
-table gives, per variant and epoch, the projection accuracy, the smallest class share and the trouser share
-(the class the paper-preset GAN never generates). Rows are written as each variant ends, so a stopped run
-keeps what it measured. Nothing is saved to the zoo.
+validation images held out of the training split, and the share of each class among 2,000 samples as the
+classifier labels them. The table gives, per variant and epoch, the projection accuracy, the smallest class
+share and the trouser share (the class the paper-preset GAN never generates). Rows are written as each
+variant ends, so a stopped run keeps what it measured. Nothing is saved to the zoo.
 
     python benchmarks/gan_coverage.py --epochs 1 --variants paper 'real_label=1.0' 'lr_d=2e-4' 'seed=1'
 """
@@ -56,12 +56,12 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     root = data_root()
     classifier, _ = get_classifier(args.dataset, args.classifier_preset, "cpu", root, progress=False)
-    train, test = load_dataset(args.dataset, "train", root), load_dataset(args.dataset, "test", root)
+    train = load_dataset(args.dataset, "train", root)
     lines = [
         f"Command: `{command_line(argv)}`; CPU, {torch.get_num_threads()} thread(s). Each variant: the "
         f"{args.dataset} paper GAN recipe with one override, {args.epochs} epoch(s) from scratch; the "
-        f"{args.classifier_preset} classifier labels the projections (R = 4, L = 100, 100 held-out test images) "
-        "and 2,000 samples. Shares in %.",
+        f"{args.classifier_preset} classifier labels the projections (R = 4, L = 100, 100 validation images "
+        "held out of the training split) and 2,000 samples. Shares in %.",
     ]
     header = ["variant", "epoch", "projection acc", "smallest share (class)", "trouser share", "D loss", "G loss"]
     header += ["min"]
@@ -72,7 +72,7 @@ def main(argv=None) -> int:
         print(f"{label}: {asdict(recipe)}", flush=True)
         t0 = time.time()
         _, metrics = train_gan(
-            args.dataset, train, test, classifier, recipe, args.seed if seed is None else seed, torch.device("cpu")
+            args.dataset, train, classifier, recipe, args.seed if seed is None else seed, torch.device("cpu")
         )
         minutes = (time.time() - t0) / 60
         for rec in metrics["history"]:

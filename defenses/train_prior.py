@@ -4,8 +4,9 @@ GAN recipe (stated in docs/MODELS.md): batch 64, Adam β = (0.5, 0.999), G at 2e
 smoothed to 0.9, non-saturating G loss. Real and fake images go through D *in one batch*: with Table 4's
 BatchNorm in training mode, separate all-real and all-fake batches get the same mean logit, so D cannot
 tell them apart and its loss sits at 2 ln 2. After every epoch the generator is scored where the defenses use
-it: classifier accuracy on projections of held-out test images, and the spread of classes among samples;
-the best epoch's checkpoint is kept.
+it: classifier accuracy on projections of validation images (a seeded slice of the *training* split that the
+GAN never trains on; the test split is not an argument of :func:`train_gan`, so model selection cannot see
+it), and the spread of classes among samples; the best epoch's checkpoint is kept.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ class GANRecipe:
     real_label: float = 0.9
     subset_fraction: float = 1.0
     epoch_fraction: float = 1.0  #: fraction of the (subset) training set seen per epoch
-    eval_images: int = 100  #: test images projected after every epoch
+    eval_images: int = 100  #: validation images (held out of the training split) projected after every epoch
     eval_restarts: int = 4
     eval_steps: int = 100
 
@@ -80,7 +81,7 @@ def class_spread(G, classifier, n: int, gen: torch.Generator, device) -> list[fl
 def projection_quality(
     G, classifier, data: ImageData, indices, cfg: ProjectionConfig, seed: int, device, batch: int = 100
 ) -> dict:
-    """Project clean test images onto the range of G; mean reconstruction MSE and the classifier's
+    """Project the clean images ``data[indices]`` onto the range of G; mean reconstruction MSE and the classifier's
     accuracy on the reconstructions G(z*)."""
     engine = ProjectionEngine(G)
     preds, labels, errs, classes = [], [], [], 0
@@ -104,10 +105,19 @@ def projection_quality(
     }
 
 
+def selection_split(n_train: int, recipe: GANRecipe, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """(validation indices, GAN training indices) into the training split: a seeded permutation gives the first
+    ``recipe.eval_images`` to epoch selection and ``subset_fraction`` of the rest to the GAN; disjoint."""
+    if not 0 < recipe.eval_images < n_train:
+        raise DefbenchError(f"eval_images must be in (0, {n_train}) for a training split of {n_train} images")
+    perm = torch.randperm(n_train, generator=gen)
+    rest = perm[recipe.eval_images :]
+    return perm[: recipe.eval_images].sort().values, rest[: max(1, int(len(rest) * recipe.subset_fraction))]
+
+
 def train_gan(
     dataset: str,
     train: ImageData,
-    test: ImageData,
     classifier,
     recipe: GANRecipe,
     seed: int,
@@ -116,18 +126,18 @@ def train_gan(
     max_steps: int | None = None,
     on_epoch=None,
 ) -> tuple[dict, dict]:
-    """Train G and D; returns ({'G': state, 'D': state}, metrics) for the best epoch. ``on_epoch(state,
-    metrics)`` is called after every epoch with the best state so far (the zoo saves it, so a killed run
-    keeps its best epoch)."""
+    """Train G and D on ``train`` less its validation slice (:func:`selection_split`); returns ({'G': state,
+    'D': state}, metrics) for the epoch with the best projection accuracy on the validation slice.
+    ``on_epoch(state, metrics)`` is called after every epoch with the best state so far (the zoo saves it, so
+    a killed run keeps its best epoch)."""
     gen = seed_everything(seed)
     G, D = build_gan(dataset)
     G, D = G.to(device), D.to(device)
     opt_g = torch.optim.Adam(G.parameters(), lr=recipe.lr_g, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(D.parameters(), lr=recipe.lr_d, betas=(0.5, 0.999))
-    n_sub = int(len(train) * recipe.subset_fraction)
-    subset = torch.randperm(len(train), generator=gen)[:n_sub]
+    eval_idx, subset = selection_split(len(train), recipe, gen)
+    n_sub = len(subset)
     per_epoch = max(recipe.batch_size, int(n_sub * recipe.epoch_fraction))
-    eval_idx = test.eval_indices(recipe.eval_images, seed + 7919)
     eval_cfg = ProjectionConfig(latent_steps=recipe.eval_steps, restarts=recipe.eval_restarts)
     steps_per_epoch = per_epoch // recipe.batch_size
     total = recipe.epochs * steps_per_epoch if max_steps is None else min(max_steps, recipe.epochs * steps_per_epoch)
@@ -166,7 +176,7 @@ def train_gan(
                 bar.set_postfix(d=f"{sum(d_losses[-20:]) / 20:.3f}", g=f"{sum(g_losses[-20:]) / 20:.3f}")
         G.eval(), D.eval()
         classifier.eval()
-        q = projection_quality(G, classifier, test, eval_idx, eval_cfg, seed, device)
+        q = projection_quality(G, classifier, train, eval_idx, eval_cfg, seed, device)
         spread = class_spread(G, classifier, 2000, torch.Generator().manual_seed(seed + 1), device)
         rec = {
             "epoch": epoch + 1,
@@ -180,7 +190,7 @@ def train_gan(
         }
         history.append(rec)
         bar.write(
-            f"epoch {epoch + 1}: projection accuracy {rec['projection_accuracy']:.3f} on {q['n']} test images, "
+            f"epoch {epoch + 1}: projection accuracy {rec['projection_accuracy']:.3f} on {q['n']} validation images, "
             f"smallest class share {rec['min_class_fraction']:.3f}, D loss {rec['d_loss']:.3f}, G loss {rec['g_loss']:.3f}"  # noqa: E501
         )
         if best is None or rec["projection_accuracy"] >= best[0]["projection_accuracy"]:
@@ -192,6 +202,7 @@ def train_gan(
             "d_loss_trace": d_losses[:: max(1, len(d_losses) // 200)],
             "train_seconds": round(time.time() - t0, 1),
             "train_images": n_sub,
+            "selection": {"split": "train", "validation_images": [int(i) for i in eval_idx]},
             "device": str(device),
             "epochs_done": epoch + 1,
             "epochs_planned": recipe.epochs,

@@ -153,7 +153,7 @@ def build_gan_model(
 ) -> zoo.Entry:
     recipe = gan_recipe(dataset, preset, subset_fraction=subset_fraction, **overrides)
     classifier, _ = get_classifier(dataset, preset, device, data_root, progress=progress)
-    train, test = load_dataset(dataset, "train", data_root), load_dataset(dataset, "test", data_root)
+    train = load_dataset(dataset, "train", data_root)  # epoch selection uses a slice of it, never the test split
     if holdout_class is not None:  # leave-one-class-out GAN (MimicGAN anomaly detection)
         keep = (train.labels != holdout_class).nonzero().squeeze(1)
         train = dataclasses.replace(train, images=train.images[keep], labels=train.labels[keep])
@@ -176,7 +176,7 @@ def build_gan_model(
         saved.append(zoo.save(mid, {f"{k}.{n}": t for k, sd in state.items() for n, t in sd.items()}, manifest))
         _save_grid(state["G"], dataset, zoo.zoo_dir() / f"{mid}-samples.png", seed)
 
-    train_gan(dataset, train, test, classifier, recipe, seed, torch.device(device), progress, on_epoch=save)
+    train_gan(dataset, train, classifier, recipe, seed, torch.device(device), progress, on_epoch=save)
     return saved[-1]
 
 

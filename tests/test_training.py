@@ -20,7 +20,7 @@ def test_discriminator_loss_leaves_2ln2_early(fmnist, tiny_classifier):
     model, _ = tiny_classifier
     recipe = GANRecipe(epochs=1, epoch_fraction=0.05, eval_images=10, eval_restarts=1, eval_steps=5)
     _, metrics = train_gan(
-        "fmnist", train, test, model, recipe, seed=0, device=torch.device("cpu"), progress=False, max_steps=40
+        "fmnist", train, model, recipe, seed=0, device=torch.device("cpu"), progress=False, max_steps=40
     )
     trace = metrics["d_loss_trace"]
     assert len(trace) == 40
@@ -56,3 +56,30 @@ def _untrained_encoder():
 
     torch.manual_seed(0)
     return Encoder(1, 28).eval()
+
+
+def test_gan_epoch_selection_uses_validation_images_held_out_of_training():
+    """The epoch is chosen on a slice of the training split that the GAN does not train on; the test split
+    is not even an argument, so model selection cannot see the images the tables are measured on."""
+    import inspect
+
+    from defbench.defenses.train_prior import selection_split
+
+    assert "test" not in inspect.signature(train_gan).parameters
+    for fraction in (1.0, 0.8):
+        recipe = GANRecipe(epochs=1, eval_images=100, subset_fraction=fraction)
+        val, sub = selection_split(1000, recipe, torch.Generator().manual_seed(0))
+        assert len(val) == 100 and len(sub) == int(900 * fraction)
+        assert not set(val.tolist()) & set(sub.tolist())
+        val2, sub2 = selection_split(1000, recipe, torch.Generator().manual_seed(0))
+        assert torch.equal(val, val2) and torch.equal(sub, sub2)  # seeded
+
+
+def test_gan_training_records_its_validation_slice(fmnist, tiny_classifier):
+    train, _ = fmnist
+    model, _ = tiny_classifier
+    recipe = GANRecipe(epochs=1, epoch_fraction=0.01, eval_images=10, eval_restarts=1, eval_steps=2)
+    _, metrics = train_gan("fmnist", train, model, recipe, seed=0, device=torch.device("cpu"), progress=False)
+    val = metrics["selection"]["validation_images"]
+    assert metrics["selection"]["split"] == "train" and len(val) == 10
+    assert metrics["train_images"] == len(train) - 10
