@@ -42,6 +42,9 @@ class GANRecipe:
     eval_images: int = 100  #: validation images (held out of the training split) projected after every epoch
     eval_restarts: int = 4
     eval_steps: int = 100
+    #: weight of the mode-seeking term (Mao et al., CVPR 2019): G's loss gains λ / (ratio + 1e-5), ratio =
+    #: mean |G(z_a) − G(z_b)| / mean |z_a − z_b| between the two halves of the batch; 0 = off (the paper recipe)
+    mode_seeking: float = 0.0
 
 
 GAN_RECIPES = {
@@ -105,6 +108,15 @@ def projection_quality(
     }
 
 
+def mode_seeking_penalty(z: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """1 / (ratio + 1e-5), ratio = mean |G(z_a) − G(z_b)| / mean |z_a − z_b| over the two halves of a batch
+    (Mao et al., "Mode Seeking GANs", CVPR 2019): small when distinct latents give distinct images, so G is
+    pushed away from mapping many latents to one mode."""
+    h = z.shape[0] // 2
+    ratio = (fake[:h] - fake[h : 2 * h]).abs().mean() / (z[:h] - z[h : 2 * h]).abs().mean()
+    return 1 / (ratio + 1e-5)
+
+
 def selection_split(n_train: int, recipe: GANRecipe, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """(validation indices, GAN training indices) into the training split: a seeded permutation gives the first
     ``recipe.eval_images`` to epoch selection and ``subset_fraction`` of the rest to the GAN; disjoint."""
@@ -156,7 +168,8 @@ def train_gan(
             x = x.to(device)
             b = x.shape[0]
             # --- D step: real and fake in one batch (BatchNorm sees both)
-            fake = G(sample_latent(b, G.latent_dim, gen, device))
+            z = sample_latent(b, G.latent_dim, gen, device)
+            fake = G(z)
             logits = D(torch.cat([x, fake.detach()]))
             target = torch.cat([ones[:b], torch.zeros(b, device=device)])
             loss_d = F.binary_cross_entropy_with_logits(logits, target) * 2  # sum of the real and fake halves
@@ -166,6 +179,8 @@ def train_gan(
             # --- G step: non-saturating loss, again through a mixed batch
             logits = D(torch.cat([x, fake]))[b:]
             loss_g = F.binary_cross_entropy_with_logits(logits, torch.ones(b, device=device))
+            if recipe.mode_seeking > 0:
+                loss_g = loss_g + recipe.mode_seeking * mode_seeking_penalty(z, fake)
             opt_g.zero_grad(set_to_none=True)
             loss_g.backward()
             opt_g.step()

@@ -83,3 +83,32 @@ def test_gan_training_records_its_validation_slice(fmnist, tiny_classifier):
     val = metrics["selection"]["validation_images"]
     assert metrics["selection"]["split"] == "train" and len(val) == 10
     assert metrics["train_images"] == len(train) - 10
+
+
+def test_mode_seeking_penalty_is_large_for_a_collapsed_generator():
+    from defbench.defenses.train_prior import mode_seeking_penalty
+
+    z = torch.randn(8, 100)
+    collapsed = torch.zeros(8, 1, 4, 4) + 0.5  # every latent gives the same image
+    varied = torch.rand(8, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    assert mode_seeking_penalty(z, collapsed) > 1e4
+    assert mode_seeking_penalty(z, varied) < 10
+    assert torch.isclose(
+        mode_seeking_penalty(z, varied),
+        1 / ((varied[:4] - varied[4:]).abs().mean() / (z[:4] - z[4:]).abs().mean() + 1e-5),
+    )
+
+
+def test_mode_seeking_changes_training(fmnist, tiny_classifier):
+    train, _ = fmnist
+    model, _ = tiny_classifier
+    runs = []
+    for lam in (0.0, 1.0):
+        recipe = GANRecipe(
+            epochs=1, epoch_fraction=0.01, eval_images=10, eval_restarts=1, eval_steps=2, mode_seeking=lam
+        )
+        state, _ = train_gan(
+            "fmnist", train, model, recipe, seed=0, device=torch.device("cpu"), progress=False, max_steps=3
+        )
+        runs.append(state["G"])
+    assert any(not torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
