@@ -21,6 +21,7 @@ clean and BPDA accuracy as k / n with the Wilson 95% interval.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sqlite3
 import subprocess
@@ -29,6 +30,7 @@ from pathlib import Path
 
 from _common import command_line, data_root, markdown, write_table
 
+from defbench.datasets import CLASS_NAMES
 from defbench.metrics import wilson_interval
 
 #: label -> (hypothesis, defense, extra matrix arguments)
@@ -52,16 +54,17 @@ def run_reading(label: str, args) -> list[object]:
     cmd += ["--eval-repeats", "1", "--no-baseline", "--no-progress", "--out", str(out), *extra]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     with sqlite3.connect(out / "defbench.sqlite") as db:  # the cells as stored: counts and their own wall time
-        got = {
-            a: (n, k, w, d)
-            for a, n, k, w, d in db.execute("SELECT attack, n, correct, wall_seconds, device FROM cells")
-        }
+        query = "SELECT attack, n, correct, wall_seconds, device, labels, preds FROM cells"
+        got = {r[0]: r[1:] for r in db.execute(query)}
     row: list[object] = [label, defense, hypothesis]
     for attack in ("clean", "pgd"):
-        n, k, _, _ = got[attack]
+        n, k = got[attack][:2]
         lo, hi = wilson_interval(k, n)
         row.append(f"{k}/{n} ({100 * lo:.0f}–{100 * hi:.0f})")
-    return row + [f"{got['pgd'][2]:.0f} ({got['pgd'][3]})"]
+    labels, preds = json.loads(got["pgd"][4]), json.loads(got["pgd"][5])
+    names = CLASS_NAMES.get(args.dataset)
+    kept = [names[y] if names else str(y) for y, p in zip(labels, preds) if y == p]
+    return row + [", ".join(sorted(kept)) or "—", f"{got['pgd'][2]:.0f} ({got['pgd'][3]})"]
 
 
 def main(argv=None) -> int:
@@ -73,7 +76,15 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="benchmarks/results/bpda_causes.md")
     args = ap.parse_args(argv)
     data_root()
-    header = ["reading", "defense", "one change from the base", "clean", "BPDA PGD", "BPDA cell (s, device)"]
+    header = [
+        "reading",
+        "defense",
+        "one change from the base",
+        "clean",
+        "BPDA PGD",
+        "classes kept under BPDA",
+        "BPDA cell (s, device)",
+    ]
     rows = []
     for label in args.only or list(READINGS):
         rows.append(run_reading(label, args))
@@ -84,7 +95,7 @@ def main(argv=None) -> int:
         f"n = {args.n} seeded test images per cell, BPDA PGD with EOT 1 and one purification per evaluation; "
         "k / n with the Wilson 95% interval; the BPDA cell's wall time as its store recorded it.",
         "",
-        *markdown(rows, header, ["left"] * 3 + ["right"] * 3),
+        *markdown(rows, header, ["left"] * 3 + ["right"] * 2 + ["left", "right"]),
     ]
     write_table(lines, args.out)
     return 0
