@@ -109,7 +109,9 @@ def add_gan_rows(rows, record, ds, G, gman, clf, test, idx, args, dev, t0) -> No
         [
             gman["id"],
             f"accuracy on DefenseGAN projections (L=200, R=10) of {args.n} clean test images",
-            f"{q['projection_accuracy']:.3f}",
+            "{:.3f} (Wilson 95%: {:.2f}–{:.2f})".format(
+                q["projection_accuracy"], *metrics.wilson_interval(sum(ok for _, ok in q["per_class"]), q["n"])
+            ),
             PAPER_DEFENSEGAN_CLEAN.get(ds, "—"),
             f"{tt:.1f} min (best epoch {gman['metrics'].get('best_epoch')})",
             f"{time.time() - t0:.0f}s",
