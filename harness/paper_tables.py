@@ -52,7 +52,8 @@ STATUS: dict[str, tuple[str, str]] = {
     ),
     "mimicgan-fig5a": (
         "open",
-        "no paper numbers (curves not in the text); measured with the untargeted perturbation, rerun targeted",
+        "no paper numbers (curves not in the text); with the paper's targeted ν, MimicGAN is not more robust than "
+        "DefenseGAN at any α (n = 100)",
     ),
     "mimicgan-fig5b": (
         "open",
