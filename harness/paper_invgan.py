@@ -90,7 +90,8 @@ def _invgan_parts(dataset: str) -> tuple[PaperTable, PaperTable]:
         notes=notes
         + (
             "AUC of the detection score ‖Φ(x) − Φ(x̂)‖ (Eq. 7, penultimate classifier features): "
-            "the defense's clean images (0) against the attacked ones (1).",
+            "InvGAN's protocol: the clean images the classifier gets right (0) against the successful "
+            "adversarial examples made from them (1); the interval is Hanley-McNeil's.",
         ),
         **{**common, "paper_scale": 1.0},
     )

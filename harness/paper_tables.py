@@ -39,12 +39,19 @@ STATUS: dict[str, tuple[str, str]] = {
         "the speed claim fails with our Eq. 6 optimiser (SGD lr 0.01) and holds with DefenseGAN's from the same "
         "encoder start",
     ),
-    "invgan-table2-fmnist": ("open", "BPDA 5 / 0% against 59 / 71%: the cause is not isolated"),
+    "invgan-table2-fmnist": (
+        "open",
+        "clean and CW within 5-7 points; FGSM 13-20, RP 13-30 and BPDA 59-66 under; the BPDA gap narrowed (one "
+        "reading at a time below), not closed",
+    ),
     "invgan-table2-mnist": (
         "open",
         "clean, undefended, CW and BPDA within 5 points or inside the interval; FGSM at 0.3 and RP 10-20 under",
     ),
-    "invgan-table3-fmnist": ("open", "AUCs measured before the InvGAN-protocol AUC; rerun"),
+    "invgan-table3-fmnist": (
+        "open",
+        "InvGAN-protocol AUCs 0.19-0.53 under the paper's; the CW and BPDA scores separate no better than chance",
+    ),
     "invgan-table3-mnist": ("open", "AUCs measured before the InvGAN-protocol AUC; rerun"),
     "mimicgan-fig4b": (
         "open",
