@@ -10,7 +10,8 @@ preset's models and settings, with exactly one thing changed from the base readi
 * budget: ε = 0.15 (ε = 0.3 on images in [-1, 1], the pixel range of the GAN's tanh and of many cleverhans
   models of the time, is 0.15 on our [0, 1] images);
 * attack steps: 10 PGD steps (same total travel, step 0.04) instead of 40;
-* projection steps: DefenseGAN L = 50 instead of 200 (R = 10 kept); InvGAN T = 200 or 2000 instead of 1000.
+* projection steps: DefenseGAN L = 50 or 400 instead of 200 (R = 10 kept); InvGAN T = 200 or 2000 instead of
+  1000.
 
 Each cell runs through the CLI into ``--work``/<reading> (its store makes a rerun free), and the table gives
 clean and BPDA accuracy as k / n with the Wilson 95% interval.
@@ -39,6 +40,7 @@ READINGS: dict[str, tuple[str, str, list[str]]] = {
     "D1": ("budget: ε 0.15", "defensegan", ["--eps", "0.15"]),
     "D2": ("attack: 10 PGD steps", "defensegan", ["--eps", "0.3", "--attack-opt", "pgd:steps=10"]),
     "D3": ("projection: L = 50", "defensegan", ["--eps", "0.3", "--defense-opt", "defensegan:latent_steps=50"]),
+    "D4": ("projection: L = 400", "defensegan", ["--eps", "0.3", "--defense-opt", "defensegan:latent_steps=400"]),
     "I0": ("base", "invgan", ["--eps", "0.3"]),
     "I1": ("budget: ε 0.15", "invgan", ["--eps", "0.15"]),
     "I2": ("attack: 10 PGD steps", "invgan", ["--eps", "0.3", "--attack-opt", "pgd:steps=10"]),
