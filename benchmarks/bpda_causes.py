@@ -22,9 +22,7 @@ clean and BPDA accuracy as k / n with the Wilson 95% interval.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -32,6 +30,7 @@ from pathlib import Path
 from _common import command_line, data_root, markdown, write_table
 
 from defbench.datasets import CLASS_NAMES
+from defbench.harness.store import Store
 from defbench.metrics import wilson_interval
 
 #: label -> (hypothesis, defense, extra matrix arguments)
@@ -56,18 +55,20 @@ def run_reading(label: str, args) -> list[object]:
     cmd += ["--defense", defense, "--attacks", "pgd", "--threat", "bpda", "--n", str(args.n), "--eot", "1"]
     cmd += ["--eval-repeats", "1", "--no-baseline", "--no-progress", "--out", str(out), *extra]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-    with sqlite3.connect(out / "defbench.sqlite") as db:  # the cells as stored: counts and their own wall time
-        query = "SELECT attack, n, correct, wall_seconds, device, labels, preds FROM cells"
-        got = {r[0]: r[1:] for r in db.execute(query)}
+    store = Store(out)  # the cells as stored: counts, predictions and their own wall time
+    try:
+        got = {r["attack"]: r for r in store.rows()}
+    finally:
+        store.close()
     row: list[object] = [label, defense, hypothesis]
     for attack in ("clean", "pgd"):
-        n, k = got[attack][:2]
+        n, k = got[attack]["n"], got[attack]["correct"]
         lo, hi = wilson_interval(k, n)
         row.append(f"{k}/{n} ({100 * lo:.0f}–{100 * hi:.0f})")
-    labels, preds = json.loads(got["pgd"][4]), json.loads(got["pgd"][5])
+    bpda = got["pgd"]
     names = CLASS_NAMES.get(args.dataset)
-    kept = [names[y] if names else str(y) for y, p in zip(labels, preds) if y == p]
-    return row + [", ".join(sorted(kept)) or "—", f"{got['pgd'][2]:.0f} ({got['pgd'][3]})"]
+    kept = [names[y] if names else str(y) for y, p in zip(bpda["labels"], bpda["preds"]) if y == p]
+    return row + [", ".join(sorted(kept)) or "—", f"{bpda['wall_seconds']:.0f} ({bpda['device']})"]
 
 
 def main(argv=None) -> int:
