@@ -1,8 +1,10 @@
 """Training code on real Fashion-MNIST at tiny budgets: the classifier learns, the discriminator learns
 (its loss leaves 2 ln 2 — Table 4's BatchNorm trap), the data-free InvGAN encoder inverts G."""
 
+import pytest
 import torch
 
+from defbench import DefbenchError
 from defbench.defenses.train_prior import TWO_LN2, EncoderRecipe, GANRecipe, latent_recovery, train_encoder, train_gan
 
 
@@ -73,6 +75,9 @@ def test_gan_epoch_selection_uses_validation_images_held_out_of_training():
         assert not set(val.tolist()) & set(sub.tolist())
         val2, sub2 = selection_split(1000, recipe, torch.Generator().manual_seed(0))
         assert torch.equal(val, val2) and torch.equal(sub, sub2)  # seeded
+    for bad in (0, 1000):  # no validation slice, or nothing left to train on
+        with pytest.raises(DefbenchError, match="eval_images must be in"):
+            selection_split(1000, GANRecipe(epochs=1, eval_images=bad), torch.Generator().manual_seed(0))
 
 
 def test_gan_training_records_its_validation_slice(fmnist, tiny_classifier):
