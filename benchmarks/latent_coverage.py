@@ -48,31 +48,18 @@ def main(argv=None) -> int:
             ok.append(classifier(proj.x_hat).argmax(1) == y)
         zs.append(proj.z.reshape(len(x), -1)), ys.append(y)
     z, y, ok = torch.cat(zs), torch.cat(ys), torch.cat(ok)
-    on_face, norm = (z.abs() > FACE).float().mean(1), z.norm(dim=1)
     u = torch.rand(10_000, z.shape[1], generator=torch.Generator().manual_seed(args.seed)) * 2 - 1
+
+    def stats(name: str, zz: torch.Tensor, correct: torch.Tensor | None) -> list[object]:
+        """One table row: images, % of coordinates on a face, mean norm, % correct on G(z*)."""
+        face = 100 * (zz.abs() > FACE).float().mean()
+        acc = "—" if correct is None else f"{100 * correct.float().mean():.0f}"
+        return [name, len(zz), f"{face:.1f}", f"{zz.norm(dim=1).mean():.2f}", acc]
+
     names = CLASS_NAMES.get(args.dataset) or tuple(str(c) for c in range(int(y.max()) + 1))
-    rows = [
-        [
-            "U(-1, 1) draws (10,000)",
-            10_000,
-            f"{100 * (u.abs() > FACE).float().mean():.1f}",
-            f"{u.norm(dim=1).mean():.2f}",
-            "—",
-        ]
-    ]
-    for c, name in enumerate(names):
-        m = y == c
-        if m.any():
-            rows.append(
-                [
-                    name,
-                    int(m.sum()),
-                    f"{100 * on_face[m].mean():.1f}",
-                    f"{norm[m].mean():.2f}",
-                    f"{100 * ok[m].float().mean():.0f}",
-                ]
-            )
-    rows.append(["all", len(y), f"{100 * on_face.mean():.1f}", f"{norm.mean():.2f}", f"{100 * ok.float().mean():.0f}"])
+    rows = [stats("U(-1, 1) draws (10,000)", u, None)]
+    rows += [stats(name, z[y == c], ok[y == c]) for c, name in enumerate(names) if (y == c).any()]
+    rows.append(stats("all", z, ok))
     header = ["class", "images", f"z* coordinates on a face (|z_i| > {FACE}) %", "mean ‖z*‖₂", "accuracy on G(z*) %"]
     lines = [
         f"Command: `{command_line(argv)}`; CPU; {args.dataset} paper-preset GAN and classifier, DefenseGAN "
