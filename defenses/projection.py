@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from defbench import DefbenchError
+from defbench.progress import step as progress_step
 from defbench.defenses.priors import MimicSurrogate, sample_latent
 
 LOSSES = ("mse", "l2", "l1")
@@ -276,6 +277,7 @@ class ProjectionEngine:
                     obj, _ = self._terms(y_rep, zd, cfg, surrogate)
                     obj.sum().backward()
                     s_opt.step()
+                    progress_step()
             for _ in range(cfg.latent_steps):
                 z_opt.zero_grad(set_to_none=True)
                 obj, _ = self._terms(y_rep, z, cfg, surrogate)
@@ -286,6 +288,7 @@ class ProjectionEngine:
                     z.clamp_(-1, 1)
                 if progress:
                     progress(n)
+                progress_step()
         with torch.no_grad():
             _, err = self._terms(y_rep, z, cfg, surrogate)
             err = err.view(n, r)

@@ -42,7 +42,7 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
-from defbench import DefbenchError
+from defbench import DefbenchError, progress
 from defbench.defenses.base import Defense
 
 #: supplement Table 3: (filters, conv layers, 1-based conv layers whose input passes through Dropout)
@@ -268,6 +268,7 @@ class RIDE(Defense):
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
+                progress.step()
             with torch.no_grad():
                 if fixed is not None:
                     est = net(fixed)

@@ -18,7 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 import defbench
-from defbench import DefbenchError, metrics
+from defbench import DefbenchError, metrics, progress
 from defbench.attacks.registry import available as available_attacks
 from defbench.attacks.registry import distribution_of as attack_distribution
 from defbench.attacks.registry import get_attack
@@ -495,8 +495,17 @@ class MatrixRunner:
         return x_adv
 
     def compute_cell(self, cell: Cell) -> CellOutcome:
-        """Compute one cell; writes nothing but the gray-box adversarial cache (see :meth:`record`)."""
+        """Compute one cell; writes nothing but the gray-box adversarial cache (see :meth:`record`). With
+        progress on, a second bar counts the defense's optimiser steps (:mod:`defbench.progress`): a cell is
+        often one batch, and one batch of RIDE or a projection with BPDA is thousands of steps."""
         key, dcfg, acfg = self.key(cell)
+        desc = f"s{cell.seed} {cell.defense} {cell.threat} {acfg.get('label')}"
+        if not self.spec.progress:
+            return self._compute_cell(cell, key, dcfg, acfg, desc)
+        with tqdm(desc=f"{desc}: defense steps", unit="step", leave=False) as bar, progress.reporting(bar.update):
+            return self._compute_cell(cell, key, dcfg, acfg, desc)
+
+    def _compute_cell(self, cell: Cell, key, dcfg: dict, acfg: dict, desc: str) -> CellOutcome:
         d = self.defense(cell.defense)
         atk = self.attack(cell.attack) if cell.attack is not None else None
         idx = self.test.eval_indices(self.cell_n(cell), cell.seed, self.spec.stratified)  # a subset of n's
@@ -520,7 +529,6 @@ class MatrixRunner:
         repeats = self._repeats(d)
         labels, preds_u, scores, errors, rep_preds = [], [], [], [], [[] for _ in range(repeats)]
         t0 = time.time()
-        desc = f"s{cell.seed} {cell.defense} {cell.threat} {acfg.get('label')}"
         batches = list(range(0, len(idx), self.spec.batch_size))
         extra: dict[str, Any] = {"randomized": bool(d.randomized)}
         examples = None

@@ -1,0 +1,41 @@
+"""Progress of a defense's inner loop, for the bars of long cells.
+
+A cell of 100 images is one batch, and one batch of RIDE at the paper's readings is 10,000 optimiser steps
+(a BPDA cell, 11 such purifications): the matrix's per-batch bar would stand at 0/1 for hours. Long loops
+(the projection engine's latent steps, RIDE's network steps) call :func:`step` once per optimiser step; the
+caller that shows a bar wraps the work in :func:`reporting`. Without a reporter :func:`step` does nothing, so
+defenses run the same whether or not anyone watches.
+
+Example::
+
+    from tqdm import tqdm
+    from defbench.progress import reporting
+
+    with tqdm(unit="step") as bar, reporting(bar.update):
+        x_hat = defense.purify(x)
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Callable, Iterator
+
+_reporter: ContextVar[Callable[[int], object] | None] = ContextVar("defbench_step_reporter", default=None)
+
+
+def step(n: int = 1) -> None:
+    """Report ``n`` optimiser steps of the loop running now to the active reporter, if any."""
+    fn = _reporter.get()
+    if fn is not None:
+        fn(n)
+
+
+@contextmanager
+def reporting(fn: Callable[[int], object]) -> Iterator[None]:
+    """Within the block, :func:`step` hands its counts to ``fn`` (e.g. a tqdm bar's ``update``)."""
+    token = _reporter.set(fn)
+    try:
+        yield
+    finally:
+        _reporter.reset(token)
