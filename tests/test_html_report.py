@@ -334,6 +334,30 @@ def test_thumbnails_of_gray_and_color_images():
     assert big.mode == "RGB" and max(big.size) == MAX_SIDE and big.size == (round(160 * MAX_SIDE / 224), MAX_SIDE)
 
 
+def test_example_save_warns_on_a_failed_write_and_is_silent_otherwise(tmp_path):
+    """A failed write costs the report its grid, never the cell: a warning where it fails, none where it works."""
+    import warnings
+
+    from defbench.harness.examples import examples_blob, load_examples, save_examples_blob
+
+    class Const(torch.nn.Module):
+        def forward(self, x):
+            return torch.eye(10)[torch.zeros(len(x), dtype=torch.long)]
+
+    x = torch.rand(3, 1, 28, 28)
+    blob = examples_blob(Const(), x, x, x, [1, 2, 3], [7, 8, 9], k=2)
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where the examples folder would go")
+    with pytest.warns(UserWarning, match="could not save the example images of cell abc"):
+        assert save_examples_blob(blocked, "abc", blob) is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        path = save_examples_blob(tmp_path / "ok", "abc", blob)
+    assert path is not None and path.is_file()
+    back = load_examples(tmp_path / "ok", "abc")
+    assert back["indices"].tolist() == [7, 8] and torch.allclose(back["x"].float(), x[:2], atol=1e-3)
+
+
 def _paper_run(tmp_path):
     """A synthetic run of a paper table (the rows of every cell it needs), reported as `paper run` does."""
     from defbench.harness.papers import TABLES, PaperRun
