@@ -6,6 +6,8 @@ classifiers, the harness, the reports and the benchmarks alike.
   it is correct in every one of the k purifications;
 * worst case over attacks: an image counts only if it is correct on the clean input and under every attack;
 * ROC AUC (scikit-learn's ``roc_auc_score``), NaN where the score cannot rank anything;
+* paired comparison of two cells on the same images: the counts of (both right, only A, only B, both wrong) and
+  the exact two-sided McNemar p-value (a binomial test of the discordant images at 1/2);
 * intervals: Wilson's for an accuracy (scipy's ``binomtest(k, n).proportion_ci(method="wilson")``),
   Hanley–McNeil's for an AUC, and the normal-approximation half-width of a proportion.
 
@@ -91,6 +93,21 @@ def roc_auc(negatives: Iterable[float], positives: Iterable[float]) -> float:
 
 
 # ------------------------------------------------------------------------------------------------ intervals
+def paired_counts(correct_a: Any, correct_b: Any) -> tuple[int, int, int, int]:
+    """(both right, only A, only B, both wrong) of two per-image correctness vectors of the same images."""
+    a, b = np.asarray(correct_a, dtype=bool), np.asarray(correct_b, dtype=bool)
+    if a.shape != b.shape:
+        raise ValueError(f"paired counts need the same images: {a.shape} vs {b.shape}")
+    return int((a & b).sum()), int((a & ~b).sum()), int((~a & b).sum()), int((~a & ~b).sum())
+
+
+def mcnemar_p(only_a: int, only_b: int) -> float:
+    """Exact two-sided McNemar p-value of the discordant counts: binomtest(only_a, only_a + only_b, 1/2); 1.0
+    when no image is discordant (the two cells cannot be told apart)."""
+    n = int(only_a) + int(only_b)
+    return 1.0 if n == 0 else float(binomtest(int(only_a), n, 0.5).pvalue)
+
+
 def binomial_half_width(n: int, p: float = 0.5) -> float:
     """Half-width (percentage points) of the normal-approximation 95% interval of a proportion p over n."""
     return 100 * 1.96 * math.sqrt(p * (1 - p) / n) if n > 0 else math.nan

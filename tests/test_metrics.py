@@ -90,3 +90,18 @@ def test_binomial_half_width():
     assert metrics.binomial_half_width(100) == pytest.approx(9.8)  # 1.96 · √(0.25 / 100), in points
     assert metrics.binomial_half_width(400, 0.1) == pytest.approx(100 * 1.96 * 0.015)
     assert math.isnan(metrics.binomial_half_width(0))
+
+
+def test_paired_counts_and_exact_mcnemar():
+    a = [True, True, False, False, True]
+    b = [True, False, True, False, False]
+    assert metrics.paired_counts(a, b) == (1, 2, 1, 1)
+    assert metrics.paired_counts(b, a) == (1, 1, 2, 1)
+    with pytest.raises(ValueError, match="same images"):
+        metrics.paired_counts(a, b[:4])
+    # by hand: 0 of 21 discordant images on A's side: 2 · 0.5^21; 10 vs 10 is no evidence at all
+    assert metrics.mcnemar_p(0, 21) == pytest.approx(2 * 0.5**21)
+    assert metrics.mcnemar_p(21, 0) == metrics.mcnemar_p(0, 21)
+    assert metrics.mcnemar_p(10, 10) == pytest.approx(1.0)
+    assert metrics.mcnemar_p(0, 0) == 1.0
+    assert metrics.mcnemar_p(1, 4) == pytest.approx(0.375)  # (1 + 5 + 5 + 1) / 32
