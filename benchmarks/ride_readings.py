@@ -26,7 +26,9 @@ from pathlib import Path
 
 import torch
 from _common import command_line, markdown, write_table
+from tqdm.auto import tqdm
 
+from defbench import progress
 from defbench.attacks.registry import get_attack
 from defbench.defenses.registry import build_defense
 from defbench.harness.data import load_dataset
@@ -118,7 +120,8 @@ def main(argv=None) -> int:
         # one batch: every image is purified by its own network from its own seeded draws, so this equals
         # two separate calls
         batch = x if x_adv is None else torch.cat([x, x_adv])
-        out = d.purify(batch, seed=args.seed)
+        with tqdm(desc=f"{label}: RIDE steps", unit="step", leave=False) as bar, progress.reporting(bar.update):
+            out = d.purify(batch, seed=args.seed)
         sec = (time.time() - t0) / len(batch)
         out_c, out_a = (out, None) if x_adv is None else out.split(len(x))
         if args.save:
