@@ -16,7 +16,6 @@ lowest reconstruction error ‖y − f̂(G(z))‖² is kept (DefenseGAN's rule).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -210,9 +209,7 @@ class ProjectionEngine:
                 z[:, 1:] += 0.1 * torch.randn(z[:, 1:].shape, generator=gen)
         return z.clamp_(-1, 1)
 
-    def project(
-        self, y: torch.Tensor, cfg: ProjectionConfig, seed: int = 0, progress: Callable[[int], None] | None = None
-    ) -> Projection:
+    def project(self, y: torch.Tensor, cfg: ProjectionConfig, seed: int = 0) -> Projection:
         """Project the batch ``y`` (N, C, H, W) in [0, 1] onto the range of G under ``cfg``."""
         dev = self.device
         gen = torch.Generator().manual_seed(seed)
@@ -231,7 +228,7 @@ class ProjectionEngine:
         for start in range(0, n, imgs_per_chunk):
             yc = y[start : start + imgs_per_chunk]
             zc = z_all[start : start + imgs_per_chunk].to(dev)
-            x_hat, z, err = self._project_chunk(yc, zc, cfg, surrogate, progress)
+            x_hat, z, err = self._project_chunk(yc, zc, cfg, surrogate)
             xs.append(x_hat), zs.append(z), errs.append(err)
         return Projection(torch.cat(xs), torch.cat(zs), torch.cat(errs), surrogate)
 
@@ -258,7 +255,7 @@ class ProjectionEngine:
         err = (y_rep - est).detach().flatten(1).pow(2).mean(1)
         return obj, err
 
-    def _project_chunk(self, y, z0, cfg, surrogate, progress):
+    def _project_chunk(self, y, z0, cfg, surrogate):
         n, r, d = z0.shape
         y_rep = y.repeat_interleave(r, dim=0)
         z = z0.reshape(n * r, d).clone().requires_grad_(True)
@@ -286,8 +283,6 @@ class ProjectionEngine:
                 z_opt.step()
                 with torch.no_grad():
                     z.clamp_(-1, 1)
-                if progress:
-                    progress(n)
                 progress_step()
         with torch.no_grad():
             _, err = self._terms(y_rep, z, cfg, surrogate)
