@@ -41,7 +41,7 @@ def pairs(rows: list[dict]) -> list[list[object]]:
             [
                 f"{a['defense']} vs {b['defense']}",
                 len(common),
-                f"{sum(ca[i] for i in common)} / {sum(cb[i] for i in common)}",
+                f"{both + only_a} / {both + only_b}",
                 both,
                 only_a,
                 only_b,
@@ -87,7 +87,10 @@ def main(argv=None) -> int:
         "",
         *markdown(pairs(rows), header, ["left"] + ["right"] * (len(header) - 1)),
     ]
-    return write_table(lines, args.out) if args.out else print("\n".join(lines)) or 0
+    if args.out:
+        return write_table(lines, args.out)
+    print("\n".join(lines))
+    return 0
 
 
 if __name__ == "__main__":

@@ -92,7 +92,6 @@ def roc_auc(negatives: Iterable[float], positives: Iterable[float]) -> float:
     return float(roc_auc_score(np.r_[np.zeros(len(neg)), np.ones(len(pos))], scores))
 
 
-# ------------------------------------------------------------------------------------------------ intervals
 def paired_counts(correct_a: Any, correct_b: Any) -> tuple[int, int, int, int]:
     """(both right, only A, only B, both wrong) of two per-image correctness vectors of the same images."""
     a, b = np.asarray(correct_a, dtype=bool), np.asarray(correct_b, dtype=bool)
@@ -108,6 +107,7 @@ def mcnemar_p(only_a: int, only_b: int) -> float:
     return 1.0 if n == 0 else float(binomtest(int(only_a), n, 0.5).pvalue)
 
 
+# ------------------------------------------------------------------------------------------------ intervals
 def binomial_half_width(n: int, p: float = 0.5) -> float:
     """Half-width (percentage points) of the normal-approximation 95% interval of a proportion p over n."""
     return 100 * 1.96 * math.sqrt(p * (1 - p) / n) if n > 0 else math.nan
