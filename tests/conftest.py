@@ -3,7 +3,9 @@ train in a temporary DEFBENCH_HOME, so the user's zoo is never touched."""
 
 from __future__ import annotations
 
+import importlib
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,7 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
+BENCHMARKS = REPO / "benchmarks"
 
 if SHARED_DATA.is_dir() and "DEFBENCH_DATA" not in os.environ:
     os.environ["DEFBENCH_DATA"] = str(SHARED_DATA)
@@ -27,6 +30,16 @@ def have_data(name: str) -> bool:
         return True
     except DefbenchError:
         return False
+
+
+def import_benchmark(name: str):
+    """The script ``benchmarks/<name>.py`` as a module. Scripts import their sibling ``_common``, so the folder
+    is on ``sys.path`` while they load, and only then."""
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(str(BENCHMARKS))
 
 
 @pytest.fixture(scope="session", autouse=True)

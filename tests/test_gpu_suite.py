@@ -6,13 +6,11 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
-from conftest import md_rows
+from conftest import BENCHMARKS, import_benchmark, md_rows
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 #: one latent step of the Fashion-MNIST DCGAN generator, by hand: its forward pass (FC 100->1024, FC
 #: 1024->128*7*7, transposed convs 128->64 at 14x14 and 64->1 at 28x28, 2 FLOPs per multiply-add) plus the
 #: gradient to its input, which costs the same again
@@ -21,13 +19,7 @@ G28_STEP = 2 * 2 * (100 * 1024 + 1024 * 6272 + 128 * 64 * 16 * 49 + 64 * 16 * 19
 
 @pytest.fixture(scope="module")
 def tp():
-    sys.path.insert(0, str(BENCH))
-    try:
-        import purify_throughput
-
-        yield purify_throughput
-    finally:
-        sys.path.remove(str(BENCH))
+    return import_benchmark("purify_throughput")
 
 
 def test_timed_stops_at_its_deadline(tp):
@@ -69,7 +61,7 @@ def test_gpu_suite_cpu_smoke(tmp_path, fmnist):
     """Without CUDA the suite says so, runs its tiny smoke of every stage and exits 0 with its table."""
     out = tmp_path / "suite.md"
     res = subprocess.run(
-        [sys.executable, str(BENCH / "gpu_suite.py"), "--device", "cpu", "--out", str(out)],
+        [sys.executable, str(BENCHMARKS / "gpu_suite.py"), "--device", "cpu", "--out", str(out)],
         capture_output=True,
         text=True,
         timeout=900,

@@ -3,25 +3,15 @@ a named defense without a cell)."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
+from conftest import import_benchmark
 
 from defbench import DefbenchError
-
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
 @pytest.fixture(scope="module")
 def pc():
-    sys.path.insert(0, str(BENCH))
-    try:
-        import paired_cells
-
-        yield paired_cells
-    finally:
-        sys.path.remove(str(BENCH))
+    return import_benchmark("paired_cells")
 
 
 def _cell(defense, indices, labels, preds):
