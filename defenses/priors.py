@@ -172,10 +172,29 @@ class MimicSurrogate(nn.Module):
         return self
 
 
-def build_gan(dataset: str, latent_dim: int = LATENT_DIM) -> tuple[nn.Module, nn.Module]:
-    """(G, D) of the paper family for ``dataset``."""
+def spectral_normalized(D: nn.Module) -> nn.Module:
+    """``D`` with spectral normalisation (Miyato et al., ICLR 2018, the architectures InvGAN §4 trains its GANs
+    with): every convolution and linear layer's weight divided by its largest singular value (one power
+    iteration per training step), and the batch normalisations of D removed, as SN-GAN's discriminators have
+    none. Changes ``D`` in place and returns it."""
+    for name, child in list(D.named_children()):
+        if isinstance(child, nn.modules.batchnorm._BatchNorm):
+            setattr(D, name, nn.Identity())
+        elif isinstance(child, (nn.Conv2d, nn.Linear)):
+            nn.utils.parametrizations.spectral_norm(child)
+        else:
+            spectral_normalized(child)
+    return D
+
+
+def build_gan(
+    dataset: str, latent_dim: int = LATENT_DIM, spectral_norm: bool = False
+) -> tuple[nn.Module, nn.Module]:
+    """(G, D) of the paper family for ``dataset``; ``spectral_norm``: D as :func:`spectral_normalized` makes it."""
     if dataset in ("fmnist", "mnist"):
-        return DCGANGenerator28(latent_dim), DCGANDiscriminator28()
-    if dataset == "cifar10":
-        return DCGANGenerator32(latent_dim), DCGANDiscriminator32()
-    raise DefbenchError(f"no GAN prior for {dataset}; GAN priors exist for fmnist, mnist, cifar10")
+        G, D = DCGANGenerator28(latent_dim), DCGANDiscriminator28()
+    elif dataset == "cifar10":
+        G, D = DCGANGenerator32(latent_dim), DCGANDiscriminator32()
+    else:
+        raise DefbenchError(f"no GAN prior for {dataset}; GAN priors exist for fmnist, mnist, cifar10")
+    return G, spectral_normalized(D) if spectral_norm else D

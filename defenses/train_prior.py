@@ -45,6 +45,9 @@ class GANRecipe:
     #: weight of the mode-seeking term (Mao et al., CVPR 2019): G's loss gains λ / (ratio + 1e-5), ratio =
     #: mean |G(z_a) − G(z_b)| / mean |z_a − z_b| between the two halves of the batch; 0 = off (the paper recipe)
     mode_seeking: float = 0.0
+    #: spectral normalisation in D instead of its batch norms (SN-GAN, the architectures InvGAN trains with);
+    #: off in the paper recipe, which follows MimicGAN's appendix Table 4 (D with batch norm)
+    spectral_norm: bool = False
 
 
 GAN_RECIPES = {
@@ -143,7 +146,7 @@ def train_gan(
     ``on_epoch(state, metrics)`` is called after every epoch with the best state so far (the zoo saves it, so
     a killed run keeps its best epoch)."""
     gen = seed_everything(seed)
-    G, D = build_gan(dataset)
+    G, D = build_gan(dataset, spectral_norm=bool(recipe.spectral_norm))
     G, D = G.to(device), D.to(device)
     opt_g = torch.optim.Adam(G.parameters(), lr=recipe.lr_g, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(D.parameters(), lr=recipe.lr_d, betas=(0.5, 0.999))

@@ -211,7 +211,7 @@ def get_gan(
         lambda: build_gan_model(dataset, preset, device=device, data_root=data_root, progress=progress, **kw),
         train_missing,
     )
-    G, D = build_gan(dataset)
+    G, D = build_gan(dataset, spectral_norm=bool(manifest.get("config", {}).get("spectral_norm", False)))
     _load_state(G, _split(state, "G"), mid, manifest)
     _load_state(D, _split(state, "D"), mid, manifest)
     return G.to(device).eval(), D.to(device).eval(), manifest

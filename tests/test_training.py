@@ -117,3 +117,58 @@ def test_mode_seeking_changes_training(fmnist, tiny_classifier):
         )
         runs.append(state["G"])
     assert any(not torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
+
+
+def test_spectral_normalized_discriminator_has_unit_spectral_norms_and_no_batch_norm():
+    from torch import nn
+
+    from defbench.defenses.priors import build_gan
+
+    _, plain = build_gan("fmnist")
+    _, D = build_gan("fmnist", spectral_norm=True)
+    assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in D.modules())
+    assert any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in plain.modules())
+    x = torch.rand(16, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    D.train()
+    for _ in range(30):  # one power iteration per training forward
+        D(x)
+    layers = [m for m in D.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    plain_layers = [m for m in plain.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    assert len(layers) == 4
+    for m, p in zip(layers, plain_layers):
+        sigma = torch.linalg.matrix_norm(m.weight.detach().flatten(1), ord=2)
+        assert abs(sigma.item() - 1) < 0.02
+        assert abs(torch.linalg.matrix_norm(p.weight.detach().flatten(1), ord=2).item() - 1) > 0.1
+
+
+def test_spectral_norm_recipe_trains_a_spectral_normalized_discriminator(fmnist, tiny_classifier):
+    from defbench.defenses.priors import build_gan
+
+    train, _ = fmnist
+    model, _ = tiny_classifier
+    states = {}
+    for sn in (False, True):
+        recipe = GANRecipe(
+            epochs=1, epoch_fraction=0.01, eval_images=10, eval_restarts=1, eval_steps=2, spectral_norm=sn
+        )
+        states[sn], _ = train_gan(
+            "fmnist", train, model, recipe, seed=0, device=torch.device("cpu"), progress=False, max_steps=3
+        )
+    assert any(not torch.equal(states[False]["G"][k], states[True]["G"][k]) for k in states[False]["G"])
+    build_gan("fmnist", spectral_norm=True)[1].load_state_dict(states[True]["D"])  # strict: same layers
+    with pytest.raises(RuntimeError):
+        build_gan("fmnist")[1].load_state_dict(states[True]["D"])
+
+
+def test_get_gan_rebuilds_the_discriminator_its_manifest_names():
+    """A zoo GAN trained with spectral_norm loads into a spectral-normalised D (and a plain one into a plain D)."""
+    from defbench.defenses.priors import build_gan
+    from defbench.harness import zoo
+    from defbench.harness.models import get_gan
+
+    for sn, tag in ((True, "no1"), (False, "no2")):
+        G, D = build_gan("mnist", spectral_norm=sn)
+        state = {f"G.{k}": v for k, v in G.state_dict().items()} | {f"D.{k}": v for k, v in D.state_dict().items()}
+        zoo.save(zoo.model_id("gan", "mnist", "quick", tag), state, {"kind": "gan", "config": {"spectral_norm": sn}})
+        _, loaded, _ = get_gan("mnist", "quick", train_missing=False, progress=False, tag=tag)
+        assert any("parametrizations" in k for k in loaded.state_dict()) is sn
