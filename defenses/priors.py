@@ -187,9 +187,7 @@ def spectral_normalized(D: nn.Module) -> nn.Module:
     return D
 
 
-def build_gan(
-    dataset: str, latent_dim: int = LATENT_DIM, spectral_norm: bool = False
-) -> tuple[nn.Module, nn.Module]:
+def build_gan(dataset: str, latent_dim: int = LATENT_DIM, spectral_norm: bool = False) -> tuple[nn.Module, nn.Module]:
     """(G, D) of the paper family for ``dataset``; ``spectral_norm``: D as :func:`spectral_normalized` makes it."""
     if dataset in ("fmnist", "mnist"):
         G, D = DCGANGenerator28(latent_dim), DCGANDiscriminator28()
