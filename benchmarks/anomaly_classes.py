@@ -53,6 +53,28 @@ def class_rows(rows: list[dict]) -> list[list[object]]:
     return out
 
 
+def summary(rows: list[list[object]]) -> list[str]:
+    """Per row: mean ± std (ddof 1) of the class AUCs, as the paper's table gives them; with both rows on the
+    same classes, the paired Wilcoxon signed-rank test of their class AUCs (two-sided)."""
+    from scipy.stats import wilcoxon
+
+    aucs: dict[str, dict[int, float]] = {}
+    for k, label, *_, auc, _, _ in rows:
+        aucs.setdefault(label, {})[k] = float(str(auc).split()[0])
+    out = [
+        f"{label}: mean {np.mean(list(v.values())):.3f} ± {np.std(list(v.values()), ddof=1):.3f} over {len(v)} classes"
+        for label, v in aucs.items()
+    ]
+    if len(aucs) == 2:
+        (la, a), (lb, b) = aucs.items()
+        common = sorted(set(a) & set(b))
+        if len(common) >= 2:
+            p = wilcoxon([a[k] for k in common], [b[k] for k in common]).pvalue
+            wins = sum(b[k] > a[k] for k in common)
+            out.append(f"{lb} above {la} on {wins} of {len(common)} classes; paired Wilcoxon signed-rank p = {p:.3g}")
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--store", required=True, help="the mimicgan-table2 run's output dir (its defbench.sqlite)")
@@ -72,7 +94,9 @@ def main(argv=None) -> int:
         "Projection error ‖x − G(z*)‖₂ per image (MimicGAN-2 Eq. 5); AUC with the left-out class positive, "
         "Hanley–McNeil interval.",
         "",
-        *markdown(class_rows(rows), header, ["right", "left"] + ["right"] * 5),
+        *markdown(table := class_rows(rows), header, ["right", "left"] + ["right"] * 5),
+        "",
+        *[f"- {line}" for line in summary(table)],
     ]
     if args.out:
         return write_table(lines, args.out)
