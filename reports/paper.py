@@ -177,9 +177,16 @@ def _verdict(paper, delta, lo, hi, metric: str) -> str:
     return "no"
 
 
+def is_anomaly_table(t) -> bool:
+    """Whether every measured cell of ``t`` is an anomaly AUC (MimicGAN-2 Table 2), not a detection AUC."""
+    metrics = {m.metric for c in t.cells if c.measure is not None for m in c.measure.members}
+    return metrics == {"anomaly-auc"}
+
+
 def to_markdown(run: PaperRun, df: pd.DataFrame) -> str:
     t = run.table
-    unit = "accuracy in %" if t.metric == "accuracy" else "detection ROC AUC"
+    anomaly = is_anomaly_table(t)
+    unit = "accuracy in %" if t.metric == "accuracy" else "anomaly ROC AUC" if anomaly else "detection ROC AUC"
     seeds = ", ".join(map(str, run.seeds))
     fewer = "".join(f" ({th} cells: a seeded subset of {k})" for th, k in sorted(run.threat_n.items()))
     tol = MATCH_TOLERANCE["auc" if t.metric != "accuracy" else "accuracy"]
@@ -233,6 +240,11 @@ def to_markdown(run: PaperRun, df: pd.DataFrame) -> str:
             parts.append(
                 f"- {per} ({ref}): the binomial 95% interval of an accuracy has half-width up to "
                 f"{widths} points (p = 0.5){at_paper}."
+            )
+        elif anomaly:
+            parts.append(
+                f"- {per} ({ref}). Anomaly AUC: the projection errors of the left-out class's images (positives) "
+                "against those of the other classes (negatives), over all n images of a cell."
             )
         else:
             parts.append(
