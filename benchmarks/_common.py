@@ -40,6 +40,14 @@ def markdown(rows: Sequence[Sequence[object]], header: Sequence[str], align: Seq
     return markdown_table(pd.DataFrame([list(r) for r in rows], columns=list(header)), align=align).splitlines()
 
 
+def emit(lines: list[str], out: str | Path | None = None) -> int:
+    """The report's lines: written to ``out`` (and echoed) when given, else printed; exit status 0."""
+    if out:
+        return write_table(lines, out)
+    print("\n".join(lines))
+    return 0
+
+
 def write_table(lines: list[str], out: str | Path) -> int:
     """Write the Markdown lines to ``out`` (parents created), echo them, return exit status 0."""
     out = Path(out)

@@ -18,7 +18,7 @@ import re
 import sys
 
 import numpy as np
-from _common import command_line, markdown, write_table
+from _common import command_line, emit, markdown
 
 from defbench.harness.store import Store
 from defbench.metrics import auc_interval, roc_auc
@@ -98,10 +98,7 @@ def main(argv=None) -> int:
         "",
         *[f"- {line}" for line in summary(table)],
     ]
-    if args.out:
-        return write_table(lines, args.out)
-    print("\n".join(lines))
-    return 0
+    return emit(lines, args.out)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import argparse
 import itertools
 import sys
 
-from _common import command_line, markdown, write_table
+from _common import command_line, emit, markdown
 
 from defbench import DefbenchError
 from defbench.harness.store import Store
@@ -87,10 +87,7 @@ def main(argv=None) -> int:
         "",
         *markdown(pairs(rows), header, ["left"] + ["right"] * (len(header) - 1)),
     ]
-    if args.out:
-        return write_table(lines, args.out)
-    print("\n".join(lines))
-    return 0
+    return emit(lines, args.out)
 
 
 if __name__ == "__main__":
