@@ -30,37 +30,37 @@ def row_label(defense: str) -> str:
     return "f̂ = I" if "surrogate=identity" in defense else "MimicGAN"
 
 
-def class_rows(rows: list[dict]) -> list[list[object]]:
-    """One line per (left-out class, row) from the clean cells of leave-one-class-out GANs."""
+def class_stats(rows: list[dict]) -> list[tuple]:
+    """Per (left-out class, row) of the clean cells of leave-one-class-out GANs: (class, row label, positives,
+    negatives, AUC, interval low, interval high, median error of the positives, of the negatives)."""
     out = []
-    for r in sorted(rows, key=lambda r: (int(GAN_TAG.search(r["defense"]).group(1)), row_label(r["defense"]))):
+    for r in rows:
         k = int(GAN_TAG.search(r["defense"]).group(1))
         held = np.asarray(r["labels"]) == k
         err = np.asarray(r["extra"]["projection_error"], dtype=float)
         auc = roc_auc(err[~held], err[held])
-        lo, hi = auc_interval(auc, int((~held).sum()), int(held.sum()))
-        out.append(
-            [
-                k,
-                row_label(r["defense"]),
-                int(held.sum()),
-                int((~held).sum()),
-                f"{auc:.3f} ({lo:.2f}–{hi:.2f})",
-                f"{np.median(err[held]):.2f}",
-                f"{np.median(err[~held]):.2f}",
-            ]
-        )
-    return out
+        n_pos, n_neg = int(held.sum()), int((~held).sum())
+        lo, hi = auc_interval(auc, n_neg, n_pos)
+        out.append((k, row_label(r["defense"]), n_pos, n_neg, auc, lo, hi, np.median(err[held]), np.median(err[~held])))
+    return sorted(out, key=lambda s: s[:2])
 
 
-def summary(rows: list[list[object]]) -> list[str]:
+def table_rows(stats: list[tuple]) -> list[list[object]]:
+    """The Markdown table's lines of :func:`class_stats`."""
+    return [
+        [k, label, pos, neg, f"{auc:.3f} ({lo:.2f}–{hi:.2f})", f"{med_pos:.2f}", f"{med_neg:.2f}"]
+        for k, label, pos, neg, auc, lo, hi, med_pos, med_neg in stats
+    ]
+
+
+def summary(stats: list[tuple]) -> list[str]:
     """Per row: mean ± std (ddof 1) of the class AUCs, as the paper's table gives them; with both rows on the
     same classes, the paired Wilcoxon signed-rank test of their class AUCs (two-sided)."""
     from scipy.stats import wilcoxon
 
     aucs: dict[str, dict[int, float]] = {}
-    for k, label, *_, auc, _, _ in rows:
-        aucs.setdefault(label, {})[k] = float(str(auc).split()[0])
+    for k, label, _, _, auc, *_ in stats:
+        aucs.setdefault(label, {})[k] = auc
     out = [
         f"{label}: mean {np.mean(list(v.values())):.3f} ± {np.std(list(v.values()), ddof=1):.3f} over {len(v)} classes"
         for label, v in aucs.items()
@@ -94,9 +94,9 @@ def main(argv=None) -> int:
         "Projection error ‖x − G(z*)‖₂ per image (MimicGAN-2 Eq. 5); AUC with the left-out class positive, "
         "Hanley–McNeil interval.",
         "",
-        *markdown(table := class_rows(rows), header, ["right", "left"] + ["right"] * 5),
+        *markdown(table_rows(stats := class_stats(rows)), header, ["right", "left"] + ["right"] * 5),
         "",
-        *[f"- {line}" for line in summary(table)],
+        *[f"- {line}" for line in summary(stats)],
     ]
     return emit(lines, args.out)
 

@@ -25,16 +25,16 @@ def test_each_class_row_is_its_own_auc(ac):
         labels,
         [0.9, 0.1, 0.4, 0.2, 0.3, 0.35],
     )
-    rows = ac.class_rows([mimic, ident])
+    rows = ac.table_rows(ac.class_stats([mimic, ident]))
     assert [r[:4] for r in rows] == [[1, "f̂ = I", 1, 5], [3, "MimicGAN", 3, 3]]
     assert rows[0][4].startswith("0.800 ") and rows[1][4].startswith(f"{7 / 9:.3f} ")
     assert rows[1][5:] == ["0.80", "0.30"]
 
 
 def test_summary_gives_mean_std_and_the_paired_test(ac):
-    rows = [[k, "f̂ = I", 5, 95, f"{v:.3f} (0–1)", "1", "1"] for k, v in enumerate([0.5, 0.6, 0.7, 0.4, 0.5])]
-    rows += [[k, "MimicGAN", 5, 95, f"{v:.3f} (0–1)", "1", "1"] for k, v in enumerate([0.6, 0.8, 0.9, 0.5, 0.55])]
-    lines = ac.summary(rows)
+    stats = [(k, "f̂ = I", 5, 95, v, 0, 1, 1, 1) for k, v in enumerate([0.5, 0.6, 0.7, 0.4, 0.5])]
+    stats += [(k, "MimicGAN", 5, 95, v, 0, 1, 1, 1) for k, v in enumerate([0.6, 0.8, 0.9, 0.5, 0.55])]
+    lines = ac.summary(stats)
     assert lines[0] == "f̂ = I: mean 0.540 ± 0.114 over 5 classes"
     assert lines[1] == "MimicGAN: mean 0.670 ± 0.172 over 5 classes"
     # every difference positive: the exact two-sided signed-rank p of n = 5 is 2 / 2**5

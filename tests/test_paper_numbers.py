@@ -315,19 +315,14 @@ def test_the_anomaly_table_explains_its_own_auc_not_invgan_detection():
 
     from defbench.harness.paper_spec import PaperRun
     from defbench.harness.paper_tables import resolve
-
-    def get_table(tid):
-        (t,) = resolve(tid)
-        return t
-
     from defbench.reports.paper import is_anomaly_table, to_markdown
 
+    tables = {tid: resolve(tid)[0] for tid in ("mimicgan-table2", "invgan-table3-mnist")}
     texts = {}
-    for tid in ("mimicgan-table2", "invgan-table3-mnist"):
-        t = get_table(tid)
+    for tid, t in tables.items():
         run = PaperRun(table=t, preset="paper", n=100, seeds=(0,), device="cpu", out=".", rows={})
         texts[tid] = to_markdown(run, pd.DataFrame(columns=["row", "column", "delta", "n"]))
-    assert is_anomaly_table(get_table("mimicgan-table2")) and not is_anomaly_table(get_table("invgan-table3-mnist"))
+    assert is_anomaly_table(tables["mimicgan-table2"]) and not is_anomaly_table(tables["invgan-table3-mnist"])
     assert "anomaly ROC AUC" in texts["mimicgan-table2"] and "InvGAN's protocol" not in texts["mimicgan-table2"]
     assert "left-out class's images (positives)" in texts["mimicgan-table2"]
     assert "InvGAN's protocol" in texts["invgan-table3-mnist"] and "anomaly" not in texts["invgan-table3-mnist"]
