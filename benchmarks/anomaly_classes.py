@@ -63,6 +63,8 @@ def summary(stats: list[tuple]) -> list[str]:
         aucs.setdefault(label, {})[k] = auc
     out = [
         f"{label}: mean {np.mean(list(v.values())):.3f} ± {np.std(list(v.values()), ddof=1):.3f} over {len(v)} classes"
+        if len(v) > 1
+        else f"{label}: mean {next(iter(v.values())):.3f} over 1 class"  # no spread from one class
         for label, v in aucs.items()
     ]
     if len(aucs) == 2:
