@@ -13,6 +13,10 @@ preset's models and settings, with exactly one thing changed from the base readi
 * projection steps: DefenseGAN L = 50 or 400 instead of 200 (R = 10 kept); InvGAN T = 200 or 2000 instead of
   1000.
 
+The prior is one more hypothesis: ``--home DIR`` runs the same readings with the models of another zoo
+(``DIR/zoo``, e.g. a GAN trained with another recipe; a missing encoder is trained there on demand). The table
+names the GAN the readings used: its sha256, D's normalisation and the epoch its run kept.
+
 Each cell runs through the CLI into ``--work``/<reading> (its store makes a rerun free), and the table gives
 clean and BPDA accuracy as k / n with the Wilson 95% interval.
 
@@ -22,6 +26,7 @@ clean and BPDA accuracy as k / n with the Wilson 95% interval.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -29,7 +34,7 @@ from pathlib import Path
 
 from _common import command_line, data_root, markdown, write_table
 
-from defbench.datasets import CLASS_NAMES
+from defbench.datasets import CLASS_NAMES, home_dir
 from defbench.harness.store import Store
 from defbench.metrics import wilson_interval
 
@@ -54,7 +59,8 @@ def run_reading(label: str, args) -> list[object]:
     cmd = [sys.executable, "-m", "defbench", "matrix", "--dataset", args.dataset, "--preset", "paper"]
     cmd += ["--defense", defense, "--attacks", "pgd", "--threat", "bpda", "--n", str(args.n), "--eot", "1"]
     cmd += ["--eval-repeats", "1", "--no-baseline", "--no-progress", "--out", str(out), *extra]
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    env = {**os.environ, **({"DEFBENCH_HOME": args.home} if args.home else {})}
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env=env)
     store = Store(out)  # the cells as stored: counts, predictions and their own wall time
     try:
         got = {r["attack"]: r for r in store.rows()}
@@ -71,6 +77,18 @@ def run_reading(label: str, args) -> list[object]:
     return row + [", ".join(sorted(kept)) or "—", f"{bpda['wall_seconds']:.0f} ({bpda['device']})"]
 
 
+def describe_prior(home: Path, dataset: str) -> str:
+    """The paper-preset GAN of ``home``'s zoo as its manifest records it (or that there is none yet)."""
+    path = home / "zoo" / f"gan-{dataset}-paper.json"
+    if not path.exists():
+        return f"no gan-{dataset}-paper in {home}/zoo yet (the first reading trains it)"
+    manifest = json.loads(path.read_text())
+    config, metrics = manifest.get("config", {}), manifest.get("metrics", {})
+    norm = "spectral norm" if config.get("spectral_norm") else "batch norm"
+    kept = f"epoch {metrics.get('best_epoch', '?')} of {metrics.get('epochs_done', '?')} run"
+    return f"gan-{dataset}-paper sha256 {manifest.get('sha256', '?')[:8]} (D with {norm}; {kept})"
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--dataset", default="fmnist")
@@ -78,6 +96,7 @@ def main(argv=None) -> int:
     ap.add_argument("--only", nargs="+", choices=sorted(READINGS), help="readings to run (default all)")
     ap.add_argument("--work", default="runs/bpda_causes", help="one matrix output dir per reading")
     ap.add_argument("--out", default="benchmarks/results/bpda_causes.md")
+    ap.add_argument("--home", help="run with the models of this DEFBENCH_HOME (the prior hypothesis)")
     args = ap.parse_args(argv)
     data_root()
     header = [
@@ -97,7 +116,8 @@ def main(argv=None) -> int:
     lines = [
         f"Command: `{command_line(argv)}` (OMP_NUM_THREADS={threads}); {args.dataset}, paper preset models, "
         f"n = {args.n} seeded test images per cell, BPDA PGD with EOT 1 and one purification per evaluation; "
-        "k / n with the Wilson 95% interval; the BPDA cell's wall time as its store recorded it.",
+        "k / n with the Wilson 95% interval; the BPDA cell's wall time as its store recorded it. Prior: "
+        f"{describe_prior(Path(args.home) if args.home else home_dir(), args.dataset)}.",
         "",
         *markdown(rows, header, ["left"] * 3 + ["right"] * 2 + ["left", "right"]),
     ]

@@ -1,0 +1,53 @@
+"""benchmarks/bpda_causes.py: the table names the prior its readings used (the prior hypothesis swaps the zoo
+with ``--home``), so two tables on different GANs cannot be read as one."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import import_benchmark
+
+
+@pytest.fixture(scope="module")
+def bc():
+    return import_benchmark("bpda_causes")
+
+
+def _manifest(home, spectral_norm: bool, best_epoch: int, done: int):
+    zoo = home / "zoo"
+    zoo.mkdir(parents=True)
+    config = {"epochs": 8, "spectral_norm": spectral_norm}
+    metrics = {"best_epoch": best_epoch, "epochs_done": done}
+    (zoo / "gan-fmnist-paper.json").write_text(json.dumps({"sha256": "ab" * 32, "config": config, "metrics": metrics}))
+
+
+def test_prior_names_the_normalisation_and_the_kept_epoch(bc, tmp_path):
+    _manifest(tmp_path / "sn", True, 1, 4)
+    _manifest(tmp_path / "bn", False, 8, 8)
+    assert bc.describe_prior(tmp_path / "sn", "fmnist") == (
+        "gan-fmnist-paper sha256 abababab (D with spectral norm; epoch 1 of 4 run)"
+    )
+    assert "D with batch norm; epoch 8 of 8 run" in bc.describe_prior(tmp_path / "bn", "fmnist")
+
+
+def test_prior_missing_says_the_first_reading_trains_it(bc, tmp_path):
+    assert "yet (the first reading trains it)" in bc.describe_prior(tmp_path, "fmnist")
+
+
+def test_home_reaches_the_matrix_subprocess(bc, tmp_path, monkeypatch):
+    seen = {}
+
+    def fake_run(cmd, check, stdout, env):
+        seen["env"] = env
+        raise SystemExit(0)  # stop before reading a store
+
+    monkeypatch.setattr(bc.subprocess, "run", fake_run)
+    args = bc.argparse.Namespace(dataset="fmnist", n=2, work=str(tmp_path), home=str(tmp_path / "h"))
+    with pytest.raises(SystemExit):
+        bc.run_reading("D0", args)
+    assert seen["env"]["DEFBENCH_HOME"] == str(tmp_path / "h")
+    args.home = None
+    with pytest.raises(SystemExit):
+        bc.run_reading("D0", args)
+    assert seen["env"].get("DEFBENCH_HOME") == bc.os.environ.get("DEFBENCH_HOME")  # the caller's, untouched
