@@ -18,7 +18,9 @@ The prior is one more hypothesis: ``--home DIR`` runs the same readings with the
 names the GAN the readings used: its sha256, D's normalisation and the epoch its run kept.
 
 Each cell runs through the CLI into ``--work``/<reading> (its store makes a rerun free), and the table gives
-clean and BPDA accuracy as k / n with the Wilson 95% interval.
+clean and BPDA accuracy as k / n with the Wilson 95% interval. ``--compare OTHER_WORK`` pairs each reading's BPDA
+cell with the same reading's cell in another work dir (e.g. the base zoo's run) on the images both hold: right in
+both, only here, only there, in neither, and the exact McNemar p-value.
 
     OMP_NUM_THREADS=1 python benchmarks/bpda_causes.py --n 20 --out benchmarks/results/bpda_causes_fmnist.md
 """
@@ -33,10 +35,11 @@ import sys
 from pathlib import Path
 
 from _common import command_line, data_root, markdown, write_table
+from paired_cells import correct_by_image
 
 from defbench.datasets import CLASS_NAMES, home_dir
 from defbench.harness.store import Store
-from defbench.metrics import wilson_interval
+from defbench.metrics import mcnemar_p, paired_counts, wilson_interval
 
 #: label -> (hypothesis, defense, extra matrix arguments)
 READINGS: dict[str, tuple[str, str, list[str]]] = {
@@ -53,6 +56,23 @@ READINGS: dict[str, tuple[str, str, list[str]]] = {
 }
 
 
+def read_cells(out: Path) -> dict[str, dict]:
+    """A reading's cells by attack (``clean``, ``pgd``) as stored: counts, predictions and their own wall time."""
+    store = Store(out)
+    try:
+        return {r["attack"]: r for r in store.rows()}
+    finally:
+        store.close()
+
+
+def paired_bpda(here: dict, there: dict) -> str:
+    """Two BPDA cells of one reading paired on their common images: both / only here / only there / neither (p)."""
+    a, b = correct_by_image(here), correct_by_image(there)
+    common = sorted(set(a) & set(b))
+    both, only_a, only_b, neither = paired_counts([a[i] for i in common], [b[i] for i in common])
+    return f"{both} / {only_a} / {only_b} / {neither} (p = {mcnemar_p(only_a, only_b):.2f})"
+
+
 def run_reading(label: str, args) -> list[object]:
     hypothesis, defense, extra = READINGS[label]
     out = Path(args.work) / label
@@ -61,11 +81,7 @@ def run_reading(label: str, args) -> list[object]:
     cmd += ["--eval-repeats", "1", "--no-baseline", "--no-progress", "--out", str(out), *extra]
     env = {**os.environ, **({"DEFBENCH_HOME": args.home} if args.home else {})}
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env=env)
-    store = Store(out)  # the cells as stored: counts, predictions and their own wall time
-    try:
-        got = {r["attack"]: r for r in store.rows()}
-    finally:
-        store.close()
+    got = read_cells(out)
     row: list[object] = [label, defense, hypothesis]
     for attack in ("clean", "pgd"):
         n, k = got[attack]["n"], got[attack]["correct"]
@@ -97,6 +113,7 @@ def main(argv=None) -> int:
     ap.add_argument("--work", default="runs/bpda_causes", help="one matrix output dir per reading")
     ap.add_argument("--out", default="benchmarks/results/bpda_causes.md")
     ap.add_argument("--home", help="run with the models of this DEFBENCH_HOME (the prior hypothesis)")
+    ap.add_argument("--compare", help="another --work dir whose readings to pair with these (BPDA cells)")
     args = ap.parse_args(argv)
     data_root()
     header = [
@@ -111,7 +128,14 @@ def main(argv=None) -> int:
     rows = []
     for label in args.only or list(READINGS):
         rows.append(run_reading(label, args))
+        if args.compare:
+            here, there = read_cells(Path(args.work) / label), read_cells(Path(args.compare) / label)
+            rows[-1].append(paired_bpda(here["pgd"], there["pgd"]))
         print(" | ".join(map(str, rows[-1])), flush=True)
+    align = ["left"] * 3 + ["right"] * 2 + ["left", "right"]
+    if args.compare:
+        header.append(f"BPDA paired with {args.compare}: both / only here / only there / neither (McNemar p)")
+        align.append("right")
     threads = os.environ.get("OMP_NUM_THREADS", "unset")
     lines = [
         f"Command: `{command_line(argv)}` (OMP_NUM_THREADS={threads}); {args.dataset}, paper preset models, "
@@ -119,7 +143,7 @@ def main(argv=None) -> int:
         "k / n with the Wilson 95% interval; the BPDA cell's wall time as its store recorded it. Prior: "
         f"{describe_prior(Path(args.home) if args.home else home_dir(), args.dataset)}.",
         "",
-        *markdown(rows, header, ["left"] * 3 + ["right"] * 2 + ["left", "right"]),
+        *markdown(rows, header, align),
     ]
     write_table(lines, args.out)
     return 0

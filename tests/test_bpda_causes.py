@@ -51,3 +51,13 @@ def test_home_reaches_the_matrix_subprocess(bc, tmp_path, monkeypatch):
     with pytest.raises(SystemExit):
         bc.run_reading("D0", args)
     assert seen["env"].get("DEFBENCH_HOME") == bc.os.environ.get("DEFBENCH_HOME")  # the caller's, untouched
+
+
+def test_paired_bpda_counts_the_common_images(bc):
+    here = {"indices": [1, 2, 3, 4, 5], "labels": [0, 1, 2, 3, 4], "preds": [0, 1, 9, 9, 4]}  # right on 1, 2, 5
+    there = {"indices": [2, 3, 4, 5, 6], "labels": [1, 2, 3, 4, 5], "preds": [9, 9, 3, 9, 5]}  # right on 4, 6
+    # common images 2..5: 2 only here, 4 only there, 5 only here, 3 neither -> 0 / 2 / 1 / 1
+    assert bc.paired_bpda(here, there) == "0 / 2 / 1 / 1 (p = 1.00)"
+    eight = {"indices": list(range(8)), "labels": [0] * 8, "preds": [0] * 8}
+    none = {"indices": list(range(8)), "labels": [0] * 8, "preds": [1] * 8}
+    assert bc.paired_bpda(eight, none) == "0 / 8 / 0 / 0 (p = 0.01)"  # 2 * 0.5**8 = 0.0078
