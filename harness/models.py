@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import sys
+import warnings
 
 import torch
 
@@ -211,10 +212,32 @@ def get_gan(
         lambda: build_gan_model(dataset, preset, device=device, data_root=data_root, progress=progress, **kw),
         train_missing,
     )
+    drift = recipe_drift(manifest, gan_recipe(dataset, preset, subset_fraction=kw.get("subset_fraction", 1.0)))
+    if drift:
+        warnings.warn(
+            f"{mid} in the zoo was trained with another recipe than today's {preset} preset ({'; '.join(drift)}): "
+            f"results with it are that model's, not the preset's; rebuild with: {zoo.build_hint(mid)}",
+            stacklevel=2,
+        )
     G, D = build_gan(dataset, spectral_norm=bool(manifest.get("config", {}).get("spectral_norm", False)))
     _load_state(G, _split(state, "G"), mid, manifest)
     _load_state(D, _split(state, "D"), mid, manifest)
     return G.to(device).eval(), D.to(device).eval(), manifest
+
+
+def recipe_drift(manifest: dict, recipe) -> list[str]:
+    """Where a zoo model's recipe (its manifest's ``config``) differs from ``recipe`` (the preset's today), as
+    ``'field: trained X, preset Y'``. A field the manifest lacks was trained at the field's default (options are
+    added off by default); a field without a default that the manifest lacks is not compared."""
+    config = manifest.get("config") or {}
+    out = []
+    for field in dataclasses.fields(recipe):
+        default = field.default if field.default is not dataclasses.MISSING else None
+        trained = config.get(field.name, default)
+        wanted = getattr(recipe, field.name)
+        if trained is not None and trained != wanted:
+            out.append(f"{field.name}: trained {trained!r}, preset {wanted!r}")
+    return out
 
 
 def build_encoder_model(

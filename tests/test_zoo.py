@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import pytest
@@ -145,3 +146,49 @@ def test_gan_tags_and_their_build_commands():
     assert zoo.build_hint("encoder-mnist-quick-no5").endswith("--preset quick --holdout-class 5 --force")
     with pytest.raises(DefbenchError, match="must look like sub80-s1"):
         parse_gan_tag("sub80")
+
+
+def _gan_manifest(**config):
+    from defbench.defenses.train_prior import gan_recipe
+
+    return {"config": {**dataclasses.asdict(gan_recipe("fmnist", "paper")), "seed": 0, **config}}
+
+
+def test_recipe_drift_names_the_fields_that_differ():
+    from defbench.defenses.train_prior import gan_recipe
+    from defbench.harness.models import recipe_drift
+
+    recipe = gan_recipe("fmnist", "paper")
+    assert recipe_drift(_gan_manifest(), recipe) == []  # trained as the preset says: silent
+    assert recipe_drift(_gan_manifest(epochs=2, lr_d=2e-4), recipe) == [
+        "epochs: trained 2, preset 8",
+        "lr_d: trained 0.0002, preset 0.0001",
+    ]
+
+
+def test_recipe_drift_reads_a_missing_option_as_its_default():
+    """A manifest written before an option existed was trained without it; when the preset turns it on, that
+    is drift, not silence."""
+    from defbench.defenses.train_prior import gan_recipe
+    from defbench.harness.models import recipe_drift
+
+    old = _gan_manifest()
+    del old["config"]["spectral_norm"]
+    assert recipe_drift(old, gan_recipe("fmnist", "paper")) == []
+    on = gan_recipe("fmnist", "paper", spectral_norm=True)
+    assert recipe_drift(old, on) == ["spectral_norm: trained False, preset True"]
+
+
+def test_get_gan_warns_on_a_model_of_another_recipe_and_not_on_the_presets(recwarn):
+    from defbench.defenses.priors import build_gan
+    from defbench.harness.models import get_gan
+
+    G, D = build_gan("fmnist")
+    state = {f"G.{k}": v for k, v in G.state_dict().items()} | {f"D.{k}": v for k, v in D.state_dict().items()}
+    meta = {"kind": "gan", "dataset": "fmnist", "preset": "paper", "arch": "dcgan28", "metrics": {}}
+    zoo.save("gan-fmnist-paper", state, {**meta, **_gan_manifest()})
+    get_gan("fmnist", "paper", train_missing=False)
+    assert not [w for w in recwarn if "another recipe" in str(w.message)]
+    zoo.save("gan-fmnist-paper", state, {**meta, **_gan_manifest(epochs=3)})
+    with pytest.warns(UserWarning, match=r"another recipe .*epochs: trained 3, preset 8.*--force"):
+        get_gan("fmnist", "paper", train_missing=False)
