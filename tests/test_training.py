@@ -1,11 +1,22 @@
 """Training code on real Fashion-MNIST at tiny budgets: the classifier learns, the discriminator learns
 (its loss leaves 2 ln 2 — Table 4's BatchNorm trap), the data-free InvGAN encoder inverts G."""
 
+import dataclasses
+import warnings
+
 import pytest
 import torch
 
 from defbench import DefbenchError
-from defbench.defenses.train_prior import TWO_LN2, EncoderRecipe, GANRecipe, latent_recovery, train_encoder, train_gan
+from defbench.defenses.train_prior import (
+    TWO_LN2,
+    EncoderRecipe,
+    GANRecipe,
+    gan_recipe,
+    latent_recovery,
+    train_encoder,
+    train_gan,
+)
 
 
 def test_classifier_learns_and_exposes_features(tiny_classifier, fmnist):
@@ -166,9 +177,16 @@ def test_get_gan_rebuilds_the_discriminator_its_manifest_names():
     from defbench.harness import zoo
     from defbench.harness.models import get_gan
 
+    quick = dataclasses.asdict(gan_recipe("mnist", "quick"))
     for sn, tag in ((True, "no1"), (False, "no2")):
         G, D = build_gan("mnist", spectral_norm=sn)
         state = {f"G.{k}": v for k, v in G.state_dict().items()} | {f"D.{k}": v for k, v in D.state_dict().items()}
-        zoo.save(zoo.model_id("gan", "mnist", "quick", tag), state, {"kind": "gan", "config": {"spectral_norm": sn}})
-        _, loaded, _ = get_gan("mnist", "quick", train_missing=False, progress=False, tag=tag)
+        config = {**quick, "spectral_norm": sn}
+        zoo.save(zoo.model_id("gan", "mnist", "quick", tag), state, {"kind": "gan", "config": config})
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            _, loaded, _ = get_gan("mnist", "quick", train_missing=False, progress=False, tag=tag)
         assert any("parametrizations" in k for k in loaded.state_dict()) is sn
+        # the quick recipe has no spectral norm: the SN model is named as another recipe's, the plain one is not
+        drift = [str(w.message) for w in caught if "another recipe" in str(w.message)]
+        assert bool(drift) is sn and all("spectral_norm: trained True, preset False" in m for m in drift)
