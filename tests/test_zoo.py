@@ -182,9 +182,10 @@ def test_recipe_drift_reads_a_missing_option_as_its_default():
 
 def test_get_gan_warns_on_a_model_of_another_recipe_and_not_on_the_presets(recwarn):
     from defbench.defenses.priors import build_gan
+    from defbench.defenses.train_prior import gan_recipe
     from defbench.harness.models import get_gan
 
-    G, D = build_gan("fmnist")
+    G, D = build_gan("fmnist", spectral_norm=gan_recipe("fmnist", "paper").spectral_norm)
     state = {f"G.{k}": v for k, v in G.state_dict().items()} | {f"D.{k}": v for k, v in D.state_dict().items()}
     meta = {"kind": "gan", "dataset": "fmnist", "preset": "paper", "arch": "dcgan28", "metrics": {}}
     zoo.save("gan-fmnist-paper", state, {**meta, **_gan_manifest()})
