@@ -194,3 +194,26 @@ def test_get_gan_warns_on_a_model_of_another_recipe_and_not_on_the_presets(recwa
     zoo.save("gan-fmnist-paper", state, {**meta, **_gan_manifest(epochs=3)})
     with pytest.warns(UserWarning, match=r"another recipe .*epochs: trained 3, preset 8.*--force"):
         get_gan("fmnist", "paper", train_missing=False)
+
+
+def test_cli_prints_a_warning_as_one_line_and_debug_keeps_pythons_format(monkeypatch, capsys):
+    import warnings as w
+
+    from defbench.cli import paper
+
+    def warn_and_list(args):
+        w.warn("gan-x was trained with another recipe\n  than today's", UserWarning, stacklevel=1)
+        return 0
+
+    monkeypatch.setattr(paper, "list_tables", warn_and_list)
+    before = w.showwarning
+    with w.catch_warnings():
+        w.simplefilter("always")
+        assert main(["paper", "list"]) == 0
+        assert capsys.readouterr().err == "defbench: warning: gan-x was trained with another recipe than today's\n"
+    assert w.showwarning is before  # restored after the command
+    with w.catch_warnings(record=True) as seen:  # --debug: Python's own warning machinery, untouched
+        w.simplefilter("always")
+        assert main(["paper", "list", "--debug"]) == 0
+    assert "defbench: warning" not in capsys.readouterr().err
+    assert [str(x.message) for x in seen] == ["gan-x was trained with another recipe\n  than today's"]

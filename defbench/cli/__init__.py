@@ -15,6 +15,7 @@ import os
 import signal
 import sqlite3
 import sys
+import warnings
 
 from defbench import DefbenchError, __version__
 from defbench.cli import listing, matrix, paper, results, train
@@ -73,6 +74,11 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning reaches the user as one line, as errors do (``--debug`` keeps Python's format with its source)."""
+    print(f"defbench: warning: {_one_line(message)}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run ``defbench ARGV`` (default ``sys.argv[1:]``) and return its exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -83,6 +89,9 @@ def main(argv: list[str] | None = None) -> int:
         old_term = signal.signal(signal.SIGTERM, _on_sigterm)
     except ValueError:  # not the main thread (e.g. called from a test's worker thread): leave SIGTERM alone
         pass
+    old_show = warnings.showwarning
+    if not debug:
+        warnings.showwarning = _show_warning
     try:
         ap = build_parser()
         args = ap.parse_args(argv)
@@ -132,5 +141,6 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 1
     finally:
+        warnings.showwarning = old_show
         if old_term is not None:
             signal.signal(signal.SIGTERM, old_term)
