@@ -28,7 +28,6 @@ both, only here, only there, in neither, and the exact McNemar p-value.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -38,6 +37,7 @@ from _common import command_line, data_root, markdown, write_table
 from paired_cells import correct_by_image
 
 from defbench.datasets import CLASS_NAMES, home_dir
+from defbench.harness import zoo
 from defbench.harness.store import Store
 from defbench.metrics import mcnemar_p, paired_counts, wilson_interval
 
@@ -90,15 +90,17 @@ def run_reading(label: str, args) -> list[object]:
     bpda = got["pgd"]
     names = CLASS_NAMES.get(args.dataset)
     kept = [names[y] if names else str(y) for y, p in zip(bpda["labels"], bpda["preds"]) if y == p]
-    return row + [", ".join(sorted(kept)) or "—", f"{bpda['wall_seconds']:.0f} ({bpda['device']})"]
+    row += [", ".join(sorted(kept)) or "—", f"{bpda['wall_seconds']:.0f} ({bpda['device']})"]
+    if args.compare:
+        row.append(paired_bpda(bpda, read_cells(Path(args.compare) / label)["pgd"]))
+    return row
 
 
 def describe_prior(home: Path, dataset: str) -> str:
     """The paper-preset GAN of ``home``'s zoo as its manifest records it (or that there is none yet)."""
-    path = home / "zoo" / f"gan-{dataset}-paper.json"
-    if not path.exists():
+    manifest = zoo.manifest_or_none(zoo.model_id("gan", dataset, "paper"), root=home / "zoo")
+    if manifest is None:
         return f"no gan-{dataset}-paper in {home}/zoo yet (the first reading trains it)"
-    manifest = json.loads(path.read_text())
     config, metrics = manifest.get("config", {}), manifest.get("metrics", {})
     norm = "spectral norm" if config.get("spectral_norm") else "batch norm"
     kept = f"epoch {metrics.get('best_epoch', '?')} of {metrics.get('epochs_done', '?')} run"
@@ -128,9 +130,6 @@ def main(argv=None) -> int:
     rows = []
     for label in args.only or list(READINGS):
         rows.append(run_reading(label, args))
-        if args.compare:
-            here, there = read_cells(Path(args.work) / label), read_cells(Path(args.compare) / label)
-            rows[-1].append(paired_bpda(here["pgd"], there["pgd"]))
         print(" | ".join(map(str, rows[-1])), flush=True)
     align = ["left"] * 3 + ["right"] * 2 + ["left", "right"]
     if args.compare:

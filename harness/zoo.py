@@ -215,8 +215,9 @@ def build_hint(mid: str) -> str:
     return f"defbench train {kind} --dataset {dataset} --preset {preset}{flags} --force"
 
 
-def manifest_or_none(mid: str) -> dict[str, Any] | None:
-    js = zoo_dir() / f"{mid}.json"
+def manifest_or_none(mid: str, root: Path | None = None) -> dict[str, Any] | None:
+    """Model ``mid``'s manifest in the zoo (or in the zoo folder ``root``), None when absent or unreadable."""
+    js = (zoo_dir() if root is None else Path(root)) / f"{mid}.json"
     if not js.is_file():
         return None
     try:

@@ -43,7 +43,7 @@ def test_home_reaches_the_matrix_subprocess(bc, tmp_path, monkeypatch):
         raise SystemExit(0)  # stop before reading a store
 
     monkeypatch.setattr(bc.subprocess, "run", fake_run)
-    args = bc.argparse.Namespace(dataset="fmnist", n=2, work=str(tmp_path), home=str(tmp_path / "h"))
+    args = bc.argparse.Namespace(dataset="fmnist", n=2, work=str(tmp_path), home=str(tmp_path / "h"), compare=None)
     with pytest.raises(SystemExit):
         bc.run_reading("D0", args)
     assert seen["env"]["DEFBENCH_HOME"] == str(tmp_path / "h")
@@ -61,3 +61,29 @@ def test_paired_bpda_counts_the_common_images(bc):
     eight = {"indices": list(range(8)), "labels": [0] * 8, "preds": [0] * 8}
     none = {"indices": list(range(8)), "labels": [0] * 8, "preds": [1] * 8}
     assert bc.paired_bpda(eight, none) == "0 / 8 / 0 / 0 (p = 0.01)"  # 2 * 0.5**8 = 0.0078
+
+
+def test_compare_appends_the_pairing_with_the_other_runs_cell(bc, tmp_path, monkeypatch):
+    def cell(preds):
+        return {
+            "n": 4,
+            "correct": sum(p == 0 for p in preds),
+            "indices": [0, 1, 2, 3],
+            "labels": [0] * 4,
+            "preds": preds,
+            "wall_seconds": 1.0,
+            "device": "cpu",
+        }
+
+    stores = {
+        tmp_path / "here" / "D0": {"clean": cell([0, 0, 0, 0]), "pgd": cell([0, 0, 1, 1])},
+        tmp_path / "there" / "D0": {"clean": cell([0, 0, 0, 0]), "pgd": cell([1, 0, 1, 0])},
+    }
+    monkeypatch.setattr(bc.subprocess, "run", lambda *a, **k: None)
+    monkeypatch.setattr(bc, "read_cells", lambda out: stores[out])
+    args = bc.argparse.Namespace(dataset="fmnist", n=4, work=str(tmp_path / "here"), home=None, compare=None)
+    row = bc.run_reading("D0", args)
+    assert row[3:5] == ["4/4 (51–100)", "2/4 (15–85)"] and len(row) == 7  # no pairing column without --compare
+    args.compare = str(tmp_path / "there")
+    # here right on 0, 1; there right on 1, 3: both 1, only here 1 (image 0), only there 1 (image 3), neither 1
+    assert bc.run_reading("D0", args)[7] == "1 / 1 / 1 / 1 (p = 1.00)"
