@@ -9,12 +9,17 @@ pair is the same clean image attacked twice, not one input purified twice.
 
     python benchmarks/paired_cells.py --store runs/paper/mnist-paper-n100-b100 --attack PGD --threat bpda \\
         --out benchmarks/results/paired_ride_table2_mnist.md
+
+With ``--against OTHER_STORE`` each cell is paired instead with the cell of the other run that has the same
+defense, threat and attack settings (same ε; the models a white-box attack differentiates may differ): two runs
+of one table that differ in one thing (a prior swapped in the zoo, a code change), on the same images.
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import sys
 
 from _common import command_line, emit, markdown
@@ -52,6 +57,43 @@ def pairs(rows: list[dict]) -> list[list[object]]:
     return out
 
 
+def cell_name(row: dict) -> str:
+    eps = row["attack_config"].get("eps")
+    return row["defense"] + (f" @ ε {eps:g}" if eps is not None else "")
+
+
+def twin_key(row: dict) -> tuple[str, str, str]:
+    """A cell's identity across runs: defense, threat and the attack's settings without the hashes of the models
+    it differentiates (a white-box attack through another prior is the same attack on another model)."""
+    attack = {k: v for k, v in row["attack_config"].items() if k != "model_sha256"}
+    return row["defense"], row["threat"], json.dumps(attack, sort_keys=True, default=str)
+
+
+def across(rows: list[dict], others: list[dict]) -> list[list[object]]:
+    """One table row per cell of ``rows`` with a twin in ``others`` (:func:`twin_key`)."""
+    twin = {twin_key(r): r for r in others}
+    out = []
+    for r in rows:
+        o = twin.get(twin_key(r))
+        if o is not None:
+            (row,) = pairs([{**r, "defense": cell_name(r)}, {**o, "defense": "other"}])
+            out.append([row[0].removesuffix(" vs other"), *row[1:]])
+    return out
+
+
+def select(store_dir: str, attack: str, threat: str, seed: int) -> list[dict]:
+    store = Store(store_dir)
+    try:
+        return [
+            r
+            for r in store.rows(seed=seed)
+            if (r["attack_config"].get("label") or r["attack"]) == attack
+            and (r["threat"] == threat or (threat == "bpda" and r["defense"] == "none"))
+        ]
+    finally:
+        store.close()
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--store", required=True, help="a run's output dir (its defbench.sqlite)")
@@ -59,18 +101,32 @@ def main(argv=None) -> int:
     ap.add_argument("--threat", default="none", help="graybox | bpda | reparam | none (clean)")
     ap.add_argument("--defenses", nargs="*", help="defenses to pair, in this order (default: all in the store)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--against",
+        metavar="OTHER_STORE",
+        help="pair each cell with the same cell (defense, threat, attack and ε) of another run instead",
+    )
     ap.add_argument("--out", help="write the Markdown table here too")
     args = ap.parse_args(argv)
-    store = Store(args.store)
-    try:
-        rows = [
-            r
-            for r in store.rows(seed=args.seed)
-            if (r["attack_config"].get("label") or r["attack"]) == args.attack
-            and (r["threat"] == args.threat or (args.threat == "bpda" and r["defense"] == "none"))
-        ]
-    finally:
-        store.close()
+    rows = select(args.store, args.attack, args.threat, args.seed)
+    if args.against:
+        if args.defenses:
+            rows = [r for r in rows if r["defense"] in args.defenses]
+        body = across(rows, select(args.against, args.attack, args.threat, args.seed))
+        if not body:
+            raise SystemExit(f"no {args.attack}/{args.threat} cell of {args.store} has a twin in {args.against}")
+        header = ["cell (A: --store, B: --against)", "images", "right: A / B", "both right", "only A", "only B"]
+        header += ["both wrong", "McNemar p"]
+        return emit(
+            [
+                f"Command: `{command_line(argv)}`  ",
+                f"Cells: attack {args.attack}, threat {args.threat}, seed {args.seed}; each paired with the cell of "
+                "the other run that has the same defense, threat and attack settings.",
+                "",
+                *markdown(body, header, ["left"] + ["right"] * (len(header) - 1)),
+            ],
+            args.out,
+        )
     if args.defenses:
         by = {r["defense"]: r for r in rows}
         missing = [d for d in args.defenses if d not in by]

@@ -39,3 +39,28 @@ def test_a_named_defense_without_a_cell_is_refused(pc, tmp_path):
         pc.main(["--store", str(tmp_path), "--attack", "PGD", "--threat", "bpda", "--defenses", "ride"])
     with pytest.raises(SystemExit, match="fewer than two PGD/bpda cells"):
         pc.main(["--store", str(tmp_path), "--attack", "PGD", "--threat", "bpda"])
+
+
+def _row(defense, eps, preds, model="a", threat="reparam"):
+    cfg = {"label": "FGSM", "eps": eps, "model_sha256": {"G": model}}
+    return {**_cell(defense, [1, 2, 3], [0, 0, 0], preds), "threat": threat, "attack_config": cfg}
+
+
+def test_against_pairs_the_same_attack_through_another_prior(pc):
+    """Across two runs a cell's twin has the same defense, threat and attack settings; the hashes of the models
+    a white-box attack differentiates may differ (that is the prior swap being measured), ε may not."""
+    new = [_row("invgan", 0.3, [0, 0, 1], model="new"), _row("invgan", 0.15, [0, 0, 0], model="new")]
+    old = [_row("invgan", 0.3, [0, 1, 1], model="old"), _row("defensegan", 0.3, [0, 0, 0], model="old")]
+    (row,) = pc.across(new, old)
+    assert row[:7] == ["invgan @ ε 0.3", 3, "2 / 1", 1, 1, 0, 1]
+    other_threat = [_row("invgan", 0.3, [0, 0, 0], threat="graybox")]
+    assert pc.across(new, other_threat) == []
+
+
+def test_against_without_any_twin_is_refused(pc, tmp_path):
+    from defbench.harness.store import Store
+
+    for d in ("a", "b"):
+        Store(tmp_path / d).close()
+    with pytest.raises(SystemExit, match="has a twin"):
+        pc.main(["--store", str(tmp_path / "a"), "--against", str(tmp_path / "b"), "--attack", "FGSM"])
