@@ -219,10 +219,31 @@ def get_gan(
             f"results with it are that model's, not the preset's; rebuild with: {zoo.build_hint(mid)}",
             stacklevel=2,
         )
+    stopped = unfinished(manifest)
+    if stopped:
+        warnings.warn(
+            f"{mid} in the zoo is a checkpoint of an unfinished training run ({stopped}): results with it are that "
+            f"checkpoint's, not the preset's model; finish it with: {zoo.build_hint(mid)}",
+            stacklevel=2,
+        )
     G, D = build_gan(dataset, spectral_norm=bool(manifest.get("config", {}).get("spectral_norm", False)))
     _load_state(G, _split(state, "G"), mid, manifest)
     _load_state(D, _split(state, "D"), mid, manifest)
     return G.to(device).eval(), D.to(device).eval(), manifest
+
+
+def unfinished(manifest: dict) -> str | None:
+    """How far a GAN's training got when it has not run every planned epoch (the zoo keeps the best epoch after
+    every epoch, so a killed or still running training leaves a usable-looking model), or None when it has.
+    Manifests say so with ``complete``; older ones are read from ``epochs_done`` and ``epochs_planned``; one that
+    records neither is not judged."""
+    metrics = manifest.get("metrics") or {}
+    done, planned = metrics.get("epochs_done"), metrics.get("epochs_planned")
+    stopped = manifest.get("complete") is False or (done is not None and planned is not None and done < planned)
+    if not stopped:
+        return None
+    best = metrics.get("best_epoch")
+    return f"{done} of {planned} epochs done" + (f", epoch {best} kept" if best is not None else "")
 
 
 def recipe_drift(manifest: dict, recipe) -> list[str]:

@@ -78,7 +78,13 @@ def test_missing_model_names_command():
 def test_zoo_list(capsys):
     _save_tiny("classifier-fmnist-listed")
     assert main(["zoo", "list"]) == 0
-    assert "classifier-fmnist-listed" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "classifier-fmnist-listed" in out and "unfinished" not in out
+    partial = {"epochs_done": 3, "epochs_planned": 8, "best_epoch": 3}
+    zoo.save("gan-fmnist-listed", {"w": torch.zeros(1)}, {"kind": "gan", "complete": False, "metrics": partial})
+    assert main(["zoo", "list"]) == 0
+    (line,) = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("gan-fmnist-listed")]
+    assert line.endswith("(unfinished: 3 of 8 epochs done, epoch 3 kept)")
 
 
 def test_cli_flipped_byte_in_classifier_one_line_nothing_overwritten(tmp_path, monkeypatch, capsys):
@@ -217,3 +223,32 @@ def test_cli_prints_a_warning_as_one_line_and_debug_keeps_pythons_format(monkeyp
         assert main(["paper", "list", "--debug"]) == 0
     assert "defbench: warning" not in capsys.readouterr().err
     assert [str(x.message) for x in seen] == ["gan-x was trained with another recipe\n  than today's"]
+
+
+def test_unfinished_reads_the_flag_and_the_epoch_counts():
+    from defbench.harness.models import unfinished
+
+    assert unfinished({"complete": True, "metrics": {"epochs_done": 8, "epochs_planned": 8}}) is None
+    assert unfinished({"metrics": {}}) is None  # a manifest that records neither is not judged
+    assert unfinished({"complete": False, "metrics": {"epochs_done": 3, "epochs_planned": 8, "best_epoch": 1}}) == (
+        "3 of 8 epochs done, epoch 1 kept"
+    )
+    # written before the flag existed: the counts say it
+    assert unfinished({"metrics": {"epochs_done": 4, "epochs_planned": 8}}) == "4 of 8 epochs done"
+
+
+def test_get_gan_warns_on_a_checkpoint_of_a_stopped_run_and_not_on_a_finished_one(recwarn):
+    from defbench.defenses.priors import build_gan
+    from defbench.defenses.train_prior import gan_recipe
+    from defbench.harness.models import get_gan
+
+    G, D = build_gan("fmnist", spectral_norm=gan_recipe("fmnist", "paper").spectral_norm)
+    state = {f"G.{k}": v for k, v in G.state_dict().items()} | {f"D.{k}": v for k, v in D.state_dict().items()}
+    meta = {"kind": "gan", "dataset": "fmnist", "preset": "paper", "arch": "dcgan28", **_gan_manifest()}
+    zoo.save("gan-fmnist-paper", state, {**meta, "complete": True, "metrics": {"epochs_done": 8, "epochs_planned": 8}})
+    get_gan("fmnist", "paper", train_missing=False)
+    assert not [w for w in recwarn if "unfinished" in str(w.message)]
+    partial = {"epochs_done": 2, "epochs_planned": 8, "best_epoch": 2}
+    zoo.save("gan-fmnist-paper", state, {**meta, "complete": False, "metrics": partial})
+    with pytest.warns(UserWarning, match=r"unfinished training run \(2 of 8 epochs done, epoch 2 kept\)"):
+        get_gan("fmnist", "paper", train_missing=False)

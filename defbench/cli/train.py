@@ -107,5 +107,7 @@ def show_zoo(args) -> int:
         keys = ("clean_test_accuracy", "projection_accuracy_during_training", "latent_error", "train_seconds")
         summary = ", ".join(f"{k}={m[k]:.4g}" if isinstance(m.get(k), float) else f"{k}={m[k]}" for k in keys if k in m)
         err = f"  ({e.manifest['error']}; see 'defbench zoo show {e.id}')" if e.manifest.get("error") else ""
+        stopped = models.unfinished(e.manifest)
+        err += f"  (unfinished: {stopped})" if stopped else ""
         print(f"{e.id:40s} {e.manifest.get('arch', '?')!s:16} {summary}{err}")
     return 0
