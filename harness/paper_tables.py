@@ -74,7 +74,11 @@ STATUS: dict[str, tuple[str, str]] = {
         "interval; MimicGAN 7-23 under on FGSM, BIM, PGD, DeepFool and Obfuscated; CW 14 above for DefenseGAN and "
         "Cowboy",
     ),
-    "mimicgan-fig9b": ("not run", "needs three paper GAN replicas"),
+    "mimicgan-fig9b": (
+        "not run",
+        "needs three paper GAN replicas: two trained (sub80-s1, sub80-s2; their smallest classes at 1.6 and 3.6% of "
+        "samples, docs/MODELS.md), the third not yet",
+    ),
     "mimicgan-table2": (
         "open",
         "at n = 100, f̂ = I 0.63 ± 0.23 (paper 0.50 ± 0.13) and MimicGAN 0.63 ± 0.25 (paper 0.78 ± 0.14): the "
