@@ -33,28 +33,28 @@ def correct_by_image(row: dict) -> dict[int, bool]:
     return {int(i): int(p) == int(y) for i, p, y in zip(row["indices"], row["preds"], row["labels"])}
 
 
+def pair_row(label: str, a: dict, b: dict) -> list[object]:
+    """One table row: cells ``a`` and ``b`` on the images both hold (paired counts and McNemar's p)."""
+    ca, cb = correct_by_image(a), correct_by_image(b)
+    common = sorted(set(ca) & set(cb))
+    if not common:
+        raise DefbenchError(f"cells {a['defense']} and {b['defense']} share no test image")
+    both, only_a, only_b, neither = paired_counts([ca[i] for i in common], [cb[i] for i in common])
+    return [
+        label,
+        len(common),
+        f"{both + only_a} / {both + only_b}",
+        both,
+        only_a,
+        only_b,
+        neither,
+        f"{mcnemar_p(only_a, only_b):.3g}",
+    ]
+
+
 def pairs(rows: list[dict]) -> list[list[object]]:
     """One table row per pair of cells (in the order given), on the images both cells hold."""
-    out = []
-    for a, b in itertools.combinations(rows, 2):
-        ca, cb = correct_by_image(a), correct_by_image(b)
-        common = sorted(set(ca) & set(cb))
-        if not common:
-            raise DefbenchError(f"cells {a['defense']} and {b['defense']} share no test image")
-        both, only_a, only_b, neither = paired_counts([ca[i] for i in common], [cb[i] for i in common])
-        out.append(
-            [
-                f"{a['defense']} vs {b['defense']}",
-                len(common),
-                f"{both + only_a} / {both + only_b}",
-                both,
-                only_a,
-                only_b,
-                neither,
-                f"{mcnemar_p(only_a, only_b):.3g}",
-            ]
-        )
-    return out
+    return [pair_row(f"{a['defense']} vs {b['defense']}", a, b) for a, b in itertools.combinations(rows, 2)]
 
 
 def cell_name(row: dict) -> str:
@@ -72,13 +72,7 @@ def twin_key(row: dict) -> tuple[str, str, str]:
 def across(rows: list[dict], others: list[dict]) -> list[list[object]]:
     """One table row per cell of ``rows`` with a twin in ``others`` (:func:`twin_key`)."""
     twin = {twin_key(r): r for r in others}
-    out = []
-    for r in rows:
-        o = twin.get(twin_key(r))
-        if o is not None:
-            (row,) = pairs([{**r, "defense": cell_name(r)}, {**o, "defense": "other"}])
-            out.append([row[0].removesuffix(" vs other"), *row[1:]])
-    return out
+    return [pair_row(cell_name(r), r, twin[twin_key(r)]) for r in rows if twin_key(r) in twin]
 
 
 def select(store_dir: str, attack: str, threat: str, seed: int) -> list[dict]:
