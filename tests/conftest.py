@@ -104,6 +104,14 @@ def save_gan(G, D, dataset: str = "fmnist", tag: str = "", preset: str = "quick"
     return mid
 
 
+def save_classifier(model, metrics: dict, dataset: str = "fmnist", preset: str = "quick") -> None:
+    """Store a trained classifier in the zoo (of the current DEFBENCH_HOME) as classifier-<dataset>-<preset>."""
+    from defbench.harness import zoo
+
+    meta = {"kind": "classifier", "dataset": dataset, "preset": preset, "arch": model.arch, "config": {"seed": 0}}
+    zoo.save(zoo.model_id("classifier", dataset, preset, ""), model.state_dict(), {**meta, "metrics": metrics})
+
+
 def save_encoder(seed: int = 0, dataset: str = "fmnist", preset: str = "quick") -> None:
     """A random InvGAN encoder in the zoo as encoder-<dataset>-<preset> (the mechanics do not need a trained one)."""
     from defbench.defenses.priors import Encoder
@@ -151,21 +159,7 @@ def tiny_classifier(fmnist):
 @pytest.fixture(scope="session")
 def tiny_zoo(tiny_classifier, random_gan, isolated_home):
     """Quick-preset zoo entries made from the tiny test models (the mechanics do not need good models)."""
-    from defbench.harness import zoo
-
-    model, metrics = tiny_classifier
-    zoo.save(
-        "classifier-fmnist-quick",
-        model.state_dict(),
-        {
-            "kind": "classifier",
-            "dataset": "fmnist",
-            "preset": "quick",
-            "arch": model.arch,
-            "config": {"seed": 0},
-            "metrics": metrics,
-        },
-    )
+    save_classifier(*tiny_classifier)
     save_gan(*random_gan)
     return isolated_home
 

@@ -7,7 +7,7 @@ import json
 import warnings
 
 import pytest
-from conftest import import_benchmark, md_rows, save_gan
+from conftest import import_benchmark, md_rows, save_classifier, save_gan
 
 from defbench import DefbenchError
 
@@ -31,12 +31,8 @@ def test_a_malformed_tag_is_refused(zq):
 
 def test_replicas_are_measured_by_their_own_ids(zq, tiny_classifier, random_gan, tmp_path, monkeypatch):
     """In a zoo of its own: the session zoo may hold other replicas that earlier tests trained."""
-    from defbench.harness import zoo
-
     monkeypatch.setenv("DEFBENCH_HOME", str(tmp_path / "home"))
-    model, metrics = tiny_classifier
-    meta = {"kind": "classifier", "dataset": "fmnist", "preset": "quick", "arch": model.arch, "config": {}}
-    zoo.save("classifier-fmnist-quick", model.state_dict(), {**meta, "metrics": metrics})
+    save_classifier(*tiny_classifier)
     save_gan(*random_gan, tag="sub80-s1")
     out = tmp_path / "q.md"
     with warnings.catch_warnings():
