@@ -17,6 +17,7 @@ import argparse
 import json
 import platform
 import sys
+import statistics
 import time
 from pathlib import Path
 
@@ -48,8 +49,10 @@ def main(argv=None) -> int:
     ap.add_argument(
         "--parts",
         default="classifier,gan,encoder",
-        help="which models to measure (comma list of classifier, gan, encoder)",
+        help="which models to measure (comma list of classifier, gan, encoder, samples: the smallest class share "
+        "of each GAN over --draws draws of 2000 samples, without projections)",
     )
+    ap.add_argument("--draws", type=int, default=8, help="sample draws for --parts samples (seeds SEED..SEED+K-1)")
     ap.add_argument(
         "--gan-tags",
         default="-",
@@ -58,6 +61,8 @@ def main(argv=None) -> int:
     )
     ap.add_argument("--out", default="benchmarks/results/zoo_quality.md")
     args = ap.parse_args(argv)
+    if args.draws < 1:
+        ap.error(f"--draws must be >= 1, not {args.draws}")
     dev = resolve_device(args.device)
     tags = gan_tags(args.gan_tags)
     lines = [
@@ -96,6 +101,8 @@ def main(argv=None) -> int:
             G, D, gman = models.get_gan(ds, args.preset, dev, train_missing=False, tag=tag)
             if "gan" in args.parts:
                 add_gan_rows(rows, record, ds, G, gman, clf, test, idx, args, dev, t0)
+            if "samples" in args.parts:
+                add_sample_rows(rows, ds, G, gman, clf, args, dev)
             if not tag and "encoder" in args.parts and zoo.exists(zoo.model_id("encoder", ds, args.preset)):
                 add_encoder_rows(rows, record, ds, G, clf, test, idx, args, dev)
     lines += markdown(rows, HEADER, ["left", "left", "right", "left", "right", "right"])
@@ -152,6 +159,32 @@ def add_gan_rows(rows, record, ds, G, gman, clf, test, idx, args, dev, t0) -> No
         "per_class": q["per_class"],
         "dataset": ds,
     }
+
+
+def add_sample_rows(rows, ds, G, gman, clf, args, dev) -> None:
+    """The smallest class share among 2000 samples of G, over ``args.draws`` seeded draws: how far one draw's
+    reading (the trainer's, or the gan rows') can move by the draw alone."""
+    t0 = time.time()
+    names = CLASS_NAMES.get(ds, [str(c) for c in range(10)])
+    lows = []
+    for k in range(args.draws):
+        spread = class_spread(G, clf, 2000, torch.Generator().manual_seed(args.seed + k), dev)
+        c = min(range(len(spread)), key=spread.__getitem__)
+        lows.append((100 * spread[c], names[c]))
+    shares = sorted(v for v, _ in lows)
+    which = ", ".join(f"{name} {sum(n == name for _, n in lows)}×" for name in dict.fromkeys(n for _, n in lows))
+    rows.append(
+        [
+            gman["id"],
+            f"smallest class share % among 2000 samples, {args.draws} draws (seeds {args.seed}–"
+            f"{args.seed + args.draws - 1}): min–max (median); which class; every draw in seed order",
+            f"{shares[0]:.1f}–{shares[-1]:.1f} ({statistics.median(shares):.1f}); {which}; "
+            + " / ".join(f"{v:.1f}" for v, _ in lows),
+            "—",
+            "",
+            f"{time.time() - t0:.0f}s",
+        ]
+    )
 
 
 def per_class_lines(gan_id: str, rec: dict, dataset: str, n: int) -> list[str]:

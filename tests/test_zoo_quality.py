@@ -7,6 +7,7 @@ import json
 import warnings
 
 import pytest
+import torch
 from conftest import import_benchmark, md_rows, save_classifier, save_gan
 
 from defbench import DefbenchError
@@ -49,3 +50,56 @@ def test_replicas_are_measured_by_their_own_ids(zq, tiny_classifier, random_gan,
     record = json.loads(out.with_suffix(".json").read_text())
     acc = record["gan-fmnist-quick-sub80-s1"]["projection_accuracy"]
     assert 0.0 <= acc <= 1.0 and len(record["gan-fmnist-quick-sub80-s1"]["class_spread"]) == 10
+
+
+def test_samples_part_reports_every_draw_and_no_projection(zq, tiny_classifier, random_gan, tmp_path, monkeypatch):
+    """--parts samples: one row per GAN with --draws values and no projection rows."""
+    monkeypatch.setenv("DEFBENCH_HOME", str(tmp_path / "home"))
+    save_classifier(*tiny_classifier)
+    save_gan(*random_gan, tag="sub80-s1")
+    out = tmp_path / "s.md"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        zq.main(
+            ["--datasets", "fmnist", "--preset", "quick", "--parts", "samples", "--draws", "3", "--seed", "5"]
+            + ["--gan-tags", "sub80-s1", "--out", str(out)]
+        )
+    rows = [r for r in md_rows(out.read_text()) if r[0] == "gan-fmnist-quick-sub80-s1"]
+    assert len(rows) == 1 and "3 draws (seeds 5–7)" in rows[0][1]
+    assert len(rows[0][2].split("; ")[-1].split(" / ")) == 3
+
+
+class _PickG(torch.nn.Module):
+    """A 'generator' whose samples are real test images picked by z: their classes vary from draw to draw."""
+
+    latent_dim = 8
+
+    def __init__(self, x):
+        super().__init__()
+        self.x = x
+
+    def forward(self, z):
+        return self.x[(z[:, 0] * 1000).long() % len(self.x)]
+
+
+def test_sample_draws_are_class_spread_with_consecutive_seeds(zq, tiny_classifier, fmnist):
+    """Each value is the smallest class share of class_spread with seed SEED + k (k-th draw), and the draws
+    differ (a G whose samples all fall in one class would make this check empty)."""
+    import argparse
+
+    from defbench.defenses.train_prior import class_spread
+
+    G, clf = _PickG(fmnist[1].get(list(range(300)))[0]), tiny_classifier[0].eval()
+    rows: list = []
+    zq.add_sample_rows(rows, "fmnist", G, {"id": "g"}, clf, argparse.Namespace(draws=4, seed=5), "cpu")
+    got = [float(v) for v in rows[0][2].split("; ")[-1].split(" / ")]
+    want = [100 * min(class_spread(G, clf, 2000, torch.Generator().manual_seed(s), "cpu")) for s in (5, 6, 7, 8)]
+    assert got == pytest.approx(want, abs=0.051)
+    assert len(set(got)) > 1, f"the draws must differ for this check to mean anything: {got}"
+    lo, hi = rows[0][2].split(" (")[0].split("–")
+    assert float(lo) == min(got) and float(hi) == max(got)
+
+
+def test_draws_below_one_are_refused(zq):
+    with pytest.raises(SystemExit):
+        zq.main(["--parts", "samples", "--draws", "0"])
