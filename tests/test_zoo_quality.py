@@ -30,18 +30,22 @@ def test_a_malformed_tag_is_refused(zq):
         zq.gan_tags("-,replica1")
 
 
-def test_replicas_are_measured_by_their_own_ids(zq, tiny_classifier, random_gan, tmp_path, monkeypatch):
-    """In a zoo of its own: the session zoo may hold other replicas that earlier tests trained."""
+def _run_in_own_zoo(zq, tiny_classifier, random_gan, tmp_path, monkeypatch, args: list[str]):
+    """zoo_quality on the fmnist quick zoo of its own (the session zoo may hold replicas that earlier tests
+    trained): the tiny classifier and the stand-in GAN as replica sub80-s1. Returns the output path."""
     monkeypatch.setenv("DEFBENCH_HOME", str(tmp_path / "home"))
     save_classifier(*tiny_classifier)
     save_gan(*random_gan, tag="sub80-s1")
     out = tmp_path / "q.md"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the stand-in's manifest has no recipe: drift is reported, not tested here
-        zq.main(
-            ["--datasets", "fmnist", "--preset", "quick", "--n", "4", "--parts", "gan"]
-            + ["--gan-tags", "sub80-s1,sub80-s2", "--out", str(out)]
-        )
+        zq.main(["--datasets", "fmnist", "--preset", "quick", *args, "--out", str(out)])
+    return out
+
+
+def test_replicas_are_measured_by_their_own_ids(zq, tiny_classifier, random_gan, tmp_path, monkeypatch):
+    args = ["--n", "4", "--parts", "gan", "--gan-tags", "sub80-s1,sub80-s2"]
+    out = _run_in_own_zoo(zq, tiny_classifier, random_gan, tmp_path, monkeypatch, args)
     ids = [r[0] for r in md_rows(out.read_text())]
     assert "gan-fmnist-quick-sub80-s1" in ids
     assert "gan-fmnist-quick" not in ids  # the main GAN only when asked for ('-')
@@ -54,16 +58,8 @@ def test_replicas_are_measured_by_their_own_ids(zq, tiny_classifier, random_gan,
 
 def test_samples_part_reports_every_draw_and_no_projection(zq, tiny_classifier, random_gan, tmp_path, monkeypatch):
     """--parts samples: one row per GAN with --draws values and no projection rows."""
-    monkeypatch.setenv("DEFBENCH_HOME", str(tmp_path / "home"))
-    save_classifier(*tiny_classifier)
-    save_gan(*random_gan, tag="sub80-s1")
-    out = tmp_path / "s.md"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        zq.main(
-            ["--datasets", "fmnist", "--preset", "quick", "--parts", "samples", "--draws", "3", "--seed", "5"]
-            + ["--gan-tags", "sub80-s1", "--out", str(out)]
-        )
+    args = ["--parts", "samples", "--draws", "3", "--seed", "5", "--gan-tags", "sub80-s1"]
+    out = _run_in_own_zoo(zq, tiny_classifier, random_gan, tmp_path, monkeypatch, args)
     rows = [r for r in md_rows(out.read_text()) if r[0] == "gan-fmnist-quick-sub80-s1"]
     assert len(rows) == 1 and "3 draws (seeds 5–7)" in rows[0][1]
     assert len(rows[0][2].split("; ")[-1].split(" / ")) == 3
