@@ -77,7 +77,7 @@ STATUS: dict[str, tuple[str, str]] = {
     "mimicgan-fig9b": (
         "not run",
         "its three GAN replicas are trained (docs/MODELS.md: projections 0.82-0.85, smallest class under 5% on "
-        "each); of its 69 cells at n = 100, 4 are measured (a projection cell took 5-9.5 min on a shared CPU thread)",
+        "each); 23 of its 69 cells at n = 100 are stored (a projection cell takes 0.3-4.5 min on one CPU thread)",
     ),
     "mimicgan-table2": (
         "open",
