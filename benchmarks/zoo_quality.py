@@ -16,9 +16,10 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import sys
 import statistics
+import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import torch
@@ -172,7 +173,7 @@ def add_sample_rows(rows, ds, G, gman, clf, args, dev) -> None:
         c = min(range(len(spread)), key=spread.__getitem__)
         lows.append((100 * spread[c], names[c]))
     shares = sorted(v for v, _ in lows)
-    which = ", ".join(f"{name} {sum(n == name for _, n in lows)}×" for name in dict.fromkeys(n for _, n in lows))
+    which = ", ".join(f"{name} {k}×" for name, k in Counter(n for _, n in lows).items())
     rows.append(
         [
             gman["id"],

@@ -63,6 +63,7 @@ def test_samples_part_reports_every_draw_and_no_projection(zq, tiny_classifier, 
     rows = [r for r in md_rows(out.read_text()) if r[0] == "gan-fmnist-quick-sub80-s1"]
     assert len(rows) == 1 and "3 draws (seeds 5–7)" in rows[0][1]
     assert len(rows[0][2].split("; ")[-1].split(" / ")) == 3
+    assert not any("projections" in r[1] for r in md_rows(out.read_text()))
 
 
 class _PickG(torch.nn.Module):
