@@ -28,11 +28,12 @@ DATASETS = tuple(ALIASES)
 #: class names where a report or benchmark prints them (index = label)
 CLASS_NAMES = {
     "fmnist": ("T-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot"),
+    "cifar10": ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
 }
 #: image shape (C, H, W) and number of classes
 SHAPES = {"fmnist": (1, 28, 28), "mnist": (1, 28, 28), "cifar10": (3, 32, 32), "imagenet": (3, 224, 224)}
 NUM_CLASSES = {"fmnist": 10, "mnist": 10, "cifar10": 10, "imagenet": 1000}
-CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+CIFAR10_CLASSES = CLASS_NAMES["cifar10"]
 #: how the messages name a dataset
 PRETTY = {"fmnist": "Fashion-MNIST", "mnist": "MNIST", "cifar10": "CIFAR-10", "imagenet": "ImageNet"}
 

@@ -1,0 +1,61 @@
+"""benchmarks/cell_classes.py: per true class, a cell's images, right ones and most frequent prediction, from
+the stored per-image predictions (hand-counted rows), and its refusals."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import import_benchmark
+
+
+@pytest.fixture(scope="module")
+def cc():
+    return import_benchmark("cell_classes")
+
+
+def _row(labels, preds, dataset="cifar10", defense="ride"):
+    return {
+        "dataset": dataset,
+        "defense": defense,
+        "indices": list(range(len(labels))),
+        "labels": labels,
+        "preds": preds,
+        "attack_config": {"label": "clean"},
+    }
+
+
+def test_counts_per_class_and_the_class_a_collapsed_cell_predicts(cc):
+    # 3 cats all right; 2 frogs read as cat; 1 ship right; 1 ship read as truck
+    row = _row([3, 3, 3, 6, 6, 8, 8], [3, 3, 3, 3, 3, 8, 9])
+    assert cc.class_rows(row) == [
+        ["cat", 3, 3, "cat (3)"],
+        ["frog", 2, 0, "cat (2)"],
+        ["ship", 2, 1, "ship (1)"],  # a tie: the prediction met first
+        ["all", 7, 4, "cat (5)"],
+    ]
+
+
+def test_a_dataset_without_names_prints_labels(cc):
+    assert cc.class_rows(_row([1, 1, 7], [1, 7, 7], dataset="mnist")) == [
+        ["1", 2, 1, "1 (1)"],
+        ["7", 1, 1, "7 (1)"],
+        ["all", 3, 2, "7 (2)"],
+    ]
+
+
+def test_main_prints_one_table_per_cell_in_the_order_asked(cc, monkeypatch, capsys):
+    rows = [_row([0, 1], [0, 0], defense="tvm"), _row([0, 1], [1, 1], defense="ride")]
+    monkeypatch.setattr(cc, "select", lambda *a: rows)
+    assert cc.main(["--store", "x", "--defenses", "ride", "tvm"]) == 0
+    out = capsys.readouterr().out
+    assert out.index("**ride**") < out.index("**tvm**")
+    assert "| all          |        2 |       1 | automobile (2)           |" in out  # ride: both read as 1
+
+
+def test_refusals(cc, tmp_path):
+    from defbench.harness.store import Store
+
+    Store(tmp_path).close()  # an empty store
+    with pytest.raises(SystemExit, match="no clean/none cell of ride in"):
+        cc.main(["--store", str(tmp_path), "--defenses", "ride"])
+    with pytest.raises(SystemExit, match="no PGD/bpda cell in"):
+        cc.main(["--store", str(tmp_path), "--attack", "PGD", "--threat", "bpda"])
