@@ -100,6 +100,25 @@ def test_paper_settings_copied():
     assert TABLES["mimicgan-table2"].gan_replicas == tuple(f"no{k}" for k in range(10))
 
 
+def test_fig9b_attacks_like_fig5b():
+    """MimicGAN-2 Fig. 9(b) prints MimicGAN-1 Fig. 5(b)'s No Defense column and classifier again: one experiment, so
+    its ε-bounded attacks take the reading Fig. 5(b)'s sweeps support (ε 0.15, predicted labels), not ε 0.3."""
+    f5, f9 = TABLES["mimicgan-fig5b"], TABLES["mimicgan-fig9b"]
+
+    def undefended(t):
+        return {
+            c.row: (c.paper, c.measure.attack)
+            for c in t.cells
+            if c.col == "No Defense" and c.row not in ("Clean", "Obfuscated")  # Fig. 9(b)'s: a mean over 3 GANs
+        }
+
+    u5, u9 = undefended(f5), undefended(f9)
+    u9["DeepFool"] = u9.pop("DF")
+    assert u9 == u5
+    bim = u9["BIM"][1]
+    assert (bim.eps, dict(bim.params)) == (0.15, {"labels": "predicted"})
+
+
 @pytest.mark.parametrize("preset", ["paper", "quick"])
 @pytest.mark.parametrize("table", RUNNABLE, ids=[t.id for t in RUNNABLE])
 def test_runnable_spec_builds_a_valid_matrix(table, preset, tmp_path):
