@@ -17,7 +17,7 @@ import argparse
 from collections import Counter
 
 from _common import command_line, emit, markdown
-from paired_cells import cell_name, select
+from paired_cells import cell_arguments, cell_name, select
 
 from defbench.datasets import CLASS_NAMES
 
@@ -50,11 +50,7 @@ def class_rows(row: dict) -> list[list[object]]:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--store", required=True, help="a run's output dir (its defbench.sqlite)")
-    ap.add_argument("--attack", default="clean", help="attack label as stored (PGD, FGSM, ...) or clean")
-    ap.add_argument("--threat", default="none", help="graybox | bpda | reparam | none (clean)")
-    ap.add_argument("--defenses", nargs="*", help="defenses to show, in this order (default: all in the store)")
-    ap.add_argument("--seed", type=int, default=0)
+    cell_arguments(ap, "show")
     ap.add_argument("--out", help="write the Markdown tables here too")
     args = ap.parse_args(argv)
     rows = select(args.store, args.attack, args.threat, args.seed)

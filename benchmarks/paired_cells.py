@@ -88,13 +88,19 @@ def select(store_dir: str, attack: str, threat: str, seed: int) -> list[dict]:
         store.close()
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def cell_arguments(ap: argparse.ArgumentParser, what: str) -> None:
+    """The options that pick a store's cells: --store, --attack, --threat, --defenses (``what`` they are for),
+    --seed (also used by cell_classes.py)."""
     ap.add_argument("--store", required=True, help="a run's output dir (its defbench.sqlite)")
     ap.add_argument("--attack", default="clean", help="attack label as stored (PGD, FGSM, ...) or clean")
     ap.add_argument("--threat", default="none", help="graybox | bpda | reparam | none (clean)")
-    ap.add_argument("--defenses", nargs="*", help="defenses to pair, in this order (default: all in the store)")
+    ap.add_argument("--defenses", nargs="*", help=f"defenses to {what}, in this order (default: all in the store)")
     ap.add_argument("--seed", type=int, default=0)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    cell_arguments(ap, "pair")
     ap.add_argument(
         "--against",
         metavar="OTHER_STORE",
