@@ -4,6 +4,7 @@ data root."""
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,8 +31,10 @@ def data_root() -> str | None:
 
 
 def command_line(argv) -> str:
-    """``python benchmarks/<script>.py ARGS`` as it was run (argv: main()'s argument, None = sys.argv)."""
-    return " ".join(["python", Path(sys.argv[0]).as_posix()] + list(argv if argv is not None else sys.argv[1:]))
+    """``python benchmarks/<script>.py ARGS`` as it was run (argv: main()'s argument, None = sys.argv), quoted
+    for a POSIX shell where an argument needs it (``--attack 'PGD (n=10)'``), so a table's command pastes."""
+    args = list(argv if argv is not None else sys.argv[1:])
+    return shlex.join(["python", Path(sys.argv[0]).as_posix(), *args])
 
 
 def markdown(rows: Sequence[Sequence[object]], header: Sequence[str], align: Sequence[str] | None = None) -> list[str]:

@@ -10,6 +10,9 @@ pair is the same clean image attacked twice, not one input purified twice.
     python benchmarks/paired_cells.py --store runs/paper/mnist-paper-n100-b100 --attack PGD --threat bpda \\
         --out benchmarks/results/paired_ride_table2_mnist.md
 
+With ``--versus-clean`` each attacked cell is paired with its own defense's clean cell (on the attacked cell's
+images, a subset when ``--n-threat`` ran it on fewer): what the attack keeps, takes and turns right.
+
 With ``--against OTHER_STORE`` each cell is paired instead with the cell of the other run that has the same
 defense, threat and attack settings (same ε; the models a white-box attack differentiates may differ): two runs
 of one table that differ in one thing (a prior swapped in the zoo, a code change), on the same images.
@@ -75,6 +78,14 @@ def across(rows: list[dict], others: list[dict]) -> list[list[object]]:
     return [pair_row(cell_name(r), r, twin[twin_key(r)]) for r in rows if twin_key(r) in twin]
 
 
+def versus_clean(rows: list[dict], clean: list[dict]) -> list[list[object]]:
+    """One table row per attacked cell of ``rows`` whose defense has a clean cell in ``clean``: the clean cell
+    (A) against the attacked one (B) on the attacked cell's images — how many images right when clean the
+    attack keeps (both right) or takes (only A), and how many it turns right (only B)."""
+    by = {r["defense"]: r for r in clean}
+    return [pair_row(f"{cell_name(r)}: clean vs attacked", by[r["defense"]], r) for r in rows if r["defense"] in by]
+
+
 def select(store_dir: str, attack: str, threat: str, seed: int) -> list[dict]:
     store = Store(store_dir)
     try:
@@ -106,9 +117,32 @@ def main(argv=None) -> int:
         metavar="OTHER_STORE",
         help="pair each cell with the same cell (defense, threat, attack and ε) of another run instead",
     )
+    ap.add_argument(
+        "--versus-clean",
+        action="store_true",
+        help="pair each cell with the same defense's clean cell instead (what the attack keeps, takes, fixes)",
+    )
     ap.add_argument("--out", help="write the Markdown table here too")
     args = ap.parse_args(argv)
     rows = select(args.store, args.attack, args.threat, args.seed)
+    if args.versus_clean:
+        if args.defenses:
+            rows = [r for r in rows if r["defense"] in args.defenses]
+        body = versus_clean(rows, select(args.store, "clean", "none", args.seed))
+        if not body:
+            raise SystemExit(f"no {args.attack}/{args.threat} cell of {args.store} has a clean cell beside it")
+        header = ["cell (A: clean, B: attacked)", "images", "right: A / B", "both right", "only A", "only B"]
+        header += ["both wrong", "McNemar p"]
+        return emit(
+            [
+                f"Command: `{command_line(argv)}`  ",
+                f"Cells: attack {args.attack}, threat {args.threat}, seed {args.seed}; each paired with its defense's "
+                "clean cell on the attacked cell's images (only A: right when clean, wrong attacked).",
+                "",
+                *markdown(body, header, ["left"] + ["right"] * (len(header) - 1)),
+            ],
+            args.out,
+        )
     if args.against:
         if args.defenses:
             rows = [r for r in rows if r["defense"] in args.defenses]

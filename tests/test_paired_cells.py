@@ -64,3 +64,20 @@ def test_against_without_any_twin_is_refused(pc, tmp_path):
         Store(tmp_path / d).close()
     with pytest.raises(SystemExit, match="has a twin"):
         pc.main(["--store", str(tmp_path / "a"), "--against", str(tmp_path / "b"), "--attack", "FGSM"])
+
+
+def test_versus_clean_pairs_each_attacked_cell_with_its_defense_clean_cell(pc):
+    """On the attacked cell's images (a subset of the clean cell's): right when clean and kept, taken, fixed."""
+    clean = [_cell("ride", [1, 2, 3, 4, 5], [0, 0, 0, 0, 0], [0, 0, 0, 9, 9]), _cell("tvm", [1], [0], [0])]
+    attacked = [_cell("ride", [2, 3, 4], [0, 0, 0], [0, 9, 0]), _cell("median", [2], [0], [0])]
+    for r in attacked:
+        r["attack_config"] = {"eps": 0.05}
+    (row,) = pc.versus_clean(attacked, clean)  # median has no clean cell: no row
+    assert row[:7] == ["ride @ ε 0.05: clean vs attacked", 3, "2 / 2", 1, 1, 1, 0]
+
+
+def test_a_table_command_pastes_into_a_shell(pc):
+    import shlex
+
+    line = pc.command_line(["--attack", "PGD (n=10)", "--defenses", "ride[sigma_units=normalized]"])
+    assert shlex.split(line)[-4:] == ["--attack", "PGD (n=10)", "--defenses", "ride[sigma_units=normalized]"]
