@@ -90,9 +90,10 @@ STATUS: dict[str, tuple[str, str]] = {
     "ride-table1": ("not run", "ImageNet data and weights are not reachable here"),
     "ride-table2-cifar10": (
         "open",
-        "clean cell only: RIDE at the paper's readings keeps 31% (22.8–40.6) of 100 clean images against the "
-        "classifier's 81% (5-epoch ResNet-18, JPEG copy), 45 under the paper's BPDA 76 before any attack; σ read on "
-        "normalised images keeps 70% of 50 (the classifier alone 76%); BPDA not run at either reading",
+        "RIDE at the paper's readings keeps 31% (22.8–40.6) of 100 clean images against the classifier's 81% "
+        "(5-epoch ResNet-18, JPEG copy) and 2 of 10 under BPDA (paper 76); σ read on normalised images keeps 8 of "
+        "the same 10 clean and 0 under BPDA: neither reading reaches 76, one losing the clean images, the other "
+        "every attacked one",
     ),
     "ride-table2-imagenet": ("not run", "ImageNet data and weights are not reachable here"),
     "ride-table2-mnist": (
