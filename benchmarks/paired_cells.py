@@ -125,37 +125,27 @@ def main(argv=None) -> int:
     ap.add_argument("--out", help="write the Markdown table here too")
     args = ap.parse_args(argv)
     rows = select(args.store, args.attack, args.threat, args.seed)
-    if args.versus_clean:
+    if args.versus_clean or args.against:
         if args.defenses:
             rows = [r for r in rows if r["defense"] in args.defenses]
-        body = versus_clean(rows, select(args.store, "clean", "none", args.seed))
+        if args.versus_clean:
+            body = versus_clean(rows, select(args.store, "clean", "none", args.seed))
+            first, why = "clean, B: attacked", "its defense's clean cell on the attacked cell's images (only A: right "
+            why += "when clean, wrong attacked)."
+            missing = "has a clean cell beside it"
+        else:
+            body = across(rows, select(args.against, args.attack, args.threat, args.seed))
+            first, why = "--store, B: --against", "the cell of the other run that has the same defense, threat "
+            why += "and attack settings."
+            missing = f"has a twin in {args.against}"
         if not body:
-            raise SystemExit(f"no {args.attack}/{args.threat} cell of {args.store} has a clean cell beside it")
-        header = ["cell (A: clean, B: attacked)", "images", "right: A / B", "both right", "only A", "only B"]
+            raise SystemExit(f"no {args.attack}/{args.threat} cell of {args.store} {missing}")
+        header = [f"cell (A: {first})", "images", "right: A / B", "both right", "only A", "only B"]
         header += ["both wrong", "McNemar p"]
         return emit(
             [
                 f"Command: `{command_line(argv)}`  ",
-                f"Cells: attack {args.attack}, threat {args.threat}, seed {args.seed}; each paired with its defense's "
-                "clean cell on the attacked cell's images (only A: right when clean, wrong attacked).",
-                "",
-                *markdown(body, header, ["left"] + ["right"] * (len(header) - 1)),
-            ],
-            args.out,
-        )
-    if args.against:
-        if args.defenses:
-            rows = [r for r in rows if r["defense"] in args.defenses]
-        body = across(rows, select(args.against, args.attack, args.threat, args.seed))
-        if not body:
-            raise SystemExit(f"no {args.attack}/{args.threat} cell of {args.store} has a twin in {args.against}")
-        header = ["cell (A: --store, B: --against)", "images", "right: A / B", "both right", "only A", "only B"]
-        header += ["both wrong", "McNemar p"]
-        return emit(
-            [
-                f"Command: `{command_line(argv)}`  ",
-                f"Cells: attack {args.attack}, threat {args.threat}, seed {args.seed}; each paired with the cell of "
-                "the other run that has the same defense, threat and attack settings.",
+                f"Cells: attack {args.attack}, threat {args.threat}, seed {args.seed}; each paired with {why}",
                 "",
                 *markdown(body, header, ["left"] + ["right"] * (len(header) - 1)),
             ],
