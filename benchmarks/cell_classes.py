@@ -39,13 +39,9 @@ def class_rows(row: dict) -> list[list[object]]:
     by: dict[int, list[int]] = {}
     for p, y in zip(row["preds"], row["labels"]):
         by.setdefault(int(y), []).append(int(p))
-    out = []
-    for y in sorted(by):
-        preds = by[y]
-        out.append([_name(ds, y), len(preds), sum(p == y for p in preds), _most(preds, ds)])
-    right = sum(int(p) == int(y) for p, y in zip(row["preds"], row["labels"]))
-    out.append(["all", len(row["preds"]), right, _most([int(p) for p in row["preds"]], ds)])
-    return out
+    out = [[_name(ds, y), len(by[y]), sum(p == y for p in by[y]), _most(by[y], ds)] for y in sorted(by)]
+    every = [int(p) for p in row["preds"]]
+    return out + [["all", len(every), sum(r[2] for r in out), _most(every, ds)]]
 
 
 def main(argv=None) -> int:

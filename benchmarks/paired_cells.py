@@ -130,13 +130,13 @@ def main(argv=None) -> int:
             rows = [r for r in rows if r["defense"] in args.defenses]
         if args.versus_clean:
             body = versus_clean(rows, select(args.store, "clean", "none", args.seed))
-            first, why = "clean, B: attacked", "its defense's clean cell on the attacked cell's images (only A: right "
-            why += "when clean, wrong attacked)."
+            first = "clean, B: attacked"
+            why = "its defense's clean cell on the attacked cell's images (only A: right when clean, wrong attacked)."
             missing = "has a clean cell beside it"
         else:
             body = across(rows, select(args.against, args.attack, args.threat, args.seed))
-            first, why = "--store, B: --against", "the cell of the other run that has the same defense, threat "
-            why += "and attack settings."
+            first = "--store, B: --against"
+            why = "the cell of the other run that has the same defense, threat and attack settings."
             missing = f"has a twin in {args.against}"
         if not body:
             raise SystemExit(f"no {args.attack}/{args.threat} cell of {args.store} {missing}")
