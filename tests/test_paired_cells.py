@@ -81,3 +81,16 @@ def test_a_table_command_pastes_into_a_shell(pc):
 
     line = pc.command_line(["--attack", "PGD (n=10)", "--defenses", "ride[sigma_units=normalized]"])
     assert shlex.split(line)[-4:] == ["--attack", "PGD (n=10)", "--defenses", "ride[sigma_units=normalized]"]
+
+
+def test_versus_clean_without_a_clean_cell_is_refused_and_with_one_prints(pc, tmp_path, monkeypatch, capsys):
+    from defbench.harness.store import Store
+
+    Store(tmp_path).close()  # an empty store
+    with pytest.raises(SystemExit, match="has a clean cell beside it"):
+        pc.main(["--store", str(tmp_path), "--attack", "PGD", "--threat", "bpda", "--versus-clean"])
+    attacked = {**_cell("ride", [1, 2], [0, 0], [0, 9]), "attack_config": {"eps": 0.05}}
+    clean = _cell("ride", [1, 2], [0, 0], [0, 0])
+    monkeypatch.setattr(pc, "select", lambda store, attack, *a: [clean] if attack == "clean" else [attacked])
+    assert pc.main(["--store", "x", "--attack", "PGD", "--threat", "bpda", "--versus-clean"]) == 0
+    assert "| ride @ ε 0.05: clean vs attacked |        2 |          2 / 1 |" in capsys.readouterr().out
