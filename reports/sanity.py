@@ -279,8 +279,25 @@ def _worse_than_none(cells: dict[Cell, dict[int, Row]], names: dict[Base, str]) 
     ]
 
 
+def _adaptive_gap(threats: set[str], undefended: bool) -> str:
+    """What a shattered-gradient flag adds about the run's own cells for that model: nothing when an adaptive
+    attack (BPDA, reparameterized) measured it; otherwise which threats did, none of which differentiates the
+    defense, so the flag does not touch those numbers but they are no white-box robustness."""
+    if undefended or threats & set(GRADIENT_THREATS):
+        return ""
+    if not threats:
+        return " This run has only its clean cell, so no attack was run against it."
+    return (
+        f" This run attacks it only as {', '.join(sorted(threats))}, where no attack differentiates the defense: "
+        "those numbers are not masked by it, but none is an adaptive (BPDA or reparameterized) measurement."
+    )
+
+
 def _gradient_checks(rows: list[Row], names: dict[Base, str]) -> list[str]:
-    differentiated = {base_key(r) for r in rows if not is_clean(r) and r["threat"] in GRADIENT_THREATS}
+    attacked: dict[Base, set[str]] = defaultdict(set)  # each defended model's threats with an attacked cell
+    for r in rows:
+        if not is_clean(r):
+            attacked[base_key(r)].add(str(r["threat"]))
     zero: dict[tuple[Base, str], float] = {}
     nondet: set[tuple[Base, str]] = set()
     undeclared: set[Base] = set()
@@ -303,16 +320,10 @@ def _gradient_checks(rows: list[Row], names: dict[Base, str]) -> list[str]:
             if t == "autograd"
             else f"input gradients ({t})"
         )
-        tail = (
-            ""
-            if b in differentiated or b[2] == "none"
-            else " This run has no BPDA or reparameterized cell for it, so no attack in these tables got a useful "
-            "gradient through it."
-        )
         out.append(
             f"Shattered gradients on {names[b]}: {100 * f:.0f}% of the {what} are zero or absent, so "
             "attacks that differentiate the defense directly see no signal; trust only BPDA, "
-            f"reparameterized or gradient-free results for it.{tail}"
+            f"reparameterized or gradient-free results for it.{_adaptive_gap(attacked[b], b[2] == 'none')}"
         )
     out += [
         f"Gradient check on {names[b]} ({t}): the defended model is nondeterministic (same input and seed, "

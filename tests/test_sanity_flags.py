@@ -94,6 +94,28 @@ def test_shattered_gradients_fire_on_the_real_autograd_gradient(make, random_gan
     assert len(flags) == 1 and "Shattered gradients on invgan" in flags[0] and "autograd" in flags[0]
 
 
+@pytest.mark.parametrize(
+    "keep, tail",
+    [
+        (slice(None), None),  # a BPDA cell measured it: the flag adds nothing about the run
+        (slice(0, 4), "only as graybox, where no attack differentiates the defense"),
+        (slice(0, 3), "only its clean cell"),
+    ],
+    ids=["bpda", "graybox-only", "clean-only"],
+)
+def test_shattered_gradients_say_what_the_run_measured(keep, tail):
+    """The flag's last sentence follows the run's own cells for that defense; a gray-box-only run is not told
+    that its attacks "got no useful gradient" (none of them differentiates the defense)."""
+    rows = _base()
+    rows[2]["extra"] = {"gradient_check": {"threat": "autograd", "zero_grad_fraction": 1.0}}
+    (flag,) = sanity_flags(rows[keep])
+    assert flag.startswith("Shattered gradients on invgan") and "got a useful gradient" not in flag
+    if tail is None:
+        assert flag.endswith("gradient-free results for it.")
+    else:
+        assert tail in flag
+
+
 @pytest.mark.parametrize("defense", [NoDefense((1, 28, 28)), _Blur((1, 28, 28))], ids=["none", "blur"])
 def test_shattered_gradients_silent_for_a_differentiable_defense(defense):
     gc = _gradient_check(defense)
