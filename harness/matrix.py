@@ -145,20 +145,20 @@ def _read_adv_cache(path: Path, name: str, x: torch.Tensor) -> dict | None:
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 -- truncated, garbage, or a pickle with code in it
-        blob, why = None, f"unreadable ({type(exc).__name__})"
+        blob, why = None, f"is unreadable ({type(exc).__name__})"
     if blob is not None:
         xa, viol = (blob.get("x_adv"), blob.get("violations")) if isinstance(blob, dict) else (None, None)
         if not isinstance(xa, torch.Tensor) or not isinstance(viol, str):
-            why = "not a gray-box cache file"
+            why = "is not a gray-box cache file"
         elif xa.shape != x.shape or xa.dtype != x.dtype:
             why = f"holds a batch of shape {tuple(xa.shape)}, not {tuple(x.shape)}"
         elif blob.get("sha256") != _adv_digest(name, xa, viol):
-            why = "its sha256 does not match its contents (altered or damaged)"
+            why = "has a sha256 that does not match its contents (altered or damaged)"
         elif not bool(torch.isfinite(xa).all()) or float(xa.min()) < 0 or float(xa.max()) > 1:
             why = "holds values outside [0, 1]"
         else:
             return blob
-    print(f"defbench: warning: gray-box cache {path} is {why}; recomputing that batch", file=sys.stderr)
+    print(f"defbench: warning: gray-box cache {path} {why}; recomputing that batch", file=sys.stderr)
     return None
 
 

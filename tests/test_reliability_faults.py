@@ -39,7 +39,7 @@ def test_cache_file_is_checked_when_read(tmp_path, capsys):
     blob["x_adv"][0, 0, 0, 0] = 1 - blob["x_adv"][0, 0, 0, 0]  # one pixel changed, hash kept
     torch.save(blob, p)
     assert _read_adv_cache(p, "abc-s0-b0", x) is None
-    assert "sha256 does not match" in capsys.readouterr().err
+    assert "has a sha256 that does not match" in capsys.readouterr().err
     _write_adv_cache(p, "abc-s0-b0", x, "[]")
     assert _read_adv_cache(p, "abc-s1-b0", x) is None  # another batch's file copied in its place
     raw = p.read_bytes()
@@ -122,7 +122,7 @@ def test_tampered_cache_never_reaches_a_cell(tiny_zoo, tmp_path, capsys):
     (out / "defbench.sqlite").unlink()  # the cells are recomputed from the cache
     capsys.readouterr()
     assert main(GRAYBOX + ["--out", str(out)]) == 0
-    assert "sha256 does not match" in capsys.readouterr().err
+    assert "has a sha256 that does not match" in capsys.readouterr().err
     assert _preds(out / "defbench.sqlite") == first
     assert _read_adv_cache(cache, cache.stem, torch.zeros_like(blob["x_adv"])) is not None  # rewritten whole
 
