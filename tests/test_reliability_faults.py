@@ -114,6 +114,7 @@ def _preds(db: Path) -> dict:
 def test_tampered_cache_never_reaches_a_cell(tiny_zoo, tmp_path, capsys):
     out = tmp_path / "o"
     assert main(GRAYBOX + ["--out", str(out)]) == 0
+    assert "failed" not in capsys.readouterr().err  # a sound run: no cell-failure line
     first = _preds(out / "defbench.sqlite")
     (cache,) = (out / "adv-cache").glob("*.pt")
     blob = torch.load(cache, weights_only=True)
@@ -194,6 +195,9 @@ def test_plugin_that_crashes_fails_only_its_cell(tiny_zoo, tmp_path, monkeypatch
     assert rc == 1, cap.err
     assert "crashing-attacks 0.3 crashed: RuntimeError: expected 3 channels, got 1" in cap.err
     assert "Traceback" not in cap.err
+    # each failed cell says so as it fails (one line per cell: no defense and median), before the run's summary
+    going_on = [ln for ln in cap.err.splitlines() if ln.startswith("defbench: cell ") and "the other cells go on" in ln]
+    assert len(going_on) == 2 and all("failed: " in ln and "crashing-attacks" in ln for ln in going_on), cap.err
     with sqlite3.connect(out / "defbench.sqlite") as c:
         cells = {(d, a) for d, a in c.execute("SELECT defense, attack FROM cells")}
         failures = list(c.execute("SELECT label, message FROM failures"))

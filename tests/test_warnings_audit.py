@@ -202,3 +202,25 @@ def test_graybox_cache_intact_file_is_read_silently(tmp_path, capsys):
     blob = _read_adv_cache(p, "abc-s0-b0", x)
     assert blob is not None and torch.equal(blob["x_adv"], x) and blob["violations"] == '[{"check": "linf"}]'
     assert capsys.readouterr().err == ""
+
+
+# ------------------------------------------------------------- the Markdown report's sanity section
+
+
+def test_report_lists_each_fired_flag_with_a_warning_sign(tmp_path):
+    from defbench.reports.render import write_reports
+
+    weak = [make_row(frac(N, N), defense="none"), make_row(frac(40, N), defense="none", attack="pgd", cfg=PGD)]
+    (flag,) = sanity_flags(weak)
+    text = write_reports(weak, tmp_path)
+    section = text.split("### Sanity checks", 1)[1]
+    assert f"- ⚠ {flag}" in section and "none fired" not in section
+
+
+def test_report_says_none_fired_for_a_sound_run(tmp_path):
+    from defbench.reports.render import write_reports
+
+    sound = [make_row(frac(N, N), defense="none"), make_row(frac(0, N), defense="none", attack="pgd", cfg=PGD)]
+    assert sanity_flags(sound) == []
+    section = write_reports(sound, tmp_path).split("### Sanity checks", 1)[1]
+    assert "- none fired." in section and "⚠" not in section
