@@ -340,8 +340,12 @@ def test_cifar_damaged_decoded_cache_is_decoded_again(tmp_path, capsys):
     cifar_zip(tmp_path)
     first = D.load_dataset("cifar10", "test", tmp_path)
     (cache,) = (tmp_path / "home" / "data-cache").glob("cifar10-jpeg-test-*.npz")
-    cache.write_bytes(cache.read_bytes()[:200])
     capsys.readouterr()
+    written = cache.stat().st_mtime_ns
+    intact = D.load_dataset("cifar10", "test", tmp_path)  # an intact cache is read (not rewritten), silently
+    assert capsys.readouterr().err == "" and intact.sha256() == first.sha256()
+    assert cache.stat().st_mtime_ns == written
+    cache.write_bytes(cache.read_bytes()[:200])
     again = D.load_dataset("cifar10", "test", tmp_path)
     err = capsys.readouterr().err
     assert err.startswith(f"defbench: warning: decoded cache {cache} is unreadable (") and err.count("\n") == 1
