@@ -208,6 +208,16 @@ def test_universal_perturbation_on_no_defense_is_not_the_strongest_bounded_attac
     assert any("strongest bounded attack, PGD" in f for f in sanity_flags(rows))
 
 
+def test_reparam_on_no_defense_is_not_held_to_zero():
+    """none + reparam attacks f ∘ G ∘ I and scores f (InvGAN's RP column: 72% on MNIST in the paper): the check
+    of the strongest bounded attack stays silent for it, and still fires for a gray-box PGD of the same run."""
+    rows = _base()
+    rows[1] = make_row(frac(80, N), defense="none", attack="fgsm", cfg=FGSM, threat="reparam")  # its only attack
+    assert not [f for f in sanity_flags(rows) if "strongest bounded attack" in f]
+    rows.append(make_row(frac(40, N), defense="none", attack="pgd", cfg=PGD))
+    assert any("strongest bounded attack, PGD (graybox)" in f for f in sanity_flags(rows))
+
+
 # --------------------------------------------------------------------------------------------- weak beats white-box
 
 
