@@ -215,6 +215,31 @@ def _rows(db: Path) -> dict:
         return {}
 
 
+def test_sigterm_replaced_by_another_exception_in_c_code_is_still_a_sigterm(monkeypatch, capsys, tmp_path):
+    """The handler's exception is raised wherever the main thread is; C code that catches and replaces it (seen in
+    a run: numpy's buffer-format parsing raised "ValueError: 'T{d:val:q:i1:q:i2:}' is not a valid PEP 3118 buffer
+    format string") must not turn a SIGTERM into an internal error with exit 1."""
+    from defbench import cli
+    from defbench.cli import matrix
+
+    def replaced(args):
+        try:
+            cli._on_sigterm(signal.SIGTERM, None)
+        except KeyboardInterrupt:
+            raise ValueError("'T{d:val:}' is not a valid PEP 3118 buffer format string") from None
+
+    def plain(args):
+        raise ValueError("'T{d:val:}' is not a valid PEP 3118 buffer format string")
+
+    monkeypatch.setattr(matrix, "run", replaced)
+    assert main(["matrix", "--out", str(tmp_path)]) == 143
+    err = capsys.readouterr().err
+    assert err.startswith("defbench: terminated (SIGTERM)") and "internal error" not in err
+    monkeypatch.setattr(matrix, "run", plain)  # the same error with no SIGTERM (none left over from the last run)
+    assert main(["matrix", "--out", str(tmp_path)]) == 1
+    assert capsys.readouterr().err.startswith("defbench: internal error: ValueError")
+
+
 def test_sigterm_leaves_a_consistent_store_and_the_run_resumes(tiny_zoo, tmp_path):
     out = tmp_path / "run"
     cmd = DEFBENCH + [

@@ -66,8 +66,20 @@ class _Terminated(KeyboardInterrupt):
     cell stays in the store and the next run resumes."""
 
 
+#: set by the SIGTERM handler: its exception is raised wherever the main thread is, and C code that catches
+#: and replaces exceptions (seen: numpy's buffer-format parsing turned it into a ValueError) can hide it
+_SIGNALS = {"term": False}
+
+
 def _on_sigterm(signum, frame):
+    _SIGNALS["term"] = True
     raise _Terminated()
+
+
+def _terminated() -> int:
+    msg = "defbench: terminated (SIGTERM); finished cells are stored, rerun the same command to resume"
+    print(msg, file=sys.stderr)
+    return 143
 
 
 def _one_line(text: str) -> str:
@@ -79,12 +91,39 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     print(f"defbench: warning: {_one_line(message)}", file=sys.stderr)
 
 
+def _error_exit(exc: Exception) -> int:
+    """One line on stderr for an error, by kind; the exit status (2: the user's input, 1: a fault)."""
+    if isinstance(exc, _ArgError):
+        print(f"defbench: error: {_one_line(exc)} (see '{exc.prog} --help')", file=sys.stderr)
+        return 2
+    if isinstance(exc, DefbenchError):
+        print(f"defbench: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    if isinstance(exc, OSError):  # a file-system fault: said as such (permission, read-only, disk full)
+        print(
+            f"defbench: error: {_one_line(os_error_line(exc))} ({type(exc).__name__}; --debug shows where)",
+            file=sys.stderr,
+        )
+        return 1
+    if isinstance(exc, sqlite3.Error):
+        print(f"defbench: error: the results store failed: {_one_line(exc)} (--debug shows where)", file=sys.stderr)
+        return 1
+    # a bug or an unforeseen fault: one line, the traceback with --debug
+    print(
+        f"defbench: internal error: {type(exc).__name__}: {_one_line(exc)[:300]} (rerun with --debug for the "
+        "traceback)",
+        file=sys.stderr,
+    )
+    return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run ``defbench ARGV`` (default ``sys.argv[1:]``) and return its exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv or os.environ.get("DEFBENCH_DEBUG", "") not in ("", "0")
     argv = [a for a in argv if a != "--debug"]
     old_term = None
+    _SIGNALS["term"] = False
     try:
         old_term = signal.signal(signal.SIGTERM, _on_sigterm)
     except ValueError:  # not the main thread (e.g. called from a test's worker thread): leave SIGTERM alone
@@ -99,47 +138,17 @@ def main(argv: list[str] | None = None) -> int:
             ap.print_help()
             return 0
         return args.func(args)
-    except _ArgError as exc:
-        if debug:
-            raise
-        print(f"defbench: error: {_one_line(exc)} (see '{exc.prog} --help')", file=sys.stderr)
-        return 2
-    except DefbenchError as exc:
-        if debug:
-            raise
-        print(f"defbench: error: {_one_line(exc)}", file=sys.stderr)
-        return 2
     except _Terminated:
-        print(
-            "defbench: terminated (SIGTERM); finished cells are stored, rerun the same command to resume",
-            file=sys.stderr,
-        )
-        return 143
+        return _terminated()
     except KeyboardInterrupt:
         print("defbench: interrupted; finished cells are stored, rerun the same command to resume", file=sys.stderr)
         return 130
-    except OSError as exc:  # a file-system fault: said as such (permission, read-only, disk full)
+    except Exception as exc:
+        if _SIGNALS["term"]:  # the SIGTERM surfaced as another exception (replaced in C code): still a SIGTERM
+            return _terminated()
         if debug:
             raise
-        print(
-            f"defbench: error: {_one_line(os_error_line(exc))} ({type(exc).__name__}; --debug shows where)",
-            file=sys.stderr,
-        )
-        return 1
-    except sqlite3.Error as exc:
-        if debug:
-            raise
-        print(f"defbench: error: the results store failed: {_one_line(exc)} (--debug shows where)", file=sys.stderr)
-        return 1
-    except Exception as exc:  # a bug or an unforeseen fault: one line, the traceback with --debug
-        if debug:
-            raise
-        print(
-            f"defbench: internal error: {type(exc).__name__}: {_one_line(exc)[:300]} (rerun with --debug for the "
-            "traceback)",
-            file=sys.stderr,
-        )
-        return 1
+        return _error_exit(exc)
     finally:
         warnings.showwarning = old_show
         if old_term is not None:
