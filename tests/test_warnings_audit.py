@@ -111,27 +111,25 @@ def test_worst_case_with_its_clean_row_on_the_same_images_is_silent():
 # ------------------------------------------------------------- robust accuracy: cells not run
 
 
-def test_cell_not_run_is_marked_and_noted():
-    rows = [
+def _grid() -> list[dict]:
+    """Clean and PGD on both invgan and no defense: every cell of the table run."""
+    return [
         make_row(frac(9)),
         make_row(frac(6), attack="pgd"),
         make_row(frac(10), defense="none"),
         make_row(frac(0), defense="none", attack="pgd"),
-        make_row(frac(1), defense="none", attack="fgsm"),  # FGSM on none only: the invgan cell was not run
     ]
-    df = robust_accuracy_table(rows)
+
+
+def test_cell_not_run_is_marked_and_noted():
+    fgsm_on_none_only = make_row(frac(1), defense="none", attack="fgsm")  # the invgan FGSM cell was not run
+    df = robust_accuracy_table(_grid() + [fgsm_on_none_only])
     assert df.loc["FGSM", "invgan"] == "—"
     assert "—: not run." in df.attrs["notes"]
 
 
 def test_full_grid_has_no_not_run_note():
-    rows = [
-        make_row(frac(9)),
-        make_row(frac(6), attack="pgd"),
-        make_row(frac(10), defense="none"),
-        make_row(frac(0), defense="none", attack="pgd"),
-    ]
-    df = robust_accuracy_table(rows)
+    df = robust_accuracy_table(_grid())
     assert not (df == "—").to_numpy().any()
     assert "not run" not in _notes(df)
 
