@@ -235,7 +235,18 @@ def test_sigterm_replaced_by_another_exception_in_c_code_is_still_a_sigterm(monk
     assert main(["matrix", "--out", str(tmp_path)]) == 143
     err = capsys.readouterr().err
     assert err.startswith("defbench: terminated (SIGTERM)") and "internal error" not in err
-    monkeypatch.setattr(matrix, "run", plain)  # the same error with no SIGTERM (none left over from the last run)
+
+    def replaced_int(args):
+        try:
+            signal.raise_signal(signal.SIGINT)  # Ctrl-C, through the handler main installed
+        except KeyboardInterrupt:
+            raise ValueError("replaced") from None
+
+    monkeypatch.setattr(matrix, "run", replaced_int)
+    assert main(["matrix", "--out", str(tmp_path)]) == 130
+    assert capsys.readouterr().err.startswith("defbench: interrupted;")
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored after the run
+    monkeypatch.setattr(matrix, "run", plain)  # the same error with no signal (none left over from the last run)
     assert main(["matrix", "--out", str(tmp_path)]) == 1
     assert capsys.readouterr().err.startswith("defbench: internal error: ValueError")
 

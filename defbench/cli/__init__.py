@@ -68,12 +68,22 @@ class _Terminated(KeyboardInterrupt):
 
 #: set by the SIGTERM handler: its exception is raised wherever the main thread is, and C code that catches
 #: and replaces exceptions (seen: numpy's buffer-format parsing turned it into a ValueError) can hide it
-_SIGNALS = {"term": False}
+_SIGNALS = {"term": False, "int": False}
 
 
 def _on_sigterm(signum, frame):
     _SIGNALS["term"] = True
     raise _Terminated()
+
+
+def _on_sigint(signum, frame):
+    _SIGNALS["int"] = True
+    raise KeyboardInterrupt()
+
+
+def _interrupted() -> int:
+    print("defbench: interrupted; finished cells are stored, rerun the same command to resume", file=sys.stderr)
+    return 130
 
 
 def _terminated() -> int:
@@ -122,11 +132,13 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv or os.environ.get("DEFBENCH_DEBUG", "") not in ("", "0")
     argv = [a for a in argv if a != "--debug"]
-    old_term = None
-    _SIGNALS["term"] = False
+    old_term = old_int = None
+    _SIGNALS.update(term=False, int=False)
     try:
         old_term = signal.signal(signal.SIGTERM, _on_sigterm)
-    except ValueError:  # not the main thread (e.g. called from a test's worker thread): leave SIGTERM alone
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # Python's Ctrl-C, not a caller's own
+            old_int = signal.signal(signal.SIGINT, _on_sigint)
+    except ValueError:  # not the main thread (e.g. called from a test's worker thread): leave the signals alone
         pass
     old_show = warnings.showwarning
     if not debug:
@@ -141,11 +153,12 @@ def main(argv: list[str] | None = None) -> int:
     except _Terminated:
         return _terminated()
     except KeyboardInterrupt:
-        print("defbench: interrupted; finished cells are stored, rerun the same command to resume", file=sys.stderr)
-        return 130
+        return _interrupted()
     except Exception as exc:
         if _SIGNALS["term"]:  # the SIGTERM surfaced as another exception (replaced in C code): still a SIGTERM
             return _terminated()
+        if _SIGNALS["int"]:  # the same for Ctrl-C
+            return _interrupted()
         if debug:
             raise
         return _error_exit(exc)
@@ -153,3 +166,5 @@ def main(argv: list[str] | None = None) -> int:
         warnings.showwarning = old_show
         if old_term is not None:
             signal.signal(signal.SIGTERM, old_term)
+        if old_int is not None:
+            signal.signal(signal.SIGINT, old_int)
