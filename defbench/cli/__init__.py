@@ -66,8 +66,8 @@ class _Terminated(KeyboardInterrupt):
     cell stays in the store and the next run resumes."""
 
 
-#: set by the SIGTERM handler: its exception is raised wherever the main thread is, and C code that catches
-#: and replaces exceptions (seen: numpy's buffer-format parsing turned it into a ValueError) can hide it
+#: set by the SIGTERM and SIGINT handlers: their exception is raised wherever the main thread is, and C code that
+#: catches and replaces exceptions (seen: numpy's buffer-format parsing turned it into a ValueError) can hide it
 _SIGNALS = {"term": False, "int": False}
 
 
