@@ -11,7 +11,8 @@ full twin on the subset):
 (b) a white-box attack (bpda, reparam) is weaker than its gray-box twin on the same images by more than 2
     points (not for ``none`` + reparam, which attacks f ∘ G ∘ I and is evaluated on f; not for gan-aware, whose
     ε is a latent-space budget);
-(c) with no defense, the strongest bounded per-image attack leaves more than 10% accuracy, or an unbounded
+(c) with no defense, the strongest bounded per-image attack leaves more than 10% accuracy (more than 50% when
+    every bounded attack of the run is single-step: FGSM need not reach ≈0%), or an unbounded
     per-image attack (CW, DeepFool) does not bring the classifier near 0% (more than 10% left); universal
     perturbations and corruptions are not expected to reach 0% and are left out of both, as are reparam (f ∘ G ∘
     I attacked, f scored) and gan-aware (a latent budget) cells;
@@ -56,6 +57,10 @@ from .common import (
 
 MARGIN = 0.02  # 2 points of accuracy
 NO_DEFENSE_MAX = 0.10  # accuracy an undefended model may keep under its strongest bounded attack
+#: ... when every bounded attack of the run is single-step (FGSM): one linearised step need not reach ≈0% (the
+#: papers' own undefended FGSM cells: 18% on MNIST at ε 0.3, InvGAN Table 2; 11.6% on Fashion-MNIST, MimicGAN
+#: Fig. 5(b)); more than half left is the sign of a wrong ε scale, labels or model mode
+SINGLE_STEP_MAX = 0.50
 UNBOUNDED_MAX = 0.10  # ... and under an unbounded per-image attack (CW, DeepFool: ≈0% expected)
 MIN_IMAGES = 100
 ZERO_GRAD_MAX = 0.5
@@ -160,6 +165,7 @@ def _white_vs_gray(cells: dict[Cell, dict[int, Row]], names: dict[Base, str]) ->
 
 def _no_defense(cells: dict[Cell, dict[int, Row]], names: dict[Base, str]) -> list[str]:
     best: dict[Base, tuple[float, Row, str]] = {}
+    iterative: set[Base] = set()  # undefended models that an iterative bounded per-image attack ran on
     out = []
     for (b, t, _), by_seed in cells.items():
         r, acc = _first(by_seed), _mean(by_seed)
@@ -169,8 +175,11 @@ def _no_defense(cells: dict[Cell, dict[int, Row]], names: dict[Base, str]) -> li
         # reparam on no defense attacks f ∘ G ∘ I and is evaluated on f; gan-aware's ε is a latent budget:
         # neither differentiates the classifier it is scored on, so neither is expected to reach ≈0%
         on_f = t not in ("reparam", "gan-aware")
-        if cfg(r, "bounded") and per_image and on_f and (b not in best or acc < best[b][0]):
-            best[b] = (acc, r, t)
+        if cfg(r, "bounded") and per_image and on_f:
+            if cfg(r, "iterative"):
+                iterative.add(b)
+            if b not in best or acc < best[b][0]:
+                best[b] = (acc, r, t)
         if t == "graybox" and not cfg(r, "bounded") and per_image and acc > UNBOUNDED_MAX:
             out.append(
                 f"Sanity check failed on {names[b]} (no defense): the unbounded attack {attack_label(r)} "
@@ -178,13 +187,22 @@ def _no_defense(cells: dict[Cell, dict[int, Row]], names: dict[Base, str]) -> li
                 "it is likely stopped too early or misconfigured, and its rows on the defenses overstate "
                 "their robustness."
             )
-    return [
-        f"Sanity check failed on {names[b]} (no defense): the strongest bounded attack, {attack_label(r)} "
-        f"({t}), still leaves {_pct(acc)} accuracy where ≈0% is expected; the attack is likely too weak or "
-        "misconfigured."
-        for b, (acc, r, t) in best.items()
-        if acc > NO_DEFENSE_MAX
-    ] + out
+    flags = []
+    for b, (acc, r, t) in best.items():
+        if b in iterative and acc > NO_DEFENSE_MAX:
+            flags.append(
+                f"Sanity check failed on {names[b]} (no defense): the strongest bounded attack, {attack_label(r)} "
+                f"({t}), still leaves {_pct(acc)} accuracy where ≈0% is expected; the attack is likely too weak "
+                "or misconfigured."
+            )
+        elif b not in iterative and acc > SINGLE_STEP_MAX:
+            flags.append(
+                f"Sanity check failed on {names[b]} (no defense): the run's bounded attacks are single-step and "
+                f"the strongest, {attack_label(r)} ({t}), still leaves {_pct(acc)} accuracy; one step need not "
+                f"reach ≈0%, but more than {_pct(SINGLE_STEP_MAX)} left points at a wrong ε scale, labels or "
+                "model mode (an iterative attack such as PGD checks the classifier better)."
+            )
+    return flags + out
 
 
 def _weak_beats_white(cells: dict[Cell, dict[int, Row]], names: dict[Base, str]) -> list[str]:
