@@ -86,6 +86,24 @@ def versus_clean(rows: list[dict], clean: list[dict]) -> list[list[object]]:
     return [pair_row(f"{cell_name(r)}: clean vs attacked", by[r["defense"]], r) for r in rows if r["defense"] in by]
 
 
+def at_eps(rows: list[dict], eps: float | None) -> list[dict]:
+    """The cells at ``eps`` (all when None); a defense holding cells at several ε (an ``--eps`` sweep) without
+    ``eps`` is refused: pairing would pick one of them silently."""
+    if eps is not None:
+        return [
+            r for r in rows if r["attack_config"].get("eps") is not None and abs(r["attack_config"]["eps"] - eps) < 1e-9
+        ]
+    seen: dict[str, set] = {}
+    for r in rows:
+        seen.setdefault(r["defense"], set()).add(r["attack_config"].get("eps"))
+    several = {d: e for d, e in seen.items() if len(e) > 1}
+    if several:
+        d, e = next(iter(several.items()))
+        values = ", ".join(f"{v:g}" for v in sorted(v for v in e if v is not None))
+        raise SystemExit(f"{d} has cells at several ε ({values}) in this store: choose one with --eps")
+    return rows
+
+
 def select(store_dir: str, attack: str, threat: str, seed: int) -> list[dict]:
     store = Store(store_dir)
     try:
@@ -122,12 +140,15 @@ def main(argv=None) -> int:
         action="store_true",
         help="pair each cell with the same defense's clean cell instead (what the attack keeps, takes, fixes)",
     )
+    ap.add_argument("--eps", type=float, help="the cells at this ε (needed when the store swept ε)")
     ap.add_argument("--out", help="write the Markdown table here too")
     args = ap.parse_args(argv)
     rows = select(args.store, args.attack, args.threat, args.seed)
+    if args.defenses:
+        rows = [r for r in rows if r["defense"] in args.defenses]
+    if args.eps is not None or not (args.versus_clean or args.against):  # a pair of defenses needs one ε each
+        rows = at_eps(rows, args.eps)
     if args.versus_clean or args.against:
-        if args.defenses:
-            rows = [r for r in rows if r["defense"] in args.defenses]
         if args.versus_clean:
             body = versus_clean(rows, select(args.store, "clean", "none", args.seed))
             first = "clean, B: attacked"

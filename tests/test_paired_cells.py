@@ -94,3 +94,18 @@ def test_versus_clean_without_a_clean_cell_is_refused_and_with_one_prints(pc, tm
     monkeypatch.setattr(pc, "select", lambda store, attack, *a: [clean] if attack == "clean" else [attacked])
     assert pc.main(["--store", "x", "--attack", "PGD", "--threat", "bpda", "--versus-clean"]) == 0
     assert "| ride @ ε 0.05: clean vs attacked |        2 |          2 / 1 |" in capsys.readouterr().out
+
+
+def test_a_store_that_swept_eps_needs_eps_to_pair_defenses(pc, monkeypatch, capsys):
+    """Seen: after an --eps sweep, 'defensegan vs defensegan[latent_steps=400]' paired the ε 0.2 cell (89 right)
+    with the ε 0.3 one; a defense with cells at several ε is refused without --eps, and --eps picks the cells."""
+    rows = [
+        _row("defensegan", 0.3, [0, 9, 9], threat="graybox"),
+        _row("defensegan", 0.2, [0, 0, 0], threat="graybox"),
+        _row("defensegan[latent_steps=400]", 0.3, [0, 0, 9], threat="graybox"),
+    ]
+    monkeypatch.setattr(pc, "select", lambda *a: rows)
+    with pytest.raises(SystemExit, match=r"defensegan has cells at several ε \(0.2, 0.3\).*--eps"):
+        pc.main(["--store", "x", "--attack", "FGSM", "--threat", "graybox"])
+    assert pc.main(["--store", "x", "--attack", "FGSM", "--threat", "graybox", "--eps", "0.3"]) == 0
+    assert "| defensegan vs defensegan[latent_steps=400] |        3 |          1 / 2 |" in capsys.readouterr().out
