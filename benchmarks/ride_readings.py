@@ -120,7 +120,11 @@ def main(argv=None) -> int:
         # one batch: every image is purified by its own network from its own seeded draws, so this equals
         # two separate calls
         batch = x if x_adv is None else torch.cat([x, x_adv])
-        with tqdm(desc=f"{label}: RIDE steps", unit="step", leave=False) as bar, progress.reporting(bar.update):
+        # disable=None: a bar on a terminal, none in a log (10,000 carriage-return updates per variant there)
+        with (
+            tqdm(desc=f"{label}: RIDE steps", unit="step", leave=False, disable=None) as bar,
+            progress.reporting(bar.update),
+        ):
             out = d.purify(batch, seed=args.seed)
         sec = (time.time() - t0) / len(batch)
         out_c, out_a = (out, None) if x_adv is None else out.split(len(x))
