@@ -30,6 +30,7 @@ from _common import command_line, emit, markdown
 from defbench import DefbenchError
 from defbench.harness.store import Store
 from defbench.metrics import mcnemar_p, paired_counts
+from defbench.reports.common import eps_equal
 
 
 def correct_by_image(row: dict) -> dict[int, bool]:
@@ -90,17 +91,14 @@ def at_eps(rows: list[dict], eps: float | None) -> list[dict]:
     """The cells at ``eps`` (all when None); a defense holding cells at several ε (an ``--eps`` sweep) without
     ``eps`` is refused: pairing would pick one of them silently."""
     if eps is not None:
-        return [
-            r for r in rows if r["attack_config"].get("eps") is not None and abs(r["attack_config"]["eps"] - eps) < 1e-9
-        ]
+        return [r for r in rows if eps_equal(r["attack_config"].get("eps"), eps)]
     seen: dict[str, set] = {}
     for r in rows:
         seen.setdefault(r["defense"], set()).add(r["attack_config"].get("eps"))
-    several = {d: e for d, e in seen.items() if len(e) > 1}
-    if several:
-        d, e = next(iter(several.items()))
-        values = ", ".join(f"{v:g}" for v in sorted(v for v in e if v is not None))
-        raise SystemExit(f"{d} has cells at several ε ({values}) in this store: choose one with --eps")
+    for d, found in seen.items():
+        if len(found) > 1:
+            values = ", ".join(f"{v:g}" for v in sorted(v for v in found if v is not None))
+            raise SystemExit(f"{d} has cells at several ε ({values}) in this store: choose one with --eps")
     return rows
 
 
