@@ -10,6 +10,8 @@ preset's models and settings, with exactly one thing changed from the base readi
 * budget: ε = 0.15 (ε = 0.3 on images in [-1, 1], the pixel range of the GAN's tanh and of many cleverhans
   models of the time, is 0.15 on our [0, 1] images);
 * attack steps: 10 PGD steps (same total travel, step 0.04) instead of 40;
+* attack travel: 10 PGD steps of 0.01 or 0.02 (total travel 0.1 or 0.2 instead of 0.4; the papers state no
+  BPDA step size, and a shorter travel is a weaker attack);
 * projection steps: DefenseGAN L = 50 or 400 instead of 200 (R = 10 kept); InvGAN T = 200 or 2000 instead of
   1000.
 
@@ -41,16 +43,23 @@ from defbench.harness import zoo
 from defbench.harness.store import Store
 from defbench.metrics import mcnemar_p, paired_counts, wilson_interval
 
+#: PGD at 10 steps of the given size: travel 0.1 / 0.2 where the base travels 0.4
+TRAVEL = {step: ["--attack-opt", "pgd:steps=10", "--attack-opt", f"pgd:step={step}"] for step in (0.01, 0.02)}
+
 #: label -> (hypothesis, defense, extra matrix arguments)
 READINGS: dict[str, tuple[str, str, list[str]]] = {
     "D0": ("base", "defensegan", ["--eps", "0.3"]),
     "D1": ("budget: ε 0.15", "defensegan", ["--eps", "0.15"]),
     "D2": ("attack: 10 PGD steps", "defensegan", ["--eps", "0.3", "--attack-opt", "pgd:steps=10"]),
+    "D5": ("attack: 10 steps of 0.01", "defensegan", ["--eps", "0.3", *TRAVEL[0.01]]),
+    "D6": ("attack: 10 steps of 0.02", "defensegan", ["--eps", "0.3", *TRAVEL[0.02]]),
     "D3": ("projection: L = 50", "defensegan", ["--eps", "0.3", "--defense-opt", "defensegan:latent_steps=50"]),
     "D4": ("projection: L = 400", "defensegan", ["--eps", "0.3", "--defense-opt", "defensegan:latent_steps=400"]),
     "I0": ("base", "invgan", ["--eps", "0.3"]),
     "I1": ("budget: ε 0.15", "invgan", ["--eps", "0.15"]),
     "I2": ("attack: 10 PGD steps", "invgan", ["--eps", "0.3", "--attack-opt", "pgd:steps=10"]),
+    "I5": ("attack: 10 steps of 0.01", "invgan", ["--eps", "0.3", *TRAVEL[0.01]]),
+    "I6": ("attack: 10 steps of 0.02", "invgan", ["--eps", "0.3", *TRAVEL[0.02]]),
     "I3": ("projection: T = 200", "invgan", ["--eps", "0.3", "--defense-opt", "invgan:latent_steps=200"]),
     "I4": ("projection: T = 2000", "invgan", ["--eps", "0.3", "--defense-opt", "invgan:latent_steps=2000"]),
 }

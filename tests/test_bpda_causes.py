@@ -87,3 +87,27 @@ def test_compare_appends_the_pairing_with_the_other_runs_cell(bc, tmp_path, monk
     args.compare = str(tmp_path / "there")
     # here right on 0, 1; there right on 1, 3: both 1, only here 1 (image 0), only there 1 (image 3), neither 1
     assert bc.run_reading("D0", args)[7] == "1 / 1 / 1 / 1 (p = 1.00)"
+
+
+@pytest.mark.parametrize("label, step", [("D5", 0.01), ("I5", 0.01), ("D6", 0.02), ("I6", 0.02)])
+def test_travel_readings_run_ten_steps_of_their_size_and_the_matrix_takes_them(bc, tmp_path, monkeypatch, label, step):
+    seen = {}
+
+    def fake_run(cmd, check, stdout, env):
+        seen["cmd"] = cmd
+        raise SystemExit(0)
+
+    monkeypatch.setattr(bc.subprocess, "run", fake_run)
+    args = bc.argparse.Namespace(dataset="mnist", n=2, work=str(tmp_path), home=None, compare=None)
+    with pytest.raises(SystemExit):
+        bc.run_reading(label, args)
+    cmd = seen["cmd"]
+    opts = [cmd[i + 1] for i, a in enumerate(cmd) if a == "--attack-opt"]
+    assert opts == ["pgd:steps=10", f"pgd:step={step}"] and cmd[cmd.index("--eps") + 1] == "0.3"
+    # the matrix CLI parses them into one PGD spec travelling 10 * step (the base travels 40 * 0.01 = 0.4)
+    from defbench.cli import build_parser
+    from defbench.cli.matrix import attack_specs
+
+    margs = build_parser().parse_args(cmd[cmd.index("matrix") :])
+    (spec,) = attack_specs(margs, "mnist")
+    assert spec.name == "pgd" and spec.eps == 0.3 and dict(spec.params) == {"steps": 10, "step": step}
