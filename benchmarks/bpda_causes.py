@@ -22,7 +22,8 @@ names the GAN the readings used: its sha256, D's normalisation and the epoch its
 Each cell runs through the CLI into ``--work``/<reading> (its store makes a rerun free), and the table gives
 clean and BPDA accuracy as k / n with the Wilson 95% interval. ``--compare OTHER_WORK`` pairs each reading's BPDA
 cell with the same reading's cell in another work dir (e.g. the base zoo's run) on the images both hold: right in
-both, only here, only there, in neither, and the exact McNemar p-value.
+both, only here, only there, in neither, and the exact McNemar p-value. ``--pair-base`` pairs each reading's BPDA
+cell the same way with its own defense's base reading (D0 or I0) in this work dir: the one change, paired.
 
     OMP_NUM_THREADS=1 python benchmarks/bpda_causes.py --n 20 --out benchmarks/results/bpda_causes_fmnist.md
 """
@@ -45,6 +46,9 @@ from defbench.metrics import mcnemar_p, paired_counts, wilson_interval
 
 #: PGD at 10 steps of the given size: travel 0.1 / 0.2 where the base travels 0.4
 TRAVEL = {step: ["--attack-opt", "pgd:steps=10", "--attack-opt", f"pgd:step={step}"] for step in (0.01, 0.02)}
+
+#: each defense's base reading, which every other reading of that defense changes one thing of
+BASE = {"defensegan": "D0", "invgan": "I0"}
 
 #: label -> (hypothesis, defense, extra matrix arguments)
 READINGS: dict[str, tuple[str, str, list[str]]] = {
@@ -125,6 +129,9 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="benchmarks/results/bpda_causes.md")
     ap.add_argument("--home", help="run with the models of this DEFBENCH_HOME (the prior hypothesis)")
     ap.add_argument("--compare", help="another --work dir whose readings to pair with these (BPDA cells)")
+    ap.add_argument(
+        "--pair-base", action="store_true", help="pair each reading's BPDA cell with its defense's base (D0 / I0)"
+    )
     args = ap.parse_args(argv)
     data_root()
     header = [
@@ -143,6 +150,13 @@ def main(argv=None) -> int:
     align = ["left"] * 3 + ["right"] * 2 + ["left", "right"]
     if args.compare:
         header.append(f"BPDA paired with {args.compare}: both / only here / only there / neither (McNemar p)")
+        align.append("right")
+    if args.pair_base:
+        for row in rows:  # after every reading ran, so a base listed last is there too
+            label, base = row[0], BASE[row[1]]
+            here, there = (read_cells(Path(args.work) / r)["pgd"] for r in (label, base))
+            row.append("—" if label == base else paired_bpda(here, there))
+        header.append("BPDA paired with the base reading: both / only here / only base / neither (McNemar p)")
         align.append("right")
     threads = os.environ.get("OMP_NUM_THREADS", "unset")
     lines = [

@@ -35,22 +35,26 @@ def test_prior_missing_says_the_first_reading_trains_it(bc, tmp_path):
     assert "yet (the first reading trains it)" in bc.describe_prior(tmp_path, "fmnist")
 
 
-def test_home_reaches_the_matrix_subprocess(bc, tmp_path, monkeypatch):
+def _matrix_call(bc, monkeypatch, label, args) -> dict:
+    """The command and environment ``run_reading`` hands the matrix subprocess (stopped before any store is read)."""
     seen = {}
 
     def fake_run(cmd, check, stdout, env):
-        seen["env"] = env
-        raise SystemExit(0)  # stop before reading a store
+        seen.update(cmd=cmd, env=env)
+        raise SystemExit(0)
 
     monkeypatch.setattr(bc.subprocess, "run", fake_run)
+    with pytest.raises(SystemExit):
+        bc.run_reading(label, args)
+    return seen
+
+
+def test_home_reaches_the_matrix_subprocess(bc, tmp_path, monkeypatch):
     args = bc.argparse.Namespace(dataset="fmnist", n=2, work=str(tmp_path), home=str(tmp_path / "h"), compare=None)
-    with pytest.raises(SystemExit):
-        bc.run_reading("D0", args)
-    assert seen["env"]["DEFBENCH_HOME"] == str(tmp_path / "h")
+    assert _matrix_call(bc, monkeypatch, "D0", args)["env"]["DEFBENCH_HOME"] == str(tmp_path / "h")
     args.home = None
-    with pytest.raises(SystemExit):
-        bc.run_reading("D0", args)
-    assert seen["env"].get("DEFBENCH_HOME") == bc.os.environ.get("DEFBENCH_HOME")  # the caller's, untouched
+    env = _matrix_call(bc, monkeypatch, "D0", args)["env"]
+    assert env.get("DEFBENCH_HOME") == bc.os.environ.get("DEFBENCH_HOME")  # the caller's, untouched
 
 
 def test_paired_bpda_counts_the_common_images(bc):
@@ -64,20 +68,9 @@ def test_paired_bpda_counts_the_common_images(bc):
 
 
 def test_compare_appends_the_pairing_with_the_other_runs_cell(bc, tmp_path, monkeypatch):
-    def cell(preds):
-        return {
-            "n": 4,
-            "correct": sum(p == 0 for p in preds),
-            "indices": [0, 1, 2, 3],
-            "labels": [0] * 4,
-            "preds": preds,
-            "wall_seconds": 1.0,
-            "device": "cpu",
-        }
-
     stores = {
-        tmp_path / "here" / "D0": {"clean": cell([0, 0, 0, 0]), "pgd": cell([0, 0, 1, 1])},
-        tmp_path / "there" / "D0": {"clean": cell([0, 0, 0, 0]), "pgd": cell([1, 0, 1, 0])},
+        tmp_path / "here" / "D0": {"clean": _cell([0, 0, 0, 0]), "pgd": _cell([0, 0, 1, 1])},
+        tmp_path / "there" / "D0": {"clean": _cell([0, 0, 0, 0]), "pgd": _cell([1, 0, 1, 0])},
     }
     monkeypatch.setattr(bc.subprocess, "run", lambda *a, **k: None)
     monkeypatch.setattr(bc, "read_cells", lambda out: stores[out])
@@ -91,17 +84,8 @@ def test_compare_appends_the_pairing_with_the_other_runs_cell(bc, tmp_path, monk
 
 @pytest.mark.parametrize("label, step", [("D5", 0.01), ("I5", 0.01), ("D6", 0.02), ("I6", 0.02)])
 def test_travel_readings_run_ten_steps_of_their_size_and_the_matrix_takes_them(bc, tmp_path, monkeypatch, label, step):
-    seen = {}
-
-    def fake_run(cmd, check, stdout, env):
-        seen["cmd"] = cmd
-        raise SystemExit(0)
-
-    monkeypatch.setattr(bc.subprocess, "run", fake_run)
     args = bc.argparse.Namespace(dataset="mnist", n=2, work=str(tmp_path), home=None, compare=None)
-    with pytest.raises(SystemExit):
-        bc.run_reading(label, args)
-    cmd = seen["cmd"]
+    cmd = _matrix_call(bc, monkeypatch, label, args)["cmd"]
     opts = [cmd[i + 1] for i, a in enumerate(cmd) if a == "--attack-opt"]
     assert opts == ["pgd:steps=10", f"pgd:step={step}"] and cmd[cmd.index("--eps") + 1] == "0.3"
     # the matrix CLI parses them into one PGD spec travelling 10 * step (the base travels 40 * 0.01 = 0.4)
@@ -111,3 +95,35 @@ def test_travel_readings_run_ten_steps_of_their_size_and_the_matrix_takes_them(b
     margs = build_parser().parse_args(cmd[cmd.index("matrix") :])
     (spec,) = attack_specs(margs, "mnist")
     assert spec.name == "pgd" and spec.eps == 0.3 and dict(spec.params) == {"steps": 10, "step": step}
+
+
+def _cell(preds):
+    return {
+        "n": len(preds),
+        "correct": sum(p == 0 for p in preds),
+        "indices": list(range(len(preds))),
+        "labels": [0] * len(preds),
+        "preds": preds,
+        "wall_seconds": 1.0,
+        "device": "cpu",
+    }
+
+
+@pytest.mark.parametrize("pair_base", [True, False])
+def test_pair_base_pairs_each_reading_with_its_defenses_base(bc, tmp_path, monkeypatch, pair_base):
+    stores = {
+        "D5": {"clean": _cell([0] * 4), "pgd": _cell([0, 0, 0, 1])},  # right on 0, 1, 2
+        "D0": {"clean": _cell([0] * 4), "pgd": _cell([1, 0, 1, 1])},  # right on 1
+        "I0": {"clean": _cell([0] * 4), "pgd": _cell([0, 0, 0, 0])},
+    }
+    monkeypatch.setattr(bc.subprocess, "run", lambda *a, **k: None)
+    monkeypatch.setattr(bc, "read_cells", lambda out: stores[out.name])
+    out = tmp_path / "t.md"
+    argv = ["--only", "D5", "D0", "I0", "--work", str(tmp_path), "--out", str(out)]
+    bc.main(argv + ["--pair-base"] * pair_base)
+    table = out.read_text()
+    assert ("BPDA paired with the base reading" in table) is pair_base
+    rows = {line.split("|")[1].strip(): line for line in table.splitlines() if line.startswith("| ")}
+    # D5 against D0 (not I0): both 1 (image 1), only D5 2 (images 0, 2), only D0 0, neither 1 (image 3)
+    assert ("1 / 2 / 0 / 1 (p = 0.50)" in rows["D5"]) is pair_base
+    assert rows["D0"].rstrip(" |").endswith("—") is pair_base and rows["I0"].rstrip(" |").endswith("—") is pair_base
