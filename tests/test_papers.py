@@ -119,6 +119,15 @@ def test_fig9b_attacks_like_fig5b():
     assert (bim.eps, dict(bim.params)) == (0.15, {"labels": "predicted"})
 
 
+def test_fig5b_deepfool_attacks_predicted_labels_and_cw_true_ones():
+    """cleverhans' DeepFool takes no labels (it leaves the model's own top class); CW's undefended cell fits the
+    true labels (docs/RESULTS.md): the two unbounded attacks of Fig. 5(b) and 9(b) differ in which labels they get."""
+    for table, df_row in (("mimicgan-fig5b", "DeepFool"), ("mimicgan-fig9b", "DF")):
+        by_row = {c.row: c.measure.attack for c in TABLES[table].cells if c.col == "No Defense"}
+        assert dict(by_row[df_row].params) == {"labels": "predicted"}
+        assert dict(by_row["CWL"].params).get("labels", "true") == "true"
+
+
 @pytest.mark.parametrize("preset", ["paper", "quick"])
 @pytest.mark.parametrize("table", RUNNABLE, ids=[t.id for t in RUNNABLE])
 def test_runnable_spec_builds_a_valid_matrix(table, preset, tmp_path):
