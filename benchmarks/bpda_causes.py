@@ -41,7 +41,7 @@ from paired_cells import correct_by_image
 
 from defbench.datasets import CLASS_NAMES, home_dir
 from defbench.harness import zoo
-from defbench.harness.store import Store
+from defbench.harness.store import DB_NAME, Store
 from defbench.metrics import mcnemar_p, paired_counts, wilson_interval
 
 #: PGD at 10 steps of the given size: travel 0.1 / 0.2 where the base travels 0.4
@@ -78,6 +78,16 @@ def read_cells(out: Path) -> dict[str, dict]:
         store.close()
 
 
+def bpda_cell(work: Path, label: str) -> dict:
+    """The stored BPDA cell of reading ``label`` in ``work``, or a one-line exit that says to run that reading first
+    (without creating a store where there was none)."""
+    out = Path(work) / label
+    cell = read_cells(out).get("pgd") if (out / DB_NAME).exists() else None
+    if cell is None:
+        raise SystemExit(f"no BPDA cell of reading {label} in {work}: run it there first (--only {label})")
+    return cell
+
+
 def paired_bpda(here: dict, there: dict) -> str:
     """Two BPDA cells of one reading paired on their common images: both / only here / only there / neither (p)."""
     a, b = correct_by_image(here), correct_by_image(there)
@@ -105,7 +115,7 @@ def run_reading(label: str, args) -> list[object]:
     kept = [names[y] if names else str(y) for y, p in zip(bpda["labels"], bpda["preds"]) if y == p]
     row += [", ".join(sorted(kept)) or "—", f"{bpda['wall_seconds']:.0f} ({bpda['device']})"]
     if args.compare:
-        row.append(paired_bpda(bpda, read_cells(Path(args.compare) / label)["pgd"]))
+        row.append(paired_bpda(bpda, bpda_cell(args.compare, label)))
     return row
 
 
@@ -154,8 +164,7 @@ def main(argv=None) -> int:
     if args.pair_base:
         for row in rows:  # after every reading ran, so a base listed last is there too
             label, base = row[0], BASE[row[1]]
-            here, there = (read_cells(Path(args.work) / r)["pgd"] for r in (label, base))
-            row.append("—" if label == base else paired_bpda(here, there))
+            row.append("—" if label == base else paired_bpda(*(bpda_cell(args.work, r) for r in (label, base))))
         header.append("BPDA paired with the base reading: both / only here / only base / neither (McNemar p)")
         align.append("right")
     threads = os.environ.get("OMP_NUM_THREADS", "unset")

@@ -8,6 +8,8 @@ import json
 import pytest
 from conftest import import_benchmark
 
+from defbench.harness.store import DB_NAME
+
 
 @pytest.fixture(scope="module")
 def bc():
@@ -72,8 +74,7 @@ def test_compare_appends_the_pairing_with_the_other_runs_cell(bc, tmp_path, monk
         tmp_path / "here" / "D0": {"clean": _cell([0, 0, 0, 0]), "pgd": _cell([0, 0, 1, 1])},
         tmp_path / "there" / "D0": {"clean": _cell([0, 0, 0, 0]), "pgd": _cell([1, 0, 1, 0])},
     }
-    monkeypatch.setattr(bc.subprocess, "run", lambda *a, **k: None)
-    monkeypatch.setattr(bc, "read_cells", lambda out: stores[out])
+    _fake_stores(bc, monkeypatch, stores, key=lambda out: out)
     args = bc.argparse.Namespace(dataset="fmnist", n=4, work=str(tmp_path / "here"), home=None, compare=None)
     row = bc.run_reading("D0", args)
     assert row[3:5] == ["4/4 (51–100)", "2/4 (15–85)"] and len(row) == 7  # no pairing column without --compare
@@ -97,6 +98,16 @@ def test_travel_readings_run_ten_steps_of_their_size_and_the_matrix_takes_them(b
     assert spec.name == "pgd" and spec.eps == 0.3 and dict(spec.params) == {"steps": 10, "step": step}
 
 
+def _fake_stores(bc, monkeypatch, stores, key):
+    """Readings whose matrix runs are skipped and whose cells read as ``stores[key(out)]``; each gets its store file
+    (empty: only ``read_cells`` is faked), so ``bpda_cell`` finds the reading ran."""
+    for out in stores:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / DB_NAME).touch()
+    monkeypatch.setattr(bc.subprocess, "run", lambda *a, **k: None)
+    monkeypatch.setattr(bc, "read_cells", lambda out: stores[key(out)])
+
+
 def _cell(preds):
     return {
         "n": len(preds),
@@ -116,8 +127,7 @@ def test_pair_base_pairs_each_reading_with_its_defenses_base(bc, tmp_path, monke
         "D0": {"clean": _cell([0] * 4), "pgd": _cell([1, 0, 1, 1])},  # right on 1
         "I0": {"clean": _cell([0] * 4), "pgd": _cell([0, 0, 0, 0])},
     }
-    monkeypatch.setattr(bc.subprocess, "run", lambda *a, **k: None)
-    monkeypatch.setattr(bc, "read_cells", lambda out: stores[out.name])
+    _fake_stores(bc, monkeypatch, {tmp_path / k: v for k, v in stores.items()}, key=lambda out: out)
     out = tmp_path / "t.md"
     argv = ["--only", "D5", "D0", "I0", "--work", str(tmp_path), "--out", str(out)]
     bc.main(argv + ["--pair-base"] * pair_base)
@@ -127,3 +137,14 @@ def test_pair_base_pairs_each_reading_with_its_defenses_base(bc, tmp_path, monke
     # D5 against D0 (not I0): both 1 (image 1), only D5 2 (images 0, 2), only D0 0, neither 1 (image 3)
     assert ("1 / 2 / 0 / 1 (p = 0.50)" in rows["D5"]) is pair_base
     assert rows["D0"].rstrip(" |").endswith("—") is pair_base and rows["I0"].rstrip(" |").endswith("—") is pair_base
+
+
+@pytest.mark.parametrize("flag", ["--pair-base", "--compare"])
+def test_pairing_with_a_reading_that_never_ran_says_so_and_creates_no_store(bc, tmp_path, monkeypatch, flag):
+    stores = {tmp_path / "D5": {"clean": _cell([0] * 4), "pgd": _cell([0, 0, 0, 1])}}
+    _fake_stores(bc, monkeypatch, stores, key=lambda out: out)
+    argv = ["--only", "D5", "--work", str(tmp_path), "--out", str(tmp_path / "t.md")]
+    argv += [flag] if flag == "--pair-base" else [flag, str(tmp_path / "other")]
+    with pytest.raises(SystemExit, match=r"no BPDA cell of reading D\d in .*: run it there first \(--only D\d\)"):
+        bc.main(argv)
+    assert not (tmp_path / "D0").exists() and not (tmp_path / "other").exists()
