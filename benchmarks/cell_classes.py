@@ -17,7 +17,7 @@ import argparse
 from collections import Counter
 
 from _common import command_line, emit, markdown
-from paired_cells import cell_arguments, cell_name, select
+from paired_cells import cell_arguments, cell_name, pick_defenses, select
 
 from defbench.datasets import CLASS_NAMES
 
@@ -49,12 +49,7 @@ def main(argv=None) -> int:
     cell_arguments(ap, "show")
     ap.add_argument("--out", help="write the Markdown tables here too")
     args = ap.parse_args(argv)
-    rows = select(args.store, args.attack, args.threat, args.seed)
-    if args.defenses:
-        missing = sorted(set(args.defenses) - {r["defense"] for r in rows})
-        if missing:
-            raise SystemExit(f"no {args.attack}/{args.threat} cell of {', '.join(missing)} in {args.store}")
-        rows = [r for d in args.defenses for r in rows if r["defense"] == d]
+    rows = pick_defenses(select(args.store, args.attack, args.threat, args.seed), args.defenses, args)
     if not rows:
         raise SystemExit(f"no {args.attack}/{args.threat} cell in {args.store}")
     lines = [

@@ -115,6 +115,17 @@ def select(store_dir: str, attack: str, threat: str, seed: int) -> list[dict]:
         store.close()
 
 
+def pick_defenses(rows: list[dict], defenses: list[str] | None, args: argparse.Namespace) -> list[dict]:
+    """The rows of the defenses named by --defenses, in that order (every row when none is named); a named defense
+    without a cell exits with one line naming it (also used by cell_classes.py)."""
+    if not defenses:
+        return rows
+    missing = [d for d in defenses if not any(r["defense"] == d for r in rows)]
+    if missing:
+        raise SystemExit(f"no {args.attack}/{args.threat} cell of {', '.join(missing)} in {args.store}")
+    return [r for d in defenses for r in rows if r["defense"] == d]
+
+
 def cell_arguments(ap: argparse.ArgumentParser, what: str) -> None:
     """The options that pick a store's cells: --store, --attack, --threat, --defenses (``what`` they are for),
     --seed (also used by cell_classes.py)."""
@@ -142,10 +153,10 @@ def main(argv=None) -> int:
     ap.add_argument("--out", help="write the Markdown table here too")
     args = ap.parse_args(argv)
     rows = select(args.store, args.attack, args.threat, args.seed)
-    if args.defenses:
-        rows = [r for r in rows if r["defense"] in args.defenses]
+    rows = [r for r in rows if not args.defenses or r["defense"] in args.defenses]
     if args.eps is not None or not (args.versus_clean or args.against):  # a pair of defenses needs one ε each
         rows = at_eps(rows, args.eps)
+    rows = pick_defenses(rows, args.defenses, args)  # after --eps: a defense without a cell at that ε is named
     if args.versus_clean or args.against:
         if args.versus_clean:
             body = versus_clean(rows, select(args.store, "clean", "none", args.seed))
@@ -170,12 +181,6 @@ def main(argv=None) -> int:
             ],
             args.out,
         )
-    if args.defenses:
-        by = {r["defense"]: r for r in rows}
-        missing = [d for d in args.defenses if d not in by]
-        if missing:
-            raise SystemExit(f"no {args.attack}/{args.threat} cell of {', '.join(missing)} in {args.store}")
-        rows = [by[d] for d in args.defenses]
     if len(rows) < 2:
         raise SystemExit(f"fewer than two {args.attack}/{args.threat} cells in {args.store}")
     header = ["pair (A vs B)", "images", "right: A / B", "both right", "only A", "only B", "both wrong", "McNemar p"]

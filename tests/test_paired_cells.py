@@ -109,3 +109,12 @@ def test_a_store_that_swept_eps_needs_eps_to_pair_defenses(pc, monkeypatch, caps
         pc.main(["--store", "x", "--attack", "FGSM", "--threat", "graybox"])
     assert pc.main(["--store", "x", "--attack", "FGSM", "--threat", "graybox", "--eps", "0.3"]) == 0
     assert "| defensegan vs defensegan[latent_steps=400] |        3 |          1 / 2 |" in capsys.readouterr().out
+
+
+def test_versus_clean_names_a_defense_without_a_cell_instead_of_dropping_it(pc, monkeypatch):
+    rows = [_row("tvm", 0.3, [0, 0, 1])]
+    monkeypatch.setattr(pc, "select", lambda *a: rows)
+    with pytest.raises(SystemExit, match="no FGSM/reparam cell of ride in x"):
+        pc.main(
+            ["--store", "x", "--attack", "FGSM", "--threat", "reparam", "--versus-clean", "--defenses", "tvm", "ride"]
+        )
