@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from defbench.metrics import wilson_interval
 from defbench.reports.common import markdown_table
 
 REPO = Path(__file__).resolve().parents[1]
@@ -28,6 +29,12 @@ def data_root() -> str | None:
             os.environ["DEFBENCH_DATA"] = str(cand)
             return str(cand)
     return None
+
+
+def accuracy_cell(k: int, n: int, digits: int = 0) -> str:
+    """``k`` right of ``n`` as a table cell: the accuracy in % and its Wilson 95% interval, e.g. ``89 (81–94)``."""
+    lo, hi = wilson_interval(k, n)
+    return f"{100 * k / n:.{digits}f} ({100 * lo:.0f}–{100 * hi:.0f})"
 
 
 def command_line(argv) -> str:

@@ -20,16 +20,11 @@ import argparse
 import time
 
 import torch
-from _common import command_line, data_root, markdown, write_table
+from _common import accuracy_cell, command_line, data_root, markdown, write_table
 
 from defbench.harness.data import load_dataset
 from defbench.harness.models import build_defense, get_classifier
-from defbench.metrics import accuracy, wilson_interval
-
-
-def _cell(k: int, n: int) -> str:
-    lo, hi = wilson_interval(k, n)
-    return f"{100 * k / n:.1f} ({100 * lo:.0f}–{100 * hi:.0f})"
+from defbench.metrics import accuracy
 
 
 def main(argv=None) -> int:
@@ -54,7 +49,7 @@ def main(argv=None) -> int:
         f"{args.split}-set images (seed {args.seed}) purified in one batch; the {args.preset} classifier and GAN. "
         "Accuracy % of the classifier on the purified images (Wilson 95% interval); ℓ2 = mean ‖x − x̂‖₂.",
     ]
-    body = [["classifier alone", _cell(round(alone * n), n), "0.00", "—"]]
+    body = [["classifier alone", accuracy_cell(round(alone * n), n, 1), "0.00", "—"]]
     for label in args.variants:
         d = build_defense(label, args.dataset, args.preset, "cpu", seed=args.seed, data_root=root, train_missing=False)
         t0 = time.time()
@@ -63,7 +58,7 @@ def main(argv=None) -> int:
         with torch.no_grad():
             k = round(accuracy(clf(x_hat).argmax(1), y) * n)
         dist = float((x_hat - x).flatten(1).norm(dim=1).mean())
-        body.append([f"`{label}`", _cell(k, n), f"{dist:.2f}", f"{sec:.2f}"])
+        body.append([f"`{label}`", accuracy_cell(k, n, 1), f"{dist:.2f}", f"{sec:.2f}"])
         table = markdown(body, ["variant", "accuracy %", "ℓ2", "s / image"], ["left", "right", "right", "right"])
         write_table(lines + [""] + table, args.out)  # after every variant, so a stopped search keeps its rows
     return 0

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 import torch
-from _common import command_line, markdown, write_table
+from _common import accuracy_cell, command_line, markdown, write_table
 from tqdm.auto import tqdm
 
 from defbench import progress
@@ -33,7 +33,7 @@ from defbench.attacks.registry import get_attack
 from defbench.defenses.registry import build_defense
 from defbench.harness.data import load_dataset
 from defbench.harness.models import get_classifier
-from defbench.metrics import accuracy, wilson_interval
+from defbench.metrics import accuracy
 
 
 def _acc(clf, x, y) -> float:
@@ -42,8 +42,7 @@ def _acc(clf, x, y) -> float:
 
 
 def _cell(p: float, n: int) -> str:
-    lo, hi = wilson_interval(round(p * n), n)
-    return f"{100 * p:.0f} ({100 * lo:.0f}–{100 * hi:.0f})"
+    return accuracy_cell(round(p * n), n)
 
 
 def _write(rows, args, argv, n: int) -> None:
