@@ -49,7 +49,7 @@ def main(argv=None) -> int:
     cell_arguments(ap, "show")
     ap.add_argument("--out", help="write the Markdown tables here too")
     args = ap.parse_args(argv)
-    rows = pick_defenses(select(args.store, args.attack, args.threat, args.seed), args.defenses, args)
+    rows = pick_defenses(select(args.store, args.attack, args.threat, args.seed), args)
     if not rows:
         raise SystemExit(f"no {args.attack}/{args.threat} cell in {args.store}")
     lines = [

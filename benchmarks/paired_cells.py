@@ -115,15 +115,15 @@ def select(store_dir: str, attack: str, threat: str, seed: int) -> list[dict]:
         store.close()
 
 
-def pick_defenses(rows: list[dict], defenses: list[str] | None, args: argparse.Namespace) -> list[dict]:
+def pick_defenses(rows: list[dict], args: argparse.Namespace) -> list[dict]:
     """The rows of the defenses named by --defenses, in that order (every row when none is named); a named defense
     without a cell exits with one line naming it (also used by cell_classes.py)."""
-    if not defenses:
+    if not args.defenses:
         return rows
-    missing = [d for d in defenses if not any(r["defense"] == d for r in rows)]
+    missing = [d for d in args.defenses if not any(r["defense"] == d for r in rows)]
     if missing:
         raise SystemExit(f"no {args.attack}/{args.threat} cell of {', '.join(missing)} in {args.store}")
-    return [r for d in defenses for r in rows if r["defense"] == d]
+    return [r for d in args.defenses for r in rows if r["defense"] == d]
 
 
 def cell_arguments(ap: argparse.ArgumentParser, what: str) -> None:
@@ -156,7 +156,7 @@ def main(argv=None) -> int:
     rows = [r for r in rows if not args.defenses or r["defense"] in args.defenses]
     if args.eps is not None or not (args.versus_clean or args.against):  # a pair of defenses needs one ε each
         rows = at_eps(rows, args.eps)
-    rows = pick_defenses(rows, args.defenses, args)  # after --eps: a defense without a cell at that ε is named
+    rows = pick_defenses(rows, args)  # after --eps: a defense without a cell at that ε is named
     if args.versus_clean or args.against:
         if args.versus_clean:
             body = versus_clean(rows, select(args.store, "clean", "none", args.seed))

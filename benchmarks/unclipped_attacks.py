@@ -24,15 +24,16 @@ import time
 
 import numpy as np
 import torch
-from _common import command_line, data_root, markdown, write_table
+from _common import accuracy_cell, command_line, data_root, markdown, write_table
 
 from defbench.attacks import get_attack
 from defbench.harness.data import load_dataset
 from defbench.harness.models import build_defense, get_classifier
 from defbench.harness.zoo import zoo_dir
-from defbench.metrics import wilson_interval
 
 EPS = 0.15
+#: the 'clip' column of each --clips reading
+CLIP_LABELS = {"unit": "[0, 1]", "none": "none", "torchattacks": "[0, 1] (torchattacks)"}
 
 
 def _attack(name: str, clf, clip):
@@ -51,11 +52,6 @@ def _attack(name: str, clf, clip):
     return ProjectedGradientDescent(
         est, norm=np.inf, eps=EPS, eps_step=EPS / 30, max_iter=40, num_random_init=1, verbose=False
     )
-
-
-def _cell(k: int, n: int) -> str:
-    lo, hi = wilson_interval(k, n)
-    return f"{100 * k / n:.0f} ({100 * lo:.0f}–{100 * hi:.0f})"
 
 
 def main(argv=None) -> int:
@@ -80,20 +76,20 @@ def main(argv=None) -> int:
     clf.eval()
     with torch.no_grad():
         pred = clf(x).argmax(1)
-    clean = int((pred == y).sum())
+    n, clean = len(y), int((pred == y).sum())
     defenses = {
         d: build_defense(d, "fmnist", "paper", "cpu", seed=args.seed, data_root=root, train_missing=False)
         for d in args.defenses
     }
-    n = len(y)
     head = [
         f"Command: `{command_line(argv)}`; CPU, {torch.get_num_threads()} thread(s). {n} seeded Fashion-MNIST test "
-        f"images (seed {args.seed}), the paper preset's classifier (clean on these images: {_cell(clean, len(y))}) "
+        f"images (seed {args.seed}), the paper preset's classifier (clean on these images: {accuracy_cell(clean, n)}) "
         f"and GAN from {zoo_dir()}, ε = {EPS} on [0, 1], the classifier's predicted labels. "
         "Accuracy % on the true labels (Wilson 95% interval); 'outside' = share of adversarial "
         "pixels outside [0, 1].",
         "",
     ]
+    header = ["attack", "clip", "max ℓ∞", "outside", "no defense", *args.defenses, "s"]
     rows = []
     for name in args.attacks:
         for reading in args.clips:
@@ -107,18 +103,16 @@ def main(argv=None) -> int:
                 x_adv = torch.from_numpy(_attack(name, clf, clip).generate(x.numpy(), y=pred.numpy()))
             linf = float((x_adv - x).abs().max())
             outside = float(((x_adv < 0) | (x_adv > 1)).float().mean())
+            row = [name.upper(), CLIP_LABELS[reading], f"{linf:.3f}", f"{100 * outside:.1f}%"]
             with torch.no_grad():
-                clip_label = {"unit": "[0, 1]", "none": "none", "torchattacks": "[0, 1] (torchattacks)"}[reading]
-                row = [name.upper(), clip_label, f"{linf:.3f}", f"{100 * outside:.1f}%"]
-                row.append(_cell(int((clf(x_adv).argmax(1) == y).sum()), n))
+                row.append(accuracy_cell(int((clf(x_adv).argmax(1) == y).sum()), n))
             for d in defenses.values():
                 with torch.enable_grad():  # as Defense.purify after its range check (see the docstring)
                     x_hat = d._purify(x_adv, args.seed).detach().clamp(0, 1)
                 with torch.no_grad():
-                    row.append(_cell(int((clf(x_hat).argmax(1) == y).sum()), n))
+                    row.append(accuracy_cell(int((clf(x_hat).argmax(1) == y).sum()), n))
             row.append(f"{time.time() - t0:.0f}")
             rows.append(row)
-            header = ["attack", "clip", "max ℓ∞", "outside", "no defense", *args.defenses, "s"]
             write_table(head + markdown(rows, header), args.out)  # after every row: a stopped run keeps its rows
     return 0
 
