@@ -80,7 +80,8 @@ STATUS: dict[str, tuple[str, str]] = {
         "on the current prior at the spec's reading (ε 0.15 on [0, 1], predicted labels; DeepFool on predicted, "
         "CW on true labels) 16 of 25 cells within 5 points or inside the interval (mean |Δ| 6.2); BIM 13 under "
         "for all three defenses (neither unclipped pixels nor a 91.2% classifier closes it), MimicGAN 15 under "
-        "on DeepFool, CW 13-16 above for DefenseGAN and Cowboy; MimicGAN's clean accuracy 12 under DefenseGAN's "
+        "on DeepFool, CW 13-16 above for DefenseGAN and Cowboy (cleverhans' CW defaults: the same cells); "
+        "MimicGAN's clean accuracy 12 under DefenseGAN's "
         "(75 vs 87; DefenseGAN's 10 restarts × 200 steps, against one start × 100)",
     ),
     "mimicgan-fig9b": (
