@@ -56,7 +56,8 @@ STATUS: dict[str, tuple[str, str]] = {
     "invgan-table3-fmnist": (
         "open",
         "on the current prior InvGAN-protocol AUCs 0.13-0.41 under the paper's: FGSM detected (0.82 / 0.84), "
-        "RP weakly (0.64), CW at chance (0.51)",
+        "RP weakly (0.64), CW at chance (0.51); misprojected clean images ruled out (the same AUCs on the images "
+        "the prior projects right, n = 200)",
     ),
     "invgan-table3-mnist": (
         "open",

@@ -1,0 +1,74 @@
+"""benchmarks/detection_strata.py: strata fixed by the clean cell, InvGAN's protocol inside each, both scores."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import import_benchmark
+
+from defbench.metrics import roc_auc
+
+
+@pytest.fixture(scope="module")
+def ds():
+    return import_benchmark("detection_strata")
+
+
+def _rows():
+    """Six images (test indices 10..15), all of class 0, all right for the bare classifier when clean. The prior
+    projects 13 and 14 to the wrong class when clean, with large clean scores. The attack breaks every image but
+    15; its scores are middling. Pixel scores (projection errors) are the reverse of Eq. 7's on the clean side."""
+    idx = [10, 11, 12, 13, 14, 15]
+    clean = {
+        "threat": "none",
+        "indices": idx,
+        "labels": [0] * 6,
+        "preds_undefended": [0] * 6,
+        "preds": [0, 0, 0, 5, 5, 0],
+        "scores": [1.0, 1.5, 2.0, 9.0, 8.0, 1.2],
+        "extra": {"projection_error": [6.0, 6.5, 7.0, 1.0, 1.5, 6.2]},
+    }
+    attacked = {
+        "threat": "graybox",
+        "indices": idx,
+        "labels": [0] * 6,
+        "preds_undefended": [3, 3, 3, 3, 3, 0],
+        "preds": [0] * 6,
+        "scores": [5.0, 5.5, 6.0, 6.5, 7.0, 0.5],
+        "extra": {"projection_error": [3.0, 3.0, 3.0, 3.0, 3.0, 3.0]},
+    }
+    return clean, attacked
+
+
+def test_strata_partition_by_the_clean_cell(ds):
+    clean, _ = _rows()
+    s = ds.strata(clean)
+    assert s["all"] == {10, 11, 12, 13, 14, 15}
+    assert s["clean projection right"] == {10, 11, 12, 15}
+    assert s["clean projection wrong"] == {13, 14}
+
+
+def test_subset_keeps_every_per_image_field_aligned(ds):
+    clean, _ = _rows()
+    c = ds.subset(clean, {13, 15})
+    assert c["indices"] == [13, 15] and c["preds"] == [5, 0] and c["scores"] == [9.0, 1.2]
+    assert c["extra"]["projection_error"] == [1.0, 6.2]
+    assert clean["indices"] == [10, 11, 12, 13, 14, 15]  # the input row is not changed
+
+
+def test_protocol_scores_are_the_protocols(ds):
+    clean, attacked = _rows()
+    neg, pos = ds._protocol_scores(clean, attacked)
+    assert neg == clean["scores"]  # every clean image right for the bare classifier
+    assert pos == attacked["scores"][:5]  # image 15 was not broken
+    auc, n0, n1 = ds.detection_auc_protocol(clean, attacked)
+    assert (n0, n1) == (6, 5) and auc == pytest.approx(roc_auc(neg, pos))
+
+
+def test_misprojected_clean_images_pull_the_auc_down(ds):
+    clean, attacked = _rows()
+    table = {r[0]: r for r in ds.stratum_rows(clean, attacked)}
+    assert table["clean projection right"][3] == "1.000"  # 5.0-6.0 attacked above 1.0-2.0 clean; no interval at 1
+    assert table["clean projection wrong"][3] == "0.000"  # 6.5-7.0 attacked below 8.0-9.0 clean
+    assert float(table["all"][3].split()[0]) < 1.0
+    assert table["clean projection wrong"][2] == "2 / 2"
+    assert table["all"][4].startswith("0.333 (")  # pixel: 3.0 above 2 of the 6 clean errors (1.0, 1.5)
