@@ -10,12 +10,16 @@ matrix runs them like any other input perturbation (threat ``graybox``: the mode
   median 0 (background: 48.2% of mimicgan-fig4b's 500), so the choice decides whether the background turns
   white; ``white`` leaves our paper classifier 43.8% on those 500 images against the paper's observed 37.0%,
   ``black`` 83.2% (docs/RESULTS.md).
-* ``drop-pixels`` — a random ``fraction`` (0.7) of the pixels set to 0, drawn from torch's seeded RNG.
+* ``drop-pixels`` — a random ``fraction`` (0.7) of the pixels set to 0, drawn from torch's seeded RNG. ``mask``:
+  ``image`` (default, a fresh mask per image) or ``batch`` (one mask for every image of a call, i.e. of a
+  matrix batch): the paper's appendix code applies one mask to all images (``x*mask for x in imgs``) and
+  MimicGAN-2 §5.1 "the same corruption on all of them"; Fig. 4(b)'s text does not say which.
 * ``blur-negative`` — Gaussian blur with a 25×25 kernel, σ = 0.3·((25 − 1)/2 − 1) + 0.8 = 4.1 (OpenCV's
   ``GaussianBlur(img, (25, 25), 0)`` of the paper's appendix code), then the negative (1 − x in [0, 1],
   the paper's ``0 − x`` in [-1, 1]).
 
-Arguments: no ε (unbounded); ``ties`` for binarize, ``fraction`` for drop-pixels, ``kernel`` for blur-negative.
+Arguments: no ε (unbounded); ``ties`` for binarize, ``fraction`` and ``mask`` for drop-pixels, ``kernel`` for
+blur-negative.
 Shape: (N, C, H, W) in [0, 1] -> same.
 Example::
 
@@ -66,16 +70,19 @@ class Binarize(_Corruption):
 class DropPixels(_Corruption):
     name = "drop-pixels"
     label_name = "Dropped Pixels"
-    defaults = {"fraction": 0.7}
+    defaults = {"fraction": 0.7, "mask": "image"}
 
     def check_params(self):
         f = float(self.params["fraction"])
         if not 0 <= f <= 1:
             raise DefbenchError(f"drop-pixels fraction must be in [0, 1], got {f}")
+        if self.params["mask"] not in ("image", "batch"):
+            raise DefbenchError(f"drop-pixels mask must be 'image' or 'batch', got {self.params['mask']!r}")
 
     def corrupt(self, x):
         f = float(self.params["fraction"])
-        keep = torch.rand(x.shape[0], 1, *x.shape[2:], device=x.device) >= f  # same pixels in every channel
+        n = x.shape[0] if self.params["mask"] == "image" else 1
+        keep = torch.rand(n, 1, *x.shape[2:], device=x.device) >= f  # same pixels in every channel
         return x * keep
 
 

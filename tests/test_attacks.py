@@ -118,6 +118,14 @@ def test_corruptions_of_mimicgan_fig4b(fmnist_images):
     dropped = ((xd == 0) & (x > 0)).sum() / (x > 0).sum()
     assert 0.65 < float(dropped) < 0.75
     assert torch.equal(xd[xd != 0], x[xd != 0])
+    ones = torch.ones(4, 1, 28, 28)
+    per_image = get_attack("drop-pixels", "fmnist").corrupt(ones)
+    assert not torch.equal(per_image[0], per_image[1])  # a fresh mask per image by default
+    shared = get_attack("drop-pixels", "fmnist", mask="batch").corrupt(ones)
+    assert all(torch.equal(shared[0], shared[k]) for k in range(1, 4))  # one mask for the whole call
+    assert 0.65 < float((shared == 0).float().mean()) < 0.75
+    with pytest.raises(DefbenchError, match="mask must be 'image' or 'batch'"):
+        get_attack("drop-pixels", "fmnist", mask="pixel")
     xn = get_attack("blur-negative", "fmnist").corrupt(x)
     assert torch.allclose(xn.mean(), 1 - x.mean(), atol=0.02)  # blurring keeps the mean (reflect padding)
     assert xn.flatten(1).std(1).mean() < x.flatten(1).std(1).mean() * 0.7  # strongly smoothed
