@@ -7,9 +7,11 @@ import os
 import shlex
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import torch
 
 from defbench.metrics import wilson_interval
 from defbench.reports.common import markdown_table
@@ -29,6 +31,63 @@ def data_root() -> str | None:
             os.environ["DEFBENCH_DATA"] = str(cand)
             return str(cand)
     return None
+
+
+@dataclass
+class GrayBoxSetup:
+    """What a gray-box benchmark on Fashion-MNIST starts from: ``n`` seeded test images, the paper preset's
+    classifier and defenses from the zoo (never trained here), and how many images the classifier gets right."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    clf: torch.nn.Module
+    defenses: dict
+    clean: int
+
+    @property
+    def n(self) -> int:
+        return len(self.y)
+
+    def describe(self, argv, seed: int) -> str:
+        """The opening of a table's caption: its command, the device, the images, the models and where they are."""
+        from defbench.harness.zoo import zoo_dir
+
+        return (
+            f"Command: `{command_line(argv)}`; CPU, {torch.get_num_threads()} thread(s). {self.n} seeded "
+            f"Fashion-MNIST test images (seed {seed}), the paper preset's classifier (clean on these images: "
+            f"{accuracy_cell(self.clean, self.n)}) and GAN from {zoo_dir()}"
+        )
+
+    def right(self, images: torch.Tensor) -> int:
+        """How many of ``images`` (the setup's, attacked or purified) the classifier gets right."""
+        with torch.no_grad():
+            return int((self.clf(images).argmax(1) == self.y).sum())
+
+    def cells(self, images: torch.Tensor, purify) -> list[str]:
+        """:func:`accuracy_cell` of the bare classifier on ``images``, then of each defense ``d`` on
+        ``purify(d, images)``."""
+        return [
+            accuracy_cell(self.right(out), self.n)
+            for out in (images, *(purify(d, images) for d in self.defenses.values()))
+        ]
+
+
+def gray_box_setup(n: int, seed: int, defenses) -> GrayBoxSetup:
+    """:class:`GrayBoxSetup` of the ``n`` images of ``eval_indices(n, seed)`` and the named ``defenses``."""
+    from defbench.harness.data import load_dataset
+    from defbench.harness.models import build_defense, get_classifier
+
+    root = data_root()
+    data = load_dataset("fmnist", "test", root)
+    x, y = data.get(data.eval_indices(n, seed))
+    clf, _ = get_classifier("fmnist", "paper", "cpu", root, train_missing=False, progress=False)
+    clf.eval()
+    built = {
+        d: build_defense(d, "fmnist", "paper", "cpu", seed=seed, data_root=root, train_missing=False) for d in defenses
+    }
+    setup = GrayBoxSetup(x, y, clf, built, 0)
+    setup.clean = setup.right(x)
+    return setup
 
 
 def accuracy_cell(k: int, n: int, digits: int = 0) -> str:

@@ -4,7 +4,7 @@ Fig. 5(b)'s spec runs CW-L2 with defbench's defaults, which are InvGAN's (§4.2:
 constant 10, learning rate 0.2, 100 iterations). The MimicGAN paper built its attacks with cleverhans "with its
 defaults"; cleverhans' ``CarliniWagnerL2`` defaults are 5 binary-search steps, initial constant 1e-2, learning
 rate 5e-3, 1000 iterations, abort early, confidence 0. Our DefenseGAN and Cowboy cells are 13-16 points above the
-paper's; a CW that stops further from the decision boundary (larger ℓ2) would leave the defenses less to undo.
+paper's; a CW that stops further past the decision boundary (larger ℓ2) would leave the defenses more to undo.
 This script changes that one thing: the same images (the spec's seeded test images), the true labels (the
 spec's reading for CW), the paper preset's classifier and GAN, each reading of CW's settings, and each defense
 purifying the result once. The table gives the classifier's accuracy on each, the ℓ2 norms of the perturbations
@@ -20,12 +20,9 @@ import time
 
 import numpy as np
 import torch
-from _common import accuracy_cell, command_line, data_root, markdown, write_table
+from _common import gray_box_setup, markdown, write_table
 
 from defbench.attacks import get_attack
-from defbench.harness.data import load_dataset
-from defbench.harness.models import build_defense, get_classifier
-from defbench.harness.zoo import zoo_dir
 
 #: CW's parameters per reading (defbench's names: binary_search_steps, initial_const, lr, steps, confidence).
 #: "invgan" is the spec's (defbench's defaults); "cleverhans" is cleverhans v2.1's CarliniWagnerL2 defaults.
@@ -48,21 +45,9 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="benchmarks/results/cw_settings.md")
     args = ap.parse_args(argv)
-    root = data_root()
-    data = load_dataset("fmnist", "test", root)
-    x, y = data.get(data.eval_indices(args.n, args.seed))
-    clf, _ = get_classifier("fmnist", "paper", "cpu", root, train_missing=False, progress=False)
-    clf.eval()
-    with torch.no_grad():
-        n, clean = len(y), int((clf(x).argmax(1) == y).sum())
-    defenses = {
-        d: build_defense(d, "fmnist", "paper", "cpu", seed=args.seed, data_root=root, train_missing=False)
-        for d in args.defenses
-    }
+    g = gray_box_setup(args.n, args.seed, args.defenses)
     head = [
-        f"Command: `{command_line(argv)}`; CPU, {torch.get_num_threads()} thread(s). {n} seeded Fashion-MNIST test "
-        f"images (seed {args.seed}), the paper preset's classifier (clean on these images: {accuracy_cell(clean, n)}) "
-        f"and GAN from {zoo_dir()}, CW-L2 (foolbox) on the true labels. Accuracy % on the true labels (Wilson 95% "
+        g.describe(argv, args.seed) + ", CW-L2 (foolbox) on the true labels. Accuracy % on the true labels (Wilson 95% "
         "interval); ℓ2 over the images CW broke; 'failed' = images CW did not break (left clean).",
         "",
     ]
@@ -73,18 +58,13 @@ def main(argv=None) -> int:
         np.random.seed(args.seed)
         t0 = time.time()
         attack = get_attack("cw", "fmnist", **READINGS[reading])
-        x_adv = attack(clf, x, y)
-        norms = perturbation_norms(x, x_adv, attack.last_failed)
+        x_adv = attack(g.clf, g.x, g.y)
+        norms = perturbation_norms(g.x, x_adv, attack.last_failed)
         p = attack.params
         params = f"{p['binary_search_steps']} × {p['steps']}, c₀ {p['initial_const']:g}, lr {p['lr']:g}"
         row = [reading, params, int(attack.last_failed.sum())]
         row += [f"{norms.median():.2f}", f"{norms.mean():.2f}"] if len(norms) else ["—", "—"]
-        with torch.no_grad():
-            row.append(accuracy_cell(int((clf(x_adv).argmax(1) == y).sum()), n))
-        for d in defenses.values():
-            x_hat = d.purify(x_adv, args.seed)
-            with torch.no_grad():
-                row.append(accuracy_cell(int((clf(x_hat).argmax(1) == y).sum()), n))
+        row += g.cells(x_adv, lambda d, images: d.purify(images, args.seed))
         row.append(f"{time.time() - t0:.0f}")
         rows.append(row)
         write_table(head + markdown(rows, header), args.out)  # after every row: a stopped run keeps its rows

@@ -44,11 +44,23 @@ VARIANTS = (
 )
 
 
+def corruption(spec: str):
+    """The corruption named by ``NAME`` or ``NAME:KEY=VALUE[:KEY=VALUE]`` (values as strings, as the corruptions
+    parse them), e.g. ``drop-pixels:mask=batch``."""
+    name, *opts = spec.split(":")
+    params = dict(o.split("=", 1) for o in opts)
+    return get_attack(name, "fmnist", **params)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=100, help="tuning images (the first n of the matrix's seeded draw)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--corruptions", default="drop-pixels,blur-negative")
+    ap.add_argument(
+        "--corruptions",
+        default="drop-pixels,blur-negative",
+        help="comma list of corruptions, each NAME or NAME:KEY=VALUE[:KEY=VALUE] (e.g. drop-pixels:mask=batch)",
+    )
     ap.add_argument("--variants", default=";".join(VARIANTS), help="';'-separated defense variants")
     ap.add_argument(
         "--held-out",
@@ -75,7 +87,7 @@ def main(argv=None) -> int:
     body = []
     for cname in args.corruptions.split(","):
         torch.manual_seed(args.seed)  # drop-pixels' mask: the same for every variant
-        xc = get_attack(cname, "fmnist").corrupt(x)
+        xc = corruption(cname).corrupt(x)
         for label, defense in defenses.items():
             t0 = time.perf_counter()
             x_hat = defense.purify(xc, seed=args.seed)

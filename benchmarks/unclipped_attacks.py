@@ -24,12 +24,9 @@ import time
 
 import numpy as np
 import torch
-from _common import accuracy_cell, command_line, data_root, markdown, write_table
+from _common import gray_box_setup, markdown, write_table
 
 from defbench.attacks import get_attack
-from defbench.harness.data import load_dataset
-from defbench.harness.models import build_defense, get_classifier
-from defbench.harness.zoo import zoo_dir
 
 EPS = 0.15
 #: the 'clip' column of each --clips reading
@@ -54,6 +51,12 @@ def _attack(name: str, clf, clip):
     )
 
 
+def unchecked_purify(defense, x: torch.Tensor, seed: int) -> torch.Tensor:
+    """``defense.purify(x, seed)`` without its pixel-range check (see the docstring), output clamped as it is."""
+    with torch.enable_grad():
+        return defense._purify(x, seed).detach().clamp(0, 1)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--defenses", nargs="+", default=["defensegan", "cowboy", "mimicgan"])
@@ -69,22 +72,12 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="benchmarks/results/unclipped_attacks.md")
     args = ap.parse_args(argv)
-    root = data_root()
-    data = load_dataset("fmnist", "test", root)
-    x, y = data.get(data.eval_indices(args.n, args.seed))
-    clf, _ = get_classifier("fmnist", "paper", "cpu", root, train_missing=False, progress=False)
-    clf.eval()
+    g = gray_box_setup(args.n, args.seed, args.defenses)
+    x, y, clf = g.x, g.y, g.clf
     with torch.no_grad():
         pred = clf(x).argmax(1)
-    n, clean = len(y), int((pred == y).sum())
-    defenses = {
-        d: build_defense(d, "fmnist", "paper", "cpu", seed=args.seed, data_root=root, train_missing=False)
-        for d in args.defenses
-    }
     head = [
-        f"Command: `{command_line(argv)}`; CPU, {torch.get_num_threads()} thread(s). {n} seeded Fashion-MNIST test "
-        f"images (seed {args.seed}), the paper preset's classifier (clean on these images: {accuracy_cell(clean, n)}) "
-        f"and GAN from {zoo_dir()}, ε = {EPS} on [0, 1], the classifier's predicted labels. "
+        g.describe(argv, args.seed) + f", ε = {EPS} on [0, 1], the classifier's predicted labels. "
         "Accuracy % on the true labels (Wilson 95% interval); 'outside' = share of adversarial "
         "pixels outside [0, 1].",
         "",
@@ -104,13 +97,7 @@ def main(argv=None) -> int:
             linf = float((x_adv - x).abs().max())
             outside = float(((x_adv < 0) | (x_adv > 1)).float().mean())
             row = [name.upper(), CLIP_LABELS[reading], f"{linf:.3f}", f"{100 * outside:.1f}%"]
-            with torch.no_grad():
-                row.append(accuracy_cell(int((clf(x_adv).argmax(1) == y).sum()), n))
-            for d in defenses.values():
-                with torch.enable_grad():  # as Defense.purify after its range check (see the docstring)
-                    x_hat = d._purify(x_adv, args.seed).detach().clamp(0, 1)
-                with torch.no_grad():
-                    row.append(accuracy_cell(int((clf(x_hat).argmax(1) == y).sum()), n))
+            row += g.cells(x_adv, lambda d, images: unchecked_purify(d, images, args.seed))
             row.append(f"{time.time() - t0:.0f}")
             rows.append(row)
             write_table(head + markdown(rows, header), args.out)  # after every row: a stopped run keeps its rows
