@@ -52,6 +52,24 @@ def corruption(spec: str):
     return get_attack(name, "fmnist", **params)
 
 
+def _purified(defense, xc: torch.Tensor, seed: int, clf, y: torch.Tensor) -> list[str]:
+    """One purification of the corrupted images: accuracy % (Wilson 95%), the surrogate's W, the mean
+    projection error, seconds."""
+    t0 = time.perf_counter()
+    x_hat = defense.purify(xc, seed=seed)
+    secs = time.perf_counter() - t0
+    with torch.no_grad():
+        k = int(metrics.correct(clf(x_hat).argmax(1), y).sum())
+    lo, hi = metrics.wilson_interval(k, len(y))
+    proj = defense.last
+    return [
+        f"{100 * k / len(y):.1f} ({100 * lo:.1f}–{100 * hi:.1f})",
+        f"{proj.surrogate.w.item():.2f}",
+        f"{proj.error.mean().item():.4f}",
+        f"{secs:.0f}",
+    ]
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=100, help="tuning images (the first n of the matrix's seeded draw)")
@@ -68,6 +86,10 @@ def main(argv=None) -> int:
         help="instead of sweeping: split the cells of this matrix store "
         "with more than n images into the n tuning images and the rest",
     )
+    ap.add_argument(
+        "--corruption-seeds", nargs="+", type=int, help="seeds of the corruption's random draw (default: --seed)"
+    )
+    ap.add_argument("--purify-seeds", nargs="+", type=int, help="seeds handed to each purification (default: --seed)")
     ap.add_argument("--data-root")
     ap.add_argument("--out", default="benchmarks/results/mimicgan_corruption_sweep.md")
     args = ap.parse_args(argv)
@@ -86,29 +108,15 @@ def main(argv=None) -> int:
     defenses = {label: build_defense(label, "fmnist", data_root=args.data_root) for label in labels}
     body = []
     for cname in args.corruptions.split(","):
-        torch.manual_seed(args.seed)  # drop-pixels' mask: the same for every variant
-        xc = corruption(cname).corrupt(x)
-        for label, defense in defenses.items():
-            t0 = time.perf_counter()
-            x_hat = defense.purify(xc, seed=args.seed)
-            secs = time.perf_counter() - t0
-            with torch.no_grad():
-                k = int(metrics.correct(clf(x_hat).argmax(1), y).sum())
-            lo, hi = metrics.wilson_interval(k, args.n)
-            proj = defense.last
-            body.append(
-                [
-                    cname,
-                    f"`{label}`",
-                    f"{100 * k / args.n:.1f} ({100 * lo:.1f}–{100 * hi:.1f})",
-                    f"{proj.surrogate.w.item():.2f}",
-                    f"{proj.error.mean().item():.4f}",
-                    f"{secs:.0f}",
-                ]
-            )
-            print(" | ".join(body[-1]), flush=True)
-    header = ["corruption", "variant", "accuracy % (95% CI)", "W", "mean error", "s"]
-    lines += markdown(body, header, ["left", "left", "right", "right", "right", "right"])
+        for cseed in args.corruption_seeds or [args.seed]:
+            torch.manual_seed(cseed)  # drop-pixels' mask: the same for every variant
+            xc = corruption(cname).corrupt(x)
+            for label, defense in defenses.items():
+                for pseed in args.purify_seeds or [args.seed]:
+                    body.append([cname, f"`{label}`", f"{cseed} / {pseed}", *_purified(defense, xc, pseed, clf, y)])
+                    print(" | ".join(body[-1]), flush=True)
+    header = ["corruption", "variant", "seeds (corruption / purify)", "accuracy % (95% CI)", "W", "mean error", "s"]
+    lines += markdown(body, header, ["left", "left", "right", "right", "right", "right", "right"])
     return write_table(lines, args.out)
 
 

@@ -68,7 +68,8 @@ STATUS: dict[str, tuple[str, str]] = {
         "open",
         "on the current prior MimicGAN at the spec's settings is 25-38 under and within 7 points of PGD (f̂ "
         "= I) on every row; Negative Blur explained on the earlier prior ([-1, 1] surrogate range, smaller "
-        "rates: 42.4 vs 45.8); Binary, Dropped Pixels open",
+        "rates: 42.4 vs 45.8); Binary, Dropped Pixels open (one mask per batch, the appendix's reading: level "
+        "with PGD at n = 500)",
     ),
     "mimicgan-fig5a": (
         "open",
