@@ -1,7 +1,7 @@
 """MimicGAN settings against the corruptions of MimicGAN-1 Fig. 4(b): a small sweep on a tuning subset.
 
 §4.2 of the paper gives no Fashion-MNIST schedule for the corruptions (its Table 1 sets the learning rates per
-corruption for CelebA only), so this script tries MimicGAN variants on the first ``--n`` evaluation images
+corruption for CelebA only), so this script tries MimicGAN variants on ``--n`` evaluation images
 (the same seeded images the matrix uses: ``eval_indices(n, seed)``, a subset of any larger n) and writes
 one table: classifier accuracy on the projections, the surrogate's final shortcut weight W and the mean
 projection error. Pick a setting here, then measure it at the paper's n with ``defbench matrix`` and report
@@ -72,7 +72,9 @@ def _purified(defense, xc: torch.Tensor, seed: int, clf, y: torch.Tensor) -> lis
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--n", type=int, default=100, help="tuning images (the first n of the matrix's seeded draw)")
+    ap.add_argument(
+        "--n", type=int, default=100, help="tuning images (the seeded draw of n, a subset of any larger n's)"
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument(
         "--corruptions",
@@ -100,7 +102,7 @@ def main(argv=None) -> int:
     clf, _ = get_classifier("fmnist", "paper", data_root=args.data_root)
     lines = [
         f"Command: `{command_line(argv)}` — CPU, torch threads {torch.get_num_threads()}; Fashion-MNIST, "
-        f"paper-preset models, the first {args.n} evaluation images of seed {args.seed}, one batch; accuracy "
+        f"paper-preset models, the {args.n} evaluation images of seed {args.seed}, one batch; accuracy "
         "in % with its Wilson 95% interval.",
         "",
     ]
@@ -123,8 +125,8 @@ def main(argv=None) -> int:
 def held_out(argv, args, tuning: set[int]) -> int:
     lines = [
         f"Command: `{command_line(argv)}`; accuracy in % of the store's cells on the {len(tuning)} tuning "
-        "images (the first n of the same seeded draw) and on the rest (a randomized defense's image counts when "
-        "right in all its purifications, as in the matrix tables).",
+        "images (the seeded draw of n, a subset of the cells' images) and on the rest (a randomized defense's "
+        "image counts when right in all its purifications, as in the matrix tables).",
         "",
     ]
     body = []
