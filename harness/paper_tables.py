@@ -88,10 +88,9 @@ STATUS: dict[str, tuple[str, str]] = {
     ),
     "mimicgan-fig9b": (
         "open",
-        "mean over the 3 replica priors at n = 100: the No Defense column within 5 points but DeepFool (0 vs "
-        "6.2, measured on true labels before the spec handed DeepFool the predicted ones; not rerun); the "
-        "defended FGSM, BIM and PGD cells 17-25 under; CW 7-9 above for Cowboy and DefenseGAN, MimicGAN "
-        "9-16 under on CW and DeepFool; Obfuscated 6-9 under",
+        "mean over the 3 replica priors (retrained 2026-12-03) at n = 100: the No Defense column within 5 points "
+        "on every row (DeepFool 5 vs 6.2, predicted labels); the defended FGSM, BIM and PGD cells 16-24 under; CW "
+        "7-8 above for Cowboy and DefenseGAN, MimicGAN 11-21 under on CW and DeepFool; Obfuscated 7-9 under",
     ),
     "mimicgan-table2": (
         "open",
