@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -52,6 +53,18 @@ def isolated_home(tmp_path_factory):
         os.environ.pop("DEFBENCH_HOME", None)
     else:
         os.environ["DEFBENCH_HOME"] = old
+
+
+@pytest.fixture(autouse=True)
+def signal_handlers_restored():
+    """Every test starts with the SIGINT / SIGTERM handlers the previous one started with: a library that installs
+    its own (Ray's driver does for some calls) and leaves it behind must not change what a later test sees
+    (defbench's main installs its Ctrl-C handler only over Python's default one)."""
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for s, handler in before.items():
+        if signal.getsignal(s) is not handler and handler is not None:
+            signal.signal(s, handler)
 
 
 @pytest.fixture(scope="session")

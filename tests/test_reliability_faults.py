@@ -243,6 +243,7 @@ def test_sigterm_replaced_by_another_exception_in_c_code_is_still_a_sigterm(monk
             raise ValueError("replaced") from None
 
     monkeypatch.setattr(matrix, "run", replaced_int)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # the precondition: Python's own Ctrl-C handler
     assert main(["matrix", "--out", str(tmp_path)]) == 130
     assert capsys.readouterr().err.startswith("defbench: interrupted;")
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored after the run
