@@ -20,8 +20,8 @@ import statistics
 from _common import command_line, emit, markdown
 from paired_cells import select
 
-from defbench.metrics import auc_interval
-from defbench.reports.common import attack_succeeded, detection_auc_protocol
+from defbench.metrics import auc_interval, roc_auc
+from defbench.reports.common import protocol_scores
 
 #: per-image fields of a stored row, filtered together
 _PER_IMAGE = ("labels", "preds", "preds_undefended", "scores", "indices")
@@ -50,22 +50,11 @@ def strata(clean: dict) -> dict[str, set[int]]:
     return {"all": every, "clean projection right": right, "clean projection wrong": every - right}
 
 
-def _protocol_scores(clean: dict, attacked: dict) -> tuple[list[float], list[float]]:
-    """The negatives' and positives' scores of InvGAN's protocol (as :func:`detection_auc_protocol` picks them)."""
-    ok = {int(i): int(p) == int(y) for i, p, y in zip(clean["indices"], clean["preds_undefended"], clean["labels"])}
-    score = {int(i): float(s) for i, s in zip(clean["indices"], clean["scores"])}
-    won = attack_succeeded(attacked)
-    a_idx = [int(i) for i in attacked["indices"]]
-    neg = [score[i] for i in a_idx if ok.get(i)]
-    pos = [float(s) for i, s, w in zip(a_idx, attacked["scores"], won) if w and ok.get(i)]
-    return neg, pos
-
-
-def _auc_cell(clean: dict, attacked: dict) -> str:
-    auc, n0, n1 = detection_auc_protocol(clean, attacked)
+def _auc_cell(neg: list[float], pos: list[float]) -> str:
+    auc = roc_auc(neg, pos)
     if auc != auc:  # NaN: a side empty
         return "—"
-    lo, hi = auc_interval(auc, n0, n1)
+    lo, hi = auc_interval(auc, len(neg), len(pos))
     return f"{auc:.3f}" + ("" if lo != lo else f" ({lo:.2f}–{hi:.2f})")  # no interval at AUC 0 or 1
 
 
@@ -74,10 +63,10 @@ def stratum_rows(clean: dict, attacked: dict) -> list[list[object]]:
     out = []
     for name, keep in strata(clean).items():
         c, a = subset(clean, keep), subset(attacked, keep)
-        neg, pos = _protocol_scores(c, a)
+        neg, pos = protocol_scores(c, a)
         med = " / ".join(f"{statistics.median(s):.2f}" if s else "—" for s in (neg, pos))
-        pixel = _auc_cell(pixel_scores(c), pixel_scores(a))
-        out.append([name, len(c["indices"]), f"{len(neg)} / {len(pos)}", _auc_cell(c, a), pixel, med])
+        pixel = _auc_cell(*protocol_scores(pixel_scores(c), pixel_scores(a)))
+        out.append([name, len(c["indices"]), f"{len(neg)} / {len(pos)}", _auc_cell(neg, pos), pixel, med])
     return out
 
 

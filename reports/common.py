@@ -155,11 +155,17 @@ def attack_succeeded(row: Row) -> np.ndarray:
 
 
 def detection_auc_protocol(clean: Row, attacked: Row) -> tuple[float, int, int]:
-    """ROC AUC of the InvGAN detection score under InvGAN's protocol, with its (negatives, positives):
-    negatives are the clean images the bare classifier classifies correctly, positives the *successful*
-    adversarial examples (:func:`attack_succeeded`) made from those same images. Images are matched by test-set
-    index; an attacked row on a subset of the clean images uses that subset. NaN where either side is empty or
-    the scores are undefined."""
+    """ROC AUC of the InvGAN detection score under InvGAN's protocol, with its (negatives, positives) counts
+    (:func:`protocol_scores`). NaN where either side is empty or the scores are undefined."""
+    neg, pos = protocol_scores(clean, attacked)
+    return metrics.roc_auc(neg, pos), len(neg), len(pos)
+
+
+def protocol_scores(clean: Row, attacked: Row) -> tuple[list[float], list[float]]:
+    """The detection scores InvGAN's protocol sets against each other: negatives are the clean images the bare
+    classifier classifies correctly, positives the *successful* adversarial examples (:func:`attack_succeeded`)
+    made from those same images. Images are matched by test-set index; an attacked row on a subset of the clean
+    images uses that subset."""
     c_idx = [int(i) for i in clean.get("indices") or range(len(clean["labels"]))]
     ok = metrics.correct(clean["preds_undefended"], clean["labels"])
     clean_ok = {i: (bool(k), float(s)) for i, k, s in zip(c_idx, ok, clean["scores"])}
@@ -167,7 +173,7 @@ def detection_auc_protocol(clean: Row, attacked: Row) -> tuple[float, int, int]:
     won = attack_succeeded(attacked)
     neg = [clean_ok[i][1] for i in a_idx if i in clean_ok and clean_ok[i][0]]
     pos = [float(s) for i, s, w in zip(a_idx, attacked["scores"], won) if w and clean_ok.get(i, (False,))[0]]
-    return metrics.roc_auc(neg, pos), len(neg), len(pos)
+    return neg, pos
 
 
 def repeat_preds(row: Row) -> list[list[int]]:

@@ -6,6 +6,7 @@ import pytest
 from conftest import import_benchmark
 
 from defbench.metrics import roc_auc
+from defbench.reports.common import detection_auc_protocol
 
 
 @pytest.fixture(scope="module")
@@ -57,10 +58,10 @@ def test_subset_keeps_every_per_image_field_aligned(ds):
 
 def test_protocol_scores_are_the_protocols(ds):
     clean, attacked = _rows()
-    neg, pos = ds._protocol_scores(clean, attacked)
+    neg, pos = ds.protocol_scores(clean, attacked)
     assert neg == clean["scores"]  # every clean image right for the bare classifier
     assert pos == attacked["scores"][:5]  # image 15 was not broken
-    auc, n0, n1 = ds.detection_auc_protocol(clean, attacked)
+    auc, n0, n1 = detection_auc_protocol(clean, attacked)
     assert (n0, n1) == (6, 5) and auc == pytest.approx(roc_auc(neg, pos))
 
 
