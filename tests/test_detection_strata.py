@@ -73,3 +73,20 @@ def test_misprojected_clean_images_pull_the_auc_down(ds):
     assert float(table["all"][3].split()[0]) < 1.0
     assert table["clean projection wrong"][2] == "2 / 2"
     assert table["all"][4].startswith("0.333 (")  # pixel: 3.0 above 2 of the 6 clean errors (1.0, 1.5)
+
+
+def test_main_refuses_a_defense_without_its_cells_and_prints_with_them(ds, monkeypatch, capsys):
+    clean, attacked = _rows()
+    clean, attacked = {**clean, "defense": "invgan"}, {**attacked, "defense": "invgan"}
+    cells = {"clean": [clean], "FGSM": [attacked], "CW-L2": []}
+    monkeypatch.setattr(ds, "select", lambda store, attack, *a: cells[attack])
+    with pytest.raises(SystemExit, match="no clean cell of defensegan in s"):
+        ds.main(["--store", "s", "--defenses", "defensegan"])
+    with pytest.raises(SystemExit, match="0 CW-L2/graybox cells of invgan in s"):
+        ds.main(["--store", "s", "--defenses", "invgan"])
+    cells["FGSM"] = [attacked, attacked]  # two cells that could be the one: refused too
+    with pytest.raises(SystemExit, match="2 FGSM/graybox cells of invgan"):
+        ds.main(["--store", "s", "--defenses", "invgan", "--attacks", "FGSM"])
+    cells["FGSM"] = [attacked]
+    assert ds.main(["--store", "s", "--defenses", "invgan", "--attacks", "FGSM"]) == 0
+    assert "**invgan, FGSM**" in capsys.readouterr().out
