@@ -1,0 +1,142 @@
+"""MimicGAN-2 Table 2, one variable at a time: how much of each batch is the left-out class.
+
+MimicGAN fits one surrogate per batch, shared by its images; the f̂ = I baseline (the paper's "PGD") projects
+every image on its own. The paper's test set is the other 20% of the normal training images plus the whole
+left-out class (about 36% positives) in batches of 1000; ``defbench paper run mimicgan-table2`` draws n seeded
+MNIST test images (7-18% of them from the left-out class). Only MimicGAN's score can depend on the batch's
+make-up, so this script changes that alone. For each left-out class K (GAN ``gan-mnist-<preset>-noK``, from
+the zoo, never trained here), two batches of ``--n`` images:
+
+- ``base``: the paper run's own draw (``eval_indices(n, seed)``), its class-K images positive;
+- ``share``: ``base`` with its last negatives replaced by further class-K test images (seeded), up to
+  ``--share`` of the batch; every image of both keeps its position.
+
+Both rows purify both batches with the paper run's seed; the score is the projection error ‖x − G(z*)‖₂
+(:func:`defbench.harness.matrix.projection_error`). Per (class, batch, row): positives, negatives, the AUC
+with its Hanley–McNeil interval; per (class, row), the largest change of an image's score between the two
+batches (0 for a projection that treats each image on its own: the f̂ = I row's check).
+
+    OMP_NUM_THREADS=1 python benchmarks/anomaly_share.py --classes 1 4 --out benchmarks/results/anomaly_share.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from _common import command_line, data_root, emit, markdown
+
+from defbench.metrics import auc_interval, roc_auc
+
+#: the two rows of mimicgan-table2 (its spec's variants; ``{k}`` is the left-out class)
+ROWS = {
+    "f̂ = I": "mimicgan[gan=no{k},latent_steps=75,surrogate=identity,surrogate_steps=25]",
+    "MimicGAN": "mimicgan[gan=no{k},latent_steps=75,surrogate_steps=25]",
+}
+
+
+def batches(labels: np.ndarray, base: np.ndarray, k: int, share: float, seed: int) -> dict[str, np.ndarray]:
+    """Test-set indices of the two batches for left-out class ``k``: ``base`` as drawn, and ``share``: ``base``
+    with its last other-class images replaced by further class-k images (a seeded draw of the rest) until
+    round(share * len(base)) are class k. Raises ValueError where that cannot be done."""
+    n = len(base)
+    pos = base[labels[base] == k]
+    neg = base[labels[base] != k]
+    want = round(share * n)
+    if want < len(pos):
+        raise ValueError(f"--share {share} is under the base batch's share of class {k} ({len(pos)} of {n})")
+    if want > n - 1:
+        raise ValueError(f"--share {share} leaves no negatives in a batch of {n}")
+    rest = np.setdiff1d(np.flatnonzero(labels == k), pos)
+    if want - len(pos) > len(rest):
+        raise ValueError(f"class {k} has only {len(pos) + len(rest)} test images, --share asks for {want}")
+    extra = np.random.default_rng(seed).choice(rest, want - len(pos), replace=False)
+    share = base.copy()
+    share[np.flatnonzero(labels[base] != k)[len(neg) - len(extra) :]] = extra
+    return {"base": base, "share": share}
+
+
+def scores(defense, x: torch.Tensor, seed: int) -> np.ndarray:
+    """The paper run's score of every image: projection error of one purification of the whole batch."""
+    from defbench.harness.matrix import projection_error
+
+    return np.asarray(projection_error(x, defense.purify(x, seed=seed)))
+
+
+def class_rows(k: int, idx: dict[str, np.ndarray], score: dict[tuple[str, str], np.ndarray], labels) -> list[list]:
+    """Table lines of class ``k``: per batch and row, positives, negatives, AUC (95%) and the change of the
+    shared images' scores between the batches."""
+    out = []
+    for row in ROWS:
+        shared = np.intersect1d(idx["base"], idx["share"])
+        pos_b = {int(i): j for j, i in enumerate(idx["base"])}
+        pos_s = {int(i): j for j, i in enumerate(idx["share"])}
+        moved = max(abs(score[("base", row)][pos_b[int(i)]] - score[("share", row)][pos_s[int(i)]]) for i in shared)
+        for b in ("base", "share"):
+            held = labels[idx[b]] == k
+            err = score[(b, row)]
+            auc = roc_auc(err[~held], err[held])
+            lo, hi = auc_interval(auc, int((~held).sum()), int(held.sum()))
+            cell = f"{auc:.3f} ({lo:.2f}–{hi:.2f})"
+            out.append([k, row, b, int(held.sum()), int((~held).sum()), cell, f"{moved:.2g}"])
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--classes", type=int, nargs="+", default=list(range(10)), help="left-out classes (default all)")
+    p.add_argument("--n", type=int, default=100, help="images per batch (the paper run's n; default 100)")
+    p.add_argument("--share", type=float, default=0.36, help="left-out share of the share batch (paper: about 0.36)")
+    p.add_argument("--seed", type=int, default=0, help="the paper run's seed (its draw and purification seed)")
+    p.add_argument("--preset", default="paper", help="zoo preset of the GANs (default paper)")
+    p.add_argument("--out", help="write the Markdown table here")
+    p.add_argument("--save", help="write every image's score here (JSON: class -> batch -> row -> indices, scores)")
+    a = p.parse_args(argv)
+    from defbench.harness.data import load_dataset
+    from defbench.harness.models import build_defense
+
+    root = data_root()
+    test = load_dataset("mnist", "test", root)
+    labels = np.asarray(test.labels)
+    base = np.asarray(test.eval_indices(a.n, a.seed))
+    lines, saved = [], {}
+    t0 = time.time()
+    for k in a.classes:
+        try:
+            idx = batches(labels, base, k, a.share, a.seed)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        score = {}
+        for row, name in ROWS.items():
+            d = build_defense(name.format(k=k), "mnist", a.preset, "cpu", seed=0, data_root=root, train_missing=False)
+            for b, ix in idx.items():
+                x, _ = test.get(torch.as_tensor(ix))
+                score[(b, row)] = scores(d, x, seed=a.seed * 100_003 * 7)  # the matrix's seed of batch 0, repeat 0
+        lines += class_rows(k, idx, score, labels)
+        saved[k] = {
+            b: {"indices": ix.tolist(), **{row: score[(b, row)].round(6).tolist() for row in ROWS}}
+            for b, ix in idx.items()
+        }
+        if a.save:
+            Path(a.save).write_text(json.dumps(saved, indent=1))
+        print(f"class {k} done, {time.time() - t0:.0f} s", file=sys.stderr)
+    header = ["left out", "row", "batch", "positives", "negatives", "AUC (95%)", "largest score change"]
+    caption = (
+        f"Command: `{command_line(argv)}`; CPU, {torch.get_num_threads()} thread(s), {time.time() - t0:.0f} s. "
+        f"MNIST test images; `base` is the seeded draw of `defbench paper run mimicgan-table2 --n {a.n}` (seed "
+        f"{a.seed}), `share` the same with its last other-class images replaced by left-out ones, up to "
+        f"{a.share:.0%} of {a.n}. Score: ‖x − G(z*)‖₂ of one purification at the paper run's seed; AUC with the "
+        "left-out class positive, Hanley–McNeil interval. Last column: the largest change of an image's score "
+        "between the two batches, over the images in both."
+    )
+    return emit([caption, "", *markdown(lines, header)], a.out)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,92 @@
+"""benchmarks/anomaly_share.py: the share batch changes the left-out share alone, the table reads the scores."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import import_benchmark
+
+
+@pytest.fixture(scope="module")
+def sh():
+    return import_benchmark("anomaly_share")
+
+
+LABELS = np.array([0, 1, 2, 1, 3, 1, 4, 5, 1, 6, 1, 7, 1, 8, 9, 1])  # class 1 at 1, 3, 5, 8, 10, 12, 15
+
+
+def test_share_batch_keeps_positions_and_base_positives(sh):
+    base = np.array([0, 1, 2, 4, 6, 7, 9, 11, 13, 14])  # one class-1 image (position 1) among 10
+    out = sh.batches(LABELS, base, 1, 0.4, seed=0)
+    share = out["share"]
+    assert (out["base"] == base).all()
+    assert (LABELS[share] == 1).sum() == 4  # round(0.4 * 10)
+    assert len(set(share.tolist())) == len(share)  # no image twice
+    kept = share == base
+    assert kept[:7].all() and not kept[7:].any()  # the last three negatives replaced, every other image in place
+    assert (LABELS[share[7:]] == 1).all() and not set(share[7:]) & set(base)
+    assert (out["share"] == sh.batches(LABELS, base, 1, 0.4, seed=0)["share"]).all()  # seeded
+
+
+@pytest.mark.parametrize(
+    ("share", "message"), [(0.05, "under the base batch's share"), (1.0, "no negatives"), (0.9, "only 7")]
+)
+def test_share_batch_refuses_what_it_cannot_build(sh, share, message):
+    base = np.array([0, 1, 2, 4, 6, 7, 9, 11, 13, 14])
+    with pytest.raises(ValueError, match=message):
+        sh.batches(LABELS, base, 1, share, seed=0)
+
+
+def test_class_rows_auc_and_score_change(sh):
+    base = np.array([0, 1, 2, 4])  # class 1 at position 1
+    share = np.array([0, 1, 3, 4])  # position 2 replaced by another 1
+    idx = {"base": base, "share": share}
+    score = {
+        ("base", "f̂ = I"): np.array([1.0, 5.0, 2.0, 3.0]),  # the positive scores highest: AUC 1
+        ("share", "f̂ = I"): np.array([1.0, 5.0, 0.5, 3.0]),  # shared images unchanged, new positive lowest
+        ("base", "MimicGAN"): np.array([1.0, 0.5, 2.0, 3.0]),  # the positive lowest: AUC 0
+        ("share", "MimicGAN"): np.array([1.25, 0.5, 6.0, 3.0]),  # image 0 moved by 0.25
+    }
+    rows = sh.class_rows(1, idx, score, LABELS)
+    got = {(r[1], r[2]): r for r in rows}
+    assert got[("f̂ = I", "base")][3:5] == [1, 3] and got[("f̂ = I", "share")][3:5] == [2, 2]
+    assert got[("f̂ = I", "base")][5].startswith("1.000")
+    assert got[("f̂ = I", "share")][5].startswith("0.500")  # one positive above both negatives, one under
+    assert got[("MimicGAN", "base")][5].startswith("0.000") and got[("MimicGAN", "share")][5].startswith("0.500")
+    assert got[("f̂ = I", "base")][6] == "0" and got[("MimicGAN", "share")][6] == "0.25"
+
+
+class _Fake:
+    """A stand-in defense: x̂ = x scaled by a per-image factor (f̂ = I: the image's own mean) or by the batch
+    mean (MimicGAN: a fit shared by the batch, as its surrogate is)."""
+
+    def __init__(self, shared: bool):
+        self.shared = shared
+
+    def purify(self, x, seed=0):
+        m = x.mean() if self.shared else x.flatten(1).mean(1).view(-1, 1, 1, 1)
+        return x * (1 - m)
+
+
+def test_main_scores_both_batches_and_flags_the_batch_dependent_row(sh, tmp_path, monkeypatch):
+    import json
+
+    import torch
+
+    from defbench.datasets import ImageData
+    from defbench.harness import data, models
+
+    g = torch.Generator().manual_seed(0)
+    images = (torch.rand(40, 1, 4, 4, generator=g) * 255).to(torch.uint8)
+    labels = torch.arange(40) % 4
+    fake_set = ImageData("mnist", "test", labels, "test", images=images)
+    monkeypatch.setattr(data, "load_dataset", lambda *a, **k: fake_set)
+    monkeypatch.setattr(models, "build_defense", lambda name, *a, **k: _Fake("identity" not in name))
+    out, save = tmp_path / "t.md", tmp_path / "s.json"
+    assert sh.main(["--classes", "1", "--n", "10", "--share", "0.5", "--out", str(out), "--save", str(save)]) == 0
+    rows = [r.split("|")[1:-1] for r in out.read_text().splitlines() if r.startswith("| 1 ")]
+    moved = {(r[1].strip(), r[2].strip()): r[6].strip() for r in rows}
+    assert moved[("f̂ = I", "base")] == "0" and float(moved[("MimicGAN", "base")]) > 0
+    saved = json.loads(save.read_text())["1"]
+    assert sum(labels[saved["share"]["indices"]] == 1) == 5 and len(saved["base"]["MimicGAN"]) == 10
+    assert sh.main(["--classes", "1", "--n", "10", "--share", "0.95"]) == 2  # refused: no negatives left
