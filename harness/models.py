@@ -213,6 +213,9 @@ def get_gan(
         train_missing,
     )
     drift = recipe_drift(manifest, gan_recipe(dataset, preset, subset_fraction=kw.get("subset_fraction", 1.0)))
+    trained_seed = (manifest.get("config") or {}).get("seed", DEFAULT_SEED)
+    if trained_seed != kw.get("seed", DEFAULT_SEED):  # trained before a non-default seed got its own id
+        drift.append(f"seed: trained {trained_seed!r}, id {kw.get('seed', DEFAULT_SEED)!r}")
     if drift:
         warnings.warn(
             f"{mid} in the zoo was trained with another recipe than today's {preset} preset ({'; '.join(drift)}): "

@@ -139,28 +139,39 @@ def lock(mid: str):
 
 # ----------------------------------------------------------------------------------- GAN replicas' tags
 def gan_tag(subset_fraction: float = 1.0, seed: int = DEFAULT_SEED, holdout_class: int | None = None) -> str:
+    """The tag of a GAN replica's zoo id: ``sub80-s1`` (80% subset, seed 1), ``s1`` (the whole training set, seed
+    1; the default seed has no tag), ``no3`` (class 3 left out), or a combination such as ``s2-no3``. Every
+    setting that changes the weights is in it, so two different models never share an id."""
     parts = []
     if subset_fraction < 1.0:
         parts.append(f"sub{int(round(subset_fraction * 100))}-s{seed}")
+    elif seed != DEFAULT_SEED:
+        parts.append(f"s{seed}")
     if holdout_class is not None:
         parts.append(f"no{holdout_class}")
     return "-".join(parts)
 
 
 def parse_gan_tag(tag: str) -> dict:
-    """Inverse of :func:`gan_tag`: ``'sub80-s1'`` -> subset_fraction 0.8, seed 1; ``'no3'`` -> holdout_class 3."""
+    """Inverse of :func:`gan_tag`: ``'sub80-s1'`` -> subset_fraction 0.8, seed 1; ``'s2'`` -> seed 2; ``'no3'``
+    -> holdout_class 3."""
     import re
 
-    m = re.fullmatch(r"(?:sub(\d{1,2})-s(\d+))?-?(?:no(\d+))?", tag or "")
-    if not tag or m is None or not any(m.groups()):
+    m = re.fullmatch(r"(?:sub(\d{1,2})-s(\d+)|s(\d+))(?:-no(\d+))?|no(\d+)", tag or "")
+    if m is None:
         raise DefbenchError(
-            f"GAN tag {tag!r} must look like sub80-s1 (80% subset, seed 1), no3 (class 3 left out) or sub80-s1-no3"
+            f"GAN tag {tag!r} must look like sub80-s1 (80% subset, seed 1), s1 (seed 1), no3 (class 3 left out) "
+            "or a combination such as sub80-s1-no3"
         )
     out: dict = {}
     if m.group(1):
         out.update(subset_fraction=int(m.group(1)) / 100, seed=int(m.group(2)))
     if m.group(3):
-        out["holdout_class"] = int(m.group(3))
+        if int(m.group(3)) == DEFAULT_SEED:
+            raise DefbenchError(f"GAN tag {tag!r}: seed {DEFAULT_SEED} is the default and has no tag (drop s0)")
+        out["seed"] = int(m.group(3))
+    if m.group(4) or m.group(5):
+        out["holdout_class"] = int(m.group(4) or m.group(5))
     return out
 
 
@@ -170,6 +181,8 @@ def tag_flags(tag: str) -> str:
     flags = []
     if "subset_fraction" in kw:
         flags.append(f"--subset-fraction {kw['subset_fraction']:g} --seed {kw['seed']}")
+    elif "seed" in kw:
+        flags.append(f"--seed {kw['seed']}")
     if "holdout_class" in kw:
         flags.append(f"--holdout-class {kw['holdout_class']}")
     return " ".join(flags)

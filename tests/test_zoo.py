@@ -143,6 +143,8 @@ def test_gan_tags_and_their_build_commands():
         {"subset_fraction": 0.8, "seed": 2},
         {"holdout_class": 7},
         {"subset_fraction": 0.8, "seed": 1, "holdout_class": 0},
+        {"seed": 3},
+        {"seed": 2, "holdout_class": 4},
     ):
         tag = gan_tag(kw.get("subset_fraction", 1.0), kw.get("seed", 0), kw.get("holdout_class"))
         assert parse_gan_tag(tag) == kw
@@ -150,8 +152,23 @@ def test_gan_tags_and_their_build_commands():
         "defbench train gan --dataset fmnist --preset paper --subset-fraction 0.8 --seed 3 --force"
     )
     assert zoo.build_hint("encoder-mnist-quick-no5").endswith("--preset quick --holdout-class 5 --force")
-    with pytest.raises(DefbenchError, match="must look like sub80-s1"):
-        parse_gan_tag("sub80")
+    assert zoo.build_hint("gan-mnist-paper-s2-no4").endswith("--preset paper --seed 2 --holdout-class 4 --force")
+    for bad in ("sub80", "s1no3", "no3-s1", "s1-"):
+        with pytest.raises(DefbenchError, match="must look like sub80-s1"):
+            parse_gan_tag(bad)
+    with pytest.raises(DefbenchError, match="seed 0 is the default"):
+        parse_gan_tag("s0-no3")
+
+
+def test_a_gan_of_another_seed_gets_its_own_id_and_the_classifier_refuses_one(tmp_path, capsys):
+    """Seen: `defbench train gan --seed 1 --holdout-class 4` was saved as gan-mnist-paper-no4, the seed-0 model's
+    id (the tag held a seed only beside a subset), so the zoo said the seed-0 model was 'already there' or, with
+    --force, replaced it by another model under the same name."""
+    from defbench.harness.models import gan_tag
+
+    assert gan_tag(1.0, 1, 4) == "s1-no4" and gan_tag(1.0, 0, 4) == "no4" and gan_tag(1.0, 1, None) == "s1"
+    assert main(["train", "classifier", "--dataset", "mnist", "--seed", "1", "--data-root", str(tmp_path)]) == 2
+    assert "--seed is for gan and encoder" in capsys.readouterr().err
 
 
 def _gan_manifest(**config):
@@ -200,6 +217,14 @@ def test_get_gan_warns_on_a_model_of_another_recipe_and_not_on_the_presets(recwa
     zoo.save("gan-fmnist-paper", state, {**meta, **_gan_manifest(epochs=3)})
     with pytest.warns(UserWarning, match=r"another recipe .*epochs: trained 3, preset 8.*--force"):
         get_gan("fmnist", "paper", train_missing=False)
+    # a model of seed 1 saved under the seed-0 id (as training did before the seed was part of the id)
+    zoo.save("gan-fmnist-paper", state, {**meta, **_gan_manifest(seed=1)})
+    with pytest.warns(UserWarning, match=r"another recipe .*seed: trained 1, id 0"):
+        get_gan("fmnist", "paper", train_missing=False)
+    zoo.save("gan-fmnist-paper-s1", state, {**meta, **_gan_manifest(seed=1)})
+    recwarn.clear()
+    get_gan("fmnist", "paper", train_missing=False, tag="s1")
+    assert not [w for w in recwarn if "another recipe" in str(w.message)]
 
 
 def test_cli_prints_a_warning_as_one_line_and_debug_keeps_pythons_format(monkeypatch, capsys):

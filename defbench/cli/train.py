@@ -9,7 +9,7 @@ from defbench import DefbenchError
 from defbench.cli.options import add_common, count_type, fraction_type
 from defbench.datasets import DATASETS, SHAPES, canonical_name
 from defbench.harness import models, zoo
-from defbench.seeding import resolve_device
+from defbench.seeding import DEFAULT_SEED, resolve_device
 
 
 def add_parsers(sub) -> None:
@@ -57,6 +57,10 @@ def train(args) -> int:
         raise DefbenchError("--iterations is for the encoder; classifier and gan take --epochs")
     if args.kind == "classifier" and (args.subset_fraction != 1.0 or args.holdout_class is not None):
         raise DefbenchError("--subset-fraction and --holdout-class are for gan and encoder, not classifier")
+    if args.kind == "classifier" and args.seed != DEFAULT_SEED:  # its zoo id has no seed: it would pose as seed 0's
+        raise DefbenchError(
+            f"--seed is for gan and encoder: the zoo keeps one classifier per dataset and preset (seed {DEFAULT_SEED})"
+        )
     if ds not in SHAPES or ds == "imagenet":
         raise DefbenchError(f"defbench does not train {ds} models (ImageNet uses torchvision's pretrained ResNet-50)")
     tag = models.gan_tag(args.subset_fraction, args.seed, args.holdout_class) if args.kind != "classifier" else ""
