@@ -33,10 +33,10 @@ from _common import command_line, data_root, emit, markdown
 
 from defbench.metrics import auc_interval, roc_auc
 
-#: the two rows of mimicgan-table2 (its spec's variants; ``{k}`` is the left-out class)
+#: the two rows of mimicgan-table2 (its spec's variants; ``{gan}`` is the GAN's tag, ``no{k}`` in the paper run)
 ROWS = {
-    "f̂ = I": "mimicgan[gan=no{k},latent_steps=75,surrogate=identity,surrogate_steps=25]",
-    "MimicGAN": "mimicgan[gan=no{k},latent_steps=75,surrogate_steps=25]",
+    "f̂ = I": "mimicgan[gan={gan},latent_steps=75,surrogate=identity,surrogate_steps=25]",
+    "MimicGAN": "mimicgan[gan={gan},latent_steps=75,surrogate_steps=25]",
 }
 
 
@@ -94,11 +94,15 @@ def main(argv=None) -> int:
     p.add_argument("--share", type=float, default=0.36, help="left-out share of the share batch (paper: about 0.36)")
     p.add_argument("--seed", type=int, default=0, help="the paper run's seed (its draw and purification seed)")
     p.add_argument("--preset", default="paper", help="zoo preset of the GANs (default paper)")
+    p.add_argument(
+        "--gan-seed", type=int, default=0, help="training seed of the GANs (default 0, the paper run's: gan=noK)"
+    )
     p.add_argument("--out", help="write the Markdown table here")
     p.add_argument("--save", help="write every image's score here (JSON: class -> batch -> row -> indices, scores)")
     a = p.parse_args(argv)
     from defbench.harness.data import load_dataset
     from defbench.harness.models import build_defense
+    from defbench.harness.zoo import gan_tag
 
     root = data_root()
     test = load_dataset("mnist", "test", root)
@@ -114,7 +118,8 @@ def main(argv=None) -> int:
             return 2
         score = {}
         for row, name in ROWS.items():
-            d = build_defense(name.format(k=k), "mnist", a.preset, "cpu", seed=0, data_root=root, train_missing=False)
+            variant = name.format(gan=gan_tag(1.0, a.gan_seed, k))
+            d = build_defense(variant, "mnist", a.preset, "cpu", seed=0, data_root=root, train_missing=False)
             for b, ix in idx.items():
                 x, _ = test.get(torch.as_tensor(ix))
                 score[(b, row)] = scores(d, x, seed=a.seed * 100_003 * 7)  # the matrix's seed of batch 0, repeat 0
@@ -131,7 +136,8 @@ def main(argv=None) -> int:
         f"Command: `{command_line(argv)}`; CPU, {torch.get_num_threads()} thread(s), {time.time() - t0:.0f} s. "
         f"MNIST test images; `base` is the seeded draw of `defbench paper run mimicgan-table2 --n {a.n}` (seed "
         f"{a.seed}), `share` the same with its last other-class images replaced by left-out ones, up to "
-        f"{a.share:.0%} of {a.n}. Score: ‖x − G(z*)‖₂ of one purification at the paper run's seed; AUC with the "
+        f"{a.share:.0%} of {a.n}. GANs gan-mnist-{a.preset}-{gan_tag(1.0, a.gan_seed, 0)[:-1]}K (class K left "
+        "out). Score: ‖x − G(z*)‖₂ of one purification at the paper run's seed; AUC with the "
         "left-out class positive, Hanley–McNeil interval. Last column: the largest change of an image's score "
         "between the two batches, over the images in both."
     )
