@@ -87,6 +87,47 @@ def class_rows(k: int, idx: dict[str, np.ndarray], score: dict[tuple[str, str], 
     return out
 
 
+def read_tables(paths: list[str]) -> dict[tuple[int, str, str], float]:
+    """AUC by (left-out class, row, batch) from tables this script wrote (several runs, one class or more each).
+    Raises ValueError on a class, row and batch that two tables both hold."""
+    out: dict[tuple[int, str, str], float] = {}
+    for path in paths:
+        for line in Path(path).read_text().splitlines():
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if len(cells) != 7 or not cells[0].isdigit():
+                continue  # caption, header, rule
+            key = (int(cells[0]), cells[1], cells[2])
+            if key in out:
+                raise ValueError(f"class {key[0]}, {key[1]}, {key[2]} batch is in two tables (second: {path})")
+            out[key] = float(cells[5].split()[0])
+    return out
+
+
+def summary(aucs: dict[tuple[int, str, str], float]) -> list[str]:
+    """Per batch: each row's mean ± std (ddof 1) over the classes, and MimicGAN − f̂ = I paired over the classes
+    (mean, classes where MimicGAN is above, Wilcoxon signed-rank p); then that difference, share against base."""
+    from scipy.stats import wilcoxon
+
+    classes = sorted({k for k, _, _ in aucs})
+    lines, diff = [], {}
+    for b in ("base", "share"):
+        for row in ROWS:
+            v = [aucs[(k, row, b)] for k in classes]
+            lines.append(f"- {b}, {row}: mean {np.mean(v):.3f} ± {np.std(v, ddof=1):.3f} over {len(v)} classes")
+        diff[b] = np.array([aucs[(k, "MimicGAN", b)] - aucs[(k, "f̂ = I", b)] for k in classes])
+        p = wilcoxon(diff[b]).pvalue
+        lines.append(
+            f"- {b}: MimicGAN − f̂ = I {diff[b].mean():+.3f} on average, MimicGAN above on {(diff[b] > 0).sum()} of "
+            f"{len(classes)} classes; paired Wilcoxon signed-rank p = {p:.2g}"
+        )
+    d = diff["share"] - diff["base"]
+    lines.append(
+        f"- share − base of that difference: {d.mean():+.3f} on average, larger on {(d > 0).sum()} of {len(classes)} "
+        f"classes; Wilcoxon p = {wilcoxon(d).pvalue:.2g}"
+    )
+    return lines
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--classes", type=int, nargs="+", default=list(range(10)), help="left-out classes (default all)")
@@ -99,7 +140,16 @@ def main(argv=None) -> int:
     )
     p.add_argument("--out", help="write the Markdown table here")
     p.add_argument("--save", help="write every image's score here (JSON: class -> batch -> row -> indices, scores)")
+    p.add_argument("--summarize", nargs="+", metavar="TABLE", help="summarise tables of earlier runs; run nothing")
     a = p.parse_args(argv)
+    if a.summarize:
+        try:
+            aucs = read_tables(a.summarize)
+        except (OSError, ValueError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        head = f"Command: `{command_line(argv)}`: AUCs over the classes of the tables named"
+        return emit([head, "", *summary(aucs)], a.out)
     from defbench.harness.data import load_dataset
     from defbench.harness.models import build_defense
     from defbench.harness.zoo import gan_tag

@@ -90,3 +90,24 @@ def test_main_scores_both_batches_and_flags_the_batch_dependent_row(sh, tmp_path
     saved = json.loads(save.read_text())["1"]
     assert sum(labels[saved["share"]["indices"]] == 1) == 5 and len(saved["base"]["MimicGAN"]) == 10
     assert sh.main(["--classes", "1", "--n", "10", "--share", "0.95"]) == 2  # refused: no negatives left
+
+
+def test_summarize_reads_the_tables_back_and_pairs_the_rows(sh, tmp_path):
+    aucs = {0: (0.8, 0.9, 0.7, 0.6), 1: (0.1, 0.2, 0.3, 0.2), 2: (0.5, 0.7, 0.5, 0.5)}  # f̂ base, Mimic base, ...
+    header = ["left out", "r", "b", "p", "n", "a", "c"]
+    paths = []
+    for k, (fb, mb, fs, ms) in aucs.items():
+        lines = [[k, "f̂ = I", "base", 8, 92, f"{fb:.3f} (0.1–0.9)", "0"], [k, "f̂ = I", "share", 36, 64, fs, "0"]]
+        lines += [[k, "MimicGAN", "base", 8, 92, f"{mb:.3f} (0.1–0.9)", "2"], [k, "MimicGAN", "share", 36, 64, ms, "2"]]
+        paths.append(tmp_path / f"t{k}.md")
+        paths[-1].write_text("Command: x\n\n" + "\n".join(sh.markdown(lines, header)))
+    got = sh.read_tables([str(p) for p in paths])
+    assert got[(1, "MimicGAN", "base")] == 0.2 and got[(2, "f̂ = I", "share")] == 0.5 and len(got) == 12
+    text = "\n".join(sh.summary(got))
+    assert "base, f̂ = I: mean 0.467 ± 0.351 over 3 classes" in text
+    assert "base: MimicGAN − f̂ = I +0.133 on average, MimicGAN above on 3 of 3 classes" in text
+    assert "share: MimicGAN − f̂ = I -0.067 on average, MimicGAN above on 0 of 3 classes" in text
+    assert "share − base of that difference: -0.200 on average, larger on 0 of 3 classes" in text
+    with pytest.raises(ValueError, match="class 0, f̂ = I, base batch is in two tables"):
+        sh.read_tables([str(paths[0]), str(paths[0])])
+    assert sh.main(["--summarize", str(paths[0]), str(paths[0])]) == 2
