@@ -16,7 +16,11 @@ Both rows purify both batches with the paper run's seed; the score is the projec
 with its Hanley–McNeil interval; per (class, row), the largest change of an image's score between the two
 batches (0 for a projection that treats each image on its own: the f̂ = I row's check).
 
+``--gan-seed N`` runs the GANs of another training seed (``gan-mnist-<preset>-sN-noK``); ``--summarize``
+reads the tables of several runs back and pairs the rows over their classes.
+
     OMP_NUM_THREADS=1 python benchmarks/anomaly_share.py --classes 1 4 --out benchmarks/results/anomaly_share.md
+    python benchmarks/anomaly_share.py --summarize a.md b.md
 """
 
 from __future__ import annotations
