@@ -66,21 +66,20 @@ def batches(labels: np.ndarray, base: np.ndarray, k: int, share: float, seed: in
 
 
 def scores(defense, x: torch.Tensor, seed: int) -> np.ndarray:
-    """The paper run's score of every image: projection error of one purification of the whole batch."""
-    from defbench.harness.matrix import projection_error
+    """The paper run's score of every image: projection error of the purification the matrix gives the whole
+    batch (batch 0, repeat 0 of a cell of run seed ``seed``)."""
+    from defbench.harness.matrix import projection_error, purify_seed
 
-    return np.asarray(projection_error(x, defense.purify(x, seed=seed)))
+    return np.asarray(projection_error(x, defense.purify(x, seed=purify_seed(seed, 0))))
 
 
 def class_rows(k: int, idx: dict[str, np.ndarray], score: dict[tuple[str, str], np.ndarray], labels) -> list[list]:
     """Table lines of class ``k``: per batch and row, positives, negatives, AUC (95%) and the change of the
     shared images' scores between the batches."""
     out = []
+    kept = idx["base"] == idx["share"]  # the images in both batches: each keeps its position
     for row in ROWS:
-        shared = np.intersect1d(idx["base"], idx["share"])
-        pos_b = {int(i): j for j, i in enumerate(idx["base"])}
-        pos_s = {int(i): j for j, i in enumerate(idx["share"])}
-        moved = max(abs(score[("base", row)][pos_b[int(i)]] - score[("share", row)][pos_s[int(i)]]) for i in shared)
+        moved = np.abs(score[("base", row)] - score[("share", row)])[kept].max()
         for b in ("base", "share"):
             held = labels[idx[b]] == k
             err = score[(b, row)]
@@ -176,7 +175,7 @@ def main(argv=None) -> int:
             d = build_defense(variant, "mnist", a.preset, "cpu", seed=0, data_root=root, train_missing=False)
             for b, ix in idx.items():
                 x, _ = test.get(torch.as_tensor(ix))
-                score[(b, row)] = scores(d, x, seed=a.seed * 100_003 * 7)  # the matrix's seed of batch 0, repeat 0
+                score[(b, row)] = scores(d, x, a.seed)
         lines += class_rows(k, idx, score, labels)
         saved[k] = {
             b: {"indices": ix.tolist(), **{row: score[(b, row)].round(6).tolist() for row in ROWS}}

@@ -220,6 +220,17 @@ class LocalExecutor(Executor):
             runner.record(runner.compute_cell_guarded(c))
 
 
+def batch_seed(cell_seed: int, batch: int) -> int:
+    """The seed of a cell's batch ``batch`` (its purifications, GAN-aware attack and gradient check derive theirs)."""
+    return cell_seed * 100_003 + batch
+
+
+def purify_seed(cell_seed: int, batch: int, repeat: int = 0) -> int:
+    """The seed a cell hands to purification ``repeat`` of its batch ``batch``; a benchmark that reproduces a
+    cell's purification calls it."""
+    return batch_seed(cell_seed, batch) * 7 + repeat
+
+
 def projection_error(x_in: torch.Tensor, x_hat: torch.Tensor) -> list[float]:
     """Per image: MimicGAN-2's projection error d_proj = ‖X − G(z*)‖₂ (Eq. 5), the anomaly score of its §5.3,
     with the purified image standing for G(z*) and no surrogate in between (for MimicGAN the distance to the
@@ -541,7 +552,7 @@ class MatrixRunner:
         for bidx, start in enumerate(tqdm(batches, desc=desc, disable=not self.spec.progress, leave=False)):
             x, y = self.test.get(idx[start : start + self.spec.batch_size])
             x, y = x.to(self.device), y.to(self.device)
-            pseed = cell.seed * 100_003 + bidx
+            pseed = batch_seed(cell.seed, bidx)
             if atk is not None:
                 self._seed_stream(model, atk, derive_seed(stream, "batch", bidx))
             if atk is None:
@@ -556,7 +567,7 @@ class MatrixRunner:
                 phi_in = self.classifier.features(x_in)
                 preds_u += self.classifier.head(phi_in).argmax(1).tolist()
             for r in range(repeats):
-                x_hat = d.purify(x_in, seed=pseed * 7 + r)
+                x_hat = d.purify(x_in, seed=purify_seed(cell.seed, bidx, r))
                 with torch.no_grad():
                     phi_hat = self.classifier.features(x_hat)
                     rep_preds[r] += self.classifier.head(phi_hat).argmax(1).tolist()
