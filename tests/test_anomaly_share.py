@@ -81,7 +81,10 @@ def test_main_scores_both_batches_and_flags_the_batch_dependent_row(sh, tmp_path
     labels = torch.arange(40) % 4
     fake_set = ImageData("mnist", "test", labels, "test", images=images)
     monkeypatch.setattr(data, "load_dataset", lambda *a, **k: fake_set)
-    monkeypatch.setattr(models, "build_defense", lambda name, *a, **k: _Fake("identity" not in name))
+    built = []
+    monkeypatch.setattr(
+        models, "build_defense", lambda name, *a, **k: built.append(name) or _Fake("identity" not in name)
+    )
     out, save = tmp_path / "t.md", tmp_path / "s.json"
     assert sh.main(["--classes", "1", "--n", "10", "--share", "0.5", "--out", str(out), "--save", str(save)]) == 0
     rows = [r.split("|")[1:-1] for r in out.read_text().splitlines() if r.startswith("| 1 ")]
@@ -89,6 +92,10 @@ def test_main_scores_both_batches_and_flags_the_batch_dependent_row(sh, tmp_path
     assert moved[("f̂ = I", "base")] == "0" and float(moved[("MimicGAN", "base")]) > 0
     saved = json.loads(save.read_text())["1"]
     assert sum(labels[saved["share"]["indices"]] == 1) == 5 and len(saved["base"]["MimicGAN"]) == 10
+    assert all("gan=no1," in b for b in built)  # the paper run's GANs by default
+    built.clear()
+    assert sh.main(["--classes", "1", "--n", "10", "--gan-seed", "2"]) == 0
+    assert len(built) == 2 and all("gan=s2-no1," in b for b in built)
     assert sh.main(["--classes", "1", "--n", "10", "--share", "0.95"]) == 2  # refused: no negatives left
 
 
