@@ -3,6 +3,7 @@ train in a temporary DEFBENCH_HOME, so the user's zoo is never touched."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import signal
@@ -55,16 +56,26 @@ def isolated_home(tmp_path_factory):
         os.environ["DEFBENCH_HOME"] = old
 
 
+@contextlib.contextmanager
+def restored_signal_handlers():
+    """The SIGINT / SIGTERM handlers on entry are the ones on exit: a handler installed inside and left behind is
+    replaced by the one before it; a handler Python cannot reinstall (None: set outside Python) is left alone."""
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in before.items():
+            if signal.getsignal(s) is not handler and handler is not None:
+                signal.signal(s, handler)
+
+
 @pytest.fixture(autouse=True)
 def signal_handlers_restored():
     """Every test starts with the SIGINT / SIGTERM handlers the previous one started with: a library that installs
     its own (Ray's driver does for some calls) and leaves it behind must not change what a later test sees
     (defbench's main installs its Ctrl-C handler only over Python's default one)."""
-    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    yield
-    for s, handler in before.items():
-        if signal.getsignal(s) is not handler and handler is not None:
-            signal.signal(s, handler)
+    with restored_signal_handlers():
+        yield
 
 
 @pytest.fixture(scope="session")
