@@ -16,8 +16,10 @@ Both rows purify both batches with the paper run's seed; the score is the projec
 with its Hanley–McNeil interval; per (class, row), the largest change of an image's score between the two
 batches (0 for a projection that treats each image on its own: the f̂ = I row's check).
 
-``--gan-seed N`` runs the GANs of another training seed (``gan-mnist-<preset>-sN-noK``); ``--summarize``
-reads the tables of several runs back and pairs the rows over their classes.
+``--gan-seed N`` runs the GANs of another training seed (``gan-mnist-<preset>-sN-noK``); ``--batches base``
+purifies the paper run's draw alone (half the time: what a GAN-seed comparison needs). ``--summarize`` reads the
+tables of several runs back and pairs the rows over their classes; tables of several GAN seeds (read from each
+table's caption) are summarised per seed, then each seed against the lowest one, class by class.
 
     OMP_NUM_THREADS=1 python benchmarks/anomaly_share.py --classes 1 4 --out benchmarks/results/anomaly_share.md
     python benchmarks/anomaly_share.py --summarize a.md b.md
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -77,57 +80,94 @@ def class_rows(k: int, idx: dict[str, np.ndarray], score: dict[tuple[str, str], 
     """Table lines of class ``k``: per batch and row, positives, negatives, AUC (95%) and the change of the
     shared images' scores between the batches."""
     out = []
-    kept = idx["base"] == idx["share"]  # the images in both batches: each keeps its position
+    both = "share" in idx
+    kept = idx["base"] == idx["share"] if both else None  # the images in both batches: each keeps its position
     for row in ROWS:
-        moved = np.abs(score[("base", row)] - score[("share", row)])[kept].max()
-        for b in ("base", "share"):
+        moved = f"{np.abs(score[('base', row)] - score[('share', row)])[kept].max():.2g}" if both else "—"
+        for b in idx:
             held = labels[idx[b]] == k
             err = score[(b, row)]
             auc = roc_auc(err[~held], err[held])
             lo, hi = auc_interval(auc, int((~held).sum()), int(held.sum()))
             cell = f"{auc:.3f} ({lo:.2f}–{hi:.2f})"
-            out.append([k, row, b, int(held.sum()), int((~held).sum()), cell, f"{moved:.2g}"])
+            out.append([k, row, b, int(held.sum()), int((~held).sum()), cell, moved])
     return out
 
 
-def read_tables(paths: list[str]) -> dict[tuple[int, str, str], float]:
-    """AUC by (left-out class, row, batch) from tables this script wrote (several runs, one class or more each).
-    Raises ValueError on a class, row and batch that two tables both hold."""
-    out: dict[tuple[int, str, str], float] = {}
+#: how a table's caption names its GANs: gan-mnist-<preset>-noK (seed 0) or gan-mnist-<preset>-sN-noK
+GAN_NAME = re.compile(r"GANs gan-mnist-[\w.]+?-(?:s(\d+)-)?noK")
+
+
+def read_tables(paths: list[str]) -> dict[tuple[int, int, str, str], float]:
+    """AUC by (GAN seed, left-out class, row, batch) from tables this script wrote (several runs, one class or more
+    each; the seed from the caption's GAN name, 0 when it names none). Raises ValueError on a seed, class, row and
+    batch that two tables both hold."""
+    out: dict[tuple[int, int, str, str], float] = {}
     for path in paths:
-        for line in Path(path).read_text().splitlines():
+        text = Path(path).read_text()
+        m = GAN_NAME.search(text)
+        seed = int(m.group(1)) if m and m.group(1) else 0
+        for line in text.splitlines():
             cells = [c.strip() for c in line.strip().strip("|").split("|")]
             if len(cells) != 7 or not cells[0].isdigit():
                 continue  # caption, header, rule
-            key = (int(cells[0]), cells[1], cells[2])
+            key = (seed, int(cells[0]), cells[1], cells[2])
             if key in out:
-                raise ValueError(f"class {key[0]}, {key[1]}, {key[2]} batch is in two tables (second: {path})")
+                raise ValueError(
+                    f"GAN seed {seed}, class {key[1]}, {key[2]}, {key[3]} batch is in two tables (second: {path})"
+                )
             out[key] = float(cells[5].split()[0])
     return out
 
 
-def summary(aucs: dict[tuple[int, str, str], float]) -> list[str]:
-    """Per batch: each row's mean ± std (ddof 1) over the classes, and MimicGAN − f̂ = I paired over the classes
-    (mean, classes where MimicGAN is above, Wilcoxon signed-rank p); then that difference, share against base."""
+def summary(aucs: dict[tuple[int, int, str, str], float]) -> list[str]:
+    """Per GAN seed and batch: each row's mean ± std (ddof 1) over the classes, and MimicGAN − f̂ = I paired over
+    the classes (mean, classes where MimicGAN is above, Wilcoxon signed-rank p); then that difference, share
+    against base, where both batches were run. With several GAN seeds, each seed against the lowest, per row and
+    batch over the classes both hold: how far the mean over classes moves, and each class's change."""
     from scipy.stats import wilcoxon
 
-    classes = sorted({k for k, _, _ in aucs})
-    lines, diff = [], {}
-    for b in ("base", "share"):
-        for row in ROWS:
-            v = [aucs[(k, row, b)] for k in classes]
-            lines.append(f"- {b}, {row}: mean {np.mean(v):.3f} ± {np.std(v, ddof=1):.3f} over {len(v)} classes")
-        diff[b] = np.array([aucs[(k, "MimicGAN", b)] - aucs[(k, "f̂ = I", b)] for k in classes])
-        p = wilcoxon(diff[b]).pvalue
-        lines.append(
-            f"- {b}: MimicGAN − f̂ = I {diff[b].mean():+.3f} on average, MimicGAN above on {(diff[b] > 0).sum()} of "
-            f"{len(classes)} classes; paired Wilcoxon signed-rank p = {p:.2g}"
-        )
-    d = diff["share"] - diff["base"]
-    lines.append(
-        f"- share − base of that difference: {d.mean():+.3f} on average, larger on {(d > 0).sum()} of {len(classes)} "
-        f"classes; Wilcoxon p = {wilcoxon(d).pvalue:.2g}"
-    )
+    seeds = sorted({s for s, _, _, _ in aucs})
+    lines = []
+    for s in seeds:
+        tag = f"GAN seed {s}, " if len(seeds) > 1 else ""
+        classes = sorted({k for s2, k, _, _ in aucs if s2 == s})
+        diff = {}
+        for b in ("base", "share"):
+            if not all((s, k, row, b) in aucs for k in classes for row in ROWS):
+                continue
+            for row in ROWS:
+                v = [aucs[(s, k, row, b)] for k in classes]
+                sd = f"{np.std(v, ddof=1):.3f}" if len(v) > 1 else "—"
+                lines.append(f"- {tag}{b}, {row}: mean {np.mean(v):.3f} ± {sd} over {len(v)} classes")
+            diff[b] = np.array([aucs[(s, k, "MimicGAN", b)] - aucs[(s, k, "f̂ = I", b)] for k in classes])
+            p = f"{wilcoxon(diff[b]).pvalue:.2g}" if len(classes) > 1 and diff[b].any() else "—"
+            lines.append(
+                f"- {tag}{b}: MimicGAN − f̂ = I {diff[b].mean():+.3f} on average, MimicGAN above on "
+                f"{(diff[b] > 0).sum()} of {len(classes)} classes; paired Wilcoxon signed-rank p = {p}"
+            )
+        if len(diff) == 2:
+            d = diff["share"] - diff["base"]
+            p = f"{wilcoxon(d).pvalue:.2g}" if len(classes) > 1 and d.any() else "—"
+            lines.append(
+                f"- {tag}share − base of that difference: {d.mean():+.3f} on average, larger on {(d > 0).sum()} of "
+                f"{len(classes)} classes; Wilcoxon p = {p}"
+            )
+    for s in seeds[1:]:
+        for b in ("base", "share"):
+            for row in ROWS:
+                held = [k for s2, k, r, b2 in aucs if (s2, r, b2) == (s, row, b)]
+                common = sorted(k for k in held if (seeds[0], k, row, b) in aucs)
+                if not common:
+                    continue
+                d = np.array([aucs[(s, k, row, b)] - aucs[(seeds[0], k, row, b)] for k in common])
+                worst = common[int(np.abs(d).argmax())]
+                lines.append(
+                    f"- {b}, {row}, GAN seed {s} − seed {seeds[0]} over the {len(common)} classes both hold: the mean "
+                    f"moves by {d.mean():+.3f}; a class by {np.abs(d).mean():.3f} on average, at most "
+                    f"{np.abs(d).max():.3f} (class {worst}); per class "
+                    + ", ".join(f"{k}: {v:+.2f}" for k, v in zip(common, d))
+                )
     return lines
 
 
@@ -140,6 +180,13 @@ def main(argv=None) -> int:
     p.add_argument("--preset", default="paper", help="zoo preset of the GANs (default paper)")
     p.add_argument(
         "--gan-seed", type=int, default=0, help="training seed of the GANs (default 0, the paper run's: gan=noK)"
+    )
+    p.add_argument(
+        "--batches",
+        nargs="+",
+        choices=["base", "share"],
+        default=["base", "share"],
+        help="which batches to purify (default both; base alone for a GAN-seed comparison)",
     )
     p.add_argument("--out", help="write the Markdown table here")
     p.add_argument("--save", help="write every image's score here (JSON: class -> batch -> row -> indices, scores)")
@@ -165,10 +212,11 @@ def main(argv=None) -> int:
     t0 = time.time()
     for k in a.classes:
         try:
-            idx = batches(labels, base, k, a.share, a.seed)
+            idx = batches(labels, base, k, a.share, a.seed) if "share" in a.batches else {"base": base}
         except ValueError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
+        idx = {b: ix for b, ix in idx.items() if b in a.batches}
         score = {}
         for row, name in ROWS.items():
             variant = name.format(gan=gan_tag(1.0, a.gan_seed, k))
@@ -185,11 +233,12 @@ def main(argv=None) -> int:
             Path(a.save).write_text(json.dumps(saved, indent=1))
         print(f"class {k} done, {time.time() - t0:.0f} s", file=sys.stderr)
     header = ["left out", "row", "batch", "positives", "negatives", "AUC (95%)", "largest score change"]
+    not_run = "" if "share" in a.batches else " (not run here)"
     caption = (
         f"Command: `{command_line(argv)}`; CPU, {torch.get_num_threads()} thread(s), {time.time() - t0:.0f} s. "
         f"MNIST test images; `base` is the seeded draw of `defbench paper run mimicgan-table2 --n {a.n}` (seed "
         f"{a.seed}), `share` the same with its last other-class images replaced by left-out ones, up to "
-        f"{a.share:.0%} of {a.n}. GANs gan-mnist-{a.preset}-{gan_tag(1.0, a.gan_seed, 0)[:-1]}K (class K left "
+        f"{a.share:.0%} of {a.n}{not_run}. GANs gan-mnist-{a.preset}-{gan_tag(1.0, a.gan_seed, 0)[:-1]}K (class K left "
         "out). Score: ‖x − G(z*)‖₂ of one purification at the paper run's seed; AUC with the "
         "left-out class positive, Hanley–McNeil interval. Last column: the largest change of an image's score "
         "between the two batches, over the images in both."

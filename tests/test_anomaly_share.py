@@ -109,12 +109,65 @@ def test_summarize_reads_the_tables_back_and_pairs_the_rows(sh, tmp_path):
         paths.append(tmp_path / f"t{k}.md")
         paths[-1].write_text("Command: x\n\n" + "\n".join(sh.markdown(lines, header)))
     got = sh.read_tables([str(p) for p in paths])
-    assert got[(1, "MimicGAN", "base")] == 0.2 and got[(2, "f̂ = I", "share")] == 0.5 and len(got) == 12
+    assert got[(0, 1, "MimicGAN", "base")] == 0.2 and got[(0, 2, "f̂ = I", "share")] == 0.5 and len(got) == 12
     text = "\n".join(sh.summary(got))
     assert "base, f̂ = I: mean 0.467 ± 0.351 over 3 classes" in text
     assert "base: MimicGAN − f̂ = I +0.133 on average, MimicGAN above on 3 of 3 classes" in text
     assert "share: MimicGAN − f̂ = I -0.067 on average, MimicGAN above on 0 of 3 classes" in text
     assert "share − base of that difference: -0.200 on average, larger on 0 of 3 classes" in text
-    with pytest.raises(ValueError, match="class 0, f̂ = I, base batch is in two tables"):
+    assert "GAN seed" not in text  # one seed: the lines of a single run
+    with pytest.raises(ValueError, match="GAN seed 0, class 0, f̂ = I, base batch is in two tables"):
         sh.read_tables([str(paths[0]), str(paths[0])])
     assert sh.main(["--summarize", str(paths[0]), str(paths[0])]) == 2
+
+
+def test_main_base_batch_alone(sh, tmp_path, monkeypatch):
+    import torch
+
+    from defbench.datasets import ImageData
+    from defbench.harness import data, models
+
+    images = (torch.rand(40, 1, 4, 4, generator=torch.Generator().manual_seed(0)) * 255).to(torch.uint8)
+    fake_set = ImageData("mnist", "test", torch.arange(40) % 4, "test", images=images)
+    monkeypatch.setattr(data, "load_dataset", lambda *a, **k: fake_set)
+    calls = []
+
+    class Counting(_Fake):
+        def purify(self, x, seed=0):
+            calls.append(len(x))
+            return super().purify(x, seed)
+
+    monkeypatch.setattr(models, "build_defense", lambda name, *a, **k: Counting("identity" not in name))
+    out = tmp_path / "t.md"
+    # a share no batch of 10 can hold is not asked for when the share batch is not run
+    args = ["--classes", "1", "--n", "10", "--share", "0.95", "--batches", "base", "--gan-seed", "3"]
+    assert sh.main(args + ["--out", str(out)]) == 0
+    assert calls == [10, 10]  # one batch per row
+    text = out.read_text()
+    rows = [c for c in text.splitlines() if c.startswith("| 1 ")]
+    assert len(rows) == 2 and all("| base " in r and r.rstrip(" |").endswith("—") for r in rows)
+    assert "(not run here)" in text and "gan-mnist-paper-s3-noK" in text
+    assert set(sh.read_tables([str(out)])) == {(3, 1, "f̂ = I", "base"), (3, 1, "MimicGAN", "base")}
+
+
+def test_summarize_compares_gan_seeds_class_by_class(sh, tmp_path):
+    header = ["left out", "r", "b", "p", "n", "a", "c"]
+    paths = []
+    for seed, f_auc in ((0, {0: 0.8, 1: 0.1, 2: 0.6}), (1, {0: 0.5, 2: 0.7})):  # seed 1: classes 0 and 2 only
+        lines = [
+            [k, row, "base", 8, 92, f"{v + (0.05 if row == 'MimicGAN' else 0):.3f}", "—"]
+            for k, v in f_auc.items()
+            for row in ("f̂ = I", "MimicGAN")
+        ]
+        name = "gan-mnist-paper-noK" if seed == 0 else f"gan-mnist-paper-s{seed}-noK"
+        paths.append(tmp_path / f"s{seed}.md")
+        paths[-1].write_text(f"Command: x. GANs {name} (class K left out).\n\n" + "\n".join(sh.markdown(lines, header)))
+    text = "\n".join(sh.summary(sh.read_tables([str(p) for p in paths])))
+    assert "GAN seed 0, base, f̂ = I: mean 0.500 ± 0.361 over 3 classes" in text
+    assert "GAN seed 1, base, f̂ = I: mean 0.600 ± 0.141 over 2 classes" in text
+    assert "share" not in text  # no share batch was run
+    # paired over classes 0 and 2 (class 1 has no seed-1 run): -0.3 and +0.1
+    assert (
+        "base, f̂ = I, GAN seed 1 − seed 0 over the 2 classes both hold: the mean moves by -0.100; a class by 0.200 "
+        "on average, at most 0.300 (class 0); per class 0: -0.30, 2: +0.10" in text
+    )
