@@ -583,6 +583,9 @@ class MatrixRunner:
         if repeats > 1:
             extra["repeat_preds"] = rep_preds
         extra["batch_size"] = self.spec.batch_size
+        # not part of the key, but a learned surrogate's optimisation can end on another image at another thread
+        # count (docs/CLUSTER.md), so a cell says what it ran with
+        extra["cpu_threads"] = torch.get_num_threads()
         if atk is not None and getattr(atk, "violations", None):  # a plugin allowed to continue (output_check='warn')
             extra["output_violations"] = list(atk.violations)
         extra["projection_error"] = [round(float(e), 7) for e in errors]
