@@ -16,6 +16,10 @@ images, a subset when ``--n-threat`` ran it on fewer): what the attack keeps, ta
 With ``--against OTHER_STORE`` each cell is paired instead with the cell of the other run that has the same
 defense, threat and attack settings (same ε; the models a white-box attack differentiates may differ): two runs
 of one table that differ in one thing (a prior swapped in the zoo, a code change), on the same images.
+
+With ``--pool-seeds 0 1 2`` the pairs table pools each defense's cells of those seeds of a ``--seeds`` run (each
+seed draws its own images; an image pairs with itself within its seed): one test over all of them, where one
+seed's 100 images cannot separate a few points.
 """
 
 from __future__ import annotations
@@ -37,12 +41,22 @@ def correct_by_image(row: dict) -> dict[int, bool]:
     return {int(i): int(p) == int(y) for i, p, y in zip(row["indices"], row["preds"], row["labels"])}
 
 
-def pair_row(label: str, a: dict, b: dict) -> list[object]:
-    """One table row: cells ``a`` and ``b`` on the images both hold (paired counts and McNemar's p)."""
-    ca, cb = correct_by_image(a), correct_by_image(b)
+def pooled_correct(cells: dict | list[dict]) -> dict:
+    """Right or wrong per image of one cell; of several cells (one per seed) keyed by (seed, image), so that
+    images pair within their seed."""
+    if isinstance(cells, dict):
+        return correct_by_image(cells)
+    return {(c["seed"], i): ok for c in cells for i, ok in correct_by_image(c).items()}
+
+
+def pair_row(label: str, a: dict | list[dict], b: dict | list[dict]) -> list[object]:
+    """One table row: cells ``a`` and ``b`` (or the cells of several seeds each) on the images both hold (paired
+    counts and McNemar's p)."""
+    ca, cb = pooled_correct(a), pooled_correct(b)
     common = sorted(set(ca) & set(cb))
     if not common:
-        raise DefbenchError(f"cells {a['defense']} and {b['defense']} share no test image")
+        name = lambda c: (c if isinstance(c, dict) else c[0])["defense"]  # noqa: E731
+        raise DefbenchError(f"cells {name(a)} and {name(b)} share no test image")
     both, only_a, only_b, neither = paired_counts([ca[i] for i in common], [cb[i] for i in common])
     return [
         label,
@@ -56,9 +70,11 @@ def pair_row(label: str, a: dict, b: dict) -> list[object]:
     ]
 
 
-def pairs(rows: list[dict]) -> list[list[object]]:
-    """One table row per pair of cells (in the order given), on the images both cells hold."""
-    return [pair_row(f"{a['defense']} vs {b['defense']}", a, b) for a, b in itertools.combinations(rows, 2)]
+def pairs(rows: list[dict] | list[list[dict]]) -> list[list[object]]:
+    """One table row per pair of cells (in the order given), on the images both cells hold; an entry may be the
+    cells of one defense at several seeds, pooled."""
+    name = lambda c: (c if isinstance(c, dict) else c[0])["defense"]  # noqa: E731
+    return [pair_row(f"{name(a)} vs {name(b)}", a, b) for a, b in itertools.combinations(rows, 2)]
 
 
 def cell_name(row: dict) -> str:
@@ -150,8 +166,18 @@ def main(argv=None) -> int:
         help="pair each cell with the same defense's clean cell instead (what the attack keeps, takes, fixes)",
     )
     ap.add_argument("--eps", type=float, help="the cells at this ε (needed when the store swept ε)")
+    ap.add_argument(
+        "--pool-seeds",
+        type=int,
+        nargs="+",
+        metavar="SEED",
+        help="pair each defense's cells of these seeds together (images paired within their seed; counts and "
+        "McNemar's p over all of them) instead of one --seed's",
+    )
     ap.add_argument("--out", help="write the Markdown table here too")
     args = ap.parse_args(argv)
+    if args.pool_seeds:
+        return pooled(args, argv)
     rows = select(args.store, args.attack, args.threat, args.seed)
     rows = [r for r in rows if not args.defenses or r["defense"] in args.defenses]
     if args.eps is not None or not (args.versus_clean or args.against):  # a pair of defenses needs one ε each
@@ -190,6 +216,37 @@ def main(argv=None) -> int:
         "run is its gray-box cell: BPDA through no defense is the attack on the classifier).",
         "",
         *markdown(pairs(rows), header, ["left"] + ["right"] * (len(header) - 1)),
+    ]
+    return emit(lines, args.out)
+
+
+def pooled(args: argparse.Namespace, argv) -> int:
+    """The pairs table over several seeds: each defense's cell at every seed named, pooled (--pool-seeds)."""
+    if args.versus_clean or args.against:
+        raise SystemExit("--pool-seeds pairs defenses of one store: not with --versus-clean or --against")
+    per_seed = []
+    for seed in args.pool_seeds:
+        rows = select(args.store, args.attack, args.threat, seed)
+        rows = [r for r in rows if not args.defenses or r["defense"] in args.defenses]
+        rows = at_eps(rows, args.eps)
+        per_seed.append(pick_defenses(rows, args) if args.defenses else rows)
+    names = [r["defense"] for r in per_seed[0]]
+    for seed, rows in zip(args.pool_seeds, per_seed):
+        have = [r["defense"] for r in rows]
+        if sorted(have) != sorted(names):
+            missing = sorted(set(names) ^ set(have))
+            raise SystemExit(f"seed {seed} lacks or adds {args.attack}/{args.threat} cells of {', '.join(missing)}")
+    if len(names) < 2:
+        raise SystemExit(f"fewer than two {args.attack}/{args.threat} cells in {args.store}")
+    groups = [[r for rows in per_seed for r in rows if r["defense"] == d] for d in names]
+    header = ["pair (A vs B)", "images", "right: A / B", "both right", "only A", "only B", "both wrong", "McNemar p"]
+    seeds = ", ".join(map(str, args.pool_seeds))
+    lines = [
+        f"Command: `{command_line(argv)}`  ",
+        f"Cells: attack {args.attack}, threat {args.threat}, seeds {seeds} pooled: each defense's cells of those "
+        "seeds together, an image paired with itself within its seed.",
+        "",
+        *markdown(pairs(groups), header, ["left"] + ["right"] * (len(header) - 1)),
     ]
     return emit(lines, args.out)
 

@@ -118,3 +118,22 @@ def test_versus_clean_names_a_defense_without_a_cell_instead_of_dropping_it(pc, 
         pc.main(
             ["--store", "x", "--attack", "FGSM", "--threat", "reparam", "--versus-clean", "--defenses", "tvm", "ride"]
         )
+
+
+def test_pooled_seeds_pair_each_image_within_its_seed(pc):
+    """Seeds draw their own images, and an index can recur: pooled cells pair (seed, image), never across seeds."""
+
+    def cell(defense, seed, preds):
+        return {**_cell(defense, [7, 8], [0, 0], preds), "seed": seed}
+
+    a = [cell("tvm", 0, [0, 0]), cell("tvm", 1, [0, 9])]  # right on (0,7), (0,8), (1,7)
+    b = [cell("ride", 0, [9, 0]), cell("ride", 1, [0, 0])]  # right on (0,8), (1,7), (1,8)
+    (row,) = pc.pairs([a, b])
+    assert row[:7] == ["tvm vs ride", 4, "3 / 3", 2, 1, 1, 0]
+    # by index alone the two seeds' images would collapse to 2 images
+    assert pc.pairs([a[0], b[0]])[0][1] == 2
+
+
+def test_pool_seeds_refuses_the_cross_modes(pc, tmp_path):
+    with pytest.raises(SystemExit, match="--pool-seeds pairs defenses of one store"):
+        pc.main(["--store", str(tmp_path), "--pool-seeds", "0", "1", "--versus-clean"])
