@@ -134,7 +134,10 @@ def summary(aucs: dict[tuple[int, int, str, str], float]) -> list[str]:
         classes = sorted({k for s2, k, _, _ in aucs if s2 == s})
         diff = {}
         for b in ("base", "share"):
-            if not all((s, k, row, b) in aucs for k in classes for row in ROWS):
+            present = [k for k in classes if all((s, k, row, b) in aucs for row in ROWS)]
+            if len(present) < len(classes):
+                if present:  # said, not dropped silently: a mean over some classes is not the table's
+                    lines.append(f"- {tag}{b}: {len(present)} of {len(classes)} classes only, no mean over classes")
                 continue
             for row in ROWS:
                 v = [aucs[(s, k, row, b)] for k in classes]

@@ -166,6 +166,13 @@ def test_summarize_compares_gan_seeds_class_by_class(sh, tmp_path):
     assert "GAN seed 0, base, f̂ = I: mean 0.500 ± 0.361 over 3 classes" in text
     assert "GAN seed 1, base, f̂ = I: mean 0.600 ± 0.141 over 2 classes" in text
     assert "share" not in text  # no share batch was run
+    extra = tmp_path / "share1.md"  # a share batch for one class of seed 0's three: said, not averaged
+    extra.write_text(
+        "Command: x. GANs gan-mnist-paper-noK (class K left out).\n\n"
+        + "\n".join(sh.markdown([[0, r, "share", 36, 64, "0.500", "0"] for r in ("f̂ = I", "MimicGAN")], header))
+    )
+    text = "\n".join(sh.summary(sh.read_tables([str(p) for p in paths] + [str(extra)])))
+    assert "GAN seed 0, share: 1 of 3 classes only, no mean over classes" in text
     # paired over classes 0 and 2 (class 1 has no seed-1 run): -0.3 and +0.1
     assert (
         "base, f̂ = I, GAN seed 1 − seed 0 over the 2 classes both hold: the mean moves by -0.100; a class by 0.200 "
