@@ -41,6 +41,15 @@ def correct_by_image(row: dict) -> dict[int, bool]:
     return {int(i): int(p) == int(y) for i, p, y in zip(row["indices"], row["preds"], row["labels"])}
 
 
+#: the columns of a pairs table
+PAIRS_HEADER = ["pair (A vs B)", "images", "right: A / B", "both right", "only A", "only B", "both wrong", "McNemar p"]
+
+
+def defense_of(cells: dict | list[dict]) -> str:
+    """The defense of a cell, or of the first of several cells (one per seed) of one defense."""
+    return (cells if isinstance(cells, dict) else cells[0])["defense"]
+
+
 def pooled_correct(cells: dict | list[dict]) -> dict:
     """Right or wrong per image of one cell; of several cells (one per seed) keyed by (seed, image), so that
     images pair within their seed."""
@@ -55,8 +64,7 @@ def pair_row(label: str, a: dict | list[dict], b: dict | list[dict]) -> list[obj
     ca, cb = pooled_correct(a), pooled_correct(b)
     common = sorted(set(ca) & set(cb))
     if not common:
-        name = lambda c: (c if isinstance(c, dict) else c[0])["defense"]  # noqa: E731
-        raise DefbenchError(f"cells {name(a)} and {name(b)} share no test image")
+        raise DefbenchError(f"cells {defense_of(a)} and {defense_of(b)} share no test image")
     both, only_a, only_b, neither = paired_counts([ca[i] for i in common], [cb[i] for i in common])
     return [
         label,
@@ -73,8 +81,7 @@ def pair_row(label: str, a: dict | list[dict], b: dict | list[dict]) -> list[obj
 def pairs(rows: list[dict] | list[list[dict]]) -> list[list[object]]:
     """One table row per pair of cells (in the order given), on the images both cells hold; an entry may be the
     cells of one defense at several seeds, pooled."""
-    name = lambda c: (c if isinstance(c, dict) else c[0])["defense"]  # noqa: E731
-    return [pair_row(f"{name(a)} vs {name(b)}", a, b) for a, b in itertools.combinations(rows, 2)]
+    return [pair_row(f"{defense_of(a)} vs {defense_of(b)}", a, b) for a, b in itertools.combinations(rows, 2)]
 
 
 def cell_name(row: dict) -> str:
@@ -209,7 +216,7 @@ def main(argv=None) -> int:
         )
     if len(rows) < 2:
         raise SystemExit(f"fewer than two {args.attack}/{args.threat} cells in {args.store}")
-    header = ["pair (A vs B)", "images", "right: A / B", "both right", "only A", "only B", "both wrong", "McNemar p"]
+    header = PAIRS_HEADER
     lines = [
         f"Command: `{command_line(argv)}`  ",
         f"Cells: attack {args.attack}, threat {args.threat}, seed {args.seed} (the undefended cell of a BPDA "
@@ -239,7 +246,7 @@ def pooled(args: argparse.Namespace, argv) -> int:
     if len(names) < 2:
         raise SystemExit(f"fewer than two {args.attack}/{args.threat} cells in {args.store}")
     groups = [[r for rows in per_seed for r in rows if r["defense"] == d] for d in names]
-    header = ["pair (A vs B)", "images", "right: A / B", "both right", "only A", "only B", "both wrong", "McNemar p"]
+    header = PAIRS_HEADER
     seeds = ", ".join(map(str, args.pool_seeds))
     lines = [
         f"Command: `{command_line(argv)}`  ",
