@@ -80,7 +80,7 @@ def class_rows(k: int, idx: dict[str, np.ndarray], score: dict[tuple[str, str], 
     """Table lines of class ``k``: per batch and row, positives, negatives, AUC (95%) and the change of the
     shared images' scores between the batches."""
     out = []
-    both = "share" in idx
+    both = {"base", "share"} <= set(idx)  # the score change needs both batches (--batches may run one)
     kept = idx["base"] == idx["share"] if both else None  # the images in both batches: each keeps its position
     for row in ROWS:
         moved = f"{np.abs(score[('base', row)] - score[('share', row)])[kept].max():.2g}" if both else "—"

@@ -54,6 +54,10 @@ def test_class_rows_auc_and_score_change(sh):
     assert got[("f̂ = I", "share")][5].startswith("0.500")  # one positive above both negatives, one under
     assert got[("MimicGAN", "base")][5].startswith("0.000") and got[("MimicGAN", "share")][5].startswith("0.500")
     assert got[("f̂ = I", "base")][6] == "0" and got[("MimicGAN", "share")][6] == "0.25"
+    for alone in ("base", "share"):  # one batch run (--batches): its AUCs, no score change to report
+        one = sh.class_rows(1, {alone: idx[alone]}, score, LABELS)
+        assert [(r[1], r[2], r[6]) for r in one] == [("f̂ = I", alone, "—"), ("MimicGAN", alone, "—")]
+        assert one[0][5] == got[("f̂ = I", alone)][5]
 
 
 class _Fake:
