@@ -149,6 +149,15 @@ def pick_defenses(rows: list[dict], args: argparse.Namespace) -> list[dict]:
     return [r for d in args.defenses for r in rows if r["defense"] == d]
 
 
+def chosen_cells(args: argparse.Namespace, seed: int) -> list[dict]:
+    """The cells of ``seed`` that --attack, --threat, --defenses and --eps pick, in --defenses' order."""
+    rows = select(args.store, args.attack, args.threat, seed)
+    rows = [r for r in rows if not args.defenses or r["defense"] in args.defenses]
+    if args.eps is not None or not (args.versus_clean or args.against):  # a pair of defenses needs one ε each
+        rows = at_eps(rows, args.eps)
+    return pick_defenses(rows, args)  # after --eps: a defense without a cell at that ε is named
+
+
 def cell_arguments(ap: argparse.ArgumentParser, what: str) -> None:
     """The options that pick a store's cells: --store, --attack, --threat, --defenses (``what`` they are for),
     --seed (also used by cell_classes.py)."""
@@ -185,11 +194,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.pool_seeds:
         return pooled(args, argv)
-    rows = select(args.store, args.attack, args.threat, args.seed)
-    rows = [r for r in rows if not args.defenses or r["defense"] in args.defenses]
-    if args.eps is not None or not (args.versus_clean or args.against):  # a pair of defenses needs one ε each
-        rows = at_eps(rows, args.eps)
-    rows = pick_defenses(rows, args)  # after --eps: a defense without a cell at that ε is named
+    rows = chosen_cells(args, args.seed)
     if args.versus_clean or args.against:
         if args.versus_clean:
             body = versus_clean(rows, select(args.store, "clean", "none", args.seed))
@@ -231,12 +236,7 @@ def pooled(args: argparse.Namespace, argv) -> int:
     """The pairs table over several seeds: each defense's cell at every seed named, pooled (--pool-seeds)."""
     if args.versus_clean or args.against:
         raise SystemExit("--pool-seeds pairs defenses of one store: not with --versus-clean or --against")
-    per_seed = []
-    for seed in args.pool_seeds:
-        rows = select(args.store, args.attack, args.threat, seed)
-        rows = [r for r in rows if not args.defenses or r["defense"] in args.defenses]
-        rows = at_eps(rows, args.eps)
-        per_seed.append(pick_defenses(rows, args) if args.defenses else rows)
+    per_seed = [chosen_cells(args, seed) for seed in args.pool_seeds]
     names = [r["defense"] for r in per_seed[0]]
     for seed, rows in zip(args.pool_seeds, per_seed):
         have = [r["defense"] for r in rows]

@@ -4,7 +4,7 @@ a named defense without a cell)."""
 from __future__ import annotations
 
 import pytest
-from conftest import import_benchmark
+from conftest import import_benchmark, md_row
 
 from defbench import DefbenchError
 
@@ -137,3 +137,22 @@ def test_pooled_seeds_pair_each_image_within_its_seed(pc):
 def test_pool_seeds_refuses_the_cross_modes(pc, tmp_path):
     with pytest.raises(SystemExit, match="--pool-seeds pairs defenses of one store"):
         pc.main(["--store", str(tmp_path), "--pool-seeds", "0", "1", "--versus-clean"])
+
+
+def test_pool_seeds_needs_the_same_defenses_at_every_seed(pc, monkeypatch, tmp_path, capsys):
+    def cell(defense, seed, preds):
+        return {**_row(defense, 0.3, preds, threat="graybox"), "seed": seed}
+
+    full = {0: [cell("tvm", 0, [0, 0, 0]), cell("ride", 0, [0, 1, 1])]}
+    full[1] = [cell("tvm", 1, [0, 0, 1]), cell("ride", 1, [0, 1, 1])]
+    monkeypatch.setattr(pc, "select", lambda store, attack, threat, seed: full[seed])
+    args = ["--store", str(tmp_path), "--attack", "FGSM", "--threat", "graybox", "--pool-seeds", "0", "1"]
+    assert pc.main(args) == 0  # silent when every seed holds both: six images pooled, paired within their seed
+    # tvm right on (0,1), (0,2), (0,3), (1,1), (1,2); ride on (0,1), (1,1)
+    assert md_row(capsys.readouterr().out, "tvm vs ride")[1:8] == ["6", "5 / 2", "2", "3", "0", "1", "0.25"]
+    full[1] = full[1][:1]  # seed 1 has no ride cell
+    with pytest.raises(SystemExit, match="seed 1 lacks or adds FGSM/graybox cells of ride"):
+        pc.main(args)
+    full[0], full[1] = full[0][:1], full[1][:1]  # one defense at every seed: nothing to pair
+    with pytest.raises(SystemExit, match="fewer than two FGSM/graybox cells"):
+        pc.main(args)
