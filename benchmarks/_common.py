@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from defbench.metrics import wilson_interval
+from defbench.metrics import auc_interval, wilson_interval
 from defbench.reports.common import markdown_table
 
 REPO = Path(__file__).resolve().parents[1]
@@ -94,6 +94,15 @@ def accuracy_cell(k: int, n: int, digits: int = 0) -> str:
     """``k`` right of ``n`` as a table cell: the accuracy in % and its Wilson 95% interval, e.g. ``89 (81–94)``."""
     lo, hi = wilson_interval(k, n)
     return f"{100 * k / n:.{digits}f} ({100 * lo:.0f}–{100 * hi:.0f})"
+
+
+def auc_cell(auc: float, n_neg: int, n_pos: int) -> str:
+    """A ROC AUC as a table cell with its Hanley–McNeil 95% interval, e.g. ``0.812 (0.75–0.87)``; the interval is
+    left out where it is undefined (AUC 0 or 1, an empty side) and a cell without an AUC is ``—``."""
+    if auc != auc:  # NaN: a side empty
+        return "—"
+    lo, hi = auc_interval(auc, n_neg, n_pos)
+    return f"{auc:.3f}" + ("" if lo != lo else f" ({lo:.2f}–{hi:.2f})")
 
 
 def command_line(argv) -> str:

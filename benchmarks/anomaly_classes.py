@@ -18,10 +18,10 @@ import re
 import sys
 
 import numpy as np
-from _common import command_line, emit, markdown
+from _common import auc_cell, command_line, emit, markdown
 
 from defbench.harness.store import Store
-from defbench.metrics import auc_interval, roc_auc
+from defbench.metrics import roc_auc
 
 GAN_TAG = re.compile(r"gan=no(\d)")
 
@@ -32,7 +32,7 @@ def row_label(defense: str) -> str:
 
 def class_stats(rows: list[dict]) -> list[tuple]:
     """Per (left-out class, row) of the clean cells of leave-one-class-out GANs: (class, row label, positives,
-    negatives, AUC, interval low, interval high, median error of the positives, of the negatives)."""
+    negatives, AUC, median error of the positives, of the negatives)."""
     out = []
     for r in rows:
         k = int(GAN_TAG.search(r["defense"]).group(1))
@@ -40,16 +40,15 @@ def class_stats(rows: list[dict]) -> list[tuple]:
         err = np.asarray(r["extra"]["projection_error"], dtype=float)
         auc = roc_auc(err[~held], err[held])
         n_pos, n_neg = int(held.sum()), int((~held).sum())
-        lo, hi = auc_interval(auc, n_neg, n_pos)
-        out.append((k, row_label(r["defense"]), n_pos, n_neg, auc, lo, hi, np.median(err[held]), np.median(err[~held])))
+        out.append((k, row_label(r["defense"]), n_pos, n_neg, auc, np.median(err[held]), np.median(err[~held])))
     return sorted(out, key=lambda s: s[:2])
 
 
 def table_rows(stats: list[tuple]) -> list[list[object]]:
     """The Markdown table's lines of :func:`class_stats`."""
     return [
-        [k, label, pos, neg, f"{auc:.3f} ({lo:.2f}–{hi:.2f})", f"{med_pos:.2f}", f"{med_neg:.2f}"]
-        for k, label, pos, neg, auc, lo, hi, med_pos, med_neg in stats
+        [k, label, pos, neg, auc_cell(auc, neg, pos), f"{med_pos:.2f}", f"{med_neg:.2f}"]
+        for k, label, pos, neg, auc, med_pos, med_neg in stats
     ]
 
 

@@ -36,9 +36,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import command_line, data_root, emit, markdown
+from _common import auc_cell, command_line, data_root, emit, markdown
 
-from defbench.metrics import auc_interval, roc_auc
+from defbench.metrics import roc_auc
 
 #: the two rows of mimicgan-table2 (its spec's variants; ``{gan}`` is the GAN's tag, ``no{k}`` in the paper run)
 ROWS = {
@@ -88,8 +88,7 @@ def class_rows(k: int, idx: dict[str, np.ndarray], score: dict[tuple[str, str], 
             held = labels[idx[b]] == k
             err = score[(b, row)]
             auc = roc_auc(err[~held], err[held])
-            lo, hi = auc_interval(auc, int((~held).sum()), int(held.sum()))
-            cell = f"{auc:.3f} ({lo:.2f}–{hi:.2f})"
+            cell = auc_cell(auc, int((~held).sum()), int(held.sum()))
             out.append([k, row, b, int(held.sum()), int((~held).sum()), cell, moved])
     return out
 

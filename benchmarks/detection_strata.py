@@ -17,10 +17,10 @@ from __future__ import annotations
 import argparse
 import statistics
 
-from _common import command_line, emit, markdown
+from _common import auc_cell, command_line, emit, markdown
 from paired_cells import select
 
-from defbench.metrics import auc_interval, roc_auc
+from defbench.metrics import roc_auc
 from defbench.reports.common import protocol_scores
 
 #: per-image fields of a stored row, filtered together
@@ -51,11 +51,7 @@ def strata(clean: dict) -> dict[str, set[int]]:
 
 
 def _auc_cell(neg: list[float], pos: list[float]) -> str:
-    auc = roc_auc(neg, pos)
-    if auc != auc:  # NaN: a side empty
-        return "—"
-    lo, hi = auc_interval(auc, len(neg), len(pos))
-    return f"{auc:.3f}" + ("" if lo != lo else f" ({lo:.2f}–{hi:.2f})")  # no interval at AUC 0 or 1
+    return auc_cell(roc_auc(neg, pos), len(neg), len(pos))
 
 
 def stratum_rows(clean: dict, attacked: dict) -> list[list[object]]:

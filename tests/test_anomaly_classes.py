@@ -82,3 +82,16 @@ def test_main_prints_or_writes_the_table_of_the_stored_cells(ac, tmp_path, monke
     out = tmp_path / "t.md"
     assert ac.main(["--store", "unused", "--out", str(out)]) == 0
     assert out.read_text().splitlines()[1:] == printed.splitlines()[1:]
+
+
+def test_a_class_ranked_perfectly_has_no_interval(ac):
+    """AUC 1 has no Hanley–McNeil interval: the cell gives the AUC alone, never 'nan' (the three benchmarks that
+    print AUC cells share one formatter)."""
+    labels = [3, 3, 1, 2]
+    rows = ac.table_rows(ac.class_stats([_cell("mimicgan[gan=no3]", labels, [0.9, 0.8, 0.1, 0.2])]))
+    assert rows[0][4] == "1.000"
+    from _common import auc_cell
+
+    assert auc_cell(float("nan"), 0, 3) == "—"
+    lo_hi = auc_cell(0.5, 10, 10)  # q1 = q2 = 1/3: se = sqrt(0.0175) = 0.132 -> 0.24-0.76
+    assert lo_hi == "0.500 (0.24–0.76)"
