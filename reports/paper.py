@@ -11,6 +11,8 @@ the paper shows a figure (Agg canvas, no pyplot).
 
 from __future__ import annotations
 
+import textwrap
+
 import math
 from pathlib import Path
 from typing import Any
@@ -340,8 +342,10 @@ def write_paper_report(run: PaperRun, out_dir: str | Path) -> str:
 
 
 # ------------------------------------------------------------------------------------------- list
-def list_markdown(tables: list[PaperTable]) -> str:
-    body = []
+def list_markdown(tables: list[PaperTable], width: int = 100) -> str:
+    """The catalogue as a table with one status word per table, then each table's reason for its status
+    (docs/RESULTS.md holds the evidence), wrapped to ``width`` columns so that it reads in a terminal."""
+    body, reasons = [], []
     for t in tables:
         given = sum(c.paper is not None for c in t.cells)
         state, why = status(t.id)
@@ -351,16 +355,20 @@ def list_markdown(tables: list[PaperTable]) -> str:
                 "yes" if t.runnable else f"no: not yet supported: {t.unsupported}",
                 t.dataset,
                 f"{given}/{len(t.cells)}",
-                f"{state}: {why}" if why else state,
+                state,
                 t.ref,
                 t.title,
             ]
         )
+        if why:
+            reasons.append(textwrap.fill(f"{t.id} ({state}): {why}", width, subsequent_indent="    "))
     runnable = sum(t.runnable for t in tables)
+    table = markdown_table(
+        pd.DataFrame(body, columns=["table", "runnable", "dataset", "paper values", "status", "source", "title"])
+    )
     return (
-        markdown_table(
-            pd.DataFrame(body, columns=["table", "runnable", "dataset", "paper values", "status", "source", "title"])
-        )
-        + f"\n\n{len(tables)} tables, {runnable} runnable; papers in {PAPERS_DIR} (see each spec's source). "
+        table
+        + ("\n\nWhy each status (evidence in docs/RESULTS.md):\n\n" + "\n".join(reasons) if reasons else "")
+        + f"\n\n{len(tables)} tables, {runnable} runnable; papers in {PAPERS_DIR} (see each spec's source).\n"
         "Run one with: defbench paper run TABLE [--n N] [--preset quick|paper]"
     )
