@@ -438,3 +438,45 @@ def test_fuzz_other_commands(argv, no_work, tmp_path_factory, monkeypatch):
     assert "Traceback" not in err and "internal error" not in err, (argv, err)
     if rc not in (None, 0):
         assert rc == 2 and err.count("\n") == 1 and err.startswith("defbench: error: "), (argv, rc, err)
+
+
+class _ClosedPipe(io.StringIO):
+    """A stdout whose reader has gone (``defbench paper list | head``): every write and flush fails."""
+
+    def write(self, s):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    def flush(self):
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+def test_a_closed_stdout_stops_quietly(monkeypatch, capsys):
+    """The reader of stdout closing it early is no error of ours: exit 141 (SIGPIPE's status), nothing on stderr."""
+    monkeypatch.setattr("sys.stdout", _ClosedPipe())
+    assert main(["paper", "list"]) == 141
+    assert capsys.readouterr().err == ""
+
+
+def test_a_broken_pipe_elsewhere_is_still_an_error(monkeypatch, capsys):
+    """With stdout intact, a BrokenPipeError is a fault (a worker's socket, a subprocess) and is said as one."""
+
+    def fails(args):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr("defbench.cli.paper.list_tables", fails)
+    rc = main(["paper", "list"])
+    err = capsys.readouterr().err
+    assert rc == 1 and err.startswith("defbench: error: ") and "Broken pipe" in err
+
+
+def test_a_closed_stdout_pipe_of_a_real_process():
+    """The same through a real pipe whose reader has closed it before the first write: exit 141, stderr empty."""
+    import subprocess
+    import sys
+
+    p = subprocess.Popen(
+        [sys.executable, "-m", "defbench", "paper", "list"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    p.stdout.close()
+    err = p.stderr.read()
+    assert p.wait(timeout=120) == 141 and err == b""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import select
 import signal
 import sqlite3
 import sys
@@ -101,6 +102,37 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     print(f"defbench: warning: {_one_line(message)}", file=sys.stderr)
 
 
+def _stdout_closed() -> bool:
+    """Whether the reader of our stdout has gone (``defbench paper list | head``): a pipe without a reader polls
+    as an error; stdout without a file descriptor (a caller's own object) is asked by flushing it."""
+    try:
+        fd = sys.stdout.fileno() if hasattr(select, "poll") else None  # no poll on Windows
+    except (OSError, ValueError, AttributeError):
+        fd = None
+    if fd is None:
+        try:
+            sys.stdout.flush()
+        except BrokenPipeError:
+            return True
+        except (OSError, ValueError):
+            return False
+        return False
+    poll = select.poll()
+    poll.register(fd, select.POLLOUT)
+    return any(event & select.POLLERR for _, event in poll.poll(0))
+
+
+def _reader_gone() -> int:
+    """The reader of stdout closed it: stop quietly, as shell tools do (exit 141, SIGPIPE's), with stdout sent to
+    the null device so that the interpreter's last flush does not print a second error."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # no real file descriptor (a caller's own stdout object)
+        pass
+    return 141
+
+
 def _error_exit(exc: Exception) -> int:
     """One line on stderr for an error, by kind; the exit status (2: the user's input, 1: a fault)."""
     if isinstance(exc, _ArgError):
@@ -159,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
             return _terminated()
         if _SIGNALS["int"]:  # the same for Ctrl-C
             return _interrupted()
+        if isinstance(exc, BrokenPipeError) and _stdout_closed():
+            return _reader_gone()
         if debug:
             raise
         return _error_exit(exc)
