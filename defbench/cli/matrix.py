@@ -77,7 +77,11 @@ def add_parser(sub) -> None:
     )
     add_threat_n(mp)
     mp.add_argument(
-        "--seeds", type=count_type("seeds"), default=1, help="number of seeds (seed, seed+1, ...); mean ± std over them"
+        "--seeds",
+        type=count_type("seeds"),
+        default=1,
+        help="number of seeds (seed, seed+1, ...); each seed draws its own n test images and seeds the attacks' "
+        "and defenses' randomness; tables give mean ± std over them",
     )
     mp.add_argument(
         "--batch-size",
