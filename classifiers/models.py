@@ -50,6 +50,25 @@ class SmallCNNBody(nn.Module):
         return self.dropout(F.relu(self.fc(x.flatten(1))))
 
 
+class CleverhansCNNBody(nn.Module):
+    """cleverhans' tutorial CNN (``make_basic_cnn`` / ``ModelBasicCNN`` of cleverhans 2.x, the toolbox MimicGAN's
+    adversarial-defense experiments used): 8x8 conv, 64 filters, stride 2, 'same' padding; 6x6 conv, 128, stride 2,
+    'valid'; 5x5 conv, 128, stride 1, 'valid'; ReLU after each. On 28x28 inputs this leaves 128 features (Φ), to
+    which the head adds the 128->10 linear layer. Inputs are the [0, 1] pixels themselves, as in the tutorial."""
+
+    def __init__(self, in_ch: int = 1, filters: int = 64):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_ch, filters, 8, stride=2)
+        self.conv2 = nn.Conv2d(filters, 2 * filters, 6, stride=2)
+        self.conv3 = nn.Conv2d(2 * filters, 2 * filters, 5, stride=1)
+        self.out_dim = 2 * filters
+
+    def forward(self, x):
+        x = F.relu(self.conv1(F.pad(x, (3, 3, 3, 3))))  # TensorFlow's "same" on 28 pixels: 8x8 kernel, stride 2
+        x = F.relu(self.conv2(x))
+        return F.relu(self.conv3(x)).flatten(1)
+
+
 class _BasicBlock(nn.Module):
     expansion = 1
 
@@ -94,6 +113,8 @@ IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 #: dataset -> architecture name of the paper's classifier
 PAPER_ARCH = {"fmnist": "cnn-2conv2fc", "mnist": "cnn-2conv2fc", "cifar10": "resnet18-cifar", "imagenet": "resnet50"}
+#: architectures beside the papers' ones, for experiments that change the classifier (``build_classifier(arch=)``)
+OTHER_ARCHS = ("cnn-cleverhans",)
 
 
 def build_classifier(dataset: str, arch: str | None = None) -> Classifier:
@@ -105,6 +126,11 @@ def build_classifier(dataset: str, arch: str | None = None) -> Classifier:
         if dataset not in ("fmnist", "mnist"):
             raise DefbenchError(f"architecture {arch} is for 28x28 greyscale data, not {dataset}")
         return Classifier(SmallCNNBody(1), nn.Linear(256, 10), mean, std, arch)
+    if arch == "cnn-cleverhans":
+        if dataset not in ("fmnist", "mnist"):
+            raise DefbenchError(f"architecture {arch} is for 28x28 greyscale data, not {dataset}")
+        body = CleverhansCNNBody(1)
+        return Classifier(body, nn.Linear(body.out_dim, 10), (0.0,), (1.0,), arch)
     if arch == "resnet18-cifar":
         body = ResNet18CifarBody()
         return Classifier(body, nn.Linear(body.out_dim, 10), CIFAR_MEAN, CIFAR_STD, arch)
@@ -116,7 +142,8 @@ def build_classifier(dataset: str, arch: str | None = None) -> Classifier:
         net.fc = nn.Identity()
         return Classifier(net, head, IMAGENET_MEAN, IMAGENET_STD, arch)
     raise DefbenchError(
-        f"unknown classifier architecture {arch!r}; choose one of: {', '.join(sorted(set(PAPER_ARCH.values())))}"
+        f"unknown classifier architecture {arch!r}; choose one of: "
+        f"{', '.join(sorted(set(PAPER_ARCH.values()) | set(OTHER_ARCHS)))}"
     )
 
 

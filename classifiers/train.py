@@ -25,6 +25,10 @@ class ClassifierRecipe:
     weight_decay: float = 0.0
     augment: bool = False  # random crop (pad 4) + horizontal flip, CIFAR only
     train_fraction: float = 1.0
+    #: None: the paper's architecture of the dataset (``PAPER_ARCH``); else a name ``build_classifier`` knows
+    arch: str | None = None
+    #: ``one-cycle`` (the presets) or ``constant`` (cleverhans' tutorials: Adam at a fixed rate)
+    schedule: str = "one-cycle"
 
 
 #: (dataset, preset) -> recipe. 'paper' reaches the papers' clean accuracies; 'quick' trains in about a minute
@@ -48,6 +52,8 @@ def recipe_for(dataset: str, preset: str, **overrides) -> ClassifierRecipe:
     r = ClassifierRecipe(**{**asdict(r), **{k: v for k, v in overrides.items() if v is not None}})
     if r.epochs < 1:
         raise DefbenchError(f"--epochs must be >= 1, got {r.epochs}")
+    if r.schedule not in ("one-cycle", "constant"):
+        raise DefbenchError(f"unknown learning-rate schedule {r.schedule!r}; choose one-cycle or constant")
     return r
 
 
@@ -83,7 +89,7 @@ def train_classifier(
     progress: bool = True,
 ) -> tuple[Classifier, dict]:
     gen = seed_everything(seed)
-    model = build_classifier(dataset).to(device)
+    model = build_classifier(dataset, recipe.arch).to(device)
     n_train = int(len(train) * recipe.train_fraction)
     idx = torch.randperm(len(train), generator=gen)[:n_train]
     if recipe.optimizer == "adam":
@@ -93,7 +99,10 @@ def train_classifier(
             model.parameters(), lr=recipe.lr, momentum=0.9, weight_decay=recipe.weight_decay, nesterov=True
         )
     steps = recipe.epochs * ((n_train + recipe.batch_size - 1) // recipe.batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=recipe.lr, total_steps=steps, pct_start=0.15)
+    if recipe.schedule == "constant":
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
+    else:
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=recipe.lr, total_steps=steps, pct_start=0.15)
     t0 = time.time()
     bar = tqdm(total=steps, desc=f"train classifier {dataset}", disable=not progress, unit="step")
     history = []

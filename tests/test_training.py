@@ -190,3 +190,39 @@ def test_get_gan_rebuilds_the_discriminator_its_manifest_names():
         # the quick recipe has no spectral norm: the SN model is named as another recipe's, the plain one is not
         drift = [str(w.message) for w in caught if "another recipe" in str(w.message)]
         assert bool(drift) is sn and all("spectral_norm: trained True, preset False" in m for m in drift)
+
+
+def test_cleverhans_tutorial_cnn_is_that_network():
+    """cleverhans 2.x's make_basic_cnn: 8x8/2 'same' (64), 6x6/2 'valid' (128), 5x5/1 'valid' (128), linear 10; on
+    28x28 inputs 14x14, 5x5 then 1x1 maps, so Φ is 128-d; the [0, 1] pixels go in unnormalised."""
+    from defbench.classifiers.models import build_classifier
+
+    m = build_classifier("fmnist", "cnn-cleverhans").eval()
+    x = torch.rand(3, 1, 28, 28)
+    b = m.body
+    h1 = torch.relu(b.conv1(torch.nn.functional.pad(x, (3, 3, 3, 3))))
+    h2 = torch.relu(b.conv2(h1))
+    assert h1.shape[1:] == (64, 14, 14) and h2.shape[1:] == (128, 5, 5)
+    assert m.features(x).shape == (3, 128)
+    assert torch.allclose(m.head(m.features(x)), m(x), atol=1e-6)
+    assert float(m.mean) == 0.0 and float(m.std) == 1.0
+    # weights + biases: 64·1·8·8 + 64, 128·64·6·6 + 128, 128·128·5·5 + 128, 128·10 + 10
+    assert sum(p.numel() for p in m.parameters()) == 4160 + 295040 + 409728 + 1290
+    with pytest.raises(DefbenchError, match="cnn-cleverhans"):
+        build_classifier("fmnist", "no-such-arch")
+    with pytest.raises(DefbenchError, match="28x28"):
+        build_classifier("cifar10", "cnn-cleverhans")
+
+
+def test_classifier_recipe_trains_another_architecture_at_a_constant_rate(fmnist):
+    """ClassifierRecipe(arch=..., schedule='constant') trains that network (cleverhans' tutorials: Adam at a fixed
+    rate); an unknown schedule is refused by name."""
+    from defbench.classifiers.train import ClassifierRecipe, recipe_for, train_classifier
+
+    train, test = fmnist
+    recipe = ClassifierRecipe(epochs=1, train_fraction=0.1, arch="cnn-cleverhans", schedule="constant")
+    model, metrics = train_classifier("fmnist", train, test, recipe, 0, torch.device("cpu"), progress=False)
+    assert model.arch == "cnn-cleverhans" and metrics["clean_test_accuracy"] > 0.6  # chance: 0.1
+    assert recipe_for("fmnist", "paper", schedule="constant").schedule == "constant"
+    with pytest.raises(DefbenchError, match="schedule"):
+        recipe_for("fmnist", "paper", schedule="cosine")
