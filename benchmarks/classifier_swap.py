@@ -12,7 +12,7 @@ classifier at hand, each defense purifies the result once (its seed fixed), the 
 Both classifiers' cells are paired by image; the last table gives the exact McNemar p of each change. The
 trained tutorial CNN is kept in ``$DEFBENCH_HOME/scratch`` (never in the zoo) and reused by the next run.
 
-    python benchmarks/classifier_swap.py --n 100 --defenses defensegan mimicgan
+    python benchmarks/classifier_swap.py --n 100 --seeds 0 1 --defenses defensegan mimicgan
 """
 
 from __future__ import annotations
@@ -23,13 +23,14 @@ import time
 
 import numpy as np
 import torch
-from _common import accuracy_cell, data_root, gray_box_setup, markdown, write_table
+from _common import accuracy_cell, command_line, data_root, gray_box_setup, markdown, write_table
 
 from defbench.attacks import get_attack
 from defbench.classifiers.models import build_classifier
 from defbench.classifiers.train import ClassifierRecipe, train_classifier
 from defbench.harness.data import load_dataset
 from defbench.harness.paper_tables import TABLES
+from defbench.harness.zoo import zoo_dir
 from defbench.datasets import home_dir
 from defbench.metrics import mcnemar_p, paired_counts
 
@@ -91,20 +92,27 @@ def main(argv=None) -> int:
     ap.add_argument("--defenses", nargs="+", default=["defensegan", "mimicgan"], choices=[*COL][1:])
     ap.add_argument("--attacks", nargs="+", default=["fgsm", "bim", "pgd"], choices=list(ROW))
     ap.add_argument("--eps", type=float, default=0.15, help="ℓ∞ budget on [0, 1] pixels (the spec's reading: 0.15)")
-    ap.add_argument("--n", type=int, default=100)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--n", type=int, default=100, help="images per seed")
+    ap.add_argument(
+        "--seeds", type=int, nargs="+", default=[0], help="image seeds: each draws its own n images; cells pool them"
+    )
+    ap.add_argument("--train-seed", type=int, default=0, help="seed of the tutorial CNN's training")
     ap.add_argument("--no-progress", action="store_true")
     ap.add_argument("--out", default="benchmarks/results/classifier_swap.md")
     args = ap.parse_args(argv)
     t0 = time.time()
-    g = gray_box_setup(args.n, args.seed, args.defenses)
-    tutorial, metrics = cleverhans_cnn(args.seed, not args.no_progress)
-    classifiers = {"ours (2 conv + FC 256, 15 epochs)": g.clf, "cleverhans tutorial CNN (6 epochs)": tutorial}
-    clean_purified = {d: defense.purify(g.x, args.seed) for d, defense in g.defenses.items()}
-    got = {
-        label: cells(clf, g.x, g.y, g.defenses, args.attacks, args.eps, args.seed, clean_purified)
-        for label, clf in classifiers.items()
-    }
+    tutorial, metrics = cleverhans_cnn(args.train_seed, not args.no_progress)
+    got: dict[str, dict] = {}
+    for seed in args.seeds:
+        g = gray_box_setup(args.n, seed, args.defenses)
+        classifiers = {"ours (2 conv + FC 256, 15 epochs)": g.clf, "cleverhans tutorial CNN (6 epochs)": tutorial}
+        clean_purified = {d: defense.purify(g.x, seed) for d, defense in g.defenses.items()}
+        for label, clf in classifiers.items():
+            res = cells(clf, g.x, g.y, g.defenses, args.attacks, args.eps, seed, clean_purified)
+            pooled = got.setdefault(label, {})
+            for k, v in res.items():
+                pooled[k] = np.concatenate([pooled[k], v]) if k in pooled else v
+    n = args.n * len(args.seeds)
     cols = ["none", *args.defenses]
     header = ["classifier", "attack", *[COL[c] for c in cols]]
     rows = [
@@ -114,7 +122,7 @@ def main(argv=None) -> int:
     for label, res in got.items():
         for a in [None, *args.attacks]:
             rows.append(
-                [label, "clean" if a is None else ROW[a]] + [accuracy_cell(int(res[(a, c)].sum()), g.n) for c in cols]
+                [label, "clean" if a is None else ROW[a]] + [accuracy_cell(int(res[(a, c)].sum()), n) for c in cols]
             )
     (ours, theirs) = got.values()
     pairs = []
@@ -127,11 +135,14 @@ def main(argv=None) -> int:
         pairs.append(row)
     history = ", ".join(f"{100 * h['test_accuracy']:.2f}" for h in metrics["history"])
     lines = [
-        g.describe(argv, args.seed)
-        + f". The tutorial CNN: Adam at a constant {CLEVERHANS_RECIPE.lr:g}, batch {CLEVERHANS_RECIPE.batch_size}, "
-        f"{CLEVERHANS_RECIPE.epochs} epochs, seed {args.seed}; test accuracy per epoch (10,000 images): {history}. "
-        f"Gray-box FGSM, BIM, PGD at ε = {args.eps:g} on the classifier's predicted labels (the spec's reading); each "
-        f"defense purifies once with seed {args.seed}. Accuracy % (Wilson 95%); {time.time() - t0:.0f} s.",
+        f"Command: `{command_line(argv)}`; CPU, {torch.get_num_threads()} thread(s). {n} Fashion-MNIST test images "
+        f"per cell ({args.n} seeded images per image seed, seeds {', '.join(map(str, args.seeds))}), the paper "
+        f"preset's classifier and GAN from {zoo_dir()}. The tutorial CNN: "
+        f"Adam at a constant {CLEVERHANS_RECIPE.lr:g}, batch {CLEVERHANS_RECIPE.batch_size}, "
+        f"{CLEVERHANS_RECIPE.epochs} epochs, seed {args.train_seed}; test accuracy per epoch (10,000 images): "
+        f"{history}. Gray-box FGSM, BIM, PGD at ε = {args.eps:g} on the classifier's predicted labels (the spec's "
+        f"reading); each defense purifies once, seeded by the image seed. Accuracy % (Wilson 95%); "
+        f"{time.time() - t0:.0f} s.",
         "",
         *markdown(rows, header),
         "",
