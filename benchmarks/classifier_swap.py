@@ -23,7 +23,7 @@ import time
 
 import numpy as np
 import torch
-from _common import accuracy_cell, command_line, data_root, gray_box_setup, markdown, write_table
+from _common import accuracy_cell, auc_cell, command_line, data_root, gray_box_setup, markdown, write_table
 
 from defbench.attacks import get_attack
 from defbench.classifiers.models import build_classifier
@@ -32,7 +32,8 @@ from defbench.harness.data import load_dataset
 from defbench.harness.paper_tables import TABLES
 from defbench.harness.zoo import zoo_dir
 from defbench.datasets import home_dir
-from defbench.metrics import mcnemar_p, paired_counts
+from defbench.metrics import mcnemar_p, paired_counts, roc_auc
+from defbench.reports.common import protocol_scores
 
 #: the tutorial's recipe (cleverhans 2.x ``mnist_tutorial_tf``: NB_EPOCHS 6, BATCH_SIZE 128, LEARNING_RATE 1e-3)
 CLEVERHANS_RECIPE = ClassifierRecipe(epochs=6, batch_size=128, lr=1e-3, arch="cnn-cleverhans", schedule="constant")
@@ -66,25 +67,48 @@ def cleverhans_cnn(seed: int, progress: bool) -> tuple[torch.nn.Module, dict]:
     return model.eval(), metrics
 
 
-def correct(clf: torch.nn.Module, images: torch.Tensor, y: torch.Tensor) -> np.ndarray:
-    with torch.no_grad():
-        return (clf(images).argmax(1) == y).numpy()
-
-
-def cells(clf, x, y, defenses: dict, attacks: list[str], eps: float, seed: int, clean_purified: dict) -> dict:
-    """Per (attack or None for clean, defense): the per-image correctness of ``clf`` on the gray-box cell."""
+def cells(
+    clf,
+    x,
+    y,
+    defenses: dict,
+    attacks: list[str],
+    eps: float,
+    seed: int,
+    clean_purified: dict,
+    labels: str = "predicted",
+) -> dict:
+    """Per (attack or None for clean, defense): the per-image correctness of ``clf`` on the gray-box cell and, for
+    a defense, InvGAN's detection score ‖Φ(x_in) − Φ(x̂)‖ of each image under ``clf``'s Φ (None undefended)."""
     out = {}
     for name in [None, *attacks]:
         if name is None:
             images = x
         else:
             torch.manual_seed(seed)  # PGD's random start
-            images = get_attack(name, "fmnist", eps, labels="predicted")(clf, x, y)
-        out[(name, "none")] = correct(clf, images, y)
-        for d, defense in defenses.items():
-            purified = clean_purified[d] if name is None else defense.purify(images, seed)
-            out[(name, d)] = correct(clf, purified, y)
+            images = get_attack(name, "fmnist", eps, labels=labels)(clf, x, y)
+        with torch.no_grad():
+            phi_in = clf.features(images)
+            out[(name, "none")] = ((clf.head(phi_in).argmax(1) == y).numpy(), None)
+            for d, defense in defenses.items():
+                phi = clf.features(clean_purified[d] if name is None else defense.purify(images, seed))
+                out[(name, d)] = ((clf.head(phi).argmax(1) == y).numpy(), (phi_in - phi).norm(dim=1).numpy())
     return out
+
+
+def detection_cell(res: dict, attack: str, defense: str, y: np.ndarray) -> str:
+    """InvGAN's protocol AUC of one cell (:func:`~defbench.reports.common.protocol_scores`: clean images the bare
+    classifier gets right against the successful gray-box adversarials made from them)."""
+    clean_ok, adv_ok = res[(None, "none")][0], res[(attack, "none")][0]
+    clean = {"labels": y, "preds_undefended": np.where(clean_ok, y, -1), "scores": res[(None, defense)][1]}
+    attacked = {
+        "threat": "graybox",
+        "labels": y,
+        "preds_undefended": np.where(adv_ok, y, -1),
+        "scores": res[(attack, defense)][1],
+    }
+    neg, pos = protocol_scores(clean, attacked)
+    return auc_cell(roc_auc(neg, pos), len(neg), len(pos))
 
 
 def main(argv=None) -> int:
@@ -92,6 +116,9 @@ def main(argv=None) -> int:
     ap.add_argument("--defenses", nargs="+", default=["defensegan", "mimicgan"], choices=[*COL][1:])
     ap.add_argument("--attacks", nargs="+", default=["fgsm", "bim", "pgd"], choices=list(ROW))
     ap.add_argument("--eps", type=float, default=0.15, help="ℓ∞ budget on [0, 1] pixels (the spec's reading: 0.15)")
+    ap.add_argument(
+        "--labels", default="predicted", choices=["predicted", "true"], help="labels the attacks are handed"
+    )
     ap.add_argument("--n", type=int, default=100, help="images per seed")
     ap.add_argument(
         "--seeds", type=int, nargs="+", default=[0], help="image seeds: each draws its own n images; cells pool them"
@@ -103,16 +130,22 @@ def main(argv=None) -> int:
     t0 = time.time()
     tutorial, metrics = cleverhans_cnn(args.train_seed, not args.no_progress)
     got: dict[str, dict] = {}
+    truth = []
     for seed in args.seeds:
         g = gray_box_setup(args.n, seed, args.defenses)
         classifiers = {"ours (2 conv + FC 256, 15 epochs)": g.clf, "cleverhans tutorial CNN (6 epochs)": tutorial}
         clean_purified = {d: defense.purify(g.x, seed) for d, defense in g.defenses.items()}
+        truth.append(g.y.numpy())
         for label, clf in classifiers.items():
-            res = cells(clf, g.x, g.y, g.defenses, args.attacks, args.eps, seed, clean_purified)
+            res = cells(clf, g.x, g.y, g.defenses, args.attacks, args.eps, seed, clean_purified, args.labels)
             pooled = got.setdefault(label, {})
-            for k, v in res.items():
-                pooled[k] = np.concatenate([pooled[k], v]) if k in pooled else v
+            for k, (right, score) in res.items():
+                if k in pooled:
+                    right = np.concatenate([pooled[k][0], right])
+                    score = None if score is None else np.concatenate([pooled[k][1], score])
+                pooled[k] = (right, score)
     n = args.n * len(args.seeds)
+    y = np.concatenate(truth)
     cols = ["none", *args.defenses]
     header = ["classifier", "attack", *[COL[c] for c in cols]]
     rows = [
@@ -122,15 +155,15 @@ def main(argv=None) -> int:
     for label, res in got.items():
         for a in [None, *args.attacks]:
             rows.append(
-                [label, "clean" if a is None else ROW[a]] + [accuracy_cell(int(res[(a, c)].sum()), n) for c in cols]
+                [label, "clean" if a is None else ROW[a]] + [accuracy_cell(int(res[(a, c)][0].sum()), n) for c in cols]
             )
     (ours, theirs) = got.values()
     pairs = []
     for a in [None, *args.attacks]:
         row = ["clean" if a is None else ROW[a]]
         for c in cols:
-            _, only_ours, only_theirs, _ = paired_counts(ours[(a, c)], theirs[(a, c)])
-            delta = 100 * (theirs[(a, c)].mean() - ours[(a, c)].mean())
+            _, only_ours, only_theirs, _ = paired_counts(ours[(a, c)][0], theirs[(a, c)][0])
+            delta = 100 * (theirs[(a, c)][0].mean() - ours[(a, c)][0].mean())
             row.append(f"{delta:+.0f} ({only_theirs} / {only_ours}, p = {mcnemar_p(only_theirs, only_ours):.2g})")
         pairs.append(row)
     history = ", ".join(f"{100 * h['test_accuracy']:.2f}" for h in metrics["history"])
@@ -140,9 +173,9 @@ def main(argv=None) -> int:
         f"preset's classifier and GAN from {zoo_dir()}. The tutorial CNN: "
         f"Adam at a constant {CLEVERHANS_RECIPE.lr:g}, batch {CLEVERHANS_RECIPE.batch_size}, "
         f"{CLEVERHANS_RECIPE.epochs} epochs, seed {args.train_seed}; test accuracy per epoch (10,000 images): "
-        f"{history}. Gray-box FGSM, BIM, PGD at ε = {args.eps:g} on the classifier's predicted labels (the spec's "
-        f"reading); each defense purifies once, seeded by the image seed. Accuracy % (Wilson 95%); "
-        f"{time.time() - t0:.0f} s.",
+        f"{history}. Gray-box {', '.join(ROW[a] for a in args.attacks)} at ε = {args.eps:g} on the {args.labels} "
+        f"labels (the spec's reading: ε 0.15, predicted); each defense purifies once, seeded by the image seed. "
+        f"Accuracy % (Wilson 95%); {time.time() - t0:.0f} s.",
         "",
         *markdown(rows, header),
         "",
@@ -150,6 +183,18 @@ def main(argv=None) -> int:
         "tutorial CNN's cell gets right / only ours, exact McNemar p).",
         "",
         *markdown(pairs, ["attack", *[COL[c] for c in cols]]),
+        "",
+        "InvGAN's detection AUC ‖Φ(x_in) − Φ(x̂)‖ under each classifier's own Φ (InvGAN's protocol: the clean images "
+        "the bare classifier gets right against the successful adversarials made from them; Hanley–McNeil 95%).",
+        "",
+        *markdown(
+            [
+                [label, ROW[a], *[detection_cell(res, a, d, y) for d in args.defenses]]
+                for label, res in got.items()
+                for a in args.attacks
+            ],
+            ["classifier", "attack", *[COL[d] for d in args.defenses]],
+        ),
     ]
     return write_table(lines, args.out)
 

@@ -22,11 +22,17 @@ def test_paper_values_are_fig5b_cells(cs):
 
 
 class _Threshold(torch.nn.Module):
-    """Class 1 when the mean pixel exceeds 0.5, else 0 (its gradient points the attacks at the threshold)."""
+    """Class 1 when the mean pixel exceeds 0.5, else 0 (its gradient points the attacks at the threshold); Φ is
+    the mean pixel itself, so a detection score is how far the defense moved it."""
+
+    def features(self, x):
+        return x.flatten(1).mean(1, keepdim=True)
+
+    def head(self, m):
+        return torch.cat([0.5 - m, m - 0.5], 1) * 100
 
     def forward(self, x):
-        m = x.flatten(1).mean(1, keepdim=True)
-        return torch.cat([0.5 - m, m - 0.5], 1) * 100
+        return self.head(self.features(x))
 
 
 class _Purify:
@@ -46,7 +52,16 @@ def test_cells_score_each_defense_on_the_attacked_images(cs):
     defenses = {"keep": _Purify(lambda z: z), "restore": _Purify(lambda z: x.clone())}
     clean_purified = {"keep": x, "restore": torch.full_like(x, 0.7)}  # every image read as class 1
     got = cs.cells(clf, x, y, defenses, ["fgsm"], 0.3, 0, clean_purified)
-    assert got[(None, "none")].all() and got[(None, "keep")].all()
-    assert np.array_equal(got[(None, "restore")], (y == 1).numpy())  # the handed-in clean purification
-    assert not got[("fgsm", "none")].any() and not got[("fgsm", "keep")].any()  # ε 0.3 crosses the threshold
-    assert got[("fgsm", "restore")].all()
+    right = {k: v[0] for k, v in got.items()}
+    assert right[(None, "none")].all() and right[(None, "keep")].all()
+    assert np.array_equal(right[(None, "restore")], (y == 1).numpy())  # the handed-in clean purification
+    assert not right[("fgsm", "none")].any() and not right[("fgsm", "keep")].any()  # ε 0.3 crosses the threshold
+    assert right[("fgsm", "restore")].all()
+    assert got[("fgsm", "none")][1] is None
+    # scores: |Φ(x_in) − Φ(x̂)| = how far the defense moved the mean pixel; 'restore' undoes FGSM's 0.3 exactly
+    assert np.allclose(got[("fgsm", "keep")][1], 0) and np.allclose(got[("fgsm", "restore")][1], 0.3, atol=1e-5)
+    assert np.allclose(got[(None, "restore")][1], [0.4] * 4 + [0.0] * 4, atol=1e-5)
+    # detection by InvGAN's protocol: every clean image right, every FGSM image a success; 'restore' scores the
+    # attacked images 0.3 against clean scores of 0.4 (the dark half) and 0 (the bright half): AUC 0.5
+    assert cs.detection_cell(got, "fgsm", "restore", y.numpy()).startswith("0.500 ")
+    assert cs.detection_cell(got, "fgsm", "keep", y.numpy()) == "—"  # every score 0: no AUC (roc_auc: NaN)
