@@ -121,14 +121,12 @@ def build_classifier(dataset: str, arch: str | None = None) -> Classifier:
     """A fresh (untrained) classifier for ``dataset``; ImageNet's ResNet-50 comes with no weights here,
     see :func:`load_imagenet_resnet50`."""
     arch = arch or PAPER_ARCH[dataset]
+    if arch in ("cnn-2conv2fc", "cnn-cleverhans") and dataset not in ("fmnist", "mnist"):
+        raise DefbenchError(f"architecture {arch} is for 28x28 greyscale data, not {dataset}")
     if arch == "cnn-2conv2fc":
         mean, std = (FMNIST_MEAN, FMNIST_STD) if dataset == "fmnist" else (MNIST_MEAN, MNIST_STD)
-        if dataset not in ("fmnist", "mnist"):
-            raise DefbenchError(f"architecture {arch} is for 28x28 greyscale data, not {dataset}")
         return Classifier(SmallCNNBody(1), nn.Linear(256, 10), mean, std, arch)
     if arch == "cnn-cleverhans":
-        if dataset not in ("fmnist", "mnist"):
-            raise DefbenchError(f"architecture {arch} is for 28x28 greyscale data, not {dataset}")
         body = CleverhansCNNBody(1)
         return Classifier(body, nn.Linear(body.out_dim, 10), (0.0,), (1.0,), arch)
     if arch == "resnet18-cifar":

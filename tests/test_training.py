@@ -210,8 +210,9 @@ def test_cleverhans_tutorial_cnn_is_that_network():
     assert sum(p.numel() for p in m.parameters()) == 4160 + 295040 + 409728 + 1290
     with pytest.raises(DefbenchError, match="cnn-cleverhans"):
         build_classifier("fmnist", "no-such-arch")
-    with pytest.raises(DefbenchError, match="28x28"):
-        build_classifier("cifar10", "cnn-cleverhans")
+    for arch in ("cnn-cleverhans", "cnn-2conv2fc"):
+        with pytest.raises(DefbenchError, match="28x28"):
+            build_classifier("cifar10", arch)
 
 
 def test_classifier_recipe_trains_another_architecture_at_a_constant_rate(fmnist):
