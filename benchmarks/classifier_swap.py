@@ -28,10 +28,10 @@ from _common import accuracy_cell, auc_cell, command_line, data_root, gray_box_s
 from defbench.attacks import get_attack
 from defbench.classifiers.models import build_classifier
 from defbench.classifiers.train import ClassifierRecipe, train_classifier
+from defbench.datasets import home_dir
 from defbench.harness.data import load_dataset
 from defbench.harness.paper_tables import TABLES
 from defbench.harness.zoo import zoo_dir
-from defbench.datasets import home_dir
 from defbench.metrics import mcnemar_p, paired_counts, roc_auc
 from defbench.reports.common import protocol_scores
 
@@ -40,6 +40,11 @@ CLEVERHANS_RECIPE = ClassifierRecipe(epochs=6, batch_size=128, lr=1e-3, arch="cn
 #: Fig. 5(b)'s rows and columns for the attacks and defenses measured here
 ROW = {"fgsm": "FGSM", "bim": "BIM", "pgd": "PGDM"}
 COL = {"none": "No Defense", "defensegan": "Defense GAN", "mimicgan": "MimicGAN", "cowboy": "Cowboy"}
+
+
+def row_label(attack: str | None) -> str:
+    """An attack's row in this script's tables (None: the clean row)."""
+    return "clean" if attack is None else ROW[attack]
 
 
 def paper_value(attack: str | None, defense: str) -> float | None:
@@ -54,8 +59,8 @@ def paper_value(attack: str | None, defense: str) -> float | None:
 def cleverhans_cnn(seed: int, progress: bool) -> tuple[torch.nn.Module, dict]:
     """The tutorial CNN trained by :data:`CLEVERHANS_RECIPE` (cached in ``$DEFBENCH_HOME/scratch``)."""
     path = home_dir() / "scratch" / f"classifier-fmnist-cnn-cleverhans-s{seed}.pt"
-    model = build_classifier("fmnist", "cnn-cleverhans")
     if path.is_file():
+        model = build_classifier("fmnist", "cnn-cleverhans")
         model.load_state_dict(torch.load(path, weights_only=True))
         return model.eval(), json.loads(path.with_suffix(".json").read_text())
     root = data_root()
@@ -111,6 +116,12 @@ def detection_cell(res: dict, attack: str, defense: str, y: np.ndarray) -> str:
     return auc_cell(roc_auc(neg, pos), len(neg), len(pos))
 
 
+def pool(per_seed: list[tuple]) -> tuple:
+    """One cell's (correctness, scores) of several image seeds, concatenated in seed order."""
+    right = np.concatenate([r for r, _ in per_seed])
+    return right, None if per_seed[0][1] is None else np.concatenate([s for _, s in per_seed])
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--defenses", nargs="+", default=["defensegan", "mimicgan"], choices=[*COL][1:])
@@ -129,7 +140,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     t0 = time.time()
     tutorial, metrics = cleverhans_cnn(args.train_seed, not args.no_progress)
-    got: dict[str, dict] = {}
+    runs: dict[str, list[dict]] = {}  # classifier -> its cells at each image seed
     truth = []
     for seed in args.seeds:
         g = gray_box_setup(args.n, seed, args.defenses)
@@ -138,29 +149,27 @@ def main(argv=None) -> int:
         truth.append(g.y.numpy())
         for label, clf in classifiers.items():
             res = cells(clf, g.x, g.y, g.defenses, args.attacks, args.eps, seed, clean_purified, args.labels)
-            pooled = got.setdefault(label, {})
-            for k, (right, score) in res.items():
-                if k in pooled:
-                    right = np.concatenate([pooled[k][0], right])
-                    score = None if score is None else np.concatenate([pooled[k][1], score])
-                pooled[k] = (right, score)
+            runs.setdefault(label, []).append(res)
+    got = {label: {k: pool([r[k] for r in per_seed]) for k in per_seed[0]} for label, per_seed in runs.items()}
     n = args.n * len(args.seeds)
     y = np.concatenate(truth)
     cols = ["none", *args.defenses]
     header = ["classifier", "attack", *[COL[c] for c in cols]]
     rows = [
-        ["paper (Fig. 5(b))", r, *[f"{v:.1f}" if (v := paper_value(a, c)) is not None else "—" for c in cols]]
-        for a, r in [(None, "clean"), *((a, ROW[a]) for a in args.attacks)]
+        [
+            "paper (Fig. 5(b))",
+            row_label(a),
+            *[f"{v:.1f}" if (v := paper_value(a, c)) is not None else "—" for c in cols],
+        ]
+        for a in [None, *args.attacks]
     ]
     for label, res in got.items():
         for a in [None, *args.attacks]:
-            rows.append(
-                [label, "clean" if a is None else ROW[a]] + [accuracy_cell(int(res[(a, c)][0].sum()), n) for c in cols]
-            )
+            rows.append([label, row_label(a)] + [accuracy_cell(int(res[(a, c)][0].sum()), n) for c in cols])
     (ours, theirs) = got.values()
     pairs = []
     for a in [None, *args.attacks]:
-        row = ["clean" if a is None else ROW[a]]
+        row = [row_label(a)]
         for c in cols:
             _, only_ours, only_theirs, _ = paired_counts(ours[(a, c)][0], theirs[(a, c)][0])
             delta = 100 * (theirs[(a, c)][0].mean() - ours[(a, c)][0].mean())

@@ -11,9 +11,8 @@ the paper shows a figure (Agg canvas, no pyplot).
 
 from __future__ import annotations
 
-import textwrap
-
 import math
+import textwrap
 from pathlib import Path
 from typing import Any
 
