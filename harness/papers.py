@@ -14,7 +14,10 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 
+from torch import nn
+
 from defbench import DefbenchError
+from defbench.classifiers.base import with_features
 from defbench.harness.matrix import MatrixRunner
 from defbench.harness.models import PRESETS
 from defbench.harness.paper_spec import (  # noqa: F401 -- the schema, re-exported where it always was
@@ -44,12 +47,13 @@ def run_table(
     progress: bool = True,
     threat_n: dict[str, int] | None = None,
     executor=None,
-    classifier: str = "zoo",
+    classifier: str | nn.Module = "zoo",
 ) -> PaperRun:
     """Run the cells ``table`` needs through the matrix runner (resuming from its store) and return the rows;
     ``executor`` computes them (default :class:`LocalExecutor`; :class:`RayExecutor` for a Ray cluster).
-    ``classifier``: ``zoo`` (the zoo's classifier of the dataset and preset) or a classifier plugin's name, whose
-    cells are keyed apart from the zoo's."""
+    ``classifier``: ``zoo`` (the zoo's classifier of the dataset and preset), a classifier plugin's name, or the
+    caller's own ``nn.Module`` (images in [0, 1] to logits; local executor only, as for
+    :func:`defbench.evaluate`); the cells of a plugin or module are keyed apart from the zoo's by its weights."""
     if not table.runnable:
         raise DefbenchError(f"paper table {table.id} is not yet supported: {table.unsupported}")
     if preset not in PRESETS:
@@ -57,11 +61,19 @@ def run_table(
     n = n if n is not None else table.default_n(preset)
     if n < 1:
         raise DefbenchError(f"--n must be positive, got {n}")
+    own = None
+    if isinstance(classifier, nn.Module):
+        own, classifier = with_features(classifier).to(device).eval(), "zoo"
+    elif not isinstance(classifier, str):
+        raise DefbenchError(
+            "classifier must be 'zoo', a classifier plugin's name or a torch.nn.Module, got "
+            f"{type(classifier).__name__}"
+        )
     spec = replace(
         table.matrix_spec(n, preset, device, seed, out, data_root, progress, threat_n), classifier=classifier
     )
     t0 = time.time()
-    runner = MatrixRunner(spec)
+    runner = MatrixRunner(spec, classifier=own)
     cells = table.needed_cells(spec.seeds, preset)
     runner.run(executor, cells)  # the cells the store lacks, as 'defbench matrix' computes its own
     keys = {c: runner.key(c)[0] for c in cells}  # n and batch size are part of every key

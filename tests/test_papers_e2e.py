@@ -350,3 +350,75 @@ def test_paper_spec_end_to_end(tid, paper_zoo, tiny_budgets, tmp_path, capsys, r
     _check_attacks_bite(table, rows)
     assert (tmp_path / "o" / f"{tid}.csv").is_file()
     assert (tmp_path / "o" / f"{tid}.png").is_file() == bool(table.figure)
+
+
+def test_paper_table_with_own_module(paper_zoo, tiny_budgets, tmp_path):
+    """``run_table(..., classifier=module)``: every cell of the table is the caller's module's (its clean rows
+    hold that module's predictions, of the bare images and of each defense's purification), keyed apart from the
+    zoo classifier's cells in the same store; anything else as the classifier is a one-line error."""
+    from defbench import DefbenchError
+    from defbench.classifiers.base import with_features
+    from defbench.harness.data import load_dataset
+    from defbench.harness.models import build_defense, weights_sha256
+    from defbench.harness.papers import run_table
+
+    table = TABLES["invgan-table3-fmnist"]
+    _dataset_ok(table)
+    torch.manual_seed(5)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 10)).eval()
+    args = dict(n=4, preset="quick", out=str(tmp_path / "o"), progress=False, threat_n={"bpda": 2})
+    own = run_table(table, classifier=net, **args)
+    sha = weights_sha256(with_features(net))  # the module as the runner holds it (logits as Φ)
+    assert {r["classifier"] for r in own.rows.values()} == {f"user-Sequential@{sha[:10]}"}
+    test = load_dataset("fmnist", "test", None)
+    for c, row in own.rows.items():
+        if c.attack is not None:
+            continue
+        x, _ = test.get(row["indices"])
+        over = {**TINY_DEFENSE.get(c.defense, {}), **table.overrides("quick").get(c.defense, {})}
+        with torch.no_grad():
+            assert row["preds_undefended"] == net(x).argmax(1).tolist()
+            if c.defense != "none":
+                d = build_defense(c.defense, "fmnist", "quick", "cpu", over, train_missing=False, progress=False)
+                assert row["preds"] == net(d.purify(x, seed=0)).argmax(1).tolist(), c.defense
+    zoo_run = run_table(table, **args)  # the zoo's classifier: its own cells, none reused from the module's
+    assert zoo_run.reused == 0 and not {r["classifier"] for r in zoo_run.rows.values()} & {
+        r["classifier"] for r in own.rows.values()
+    }
+    with pytest.raises(DefbenchError, match="classifier must be"):
+        run_table(table, classifier=lambda x: x, **args)
+
+
+def test_table_classifier_swap_benchmark(paper_zoo, tiny_budgets, tmp_path, monkeypatch):
+    """benchmarks/table_classifier_swap.py: its two columns are the table's 'ours' with the zoo's classifier and
+    with the other one (each run's own report says the same numbers), and the change of an accuracy cell is
+    paired by image."""
+    from conftest import import_benchmark
+
+    ts = import_benchmark("table_classifier_swap")
+    torch.manual_seed(7)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 10)).eval()
+    monkeypatch.setattr(ts, "cleverhans_cnn", lambda seed, progress: (net, {"history": [{"test_accuracy": 0.5}]}))
+    store, out = tmp_path / "s", tmp_path / "t.md"
+    args = ["--n", "6", "--n-threat", "bpda=2", "--preset", "quick", "--tables"]
+    tids = ["invgan-table2-fmnist", "invgan-table3-fmnist"]
+    assert ts.main([*args, *tids, "--store", str(store), "--out", str(out), "--no-progress"]) == 0
+    text = out.read_text()
+    for tid in tids:
+        section = text.split(f"\n{tid}:\n")[1]
+        for label, col in (("zoo", 3), ("tutorial", 4)):
+            own = (store / label / f"{tid}.md").read_text()
+            for c in TABLES[tid].cells:
+                if c.measure is None:
+                    continue
+                mine = md_row(section, c.row, c.col)[col].split(" (")[0]
+                theirs = md_row(own, c.row, c.col)[3].split(" ± ")[0]  # printed with 2 / 4 decimals
+                if theirs == "n/a":
+                    assert mine == "n/a", (tid, label, c.row, c.col)
+                    continue
+                digits = 0 if TABLES[tid].metric == "accuracy" else 3
+                assert mine == f"{float(theirs):.{digits}f}", (tid, label, c.row, c.col, mine, theirs)
+    # an accuracy cell's change: the difference of the two columns, then the paired counts and p
+    cols = md_row(text.split("\ninvgan-table2-fmnist:\n")[1], "DefenseGAN", "Clean")
+    assert cols[5].startswith(f"{float(cols[4].split()[0]) - float(cols[3].split()[0]):+.0f} (")
+    assert ", p = " in cols[5]
