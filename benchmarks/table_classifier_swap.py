@@ -1,0 +1,156 @@
+"""Paper tables with two classifiers: the zoo's and cleverhans' tutorial CNN (papers' second pass).
+
+The InvGAN and MimicGAN papers built their attacks with cleverhans and do not describe their Fashion-MNIST
+classifiers (MimicGAN: "a CNN classifier that achieves 91.50%"; InvGAN: none). The classifier is therefore one of
+each table's unstated variables, and InvGAN's detection score ‖Φ(x) − Φ(x_proj)‖ reads its penultimate layer Φ.
+This script changes that one variable for whole tables: it runs each table (default InvGAN's Tables 2 and 3 on
+Fashion-MNIST, which read the same cells) through ``defbench paper run``'s runner twice, into one store, on the
+same seeded images, GAN, encoder, defenses and attacks: once with the zoo's paper-preset classifier, once with
+cleverhans' tutorial CNN (``make_basic_cnn`` by its tutorial's recipe, trained by ``benchmarks/classifier_swap.py``
+into ``$DEFBENCH_HOME/scratch``). The attacks differentiate the classifier at hand, so every adversarial image is that
+classifier's own. Both runs' reports are written in full beside the store; the Markdown file sets paper, ours
+with each classifier and the change side by side, with the exact McNemar p of accuracy cells (paired by image).
+
+    python benchmarks/table_classifier_swap.py --n 100 --n-threat bpda=20
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from _common import command_line, data_root, markdown, write_table
+from classifier_swap import CLEVERHANS_RECIPE, cleverhans_cnn
+
+from defbench.cli.options import parse_threat_n
+from defbench.datasets import home_dir
+from defbench.harness.paper_spec import PaperRun, preset_attack
+from defbench.harness.papers import TABLES, run_table
+from defbench.metrics import mcnemar_p, paired_counts
+from defbench.reports.common import correct_mask
+from defbench.reports.paper import outcomes, write_paper_report
+
+
+def correct(run: PaperRun, cell) -> np.ndarray | None:
+    """Per-image correctness behind an accuracy cell of one measure (the seeds' images in order), as the report
+    counts it (a defended cell: every repeat right; a bare-classifier cell: its own predictions); None for other
+    cells (AUCs, pooled variants, not measured)."""
+    m = cell.measure
+    if m is None or len(m.members) != 1 or m.metric != "accuracy":
+        return None
+    attack = preset_attack(m.attack, run.preset) if m.attack is not None else None
+    parts = []
+    for s in run.seeds:
+        row = run.rows[m.cell(s, attack)]
+        labels = np.asarray(row["labels"])
+        parts.append(np.asarray(row["preds_undefended"]) == labels if m.undefended else correct_mask(row))
+    return np.concatenate(parts)
+
+
+def fmt(value, lo, hi, metric: str) -> str:
+    """A value with its 95% interval as the paper report prints it (accuracy in % with no decimals, AUC 3)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a" if value is not None else "—"
+    v = f"{value:.0f}" if metric == "accuracy" else f"{value:.3f}"
+    if lo is None or (isinstance(lo, float) and math.isnan(lo)):
+        return v
+    return f"{v} ({lo:.0f}–{hi:.0f})" if metric == "accuracy" else f"{v} ({lo:.2f}–{hi:.2f})"
+
+
+def side_by_side(zoo: PaperRun, tutorial: PaperRun) -> list[list[str]]:
+    """One line per paper cell: paper, ours with each classifier (95% interval), the change and, for an accuracy
+    cell, (images only the tutorial CNN's cell gets right / only the zoo's, exact McNemar p)."""
+    a, b = outcomes(zoo), outcomes(tutorial)
+    lines = []
+    for cell, ra, rb in zip(zoo.table.cells, a.to_dict("records"), b.to_dict("records")):
+        metric = zoo.table.metric if cell.measure is None else cell.measure.metric
+        change = "—"
+        if ra["ours"] is not None and rb["ours"] is not None and not math.isnan(ra["ours"] - rb["ours"]):
+            change = f"{rb['ours'] - ra['ours']:+.0f}" if metric == "accuracy" else f"{rb['ours'] - ra['ours']:+.3f}"
+        ca, cb = correct(zoo, cell), correct(tutorial, cell)
+        if ca is not None and cb is not None and len(ca) == len(cb):
+            _, only_zoo, only_tutorial, _ = paired_counts(ca, cb)
+            change += f" ({only_tutorial} / {only_zoo}, p = {mcnemar_p(only_tutorial, only_zoo):.2g})"
+        paper = ra["paper"]
+        lines.append(
+            [
+                cell.row,
+                cell.col,
+                "—" if paper is None else (f"{paper:.1f}" if metric == "accuracy" else f"{paper:.3f}"),
+                fmt(ra["ours"], ra["ci_low"], ra["ci_high"], metric),
+                fmt(rb["ours"], rb["ci_low"], rb["ci_high"], metric),
+                change,
+                str(ra["n"] or "—"),
+            ]
+        )
+    return lines
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument(
+        "--tables",
+        nargs="+",
+        default=["invgan-table2-fmnist", "invgan-table3-fmnist"],
+        help="Fashion-MNIST tables of 'defbench paper list'",
+    )
+    ap.add_argument("--n", type=int, default=100, help="images per cell")
+    ap.add_argument("--n-threat", action="append", default=[], metavar="THREAT=N", help="e.g. bpda=20")
+    ap.add_argument("--preset", default="paper", help="paper | quick (smoke budgets)")
+    ap.add_argument("--train-seed", type=int, default=0, help="seed of the tutorial CNN's training")
+    ap.add_argument("--store", default=None, help="store dir (default $DEFBENCH_HOME/scratch/table-swap)")
+    ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("--out", default="benchmarks/results/table_classifier_swap.md", help="Markdown file")
+    args = ap.parse_args(argv)
+    for tid in args.tables:
+        if tid not in TABLES or TABLES[tid].dataset != "fmnist":
+            raise SystemExit(f"{tid!r} is not a Fashion-MNIST table of 'defbench paper list' (the tutorial CNN's set)")
+    root = data_root()
+    store = Path(args.store or home_dir() / "scratch" / "table-swap")
+    t0 = time.time()
+    tutorial, metrics = cleverhans_cnn(args.train_seed, not args.no_progress)
+    common = dict(
+        n=args.n,
+        preset=args.preset,
+        out=str(store),
+        data_root=root,
+        progress=not args.no_progress,
+        threat_n=parse_threat_n(args.n_threat),
+    )
+    runs = {
+        tid: {"zoo": run_table(t, **common), "tutorial": run_table(t, classifier=tutorial, **common)}
+        for tid, t in ((tid, TABLES[tid]) for tid in args.tables)
+    }
+    for pair in runs.values():
+        for label, run in pair.items():
+            write_paper_report(run, store / label)
+    first = runs[args.tables[0]]
+    names = {label: next(iter({r["classifier"] for r in run.rows.values()})) for label, run in first.items()}
+    computed = sum(r.computed for pair in runs.values() for r in pair.values())
+    reused = sum(r.reused for pair in runs.values() for r in pair.values())
+    history = ", ".join(f"{100 * h['test_accuracy']:.2f}" for h in metrics["history"])
+    header = ["row", "column", "paper", "ours: zoo classifier", "ours: tutorial CNN", "change", "n"]
+    lines = [
+        f"Command: `{command_line(argv)}`; CPU, {torch.get_num_threads()} thread(s), {time.time() - t0:.0f} s "
+        f"({computed} cells computed, {reused} reused from {store}). Preset {args.preset}, {args.n} seeded "
+        f"Fashion-MNIST test images per "
+        f"cell (fewer where the table says n). Classifiers: the zoo's ({names['zoo']}) and cleverhans' tutorial "
+        f"CNN ({names['tutorial']}; Adam at a constant {CLEVERHANS_RECIPE.lr:g}, batch "
+        f"{CLEVERHANS_RECIPE.batch_size}, {CLEVERHANS_RECIPE.epochs} epochs, seed {args.train_seed}; test accuracy "
+        f"per epoch: {history}). Same images, GAN, encoder, defenses and attack settings; each classifier's attacks "
+        f"differentiate that classifier. Accuracy % (Wilson 95%), AUC by InvGAN's protocol (Hanley–McNeil 95%); "
+        "change = tutorial CNN − zoo classifier, for accuracy cells (images only the tutorial CNN's cell gets "
+        "right / only the zoo's, exact McNemar p). Each run's full report: "
+        f"{store / 'zoo'}, {store / 'tutorial'}.",
+    ]
+    for tid, pair in runs.items():
+        lines += ["", f"{tid}:", "", *markdown(side_by_side(pair["zoo"], pair["tutorial"]), header)]
+    return write_table(lines, args.out)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
