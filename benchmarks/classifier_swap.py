@@ -142,7 +142,7 @@ def main(argv=None) -> int:
     tutorial, metrics = cleverhans_cnn(args.train_seed, not args.no_progress)
     runs: dict[str, list[dict]] = {}  # classifier -> its cells at each image seed
     truth = []
-    for seed in args.seeds:
+    for i, seed in enumerate(args.seeds):
         g = gray_box_setup(args.n, seed, args.defenses)
         classifiers = {"ours (2 conv + FC 256, 15 epochs)": g.clf, "cleverhans tutorial CNN (6 epochs)": tutorial}
         clean_purified = {d: defense.purify(g.x, seed) for d, defense in g.defenses.items()}
@@ -150,8 +150,16 @@ def main(argv=None) -> int:
         for label, clf in classifiers.items():
             res = cells(clf, g.x, g.y, g.defenses, args.attacks, args.eps, seed, clean_purified, args.labels)
             runs.setdefault(label, []).append(res)
+        # rewritten after every image seed: a stopped run keeps the seeds it finished
+        write_table(report(args, argv, runs, truth, metrics, time.time() - t0, args.seeds[: i + 1]), args.out)
+    return 0
+
+
+def report(args, argv, runs: dict, truth: list, metrics: dict, seconds: float, seeds: list[int]) -> list[str]:
+    """The Markdown lines of the cells of the image ``seeds`` done so far (``runs``: classifier -> per-seed cells,
+    ``truth``: per-seed labels)."""
     got = {label: {k: pool([r[k] for r in per_seed]) for k in per_seed[0]} for label, per_seed in runs.items()}
-    n = args.n * len(args.seeds)
+    n = args.n * len(seeds)
     y = np.concatenate(truth)
     cols = ["none", *args.defenses]
     header = ["classifier", "attack", *[COL[c] for c in cols]]
@@ -178,13 +186,14 @@ def main(argv=None) -> int:
     history = ", ".join(f"{100 * h['test_accuracy']:.2f}" for h in metrics["history"])
     lines = [
         f"Command: `{command_line(argv)}`; CPU, {torch.get_num_threads()} thread(s). {n} Fashion-MNIST test images "
-        f"per cell ({args.n} seeded images per image seed, seeds {', '.join(map(str, args.seeds))}), the paper "
+        f"per cell ({args.n} seeded images per image seed, seeds {', '.join(map(str, seeds))}"
+        f"{'' if len(seeds) == len(args.seeds) else f' of {len(args.seeds)}: the run is not finished'}), the paper "
         f"preset's classifier and GAN from {zoo_dir()}. The tutorial CNN: "
         f"Adam at a constant {CLEVERHANS_RECIPE.lr:g}, batch {CLEVERHANS_RECIPE.batch_size}, "
         f"{CLEVERHANS_RECIPE.epochs} epochs, seed {args.train_seed}; test accuracy per epoch (10,000 images): "
         f"{history}. Gray-box {', '.join(ROW[a] for a in args.attacks)} at ε = {args.eps:g} on the {args.labels} "
         f"labels (the spec's reading: ε 0.15, predicted); each defense purifies once, seeded by the image seed. "
-        f"Accuracy % (Wilson 95%); {time.time() - t0:.0f} s.",
+        f"Accuracy % (Wilson 95%); {seconds:.0f} s.",
         "",
         *markdown(rows, header),
         "",
@@ -205,7 +214,7 @@ def main(argv=None) -> int:
             ["classifier", "attack", *[COL[d] for d in args.defenses]],
         ),
     ]
-    return write_table(lines, args.out)
+    return lines
 
 
 if __name__ == "__main__":

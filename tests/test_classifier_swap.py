@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import import_benchmark
+from conftest import import_benchmark, md_row
 
 
 @pytest.fixture(scope="module")
@@ -65,3 +65,33 @@ def test_cells_score_each_defense_on_the_attacked_images(cs):
     # attacked images 0.3 against clean scores of 0.4 (the dark half) and 0 (the bright half): AUC 0.5
     assert cs.detection_cell(got, "fgsm", "restore", y.numpy()).startswith("0.500 ")
     assert cs.detection_cell(got, "fgsm", "keep", y.numpy()) == "—"  # every score 0: no AUC (roc_auc: NaN)
+
+
+def test_a_stopped_run_keeps_the_seeds_it_finished(cs, monkeypatch, tmp_path):
+    """The table is written after every image seed: a run stopped during seed 1 leaves seed 0's cells, and says
+    the run is not finished; a finished run pools both seeds' images."""
+    from _common import GrayBoxSetup
+
+    x = torch.cat([torch.full((4, 1, 28, 28), 0.3), torch.full((4, 1, 28, 28), 0.7)])
+    y = torch.tensor([0] * 4 + [1] * 4)
+    calls = []
+
+    def setup(n, seed, defenses):
+        calls.append(seed)
+        if seed == 9:
+            raise KeyboardInterrupt  # the run stopped during this seed
+        return GrayBoxSetup(x, y, _Threshold(), {"defensegan": _Purify(lambda z: x.clone())}, 8)
+
+    monkeypatch.setattr(cs, "gray_box_setup", setup)
+    monkeypatch.setattr(cs, "cleverhans_cnn", lambda seed, progress: (_Threshold(), {"history": []}))
+    out = tmp_path / "t.md"
+    args = ["--n", "8", "--defenses", "defensegan", "--attacks", "fgsm", "--eps", "0.3", "--out", str(out)]
+    with pytest.raises(KeyboardInterrupt):
+        cs.main([*args, "--seeds", "3", "9"])
+    text = out.read_text()
+    assert "seeds 3 of 2: the run is not finished" in text
+    assert md_row(text, "ours (2 conv + FC 256, 15 epochs)", "FGSM")[2:] == ["0 (0–32)", "100 (68–100)"]
+    assert cs.main([*args, "--seeds", "3", "4"]) == 0
+    text = out.read_text()
+    assert "seeds 3, 4)" in text and "not finished" not in text
+    assert md_row(text, "ours (2 conv + FC 256, 15 epochs)", "FGSM")[2:] == ["0 (0–19)", "100 (81–100)"]
