@@ -12,6 +12,9 @@ classifier's own. Both runs' reports are written in full beside the store; the M
 with each classifier and the change side by side, with the exact McNemar p of accuracy cells (paired by image).
 
     python benchmarks/table_classifier_swap.py --n 100 --n-threat bpda=20
+
+The two runs can go in parallel on two cores (the store takes several processes): ``--only zoo`` and ``--only
+tutorial`` each compute one classifier's cells; the plain command then reads both from the store.
 """
 
 from __future__ import annotations
@@ -103,6 +106,9 @@ def main(argv=None) -> int:
     ap.add_argument("--preset", default="paper", help="paper | quick (smoke budgets)")
     ap.add_argument("--train-seed", type=int, default=0, help="seed of the tutorial CNN's training")
     ap.add_argument("--store", default=None, help="store dir (default $DEFBENCH_HOME/scratch/table-swap)")
+    ap.add_argument(
+        "--only", choices=["zoo", "tutorial"], help="compute one classifier's cells (and its report) and stop"
+    )
     ap.add_argument("--no-progress", action="store_true")
     ap.add_argument("--out", default="benchmarks/results/table_classifier_swap.md", help="Markdown file")
     args = ap.parse_args(argv)
@@ -121,13 +127,15 @@ def main(argv=None) -> int:
         progress=not args.no_progress,
         threat_n=parse_threat_n(args.n_threat),
     )
-    runs = {
-        tid: {"zoo": run_table(t, **common), "tutorial": run_table(t, classifier=tutorial, **common)}
-        for tid, t in ((tid, TABLES[tid]) for tid in args.tables)
-    }
+    classifiers = {"zoo": "zoo", "tutorial": tutorial}
+    labels = [args.only] if args.only else list(classifiers)
+    runs = {t: {c: run_table(TABLES[t], classifier=classifiers[c], **common) for c in labels} for t in args.tables}
     for pair in runs.values():
         for label, run in pair.items():
             write_paper_report(run, store / label)
+    if args.only:
+        print(f"{args.only}: cells in {store}; run without --only to set both classifiers side by side")
+        return 0
     first = runs[args.tables[0]]
     names = {label: next(iter({r["classifier"] for r in run.rows.values()})) for label, run in first.items()}
     computed = sum(r.computed for pair in runs.values() for r in pair.values())

@@ -391,8 +391,8 @@ def test_paper_table_with_own_module(paper_zoo, tiny_budgets, tmp_path):
 
 def test_table_classifier_swap_benchmark(paper_zoo, tiny_budgets, tmp_path, monkeypatch):
     """benchmarks/table_classifier_swap.py: its two columns are the table's 'ours' with the zoo's classifier and
-    with the other one (each run's own report says the same numbers), and the change of an accuracy cell is
-    paired by image."""
+    with the other one (each run's own report says the same numbers), the change of an accuracy cell is paired by
+    image, and the runs computed one classifier at a time (--only) are what the plain command reads."""
     from conftest import import_benchmark
 
     ts = import_benchmark("table_classifier_swap")
@@ -402,8 +402,13 @@ def test_table_classifier_swap_benchmark(paper_zoo, tiny_budgets, tmp_path, monk
     store, out = tmp_path / "s", tmp_path / "t.md"
     args = ["--n", "6", "--n-threat", "bpda=2", "--preset", "quick", "--tables"]
     tids = ["invgan-table2-fmnist", "invgan-table3-fmnist"]
-    assert ts.main([*args, *tids, "--store", str(store), "--out", str(out), "--no-progress"]) == 0
+    args = [*args, *tids, "--store", str(store), "--out", str(out), "--no-progress"]
+    for only in ("zoo", "tutorial"):  # the two runs as separate processes would compute them
+        assert ts.main([*args, "--only", only]) == 0
+        assert (store / only / f"{tids[0]}.md").is_file() and not out.exists()
+    assert ts.main(args) == 0
     text = out.read_text()
+    assert "(0 cells computed, " in text  # both runs read from the store
     for tid in tids:
         section = text.split(f"\n{tid}:\n")[1]
         for label, col in (("zoo", 3), ("tutorial", 4)):
