@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import math
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +32,7 @@ from classifier_swap import CLEVERHANS_RECIPE, cleverhans_cnn
 
 from defbench.cli.options import parse_threat_n
 from defbench.datasets import home_dir
-from defbench.harness.paper_spec import PaperRun, preset_attack
+from defbench.harness.paper_spec import PaperRun, PaperTable, preset_attack
 from defbench.harness.papers import TABLES, run_table
 from defbench.metrics import mcnemar_p, paired_counts
 from defbench.reports.common import correct_mask
@@ -54,6 +55,22 @@ def correct(run: PaperRun, cell) -> np.ndarray | None:
     return np.concatenate(parts)
 
 
+def restricted(table: PaperTable, threats: list[str] | None) -> PaperTable:
+    """``table`` with the cells of other threat models left unmeasured (printed "—", noted), so that a run
+    computes none of them; the whole table when ``threats`` is empty."""
+    if not threats:
+        return table
+    keep = {*threats, "none"}  # a clean cell's threat is "none"
+    note = f"not run here (--threats {' '.join(threats)})"
+    cells = tuple(
+        c
+        if c.measure is None or all(m.threat in keep for m in c.measure.members)
+        else replace(c, measure=None, note=note)
+        for c in table.cells
+    )
+    return replace(table, cells=cells)
+
+
 def fmt(value, lo, hi, metric: str) -> str:
     """A value with its 95% interval as the paper report prints it (accuracy in % with no decimals, AUC 3)."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -66,7 +83,7 @@ def fmt(value, lo, hi, metric: str) -> str:
 
 def side_by_side(zoo: PaperRun, tutorial: PaperRun) -> list[list[str]]:
     """One line per paper cell: paper, ours with each classifier (95% interval), the change and, for an accuracy
-    cell, (images only the tutorial CNN's cell gets right / only the zoo's, exact McNemar p)."""
+    cell, (images only the tutorial CNN's cell gets right / only the zoo's, exact McNemar p), images, the note."""
     a, b = outcomes(zoo), outcomes(tutorial)
     lines = []
     for cell, ra, rb in zip(zoo.table.cells, a.to_dict("records"), b.to_dict("records")):
@@ -88,6 +105,7 @@ def side_by_side(zoo: PaperRun, tutorial: PaperRun) -> list[list[str]]:
                 fmt(rb["ours"], rb["ci_low"], rb["ci_high"], metric),
                 change,
                 str(ra["n"] or "—"),
+                ra["note"] or "",
             ]
         )
     return lines
@@ -106,6 +124,12 @@ def main(argv=None) -> int:
     ap.add_argument("--preset", default="paper", help="paper | quick (smoke budgets)")
     ap.add_argument("--train-seed", type=int, default=0, help="seed of the tutorial CNN's training")
     ap.add_argument("--store", default=None, help="store dir (default $DEFBENCH_HOME/scratch/table-swap)")
+    ap.add_argument(
+        "--threats",
+        nargs="+",
+        metavar="THREAT",
+        help="measure only these threat models' cells (e.g. graybox reparam: no BPDA); the others print —",
+    )
     ap.add_argument(
         "--only", choices=["zoo", "tutorial"], help="compute one classifier's cells (and its report) and stop"
     )
@@ -129,7 +153,8 @@ def main(argv=None) -> int:
     )
     classifiers = {"zoo": "zoo", "tutorial": tutorial}
     labels = [args.only] if args.only else list(classifiers)
-    runs = {t: {c: run_table(TABLES[t], classifier=classifiers[c], **common) for c in labels} for t in args.tables}
+    tables = {t: restricted(TABLES[t], args.threats) for t in args.tables}
+    runs = {t: {c: run_table(tables[t], classifier=classifiers[c], **common) for c in labels} for t in args.tables}
     for pair in runs.values():
         for label, run in pair.items():
             write_paper_report(run, store / label)
@@ -141,7 +166,7 @@ def main(argv=None) -> int:
     computed = sum(r.computed for pair in runs.values() for r in pair.values())
     reused = sum(r.reused for pair in runs.values() for r in pair.values())
     history = ", ".join(f"{100 * h['test_accuracy']:.2f}" for h in metrics["history"])
-    header = ["row", "column", "paper", "ours: zoo classifier", "ours: tutorial CNN", "change", "n"]
+    header = ["row", "column", "paper", "ours: zoo classifier", "ours: tutorial CNN", "change", "n", "note"]
     lines = [
         f"Command: `{command_line(argv)}`; CPU, {torch.get_num_threads()} thread(s), {time.time() - t0:.0f} s "
         f"({computed} cells computed, {reused} reused from {store}). Preset {args.preset}, {args.n} seeded "

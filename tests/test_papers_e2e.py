@@ -427,3 +427,9 @@ def test_table_classifier_swap_benchmark(paper_zoo, tiny_budgets, tmp_path, monk
     cols = md_row(text.split("\ninvgan-table2-fmnist:\n")[1], "DefenseGAN", "Clean")
     assert cols[5].startswith(f"{float(cols[4].split()[0]) - float(cols[3].split()[0]):+.0f} (")
     assert ", p = " in cols[5]
+    # --threats graybox reparam: the BPDA cells print — with a note, the others as before
+    assert ts.main([*args, "--threats", "graybox", "reparam"]) == 0
+    part = out.read_text()
+    bpda = md_row(part.split("\ninvgan-table2-fmnist:\n")[1], "DefenseGAN", "BPDA")
+    assert bpda[3:6] == ["—", "—", "—"] and "not run here (--threats graybox reparam)" in part
+    assert md_row(part, "DefenseGAN", "Clean") == md_row(text, "DefenseGAN", "Clean")
