@@ -25,7 +25,6 @@ import torch
 from torch import nn
 
 from defbench import DefbenchError
-from defbench.classifiers.base import with_features
 from defbench.classifiers.registry import check_name as check_classifier
 from defbench.defenses.base import Defense
 from defbench.harness.matrix import AttackSpec, MatrixRunner, MatrixSpec
@@ -176,12 +175,10 @@ def evaluate(
     plugin = "zoo"
     if isinstance(classifier, str):  # "zoo" or a classifier plugin's name, built by the runner
         plugin, classifier = check_classifier(classifier), None
-    elif classifier is not None:
-        if not isinstance(classifier, nn.Module):
-            raise DefbenchError(
-                f"classifier must be a torch.nn.Module or a classifier's name, got {type(classifier).__name__}"
-            )
-        classifier = with_features(classifier).to(dev).eval()
+    elif classifier is not None and not isinstance(classifier, nn.Module):  # a module: the runner readies it
+        raise DefbenchError(
+            f"classifier must be a torch.nn.Module or a classifier's name, got {type(classifier).__name__}"
+        )
     for obj in objects.values():
         for m in vars(obj).values():
             if isinstance(m, nn.Module):

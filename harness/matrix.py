@@ -24,6 +24,7 @@ from defbench.attacks.registry import distribution_of as attack_distribution
 from defbench.attacks.registry import get_attack
 from defbench.attacks.threats import BPDAModel, attack_model, check_threat, gan_aware
 from defbench.attacks.universal import _Universal
+from defbench.classifiers.base import with_features
 from defbench.classifiers.registry import ZOO, load_plugin
 from defbench.classifiers.registry import check_name as check_classifier
 from defbench.datasets import canonical_name
@@ -246,7 +247,9 @@ class MatrixRunner:
         classifier: torch.nn.Module | None = None,
         defenses: dict[str, Any] | None = None,
     ):
-        """``classifier``: a model of the caller's to evaluate instead of the zoo's (:mod:`defbench.api`);
+        """``classifier``: a model of the caller's to evaluate instead of the zoo's (:mod:`defbench.api`, a paper
+        table's :func:`~defbench.harness.papers.run_table`), wrapped by :func:`with_features` when it has no
+        ``features``/``head``;
         ``defenses``: defense objects by label (their labels in ``spec.external_defenses``)."""
         self.spec = spec.validate()
         self.device = torch.device(spec.device)
@@ -256,8 +259,8 @@ class MatrixRunner:
         self.store = store or Store(spec.out)  # created once the input is known good: nothing half-written
         #: name, distribution, version and config() of a plugin classifier (part of every cell's key); None else
         self.classifier_plugin: dict[str, Any] | None = None
-        if classifier is not None:
-            self.classifier = classifier
+        if classifier is not None:  # the caller's module, with features/head, on the run's device, in eval mode
+            self.classifier = classifier = with_features(classifier).to(self.device).eval()
             cman = {"id": f"user-{type(getattr(classifier, 'model', classifier)).__name__}"}
             cman["sha256"] = weights_sha256(classifier)
         elif spec.classifier != ZOO:

@@ -17,7 +17,6 @@ from dataclasses import replace
 from torch import nn
 
 from defbench import DefbenchError
-from defbench.classifiers.base import with_features
 from defbench.harness.matrix import MatrixRunner
 from defbench.harness.models import PRESETS
 from defbench.harness.paper_spec import (  # noqa: F401 -- the schema, re-exported where it always was
@@ -62,8 +61,8 @@ def run_table(
     if n < 1:
         raise DefbenchError(f"--n must be positive, got {n}")
     own = None
-    if isinstance(classifier, nn.Module):
-        own, classifier = with_features(classifier).to(device).eval(), "zoo"
+    if isinstance(classifier, nn.Module):  # the runner wraps it (features/head), moves it and sets eval mode
+        own, classifier = classifier, "zoo"
     elif not isinstance(classifier, str):
         raise DefbenchError(
             "classifier must be 'zoo', a classifier plugin's name or a torch.nn.Module, got "
