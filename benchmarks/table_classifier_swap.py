@@ -27,19 +27,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import command_line, data_root, markdown, write_table
+from _common import accuracy_cell, auc_cell, command_line, data_root, markdown, write_table
 from classifier_swap import CLEVERHANS_RECIPE, cleverhans_cnn
 
 from defbench.cli.options import parse_threat_n
 from defbench.datasets import home_dir
 from defbench.harness.paper_spec import PaperRun, PaperTable, preset_attack
 from defbench.harness.papers import TABLES, run_table
-from defbench.metrics import mcnemar_p, paired_counts
+from defbench.metrics import correct, mcnemar_p, paired_counts
 from defbench.reports.common import correct_mask
-from defbench.reports.paper import outcomes, write_paper_report
+from defbench.reports.paper import cell_value, outcomes, write_paper_report
 
 
-def correct(run: PaperRun, cell) -> np.ndarray | None:
+def image_correct(run: PaperRun, cell) -> np.ndarray | None:
     """Per-image correctness behind an accuracy cell of one measure (the seeds' images in order), as the report
     counts it (a defended cell: every repeat right; a bare-classifier cell: its own predictions); None for other
     cells (AUCs, pooled variants, not measured)."""
@@ -50,8 +50,7 @@ def correct(run: PaperRun, cell) -> np.ndarray | None:
     parts = []
     for s in run.seeds:
         row = run.rows[m.cell(s, attack)]
-        labels = np.asarray(row["labels"])
-        parts.append(np.asarray(row["preds_undefended"]) == labels if m.undefended else correct_mask(row))
+        parts.append(correct(row["preds_undefended"], row["labels"]) if m.undefended else correct_mask(row))
     return np.concatenate(parts)
 
 
@@ -71,14 +70,19 @@ def restricted(table: PaperTable, threats: list[str] | None) -> PaperTable:
     return replace(table, cells=cells)
 
 
-def fmt(value, lo, hi, metric: str) -> str:
-    """A value with its 95% interval as the paper report prints it (accuracy in % with no decimals, AUC 3)."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "n/a" if value is not None else "—"
-    v = f"{value:.0f}" if metric == "accuracy" else f"{value:.3f}"
-    if lo is None or (isinstance(lo, float) and math.isnan(lo)):
-        return v
-    return f"{v} ({lo:.0f}–{hi:.0f})" if metric == "accuracy" else f"{v} ({lo:.2f}–{hi:.2f})"
+def ours_cell(run: PaperRun, cell) -> str:
+    """Ours for one paper cell as the benchmarks print it: accuracy or InvGAN-protocol AUC with its 95% interval
+    (:func:`_common.accuracy_cell`, :func:`_common.auc_cell`); a pooled cell's mean alone; "n/a" without a value,
+    "—" where not measured."""
+    ours, n, _, counts = cell_value(run, cell)
+    if ours is None:
+        return "—"
+    if math.isnan(ours):
+        return "n/a"
+    m = cell.measure
+    if len(m.members) > 1 or m.metric not in ("accuracy", "auc"):
+        return f"{ours:.0f}" if m.metric == "accuracy" else f"{ours:.3f}"
+    return accuracy_cell(round(ours / 100 * n), n) if m.metric == "accuracy" else auc_cell(ours, *counts)
 
 
 def side_by_side(zoo: PaperRun, tutorial: PaperRun) -> list[list[str]]:
@@ -91,7 +95,7 @@ def side_by_side(zoo: PaperRun, tutorial: PaperRun) -> list[list[str]]:
         change = "—"
         if ra["ours"] is not None and rb["ours"] is not None and not math.isnan(ra["ours"] - rb["ours"]):
             change = f"{rb['ours'] - ra['ours']:+.0f}" if metric == "accuracy" else f"{rb['ours'] - ra['ours']:+.3f}"
-        ca, cb = correct(zoo, cell), correct(tutorial, cell)
+        ca, cb = image_correct(zoo, cell), image_correct(tutorial, cell)
         if ca is not None and cb is not None and len(ca) == len(cb):
             _, only_zoo, only_tutorial, _ = paired_counts(ca, cb)
             change += f" ({only_tutorial} / {only_zoo}, p = {mcnemar_p(only_tutorial, only_zoo):.2g})"
@@ -101,8 +105,8 @@ def side_by_side(zoo: PaperRun, tutorial: PaperRun) -> list[list[str]]:
                 cell.row,
                 cell.col,
                 "—" if paper is None else (f"{paper:.1f}" if metric == "accuracy" else f"{paper:.3f}"),
-                fmt(ra["ours"], ra["ci_low"], ra["ci_high"], metric),
-                fmt(rb["ours"], rb["ci_low"], rb["ci_high"], metric),
+                ours_cell(zoo, cell),
+                ours_cell(tutorial, cell),
                 change,
                 str(ra["n"] or "—"),
                 ra["note"] or "",

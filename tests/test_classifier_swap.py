@@ -74,10 +74,8 @@ def test_a_stopped_run_keeps_the_seeds_it_finished(cs, monkeypatch, tmp_path):
 
     x = torch.cat([torch.full((4, 1, 28, 28), 0.3), torch.full((4, 1, 28, 28), 0.7)])
     y = torch.tensor([0] * 4 + [1] * 4)
-    calls = []
 
     def setup(n, seed, defenses):
-        calls.append(seed)
         if seed == 9:
             raise KeyboardInterrupt  # the run stopped during this seed
         return GrayBoxSetup(x, y, _Threshold(), {"defensegan": _Purify(lambda z: x.clone())}, 8)
