@@ -433,3 +433,15 @@ def test_table_classifier_swap_benchmark(paper_zoo, tiny_budgets, tmp_path, monk
     bpda = md_row(part.split("\ninvgan-table2-fmnist:\n")[1], "DefenseGAN", "BPDA")
     assert bpda[3:6] == ["—", "—", "—"] and "not run here (--threats graybox reparam)" in part
     assert md_row(part, "DefenseGAN", "Clean") == md_row(text, "DefenseGAN", "Clean")
+
+
+@pytest.mark.parametrize("tid", ["invgan-table2-mnist", "no-such-table"])
+def test_table_classifier_swap_refuses_other_tables(tid, monkeypatch):
+    """The tutorial CNN is Fashion-MNIST's: another dataset's table or an unknown one is refused before any
+    training or cell (the Fashion-MNIST tables pass this check: the test above)."""
+    from conftest import import_benchmark
+
+    ts = import_benchmark("table_classifier_swap")
+    monkeypatch.setattr(ts, "cleverhans_cnn", lambda *a: pytest.fail("trained before the tables were checked"))
+    with pytest.raises(SystemExit, match=f"'{tid}' is not a Fashion-MNIST table"):
+        ts.main(["--tables", "invgan-table2-fmnist", tid])
