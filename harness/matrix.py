@@ -10,6 +10,7 @@ adversarial examples do not depend on the defense: they are computed once per (a
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -282,6 +283,10 @@ class MatrixRunner:
         self.computed: list[str] = []
         self.skipped = 0
         self.failed: list[tuple[str, str]] = []  # (cell label, message) of cells a plugin crash failed
+        #: called as ``batch_hook(cell, batch, x, x_in, x_hat)`` after each batch's first purification, in the
+        #: process that computes the cell (not for cells the store already holds): a benchmark that scores the
+        #: cell's own inputs and projections otherwise (another Φ, say) reads them here
+        self.batch_hook: Callable[[Cell, int, torch.Tensor, torch.Tensor, torch.Tensor], None] | None = None
 
     # ---------------------------------------------------------------------------------- plumbing
     def defense(self, name: str):
@@ -577,6 +582,8 @@ class MatrixRunner:
                     if r == 0:
                         scores += (phi_in - phi_hat).norm(dim=1).tolist()
                         errors += projection_error(x_in, x_hat)
+                if r == 0 and self.batch_hook is not None:
+                    self.batch_hook(cell, bidx, x, x_in, x_hat)
             labels += y.tolist()
             if bidx == 0:  # the cell's first images (x, x_in, x_hat) for the HTML report's grids
                 examples = cell_examples(self, idx, x, x_in, x_hat, y)

@@ -47,12 +47,14 @@ def run_table(
     threat_n: dict[str, int] | None = None,
     executor=None,
     classifier: str | nn.Module = "zoo",
+    batch_hook=None,
 ) -> PaperRun:
     """Run the cells ``table`` needs through the matrix runner (resuming from its store) and return the rows;
     ``executor`` computes them (default :class:`LocalExecutor`; :class:`RayExecutor` for a Ray cluster).
     ``classifier``: ``zoo`` (the zoo's classifier of the dataset and preset), a classifier plugin's name, or the
     caller's own ``nn.Module`` (images in [0, 1] to logits; local executor only, as for
-    :func:`defbench.evaluate`); the cells of a plugin or module are keyed apart from the zoo's by its weights."""
+    :func:`defbench.evaluate`); the cells of a plugin or module are keyed apart from the zoo's by its weights.
+    ``batch_hook``: :attr:`MatrixRunner.batch_hook` of the run (cells computed in this process only)."""
     if not table.runnable:
         raise DefbenchError(f"paper table {table.id} is not yet supported: {table.unsupported}")
     if preset not in PRESETS:
@@ -73,6 +75,7 @@ def run_table(
     )
     t0 = time.time()
     runner = MatrixRunner(spec, classifier=own)
+    runner.batch_hook = batch_hook
     cells = table.needed_cells(spec.seeds, preset)
     runner.run(executor, cells)  # the cells the store lacks, as 'defbench matrix' computes its own
     keys = {c: runner.key(c)[0] for c in cells}  # n and batch size are part of every key

@@ -445,3 +445,64 @@ def test_table_classifier_swap_refuses_other_tables(tid, monkeypatch):
     monkeypatch.setattr(ts, "cleverhans_cnn", lambda *a: pytest.fail("trained before the tables were checked"))
     with pytest.raises(SystemExit, match=f"'{tid}' is not a Fashion-MNIST table"):
         ts.main(["--tables", "invgan-table2-fmnist", tid])
+
+
+def test_detection_phi_benchmark(paper_zoo, tiny_budgets, tmp_path, monkeypatch):
+    """benchmarks/detection_phi.py: the inputs and projections it keeps (MatrixRunner.batch_hook) are the cells'
+    own, so each source's own Φ scores them to the stored cells' AUCs and the pixel score to the AUC of the stored
+    projection errors; the runs of one source at a time (--only) are what the plain command scores; a store whose
+    cells came without kept inputs is refused."""
+    from conftest import import_benchmark
+
+    from defbench.classifiers.models import build_classifier
+    from defbench.reports.common import detection_auc_protocol
+
+    dp = import_benchmark("detection_phi")
+    torch.manual_seed(7)
+    net = build_classifier("fmnist", "cnn-cleverhans").eval()  # untrained: any weights separate the sources
+    monkeypatch.setattr(dp, "cleverhans_cnn", lambda seed, progress: (net, {}))
+    store, out = tmp_path / "s", tmp_path / "t.md"
+    args = ["--n", "8", "--preset", "quick", "--store", str(store), "--out", str(out), "--no-progress"]
+    for only in ("zoo", "tutorial"):
+        assert dp.main([*args, "--only", only]) == 0 and not out.exists()
+    assert dp.main(args) == 0
+    text = out.read_text()
+    assert "(0 cells computed, " in text
+    for label in ("zoo", "tutorial"):
+        part = text.split(f"Attacks against the {label} classifier:")[1].split("Attacks against")[0]
+        stored = md_row(part, "stored cell")
+        assert md_row(part, f"{label}: Φ")[1:] == stored[1:], label
+        assert len(stored) == 7 and any(c != "—" for c in stored[1:]), stored  # 6 detection cells, some defined
+        for name in ("zoo: logits", "tutorial: body.conv2", "zoo: Φ/‖Φ‖"):
+            md_row(part, name)
+    # the pixel row is the AUC of the stored projection errors (the cells' own ‖x_in − x̂‖)
+    run = dp.run_table(
+        dp.restricted(TABLES["invgan-table3-fmnist"], ["graybox", "reparam"]),
+        n=8,
+        preset="quick",
+        out=str(store),
+        progress=False,
+        classifier=net,
+    )
+    assert run.computed == 0
+    pixel = md_row(text.split("Attacks against the tutorial classifier:")[1], "pixels ‖x_in − x̂‖")
+    want = []
+    for c in run.table.cells:
+        m = c.measure
+        if m is not None and m.metric == "auc":
+            rows = [run.rows[m.cell(0, x)] for x in (None, dp.preset_attack(m.attack, "quick"))]
+            rows = [{**r, "scores": r["extra"]["projection_error"]} for r in rows]
+            want.append(auc_cell_of(*detection_auc_protocol(*rows)))
+    assert pixel[1:] == want
+    # cells stored by a run that kept nothing: refused, not scored from missing inputs
+    assert dp.main([*args, "--n", "9", "--only", "zoo"]) == 0
+    for f in (store / "kept" / "quick-n9" / "zoo").glob("*.pt"):
+        f.unlink()
+    with pytest.raises(SystemExit, match="were not kept"):
+        dp.main([*args, "--n", "9"])
+
+
+def auc_cell_of(auc, k0, k1):
+    from conftest import import_benchmark
+
+    return import_benchmark("_common").auc_cell(auc, k0, k1)
