@@ -506,3 +506,15 @@ def auc_cell_of(auc, k0, k1):
     from conftest import import_benchmark
 
     return import_benchmark("_common").auc_cell(auc, k0, k1)
+
+
+@pytest.mark.parametrize("tid", ["invgan-table2-fmnist", "invgan-table3-mnist", "no-such-table"])
+def test_detection_phi_refuses_other_tables(tid, monkeypatch):
+    """A table without detection cells, of another dataset, or unknown is refused before any training or cell
+    (invgan-table3-fmnist passes: the test above)."""
+    from conftest import import_benchmark
+
+    dp = import_benchmark("detection_phi")
+    monkeypatch.setattr(dp, "cleverhans_cnn", lambda *a: pytest.fail("trained before the table was checked"))
+    with pytest.raises(SystemExit, match=f"'{tid}' is not a Fashion-MNIST detection table"):
+        dp.main(["--table", tid])
