@@ -37,6 +37,9 @@ from defbench.reports.common import protocol_scores
 
 #: the tutorial's recipe (cleverhans 2.x ``mnist_tutorial_tf``: NB_EPOCHS 6, BATCH_SIZE 128, LEARNING_RATE 1e-3)
 CLEVERHANS_RECIPE = ClassifierRecipe(epochs=6, batch_size=128, lr=1e-3, arch="cnn-cleverhans", schedule="constant")
+#: InvGAN's code for its (Fashion-)MNIST tables: Defense-GAN's Model A, Adam at 1e-3, batch 128, 10 epochs
+#: (whitebox.py's flag defaults, github.com/yogeshbalaji/InvGAN)
+MODEL_A_RECIPE = ClassifierRecipe(epochs=10, batch_size=128, lr=1e-3, arch="cnn-defensegan-a", schedule="constant")
 #: Fig. 5(b)'s rows and columns for the attacks and defenses measured here
 ROW = {"fgsm": "FGSM", "bim": "BIM", "pgd": "PGDM"}
 COL = {"none": "No Defense", "defensegan": "Defense GAN", "mimicgan": "MimicGAN", "cowboy": "Cowboy"}
@@ -58,14 +61,20 @@ def paper_value(attack: str | None, defense: str) -> float | None:
 
 def cleverhans_cnn(seed: int, progress: bool) -> tuple[torch.nn.Module, dict]:
     """The tutorial CNN trained by :data:`CLEVERHANS_RECIPE` (cached in ``$DEFBENCH_HOME/scratch``)."""
-    path = home_dir() / "scratch" / f"classifier-fmnist-cnn-cleverhans-s{seed}.pt"
+    return scratch_classifier(CLEVERHANS_RECIPE, seed, progress)
+
+
+def scratch_classifier(recipe: ClassifierRecipe, seed: int, progress: bool) -> tuple[torch.nn.Module, dict]:
+    """A Fashion-MNIST classifier of another architecture trained by ``recipe`` (cached in
+    ``$DEFBENCH_HOME/scratch`` under its architecture and seed, never in the zoo) and its training metrics."""
+    path = home_dir() / "scratch" / f"classifier-fmnist-{recipe.arch}-s{seed}.pt"
     if path.is_file():
-        model = build_classifier("fmnist", "cnn-cleverhans")
+        model = build_classifier("fmnist", recipe.arch)
         model.load_state_dict(torch.load(path, weights_only=True))
         return model.eval(), json.loads(path.with_suffix(".json").read_text())
     root = data_root()
     train, test = load_dataset("fmnist", "train", root), load_dataset("fmnist", "test", root)
-    model, metrics = train_classifier("fmnist", train, test, CLEVERHANS_RECIPE, seed, torch.device("cpu"), progress)
+    model, metrics = train_classifier("fmnist", train, test, recipe, seed, torch.device("cpu"), progress)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), path)
     path.with_suffix(".json").write_text(json.dumps(metrics, indent=1))

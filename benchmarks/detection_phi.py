@@ -20,8 +20,11 @@ score. The row of the source's own Φ must equal the stored cell's AUC: the tabl
 
     python benchmarks/detection_phi.py --n 100
 
-The two sources can be computed in parallel on two cores (``--only zoo`` and ``--only tutorial``, one store);
-the plain command then scores both from what they kept.
+The two sources can be computed in parallel on two cores (``--only zoo`` and ``--only other``, one store); the
+plain command then scores both from what they kept. ``--other model-a`` takes Defense-GAN's Model A, the
+classifier InvGAN's code (github.com/yogeshbalaji/InvGAN, named by the paper) trains for these tables, in the
+tutorial CNN's place. Each table comes twice: by InvGAN's protocol as defbench reports it, and with every clean
+image against every attacked one, as that code computes its AUC.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from pathlib import Path
 
 import torch
 from _common import auc_cell, command_line, data_root, markdown, write_table
-from classifier_swap import cleverhans_cnn
+from classifier_swap import CLEVERHANS_RECIPE, MODEL_A_RECIPE, scratch_classifier
 from table_classifier_swap import restricted
 
 from defbench.classifiers.base import with_features
@@ -42,10 +45,13 @@ from defbench.datasets import home_dir
 from defbench.harness.models import get_classifier
 from defbench.harness.paper_spec import preset_attack
 from defbench.harness.papers import TABLES, run_table
+from defbench.metrics import roc_auc
 from defbench.reports.common import detection_auc_protocol
 
 #: earlier layers scored beside Φ and the logits, where a classifier has a module of that name
 LAYERS = ("body.conv1", "body.conv2")
+#: the second classifier (--other): cleverhans' tutorial CNN, or Defense-GAN's Model A that InvGAN's code trains
+OTHERS = {"tutorial": CLEVERHANS_RECIPE, "model-a": MODEL_A_RECIPE}
 
 
 def representations(clf: torch.nn.Module, layers=LAYERS) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
@@ -107,9 +113,21 @@ def scored(row: dict, scores: list[float]) -> dict:
     return {**row, "scores": scores}
 
 
-def score_rows(run, kept: KeptInputs, scorers: dict[str, Callable]) -> tuple[list[str], list[list[str]]]:
-    """Columns (defense · attack of each AUC cell) and one row per representation: InvGAN's protocol AUC of the
-    source run's cells with each representation's score, then the pixels', then the stored cells' own AUC."""
+def all_images_auc(clean: dict, attacked: dict) -> tuple[float, int, int]:
+    """ROC AUC of every clean image's score against every attacked image's, whether the classifier got the clean
+    image right and whether the attack succeeded or not: the AUC of InvGAN's code (``plots/plot_ROC.py`` sets the
+    whole clean run against the whole attacked run), with its (negatives, positives) counts."""
+    neg, pos = [float(v) for v in clean["scores"]], [float(v) for v in attacked["scores"]]
+    return roc_auc(neg, pos), len(neg), len(pos)
+
+
+#: the two ways of setting clean against attacked scores, by name
+READINGS = {"protocol": detection_auc_protocol, "all images": all_images_auc}
+
+
+def score_rows(run, kept: KeptInputs, scorers: dict[str, Callable], reading=detection_auc_protocol):
+    """Columns (defense · attack of each AUC cell) and one row per representation: the AUC by ``reading`` of the
+    source run's cells with each representation's score, then the pixels', then the stored cells' own score."""
     cols, per_cell = [], []
     for c in run.table.cells:
         m = c.measure
@@ -118,21 +136,18 @@ def score_rows(run, kept: KeptInputs, scorers: dict[str, Callable]) -> tuple[lis
         attack = preset_attack(m.attack, run.preset)
         (seed,) = run.seeds
         clean_cell, adv_cell = m.cell(seed, None), m.cell(seed, attack)
-        clean, adv = run.rows[clean_cell], run.rows[adv_cell]
         inputs = {k: kept.load(k, len(run.rows[k]["labels"])) for k in (clean_cell, adv_cell)}
         cols.append(f"{c.row} · {c.col}")
-        per_cell.append((clean, adv, inputs, (clean_cell, adv_cell)))
+        per_cell.append((run.rows[clean_cell], run.rows[adv_cell], inputs, (clean_cell, adv_cell)))
     rows = []
     for name, phi in [*scorers.items(), ("pixels ‖x_in − x̂‖", lambda x: x.flatten(1)), ("stored cell", None)]:
         line = [name]
         for clean, adv, inputs, (kc, ka) in per_cell:
-            if phi is None:
-                auc, k0, k1 = detection_auc_protocol(clean, adv)
-            else:
+            if phi is not None:
                 with torch.no_grad():
                     s = {k: (phi(xi) - phi(xh)).norm(dim=1).tolist() for k, (xi, xh) in inputs.items()}
-                auc, k0, k1 = detection_auc_protocol(scored(clean, s[kc]), scored(adv, s[ka]))
-            line.append(auc_cell(auc, k0, k1))
+                clean, adv = scored(clean, s[kc]), scored(adv, s[ka])
+            line.append(auc_cell(*reading(clean, adv)))
         rows.append(line)
     return cols, rows
 
@@ -142,9 +157,17 @@ def main(argv=None) -> int:
     ap.add_argument("--table", default="invgan-table3-fmnist", help="a Fashion-MNIST detection table")
     ap.add_argument("--n", type=int, default=100, help="images per cell")
     ap.add_argument("--preset", default="paper", help="paper | quick (smoke budgets)")
-    ap.add_argument("--train-seed", type=int, default=0, help="seed of the tutorial CNN's training")
+    ap.add_argument(
+        "--other",
+        choices=list(OTHERS),
+        default="tutorial",
+        help="the second classifier: cleverhans' tutorial CNN, or Defense-GAN's Model A (InvGAN's code's)",
+    )
+    ap.add_argument("--train-seed", type=int, default=0, help="seed of the second classifier's training")
     ap.add_argument("--store", default=None, help="store dir (default $DEFBENCH_HOME/scratch/detection-phi)")
-    ap.add_argument("--only", choices=["zoo", "tutorial"], help="compute one source classifier's cells and stop")
+    ap.add_argument(
+        "--only", choices=["zoo", "other"], help="compute one source classifier's cells (zoo or --other) and stop"
+    )
     ap.add_argument("--no-progress", action="store_true")
     ap.add_argument("--out", default="benchmarks/results/detection_phi.md", help="Markdown file")
     args = ap.parse_args(argv)
@@ -158,10 +181,10 @@ def main(argv=None) -> int:
     root = data_root()
     store = Path(args.store or home_dir() / "scratch" / "detection-phi")
     t0 = time.time()
-    tutorial, _ = cleverhans_cnn(args.train_seed, not args.no_progress)
+    other, metrics = scratch_classifier(OTHERS[args.other], args.train_seed, not args.no_progress)
     zoo, _ = get_classifier("fmnist", args.preset, "cpu", root, train_missing=False, progress=False)
-    classifiers = {"zoo": zoo.eval(), "tutorial": tutorial}
-    sources = [args.only] if args.only else list(classifiers)
+    classifiers = {"zoo": zoo.eval(), args.other: other}
+    sources = list(classifiers) if not args.only else ["zoo" if args.only == "zoo" else args.other]
     runs, kept = {}, {}
     for label in sources:
         kept[label] = KeptInputs(store / "kept" / f"{args.preset}-n{args.n}" / label)
@@ -173,27 +196,33 @@ def main(argv=None) -> int:
             data_root=root,
             progress=not args.no_progress,
             threat_n=parse_threat_n([]),
-            classifier="zoo" if label == "zoo" else tutorial,
+            classifier="zoo" if label == "zoo" else other,
             batch_hook=kept[label],
         )
     if args.only:
-        print(f"{args.only}: cells and their inputs in {store}; run without --only to score both sources")
+        print(f"{sources[0]}: cells and their inputs in {store}; run without --only to score both sources")
         return 0
     scorers = {f"{c}: {r}": f for c, clf in classifiers.items() for r, f in representations(clf).items()}
     computed = sum(r.computed for r in runs.values())
+    recipe = OTHERS[args.other]
+    history = ", ".join(f"{100 * h['test_accuracy']:.2f}" for h in metrics.get("history", []))
     lines = [
         f"Command: `{command_line(argv)}`; CPU, {torch.get_num_threads()} thread(s), {time.time() - t0:.0f} s "
         f"({computed} cells computed, the rest reused from {store}). {args.table}'s gray-box and "
-        f"reparameterisation detection cells, preset {args.preset}, {args.n} seeded Fashion-MNIST test images; the "
-        "zoo's classifier and cleverhans' tutorial CNN (classifier_swap.py's). Each table's attacks differentiate "
-        "its source classifier, whose outcomes set InvGAN's protocol (negatives: clean images it gets right; "
-        "positives: the successful adversarials made from them); each row scores the same kept inputs x_in and "
-        "projections x̂ by ‖r(x_in) − r(x̂)‖ for one representation r. AUC (Hanley–McNeil 95%). 'stored cell' is "
-        "the run's own score, which the source's Φ row must equal.",
+        f"reparameterisation detection cells, preset {args.preset}, {args.n} seeded Fashion-MNIST test images. "
+        f"Classifiers: the zoo's and '{args.other}' ({recipe.arch}: Adam at a constant {recipe.lr:g}, batch "
+        f"{recipe.batch_size}, {recipe.epochs} epochs, seed {args.train_seed}; test accuracy per epoch: {history}). "
+        "Each table's attacks differentiate its source classifier; each row scores the same kept inputs x_in and "
+        "projections x̂ by ‖r(x_in) − r(x̂)‖ for one representation r. 'protocol': InvGAN-protocol AUC "
+        "(negatives: clean images the source gets right; positives: the successful adversarials made from them); "
+        "'all images': every clean image against every attacked one, as InvGAN's code computes it "
+        "(plots/plot_ROC.py). AUC (Hanley–McNeil 95%). 'stored cell' is the run's own score, which the source's "
+        "Φ row must equal.",
     ]
     for label, run in runs.items():
-        cols, rows = score_rows(run, kept[label], scorers)
-        lines += ["", f"Attacks against the {label} classifier:", "", *markdown(rows, ["score", *cols])]
+        for reading, fn in READINGS.items():
+            cols, rows = score_rows(run, kept[label], scorers, fn)
+            lines += ["", f"Attacks against the {label} classifier, {reading}:", "", *markdown(rows, ["score", *cols])]
     return write_table(lines, args.out)
 
 

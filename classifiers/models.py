@@ -69,6 +69,29 @@ class CleverhansCNNBody(nn.Module):
         return F.relu(self.conv3(x)).flatten(1)
 
 
+class DefenseGANModelABody(nn.Module):
+    """Defense-GAN's classifier "Model A", the network InvGAN's code trains for its (Fashion-)MNIST tables (the
+    paper's repository, github.com/yogeshbalaji/InvGAN: ``--model A`` in its README's Table 2 and 3 commands):
+    5x5 conv, 64 filters, stride 1, 'same' padding; 5x5 conv, 64, stride 2, 'valid'; ReLU after each; dropout,
+    FC 128, ReLU, dropout. Its detection feature (``feature_layer='ReLU7'``) is that FC layer's ReLU output, Φ
+    here; the head adds the 128->10 linear layer. Inputs are the [0, 1] pixels themselves. The code's
+    ``Dropout(0.25)`` and ``Dropout(0.5)`` are cleverhans' *include* probabilities (``tf.nn.dropout(x,
+    keep_prob)``), so training drops 75% and 50% of the units: PyTorch's ``nn.Dropout(0.75)`` and ``(0.5)``."""
+
+    def __init__(self, in_ch: int = 1, filters: int = 64, width: int = 128):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_ch, filters, 5, padding=2)
+        self.conv2 = nn.Conv2d(filters, filters, 5, stride=2)
+        self.drop1 = nn.Dropout(0.75)
+        self.fc = nn.Linear(filters * 12 * 12, width)
+        self.drop2 = nn.Dropout(0.5)
+        self.out_dim = width
+
+    def forward(self, x):
+        x = F.relu(self.conv2(F.relu(self.conv1(x))))
+        return self.drop2(F.relu(self.fc(self.drop1(x.flatten(1)))))
+
+
 class _BasicBlock(nn.Module):
     expansion = 1
 
@@ -114,20 +137,20 @@ IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 #: dataset -> architecture name of the paper's classifier
 PAPER_ARCH = {"fmnist": "cnn-2conv2fc", "mnist": "cnn-2conv2fc", "cifar10": "resnet18-cifar", "imagenet": "resnet50"}
 #: architectures beside the papers' ones, for experiments that change the classifier (``build_classifier(arch=)``)
-OTHER_ARCHS = ("cnn-cleverhans",)
+OTHER_ARCHS = ("cnn-cleverhans", "cnn-defensegan-a")
 
 
 def build_classifier(dataset: str, arch: str | None = None) -> Classifier:
     """A fresh (untrained) classifier for ``dataset``; ImageNet's ResNet-50 comes with no weights here,
     see :func:`load_imagenet_resnet50`."""
     arch = arch or PAPER_ARCH[dataset]
-    if arch in ("cnn-2conv2fc", "cnn-cleverhans") and dataset not in ("fmnist", "mnist"):
+    if arch in ("cnn-2conv2fc", "cnn-cleverhans", "cnn-defensegan-a") and dataset not in ("fmnist", "mnist"):
         raise DefbenchError(f"architecture {arch} is for 28x28 greyscale data, not {dataset}")
     if arch == "cnn-2conv2fc":
         mean, std = (FMNIST_MEAN, FMNIST_STD) if dataset == "fmnist" else (MNIST_MEAN, MNIST_STD)
         return Classifier(SmallCNNBody(1), nn.Linear(256, 10), mean, std, arch)
-    if arch == "cnn-cleverhans":
-        body = CleverhansCNNBody(1)
+    if arch in ("cnn-cleverhans", "cnn-defensegan-a"):
+        body = CleverhansCNNBody(1) if arch == "cnn-cleverhans" else DefenseGANModelABody(1)
         return Classifier(body, nn.Linear(body.out_dim, 10), (0.0,), (1.0,), arch)
     if arch == "resnet18-cifar":
         body = ResNet18CifarBody()

@@ -455,26 +455,34 @@ def test_detection_phi_benchmark(paper_zoo, tiny_budgets, tmp_path, monkeypatch)
     from conftest import import_benchmark
 
     from defbench.classifiers.models import build_classifier
+    from defbench.metrics import roc_auc
     from defbench.reports.common import detection_auc_protocol
 
     dp = import_benchmark("detection_phi")
     torch.manual_seed(7)
     net = build_classifier("fmnist", "cnn-cleverhans").eval()  # untrained: any weights separate the sources
-    monkeypatch.setattr(dp, "cleverhans_cnn", lambda seed, progress: (net, {}))
+    with torch.no_grad():  # but large enough that the store's 6 decimals of a score do not make ties of its AUCs
+        net.body.conv3.weight.mul_(1000)
+    monkeypatch.setattr(dp, "scratch_classifier", lambda recipe, seed, progress: (net, {"history": []}))
     store, out = tmp_path / "s", tmp_path / "t.md"
     args = ["--n", "8", "--preset", "quick", "--store", str(store), "--out", str(out), "--no-progress"]
-    for only in ("zoo", "tutorial"):
+    for only in ("zoo", "other"):
         assert dp.main([*args, "--only", only]) == 0 and not out.exists()
     assert dp.main(args) == 0
     text = out.read_text()
     assert "(0 cells computed, " in text
     for label in ("zoo", "tutorial"):
-        part = text.split(f"Attacks against the {label} classifier:")[1].split("Attacks against")[0]
-        stored = md_row(part, "stored cell")
-        assert md_row(part, f"{label}: Φ")[1:] == stored[1:], label
-        assert len(stored) == 7 and any(c != "—" for c in stored[1:]), stored  # 6 detection cells, some defined
-        for name in ("zoo: logits", "tutorial: body.conv2", "zoo: Φ/‖Φ‖"):
-            md_row(part, name)
+        for reading in ("protocol", "all images"):
+            part = text.split(f"Attacks against the {label} classifier, {reading}:")[1].split("Attacks against")[0]
+            stored = md_row(part, "stored cell")
+            assert md_row(part, f"{label}: Φ")[1:] == stored[1:], (label, reading)
+            assert len(stored) == 7, stored  # 6 detection cells
+            # every image counts in the all-images reading, so each cell has an AUC; the protocol's may lack one
+            defined = [c != "—" for c in stored[1:]]
+            assert all(defined) if reading == "all images" else any(defined), (reading, stored)
+            for name in ("zoo: logits", "tutorial: body.conv2", "zoo: Φ/‖Φ‖"):
+                md_row(part, name)
+    # the all-images reading is every clean score against every attacked one (InvGAN's code's AUC)
     # the pixel row is the AUC of the stored projection errors (the cells' own ‖x_in − x̂‖)
     run = dp.run_table(
         dp.restricted(TABLES["invgan-table3-fmnist"], ["graybox", "reparam"]),
@@ -485,15 +493,19 @@ def test_detection_phi_benchmark(paper_zoo, tiny_budgets, tmp_path, monkeypatch)
         classifier=net,
     )
     assert run.computed == 0
-    pixel = md_row(text.split("Attacks against the tutorial classifier:")[1], "pixels ‖x_in − x̂‖")
-    want = []
+    part = text.split("Attacks against the tutorial classifier, protocol:")[1]
+    pixel = md_row(part, "pixels ‖x_in − x̂‖")
+    every = md_row(part.split(", all images:")[1], "stored cell")
+    want, want_all = [], []
     for c in run.table.cells:
         m = c.measure
         if m is not None and m.metric == "auc":
             rows = [run.rows[m.cell(0, x)] for x in (None, dp.preset_attack(m.attack, "quick"))]
+            neg, pos = rows[0]["scores"], rows[1]["scores"]
+            want_all.append(auc_cell_of(roc_auc(neg, pos), len(neg), len(pos)))
             rows = [{**r, "scores": r["extra"]["projection_error"]} for r in rows]
             want.append(auc_cell_of(*detection_auc_protocol(*rows)))
-    assert pixel[1:] == want
+    assert pixel[1:] == want and every[1:] == want_all
     # cells stored by a run that kept nothing: refused, not scored from missing inputs
     assert dp.main([*args, "--n", "9", "--only", "zoo"]) == 0
     for f in (store / "kept" / "quick-n9" / "zoo").glob("*.pt"):
@@ -515,6 +527,6 @@ def test_detection_phi_refuses_other_tables(tid, monkeypatch):
     from conftest import import_benchmark
 
     dp = import_benchmark("detection_phi")
-    monkeypatch.setattr(dp, "cleverhans_cnn", lambda *a: pytest.fail("trained before the table was checked"))
+    monkeypatch.setattr(dp, "scratch_classifier", lambda *a: pytest.fail("trained before the table was checked"))
     with pytest.raises(SystemExit, match=f"'{tid}' is not a Fashion-MNIST detection table"):
         dp.main(["--table", tid])

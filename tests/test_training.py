@@ -215,6 +215,27 @@ def test_cleverhans_tutorial_cnn_is_that_network():
             build_classifier("cifar10", arch)
 
 
+def test_defensegan_model_a_is_that_network():
+    """Defense-GAN's Model A as InvGAN's code builds it: 5x5/1 'same' (64), 5x5/2 'valid' (64), FC 128 + ReLU (Φ, its
+    'ReLU7'), linear 10; cleverhans' Dropout(0.25) / Dropout(0.5) keep 25% / 50% of the units in training, none
+    is dropped in eval mode; the [0, 1] pixels go in unnormalised."""
+    from defbench.classifiers.models import build_classifier
+
+    m = build_classifier("fmnist", "cnn-defensegan-a").eval()
+    x = torch.rand(3, 1, 28, 28)
+    b = m.body
+    h = torch.relu(b.conv2(torch.relu(b.conv1(x))))
+    assert h.shape[1:] == (64, 12, 12)
+    assert torch.allclose(m.features(x), torch.relu(b.fc(h.flatten(1))), atol=1e-6)
+    assert torch.allclose(m.head(m.features(x)), m(x), atol=1e-6)
+    assert (b.drop1.p, b.drop2.p) == (0.75, 0.5)
+    assert float(m.mean) == 0.0 and float(m.std) == 1.0
+    # weights + biases: 64·1·5·5 + 64, 64·64·5·5 + 64, 64·12·12·128 + 128, 128·10 + 10
+    assert sum(p.numel() for p in m.parameters()) == 1664 + 102464 + 1179776 + 1290
+    with pytest.raises(DefbenchError, match="28x28"):
+        build_classifier("cifar10", "cnn-defensegan-a")
+
+
 def test_classifier_recipe_trains_another_architecture_at_a_constant_rate(fmnist):
     """ClassifierRecipe(arch=..., schedule='constant') trains that network (cleverhans' tutorials: Adam at a fixed
     rate); an unknown schedule is refused by name."""
