@@ -40,6 +40,10 @@ CLEVERHANS_RECIPE = ClassifierRecipe(epochs=6, batch_size=128, lr=1e-3, arch="cn
 #: InvGAN's code for its (Fashion-)MNIST tables: Defense-GAN's Model A, Adam at 1e-3, batch 128, 10 epochs
 #: (whitebox.py's flag defaults, github.com/yogeshbalaji/InvGAN)
 MODEL_A_RECIPE = ClassifierRecipe(epochs=10, batch_size=128, lr=1e-3, arch="cnn-defensegan-a", schedule="constant")
+#: the second classifier of the swap benchmarks (their --other), by name
+OTHERS = {"tutorial": CLEVERHANS_RECIPE, "model-a": MODEL_A_RECIPE}
+#: how their tables name it
+OTHER_TITLES = {"tutorial": "tutorial CNN", "model-a": "Model A"}
 #: Fig. 5(b)'s rows and columns for the attacks and defenses measured here
 ROW = {"fgsm": "FGSM", "bim": "BIM", "pgd": "PGDM"}
 COL = {"none": "No Defense", "defensegan": "Defense GAN", "mimicgan": "MimicGAN", "cowboy": "Cowboy"}

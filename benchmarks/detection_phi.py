@@ -36,7 +36,7 @@ from pathlib import Path
 
 import torch
 from _common import auc_cell, command_line, data_root, markdown, write_table
-from classifier_swap import CLEVERHANS_RECIPE, MODEL_A_RECIPE, scratch_classifier
+from classifier_swap import OTHERS, scratch_classifier
 from table_classifier_swap import restricted
 
 from defbench.classifiers.base import with_features
@@ -50,8 +50,6 @@ from defbench.reports.common import detection_auc_protocol
 
 #: earlier layers scored beside Φ and the logits, where a classifier has a module of that name
 LAYERS = ("body.conv1", "body.conv2")
-#: the second classifier (--other): cleverhans' tutorial CNN, or Defense-GAN's Model A that InvGAN's code trains
-OTHERS = {"tutorial": CLEVERHANS_RECIPE, "model-a": MODEL_A_RECIPE}
 
 
 def representations(clf: torch.nn.Module, layers=LAYERS) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:

@@ -1,20 +1,22 @@
-"""Paper tables with two classifiers: the zoo's and cleverhans' tutorial CNN (papers' second pass).
+"""Paper tables with two classifiers: the zoo's and another one (papers' second pass).
 
 The InvGAN and MimicGAN papers built their attacks with cleverhans and do not describe their Fashion-MNIST
-classifiers (MimicGAN: "a CNN classifier that achieves 91.50%"; InvGAN: none). The classifier is therefore one of
-each table's unstated variables, and InvGAN's detection score ‖Φ(x) − Φ(x_proj)‖ reads its penultimate layer Φ.
-This script changes that one variable for whole tables: it runs each table (default InvGAN's Tables 2 and 3 on
-Fashion-MNIST, which read the same cells) through ``defbench paper run``'s runner twice, into one store, on the
-same seeded images, GAN, encoder, defenses and attacks: once with the zoo's paper-preset classifier, once with
-cleverhans' tutorial CNN (``make_basic_cnn`` by its tutorial's recipe, trained by ``benchmarks/classifier_swap.py``
-into ``$DEFBENCH_HOME/scratch``). The attacks differentiate the classifier at hand, so every adversarial image is that
-classifier's own. Both runs' reports are written in full beside the store; the Markdown file sets paper, ours
-with each classifier and the change side by side, with the exact McNemar p of accuracy cells (paired by image).
+classifiers in the text (MimicGAN: "a CNN classifier that achieves 91.50%"; InvGAN: none; InvGAN's code, which the
+paper names, trains Defense-GAN's Model A). The classifier is therefore one of each table's unstated variables, and
+InvGAN's detection score ‖Φ(x) − Φ(x_proj)‖ reads its penultimate layer Φ. This script changes that one variable
+for whole tables: it runs each table (default InvGAN's Tables 2 and 3 on Fashion-MNIST, which read the same cells)
+through ``defbench paper run``'s runner twice, into one store, on the same seeded images, GAN, encoder, defenses
+and attacks: once with the zoo's paper-preset classifier, once with the ``--other`` one, trained by its recipe
+into ``$DEFBENCH_HOME/scratch`` (``benchmarks/classifier_swap.py``): cleverhans' tutorial CNN (``make_basic_cnn``)
+or Model A (``cnn-defensegan-a``). The attacks differentiate the classifier at hand, so every adversarial image is
+that classifier's own. Both runs' reports are written in full beside the store; the Markdown file sets paper,
+ours with each classifier and the change side by side, with the exact McNemar p of accuracy cells (paired by
+image).
 
-    python benchmarks/table_classifier_swap.py --n 100 --n-threat bpda=20
+    python benchmarks/table_classifier_swap.py --n 100 --n-threat bpda=20 [--other model-a]
 
 The two runs can go in parallel on two cores (the store takes several processes): ``--only zoo`` and ``--only
-tutorial`` each compute one classifier's cells; the plain command then reads both from the store.
+other`` each compute one classifier's cells; the plain command then reads both from the store.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from _common import accuracy_cell, auc_cell, command_line, data_root, markdown, write_table
-from classifier_swap import CLEVERHANS_RECIPE, cleverhans_cnn
+from classifier_swap import OTHER_TITLES, OTHERS, scratch_classifier
 
 from defbench.cli.options import parse_threat_n
 from defbench.datasets import home_dir
@@ -85,20 +87,21 @@ def ours_cell(run: PaperRun, cell) -> str:
     return accuracy_cell(round(ours / 100 * n), n) if m.metric == "accuracy" else auc_cell(ours, *counts)
 
 
-def side_by_side(zoo: PaperRun, tutorial: PaperRun) -> list[list[str]]:
+def side_by_side(zoo: PaperRun, other: PaperRun) -> list[list[str]]:
     """One line per paper cell: paper, ours with each classifier (95% interval), the change and, for an accuracy
-    cell, (images only the tutorial CNN's cell gets right / only the zoo's, exact McNemar p), images, the note."""
-    a, b = outcomes(zoo), outcomes(tutorial)
+    cell, (images only the other classifier's cell gets right / only the zoo's, exact McNemar p), images, the
+    note."""
+    a, b = outcomes(zoo), outcomes(other)
     lines = []
     for cell, ra, rb in zip(zoo.table.cells, a.to_dict("records"), b.to_dict("records")):
         metric = zoo.table.metric if cell.measure is None else cell.measure.metric
         change = "—"
         if ra["ours"] is not None and rb["ours"] is not None and not math.isnan(ra["ours"] - rb["ours"]):
             change = f"{rb['ours'] - ra['ours']:+.0f}" if metric == "accuracy" else f"{rb['ours'] - ra['ours']:+.3f}"
-        ca, cb = image_correct(zoo, cell), image_correct(tutorial, cell)
+        ca, cb = image_correct(zoo, cell), image_correct(other, cell)
         if ca is not None and cb is not None and len(ca) == len(cb):
-            _, only_zoo, only_tutorial, _ = paired_counts(ca, cb)
-            change += f" ({only_tutorial} / {only_zoo}, p = {mcnemar_p(only_tutorial, only_zoo):.2g})"
+            _, only_zoo, only_other, _ = paired_counts(ca, cb)
+            change += f" ({only_other} / {only_zoo}, p = {mcnemar_p(only_other, only_zoo):.2g})"
         paper = ra["paper"]
         lines.append(
             [
@@ -106,7 +109,7 @@ def side_by_side(zoo: PaperRun, tutorial: PaperRun) -> list[list[str]]:
                 cell.col,
                 "—" if paper is None else (f"{paper:.1f}" if metric == "accuracy" else f"{paper:.3f}"),
                 ours_cell(zoo, cell),
-                ours_cell(tutorial, cell),
+                ours_cell(other, cell),
                 change,
                 str(ra["n"] or "—"),
                 ra["note"] or "",
@@ -126,7 +129,13 @@ def main(argv=None) -> int:
     ap.add_argument("--n", type=int, default=100, help="images per cell")
     ap.add_argument("--n-threat", action="append", default=[], metavar="THREAT=N", help="e.g. bpda=20")
     ap.add_argument("--preset", default="paper", help="paper | quick (smoke budgets)")
-    ap.add_argument("--train-seed", type=int, default=0, help="seed of the tutorial CNN's training")
+    ap.add_argument(
+        "--other",
+        choices=list(OTHERS),
+        default="tutorial",
+        help="the second classifier: cleverhans' tutorial CNN, or Defense-GAN's Model A (InvGAN's code's)",
+    )
+    ap.add_argument("--train-seed", type=int, default=0, help="seed of the second classifier's training")
     ap.add_argument("--store", default=None, help="store dir (default $DEFBENCH_HOME/scratch/table-swap)")
     ap.add_argument(
         "--threats",
@@ -135,18 +144,18 @@ def main(argv=None) -> int:
         help="measure only these threat models' cells (e.g. graybox reparam: no BPDA); the others print —",
     )
     ap.add_argument(
-        "--only", choices=["zoo", "tutorial"], help="compute one classifier's cells (and its report) and stop"
+        "--only", choices=["zoo", "other"], help="compute one classifier's cells (zoo or --other) and its report"
     )
     ap.add_argument("--no-progress", action="store_true")
     ap.add_argument("--out", default="benchmarks/results/table_classifier_swap.md", help="Markdown file")
     args = ap.parse_args(argv)
     for tid in args.tables:
         if tid not in TABLES or TABLES[tid].dataset != "fmnist":
-            raise SystemExit(f"{tid!r} is not a Fashion-MNIST table of 'defbench paper list' (the tutorial CNN's set)")
+            raise SystemExit(f"{tid!r} is not a Fashion-MNIST table of 'defbench paper list' (the classifiers' set)")
     root = data_root()
     store = Path(args.store or home_dir() / "scratch" / "table-swap")
     t0 = time.time()
-    tutorial, metrics = cleverhans_cnn(args.train_seed, not args.no_progress)
+    other, metrics = scratch_classifier(OTHERS[args.other], args.train_seed, not args.no_progress)
     common = dict(
         n=args.n,
         preset=args.preset,
@@ -155,37 +164,38 @@ def main(argv=None) -> int:
         progress=not args.no_progress,
         threat_n=parse_threat_n(args.n_threat),
     )
-    classifiers = {"zoo": "zoo", "tutorial": tutorial}
-    labels = [args.only] if args.only else list(classifiers)
+    classifiers = {"zoo": "zoo", args.other: other}
+    labels = list(classifiers) if not args.only else ["zoo" if args.only == "zoo" else args.other]
     tables = {t: restricted(TABLES[t], args.threats) for t in args.tables}
     runs = {t: {c: run_table(tables[t], classifier=classifiers[c], **common) for c in labels} for t in args.tables}
     for pair in runs.values():
         for label, run in pair.items():
             write_paper_report(run, store / label)
     if args.only:
-        print(f"{args.only}: cells in {store}; run without --only to set both classifiers side by side")
+        print(f"{labels[0]}: cells in {store}; run without --only to set both classifiers side by side")
         return 0
     first = runs[args.tables[0]]
     names = {label: next(iter({r["classifier"] for r in run.rows.values()})) for label, run in first.items()}
     computed = sum(r.computed for pair in runs.values() for r in pair.values())
     reused = sum(r.reused for pair in runs.values() for r in pair.values())
     history = ", ".join(f"{100 * h['test_accuracy']:.2f}" for h in metrics["history"])
-    header = ["row", "column", "paper", "ours: zoo classifier", "ours: tutorial CNN", "change", "n", "note"]
+    recipe, title = OTHERS[args.other], OTHER_TITLES[args.other]
+    header = ["row", "column", "paper", "ours: zoo classifier", f"ours: {title}", "change", "n", "note"]
     lines = [
         f"Command: `{command_line(argv)}`; CPU, {torch.get_num_threads()} thread(s), {time.time() - t0:.0f} s "
         f"({computed} cells computed, {reused} reused from {store}). Preset {args.preset}, {args.n} seeded "
         f"Fashion-MNIST test images per "
-        f"cell (fewer where the table says n). Classifiers: the zoo's ({names['zoo']}) and cleverhans' tutorial "
-        f"CNN ({names['tutorial']}; Adam at a constant {CLEVERHANS_RECIPE.lr:g}, batch "
-        f"{CLEVERHANS_RECIPE.batch_size}, {CLEVERHANS_RECIPE.epochs} epochs, seed {args.train_seed}; test accuracy "
+        f"cell (fewer where the table says n). Classifiers: the zoo's ({names['zoo']}) and the {title} "
+        f"({recipe.arch}, {names[args.other]}; Adam at a constant {recipe.lr:g}, batch "
+        f"{recipe.batch_size}, {recipe.epochs} epochs, seed {args.train_seed}; test accuracy "
         f"per epoch: {history}). Same images, GAN, encoder, defenses and attack settings; each classifier's attacks "
         f"differentiate that classifier. Accuracy % (Wilson 95%), AUC by InvGAN's protocol (Hanley–McNeil 95%); "
-        "change = tutorial CNN − zoo classifier, for accuracy cells (images only the tutorial CNN's cell gets "
+        f"change = {title} − zoo classifier, for accuracy cells (images only the {title}'s cell gets "
         "right / only the zoo's, exact McNemar p). Each run's full report: "
-        f"{store / 'zoo'}, {store / 'tutorial'}.",
+        f"{store / 'zoo'}, {store / args.other}.",
     ]
     for tid, pair in runs.items():
-        lines += ["", f"{tid}:", "", *markdown(side_by_side(pair["zoo"], pair["tutorial"]), header)]
+        lines += ["", f"{tid}:", "", *markdown(side_by_side(pair["zoo"], pair[args.other]), header)]
     return write_table(lines, args.out)
 
 

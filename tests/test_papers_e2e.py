@@ -398,14 +398,21 @@ def test_table_classifier_swap_benchmark(paper_zoo, tiny_budgets, tmp_path, monk
     ts = import_benchmark("table_classifier_swap")
     torch.manual_seed(7)
     net = nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 10)).eval()
-    monkeypatch.setattr(ts, "cleverhans_cnn", lambda seed, progress: (net, {"history": [{"test_accuracy": 0.5}]}))
+    trained = []  # the recipes the script asked for
+
+    def scratch(recipe, seed, progress):
+        trained.append(recipe.arch)
+        return net, {"history": [{"test_accuracy": 0.5}]}
+
+    monkeypatch.setattr(ts, "scratch_classifier", scratch)
     store, out = tmp_path / "s", tmp_path / "t.md"
     args = ["--n", "6", "--n-threat", "bpda=2", "--preset", "quick", "--tables"]
     tids = ["invgan-table2-fmnist", "invgan-table3-fmnist"]
     args = [*args, *tids, "--store", str(store), "--out", str(out), "--no-progress"]
-    for only in ("zoo", "tutorial"):  # the two runs as separate processes would compute them
+    for only, label in (("zoo", "zoo"), ("other", "tutorial")):  # as separate processes would compute them
         assert ts.main([*args, "--only", only]) == 0
-        assert (store / only / f"{tids[0]}.md").is_file() and not out.exists()
+        assert (store / label / f"{tids[0]}.md").is_file() and not out.exists()
+    assert trained == ["cnn-cleverhans", "cnn-cleverhans"]  # --other's default
     assert ts.main(args) == 0
     text = out.read_text()
     assert "(0 cells computed, " in text  # both runs read from the store
@@ -433,16 +440,20 @@ def test_table_classifier_swap_benchmark(paper_zoo, tiny_budgets, tmp_path, monk
     bpda = md_row(part.split("\ninvgan-table2-fmnist:\n")[1], "DefenseGAN", "BPDA")
     assert bpda[3:6] == ["—", "—", "—"] and "not run here (--threats graybox reparam)" in part
     assert md_row(part, "DefenseGAN", "Clean") == md_row(text, "DefenseGAN", "Clean")
+    # --other model-a: Model A's recipe, its column and report folder (the stand-in's cells are reused: same weights)
+    assert ts.main([*args, "--other", "model-a"]) == 0
+    assert trained[-1] == "cnn-defensegan-a" and (store / "model-a" / f"{tids[0]}.md").is_file()
+    assert md_row(out.read_text(), "row")[4] == "ours: Model A"
 
 
 @pytest.mark.parametrize("tid", ["invgan-table2-mnist", "no-such-table"])
 def test_table_classifier_swap_refuses_other_tables(tid, monkeypatch):
-    """The tutorial CNN is Fashion-MNIST's: another dataset's table or an unknown one is refused before any
+    """The second classifiers are Fashion-MNIST's: another dataset's table or an unknown one is refused before any
     training or cell (the Fashion-MNIST tables pass this check: the test above)."""
     from conftest import import_benchmark
 
     ts = import_benchmark("table_classifier_swap")
-    monkeypatch.setattr(ts, "cleverhans_cnn", lambda *a: pytest.fail("trained before the tables were checked"))
+    monkeypatch.setattr(ts, "scratch_classifier", lambda *a: pytest.fail("trained before the tables were checked"))
     with pytest.raises(SystemExit, match=f"'{tid}' is not a Fashion-MNIST table"):
         ts.main(["--tables", "invgan-table2-fmnist", tid])
 
