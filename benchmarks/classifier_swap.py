@@ -63,6 +63,18 @@ def paper_value(attack: str | None, defense: str) -> float | None:
     return None
 
 
+def add_other_args(ap) -> None:
+    """The swap benchmarks' options for the second classifier: --other, --train-seed, --only."""
+    ap.add_argument(
+        "--other",
+        choices=list(OTHERS),
+        default="tutorial",
+        help="the second classifier: cleverhans' tutorial CNN, or Defense-GAN's Model A (InvGAN's code's)",
+    )
+    ap.add_argument("--train-seed", type=int, default=0, help="seed of the second classifier's training")
+    ap.add_argument("--only", choices=["zoo", "other"], help="compute one classifier's cells (zoo or --other), stop")
+
+
 def cleverhans_cnn(seed: int, progress: bool) -> tuple[torch.nn.Module, dict]:
     """The tutorial CNN trained by :data:`CLEVERHANS_RECIPE` (cached in ``$DEFBENCH_HOME/scratch``)."""
     return scratch_classifier(CLEVERHANS_RECIPE, seed, progress)

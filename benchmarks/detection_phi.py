@@ -36,7 +36,7 @@ from pathlib import Path
 
 import torch
 from _common import auc_cell, command_line, data_root, markdown, write_table
-from classifier_swap import OTHERS, scratch_classifier
+from classifier_swap import OTHERS, add_other_args, scratch_classifier
 from table_classifier_swap import restricted
 
 from defbench.classifiers.base import with_features
@@ -155,17 +155,8 @@ def main(argv=None) -> int:
     ap.add_argument("--table", default="invgan-table3-fmnist", help="a Fashion-MNIST detection table")
     ap.add_argument("--n", type=int, default=100, help="images per cell")
     ap.add_argument("--preset", default="paper", help="paper | quick (smoke budgets)")
-    ap.add_argument(
-        "--other",
-        choices=list(OTHERS),
-        default="tutorial",
-        help="the second classifier: cleverhans' tutorial CNN, or Defense-GAN's Model A (InvGAN's code's)",
-    )
-    ap.add_argument("--train-seed", type=int, default=0, help="seed of the second classifier's training")
+    add_other_args(ap)
     ap.add_argument("--store", default=None, help="store dir (default $DEFBENCH_HOME/scratch/detection-phi)")
-    ap.add_argument(
-        "--only", choices=["zoo", "other"], help="compute one source classifier's cells (zoo or --other) and stop"
-    )
     ap.add_argument("--no-progress", action="store_true")
     ap.add_argument("--out", default="benchmarks/results/detection_phi.md", help="Markdown file")
     args = ap.parse_args(argv)

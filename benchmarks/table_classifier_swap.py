@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from _common import accuracy_cell, auc_cell, command_line, data_root, markdown, write_table
-from classifier_swap import OTHER_TITLES, OTHERS, scratch_classifier
+from classifier_swap import OTHER_TITLES, OTHERS, add_other_args, scratch_classifier
 
 from defbench.cli.options import parse_threat_n
 from defbench.datasets import home_dir
@@ -129,22 +129,13 @@ def main(argv=None) -> int:
     ap.add_argument("--n", type=int, default=100, help="images per cell")
     ap.add_argument("--n-threat", action="append", default=[], metavar="THREAT=N", help="e.g. bpda=20")
     ap.add_argument("--preset", default="paper", help="paper | quick (smoke budgets)")
-    ap.add_argument(
-        "--other",
-        choices=list(OTHERS),
-        default="tutorial",
-        help="the second classifier: cleverhans' tutorial CNN, or Defense-GAN's Model A (InvGAN's code's)",
-    )
-    ap.add_argument("--train-seed", type=int, default=0, help="seed of the second classifier's training")
+    add_other_args(ap)
     ap.add_argument("--store", default=None, help="store dir (default $DEFBENCH_HOME/scratch/table-swap)")
     ap.add_argument(
         "--threats",
         nargs="+",
         metavar="THREAT",
         help="measure only these threat models' cells (e.g. graybox reparam: no BPDA); the others print —",
-    )
-    ap.add_argument(
-        "--only", choices=["zoo", "other"], help="compute one classifier's cells (zoo or --other) and its report"
     )
     ap.add_argument("--no-progress", action="store_true")
     ap.add_argument("--out", default="benchmarks/results/table_classifier_swap.md", help="Markdown file")
