@@ -57,7 +57,7 @@ STATUS: dict[str, tuple[str, str]] = {
         "open",
         "on the current prior InvGAN-protocol AUCs 0.13-0.41 under the paper's: FGSM detected (0.82 / 0.84), RP "
         "weakly (0.64), CW at chance (0.51); ruled out one at a time: misprojected clean images (n = 200), the "
-        "AUC reading (every image, as InvGAN's code computes it: within 0.04) and the classifier (InvGAN's code's"
+        "AUC reading (every image, as InvGAN's code computes it: −0.03 to +0.06) and the classifier (InvGAN's code's"
         " Model A: 0.21-0.36 under; the tutorial CNN's +0.15 is that network's); Φ scaled to unit length reaches "
         "the paper on 16 of 18 own-adversarial cells of three classifiers, which the code does not do",
     ),
