@@ -9,7 +9,8 @@ cells (gray-box and reparameterisation; BPDA is left out) once per *source* clas
 differentiate, and keeps each cell's inputs x_in and projections x̂ (:attr:`MatrixRunner.batch_hook`). The same
 x_in and x̂ are then scored by several representations of both classifiers:
 
-* ``Φ``: the paper's, ``features(x)`` (zoo: the FC 256 after ReLU; tutorial CNN: its last conv's 128 after ReLU);
+* ``Φ``: the paper's, ``features(x)`` (zoo: the FC 256 after ReLU; tutorial CNN: its last conv's 128 after ReLU;
+  Model A: its FC 128 after ReLU);
 * ``Φ/‖Φ‖``: Φ scaled to unit length per image (does the feature's magnitude carry the score?);
 * ``logits``: the last layer's output;
 * ``body.conv1``, ``body.conv2``: earlier layers' outputs (before their ReLU), where the model has them;
@@ -45,8 +46,7 @@ from defbench.datasets import home_dir
 from defbench.harness.models import get_classifier
 from defbench.harness.paper_spec import preset_attack
 from defbench.harness.papers import TABLES, run_table
-from defbench.metrics import roc_auc
-from defbench.reports.common import detection_auc_protocol
+from defbench.reports.common import detection_auc, detection_auc_protocol
 
 #: earlier layers scored beside Φ and the logits, where a classifier has a module of that name
 LAYERS = ("body.conv1", "body.conv2")
@@ -112,11 +112,12 @@ def scored(row: dict, scores: list[float]) -> dict:
 
 
 def all_images_auc(clean: dict, attacked: dict) -> tuple[float, int, int]:
-    """ROC AUC of every clean image's score against every attacked image's, whether the classifier got the clean
-    image right and whether the attack succeeded or not: the AUC of InvGAN's code (``plots/plot_ROC.py`` sets the
-    whole clean run against the whole attacked run), with its (negatives, positives) counts."""
-    neg, pos = [float(v) for v in clean["scores"]], [float(v) for v in attacked["scores"]]
-    return roc_auc(neg, pos), len(neg), len(pos)
+    """:func:`~defbench.reports.common.detection_auc` (every clean image's score against every attacked image's,
+    whether the classifier got the clean image right and whether the attack succeeded or not: the AUC of InvGAN's
+    code, whose ``plots/plot_ROC.py`` sets the whole clean run against the whole attacked run) with its counts (the
+    attacked row's images on both sides)."""
+    k = len(attacked["scores"])
+    return detection_auc(clean, attacked), k, k
 
 
 #: the two ways of setting clean against attacked scores, by name
