@@ -75,6 +75,18 @@ def add_other_args(ap) -> None:
     ap.add_argument("--only", choices=["zoo", "other"], help="compute one classifier's cells (zoo or --other), stop")
 
 
+def chosen(args) -> list[str]:
+    """The classifiers a swap benchmark runs, by label: "zoo" and the --other one, or the one --only names."""
+    if args.only == "zoo":
+        return ["zoo"]
+    return [args.other] if args.only == "other" else ["zoo", args.other]
+
+
+def epoch_accuracies(metrics: dict) -> str:
+    """A trained classifier's test accuracy after each epoch (its training metrics), in %, for a table's caption."""
+    return ", ".join(f"{100 * h['test_accuracy']:.2f}" for h in metrics.get("history", []))
+
+
 def cleverhans_cnn(seed: int, progress: bool) -> tuple[torch.nn.Module, dict]:
     """The tutorial CNN trained by :data:`CLEVERHANS_RECIPE` (cached in ``$DEFBENCH_HOME/scratch``)."""
     return scratch_classifier(CLEVERHANS_RECIPE, seed, progress)
@@ -208,7 +220,7 @@ def report(args, argv, runs: dict, truth: list, metrics: dict, seconds: float, s
             delta = 100 * (theirs[(a, c)][0].mean() - ours[(a, c)][0].mean())
             row.append(f"{delta:+.0f} ({only_theirs} / {only_ours}, p = {mcnemar_p(only_theirs, only_ours):.2g})")
         pairs.append(row)
-    history = ", ".join(f"{100 * h['test_accuracy']:.2f}" for h in metrics["history"])
+    history = epoch_accuracies(metrics)
     lines = [
         f"Command: `{command_line(argv)}`; CPU, {torch.get_num_threads()} thread(s). {n} Fashion-MNIST test images "
         f"per cell ({args.n} seeded images per image seed, seeds {', '.join(map(str, seeds))}"

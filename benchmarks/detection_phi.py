@@ -37,7 +37,7 @@ from pathlib import Path
 
 import torch
 from _common import auc_cell, command_line, data_root, markdown, write_table
-from classifier_swap import OTHERS, add_other_args, scratch_classifier
+from classifier_swap import OTHERS, add_other_args, chosen, epoch_accuracies, scratch_classifier
 from table_classifier_swap import restricted
 
 from defbench.classifiers.base import with_features
@@ -124,9 +124,10 @@ def all_images_auc(clean: dict, attacked: dict) -> tuple[float, int, int]:
 READINGS = {"protocol": detection_auc_protocol, "all images": all_images_auc}
 
 
-def score_rows(run, kept: KeptInputs, scorers: dict[str, Callable], reading=detection_auc_protocol):
-    """Columns (defense · attack of each AUC cell) and one row per representation: the AUC by ``reading`` of the
-    source run's cells with each representation's score, then the pixels', then the stored cells' own score."""
+def rescored_cells(run, kept: KeptInputs, scorers: dict[str, Callable]) -> tuple[list[str], dict[str, list]]:
+    """Columns (defense · attack of each AUC cell) and, per representation (then the pixels, then the stored
+    cells' own score), each column's (clean row, attacked row) of the source run with that representation's score
+    in place of the stored one. Every cell's kept inputs are read, and every score computed, once."""
     cols, per_cell = [], []
     for c in run.table.cells:
         m = c.measure
@@ -138,17 +139,17 @@ def score_rows(run, kept: KeptInputs, scorers: dict[str, Callable], reading=dete
         inputs = {k: kept.load(k, len(run.rows[k]["labels"])) for k in (clean_cell, adv_cell)}
         cols.append(f"{c.row} · {c.col}")
         per_cell.append((run.rows[clean_cell], run.rows[adv_cell], inputs, (clean_cell, adv_cell)))
-    rows = []
+    out = {}
     for name, phi in [*scorers.items(), ("pixels ‖x_in − x̂‖", lambda x: x.flatten(1)), ("stored cell", None)]:
-        line = [name]
+        pairs = []
         for clean, adv, inputs, (kc, ka) in per_cell:
             if phi is not None:
                 with torch.no_grad():
                     s = {k: (phi(xi) - phi(xh)).norm(dim=1).tolist() for k, (xi, xh) in inputs.items()}
                 clean, adv = scored(clean, s[kc]), scored(adv, s[ka])
-            line.append(auc_cell(*reading(clean, adv)))
-        rows.append(line)
-    return cols, rows
+            pairs.append((clean, adv))
+        out[name] = pairs
+    return cols, out
 
 
 def main(argv=None) -> int:
@@ -174,7 +175,7 @@ def main(argv=None) -> int:
     other, metrics = scratch_classifier(OTHERS[args.other], args.train_seed, not args.no_progress)
     zoo, _ = get_classifier("fmnist", args.preset, "cpu", root, train_missing=False, progress=False)
     classifiers = {"zoo": zoo.eval(), args.other: other}
-    sources = list(classifiers) if not args.only else ["zoo" if args.only == "zoo" else args.other]
+    sources = chosen(args)
     runs, kept = {}, {}
     for label in sources:
         kept[label] = KeptInputs(store / "kept" / f"{args.preset}-n{args.n}" / label)
@@ -195,7 +196,7 @@ def main(argv=None) -> int:
     scorers = {f"{c}: {r}": f for c, clf in classifiers.items() for r, f in representations(clf).items()}
     computed = sum(r.computed for r in runs.values())
     recipe = OTHERS[args.other]
-    history = ", ".join(f"{100 * h['test_accuracy']:.2f}" for h in metrics.get("history", []))
+    history = epoch_accuracies(metrics)
     lines = [
         f"Command: `{command_line(argv)}`; CPU, {torch.get_num_threads()} thread(s), {time.time() - t0:.0f} s "
         f"({computed} cells computed, the rest reused from {store}). {args.table}'s gray-box and "
@@ -210,8 +211,9 @@ def main(argv=None) -> int:
         "Φ row must equal.",
     ]
     for label, run in runs.items():
-        for reading, fn in READINGS.items():
-            cols, rows = score_rows(run, kept[label], scorers, fn)
+        cols, cells = rescored_cells(run, kept[label], scorers)
+        for reading, auc in READINGS.items():
+            rows = [[name, *(auc_cell(*auc(c, a)) for c, a in pairs)] for name, pairs in cells.items()]
             lines += ["", f"Attacks against the {label} classifier, {reading}:", "", *markdown(rows, ["score", *cols])]
     return write_table(lines, args.out)
 

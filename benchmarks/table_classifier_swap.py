@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from _common import accuracy_cell, auc_cell, command_line, data_root, markdown, write_table
-from classifier_swap import OTHER_TITLES, OTHERS, add_other_args, scratch_classifier
+from classifier_swap import OTHER_TITLES, OTHERS, add_other_args, chosen, epoch_accuracies, scratch_classifier
 
 from defbench.cli.options import parse_threat_n
 from defbench.datasets import home_dir
@@ -156,7 +156,7 @@ def main(argv=None) -> int:
         threat_n=parse_threat_n(args.n_threat),
     )
     classifiers = {"zoo": "zoo", args.other: other}
-    labels = list(classifiers) if not args.only else ["zoo" if args.only == "zoo" else args.other]
+    labels = chosen(args)
     tables = {t: restricted(TABLES[t], args.threats) for t in args.tables}
     runs = {t: {c: run_table(tables[t], classifier=classifiers[c], **common) for c in labels} for t in args.tables}
     for pair in runs.values():
@@ -169,7 +169,7 @@ def main(argv=None) -> int:
     names = {label: next(iter({r["classifier"] for r in run.rows.values()})) for label, run in first.items()}
     computed = sum(r.computed for pair in runs.values() for r in pair.values())
     reused = sum(r.reused for pair in runs.values() for r in pair.values())
-    history = ", ".join(f"{100 * h['test_accuracy']:.2f}" for h in metrics["history"])
+    history = epoch_accuracies(metrics)
     recipe, title = OTHERS[args.other], OTHER_TITLES[args.other]
     header = ["row", "column", "paper", "ours: zoo classifier", f"ours: {title}", "change", "n", "note"]
     lines = [

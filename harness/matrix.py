@@ -582,8 +582,8 @@ class MatrixRunner:
                     if r == 0:
                         scores += (phi_in - phi_hat).norm(dim=1).tolist()
                         errors += projection_error(x_in, x_hat)
-                if r == 0 and self.batch_hook is not None:
-                    self.batch_hook(cell, bidx, x, x_in, x_hat)
+                        if self.batch_hook is not None:
+                            self.batch_hook(cell, bidx, x, x_in, x_hat)
             labels += y.tolist()
             if bidx == 0:  # the cell's first images (x, x_in, x_hat) for the HTML report's grids
                 examples = cell_examples(self, idx, x, x_in, x_hat, y)
