@@ -139,7 +139,7 @@ def cells(
 
 
 def detection_cell(res: dict, attack: str, defense: str, y: np.ndarray) -> str:
-    """InvGAN's protocol AUC of one cell (:func:`~defbench.reports.common.protocol_scores`: clean images the bare
+    """The success protocol's AUC of one cell (:func:`~defbench.reports.common.protocol_scores`: clean images the bare
     classifier gets right against the successful gray-box adversarials made from them)."""
     clean_ok, adv_ok = res[(None, "none")][0], res[(attack, "none")][0]
     clean = {"labels": y, "preds_undefended": np.where(clean_ok, y, -1), "scores": res[(None, defense)][1]}
@@ -239,7 +239,7 @@ def report(args, argv, runs: dict, truth: list, metrics: dict, seconds: float, s
         "",
         *markdown(pairs, ["attack", *[COL[c] for c in cols]]),
         "",
-        "InvGAN's detection AUC ‖Φ(x_in) − Φ(x̂)‖ under each classifier's own Φ (InvGAN's protocol: the clean images "
+        "InvGAN's detection AUC ‖Φ(x_in) − Φ(x̂)‖ under each classifier's own Φ (success protocol: the clean images "
         "the bare classifier gets right against the successful adversarials made from them; Hanley–McNeil 95%).",
         "",
         *markdown(

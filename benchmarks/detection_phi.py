@@ -15,7 +15,7 @@ x_in and x̂ are then scored by several representations of both classifiers:
 * ``logits``: the last layer's output;
 * ``body.conv1``, ``body.conv2``: earlier layers' outputs (before their ReLU), where the model has them;
 
-and the pixels, ‖x_in − x̂‖. Each AUC follows InvGAN's protocol with the source classifier's outcomes (negatives:
+and the pixels, ‖x_in − x̂‖. Each AUC follows the success protocol with the source classifier's outcomes (negatives:
 the clean images it gets right; positives: the successful adversarials made from them), so a row changes only the
 score. The row of the source's own Φ must equal the stored cell's AUC: the table prints that check.
 
@@ -24,8 +24,8 @@ score. The row of the source's own Φ must equal the stored cell's AUC: the tabl
 The two sources can be computed in parallel on two cores (``--only zoo`` and ``--only other``, one store); the
 plain command then scores both from what they kept. ``--other model-a`` takes Defense-GAN's Model A, the
 classifier InvGAN's code (github.com/yogeshbalaji/InvGAN, named by the paper) trains for these tables, in the
-tutorial CNN's place. Each table comes twice: by InvGAN's protocol as defbench reports it, and with every clean
-image against every attacked one, as that code computes its AUC.
+tutorial CNN's place. Each table comes twice: by the success protocol (defbench's reading), and with every clean
+image against every attacked one, as that code computes its AUC (and the paper reports compare).
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ from defbench.datasets import home_dir
 from defbench.harness.models import get_classifier
 from defbench.harness.paper_spec import preset_attack
 from defbench.harness.papers import TABLES, run_table
-from defbench.reports.common import detection_auc, detection_auc_protocol
+from defbench.reports.common import detection_auc_all, detection_auc_protocol
 
 #: earlier layers scored beside Φ and the logits, where a classifier has a module of that name
 LAYERS = ("body.conv1", "body.conv2")
@@ -111,17 +111,8 @@ def scored(row: dict, scores: list[float]) -> dict:
     return {**row, "scores": scores}
 
 
-def all_images_auc(clean: dict, attacked: dict) -> tuple[float, int, int]:
-    """:func:`~defbench.reports.common.detection_auc` (every clean image's score against every attacked image's,
-    whether the classifier got the clean image right and whether the attack succeeded or not: the AUC of InvGAN's
-    code, whose ``plots/plot_ROC.py`` sets the whole clean run against the whole attacked run) with its counts (the
-    attacked row's images on both sides)."""
-    k = len(attacked["scores"])
-    return detection_auc(clean, attacked), k, k
-
-
 #: the two ways of setting clean against attacked scores, by name
-READINGS = {"protocol": detection_auc_protocol, "all images": all_images_auc}
+READINGS = {"protocol": detection_auc_protocol, "all images": detection_auc_all}
 
 
 def rescored_cells(run, kept: KeptInputs, scorers: dict[str, Callable]) -> tuple[list[str], dict[str, list]]:
@@ -204,7 +195,7 @@ def main(argv=None) -> int:
         f"Classifiers: the zoo's and '{args.other}' ({recipe.arch}: Adam at a constant {recipe.lr:g}, batch "
         f"{recipe.batch_size}, {recipe.epochs} epochs, seed {args.train_seed}; test accuracy per epoch: {history}). "
         "Each table's attacks differentiate its source classifier; each row scores the same kept inputs x_in and "
-        "projections x̂ by ‖r(x_in) − r(x̂)‖ for one representation r. 'protocol': InvGAN-protocol AUC "
+        "projections x̂ by ‖r(x_in) − r(x̂)‖ for one representation r. 'protocol': the success protocol's AUC "
         "(negatives: clean images the source gets right; positives: the successful adversarials made from them); "
         "'all images': every clean image against every attacked one, as InvGAN's code computes it "
         "(plots/plot_ROC.py). AUC (Hanley–McNeil 95%). 'stored cell' is the run's own score, which the source's "

@@ -77,7 +77,7 @@ def main(argv=None) -> int:
     clean_rows = {r["defense"]: r for r in select(args.store, "clean", "none", args.seed)}
     lines = [
         f"Command: `{command_line(argv)}`  ",
-        "InvGAN's protocol: negatives are the clean images the classifier gets right, positives the successful "
+        "Success protocol: negatives are the clean images the classifier gets right, positives the successful "
         "gray-box adversarial examples made from them. Strata by the defended *clean* cell. AUC with its "
         "Hanley–McNeil 95% interval; Φ = ‖Φ(x) − Φ(x̂)‖ (Eq. 7), pixel = ‖x − x̂‖.",
     ]

@@ -73,7 +73,8 @@ def restricted(table: PaperTable, threats: list[str] | None) -> PaperTable:
 
 
 def ours_cell(run: PaperRun, cell) -> str:
-    """Ours for one paper cell as the benchmarks print it: accuracy or InvGAN-protocol AUC with its 95% interval
+    """Ours for one paper cell as the benchmarks print it: accuracy or detection AUC (every clean image against
+    every attacked one, as the paper reports read it) with its 95% interval
     (:func:`_common.accuracy_cell`, :func:`_common.auc_cell`); a pooled cell's mean alone; "n/a" without a value,
     "—" where not measured."""
     ours, n, _, counts = cell_value(run, cell)
@@ -87,10 +88,10 @@ def ours_cell(run: PaperRun, cell) -> str:
     return accuracy_cell(round(ours / 100 * n), n) if m.metric == "accuracy" else auc_cell(ours, *counts)
 
 
-def side_by_side(zoo: PaperRun, other: PaperRun) -> list[list[str]]:
+def side_by_side(zoo: PaperRun, other: PaperRun, title: str = "other") -> list[list[str]]:
     """One line per paper cell: paper, ours with each classifier (95% interval), the change and, for an accuracy
     cell, (images only the other classifier's cell gets right / only the zoo's, exact McNemar p), images, the
-    note."""
+    note (each run's, named by classifier, where they differ: a detection cell's success-protocol AUC)."""
     a, b = outcomes(zoo), outcomes(other)
     lines = []
     for cell, ra, rb in zip(zoo.table.cells, a.to_dict("records"), b.to_dict("records")):
@@ -112,7 +113,7 @@ def side_by_side(zoo: PaperRun, other: PaperRun) -> list[list[str]]:
                 ours_cell(other, cell),
                 change,
                 str(ra["n"] or "—"),
-                ra["note"] or "",
+                ra["note"] if ra["note"] == rb["note"] else f"zoo: {ra['note']}; {title}: {rb['note']}",
             ]
         )
     return lines
@@ -180,13 +181,14 @@ def main(argv=None) -> int:
         f"({recipe.arch}, {names[args.other]}; Adam at a constant {recipe.lr:g}, batch "
         f"{recipe.batch_size}, {recipe.epochs} epochs, seed {args.train_seed}; test accuracy "
         f"per epoch: {history}). Same images, GAN, encoder, defenses and attack settings; each classifier's attacks "
-        f"differentiate that classifier. Accuracy % (Wilson 95%), AUC by InvGAN's protocol (Hanley–McNeil 95%); "
+        f"differentiate that classifier. Accuracy % (Wilson 95%), AUC of every clean against every attacked image, "
+        "as InvGAN's code computes it (Hanley–McNeil 95%); "
         f"change = {title} − zoo classifier, for accuracy cells (images only the {title}'s cell gets "
         "right / only the zoo's, exact McNemar p). Each run's full report: "
         f"{store / 'zoo'}, {store / args.other}.",
     ]
     for tid, pair in runs.items():
-        lines += ["", f"{tid}:", "", *markdown(side_by_side(pair["zoo"], pair[args.other]), header)]
+        lines += ["", f"{tid}:", "", *markdown(side_by_side(pair["zoo"], pair[args.other], title), header)]
     return write_table(lines, args.out)
 
 

@@ -89,9 +89,11 @@ def _invgan_parts(dataset: str) -> tuple[PaperTable, PaperTable]:
         metric="auc",
         notes=notes
         + (
-            "AUC of the detection score ‖Φ(x) − Φ(x̂)‖ (Eq. 7, penultimate classifier features): "
-            "InvGAN's protocol: the clean images the classifier gets right (0) against the successful "
-            "adversarial examples made from them (1); the interval is Hanley-McNeil's.",
+            "AUC of the detection score ‖Φ(x) − Φ(x̂)‖ (Eq. 7, penultimate classifier features): every "
+            "clean image (0) against every attacked image (1), as InvGAN's code computes this table "
+            "(plots/plot_ROC.py); each cell's note gives the success protocol beside it (the clean images "
+            "the classifier gets right against the successful adversarial examples made from them); the "
+            "intervals are Hanley-McNeil's.",
         ),
         **{**common, "paper_scale": 1.0},
     )

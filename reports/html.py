@@ -139,7 +139,7 @@ def result_tables(rows: list[Row]) -> list[tuple[str, pd.DataFrame]]:
         )
     auc = detection_auc_table(rows)
     if len(auc.columns) and len(auc.index):
-        out.append(("Detection ROC AUC (InvGAN score, InvGAN's protocol)", auc))
+        out.append(("Detection ROC AUC (InvGAN score)", auc))
     return out
 
 

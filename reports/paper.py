@@ -2,9 +2,10 @@
 
 "Ours" is always computed from the store rows the run produced, by :mod:`defbench.metrics`: accuracy (%) by
 :func:`~defbench.reports.common.accuracy` (the all-repeats rule for a randomized defense; the row's
-``preds_undefended`` for a bare-classifier cell), detection AUC from the row's InvGAN scores by InvGAN's protocol
-(the correctly classified clean images of its defense's clean row against the successful adversarials made from
-them, :func:`~defbench.reports.common.detection_auc_protocol`); with several seeds, the mean over seeds. Outputs: a
+``preds_undefended`` for a bare-classifier cell), detection AUC from the row's InvGAN scores as InvGAN's code
+computes its paper's (every clean image of its defense's clean row against every attacked image,
+:func:`~defbench.reports.common.detection_auc_all`; the cell's note gives the success protocol's AUC beside it,
+:func:`~defbench.reports.common.detection_auc_protocol`); with several seeds, the mean over seeds. Outputs: a
 Markdown report (returned and written as ``<id>.md``), ``<id>.csv`` with the same columns, and ``<id>.png`` when
 the paper shows a figure (Agg canvas, no pyplot).
 """
@@ -25,7 +26,16 @@ from defbench.harness.paper_spec import PAPERS_DIR, PaperCell, PaperRun, PaperTa
 from defbench.harness.paper_tables import status
 from defbench.metrics import auc_interval, binomial_half_width, roc_auc, wilson_interval
 
-from .common import Row, accuracy, detection_auc_protocol, markdown_table, ordered_unique, undefended_accuracy
+from .common import (
+    SUCCESS_PROTOCOL,
+    Row,
+    accuracy,
+    detection_auc_all,
+    detection_auc_protocol,
+    markdown_table,
+    ordered_unique,
+    undefended_accuracy,
+)
 
 MISSING = "—"
 COLUMNS = [
@@ -63,18 +73,21 @@ def row_anomaly_auc(row: Row, holdout: int) -> float:
     return roc_auc(err[~held], err[held])
 
 
-def measure_value(run: PaperRun, m) -> tuple[float, int, tuple[int, int]]:
+def measure_value(run: PaperRun, m, protocol: bool = False) -> tuple[float, int, tuple[int, int]]:
     """(mean over seeds, images, (negatives, positives) summed over seeds) of one
-    :class:`~defbench.harness.paper_spec.Measure`. A detection AUC follows InvGAN's protocol
-    (:func:`~defbench.reports.common.detection_auc_protocol`): correctly classified clean images against the
-    successful adversarials made from them; its counts give the AUC's interval. Other metrics count (n, n)."""
+    :class:`~defbench.harness.paper_spec.Measure`. A detection AUC sets every clean image against every attacked
+    one, as InvGAN's code computes the paper's (:func:`~defbench.reports.common.detection_auc_all`); with
+    ``protocol`` it follows the success protocol instead (:func:`~defbench.reports.common.detection_auc_protocol`:
+    correctly classified clean images against the successful adversarials made from them). The counts give the
+    AUC's interval. Other metrics count (n, n)."""
     attack = preset_attack(m.attack, run.preset) if m.attack is not None else None
     vals, n, neg, pos = [], 0, 0, 0
     for s in run.seeds:
         row = run.rows[m.cell(s, attack)]
         k = len(row["labels"])
         if m.metric == "auc":
-            v, k0, k1 = detection_auc_protocol(run.rows[m.cell(s, None)], row)
+            read = detection_auc_protocol if protocol else detection_auc_all
+            v, k0, k1 = read(run.rows[m.cell(s, None)], row)
             vals.append(v)
             neg, pos = neg + k0, pos + k1
         elif m.metric == "anomaly-auc":
@@ -86,6 +99,17 @@ def measure_value(run: PaperRun, m) -> tuple[float, int, tuple[int, int]]:
         n += k
     finite = [v for v in vals if not math.isnan(v)]
     return (float(np.mean(finite)) if finite else math.nan), n, (neg, pos)
+
+
+def protocol_note(run: PaperRun, m) -> str:
+    """The success protocol's AUC of one detection measure, for its cell's note: value, Hanley–McNeil interval
+    (none at AUC 0 or 1) and its (negatives vs positives) counts."""
+    v, _, (k0, k1) = measure_value(run, m, protocol=True)
+    if math.isnan(v):
+        return f"{SUCCESS_PROTOCOL}: n/a ({k0} vs {k1} images)"
+    lo, hi = auc_interval(v, k0, k1)
+    ci = "" if math.isnan(lo) else f"{lo:.3f}–{hi:.3f}; "
+    return f"{SUCCESS_PROTOCOL}: {v:.3f} ({ci}{k0} vs {k1} images)"
 
 
 def cell_value(run: PaperRun, cell: PaperCell) -> tuple[float | None, int, float | None, tuple[int, int] | None]:
@@ -121,9 +145,11 @@ def outcomes(run: PaperRun) -> pd.DataFrame:
             if m.metric == "accuracy":
                 lo, hi = wilson_interval(round(ours / 100 * n), n)  # n sums the seeds' images
                 ci = (100 * lo, 100 * hi)
-            elif m.metric == "auc" and counts is not None:  # InvGAN's protocol: its negatives and positives
+            elif m.metric == "auc" and counts is not None:  # its negatives and positives
                 ci = auc_interval(ours, counts[0], counts[1])
         note = c.note or ("" if m is not None else "not run")
+        if m is not None and len(m.members) == 1 and m.metric == "auc" and ours is not None:
+            note = "; ".join(filter(None, [note, protocol_note(run, m.members[0])]))
         if m is not None and len(m.members) > 1:
             pooled = (
                 f"mean ± std over {len(m.members)} variants"
@@ -249,9 +275,11 @@ def to_markdown(run: PaperRun, df: pd.DataFrame) -> str:
             )
         else:
             parts.append(
-                f"- {per} ({ref}). Detection AUC by InvGAN's protocol: the correctly classified clean images "
-                "(negatives) against the successful adversarial examples made from them (positives), so each AUC "
-                "rests on fewer images than n; its interval uses those counts."
+                f"- {per} ({ref}). Detection AUC as InvGAN's code computes the paper's (plots/plot_ROC.py): every "
+                "clean image (negatives) against every attacked image (positives), whether the classifier got the "
+                f"image right or the attack succeeded. The note gives the {SUCCESS_PROTOCOL} beside it (defbench's "
+                "reading, not InvGAN's: the correctly classified clean images against the successful adversarial "
+                "examples made from them), with its interval and counts."
             )
     deltas = [abs(v) for v in df["delta"].dropna()] if len(df) else []
     if deltas:

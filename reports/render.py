@@ -129,7 +129,7 @@ def write_reports(store_or_rows: Any, out_dir: str | Path) -> str:
         to_latex(auc, caption="Detection ROC AUC", label="tab:detection-auc"), encoding="utf-8"
     )
     if len(auc.columns) and len(auc.index):
-        parts.append(to_markdown(auc, "Detection ROC AUC (InvGAN score, InvGAN's protocol)"))
+        parts.append(to_markdown(auc, "Detection ROC AUC (InvGAN score)"))
 
     figures = [
         (p, name)

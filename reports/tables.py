@@ -36,6 +36,7 @@ from .common import (
     ordered_unique,
     repeat_count,
     threat_sort_key,
+    SUCCESS_PROTOCOL,
 )
 from .sanity import sanity_flags
 
@@ -258,12 +259,13 @@ ALL_IMAGES = "all images"
 
 
 def detection_auc_table(rows: Iterable[Row]) -> pd.DataFrame:
-    """ROC AUC of the InvGAN detection score ‖Φ(x) − Φ(x̂)‖ per attack and defense, under InvGAN's protocol.
+    """ROC AUC of the InvGAN detection score ‖Φ(x) − Φ(x̂)‖ per attack and defense, two readings.
 
-    Per defense two columns: "<defense>" follows InvGAN's protocol (negatives: the clean images the bare
+    Per defense two columns: "<defense>" follows the success protocol (negatives: the clean images the bare
     classifier gets right; positives: the successful adversarial examples of those images, where success means
     fooling the model the attack attacked: the bare classifier under gray-box, the defended model under a
-    white-box threat); "<defense> (all images)" is every clean image against every attacked one. Clean scores
+    white-box threat; defbench's reading, not InvGAN's); "<defense> (all images)" is every clean image against
+    every attacked one, the reading of InvGAN's code (its ``plots/plot_ROC.py``). Clean scores
     come from the clean row of the same (dataset, classifier, defense, defense_hash, seed). Values are
     "mean ± std" over seeds with 4 decimals (InvGAN Table 3); "n/a" where undefined (no successful adversarial,
     all scores equal, or no clean row). Defense "none" is skipped (its score is 0 by construction). When attacks
@@ -300,10 +302,11 @@ def detection_auc_table(rows: Iterable[Row]) -> pd.DataFrame:
     notes = [
         _seed_note(nseeds, seeds, "Detection ROC AUC of the InvGAN score ‖Φ(x) − Φ(x̂)‖"),
         (
-            "InvGAN's protocol (columns named by the defense): negatives are the clean images the classifier "
-            "classifies correctly, positives the successful adversarial examples of those images (successful: "
-            "the attacked model misclassifies them; the bare classifier for gray-box attacks, the defended model "
-            f"for white-box threats). '({ALL_IMAGES})': every clean image (0) against every attacked image (1)."
+            f"Columns named by the defense: the {SUCCESS_PROTOCOL} (defbench's; not InvGAN's): negatives are the "
+            "clean images the classifier classifies correctly, positives the successful adversarial examples of "
+            "those images (successful: the attacked model misclassifies them; the bare classifier for gray-box "
+            f"attacks, the defended model for white-box threats). '({ALL_IMAGES})': every clean image (0) against "
+            "every attacked image (1), as InvGAN's code computes its paper's AUCs (plots/plot_ROC.py)."
         ),
     ]
     if few:

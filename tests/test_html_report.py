@@ -237,10 +237,10 @@ def test_report_cli_prints_tables_and_writes_one_self_contained_page(matrix_out,
         assert cell["text"] == f"{100 * accuracy(r):.1f}"
         assert math.isclose(float(cell["data-mean"]), accuracy(r), abs_tol=1e-12)
     assert {k[0] for k in table} >= {"clean", "FGSM ε=0.1", "FGSM ε=0.3"}
-    # ... and the detection table every defended cell's AUC (InvGAN's protocol and all images)
+    # ... and the detection table every defended cell's AUC (success protocol and all images)
     from defbench.reports.common import detection_auc, detection_auc_protocol
 
-    auc = page.tables["Detection ROC AUC (InvGAN score, InvGAN's protocol)"]
+    auc = page.tables["Detection ROC AUC (InvGAN score)"]
     clean = {r["defense"]: r for r in rows if is_clean(r)}
     for r in rows:
         if is_clean(r) or r["defense"] == "none":

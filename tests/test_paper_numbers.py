@@ -323,6 +323,7 @@ def test_the_anomaly_table_explains_its_own_auc_not_invgan_detection():
         run = PaperRun(table=t, preset="paper", n=100, seeds=(0,), device="cpu", out=".", rows={})
         texts[tid] = to_markdown(run, pd.DataFrame(columns=["row", "column", "delta", "n"]))
     assert is_anomaly_table(tables["mimicgan-table2"]) and not is_anomaly_table(tables["invgan-table3-mnist"])
-    assert "anomaly ROC AUC" in texts["mimicgan-table2"] and "InvGAN's protocol" not in texts["mimicgan-table2"]
+    assert "anomaly ROC AUC" in texts["mimicgan-table2"] and "plot_ROC" not in texts["mimicgan-table2"]
     assert "left-out class's images (positives)" in texts["mimicgan-table2"]
-    assert "InvGAN's protocol" in texts["invgan-table3-mnist"] and "anomaly" not in texts["invgan-table3-mnist"]
+    assert "plot_ROC.py" in texts["invgan-table3-mnist"] and "anomaly" not in texts["invgan-table3-mnist"]
+    assert "success protocol" in texts["invgan-table3-mnist"]

@@ -208,16 +208,21 @@ def test_ours_comes_from_rows():
             rows[c] = _fake_row([0, 1, 2, 3, 4], [5, 5, 5, 3, 5], [0.35, 0.5, 0.6, 0.05, 0.7])
     run = PaperRun(t, "paper", 5, (0,), "cpu", "x", rows)
     df = outcomes(run)
-    # InvGAN's protocol: clean {.1,.2,.3,.4} (images 0-3) vs successful adversarials {.35,.5,.6} (images 0-2):
-    # 11 of 12 pairs ordered. All ten scores would give 15 / 25 = 0.6.
-    assert all(v == pytest.approx(11 / 12) for v in df["ours"])
+    # as InvGAN's code (plots/plot_ROC.py): every clean score {.1,.2,.3,.4,.9} against every attacked one
+    # {.35,.5,.6,.05,.7}: 15 of 25 pairs ordered
+    assert all(v == pytest.approx(0.6) for v in df["ours"])
     first = df.iloc[0]
-    assert first["delta"] == pytest.approx(11 / 12 - 0.9563)
+    assert first["delta"] == pytest.approx(0.6 - 0.9563)
     md = to_markdown(run, df)
-    # Hanley–McNeil with 4 negatives and 3 positives, by hand (5 and 5 would give 0.722–1.000)
-    assert md_row(md, "DefenseGAN", "FGSM")[:8] == [
-        "DefenseGAN", "FGSM", "0.9563", "0.9167", "0.665–1.000", "-0.0396", "yes", "5"
+    # Hanley–McNeil with 5 negatives and 5 positives, by hand; the note gives the success protocol: clean
+    # {.1,.2,.3,.4} (images 0-3) vs successful adversarials {.35,.5,.6} (images 0-2), 11 of 12 pairs ordered,
+    # its interval from 4 negatives and 3 positives
+    assert md_row(md, "DefenseGAN", "FGSM") == [
+        "DefenseGAN", "FGSM", "0.9563", "0.6000", "0.233–0.967", "-0.3563", "in CI", "5",
+        "success protocol: 0.917 (0.665–1.000; 4 vs 3 images)",
     ]  # fmt: skip
+    assert "every clean image (negatives) against every attacked image (positives)" in md
+    assert "InvGAN's protocol" not in md
 
     t = TABLES["mimicgan-fig5b"]
     rows = {c: _fake_row([1, 1, 1, 1], [1, 1, 0, 0], [0.0] * 4, preds_u=[1, 0, 0, 0]) for c in t.needed_cells((0,))}

@@ -2,8 +2,9 @@
 the ImageNet tables), with tiny models in a temporary zoo and every budget shrunk (variants, GAN replicas,
 corruptions, anomaly AUC, pooled cells, stratified sampling). The numbers are checked, not only their range:
 
-* every printed "ours" is the value of the store row(s) its cell reads (accuracy = correct / n of the row, AUC by
-  InvGAN's protocol; "n/a" only where the protocol has no clean or no successful adversarial images);
+* every printed "ours" is the value of the store row(s) its cell reads (accuracy = correct / n of the row, AUC of
+  every clean against every attacked image as InvGAN's code computes it; the success protocol's AUC in the note,
+  "n/a" only where that protocol has no clean or no successful adversarial images);
 * every defense's clean row is the classifier on the defense's purification of the row's test images, computed
   here by hand from the zoo models (and the bare classifier on them for ``preds_undefended``);
 * on Fashion-MNIST (the only dataset whose stand-in classifier is trained) the undefended classifier is right on
@@ -166,7 +167,7 @@ def _check_printed(table, text: str, n: int, threat_n: dict[str, int]) -> None:
         if c.measure is None:
             assert ours == "—", line
             continue
-        if ours == "n/a":  # an AUC without clean or successful-attack images: checked against the rows below
+        if ours == "n/a":  # an AUC that is undefined (e.g. all scores equal): checked against the rows below
             assert table.metric == "auc", line
             continue
         value = float(ours.split(" ± ")[0])
@@ -211,17 +212,19 @@ def _store_rows(table, out: Path) -> dict:
 
 def _row_value(table, m, rows: dict) -> float:
     """Ours for one measure, by hand from its row: % correct (every repeat) or the bare classifier's % correct,
-    InvGAN's detection AUC, or the anomaly AUC of the projection errors."""
+    InvGAN's detection AUC (every clean against every attacked image, as its code computes it), or the anomaly
+    AUC of the projection errors."""
     from sklearn.metrics import roc_auc_score
 
     from defbench.harness.papers import preset_attack
-    from defbench.reports.common import detection_auc_protocol
+    from defbench.metrics import roc_auc
 
     a = preset_attack(m.attack, "quick") if m.attack is not None else None
     row = rows[m.cell(0, a)]
     labels = np.asarray(row["labels"])
-    if m.metric == "auc":
-        return detection_auc_protocol(rows[m.cell(0, None)], row)[0]
+    if m.metric == "auc":  # the clean scores of the attacked row's images (a subset where a threat has fewer)
+        clean = dict(zip(rows[m.cell(0, None)]["indices"], rows[m.cell(0, None)]["scores"]))
+        return roc_auc([clean[i] for i in row["indices"]], row["scores"])
     if m.metric == "anomaly-auc":
         pos = labels == m.holdout
         if pos.all() or not pos.any():
@@ -247,6 +250,37 @@ def _check_against_store(table, text: str, rows: dict) -> None:
         want = max(finite) if getattr(c.measure, "how", "") == "max" else float(np.mean(finite))
         tol = 0.006 if table.metric == "accuracy" else 6e-5  # printed with 2 / 4 decimals
         assert float(printed.split(" ± ")[0]) == pytest.approx(want, abs=tol), (c.row, c.col, printed, want)
+        if table.metric == "auc" and len(c.measure.members) == 1:  # the note: the success protocol, by hand
+            _check_protocol_note(md_row(text, c.row, c.col)[8], c.measure, rows)
+
+
+def _check_protocol_note(note: str, m, rows: dict) -> None:
+    """The note of a detection cell gives the success protocol's AUC: the clean images the bare classifier gets
+    right against the successful adversarials made from them (gray-box: the bare classifier fooled; white-box:
+    the defended model fooled), counted here by hand."""
+    from defbench.harness.papers import preset_attack
+    from defbench.metrics import roc_auc
+
+    clean, row = rows[m.cell(0, None)], rows[m.cell(0, preset_attack(m.attack, "quick"))]
+    right = {i: p == y for i, p, y in zip(clean["indices"], clean["preds_undefended"], clean["labels"])}
+    score = dict(zip(clean["indices"], clean["scores"]))
+    y = np.asarray(row["labels"])
+    fooled = np.asarray(row["preds_undefended"]) != y
+    if m.threat != "graybox":  # a white-box cell: the defended model fooled (a randomized one: in any repeat)
+        reps = np.asarray((row["extra"] or {}).get("repeat_preds") or [row["preds"]])
+        fooled = (reps != y[None]).any(0)
+    neg = [score[i] for i in row["indices"] if right[i]]
+    pos = [s for i, s, f in zip(row["indices"], row["scores"], fooled) if right[i] and f]
+    head = "success protocol: "
+    assert head in note, note
+    note = note[note.index(head) :]  # after the spec's own note, if the cell has one
+    assert note.endswith(f"{len(neg)} vs {len(pos)} images)"), note
+    value = note[len(head) :].split(" ")[0]
+    want = roc_auc(neg, pos) if neg and pos else math.nan
+    if math.isnan(want):
+        assert value == "n/a", note
+    else:
+        assert float(value) == pytest.approx(want, abs=6e-4), note
 
 
 def _check_clean_rows_by_hand(table, rows: dict, data_root, most: int = 4) -> None:
@@ -430,6 +464,9 @@ def test_table_classifier_swap_benchmark(paper_zoo, tiny_budgets, tmp_path, monk
                     continue
                 digits = 0 if TABLES[tid].metric == "accuracy" else 3
                 assert mine == f"{float(theirs):.{digits}f}", (tid, label, c.row, c.col, mine, theirs)
+    # a detection cell compares the all-images AUC (above) and notes each run's success-protocol AUC
+    note = md_row(text.split("\ninvgan-table3-fmnist:\n")[1], "DefenseGAN", "FGSM")[7]
+    assert note.count("success protocol: ") in (1, 2), note
     # an accuracy cell's change: the difference of the two columns, then the paired counts and p
     cols = md_row(text.split("\ninvgan-table2-fmnist:\n")[1], "DefenseGAN", "Clean")
     assert cols[5].startswith(f"{float(cols[4].split()[0]) - float(cols[3].split()[0]):+.0f} (")
