@@ -148,3 +148,25 @@ def test_pairing_with_a_reading_that_never_ran_says_so_and_creates_no_store(bc, 
     with pytest.raises(SystemExit, match=r"no BPDA cell of reading D\d in .*: run it there first \(--only D\d\)"):
         bc.main(argv)
     assert not (tmp_path / "D0").exists() and not (tmp_path / "other").exists()
+
+
+@pytest.mark.parametrize("label, defense", [("D7", "defensegan"), ("I7", "invgan")])
+def test_l2_readings_hand_cw_with_four_searches_to_the_bpda_model(bc, tmp_path, monkeypatch, label, defense):
+    """InvGAN's code's bpda-l2 (4 binary-search steps of 100 at lr 0.2 from the constant 10): defbench's CW with
+    its search count changed, under the same BPDA threat; the table reads that reading's CW cell, not a PGD one."""
+    args = bc.argparse.Namespace(dataset="fmnist", n=2, work=str(tmp_path), home=None, compare=None)
+    cmd = _matrix_call(bc, monkeypatch, label, args)["cmd"]
+    assert cmd[cmd.index("--attacks") + 1] == "cw" and cmd[cmd.index("--threat") + 1] == "bpda"
+    assert cmd[cmd.index("--defense") + 1] == defense and "--eps" not in cmd
+    from defbench.attacks import get_attack
+    from defbench.cli import build_parser
+    from defbench.cli.matrix import attack_specs
+
+    (spec,) = attack_specs(build_parser().parse_args(cmd[cmd.index("matrix") :]), "fmnist")
+    assert spec.name == "cw" and dict(spec.params) == {"binary_search_steps": 4}
+    atk = get_attack("cw", "fmnist", **dict(spec.params))
+    assert atk.params == {"binary_search_steps": 4, "initial_const": 10.0, "lr": 0.2, "steps": 100, "confidence": 0.0}
+    stores = {tmp_path / label: {"clean": _cell([0, 0, 0, 0]), "cw": _cell([0, 1, 1, 1]), "pgd": _cell([1] * 4)}}
+    _fake_stores(bc, monkeypatch, stores, key=lambda out: out)
+    row = bc.run_reading(label, args)
+    assert row[3:5] == ["4/4 (51–100)", "1/4 (5–70)"]
