@@ -152,8 +152,11 @@ def _read_adv_cache(path: Path, name: str, x: torch.Tensor) -> dict | None:
         xa, viol = (blob.get("x_adv"), blob.get("violations")) if isinstance(blob, dict) else (None, None)
         if not isinstance(xa, torch.Tensor) or not isinstance(viol, str):
             why = "is not a gray-box cache file"
-        elif xa.shape != x.shape or xa.dtype != x.dtype:
+        elif xa.shape != x.shape:
             why = f"holds a batch of shape {tuple(xa.shape)}, not {tuple(x.shape)}"
+        elif xa.dtype != x.dtype:
+            got, want = (str(t.dtype).removeprefix("torch.") for t in (xa, x))
+            why = f"holds a batch of dtype {got}, not {want}"
         elif blob.get("sha256") != _adv_digest(name, xa, viol):
             why = "has a sha256 that does not match its contents (altered or damaged)"
         elif not bool(torch.isfinite(xa).all()) or float(xa.min()) < 0 or float(xa.max()) > 1:

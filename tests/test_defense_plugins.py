@@ -156,6 +156,18 @@ def test_defense_plugin_that_fails_to_import_is_skipped(monkeypatch, tmp_path, c
     assert err.count("\n") == 1 and "skipped defense plugin 'brk'" in err and "ZeroDivisionError" in err
 
 
+def test_defense_plugin_that_imports_is_loaded_silently(monkeypatch, tmp_path, capsys):
+    """The import warning's sound case: a plugin that imports is listed and nothing is said on stderr."""
+    from defbench import plugins
+    from defbench.defenses import registry
+
+    monkeypatch.setattr(plugins, "WARNED", set())
+    install(monkeypatch, tmp_path, {"boxblur": "my_defenses:Blur"})
+    capsys.readouterr()
+    assert "boxblur" in registry.available() and registry.check_name("median") == "median"
+    assert capsys.readouterr().err == "" and plugins.WARNED == set()
+
+
 def test_crashing_defense_plugin_fails_only_its_cells(tiny_zoo, monkeypatch, tmp_path, capsys):
     install(monkeypatch, tmp_path, {"crash": "my_defenses:Crash"})
     out = tmp_path / "o"

@@ -18,6 +18,7 @@ import torch
 from defbench.cli import main
 from defbench.harness.store import CellKey, CellResult, Store
 from defbench.reports.common import accuracy, attack_key, attack_names, base_key, base_names, is_clean
+from test_reports import attack_cfg, frac, make_row
 
 # --------------------------------------------------------------------------------------------- parsing
 
@@ -356,6 +357,39 @@ def test_example_save_warns_on_a_failed_write_and_is_silent_otherwise(tmp_path):
     assert path is not None and path.is_file()
     back = load_examples(tmp_path / "ok", "abc")
     assert back["indices"].tolist() == [7, 8] and torch.allclose(back["x"].float(), x[:2], atol=1e-3)
+
+
+def _sanity_section(rows, out: Path) -> str:
+    from defbench.reports.html import build_html
+
+    return build_html(rows, out).split("<h2>Sanity checks</h2>", 1)[1].split("<h2>", 1)[0]
+
+
+def _none_under_pgd(correct: int) -> list[dict]:
+    """No defense, clean and gray-box PGD on 100 images, ``correct`` of them right under PGD."""
+    pgd = attack_cfg("PGD", "pgd")
+    clean = make_row(frac(100, 100), defense="none")
+    return [clean, make_row(frac(correct, 100), defense="none", attack="pgd", cfg=pgd)]
+
+
+def test_page_lists_each_fired_sanity_flag_with_a_warning_sign(tmp_path):
+    import html
+
+    from defbench.reports.sanity import sanity_flags
+
+    rows = _none_under_pgd(40)  # PGD leaves 40% on the undefended classifier: check (c) fires
+    (flag,) = sanity_flags(rows)
+    section = _sanity_section(rows, tmp_path)
+    assert f"<li>⚠ {html.escape(flag)}</li>" in section and "None fired" not in section
+
+
+def test_page_says_none_fired_for_a_sound_run(tmp_path):
+    from defbench.reports.sanity import sanity_flags
+
+    rows = _none_under_pgd(0)
+    assert sanity_flags(rows) == []
+    section = _sanity_section(rows, tmp_path)
+    assert "<p>None fired.</p>" in section and "⚠" not in section and "<li>" not in section
 
 
 def _paper_run(tmp_path):

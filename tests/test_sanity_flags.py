@@ -251,7 +251,14 @@ def test_weaker_knowledge_attack_beating_white_box_fires(attack, cfg, threat, ki
     assert len(flags) == 1 and kind in flags[0] and "every white-box attack" in flags[0], flags
 
 
-@pytest.mark.parametrize("attack,cfg", [("fgsm", FGSM), ("square", attack_cfg("Square", "square"))])
+@pytest.mark.parametrize(
+    "attack,cfg",
+    [
+        ("fgsm", FGSM),
+        ("square", attack_cfg("Square", "square")),
+        ("universal-art", attack_cfg("Universal (ART)", "universal-art", iterative=True)),  # one ν, 60% > BPDA's 30%
+    ],
+)
 def test_weaker_knowledge_attack_not_beating_white_box_is_silent(attack, cfg):
     assert sanity_flags(_base() + [make_row(frac(60, N), attack=attack, cfg=cfg)]) == []
 

@@ -188,6 +188,25 @@ def test_graybox_cache_warns_for_a_batch_out_of_range_or_of_another_shape(tmp_pa
     torch.save({"x_adv": x, "violations": None}, p)
     assert _read_adv_cache(p, "abc-s0-b0", x) is None
     assert f"cache {p} is not a gray-box cache file;" in capsys.readouterr().err
+    _write_adv_cache(p, "abc-s0-b0", x.double(), "[]")  # right shape, another dtype: says so, not "shape"
+    assert _read_adv_cache(p, "abc-s0-b0", x) is None
+    assert f"cache {p} holds a batch of dtype float64, not float32;" in capsys.readouterr().err
+
+
+def test_graybox_cache_warns_for_an_unreadable_file(tmp_path, capsys):
+    """A file that does not load (cut short, or not a torch file at all) is refused with one line that says so."""
+    from defbench.harness.matrix import _read_adv_cache, _write_adv_cache
+
+    x = torch.rand(4, 1, 28, 28)
+    p = tmp_path / "abc-s0-b0.pt"
+    _write_adv_cache(p, "abc-s0-b0", x, "[]")
+    raw = p.read_bytes()
+    for damaged in (raw[: len(raw) // 2], b"garbage"):
+        p.write_bytes(damaged)
+        assert _read_adv_cache(p, "abc-s0-b0", x) is None
+        err = capsys.readouterr().err
+        assert err.startswith(f"defbench: warning: gray-box cache {p} is unreadable (") and err.count("\n") == 1
+        assert err.endswith("); recomputing that batch\n")
 
 
 def test_graybox_cache_intact_file_is_read_silently(tmp_path, capsys):
