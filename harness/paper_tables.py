@@ -60,16 +60,16 @@ STATUS: dict[str, tuple[str, str]] = {
         "AUCs of every clean against every attacked image, as InvGAN's code computes the paper's (the reports' "
         "reading since 2026-12-04; zoo of 2026-12-03, n = 100) 0.14-0.37 under the paper's: FGSM detected (0.82 / "
         "0.84), RP weakly (0.64 / 0.62), CW at chance (0.52 / 0.49); ruled out one at a time: misprojected clean "
-        "images (n = 200), the AUC reading (the success protocol moves AUCs by −0.06 to +0.03) and the classifier "
+        "images (n = 200), the AUC reading (the success protocol reads −0.06 to +0.03 from these) and the classifier "
         "(InvGAN's code's Model A: 0.21-0.36 under; the tutorial CNN's +0.15 is that network's); Φ scaled to unit "
         "length reaches the paper on 16 of 18 own-adversarial cells of three classifiers, which the code does not "
         "do",
     ),
     "invgan-table3-mnist": (
         "open",
-        "success-protocol AUCs of 2026-12-01 (the all-images reading the reports compare since 2026-12-04 not "
-        "rerun: no MNIST zoo here now): FGSM, RP and InvGAN's BPDA within 0.05; CW 0.06-0.07 under; DefenseGAN's "
-        "BPDA 0.13 above (20 images)",
+        "success-protocol AUCs of 2026-12-01: FGSM, RP and InvGAN's BPDA within 0.05; CW 0.06-0.07 under; "
+        "DefenseGAN's BPDA 0.13 above (20 images); the all-images reading the reports compare since 2026-12-04, "
+        "on a retrained zoo, DefenseGAN's row only: FGSM and RP within 0.04, CW 0.06 under",
     ),
     "mimicgan-fig4b": (
         "open",
