@@ -21,7 +21,7 @@ preset's models and settings, with exactly one thing changed from the base readi
   ``binary_search_steps=4``) handed the BPDA model. Two differences from that code remain: InvGAN's BPDA
   backward here is x ↦ G(I(x)), the code's is the identity, and the code reads CW's distance term at the
   projection (after a second tanh squashing of it), foolbox at the input. Each iteration purifies once: GPU
-  work at the projection settings (the readings are ready, not measured on this CPU).
+  work at the paper's n (D7 was measured on 10 images on this CPU in 70 min: docs/RESULTS.md).
 
 The prior is one more hypothesis: ``--home DIR`` runs the same readings with the models of another zoo
 (``DIR/zoo``, e.g. a GAN trained with another recipe; a missing encoder is trained there on demand). The table
@@ -115,19 +115,20 @@ def paired_bpda(here: dict, there: dict) -> str:
 
 def run_reading(label: str, args) -> list[object]:
     hypothesis, defense, extra = READINGS[label]
+    attack = attack_of(label)
     out = Path(args.work) / label
     cmd = [sys.executable, "-m", "defbench", "matrix", "--dataset", args.dataset, "--preset", "paper"]
-    cmd += ["--defense", defense, "--attacks", attack_of(label), "--threat", "bpda", "--n", str(args.n), "--eot", "1"]
+    cmd += ["--defense", defense, "--attacks", attack, "--threat", "bpda", "--n", str(args.n), "--eot", "1"]
     cmd += ["--eval-repeats", "1", "--no-baseline", "--no-progress", "--out", str(out), *extra]
     env = {**os.environ, **({"DEFBENCH_HOME": args.home} if args.home else {})}
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env=env)
     got = read_cells(out)
     row: list[object] = [label, defense, hypothesis]
-    for attack in ("clean", attack_of(label)):
-        n, k = got[attack]["n"], got[attack]["correct"]
+    for name in ("clean", attack):
+        n, k = got[name]["n"], got[name]["correct"]
         lo, hi = wilson_interval(k, n)
         row.append(f"{k}/{n} ({100 * lo:.0f}–{100 * hi:.0f})")
-    bpda = got[attack_of(label)]
+    bpda = got[attack]
     names = CLASS_NAMES.get(args.dataset)
     kept = [names[y] if names else str(y) for y, p in zip(bpda["labels"], bpda["preds"]) if y == p]
     row += [", ".join(sorted(kept)) or "—", f"{bpda['wall_seconds']:.0f} ({bpda['device']})"]

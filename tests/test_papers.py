@@ -224,6 +224,18 @@ def test_ours_comes_from_rows():
     assert "every clean image (negatives) against every attacked image (positives)" in md
     assert "InvGAN's protocol" not in md
 
+    # the note's two other forms: no successful adversarial -> n/a with its counts; AUC 1 -> no interval
+    for c in rows:
+        if c.attack is not None:
+            rows[c] = _fake_row([0, 1, 2, 3, 4], [0, 1, 2, 3, 4], [0.35, 0.5, 0.6, 0.05, 0.7])  # no attack succeeds
+    note = outcomes(run).iloc[0]["note"]
+    assert note == "success protocol: n/a (4 vs 0 images)", note
+    for c in rows:
+        if c.attack is not None:
+            rows[c] = _fake_row([0, 1, 2, 3, 4], [5, 5, 5, 5, 5], [1.0, 1.1, 1.2, 1.3, 1.4])  # all above clean
+    note = outcomes(run).iloc[0]["note"]
+    assert note == "success protocol: 1.000 (4 vs 4 images)", note
+
     t = TABLES["mimicgan-fig5b"]
     rows = {c: _fake_row([1, 1, 1, 1], [1, 1, 0, 0], [0.0] * 4, preds_u=[1, 0, 0, 0]) for c in t.needed_cells((0,))}
     run = PaperRun(t, "paper", 4, (0,), "cpu", "x", rows)
