@@ -92,17 +92,20 @@ def cleverhans_cnn(seed: int, progress: bool) -> tuple[torch.nn.Module, dict]:
     return scratch_classifier(CLEVERHANS_RECIPE, seed, progress)
 
 
-def scratch_classifier(recipe: ClassifierRecipe, seed: int, progress: bool) -> tuple[torch.nn.Module, dict]:
-    """A Fashion-MNIST classifier of another architecture trained by ``recipe`` (cached in
-    ``$DEFBENCH_HOME/scratch`` under its architecture and seed, never in the zoo) and its training metrics."""
-    path = home_dir() / "scratch" / f"classifier-fmnist-{recipe.arch}-s{seed}.pt"
+def scratch_classifier(
+    recipe: ClassifierRecipe, seed: int, progress: bool, dataset: str = "fmnist"
+) -> tuple[torch.nn.Module, dict]:
+    """A (Fashion-)MNIST classifier of another architecture trained by ``recipe`` (cached in
+    ``$DEFBENCH_HOME/scratch`` under its dataset, architecture and seed, never in the zoo) and its training
+    metrics."""
+    path = home_dir() / "scratch" / f"classifier-{dataset}-{recipe.arch}-s{seed}.pt"
     if path.is_file():
-        model = build_classifier("fmnist", recipe.arch)
+        model = build_classifier(dataset, recipe.arch)
         model.load_state_dict(torch.load(path, weights_only=True))
         return model.eval(), json.loads(path.with_suffix(".json").read_text())
     root = data_root()
-    train, test = load_dataset("fmnist", "train", root), load_dataset("fmnist", "test", root)
-    model, metrics = train_classifier("fmnist", train, test, recipe, seed, torch.device("cpu"), progress)
+    train, test = load_dataset(dataset, "train", root), load_dataset(dataset, "test", root)
+    model, metrics = train_classifier(dataset, train, test, recipe, seed, torch.device("cpu"), progress)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), path)
     path.with_suffix(".json").write_text(json.dumps(metrics, indent=1))

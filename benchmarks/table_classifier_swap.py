@@ -11,7 +11,8 @@ into ``$DEFBENCH_HOME/scratch`` (``benchmarks/classifier_swap.py``): cleverhans'
 or Model A (``cnn-defensegan-a``). The attacks differentiate the classifier at hand, so every adversarial image is
 that classifier's own. Both runs' reports are written in full beside the store; the Markdown file sets paper,
 ours with each classifier and the change side by side, with the exact McNemar p of accuracy cells (paired by
-image).
+image). MNIST's tables (``--tables invgan-table2-mnist invgan-table3-mnist``) run the same way on MNIST's zoo, the
+second classifier trained on MNIST by the same recipe.
 
     python benchmarks/table_classifier_swap.py --n 100 --n-threat bpda=20 [--other model-a]
 
@@ -119,13 +120,31 @@ def side_by_side(zoo: PaperRun, other: PaperRun, title: str = "other") -> list[l
     return lines
 
 
+#: the datasets the second classifiers are defined for, as captions name them
+DATASET_NAMES = {"fmnist": "Fashion-MNIST", "mnist": "MNIST"}
+
+
+def swap_dataset(tables: list[str]) -> str:
+    """The one dataset of ``tables`` (Fashion-MNIST or MNIST, where the second classifiers are defined); a
+    SystemExit naming the first table that is unknown, of another dataset or of another one than the rest."""
+    first = None
+    for tid in tables:
+        d = TABLES[tid].dataset if tid in TABLES else None
+        if d not in DATASET_NAMES:
+            raise SystemExit(f"{tid!r} is not a Fashion-MNIST or MNIST table of 'defbench paper list'")
+        if first is not None and d != first:
+            raise SystemExit(f"{tid!r} is a {DATASET_NAMES[d]} table, the first is {DATASET_NAMES[first]}: one dataset")
+        first = d
+    return first
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument(
         "--tables",
         nargs="+",
         default=["invgan-table2-fmnist", "invgan-table3-fmnist"],
-        help="Fashion-MNIST tables of 'defbench paper list'",
+        help="Fashion-MNIST or MNIST tables of 'defbench paper list', all of one dataset",
     )
     ap.add_argument("--n", type=int, default=100, help="images per cell")
     ap.add_argument("--n-threat", action="append", default=[], metavar="THREAT=N", help="e.g. bpda=20")
@@ -141,13 +160,11 @@ def main(argv=None) -> int:
     ap.add_argument("--no-progress", action="store_true")
     ap.add_argument("--out", default="benchmarks/results/table_classifier_swap.md", help="Markdown file")
     args = ap.parse_args(argv)
-    for tid in args.tables:
-        if tid not in TABLES or TABLES[tid].dataset != "fmnist":
-            raise SystemExit(f"{tid!r} is not a Fashion-MNIST table of 'defbench paper list' (the classifiers' set)")
+    dataset = swap_dataset(args.tables)
     root = data_root()
     store = Path(args.store or home_dir() / "scratch" / "table-swap")
     t0 = time.time()
-    other, metrics = scratch_classifier(OTHERS[args.other], args.train_seed, not args.no_progress)
+    other, metrics = scratch_classifier(OTHERS[args.other], args.train_seed, not args.no_progress, dataset=dataset)
     common = dict(
         n=args.n,
         preset=args.preset,
@@ -176,7 +193,7 @@ def main(argv=None) -> int:
     lines = [
         f"Command: `{command_line(argv)}`; CPU, {torch.get_num_threads()} thread(s), {time.time() - t0:.0f} s "
         f"({computed} cells computed, {reused} reused from {store}). Preset {args.preset}, {args.n} seeded "
-        f"Fashion-MNIST test images per "
+        f"{DATASET_NAMES[dataset]} test images per "
         f"cell (fewer where the table says n). Classifiers: the zoo's ({names['zoo']}) and the {title} "
         f"({recipe.arch}, {names[args.other]}; Adam at a constant {recipe.lr:g}, batch "
         f"{recipe.batch_size}, {recipe.epochs} epochs, seed {args.train_seed}; test accuracy "

@@ -434,7 +434,8 @@ def test_table_classifier_swap_benchmark(paper_zoo, tiny_budgets, tmp_path, monk
     net = nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 10)).eval()
     trained = []  # the recipes the script asked for
 
-    def scratch(recipe, seed, progress):
+    def scratch(recipe, seed, progress, dataset):
+        assert dataset == "fmnist"
         trained.append(recipe.arch)
         return net, {"history": [{"test_accuracy": 0.5}]}
 
@@ -483,16 +484,52 @@ def test_table_classifier_swap_benchmark(paper_zoo, tiny_budgets, tmp_path, monk
     assert md_row(out.read_text(), "row")[4] == "ours: Model A"
 
 
-@pytest.mark.parametrize("tid", ["invgan-table2-mnist", "no-such-table"])
-def test_table_classifier_swap_refuses_other_tables(tid, monkeypatch):
-    """The second classifiers are Fashion-MNIST's: another dataset's table or an unknown one is refused before any
-    training or cell (the Fashion-MNIST tables pass this check: the test above)."""
+@pytest.mark.parametrize(
+    "tables, match",
+    [
+        (["ride-table2-cifar10"], "'ride-table2-cifar10' is not a Fashion-MNIST or MNIST table"),
+        (["invgan-table2-fmnist", "no-such-table"], "'no-such-table' is not a Fashion-MNIST or MNIST table"),
+        (["invgan-table2-fmnist", "invgan-table3-mnist"], "'invgan-table3-mnist' is a MNIST table, the first is F"),
+    ],
+)
+def test_table_classifier_swap_refuses_other_tables(tables, match, monkeypatch):
+    """The second classifiers are defined for Fashion-MNIST and MNIST, one dataset per run: another dataset's
+    table, an unknown one or a mix is refused before any training or cell (one dataset's tables pass: the tests
+    above and below)."""
     from conftest import import_benchmark
 
     ts = import_benchmark("table_classifier_swap")
-    monkeypatch.setattr(ts, "scratch_classifier", lambda *a: pytest.fail("trained before the tables were checked"))
-    with pytest.raises(SystemExit, match=f"'{tid}' is not a Fashion-MNIST table"):
-        ts.main(["--tables", "invgan-table2-fmnist", tid])
+    monkeypatch.setattr(ts, "scratch_classifier", lambda *a, **k: pytest.fail("trained before the tables were checked"))
+    with pytest.raises(SystemExit, match=match):
+        ts.main(["--tables", *tables])
+
+
+@pytest.mark.skipif(not have_data("mnist"), reason="needs MNIST under DEFBENCH_DATA")
+def test_table_classifier_swap_mnist(paper_zoo, tiny_budgets, tmp_path, monkeypatch):
+    """MNIST's tables: the second classifier is asked for on MNIST (its scratch file is MNIST's, not the Fashion-MNIST
+    one of the same recipe), the runs use MNIST's zoo and the caption names the dataset."""
+    from conftest import import_benchmark
+
+    ts = import_benchmark("table_classifier_swap")
+    torch.manual_seed(7)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 10)).eval()
+    asked = []
+
+    def scratch(recipe, seed, progress, dataset):
+        asked.append((recipe.arch, dataset))
+        return net, {"history": []}
+
+    monkeypatch.setattr(ts, "scratch_classifier", scratch)
+    out = tmp_path / "t.md"
+    args = ["--n", "4", "--preset", "quick", "--tables", "invgan-table2-mnist", "--threats", "graybox"]
+    args += ["--other", "model-a", "--store", str(tmp_path / "s"), "--out", str(out), "--no-progress"]
+    assert ts.main(args) == 0
+    assert asked == [("cnn-defensegan-a", "mnist")]
+    text = out.read_text()
+    assert " 4 seeded MNIST test images per cell" in text and "Fashion" not in text
+    assert "Classifiers: the zoo's (classifier-mnist-" in text
+    section = text.split("\ninvgan-table2-mnist:\n")[1]
+    assert md_row(section, "DefenseGAN", "Clean")[3] != "—"  # measured on MNIST
 
 
 def test_detection_phi_benchmark(paper_zoo, tiny_budgets, tmp_path, monkeypatch):
