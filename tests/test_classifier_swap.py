@@ -93,3 +93,27 @@ def test_a_stopped_run_keeps_the_seeds_it_finished(cs, monkeypatch, tmp_path):
     text = out.read_text()
     assert "seeds 3, 4)" in text and "not finished" not in text
     assert md_row(text, "ours (2 conv + FC 256, 15 epochs)", "FGSM")[2:] == ["0 (0–19)", "100 (81–100)"]
+
+
+def test_scratch_classifier_is_cached_per_dataset(cs, tmp_path, monkeypatch):
+    """The same recipe and seed trained on MNIST and on Fashion-MNIST are two files: each dataset loads its own
+    weights (here saved by hand, so nothing trains) and never the other one's."""
+    from defbench.classifiers.models import build_classifier
+
+    monkeypatch.setenv("DEFBENCH_HOME", str(tmp_path))
+    monkeypatch.setattr(cs, "train_classifier", lambda *a, **k: pytest.fail("trained though the file was there"))
+    recipe = cs.MODEL_A_RECIPE
+    saved = {}
+    for k, dataset in enumerate(("fmnist", "mnist")):
+        torch.manual_seed(k)
+        net = build_classifier(dataset, recipe.arch)
+        path = tmp_path / "scratch" / f"classifier-{dataset}-{recipe.arch}-s0.pt"
+        path.parent.mkdir(exist_ok=True)
+        torch.save(net.state_dict(), path)
+        path.with_suffix(".json").write_text(f'{{"dataset": "{dataset}"}}')
+        saved[dataset] = net.state_dict()
+    for dataset in ("mnist", "fmnist"):
+        model, metrics = cs.scratch_classifier(recipe, 0, False, dataset=dataset)
+        assert metrics == {"dataset": dataset}
+        for name, w in model.state_dict().items():
+            assert torch.equal(w, saved[dataset][name]), (dataset, name)

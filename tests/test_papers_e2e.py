@@ -506,8 +506,8 @@ def test_table_classifier_swap_refuses_other_tables(tables, match, monkeypatch):
 
 @pytest.mark.skipif(not have_data("mnist"), reason="needs MNIST under DEFBENCH_DATA")
 def test_table_classifier_swap_mnist(paper_zoo, tiny_budgets, tmp_path, monkeypatch):
-    """MNIST's tables: the second classifier is asked for on MNIST (its scratch file is MNIST's, not the Fashion-MNIST
-    one of the same recipe), the runs use MNIST's zoo and the caption names the dataset."""
+    """MNIST's tables: the second classifier is asked for on MNIST (that its cached file is then MNIST's:
+    test_classifier_swap.py), the runs use MNIST's zoo and the caption names the dataset."""
     from conftest import import_benchmark
 
     ts = import_benchmark("table_classifier_swap")
