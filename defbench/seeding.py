@@ -5,6 +5,7 @@ beside its result; every random draw of a cell derives its seed from (run seed, 
 from __future__ import annotations
 
 import hashlib
+import os
 import random
 from typing import Any
 
@@ -31,13 +32,43 @@ def derive_seed(*parts: Any) -> int:
     return int.from_bytes(digest[:8], "little") % (2**63 - 1)
 
 
+#: set to 1 to keep PyTorch's default (faster, nondeterministic) CUDA kernels
+NONDETERMINISTIC_ENV = "DEFBENCH_NONDETERMINISTIC"
+
+
+def deterministic_kernels(device: torch.device) -> bool:
+    """On CUDA, switch PyTorch to deterministic kernels (cuDNN's deterministic algorithms, no autotuning, cuBLAS
+    with a fixed workspace, ``torch.use_deterministic_algorithms`` warning where an op has none), unless
+    ``$DEFBENCH_NONDETERMINISTIC`` is 1. Without it one cell computed twice on an H200 gave DefenseGAN predictions
+    that differed on 7-8 of 100 images (docs/RESULTS.md, "Deterministic CUDA kernels"); on the CPU PyTorch's
+    kernels are deterministic already and nothing is changed. Returns whether CUDA kernels are deterministic."""
+    if device.type != "cuda":
+        return True
+    if os.environ.get(NONDETERMINISTIC_ENV, "") == "1":
+        return cuda_kernels_deterministic()
+    # cuBLAS reads this when its handle is made: set before the first matrix product on the device
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    return True
+
+
+def cuda_kernels_deterministic() -> bool:
+    """Whether PyTorch runs deterministic CUDA kernels now (what :func:`deterministic_kernels` switches on)."""
+    return bool(torch.are_deterministic_algorithms_enabled() and torch.backends.cudnn.deterministic)
+
+
 def resolve_device(device: str = "auto") -> torch.device:
     """``auto`` (CUDA when present, else the CPU), ``cpu``, ``cuda`` or ``cuda:N``; a one-line error for anything
-    else or for CUDA asked for where there is none."""
+    else or for CUDA asked for where there is none. A CUDA device comes with deterministic kernels
+    (:func:`deterministic_kernels`), so that a cell gives the same numbers every time it is computed."""
     if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
         raise DefbenchError(f"unknown device {device!r}; choose auto, cpu or cuda")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise DefbenchError("--device cuda asked for, but no CUDA device is available; use --device auto or cpu")
-    return torch.device(device)
+    dev = torch.device(device)
+    deterministic_kernels(dev)
+    return dev

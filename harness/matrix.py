@@ -44,7 +44,7 @@ from defbench.harness.models import (
     weights_sha256,
 )
 from defbench.harness.store import CellKey, CellResult, Store, config_hash
-from defbench.seeding import derive_seed, seed_everything
+from defbench.seeding import cuda_kernels_deterministic, derive_seed, seed_everything
 
 #: attack parameters of the quick preset: smoke-test budgets, not the papers'
 QUICK_ATTACK_PARAMS = {
@@ -643,7 +643,9 @@ class MatrixRunner:
           1.0 when purify leaves autograd (no gradient reaches the input: shattered gradients);
         * ``nondeterministic``: two purifications with the same seed differ (hidden randomness);
         * ``seed_dependent``: purifications with two seeds differ, i.e. the defense is randomized, whatever it
-          declares (``randomized_defense``)."""
+          declares (``randomized_defense``);
+        * ``cuda_nondeterministic_kernels``: the check ran on CUDA with PyTorch's nondeterministic kernels
+          (``$DEFBENCH_NONDETERMINISTIC``), which alone make two purifications differ."""
         grad, error = None, ""
         xr = x.detach().clone().requires_grad_(True)
         try:
@@ -662,6 +664,7 @@ class MatrixRunner:
             "nondeterministic": bool(not torch.allclose(a, b, atol=1e-6)),
             "seed_dependent": bool(not torch.allclose(a, c, atol=1e-6)),
             "randomized_defense": bool(d.randomized),
+            "cuda_nondeterministic_kernels": x.device.type == "cuda" and not cuda_kernels_deterministic(),
             "threat": "autograd",
             **({"error": error} if error else {}),
         }

@@ -139,6 +139,17 @@ def test_undeclared_randomness_fires():
     assert sanity_flags(_with_check(_gradient_check(Liar((1, 28, 28))))) == []
 
 
+def test_undeclared_randomness_is_not_claimed_on_nondeterministic_cuda_kernels():
+    """On CUDA's nondeterministic kernels two seeds give different outputs whatever the defense draws, so a
+    deterministic defense (InvGAN on an H200) is not told to declare itself randomized; the nondeterminism flag
+    speaks for those kernels instead."""
+    gc = {**_gradient_check(_Blur((1, 28, 28))), "seed_dependent": True, "nondeterministic": True}
+    flags = sanity_flags(_with_check({**gc, "cuda_nondeterministic_kernels": True}))
+    assert len(flags) == 1 and "nondeterministic kernels" in flags[0]
+    flags = sanity_flags(_with_check({**gc, "cuda_nondeterministic_kernels": False}))
+    assert len(flags) == 2 and any("declares itself deterministic" in f for f in flags)
+
+
 # --------------------------------------------------------------------------------------------- white vs gray
 
 

@@ -1,0 +1,60 @@
+"""Devices: ``resolve_device``'s choices and errors, and the deterministic CUDA kernels it switches on (an H200
+gave one cell's DefenseGAN predictions that differed on 7-8 of 100 images between two computations without them;
+tests/test_cuda.py checks the outcome on a GPU). PyTorch's switches can be set without a GPU, so the switching
+is tested here."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from defbench import DefbenchError
+from defbench.seeding import NONDETERMINISTIC_ENV, cuda_kernels_deterministic, deterministic_kernels, resolve_device
+
+
+@pytest.fixture
+def torch_switches(monkeypatch):
+    """Restores PyTorch's global switches and the environment after the test."""
+    old = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
+    cudnn = torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark
+    monkeypatch.delenv(NONDETERMINISTIC_ENV, raising=False)
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    torch.use_deterministic_algorithms(False)
+    torch.backends.cudnn.deterministic = False
+    yield
+    torch.use_deterministic_algorithms(old[0], warn_only=old[1])
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn
+
+
+def test_cpu_changes_no_switch(torch_switches):
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert deterministic_kernels(torch.device("cpu")) is True
+    assert not torch.are_deterministic_algorithms_enabled() and not torch.backends.cudnn.deterministic
+
+
+def test_cuda_switches_to_deterministic_kernels(torch_switches):
+    import os
+
+    assert not cuda_kernels_deterministic()
+    assert deterministic_kernels(torch.device("cuda")) is True
+    assert cuda_kernels_deterministic() and torch.is_deterministic_algorithms_warn_only_enabled()
+    assert not torch.backends.cudnn.benchmark and os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+
+
+def test_opting_out_keeps_pytorch_defaults(torch_switches, monkeypatch):
+    monkeypatch.setenv(NONDETERMINISTIC_ENV, "1")
+    assert deterministic_kernels(torch.device("cuda")) is False
+    assert not cuda_kernels_deterministic()
+
+
+@pytest.mark.parametrize("bad", ["gpu", "tpu", "cuda0"])
+def test_unknown_device_is_a_one_line_error(bad):
+    with pytest.raises(DefbenchError, match="unknown device"):
+        resolve_device(bad)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_without_cuda_is_a_one_line_error():
+    with pytest.raises(DefbenchError, match="no CUDA device"):
+        resolve_device("cuda")
+    assert resolve_device("auto") == torch.device("cpu")
