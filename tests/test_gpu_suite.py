@@ -80,3 +80,31 @@ def test_gpu_suite_cpu_smoke(tmp_path, fmnist):
     est = {e: float(rows[f"ride: Table 2 MNIST BPDA, n = 100, EOT {e} (estimate)"]["value"]) for e in (1, 10)}
     assert est[1] == pytest.approx(100 * 11 / (rate * scale) / 60, rel=0.1, abs=0.1)
     assert est[10] == pytest.approx(est[1] * 1010 / 110, rel=0.02, abs=0.1)
+
+
+def test_gpu_bpda_script_skips_what_its_limit_leaves_no_time_for_and_still_packs(tmp_path):
+    """benchmarks/gpu_bpda.sh (through gpu_setup.sh, which gpu_check.sh shares) on a limit too short for any step:
+    every step says it was skipped, nothing is trained, and the results archive and log still come back."""
+    import os
+    import re
+    import tarfile
+
+    out = tmp_path / "out"
+    env = {
+        **os.environ,
+        "OUT": str(out),
+        "GPU_BPDA_LIMIT": "30",
+        "GPU_CHECK_PYTHON": sys.executable,
+        "DEFBENCH_HOME": str(tmp_path / "home"),
+        "GPU_BPDA_WORK": str(tmp_path / "work"),
+    }
+    proc = subprocess.run(
+        ["bash", str(BENCHMARKS / "gpu_bpda.sh")], env=env, capture_output=True, text=True, timeout=240
+    )
+    log = (out / "gpu_bpda.log").read_text()
+    assert proc.returncode == 0, log[-2000:]
+    assert re.search(r"^defbench \S+ imports$", log, re.M), log[:1500]  # gpu_setup.sh made it importable
+    for step in ("pytest tests/test_cuda.py", "train classifier", "train gan", "train encoder", "bpda_causes D0"):
+        assert f"=== {step}: skipped" in log, (step, log[-1500:])
+    assert not (tmp_path / "home" / "zoo").exists() and not list(out.glob("zoo.tar.part-*"))
+    assert tarfile.is_tarfile(out / "results.tar.gz")

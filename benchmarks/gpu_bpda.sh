@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# InvGAN Table 2's Fashion-MNIST BPDA readings at n = 100 on a GPU machine (issue: papers' tables, second pass,
+# item 4), in one command under GPU_BPDA_LIMIT seconds (default 540, inside a 10-minute command limit):
+#
+#   1. tests/test_cuda.py (the CUDA code paths: projection, RIDE, a matrix cell; cap 120 s);
+#   2. the paper Fashion-MNIST classifier, GAN prior and InvGAN encoder, trained on the GPU (`defbench train`,
+#      skipped when the zoo has them);
+#   3. benchmarks/bpda_causes.py, one reading at a time at n = GPU_BPDA_N (default 100): D0 / I0 (PGD ε 0.3,
+#      40 steps, travel 0.4), D5 / I5 (10 steps of 0.01, travel 0.1), D7 / I7 (CW-L2 through the same BPDA
+#      model), each paired with its defense's base; then the GPU throughput stage of gpu_suite.py if time is left;
+#   4. packs the readings' stores and tables into $OUT/results.tar.gz and the zoo into 15 MiB parts
+#      ($OUT/zoo.tar.part-*), beside the log, so the tables can be read back and the same models used on a CPU
+#      machine.
+#
+# Every step runs under `timeout` (SIGTERM to its process group: defbench keeps each finished cell), with what is
+# left of the limit minus a reserve for the packing. A step with under 20 s left is skipped and says so.
+#
+#   bash benchmarks/gpu_bpda.sh          # on the GPU machine, in the repository root (carry .whl and shared/)
+#
+# Setup (Python, defbench without its pins, the wheels from .whl/, DEFBENCH_DATA) is benchmarks/gpu_setup.sh.
+# Models go to $DEFBENCH_HOME/zoo (default /tmp/defbench-gpu-home), the readings' stores to $GPU_BPDA_WORK
+# (default /tmp/defbench-gpu-bpda), outputs to $OUT (else /tmp/gpu_bpda_out). GPU_BPDA_READINGS overrides the
+# readings (space-separated labels of bpda_causes.py); GPU_BPDA_ENCODER_OPTS adds options to the encoder's
+# training (the CPU dry run of this script uses "--iterations 5" on stand-in models).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+REPO=$(pwd)
+START=$(date +%s)
+LIMIT=${GPU_BPDA_LIMIT:-540}
+N=${GPU_BPDA_N:-100}
+RESERVE=25
+READINGS=${GPU_BPDA_READINGS:-D0 I0 D5 I5 D7}
+LAST=${GPU_BPDA_LAST:-I7}  # after the throughput stage: likely the longest
+elapsed() { echo $(($(date +%s) - START)); }
+DEST=${OUT:-/tmp/gpu_bpda_out}
+mkdir -p "$DEST"
+exec > >(tee "$DEST/gpu_bpda.log") 2>&1
+export DEFBENCH_HOME=${DEFBENCH_HOME:-/tmp/defbench-gpu-home}
+WORK=${GPU_BPDA_WORK:-/tmp/defbench-gpu-bpda}
+mkdir -p "$WORK"
+export PYTHONUNBUFFERED=1
+echo "gpu_bpda: $(date -u +%FT%TZ) in $REPO, limit ${LIMIT}s, n = $N, readings: $READINGS"
+command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+
+source benchmarks/gpu_setup.sh || exit 1
+DEVICE=$($PY -c "import torch; print('cuda' if torch.cuda.is_available() else 'cpu')")
+echo "device: $DEVICE; DEFBENCH_HOME=$DEFBENCH_HOME"
+
+# step NAME CAP COMMAND...: COMMAND under min(CAP, what is left - RESERVE) seconds
+step() {
+  local name=$1 cap=$2
+  shift 2
+  local left=$((LIMIT - $(elapsed) - RESERVE))
+  [ "$cap" -gt "$left" ] && cap=$left
+  if [ "$cap" -lt 20 ]; then
+    echo "=== $name: skipped, ${left}s of the limit left"
+    return 0
+  fi
+  echo "=== $name (cap ${cap}s, at $(elapsed)s)"
+  local t0
+  t0=$(date +%s)
+  timeout -k 15 "$cap" "$@"
+  local rc=$?
+  echo "=== $name: exit $rc after $(($(date +%s) - t0))s$([ $rc = 124 ] && echo ' (stopped at its cap)')"
+}
+
+step "pytest tests/test_cuda.py" 120 $PY -m pytest tests/test_cuda.py -q -p no:cacheprovider -o addopts="" -rs
+for kind in classifier gan encoder; do
+  opts=()
+  [ "$kind" = encoder ] && [ -n "${GPU_BPDA_ENCODER_OPTS:-}" ] && read -ra opts <<<"$GPU_BPDA_ENCODER_OPTS"
+  step "train $kind" 240 $PY -m defbench train "$kind" --dataset fmnist --preset paper --device "$DEVICE" \
+    --no-progress "${opts[@]}"
+done
+$PY - <<'EOF'
+from defbench.harness import zoo
+for kind in ("classifier", "gan", "encoder"):
+    m = zoo.manifest_or_none(zoo.model_id(kind, "fmnist", "paper")) or {}
+    print(kind, m.get("sha256", "missing")[:12], {k: v for k, v in m.get("metrics", {}).items() if not isinstance(v, (list, dict))})
+EOF
+for r in $READINGS; do
+  step "bpda_causes $r" 400 $PY benchmarks/bpda_causes.py --n "$N" --only "$r" --work "$WORK/fmnist" \
+    --out "$DEST/bpda_$r.md"
+done
+if [ "$DEVICE" = cuda ]; then
+  step "gpu_suite throughput" 120 $PY benchmarks/gpu_suite.py --stages throughput --budget 250 \
+    --out "$DEST/gpu_suite.md" --work "$WORK/suite"
+fi
+for r in $LAST; do
+  step "bpda_causes $r" 400 $PY benchmarks/bpda_causes.py --n "$N" --only "$r" --work "$WORK/fmnist" \
+    --out "$DEST/bpda_$r.md"
+done
+
+echo "=== packing (at $(elapsed)s)"
+# $OUT takes at most 8 files of 16 MiB: the zoo (the paper GAN alone is ~53 MB) goes in 15 MiB parts
+# (cat zoo.tar.part-* | tar -x), the tables, suite outputs and stores in one small archive beside the log
+cp "$DEST"/*.md "$DEST"/*.csv "$WORK"/ 2>/dev/null
+tar -cf "$DEST/results.tar.gz" -z --exclude='*.lock' --exclude='examples' -C "$WORK" . || echo "packing the stores failed"
+rm -f "$DEST"/*.md "$DEST"/*.csv
+if [ -d "$DEFBENCH_HOME/zoo" ]; then
+  tar -cf - --exclude='*.lock' -C "$DEFBENCH_HOME" zoo | split -b 15M - "$DEST/zoo.tar.part-"
+fi
+ls -l "$DEST"
+echo "gpu_bpda: $(elapsed)s in all"
