@@ -23,6 +23,10 @@ preset's models and settings, with exactly one thing changed from the base readi
   projection (after a second tanh squashing of it), foolbox at the input. Each iteration purifies once: GPU
   work at the paper's n (D7 was measured on 10 images on this CPU in 70 min: docs/RESULTS.md).
 
+* BPDA backward (reading I8): the identity, as InvGAN's code's straight-through attack has it, instead of the
+  gradient of x ↦ G(I(x)) that defbench's InvGAN hands BPDA (``--defense-opt invgan:bpda_stand_in=identity``);
+  DefenseGAN's backward is the identity already.
+
 The prior is one more hypothesis: ``--home DIR`` runs the same readings with the models of another zoo
 (``DIR/zoo``, e.g. a GAN trained with another recipe; a missing encoder is trained there on demand). The table
 names the GAN the readings used: its sha256, D's normalisation and the epoch its run kept.
@@ -76,6 +80,11 @@ READINGS: dict[str, tuple[str, str, list[str]]] = {
     "I4": ("projection: T = 2000", "invgan", ["--eps", "0.3", "--defense-opt", "invgan:latent_steps=2000"]),
     "D7": ("attack: CW-L2 (InvGAN's code's bpda-l2)", "defensegan", ["--attack-opt", "cw:binary_search_steps=4"]),
     "I7": ("attack: CW-L2 (InvGAN's code's bpda-l2)", "invgan", ["--attack-opt", "cw:binary_search_steps=4"]),
+    "I8": (
+        "BPDA backward: the identity (InvGAN's code), not G(I(x))",
+        "invgan",
+        ["--eps", "0.3", "--defense-opt", "invgan:bpda_stand_in=identity"],
+    ),
 }
 
 #: the BPDA attack of a reading: PGD unless the reading changes it

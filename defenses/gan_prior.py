@@ -104,5 +104,8 @@ class GANPriorDefense(Defense):
         return self.G(self.encoder(x).clamp(-1, 1))
 
     def stand_in(self, x):
-        # InvGAN's BPDA differentiates through x ↦ G(I(x)); without an encoder: identity.
-        return self.reparameterize(x) if self.encoder is not None else x
+        # InvGAN's BPDA differentiates through x ↦ G(I(x)); without an encoder, or with bpda_stand_in=identity
+        # (InvGAN's code's straight-through attack), the identity.
+        if self.encoder is None or self.cfg.bpda_stand_in == "identity":
+            return x
+        return self.reparameterize(x)

@@ -30,8 +30,9 @@ OPTIMIZERS = ("sgd", "rmsprop", "rmsprop-tf", "adam")
 INITS = ("random", "mean", "encoder")
 SURROGATES = ("none", "mimic", "identity")
 SURROGATE_RANGES = ("unit", "signed")
+BPDA_STAND_INS = ("auto", "identity")
 #: fields added after stores were first written: left out of to_dict() (the store key) at these values
-_HASH_STABLE = {"surrogate_range": "unit", "adv_against_sum": False}
+_HASH_STABLE = {"surrogate_range": "unit", "adv_against_sum": False, "bpda_stand_in": "auto"}
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,10 @@ class ProjectionConfig:
     #: pixel range f̂ sees: unit ([0, 1], our images) | signed ([-1, 1], the paper's TF code: a negative is W = −1)
     surrogate_range: str = "unit"
     chunk_size: int = 0  #: latents per chunk; 0 = choose per device
+    #: what BPDA differentiates in the backward pass (the defense's, not the projection's, setting; here because
+    #: the GAN-prior defenses are named instances of this config): auto = x ↦ G(I(x)) when there is an encoder
+    #: (InvGAN), else the identity | identity (InvGAN's code's straight-through BPDA, for InvGAN too)
+    bpda_stand_in: str = "auto"
 
     def __post_init__(self):
         for field, value, choices in (
@@ -67,6 +72,7 @@ class ProjectionConfig:
             ("init", self.init, INITS),
             ("surrogate", self.surrogate, SURROGATES),
             ("surrogate_range", self.surrogate_range, SURROGATE_RANGES),
+            ("bpda_stand_in", self.bpda_stand_in, BPDA_STAND_INS),
         ):
             if value not in choices:
                 raise DefbenchError(f"projection {field} {value!r} unknown; choose one of: {', '.join(choices)}")

@@ -170,3 +170,18 @@ def test_l2_readings_hand_cw_with_four_searches_to_the_bpda_model(bc, tmp_path, 
     _fake_stores(bc, monkeypatch, stores, key=lambda out: out)
     row = bc.run_reading(label, args)
     assert row[3:5] == ["4/4 (51–100)", "1/4 (5–70)"]
+
+
+def test_backward_reading_hands_invgan_the_identity_stand_in(bc, tmp_path, monkeypatch):
+    """I8 changes one thing from I0: InvGAN's BPDA backward becomes the identity (its code's straight-through
+    attack); the option reaches the defense the matrix builds, whose stand-in is then x itself."""
+    args = bc.argparse.Namespace(dataset="fmnist", n=2, work=str(tmp_path), home=None, compare=None)
+    base = _matrix_call(bc, monkeypatch, "I0", args)["cmd"]
+    cmd = _matrix_call(bc, monkeypatch, "I8", args)["cmd"]
+    extra = [a for a in cmd if a not in base and not a.startswith(str(tmp_path))]  # its own --out aside
+    assert extra == ["--defense-opt", "invgan:bpda_stand_in=identity"]
+    from defbench.cli import build_parser
+    from defbench.cli.matrix import overrides
+
+    opts = overrides(build_parser().parse_args(cmd[cmd.index("matrix") :]), ["invgan"])
+    assert opts == {"invgan": {"bpda_stand_in": "identity"}}  # an option InvGAN takes (test_threats: its effect)

@@ -118,6 +118,32 @@ def test_invgan_bpda_backward_is_the_gradient_of_g_of_i(parts, images):
     assert torch.allclose(xr.grad, ref, atol=1e-5, rtol=1e-4) and not torch.allclose(xr.grad, w, atol=1e-3)
 
 
+def test_invgan_bpda_stand_in_identity_is_the_codes_straight_through(parts, images):
+    """``bpda_stand_in=identity`` (InvGAN's code's BPDA): the same forward (the projection), and the classifier's
+    gradient at the purified image handed to the input unchanged, not pulled back through G(I(x)). The option
+    keeps the store key of every existing configuration (left out of it at its default) and refuses other values."""
+    clf, G, D, enc = parts
+    x, y = images
+    cfg = PAPER_CONFIGS["invgan"].with_(latent_steps=2, bpda_stand_in="identity")
+    d = GANPriorDefense("invgan", G, D, enc, cfg, shape=SHAPE)
+    m = attack_model("bpda", clf, d)
+    x_hat = d.purify(x, seed=0)
+    with torch.no_grad():
+        assert torch.allclose(m(x), clf(x_hat), atol=1e-5)
+    g = _grad(lambda v: cross_entropy(m(v), y, reduction="sum"), x)
+    gh = _grad(lambda v: cross_entropy(clf(v), y, reduction="sum"), x_hat)
+    assert gh.abs().sum() > 0 and torch.allclose(g, gh, atol=1e-6)
+    assert not torch.allclose(
+        g,
+        _grad(lambda v: cross_entropy(attack_model("bpda", clf, _invgan(parts))(v), y, reduction="sum"), x),
+        atol=1e-4,
+    )
+    assert "bpda_stand_in" not in PAPER_CONFIGS["invgan"].to_dict()
+    assert cfg.to_dict()["bpda_stand_in"] == "identity"
+    with pytest.raises(DefbenchError, match="bpda_stand_in"):
+        PAPER_CONFIGS["invgan"].with_(bpda_stand_in="encoder")
+
+
 # ------------------------------------------------------------------------------------------ reparameterisation
 
 
