@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # InvGAN Table 2's Fashion-MNIST BPDA readings at n = 100 on a GPU machine (issue: papers' tables, second pass,
-# item 4), in one command under GPU_BPDA_LIMIT seconds (default 540, inside a 10-minute command limit):
+# item 4), in one command under GPU_BPDA_LIMIT seconds (default 540, inside a 10-minute command limit; the first
+# run, on an H200 with GPU_BPDA_LIMIT=520, got through the models and D0 I0 D5 I5 in 453 s: docs/RESULTS.md):
 #
 #   1. tests/test_cuda.py (the CUDA code paths: projection, RIDE, a matrix cell; cap 120 s);
 #   2. the paper Fashion-MNIST classifier, GAN prior and InvGAN encoder, trained on the GPU (`defbench train`,
 #      skipped when the zoo has them);
 #   3. benchmarks/bpda_causes.py, one reading at a time at n = GPU_BPDA_N (default 100): D0 / I0 (PGD ε 0.3,
-#      40 steps, travel 0.4), D5 / I5 (10 steps of 0.01, travel 0.1), D7 / I7 (CW-L2 through the same BPDA
-#      model), each paired with its defense's base; then the GPU throughput stage of gpu_suite.py if time is left;
+#      40 steps, travel 0.4), D5 / I5 (10 steps of 0.01, travel 0.1), D7 (CW-L2 through the same BPDA model),
+#      I8 (InvGAN's BPDA backward the identity); then the GPU throughput stage of gpu_suite.py if time is left;
+#      then I7 (InvGAN under CW-L2, the longest: about 6 min at n = 100 on an H200);
 #   4. packs the readings' stores and tables into $OUT/results.tar.gz and the zoo into 15 MiB parts
 #      ($OUT/zoo.tar.part-*), beside the log, so the tables can be read back and the same models used on a CPU
 #      machine.
@@ -20,7 +22,8 @@
 # Setup (Python, defbench without its pins, the wheels from .whl/, DEFBENCH_DATA) is benchmarks/gpu_setup.sh.
 # Models go to $DEFBENCH_HOME/zoo (default /tmp/defbench-gpu-home), the readings' stores to $GPU_BPDA_WORK
 # (default /tmp/defbench-gpu-bpda), outputs to $OUT (else /tmp/gpu_bpda_out). GPU_BPDA_READINGS overrides the
-# readings (space-separated labels of bpda_causes.py); GPU_BPDA_ENCODER_OPTS adds options to the encoder's
+# readings (space-separated labels of bpda_causes.py), GPU_BPDA_LAST the ones after the throughput stage (I7;
+# empty: none); GPU_BPDA_ENCODER_OPTS adds options to the encoder's
 # training (the CPU dry run of this script uses "--iterations 5" on stand-in models).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -29,8 +32,8 @@ START=$(date +%s)
 LIMIT=${GPU_BPDA_LIMIT:-540}
 N=${GPU_BPDA_N:-100}
 RESERVE=25
-READINGS=${GPU_BPDA_READINGS:-D0 I0 D5 I5 D7}
-LAST=${GPU_BPDA_LAST:-I7}  # after the throughput stage: likely the longest
+READINGS=${GPU_BPDA_READINGS:-D0 I0 D5 I5 D7 I8}
+LAST=${GPU_BPDA_LAST-I7}  # after the throughput stage, the longest; GPU_BPDA_LAST="" runs none
 elapsed() { echo $(($(date +%s) - START)); }
 DEST=${OUT:-/tmp/gpu_bpda_out}
 mkdir -p "$DEST"
