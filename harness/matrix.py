@@ -664,6 +664,7 @@ class MatrixRunner:
             "nondeterministic": bool(not torch.allclose(a, b, atol=1e-6)),
             "seed_dependent": bool(not torch.allclose(a, c, atol=1e-6)),
             "randomized_defense": bool(d.randomized),
+            "device": x.device.type,
             "cuda_nondeterministic_kernels": x.device.type == "cuda" and not cuda_kernels_deterministic(),
             "threat": "autograd",
             **({"error": error} if error else {}),

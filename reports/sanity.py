@@ -319,6 +319,7 @@ def _gradient_checks(rows: list[Row], names: dict[Base, str]) -> list[str]:
     zero: dict[tuple[Base, str], float] = {}
     nondet: set[tuple[Base, str]] = set()
     kernels: set[Base] = set()  # checks that ran on CUDA's nondeterministic kernels
+    on_cuda: set[Base] = set()  # checks that ran on CUDA (a kernel without a deterministic form can still vary)
     undeclared: set[Base] = set()
     for r in rows:
         gc = (r.get("extra") or {}).get("gradient_check") if is_clean(r) else None
@@ -330,6 +331,8 @@ def _gradient_checks(rows: list[Row], names: dict[Base, str]) -> list[str]:
             zero[k] = max(zero.get(k, 0.0), float(f))
         if gc.get("cuda_nondeterministic_kernels"):
             kernels.add(base_key(r))
+        if gc.get("device") == "cuda":
+            on_cuda.add(base_key(r))
         if gc.get("nondeterministic"):
             nondet.add(k)
         if gc.get("seed_dependent") and not gc.get("randomized_defense"):
@@ -354,8 +357,9 @@ def _gradient_checks(rows: list[Row], names: dict[Base, str]) -> list[str]:
         "that is not derived from its seed."
         if t == "autograd" and b in kernels
         else f"Gradient check on {names[b]} ({t}): the defended model is nondeterministic (same input and seed, "
-        "different outputs): it draws randomness that is not derived from its seed, so its results cannot be "
-        "reproduced or resumed."
+        "different outputs): it draws randomness that is not derived from its seed"
+        + (", or runs a CUDA operation that has no deterministic form (PyTorch warns which)" if b in on_cuda else "")
+        + ", so its results cannot be reproduced or resumed."
         if t == "autograd"
         else f"Gradient check on {names[b]} ({t}): the defended model is nondeterministic (same input, different "
         "outputs); its gradients are stochastic, so attacks need EOT and accuracy the all-repeats rule."

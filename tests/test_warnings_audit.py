@@ -254,8 +254,11 @@ def test_nondeterministic_cuda_kernels_name_their_cause():
     gc["cuda_nondeterministic_kernels"] = False
     (flag,) = sanity_flags(_sound_run(gc))
     assert "draws randomness that is not derived from its seed" in flag and "kernels" not in flag
+    assert "CUDA" not in flag  # the check ran on the CPU
+    (flag,) = sanity_flags(_sound_run({**gc, "device": "cuda"}))  # deterministic kernels, yet it varied
+    assert "draws randomness" in flag and "a CUDA operation that has no deterministic form" in flag
 
 
 def test_gradient_check_records_the_kernels_it_ran_on():
     gc = _gradient_check(_SeededNoise((1, 28, 28)))
-    assert gc["cuda_nondeterministic_kernels"] is False  # the CPU: deterministic kernels
+    assert gc["cuda_nondeterministic_kernels"] is False and gc["device"] == "cpu"  # the CPU's kernels
