@@ -39,7 +39,7 @@ FLOP counts (``FlopCounterMode``: one latent step of the Fashion-MNIST G, forwar
 Expected total ~6 min on one H200, under the 10-minute limit with the test run of ``benchmarks/gpu_check.sh``.
 Measured since on one H200 (2026-12-04, ``benchmarks/gpu_bpda.sh``; docs/RESULTS.md): the models stage's two
 trainings took 35 s and 108 s of wall time (18 s and 90 s of training), ``tests/test_cuda.py`` 39 s; the
-throughput stage reached Cowboy and InvGAN inside its cap, not MimicGAN and RIDE.
+throughput stage, capped at 84 s inside an outer 90 s timeout, got to InvGAN, not MimicGAN and RIDE.
 
 Without CUDA (or with ``--smoke``) it runs a tiny version of the same stages instead: stand-in (untrained)
 quick-preset models in a temporary zoo, a few steps per measurement, a 2-image BPDA cell and fig5b under
