@@ -2,8 +2,9 @@
 
 ==========  ==========================================================================================
 graybox     the classifier f alone; the defense is applied afterwards (the papers' main setting)
-bpda        f ∘ defense.bpda: forward purifies, backward uses the defense's stand-in (identity by default,
-            x ↦ G(I(x)) for encoder defenses); randomized defenses average the probabilities of ``eot``
+bpda        f ∘ defense.bpda: forward purifies, backward uses the defense's stand-in (the identity unless
+            a defense says otherwise: InvGAN with ``bpda_stand_in=encoder`` differentiates x ↦ G(I(x)));
+            randomized defenses average the probabilities of ``eot``
             purifications with explicitly derived seeds (EOT);
             batch-coupled defenses see the whole attacked batch at once
 reparam     f ∘ G ∘ I (InvGAN §3.4): gradients through the encoder and generator

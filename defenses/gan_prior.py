@@ -7,7 +7,9 @@ cowboy        DefenseGAN + λ_adv = 1e-3 · log(1 − D(G(z))) (as the MimicGAN 
               weight taken against the per-image sum of squared errors (the papers' ‖x − G(z)‖²), i.e.
               1e-3 / 784 against DefenseGAN's per-pixel mean on 28 x 28 images
 invgan        z0 = I(x) from the data-free encoder, T = 1000 gradient steps on ‖G(z) − x‖₂ (Eq. 6),
-              lr 0.01, one restart; BPDA backward through x ↦ G(I(x))
+              lr 0.01, one restart; BPDA backward the identity (the paper's "e.g., identity function", its
+              code's straight-through attack; the stronger of the two backwards measured, docs/RESULTS.md;
+              ``bpda_stand_in=encoder`` differentiates x ↦ G(I(x)) instead, the default until 2026-12-04)
 mimicgan      learned surrogate (Table 5), z0 = mean of 1000 prior samples, T = 10 × (T1 = 10 surrogate
               RMSProp steps at γs = 1e-2, T2 = 10 latent RMSProp steps at γg = 8e-2), ℓ1 mimicking loss,
               λ_adv = 1e-4; batch-coupled (one surrogate per purified batch, batches of 100)
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import torch
 
+from defbench import DefbenchError
 from defbench.defenses.base import Defense
 from defbench.defenses.projection import Projection, ProjectionConfig, ProjectionEngine
 
@@ -40,7 +43,14 @@ PAPER_CONFIGS: dict[str, ProjectionConfig] = {
         adv_against_sum=True,
     ),
     "invgan": ProjectionConfig(
-        latent_steps=1000, restarts=1, optimizer="sgd", lr=0.01, momentum=0.0, loss="l2", init="encoder"
+        latent_steps=1000,
+        restarts=1,
+        optimizer="sgd",
+        lr=0.01,
+        momentum=0.0,
+        loss="l2",
+        init="encoder",
+        bpda_stand_in="identity",
     ),
     "mimicgan": ProjectionConfig(
         outer_iters=10,
@@ -104,8 +114,12 @@ class GANPriorDefense(Defense):
         return self.G(self.encoder(x).clamp(-1, 1))
 
     def stand_in(self, x):
-        # InvGAN's BPDA differentiates through x ↦ G(I(x)); without an encoder, or with bpda_stand_in=identity
-        # (InvGAN's code's straight-through attack), the identity.
-        if self.encoder is None or self.cfg.bpda_stand_in == "identity":
+        # bpda_stand_in: identity (InvGAN's paper config); encoder: x ↦ G(I(x)); auto, the rule of stored cells
+        # keyed without the option: G(I(x)) when the defense has an encoder, else the identity
+        if self.cfg.bpda_stand_in == "identity":
+            return x
+        if self.encoder is None:
+            if self.cfg.bpda_stand_in == "encoder":
+                raise DefbenchError(f"{self.name}: bpda_stand_in=encoder needs an encoder (InvGAN's)")
             return x
         return self.reparameterize(x)

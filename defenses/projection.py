@@ -30,7 +30,7 @@ OPTIMIZERS = ("sgd", "rmsprop", "rmsprop-tf", "adam")
 INITS = ("random", "mean", "encoder")
 SURROGATES = ("none", "mimic", "identity")
 SURROGATE_RANGES = ("unit", "signed")
-BPDA_STAND_INS = ("auto", "identity")
+BPDA_STAND_INS = ("auto", "identity", "encoder")
 #: fields added after stores were first written: left out of to_dict() (the store key) at these values
 _HASH_STABLE = {"surrogate_range": "unit", "adv_against_sum": False, "bpda_stand_in": "auto"}
 
@@ -61,8 +61,9 @@ class ProjectionConfig:
     surrogate_range: str = "unit"
     chunk_size: int = 0  #: latents per chunk; 0 = choose per device
     #: what BPDA differentiates in the backward pass (the defense's, not the projection's, setting; here because
-    #: the GAN-prior defenses are named instances of this config): auto = x ↦ G(I(x)) when there is an encoder
-    #: (InvGAN), else the identity | identity (InvGAN's code's straight-through BPDA, for InvGAN too)
+    #: the GAN-prior defenses are named instances of this config): identity (InvGAN's paper config) | encoder
+    #: (x ↦ G(I(x)), InvGAN's until 2026-12-04) | auto (the rule of every stored cell keyed without this field:
+    #: encoder when the defense has one, else identity)
     bpda_stand_in: str = "auto"
 
     def __post_init__(self):

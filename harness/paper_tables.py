@@ -47,8 +47,9 @@ STATUS: dict[str, tuple[str, str]] = {
         "InvGAN's RP 15 under; BPDA at n = 100 on a GPU (a GPU-trained prior of the same recipe): DefenseGAN's "
         "cell reproduced by the attack InvGAN's code lists for the table, CW-L2 through the same BPDA model "
         "(bpda-l2: 58%, 48–67, against 59; PGD travelling 0.1 keeps 50, our base PGD travelling 0.4 keeps 3); "
-        "InvGAN's open: 49% (39–59) at travel 0.1 and 27% at 0.4 against 71, CW-L2 measured on 10 CPU images "
-        "only (0 of 10)",
+        "InvGAN's open: 49% (39–59) at travel 0.1 and 27% at 0.4 against 71 with the G(I(x)) backward, 3% with "
+        "the identity (its code's, InvGAN's default since 2026-12-04), CW-L2 measured on 10 CPU images only (0 of "
+        "10)",
     ),
     "invgan-table2-mnist": (
         "open",
@@ -56,7 +57,8 @@ STATUS: dict[str, tuple[str, str]] = {
         "13-16 under with the zoo classifier (labels, ε, projection steps, 6 GAN epochs and an SN-GAN prior each "
         "measured: DefenseGAN 57-72 against 83); with InvGAN's code's Model A InvGAN's FGSM reproduces (60 -> 76 "
         "against 78, p = 3e-5) and DefenseGAN's rises to 72 (p = 0.03); InvGAN's RP 20 under (3.3x the encoder's "
-        "iterations: 70 -> 76, p = 0.29)",
+        "iterations: 70 -> 76, p = 0.29); InvGAN's BPDA cell was measured with the G(I(x)) backward, not rerun "
+        "with the identity, its default since 2026-12-04",
     ),
     "invgan-table3-fmnist": (
         "open",
@@ -72,8 +74,8 @@ STATUS: dict[str, tuple[str, str]] = {
         "open",
         "the all-images AUCs the reports compare since 2026-12-04 (a retrained zoo, n = 100): FGSM and RP within 0.04"
         " in both rows, InvGAN's CW 0.04 under, DefenseGAN's CW 0.06 under with the paper outside its interval; BPDA "
-        "not measured on that reading; the success protocol of 2026-12-01: InvGAN's BPDA within 0.05, DefenseGAN's "
-        "0.13 above (20 images)",
+        "not measured on that reading; the success protocol of 2026-12-01: InvGAN's BPDA within 0.05 (its G(I(x)) "
+        "backward, InvGAN's until 2026-12-04), DefenseGAN's 0.13 above (20 images)",
     ),
     "mimicgan-fig4b": (
         "open",

@@ -173,15 +173,20 @@ def test_l2_readings_hand_cw_with_four_searches_to_the_bpda_model(bc, tmp_path, 
 
 
 def test_backward_reading_hands_invgan_the_identity_stand_in(bc, tmp_path, monkeypatch):
-    """I8 changes one thing from I0: InvGAN's BPDA backward becomes the identity (its code's straight-through
-    attack); the option reaches the defense the matrix builds, whose stand-in is then x itself."""
+    """I8 changes one thing from I0: InvGAN's BPDA backward, the identity (its code's straight-through attack, its
+    paper config's since) where I0 keeps G(I(x)) (``auto``, the rule its stored cells were keyed under); both
+    options are ones InvGAN takes (test_threats: their effect)."""
     args = bc.argparse.Namespace(dataset="fmnist", n=2, work=str(tmp_path), home=None, compare=None)
     base = _matrix_call(bc, monkeypatch, "I0", args)["cmd"]
     cmd = _matrix_call(bc, monkeypatch, "I8", args)["cmd"]
-    extra = [a for a in cmd if a not in base and not a.startswith(str(tmp_path))]  # its own --out aside
-    assert extra == ["--defense-opt", "invgan:bpda_stand_in=identity"]
+    assert "invgan:bpda_stand_in=auto" in base and "invgan:bpda_stand_in=identity" not in base
+    assert "invgan:bpda_stand_in=identity" in cmd and "invgan:bpda_stand_in=auto" not in cmd
+    swap = {"invgan:bpda_stand_in=identity": "invgan:bpda_stand_in=auto", str(tmp_path / "I8"): str(tmp_path / "I0")}
+    assert [swap.get(a, a) for a in cmd] == base  # nothing else differs
+    assert all("invgan:bpda_stand_in=auto" in bc.READINGS[r][2] for r in bc.READINGS if r[0] == "I" and r != "I8")
     from defbench.cli import build_parser
     from defbench.cli.matrix import overrides
 
-    opts = overrides(build_parser().parse_args(cmd[cmd.index("matrix") :]), ["invgan"])
-    assert opts == {"invgan": {"bpda_stand_in": "identity"}}  # an option InvGAN takes (test_threats: its effect)
+    for c, value in ((cmd, "identity"), (base, "auto")):
+        opts = overrides(build_parser().parse_args(c[c.index("matrix") :]), ["invgan"])
+        assert opts == {"invgan": {"bpda_stand_in": value}}

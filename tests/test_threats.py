@@ -53,9 +53,10 @@ def _grad(fn, x):
     return g
 
 
-def _invgan(parts, steps: int = 2) -> GANPriorDefense:
+def _invgan(parts, steps: int = 2, stand_in: str = "encoder") -> GANPriorDefense:
     _, G, D, enc = parts
-    return GANPriorDefense("invgan", G, D, enc, PAPER_CONFIGS["invgan"].with_(latent_steps=steps), shape=SHAPE)
+    cfg = PAPER_CONFIGS["invgan"].with_(latent_steps=steps, bpda_stand_in=stand_in)
+    return GANPriorDefense("invgan", G, D, enc, cfg, shape=SHAPE)
 
 
 # ------------------------------------------------------------------------------------------ BPDA
@@ -88,9 +89,10 @@ def test_bpda_through_median_filter_differentiates_at_the_purified_image(parts, 
 
 
 def test_invgan_bpda_backward_is_the_gradient_of_g_of_i(parts, images):
-    """InvGAN's BPDA: forward = the projection, backward = the vector-Jacobian product of x ↦ G(I(x)) (clipped
-    latent), computed here with autograd on G and the encoder directly. Catches a stand-in that is the
-    identity (the default) or detached, and a forward that is not the purification."""
+    """InvGAN's BPDA with ``bpda_stand_in=encoder`` (its default until 2026-12-04): forward = the projection,
+    backward = the vector-Jacobian product of x ↦ G(I(x)) (clipped latent), computed here with autograd on G and
+    the encoder directly. Catches a stand-in that is the identity or detached, and a forward that is not the
+    purification."""
     clf, G, _, enc = parts
     x, y = images
     d = _invgan(parts)
@@ -118,13 +120,16 @@ def test_invgan_bpda_backward_is_the_gradient_of_g_of_i(parts, images):
     assert torch.allclose(xr.grad, ref, atol=1e-5, rtol=1e-4) and not torch.allclose(xr.grad, w, atol=1e-3)
 
 
-def test_invgan_bpda_stand_in_identity_is_the_codes_straight_through(parts, images):
-    """``bpda_stand_in=identity`` (InvGAN's code's BPDA): the same forward (the projection), and the classifier's
-    gradient at the purified image handed to the input unchanged, not pulled back through G(I(x)). The option
-    keeps the store key of every existing configuration (left out of it at its default) and refuses other values."""
+def test_invgan_bpda_stand_in_identity_is_the_paper_default(parts, images):
+    """InvGAN's paper config hands BPDA the identity (the paper's "e.g., identity function", its code's
+    straight-through attack): the same forward (the projection), and the classifier's gradient at the purified
+    image handed to the input unchanged, not pulled back through G(I(x)). The option is in the store key of
+    InvGAN's config (its cells of the G(I(x)) backward are not reused), out of the others' (keys unchanged), and
+    other values are refused; auto keeps the rule of the cells stored before it (G(I(x)) with an encoder)."""
     clf, G, D, enc = parts
     x, y = images
-    cfg = PAPER_CONFIGS["invgan"].with_(latent_steps=2, bpda_stand_in="identity")
+    cfg = PAPER_CONFIGS["invgan"].with_(latent_steps=2)
+    assert cfg.bpda_stand_in == "identity"
     d = GANPriorDefense("invgan", G, D, enc, cfg, shape=SHAPE)
     m = attack_model("bpda", clf, d)
     x_hat = d.purify(x, seed=0)
@@ -133,15 +138,16 @@ def test_invgan_bpda_stand_in_identity_is_the_codes_straight_through(parts, imag
     g = _grad(lambda v: cross_entropy(m(v), y, reduction="sum"), x)
     gh = _grad(lambda v: cross_entropy(clf(v), y, reduction="sum"), x_hat)
     assert gh.abs().sum() > 0 and torch.allclose(g, gh, atol=1e-6)
-    assert not torch.allclose(
-        g,
-        _grad(lambda v: cross_entropy(attack_model("bpda", clf, _invgan(parts))(v), y, reduction="sum"), x),
-        atol=1e-4,
-    )
-    assert "bpda_stand_in" not in PAPER_CONFIGS["invgan"].to_dict()
+    encoder_grad = _grad(lambda v: cross_entropy(attack_model("bpda", clf, _invgan(parts))(v), y, reduction="sum"), x)
+    assert not torch.allclose(g, encoder_grad, atol=1e-4)  # not the G(I(x)) backward
+    assert all("bpda_stand_in" not in PAPER_CONFIGS[n].to_dict() for n in ("defensegan", "cowboy", "mimicgan"))
     assert cfg.to_dict()["bpda_stand_in"] == "identity"
+    auto = attack_model("bpda", clf, _invgan(parts, stand_in="auto"))
+    assert torch.allclose(_grad(lambda v: cross_entropy(auto(v), y, reduction="sum"), x), encoder_grad, atol=1e-6)
     with pytest.raises(DefbenchError, match="bpda_stand_in"):
-        PAPER_CONFIGS["invgan"].with_(bpda_stand_in="encoder")
+        PAPER_CONFIGS["invgan"].with_(bpda_stand_in="reparam")
+    with pytest.raises(DefbenchError, match="needs an encoder"):
+        GANPriorDefense("defensegan", G, D, None, PAPER_CONFIGS["defensegan"].with_(bpda_stand_in="encoder")).bpda(x)
 
 
 # ------------------------------------------------------------------------------------------ reparameterisation
