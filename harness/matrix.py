@@ -44,7 +44,7 @@ from defbench.harness.models import (
     weights_sha256,
 )
 from defbench.harness.store import CellKey, CellResult, Store, config_hash
-from defbench.seeding import cuda_kernels_deterministic, derive_seed, seed_everything
+from defbench.seeding import cuda_kernels_deterministic, derive_seed, deterministic_kernels, seed_everything
 
 #: attack parameters of the quick preset: smoke-test budgets, not the papers'
 QUICK_ATTACK_PARAMS = {
@@ -257,6 +257,7 @@ class MatrixRunner:
         ``defenses``: defense objects by label (their labels in ``spec.external_defenses``)."""
         self.spec = spec.validate()
         self.device = torch.device(spec.device)
+        deterministic_kernels(self.device)  # also in a Ray worker, which never resolved the device itself
         self.test = load_dataset(spec.dataset, "test", spec.data_root)
         if spec.n > len(self.test):
             raise DefbenchError(f"--n {spec.n} is larger than the {spec.dataset} test set ({len(self.test)} images)")

@@ -58,3 +58,17 @@ def test_cuda_without_cuda_is_a_one_line_error():
     with pytest.raises(DefbenchError, match="no CUDA device"):
         resolve_device("cuda")
     assert resolve_device("auto") == torch.device("cpu")
+
+
+def test_the_runner_switches_its_device_too(torch_switches, monkeypatch):
+    """A Ray worker builds its MatrixRunner from a device string without resolve_device: the runner switches the
+    kernels itself (here recorded, since this machine may have no CUDA)."""
+    import defbench.harness.matrix as matrix
+
+    seen = []
+    monkeypatch.setattr(matrix, "deterministic_kernels", lambda dev: seen.append(dev))
+    monkeypatch.setattr(matrix, "load_dataset", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("stop")))
+    spec = matrix.MatrixSpec(dataset="fmnist", defenses=["none"], attacks=[], n=1, device="cpu")
+    with pytest.raises(RuntimeError, match="stop"):
+        matrix.MatrixRunner(spec)
+    assert seen == [torch.device("cpu")]
