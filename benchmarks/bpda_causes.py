@@ -92,7 +92,15 @@ READINGS: dict[str, tuple[str, str, list[str]]] = {
         "invgan",
         ["--eps", "0.3", "--defense-opt", "invgan:bpda_stand_in=identity"],
     ),
+    "I9": (
+        "I5 (10 steps of 0.01) with I8's identity backward: paired with I8, the travel alone",
+        "invgan",
+        ["--eps", "0.3", *TRAVEL[0.01], "--defense-opt", "invgan:bpda_stand_in=identity"],
+    ),
 }
+
+#: readings whose one change is measured against another reading than their defense's base
+PAIR_WITH = {"I9": "I8"}
 
 #: the BPDA attack of a reading: PGD unless the reading changes it
 ATTACKS = {"D7": "cw", "I7": "cw"}
@@ -197,9 +205,11 @@ def main(argv=None) -> int:
         align.append("right")
     if args.pair_base:
         for row in rows:  # after every reading ran, so a base listed last is there too
-            label, base = row[0], BASE[row[1]]
+            label, base = row[0], PAIR_WITH.get(row[0], BASE[row[1]])
             row.append("—" if label == base else paired_bpda(*(bpda_cell(args.work, r) for r in (label, base))))
-        header.append("BPDA paired with the base reading: both / only here / only base / neither (McNemar p)")
+        header.append(
+            "BPDA paired with the base reading (I9: with I8): both / only here / only base / neither (McNemar p)"
+        )
         align.append("right")
     threads = os.environ.get("OMP_NUM_THREADS", "unset")
     lines = [

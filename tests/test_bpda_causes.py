@@ -183,10 +183,34 @@ def test_backward_reading_hands_invgan_the_identity_stand_in(bc, tmp_path, monke
     assert "invgan:bpda_stand_in=identity" in cmd and "invgan:bpda_stand_in=auto" not in cmd
     swap = {"invgan:bpda_stand_in=identity": "invgan:bpda_stand_in=auto", str(tmp_path / "I8"): str(tmp_path / "I0")}
     assert [swap.get(a, a) for a in cmd] == base  # nothing else differs
-    assert all("invgan:bpda_stand_in=auto" in bc.READINGS[r][2] for r in bc.READINGS if r[0] == "I" and r != "I8")
+    identity = {"I8", "I9"}
+    assert all(
+        "invgan:bpda_stand_in=auto" in bc.READINGS[r][2] for r in bc.READINGS if r[0] == "I" and r not in identity
+    )
+    i9 = _matrix_call(bc, monkeypatch, "I9", args)["cmd"]  # I5's travel on I8's backward: one change from I8
+    i5 = _matrix_call(bc, monkeypatch, "I5", args)["cmd"]
+    assert [a for a in i9 if a not in cmd and not a.startswith(str(tmp_path))] == [
+        a for a in i5 if a not in base and not a.startswith(str(tmp_path))
+    ]
+    assert bc.PAIR_WITH == {"I9": "I8"}
     from defbench.cli import build_parser
     from defbench.cli.matrix import overrides
 
     for c, value in ((cmd, "identity"), (base, "auto")):
         opts = overrides(build_parser().parse_args(c[c.index("matrix") :]), ["invgan"])
         assert opts == {"invgan": {"bpda_stand_in": value}}
+
+
+def test_i9_pairs_with_i8_not_with_the_base(bc, tmp_path, monkeypatch):
+    """I9 is I5's travel on I8's identity backward: its one change is measured against I8, not I0."""
+    stores = {
+        "I9": {"clean": _cell([0] * 4), "pgd": _cell([0, 0, 1, 1])},  # right on 0, 1
+        "I8": {"clean": _cell([0] * 4), "pgd": _cell([1, 1, 1, 1])},  # right on none
+        "I0": {"clean": _cell([0] * 4), "pgd": _cell([0, 0, 0, 0])},  # right on all
+    }
+    _fake_stores(bc, monkeypatch, {tmp_path / k: v for k, v in stores.items()}, key=lambda out: out)
+    out = tmp_path / "t.md"
+    bc.main(["--only", "I9", "I8", "I0", "--work", str(tmp_path), "--out", str(out), "--pair-base"])
+    rows = {line.split("|")[1].strip(): line for line in out.read_text().splitlines() if line.startswith("| ")}
+    assert "0 / 2 / 0 / 2 (p = 0.50)" in rows["I9"]  # against I8; against I0 it would read 2 / 0 / 2 / 0
+    assert "0 / 0 / 4 / 0" in rows["I8"]  # I8 against the base I0
