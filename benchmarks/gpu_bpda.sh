@@ -8,7 +8,7 @@
 #      skipped when the zoo has them);
 #   3. benchmarks/bpda_causes.py, one reading at a time at n = GPU_BPDA_N (default 100): D0 / I0 (PGD ε 0.3,
 #      40 steps, travel 0.4), D5 / I5 (10 steps of 0.01, travel 0.1), D7 (CW-L2 through the same BPDA model),
-#      I8 (InvGAN's BPDA backward the identity); then the GPU throughput stage of gpu_suite.py if time is left;
+#      I8 (InvGAN's BPDA backward the identity), I9 (I5 on that backward); then the GPU throughput stage;
 #      then I7 (InvGAN under CW-L2, the longest: about 6 min at n = 100 on an H200);
 #   4. packs the readings' stores and tables into $OUT/results.tar.gz and the zoo into 15 MiB parts
 #      ($OUT/zoo.tar.part-*), beside the log, so the tables can be read back and the same models used on a CPU
@@ -32,7 +32,7 @@ START=$(date +%s)
 LIMIT=${GPU_BPDA_LIMIT:-540}
 N=${GPU_BPDA_N:-100}
 RESERVE=25
-READINGS=${GPU_BPDA_READINGS:-D0 I0 D5 I5 D7 I8}
+READINGS=${GPU_BPDA_READINGS:-D0 I0 D5 I5 D7 I8 I9}
 LAST=${GPU_BPDA_LAST-I7}  # after the throughput stage, the longest; GPU_BPDA_LAST="" runs none
 elapsed() { echo $(($(date +%s) - START)); }
 DEST=${OUT:-/tmp/gpu_bpda_out}
