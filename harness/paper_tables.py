@@ -47,9 +47,9 @@ STATUS: dict[str, tuple[str, str]] = {
         "InvGAN's RP 15 under; BPDA at n = 100 on a GPU (a GPU-trained prior of the same recipe): DefenseGAN's "
         "cell reproduced by the attack InvGAN's code lists for the table, CW-L2 through the same BPDA model "
         "(bpda-l2: 58%, 48–67, against 59; PGD travelling 0.1 keeps 50, our base PGD travelling 0.4 keeps 3); "
-        "InvGAN's open: 49% (39–59) at travel 0.1 and 27% at 0.4 against 71 with the G(I(x)) backward, 3% with "
-        "the identity (its code's, InvGAN's default since 2026-12-04), CW-L2 measured on 10 CPU images only (0 of "
-        "10)",
+        "InvGAN's open: 49% (39–59) at travel 0.1 and 27% at 0.4 against 71 with the G(I(x)) backward, 35% and 3% "
+        "with the identity (its code's, InvGAN's default since 2026-12-04), CW-L2 measured on 10 CPU images only "
+        "(0 of 10)",
     ),
     "invgan-table2-mnist": (
         "open",
