@@ -23,8 +23,8 @@
 # Models go to $DEFBENCH_HOME/zoo (default /tmp/defbench-gpu-home), the readings' stores to $GPU_BPDA_WORK
 # (default /tmp/defbench-gpu-bpda), outputs to $OUT (else /tmp/gpu_bpda_out). GPU_BPDA_READINGS overrides the
 # readings (space-separated labels of bpda_causes.py), GPU_BPDA_LAST the ones after the throughput stage (I7;
-# empty: none); GPU_BPDA_ENCODER_OPTS adds options to the encoder's
-# training (the CPU dry run of this script uses "--iterations 5" on stand-in models).
+# empty: none); GPU_BPDA_ENCODER_OPTS adds options to the encoder's training (e.g. "--iterations 5" for a dry
+# run on a CPU with stand-in models in DEFBENCH_HOME).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
