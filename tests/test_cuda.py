@@ -150,12 +150,17 @@ def test_projection_twice_on_cuda_is_bitwise_equal(name, random_gan):
     from defbench.harness.matrix import MatrixRunner
     from defbench.seeding import cuda_kernels_deterministic, resolve_device
 
-    resolve_device("cuda")
-    assert cuda_kernels_deterministic()
-    G, D = random_gan
-    x = _x(16).to(CUDA)
-    d = _defense(name, G, D, CUDA, latent_steps=40)
-    assert torch.equal(d.project(x, seed=7).x_hat, d.project(x, seed=7).x_hat)
-    clf = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(28 * 28, 10)).to(CUDA)
-    gc = MatrixRunner.gradient_check(SimpleNamespace(classifier=clf), d, x[:8], torch.arange(8, device=CUDA))
-    assert not gc["nondeterministic"] and not gc["cuda_nondeterministic_kernels"]
+    old = torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic
+    try:
+        resolve_device("cuda")
+        assert cuda_kernels_deterministic()
+        G, D = random_gan
+        x = _x(16).to(CUDA)
+        d = _defense(name, G, D, CUDA, latent_steps=40)
+        assert torch.equal(d.project(x, seed=7).x_hat, d.project(x, seed=7).x_hat)
+        clf = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(28 * 28, 10)).to(CUDA)
+        gc = MatrixRunner.gradient_check(SimpleNamespace(classifier=clf), d, x[:8], torch.arange(8, device=CUDA))
+        assert not gc["nondeterministic"] and not gc["cuda_nondeterministic_kernels"]
+    finally:  # the process-wide switches, as the tests after this one expect them
+        torch.use_deterministic_algorithms(old[0])
+        torch.backends.cudnn.deterministic = old[1]
