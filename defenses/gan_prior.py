@@ -85,6 +85,8 @@ class GANPriorDefense(Defense):
         super().__init__(shape, seed)
         self.name = name
         self.cfg = cfg or PAPER_CONFIGS[name]
+        if self.cfg.bpda_stand_in == "encoder" and encoder is None:
+            raise DefbenchError(f"{name}: bpda_stand_in=encoder needs an encoder (InvGAN's)")
         self.engine = ProjectionEngine(G, D, encoder)
         self.G, self.D, self.encoder = G, D, encoder
         self.randomized = seed_dependent(self.cfg)
@@ -114,12 +116,8 @@ class GANPriorDefense(Defense):
         return self.G(self.encoder(x).clamp(-1, 1))
 
     def stand_in(self, x):
-        # bpda_stand_in: identity (InvGAN's paper config); encoder: x ↦ G(I(x)); auto, the rule of stored cells
-        # keyed without the option: G(I(x)) when the defense has an encoder, else the identity
-        if self.cfg.bpda_stand_in == "identity":
-            return x
-        if self.encoder is None:
-            if self.cfg.bpda_stand_in == "encoder":
-                raise DefbenchError(f"{self.name}: bpda_stand_in=encoder needs an encoder (InvGAN's)")
+        # bpda_stand_in: identity (InvGAN's paper config); encoder: x ↦ G(I(x)) (an encoder is checked at
+        # construction); auto, the rule of cells stored before the option: G(I(x)) with an encoder, else identity
+        if self.cfg.bpda_stand_in == "identity" or self.encoder is None:
             return x
         return self.reparameterize(x)

@@ -147,7 +147,7 @@ def test_invgan_bpda_stand_in_identity_is_the_paper_default(parts, images):
     with pytest.raises(DefbenchError, match="bpda_stand_in"):
         PAPER_CONFIGS["invgan"].with_(bpda_stand_in="reparam")
     with pytest.raises(DefbenchError, match="needs an encoder"):
-        GANPriorDefense("defensegan", G, D, None, PAPER_CONFIGS["defensegan"].with_(bpda_stand_in="encoder")).bpda(x)
+        GANPriorDefense("defensegan", G, D, None, PAPER_CONFIGS["defensegan"].with_(bpda_stand_in="encoder"))
 
 
 # ------------------------------------------------------------------------------------------ reparameterisation
