@@ -80,18 +80,20 @@ for kind in ("classifier", "gan", "encoder"):
     m = zoo.manifest_or_none(zoo.model_id(kind, "fmnist", "paper")) or {}
     print(kind, m.get("sha256", "missing")[:12], {k: v for k, v in m.get("metrics", {}).items() if not isinstance(v, (list, dict))})
 EOF
-for r in $READINGS; do
-  step "bpda_causes $r" 400 $PY benchmarks/bpda_causes.py --n "$N" --only "$r" --work "$WORK/fmnist" \
-    --out "$DEST/bpda_$r.md"
-done
+# readings LABEL...: each reading of bpda_causes.py as its own step (a capped one keeps the others' cells)
+readings() {
+  local r
+  for r in "$@"; do
+    step "bpda_causes $r" 400 $PY benchmarks/bpda_causes.py --n "$N" --only "$r" --work "$WORK/fmnist" \
+      --out "$DEST/bpda_$r.md"
+  done
+}
+readings $READINGS
 if [ "$DEVICE" = cuda ]; then
   step "gpu_suite throughput" 120 $PY benchmarks/gpu_suite.py --stages throughput --budget 250 \
     --out "$DEST/gpu_suite.md" --work "$WORK/suite"
 fi
-for r in $LAST; do
-  step "bpda_causes $r" 400 $PY benchmarks/bpda_causes.py --n "$N" --only "$r" --work "$WORK/fmnist" \
-    --out "$DEST/bpda_$r.md"
-done
+readings $LAST
 
 echo "=== packing (at $(elapsed)s)"
 # $OUT takes at most 8 files of 16 MiB: the zoo (the paper GAN alone is ~53 MB) goes in 15 MiB parts

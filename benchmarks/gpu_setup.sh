@@ -41,7 +41,7 @@ if [ -n "$MISSING" ]; then
   MISSING=$(missing)
 fi
 if [ -n "$MISSING" ]; then
-  echo "gpu_check: missing Python packages: $MISSING; run 'bash benchmarks/gpu_check.sh --wheels' where pip reaches an index and carry .whl"
+  echo "gpu_setup: missing Python packages: $MISSING; run 'bash benchmarks/gpu_check.sh --wheels' where pip reaches an index and carry .whl"
   return 1
 fi
 $PY -c "import defbench, torchattacks, foolbox, art; print('defbench', defbench.__version__, 'imports')" || return 1
