@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from defbench.seeding import NONDETERMINISTIC_ENV
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 BENCHMARKS = REPO / "benchmarks"
@@ -229,3 +231,18 @@ def md_row(text: str, *first: str) -> list[str]:
         if tuple(cells[: len(first)]) == first:
             return cells
     raise AssertionError(f"no table line starts with {' | '.join(first)}")
+
+
+@pytest.fixture
+def torch_switches(monkeypatch):
+    """PyTorch's process-wide determinism switches off and the environment without defbench's settings for the
+    test, then restored as they were: tests that switch CUDA to deterministic kernels leave the others' as found."""
+    old = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
+    cudnn = torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark
+    monkeypatch.delenv(NONDETERMINISTIC_ENV, raising=False)
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    torch.use_deterministic_algorithms(False)
+    torch.backends.cudnn.deterministic = False
+    yield
+    torch.use_deterministic_algorithms(old[0], warn_only=old[1])
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn

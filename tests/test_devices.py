@@ -12,20 +12,6 @@ from defbench import DefbenchError
 from defbench.seeding import NONDETERMINISTIC_ENV, cuda_kernels_deterministic, deterministic_kernels, resolve_device
 
 
-@pytest.fixture
-def torch_switches(monkeypatch):
-    """Restores PyTorch's global switches and the environment after the test."""
-    old = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
-    cudnn = torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark
-    monkeypatch.delenv(NONDETERMINISTIC_ENV, raising=False)
-    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
-    torch.use_deterministic_algorithms(False)
-    torch.backends.cudnn.deterministic = False
-    yield
-    torch.use_deterministic_algorithms(old[0], warn_only=old[1])
-    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn
-
-
 def test_cpu_changes_no_switch(torch_switches):
     assert resolve_device("cpu") == torch.device("cpu")
     assert deterministic_kernels(torch.device("cpu")) is True
