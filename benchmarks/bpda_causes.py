@@ -45,6 +45,7 @@ cell the same way with its own defense's base reading (D0 or I0) in this work di
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import subprocess
 import sys
@@ -56,7 +57,8 @@ from paired_cells import correct_by_image
 from defbench.datasets import CLASS_NAMES, home_dir
 from defbench.harness import zoo
 from defbench.harness.store import DB_NAME, Store
-from defbench.metrics import mcnemar_p, paired_counts, wilson_interval
+from defbench.metrics import auc_interval, mcnemar_p, paired_counts, wilson_interval
+from defbench.reports.common import detection_auc_all
 
 #: PGD at 10 steps of the given size: travel 0.1 / 0.2 where the base travels 0.4
 TRAVEL = {step: ["--attack-opt", "pgd:steps=10", "--attack-opt", f"pgd:step={step}"] for step in (0.01, 0.02)}
@@ -137,6 +139,16 @@ def paired_bpda(here: dict, there: dict) -> str:
     return f"{both} / {only_a} / {only_b} / {neither} (p = {mcnemar_p(only_a, only_b):.2f})"
 
 
+def detection_cell(clean: dict, attacked: dict) -> str:
+    """The BPDA cell's detection AUC (InvGAN's score, every clean image against every attacked one: how InvGAN's
+    code computes Table 3) with its Hanley–McNeil 95% interval; "—" where the scores rank nothing."""
+    auc, n_neg, n_pos = detection_auc_all(clean, attacked)
+    if math.isnan(auc):
+        return "—"
+    lo, hi = auc_interval(auc, n_neg, n_pos)
+    return f"{auc:.3f}" + ("" if math.isnan(lo) else f" ({lo:.2f}–{hi:.2f})")
+
+
 def run_reading(label: str, args) -> list[object]:
     hypothesis, defense, extra = READINGS[label]
     attack = attack_of(label)
@@ -153,6 +165,7 @@ def run_reading(label: str, args) -> list[object]:
         lo, hi = wilson_interval(k, n)
         row.append(f"{k}/{n} ({100 * lo:.0f}–{100 * hi:.0f})")
     bpda = got[attack]
+    row.append(detection_cell(got["clean"], bpda))
     names = CLASS_NAMES.get(args.dataset)
     kept = [names[y] if names else str(y) for y, p in zip(bpda["labels"], bpda["preds"]) if y == p]
     row += [", ".join(sorted(kept)) or "—", f"{bpda['wall_seconds']:.0f} ({bpda['device']})"]
@@ -192,6 +205,7 @@ def main(argv=None) -> int:
         "one change from the base",
         "clean",
         "BPDA (PGD unless the change says)",
+        "BPDA detection AUC, all images",
         "classes kept under BPDA",
         "BPDA cell (s, device)",
     ]
@@ -199,7 +213,7 @@ def main(argv=None) -> int:
     for label in args.only or list(READINGS):
         rows.append(run_reading(label, args))
         print(" | ".join(map(str, rows[-1])), flush=True)
-    align = ["left"] * 3 + ["right"] * 2 + ["left", "right"]
+    align = ["left"] * 3 + ["right"] * 3 + ["left", "right"]
     if args.compare:
         header.append(f"BPDA paired with {args.compare}: both / only here / only there / neither (McNemar p)")
         align.append("right")
@@ -215,7 +229,8 @@ def main(argv=None) -> int:
     lines = [
         f"Command: `{command_line(argv)}` (OMP_NUM_THREADS={threads}); {args.dataset}, paper preset models, "
         f"n = {args.n} seeded test images per cell, BPDA with EOT 1 and one purification per evaluation; "
-        "k / n with the Wilson 95% interval; the BPDA cell's wall time as its store recorded it. Prior: "
+        "k / n with the Wilson 95% interval; the detection AUC of InvGAN's score, every clean image against every "
+        "BPDA image, with the Hanley–McNeil 95% interval; the BPDA cell's wall time as its store recorded it. Prior: "
         f"{describe_prior(Path(args.home) if args.home else home_dir(), args.dataset)}.",
         "",
         *markdown(rows, header, align),

@@ -77,10 +77,25 @@ def test_compare_appends_the_pairing_with_the_other_runs_cell(bc, tmp_path, monk
     _fake_stores(bc, monkeypatch, stores, key=lambda out: out)
     args = bc.argparse.Namespace(dataset="fmnist", n=4, work=str(tmp_path / "here"), home=None, compare=None)
     row = bc.run_reading("D0", args)
-    assert row[3:5] == ["4/4 (51–100)", "2/4 (15–85)"] and len(row) == 7  # no pairing column without --compare
+    assert row[3:5] == ["4/4 (51–100)", "2/4 (15–85)"] and len(row) == 8  # no pairing column without --compare
     args.compare = str(tmp_path / "there")
     # here right on 0, 1; there right on 1, 3: both 1, only here 1 (image 0), only there 1 (image 3), neither 1
-    assert bc.run_reading("D0", args)[7] == "1 / 1 / 1 / 1 (p = 1.00)"
+    assert bc.run_reading("D0", args)[8] == "1 / 1 / 1 / 1 (p = 1.00)"
+
+
+def test_detection_auc_sets_every_clean_image_against_every_bpda_image(bc, tmp_path, monkeypatch):
+    """Table 3's BPDA column, as InvGAN's code reads it: all clean scores against all attacked scores, whether the
+    attack succeeded or not, with the Hanley–McNeil interval; an undefined AUC prints a dash, not a number."""
+    clean = _cell([0, 0, 0, 0], scores=[0.1, 0.2, 0.3, 0.6])
+    # attacked scores 0.5 (fails, image 0), 0.7, 0.8, 0.9: 15 of the 16 (clean, attacked) pairs ranked right
+    attacked = _cell([0, 1, 1, 1], scores=[0.5, 0.7, 0.8, 0.9])
+    _fake_stores(bc, monkeypatch, {tmp_path / "D0": {"clean": clean, "pgd": attacked}}, key=lambda out: out)
+    args = bc.argparse.Namespace(dataset="fmnist", n=4, work=str(tmp_path), home=None, compare=None)
+    row = bc.run_reading("D0", args)
+    lo, hi = bc.auc_interval(15 / 16, 4, 4)
+    assert row[5] == f"0.938 ({lo:.2f}–{hi:.2f})" and 0.5 < lo < 0.938 < hi <= 1
+    assert bc.detection_cell(clean, _cell([0] * 4, scores=[1.0] * 4)) == "1.000"  # AUC 1: no zero-width interval
+    assert bc.detection_cell(_cell([0] * 2, [0.3, 0.3]), _cell([0] * 2, [0.3, 0.3])) == "—"  # all equal: undefined
 
 
 @pytest.mark.parametrize("label, step", [("D5", 0.01), ("I5", 0.01), ("D6", 0.02), ("I6", 0.02)])
@@ -108,9 +123,10 @@ def _fake_stores(bc, monkeypatch, stores, key):
     monkeypatch.setattr(bc, "read_cells", lambda out: stores[key(out)])
 
 
-def _cell(preds):
+def _cell(preds, scores=None):
     return {
         "n": len(preds),
+        "scores": list(scores) if scores is not None else [0.0] * len(preds),
         "correct": sum(p == 0 for p in preds),
         "indices": list(range(len(preds))),
         "labels": [0] * len(preds),
