@@ -65,10 +65,13 @@ STATUS: dict[str, tuple[str, str]] = {
         "AUCs of every clean against every attacked image, as InvGAN's code computes the paper's (the reports' "
         "reading since 2026-12-04; zoo of 2026-12-03, n = 100) 0.14-0.37 under the paper's: FGSM detected (0.82 / "
         "0.84), RP weakly (0.64 / 0.62), CW at chance (0.52 / 0.49); ruled out one at a time: misprojected clean "
-        "images (n = 200), the AUC reading (the success protocol reads −0.06 to +0.03 from these) and the classifier "
-        "(InvGAN's code's Model A: 0.21-0.36 under; the tutorial CNN's +0.15 is that network's); Φ scaled to unit "
-        "length reaches the paper on 16 of 18 own-adversarial cells of three classifiers, which the code does not "
-        "do",
+        "images (n = 200), the AUC reading (the success protocol reads −0.06 to +0.03 from these) and the "
+        "classifier (InvGAN's code's Model A: 0.21-0.36 under; the tutorial CNN's +0.15 is that network's); Φ "
+        "scaled to unit length reaches the paper on 16 of 18 own-adversarial cells of three classifiers, which "
+        "the code does not do; BPDA at n = 100 (GPU-trained prior, 2026-12-04): DefenseGAN's AUC reproduced by "
+        "the base PGD (0.863, 0.81–0.91, against 0.900) which leaves it 3% against the paper's 59, the readings "
+        "that give its 59% read at chance (0.51-0.57); InvGAN's 0.80 (0.74–0.86) under the identity backward "
+        "against 0.933",
     ),
     "invgan-table3-mnist": (
         "open",
