@@ -33,13 +33,13 @@ The prior is one more hypothesis: ``--home DIR`` runs the same readings with the
 (``DIR/zoo``, e.g. a GAN trained with another recipe; a missing encoder is trained there on demand). The table
 names the GAN the readings used: its sha256, D's normalisation and the epoch its run kept.
 
-Each cell runs through the CLI into ``--work``/<reading> (its store makes a rerun free), and the table gives
-clean and BPDA accuracy as k / n with the Wilson 95% interval, and the BPDA cell's detection AUC (InvGAN Table 3's
-column: every clean image against every attacked one, as InvGAN's code computes it, Hanley–McNeil 95%).
-``--compare OTHER_WORK`` pairs each reading's BPDA
-cell with the same reading's cell in another work dir (e.g. the base zoo's run) on the images both hold: right in
-both, only here, only there, in neither, and the exact McNemar p-value. ``--pair-base`` pairs each reading's BPDA
-cell the same way with its own defense's base reading (D0 or I0) in this work dir: the one change, paired.
+Each cell runs through the CLI into ``--work``/<reading> (its store makes a rerun free), and the table gives clean
+and BPDA accuracy as k / n with the Wilson 95% interval, and the BPDA cell's detection AUC (InvGAN Table 3's
+column: every clean image against every attacked one, as InvGAN's code computes it, Hanley–McNeil 95%). ``--compare
+OTHER_WORK`` pairs each reading's BPDA cell with the same reading's cell in another work dir (e.g. the base zoo's
+run) on the images both hold: right in both, only here, only there, in neither, and the exact McNemar p-value.
+``--pair-base`` pairs each reading's BPDA cell the same way with its own defense's base reading (D0 or I0) in this
+work dir: the one change, paired.
 
     OMP_NUM_THREADS=1 python benchmarks/bpda_causes.py --n 20 --out benchmarks/results/bpda_causes_fmnist.md
 """
