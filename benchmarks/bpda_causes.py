@@ -47,19 +47,18 @@ work dir: the one change, paired.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-from _common import command_line, data_root, markdown, write_table
+from _common import auc_cell, command_line, data_root, markdown, write_table
 from paired_cells import correct_by_image
 
 from defbench.datasets import CLASS_NAMES, home_dir
 from defbench.harness import zoo
 from defbench.harness.store import DB_NAME, Store
-from defbench.metrics import auc_interval, mcnemar_p, paired_counts, wilson_interval
+from defbench.metrics import mcnemar_p, paired_counts, wilson_interval
 from defbench.reports.common import detection_auc_all
 
 #: PGD at 10 steps of the given size: travel 0.1 / 0.2 where the base travels 0.4
@@ -144,11 +143,7 @@ def paired_bpda(here: dict, there: dict) -> str:
 def detection_cell(clean: dict, attacked: dict) -> str:
     """The BPDA cell's detection AUC (InvGAN's score, every clean image against every attacked one: how InvGAN's
     code computes Table 3) with its Hanley–McNeil 95% interval; "—" where the scores rank nothing."""
-    auc, n_neg, n_pos = detection_auc_all(clean, attacked)
-    if math.isnan(auc):
-        return "—"
-    lo, hi = auc_interval(auc, n_neg, n_pos)
-    return f"{auc:.3f}" + ("" if math.isnan(lo) else f" ({lo:.2f}–{hi:.2f})")
+    return auc_cell(*detection_auc_all(clean, attacked))
 
 
 def run_reading(label: str, args) -> list[object]:
