@@ -58,8 +58,8 @@ def _invgan_parts(dataset: str) -> tuple[PaperTable, PaperTable]:
         "(threat reparam); for No Defense the same inputs go to the bare classifier.",
         "BPDA: PGD (ε = 0.3, 40 steps; budget not stated in the paper) through the defense with its BPDA "
         "backward, the identity (the paper's example surrogate; InvGAN's until 2026-12-04 was G(I(x)), which "
-        "left it 26% of 100 Fashion-MNIST images where the identity leaves 3%: docs/RESULTS.md). '-' cells are "
-        "not run.",
+        "left it 26% of 100 Fashion-MNIST images where the identity leaves 3%, and 86% of 100 MNIST images where "
+        "it leaves 63%: docs/RESULTS.md). '-' cells are not run.",
         "EOT 1, as the paper: its BPDA never mentions EOT. DefenseGAN is randomized (random restarts), so the "
         "report flags its cell; `defbench matrix --defense defensegan --threat bpda --eot 10` is the stronger "
         "rerun (InvGAN starts from its encoder and is deterministic).",
