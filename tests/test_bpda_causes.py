@@ -9,6 +9,7 @@ import pytest
 from conftest import import_benchmark
 
 from defbench.harness.store import DB_NAME
+from defbench.metrics import auc_interval
 
 
 @pytest.fixture(scope="module")
@@ -92,8 +93,6 @@ def test_detection_auc_sets_every_clean_image_against_every_bpda_image(bc, tmp_p
     _fake_stores(bc, monkeypatch, {tmp_path / "D0": {"clean": clean, "pgd": attacked}}, key=lambda out: out)
     args = bc.argparse.Namespace(dataset="fmnist", n=4, work=str(tmp_path), home=None, compare=None)
     row = bc.run_reading("D0", args)
-    from defbench.metrics import auc_interval
-
     lo, hi = auc_interval(15 / 16, 4, 4)
     assert row[5] == f"0.938 ({lo:.2f}–{hi:.2f})" and 0.5 < lo < 0.938 < hi <= 1
     assert bc.detection_cell(clean, _cell([0] * 4, scores=[1.0] * 4)) == "1.000"  # AUC 1: no zero-width interval
