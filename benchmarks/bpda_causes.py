@@ -71,6 +71,8 @@ BASE = {"defensegan": "D0", "invgan": "I0"}
 #: cells stored before the option, so their stores are reused); I8 changes it to the identity, InvGAN's default
 #: since 2026-12-04
 GII = ["--defense-opt", "invgan:bpda_stand_in=auto"]
+#: InvGAN's default backward since then, the identity (readings I8, I9)
+IDENTITY = ["--defense-opt", "invgan:bpda_stand_in=identity"]
 
 #: label -> (hypothesis, defense, extra matrix arguments)
 READINGS: dict[str, tuple[str, str, list[str]]] = {
@@ -93,12 +95,12 @@ READINGS: dict[str, tuple[str, str, list[str]]] = {
     "I8": (
         "BPDA backward: the identity (InvGAN's code; its default since), not G(I(x))",
         "invgan",
-        ["--eps", "0.3", "--defense-opt", "invgan:bpda_stand_in=identity"],
+        ["--eps", "0.3", *IDENTITY],
     ),
     "I9": (
         "I5 (10 steps of 0.01) with I8's identity backward: paired with I8, the travel alone",
         "invgan",
-        ["--eps", "0.3", *TRAVEL[0.01], "--defense-opt", "invgan:bpda_stand_in=identity"],
+        ["--eps", "0.3", *TRAVEL[0.01], *IDENTITY],
     ),
 }
 
@@ -218,8 +220,9 @@ def main(argv=None) -> int:
         for row in rows:  # after every reading ran, so a base listed last is there too
             label, base = row[0], PAIR_WITH.get(row[0], BASE[row[1]])
             row.append("—" if label == base else paired_bpda(*(bpda_cell(args.work, r) for r in (label, base))))
+        other = ", ".join(f"{r}: with {b}" for r, b in PAIR_WITH.items())
         header.append(
-            "BPDA paired with the base reading (I9: with I8): both / only here / only base / neither (McNemar p)"
+            f"BPDA paired with the base reading ({other}): both / only here / only base / neither (McNemar p)"
         )
         align.append("right")
     threads = os.environ.get("OMP_NUM_THREADS", "unset")
