@@ -3,10 +3,12 @@
 §4.2 of the paper gives no Fashion-MNIST schedule for the corruptions (its Table 1 sets the learning rates per
 corruption for CelebA only), so this script tries MimicGAN variants on ``--n`` evaluation images
 (the same seeded images the matrix uses: ``eval_indices(n, seed)``, a subset of any larger n) and writes
-one table: classifier accuracy on the projections, the surrogate's final shortcut weight W and the mean
-projection error. Pick a setting here, then measure it at the paper's n with ``defbench matrix`` and report
-the images the pick did not see: ``--held-out DIR`` splits every larger cell of that matrix store into the
-tuning images and the rest.
+one table: classifier accuracy on the projections, the surrogate's final shortcut weight W, the mean
+projection error, the surrogate's output scale, mean |f̂(x̂)| over mean |y| (near 0: f̂ has collapsed to a
+constant 0), and the share of its conv path's outputs that are alive (ReLU(conv2(·)) > 0 on the projections;
+0: the path is dead and passes no gradient). Pick a setting here, then measure it at the paper's n with
+``defbench matrix`` and report the images the pick did not see: ``--held-out DIR`` splits every larger cell
+of that matrix store into the tuning images and the rest.
 
     python benchmarks/mimicgan_corruption_sweep.py --n 100
     python benchmarks/mimicgan_corruption_sweep.py --n 100 --held-out runs/fig4b-signed-n500 \
@@ -24,6 +26,7 @@ from _common import command_line, markdown, write_table
 
 from defbench import metrics
 from defbench.attacks.registry import get_attack
+from defbench.defenses.projection import observed
 from defbench.harness.models import build_defense
 from defbench.harness.data import load_dataset
 from defbench.harness.models import get_classifier
@@ -52,9 +55,19 @@ def corruption(spec: str):
     return get_attack(name, "fmnist", **params)
 
 
+@torch.no_grad()
+def surrogate_state(f, cfg, x_hat: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    """(mean |f̂(x̂)| / mean |y|, share of f̂'s conv-path outputs ReLU(conv2(·)) that are > 0) for the learned
+    surrogate ``f`` of a projection under ``cfg``, its projections ``x_hat`` and observations ``y``."""
+    scale = observed(x_hat, cfg, f).abs().mean() / y.abs().mean()
+    seen = x_hat * 2 - 1 if cfg.surrogate_range == "signed" else x_hat
+    live = (f.conv2(torch.relu(f.conv1(seen))) > 0).float().mean()
+    return scale.item(), live.item()
+
+
 def _purified(defense, xc: torch.Tensor, seed: int, clf, y: torch.Tensor) -> list[str]:
     """One purification of the corrupted images: accuracy % (Wilson 95%), the surrogate's W, the mean
-    projection error, seconds."""
+    projection error, f̂'s output scale mean |f̂(x̂)| / mean |y|, the live share of its conv path, seconds."""
     t0 = time.perf_counter()
     x_hat = defense.purify(xc, seed=seed)
     secs = time.perf_counter() - t0
@@ -62,10 +75,13 @@ def _purified(defense, xc: torch.Tensor, seed: int, clf, y: torch.Tensor) -> lis
         k = int(metrics.correct(clf(x_hat).argmax(1), y).sum())
     lo, hi = metrics.wilson_interval(k, len(y))
     proj = defense.last
+    scale, live = surrogate_state(proj.surrogate, defense.cfg, x_hat, xc)
     return [
         f"{100 * k / len(y):.1f} ({100 * lo:.1f}–{100 * hi:.1f})",
         f"{proj.surrogate.w.item():.2f}",
         f"{proj.error.mean().item():.4f}",
+        f"{scale:.2f}",
+        f"{100 * live:.0f}",
         f"{secs:.0f}",
     ]
 
@@ -117,8 +133,17 @@ def main(argv=None) -> int:
                 for pseed in args.purify_seeds or [args.seed]:
                     body.append([cname, f"`{label}`", f"{cseed} / {pseed}", *_purified(defense, xc, pseed, clf, y)])
                     print(" | ".join(body[-1]), flush=True)
-    header = ["corruption", "variant", "seeds (corruption / purify)", "accuracy % (95% CI)", "W", "mean error", "s"]
-    lines += markdown(body, header, ["left", "left", "right", "right", "right", "right", "right"])
+    header = [
+        "corruption",
+        "variant",
+        "seeds (corruption / purify)",
+        "accuracy % (95% CI)",
+        "W",
+        "mean error",
+        "f̂ scale",
+        "s",
+    ]
+    lines += markdown(body, header, ["left", "left"] + ["right"] * 6)
     return write_table(lines, args.out)
 
 

@@ -145,7 +145,8 @@ class MimicSurrogate(nn.Module):
 
     ``W`` is a learned scalar initialised to 1 and the mask to small random values, so f̂ starts close to the
     identity (the paper says 'random initialisation'; the near-identity start is our choice, stated in the
-    docs). ``identity()`` returns the exact identity (mask 0, W 1).
+    docs; :meth:`randomize_` draws W and the mask at random). ``make_identity()`` sets the exact identity
+    (mask 0, W 1).
     """
 
     def __init__(self, channels: int, size: int, generator: torch.Generator | None = None):
@@ -164,6 +165,19 @@ class MimicSurrogate(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = torch.relu(self.conv2(torch.relu(self.conv1(x))))
         return h * self.mask + self.w * x
+
+    @torch.no_grad()
+    def randomize_(self, generator: torch.Generator) -> "MimicSurrogate":
+        """Draw the shortcut weight W and the mask at random instead of the near-identity start (the paper's
+        "random initialisation of surrogate parameters"; its TensorFlow code is not published, so the draw is
+        TF 1's default initialiser of a variable, Glorot uniform: U(±√(6 / (fan_in + fan_out))), which for
+        the scalar W is U(±√3) and for the (H, W, C) mask U(±√(6 / (H·W + H·C))), ±0.086 on 28 x 28 x 1).
+        The convolutions keep their random draw."""
+        c, h, w = self.mask.shape[1:]
+        self.w.copy_((torch.rand((), generator=generator) * 2 - 1) * 3**0.5)
+        bound = (6 / (h * w + h * c)) ** 0.5
+        self.mask.copy_((torch.rand(self.mask.shape, generator=generator) * 2 - 1) * bound)
+        return self
 
     @torch.no_grad()
     def make_identity(self) -> "MimicSurrogate":

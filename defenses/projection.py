@@ -30,9 +30,15 @@ OPTIMIZERS = ("sgd", "rmsprop", "rmsprop-tf", "adam")
 INITS = ("random", "mean", "encoder")
 SURROGATES = ("none", "mimic", "identity")
 SURROGATE_RANGES = ("unit", "signed")
+SURROGATE_INITS = ("near-identity", "random")
 BPDA_STAND_INS = ("auto", "identity", "encoder")
 #: fields added after stores were first written: left out of to_dict() (the store key) at these values
-_HASH_STABLE = {"surrogate_range": "unit", "adv_against_sum": False, "bpda_stand_in": "auto"}
+_HASH_STABLE = {
+    "surrogate_range": "unit",
+    "surrogate_init": "near-identity",
+    "adv_against_sum": False,
+    "bpda_stand_in": "auto",
+}
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,9 @@ class ProjectionConfig:
     surrogate_lr: float = 1e-2  #: γ_s (RMSProp)
     #: pixel range f̂ sees: unit ([0, 1], our images) | signed ([-1, 1], the paper's TF code: a negative is W = −1)
     surrogate_range: str = "unit"
+    #: start of the learned f̂: near-identity (W = 1, mask ~ N(0, 1e-2); our choice) | random (W and the mask drawn
+    #: at random, the paper's "random initialisation": MimicSurrogate.randomize_)
+    surrogate_init: str = "near-identity"
     chunk_size: int = 0  #: latents per chunk; 0 = choose per device
     #: what BPDA differentiates in the backward pass (the defense's, not the projection's, setting; here because
     #: the GAN-prior defenses are named instances of this config): identity (InvGAN's paper config) | encoder
@@ -73,6 +82,7 @@ class ProjectionConfig:
             ("init", self.init, INITS),
             ("surrogate", self.surrogate, SURROGATES),
             ("surrogate_range", self.surrogate_range, SURROGATE_RANGES),
+            ("surrogate_init", self.surrogate_init, SURROGATE_INITS),
             ("bpda_stand_in", self.bpda_stand_in, BPDA_STAND_INS),
         ):
             if value not in choices:
@@ -100,6 +110,16 @@ class ProjectionConfig:
             if d[k] == v:
                 del d[k]
         return d
+
+
+def observed(g: torch.Tensor, cfg: ProjectionConfig, surrogate: nn.Module | None) -> torch.Tensor:
+    """f̂(g): what the projection compares with the observation, for images ``g`` in [0, 1] (G's output); f̂ sees
+    them in the range ``cfg.surrogate_range`` names."""
+    if surrogate is None:
+        return g
+    if cfg.surrogate_range == "signed":
+        return (surrogate(g * 2 - 1) + 1) / 2
+    return surrogate(g)
 
 
 @dataclass
@@ -228,6 +248,8 @@ class ProjectionEngine:
             surrogate = MimicSurrogate(c, s, generator=gen).to(dev)
             if cfg.surrogate == "identity":
                 surrogate.make_identity()
+            elif cfg.surrogate_init == "random":  # drawn after the latents: their draw stays the default's
+                surrogate.randomize_(gen)
         n, r = y.shape[0], cfg.restarts
         chunk = cfg.chunk_size or default_chunk(dev)
         imgs_per_chunk = n if cfg.surrogate == "mimic" else max(1, chunk // r)
@@ -244,12 +266,7 @@ class ProjectionEngine:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(per-latent objective, per-latent reconstruction error)."""
         g = self.G(z)
-        if surrogate is None:
-            est = g
-        elif cfg.surrogate_range == "signed":
-            est = (surrogate(g * 2 - 1) + 1) / 2
-        else:
-            est = surrogate(g)
+        est = observed(g, cfg, surrogate)
         fid = per_image_loss(cfg.loss, y_rep - est)
         obj = fid
         if cfg.lambda_adv:

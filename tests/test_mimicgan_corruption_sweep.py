@@ -23,3 +23,24 @@ def test_corruption_options_reach_the_corruption(sweep):
     assert torch.equal(out[0], out[2]) and 0.45 < float((out == 0).float().mean()) < 0.55
     with pytest.raises(DefbenchError, match="mask"):
         sweep.corruption("drop-pixels:mask=pixel")
+
+
+def test_surrogate_state_reads_a_live_and_a_collapsed_surrogate(sweep):
+    """The sweep's f̂ columns: an identity-like f̂ passes the projections through (scale 1, conv path alive where
+    its ReLU is open); W = 0 with a dead conv path outputs 0 (scale 0, nothing alive), the collapse the
+    Dropped Pixels runs show."""
+    from defbench.defenses.priors import MimicSurrogate
+    from defbench.defenses.gan_prior import PAPER_CONFIGS
+
+    cfg = PAPER_CONFIGS["mimicgan"]
+    x = torch.rand(4, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    f = MimicSurrogate(1, 28, generator=torch.Generator().manual_seed(0)).make_identity()
+    with torch.no_grad():
+        f.conv2.bias.fill_(1.0)  # every conv-path output open; the zero mask keeps f̂ the identity
+    assert sweep.surrogate_state(f, cfg, x, x) == pytest.approx((1.0, 1.0))
+    with torch.no_grad():
+        f.w.zero_()
+        f.mask.fill_(1.0)
+        f.conv2.bias.fill_(-100.0)  # ReLU(conv2) = 0 everywhere
+    scale, live = sweep.surrogate_state(f, cfg, x, x)
+    assert scale == 0.0 and live == 0.0

@@ -164,6 +164,28 @@ def test_signed_surrogate_range(random_gan):
         ProjectionConfig(surrogate_range="half")
 
 
+def test_random_surrogate_init(random_gan, fmnist_images):
+    """surrogate_init=random draws W and the mask at random (Glorot uniform, TF 1's default: W in ±√3, the
+    28 x 28 x 1 mask in ±0.086) from the projection's seed, after the latents, so the latent start is the
+    default's; the default (near-identity) keeps the store key of configs written before the field."""
+    G, _ = random_gan
+    x, _ = fmnist_images
+    base = PAPER_CONFIGS["mimicgan"].with_(outer_iters=0, lambda_adv=0.0)  # no step: the start itself
+    rand = base.with_(surrogate_init="random")
+    eng = ProjectionEngine(G)
+    p0, p1, p2 = eng.project(x[:4], base, seed=3), eng.project(x[:4], rand, seed=3), eng.project(x[:4], rand, seed=4)
+    assert torch.equal(p0.x_hat, p1.x_hat)  # the latents' draw is untouched
+    assert p0.surrogate.w.item() == 1.0 and p0.surrogate.mask.abs().max() < 0.1
+    f1, f2 = p1.surrogate, p2.surrogate
+    assert f1.w.item() != 1.0 and abs(f1.w.item()) <= 3**0.5 and f1.mask.abs().max() <= (6 / 812) ** 0.5
+    assert f1.mask.std() > 0.04  # a uniform draw over ±0.086, not the near-identity start's N(0, 1e-2)
+    assert f1.w.item() != f2.w.item()  # another seed, another draw
+    assert torch.equal(f1.mask, eng.project(x[:4], rand, seed=3).surrogate.mask)  # the same seed, the same draw
+    assert "surrogate_init" not in base.to_dict() and rand.to_dict()["surrogate_init"] == "random"
+    with pytest.raises(DefbenchError, match="choose one of"):
+        ProjectionConfig(surrogate_init="zeros")
+
+
 def test_cowboy_weighs_the_discriminator_against_the_sum_of_squares(random_gan, fmnist_images):
     """Cowboy's objective is the papers' ‖x − G(z)‖² + λ_adv log(1 − D(G(z))) (per-image sum, λ_adv = 1e-3)
     divided by the pixel count, so its fidelity term is DefenseGAN's mean; λ_adv against the mean would make
