@@ -55,6 +55,10 @@ def corruption(spec: str):
     return get_attack(name, "fmnist", **params)
 
 
+#: the columns of one purification's row, as :func:`_purified` returns them
+PURIFIED_COLUMNS = ("accuracy % (95% CI)", "W", "mean error", "f̂ scale", "conv path live %", "s")
+
+
 @torch.no_grad()
 def surrogate_state(f, cfg, x_hat: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
     """(mean |f̂(x̂)| / mean |y|, share of f̂'s conv-path outputs ReLU(conv2(·)) that are > 0) for the learned
@@ -133,17 +137,8 @@ def main(argv=None) -> int:
                 for pseed in args.purify_seeds or [args.seed]:
                     body.append([cname, f"`{label}`", f"{cseed} / {pseed}", *_purified(defense, xc, pseed, clf, y)])
                     print(" | ".join(body[-1]), flush=True)
-    header = [
-        "corruption",
-        "variant",
-        "seeds (corruption / purify)",
-        "accuracy % (95% CI)",
-        "W",
-        "mean error",
-        "f̂ scale",
-        "s",
-    ]
-    lines += markdown(body, header, ["left", "left"] + ["right"] * 6)
+    header = ["corruption", "variant", "seeds (corruption / purify)", *PURIFIED_COLUMNS]
+    lines += markdown(body, header, ["left", "left"] + ["right"] * (len(header) - 2))
     return write_table(lines, args.out)
 
 

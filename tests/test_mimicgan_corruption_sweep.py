@@ -44,3 +44,18 @@ def test_surrogate_state_reads_a_live_and_a_collapsed_surrogate(sweep):
         f.conv2.bias.fill_(-100.0)  # ReLU(conv2) = 0 everywhere
     scale, live = sweep.surrogate_state(f, cfg, x, x)
     assert scale == 0.0 and live == 0.0
+
+
+def test_a_purification_row_fills_the_table_header(sweep, random_gan, fmnist_images, tiny_classifier):
+    """_purified's row has one cell per PURIFIED_COLUMNS entry (the table failed to write when a column was
+    added to the row and not to the header)."""
+    from defbench.defenses.gan_prior import PAPER_CONFIGS, GANPriorDefense
+
+    G, D = random_gan
+    x, y = fmnist_images
+    cfg = PAPER_CONFIGS["mimicgan"].with_(outer_iters=1, surrogate_steps=1, latent_steps=1)
+    row = sweep._purified(
+        GANPriorDefense("mimicgan", G, D, cfg=cfg, shape=(1, 28, 28)), x[:4], 0, tiny_classifier[0], y[:4]
+    )
+    assert len(row) == len(sweep.PURIFIED_COLUMNS)
+    assert float(row[2]) > 0 and 0 <= float(row[4]) <= 100  # mean error, live %

@@ -1,0 +1,107 @@
+"""Step by step, what MimicGAN's learned surrogate f̂ does during one purification of a corrupted batch.
+
+MimicGAN-1 Fig. 4(b)'s Dropped Pixels row: most runs of the spec end with f̂'s conv path dead (ReLU(conv2(·)) = 0 on
+every projection, `mimicgan_corruption_sweep.py`'s "conv path live %" column), after which only f̂ = W·x is left.
+This script purifies one batch (the seeded evaluation images, as the sweep) and records after every step of
+Alg. 1 — T × (T1 surrogate steps, then T2 latent steps) — the live share of the conv path on the *clean* images
+(a fixed probe: the projections move), W, conv2's bias and the mean projection error on the observations, so
+the table shows when the path dies and whether it comes back.
+
+It watches the engine from outside: the engine's progress hook (``progress_step``, called after every step) and
+its surrogate class are swapped in ``defbench.defenses.projection`` for the run; nothing else changes.
+
+    python benchmarks/surrogate_trace.py --corruption drop-pixels:mask=batch --variant mimicgan --purify-seed 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import torch
+from _common import command_line, data_root, markdown, write_table
+from mimicgan_corruption_sweep import corruption
+
+import defbench.defenses.projection as projection
+from defbench.harness.data import load_dataset
+from defbench.harness.models import build_defense
+
+
+def trace(defense, xc: torch.Tensor, probe: torch.Tensor, seed: int) -> list[dict]:
+    """One purification of ``xc`` by ``defense`` (a learned-surrogate GAN-prior defense) under ``seed``; one
+    record per optimiser step: the surrogate's state on ``probe`` images."""
+    made, records = [], []
+    probe = probe * 2 - 1 if defense.cfg.surrogate_range == "signed" else probe  # the range f̂ sees
+
+    class Watched(projection.MimicSurrogate):
+        def __init__(self, *a, **k):
+            super().__init__(*a, **k)
+            made.append(self)
+
+    def record():
+        if not made:
+            return
+        f = made[-1]
+        with torch.no_grad():
+            h = f.conv2(torch.relu(f.conv1(probe)))
+            records.append({"live": (h > 0).float().mean().item(), "w": f.w.item(), "bias": f.conv2.bias.item()})
+
+    saved = projection.MimicSurrogate, projection.progress_step
+    projection.MimicSurrogate, projection.progress_step = Watched, record
+    try:
+        defense.purify(xc, seed=seed)
+    finally:
+        projection.MimicSurrogate, projection.progress_step = saved
+    if not made:
+        raise SystemExit(f"{defense.name}: no learned surrogate to trace")
+    return records
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=100, help="images in the batch (the seeded evaluation draw)")
+    ap.add_argument("--seed", type=int, default=0, help="the image draw")
+    ap.add_argument("--corruption", default="drop-pixels:mask=batch", help="NAME or NAME:KEY=VALUE, as the sweep")
+    ap.add_argument("--corruption-seed", type=int, default=0)
+    ap.add_argument("--variant", default="mimicgan", help="a learned-surrogate defense label")
+    ap.add_argument("--purify-seed", type=int, default=0)
+    ap.add_argument("--every", type=int, default=10, help="rows: the first surrogate steps, then every N-th step")
+    ap.add_argument("--out", default="benchmarks/results/surrogate_trace.md")
+    args = ap.parse_args(argv)
+    root = data_root()
+    data = load_dataset("fmnist", "test", root=root)
+    x, _ = data.get(data.eval_indices(args.n, args.seed))
+    torch.manual_seed(args.corruption_seed)  # the sweep's draw of the corruption
+    xc = corruption(args.corruption).corrupt(x)
+    defense = build_defense(args.variant, "fmnist", data_root=root)
+    cfg = defense.cfg
+    records = trace(defense, xc, x, args.purify_seed)
+    period = cfg.surrogate_steps + cfg.latent_steps
+    body = []
+    for i, r in enumerate(records):
+        step = i + 1
+        if i < cfg.surrogate_steps or step % args.every == 0 or step == len(records):
+            kind = "f̂" if i % period < cfg.surrogate_steps else "z"
+            body.append([step, kind, f"{100 * r['live']:.1f}", f"{r['w']:+.3f}", f"{r['bias']:+.3f}"])
+    lines = [
+        f"Command: `{command_line(argv)}` — CPU, torch threads {torch.get_num_threads()}; Fashion-MNIST, the "
+        f"paper preset's GAN, the {args.n} evaluation images of seed {args.seed} in one batch, corruption "
+        f"`{args.corruption}` (seed {args.corruption_seed}), purification seed {args.purify_seed}. Before the first "
+        f"step the conv path is live on {100 * start_live(defense, x, args.purify_seed):.1f}% of the probe.",
+        "",
+    ]
+    lines += markdown(body, ["step", "updates", "conv path live % (clean probe)", "W", "conv2 bias"])
+    return write_table(lines, args.out)
+
+
+def start_live(defense, probe: torch.Tensor, seed: int) -> float:
+    """The conv path's live share on ``probe`` for the surrogate a projection under ``seed`` starts from."""
+    cfg = defense.cfg.with_(outer_iters=0)  # the start, no step
+    f = defense.engine.project(probe, cfg, seed=seed).surrogate
+    probe = probe * 2 - 1 if cfg.surrogate_range == "signed" else probe
+    with torch.no_grad():
+        return (f.conv2(torch.relu(f.conv1(probe))) > 0).float().mean().item()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
