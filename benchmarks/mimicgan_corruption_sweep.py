@@ -52,7 +52,8 @@ def corruption(spec: str):
     parse them), e.g. ``drop-pixels:mask=batch``."""
     name, *opts = spec.split(":")
     params = dict(o.split("=", 1) for o in opts)
-    return get_attack(name, "fmnist", **params)
+    eps = float(params.pop("eps")) if "eps" in params else None  # an ε-bounded attack's budget, e.g. fgsm:eps=0.15
+    return get_attack(name, "fmnist", eps=eps, **params)
 
 
 #: the columns of one purification's row, as :func:`_purified` returns them
@@ -99,7 +100,8 @@ def main(argv=None) -> int:
     ap.add_argument(
         "--corruptions",
         default="drop-pixels,blur-negative",
-        help="comma list of corruptions, each NAME or NAME:KEY=VALUE[:KEY=VALUE] (e.g. drop-pixels:mask=batch)",
+        help="comma list of corruptions, each NAME or NAME:KEY=VALUE[:KEY=VALUE] (e.g. drop-pixels:mask=batch); "
+        "also gray-box attacks on the paper classifier (fgsm:eps=0.15:labels=predicted) and clean",
     )
     ap.add_argument("--variants", default=";".join(VARIANTS), help="';'-separated defense variants")
     ap.add_argument(
@@ -132,7 +134,8 @@ def main(argv=None) -> int:
     for cname in args.corruptions.split(","):
         for cseed in args.corruption_seeds or [args.seed]:
             torch.manual_seed(cseed)  # drop-pixels' mask: the same for every variant
-            xc = corruption(cname).corrupt(x)
+            # a corruption ignores the model; an attack runs on the classifier alone (gray-box)
+            xc = x if cname == "clean" else corruption(cname)(clf, x, y)
             for label, defense in defenses.items():
                 for pseed in args.purify_seeds or [args.seed]:
                     body.append([cname, f"`{label}`", f"{cseed} / {pseed}", *_purified(defense, xc, pseed, clf, y)])

@@ -1,11 +1,12 @@
-"""Step by step, what MimicGAN's learned surrogate f̂ does during one purification of a corrupted batch.
+"""Step by step, what MimicGAN's learned surrogate f̂ does during one purification of a corrupted or attacked batch.
 
 MimicGAN-1 Fig. 4(b)'s Dropped Pixels row: most runs of the spec end with f̂'s conv path dead (ReLU(conv2(·)) = 0 on
 every projection, `mimicgan_corruption_sweep.py`'s "conv path live %" column), after which only f̂ = W·x is left.
 This script purifies one batch (the seeded evaluation images, as the sweep) and records after every step of
 Alg. 1 — T × (T1 surrogate steps, then T2 latent steps) — the live share of the conv path on the *clean* images
 (a fixed probe: the projections move), W, conv2's bias and the mean projection error on the observations, so
-the table shows when the path dies and whether it comes back.
+the table shows when the path dies and whether it comes back. ``--corruption`` also takes a gray-box attack on the
+paper classifier (``fgsm:eps=0.15:labels=predicted``, Fig. 5(b)'s reading) or ``clean`` (the images themselves).
 
 It watches the engine from outside: the engine's progress hook (``progress_step``, called after every step) and
 its surrogate class are swapped in ``defbench.defenses.projection`` for the run; nothing else changes.
@@ -24,7 +25,7 @@ from mimicgan_corruption_sweep import corruption
 
 import defbench.defenses.projection as projection
 from defbench.harness.data import load_dataset
-from defbench.harness.models import build_defense
+from defbench.harness.models import build_defense, get_classifier
 
 
 def trace(defense, xc: torch.Tensor, probe: torch.Tensor, seed: int) -> list[dict]:
@@ -61,7 +62,11 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=100, help="images in the batch (the seeded evaluation draw)")
     ap.add_argument("--seed", type=int, default=0, help="the image draw")
-    ap.add_argument("--corruption", default="drop-pixels:mask=batch", help="NAME or NAME:KEY=VALUE, as the sweep")
+    ap.add_argument(
+        "--corruption",
+        default="drop-pixels:mask=batch",
+        help="NAME or NAME:KEY=VALUE, as the sweep; a gray-box attack; or clean",
+    )
     ap.add_argument("--corruption-seed", type=int, default=0)
     ap.add_argument("--variant", default="mimicgan", help="a learned-surrogate defense label")
     ap.add_argument("--purify-seed", type=int, default=0)
@@ -70,9 +75,11 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     root = data_root()
     data = load_dataset("fmnist", "test", root=root)
-    x, _ = data.get(data.eval_indices(args.n, args.seed))
+    x, y = data.get(data.eval_indices(args.n, args.seed))
+    clf, _ = get_classifier("fmnist", "paper", data_root=root)  # built before the seed: its init draws from it
     torch.manual_seed(args.corruption_seed)  # the sweep's draw of the corruption
-    xc = corruption(args.corruption).corrupt(x)
+    # a corruption ignores the model; an attack runs on the classifier alone (gray-box)
+    xc = x if args.corruption == "clean" else corruption(args.corruption)(clf, x, y)
     defense = build_defense(args.variant, "fmnist", data_root=root)
     cfg = defense.cfg
     records = trace(defense, xc, x, args.purify_seed)

@@ -180,6 +180,19 @@ class MimicSurrogate(nn.Module):
         return self
 
     @torch.no_grad()
+    def dcgan_convs_(self, generator: torch.Generator) -> "MimicSurrogate":
+        """Redraw the two convolutions as the DCGAN TensorFlow code's ``conv2d`` initialises them (weights from a
+        normal of std 0.02 truncated at two std, biases 0) instead of PyTorch's default (uniform in ±1/√fan_in,
+        ±0.05 for conv2, with a random bias). W and the mask keep the near-identity start."""
+        for conv in (self.conv1, self.conv2):
+            w = torch.randn(conv.weight.shape, generator=generator)
+            while (bad := w.abs() > 2).any():  # truncated normal: redraw what falls beyond two std
+                w[bad] = torch.randn(int(bad.sum()), generator=generator)
+            conv.weight.copy_(w * 0.02)
+            conv.bias.zero_()
+        return self
+
+    @torch.no_grad()
     def make_identity(self) -> "MimicSurrogate":
         self.mask.zero_()
         self.w.fill_(1.0)

@@ -30,7 +30,7 @@ OPTIMIZERS = ("sgd", "rmsprop", "rmsprop-tf", "adam")
 INITS = ("random", "mean", "encoder")
 SURROGATES = ("none", "mimic", "identity")
 SURROGATE_RANGES = ("unit", "signed")
-SURROGATE_INITS = ("near-identity", "random")
+SURROGATE_INITS = ("near-identity", "random", "dcgan-convs")
 BPDA_STAND_INS = ("auto", "identity", "encoder")
 #: fields added after stores were first written: left out of to_dict() (the store key) at these values
 _HASH_STABLE = {
@@ -66,7 +66,8 @@ class ProjectionConfig:
     #: pixel range f̂ sees: unit ([0, 1], our images) | signed ([-1, 1], the paper's TF code: a negative is W = −1)
     surrogate_range: str = "unit"
     #: start of the learned f̂: near-identity (W = 1, mask ~ N(0, 1e-2); our choice) | random (W and the mask drawn
-    #: at random, the paper's "random initialisation": MimicSurrogate.randomize_)
+    #: at random, the paper's "random initialisation": MimicSurrogate.randomize_) | dcgan-convs (near-identity with
+    #: the convolutions drawn as the DCGAN TensorFlow code does: MimicSurrogate.dcgan_convs_)
     surrogate_init: str = "near-identity"
     chunk_size: int = 0  #: latents per chunk; 0 = choose per device
     #: what BPDA differentiates in the backward pass (the defense's, not the projection's, setting; here because
@@ -250,6 +251,8 @@ class ProjectionEngine:
                 surrogate.make_identity()
             elif cfg.surrogate_init == "random":  # drawn after the latents: their draw stays the default's
                 surrogate.randomize_(gen)
+            elif cfg.surrogate_init == "dcgan-convs":
+                surrogate.dcgan_convs_(gen)
         n, r = y.shape[0], cfg.restarts
         chunk = cfg.chunk_size or default_chunk(dev)
         imgs_per_chunk = n if cfg.surrogate == "mimic" else max(1, chunk // r)

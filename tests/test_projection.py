@@ -186,6 +186,22 @@ def test_random_surrogate_init(random_gan, fmnist_images):
         ProjectionConfig(surrogate_init="zeros")
 
 
+def test_dcgan_conv_surrogate_init(random_gan, fmnist_images):
+    """surrogate_init=dcgan-convs: the near-identity start (W = 1, the same small mask) with both convolutions drawn
+    as DCGAN's TensorFlow conv2d does: N(0, 0.02²) truncated at two std, zero biases; PyTorch's default draws
+    conv2 uniform in ±0.05 with a random bias."""
+    G, _ = random_gan
+    x, _ = fmnist_images
+    base = PAPER_CONFIGS["mimicgan"].with_(outer_iters=0, lambda_adv=0.0)
+    eng = ProjectionEngine(G)
+    p0, p1 = eng.project(x[:4], base, seed=3), eng.project(x[:4], base.with_(surrogate_init="dcgan-convs"), seed=3)
+    f0, f1 = p0.surrogate, p1.surrogate
+    assert torch.equal(p0.x_hat, p1.x_hat) and f1.w.item() == 1.0 and torch.equal(f0.mask, f1.mask)
+    for conv in (f1.conv1, f1.conv2):
+        assert conv.weight.abs().max() <= 0.04 and 0.015 < conv.weight.std() < 0.02 and not conv.bias.any()
+    assert f0.conv2.bias.abs().item() > 0 and f0.conv2.weight.std() > 0.025  # the default's draw is another
+
+
 def test_cowboy_weighs_the_discriminator_against_the_sum_of_squares(random_gan, fmnist_images):
     """Cowboy's objective is the papers' ‖x − G(z)‖² + λ_adv log(1 − D(G(z))) (per-image sum, λ_adv = 1e-3)
     divided by the pixel count, so its fidelity term is DefenseGAN's mean; λ_adv against the mean would make
