@@ -52,8 +52,7 @@ def corruption(spec: str):
     parse them), e.g. ``drop-pixels:mask=batch``."""
     name, *opts = spec.split(":")
     params = dict(o.split("=", 1) for o in opts)
-    eps = float(params.pop("eps")) if "eps" in params else None  # an ε-bounded attack's budget, e.g. fgsm:eps=0.15
-    return get_attack(name, "fmnist", eps=eps, **params)
+    return get_attack(name, "fmnist", **params)  # eps=0.15 too: attacks take their ε as a string or a number
 
 
 #: the columns of one purification's row, as :func:`_purified` returns them

@@ -59,3 +59,10 @@ def test_a_purification_row_fills_the_table_header(sweep, random_gan, fmnist_ima
     )
     assert len(row) == len(sweep.PURIFIED_COLUMNS)
     assert float(row[2]) > 0 and 0 <= float(row[4]) <= 100  # mean error, live %
+
+
+def test_an_attack_with_its_budget_from_the_command_line(sweep):
+    """fgsm:eps=0.15:labels=predicted: ε reaches the attack as a number (Fig. 5(b)'s reading), options as given."""
+    atk = sweep.corruption("fgsm:eps=0.15:labels=predicted")
+    assert atk.eps == 0.15 and atk.labels == "predicted"
+    assert sweep.corruption("fgsm").eps != 0.15  # without it, the attack's own default
