@@ -47,12 +47,12 @@ VARIANTS = (
 )
 
 
-def corruption(spec: str):
+def corruption(spec: str, dataset: str = "fmnist"):
     """The corruption named by ``NAME`` or ``NAME:KEY=VALUE[:KEY=VALUE]`` (values as strings, as the corruptions
     parse them), e.g. ``drop-pixels:mask=batch``."""
     name, *opts = spec.split(":")
     params = dict(o.split("=", 1) for o in opts)
-    return get_attack(name, "fmnist", **params)  # eps=0.15 too: attacks take their ε as a string or a number
+    return get_attack(name, dataset, **params)  # eps=0.15 too: attacks take their ε as a string or a number
 
 
 #: the columns of one purification's row, as :func:`_purified` returns them

@@ -60,6 +60,7 @@ def trace(defense, xc: torch.Tensor, probe: torch.Tensor, seed: int) -> list[dic
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dataset", default="fmnist", help="fmnist | mnist (the paper preset's models from the zoo)")
     ap.add_argument("--n", type=int, default=100, help="images in the batch (the seeded evaluation draw)")
     ap.add_argument("--seed", type=int, default=0, help="the image draw")
     ap.add_argument(
@@ -74,13 +75,15 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="benchmarks/results/surrogate_trace.md")
     args = ap.parse_args(argv)
     root = data_root()
-    data = load_dataset("fmnist", "test", root=root)
+    data = load_dataset(args.dataset, "test", root=root)
     x, y = data.get(data.eval_indices(args.n, args.seed))
-    clf, _ = get_classifier("fmnist", "paper", data_root=root)  # built before the seed: its init draws from it
-    torch.manual_seed(args.corruption_seed)  # the sweep's draw of the corruption
-    # a corruption ignores the model; an attack runs on the classifier alone (gray-box)
-    xc = x if args.corruption == "clean" else corruption(args.corruption)(clf, x, y)
-    defense = build_defense(args.variant, "fmnist", data_root=root)
+    if args.corruption == "clean":
+        xc = x
+    else:  # a corruption ignores the model; an attack runs on the classifier alone (gray-box)
+        clf, _ = get_classifier(args.dataset, "paper", data_root=root)  # built before the seed: it draws from it
+        torch.manual_seed(args.corruption_seed)  # the sweep's draw of the corruption
+        xc = corruption(args.corruption, args.dataset)(clf, x, y)
+    defense = build_defense(args.variant, args.dataset, data_root=root)
     cfg = defense.cfg
     records = trace(defense, xc, x, args.purify_seed)
     period = cfg.surrogate_steps + cfg.latent_steps
@@ -91,10 +94,10 @@ def main(argv=None) -> int:
             kind = "f̂" if i % period < cfg.surrogate_steps else "z"
             body.append([step, kind, f"{100 * r['live']:.1f}", f"{r['w']:+.3f}", f"{r['bias']:+.3f}"])
     lines = [
-        f"Command: `{command_line(argv)}` — CPU, torch threads {torch.get_num_threads()}; Fashion-MNIST, the "
-        f"paper preset's GAN, the {args.n} evaluation images of seed {args.seed} in one batch, corruption "
-        f"`{args.corruption}` (seed {args.corruption_seed}), purification seed {args.purify_seed}. Before the first "
-        f"step the conv path is live on {100 * start_live(defense, x, args.purify_seed):.1f}% of the probe.",
+        f"Command: `{command_line(argv)}` — CPU, torch threads {torch.get_num_threads()}; {args.dataset}, the "
+        f"paper preset's GAN (or the variant's), the {args.n} evaluation images of seed {args.seed} in one batch, "
+        f"corruption `{args.corruption}` (seed {args.corruption_seed}), purification seed {args.purify_seed}. Before "
+        f"the first step the conv path is live on {100 * start_live(defense, x, args.purify_seed):.1f}% of the probe.",
         "",
     ]
     lines += markdown(body, ["step", "updates", "conv path live % (clean probe)", "W", "conv2 bias"])
