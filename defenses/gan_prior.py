@@ -25,7 +25,7 @@ import torch
 
 from defbench import DefbenchError
 from defbench.defenses.base import Defense
-from defbench.defenses.projection import Projection, ProjectionConfig, ProjectionEngine
+from defbench.defenses.projection import Projection, ProjectionConfig, ProjectionEngine, observed
 
 PAPER_CONFIGS: dict[str, ProjectionConfig] = {
     "defensegan": ProjectionConfig(
@@ -105,6 +105,17 @@ class GANPriorDefense(Defense):
     def _purify(self, x, seed):
         self.last = self.engine.project(x, self.cfg, seed=seed)
         return self.last.x_hat
+
+    def surrogate_scale(self, y: torch.Tensor) -> float | None:
+        """With a learned surrogate (MimicGAN): mean |f̂(x̂)| / mean |y| for the last projection of the observations
+        ``y``; near 0 when f̂ has collapsed to output (almost) nothing, which the projection then matches with
+        near-black images (docs/DEFENSES.md). None for a defense without a learned surrogate."""
+        p = self.last
+        if p is None or p.surrogate is None or self.cfg.surrogate != "mimic":
+            return None
+        with torch.no_grad():
+            est = observed(p.x_hat, self.cfg, p.surrogate)
+            return (est.abs().mean() / y.to(est.device).abs().mean().clamp_min(1e-12)).item()
 
     @property
     def has_reparameterization(self) -> bool:

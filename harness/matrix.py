@@ -551,6 +551,7 @@ class MatrixRunner:
         seed_everything(derive_seed(stream, "cell"))
         repeats = self._repeats(d)
         labels, preds_u, scores, errors, rep_preds = [], [], [], [], [[] for _ in range(repeats)]
+        surrogate_scales: list[float] = []
         t0 = time.time()
         batches = list(range(0, len(idx), self.spec.batch_size))
         extra: dict[str, Any] = {"randomized": bool(d.randomized)}
@@ -586,6 +587,9 @@ class MatrixRunner:
                     if r == 0:
                         scores += (phi_in - phi_hat).norm(dim=1).tolist()
                         errors += projection_error(x_in, x_hat)
+                        scale = getattr(d, "surrogate_scale", lambda _: None)(x_in)  # a learned f̂'s output
+                        if scale is not None:
+                            surrogate_scales.append(round(scale, 4))
                         if self.batch_hook is not None:
                             self.batch_hook(cell, bidx, x, x_in, x_hat)
             labels += y.tolist()
@@ -603,6 +607,8 @@ class MatrixRunner:
         if atk is not None and getattr(atk, "violations", None):  # a plugin allowed to continue (output_check='warn')
             extra["output_violations"] = list(atk.violations)
         extra["projection_error"] = [round(float(e), 7) for e in errors]
+        if surrogate_scales:  # one per batch: a collapsed surrogate is flagged by the report
+            extra["surrogate_scale"] = surrogate_scales
         res = CellResult(
             labels,
             preds,

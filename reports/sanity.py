@@ -403,6 +403,30 @@ def _small_cells(rows: list[Row]) -> list[str]:
     ]
 
 
+#: a learned surrogate whose output is under this share of its input's mean magnitude has collapsed: MimicGAN's
+#: collapsed runs read 0.00-0.06 and every other run 0.28-1.15 (docs/RESULTS.md, mimicgan-fig4b, "the ℓ1 loss
+#: and a dying surrogate")
+SURROGATE_COLLAPSE = 0.1
+
+
+def _surrogate_collapse(rows: list[Row], names: dict[Base, str]) -> list[str]:
+    out = []
+    for r in rows:
+        scales = (r.get("extra") or {}).get("surrogate_scale") or []
+        low = [s for s in scales if s < SURROGATE_COLLAPSE]
+        if not low:
+            continue
+        what = "the clean images" if is_clean(r) else f"{attack_label(r)} ({r['threat']})"
+        out.append(
+            f"{names[base_key(r)]}'s learned surrogate collapsed in {len(low)} of {len(scales)} batch(es) of {what}, "
+            f"seed {r['seed']}: its output f̂(x̂) is {100 * min(low):.0f}-{100 * max(low):.0f}% of the input's mean "
+            "magnitude, so the projection matches the input with near-black images and the cell measures that "
+            "collapse, not the defense (docs/DEFENSES.md: under the ℓ1 loss on sparse inputs; loss=l2 does not "
+            "collapse there)."
+        )
+    return out
+
+
 def sanity_flags(rows: Iterable[Row]) -> list[str]:
     """Human-readable warnings pointing at gradient masking, misconfigured attacks or underpowered cells
     (empty list: all clear)."""
@@ -418,5 +442,6 @@ def sanity_flags(rows: Iterable[Row]) -> list[str]:
         + _worse_than_none(cells, names)
         + _gradient_checks(rows, names)
         + _output_violations(rows, names)
+        + _surrogate_collapse(rows, names)
         + _small_cells(rows)
     )

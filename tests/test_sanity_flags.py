@@ -395,3 +395,65 @@ def test_runner_records_output_violations_and_the_flag_fires(tiny_zoo, tmp_path)
     )
     runner2.run()
     assert not any("output checks" in f for f in sanity_flags(runner2.store.rows()))
+
+
+# --------------------------------------------------------------------------------------------- collapsed surrogate
+
+
+def test_surrogate_collapse_fires_from_synthetic_rows():
+    """A cell whose learned surrogate output nothing in one batch (f̂ scale 0.02) is flagged; scales of a
+    working surrogate (0.8-0.9) and a cell without the record stay silent."""
+    rows = _base("mimicgan")
+    rows[3]["extra"] = {"surrogate_scale": [0.9, 0.02]}
+    flags = sanity_flags(rows)
+    assert len(flags) == 1 and "surrogate collapsed in 1 of 2 batch(es) of PGD (graybox)" in flags[0]
+    assert "2-2%" in flags[0]
+    rows[3]["extra"] = {"surrogate_scale": [0.9, 0.8]}
+    assert sanity_flags(rows) == []
+    rows[2]["extra"] = {"surrogate_scale": [0.05]}
+    assert any("batch(es) of the clean images" in f for f in sanity_flags(rows))
+
+
+def test_surrogate_scale_reads_the_last_projection(random_gan, fmnist_images):
+    """GANPriorDefense.surrogate_scale: about 1 for an f̂ that passes its input through, 0 for one whose shortcut
+    and conv path are both off; None without a learned surrogate."""
+    from defbench.defenses.gan_prior import PAPER_CONFIGS, GANPriorDefense
+    from defbench.defenses.priors import MimicSurrogate
+    from defbench.defenses.projection import Projection
+
+    G, D = random_gan
+    x, _ = fmnist_images
+    d = GANPriorDefense("mimicgan", G, D, shape=(1, 28, 28))
+    assert d.surrogate_scale(x[:4]) is None  # nothing projected yet
+    f = MimicSurrogate(1, 28, generator=torch.Generator().manual_seed(0)).make_identity()
+    d.last = Projection(x[:4], torch.zeros(4, 100), torch.zeros(4), f)
+    assert d.surrogate_scale(x[:4]) == pytest.approx(1.0)
+    with torch.no_grad():
+        f.w.zero_()
+    assert d.surrogate_scale(x[:4]) == 0.0
+    dgan = GANPriorDefense("defensegan", G, D, cfg=PAPER_CONFIGS["defensegan"].with_(latent_steps=1, restarts=1))
+    dgan.purify(x[:2])
+    assert dgan.surrogate_scale(x[:2]) is None
+
+
+def test_runner_records_the_surrogate_scale_per_batch(tiny_zoo, tmp_path):
+    """run_cell stores one f̂ scale per batch for a learned-surrogate defense and none for the others."""
+    from defbench.harness.matrix import MatrixRunner, MatrixSpec
+
+    spec = MatrixSpec(
+        dataset="fmnist",
+        defenses=("none", "mimicgan[latent_steps=1,outer_iters=1,surrogate_steps=1]"),
+        attacks=(),
+        n=4,
+        batch_size=2,
+        preset="quick",
+        out=str(tmp_path / "o"),
+        progress=False,
+        eval_repeats=1,
+    )
+    runner = MatrixRunner(spec)
+    runner.run()
+    by_defense = {r["defense"]: r["extra"] for r in runner.store.rows()}
+    scales = by_defense["mimicgan[latent_steps=1,outer_iters=1,surrogate_steps=1]"]["surrogate_scale"]
+    assert len(scales) == 2 and all(0 < s < 10 for s in scales)
+    assert "surrogate_scale" not in by_defense["none"]
