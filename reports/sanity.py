@@ -404,8 +404,8 @@ def _small_cells(rows: list[Row]) -> list[str]:
 
 
 #: a learned surrogate whose output is under this share of its input's mean magnitude has collapsed: MimicGAN's
-#: collapsed runs read 0.00-0.06 and every other run 0.28-1.15 (docs/RESULTS.md, mimicgan-fig4b, "the ℓ1 loss
-#: and a dying surrogate")
+#: collapsed runs read 0.00-0.06 and every other learned-surrogate run 0.28-1.15 (docs/RESULTS.md,
+#: mimicgan-fig4b, "the ℓ1 loss and a dying surrogate")
 SURROGATE_COLLAPSE = 0.1
 
 
