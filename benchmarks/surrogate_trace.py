@@ -4,8 +4,8 @@ MimicGAN-1 Fig. 4(b)'s Dropped Pixels row: most runs of the spec end with f̂'s 
 every projection, `mimicgan_corruption_sweep.py`'s "conv path live %" column), after which only f̂ = W·x is left.
 This script purifies one batch (the seeded evaluation images, as the sweep) and records after every step of
 Alg. 1 — T × (T1 surrogate steps, then T2 latent steps) — the live share of the conv path on the *clean* images
-(a fixed probe: the projections move), W, conv2's bias and the mean projection error on the observations, so
-the table shows when the path dies and whether it comes back. ``--corruption`` also takes a gray-box attack on the
+(a fixed probe: the projections move), W and conv2's bias, so the table shows when the path dies and whether it
+comes back. ``--corruption`` also takes a gray-box attack on the
 paper classifier (``fgsm:eps=0.15:labels=predicted``, Fig. 5(b)'s reading) or ``clean`` (the images themselves).
 
 It watches the engine from outside: the engine's progress hook (``progress_step``, called after every step) and
