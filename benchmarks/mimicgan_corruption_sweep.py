@@ -26,7 +26,7 @@ from _common import command_line, markdown, write_table
 
 from defbench import metrics
 from defbench.attacks.registry import get_attack
-from defbench.defenses.projection import observed
+from defbench.defenses.projection import surrogate_input, surrogate_output_scale
 from defbench.harness.models import build_defense
 from defbench.harness.data import load_dataset
 from defbench.harness.models import get_classifier
@@ -59,14 +59,10 @@ def corruption(spec: str, dataset: str = "fmnist"):
 PURIFIED_COLUMNS = ("accuracy % (95% CI)", "W", "mean error", "f̂ scale", "conv path live %", "s")
 
 
-@torch.no_grad()
 def surrogate_state(f, cfg, x_hat: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
     """(mean |f̂(x̂)| / mean |y|, share of f̂'s conv-path outputs ReLU(conv2(·)) that are > 0) for the learned
     surrogate ``f`` of a projection under ``cfg``, its projections ``x_hat`` and observations ``y``."""
-    scale = observed(x_hat, cfg, f).abs().mean() / y.abs().mean()
-    seen = x_hat * 2 - 1 if cfg.surrogate_range == "signed" else x_hat
-    live = (f.conv2(torch.relu(f.conv1(seen))) > 0).float().mean()
-    return scale.item(), live.item()
+    return surrogate_output_scale(x_hat, y, cfg, f), f.open_share(surrogate_input(x_hat, cfg))
 
 
 def _purified(defense, xc: torch.Tensor, seed: int, clf, y: torch.Tensor) -> list[str]:

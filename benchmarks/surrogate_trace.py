@@ -5,8 +5,8 @@ every projection, `mimicgan_corruption_sweep.py`'s "conv path live %" column), a
 This script purifies one batch (the seeded evaluation images, as the sweep) and records after every step of
 Alg. 1 — T × (T1 surrogate steps, then T2 latent steps) — the live share of the conv path on the *clean* images
 (a fixed probe: the projections move), W and conv2's bias, so the table shows when the path dies and whether it
-comes back. ``--corruption`` also takes a gray-box attack on the
-paper classifier (``fgsm:eps=0.15:labels=predicted``, Fig. 5(b)'s reading) or ``clean`` (the images themselves).
+comes back. ``--corruption`` also takes a gray-box attack on the paper classifier (``fgsm:eps=0.15:labels=predicted``,
+Fig. 5(b)'s reading) or ``clean`` (the images themselves).
 
 It watches the engine from outside: the engine's progress hook (``progress_step``, called after every step) and
 its surrogate class are swapped in ``defbench.defenses.projection`` for the run; nothing else changes.
@@ -24,6 +24,7 @@ from _common import command_line, data_root, markdown, write_table
 from mimicgan_corruption_sweep import corruption
 
 import defbench.defenses.projection as projection
+from defbench.defenses.projection import surrogate_input
 from defbench.harness.data import load_dataset
 from defbench.harness.models import build_defense, get_classifier
 
@@ -32,7 +33,7 @@ def trace(defense, xc: torch.Tensor, probe: torch.Tensor, seed: int) -> list[dic
     """One purification of ``xc`` by ``defense`` (a learned-surrogate GAN-prior defense) under ``seed``; one
     record per optimiser step: the surrogate's state on ``probe`` images."""
     made, records = [], []
-    probe = probe * 2 - 1 if defense.cfg.surrogate_range == "signed" else probe  # the range f̂ sees
+    probe = surrogate_input(probe, defense.cfg)
 
     class Watched(projection.MimicSurrogate):
         def __init__(self, *a, **k):
@@ -43,9 +44,7 @@ def trace(defense, xc: torch.Tensor, probe: torch.Tensor, seed: int) -> list[dic
         if not made:
             return
         f = made[-1]
-        with torch.no_grad():
-            h = f.conv2(torch.relu(f.conv1(probe)))
-            records.append({"live": (h > 0).float().mean().item(), "w": f.w.item(), "bias": f.conv2.bias.item()})
+        records.append({"live": f.open_share(probe), "w": f.w.item(), "bias": f.conv2.bias.item()})
 
     saved = projection.MimicSurrogate, projection.progress_step
     projection.MimicSurrogate, projection.progress_step = Watched, record
@@ -108,9 +107,7 @@ def start_live(defense, probe: torch.Tensor, seed: int) -> float:
     """The conv path's live share on ``probe`` for the surrogate a projection under ``seed`` starts from."""
     cfg = defense.cfg.with_(outer_iters=0)  # the start, no step
     f = defense.engine.project(probe, cfg, seed=seed).surrogate
-    probe = probe * 2 - 1 if cfg.surrogate_range == "signed" else probe
-    with torch.no_grad():
-        return (f.conv2(torch.relu(f.conv1(probe))) > 0).float().mean().item()
+    return f.open_share(surrogate_input(probe, cfg))
 
 
 if __name__ == "__main__":

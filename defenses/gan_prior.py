@@ -25,7 +25,7 @@ import torch
 
 from defbench import DefbenchError
 from defbench.defenses.base import Defense
-from defbench.defenses.projection import Projection, ProjectionConfig, ProjectionEngine, observed
+from defbench.defenses.projection import Projection, ProjectionConfig, ProjectionEngine, surrogate_output_scale
 
 PAPER_CONFIGS: dict[str, ProjectionConfig] = {
     "defensegan": ProjectionConfig(
@@ -113,9 +113,7 @@ class GANPriorDefense(Defense):
         p = self.last
         if p is None or p.surrogate is None or self.cfg.surrogate != "mimic":
             return None
-        with torch.no_grad():
-            est = observed(p.x_hat, self.cfg, p.surrogate)
-            return (est.abs().mean() / y.to(est.device).abs().mean().clamp_min(1e-12)).item()
+        return surrogate_output_scale(p.x_hat, y, self.cfg, p.surrogate)
 
     @property
     def has_reparameterization(self) -> bool:

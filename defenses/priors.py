@@ -167,6 +167,12 @@ class MimicSurrogate(nn.Module):
         return h * self.mask + self.w * x
 
     @torch.no_grad()
+    def open_share(self, x: torch.Tensor) -> float:
+        """Share of the conv path's outputs ReLU(conv2(·)) that are open (> 0) on ``x`` (in the range f̂ sees): 0
+        when the path is closed, passes no gradient and leaves f̂ = W·x."""
+        return (self.conv2(torch.relu(self.conv1(x))) > 0).float().mean().item()
+
+    @torch.no_grad()
     def randomize_(self, generator: torch.Generator) -> "MimicSurrogate":
         """Draw the shortcut weight W and the mask at random instead of the near-identity start (the paper's
         "random initialisation of surrogate parameters"; its TensorFlow code is not published, so the draw is

@@ -113,14 +113,25 @@ class ProjectionConfig:
         return d
 
 
+def surrogate_input(g: torch.Tensor, cfg: ProjectionConfig) -> torch.Tensor:
+    """Images ``g`` in [0, 1] as f̂ sees them: in the range ``cfg.surrogate_range`` names."""
+    return g * 2 - 1 if cfg.surrogate_range == "signed" else g
+
+
 def observed(g: torch.Tensor, cfg: ProjectionConfig, surrogate: nn.Module | None) -> torch.Tensor:
-    """f̂(g): what the projection compares with the observation, for images ``g`` in [0, 1] (G's output); f̂ sees
-    them in the range ``cfg.surrogate_range`` names."""
+    """f̂(g): what the projection compares with the observation, for images ``g`` in [0, 1] (G's output)."""
     if surrogate is None:
         return g
-    if cfg.surrogate_range == "signed":
-        return (surrogate(g * 2 - 1) + 1) / 2
-    return surrogate(g)
+    out = surrogate(surrogate_input(g, cfg))
+    return (out + 1) / 2 if cfg.surrogate_range == "signed" else out
+
+
+@torch.no_grad()
+def surrogate_output_scale(x_hat: torch.Tensor, y: torch.Tensor, cfg: ProjectionConfig, surrogate: nn.Module) -> float:
+    """mean |f̂(x̂)| / mean |y| for projections ``x_hat`` of observations ``y``: near 0 when f̂ has collapsed to
+    output (almost) nothing, which the projection then matches with near-black images (docs/DEFENSES.md)."""
+    est = observed(x_hat, cfg, surrogate)
+    return (est.abs().mean() / y.to(est.device).abs().mean().clamp_min(1e-12)).item()
 
 
 @dataclass
