@@ -29,6 +29,16 @@ from defbench.harness.models import get_classifier
 NAMES = CLASS_NAMES["fmnist"]
 
 
+def _value(text: str) -> int | float | str:
+    """'2' -> 2, '2e-4' -> 0.0002, 'hinge' -> 'hinge'."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
 def parse_variant(label: str) -> tuple[int | None, dict]:
     """``paper`` -> (None, {}); ``lr_d=2e-4`` -> (None, {'lr_d': 2e-4}); ``seed=1`` -> (1, {})."""
     if label == "paper":
@@ -41,7 +51,7 @@ def parse_variant(label: str) -> tuple[int | None, dict]:
         if key == "seed":
             seed = int(value)
         else:
-            overrides[key] = int(value) if value.isdigit() else float(value)
+            overrides[key] = _value(value)
     return seed, overrides
 
 

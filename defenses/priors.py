@@ -220,12 +220,16 @@ def spectral_normalized(D: nn.Module) -> nn.Module:
     return D
 
 
-def build_gan(dataset: str, latent_dim: int = LATENT_DIM, spectral_norm: bool = False) -> tuple[nn.Module, nn.Module]:
-    """(G, D) of the paper family for ``dataset``; ``spectral_norm``: D as :func:`spectral_normalized` makes it."""
+def build_gan(
+    dataset: str, latent_dim: int = LATENT_DIM, spectral_norm: bool = False, pack: int = 1
+) -> tuple[nn.Module, nn.Module]:
+    """(G, D) of the paper family for ``dataset``; ``spectral_norm``: D as :func:`spectral_normalized` makes it;
+    ``pack``: D takes that many images stacked along channels (PacGAN; ``D.pack`` records it)."""
     if dataset in ("fmnist", "mnist"):
-        G, D = DCGANGenerator28(latent_dim), DCGANDiscriminator28()
+        G, D = DCGANGenerator28(latent_dim), DCGANDiscriminator28(channels=pack)
     elif dataset == "cifar10":
-        G, D = DCGANGenerator32(latent_dim), DCGANDiscriminator32()
+        G, D = DCGANGenerator32(latent_dim), DCGANDiscriminator32(channels=3 * pack)
     else:
         raise DefbenchError(f"no GAN prior for {dataset}; GAN priors exist for fmnist, mnist, cifar10")
+    D.pack = pack
     return G, spectral_normalized(D) if spectral_norm else D

@@ -299,6 +299,11 @@ class ProjectionEngine:
         z = z0.reshape(n * r, d).clone().requires_grad_(True)
         if cfg.lambda_adv and self.D is None:
             raise DefbenchError("lambda_adv > 0 needs the GAN's discriminator")
+        if cfg.lambda_adv and getattr(self.D, "pack", 1) > 1:
+            raise DefbenchError(
+                f"lambda_adv > 0 scores each image with D, but this GAN's D judges packs of {self.D.pack} images "
+                "(PacGAN); train a prior with pack=1 for Cowboy"
+            )
         z_opt = _optimizer(cfg.optimizer, [z], cfg.lr, cfg.momentum)
         learn_f = cfg.surrogate == "mimic" and cfg.surrogate_steps > 0
         # γ_s with RMSProp (Alg. 1): TF 1's flavour when the latents use it

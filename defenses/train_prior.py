@@ -49,6 +49,13 @@ class GANRecipe:
     #: spectral normalisation in D instead of its batch norms (SN-GAN, the architectures InvGAN trains with);
     #: off by default, where D follows MimicGAN's appendix Table 4 (batch norm); on in the Fashion-MNIST paper preset
     spectral_norm: bool = False
+    #: D's and G's losses: "bce" (the non-saturating GAN of both papers, real labels smoothed to ``real_label``) or
+    #: "hinge" (D: relu(1 − l_real) + relu(1 + l_fake), G: −l_fake; SN-GAN's loss, the one InvGAN's code trains
+    #: with; ``real_label`` does not apply)
+    loss: str = "bce"
+    #: PacGAN packing (Lin et al., NeurIPS 2018): D judges ``pack`` images at once, stacked along channels, and
+    #: so sees a batch's lack of variety; 1 = off. A packed D cannot score one image, so Cowboy cannot use it
+    pack: int = 1
 
 
 GAN_RECIPES = {
@@ -74,6 +81,10 @@ def gan_recipe(dataset: str, preset: str, **overrides) -> GANRecipe:
         raise DefbenchError(
             f"GAN training needs epochs >= 1 and epoch_fraction in (0, 1]; got {r.epochs}, {r.epoch_fraction}"
         )
+    if r.loss not in ("bce", "hinge"):
+        raise DefbenchError(f"unknown GAN loss {r.loss!r}; choose bce or hinge")
+    if r.pack < 1 or r.batch_size % r.pack:
+        raise DefbenchError(f"pack must be >= 1 and divide the batch size {r.batch_size}; got {r.pack}")
     return r
 
 
@@ -123,6 +134,31 @@ def mode_seeking_penalty(z: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
     return 1 / (ratio + 1e-5)
 
 
+def packed(x: torch.Tensor, pack: int) -> torch.Tensor:
+    """(B, C, H, W) -> (B / pack, pack * C, H, W): consecutive images stacked along channels (PacGAN)."""
+    b, c, h, w = x.shape
+    return x.reshape(b // pack, pack * c, h, w)
+
+
+def discriminator_loss(real: torch.Tensor, fake: torch.Tensor, recipe: GANRecipe) -> torch.Tensor:
+    """D's loss on its logits for real and fake images (a sum of the two halves' means)."""
+    if recipe.loss == "hinge":
+        return F.relu(1 - real).mean() + F.relu(1 + fake).mean()
+    return (
+        F.binary_cross_entropy_with_logits(
+            torch.cat([real, fake]), torch.cat([torch.full_like(real, recipe.real_label), torch.zeros_like(fake)])
+        )
+        * 2
+    )
+
+
+def generator_loss(fake: torch.Tensor, recipe: GANRecipe) -> torch.Tensor:
+    """G's loss on D's logits for its images: non-saturating (bce) or −mean logit (hinge)."""
+    if recipe.loss == "hinge":
+        return -fake.mean()
+    return F.binary_cross_entropy_with_logits(fake, torch.ones_like(fake))
+
+
 def selection_split(n_train: int, recipe: GANRecipe, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """(validation indices, GAN training indices) into the training split: a seeded permutation gives the first
     ``recipe.eval_images`` to epoch selection and ``subset_fraction`` of the rest to the GAN; disjoint."""
@@ -149,7 +185,7 @@ def train_gan(
     ``on_epoch(state, metrics)`` is called after every epoch with the best state so far (the zoo saves it, so
     a killed run keeps its best epoch)."""
     gen = seed_everything(seed)
-    G, D = build_gan(dataset, spectral_norm=bool(recipe.spectral_norm))
+    G, D = build_gan(dataset, spectral_norm=bool(recipe.spectral_norm), pack=recipe.pack)
     G, D = G.to(device), D.to(device)
     opt_g = torch.optim.Adam(G.parameters(), lr=recipe.lr_g, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(D.parameters(), lr=recipe.lr_d, betas=(0.5, 0.999))
@@ -160,7 +196,6 @@ def train_gan(
     steps_per_epoch = per_epoch // recipe.batch_size
     total = recipe.epochs * steps_per_epoch if max_steps is None else min(max_steps, recipe.epochs * steps_per_epoch)
     bar = tqdm(total=total, desc=f"train gan {dataset}", disable=not progress, unit="step")
-    ones = torch.full((recipe.batch_size,), recipe.real_label, device=device)
     d_losses, g_losses, history = [], [], []
     best = None
     t0 = time.time()
@@ -176,15 +211,13 @@ def train_gan(
             # --- D step: real and fake in one batch (BatchNorm sees both)
             z = sample_latent(b, G.latent_dim, gen, device)
             fake = G(z)
-            logits = D(torch.cat([x, fake.detach()]))
-            target = torch.cat([ones[:b], torch.zeros(b, device=device)])
-            loss_d = F.binary_cross_entropy_with_logits(logits, target) * 2  # sum of the real and fake halves
+            logits = D(packed(torch.cat([x, fake.detach()]), recipe.pack))
+            loss_d = discriminator_loss(logits[: b // recipe.pack], logits[b // recipe.pack :], recipe)
             opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
             opt_d.step()
             # --- G step: non-saturating loss, again through a mixed batch
-            logits = D(torch.cat([x, fake]))[b:]
-            loss_g = F.binary_cross_entropy_with_logits(logits, torch.ones(b, device=device))
+            loss_g = generator_loss(D(packed(torch.cat([x, fake]), recipe.pack))[b // recipe.pack :], recipe)
             if recipe.mode_seeking > 0:
                 loss_g = loss_g + recipe.mode_seeking * mode_seeking_penalty(z, fake)
             opt_g.zero_grad(set_to_none=True)

@@ -229,7 +229,8 @@ def get_gan(
             f"checkpoint's, not the preset's model; finish it with: {zoo.build_hint(mid)}",
             stacklevel=2,
         )
-    G, D = build_gan(dataset, spectral_norm=bool(manifest.get("config", {}).get("spectral_norm", False)))
+    config = manifest.get("config", {})
+    G, D = build_gan(dataset, spectral_norm=bool(config.get("spectral_norm", False)), pack=int(config.get("pack", 1)))
     _load_state(G, _split(state, "G"), mid, manifest)
     _load_state(D, _split(state, "D"), mid, manifest)
     return G.to(device).eval(), D.to(device).eval(), manifest

@@ -248,3 +248,91 @@ def test_classifier_recipe_trains_another_architecture_at_a_constant_rate(fmnist
     assert recipe_for("fmnist", "paper", schedule="constant").schedule == "constant"
     with pytest.raises(DefbenchError, match="schedule"):
         recipe_for("fmnist", "paper", schedule="cosine")
+
+
+def test_gan_losses_are_the_stated_formulas():
+    """bce: the smoothed non-saturating GAN (the sum of the real and fake halves' means, as before the loss became
+    an option); hinge: SN-GAN's relu(1 − l_real) + relu(1 + l_fake) for D and −l_fake for G."""
+    import torch.nn.functional as F
+
+    from defbench.defenses.train_prior import discriminator_loss, generator_loss
+
+    real, fake = torch.tensor([2.0, -0.5, 0.3]), torch.tensor([-3.0, 0.5, 1.5])
+    bce, hinge = GANRecipe(epochs=1), GANRecipe(epochs=1, loss="hinge")
+    target = torch.tensor([0.9, 0.9, 0.9, 0.0, 0.0, 0.0])
+    expected = F.binary_cross_entropy_with_logits(torch.cat([real, fake]), target) * 2
+    assert torch.equal(discriminator_loss(real, fake, bce), expected)
+    # by hand: real margins relu(1 − [2, −0.5, 0.3]) = [0, 1.5, 0.7]; fake relu(1 + [−3, 0.5, 1.5]) = [0, 1.5, 2.5]
+    assert torch.isclose(discriminator_loss(real, fake, hinge), torch.tensor(2.2 / 3 + 4.0 / 3))
+    assert torch.isclose(generator_loss(fake, hinge), torch.tensor(1 / 3))  # −mean of [−3, 0.5, 1.5]
+    assert torch.isclose(generator_loss(fake, bce), F.softplus(-fake).mean())
+
+
+def test_packed_discriminator_sees_stacked_images(fmnist, tiny_classifier):
+    """PacGAN: pack = 2 stacks consecutive images along channels, D is built for two channels, and a trained
+    packed D loads only into a packed D."""
+    from defbench.defenses.priors import build_gan
+    from defbench.defenses.train_prior import packed
+
+    x = torch.arange(4 * 2 * 2, dtype=torch.float).view(4, 1, 2, 2)
+    p = packed(x, 2)
+    assert p.shape == (2, 2, 2, 2) and torch.equal(p[1, 0], x[2, 0]) and torch.equal(p[1, 1], x[3, 0])
+    train, _ = fmnist
+    model, _ = tiny_classifier
+    recipe = GANRecipe(epochs=1, epoch_fraction=0.01, eval_images=10, eval_restarts=1, eval_steps=2, pack=2)
+    state, _ = train_gan(
+        "fmnist", train, model, recipe, seed=0, device=torch.device("cpu"), progress=False, max_steps=2
+    )
+    _, D = build_gan("fmnist", pack=2)
+    D.load_state_dict(state["D"])
+    assert D.pack == 2 and D(torch.rand(3, 2, 28, 28)).shape == (3,)
+    with pytest.raises(RuntimeError):
+        build_gan("fmnist")[1].load_state_dict(state["D"])
+
+
+def test_hinge_loss_changes_training(fmnist, tiny_classifier):
+    train, _ = fmnist
+    model, _ = tiny_classifier
+    runs = []
+    for loss in ("bce", "hinge"):
+        recipe = GANRecipe(epochs=1, epoch_fraction=0.01, eval_images=10, eval_restarts=1, eval_steps=2, loss=loss)
+        state, _ = train_gan(
+            "fmnist", train, model, recipe, seed=0, device=torch.device("cpu"), progress=False, max_steps=3
+        )
+        runs.append(state["G"])
+    assert any(not torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
+
+
+@pytest.mark.parametrize("override", [{"loss": "wgan"}, {"pack": 3}, {"pack": 0}])
+def test_gan_recipe_rejects_unknown_loss_and_bad_pack(override):
+    with pytest.raises(DefbenchError):
+        gan_recipe("fmnist", "paper", **override)
+
+
+def test_cowboy_refuses_a_packed_discriminator():
+    """Cowboy's λ_adv term scores each candidate image with D; a packed D cannot, so it errors (and a plain D
+    projects)."""
+    from defbench.defenses.priors import build_gan
+    from defbench.defenses.projection import ProjectionConfig, ProjectionEngine
+
+    y = torch.rand(2, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    cfg = ProjectionConfig(latent_steps=1, restarts=1, lambda_adv=0.1)
+    for pack in (1, 2):
+        G, D = build_gan("fmnist", pack=pack)
+        engine = ProjectionEngine(G, D)
+        if pack == 1:
+            assert engine.project(y, cfg).x_hat.shape == y.shape
+        else:
+            with pytest.raises(DefbenchError, match="packs of 2"):
+                engine.project(y, cfg)
+
+
+def test_gan_coverage_variants_parse_numbers_and_words():
+    from conftest import import_benchmark
+
+    coverage = import_benchmark("gan_coverage")
+    assert coverage.parse_variant("paper") == (None, {})
+    assert coverage.parse_variant("subset_fraction=0.8,seed=1,loss=hinge,pack=2,lr_d=4e-4") == (
+        1,
+        {"subset_fraction": 0.8, "loss": "hinge", "pack": 2, "lr_d": 4e-4},
+    )
