@@ -16,6 +16,7 @@ Both rows purify both batches with the paper run's seed; the score is the projec
 with its Hanley–McNeil interval; per (class, row), the largest change of an image's score between the two
 batches (0 for a projection that treats each image on its own: the f̂ = I row's check).
 
+``--options KEY=VALUE[,...]`` adds settings to both rows (``optimizer=rmsprop-tf``: TF 1's RMSProp for z and f̂).
 ``--gan-seed N`` runs the GANs of another training seed (``gan-mnist-<preset>-sN-noK``); ``--batches base``
 purifies the paper run's draw alone (half the time: what a GAN-seed comparison needs). ``--summarize`` reads the
 tables of several runs back and pairs the rows over their classes; tables of several GAN seeds (read from each
@@ -45,6 +46,11 @@ ROWS = {
     "f̂ = I": "mimicgan[gan={gan},latent_steps=75,surrogate=identity,surrogate_steps=25]",
     "MimicGAN": "mimicgan[gan={gan},latent_steps=75,surrogate_steps=25]",
 }
+
+
+def with_options(variant: str, options: str) -> str:
+    """``name[a=1]`` with ``options`` (``KEY=VALUE[,...]``) added inside its brackets; unchanged for no options."""
+    return f"{variant[:-1]},{options}]" if options else variant
 
 
 def batches(labels: np.ndarray, base: np.ndarray, k: int, share: float, seed: int) -> dict[str, np.ndarray]:
@@ -190,6 +196,11 @@ def main(argv=None) -> int:
         default=["base", "share"],
         help="which batches to purify (default both; base alone for a GAN-seed comparison)",
     )
+    p.add_argument(
+        "--options",
+        default="",
+        help="KEY=VALUE[,KEY=VALUE] added to both rows' settings (e.g. optimizer=rmsprop-tf); default none",
+    )
     p.add_argument("--out", help="write the Markdown table here")
     p.add_argument("--save", help="write every image's score here (JSON: class -> batch -> row -> indices, scores)")
     p.add_argument("--summarize", nargs="+", metavar="TABLE", help="summarise tables of earlier runs; run nothing")
@@ -221,7 +232,7 @@ def main(argv=None) -> int:
         idx = {b: ix for b, ix in idx.items() if b in a.batches}
         score = {}
         for row, name in ROWS.items():
-            variant = name.format(gan=gan_tag(1.0, a.gan_seed, k))
+            variant = with_options(name.format(gan=gan_tag(1.0, a.gan_seed, k)), a.options)
             d = build_defense(variant, "mnist", a.preset, "cpu", seed=0, data_root=root, train_missing=False)
             for b, ix in idx.items():
                 x, _ = test.get(torch.as_tensor(ix))
@@ -241,7 +252,8 @@ def main(argv=None) -> int:
         f"MNIST test images; `base` is the seeded draw of `defbench paper run mimicgan-table2 --n {a.n}` (seed "
         f"{a.seed}), `share` the same with its last other-class images replaced by left-out ones, up to "
         f"{a.share:.0%} of {a.n}{not_run}. GANs gan-mnist-{a.preset}-{gan_tag(1.0, a.gan_seed, 0)[:-1]}K (class K left "
-        "out). Score: ‖x − G(z*)‖₂ of one purification at the paper run's seed; AUC with the "
+        f"out).{f' Both rows with `{a.options}`.' if a.options else ''} Score: ‖x − G(z*)‖₂ of one purification "
+        "at the paper run's seed; AUC with the "
         "left-out class positive, Hanley–McNeil interval. Last column: the largest change of an image's score "
         "between the two batches, over the images in both."
     )

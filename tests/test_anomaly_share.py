@@ -152,6 +152,35 @@ def test_main_base_batch_alone(sh, tmp_path, monkeypatch):
     assert len(rows) == 2 and all("| base " in r and r.rstrip(" |").endswith("—") for r in rows)
     assert "(not run here)" in text and "gan-mnist-paper-s3-noK" in text
     assert set(sh.read_tables([str(out)])) == {(3, 1, "f̂ = I", "base"), (3, 1, "MimicGAN", "base")}
+    assert "Both rows with" not in text
+
+
+def test_options_reach_both_rows_and_the_caption(sh, tmp_path, monkeypatch):
+    import torch
+
+    from defbench.datasets import ImageData
+    from defbench.harness import data, models
+
+    images = (torch.rand(40, 1, 4, 4, generator=torch.Generator().manual_seed(0)) * 255).to(torch.uint8)
+    monkeypatch.setattr(
+        data, "load_dataset", lambda *a, **k: ImageData("mnist", "test", torch.arange(40) % 4, "test", images=images)
+    )
+    names = []
+
+    def build(name, *a, **k):
+        names.append(name)
+        return _Fake("identity" not in name)
+
+    monkeypatch.setattr(models, "build_defense", build)
+    out = tmp_path / "t.md"
+    args = ["--classes", "1", "--n", "10", "--batches", "base", "--options", "optimizer=rmsprop-tf"]
+    assert sh.main(args + ["--out", str(out)]) == 0
+    assert names == [
+        "mimicgan[gan=no1,latent_steps=75,surrogate=identity,surrogate_steps=25,optimizer=rmsprop-tf]",
+        "mimicgan[gan=no1,latent_steps=75,surrogate_steps=25,optimizer=rmsprop-tf]",
+    ]
+    assert "Both rows with `optimizer=rmsprop-tf`." in out.read_text()
+    assert sh.with_options("m[a=1]", "") == "m[a=1]"
 
 
 def test_summarize_compares_gan_seeds_class_by_class(sh, tmp_path):
