@@ -110,10 +110,17 @@ def stand_in_gan(dataset: str = "fmnist", seed: int = 0):
 
 
 def save_gan(G, D, dataset: str = "fmnist", tag: str = "", preset: str = "quick") -> str:
-    """Store (G, D) in the zoo as gan-<dataset>-<preset>[-tag], the way ``defbench train gan`` does."""
+    """Store (G, D) in the zoo as gan-<dataset>-<preset>[-tag], the way ``defbench train gan`` does: its manifest
+    names the preset's recipe and the tag's seed, subset and left-out class, so loading it warns of no drift."""
+    import dataclasses
+
+    from defbench.defenses.train_prior import gan_recipe
     from defbench.harness import zoo
 
     mid = zoo.model_id("gan", dataset, preset, tag)
+    kw = zoo.parse_gan_tag(tag) if tag else {}
+    recipe = gan_recipe(dataset, preset, subset_fraction=kw.get("subset_fraction"))
+    config = {**dataclasses.asdict(recipe), "seed": kw.get("seed", 0), "holdout_class": kw.get("holdout_class")}
     state = {**{f"G.{k}": v for k, v in G.state_dict().items()}, **{f"D.{k}": v for k, v in D.state_dict().items()}}
     zoo.save(
         mid,
@@ -123,7 +130,7 @@ def save_gan(G, D, dataset: str = "fmnist", tag: str = "", preset: str = "quick"
             "dataset": dataset,
             "preset": preset,
             "arch": "dcgan32" if dataset == "cifar10" else "dcgan28",
-            "config": {},
+            "config": config,
             "metrics": {},
         },
     )
