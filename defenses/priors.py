@@ -142,6 +142,8 @@ class Encoder(nn.Module):
 class MimicSurrogate(nn.Module):
     """MimicGAN's corruption-mimicking surrogate f̂, Fashion-MNIST appendix Table 5:
     conv 5x5 C->16 + ReLU, conv 5x5 16->C + ReLU, multiply by a learned (C, H, W) mask, add W * input.
+    ``activation="tanh"`` puts TanH after the second conv instead of ReLU (MimicGAN-1 §4 does so for its
+    Extreme Occlusion and Inpainting tasks); unlike the ReLU it never closes the conv path.
 
     ``W`` is a learned scalar initialised to 1 and the mask to small random values, so f̂ starts close to the
     identity (the paper says 'random initialisation'; the near-identity start is our choice, stated in the
@@ -149,8 +151,11 @@ class MimicSurrogate(nn.Module):
     (mask 0, W 1).
     """
 
-    def __init__(self, channels: int, size: int, generator: torch.Generator | None = None):
+    def __init__(self, channels: int, size: int, generator: torch.Generator | None = None, activation: str = "relu"):
         super().__init__()
+        if activation not in ("relu", "tanh"):
+            raise DefbenchError(f"surrogate activation {activation!r} unknown; choose relu or tanh")
+        self.activation = activation
         self.conv1 = nn.Conv2d(channels, 16, 5, padding=2)
         self.conv2 = nn.Conv2d(16, channels, 5, padding=2)
         self.mask = nn.Parameter(torch.randn(1, channels, size, size, generator=generator) * 1e-2)
@@ -163,14 +168,17 @@ class MimicSurrogate(nn.Module):
                     conv.bias.copy_(torch.rand(conv.bias.shape, generator=generator) * 2 * bound - bound)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = torch.relu(self.conv2(torch.relu(self.conv1(x))))
+        pre = self.conv2(torch.relu(self.conv1(x)))
+        h = torch.tanh(pre) if self.activation == "tanh" else torch.relu(pre)
         return h * self.mask + self.w * x
 
     @torch.no_grad()
     def open_share(self, x: torch.Tensor) -> float:
-        """Share of the conv path's outputs ReLU(conv2(·)) that are open (> 0) on ``x`` (in the range f̂ sees): 0
-        when the path is closed, passes no gradient and leaves f̂ = W·x."""
-        return (self.conv2(torch.relu(self.conv1(x))) > 0).float().mean().item()
+        """Share of the conv path's outputs that pass a gradient on ``x`` (in the range f̂ sees): ReLU(conv2(·)) > 0,
+        or for TanH |tanh(conv2(·))| < 0.999 (not saturated). 0 when the path is closed and leaves f̂ = W·x."""
+        pre = self.conv2(torch.relu(self.conv1(x)))
+        live = torch.tanh(pre).abs() < 0.999 if self.activation == "tanh" else pre > 0
+        return live.float().mean().item()
 
     @torch.no_grad()
     def randomize_(self, generator: torch.Generator) -> "MimicSurrogate":

@@ -31,11 +31,13 @@ INITS = ("random", "mean", "encoder")
 SURROGATES = ("none", "mimic", "identity")
 SURROGATE_RANGES = ("unit", "signed")
 SURROGATE_INITS = ("near-identity", "random", "dcgan-convs")
+SURROGATE_ACTIVATIONS = ("relu", "tanh")
 BPDA_STAND_INS = ("auto", "identity", "encoder")
 #: fields added after stores were first written: left out of to_dict() (the store key) at these values
 _HASH_STABLE = {
     "surrogate_range": "unit",
     "surrogate_init": "near-identity",
+    "surrogate_activation": "relu",
     "adv_against_sum": False,
     "bpda_stand_in": "auto",
 }
@@ -69,6 +71,9 @@ class ProjectionConfig:
     #: at random, the paper's "random initialisation": MimicSurrogate.randomize_) | dcgan-convs (near-identity with
     #: the convolutions drawn as the DCGAN TensorFlow code does: MimicSurrogate.dcgan_convs_)
     surrogate_init: str = "near-identity"
+    #: f̂'s activation after its second conv: relu (Table 5) | tanh (MimicGAN-1's choice for occlusion and
+    #: inpainting; a TanH path cannot close, where the ReLU one closes at the first step on every run measured)
+    surrogate_activation: str = "relu"
     chunk_size: int = 0  #: latents per chunk; 0 = choose per device
     #: what BPDA differentiates in the backward pass (the defense's, not the projection's, setting; here because
     #: the GAN-prior defenses are named instances of this config): identity (InvGAN's paper config) | encoder
@@ -84,6 +89,7 @@ class ProjectionConfig:
             ("surrogate", self.surrogate, SURROGATES),
             ("surrogate_range", self.surrogate_range, SURROGATE_RANGES),
             ("surrogate_init", self.surrogate_init, SURROGATE_INITS),
+            ("surrogate_activation", self.surrogate_activation, SURROGATE_ACTIVATIONS),
             ("bpda_stand_in", self.bpda_stand_in, BPDA_STAND_INS),
         ):
             if value not in choices:
@@ -257,7 +263,7 @@ class ProjectionEngine:
         surrogate = None
         if cfg.surrogate != "none":
             c, s = y.shape[1], y.shape[-1]
-            surrogate = MimicSurrogate(c, s, generator=gen).to(dev)
+            surrogate = MimicSurrogate(c, s, generator=gen, activation=cfg.surrogate_activation).to(dev)
             if cfg.surrogate == "identity":
                 surrogate.make_identity()
             elif cfg.surrogate_init == "random":  # drawn after the latents: their draw stays the default's

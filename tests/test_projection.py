@@ -223,3 +223,40 @@ def test_cowboy_weighs_the_discriminator_against_the_sum_of_squares(random_gan, 
     assert not torch.allclose(mean_read.detach(), want, rtol=1e-3)
     with pytest.raises(DefbenchError, match="loss=mse only"):
         cfg.with_(loss="l1")
+
+
+def test_tanh_surrogate_keeps_the_conv_path_open():
+    """surrogate_activation=tanh: TanH after f̂'s second conv instead of ReLU. With the conv weights at 0 and
+    conv2's bias at −0.5 the ReLU path is closed (f̂ = W·x, open share 0) and the TanH path gives tanh(−0.5)·mask
+    + W·x, open everywhere; the default keeps the store key; an unknown activation is refused."""
+    from defbench.defenses.priors import MimicSurrogate
+
+    x = torch.rand(2, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    out = {}
+    for act in ("relu", "tanh"):
+        f = MimicSurrogate(1, 28, generator=torch.Generator().manual_seed(0), activation=act)
+        with torch.no_grad():
+            for conv in (f.conv1, f.conv2):
+                conv.weight.zero_(), conv.bias.zero_()
+            f.conv2.bias.fill_(-0.5)
+            out[act] = (f(x), f.open_share(x), f.mask.clone(), f.w.item())
+    (relu, relu_open, mask, w), (tanh, tanh_open, _, _) = out["relu"], out["tanh"]
+    assert torch.equal(relu, w * x) and relu_open == 0.0
+    assert torch.allclose(tanh, torch.tanh(torch.tensor(-0.5)) * mask + w * x) and tanh_open == 1.0
+    base = PAPER_CONFIGS["mimicgan"]
+    assert "surrogate_activation" not in base.to_dict()
+    assert base.with_(surrogate_activation="tanh").to_dict()["surrogate_activation"] == "tanh"
+    with pytest.raises(DefbenchError, match="choose one of"):
+        ProjectionConfig(surrogate_activation="sigmoid")
+    with pytest.raises(DefbenchError, match="relu or tanh"):
+        MimicSurrogate(1, 28, activation="sigmoid")
+
+
+def test_projection_builds_the_surrogate_with_its_activation(random_gan, fmnist_images):
+    G, _ = random_gan
+    x, _ = fmnist_images
+    cfg = PAPER_CONFIGS["mimicgan"].with_(outer_iters=1, surrogate_steps=2, latent_steps=1, lambda_adv=0.0)
+    eng = ProjectionEngine(G)
+    relu, tanh = eng.project(x[:4], cfg, seed=0), eng.project(x[:4], cfg.with_(surrogate_activation="tanh"), seed=0)
+    assert relu.surrogate.activation == "relu" and tanh.surrogate.activation == "tanh"
+    assert not torch.equal(relu.x_hat, tanh.x_hat)
