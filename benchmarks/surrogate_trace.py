@@ -3,10 +3,11 @@
 MimicGAN-1 Fig. 4(b)'s Dropped Pixels row: most runs of the spec end with f̂'s conv path dead (ReLU(conv2(·)) = 0 on
 every projection, `mimicgan_corruption_sweep.py`'s "conv path live %" column), after which only f̂ = W·x is left.
 This script purifies one batch (the seeded evaluation images, as the sweep) and records after every step of
-Alg. 1 — T × (T1 surrogate steps, then T2 latent steps) — the live share of the conv path on the *clean* images
-(a fixed probe: the projections move), W and conv2's bias, so the table shows when the path dies and whether it
-comes back. ``--corruption`` also takes a gray-box attack on the paper classifier (``fgsm:eps=0.15:labels=predicted``,
-Fig. 5(b)'s reading) or ``clean`` (the images themselves).
+Alg. 1 — T × (T1 surrogate steps, then T2 latent steps) — on the *clean* images (a fixed probe: the projections
+move) the live share of the conv path, W, conv2's bias and the conv path's size beside the shortcut (mean
+|f̂(x) − W·x| over mean |W·x|), so the table shows when the path dies and whether it comes back. ``--corruption``
+also takes a gray-box attack on the paper classifier (``fgsm:eps=0.15:labels=predicted``, Fig. 5(b)'s reading) or
+``clean`` (the images themselves).
 
 It watches the engine from outside: the engine's progress hook (``progress_step``, called after every step) and
 its surrogate class are swapped in ``defbench.defenses.projection`` for the run; nothing else changes.
@@ -44,7 +45,9 @@ def trace(defense, xc: torch.Tensor, probe: torch.Tensor, seed: int) -> list[dic
         if not made:
             return
         f = made[-1]
-        records.append({"live": f.open_share(probe), "w": f.w.item(), "bias": f.conv2.bias.item()})
+        records.append(
+            {"live": f.open_share(probe), "w": f.w.item(), "bias": f.conv2.bias.item(), "conv": conv_share(f, probe)}
+        )
 
     saved = projection.MimicSurrogate, projection.progress_step
     projection.MimicSurrogate, projection.progress_step = Watched, record
@@ -91,7 +94,9 @@ def main(argv=None) -> int:
         step = i + 1
         if i < cfg.surrogate_steps or step % args.every == 0 or step == len(records):
             kind = "f̂" if i % period < cfg.surrogate_steps else "z"
-            body.append([step, kind, f"{100 * r['live']:.1f}", f"{r['w']:+.3f}", f"{r['bias']:+.3f}"])
+            body.append(
+                [step, kind, f"{100 * r['live']:.1f}", f"{r['w']:+.3f}", f"{r['bias']:+.3f}", f"{r['conv']:.3f}"]
+            )
     lines = [
         f"Command: `{command_line(argv)}` — CPU, torch threads {torch.get_num_threads()}; {args.dataset}, the "
         f"paper preset's GAN (or the variant's), the {args.n} evaluation images of seed {args.seed} in one batch, "
@@ -99,8 +104,16 @@ def main(argv=None) -> int:
         f"the first step the conv path is live on {100 * start_live(defense, x, args.purify_seed):.1f}% of the probe.",
         "",
     ]
-    lines += markdown(body, ["step", "updates", "conv path live % (clean probe)", "W", "conv2 bias"])
+    header = ["step", "updates", "conv path live % (clean probe)", "W", "conv2 bias", "conv path / W·x"]
+    lines += markdown(body, header)
     return write_table(lines, args.out)
+
+
+@torch.no_grad()
+def conv_share(f, probe: torch.Tensor) -> float:
+    """Size of f̂'s conv path beside its shortcut on ``probe``: mean |f̂(x) − W·x| / mean |W·x| (0 when closed)."""
+    shortcut = f.w * probe
+    return ((f(probe) - shortcut).abs().mean() / shortcut.abs().mean().clamp_min(1e-12)).item()
 
 
 def start_live(defense, probe: torch.Tensor, seed: int) -> float:

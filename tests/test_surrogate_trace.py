@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 from conftest import import_benchmark
 
 import defbench.defenses.projection as projection
@@ -31,6 +32,17 @@ def test_trace_records_every_step_and_restores_the_engine(tracer, random_gan, fm
     assert all(r["live"] == pytest.approx(start) and r["w"] == 1.0 for r in frozen)
     moving = tracer.trace(_mimic(G, D), x[:8], x[:8], seed=0)
     assert moving[0]["w"] != 1.0 and moving[-1]["w"] != moving[0]["w"]  # f̂ learns from its first step on
+    # the conv path's size beside W·x, by hand from a surrogate set to a known state
+    f = projection.MimicSurrogate(1, 28, generator=torch.Generator().manual_seed(0), activation="tanh")
+    with torch.no_grad():
+        for conv in (f.conv1, f.conv2):
+            conv.weight.zero_(), conv.bias.zero_()
+        f.conv2.bias.fill_(-0.5)
+        f.mask.fill_(0.2)
+    probe = x[:8]
+    expected = (torch.tanh(torch.tensor(-0.5)) * 0.2).abs() / probe.abs().mean()
+    assert tracer.conv_share(f, probe) == pytest.approx(expected.item(), rel=1e-5)
+    assert all(r["conv"] > 0 for r in frozen)  # the near-identity start: a small, open path
 
 
 def test_trace_refuses_a_defense_without_a_learned_surrogate(tracer, random_gan, fmnist_images):
