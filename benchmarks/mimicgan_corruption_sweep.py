@@ -5,8 +5,9 @@ corruption for CelebA only), so this script tries MimicGAN variants on ``--n`` e
 (the same seeded images the matrix uses: ``eval_indices(n, seed)``, a subset of any larger n) and writes
 one table: classifier accuracy on the projections, the surrogate's final shortcut weight W, the mean
 projection error, the surrogate's output scale, mean |f̂(x̂)| over mean |y| (near 0: f̂ has collapsed to a
-constant 0), and the share of its conv path's outputs that are alive (ReLU(conv2(·)) > 0 on the projections;
-0: the path is dead and passes no gradient). Pick a setting here, then measure it at the paper's n with
+constant 0), and the share of its conv path's outputs that are alive (ReLU(conv2(·)) > 0 on the projections, or
+an unsaturated TanH under ``surrogate_activation=tanh``; 0: the path is dead and passes no gradient). Pick a
+setting here, then measure it at the paper's n with
 ``defbench matrix`` and report the images the pick did not see: ``--held-out DIR`` splits every larger cell
 of that matrix store into the tuning images and the rest.
 
@@ -60,8 +61,8 @@ PURIFIED_COLUMNS = ("accuracy % (95% CI)", "W", "mean error", "f̂ scale", "conv
 
 
 def surrogate_state(f, cfg, x_hat: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
-    """(mean |f̂(x̂)| / mean |y|, share of f̂'s conv-path outputs ReLU(conv2(·)) that are > 0) for the learned
-    surrogate ``f`` of a projection under ``cfg``, its projections ``x_hat`` and observations ``y``."""
+    """(mean |f̂(x̂)| / mean |y|, share of f̂'s conv-path outputs that pass a gradient: MimicSurrogate.open_share) for
+    the learned surrogate ``f`` of a projection under ``cfg``, its projections ``x_hat`` and observations ``y``."""
     return surrogate_output_scale(x_hat, y, cfg, f), f.open_share(surrogate_input(x_hat, cfg))
 
 
