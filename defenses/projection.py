@@ -72,7 +72,7 @@ class ProjectionConfig:
     #: the convolutions drawn as the DCGAN TensorFlow code does: MimicSurrogate.dcgan_convs_)
     surrogate_init: str = "near-identity"
     #: f̂'s activation after its second conv: relu (Table 5) | tanh (MimicGAN-1's choice for occlusion and
-    #: inpainting; a TanH path cannot close, where the ReLU one closes at the first step on every run measured)
+    #: inpainting; a TanH path cannot close, where the ReLU one closes in its first steps in most runs measured)
     surrogate_activation: str = "relu"
     chunk_size: int = 0  #: latents per chunk; 0 = choose per device
     #: what BPDA differentiates in the backward pass (the defense's, not the projection's, setting; here because
