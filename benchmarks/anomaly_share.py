@@ -16,7 +16,7 @@ Both rows purify both batches with the paper run's seed; the score is the projec
 with its Hanley–McNeil interval; per (class, row), the largest change of an image's score between the two
 batches (0 for a projection that treats each image on its own: the f̂ = I row's check).
 
-``--options KEY=VALUE[,...]`` adds settings to both rows (``optimizer=rmsprop-tf``: TF 1's RMSProp for z and f̂).
+``--options KEY=VALUE[,...]`` adds settings to both rows (``surrogate_activation=tanh``: a TanH surrogate path).
 ``--gan-seed N`` runs the GANs of another training seed (``gan-mnist-<preset>-sN-noK``); ``--batches base``
 purifies the paper run's draw alone (half the time: what a GAN-seed comparison needs). ``--summarize`` reads the
 tables of several runs back and pairs the rows over their classes; tables of several GAN seeds (read from each
@@ -49,8 +49,11 @@ ROWS = {
 
 
 def with_options(variant: str, options: str) -> str:
-    """``name[a=1]`` with ``options`` (``KEY=VALUE[,...]``) added inside its brackets; unchanged for no options."""
-    return f"{variant[:-1]},{options}]" if options else variant
+    """``name[a=1]`` with ``options`` (``KEY=VALUE[,...]``) added inside its brackets (``name`` alone gains them);
+    unchanged for no options."""
+    if not options:
+        return variant
+    return f"{variant[:-1]},{options}]" if variant.endswith("]") else f"{variant}[{options}]"
 
 
 def batches(labels: np.ndarray, base: np.ndarray, k: int, share: float, seed: int) -> dict[str, np.ndarray]:
@@ -199,7 +202,7 @@ def main(argv=None) -> int:
     p.add_argument(
         "--options",
         default="",
-        help="KEY=VALUE[,KEY=VALUE] added to both rows' settings (e.g. optimizer=rmsprop-tf); default none",
+        help="KEY=VALUE[,KEY=VALUE] added to both rows' settings (e.g. surrogate_activation=tanh); default none",
     )
     p.add_argument("--out", help="write the Markdown table here")
     p.add_argument("--save", help="write every image's score here (JSON: class -> batch -> row -> indices, scores)")

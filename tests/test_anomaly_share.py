@@ -180,7 +180,7 @@ def test_options_reach_both_rows_and_the_caption(sh, tmp_path, monkeypatch):
         "mimicgan[gan=no1,latent_steps=75,surrogate_steps=25,optimizer=rmsprop-tf]",
     ]
     assert "Both rows with `optimizer=rmsprop-tf`." in out.read_text()
-    assert sh.with_options("m[a=1]", "") == "m[a=1]"
+    assert sh.with_options("m[a=1]", "") == "m[a=1]" and sh.with_options("m", "b=2") == "m[b=2]"
 
 
 def test_summarize_compares_gan_seeds_class_by_class(sh, tmp_path):
