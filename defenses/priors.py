@@ -139,6 +139,10 @@ class Encoder(nn.Module):
         return self.fc(self.conv(x * 2 - 1).flatten(1))
 
 
+#: activations after the surrogate's second conv: Table 5's ReLU, or MimicGAN-1 §4.1's TanH
+SURROGATE_ACTIVATIONS = ("relu", "tanh")
+
+
 class MimicSurrogate(nn.Module):
     """MimicGAN's corruption-mimicking surrogate f̂, Fashion-MNIST appendix Table 5:
     conv 5x5 C->16 + ReLU, conv 5x5 16->C + ReLU, multiply by a learned (C, H, W) mask, add W * input.
@@ -153,8 +157,10 @@ class MimicSurrogate(nn.Module):
 
     def __init__(self, channels: int, size: int, generator: torch.Generator | None = None, activation: str = "relu"):
         super().__init__()
-        if activation not in ("relu", "tanh"):
-            raise DefbenchError(f"surrogate activation {activation!r} unknown; choose relu or tanh")
+        if activation not in SURROGATE_ACTIVATIONS:
+            raise DefbenchError(
+                f"surrogate activation {activation!r} unknown; choose {' or '.join(SURROGATE_ACTIVATIONS)}"
+            )
         self.activation = activation
         self.conv1 = nn.Conv2d(channels, 16, 5, padding=2)
         self.conv2 = nn.Conv2d(16, channels, 5, padding=2)
@@ -167,8 +173,12 @@ class MimicSurrogate(nn.Module):
                     conv.weight.copy_(torch.rand(conv.weight.shape, generator=generator) * 2 * bound - bound)
                     conv.bias.copy_(torch.rand(conv.bias.shape, generator=generator) * 2 * bound - bound)
 
+    def _pre(self, x: torch.Tensor) -> torch.Tensor:
+        """The conv path before its last activation: conv2(ReLU(conv1(x)))."""
+        return self.conv2(torch.relu(self.conv1(x)))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pre = self.conv2(torch.relu(self.conv1(x)))
+        pre = self._pre(x)
         h = torch.tanh(pre) if self.activation == "tanh" else torch.relu(pre)
         return h * self.mask + self.w * x
 
@@ -176,7 +186,7 @@ class MimicSurrogate(nn.Module):
     def open_share(self, x: torch.Tensor) -> float:
         """Share of the conv path's outputs that pass a gradient on ``x`` (in the range f̂ sees): ReLU(conv2(·)) > 0,
         or for TanH |tanh(conv2(·))| < 0.999 (not saturated). 0 when the path is closed and leaves f̂ = W·x."""
-        pre = self.conv2(torch.relu(self.conv1(x)))
+        pre = self._pre(x)
         live = torch.tanh(pre).abs() < 0.999 if self.activation == "tanh" else pre > 0
         return live.float().mean().item()
 

@@ -23,7 +23,7 @@ from torch import nn
 
 from defbench import DefbenchError
 from defbench.progress import step as progress_step
-from defbench.defenses.priors import MimicSurrogate, sample_latent
+from defbench.defenses.priors import SURROGATE_ACTIVATIONS, MimicSurrogate, sample_latent
 
 LOSSES = ("mse", "l2", "l1")
 OPTIMIZERS = ("sgd", "rmsprop", "rmsprop-tf", "adam")
@@ -31,7 +31,6 @@ INITS = ("random", "mean", "encoder")
 SURROGATES = ("none", "mimic", "identity")
 SURROGATE_RANGES = ("unit", "signed")
 SURROGATE_INITS = ("near-identity", "random", "dcgan-convs")
-SURROGATE_ACTIVATIONS = ("relu", "tanh")
 BPDA_STAND_INS = ("auto", "identity", "encoder")
 #: fields added after stores were first written: left out of to_dict() (the store key) at these values
 _HASH_STABLE = {
