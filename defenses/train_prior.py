@@ -57,6 +57,12 @@ class GANRecipe:
     #: so sees a batch's lack of variety; 1 = off. A packed D cannot score one image, so Cowboy cannot use it
     pack: int = 1
 
+    def __post_init__(self):  # here, not in gan_recipe: train_gan takes recipes built directly too
+        if self.loss not in ("bce", "hinge"):
+            raise DefbenchError(f"unknown GAN loss {self.loss!r}; choose bce or hinge")
+        if self.pack < 1 or self.batch_size % self.pack:
+            raise DefbenchError(f"pack must be >= 1 and divide the batch size {self.batch_size}; got {self.pack}")
+
 
 GAN_RECIPES = {
     ("fmnist", "quick"): GANRecipe(epochs=1, epoch_fraction=0.5, eval_images=50, eval_restarts=2, eval_steps=50),
@@ -81,10 +87,6 @@ def gan_recipe(dataset: str, preset: str, **overrides) -> GANRecipe:
         raise DefbenchError(
             f"GAN training needs epochs >= 1 and epoch_fraction in (0, 1]; got {r.epochs}, {r.epoch_fraction}"
         )
-    if r.loss not in ("bce", "hinge"):
-        raise DefbenchError(f"unknown GAN loss {r.loss!r}; choose bce or hinge")
-    if r.pack < 1 or r.batch_size % r.pack:
-        raise DefbenchError(f"pack must be >= 1 and divide the batch size {r.batch_size}; got {r.pack}")
     return r
 
 

@@ -307,6 +307,8 @@ def test_hinge_loss_changes_training(fmnist, tiny_classifier):
 def test_gan_recipe_rejects_unknown_loss_and_bad_pack(override):
     with pytest.raises(DefbenchError):
         gan_recipe("fmnist", "paper", **override)
+    with pytest.raises(DefbenchError):  # a recipe built directly, as train_gan's callers may
+        GANRecipe(epochs=1, **override)
 
 
 def test_cowboy_refuses_a_packed_discriminator():
