@@ -38,10 +38,12 @@ def base_key(row: Row) -> Base:
     return (row["dataset"], row["classifier"], row["defense"], row["defense_hash"])
 
 
-#: attack_config fields that say how a cell ran an attack, not which attack it is (EOT follows the defense)
-_NOT_ATTACK = ("eot",)
+#: attack_config fields that say how a cell ran an attack, not which attack it is: EOT follows the defense, and
+#: the sha256 of the G and I a reparameterisation cell differentiates follows its threat (a row of the tables
+#: holds the attack under every threat)
+_NOT_ATTACK = ("eot", "model_sha256")
 #: ... and, for matching a white-box cell with its gray-box twin, the image subset as well
-_NOT_TWIN = ("eot", "n_images", "label")
+_NOT_TWIN = (*_NOT_ATTACK, "n_images", "label")
 
 
 def _cfg_hash(row: Row, drop: tuple[str, ...]) -> str:

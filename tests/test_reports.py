@@ -139,6 +139,20 @@ def test_threats_are_columns_or_separate_tables():
     assert any("BPDA" in n for n in bpda.attrs["notes"])
 
 
+def test_reparam_cell_shares_its_attacks_row():
+    """The runner stores the sha256 of the G and I a reparameterisation cell differentiates in its attack config;
+    they belong to the threat, so its PGD sits on the gray-box PGD's row, not on a row of its own."""
+    pgd = attack_cfg("PGD", "pgd")
+    rows = [
+        make_row(frac(10)),
+        make_row(frac(5), attack="pgd", cfg=pgd),
+        make_row(frac(3), attack="pgd", cfg={**pgd, "model_sha256": {"G": "9f2c", "I": "41ab"}}, threat="reparam"),
+    ]
+    df = robust_accuracy_table(rows)
+    assert list(df.index) == ["clean", "PGD", "worst case"]
+    assert df.loc["PGD", "invgan (graybox)"] == "50.0" and df.loc["PGD", "invgan (reparam)"] == "30.0"
+
+
 # --------------------------------------------------------------------------------------------- repeat rule
 
 

@@ -174,13 +174,22 @@ def test_white_box_stronger_on_the_same_images_is_silent():
     assert not [f for f in sanity_flags(rows) if "white-box" in f]
 
 
+#: a reparameterisation cell's attack config as the runner stores it: the sha256 of the G and I it differentiates
+REPARAM = {**PGD, "model_sha256": {"G": "9f2c", "I": "41ab"}}
+
+
 def test_no_white_vs_gray_flag_for_none_with_reparam():
     rows = _base()
     # f ∘ G ∘ I attacked, f evaluated: weaker than gray-box by design
-    rows.append(make_row(frac(60, N), defense="none", attack="pgd", cfg=PGD, threat="reparam"))
+    rows.append(make_row(frac(60, N), defense="none", attack="pgd", cfg=REPARAM, threat="reparam"))
     assert sanity_flags(rows) == []
-    rows.append(make_row(frac(80, N), attack="pgd", cfg=PGD, threat="reparam"))  # on a defense it fires
-    assert any("under reparam" in f for f in sanity_flags(rows))
+    rows.append(make_row(frac(80, N), attack="pgd", cfg=REPARAM, threat="reparam"))  # on a defense it fires
+    assert any("PGD under reparam leaves 80.0%" in f and "gray-box twin (50.0%)" in f for f in sanity_flags(rows))
+
+
+def test_reparam_stronger_than_gray_box_is_silent():
+    rows = _base() + [make_row(frac(20, N), attack="pgd", cfg=REPARAM, threat="reparam")]
+    assert sanity_flags(rows) == []
 
 
 # --------------------------------------------------------------------------------------------- unbounded on none
