@@ -36,6 +36,7 @@ from .common import (
     ordered_unique,
     undefended_accuracy,
 )
+from .sanity import sanity_section
 
 MISSING = "—"
 COLUMNS = [
@@ -361,7 +362,7 @@ def write_paper_report(run: PaperRun, out_dir: str | Path) -> str:
     df.assign(preset=run.preset, images_per_cell=run.n, seeds=" ".join(map(str, run.seeds))).to_csv(
         out / f"{run.table.id}.csv", index=False
     )
-    text = to_markdown(run, df)
+    text = to_markdown(run, df) + "\n" + "\n".join(sanity_section(run.rows.values()))
     png = plot(run, df, out / f"{run.table.id}.png")
     text += f"\nFiles: `{out / (run.table.id + '.csv')}`" + (f", `{png}`" if png else "") + "\n"
     (out / f"{run.table.id}.md").write_text(text, encoding="utf-8")

@@ -13,7 +13,8 @@ import pandas as pd
 
 from .common import Row, is_clean, ordered_unique, threat_sort_key
 from .plots import plot_alpha_sweep, plot_eps_sweep
-from .tables import detection_auc_table, robust_accuracy_table, sanity_flags, to_markdown
+from .sanity import sanity_section
+from .tables import detection_auc_table, robust_accuracy_table, to_markdown
 
 _LATEX_ESCAPES = {
     "\\": r"\textbackslash{}",
@@ -142,8 +143,7 @@ def write_reports(store_or_rows: Any, out_dir: str | Path) -> str:
     if figures:
         parts += ["### Figures", ""] + [f"- {name}: `{p}`" for p, name in figures] + [""]
 
-    flags = sanity_flags(rows)
-    parts += ["### Sanity checks", ""] + ([f"- ⚠ {f}" for f in flags] if flags else ["- none fired."]) + [""]
+    parts += sanity_section(rows)
     text = "\n".join(parts)
     (out / "report.md").write_text(text, encoding="utf-8")
     return text

@@ -445,3 +445,9 @@ def sanity_flags(rows: Iterable[Row]) -> list[str]:
         + _surrogate_collapse(rows, names)
         + _small_cells(rows)
     )
+
+
+def sanity_section(rows: Iterable[Row]) -> list[str]:
+    """The reports' "Sanity checks" section (Markdown lines): each flag that fires, or that none did."""
+    flags = sanity_flags(rows)
+    return ["### Sanity checks", ""] + ([f"- ⚠ {f}" for f in flags] if flags else ["- none fired."]) + [""]

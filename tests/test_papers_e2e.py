@@ -335,6 +335,22 @@ def _check_attacks_bite(table, rows: dict) -> None:
         assert max(acc.get(name, [0.0])) <= 0.25, (name, acc)
 
 
+def _check_sanity_section(table, text: str, rows: dict) -> None:
+    """The paper report lists the sanity flags of its own cells, as `defbench report` does: at these n the
+    small-cell flag fires on every table, and a randomized defense attacked through BPDA with EOT 1 is flagged
+    (the RIDE and InvGAN specs' notes promise it)."""
+    from defbench.reports.sanity import sanity_flags
+
+    flags = sanity_flags(rows.values())
+    section = text.split("### Sanity checks", 1)[1].split("\nFiles:", 1)[0]
+    assert flags and all(f"- ⚠ {f}" in section for f in flags), (flags, section)
+    assert any("images: the binomial 95% interval" in f for f in flags)
+    eot_one = [f.split(" is randomized")[0] for f in flags if "attacked through BPDA with EOT 1" in f]
+    promised = {"ride-table2-mnist": ["ride"], "invgan-table2-fmnist": ["defensegan"]}
+    if table.id in promised:  # the spec's notes say the report flags these defenses' BPDA cells
+        assert eot_one == promised[table.id], flags
+
+
 def _dataset_ok(table) -> None:
     if table.dataset != "imagenet" and not have_data(table.dataset):
         pytest.skip(f"{table.dataset} not available offline")
@@ -382,6 +398,7 @@ def test_paper_spec_end_to_end(tid, paper_zoo, tiny_budgets, tmp_path, capsys, r
     _check_against_store(table, text, rows)
     _check_clean_rows_by_hand(table, rows, data_root)
     _check_attacks_bite(table, rows)
+    _check_sanity_section(table, text, rows)
     assert (tmp_path / "o" / f"{tid}.csv").is_file()
     assert (tmp_path / "o" / f"{tid}.png").is_file() == bool(table.figure)
 
