@@ -136,3 +136,27 @@ def test_corruptions_of_mimicgan_fig4b(fmnist_images):
     for name in ("binarize", "drop-pixels", "blur-negative"):
         a = get_attack(name, "fmnist")
         assert a.eps is None and a.config()["family"] == "corruption"
+
+
+def test_corruptions_on_signed_pixels(fmnist_images):
+    """range=signed: the corruption's arithmetic on [-1, 1] pixels (the paper's code), mapped back to [0, 1]."""
+    x, _ = fmnist_images
+    med = x.flatten(1).quantile(0.5, dim=1).view(-1, 1, 1, 1)
+    xb = get_attack("binarize", "fmnist", range="signed").corrupt(x)
+    assert torch.allclose(xb, 0.5 + 0.5 * (x >= med).float())  # 0s and 1s on [-1, 1]: mid-grey and white
+    xs = get_attack("binarize", "fmnist", range="signed", ties="black").corrupt(x)
+    assert torch.allclose(xs, 0.5 + 0.5 * (x > med).float())
+    torch.manual_seed(0)
+    xd = get_attack("drop-pixels", "fmnist", range="signed").corrupt(x)
+    torch.manual_seed(0)
+    xu = get_attack("drop-pixels", "fmnist").corrupt(x)  # the same seed draws the same mask under either range
+    dropped = (xu == 0) & (x > 0)
+    assert torch.allclose(xd[dropped], torch.full_like(xd[dropped], 0.5))  # "set them to 0": mid-grey on [-1, 1]
+    assert torch.allclose(xd[~dropped & (x > 0)], x[~dropped & (x > 0)], atol=1e-6)
+    xn, xnu = (get_attack("blur-negative", "fmnist", range=r).corrupt(x) for r in ("signed", "unit"))
+    assert torch.allclose(xn, xnu, atol=1e-6)  # 0 − x on [-1, 1] is 1 − x on [0, 1]
+    for name in ("binarize", "drop-pixels", "blur-negative"):  # the default stays out of the stored config
+        assert "range" not in get_attack(name, "fmnist").config()["params"]
+        assert get_attack(name, "fmnist", range="signed").config()["params"]["range"] == "signed"
+        with pytest.raises(DefbenchError, match="range must be 'unit' or 'signed'"):
+            get_attack(name, "fmnist", range="pm1")

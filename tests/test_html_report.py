@@ -18,7 +18,7 @@ import torch
 from defbench.cli import main
 from defbench.harness.store import CellKey, CellResult, Store
 from defbench.reports.common import accuracy, attack_key, attack_names, base_key, base_names, is_clean
-from test_reports import attack_cfg, frac, make_row
+from test_reports import attack_cfg, frac, make_row, stored
 
 # --------------------------------------------------------------------------------------------- parsing
 
@@ -402,14 +402,17 @@ def _paper_run(tmp_path):
     rows = {}
     for c in table.needed_cells((0,), "quick"):
         labels = [rng.randrange(10) for _ in range(20)]
-        rows[c] = {
-            "labels": labels,
-            "preds": [y if rng.random() < 0.6 else (y + 1) % 10 for y in labels],
-            "preds_undefended": [(y + 1) % 10 for y in labels],
-            "scores": [rng.random() for _ in labels],
-            "indices": list(range(20)),
-            "extra": {"projection_error": [rng.random() for _ in labels]},
-        }
+        rows[c] = stored(
+            c,
+            table.dataset,
+            {
+                "labels": labels,
+                "preds": [y if rng.random() < 0.6 else (y + 1) % 10 for y in labels],
+                "preds_undefended": [(y + 1) % 10 for y in labels],
+                "scores": [rng.random() for _ in labels],
+                "extra": {"projection_error": [rng.random() for _ in labels]},
+            },
+        )
     run = PaperRun(table, "quick", 20, (0,), "cpu", str(tmp_path), rows)
     write_paper_report(run, tmp_path)
     return table

@@ -9,6 +9,7 @@ import csv
 import pytest
 
 from conftest import md_row
+from test_reports import stored
 from defbench.cli import main
 from defbench.harness.matrix import MatrixSpec
 from defbench.harness.papers import TABLES, PaperRun, resolve
@@ -254,12 +255,16 @@ def test_report_files_for_every_runnable_table(table, tmp_path):
     from defbench.reports.paper import write_paper_report
 
     rows = {
-        c: _fake_row(
-            [0, 1, 2, 3],
-            [0, 1, 2, 0] if c.attack else [0, 1, 2, 3],
-            [0.5, 0.6, 0.7, 0.8] if c.attack else [0.1, 0.2, 0.3, 0.4],
-            # clean images all correct; the gray-box attacks succeed on three of them (an AUC needs both sides)
-            preds_u=[1, 2, 3, 0] if c.attack else [0, 1, 2, 3],
+        c: stored(
+            c,
+            table.dataset,
+            _fake_row(
+                [0, 1, 2, 3],
+                [0, 1, 2, 0] if c.attack else [0, 1, 2, 3],
+                [0.5, 0.6, 0.7, 0.8] if c.attack else [0.1, 0.2, 0.3, 0.4],
+                # clean images all correct; the gray-box attacks succeed on three of them (an AUC needs both sides)
+                preds_u=[1, 2, 3, 0] if c.attack else [0, 1, 2, 3],
+            ),
         )
         for c in table.needed_cells((0,))
     }
@@ -274,6 +279,7 @@ def test_report_files_for_every_runnable_table(table, tmp_path):
         md_row(text, c.row, c.col)
     assert (tmp_path / f"{table.id}.png").is_file() == bool(table.figure)
     assert (tmp_path / f"{table.id}.md").read_text(encoding="utf-8") == text
+    assert "### Sanity checks" in text and "4 images: the binomial 95% interval" in text  # the cells' own flags
 
 
 def _run_fig5b(tmp_path, capsys):

@@ -72,6 +72,28 @@ def make_row(
     }
 
 
+def stored(cell, dataset: str, row: dict[str, Any]) -> dict[str, Any]:
+    """``row`` (labels, preds, ... of a paper-table test) with the store's other fields filled in for the matrix
+    ``cell`` it stands for, so that what reads whole store rows (the sanity flags) can read it."""
+    a = cell.attack
+    cfg = {"name": a.name, "label": a.name.upper(), "eps": a.eps, "params": dict(a.params)} if a else {}
+    n = len(row["labels"])
+    return {
+        "dataset": dataset,
+        "classifier": "cnn",
+        "defense": cell.defense,
+        "defense_hash": f"h-{cell.defense}",
+        "attack": a.name if a else "clean",
+        "threat": cell.threat,
+        "seed": cell.seed,
+        "defense_config": {},
+        "attack_config": cfg,
+        "n": n,
+        "indices": list(range(n)),
+        **row,
+    }
+
+
 def frac(k: int, n: int = 10) -> list[bool]:
     return [True] * k + [False] * (n - k)
 
