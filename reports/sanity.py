@@ -339,6 +339,8 @@ def _gradient_checks(rows: list[Row], names: dict[Base, str]) -> list[str]:
             undeclared.add(base_key(r))
     undeclared -= kernels  # on those kernels two seeds differ whatever the defense draws: no evidence either way
     out = []
+    # t is "autograd" for every check the runner writes now; stores of the same schema written before 75485bc
+    # recorded "bpda" there, and their rows still read with the wording of the other branches
     for (b, t), f in zero.items():
         what = (
             "input gradients of f ∘ purify (the defense's own autograd graph)"

@@ -350,6 +350,12 @@ def test_cifar_damaged_decoded_cache_is_decoded_again(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith(f"defbench: warning: decoded cache {cache} is unreadable (") and err.count("\n") == 1
     assert first.sha256() == again.sha256()
+    # a readable npz of the wrong shapes (another version's layout, say) is refused the same way
+    np.savez(cache, images=np.zeros((2, 32, 32, 3), np.uint8), labels=np.zeros(2, np.int64))
+    third = D.load_dataset("cifar10", "test", tmp_path)
+    err = capsys.readouterr().err
+    assert "is unreadable (ValueError: shapes (2, 32, 32, 3) and (2,))" in err and err.count("\n") == 1
+    assert third.sha256() == first.sha256()
 
 
 def cifar_batch(path: Path, n: int = 4, labels=None, data=None) -> None:

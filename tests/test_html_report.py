@@ -299,6 +299,26 @@ def test_old_store_without_examples_and_no_single_point_plot(tmp_path):
     assert cell["text"] == "25.0"
 
 
+def test_grid_notes_fire_on_missing_files_and_the_grid_cap_and_stay_silent_otherwise(tmp_path, monkeypatch):
+    """The example section says how many cells have no example file and when MAX_GRIDS cut the grids short."""
+    from defbench.harness.examples import examples_blob, save_examples_blob
+    from defbench.reports import html
+
+    clf = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 10))
+    x = torch.rand(2, 1, 2, 2)
+    rows = [make_row(frac(10)), make_row(frac(5), attack="pgd"), make_row(frac(3), attack="fgsm")]
+    for i, r in enumerate(rows):
+        r["key"] = f"cell{i}"
+        save_examples_blob(tmp_path, r["key"], examples_blob(clf, x, x, x, [0, 1]))
+    sound = html.grids_html(rows, tmp_path)
+    assert sound.count("<figure>") == 3 and "have no example file" not in sound and "Only the first" not in sound
+    (tmp_path / "examples" / "cell2.pt").unlink()
+    monkeypatch.setattr(html, "MAX_GRIDS", 1)
+    cut = html.grids_html(rows, tmp_path)
+    assert cut.count("<figure>") == 1
+    assert "1 of 3 cells have no example file" in cut and "Only the first 1 grids are shown." in cut
+
+
 def test_sweep_lines_of_one_point_are_left_out(tmp_path):
     from defbench.reports.html import _sweep_rows, build_html
 

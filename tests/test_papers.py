@@ -247,6 +247,8 @@ def test_ours_comes_from_rows():
     assert df.loc[("Clean", "Cowboy"), "delta"] is None
     md = to_markdown(run, df.reset_index())
     assert "binomial 95% interval" in md and "±49.0" in md and "±4.4 at the paper's n = 500" in md
+    at_paper_n = PaperRun(t, "paper", 500, (0,), "cpu", "x", rows)  # the paper's n: no note on a smaller n
+    assert "binomial 95% interval" not in to_markdown(at_paper_n, outcomes(at_paper_n))
 
 
 @pytest.mark.parametrize("table", RUNNABLE, ids=[t.id for t in RUNNABLE])

@@ -190,6 +190,10 @@ def test_repeat_rule_all_of_k():
     df = robust_accuracy_table([make_row([1, 1, 1, 1], defense="ride"), row])
     assert df.loc["PGD", "ride"] == "75.0"
     assert any("ride" in n and "all 3 of 3 purifications" in n for n in df.attrs["notes"])
+    one = robust_accuracy_table(
+        [make_row([1, 1, 1, 1], defense="ride"), make_row([1, 1, 0, 1], defense="ride", attack="pgd")]
+    )
+    assert not any("purifications" in n for n in one.attrs["notes"])  # one purification per image: no note
     row["extra"] = {"repeat_preds": [row["labels"][:2]]}
     with pytest.raises(ValueError):
         correct_mask(row)

@@ -263,6 +263,8 @@ def test_reparam_on_no_defense_is_not_held_to_zero():
         ("fgsm", FGSM, "graybox", "transfer"),
         ("universal-art", attack_cfg("Universal (ART)", "universal-art", iterative=True), "graybox", "universal"),
         ("square", attack_cfg("Square", "square"), "graybox", "score-based"),
+        # a plugin of a family defbench does not know declares itself score-based in its config
+        ("my-query", {**attack_cfg("My query", "my-query"), "score_based": True}, "graybox", "score-based"),
     ],
 )
 def test_weaker_knowledge_attack_beating_white_box_fires(attack, cfg, threat, kind):
@@ -277,6 +279,7 @@ def test_weaker_knowledge_attack_beating_white_box_fires(attack, cfg, threat, ki
         ("fgsm", FGSM),
         ("square", attack_cfg("Square", "square")),
         ("universal-art", attack_cfg("Universal (ART)", "universal-art", iterative=True)),  # one ν, 60% > BPDA's 30%
+        ("my-query", {**attack_cfg("My query", "my-query"), "score_based": True}),
     ],
 )
 def test_weaker_knowledge_attack_not_beating_white_box_is_silent(attack, cfg):
