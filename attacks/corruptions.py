@@ -18,8 +18,15 @@ matrix runs them like any other input perturbation (threat ``graybox``: the mode
   ``GaussianBlur(img, (25, 25), 0)`` of the paper's appendix code), then the negative (1 − x in [0, 1],
   the paper's ``0 − x`` in [-1, 1]).
 
+``range`` (every corruption): ``unit`` (default) computes on the [0, 1] images defbench feeds its models;
+``signed`` computes on the same images in [-1, 1], as the paper's code does (its Fashion-MNIST generator ends in
+TanH, and its corruption code writes into [-1, 1] arrays), then maps the result back to [0, 1]. The literal values
+of the text then land elsewhere: a dropped pixel "set to 0" becomes mid-grey (0.5 on [0, 1]), and a binary image
+of 0s and 1s becomes 0.5 and 1; the negative is the same image under either range (1 − x on [0, 1] is 0 − x on
+[-1, 1]).
+
 Arguments: no ε (unbounded); ``ties`` for binarize, ``fraction`` and ``mask`` for drop-pixels, ``kernel`` for
-blur-negative.
+blur-negative, ``range`` for all three.
 Shape: (N, C, H, W) in [0, 1] -> same.
 Example::
 
@@ -35,34 +42,53 @@ from defbench import DefbenchError
 from defbench.attacks.base import Attack
 
 
+RANGES = ("unit", "signed")
+
+
 class _Corruption(Attack):
     family = "corruption"
     bounded = False
+    defaults = {"range": "unit"}
 
     def __init__(self, dataset: str = "fmnist", eps: float | None = None, **params):
         super().__init__(dataset, eps, **params)
+        if self.params["range"] not in RANGES:
+            raise DefbenchError(f"{self.name} range must be 'unit' or 'signed', got {self.params['range']!r}")
         self.check_params()  # when the matrix is built, before any image is touched
 
     def check_params(self) -> None:
         """Raise DefbenchError for a parameter value the corruption cannot use (default: nothing to check)."""
 
+    def config(self):
+        cfg = super().config()
+        if self.params["range"] == "unit":  # the default stays out, so cells stored before the option keep their key
+            cfg["params"] = {k: v for k, v in cfg["params"].items() if k != "range"}
+        return cfg
+
     def run(self, model, x, y):
         return self.corrupt(x)
 
     def corrupt(self, x: torch.Tensor) -> torch.Tensor:
+        """The corrupted images, in [0, 1] like ``x``; computed on [-1, 1] pixels under ``range=signed``."""
+        if self.params["range"] == "unit":
+            return self._corrupt(x)
+        return (self._corrupt(x * 2 - 1) + 1) / 2
+
+    def _corrupt(self, x: torch.Tensor) -> torch.Tensor:
+        """The corruption's arithmetic on images in the range of ``range`` (0 is black, or mid-grey if signed)."""
         raise NotImplementedError
 
 
 class Binarize(_Corruption):
     name = "binarize"
     label_name = "Binary"
-    defaults = {"ties": "white"}
+    defaults = {**_Corruption.defaults, "ties": "white"}
 
     def check_params(self):
         if self.params["ties"] not in ("white", "black"):
             raise DefbenchError(f"binarize ties must be 'white' or 'black', got {self.params['ties']!r}")
 
-    def corrupt(self, x):
+    def _corrupt(self, x):
         t = x.flatten(1).quantile(0.5, dim=1).view(-1, 1, 1, 1)
         return (x >= t if self.params["ties"] == "white" else x > t).to(x.dtype)
 
@@ -70,7 +96,7 @@ class Binarize(_Corruption):
 class DropPixels(_Corruption):
     name = "drop-pixels"
     label_name = "Dropped Pixels"
-    defaults = {"fraction": 0.7, "mask": "image"}
+    defaults = {**_Corruption.defaults, "fraction": 0.7, "mask": "image"}
 
     def check_params(self):
         f = float(self.params["fraction"])
@@ -79,7 +105,7 @@ class DropPixels(_Corruption):
         if self.params["mask"] not in ("image", "batch"):
             raise DefbenchError(f"drop-pixels mask must be 'image' or 'batch', got {self.params['mask']!r}")
 
-    def corrupt(self, x):
+    def _corrupt(self, x):
         f = float(self.params["fraction"])
         n = x.shape[0] if self.params["mask"] == "image" else 1
         keep = torch.rand(n, 1, *x.shape[2:], device=x.device) >= f  # same pixels in every channel
@@ -89,14 +115,15 @@ class DropPixels(_Corruption):
 class BlurNegative(_Corruption):
     name = "blur-negative"
     label_name = "Negative Blur"
-    defaults = {"kernel": 25}
+    defaults = {**_Corruption.defaults, "kernel": 25}
 
     def check_params(self):
         k = int(self.params["kernel"])
         if k < 1 or k % 2 == 0:
             raise DefbenchError(f"blur-negative kernel must be an odd positive size, got {k}")
 
-    def corrupt(self, x):
+    def _corrupt(self, x):
         k = int(self.params["kernel"])
         sigma = 0.3 * ((k - 1) * 0.5 - 1) + 0.8
-        return 1 - gaussian_blur(x, [k, k], [sigma, sigma])
+        blurred = gaussian_blur(x, [k, k], [sigma, sigma])
+        return 0 - blurred if self.params["range"] == "signed" else 1 - blurred  # the paper's 0 − x on [-1, 1]

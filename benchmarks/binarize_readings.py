@@ -25,18 +25,27 @@ from defbench.harness.models import get_classifier
 
 def readings(x: torch.Tensor) -> dict[str, torch.Tensor]:
     """Binarisations of ``x`` (N, C, H, W) in [0, 1]: the corruption's two ``ties`` options (threshold at each
-    image's own median) and three other thresholds a reader could take from the sentence."""
+    image's own median) and three other thresholds a reader could take from the sentence; each as 0s and 1s on
+    [0, 1] pixels and, as the paper's code would write them into its [-1, 1] arrays, on [-1, 1] pixels (mid-grey
+    and white on [0, 1]: ``range=signed``; a threshold picks the same pixels on either range)."""
     flat = x.flatten(1)
     fg = torch.stack([r[r > 0].quantile(0.5) if (r > 0).any() else r.new_zeros(()) for r in flat])
-    return {
-        "per image median, ties white (`binarize`, the default)": get_attack("binarize", "fmnist").corrupt(x),
-        "per image median, ties black (`binarize[ties=black]`)": get_attack("binarize", "fmnist", ties="black").corrupt(
-            x
-        ),
+    ties = {t: get_attack("binarize", "fmnist", ties=t).corrupt(x) for t in ("white", "black")}
+    unit = {
+        "per image median, ties white (`binarize`, the default)": ties["white"],
+        "per image median, ties black (`binarize[ties=black]`)": ties["black"],
         "per image median of the non-zero pixels, x > t": (x > fg.view(-1, 1, 1, 1)).to(x.dtype),
         "median of all pixels of all images, x > t": (x > flat.flatten().quantile(0.5)).to(x.dtype),
         "the middle of the range, x > 0.5": (x > 0.5).to(x.dtype),
     }
+    names = {
+        "per image median, ties white (`binarize`, the default)": "per image median, ties white "
+        "(`binarize[range=signed]`)",
+        "per image median, ties black (`binarize[ties=black]`)": "per image median, ties black "
+        "(`binarize[range=signed,ties=black]`)",
+    }
+    signed = {f"{names.get(name, name)}; 0s and 1s on [-1, 1]": 0.5 + 0.5 * xb for name, xb in unit.items()}
+    return {**unit, **signed}
 
 
 def main(argv=None) -> int:
