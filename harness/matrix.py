@@ -555,6 +555,8 @@ class MatrixRunner:
         t0 = time.time()
         batches = list(range(0, len(idx), self.spec.batch_size))
         extra: dict[str, Any] = {"randomized": bool(d.randomized)}
+        if getattr(d, "batch_coupled", False):  # the report's per-batch spread note reads it
+            extra["batch_coupled"] = True
         examples = None
         model = self._attack_model(cell, d)
         if atk is not None and model is not None:

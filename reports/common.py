@@ -123,6 +123,40 @@ def correct_mask(row: Row) -> np.ndarray:
     return metrics.correct(row["preds"], row["labels"])
 
 
+def is_batch_coupled(row: Row) -> bool:
+    """Whether the row's defense couples the images of a batch (one learned surrogate per purified batch, as
+    MimicGAN): the runner says so in ``extra``; rows stored before it did show it by their per-batch f̂ scales."""
+    extra = row.get("extra") or {}
+    return bool(extra.get("batch_coupled") or extra.get("surrogate_scale"))
+
+
+def batch_accuracies(row: Row) -> list[float]:
+    """Accuracy of each purified batch of a batch-coupled row, in the order the runner purified them (consecutive
+    ``extra["batch_size"]`` images, repeat rule applied); empty for any other row."""
+    size = (row.get("extra") or {}).get("batch_size")
+    if not is_batch_coupled(row) or not size:
+        return []
+    ok = correct_mask(row)
+    return [float(ok[i : i + int(size)].mean()) for i in range(0, len(ok), int(size))]
+
+
+def batch_spread_notes(named_rows: Iterable[tuple[str, Row]]) -> list[str]:
+    """One note per batch-coupled defense (the name paired with each row) with cells of more than one batch: how
+    far the accuracies of one cell's batches differ at most, which a binomial interval over the images does not
+    show."""
+    widest: dict[str, tuple[float, int]] = {}
+    for name, r in named_rows:
+        per_batch = batch_accuracies(r)
+        if len(per_batch) > 1:
+            widest[name] = max(widest.get(name, (0.0, 0)), (max(per_batch) - min(per_batch), len(per_batch)))
+    return [
+        f"{d}: batch-coupled (one learned surrogate per purified batch), so the images of a batch are not "
+        f"independent: within one cell its {k} batches' accuracies differ by up to {100 * w:.0f} points; that "
+        "spread, not a binomial interval over the images, says how far a cell can move."
+        for d, (w, k) in widest.items()
+    ]
+
+
 def accuracy(row: Row) -> float:
     """Fraction of the row's images counted correct (repeat rule applied); NaN for an empty row."""
     repeats = repeat_preds(row)

@@ -30,6 +30,7 @@ from .common import (
     SUCCESS_PROTOCOL,
     Row,
     accuracy,
+    batch_spread_notes,
     detection_auc_all,
     detection_auc_protocol,
     markdown_table,
@@ -286,6 +287,7 @@ def to_markdown(run: PaperRun, df: pd.DataFrame) -> str:
     if deltas:
         digits = 4 if t.metric == "auc" else 1
         parts.append(f"- {len(deltas)} cells with a paper value; mean |delta| {np.mean(deltas):.{digits}f}.")
+    parts += [f"- {n}" for n in batch_spread_notes((c.defense, r) for c, r in run.rows.items())]
     parts += [f"- {n}" for n in t.notes] + [""]
     return "\n".join(parts)
 

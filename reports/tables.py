@@ -25,6 +25,7 @@ from .common import (
     attack_names,
     base_key,
     base_names,
+    batch_spread_notes,
     cfg,
     correct_mask,
     detection_auc,
@@ -244,6 +245,7 @@ def robust_accuracy_table(rows: Iterable[Row], threat: str | None = None) -> pd.
             notes.append(
                 f"{d}: randomized; an image counts as correct only if correct in all {k} of {k} purifications."
             )
+    notes += batch_spread_notes((bnames[base_key(r)], r) for r in clean_rows + attack_rows)
     if mismatched:
         notes.append(
             "Attacks covered different images than the clean row in: "

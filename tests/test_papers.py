@@ -249,6 +249,12 @@ def test_ours_comes_from_rows():
     assert "binomial 95% interval" in md and "±49.0" in md and "±4.4 at the paper's n = 500" in md
     at_paper_n = PaperRun(t, "paper", 500, (0,), "cpu", "x", rows)  # the paper's n: no note on a smaller n
     assert "binomial 95% interval" not in to_markdown(at_paper_n, outcomes(at_paper_n))
+    assert "- mimicgan: batch-coupled" not in md
+    for c in rows:  # MimicGAN's batches of 2: images 0-1 right, 2-3 wrong in its cells
+        if c.defense == "mimicgan":
+            rows[c] = {**rows[c], "preds": [1, 1, 0, 0], "extra": {"batch_coupled": True, "batch_size": 2}}
+    md = to_markdown(run, outcomes(run))
+    assert "- mimicgan: batch-coupled" in md and "its 2 batches' accuracies differ by up to 100 points" in md
 
 
 @pytest.mark.parametrize("table", RUNNABLE, ids=[t.id for t in RUNNABLE])

@@ -175,6 +175,35 @@ def test_reparam_cell_shares_its_attacks_row():
     assert df.loc["PGD", "invgan (graybox)"] == "50.0" and df.loc["PGD", "invgan (reparam)"] == "30.0"
 
 
+def test_batch_coupled_cells_note_the_spread_between_their_batches():
+    """A batch-coupled defense's images are not independent: the table says how far its batches' accuracies
+    differ within one cell (here 100% and 20% in batches of 5), and says nothing for independent images or for
+    a cell of one batch."""
+    coupled = {"batch_coupled": True, "batch_size": 5}
+    rows = [
+        make_row(frac(10), defense="mimicgan", extra=coupled),
+        make_row([1, 1, 1, 1, 1, 1, 0, 0, 0, 0], defense="mimicgan", attack="pgd", extra=coupled),
+    ]
+    notes = robust_accuracy_table(rows).attrs["notes"]
+    assert any(
+        "mimicgan: batch-coupled" in n and "its 2 batches' accuracies differ by up to 80 points" in n for n in notes
+    )
+    independent = [make_row(frac(10)), make_row([1, 1, 1, 1, 1, 1, 0, 0, 0, 0], attack="pgd", extra={"batch_size": 5})]
+    one_batch = [
+        make_row(frac(5, 5), defense="mimicgan", extra=coupled),
+        make_row(frac(1, 5), defense="mimicgan", attack="pgd", extra=coupled),
+    ]
+    for quiet in (independent, one_batch):
+        assert not any("batch-coupled" in n for n in robust_accuracy_table(quiet).attrs["notes"])
+    # rows stored before the runner wrote batch_coupled show it by their per-batch surrogate scales
+    old = [
+        make_row(
+            [1, 1, 1, 1, 1, 1, 0, 0, 0, 0], defense="mimicgan", extra={"surrogate_scale": [1.0, 0.9], "batch_size": 5}
+        )
+    ]
+    assert any("differ by up to 80 points" in n for n in robust_accuracy_table(old).attrs["notes"])
+
+
 # --------------------------------------------------------------------------------------------- repeat rule
 
 

@@ -469,3 +469,6 @@ def test_runner_records_the_surrogate_scale_per_batch(tiny_zoo, tmp_path):
     scales = by_defense["mimicgan[latent_steps=1,outer_iters=1,surrogate_steps=1]"]["surrogate_scale"]
     assert len(scales) == 2 and all(0 < s < 10 for s in scales)
     assert "surrogate_scale" not in by_defense["none"]
+    # the batch coupling is recorded for the reports' per-batch spread note
+    assert by_defense["mimicgan[latent_steps=1,outer_iters=1,surrogate_steps=1]"]["batch_coupled"] is True
+    assert "batch_coupled" not in by_defense["none"]
