@@ -141,18 +141,22 @@ def batch_accuracies(row: Row) -> list[float]:
 
 
 def batch_spread_notes(named_rows: Iterable[tuple[str, Row]]) -> list[str]:
-    """One note per batch-coupled defense (the name paired with each row) with cells of more than one batch: how
-    far the accuracies of one cell's batches differ at most, which a binomial interval over the images does not
-    show."""
+    """One note per batch-coupled defense (the name paired with each row): how far the accuracies of one cell's
+    batches differ at most, which a binomial interval over the images does not show; or, when every cell of it
+    is one batch, that this spread is not measured."""
     widest: dict[str, tuple[float, int]] = {}
     for name, r in named_rows:
         per_batch = batch_accuracies(r)
-        if len(per_batch) > 1:
-            widest[name] = max(widest.get(name, (0.0, 0)), (max(per_batch) - min(per_batch), len(per_batch)))
+        if per_batch:
+            spread = (max(per_batch) - min(per_batch), len(per_batch))
+            widest[name] = max(widest.get(name, (0.0, 0)), spread, key=lambda t: (t[1] > 1, t[0]))
+    head = "batch-coupled (one learned surrogate per purified batch), so the images of a batch are not independent"
     return [
-        f"{d}: batch-coupled (one learned surrogate per purified batch), so the images of a batch are not "
-        f"independent: within one cell its {k} batches' accuracies differ by up to {100 * w:.0f} points; that "
+        f"{d}: {head}: within one cell its {k} batches' accuracies differ by up to {100 * w:.0f} points; that "
         "spread, not a binomial interval over the images, says how far a cell can move."
+        if k > 1
+        else f"{d}: {head}, and each of its cells is one batch: how far another batch (another surrogate fit) would "
+        "move a cell is not measured, and a binomial interval over the images understates it."
         for d, (w, k) in widest.items()
     ]
 
