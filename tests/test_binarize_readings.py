@@ -18,4 +18,14 @@ def test_a_mostly_background_image_turns_flat_white_only_with_ties_on_white():
     )
     assert torch.equal(white[0], torch.ones(1, 28, 28))  # every pixel >= its median 0: one flat white image
     assert black[0].sum() == 16 and white[1].sum() == black[1].sum() == 392  # half of a tie-free image
-    assert all(set(v.unique().tolist()) <= {0.0, 1.0} for v in r.values())
+    unit = {k: v for k, v in r.items() if not k.endswith("on [-1, 1]")}
+    assert len(unit) == 5 and all(set(v.unique().tolist()) <= {0.0, 1.0} for v in unit.values())
+    # each reading again with its 0s and 1s written on [-1, 1] pixels: mid-grey and white, the same pixels white
+    signed = {k: v for k, v in r.items() if k.endswith("on [-1, 1]")}
+    assert len(signed) == 5 and all(torch.equal(s, 0.5 + 0.5 * u) for s, u in zip(signed.values(), unit.values()))
+    from defbench.attacks.registry import get_attack
+
+    assert torch.equal(
+        r["per image median, ties black (`binarize[range=signed,ties=black]`); 0s and 1s on [-1, 1]"],
+        get_attack("binarize", "fmnist", range="signed", ties="black").corrupt(x),
+    )
