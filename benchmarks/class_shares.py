@@ -1,0 +1,127 @@
+"""How the classifier that measures a prior's class coverage labels its samples, and real images (issue: papers'
+tables, second pass, item 3).
+
+The coverage target ("every class among 2,000 samples at >= 5%") counts each sample of G under the class the
+classifier's argmax gives it. A sample the classifier reads as 45% pullover and 55% coat counts as a coat. This
+script sets that reading beside two others, per class:
+
+* on G's samples (``--draws`` seeded draws of 2,000, the trainer's draw first): the argmax share (the target's
+  reading), the mean softmax mass (each sample spread over the classes by its probabilities), and the mean
+  confidence (top probability) of the samples the argmax gives the class;
+* on the real test images (exactly 10% per class): the classifier's argmax share and mean softmax mass, i.e. how
+  far the same classifier's labelling moves a class's share when the truth is known.
+
+Nothing is trained: the zoo's models are read (``train_missing=False``).
+
+    python benchmarks/class_shares.py --dataset fmnist --preset paper --draws 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import torch
+from _common import command_line, data_root, markdown, write_table
+
+from defbench.datasets import CLASS_NAMES
+from defbench.defenses.priors import sample_latent
+from defbench.harness.data import load_dataset
+from defbench.harness.models import get_classifier, get_gan
+
+
+@torch.no_grad()
+def probabilities(clf, images, batch: int = 500) -> torch.Tensor:
+    """The classifier's softmax over the classes for each of ``images`` (N, C, H, W), in batches."""
+    return torch.cat([clf(images[s : s + batch]).softmax(1) for s in range(0, len(images), batch)])
+
+
+@torch.no_grad()
+def sample_probabilities(G, clf, n: int, seed: int) -> torch.Tensor:
+    """Softmax of ``n`` samples of G drawn as the trainer draws its coverage check (latents from a generator seeded
+    with ``seed``, 500 at a time)."""
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    for start in range(0, n, 500):
+        z = sample_latent(min(500, n - start), G.latent_dim, gen, "cpu")
+        out.append(clf(G(z)).softmax(1))
+    return torch.cat(out)
+
+
+def readings(p: torch.Tensor, classes: int = 10) -> dict[str, torch.Tensor]:
+    """Per class, from the probabilities ``p`` (N, classes): argmax share, mean softmax mass, and the mean top
+    probability of the rows the argmax gives the class (NaN where it gives none)."""
+    top, arg = p.max(1)
+    counts = torch.bincount(arg, minlength=classes).float()
+    conf = torch.zeros(classes).index_add_(0, arg, top) / counts
+    return {"argmax": counts / len(p), "mass": p.mean(0), "confidence": conf}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dataset", default="fmnist")
+    ap.add_argument("--preset", default="paper")
+    ap.add_argument("--gan-tag", default="", help="a zoo GAN of another tag (e.g. sub80-s1); never trained here")
+    ap.add_argument("--draws", type=int, default=5, help="seeded draws of 2,000 samples (seeds seed+1, seed+2, ...)")
+    ap.add_argument("--seed", type=int, default=0, help="the GAN's training seed: its trainer drew with seed + 1")
+    ap.add_argument("--out", default="benchmarks/results/class_shares.md")
+    args = ap.parse_args(argv)
+    root = data_root()
+    clf, cman = get_classifier(args.dataset, args.preset, data_root=root, train_missing=False)
+    G, _, gman = get_gan(args.dataset, args.preset, data_root=root, train_missing=False, tag=args.gan_tag)
+    clf.eval(), G.eval()
+    names = CLASS_NAMES.get(args.dataset, [str(c) for c in range(10)])
+    draws = [readings(sample_probabilities(G, clf, 2000, args.seed + 1 + k)) for k in range(args.draws)]
+    test = load_dataset(args.dataset, "test", root=root)
+    x, y = test.get(torch.arange(len(test)))
+    real = readings(probabilities(clf, x))
+    truth = torch.bincount(y, minlength=10).float() / len(y)
+    body = []
+    for c in range(10):
+        arg = [100 * float(d["argmax"][c]) for d in draws]
+        mass = [100 * float(d["mass"][c]) for d in draws]
+        conf = [float(d["confidence"][c]) for d in draws]
+        body.append(
+            [
+                f"{c} {names[c]}",
+                f"{arg[0]:.1f} ({min(arg):.1f}–{max(arg):.1f})",
+                f"{mass[0]:.1f} ({min(mass):.1f}–{max(mass):.1f})",
+                f"{sum(conf) / len(conf):.2f}",
+                f"{100 * float(truth[c]):.1f}",
+                f"{100 * float(real['argmax'][c]):.1f}",
+                f"{100 * float(real['mass'][c]):.1f}",
+                f"{float(real['confidence'][c]):.2f}",
+            ]
+        )
+    header = [
+        "class",
+        "G: argmax share % (the target's reading; first draw, range)",
+        "G: softmax mass %",
+        "G: mean confidence of its samples",
+        "test: true share %",
+        "test: argmax share %",
+        "test: softmax mass %",
+        "test: mean confidence",
+    ]
+    lines = [
+        f"Command: `{command_line(argv)}` — CPU, torch threads {torch.get_num_threads()}; classifier "
+        f"{cman['id']}@{cman['sha256'][:10]}, GAN {gman['id']}@{gman['sha256'][:8]}; {args.draws} draws of 2,000 "
+        f"samples (generator seeds {args.seed + 1}–{args.seed + args.draws}, the first the trainer's), and the "
+        f"{len(y)} test images.",
+        "",
+    ]
+    lines += markdown(body, header, ["left"] + ["right"] * (len(header) - 1))
+    smallest = [(100 * float(d[r].min()), names[int(d[r].argmin())]) for d in draws for r in ("argmax", "mass")]
+    lines += [
+        "",
+        "Smallest class per draw, argmax / softmax mass: "
+        + "; ".join(
+            f"{a:.1f} {na} / {m:.1f} {nm}" for (a, na), (m, nm) in zip(smallest[::2], smallest[1::2], strict=True)
+        )
+        + ".",
+    ]
+    return write_table(lines, args.out)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
