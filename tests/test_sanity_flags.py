@@ -187,6 +187,19 @@ def test_no_white_vs_gray_flag_for_none_with_reparam():
     assert any("PGD under reparam leaves 80.0%" in f and "gray-box twin (50.0%)" in f for f in sanity_flags(rows))
 
 
+def test_gray_box_attack_with_a_reparam_twin_is_left_to_the_twin_check():
+    """A gray-box FGSM whose white-box twin is a reparameterisation cell (runner-shaped, with model_sha256) is check
+    (b)'s business: the twin is flagged as weaker, and check (d) does not flag the gray-box attack again."""
+    fgsm_reparam = {**FGSM, "model_sha256": {"G": "9f2c", "I": "41ab"}}
+    rows = _base() + [
+        make_row(frac(10, N), attack="fgsm", cfg=FGSM),
+        make_row(frac(80, N), attack="fgsm", cfg=fgsm_reparam, threat="reparam"),
+    ]
+    flags = sanity_flags(rows)
+    assert any("FGSM under reparam leaves 80.0%" in f for f in flags), flags
+    assert not any("every white-box attack" in f for f in flags), flags
+
+
 def test_reparam_stronger_than_gray_box_is_silent():
     rows = _base() + [make_row(frac(20, N), attack="pgd", cfg=REPARAM, threat="reparam")]
     assert sanity_flags(rows) == []
