@@ -5,11 +5,12 @@ Not attacks: model-independent transformations of the test images, registered as
 matrix runs them like any other input perturbation (threat ``graybox``: the model is ignored).
 
 * ``binarize`` — each image thresholded at its own 50th percentile: "a threshold set at the 50th percentile
-  value" (per image is our reading). ``ties`` says where pixels equal to the median go: ``white`` (default,
-  x ≥ median becomes 1) or ``black`` (only x > median becomes 1). About half of Fashion-MNIST's images have
-  median 0 (background: 48.2% of mimicgan-fig4b's 500), so the choice decides whether the background turns
-  white; ``white`` leaves our paper classifier 43.8% on those 500 images against the paper's observed 37.0%,
-  ``black`` 83.2% (docs/RESULTS.md).
+  value" (per image is our reading; ``scope=batch`` takes one percentile over every pixel of the call, as the
+  appendix's stylize code takes ``np.percentile`` of the whole array). ``ties`` says where pixels equal to the
+  median go: ``white`` (default, x ≥ median becomes 1) or ``black`` (only x > median becomes 1). About half of
+  Fashion-MNIST's images have median 0 (background: 48.2% of mimicgan-fig4b's 500), so the choice decides
+  whether the background turns white; ``white`` leaves our paper classifier 43.8% on those 500 images against
+  the paper's observed 37.0%, ``black`` 83.2% (docs/RESULTS.md).
 * ``drop-pixels`` — a random ``fraction`` (0.7) of the pixels set to 0, drawn from torch's seeded RNG. ``mask``:
   ``image`` (default, a fresh mask per image) or ``batch`` (one mask for every image of a call, i.e. of a
   matrix batch): the paper's appendix code applies one mask to all images (``x*mask for x in imgs``) and
@@ -25,8 +26,8 @@ of the text then land elsewhere: a dropped pixel "set to 0" becomes mid-grey (0.
 of 0s and 1s becomes 0.5 and 1; the negative is the same image under either range (1 − x on [0, 1] is 0 − x on
 [-1, 1]).
 
-Arguments: no ε (unbounded); ``ties`` for binarize, ``fraction`` and ``mask`` for drop-pixels, ``kernel`` for
-blur-negative, ``range`` for all three.
+Arguments: no ε (unbounded); ``ties`` and ``scope`` for binarize, ``fraction`` and ``mask`` for drop-pixels,
+``kernel`` for blur-negative, ``range`` for all three.
 Shape: (N, C, H, W) in [0, 1] -> same.
 Example::
 
@@ -82,14 +83,25 @@ class _Corruption(Attack):
 class Binarize(_Corruption):
     name = "binarize"
     label_name = "Binary"
-    defaults = {**_Corruption.defaults, "ties": "white"}
+    defaults = {**_Corruption.defaults, "ties": "white", "scope": "image"}
 
     def check_params(self):
         if self.params["ties"] not in ("white", "black"):
             raise DefbenchError(f"binarize ties must be 'white' or 'black', got {self.params['ties']!r}")
+        if self.params["scope"] not in ("image", "batch"):
+            raise DefbenchError(f"binarize scope must be 'image' or 'batch', got {self.params['scope']!r}")
+
+    def config(self):
+        cfg = super().config()
+        if self.params["scope"] == "image":  # the default stays out of the key, as range's
+            cfg["params"] = {k: v for k, v in cfg["params"].items() if k != "scope"}
+        return cfg
 
     def _corrupt(self, x):
-        t = x.flatten(1).quantile(0.5, dim=1).view(-1, 1, 1, 1)
+        if self.params["scope"] == "batch":  # one percentile over every pixel of the call, as the appendix's code
+            t = x.flatten().quantile(0.5)
+        else:
+            t = x.flatten(1).quantile(0.5, dim=1).view(-1, 1, 1, 1)
         return (x >= t if self.params["ties"] == "white" else x > t).to(x.dtype)
 
 

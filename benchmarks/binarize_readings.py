@@ -17,10 +17,10 @@ import sys
 
 import torch
 from _common import accuracy_cell, command_line, data_root, markdown, write_table
+from classifier_swap import fmnist_classifier
 
 from defbench.attacks.registry import get_attack
 from defbench.harness.data import load_dataset
-from defbench.harness.models import get_classifier
 
 
 def readings(x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -52,12 +52,19 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=500, help="evaluation images (the figure's 500)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--classifier",
+        choices=("zoo", "tutorial", "model-a"),
+        default="zoo",
+        help="who reads the binarised images: the zoo's paper classifier, cleverhans' tutorial CNN or Defense-GAN's "
+        "Model A (trained by benchmarks/classifier_swap.py's recipes, cached in $DEFBENCH_HOME/scratch)",
+    )
     ap.add_argument("--out", default="benchmarks/results/binarize_readings.md")
     args = ap.parse_args(argv)
     root = data_root()
     data = load_dataset("fmnist", "test", root=root)
     x, y = data.get(data.eval_indices(args.n, args.seed))
-    clf, _ = get_classifier("fmnist", "paper", data_root=root)
+    clf, who = fmnist_classifier(args.classifier, root)
     body = []
     for name, xb in readings(x).items():
         with torch.no_grad():
@@ -69,8 +76,8 @@ def main(argv=None) -> int:
         body.append([name, accuracy_cell(int(right.sum()), len(y), 1), share, parts[0], best, parts[1]])
     lines = [
         f"Command: `{command_line(argv)}` — CPU, torch threads {torch.get_num_threads()}; the {len(y)} seeded "
-        f"Fashion-MNIST test images of seed {args.seed} (mimicgan-fig4b's), the paper preset's classifier from the "
-        "zoo. Paper (MimicGAN-1 Fig. 4(b), Binary): Observed 37.0, PGD 25.5, MimicGAN 50.4.",
+        f"Fashion-MNIST test images of seed {args.seed} (mimicgan-fig4b's), {who}. Paper (MimicGAN-1 Fig. 4(b), "
+        "Binary): Observed 37.0, PGD 25.5, MimicGAN 50.4.",
         "",
     ]
     header = [

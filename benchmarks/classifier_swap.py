@@ -112,6 +112,18 @@ def scratch_classifier(
     return model.eval(), metrics
 
 
+def fmnist_classifier(name: str, root=None) -> tuple[torch.nn.Module, str]:
+    """A Fashion-MNIST classifier by name, and how a table should name it: ``zoo`` (the paper preset's, from the
+    zoo) or one of :data:`OTHERS` (trained by its recipe with seed 0, cached in ``$DEFBENCH_HOME/scratch``)."""
+    if name == "zoo":
+        from defbench.harness.models import get_classifier
+
+        clf, man = get_classifier("fmnist", "paper", data_root=root)
+        return clf, f"the paper preset's classifier from the zoo ({man['id']}@{man['sha256'][:10]})"
+    clf, met = scratch_classifier(OTHERS[name], 0, False)
+    return clf, f"{OTHER_TITLES[name]} ({100 * met['clean_test_accuracy']:.2f}% on the test set; seed 0)"
+
+
 def cells(
     clf,
     x,

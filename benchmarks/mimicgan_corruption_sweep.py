@@ -24,13 +24,13 @@ import time
 
 import torch
 from _common import command_line, markdown, write_table
+from classifier_swap import fmnist_classifier
 
 from defbench import metrics
 from defbench.attacks.registry import get_attack
 from defbench.defenses.projection import surrogate_input, surrogate_output_scale
 from defbench.harness.models import build_defense
 from defbench.harness.data import load_dataset
-from defbench.harness.models import get_classifier
 from defbench.harness.store import Store
 from defbench.reports.common import correct_mask
 
@@ -110,6 +110,13 @@ def main(argv=None) -> int:
         "--corruption-seeds", nargs="+", type=int, help="seeds of the corruption's random draw (default: --seed)"
     )
     ap.add_argument("--purify-seeds", nargs="+", type=int, help="seeds handed to each purification (default: --seed)")
+    ap.add_argument(
+        "--classifier",
+        choices=("zoo", "tutorial", "model-a"),
+        default="zoo",
+        help="who scores the projections (and runs the gray-box attacks): the zoo's paper classifier, cleverhans' "
+        "tutorial CNN or Defense-GAN's Model A (benchmarks/classifier_swap.py's recipes)",
+    )
     ap.add_argument("--data-root")
     ap.add_argument("--out", default="benchmarks/results/mimicgan_corruption_sweep.md")
     args = ap.parse_args(argv)
@@ -117,10 +124,10 @@ def main(argv=None) -> int:
     if args.held_out:
         return held_out(argv, args, set(data.eval_indices(args.n, args.seed).tolist()))
     x, y = data.get(data.eval_indices(args.n, args.seed))
-    clf, _ = get_classifier("fmnist", "paper", data_root=args.data_root)
+    clf, who = fmnist_classifier(args.classifier, args.data_root)
     lines = [
         f"Command: `{command_line(argv)}` — CPU, torch threads {torch.get_num_threads()}; Fashion-MNIST, "
-        f"paper-preset models, the {args.n} evaluation images of seed {args.seed}, one batch; accuracy "
+        f"paper-preset models, {who}, the {args.n} evaluation images of seed {args.seed}, one batch; accuracy "
         "in % with its Wilson 95% interval.",
         "",
     ]

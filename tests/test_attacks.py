@@ -113,6 +113,11 @@ def test_corruptions_of_mimicgan_fig4b(fmnist_images):
     assert torch.equal(xs, (x > med).float()) and xs.mean() < xb.mean()
     with pytest.raises(DefbenchError, match="ties"):
         get_attack("binarize", "fmnist", ties="grey")
+    xg = get_attack("binarize", "fmnist", scope="batch", ties="black").corrupt(x)  # one median over the call
+    assert torch.equal(xg, (x > x.flatten().quantile(0.5)).float())
+    assert "scope" not in get_attack("binarize", "fmnist").config()["params"]  # the default keeps the stored key
+    with pytest.raises(DefbenchError, match="scope must be 'image' or 'batch'"):
+        get_attack("binarize", "fmnist", scope="dataset")
     torch.manual_seed(0)
     xd = get_attack("drop-pixels", "fmnist").corrupt(x)
     dropped = ((xd == 0) & (x > 0)).sum() / (x > 0).sum()
