@@ -17,7 +17,7 @@ import sys
 
 import torch
 from _common import accuracy_cell, command_line, data_root, markdown, write_table
-from classifier_swap import fmnist_classifier
+from classifier_swap import add_classifier_arg, fmnist_classifier
 
 from defbench.attacks.registry import get_attack
 from defbench.harness.data import load_dataset
@@ -52,13 +52,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=500, help="evaluation images (the figure's 500)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument(
-        "--classifier",
-        choices=("zoo", "tutorial", "model-a"),
-        default="zoo",
-        help="who reads the binarised images: the zoo's paper classifier, cleverhans' tutorial CNN or Defense-GAN's "
-        "Model A (trained by benchmarks/classifier_swap.py's recipes, cached in $DEFBENCH_HOME/scratch)",
-    )
+    add_classifier_arg(ap, "reads the binarised images")
     ap.add_argument("--out", default="benchmarks/results/binarize_readings.md")
     args = ap.parse_args(argv)
     root = data_root()

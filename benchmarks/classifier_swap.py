@@ -112,6 +112,18 @@ def scratch_classifier(
     return model.eval(), metrics
 
 
+def add_classifier_arg(ap, role: str) -> None:
+    """``--classifier zoo|tutorial|model-a`` (default zoo) for a script whose classifier does ``role``; read it
+    with :func:`fmnist_classifier`."""
+    ap.add_argument(
+        "--classifier",
+        choices=("zoo", *OTHERS),
+        default="zoo",
+        help=f"who {role}: the zoo's paper classifier, cleverhans' tutorial CNN or Defense-GAN's Model A (trained "
+        "by benchmarks/classifier_swap.py's recipes, cached in $DEFBENCH_HOME/scratch)",
+    )
+
+
 def fmnist_classifier(name: str, root=None) -> tuple[torch.nn.Module, str]:
     """A Fashion-MNIST classifier by name, and how a table should name it: ``zoo`` (the paper preset's, from the
     zoo) or one of :data:`OTHERS` (trained by its recipe with seed 0, cached in ``$DEFBENCH_HOME/scratch``)."""

@@ -24,7 +24,7 @@ import time
 
 import torch
 from _common import command_line, markdown, write_table
-from classifier_swap import fmnist_classifier
+from classifier_swap import add_classifier_arg, fmnist_classifier
 
 from defbench import metrics
 from defbench.attacks.registry import get_attack
@@ -110,13 +110,7 @@ def main(argv=None) -> int:
         "--corruption-seeds", nargs="+", type=int, help="seeds of the corruption's random draw (default: --seed)"
     )
     ap.add_argument("--purify-seeds", nargs="+", type=int, help="seeds handed to each purification (default: --seed)")
-    ap.add_argument(
-        "--classifier",
-        choices=("zoo", "tutorial", "model-a"),
-        default="zoo",
-        help="who scores the projections (and runs the gray-box attacks): the zoo's paper classifier, cleverhans' "
-        "tutorial CNN or Defense-GAN's Model A (benchmarks/classifier_swap.py's recipes)",
-    )
+    add_classifier_arg(ap, "scores the projections (and runs the gray-box attacks)")
     ap.add_argument("--data-root")
     ap.add_argument("--out", default="benchmarks/results/mimicgan_corruption_sweep.md")
     args = ap.parse_args(argv)
