@@ -66,6 +66,9 @@ class Attack:
     #: the norm of the ε-ball of a bounded attack: 'linf' or 'l2'
     norm: ClassVar[str] = "linf"
     defaults: ClassVar[dict[str, Any]] = {}
+    #: parameters added after stores were written: left out of :meth:`config` (the store key) at these values, so
+    #: cells stored before the parameter existed keep their key
+    key_stable: ClassVar[dict[str, Any]] = {}
     #: 'error' (refuse an output that fails the checks) or 'warn' (project it back and record the violation)
     output_check: ClassVar[str] = "error"
 
@@ -231,7 +234,7 @@ class Attack:
             "bounded": self.bounded,
             "eps": self.eps,
             "alpha": self.params.get("alpha"),
-            "params": self.params,
+            "params": {k: v for k, v in self.params.items() if k not in self.key_stable or v != self.key_stable[k]},
         }
         if self.bounded and self.norm != "linf":
             cfg["norm"] = self.norm

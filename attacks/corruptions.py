@@ -50,6 +50,7 @@ class _Corruption(Attack):
     family = "corruption"
     bounded = False
     defaults = {"range": "unit"}
+    key_stable = {"range": "unit"}
 
     def __init__(self, dataset: str = "fmnist", eps: float | None = None, **params):
         super().__init__(dataset, eps, **params)
@@ -59,12 +60,6 @@ class _Corruption(Attack):
 
     def check_params(self) -> None:
         """Raise DefbenchError for a parameter value the corruption cannot use (default: nothing to check)."""
-
-    def config(self):
-        cfg = super().config()
-        if self.params["range"] == "unit":  # the default stays out, so cells stored before the option keep their key
-            cfg["params"] = {k: v for k, v in cfg["params"].items() if k != "range"}
-        return cfg
 
     def run(self, model, x, y):
         return self.corrupt(x)
@@ -84,18 +79,13 @@ class Binarize(_Corruption):
     name = "binarize"
     label_name = "Binary"
     defaults = {**_Corruption.defaults, "ties": "white", "scope": "image"}
+    key_stable = {**_Corruption.key_stable, "scope": "image"}
 
     def check_params(self):
         if self.params["ties"] not in ("white", "black"):
             raise DefbenchError(f"binarize ties must be 'white' or 'black', got {self.params['ties']!r}")
         if self.params["scope"] not in ("image", "batch"):
             raise DefbenchError(f"binarize scope must be 'image' or 'batch', got {self.params['scope']!r}")
-
-    def config(self):
-        cfg = super().config()
-        if self.params["scope"] == "image":  # the default stays out of the key, as range's
-            cfg["params"] = {k: v for k, v in cfg["params"].items() if k != "scope"}
-        return cfg
 
     def _corrupt(self, x):
         if self.params["scope"] == "batch":  # one percentile over every pixel of the call, as the appendix's code
