@@ -25,7 +25,7 @@ import torch
 from _common import command_line, data_root, markdown, write_table
 
 from defbench.datasets import CLASS_NAMES
-from defbench.defenses.priors import sample_latent
+from defbench.defenses.train_prior import sample_logits
 from defbench.harness.data import load_dataset
 from defbench.harness.models import get_classifier, get_gan
 
@@ -36,16 +36,10 @@ def probabilities(clf, images, batch: int = 500) -> torch.Tensor:
     return torch.cat([clf(images[s : s + batch]).softmax(1) for s in range(0, len(images), batch)])
 
 
-@torch.no_grad()
 def sample_probabilities(G, clf, n: int, seed: int) -> torch.Tensor:
-    """Softmax of ``n`` samples of G drawn as the trainer draws its coverage check (latents from a generator seeded
-    with ``seed``, 500 at a time)."""
-    gen = torch.Generator().manual_seed(seed)
-    out = []
-    for start in range(0, n, 500):
-        z = sample_latent(min(500, n - start), G.latent_dim, gen, "cpu")
-        out.append(clf(G(z)).softmax(1))
-    return torch.cat(out)
+    """Softmax of ``n`` samples of G drawn as the trainer draws its coverage check (its ``sample_logits``, latents
+    from a generator seeded with ``seed``)."""
+    return sample_logits(G, clf, n, torch.Generator().manual_seed(seed), "cpu").softmax(1)
 
 
 def readings(p: torch.Tensor, classes: int = 10) -> dict[str, torch.Tensor]:

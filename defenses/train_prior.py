@@ -91,12 +91,18 @@ def gan_recipe(dataset: str, preset: str, **overrides) -> GANRecipe:
 
 
 @torch.no_grad()
-def class_spread(G, classifier, n: int, gen: torch.Generator, device) -> list[float]:
-    """Fraction of each class among ``n`` samples of G, as the classifier labels them."""
-    counts = torch.zeros(10)
+def sample_logits(G, classifier, n: int, gen: torch.Generator, device) -> torch.Tensor:
+    """The classifier's logits (on the CPU) for ``n`` samples of G, latents drawn from ``gen`` 500 at a time."""
+    out = []
     for start in range(0, n, 500):
         z = sample_latent(min(500, n - start), G.latent_dim, gen, device)
-        counts += torch.bincount(classifier(G(z)).argmax(1).cpu(), minlength=10)[:10].float()
+        out.append(classifier(G(z)).cpu())
+    return torch.cat(out)
+
+
+def class_spread(G, classifier, n: int, gen: torch.Generator, device) -> list[float]:
+    """Fraction of each class among ``n`` samples of G, as the classifier labels them."""
+    counts = torch.bincount(sample_logits(G, classifier, n, gen, device).argmax(1), minlength=10)[:10].float()
     return (counts / counts.sum()).tolist()
 
 
