@@ -223,6 +223,70 @@ class MimicSurrogate(nn.Module):
         return self
 
 
+#: surrogate architectures: MimicGAN-1's appendix Table 5 (two convs, mask, W·x shortcut) or MimicGAN-2's Fig. 3
+#: (a spatial transformer first, then four convs, the mask and a plain shortcut)
+SURROGATE_ARCHS = ("mimicgan1", "mimicgan2")
+
+
+class SpatialMimicSurrogate(MimicSurrogate):
+    """MimicGAN-2's surrogate (§3.1.1, Fig. 3): a spatial transformer layer with the 6 parameters of one affine
+    map A (scale, rotation, shear, shift), then 4 convolutional layers, then a masking layer, with a shortcut
+    that is "just an addition": f̂(x) = mask · φ(convs(A(x))) + A(x).
+
+    The text does not give the convolutions' widths or kernels, nor where the shortcut starts; ours: 5x5 convs
+    C->16->16->16->C with ReLU between (Table 5's kernels and width), φ the last activation as in
+    :class:`MimicSurrogate` (ReLU, or TanH), and the shortcut around the convs and mask, so that A acts on the
+    whole output (the affine robustness §3.1.1 claims for the STL needs A on the passthrough). A is one map for
+    the batch (the surrogate is shared), starts at the identity (as spatial transformers are initialised) and
+    samples bilinearly with zeros outside the image (black on [0, 1] pixels). The mask starts as Table 5's.
+    """
+
+    def __init__(self, channels: int, size: int, generator: torch.Generator | None = None, activation: str = "relu"):
+        super().__init__(channels, size, generator=generator, activation=activation)
+        del self.w  # the passthrough is a plain addition
+        self.conv3 = nn.Conv2d(16, 16, 5, padding=2)
+        self.conv4 = nn.Conv2d(16, channels, 5, padding=2)
+        self.conv2 = nn.Conv2d(16, 16, 5, padding=2)
+        if generator is not None:  # the same uniform draw as Table 5's convs, for the added layers
+            for conv in (self.conv2, self.conv3, self.conv4):
+                bound = 1 / (conv.in_channels * 25) ** 0.5
+                with torch.no_grad():
+                    conv.weight.copy_(torch.rand(conv.weight.shape, generator=generator) * 2 * bound - bound)
+                    conv.bias.copy_(torch.rand(conv.bias.shape, generator=generator) * 2 * bound - bound)
+        self.theta = nn.Parameter(torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]))
+
+    def warp(self, x: torch.Tensor) -> torch.Tensor:
+        """A(x): the spatial transformer's affine resampling of the batch."""
+        grid = nn.functional.affine_grid(self.theta.expand(x.shape[0], 2, 3), list(x.shape), align_corners=False)
+        return nn.functional.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+    def _convs(self, s: torch.Tensor) -> torch.Tensor:
+        """The conv path on the warped batch ``s``, before its last activation."""
+        for conv in (self.conv1, self.conv2, self.conv3):
+            s = torch.relu(conv(s))
+        return self.conv4(s)
+
+    def _pre(self, x: torch.Tensor) -> torch.Tensor:
+        return self._convs(self.warp(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.warp(x)
+        pre = self._convs(s)
+        return (torch.tanh(pre) if self.activation == "tanh" else torch.relu(pre)) * self.mask + s
+
+    def randomize_(self, generator: torch.Generator) -> "SpatialMimicSurrogate":
+        raise DefbenchError("the mimicgan2 surrogate starts near the identity only (surrogate_init=near-identity)")
+
+    def dcgan_convs_(self, generator: torch.Generator) -> "SpatialMimicSurrogate":
+        raise DefbenchError("the mimicgan2 surrogate starts near the identity only (surrogate_init=near-identity)")
+
+    @torch.no_grad()
+    def make_identity(self) -> "SpatialMimicSurrogate":
+        self.mask.zero_()
+        self.theta.copy_(torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]))
+        return self
+
+
 def spectral_normalized(D: nn.Module) -> nn.Module:
     """``D`` with spectral normalisation (Miyato et al., ICLR 2018, the architectures InvGAN §4 trains its GANs
     with): every convolution and linear layer's weight divided by its largest singular value (one power

@@ -23,7 +23,13 @@ from torch import nn
 
 from defbench import DefbenchError
 from defbench.progress import step as progress_step
-from defbench.defenses.priors import SURROGATE_ACTIVATIONS, MimicSurrogate, sample_latent
+from defbench.defenses.priors import (
+    SURROGATE_ACTIVATIONS,
+    SURROGATE_ARCHS,
+    MimicSurrogate,
+    SpatialMimicSurrogate,
+    sample_latent,
+)
 
 LOSSES = ("mse", "l2", "l1")
 OPTIMIZERS = ("sgd", "rmsprop", "rmsprop-tf", "adam")
@@ -37,6 +43,7 @@ _HASH_STABLE = {
     "surrogate_range": "unit",
     "surrogate_init": "near-identity",
     "surrogate_activation": "relu",
+    "surrogate_arch": "mimicgan1",
     "adv_against_sum": False,
     "bpda_stand_in": "auto",
 }
@@ -73,6 +80,10 @@ class ProjectionConfig:
     #: f̂'s activation after its second conv: relu (Table 5) | tanh (MimicGAN-1's choice for occlusion and
     #: inpainting; a TanH path cannot close, where the ReLU one closes in its first steps in most runs measured)
     surrogate_activation: str = "relu"
+    #: the learned f̂'s architecture: mimicgan1 (MimicGAN-1's appendix Table 5) | mimicgan2 (MimicGAN-2's Fig. 3:
+    #: a spatial transformer, four convs, the mask; SpatialMimicSurrogate). f̂ = I (surrogate=identity) is the
+    #: same exact identity under both
+    surrogate_arch: str = "mimicgan1"
     chunk_size: int = 0  #: latents per chunk; 0 = choose per device
     #: what BPDA differentiates in the backward pass (the defense's, not the projection's, setting; here because
     #: the GAN-prior defenses are named instances of this config): identity (InvGAN's paper config) | encoder
@@ -89,6 +100,7 @@ class ProjectionConfig:
             ("surrogate_range", self.surrogate_range, SURROGATE_RANGES),
             ("surrogate_init", self.surrogate_init, SURROGATE_INITS),
             ("surrogate_activation", self.surrogate_activation, SURROGATE_ACTIVATIONS),
+            ("surrogate_arch", self.surrogate_arch, SURROGATE_ARCHS),
             ("bpda_stand_in", self.bpda_stand_in, BPDA_STAND_INS),
         ):
             if value not in choices:
@@ -100,6 +112,11 @@ class ProjectionConfig:
             raise DefbenchError("projection restarts must be >= 1")
         if self.adv_against_sum and self.loss != "mse":
             raise DefbenchError("adv_against_sum applies to loss=mse only (l1 and l2 are per-image sums or norms)")
+        if self.surrogate_arch == "mimicgan2" and self.surrogate_init != "near-identity":
+            raise DefbenchError(
+                f"surrogate_init={self.surrogate_init} draws Table 5's W and convs; the mimicgan2 surrogate starts "
+                "near the identity only (surrogate_init=near-identity)"
+            )
         if self.surrogate == "mimic" and self.restarts != 1:
             raise DefbenchError("a learned surrogate is shared by the batch; use restarts=1 with surrogate=mimic")
 
@@ -262,7 +279,12 @@ class ProjectionEngine:
         surrogate = None
         if cfg.surrogate != "none":
             c, s = y.shape[1], y.shape[-1]
-            surrogate = MimicSurrogate(c, s, generator=gen, activation=cfg.surrogate_activation).to(dev)
+            arch = (
+                SpatialMimicSurrogate
+                if cfg.surrogate == "mimic" and cfg.surrogate_arch == "mimicgan2"
+                else MimicSurrogate
+            )
+            surrogate = arch(c, s, generator=gen, activation=cfg.surrogate_activation).to(dev)
             if cfg.surrogate == "identity":
                 surrogate.make_identity()
             elif cfg.surrogate_init == "random":  # drawn after the latents: their draw stays the default's
