@@ -85,13 +85,30 @@ def scores(defense, x: torch.Tensor, seed: int) -> np.ndarray:
     return np.asarray(projection_error(x, defense.purify(x, seed=purify_seed(seed, 0))))
 
 
+def surrogate_end(defense) -> list[str] | None:
+    """The learned f̂ after the defense's last purification: the share of its conv path that is alive on the
+    projections, and its shortcut: W (MimicGAN-1's surrogate) or the spatial transformer's largest distance from
+    the identity map, max |A − I| (MimicGAN-2's). None where the last projection had no learned surrogate."""
+    from defbench.defenses.projection import surrogate_input
+
+    p = getattr(defense, "last", None)
+    if p is None or p.surrogate is None or defense.cfg.surrogate != "mimic":
+        return None
+    f = p.surrogate
+    live = f"{f.open_share(surrogate_input(p.x_hat, defense.cfg)):.1%}"
+    if hasattr(f, "theta"):
+        eye = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], device=f.theta.device)
+        return [live, f"max abs(A − I) {(f.theta.detach() - eye).abs().max().item():.3f}"]
+    return [live, f"W {f.w.item():.3f}"]
+
+
 def class_rows(k: int, idx: dict[str, np.ndarray], score: dict[tuple[str, str], np.ndarray], labels) -> list[list]:
     """Table lines of class ``k``: per batch and row, positives, negatives, AUC (95%) and the change of the
     shared images' scores between the batches."""
     out = []
     both = {"base", "share"} <= set(idx)  # the score change needs both batches (--batches may run one)
     kept = idx["base"] == idx["share"] if both else None  # the images in both batches: each keeps its position
-    for row in ROWS:
+    for row in (r for r in ROWS if ("base", r) in score or ("share", r) in score):
         moved = f"{np.abs(score[('base', row)] - score[('share', row)])[kept].max():.2g}" if both else "—"
         for b in idx:
             held = labels[idx[b]] == k
@@ -204,6 +221,7 @@ def main(argv=None) -> int:
         default="",
         help="KEY=VALUE[,KEY=VALUE] added to both rows' settings (e.g. surrogate_activation=tanh); default none",
     )
+    p.add_argument("--rows", nargs="+", choices=list(ROWS), default=list(ROWS), help="which rows to run (default both)")
     p.add_argument("--out", help="write the Markdown table here")
     p.add_argument("--save", help="write every image's score here (JSON: class -> batch -> row -> indices, scores)")
     p.add_argument("--summarize", nargs="+", metavar="TABLE", help="summarise tables of earlier runs; run nothing")
@@ -224,7 +242,7 @@ def main(argv=None) -> int:
     test = load_dataset("mnist", "test", root)
     labels = np.asarray(test.labels)
     base = np.asarray(test.eval_indices(a.n, a.seed))
-    lines, saved = [], {}
+    lines, saved, ends = [], {}, []
     t0 = time.time()
     for k in a.classes:
         try:
@@ -234,15 +252,17 @@ def main(argv=None) -> int:
             return 2
         idx = {b: ix for b, ix in idx.items() if b in a.batches}
         score = {}
-        for row, name in ROWS.items():
+        for row, name in ((r, ROWS[r]) for r in a.rows):
             variant = with_options(name.format(gan=gan_tag(1.0, a.gan_seed, k)), a.options)
             d = build_defense(variant, "mnist", a.preset, "cpu", seed=0, data_root=root, train_missing=False)
             for b, ix in idx.items():
                 x, _ = test.get(torch.as_tensor(ix))
                 score[(b, row)] = scores(d, x, a.seed)
+                if (end := surrogate_end(d)) is not None:
+                    ends.append([k, row, b, *end])
         lines += class_rows(k, idx, score, labels)
         saved[k] = {
-            b: {"indices": ix.tolist(), **{row: score[(b, row)].round(6).tolist() for row in ROWS}}
+            b: {"indices": ix.tolist(), **{row: score[(b, row)].round(6).tolist() for row in a.rows}}
             for b, ix in idx.items()
         }
         if a.save:
@@ -250,17 +270,23 @@ def main(argv=None) -> int:
         print(f"class {k} done, {time.time() - t0:.0f} s", file=sys.stderr)
     header = ["left out", "row", "batch", "positives", "negatives", "AUC (95%)", "largest score change"]
     not_run = "" if "share" in a.batches else " (not run here)"
+    rows_run = f" Rows run: {', '.join(a.rows)}." if len(a.rows) < len(ROWS) else ""
     caption = (
         f"Command: `{command_line(argv)}`; CPU, {torch.get_num_threads()} thread(s), {time.time() - t0:.0f} s. "
         f"MNIST test images; `base` is the seeded draw of `defbench paper run mimicgan-table2 --n {a.n}` (seed "
         f"{a.seed}), `share` the same with its last other-class images replaced by left-out ones, up to "
         f"{a.share:.0%} of {a.n}{not_run}. GANs gan-mnist-{a.preset}-{gan_tag(1.0, a.gan_seed, 0)[:-1]}K (class K left "
-        f"out).{f' Both rows with `{a.options}`.' if a.options else ''} Score: ‖x − G(z*)‖₂ of one purification "
+        f"out).{rows_run}"
+        f"{f' Both rows with `{a.options}`.' if a.options else ''} Score: ‖x − G(z*)‖₂ of one purification "
         "at the paper run's seed; AUC with the "
         "left-out class positive, Hanley–McNeil interval. Last column: the largest change of an image's score "
         "between the two batches, over the images in both."
     )
-    return emit([caption, "", *markdown(lines, header)], a.out)
+    out = [caption, "", *markdown(lines, header)]
+    if ends:
+        end_header = ["left out", "row", "batch", "f̂ conv path alive", "f̂ shortcut"]
+        out += ["", "The learned f̂ at the end of each purification:", "", *markdown(ends, end_header)]
+    return emit(out, a.out)
 
 
 if __name__ == "__main__":

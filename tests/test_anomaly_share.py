@@ -211,3 +211,48 @@ def test_summarize_compares_gan_seeds_class_by_class(sh, tmp_path):
         "base, f̂ = I, GAN seed 1 − seed 0 over the 2 classes both hold: the mean moves by -0.100; a class by 0.200 "
         "on average, at most 0.300 (class 0); per class 0: -0.30, 2: +0.10" in text
     )
+
+
+def test_rows_runs_one_row_and_the_end_state_table_reads_the_learned_surrogate(sh, tmp_path, monkeypatch, random_gan):
+    """--rows MimicGAN builds and scores that row alone; the table after the AUCs gives the learned f̂ at the end
+    of each purification (its conv path's live share; W, or the spatial transformer's distance from I), read
+    from the defense's last projection, and stays out of read_tables' rows."""
+    import torch
+
+    from defbench.datasets import ImageData
+    from defbench.defenses.gan_prior import PAPER_CONFIGS, GANPriorDefense
+    from defbench.harness import data, models
+
+    images = (torch.rand(40, 1, 28, 28, generator=torch.Generator().manual_seed(0)) * 255).to(torch.uint8)
+    monkeypatch.setattr(
+        data, "load_dataset", lambda *a, **k: ImageData("mnist", "test", torch.arange(40) % 4, "test", images=images)
+    )
+    G, D = random_gan
+    small = PAPER_CONFIGS["mimicgan"].with_(outer_iters=1, surrogate_steps=3, latent_steps=1, lambda_adv=0.0)
+    names = []
+
+    def build(name, *a, **k):
+        names.append(name)
+        arch = "mimicgan2" if "surrogate_arch=mimicgan2" in name else "mimicgan1"
+        kind = "identity" if "surrogate=identity" in name else "mimic"
+        cfg = small.with_(surrogate_arch=arch, surrogate=kind)
+        return GANPriorDefense("mimicgan", G, D, cfg=cfg, shape=(1, 28, 28))
+
+    monkeypatch.setattr(models, "build_defense", build)
+    out = tmp_path / "t.md"
+    args = ["--classes", "1", "--n", "10", "--batches", "base", "--rows", "MimicGAN"]
+    assert sh.main(args + ["--options", "surrogate_arch=mimicgan2", "--out", str(out)]) == 0
+    assert names == ["mimicgan[gan=no1,latent_steps=75,surrogate_steps=25,surrogate_arch=mimicgan2]"]
+    text = out.read_text()
+    assert "Rows run: MimicGAN." in text
+    assert set(sh.read_tables([str(out)])) == {(0, 1, "MimicGAN", "base")}  # the end-state rows are not AUC rows
+    end = [r for r in text.splitlines() if r.startswith("| 1 ") and "max abs(A − I)" in r]
+    assert len(end) == 1 and "%" in end[0]
+    assert sh.main(["--classes", "1", "--n", "10", "--batches", "base", "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "Rows run" not in text
+    assert len([r for r in text.splitlines() if r.startswith("| 1 ") and "| W " in r]) == 1  # MimicGAN's row only
+    d = build("mimicgan[surrogate=identity]")
+    assert sh.surrogate_end(d) is None  # nothing purified yet
+    d.purify(torch.rand(2, 1, 28, 28), seed=0)
+    assert sh.surrogate_end(d) is None  # f̂ = I learns nothing
