@@ -139,6 +139,16 @@ class Encoder(nn.Module):
         return self.fc(self.conv(x * 2 - 1).flatten(1))
 
 
+@torch.no_grad()
+def seeded_conv_init_(generator: torch.Generator, *convs: nn.Conv2d) -> None:
+    """Draw 5x5 convolutions' weights and biases uniformly in ±1/√(in_channels·25), PyTorch's default range, from
+    ``generator`` instead of the global RNG."""
+    for conv in convs:
+        bound = 1 / (conv.in_channels * 25) ** 0.5
+        conv.weight.copy_(torch.rand(conv.weight.shape, generator=generator) * 2 * bound - bound)
+        conv.bias.copy_(torch.rand(conv.bias.shape, generator=generator) * 2 * bound - bound)
+
+
 #: activations after the surrogate's second conv: Table 5's ReLU, or MimicGAN-1 §4.1's TanH
 SURROGATE_ACTIVATIONS = ("relu", "tanh")
 
@@ -167,11 +177,7 @@ class MimicSurrogate(nn.Module):
         self.mask = nn.Parameter(torch.randn(1, channels, size, size, generator=generator) * 1e-2)
         self.w = nn.Parameter(torch.ones(()))
         if generator is not None:  # reproducible init independent of the global RNG
-            for conv in (self.conv1, self.conv2):
-                bound = 1 / (conv.in_channels * 25) ** 0.5
-                with torch.no_grad():
-                    conv.weight.copy_(torch.rand(conv.weight.shape, generator=generator) * 2 * bound - bound)
-                    conv.bias.copy_(torch.rand(conv.bias.shape, generator=generator) * 2 * bound - bound)
+            seeded_conv_init_(generator, self.conv1, self.conv2)
 
     def _pre(self, x: torch.Tensor) -> torch.Tensor:
         """The conv path before its last activation: conv2(ReLU(conv1(x)))."""
@@ -248,11 +254,7 @@ class SpatialMimicSurrogate(MimicSurrogate):
         self.conv4 = nn.Conv2d(16, channels, 5, padding=2)
         self.conv2 = nn.Conv2d(16, 16, 5, padding=2)
         if generator is not None:  # the same uniform draw as Table 5's convs, for the added layers
-            for conv in (self.conv2, self.conv3, self.conv4):
-                bound = 1 / (conv.in_channels * 25) ** 0.5
-                with torch.no_grad():
-                    conv.weight.copy_(torch.rand(conv.weight.shape, generator=generator) * 2 * bound - bound)
-                    conv.bias.copy_(torch.rand(conv.bias.shape, generator=generator) * 2 * bound - bound)
+            seeded_conv_init_(generator, self.conv2, self.conv3, self.conv4)
         self.theta = nn.Parameter(torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]))
 
     def warp(self, x: torch.Tensor) -> torch.Tensor:
