@@ -121,22 +121,30 @@ def class_rows(k: int, idx: dict[str, np.ndarray], score: dict[tuple[str, str], 
 
 #: how a table's caption names its GANs: gan-mnist-<preset>-noK (seed 0) or gan-mnist-<preset>-sN-noK
 GAN_NAME = re.compile(r"GANs gan-mnist-[\w.]+?-(?:s(\d+)-)?noK")
+#: how a caption gives the --options its rows ran with
+OPTIONS = re.compile(r"(?:Both rows|The row) with `([^`]*)`")
+
+
+def row_label(row: str, options: str) -> str:
+    """A row's name in a summary: ``MimicGAN``, or ``MimicGAN [OPTIONS]`` for a run with --options."""
+    return f"{row} [{options}]" if options else row
 
 
 def read_tables(paths: list[str]) -> dict[tuple[int, int, str, str], float]:
     """AUC by (GAN seed, left-out class, row, batch) from tables this script wrote (several runs, one class or more
-    each; the seed from the caption's GAN name, 0 when it names none). Raises ValueError on a seed, class, row and
-    batch that two tables both hold."""
+    each; the seed from the caption's GAN name, 0 when it names none; a row run with --options is named
+    :func:`row_label`). Raises ValueError on a seed, class, row and batch that two tables both hold."""
     out: dict[tuple[int, int, str, str], float] = {}
     for path in paths:
         text = Path(path).read_text()
         m = GAN_NAME.search(text)
         seed = int(m.group(1)) if m and m.group(1) else 0
+        opts = OPTIONS.search(text)
         for line in text.splitlines():
             cells = [c.strip() for c in line.strip().strip("|").split("|")]
             if len(cells) != 7 or not cells[0].isdigit():
                 continue  # caption, header, rule
-            key = (seed, int(cells[0]), cells[1], cells[2])
+            key = (seed, int(cells[0]), row_label(cells[1], opts.group(1) if opts else ""), cells[2])
             if key in out:
                 raise ValueError(
                     f"GAN seed {seed}, class {key[1]}, {key[2]}, {key[3]} batch is in two tables (second: {path})"
@@ -145,11 +153,23 @@ def read_tables(paths: list[str]) -> dict[tuple[int, int, str, str], float]:
     return out
 
 
+def paired(row: str, other: str, d: np.ndarray) -> str:
+    """One line of a paired comparison over classes: ``d`` = row − other per class."""
+    from scipy.stats import wilcoxon
+
+    p = f"{wilcoxon(d).pvalue:.2g}" if len(d) > 1 and d.any() else "—"
+    return (
+        f"{row} − {other} {d.mean():+.3f} on average, {row} above on {(d > 0).sum()} of {len(d)} classes; "
+        f"paired Wilcoxon signed-rank p = {p}"
+    )
+
+
 def summary(aucs: dict[tuple[int, int, str, str], float]) -> list[str]:
     """Per GAN seed and batch: each row's mean ± std (ddof 1) over the classes, and MimicGAN − f̂ = I paired over
     the classes (mean, classes where MimicGAN is above, Wilcoxon signed-rank p); then that difference, share
     against base, where both batches were run. With several GAN seeds, each seed against the lowest, per row and
-    batch over the classes both hold: how far the mean over classes moves, and each class's change."""
+    batch over the classes both hold: how far the mean over classes moves, and each class's change. A row run with
+    --options (named ``ROW [OPTIONS]``) is set against MimicGAN and f̂ = I of the same seed and batch."""
     from scipy.stats import wilcoxon
 
     seeds = sorted({s for s, _, _, _ in aucs})
@@ -169,11 +189,16 @@ def summary(aucs: dict[tuple[int, int, str, str], float]) -> list[str]:
                 sd = f"{np.std(v, ddof=1):.3f}" if len(v) > 1 else "—"
                 lines.append(f"- {tag}{b}, {row}: mean {np.mean(v):.3f} ± {sd} over {len(v)} classes")
             diff[b] = np.array([aucs[(s, k, "MimicGAN", b)] - aucs[(s, k, "f̂ = I", b)] for k in classes])
-            p = f"{wilcoxon(diff[b]).pvalue:.2g}" if len(classes) > 1 and diff[b].any() else "—"
-            lines.append(
-                f"- {tag}{b}: MimicGAN − f̂ = I {diff[b].mean():+.3f} on average, MimicGAN above on "
-                f"{(diff[b] > 0).sum()} of {len(classes)} classes; paired Wilcoxon signed-rank p = {p}"
-            )
+            lines.append(f"- {tag}{b}: {paired('MimicGAN', 'f̂ = I', diff[b])}")
+            # rows run with --options: each against the rows of the spec, class by class
+            extra = sorted({r for s2, _, r, b2 in aucs if (s2, b2) == (s, b) and r not in ROWS})
+            for row in (r for r in extra if all((s, k, r, b) in aucs for k in classes)):
+                v = [aucs[(s, k, row, b)] for k in classes]
+                sd = f"{np.std(v, ddof=1):.3f}" if len(v) > 1 else "—"
+                lines.append(f"- {tag}{b}, {row}: mean {np.mean(v):.3f} ± {sd} over {len(v)} classes")
+                for other in reversed(list(ROWS)):
+                    d = np.array(v) - np.array([aucs[(s, k, other, b)] for k in classes])
+                    lines.append(f"- {tag}{b}: {paired(row, other, d)}")
         if len(diff) == 2:
             d = diff["share"] - diff["base"]
             p = f"{wilcoxon(d).pvalue:.2g}" if len(classes) > 1 and d.any() else "—"
@@ -271,13 +296,14 @@ def main(argv=None) -> int:
     header = ["left out", "row", "batch", "positives", "negatives", "AUC (95%)", "largest score change"]
     not_run = "" if "share" in a.batches else " (not run here)"
     rows_run = f" Rows run: {', '.join(a.rows)}." if len(a.rows) < len(ROWS) else ""
+    options = f" {'Both rows' if len(a.rows) > 1 else 'The row'} with `{a.options}`." if a.options else ""
     caption = (
         f"Command: `{command_line(argv)}`; CPU, {torch.get_num_threads()} thread(s), {time.time() - t0:.0f} s. "
         f"MNIST test images; `base` is the seeded draw of `defbench paper run mimicgan-table2 --n {a.n}` (seed "
         f"{a.seed}), `share` the same with its last other-class images replaced by left-out ones, up to "
         f"{a.share:.0%} of {a.n}{not_run}. GANs gan-mnist-{a.preset}-{gan_tag(1.0, a.gan_seed, 0)[:-1]}K (class K left "
-        f"out).{rows_run}"
-        f"{f' Both rows with `{a.options}`.' if a.options else ''} Score: ‖x − G(z*)‖₂ of one purification "
+        f"out).{rows_run}{options}"
+        " Score: ‖x − G(z*)‖₂ of one purification "
         "at the paper run's seed; AUC with the "
         "left-out class positive, Hanley–McNeil interval. Last column: the largest change of an image's score "
         "between the two batches, over the images in both."

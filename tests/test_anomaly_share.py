@@ -244,8 +244,8 @@ def test_rows_runs_one_row_and_the_end_state_table_reads_the_learned_surrogate(s
     assert sh.main(args + ["--options", "surrogate_arch=mimicgan2", "--out", str(out)]) == 0
     assert names == ["mimicgan[gan=no1,latent_steps=75,surrogate_steps=25,surrogate_arch=mimicgan2]"]
     text = out.read_text()
-    assert "Rows run: MimicGAN." in text
-    assert set(sh.read_tables([str(out)])) == {(0, 1, "MimicGAN", "base")}  # the end-state rows are not AUC rows
+    assert "Rows run: MimicGAN. The row with `surrogate_arch=mimicgan2`." in text
+    assert set(sh.read_tables([str(out)])) == {(0, 1, "MimicGAN [surrogate_arch=mimicgan2]", "base")}  # no end rows
     end = [r for r in text.splitlines() if r.startswith("| 1 ") and "max abs(A − I)" in r]
     assert len(end) == 1 and "%" in end[0]
     assert sh.main(["--classes", "1", "--n", "10", "--batches", "base", "--out", str(out)]) == 0
@@ -256,3 +256,24 @@ def test_rows_runs_one_row_and_the_end_state_table_reads_the_learned_surrogate(s
     assert sh.surrogate_end(d) is None  # nothing purified yet
     d.purify(torch.rand(2, 1, 28, 28), seed=0)
     assert sh.surrogate_end(d) is None  # f̂ = I learns nothing
+
+
+def test_summarize_sets_a_row_run_with_options_against_the_spec_rows(sh, tmp_path):
+    header = ["left out", "r", "b", "p", "n", "a", "c"]
+    spec = {0: (0.8, 0.9), 1: (0.1, 0.2), 2: (0.6, 0.5)}  # class: (f̂ = I, MimicGAN)
+    other = {0: 0.95, 1: 0.1, 2: 0.7}  # MimicGAN with the option
+    lines = [[k, row, "base", 8, 92, f"{v:.3f}", "—"] for k, vs in spec.items() for row, v in zip(sh.ROWS, vs)]
+    a, b = tmp_path / "a.md", tmp_path / "b.md"
+    a.write_text("Command: x. GANs gan-mnist-paper-noK (class K left out).\n\n" + "\n".join(sh.markdown(lines, header)))
+    lines = [[k, "MimicGAN", "base", 8, 92, f"{v:.3f}", "—"] for k, v in other.items()]
+    caption = "Command: x. GANs gan-mnist-paper-noK (class K left out). Rows run: MimicGAN. The row with `arch=2`."
+    b.write_text(caption + "\n\n" + "\n".join(sh.markdown(lines, header)))
+    got = sh.read_tables([str(a), str(b)])  # the same seed, classes, row and batch: told apart by the option
+    assert got[(0, 0, "MimicGAN [arch=2]", "base")] == 0.95 and got[(0, 0, "MimicGAN", "base")] == 0.9
+    text = "\n".join(sh.summary(got))
+    assert "base: MimicGAN − f̂ = I +0.033 on average, MimicGAN above on 2 of 3 classes" in text
+    assert "base, MimicGAN [arch=2]: mean 0.583 ± 0.437 over 3 classes" in text
+    assert "base: MimicGAN [arch=2] − MimicGAN +0.050 on average, MimicGAN [arch=2] above on 2 of 3 classes" in text
+    assert "base: MimicGAN [arch=2] − f̂ = I +0.083 on average, MimicGAN [arch=2] above on 2 of 3 classes" in text
+    b.write_text(caption.replace("The row with", "Both rows with") + "\n\n" + "\n".join(sh.markdown(lines, header)))
+    assert (0, 1, "MimicGAN [arch=2]", "base") in sh.read_tables([str(b)])  # the caption of two rows reads alike
