@@ -5,7 +5,9 @@ every projection, `mimicgan_corruption_sweep.py`'s "conv path live %" column), a
 This script purifies one batch (the seeded evaluation images, as the sweep) and records after every step of
 Alg. 1 — T × (T1 surrogate steps, then T2 latent steps) — on the *clean* images (a fixed probe: the projections
 move) the live share of the conv path, W, conv2's bias and the conv path's size beside the shortcut (mean
-|f̂(x) − W·x| over mean |W·x|), so the table shows when the path dies and whether it comes back. ``--corruption``
+|f̂(x) − W·x| over mean |W·x|), so the table shows when the path dies and whether it comes back. For MimicGAN-2's
+surrogate (``surrogate_arch=mimicgan2``) the shortcut is the spatial transformer's A(x): its columns are then
+max |A − I|, conv4's bias and mean |f̂(x) − A(x)| over mean |A(x)|. ``--corruption``
 also takes a gray-box attack on the paper classifier (``fgsm:eps=0.15:labels=predicted``, Fig. 5(b)'s reading) or
 ``clean`` (the images themselves).
 
@@ -36,25 +38,35 @@ def trace(defense, xc: torch.Tensor, probe: torch.Tensor, seed: int) -> list[dic
     made, records = [], []
     probe = surrogate_input(probe, defense.cfg)
 
-    class Watched(projection.MimicSurrogate):
-        def __init__(self, *a, **k):
-            super().__init__(*a, **k)
-            made.append(self)
+    def watched(base):
+        class Watched(base):
+            def __init__(self, *a, **k):
+                super().__init__(*a, **k)
+                made.append(self)
+
+        return Watched
 
     def record():
         if not made:
             return
         f = made[-1]
         records.append(
-            {"live": f.open_share(probe), "w": f.w.item(), "bias": f.conv2.bias.item(), "conv": conv_share(f, probe)}
+            {
+                "live": f.open_share(probe),
+                "w": passthrough(f),
+                "bias": last_conv(f).bias.item(),
+                "conv": conv_share(f, probe),
+            }
         )
 
-    saved = projection.MimicSurrogate, projection.progress_step
-    projection.MimicSurrogate, projection.progress_step = Watched, record
+    saved = projection.MimicSurrogate, projection.SpatialMimicSurrogate, projection.progress_step
+    projection.MimicSurrogate = watched(saved[0])
+    projection.SpatialMimicSurrogate = watched(saved[1])
+    projection.progress_step = record
     try:
         defense.purify(xc, seed=seed)
     finally:
-        projection.MimicSurrogate, projection.progress_step = saved
+        projection.MimicSurrogate, projection.SpatialMimicSurrogate, projection.progress_step = saved
     if not made:
         raise SystemExit(f"{defense.name}: no learned surrogate to trace")
     return records
@@ -104,15 +116,32 @@ def main(argv=None) -> int:
         f"the first step the conv path is live on {100 * start_live(defense, x, args.purify_seed):.1f}% of the probe.",
         "",
     ]
-    header = ["step", "updates", "conv path live % (clean probe)", "W", "conv2 bias", "conv path / W·x"]
+    spatial = cfg.surrogate_arch == "mimicgan2"
+    header = ["step", "updates", "conv path live % (clean probe)", "max abs(A − I)" if spatial else "W"]
+    header += ["conv4 bias", "conv path / A(x)"] if spatial else ["conv2 bias", "conv path / W·x"]
     lines += markdown(body, header)
     return write_table(lines, args.out)
 
 
+def passthrough(f) -> float:
+    """The state of f̂'s shortcut: W for MimicGAN-1's surrogate, max |A − I| of the spatial transformer's affine map
+    for MimicGAN-2's."""
+    if hasattr(f, "theta"):
+        eye = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], device=f.theta.device)
+        return (f.theta.detach() - eye).abs().max().item()
+    return f.w.item()
+
+
+def last_conv(f) -> torch.nn.Conv2d:
+    """The convolution before f̂'s last activation: conv2 (MimicGAN-1's surrogate) or conv4 (MimicGAN-2's)."""
+    return f.conv4 if hasattr(f, "conv4") else f.conv2
+
+
 @torch.no_grad()
 def conv_share(f, probe: torch.Tensor) -> float:
-    """Size of f̂'s conv path beside its shortcut on ``probe``: mean |f̂(x) − W·x| / mean |W·x| (0 when closed)."""
-    shortcut = f.w * probe
+    """Size of f̂'s conv path beside its shortcut on ``probe``: mean |f̂(x) − s| / mean |s| (0 when closed), with
+    the shortcut s = W·x (MimicGAN-1's surrogate) or A(x) (MimicGAN-2's)."""
+    shortcut = f.warp(probe) if hasattr(f, "theta") else f.w * probe
     return ((f(probe) - shortcut).abs().mean() / shortcut.abs().mean().clamp_min(1e-12)).item()
 
 

@@ -57,3 +57,20 @@ def test_trace_refuses_a_defense_without_a_learned_surrogate(tracer, random_gan,
             x[:2],
             seed=0,
         )
+
+
+def test_trace_follows_the_spatial_surrogate(tracer, random_gan, fmnist_images):
+    """surrogate_arch=mimicgan2: the trace watches MimicGAN-2's surrogate too, its shortcut state being the affine
+    map's distance from the identity (0 at the start, moving once f̂ learns) and its conv path measured beside
+    A(x)."""
+    G, D = random_gan
+    x, _ = fmnist_images
+    hooks = projection.MimicSurrogate, projection.SpatialMimicSurrogate, projection.progress_step
+    frozen = tracer.trace(_mimic(G, D, surrogate_lr=0.0, surrogate_arch="mimicgan2"), x[:8], x[:8], seed=0)
+    assert (projection.MimicSurrogate, projection.SpatialMimicSurrogate, projection.progress_step) == hooks
+    assert len(frozen) == 2 * (3 + 2) and all(r["w"] == 0.0 for r in frozen)  # γs = 0: A stays I
+    moving = tracer.trace(_mimic(G, D, surrogate_arch="mimicgan2"), x[:8], x[:8], seed=0)
+    assert moving[0]["w"] > 0 and moving[-1]["w"] != moving[0]["w"]
+    f = projection.SpatialMimicSurrogate(1, 28, generator=torch.Generator().manual_seed(0)).make_identity()
+    assert tracer.conv_share(f, x[:8]) == pytest.approx(0.0, abs=1e-6)  # mask 0: f̂ = A(x), nothing beside it
+    assert tracer.last_conv(f) is f.conv4 and tracer.passthrough(f) == 0.0
