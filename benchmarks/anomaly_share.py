@@ -169,7 +169,8 @@ def summary(aucs: dict[tuple[int, int, str, str], float]) -> list[str]:
     the classes (mean, classes where MimicGAN is above, Wilcoxon signed-rank p); then that difference, share
     against base, where both batches were run. With several GAN seeds, each seed against the lowest, per row and
     batch over the classes both hold: how far the mean over classes moves, and each class's change. A row run with
-    --options (named ``ROW [OPTIONS]``) is set against MimicGAN and f̂ = I of the same seed and batch."""
+    --options (named ``ROW [OPTIONS]``) is set against MimicGAN and f̂ = I of the same seed and batch, and against the
+    option rows named before it."""
     from scipy.stats import wilcoxon
 
     seeds = sorted({s for s, _, _, _ in aucs})
@@ -192,11 +193,12 @@ def summary(aucs: dict[tuple[int, int, str, str], float]) -> list[str]:
             lines.append(f"- {tag}{b}: {paired('MimicGAN', 'f̂ = I', diff[b])}")
             # rows run with --options: each against the rows of the spec, class by class
             extra = sorted({r for s2, _, r, b2 in aucs if (s2, b2) == (s, b) and r not in ROWS})
-            for row in (r for r in extra if all((s, k, r, b) in aucs for k in classes)):
+            extra = [r for r in extra if all((s, k, r, b) in aucs for k in classes)]
+            for i, row in enumerate(extra):
                 v = [aucs[(s, k, row, b)] for k in classes]
                 sd = f"{np.std(v, ddof=1):.3f}" if len(v) > 1 else "—"
                 lines.append(f"- {tag}{b}, {row}: mean {np.mean(v):.3f} ± {sd} over {len(v)} classes")
-                for other in reversed(list(ROWS)):
+                for other in [*reversed(list(ROWS)), *extra[:i]]:  # the spec's rows, then the option rows before it
                     d = np.array(v) - np.array([aucs[(s, k, other, b)] for k in classes])
                     lines.append(f"- {tag}{b}: {paired(row, other, d)}")
         if len(diff) == 2:

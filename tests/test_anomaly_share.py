@@ -275,5 +275,11 @@ def test_summarize_sets_a_row_run_with_options_against_the_spec_rows(sh, tmp_pat
     assert "base, MimicGAN [arch=2]: mean 0.583 ± 0.437 over 3 classes" in text
     assert "base: MimicGAN [arch=2] − MimicGAN +0.050 on average, MimicGAN [arch=2] above on 2 of 3 classes" in text
     assert "base: MimicGAN [arch=2] − f̂ = I +0.083 on average, MimicGAN [arch=2] above on 2 of 3 classes" in text
+    c = tmp_path / "c.md"
+    lines = [[k, "MimicGAN", "base", 8, 92, f"{v - 0.1:.3f}", "—"] for k, v in other.items()]
+    c.write_text(caption.replace("arch=2", "arch=3") + "\n\n" + "\n".join(sh.markdown(lines, header)))
+    text = "\n".join(sh.summary(sh.read_tables([str(a), str(b), str(c)])))
+    assert "base: MimicGAN [arch=3] − MimicGAN [arch=2] -0.100 on average, MimicGAN [arch=3] above on 0 of 3" in text
+    assert "MimicGAN [arch=2] − MimicGAN [arch=3]" not in text  # each pair once
     b.write_text(caption.replace("The row with", "Both rows with") + "\n\n" + "\n".join(sh.markdown(lines, header)))
     assert (0, 1, "MimicGAN [arch=2]", "base") in sh.read_tables([str(b)])  # the caption of two rows reads alike
