@@ -298,6 +298,8 @@ def _mimicgan_table2() -> PaperTable:
             "Deviation: the paper trains each GAN on 80% of the normal training data and tests on the other "
             "20% plus the whole left-out class; we train on every training image of the 9 classes and test on "
             "n random MNIST test images (about 10% of them from the left-out class).",
+            "The surrogate is MimicGAN-1's Table 5 network; MimicGAN-2's own (§3.1.1, Fig. 3: a spatial transformer "
+            "in front), mimicgan[surrogate_arch=mimicgan2], lowers the MimicGAN row (docs/RESULTS.md).",
         ),
     )
 
