@@ -126,10 +126,7 @@ def main(argv=None) -> int:
 def passthrough(f) -> float:
     """The state of f̂'s shortcut: W for MimicGAN-1's surrogate, max |A − I| of the spatial transformer's affine map
     for MimicGAN-2's."""
-    if hasattr(f, "theta"):
-        eye = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], device=f.theta.device)
-        return (f.theta.detach() - eye).abs().max().item()
-    return f.w.item()
+    return f.offset() if hasattr(f, "theta") else f.w.item()
 
 
 def last_conv(f) -> torch.nn.Conv2d:

@@ -257,6 +257,11 @@ class SpatialMimicSurrogate(MimicSurrogate):
             seeded_conv_init_(generator, self.conv2, self.conv3, self.conv4)
         self.theta = nn.Parameter(torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]))
 
+    @torch.no_grad()
+    def offset(self) -> float:
+        """max |A − I|: how far the affine map has moved from the identity (0 at the start)."""
+        return (self.theta - torch.eye(2, 3, device=self.theta.device)).abs().max().item()
+
     def warp(self, x: torch.Tensor) -> torch.Tensor:
         """A(x): the spatial transformer's affine resampling of the batch."""
         grid = nn.functional.affine_grid(self.theta.expand(x.shape[0], 2, 3), list(x.shape), align_corners=False)
