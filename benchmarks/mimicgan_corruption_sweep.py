@@ -57,7 +57,7 @@ def corruption(spec: str, dataset: str = "fmnist"):
 
 
 #: the columns of one purification's row, as :func:`_purified` returns them
-PURIFIED_COLUMNS = ("accuracy % (95% CI)", "W", "mean error", "f̂ scale", "conv path live %", "s")
+PURIFIED_COLUMNS = ("accuracy % (95% CI)", "W (or max abs(A − I))", "mean error", "f̂ scale", "conv path live %", "s")
 
 
 def surrogate_state(f, cfg, x_hat: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
@@ -67,7 +67,8 @@ def surrogate_state(f, cfg, x_hat: torch.Tensor, y: torch.Tensor) -> tuple[float
 
 
 def _purified(defense, xc: torch.Tensor, seed: int, clf, y: torch.Tensor) -> list[str]:
-    """One purification of the corrupted images: accuracy % (Wilson 95%), the surrogate's W, the mean
+    """One purification of the corrupted images: accuracy % (Wilson 95%), the surrogate's W (for MimicGAN-2's
+    surrogate, whose shortcut has no W: how far its affine map is from the identity, max |A − I|), the mean
     projection error, f̂'s output scale mean |f̂(x̂)| / mean |y|, the live share of its conv path, seconds."""
     t0 = time.perf_counter()
     x_hat = defense.purify(xc, seed=seed)
@@ -79,7 +80,7 @@ def _purified(defense, xc: torch.Tensor, seed: int, clf, y: torch.Tensor) -> lis
     scale, live = surrogate_state(proj.surrogate, defense.cfg, x_hat, xc)
     return [
         f"{100 * k / len(y):.1f} ({100 * lo:.1f}–{100 * hi:.1f})",
-        f"{proj.surrogate.w.item():.2f}",
+        f"{proj.surrogate.offset() if hasattr(proj.surrogate, 'theta') else proj.surrogate.w.item():.2f}",
         f"{proj.error.mean().item():.4f}",
         f"{scale:.2f}",
         f"{100 * live:.0f}",
