@@ -96,9 +96,7 @@ def surrogate_end(defense) -> list[str] | None:
         return None
     f = p.surrogate
     live = f"{f.open_share(surrogate_input(p.x_hat, defense.cfg)):.1%}"
-    if hasattr(f, "theta"):
-        return [live, f"max abs(A − I) {f.offset():.3f}"]
-    return [live, f"W {f.w.item():.3f}"]
+    return [live, f"{f.shortcut_name} {f.shortcut_state():.3f}"]
 
 
 def class_rows(k: int, idx: dict[str, np.ndarray], score: dict[tuple[str, str], np.ndarray], labels) -> list[list]:

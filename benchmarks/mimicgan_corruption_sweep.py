@@ -80,7 +80,7 @@ def _purified(defense, xc: torch.Tensor, seed: int, clf, y: torch.Tensor) -> lis
     scale, live = surrogate_state(proj.surrogate, defense.cfg, x_hat, xc)
     return [
         f"{100 * k / len(y):.1f} ({100 * lo:.1f}–{100 * hi:.1f})",
-        f"{proj.surrogate.offset() if hasattr(proj.surrogate, 'theta') else proj.surrogate.w.item():.2f}",
+        f"{proj.surrogate.shortcut_state():.2f}",
         f"{proj.error.mean().item():.4f}",
         f"{scale:.2f}",
         f"{100 * live:.0f}",

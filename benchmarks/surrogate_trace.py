@@ -53,8 +53,8 @@ def trace(defense, xc: torch.Tensor, probe: torch.Tensor, seed: int) -> list[dic
         records.append(
             {
                 "live": f.open_share(probe),
-                "w": passthrough(f),
-                "bias": last_conv(f).bias.item(),
+                "w": f.shortcut_state(),
+                "bias": f.last_conv.bias.item(),
                 "conv": conv_share(f, probe),
             }
         )
@@ -123,22 +123,11 @@ def main(argv=None) -> int:
     return write_table(lines, args.out)
 
 
-def passthrough(f) -> float:
-    """The state of f̂'s shortcut: W for MimicGAN-1's surrogate, max |A − I| of the spatial transformer's affine map
-    for MimicGAN-2's."""
-    return f.offset() if hasattr(f, "theta") else f.w.item()
-
-
-def last_conv(f) -> torch.nn.Conv2d:
-    """The convolution before f̂'s last activation: conv2 (MimicGAN-1's surrogate) or conv4 (MimicGAN-2's)."""
-    return f.conv4 if hasattr(f, "conv4") else f.conv2
-
-
 @torch.no_grad()
 def conv_share(f, probe: torch.Tensor) -> float:
     """Size of f̂'s conv path beside its shortcut on ``probe``: mean |f̂(x) − s| / mean |s| (0 when closed), with
     the shortcut s = W·x (MimicGAN-1's surrogate) or A(x) (MimicGAN-2's)."""
-    shortcut = f.warp(probe) if hasattr(f, "theta") else f.w * probe
+    shortcut = f.shortcut(probe)
     return ((f(probe) - shortcut).abs().mean() / shortcut.abs().mean().clamp_min(1e-12)).item()
 
 

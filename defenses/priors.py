@@ -179,14 +179,32 @@ class MimicSurrogate(nn.Module):
         if generator is not None:  # reproducible init independent of the global RNG
             seeded_conv_init_(generator, self.conv1, self.conv2)
 
+    #: what :meth:`shortcut_state` measures, as a table names it
+    shortcut_name = "W"
+
     def _pre(self, x: torch.Tensor) -> torch.Tensor:
         """The conv path before its last activation: conv2(ReLU(conv1(x)))."""
         return self.conv2(torch.relu(self.conv1(x)))
 
+    def _activate(self, pre: torch.Tensor) -> torch.Tensor:
+        """The conv path's last activation: ReLU, or TanH."""
+        return torch.tanh(pre) if self.activation == "tanh" else torch.relu(pre)
+
+    @property
+    def last_conv(self) -> nn.Conv2d:
+        """The convolution before the last activation."""
+        return self.conv2
+
+    def shortcut(self, x: torch.Tensor) -> torch.Tensor:
+        """The passthrough beside the masked conv path: W·x."""
+        return self.w * x
+
+    def shortcut_state(self) -> float:
+        """The passthrough's one learned number: the gain W (1 at the near-identity start)."""
+        return self.w.item()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pre = self._pre(x)
-        h = torch.tanh(pre) if self.activation == "tanh" else torch.relu(pre)
-        return h * self.mask + self.w * x
+        return self._activate(self._pre(x)) * self.mask + self.shortcut(x)
 
     @torch.no_grad()
     def open_share(self, x: torch.Tensor) -> float:
@@ -257,10 +275,24 @@ class SpatialMimicSurrogate(MimicSurrogate):
             seeded_conv_init_(generator, self.conv2, self.conv3, self.conv4)
         self.theta = nn.Parameter(torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]))
 
+    shortcut_name = "max abs(A − I)"
+
     @torch.no_grad()
     def offset(self) -> float:
         """max |A − I|: how far the affine map has moved from the identity (0 at the start)."""
         return (self.theta - torch.eye(2, 3, device=self.theta.device)).abs().max().item()
+
+    @property
+    def last_conv(self) -> nn.Conv2d:
+        return self.conv4
+
+    def shortcut(self, x: torch.Tensor) -> torch.Tensor:
+        """The passthrough: A(x)."""
+        return self.warp(x)
+
+    def shortcut_state(self) -> float:
+        """max |A − I| (:meth:`offset`): the passthrough has no gain, its learned part is the affine map."""
+        return self.offset()
 
     def warp(self, x: torch.Tensor) -> torch.Tensor:
         """A(x): the spatial transformer's affine resampling of the batch."""
@@ -277,9 +309,8 @@ class SpatialMimicSurrogate(MimicSurrogate):
         return self._convs(self.warp(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s = self.warp(x)
-        pre = self._convs(s)
-        return (torch.tanh(pre) if self.activation == "tanh" else torch.relu(pre)) * self.mask + s
+        s = self.warp(x)  # once: the conv path and the passthrough both start from A(x)
+        return self._activate(self._convs(s)) * self.mask + s
 
     def randomize_(self, generator: torch.Generator) -> "SpatialMimicSurrogate":
         raise DefbenchError("the mimicgan2 surrogate starts near the identity only (surrogate_init=near-identity)")

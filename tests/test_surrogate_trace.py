@@ -73,4 +73,4 @@ def test_trace_follows_the_spatial_surrogate(tracer, random_gan, fmnist_images):
     assert moving[0]["w"] > 0 and moving[-1]["w"] != moving[0]["w"]
     f = projection.SpatialMimicSurrogate(1, 28, generator=torch.Generator().manual_seed(0)).make_identity()
     assert tracer.conv_share(f, x[:8]) == pytest.approx(0.0, abs=1e-6)  # mask 0: f̂ = A(x), nothing beside it
-    assert tracer.last_conv(f) is f.conv4 and tracer.passthrough(f) == 0.0
+    assert f.last_conv is f.conv4 and f.shortcut_state() == 0.0
