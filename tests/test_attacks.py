@@ -116,6 +116,7 @@ def test_corruptions_of_mimicgan_fig4b(fmnist_images):
     xg = get_attack("binarize", "fmnist", scope="batch", ties="black").corrupt(x)  # one median over the call
     assert torch.equal(xg, (x > x.flatten().quantile(0.5)).float())
     assert "scope" not in get_attack("binarize", "fmnist").config()["params"]  # the default keeps the stored key
+    assert get_attack("binarize", "fmnist", scope="batch").config()["params"]["scope"] == "batch"  # other: keyed
     with pytest.raises(DefbenchError, match="scope must be 'image' or 'batch'"):
         get_attack("binarize", "fmnist", scope="dataset")
     torch.manual_seed(0)
