@@ -177,6 +177,12 @@ def selection_split(n_train: int, recipe: GANRecipe, gen: torch.Generator) -> tu
     return perm[: recipe.eval_images].sort().values, rest[: max(1, int(len(rest) * recipe.subset_fraction))]
 
 
+def training_split(n_train: int, recipe: GANRecipe, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The (validation, training) indices :func:`train_gan` uses for ``seed``, without training: the split is
+    the first draw of the run's generator (tests/test_training.py checks the two agree)."""
+    return selection_split(n_train, recipe, torch.Generator().manual_seed(seed))
+
+
 def train_gan(
     dataset: str,
     train: ImageData,

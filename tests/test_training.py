@@ -99,6 +99,11 @@ def test_gan_training_records_its_validation_slice(fmnist, tiny_classifier):
     val = metrics["selection"]["validation_images"]
     assert metrics["selection"]["split"] == "train" and len(val) == 10
     assert metrics["train_images"] == len(train) - 10
+    # the split a reader can compute without training is the one the run used
+    from defbench.defenses.train_prior import training_split
+
+    assert training_split(len(train), recipe, 0)[0].tolist() == val
+    assert training_split(len(train), recipe, 1)[0].tolist() != val
 
 
 def test_mode_seeking_penalty_is_large_for_a_collapsed_generator():

@@ -1,0 +1,28 @@
+"""benchmarks/subset_classes.py: the images per class a GAN recipe trains on."""
+
+from __future__ import annotations
+
+import torch
+from conftest import import_benchmark, md_rows
+
+
+def test_counts_and_balanced_weights_by_hand():
+    sc = import_benchmark("subset_classes")
+    labels = torch.tensor([0, 0, 0, 1, 2, 2, 1, 0])
+    counts = sc.class_counts(labels, torch.tensor([0, 1, 3, 4, 5]), classes=3)
+    assert counts.tolist() == [2, 1, 2]
+    assert torch.allclose(sc.balanced_weights(counts), torch.tensor([5 / 6, 5 / 3, 5 / 6]))
+
+
+def test_table_counts_the_split_train_gan_uses(fmnist, tmp_path):
+    """Every column sums to the images the recipe trains on (the split less its validation slice, times the
+    fraction), and a column is the seed's own split: seeds 1 and 2 at 0.8 count different images."""
+    sc = import_benchmark("subset_classes")
+    out = tmp_path / "t.md"
+    assert sc.main(["--seeds", "1", "2", "--fractions", "0.8", "0.8", "--out", str(out)]) == 0
+    rows = md_rows(out.read_text())
+    cells = [[int(c.split()[0]) for c in r[1:]] for r in rows[1:11]]
+    n = len(fmnist[0])
+    expected = int((n - 100) * 0.8)
+    assert [sum(col) for col in zip(*cells, strict=True)] == [expected, expected]
+    assert [r[0] for r in cells] != [r[1] for r in cells]
