@@ -122,9 +122,33 @@ GAN_NAME = re.compile(r"GANs gan-mnist-[\w.]+?-(?:s(\d+)-)?noK")
 OPTIONS = re.compile(r"(?:Both rows|The row) with `([^`]*)`")
 
 
-def row_label(row: str, options: str) -> str:
-    """A row's name in a summary: ``MimicGAN``, or ``MimicGAN [OPTIONS]`` for a run with --options."""
-    return f"{row} [{options}]" if options else row
+#: how a caption gives the GANs' recipe where it is not the preset's (e.g. more epochs)
+GAN_RECIPE = re.compile(r"GANs trained with `([^`]*)`")
+
+
+def row_label(row: str, options: str, gan_changes: str = "") -> str:
+    """A row's name in a summary: ``MimicGAN``, ``MimicGAN [OPTIONS]`` for a run with --options, and ``MimicGAN [GAN
+    epochs=4]`` (before any options, ``; ``-separated) for a run on GANs trained other than the preset says."""
+    parts = [f"GAN {gan_changes}" if gan_changes else "", options]
+    label = "; ".join(p for p in parts if p)
+    return f"{row} [{label}]" if label else row
+
+
+def gan_provenance(classes: list[int], preset: str, gan_seed: int) -> tuple[str, str]:
+    """(the GANs' recipe changes against the preset as ``field=value[,...]``, '' when trained as it says; the kept
+    epoch of each, ``K: kept/trained``) from the zoo's manifests of ``gan-mnist-<preset>-[sN-]noK``."""
+    from defbench.defenses.train_prior import gan_recipe
+    from defbench.harness import zoo
+    from defbench.harness.models import recipe_changes
+
+    changes, kept = {}, []
+    for k in classes:
+        m = zoo.manifest_or_none(zoo.model_id("gan", "mnist", preset, zoo.gan_tag(1.0, gan_seed, k))) or {}
+        for field, (trained, _) in recipe_changes(m, gan_recipe("mnist", preset)).items():
+            changes.setdefault(field, set()).add(trained)
+        metrics = m.get("metrics") or {}
+        kept.append(f"{k}: {metrics.get('best_epoch', '?')}/{metrics.get('epochs_done', '?')}")
+    return ",".join(f"{f}={'|'.join(map(str, sorted(v)))}" for f, v in changes.items()), ", ".join(kept)
 
 
 def read_tables(paths: list[str]) -> dict[tuple[int, int, str, str], float]:
@@ -137,17 +161,24 @@ def read_tables(paths: list[str]) -> dict[tuple[int, int, str, str], float]:
         m = GAN_NAME.search(text)
         seed = int(m.group(1)) if m and m.group(1) else 0
         opts = OPTIONS.search(text)
+        recipe = GAN_RECIPE.search(text)
         for line in text.splitlines():
             cells = [c.strip() for c in line.strip().strip("|").split("|")]
             if len(cells) != 7 or not cells[0].isdigit():
                 continue  # caption, header, rule
-            key = (seed, int(cells[0]), row_label(cells[1], opts.group(1) if opts else ""), cells[2])
+            label = row_label(cells[1], opts.group(1) if opts else "", recipe.group(1) if recipe else "")
+            key = (seed, int(cells[0]), label, cells[2])
             if key in out:
                 raise ValueError(
                     f"GAN seed {seed}, class {key[1]}, {key[2]}, {key[3]} batch is in two tables (second: {path})"
                 )
             out[key] = float(cells[5].split()[0])
     return out
+
+
+def held_text(classes: list[int]) -> str:
+    """``classes 1, 4, 7`` (or ``all 10``) for a summary line."""
+    return "all 10" if list(classes) == list(range(10)) else "classes " + ", ".join(map(str, classes))
 
 
 def paired(row: str, other: str, d: np.ndarray) -> str:
@@ -190,14 +221,18 @@ def summary(aucs: dict[tuple[int, int, str, str], float]) -> list[str]:
             lines.append(f"- {tag}{b}: {paired('MimicGAN', 'f̂ = I', diff[b])}")
             # rows run with --options: each against the rows of the spec, class by class
             extra = sorted({r for s2, _, r, b2 in aucs if (s2, b2) == (s, b) and r not in ROWS})
-            extra = [r for r in extra if all((s, k, r, b) in aucs for k in classes)]
-            for i, row in enumerate(extra):
-                v = [aucs[(s, k, row, b)] for k in classes]
+            for i, row in enumerate(extra):  # each over the classes it holds (a run of some classes only)
+                held = [k for k in classes if (s, k, row, b) in aucs]
+                v = [aucs[(s, k, row, b)] for k in held]
                 sd = f"{np.std(v, ddof=1):.3f}" if len(v) > 1 else "—"
-                lines.append(f"- {tag}{b}, {row}: mean {np.mean(v):.3f} ± {sd} over {len(v)} classes")
+                lines.append(
+                    f"- {tag}{b}, {row}: mean {np.mean(v):.3f} ± {sd} over {len(v)} classes ({held_text(held)})"
+                )
                 for other in [*reversed(list(ROWS)), *extra[:i]]:  # the spec's rows, then the option rows before it
-                    d = np.array(v) - np.array([aucs[(s, k, other, b)] for k in classes])
-                    lines.append(f"- {tag}{b}: {paired(row, other, d)}")
+                    common = [k for k in held if (s, k, other, b) in aucs]
+                    if common:
+                        d = np.array([aucs[(s, k, row, b)] - aucs[(s, k, other, b)] for k in common])
+                        lines.append(f"- {tag}{b}: {paired(row, other, d)}")
         if len(diff) == 2:
             d = diff["share"] - diff["base"]
             p = f"{wilcoxon(d).pvalue:.2g}" if len(classes) > 1 and d.any() else "—"
@@ -263,6 +298,7 @@ def main(argv=None) -> int:
     from defbench.harness.zoo import gan_tag
 
     root = data_root()
+    gan_changes, kept = gan_provenance(a.classes, a.preset, a.gan_seed)
     test = load_dataset("mnist", "test", root)
     labels = np.asarray(test.labels)
     base = np.asarray(test.eval_indices(a.n, a.seed))
@@ -301,7 +337,8 @@ def main(argv=None) -> int:
         f"MNIST test images; `base` is the seeded draw of `defbench paper run mimicgan-table2 --n {a.n}` (seed "
         f"{a.seed}), `share` the same with its last other-class images replaced by left-out ones, up to "
         f"{a.share:.0%} of {a.n}{not_run}. GANs gan-mnist-{a.preset}-{gan_tag(1.0, a.gan_seed, 0)[:-1]}K (class K left "
-        f"out).{rows_run}{options}"
+        f"out{'; GANs trained with `' + gan_changes + '` (the preset otherwise)' if gan_changes else ''}; kept "
+        f"epoch / epochs trained: {kept}).{rows_run}{options}"
         " Score: ‖x − G(z*)‖₂ of one purification "
         "at the paper run's seed; AUC with the "
         "left-out class positive, Hanley–McNeil interval. Last column: the largest change of an image's score "

@@ -250,19 +250,25 @@ def unfinished(manifest: dict) -> str | None:
     return f"{done} of {planned} epochs done" + (f", epoch {best} kept" if best is not None else "")
 
 
-def recipe_drift(manifest: dict, recipe) -> list[str]:
-    """Where a zoo model's recipe (its manifest's ``config``) differs from ``recipe`` (the preset's today), as
-    ``'field: trained X, preset Y'``. A field the manifest lacks was trained at the field's default (options are
-    added off by default); a field without a default that the manifest lacks is not compared."""
+def recipe_changes(manifest: dict, recipe) -> dict[str, tuple]:
+    """Where a zoo model's recipe (its manifest's ``config``) differs from ``recipe`` (the preset's today):
+    ``{field: (trained, preset)}`` in the recipe's field order. A field the manifest lacks was trained at the
+    field's default (options are added off by default); a field without a default that the manifest lacks is not
+    compared."""
     config = manifest.get("config") or {}
-    out = []
+    out = {}
     for field in dataclasses.fields(recipe):
         default = field.default if field.default is not dataclasses.MISSING else None
         trained = config.get(field.name, default)
         wanted = getattr(recipe, field.name)
         if trained is not None and trained != wanted:
-            out.append(f"{field.name}: trained {trained!r}, preset {wanted!r}")
+            out[field.name] = (trained, wanted)
     return out
+
+
+def recipe_drift(manifest: dict, recipe) -> list[str]:
+    """:func:`recipe_changes` as ``'field: trained X, preset Y'`` lines (the zoo's warning)."""
+    return [f"{f}: trained {t!r}, preset {w!r}" for f, (t, w) in recipe_changes(manifest, recipe).items()]
 
 
 def build_encoder_model(

@@ -287,3 +287,51 @@ def test_summarize_sets_a_row_run_with_options_against_the_spec_rows(sh, tmp_pat
     assert "MimicGAN [arch=2] − MimicGAN [arch=3]" not in text  # each pair once
     b.write_text(caption.replace("The row with", "Both rows with") + "\n\n" + "\n".join(sh.markdown(lines, header)))
     assert (0, 1, "MimicGAN [arch=2]", "base") in sh.read_tables([str(b)])  # the caption of two rows reads alike
+
+
+def test_gan_provenance_names_a_recipe_other_than_the_presets(sh, isolated_home):
+    """A run on GANs trained for more epochs says so in its caption (read from the zoo's manifests), with the
+    epoch each kept; GANs trained as the preset says add nothing but their kept epochs."""
+    from conftest import save_gan, stand_in_gan
+
+    from defbench.harness import zoo
+
+    G, D = stand_in_gan("mnist")
+    for k in (1, 4):
+        mid = save_gan(G, D, "mnist", tag=f"no{k}", preset="paper")
+        manifest = zoo.manifest_or_none(mid)
+        assert sh.gan_provenance([k], "paper", 0)[0] == ""  # the preset's recipe: no label
+        manifest["config"]["epochs"] = 4
+        manifest["metrics"] = {"best_epoch": k - 1 if k > 1 else 4, "epochs_done": 4}
+        state, _ = zoo.load(mid)
+        zoo.save(mid, state, manifest)
+    assert sh.gan_provenance([1, 4], "paper", 0) == ("epochs=4", "1: 4/4, 4: 3/4")
+
+
+def test_summarize_tells_rows_on_other_gans_apart_and_pairs_the_classes_they_hold(sh, tmp_path):
+    """Tables on GANs trained other than the preset (caption: GANs trained with `epochs=4`) are rows of their own,
+    and such a run of some classes only is paired with the spec's rows over the classes both hold."""
+    header = ["left out", "r", "b", "p", "n", "a", "c"]
+    spec = {0: (0.8, 0.9), 1: (0.1, 0.2), 2: (0.6, 0.5)}  # class: (f̂ = I, MimicGAN), GANs as the preset says
+    a = tmp_path / "a.md"
+    lines = [[k, row, "base", 8, 92, f"{v:.3f}", "—"] for k, vs in spec.items() for row, v in zip(sh.ROWS, vs)]
+    a.write_text("Command: x. GANs gan-mnist-paper-noK (class K left out).\n\n" + "\n".join(sh.markdown(lines, header)))
+    longer = {1: (0.3, 0.6), 2: (0.7, 0.9)}  # classes 1 and 2 only, on GANs trained 4 epochs
+    b = tmp_path / "b.md"
+    lines = [[k, row, "base", 8, 92, f"{v:.3f}", "—"] for k, vs in longer.items() for row, v in zip(sh.ROWS, vs)]
+    caption = "Command: x. GANs gan-mnist-paper-noK (class K left out; GANs trained with `epochs=4` (the preset "
+    b.write_text(
+        caption
+        + "otherwise); kept epoch / epochs trained: 1: 4/4, 2: 2/4).\n\n"
+        + "\n".join(sh.markdown(lines, header))
+    )
+    got = sh.read_tables([str(a), str(b)])
+    assert got[(0, 1, "MimicGAN [GAN epochs=4]", "base")] == 0.6 and got[(0, 1, "MimicGAN", "base")] == 0.2
+    text = "\n".join(sh.summary(got))
+    assert "base: MimicGAN − f̂ = I +0.033 on average, MimicGAN above on 2 of 3 classes" in text  # the spec's, all 3
+    assert "base, f̂ = I [GAN epochs=4]: mean 0.500 ± 0.283 over 2 classes (classes 1, 2)" in text
+    assert "base: MimicGAN [GAN epochs=4] − MimicGAN +0.400 on average, MimicGAN [GAN epochs=4] above on 2 of 2" in text
+    assert "base: f̂ = I [GAN epochs=4] − MimicGAN [GAN epochs=4] -0.250 on average" in text  # within the longer GANs
+    opts = b.read_text().replace("2: 2/4).", "2: 2/4). Both rows with `arch=2`.")
+    b.write_text(opts)
+    assert (0, 1, "MimicGAN [GAN epochs=4; arch=2]", "base") in sh.read_tables([str(b)])
