@@ -20,7 +20,10 @@ batches (0 for a projection that treats each image on its own: the f̂ = I row's
 ``--gan-seed N`` runs the GANs of another training seed (``gan-mnist-<preset>-sN-noK``); ``--batches base``
 purifies the paper run's draw alone (half the time: what a GAN-seed comparison needs). ``--summarize`` reads the
 tables of several runs back and pairs the rows over their classes; tables of several GAN seeds (read from each
-table's caption) are summarised per seed, then each seed against the lowest one, class by class.
+table's caption) are summarised per seed, then each seed against the lowest one, class by class. A run on GANs
+trained other than the preset says (e.g. ``defbench train gan --dataset mnist --holdout-class K --epochs 4`` into
+another ``$DEFBENCH_HOME``) names their recipe in its caption, read from the zoo's manifests with the epoch each
+kept; ``--summarize`` gives its rows names of their own and pairs them over the classes the run holds.
 
     OMP_NUM_THREADS=1 python benchmarks/anomaly_share.py --classes 1 4 --out benchmarks/results/anomaly_share.md
     python benchmarks/anomaly_share.py --summarize a.md b.md
