@@ -179,6 +179,13 @@ def read_tables(paths: list[str]) -> dict[tuple[int, int, str, str], float]:
     return out
 
 
+def extra_order(label: str) -> tuple[str, int]:
+    """Rows run with options or on other GANs, grouped by their bracket and in ROWS' order inside it, so a pair of
+    one run reads ``MimicGAN [X] − f̂ = I [X]`` as the spec's rows do."""
+    row, _, bracket = label.partition(" [")
+    return bracket, list(ROWS).index(row) if row in ROWS else len(ROWS)
+
+
 def held_text(classes: list[int]) -> str:
     """``classes 1, 4, 7`` (or ``all 10``) for a summary line."""
     return "all 10" if list(classes) == list(range(10)) else "classes " + ", ".join(map(str, classes))
@@ -223,7 +230,7 @@ def summary(aucs: dict[tuple[int, int, str, str], float]) -> list[str]:
             diff[b] = np.array([aucs[(s, k, "MimicGAN", b)] - aucs[(s, k, "f̂ = I", b)] for k in classes])
             lines.append(f"- {tag}{b}: {paired('MimicGAN', 'f̂ = I', diff[b])}")
             # rows run with --options: each against the rows of the spec, class by class
-            extra = sorted({r for s2, _, r, b2 in aucs if (s2, b2) == (s, b) and r not in ROWS})
+            extra = sorted({r for s2, _, r, b2 in aucs if (s2, b2) == (s, b) and r not in ROWS}, key=extra_order)
             for i, row in enumerate(extra):  # each over the classes it holds (a run of some classes only)
                 held = [k for k in classes if (s, k, row, b) in aucs]
                 v = [aucs[(s, k, row, b)] for k in held]

@@ -331,7 +331,8 @@ def test_summarize_tells_rows_on_other_gans_apart_and_pairs_the_classes_they_hol
     assert "base: MimicGAN − f̂ = I +0.033 on average, MimicGAN above on 2 of 3 classes" in text  # the spec's, all 3
     assert "base, f̂ = I [GAN epochs=4]: mean 0.500 ± 0.283 over 2 classes (classes 1, 2)" in text
     assert "base: MimicGAN [GAN epochs=4] − MimicGAN +0.400 on average, MimicGAN [GAN epochs=4] above on 2 of 2" in text
-    assert "base: f̂ = I [GAN epochs=4] − MimicGAN [GAN epochs=4] -0.250 on average" in text  # within the longer GANs
+    assert "base: MimicGAN [GAN epochs=4] − f̂ = I [GAN epochs=4] +0.250 on average" in text  # within the longer GANs
+    assert "f̂ = I [GAN epochs=4] − MimicGAN [GAN epochs=4]" not in text
     opts = b.read_text().replace("2: 2/4).", "2: 2/4). Both rows with `arch=2`.")
     b.write_text(opts)
     assert (0, 1, "MimicGAN [GAN epochs=4; arch=2]", "base") in sh.read_tables([str(b)])
