@@ -289,10 +289,13 @@ def test_summarize_sets_a_row_run_with_options_against_the_spec_rows(sh, tmp_pat
     assert (0, 1, "MimicGAN [arch=2]", "base") in sh.read_tables([str(b)])  # the caption of two rows reads alike
 
 
-def test_gan_provenance_names_a_recipe_other_than_the_presets(sh, isolated_home):
+def test_gan_provenance_names_a_recipe_other_than_the_presets(sh, tmp_path, monkeypatch):
     """A run on GANs trained for more epochs says so in its caption (read from the zoo's manifests), with the
-    epoch each kept; GANs trained as the preset says add nothing but their kept epochs."""
+    epoch each kept; GANs trained as the preset says add nothing but their kept epochs. (A zoo of its own: the
+    session's zoo is read by the other tests' captions.)"""
     from conftest import save_gan, stand_in_gan
+
+    monkeypatch.setenv("DEFBENCH_HOME", str(tmp_path / "own-home"))
 
     from defbench.harness import zoo
 
