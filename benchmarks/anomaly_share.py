@@ -144,10 +144,10 @@ def gan_provenance(classes: list[int], preset: str, gan_seed: int) -> tuple[str,
     from defbench.harness import zoo
     from defbench.harness.models import recipe_changes
 
-    changes, kept = {}, []
+    recipe, changes, kept = gan_recipe("mnist", preset), {}, []
     for k in classes:
         m = zoo.manifest_or_none(zoo.model_id("gan", "mnist", preset, zoo.gan_tag(1.0, gan_seed, k))) or {}
-        for field, (trained, _) in recipe_changes(m, gan_recipe("mnist", preset)).items():
+        for field, (trained, _) in recipe_changes(m, recipe).items():
             changes.setdefault(field, set()).add(trained)
         metrics = m.get("metrics") or {}
         kept.append(f"{k}: {metrics.get('best_epoch', '?')}/{metrics.get('epochs_done', '?')}")

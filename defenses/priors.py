@@ -277,11 +277,6 @@ class SpatialMimicSurrogate(MimicSurrogate):
 
     shortcut_name = "max abs(A − I)"
 
-    @torch.no_grad()
-    def offset(self) -> float:
-        """max |A − I|: how far the affine map has moved from the identity (0 at the start)."""
-        return (self.theta - torch.eye(2, 3, device=self.theta.device)).abs().max().item()
-
     @property
     def last_conv(self) -> nn.Conv2d:
         return self.conv4
@@ -290,9 +285,11 @@ class SpatialMimicSurrogate(MimicSurrogate):
         """The passthrough: A(x)."""
         return self.warp(x)
 
+    @torch.no_grad()
     def shortcut_state(self) -> float:
-        """max |A − I| (:meth:`offset`): the passthrough has no gain, its learned part is the affine map."""
-        return self.offset()
+        """max |A − I|: the passthrough has no gain, its learned part is the affine map; how far that map has moved
+        from the identity (0 at the start)."""
+        return (self.theta - torch.eye(2, 3, device=self.theta.device)).abs().max().item()
 
     def warp(self, x: torch.Tensor) -> torch.Tensor:
         """A(x): the spatial transformer's affine resampling of the batch."""

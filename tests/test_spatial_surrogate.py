@@ -17,12 +17,12 @@ PIXEL = 2 / 28  # one pixel in the affine grid's normalised coordinates (align_c
 def test_starts_at_the_identity_and_its_affine_map_moves_the_image():
     x = torch.rand(3, 1, 28, 28, generator=torch.Generator().manual_seed(0))
     f = SpatialMimicSurrogate(1, 28, generator=torch.Generator().manual_seed(0))
-    assert torch.allclose(f.warp(x), x, atol=1e-5) and f.offset() == 0.0  # θ starts at the identity map
+    assert torch.allclose(f.warp(x), x, atol=1e-5) and f.shortcut_state() == 0.0  # θ starts at the identity map
     assert f.open_share(x) > 0  # the conv path starts open, so f̂ is not the identity yet
     assert torch.allclose(f.make_identity()(x), x, atol=1e-5)
     with torch.no_grad():
         f.theta[0, 2] = 2 * PIXEL  # sample two pixels to the right: the content moves two pixels left
-    assert f.offset() == pytest.approx(2 * PIXEL)
+    assert f.shortcut_state() == pytest.approx(2 * PIXEL)
     moved = f(x)
     assert torch.allclose(moved[..., :-2], x[..., 2:], atol=1e-5)
     assert moved[..., -2:].abs().max() < 1e-5  # zeros come in from outside the image
