@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 from conftest import import_benchmark
 
 from defbench.metrics import roc_auc
@@ -72,7 +73,39 @@ def test_misprojected_clean_images_pull_the_auc_down(ds):
     assert table["clean projection wrong"][3] == "0.000"  # 6.5-7.0 attacked below 8.0-9.0 clean
     assert float(table["all"][3].split()[0]) < 1.0
     assert table["clean projection wrong"][2] == "2 / 2"
-    assert table["all"][4].startswith("0.333 (")  # pixel: 3.0 above 2 of the 6 clean errors (1.0, 1.5)
+    assert table["all"][5].startswith("0.333 (")  # pixel: 3.0 above 2 of the 6 clean errors (1.0, 1.5)
+
+
+def test_all_images_column_sets_every_clean_against_every_attacked_image(ds):
+    clean, attacked = _rows()
+    table = {r[0]: r for r in ds.stratum_rows(clean, attacked)}
+    # 6 clean scores against 6 attacked ones, image 15's failed attack (0.5) included: 5 attacked scores above the 4
+    # small clean ones, none above the misprojected 8.0 and 9.0: 20 of 36 pairs ordered
+    assert table["all"][4].startswith(f"{roc_auc(clean['scores'], attacked['scores']):.3f} (")
+    assert roc_auc(clean["scores"], attacked["scores"]) == pytest.approx(20 / 36)
+    # the protocol drops image 15 (attack failed): a different number, so the two columns cannot be one
+    assert table["all"][3] != table["all"][4]
+
+
+def test_a_draw_stratum_is_the_prefix_draw_of_a_smaller_run(ds):
+    from defbench.datasets import ImageData
+
+    data = ImageData("tiny", "test", torch.arange(50) % 10, "test", images=torch.zeros(50, 1, 2, 2, dtype=torch.uint8))
+    big, small = (set(map(int, data.eval_indices(n, seed=3))) for n in (30, 10))
+    assert small < big and small != set(map(int, data.eval_indices(10, seed=4)))
+    clean, attacked = _rows()
+    keep = {11, 13, 15}
+    table = {r[0]: r for r in ds.stratum_rows(clean, attacked, {3: keep})}
+    assert table["the draw of --n 3"][1] == 3
+    sub_c, sub_a = ds.subset(clean, keep), ds.subset(attacked, keep)
+    assert table["the draw of --n 3"][4].startswith(f"{roc_auc(sub_c['scores'], sub_a['scores']):.3f}")
+    with pytest.raises(SystemExit, match="the draw of --n 2 has 1 images outside this run's 6"):
+        ds.strata(clean, {2: {11, 99}})
+
+
+def test_draws_need_the_dataset(ds):
+    with pytest.raises(SystemExit, match="--draws needs --dataset"):
+        ds.main(["--store", "s", "--defenses", "invgan", "--draws", "100"])
 
 
 def test_main_refuses_a_defense_without_its_cells_and_prints_with_them(ds, monkeypatch, capsys):
