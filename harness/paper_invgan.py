@@ -65,6 +65,10 @@ def _invgan_parts(dataset: str) -> tuple[PaperTable, PaperTable]:
         "rerun (InvGAN starts from its encoder and is deterministic).",
         "The paper does not state how many test images; we default to 500. Cowboy (†, numbers quoted from its "
         "authors) and the CIFAR-10 / CelebA parts of the table are not included.",
+        "The encoder (InvGAN's start and the RP attack's path) trains 3000 iterations in the paper preset, the paper's "
+        "100K on a GPU with `defbench train encoder --dataset D --preset paper --iterations 100000 --force`; the "
+        "budget moves the RP cells (Fashion-MNIST, 10000 iterations: InvGAN's RP 32 -> 45 of 100, p = 0.019; "
+        "docs/RESULTS.md).",
     )
     t2 = PaperTable(
         id=f"invgan-table2-{dataset}",
