@@ -15,7 +15,10 @@ images, a subset when ``--n-threat`` ran it on fewer): what the attack keeps, ta
 
 With ``--against OTHER_STORE`` each cell is paired instead with the cell of the other run that has the same
 defense, threat and attack settings (same ε; the models a white-box attack differentiates may differ): two runs
-of one table that differ in one thing (a prior swapped in the zoo, a code change), on the same images.
+of one table that differ in one thing (a prior swapped in the zoo, a code change), on the same images. Add
+``--against-attack LABEL`` when that one thing is an attack setting: each cell is then paired with the other run's
+cell of the same defense, threat and ε under the attack stored as LABEL (``FGSM (predicted labels)`` against
+``FGSM``).
 
 With ``--pool-seeds 0 1 2`` the pairs table pools each defense's cells of those seeds of a ``--seeds`` run (each
 seed draws its own images; an image pairs with itself within its seed): one test over all of them, where one
@@ -96,10 +99,27 @@ def twin_key(row: dict) -> tuple[str, str, str]:
     return row["defense"], row["threat"], json.dumps(attack, sort_keys=True, default=str)
 
 
-def across(rows: list[dict], others: list[dict]) -> list[list[object]]:
-    """One table row per cell of ``rows`` with a twin in ``others`` (:func:`twin_key`)."""
-    twin = {twin_key(r): r for r in others}
-    return [pair_row(cell_name(r), r, twin[twin_key(r)]) for r in rows if twin_key(r) in twin]
+def across(rows: list[dict], others: list[dict], any_attack: bool = False) -> list[list[object]]:
+    """One table row per cell of ``rows`` with a twin in ``others`` (:func:`twin_key`); ``any_attack``: the twin
+    is the cell of the same defense, threat and ε whatever the attack's other settings (``others`` holds one
+    attack: the one variable changed)."""
+    if not any_attack:
+        twin = {twin_key(r): r for r in others}
+        return [pair_row(cell_name(r), r, twin[twin_key(r)]) for r in rows if twin_key(r) in twin]
+    out = []
+    for r in rows:
+        eps = r["attack_config"].get("eps")
+        match = [
+            o
+            for o in others
+            if o["defense"] == r["defense"]
+            and o["threat"] == r["threat"]
+            and eps_equal(o["attack_config"].get("eps"), eps)
+        ]
+        if len(match) > 1:
+            raise SystemExit(f"{len(match)} cells of {r['defense']} could be the twin of {cell_name(r)}: one needed")
+        out += [pair_row(cell_name(r), r, match[0])] if match else []
+    return out
 
 
 def versus_clean(rows: list[dict], clean: list[dict]) -> list[list[object]]:
@@ -177,6 +197,11 @@ def main(argv=None) -> int:
         help="pair each cell with the same cell (defense, threat, attack and ε) of another run instead",
     )
     ap.add_argument(
+        "--against-attack",
+        metavar="LABEL",
+        help="with --against: pair with the other run's cells of this attack label (an attack setting changed)",
+    )
+    ap.add_argument(
         "--versus-clean",
         action="store_true",
         help="pair each cell with the same defense's clean cell instead (what the attack keeps, takes, fixes)",
@@ -194,6 +219,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.pool_seeds:
         return pooled(args, argv)
+    if args.against_attack and not args.against:
+        raise SystemExit("--against-attack pairs with another run's cells: it needs --against")
     rows = chosen_cells(args, args.seed)
     if args.versus_clean or args.against:
         if args.versus_clean:
@@ -202,9 +229,12 @@ def main(argv=None) -> int:
             why = "its defense's clean cell on the attacked cell's images (only A: right when clean, wrong attacked)."
             missing = "has a clean cell beside it"
         else:
-            body = across(rows, select(args.against, args.attack, args.threat, args.seed))
+            other_attack = args.against_attack or args.attack
+            body = across(rows, select(args.against, other_attack, args.threat, args.seed), bool(args.against_attack))
             first = "--store, B: --against"
             why = "the cell of the other run that has the same defense, threat and attack settings."
+            if args.against_attack:
+                why = f"the other run's {other_attack} cell of the same defense, threat and ε."
             missing = f"has a twin in {args.against}"
         if not body:
             raise SystemExit(f"no {args.attack}/{args.threat} cell of {args.store} {missing}")

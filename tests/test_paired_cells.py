@@ -57,6 +57,32 @@ def test_against_pairs_the_same_attack_through_another_prior(pc):
     assert pc.across(new, other_threat) == []
 
 
+def test_against_attack_pairs_another_attack_setting_of_the_same_defense_threat_and_eps(pc):
+    """One attack setting changed between two runs (true -> predicted labels): the twin is the other run's cell of
+    the same defense, threat and ε under the other attack; the settings-keyed pairing finds none."""
+    new = [_row("invgan", 0.3, [0, 0, 1]), _row("defensegan", 0.3, [1, 1, 1]), _row("invgan", 0.15, [0, 0, 0])]
+    for r in new:
+        r["attack_config"] = {**r["attack_config"], "label": "FGSM (predicted labels)", "labels": "predicted"}
+    old = [
+        _row("invgan", 0.3, [0, 1, 1]),
+        _row("defensegan", 0.3, [0, 0, 0]),
+        _row("invgan", 0.3, [0, 0, 0], threat="graybox"),
+    ]
+    assert pc.across(new, old) == []
+    rows = pc.across(new, old, any_attack=True)
+    assert [r[:7] for r in rows] == [
+        ["invgan @ ε 0.3", 3, "2 / 1", 1, 1, 0, 1],
+        ["defensegan @ ε 0.3", 3, "0 / 3", 0, 0, 3, 0],
+    ]
+    with pytest.raises(SystemExit, match="2 cells of invgan could be the twin"):
+        pc.across(new, old + [_row("invgan", 0.3, [0, 0, 0])], any_attack=True)
+
+
+def test_against_attack_needs_against(pc, tmp_path):
+    with pytest.raises(SystemExit, match="needs --against"):
+        pc.main(["--store", str(tmp_path), "--attack", "FGSM", "--against-attack", "FGSM"])
+
+
 def test_against_without_any_twin_is_refused(pc, tmp_path):
     from defbench.harness.store import Store
 
