@@ -53,7 +53,7 @@ def _invgan_parts(dataset: str) -> tuple[PaperTable, PaperTable]:
     notes = (
         "FGSM ε = 0.3 and CW (6 binary-search steps, lr 0.2, 100 iterations) attack the classifier alone "
         "(gray-box), as in §4.2, with the true labels; InvGAN's code hands them (and its RP FGSM) none, i.e. "
-        "attacks the attacked model's predictions (`--attack-opt fgsm:labels=predicted`, RP too; Fashion-MNIST "
+        "attacks the attacked model's predictions (`--attack-opt fgsm:labels=predicted`; Fashion-MNIST "
         "FGSM then 6 / 24 / 28 of 100 against 2 / 21 / 23, RP 42 / 47 / 35 against 41 / 39 / 28, docs/RESULTS.md).",
         "RP: the reparameterisation attack of §3.4 takes the gradient ∇x f(G(I(x))); the paper names no "
         "attack for it, so we read it as one FGSM step (ε = 0.3, the paper's FGSM budget) on f ∘ G ∘ I "
