@@ -47,15 +47,15 @@ STATUS: dict[str, tuple[str, str]] = {
         "InvGAN's RP 15 under; with the attacked model's predicted labels, which InvGAN's code attacks, the FGSM "
         "cells read 6 / 24 / 28 against 6 / 34 / 28 (true labels 2 / 21 / 23; nested, each inside chance) and the "
         "RP cells 42 / 47 / 35 against 41 / 54 / 49 (true labels 41 / 39 / 28 on that zoo's encoder; DefenseGAN's "
-        "p = 0.04); InvGAN's RP gap explained by the encoder's iterations (the same CPU encoder at 10000 instead "
-        "of the preset's 3000: 32 → 45 (36–55), p = 0.019, the paper's 49 inside; nothing else in the row moves), "
-        "while InvGAN's code's inference optimiser (momentum 0.7 on the mean squared error) takes RP down to 16 "
-        "and gray-box FGSM up to 39 (28); BPDA at n = 100 on a GPU (a GPU-trained prior of the same recipe): "
-        "DefenseGAN's cell reproduced by the attack InvGAN's code lists for the table, CW-L2 through the same "
-        "BPDA model (bpda-l2: 58%, 48–67, against 59; PGD travelling 0.1 keeps 50, our base PGD travelling 0.4 "
-        "keeps 3); InvGAN's open: 49% (39–59) at travel 0.1 and 27% at 0.4 against 71 with the G(I(x)) backward, "
-        "35% and 3% with the identity (its code's, InvGAN's default since 2026-12-04), CW-L2 measured on 10 CPU "
-        "images only (0 of 10)",
+        "p = 0.04), with the 10000-iteration encoder as well 47 / 61 / 60, past the paper's; InvGAN's RP gap "
+        "explained by the encoder's iterations (the same CPU encoder at 10000 instead of the preset's 3000: 32 → "
+        "45 (36–55), p = 0.019, the paper's 49 inside; nothing else in the row moves), while InvGAN's code's "
+        "inference optimiser (momentum 0.7 on the mean squared error) takes RP down to 16 and gray-box FGSM up to "
+        "39 (28); BPDA at n = 100 on a GPU (a GPU-trained prior of the same recipe): DefenseGAN's cell reproduced "
+        "by the attack InvGAN's code lists for the table, CW-L2 through the same BPDA model (bpda-l2: 58%, 48–67, "
+        "against 59; PGD travelling 0.1 keeps 50, our base PGD travelling 0.4 keeps 3); InvGAN's open: 49% "
+        "(39–59) at travel 0.1 and 27% at 0.4 against 71 with the G(I(x)) backward, 35% and 3% with the identity "
+        "(its code's, InvGAN's default since 2026-12-04), CW-L2 measured on 10 CPU images only (0 of 10)",
     ),
     "invgan-table2-mnist": (
         "open",
