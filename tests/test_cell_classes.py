@@ -42,6 +42,17 @@ def test_a_dataset_without_names_prints_labels(cc):
     ]
 
 
+def test_errors_add_the_median_projection_error_per_class_and_over_all(cc):
+    row = {**_row([3, 3, 3, 6], [3, 3, 3, 3]), "extra": {"projection_error": [1.0, 5.0, 2.0, 9.0]}}
+    assert cc.class_rows(row, errors=True) == [
+        ["cat", 3, 3, "cat (3)", "2.00"],  # median of 1, 5, 2
+        ["frog", 1, 0, "cat (1)", "9.00"],
+        ["all", 4, 3, "cat (4)", "3.50"],  # median of all four
+    ]
+    assert cc.class_rows(row) == [r[:4] for r in cc.class_rows(row, errors=True)]  # silent without the flag
+    assert [r[4] for r in cc.class_rows(_row([3, 6], [3, 6]), errors=True)] == ["—", "—", "—"]  # none stored
+
+
 def test_main_prints_one_table_per_cell_in_the_order_asked(cc, monkeypatch, capsys):
     rows = [_row([0, 1], [0, 0], defense="tvm"), _row([0, 1], [1, 1], defense="ride")]
     monkeypatch.setattr(cc, "select", lambda *a: rows)

@@ -79,8 +79,16 @@ def test_against_attack_pairs_another_attack_setting_of_the_same_defense_threat_
 
 
 def test_against_attack_needs_against(pc, tmp_path):
+    from defbench.harness.store import Store
+
     with pytest.raises(SystemExit, match="needs --against"):
         pc.main(["--store", str(tmp_path), "--attack", "FGSM", "--against-attack", "FGSM"])
+    for d in ("a", "b"):
+        Store(tmp_path / d).close()
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    with pytest.raises(SystemExit, match="has a twin") as raised:  # with --against it passes on to the pairing
+        pc.main(["--store", a, "--against", b, "--attack", "FGSM (predicted labels)", "--against-attack", "FGSM"])
+    assert "needs --against" not in str(raised.value)
 
 
 def test_against_without_any_twin_is_refused(pc, tmp_path):
