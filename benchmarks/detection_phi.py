@@ -38,7 +38,7 @@ from pathlib import Path
 import torch
 from _common import auc_cell, command_line, data_root, markdown, write_table
 from classifier_swap import OTHERS, add_other_args, chosen, epoch_accuracies, scratch_classifier
-from table_classifier_swap import restricted
+
 
 from defbench.classifiers.base import with_features
 from defbench.cli.options import parse_threat_n
@@ -171,7 +171,7 @@ def main(argv=None) -> int:
     for label in sources:
         kept[label] = KeptInputs(store / "kept" / f"{args.preset}-n{args.n}" / label)
         runs[label] = run_table(
-            restricted(table, ["graybox", "reparam"]),
+            table.only_threats(["graybox", "reparam"]),
             n=args.n,
             preset=args.preset,
             out=str(store),

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import math
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +34,7 @@ from classifier_swap import OTHER_TITLES, OTHERS, add_other_args, chosen, epoch_
 
 from defbench.cli.options import parse_threat_n
 from defbench.datasets import home_dir
-from defbench.harness.paper_spec import PaperRun, PaperTable, preset_attack
+from defbench.harness.paper_spec import PaperRun, preset_attack
 from defbench.harness.papers import TABLES, run_table
 from defbench.metrics import correct, mcnemar_p, paired_counts
 from defbench.reports.common import correct_mask
@@ -55,22 +54,6 @@ def image_correct(run: PaperRun, cell) -> np.ndarray | None:
         row = run.rows[m.cell(s, attack)]
         parts.append(correct(row["preds_undefended"], row["labels"]) if m.undefended else correct_mask(row))
     return np.concatenate(parts)
-
-
-def restricted(table: PaperTable, threats: list[str] | None) -> PaperTable:
-    """``table`` with the cells of other threat models left unmeasured (printed "—", noted), so that a run
-    computes none of them; the whole table when ``threats`` is empty."""
-    if not threats:
-        return table
-    keep = {*threats, "none"}  # a clean cell's threat is "none"
-    note = f"not run here (--threats {' '.join(threats)})"
-    cells = tuple(
-        c
-        if c.measure is None or all(m.threat in keep for m in c.measure.members)
-        else replace(c, measure=None, note=note)
-        for c in table.cells
-    )
-    return replace(table, cells=cells)
 
 
 def ours_cell(run: PaperRun, cell) -> str:
@@ -175,7 +158,7 @@ def main(argv=None) -> int:
     )
     classifiers = {"zoo": "zoo", args.other: other}
     labels = chosen(args)
-    tables = {t: restricted(TABLES[t], args.threats) for t in args.tables}
+    tables = {t: TABLES[t].only_threats(args.threats) for t in args.tables}
     runs = {t: {c: run_table(tables[t], classifier=classifiers[c], **common) for c in labels} for t in args.tables}
     for pair in runs.values():
         for label, run in pair.items():

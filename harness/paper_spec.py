@@ -13,10 +13,11 @@ InvGAN and RIDE Table 1 fractions 0.99 become 99 %.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from defbench import DefbenchError
 from defbench.defenses.registry import split_variant
 from defbench.harness.matrix import QUICK_ATTACK_PARAMS, QUICK_DEFENSE_OVERRIDES, AttackSpec, Cell, MatrixSpec
 
@@ -205,6 +206,28 @@ class PaperTable:
             out=out or default_out(self, n, preset),
             progress=progress,
         )
+
+    def only_threats(self, threats: list[str] | tuple[str, ...] | None) -> PaperTable:
+        """This table with the cells of other threat models left unmeasured (printed "—" with a note saying so),
+        so that a run computes none of them; the whole table when ``threats`` is empty. Clean cells always stay.
+        A threat the table does not use is an error (a typo would otherwise leave every attack cell out)."""
+        if not threats:
+            return self
+        threats = [t.strip().lower() for t in threats]
+        unknown = [t for t in threats if t not in self.threats]
+        if unknown:
+            raise DefbenchError(
+                f"{self.id} has no threat {', '.join(map(repr, unknown))}; its threats: {', '.join(self.threats)}"
+            )
+        keep = {*threats, "none"}  # a clean cell's threat is "none"
+        note = f"not run here (--threats {' '.join(threats)})"
+        cells = tuple(
+            c
+            if c.measure is None or all(m.threat in keep for m in c.measure.members)
+            else replace(c, measure=None, note=note)
+            for c in self.cells
+        )
+        return replace(self, cells=cells)
 
     def needed_cells(self, seeds: tuple[int, ...], preset: str = "paper") -> list[Cell]:
         """Clean cell of every defense plus the attack cells the table's measures read, per seed."""

@@ -393,6 +393,27 @@ def test_off_grid_points_say_so():
     assert cells[("400", "DefenseGAN")].measure is not None and cells[("400", "DefenseGAN")].note == ""
 
 
+@pytest.mark.parametrize("preset", ["paper", "quick"])
+@pytest.mark.parametrize("tid", [f"invgan-table{k}-{d}" for k in (2, 3) for d in ("fmnist", "mnist")])
+def test_invgan_tables_attack_the_predicted_labels_as_its_code(tid, preset):
+    """InvGAN's whitebox.py hands cleverhans' FGSM and CW no labels, so they attack the model's own predictions
+    (the RP FGSM those of f(G(I(x)))); BPDA's PGD, our reading of that column, keeps the true labels."""
+    t = TABLES[tid]
+    by_col = {c.col: c.measure.attack for c in t.cells if c.measure is not None and c.measure.attack is not None}
+    assert {col: dict(a.params).get("labels", "true") for col, a in by_col.items()} == {
+        "FGSM": "predicted",
+        "CW": "predicted",
+        "RP": "predicted",
+        "BPDA": "true",
+    }
+    spec = t.matrix_spec(n=10, preset=preset, device="cpu", seed=0)
+    assert {a.name: a.build(t.dataset).labels for a in spec.attacks} == {
+        "fgsm": "predicted",
+        "cw": "predicted",
+        "pgd": "true",
+    }
+
+
 @pytest.mark.parametrize("tid", ["invgan-table2-fmnist", "invgan-table2-mnist", "invgan-table3-fmnist"])
 def test_invgan_tables_attack_bpda_with_the_papers_protocol_eot_one(tid):
     """InvGAN's BPDA takes one gradient per PGD step (the paper never mentions EOT): the preset's EOT 10 would be

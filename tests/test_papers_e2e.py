@@ -440,6 +440,25 @@ def test_paper_table_with_own_module(paper_zoo, tiny_budgets, tmp_path):
         run_table(table, classifier=lambda x: x, **args)
 
 
+def test_paper_run_threats_leaves_the_other_threats_cells_out(paper_zoo, tiny_budgets, tmp_path, capsys):
+    """``paper run --threats graybox``: no RP or BPDA cell is computed or stored, they print — with a note
+    saying why, and the clean and gray-box cells print values (the whole table without the option)."""
+    from defbench.harness.store import Store
+
+    _dataset_ok(TABLES["invgan-table2-fmnist"])
+    out = tmp_path / "o"
+    argv = ["paper", "run", "invgan-table2-fmnist", "--preset", "quick", "--n", "4", "--out", str(out)]
+    assert main([*argv, "--threats", "graybox", "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    for row in ("DefenseGAN", "InvGAN"):
+        for col in ("RP", "BPDA"):
+            cols = md_row(text, row, col)
+            assert cols[3] == "—" and "not run here (--threats graybox)" in cols[8], cols
+        for col in ("Clean", "FGSM", "CW"):
+            assert md_row(text, row, col)[3] != "—", (row, col)
+    assert {r["threat"] for r in Store(str(out)).rows()} == {"none", "graybox"}
+
+
 def test_table_classifier_swap_benchmark(paper_zoo, tiny_budgets, tmp_path, monkeypatch):
     """benchmarks/table_classifier_swap.py: its two columns are the table's 'ours' with the zoo's classifier and
     with the other one (each run's own report says the same numbers), the change of an accuracy cell is paired by
@@ -587,7 +606,7 @@ def test_detection_phi_benchmark(paper_zoo, tiny_budgets, tmp_path, monkeypatch)
     # the all-images reading is every clean score against every attacked one (InvGAN's code's AUC)
     # the pixel row is the AUC of the stored projection errors (the cells' own ‖x_in − x̂‖)
     run = dp.run_table(
-        dp.restricted(TABLES["invgan-table3-fmnist"], ["graybox", "reparam"]),
+        TABLES["invgan-table3-fmnist"].only_threats(["graybox", "reparam"]),
         n=8,
         preset="quick",
         out=str(store),

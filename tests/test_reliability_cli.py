@@ -256,6 +256,7 @@ def test_accepted_forms_reach_the_runner(no_work, tmp_path, monkeypatch):
         (["paper", "run", "mimicgan-fig5b", "--n", "inf"], "argument --n"),
         (["paper", "run", "mimicgan-fig5b", "--preset", "fast"], "unknown preset"),
         (["paper", "run", "mimicgan-fig5b", "--n-threat", "bpda=0"], "must be >= 1"),
+        (["paper", "run", "invgan-table2-fmnist", "--threats", "bpdaa"], "has no threat 'bpdaa'; its threats: "),
         (["paper", "bogus"], "invalid choice"),
         (["store", "check"], "required: OUT"),
         (["wizard"], "invalid choice: 'wizard'"),
