@@ -391,7 +391,9 @@ def list_markdown(tables: list[PaperTable], width: int = 100) -> str:
             ]
         )
         if why:
-            reasons.append(textwrap.fill(f"{t.id} ({state}): {why}", width, subsequent_indent="    "))
+            reasons.append(
+                textwrap.fill(f"{t.id} ({state}): {why}", width, subsequent_indent="    ", break_on_hyphens=False)
+            )
     runnable = sum(t.runnable for t in tables)
     table = markdown_table(
         pd.DataFrame(body, columns=["table", "runnable", "dataset", "paper values", "status", "source", "title"])
