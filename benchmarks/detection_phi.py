@@ -39,7 +39,6 @@ import torch
 from _common import auc_cell, command_line, data_root, markdown, write_table
 from classifier_swap import OTHERS, add_other_args, chosen, epoch_accuracies, scratch_classifier
 
-
 from defbench.classifiers.base import with_features
 from defbench.cli.options import parse_threat_n
 from defbench.datasets import home_dir

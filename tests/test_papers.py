@@ -414,6 +414,13 @@ def test_invgan_tables_attack_the_predicted_labels_as_its_code(tid, preset):
     }
 
 
+def test_only_threats_keeps_the_whole_table_without_threats_and_reads_names_as_the_cli_does():
+    t = TABLES["invgan-table2-fmnist"]
+    assert t.only_threats(None) is t and t.only_threats([]) is t
+    kept = t.only_threats([" GrayBox "])
+    assert {c.col for c in kept.cells if c.measure is not None} == {"Clean", "FGSM", "CW"}
+
+
 @pytest.mark.parametrize("tid", ["invgan-table2-fmnist", "invgan-table2-mnist", "invgan-table3-fmnist"])
 def test_invgan_tables_attack_bpda_with_the_papers_protocol_eot_one(tid):
     """InvGAN's BPDA takes one gradient per PGD step (the paper never mentions EOT): the preset's EOT 10 would be

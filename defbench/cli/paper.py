@@ -90,14 +90,14 @@ def run(args) -> int:
     threat_n = parse_threat_n(args.n_threat)
     if len(tables) == 1 and not tables[0].runnable:
         raise DefbenchError(f"paper table {tables[0].id} is not yet supported: {tables[0].unsupported}")
-    runnable = [t for t in tables if t.runnable]
+    # an unknown --threats name is said here, before the device or a Ray executor is set up
+    runnable = [t.only_threats(args.threats) for t in tables if t.runnable]
     if not runnable:
         raise DefbenchError(
             f"no table of {args.table} can run yet: " + "; ".join(f"{t.id}: {t.unsupported}" for t in tables)
         )
     device = str(resolve_device(args.device))
     cells_executor = executor(args)
-    runnable = [t.only_threats(args.threats) for t in runnable]  # an unknown threat: said before any work
     for t in runnable:
         res = papers.run_table(
             t,
