@@ -27,7 +27,8 @@ preset's models and settings, with exactly one thing changed from the base readi
   gradient of x ↦ G(I(x)) that the other InvGAN readings keep (``--defense-opt invgan:bpda_stand_in=identity``
   against ``=auto``); DefenseGAN's backward is the identity already. At n = 100 the identity left InvGAN 3% where
   G(I(x)) left 26 (same CPU, same images), so InvGAN's paper config hands BPDA the identity since 2026-12-04
-  (docs/RESULTS.md).
+  (docs/RESULTS.md). Reading I10 is I7's CW-L2 on that backward: the code's `bpda-l2` for InvGAN's column as the
+  code runs it (I7 keeps G(I(x)), as first measured), paired with I8 so that only the attack changes.
 
 The prior is one more hypothesis: ``--home DIR`` runs the same readings with the models of another zoo
 (``DIR/zoo``, e.g. a GAN trained with another recipe; a missing encoder is trained there on demand). The table
@@ -102,13 +103,18 @@ READINGS: dict[str, tuple[str, str, list[str]]] = {
         "invgan",
         ["--eps", "0.3", *TRAVEL[0.01], *IDENTITY],
     ),
+    "I10": (
+        "I7 (CW-L2) with I8's identity backward, InvGAN's code's bpda-l2 as it runs: paired with I8, the attack alone",
+        "invgan",
+        ["--attack-opt", "cw:binary_search_steps=4", *IDENTITY],
+    ),
 }
 
 #: readings whose one change is measured against another reading than their defense's base
-PAIR_WITH = {"I9": "I8"}
+PAIR_WITH = {"I9": "I8", "I10": "I8"}
 
 #: the BPDA attack of a reading: PGD unless the reading changes it
-ATTACKS = {"D7": "cw", "I7": "cw"}
+ATTACKS = {"D7": "cw", "I7": "cw", "I10": "cw"}
 
 
 def attack_of(label: str) -> str:

@@ -200,7 +200,7 @@ def test_backward_reading_hands_invgan_the_identity_stand_in(bc, tmp_path, monke
     assert "invgan:bpda_stand_in=identity" in cmd and "invgan:bpda_stand_in=auto" not in cmd
     swap = {"invgan:bpda_stand_in=identity": "invgan:bpda_stand_in=auto", str(tmp_path / "I8"): str(tmp_path / "I0")}
     assert [swap.get(a, a) for a in cmd] == base  # nothing else differs
-    identity = {"I8", "I9"}
+    identity = {"I8", "I9", "I10"}
     assert all(
         "invgan:bpda_stand_in=auto" in bc.READINGS[r][2] for r in bc.READINGS if r[0] == "I" and r not in identity
     )
@@ -209,7 +209,7 @@ def test_backward_reading_hands_invgan_the_identity_stand_in(bc, tmp_path, monke
     assert [a for a in i9 if a not in cmd and not a.startswith(str(tmp_path))] == [
         a for a in i5 if a not in base and not a.startswith(str(tmp_path))
     ]
-    assert bc.PAIR_WITH == {"I9": "I8"}
+    assert bc.PAIR_WITH == {"I9": "I8", "I10": "I8"}
     from defbench.cli import build_parser
     from defbench.cli.matrix import overrides
 
@@ -231,3 +231,14 @@ def test_i9_pairs_with_i8_not_with_the_base(bc, tmp_path, monkeypatch):
     rows = {line.split("|")[1].strip(): line for line in out.read_text().splitlines() if line.startswith("| ")}
     assert "0 / 2 / 0 / 2 (p = 0.50)" in rows["I9"]  # against I8; against I0 it would read 2 / 0 / 2 / 0
     assert "0 / 0 / 4 / 0" in rows["I8"]  # I8 against the base I0
+
+
+def test_i10_is_the_codes_bpda_l2_on_the_identity_backward_paired_with_i8(bc, tmp_path, monkeypatch):
+    """I10 changes one thing from I8 (PGD, identity backward): the attack, CW-L2 with the code's 4 binary-search
+    steps; I7 keeps the G(I(x)) backward it was first measured with."""
+    args = bc.argparse.Namespace(dataset="mnist", n=2, work=str(tmp_path), home=None, compare=None)
+    cmd = _matrix_call(bc, monkeypatch, "I10", args)["cmd"]
+    assert cmd[cmd.index("--attacks") + 1] == "cw" and cmd[cmd.index("--defense") + 1] == "invgan"
+    assert "cw:binary_search_steps=4" in cmd and "invgan:bpda_stand_in=identity" in cmd
+    assert "invgan:bpda_stand_in=identity" not in _matrix_call(bc, monkeypatch, "I7", args)["cmd"]
+    assert bc.PAIR_WITH["I10"] == "I8" and bc.attack_of("I10") == "cw" and bc.attack_of("I8") == "pgd"

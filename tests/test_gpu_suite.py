@@ -97,6 +97,9 @@ def test_gpu_bpda_script_skips_what_its_limit_leaves_no_time_for_and_still_packs
         "GPU_CHECK_PYTHON": sys.executable,
         "DEFBENCH_HOME": str(tmp_path / "home"),
         "GPU_BPDA_WORK": str(tmp_path / "work"),
+        "GPU_BPDA_DATASET": "mnist",  # the MNIST command its header gives
+        "GPU_BPDA_READINGS": "D0 D7 I8",
+        "GPU_BPDA_LAST": "I10",
     }
     proc = subprocess.run(
         ["bash", str(BENCHMARKS / "gpu_bpda.sh")], env=env, capture_output=True, text=True, timeout=240
@@ -104,7 +107,9 @@ def test_gpu_bpda_script_skips_what_its_limit_leaves_no_time_for_and_still_packs
     log = (out / "gpu_bpda.log").read_text()
     assert proc.returncode == 0, log[-2000:]
     assert re.search(r"^defbench \S+ imports$", log, re.M), log[:1500]  # gpu_setup.sh made it importable
-    for step in ("pytest tests/test_cuda.py", "train classifier", "train gan", "train encoder", "bpda_causes D0"):
+    assert re.search(r"^gpu_bpda: \S+ in \S+, mnist, limit 30s, n = 100, readings: D0 D7 I8 then I10$", log, re.M)
+    steps = ("pytest tests/test_cuda.py", "train classifier", "train gan", "train encoder", "bpda_causes D0")
+    for step in (*steps, "bpda_causes I10"):
         assert f"=== {step}: skipped" in log, (step, log[-1500:])
     assert not (tmp_path / "home" / "zoo").exists() and not list(out.glob("zoo.tar.part-*"))
     assert tarfile.is_tarfile(out / "results.tar.gz")
