@@ -58,7 +58,7 @@ def test_encoder_recovers_latent_better_than_random(random_gan):
     G, _ = random_gan
     before = latent_recovery(G, _untrained_encoder(), 3, "cpu", n=200)
     state, metrics = train_encoder(
-        "fmnist", G, EncoderRecipe(iterations=300, batch_size=32, lr=1e-3), seed=0, device="cpu", progress=False
+        "fmnist", G, EncoderRecipe(iterations=300, batch_size=16, lr=1e-3), seed=0, device="cpu", progress=False
     )
     assert metrics["latent_error"] < 0.6 * metrics["random_guess_latent_error"]
     assert metrics["latent_error"] < 0.8 * before["latent_error"]
