@@ -41,10 +41,16 @@ def test_no_generic_top_level_modules(tmp_path):
 def test_cli_help_explains(capsys):
     from defbench.cli import main
 
-    for args in (["--help"], ["matrix", "--help"], ["train", "--help"]):
+    listings = [[kind, "--help"] for kind in ("defense", "attack", "classifier", "zoo")]
+    for args in (["--help"], ["matrix", "--help"], ["train", "--help"], ["paper", "list", "--help"], *listings):
         try:
             main(args)
         except SystemExit as exc:
             assert exc.code == 0
     out = capsys.readouterr().out
     assert "--defense" in out and "--threat" in out and "--preset" in out and defbench.__version__
+    words = " ".join(out.split())  # argparse wraps descriptions to the terminal
+    assert "reproduced within 5 points" in words and "not run here" in words  # paper list says what a status means
+    for kind in ("defenses", "attacks", "classifiers"):  # where a listing's plugins come from
+        assert f"entry points of group 'defbench.{kind}'" in words
+    assert "'zoo show ID': its manifest" in words

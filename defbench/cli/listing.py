@@ -10,7 +10,14 @@ from defbench.defenses import registry as defense_registry
 
 def add_parsers(sub) -> None:
     for kind in ("defense", "attack", "classifier"):
-        lp = sub.add_parser(kind, help=f"list the {kind}s: built-ins and installed plugins (with their distribution)")
+        lp = sub.add_parser(
+            kind,
+            help=f"list the {kind}s: built-ins and installed plugins (with their distribution)",
+            description=f"One line per {kind}: its name, then 'built-in' or 'plugin: DISTRIBUTION VERSION'"
+            + (" and the datasets it supports" if kind == "classifier" else "")
+            + f". Plugins are the entry points of group 'defbench.{kind}s' of any installed package "
+            "(docs/PLUGINS.md).",
+        )
         lp.add_argument("action", choices=("list",), help="list")
         lp.set_defaults(func=list_components, kind=kind)
 

@@ -33,7 +33,14 @@ def add_parser(sub) -> None:
         "matrix runner (resumable store) and prints paper / ours / delta per cell.",
     )
     psub = pp.add_subparsers(dest="paper_cmd", metavar="ACTION")
-    lp = psub.add_parser("list", help="list every paper table spec and whether it can run")
+    lp = psub.add_parser(
+        "list",
+        help="list every paper table spec and whether it can run",
+        description="Every paper table spec: whether it runs here, how many of its cells the paper gives a "
+        "number for, and its status against the paper (reproduced within 5 points or inside the 95% interval, "
+        "explained by an experiment that isolates the gap, open, or not run here), then each status's reason. "
+        "docs/RESULTS.md holds the evidence under each table's section.",
+    )
     lp.set_defaults(func=list_tables)
     rp = psub.add_parser(
         "run",

@@ -34,7 +34,14 @@ def add_parsers(sub) -> None:
     add_common(tr)
     tr.set_defaults(func=train)
 
-    zp = sub.add_parser("zoo", help="list the trained models with their metrics")
+    zp = sub.add_parser(
+        "zoo",
+        help="list the trained models with their metrics",
+        description="'zoo list': one line per trained model (id, architecture, clean accuracy, projection "
+        "accuracy or latent error, training seconds; a failed or unfinished training says so). 'zoo show ID': "
+        "its manifest (recipe, seed, metrics, sha256). The zoo is $DEFBENCH_HOME/zoo (default "
+        "~/.cache/defbench/zoo).",
+    )
     zp.add_argument("action", choices=("list", "show"), help="list all | show ID")
     zp.add_argument("id", nargs="?", help="model id for 'show'")
     zp.set_defaults(func=show_zoo)
