@@ -86,3 +86,11 @@ def test_at_a_glance_check_fires():
     broken = row.replace("](#", "](#no-such-")
     assert "links to no section" in _glance_problems(RESULTS.replace(row, broken))[0]
     assert _glance_problems(RESULTS.replace(row + "\n", "")) == [f"{tid}: no row"]
+    stray = row.replace(f"`{tid}`", "`no-such-table`")
+    assert _glance_problems(RESULTS.replace(row, row + "\n" + stray)) == ["no-such-table: not in the catalogue"]
+    not_run = next(t for t, (state, _) in STATUS.items() if state == "not run")
+    reason_row = next(line for line in RESULTS.splitlines() if line.startswith(f"| `{not_run}` | not run |"))
+    other_reason = reason_row.replace(STATUS[not_run][1], "not tried")
+    assert _glance_problems(RESULTS.replace(reason_row, other_reason)) == [
+        f"{not_run}: the reason is not the catalogue's"
+    ]

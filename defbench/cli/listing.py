@@ -7,15 +7,17 @@ from defbench.attacks import registry as attack_registry
 from defbench.classifiers import registry as classifier_registry
 from defbench.defenses import registry as defense_registry
 
+REGISTRIES = {"defense": defense_registry, "attack": attack_registry, "classifier": classifier_registry}
+
 
 def add_parsers(sub) -> None:
-    for kind in ("defense", "attack", "classifier"):
+    for kind, registry in REGISTRIES.items():
         lp = sub.add_parser(
             kind,
             help=f"list the {kind}s: built-ins and installed plugins (with their distribution)",
             description=f"One line per {kind}: its name, then 'built-in' or 'plugin: DISTRIBUTION VERSION'"
             + (" and the datasets it supports" if kind == "classifier" else "")
-            + f". Plugins are the entry points of group 'defbench.{kind}s' of any installed package "
+            + f". Plugins are the entry points of group '{registry.ENTRY_POINT_GROUP}' of any installed package "
             "(docs/PLUGINS.md).",
         )
         lp.add_argument("action", choices=("list",), help="list")
@@ -25,7 +27,7 @@ def add_parsers(sub) -> None:
 def list_components(args) -> int:
     """One line per name, built-ins first: the name, 'built-in' or 'plugin: DISTRIBUTION VERSION' (a
     classifier's line ends with the datasets it supports)."""
-    registry = {"defense": defense_registry, "attack": attack_registry, "classifier": classifier_registry}[args.kind]
+    registry = REGISTRIES[args.kind]
     plugins = registry.plugins()
     datasets = {}
     if args.kind == "classifier":
