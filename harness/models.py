@@ -84,6 +84,7 @@ def get_classifier(
         lambda: build_classifier_model(dataset, preset, device=device, data_root=data_root, progress=progress),
         train_missing,
     )
+    warn_drift(mid, manifest, recipe_for(dataset, preset), preset)
     model = build_classifier(dataset, manifest.get("arch"))
     _load_state(model, state, mid, manifest)
     return model.to(device).eval(), manifest
@@ -212,16 +213,8 @@ def get_gan(
         lambda: build_gan_model(dataset, preset, device=device, data_root=data_root, progress=progress, **kw),
         train_missing,
     )
-    drift = recipe_drift(manifest, gan_recipe(dataset, preset, subset_fraction=kw.get("subset_fraction", 1.0)))
-    trained_seed = (manifest.get("config") or {}).get("seed", DEFAULT_SEED)
-    if trained_seed != kw.get("seed", DEFAULT_SEED):  # trained before a non-default seed got its own id
-        drift.append(f"seed: trained {trained_seed!r}, id {kw.get('seed', DEFAULT_SEED)!r}")
-    if drift:
-        warnings.warn(
-            f"{mid} in the zoo was trained with another recipe than today's {preset} preset ({'; '.join(drift)}): "
-            f"results with it are that model's, not the preset's; rebuild with: {zoo.build_hint(mid)}",
-            stacklevel=2,
-        )
+    recipe = gan_recipe(dataset, preset, subset_fraction=kw.get("subset_fraction", 1.0))
+    warn_drift(mid, manifest, recipe, preset, kw.get("seed", DEFAULT_SEED))
     stopped = unfinished(manifest)
     if stopped:
         warnings.warn(
@@ -269,6 +262,22 @@ def recipe_changes(manifest: dict, recipe) -> dict[str, tuple]:
 def recipe_drift(manifest: dict, recipe) -> list[str]:
     """:func:`recipe_changes` as ``'field: trained X, preset Y'`` lines (the zoo's warning)."""
     return [f"{f}: trained {t!r}, preset {w!r}" for f, (t, w) in recipe_changes(manifest, recipe).items()]
+
+
+def warn_drift(mid: str, manifest: dict, recipe, preset: str, seed: int = DEFAULT_SEED) -> None:
+    """Warn when zoo model ``mid`` was trained otherwise than its id says: with another recipe than ``preset``'s
+    today (e.g. ``defbench train classifier --epochs 1``, which saves under the preset's id) or another seed
+    than ``seed`` (the id's). Results with such a model are that model's, not the preset's."""
+    drift = recipe_drift(manifest, recipe)
+    trained_seed = (manifest.get("config") or {}).get("seed", DEFAULT_SEED)
+    if trained_seed != seed:  # trained before a non-default seed got its own id
+        drift.append(f"seed: trained {trained_seed!r}, id {seed!r}")
+    if drift:
+        warnings.warn(
+            f"{mid} in the zoo was trained with another recipe than today's {preset} preset ({'; '.join(drift)}): "
+            f"results with it are that model's, not the preset's; rebuild with: {zoo.build_hint(mid)}",
+            stacklevel=3,
+        )
 
 
 def build_encoder_model(
@@ -321,6 +330,9 @@ def get_encoder(
         raise DefbenchError(
             f"encoder {mid} was trained for another GAN than the one in the zoo; rebuild with: {zoo.build_hint(mid)}"
         )
+    warn_drift(
+        mid, manifest, encoder_recipe(preset), preset, (parse_gan_tag(tag) if tag else {}).get("seed", DEFAULT_SEED)
+    )
     c, h, _ = SHAPES[dataset]
     enc = Encoder(c, h)
     _load_state(enc, _split(state, "E"), mid, manifest)

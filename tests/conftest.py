@@ -138,29 +138,42 @@ def save_gan(G, D, dataset: str = "fmnist", tag: str = "", preset: str = "quick"
 
 
 def save_classifier(model, metrics: dict, dataset: str = "fmnist", preset: str = "quick") -> None:
-    """Store a trained classifier in the zoo (of the current DEFBENCH_HOME) as classifier-<dataset>-<preset>."""
+    """Store a trained classifier in the zoo (of the current DEFBENCH_HOME) as classifier-<dataset>-<preset>; its
+    manifest names the preset's recipe, so loading it warns of no drift (the test models are not trained by it)."""
+    import dataclasses
+
+    from defbench.classifiers.train import recipe_for
     from defbench.harness import zoo
 
-    meta = {"kind": "classifier", "dataset": dataset, "preset": preset, "arch": model.arch, "config": {"seed": 0}}
+    config = {**dataclasses.asdict(recipe_for(dataset, preset)), "seed": 0}
+    meta = {"kind": "classifier", "dataset": dataset, "preset": preset, "arch": model.arch, "config": config}
     zoo.save(zoo.model_id("classifier", dataset, preset, ""), model.state_dict(), {**meta, "metrics": metrics})
 
 
-def save_encoder(seed: int = 0, dataset: str = "fmnist", preset: str = "quick") -> None:
-    """A random InvGAN encoder in the zoo as encoder-<dataset>-<preset> (the mechanics do not need a trained one)."""
+def save_encoder(seed: int = 0, dataset: str = "fmnist", preset: str = "quick", tag: str = "") -> None:
+    """A random InvGAN encoder (its weights drawn with torch seed ``seed``) in the zoo as
+    encoder-<dataset>-<preset>[-tag] (the mechanics do not need a trained one); its manifest names the preset's
+    recipe and the tag's seed, so loading it warns of no drift."""
+    import dataclasses
+
+    from defbench.datasets import SHAPES
     from defbench.defenses.priors import Encoder
+    from defbench.defenses.train_prior import encoder_recipe
     from defbench.harness import zoo
 
     torch.manual_seed(seed)
-    enc = Encoder(1, 28)
+    c, h, _ = SHAPES[dataset]
+    enc = Encoder(c, h)
+    trained_seed = (zoo.parse_gan_tag(tag) if tag else {}).get("seed", 0)
     zoo.save(
-        zoo.model_id("encoder", dataset, preset, ""),
+        zoo.model_id("encoder", dataset, preset, tag),
         {f"E.{k}": v for k, v in enc.state_dict().items()},
         {
             "kind": "encoder",
             "dataset": dataset,
             "preset": preset,
             "arch": "invgan-encoder",
-            "config": {},
+            "config": {**dataclasses.asdict(encoder_recipe(preset)), "seed": trained_seed},
             "metrics": {},
         },
     )

@@ -21,7 +21,7 @@ from torch import nn
 
 from defbench import DefbenchError
 from defbench.attacks import get_attack
-from conftest import write_distribution
+from conftest import save_classifier, write_distribution
 
 PLUGIN_MODULE = "defbench_testplugins"
 
@@ -281,22 +281,10 @@ def test_refused_output_never_becomes_a_row(plugin_dist, tmp_path, monkeypatch, 
     """Through the CLI: a broken plugin stops the run with one line naming its distribution; the store
     holds no row for it."""
     from defbench.cli import main
-    from defbench.harness import zoo
 
     plugin_dist(BAD)
     monkeypatch.setenv("DEFBENCH_HOME", str(tmp_path / "home"))
-    zoo.save(
-        "classifier-fmnist-quick",
-        rand_clf.state_dict(),
-        {
-            "kind": "classifier",
-            "dataset": "fmnist",
-            "preset": "quick",
-            "arch": rand_clf.arch,
-            "config": {"seed": 0},
-            "metrics": {},
-        },
-    )
+    save_classifier(rand_clf, {})
     out = tmp_path / "out"
     rc = main(
         [
@@ -326,23 +314,11 @@ def test_refused_output_never_becomes_a_row(plugin_dist, tmp_path, monkeypatch, 
 def test_cached_graybox_batch_keeps_its_violations(plugin_dist, tmp_path, monkeypatch, rand_clf, batch):
     """Gray-box adversarials are cached across defenses: a cache hit brings back the violations of the call
     that produced the batch, so every defense's cell can be flagged, not only the first."""
-    from defbench.harness import zoo
     from defbench.harness.matrix import AttackSpec, MatrixRunner, MatrixSpec
 
     plugin_dist(BAD)
     monkeypatch.setenv("DEFBENCH_HOME", str(tmp_path / "home"))
-    zoo.save(
-        "classifier-fmnist-quick",
-        rand_clf.state_dict(),
-        {
-            "kind": "classifier",
-            "dataset": "fmnist",
-            "preset": "quick",
-            "arch": rand_clf.arch,
-            "config": {"seed": 0},
-            "metrics": {},
-        },
-    )
+    save_classifier(rand_clf, {})
     spec = AttackSpec("twiceeps", 0.1, (("output_check", "warn"),))
     runner = MatrixRunner(
         MatrixSpec(

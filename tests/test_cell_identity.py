@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import SHARED_DATA, save_encoder, save_gan, stand_in_gan
+from conftest import SHARED_DATA, save_classifier, save_encoder, save_gan, stand_in_gan
 from test_attack_checks import fake_distribution
 
 from defbench import DefbenchError
@@ -33,23 +33,11 @@ DG = "defensegan[latent_steps=2,restarts=1]"  # no encoder: a reparam attack on 
 def zoo_home(tmp_path, monkeypatch, fmnist):
     """A zoo of its own: an untrained classifier, a stand-in GAN and an untrained encoder (quick preset)."""
     from defbench.classifiers.models import build_classifier
-    from defbench.harness import zoo
 
     monkeypatch.setenv("DEFBENCH_HOME", str(tmp_path / "home"))
     torch.manual_seed(0)
     clf = build_classifier("fmnist")
-    zoo.save(
-        "classifier-fmnist-quick",
-        clf.state_dict(),
-        {
-            "kind": "classifier",
-            "dataset": "fmnist",
-            "preset": "quick",
-            "arch": clf.arch,
-            "config": {"seed": 0},
-            "metrics": {},
-        },
-    )
+    save_classifier(clf, {})
     save_gan(*stand_in_gan("fmnist", 0))
     save_encoder(0)
     return tmp_path / "home"

@@ -24,7 +24,7 @@ from torch import nn
 from defbench.cli import main
 from defbench.harness.papers import TABLES
 
-from conftest import have_data, md_row, save_gan, stand_in_gan
+from conftest import have_data, md_row, save_classifier, save_encoder, save_gan, stand_in_gan
 
 TINY_DEFENSE = {
     "defensegan": {"latent_steps": 3, "restarts": 1},
@@ -47,46 +47,11 @@ def _save_gan(dataset: str, tag: str, seed: int) -> None:
     save_gan(*stand_in_gan(dataset, seed), dataset, tag)
 
 
-def _save_encoder(dataset: str, tag: str = "") -> None:
-    from defbench.defenses.priors import Encoder
-    from defbench.harness import zoo
-    from defbench.harness.data import SHAPES
-
-    torch.manual_seed(1)
-    c, h, _ = SHAPES[dataset]
-    enc = Encoder(c, h)
-    zoo.save(
-        zoo.model_id("encoder", dataset, "quick", tag),
-        {f"E.{k}": v for k, v in enc.state_dict().items()},
-        {
-            "kind": "encoder",
-            "dataset": dataset,
-            "preset": "quick",
-            "arch": "invgan-encoder",
-            "config": {},
-            "metrics": {},
-        },
-    )
-
-
 def _save_classifier(dataset: str) -> None:
     from defbench.classifiers.models import build_classifier
-    from defbench.harness import zoo
 
     torch.manual_seed(2)
-    model = build_classifier(dataset)
-    zoo.save(
-        zoo.model_id("classifier", dataset, "quick"),
-        model.state_dict(),
-        {
-            "kind": "classifier",
-            "dataset": dataset,
-            "preset": "quick",
-            "arch": model.arch,
-            "config": {"seed": 2},
-            "metrics": {},
-        },
-    )
+    save_classifier(build_classifier(dataset), {}, dataset)
 
 
 @pytest.fixture(scope="module")
@@ -96,13 +61,13 @@ def paper_zoo(tiny_zoo):
 
     for t in ("sub80-s1", "sub80-s2", "sub80-s3"):
         _save_gan("fmnist", t, seed=int(t[-1]))
-    _save_encoder("fmnist")
+    save_encoder(1, "fmnist")
     if have_data("mnist"):
         _save_classifier("mnist")
         for k in range(10):
             _save_gan("mnist", f"no{k}", seed=10 + k)
         _save_gan("mnist", "", seed=20)
-        _save_encoder("mnist")
+        save_encoder(1, "mnist")
     if have_data("cifar10"):
         _save_classifier("cifar10")
     assert zoo.exists("gan-fmnist-quick-sub80-s2")

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 import torch
-from conftest import have_data, save_gan, stand_in_gan, write_distribution
+from conftest import have_data, save_classifier, save_gan, stand_in_gan, write_distribution
 
 from defbench import DefbenchError
 from defbench.harness.matrix import AttackSpec, LocalExecutor, MatrixRunner, MatrixSpec
@@ -61,12 +61,9 @@ class Refuser(Defense):
 
 def _save_classifier(seed: int) -> None:
     from defbench.classifiers.models import build_classifier
-    from defbench.harness import zoo
 
     torch.manual_seed(seed)
-    clf = build_classifier("fmnist")
-    meta = {"kind": "classifier", "dataset": "fmnist", "preset": "quick", "arch": clf.arch, "config": {}, "metrics": {}}
-    zoo.save("classifier-fmnist-quick", clf.state_dict(), meta)
+    save_classifier(build_classifier("fmnist"), {})
 
 
 @pytest.fixture(scope="module")

@@ -227,6 +227,74 @@ def test_get_gan_warns_on_a_model_of_another_recipe_and_not_on_the_presets(recwa
     assert not [w for w in recwarn if "another recipe" in str(w.message)]
 
 
+def test_get_classifier_warns_on_a_model_of_another_recipe_and_not_on_the_presets(recwarn):
+    """`defbench train classifier --epochs 1` saves under the preset's id: loading it says so (as for a GAN)."""
+    from defbench.classifiers.models import build_classifier
+    from defbench.classifiers.train import recipe_for
+    from defbench.harness.models import get_classifier
+
+    clf = build_classifier("fmnist")
+    preset = dataclasses.asdict(recipe_for("fmnist", "paper"))
+    meta = {"kind": "classifier", "dataset": "fmnist", "preset": "paper", "arch": clf.arch, "metrics": {}}
+    zoo.save("classifier-fmnist-paper", clf.state_dict(), {**meta, "config": {**preset, "seed": 0}})
+    get_classifier("fmnist", "paper", train_missing=False)
+    assert not [w for w in recwarn if "another recipe" in str(w.message)]
+    zoo.save("classifier-fmnist-paper", clf.state_dict(), {**meta, "config": {**preset, "seed": 0, "epochs": 1}})
+    wanted = rf"classifier-fmnist-paper .*another recipe .*epochs: trained 1, preset {preset['epochs']}"
+    with pytest.warns(UserWarning, match=wanted):
+        get_classifier("fmnist", "paper", train_missing=False)
+    zoo.save("classifier-fmnist-paper", clf.state_dict(), {**meta, "config": {**preset, "seed": 3}})
+    with pytest.warns(UserWarning, match=r"another recipe .*seed: trained 3, id 0.*--force"):
+        get_classifier("fmnist", "paper", train_missing=False)
+
+
+def _gan_and_encoder(tag: str = "", **encoder_config):
+    """A stand-in GAN and an encoder trained (as its manifest says) for it, under the paper preset's ids."""
+    from defbench.defenses.priors import Encoder, build_gan
+    from defbench.defenses.train_prior import encoder_recipe, gan_recipe
+
+    G, D = build_gan("fmnist", spectral_norm=gan_recipe("fmnist", "paper").spectral_norm)
+    state = {f"G.{k}": v for k, v in G.state_dict().items()} | {f"D.{k}": v for k, v in D.state_dict().items()}
+    seed = zoo.parse_gan_tag(tag).get("seed", 0) if tag else 0
+    meta = {"kind": "gan", "dataset": "fmnist", "preset": "paper", "arch": "dcgan28", "metrics": {}}
+    gan = zoo.save(zoo.model_id("gan", "fmnist", "paper", tag), state, {**meta, **_gan_manifest(seed=seed)})
+    config = {**dataclasses.asdict(encoder_recipe("paper")), "seed": seed, **encoder_config}
+    manifest = {"kind": "encoder", "dataset": "fmnist", "preset": "paper", "arch": "invgan-encoder", "metrics": {}}
+    manifest |= {"config": config, "gan": gan.id, "gan_sha256": zoo.load(gan.id)[1]["sha256"]}
+    enc = {f"E.{k}": v for k, v in Encoder(1, 28).state_dict().items()}
+    zoo.save(zoo.model_id("encoder", "fmnist", "paper", tag), enc, manifest)
+    return state, meta
+
+
+def test_get_encoder_warns_on_a_model_of_another_recipe_and_not_on_the_presets(recwarn):
+    from defbench.harness.models import get_encoder
+
+    _gan_and_encoder()
+    get_encoder("fmnist", "paper", train_missing=False)
+    _gan_and_encoder(tag="s2")
+    get_encoder("fmnist", "paper", train_missing=False, tag="s2")
+    assert not [w for w in recwarn if "another recipe" in str(w.message)]
+    _gan_and_encoder(iterations=10000)
+    with pytest.warns(UserWarning, match=r"encoder-fmnist-paper .*iterations: trained 10000, preset 3000"):
+        get_encoder("fmnist", "paper", train_missing=False)
+    _gan_and_encoder(tag="s2", seed=0)  # an encoder of seed 0 under seed 2's id
+    with pytest.warns(UserWarning, match=r"encoder-fmnist-paper-s2 .*seed: trained 0, id 2"):
+        get_encoder("fmnist", "paper", train_missing=False, tag="s2")
+
+
+def test_encoder_of_another_gan_is_refused_and_its_own_loads():
+    """An encoder inverts the G it was trained on; after the GAN is retrained (`--force`) it no longer does."""
+    from defbench.harness.models import get_encoder
+
+    state, meta = _gan_and_encoder()
+    _, manifest = get_encoder("fmnist", "paper", train_missing=False)
+    assert manifest["gan_sha256"] == zoo.load("gan-fmnist-paper")[1]["sha256"]
+    retrained = {k: v + 1 if v.is_floating_point() else v for k, v in state.items()}
+    zoo.save("gan-fmnist-paper", retrained, {**meta, **_gan_manifest()})
+    with pytest.raises(DefbenchError, match=r"encoder-fmnist-paper was trained for another GAN .*--force"):
+        get_encoder("fmnist", "paper", train_missing=False)
+
+
 def test_cli_prints_a_warning_as_one_line_and_debug_keeps_pythons_format(monkeypatch, capsys):
     import warnings as w
 
