@@ -321,6 +321,7 @@ def _gradient_checks(rows: list[Row], names: dict[Base, str]) -> list[str]:
     kernels: set[Base] = set()  # checks that ran on CUDA's nondeterministic kernels
     on_cuda: set[Base] = set()  # checks that ran on CUDA (a kernel without a deterministic form can still vary)
     undeclared: set[Base] = set()
+    raised: dict[tuple[Base, str], str] = {}  # the exception purify raised under autograd, where it did
     for r in rows:
         gc = (r.get("extra") or {}).get("gradient_check") if is_clean(r) else None
         if not gc:
@@ -329,6 +330,8 @@ def _gradient_checks(rows: list[Row], names: dict[Base, str]) -> list[str]:
         f = gc.get("zero_grad_fraction")
         if f is not None and float(f) > ZERO_GRAD_MAX:
             zero[k] = max(zero.get(k, 0.0), float(f))
+        if gc.get("error"):
+            raised[k] = str(gc["error"])
         if gc.get("cuda_nondeterministic_kernels"):
             kernels.add(base_key(r))
         if gc.get("device") == "cuda":
@@ -347,10 +350,18 @@ def _gradient_checks(rows: list[Row], names: dict[Base, str]) -> list[str]:
             if t == "autograd"
             else f"input gradients ({t})"
         )
+        # where purify raised, say what: a purification that leaves autograd by design (numpy, as the median
+        # filter) reads the same as a defense with a bug that only shows under autograd
+        cause = (
+            f" No gradient reached the input because purify raised under autograd ({raised[(b, t)]}): by design "
+            "where the defense leaves autograd, otherwise a bug of the defense to fix before trusting its cells."
+            if (b, t) in raised
+            else ""
+        )
         out.append(
             f"Shattered gradients on {names[b]}: {100 * f:.0f}% of the {what} are zero or absent, so "
             "attacks that differentiate the defense directly see no signal; trust only BPDA, "
-            f"reparameterized or gradient-free results for it.{_adaptive_gap(attacked[b], b[2] == 'none')}"
+            f"reparameterized or gradient-free results for it.{cause}{_adaptive_gap(attacked[b], b[2] == 'none')}"
         )
     out += [
         f"Gradient check on {names[b]} ({t}): the defended model is nondeterministic (same input and seed, "

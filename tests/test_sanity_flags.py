@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from defbench.defenses.base import Defense, NoDefense
+from defbench.defenses.baselines import MedianFilter
 from defbench.reports.sanity import sanity_flags
 from test_reports import attack_cfg, frac, make_row
 
@@ -92,6 +93,28 @@ def test_shattered_gradients_fire_on_the_real_autograd_gradient(make, random_gan
     assert gc["threat"] == "autograd" and gc["zero_grad_fraction"] > 0.9
     flags = sanity_flags(_with_check(gc))
     assert len(flags) == 1 and "Shattered gradients on invgan" in flags[0] and "autograd" in flags[0]
+
+
+def test_shattered_gradients_name_the_exception_purify_raised():
+    """A purify that raises under autograd (a bug, or numpy by design) leaves no gradient: the flag says which
+    exception, so a defense's bug is not read as gradient masking; a purify that runs says none."""
+
+    class Broken(_Blur):
+        def _purify(self, x, seed):
+            if x.requires_grad:
+                raise TypeError("unsupported operand type(s) for *: 'Tensor' and 'NoneType'")
+            return super()._purify(x, seed)
+
+    gc = _gradient_check(Broken((1, 28, 28)))
+    assert gc["zero_grad_fraction"] == 1.0 and not gc["differentiable"]
+    (flag,) = sanity_flags(_with_check(gc))
+    assert "purify raised under autograd (TypeError: unsupported operand type(s) for *" in flag
+    gc = _gradient_check(MedianFilter(3, shape=(1, 28, 28)))  # numpy: leaves autograd by design
+    (flag,) = sanity_flags(_with_check(gc, "median"))
+    assert flag.startswith("Shattered gradients on median") and "raised under autograd (RuntimeError:" in flag
+    gc = {"threat": "autograd", "zero_grad_fraction": 1.0, "differentiable": False}  # left autograd, no raise
+    (flag,) = sanity_flags(_with_check(gc))
+    assert "Shattered gradients on invgan" in flag and "raised" not in flag
 
 
 @pytest.mark.parametrize(
