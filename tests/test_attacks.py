@@ -17,6 +17,12 @@ FAST = {
 }
 
 
+#: the attacks that break the tiny classifier at these settings (ε 0.3 where bounded): measured 2026-12-05 on its
+#: 16 images (13 right when clean), FGSM 1 left, BIM / PGD / DeepFool 0, CW 2; the universal perturbations, fitted
+#: on few images, leave 4 and 9
+STRONG = ("fgsm", "bim", "pgd", "cw", "deepfool")
+
+
 @pytest.mark.parametrize("name", [n for n in BUILTIN if n != "autoattack" and BUILTIN[n].family != "corruption"])
 def test_attack_shapes_bounds_and_strength(name, tiny_classifier, fmnist_images):
     model, _ = tiny_classifier
@@ -30,6 +36,8 @@ def test_attack_shapes_bounds_and_strength(name, tiny_classifier, fmnist_images)
         clean = (model(x).argmax(1) == y).float().mean()
         adv = (model(x_adv).argmax(1) == y).float().mean()
     assert adv < clean or clean == 0, f"{name} did not reduce accuracy ({clean:.2f} -> {adv:.2f})"
+    if name in STRONG:  # one flipped image of 16 passes the check above; these attacks break the network
+        assert adv <= 0.25, f"{name} left {adv:.2f} of the images right (clean {clean:.2f})"
     cfg = atk.config()
     assert {"label", "family", "iterative", "bounded", "eps"} <= set(cfg)
 

@@ -47,6 +47,43 @@ def test_median_and_tvm_smooth(fmnist_images):
         assert (out - x[:4]).pow(2).mean() < (noisy - x[:4]).pow(2).mean()
 
 
+def test_median_is_scipys_median_filter_per_channel():
+    """On RGB images (CIFAR-10's path) the median filter is scipy's k x k median of each channel with reflected
+    borders, bit for bit, and k matters (an unused kernel_size would pass a mere "it smooths" check)."""
+    from scipy.ndimage import median_filter
+
+    x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    outs = {}
+    for k in (3, 5):
+        outs[k] = MedianFilter(k, shape=(3, 16, 16)).purify(x)
+        want = median_filter(x.numpy(), size=(1, 1, k, k), mode="reflect")
+        assert torch.equal(outs[k], torch.from_numpy(want)), k
+    assert (outs[3] - outs[5]).abs().max() > 0.05
+
+
+@pytest.mark.parametrize("method", ["chambolle", "bregman"])
+def test_tvm_is_scikit_images_denoiser_and_its_weight_smooths_more(method):
+    """RGB images go to scikit-image as H x W x C with channel_axis (not as 16 channels of width 3), Bregman's
+    weight inverted (its weight is the fidelity, ours the strength); a larger weight leaves less total variation
+    in every channel, for both solvers."""
+    from skimage.restoration import denoise_tv_bregman, denoise_tv_chambolle
+
+    x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    out = TVMinimization(0.2, method, shape=(3, 16, 16)).purify(x)
+    img = x[1].numpy().transpose(1, 2, 0)
+    if method == "chambolle":
+        want = denoise_tv_chambolle(img, weight=0.2, channel_axis=-1)
+    else:
+        want = denoise_tv_bregman(img, weight=1 / 0.2, channel_axis=-1)
+    assert torch.allclose(out[1], torch.from_numpy(want.transpose(2, 0, 1)))
+
+    def tv(y):  # per image and channel
+        return (y.diff(dim=-1).abs().sum((-2, -1)) + y.diff(dim=-2).abs().sum((-2, -1))).flatten()
+
+    weak, strong = (TVMinimization(w, method, shape=(3, 16, 16)).purify(x) for w in (0.05, 0.3))
+    assert (tv(strong) < tv(weak)).all() and (tv(weak) < tv(x)).all()
+
+
 @pytest.mark.parametrize(
     "bad, msg",
     [
@@ -54,6 +91,7 @@ def test_median_and_tvm_smooth(fmnist_images):
         (torch.rand(2, 3, 28, 28), "expected images of shape \\(1, 28, 28\\)"),
         (torch.rand(2, 1, 28, 28) * 2, "must lie in \\[0, 1\\]"),
         (torch.full((2, 1, 28, 28), float("nan")), "NaN"),
+        (torch.rand(2, 1, 28, 28).numpy(), "expected a torch.Tensor batch, got ndarray"),
     ],
 )
 def test_bad_input_clear_error(bad, msg, random_gan):

@@ -86,6 +86,22 @@ def test_auc_interval_hanley_mcneil():
     assert all(math.isnan(v) for v in metrics.auc_interval(0.8, 0, 5) + metrics.auc_interval(math.nan, 5, 5))
 
 
+def test_auc_interval_matches_the_spread_of_simulated_aucs():
+    """Hanley–McNeil's standard error is exact for scores drawn from their model (exponential scores; its Q1 =
+    A/(2 − A) pairs two positives with one negative, Q2 = 2A²/(1 + A) one positive with two negatives), so at
+    unequal class sizes it must equal the spread of AUCs simulated from that model. At 30 negatives and 5
+    positives: SE 0.1246 (the simulation's 0.1249), where Q1 and Q2 or the two counts swapped give 0.0901."""
+    auc, n_neg, n_pos = 0.8, 30, 5
+    lo, hi = metrics.auc_interval(auc, n_neg, n_pos)
+    assert lo == pytest.approx(0.5558, abs=1e-4) and hi == 1.0  # the upper end is clipped at 1
+    rng = np.random.default_rng(0)
+    neg = rng.exponential(1.0, (20000, 1, n_neg))
+    pos = rng.exponential(auc / (1 - auc), (20000, n_pos, 1))  # P(pos > neg) = auc
+    simulated = (pos > neg).mean((1, 2))
+    assert simulated.mean() == pytest.approx(auc, abs=0.005)
+    assert (auc - lo) / 1.96 == pytest.approx(simulated.std(ddof=1), rel=0.03)
+
+
 def test_binomial_half_width():
     assert metrics.binomial_half_width(100) == pytest.approx(9.8)  # 1.96 · √(0.25 / 100), in points
     assert metrics.binomial_half_width(400, 0.1) == pytest.approx(100 * 1.96 * 0.015)

@@ -24,6 +24,26 @@ def test_recovers_generators_own_samples(random_gan):
     assert proj.error.mean() < 1e-3
 
 
+def test_keeps_each_images_best_restart(random_gan):
+    """Of R restarts each image keeps the latent with the least reconstruction error (DefenseGAN's rule): with
+    no latent steps the restarts are the seeded starting latents, so the kept error, latent and image can be
+    recomputed by hand. Keeping the worst or the first restart fails here; recovering G's own samples does not
+    tell them apart, as every restart gets there."""
+    G, _ = random_gan
+    y = G(sample_latent(6, generator=torch.Generator().manual_seed(1))).detach()
+    cfg = ProjectionConfig(latent_steps=0, restarts=5, init="random", loss="mse")
+    engine = ProjectionEngine(G)
+    proj = engine.project(y, cfg, seed=3)
+    z0 = engine.initial_latents(y, cfg, torch.Generator().manual_seed(3))  # (6, 5, d), as project draws them
+    with torch.no_grad():
+        err = (G(z0.flatten(0, 1)) - y.repeat_interleave(5, 0)).pow(2).flatten(1).mean(1).view(6, 5)
+        best = err.argmin(1)
+        assert (best != 0).any() and (err.max(1).values > 1.1 * err.min(1).values).all()  # the choice matters
+        assert torch.allclose(proj.error, err.min(1).values)
+        assert torch.equal(proj.z, z0[torch.arange(6), best])
+        assert torch.allclose(proj.x_hat, G(proj.z))
+
+
 def test_outputs_lie_in_range_of_G(random_gan, fmnist_images):
     G, D = random_gan
     x, _ = fmnist_images

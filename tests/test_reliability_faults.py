@@ -198,6 +198,10 @@ def test_plugin_that_crashes_fails_only_its_cell(tiny_zoo, tmp_path, monkeypatch
     # each failed cell says so as it fails (one line per cell: no defense and median), before the run's summary
     going_on = [ln for ln in cap.err.splitlines() if ln.startswith("defbench: cell ") and "the other cells go on" in ln]
     assert len(going_on) == 2 and all("failed: " in ln and "crashing-attacks" in ln for ln in going_on), cap.err
+    (summary,) = [ln for ln in cap.err.splitlines() if ln.startswith("defbench: error: ")]
+    assert summary.startswith("defbench: error: 2 cell(s) failed and are not in the tables (") and summary.endswith(
+        "); rerun to retry them"
+    ), summary
     with sqlite3.connect(out / "defbench.sqlite") as c:
         cells = {(d, a) for d, a in c.execute("SELECT defense, attack FROM cells")}
         failures = list(c.execute("SELECT label, message FROM failures"))
