@@ -84,7 +84,7 @@ def get_classifier(
         lambda: build_classifier_model(dataset, preset, device=device, data_root=data_root, progress=progress),
         train_missing,
     )
-    warn_drift(mid, manifest, recipe_for(dataset, preset), preset)
+    warn_drift(mid, manifest)
     model = build_classifier(dataset, manifest.get("arch"))
     _load_state(model, state, mid, manifest)
     return model.to(device).eval(), manifest
@@ -213,8 +213,7 @@ def get_gan(
         lambda: build_gan_model(dataset, preset, device=device, data_root=data_root, progress=progress, **kw),
         train_missing,
     )
-    recipe = gan_recipe(dataset, preset, subset_fraction=kw.get("subset_fraction", 1.0))
-    warn_drift(mid, manifest, recipe, preset, kw.get("seed", DEFAULT_SEED))
+    warn_drift(mid, manifest)
     stopped = unfinished(manifest)
     if stopped:
         warnings.warn(
@@ -264,17 +263,41 @@ def recipe_drift(manifest: dict, recipe) -> list[str]:
     return [f"{f}: trained {t!r}, preset {w!r}" for f, (t, w) in recipe_changes(manifest, recipe).items()]
 
 
-def warn_drift(mid: str, manifest: dict, recipe, preset: str, seed: int = DEFAULT_SEED) -> None:
-    """Warn when zoo model ``mid`` was trained otherwise than its id says: with another recipe than ``preset``'s
-    today (e.g. ``defbench train classifier --epochs 1``, which saves under the preset's id) or another seed
-    than ``seed`` (the id's). Results with such a model are that model's, not the preset's."""
+def model_drift(mid: str, manifest: dict) -> list[str]:
+    """How zoo model ``mid`` was trained otherwise than its id says, as ``'field: trained X, preset Y'`` lines:
+    another recipe than its preset's today (``defbench train classifier --epochs 1`` saves under the preset's id)
+    or another seed than the id's (trained before a non-default seed got its own id). [] when it was trained as
+    its id says, or when its id names no recipe defbench knows."""
+    from_id = (mid.split("-") + ["", "", ""])[:3]
+    kind, dataset, preset = (manifest.get(k) or v for k, v in zip(("kind", "dataset", "preset"), from_id))
+    prefix = f"{kind}-{dataset}-{preset}"
+    tag = mid[len(prefix) :].lstrip("-") if mid.startswith(prefix) else ""
+    try:
+        kw = parse_gan_tag(tag) if tag and kind != "classifier" else {}
+        if kind == "classifier":
+            recipe = recipe_for(dataset, preset)
+        elif kind == "gan":
+            recipe = gan_recipe(dataset, preset, subset_fraction=kw.get("subset_fraction", 1.0))
+        elif kind == "encoder":
+            recipe = encoder_recipe(preset)
+        else:
+            return []
+    except (DefbenchError, KeyError, TypeError):  # a dataset, preset or tag without a recipe: nothing to compare
+        return []
     drift = recipe_drift(manifest, recipe)
     trained_seed = (manifest.get("config") or {}).get("seed", DEFAULT_SEED)
-    if trained_seed != seed:  # trained before a non-default seed got its own id
-        drift.append(f"seed: trained {trained_seed!r}, id {seed!r}")
+    if trained_seed != kw.get("seed", DEFAULT_SEED):
+        drift.append(f"seed: trained {trained_seed!r}, id {kw.get('seed', DEFAULT_SEED)!r}")
+    return drift
+
+
+def warn_drift(mid: str, manifest: dict) -> None:
+    """Warn when zoo model ``mid`` was trained otherwise than its id says (:func:`model_drift`): results with it
+    are that model's, not the preset's."""
+    drift = model_drift(mid, manifest)
     if drift:
         warnings.warn(
-            f"{mid} in the zoo was trained with another recipe than today's {preset} preset ({'; '.join(drift)}): "
+            f"{mid} in the zoo was trained with another recipe than its preset's today ({'; '.join(drift)}): "
             f"results with it are that model's, not the preset's; rebuild with: {zoo.build_hint(mid)}",
             stacklevel=3,
         )
@@ -330,9 +353,7 @@ def get_encoder(
         raise DefbenchError(
             f"encoder {mid} was trained for another GAN than the one in the zoo; rebuild with: {zoo.build_hint(mid)}"
         )
-    warn_drift(
-        mid, manifest, encoder_recipe(preset), preset, (parse_gan_tag(tag) if tag else {}).get("seed", DEFAULT_SEED)
-    )
+    warn_drift(mid, manifest)
     c, h, _ = SHAPES[dataset]
     enc = Encoder(c, h)
     _load_state(enc, _split(state, "E"), mid, manifest)

@@ -87,6 +87,26 @@ def test_zoo_list(capsys):
     assert line.endswith("(unfinished: 3 of 8 epochs done, epoch 3 kept)")
 
 
+def test_zoo_list_says_which_models_are_not_their_presets(capsys):
+    """`zoo list` marks a model trained otherwise than its id says (the warning its loading gives), and only it."""
+    from defbench.classifiers.train import recipe_for
+
+    def save(mid, **config):
+        dataset, preset = mid.split("-")[1:3]
+        preset_config = {**dataclasses.asdict(recipe_for(dataset, preset)), "seed": 0}
+        meta = {"kind": "classifier", "dataset": dataset, "preset": preset, "arch": "x", "metrics": {}}
+        zoo.save(mid, {"w": torch.zeros(1)}, {**meta, "config": {**preset_config, **config}})
+
+    save("classifier-fmnist-quick")
+    save("classifier-mnist-quick", epochs=9)
+    save("classifier-mnist-paper", seed=4)
+    assert main(["zoo", "list"]) == 0
+    lines = {ln.split()[0]: ln for ln in capsys.readouterr().out.splitlines()}
+    assert "preset" not in lines["classifier-fmnist-quick"]
+    assert lines["classifier-mnist-quick"].endswith("(not its preset's recipe: epochs: trained 9, preset 1)")
+    assert lines["classifier-mnist-paper"].endswith("(not its preset's recipe: seed: trained 4, id 0)")
+
+
 def test_cli_flipped_byte_in_classifier_one_line_nothing_overwritten(tmp_path, monkeypatch, capsys):
     from defbench.classifiers.models import build_classifier
 

@@ -38,7 +38,8 @@ def add_parsers(sub) -> None:
         "zoo",
         help="list the trained models with their metrics",
         description="'zoo list': one line per trained model (id, architecture, clean accuracy, projection "
-        "accuracy or latent error, training seconds; a failed or unfinished training says so). 'zoo show ID': "
+        "accuracy or latent error, training seconds; a failed or unfinished training says so, and so does a model "
+        "trained with another recipe or seed than its id's preset, e.g. by --epochs). 'zoo show ID': "
         "its manifest (recipe, seed, metrics, sha256). The zoo is $DEFBENCH_HOME/zoo (default "
         "~/.cache/defbench/zoo).",
     )
@@ -120,5 +121,7 @@ def show_zoo(args) -> int:
         err = f"  ({e.manifest['error']}; see 'defbench zoo show {e.id}')" if e.manifest.get("error") else ""
         stopped = models.unfinished(e.manifest)
         err += f"  (unfinished: {stopped})" if stopped else ""
+        drift = models.model_drift(e.id, e.manifest)
+        err += f"  (not its preset's recipe: {'; '.join(drift)})" if drift else ""
         print(f"{e.id:40s} {e.manifest.get('arch', '?')!s:16} {summary}{err}")
     return 0
