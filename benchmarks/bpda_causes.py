@@ -145,7 +145,8 @@ def paired_bpda(here: dict, there: dict) -> str:
     a, b = correct_by_image(here), correct_by_image(there)
     common = sorted(set(a) & set(b))
     both, only_a, only_b, neither = paired_counts([a[i] for i in common], [b[i] for i in common])
-    return f"{both} / {only_a} / {only_b} / {neither} (p = {mcnemar_p(only_a, only_b):.2f})"
+    # two significant figures, not two decimals: a change of 47 images against 0 is p = 1.4e-14, not "0.00"
+    return f"{both} / {only_a} / {only_b} / {neither} (p = {mcnemar_p(only_a, only_b):.2g})"
 
 
 def detection_cell(clean: dict, attacked: dict) -> str:

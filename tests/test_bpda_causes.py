@@ -64,10 +64,13 @@ def test_paired_bpda_counts_the_common_images(bc):
     here = {"indices": [1, 2, 3, 4, 5], "labels": [0, 1, 2, 3, 4], "preds": [0, 1, 9, 9, 4]}  # right on 1, 2, 5
     there = {"indices": [2, 3, 4, 5, 6], "labels": [1, 2, 3, 4, 5], "preds": [9, 9, 3, 9, 5]}  # right on 4, 6
     # common images 2..5: 2 only here, 4 only there, 5 only here, 3 neither -> 0 / 2 / 1 / 1
-    assert bc.paired_bpda(here, there) == "0 / 2 / 1 / 1 (p = 1.00)"
+    assert bc.paired_bpda(here, there) == "0 / 2 / 1 / 1 (p = 1)"
     eight = {"indices": list(range(8)), "labels": [0] * 8, "preds": [0] * 8}
     none = {"indices": list(range(8)), "labels": [0] * 8, "preds": [1] * 8}
-    assert bc.paired_bpda(eight, none) == "0 / 8 / 0 / 0 (p = 0.01)"  # 2 * 0.5**8 = 0.0078
+    assert bc.paired_bpda(eight, none) == "0 / 8 / 0 / 0 (p = 0.0078)"  # 2 * 0.5**8
+    many = {"indices": list(range(47)), "labels": [0] * 47, "preds": [0] * 47}
+    wrong = {"indices": list(range(47)), "labels": [0] * 47, "preds": [1] * 47}
+    assert bc.paired_bpda(many, wrong) == "0 / 47 / 0 / 0 (p = 1.4e-14)"  # 2 * 0.5**47, not "0.00"
 
 
 def test_compare_appends_the_pairing_with_the_other_runs_cell(bc, tmp_path, monkeypatch):
@@ -81,7 +84,7 @@ def test_compare_appends_the_pairing_with_the_other_runs_cell(bc, tmp_path, monk
     assert row[3:5] == ["4/4 (51–100)", "2/4 (15–85)"] and len(row) == 8  # no pairing column without --compare
     args.compare = str(tmp_path / "there")
     # here right on 0, 1; there right on 1, 3: both 1, only here 1 (image 0), only there 1 (image 3), neither 1
-    assert bc.run_reading("D0", args)[8] == "1 / 1 / 1 / 1 (p = 1.00)"
+    assert bc.run_reading("D0", args)[8] == "1 / 1 / 1 / 1 (p = 1)"
 
 
 def test_detection_auc_sets_every_clean_image_against_every_bpda_image(bc, tmp_path, monkeypatch):
@@ -152,7 +155,7 @@ def test_pair_base_pairs_each_reading_with_its_defenses_base(bc, tmp_path, monke
     assert ("BPDA paired with the base reading" in table) is pair_base
     rows = {line.split("|")[1].strip(): line for line in table.splitlines() if line.startswith("| ")}
     # D5 against D0 (not I0): both 1 (image 1), only D5 2 (images 0, 2), only D0 0, neither 1 (image 3)
-    assert ("1 / 2 / 0 / 1 (p = 0.50)" in rows["D5"]) is pair_base
+    assert ("1 / 2 / 0 / 1 (p = 0.5)" in rows["D5"]) is pair_base
     assert rows["D0"].rstrip(" |").endswith("—") is pair_base and rows["I0"].rstrip(" |").endswith("—") is pair_base
 
 
@@ -229,7 +232,7 @@ def test_i9_pairs_with_i8_not_with_the_base(bc, tmp_path, monkeypatch):
     out = tmp_path / "t.md"
     bc.main(["--only", "I9", "I8", "I0", "--work", str(tmp_path), "--out", str(out), "--pair-base"])
     rows = {line.split("|")[1].strip(): line for line in out.read_text().splitlines() if line.startswith("| ")}
-    assert "0 / 2 / 0 / 2 (p = 0.50)" in rows["I9"]  # against I8; against I0 it would read 2 / 0 / 2 / 0
+    assert "0 / 2 / 0 / 2 (p = 0.5)" in rows["I9"]  # against I8; against I0 it would read 2 / 0 / 2 / 0
     assert "0 / 0 / 4 / 0" in rows["I8"]  # I8 against the base I0
 
 
