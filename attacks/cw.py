@@ -2,7 +2,8 @@
 
 Minimal-perturbation ℓ2 attack with a binary search over the trade-off constant, via foolbox 3's
 ``L2CarliniWagnerAttack`` (torchattacks' CW has no binary search). Defaults are InvGAN's: 6 binary-search
-steps, initial constant 10, learning rate 0.2, 100 iterations, confidence 0. Unbounded: it reports whatever
+steps, learning rate 0.2, 100 iterations (§4.2), initial constant 10 (its code; the paper states none),
+confidence 0. Unbounded: it reports whatever
 perturbation it needs (``bounded = False``).
 
 Where CW fails, the output is the *clean image*: foolbox starts its best adversarial at an all-zero image and

@@ -12,7 +12,8 @@ invgan        z0 = I(x) from the data-free encoder, T = 1000 gradient steps on �
               ``bpda_stand_in=encoder`` differentiates x ↦ G(I(x)) instead, the default until 2026-12-04)
 mimicgan      learned surrogate (Table 5), z0 = mean of 1000 prior samples, T = 10 × (T1 = 10 surrogate
               RMSProp steps at γs = 1e-2, T2 = 10 latent RMSProp steps at γg = 8e-2), ℓ1 mimicking loss,
-              λ_adv = 1e-4; batch-coupled (one surrogate per purified batch, batches of 100)
+              λ_adv = 1e-4; batch-coupled (one surrogate per purified batch, batches of 100). T1, T2, γs, γg
+              are MimicGAN-2 §5.2's; neither paper states the outer T (Alg. 1 leaves it open): T = 10 is ours
 ============  ===================================================================================
 
 DefenseGAN, Cowboy and MimicGAN are randomized (their output depends on the seed: random restarts; MimicGAN's

@@ -188,6 +188,8 @@ def _mimicgan_fig5a() -> PaperTable:
             "ν = mean *targeted* FGSM step (ε = 0.3, towards one class) over N = 15 test images, "
             "x̃ = clip(x + α ν); the text names no target class, ours is class 0 (T-shirt/top); the α grid "
             "(0.5, 1, 2, 4, 8) is ours, the paper's axis is not in the text.",
+            "ε = 0.3 is on [0, 1] pixels, where Fig. 5(b)'s cells read cleverhans' 0.3 as 0.15 (its sweep); ν is "
+            "linear in ε, so the 0.15 reading at α is this figure's curve at α / 2.",
         ),
     )
 
