@@ -268,10 +268,7 @@ def model_drift(mid: str, manifest: dict) -> list[str]:
     another recipe than its preset's today (``defbench train classifier --epochs 1`` saves under the preset's id)
     or another seed than the id's (trained before a non-default seed got its own id). [] when it was trained as
     its id says, or when its id names no recipe defbench knows."""
-    from_id = (mid.split("-") + ["", "", ""])[:3]
-    kind, dataset, preset = (manifest.get(k) or v for k, v in zip(("kind", "dataset", "preset"), from_id))
-    prefix = f"{kind}-{dataset}-{preset}"
-    tag = mid[len(prefix) :].lstrip("-") if mid.startswith(prefix) else ""
+    kind, dataset, preset, tag = zoo.parse_id(mid, manifest)
     try:
         kw = parse_gan_tag(tag) if tag and kind != "classifier" else {}
         if kind == "classifier":

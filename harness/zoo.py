@@ -217,11 +217,21 @@ def half_message(mid: str) -> str | None:
     return None
 
 
+def parse_id(mid: str, manifest: dict | None = None) -> tuple[str, str, str, str]:
+    """Model id ``mid`` as (kind, dataset, preset, tag): ``gan-mnist-paper-no3`` -> ``('gan', 'mnist', 'paper',
+    'no3')``. The manifest's ``kind``, ``dataset`` and ``preset`` come first (a dataset name may hold a hyphen);
+    the id's first three fields fill in what it lacks. The tag is what follows ``kind-dataset-preset`` in the id,
+    '' when the id does not start so."""
+    m = manifest or {}
+    from_id = (mid.split("-") + ["", "", ""])[:3]
+    kind, dataset, preset = (m.get(k) or v for k, v in zip(("kind", "dataset", "preset"), from_id))
+    prefix = f"{kind}-{dataset}-{preset}"
+    tag = mid[len(prefix) :].lstrip("-") if mid.startswith(prefix) else ""
+    return kind, dataset, preset, tag
+
+
 def build_hint(mid: str) -> str:
-    m = manifest_or_none(mid) or {}
-    kind, dataset, preset = (mid.split("-") + ["", "", ""])[:3]
-    kind, dataset, preset = m.get("kind", kind), m.get("dataset", dataset), m.get("preset", preset)
-    tag = mid[len(f"{kind}-{dataset}-{preset}") :].lstrip("-")
+    kind, dataset, preset, tag = parse_id(mid, manifest_or_none(mid))
     flags = ""
     if tag:
         flags = " " + tag_flags(tag)

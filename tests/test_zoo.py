@@ -173,6 +173,13 @@ def test_gan_tags_and_their_build_commands():
     )
     assert zoo.build_hint("encoder-mnist-quick-no5").endswith("--preset quick --holdout-class 5 --force")
     assert zoo.build_hint("gan-mnist-paper-s2-no4").endswith("--preset paper --seed 2 --holdout-class 4 --force")
+    assert zoo.parse_id("gan-mnist-paper-s2-no4") == ("gan", "mnist", "paper", "s2-no4")
+    assert zoo.parse_id("classifier-cifar10-quick") == ("classifier", "cifar10", "quick", "")
+    # the manifest's names come first (a hyphenated dataset), the id fills in what it lacks or leaves empty
+    hyphen = {"kind": "gan", "dataset": "my-data", "preset": "paper"}
+    assert zoo.parse_id("gan-my-data-paper-no3", hyphen) == ("gan", "my-data", "paper", "no3")
+    assert zoo.parse_id("gan-other-paper-no3", hyphen) == ("gan", "my-data", "paper", "")
+    assert zoo.parse_id("gan-mnist-paper-no3", {"kind": None, "dataset": "mnist"}) == ("gan", "mnist", "paper", "no3")
     for bad in ("sub80", "s1no3", "no3-s1", "s1-"):
         with pytest.raises(DefbenchError, match="must look like sub80-s1"):
             parse_gan_tag(bad)
