@@ -218,17 +218,24 @@ def summary(aucs: dict[tuple[int, int, str, str], float]) -> list[str]:
         classes = sorted({k for s2, k, _, _ in aucs if s2 == s})
         diff = {}
         for b in ("base", "share"):
-            present = [k for k in classes if all((s, k, row, b) in aucs for row in ROWS)]
-            if len(present) < len(classes):
-                if present:  # said, not dropped silently: a mean over some classes is not the table's
-                    lines.append(f"- {tag}{b}: {len(present)} of {len(classes)} classes only, no mean over classes")
-                continue
+            # each spec row over every class, or said to hold some only (a mean over some classes is not the
+            # table's); a row not run in this batch (--rows) says nothing
+            full = []
             for row in ROWS:
-                v = [aucs[(s, k, row, b)] for k in classes]
-                sd = f"{np.std(v, ddof=1):.3f}" if len(v) > 1 else "—"
-                lines.append(f"- {tag}{b}, {row}: mean {np.mean(v):.3f} ± {sd} over {len(v)} classes")
-            diff[b] = np.array([aucs[(s, k, "MimicGAN", b)] - aucs[(s, k, "f̂ = I", b)] for k in classes])
-            lines.append(f"- {tag}{b}: {paired('MimicGAN', 'f̂ = I', diff[b])}")
+                held = [k for k in classes if (s, k, row, b) in aucs]
+                if len(held) == len(classes):
+                    full.append(row)
+                    v = [aucs[(s, k, row, b)] for k in classes]
+                    sd = f"{np.std(v, ddof=1):.3f}" if len(v) > 1 else "—"
+                    lines.append(f"- {tag}{b}, {row}: mean {np.mean(v):.3f} ± {sd} over {len(v)} classes")
+                elif held:
+                    lines.append(
+                        f"- {tag}{b}, {row}: {len(held)} of {len(classes)} classes only ({held_text(held)}), "
+                        "no mean over classes"
+                    )
+            if len(full) == len(ROWS):
+                diff[b] = np.array([aucs[(s, k, "MimicGAN", b)] - aucs[(s, k, "f̂ = I", b)] for k in classes])
+                lines.append(f"- {tag}{b}: {paired('MimicGAN', 'f̂ = I', diff[b])}")
             # rows run with --options: each against the rows of the spec, class by class
             extra = sorted({r for s2, _, r, b2 in aucs if (s2, b2) == (s, b) and r not in ROWS}, key=extra_order)
             for i, row in enumerate(extra):  # each over the classes it holds (a run of some classes only)

@@ -209,7 +209,8 @@ def test_summarize_compares_gan_seeds_class_by_class(sh, tmp_path):
         + "\n".join(sh.markdown([[0, r, "share", 36, 64, "0.500", "0"] for r in ("f̂ = I", "MimicGAN")], header))
     )
     text = "\n".join(sh.summary(sh.read_tables([str(p) for p in paths] + [str(extra)])))
-    assert "GAN seed 0, share: 1 of 3 classes only, no mean over classes" in text
+    for row in ("f̂ = I", "MimicGAN"):
+        assert f"GAN seed 0, share, {row}: 1 of 3 classes only (classes 0), no mean over classes" in text
     # paired over classes 0 and 2 (class 1 has no seed-1 run): -0.3 and +0.1
     assert (
         "base, f̂ = I, GAN seed 1 − seed 0 over the 2 classes both hold: the mean moves by -0.100; a class by 0.200 "
@@ -339,3 +340,28 @@ def test_summarize_tells_rows_on_other_gans_apart_and_pairs_the_classes_they_hol
     opts = b.read_text().replace("2: 2/4).", "2: 2/4). Both rows with `arch=2`.")
     b.write_text(opts)
     assert (0, 1, "MimicGAN [GAN epochs=4; arch=2]", "base") in sh.read_tables([str(b)])
+
+
+def test_summarize_a_run_of_one_row(sh, tmp_path):
+    """Tables of the f̂ = I row alone (``--rows 'f̂ = I'``, with and without an option) give that row's mean and
+    the option row against it (the summary printed nothing for them once); a row holding some classes only says
+    so instead of a mean."""
+    header = ["left out", "r", "b", "p", "n", "a", "c"]
+    spec, other = {0: 0.8, 1: 0.1, 4: 0.6}, {0: 0.9, 1: 0.1, 4: 0.5}
+    a, b = tmp_path / "a.md", tmp_path / "b.md"
+    caption = "Command: x. GANs gan-mnist-paper-noK (class K left out). Rows run: f̂ = I."
+    a.write_text(
+        caption
+        + "\n\n"
+        + "\n".join(sh.markdown([[k, "f̂ = I", "base", 8, 92, v, "—"] for k, v in spec.items()], header))
+    )
+    lines = [[k, "f̂ = I", "base", 8, 92, v, "—"] for k, v in other.items()]
+    b.write_text(caption + " The row with `lr=5e-3`.\n\n" + "\n".join(sh.markdown(lines, header)))
+    text = "\n".join(sh.summary(sh.read_tables([str(a), str(b)])))
+    assert "base, f̂ = I: mean 0.500 ± 0.361 over 3 classes" in text
+    assert "base: f̂ = I [lr=5e-3] − f̂ = I +0.000 on average, f̂ = I [lr=5e-3] above on 1 of 3 classes" in text
+    assert "MimicGAN" not in text  # not run: nothing said of it
+    a.write_text(caption + "\n\n" + "\n".join(sh.markdown([[0, "f̂ = I", "base", 8, 92, 0.8, "—"]], header)))
+    text = "\n".join(sh.summary(sh.read_tables([str(a), str(b)])))
+    assert "base, f̂ = I: 1 of 3 classes only (classes 0), no mean over classes" in text
+    assert "base: f̂ = I [lr=5e-3] − f̂ = I +0.100 on average, f̂ = I [lr=5e-3] above on 1 of 1 classes" in text
