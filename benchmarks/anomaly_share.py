@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import sys
 import time
@@ -175,7 +176,8 @@ def read_tables(paths: list[str]) -> dict[tuple[int, int, str, str], float]:
                 raise ValueError(
                     f"GAN seed {seed}, class {key[1]}, {key[2]}, {key[3]} batch is in two tables (second: {path})"
                 )
-            out[key] = float(cells[5].split()[0])
+            auc = cells[5].split()[0]
+            out[key] = math.nan if auc == "—" else float(auc)  # "—": no AUC (a side of the batch empty)
     return out
 
 
@@ -211,8 +213,14 @@ def summary(aucs: dict[tuple[int, int, str, str], float]) -> list[str]:
     option rows named before it."""
     from scipy.stats import wilcoxon
 
+    lines = [
+        f"- {f'GAN seed {s}, ' if s else ''}class {k}, {b}, {row}: no AUC (a side of the batch empty), left out "
+        "of what follows"
+        for (s, k, row, b), v in sorted(aucs.items())
+        if v != v
+    ]
+    aucs = {key: v for key, v in aucs.items() if v == v}
     seeds = sorted({s for s, _, _, _ in aucs})
-    lines = []
     for s in seeds:
         tag = f"GAN seed {s}, " if len(seeds) > 1 else ""
         classes = sorted({k for s2, k, _, _ in aucs if s2 == s})
@@ -257,9 +265,10 @@ def summary(aucs: dict[tuple[int, int, str, str], float]) -> list[str]:
                 f"- {tag}share − base of that difference: {d.mean():+.3f} on average, larger on {(d > 0).sum()} of "
                 f"{len(classes)} classes; Wilcoxon p = {p}"
             )
+    labels = [*ROWS, *sorted({r for _, _, r, _ in aucs if r not in ROWS}, key=extra_order)]
     for s in seeds[1:]:
         for b in ("base", "share"):
-            for row in ROWS:
+            for row in labels:  # the spec's rows, then rows run with options or on other GANs
                 held = [k for s2, k, r, b2 in aucs if (s2, r, b2) == (s, row, b)]
                 common = sorted(k for k in held if (seeds[0], k, row, b) in aucs)
                 if not common:

@@ -365,3 +365,20 @@ def test_summarize_a_run_of_one_row(sh, tmp_path):
     text = "\n".join(sh.summary(sh.read_tables([str(a), str(b)])))
     assert "base, f̂ = I: 1 of 3 classes only (classes 0), no mean over classes" in text
     assert "base: f̂ = I [lr=5e-3] − f̂ = I +0.100 on average, f̂ = I [lr=5e-3] above on 1 of 1 classes" in text
+
+
+def test_summarize_keeps_going_past_a_cell_without_auc_and_compares_option_rows_across_seeds(sh, tmp_path):
+    """A "—" AUC (a batch without left-out images) is named and left out instead of aborting the summary; a row
+    run with options on two GAN seeds gets the seed comparison the spec rows get."""
+    header = ["left out", "r", "b", "p", "n", "a", "c"]
+    paths = []
+    for seed, aucs in ((0, {0: 0.8, 1: 0.1, 2: "—"}), (1, {0: 0.5, 1: 0.3, 2: 0.6})):
+        name = "gan-mnist-paper-noK" if seed == 0 else f"gan-mnist-paper-s{seed}-noK"
+        lines = [[k, "f̂ = I", "base", 8, 92, v, "—"] for k, v in aucs.items()]
+        paths.append(tmp_path / f"s{seed}.md")
+        caption = f"Command: x. GANs {name} (class K left out). Rows run: f̂ = I. The row with `lr=5e-3`."
+        paths[-1].write_text(caption + "\n\n" + "\n".join(sh.markdown(lines, header)))
+    text = "\n".join(sh.summary(sh.read_tables([str(p) for p in paths])))
+    assert "- class 2, base, f̂ = I [lr=5e-3]: no AUC (a side of the batch empty), left out of what follows" in text
+    assert "base, f̂ = I [lr=5e-3], GAN seed 1 − seed 0 over the 2 classes both hold: the mean moves by -0.050" in text
+    assert sh.main(["--summarize", *map(str, paths)]) == 0
