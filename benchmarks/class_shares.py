@@ -51,6 +51,15 @@ def readings(p: torch.Tensor, classes: int = 10) -> dict[str, torch.Tensor]:
     return {"argmax": counts / len(p), "mass": p.mean(0), "confidence": conf}
 
 
+def mean_confidence(conf: list[float]) -> str:
+    """The mean of a class's per-draw confidences over the draws that give the class a sample (a draw without one
+    holds NaN, which would turn the mean into nan): ``0.93``, ``0.71 (3 of 5 draws)``, or ``—`` (none)."""
+    seen = [c for c in conf if c == c]
+    if not seen:
+        return "—"
+    return f"{sum(seen) / len(seen):.2f}" + ("" if len(seen) == len(conf) else f" ({len(seen)} of {len(conf)} draws)")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", default="fmnist")
@@ -80,7 +89,7 @@ def main(argv=None) -> int:
                 f"{c} {names[c]}",
                 f"{arg[0]:.1f} ({min(arg):.1f}–{max(arg):.1f})",
                 f"{mass[0]:.1f} ({min(mass):.1f}–{max(mass):.1f})",
-                f"{sum(conf) / len(conf):.2f}",
+                mean_confidence(conf),
                 f"{100 * float(truth[c]):.1f}",
                 f"{100 * float(real['argmax'][c]):.1f}",
                 f"{100 * float(real['mass'][c]):.1f}",
