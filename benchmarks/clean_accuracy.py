@@ -37,6 +37,7 @@ ORDER = ("none", "defensegan", "cowboy", "invgan", "mimicgan", "ride", "median",
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("stores", nargs="+", help="output dirs of clean-only matrix runs")
+    ap.add_argument("--seed", type=int, help="the run seed to read where a store holds several (default: the only one)")
     ap.add_argument("--out", default="benchmarks/results/clean_accuracy.md")
     args = ap.parse_args(argv)
     found: dict[tuple[str, str], dict] = {}
@@ -44,9 +45,21 @@ def main(argv=None) -> int:
         if not (Path(d) / "defbench.sqlite").is_file():
             print(f"no store in {d}", file=sys.stderr)
             return 2
-        for r in Store(d).rows(attack="clean"):
+        where = {"attack": "clean"} if args.seed is None else {"attack": "clean", "seed": args.seed}
+        for r in Store(d).rows(**where):
+            other = found.get((r["dataset"], r["defense"]))
+            if other is not None:  # one row per defense: two cells (seeds, classifiers, settings) are not one
+                print(
+                    f"{r['dataset']} / {r['defense']} has two clean cells (seed {other['seed']}, classifier "
+                    f"{other['classifier']} and seed {r['seed']}, classifier {r['classifier']}"
+                    f"{'' if other['defense_hash'] == r['defense_hash'] else ', other settings'}); "
+                    + ("pick one with --seed" if other["seed"] != r["seed"] else "give stores of one run each"),
+                    file=sys.stderr,
+                )
+                return 2
             found[(r["dataset"], r["defense"])] = r
     datasets = list(dict.fromkeys(ds for ds, _ in found))
+    names = [*ORDER, *dict.fromkeys(n for _, n in found if n not in ORDER)]  # variants and plugins after ORDER
     lines = [
         f"Command: `{command_line(argv)}` (stores of "
         "`defbench matrix ... --attacks none --n 500`); accuracy of the classifier on the purified images, "
@@ -56,7 +69,7 @@ def main(argv=None) -> int:
     ]
     header = ["defense"] + [f"{ds}: {col}" for ds in datasets for col in ("accuracy % (95% CI)", "s/image", "paper")]
     body = []
-    for name in ORDER:
+    for name in names:
         cells = [name]
         for ds in datasets:
             r = found.get((ds, name))
