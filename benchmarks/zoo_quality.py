@@ -104,8 +104,11 @@ def main(argv=None) -> int:
                 add_gan_rows(rows, record, ds, G, gman, clf, test, idx, args, dev, t0)
             if "samples" in args.parts:
                 add_sample_rows(rows, ds, G, gman, clf, args, dev)
-            if not tag and "encoder" in args.parts and zoo.exists(zoo.model_id("encoder", ds, args.preset)):
-                add_encoder_rows(rows, record, ds, G, clf, test, idx, args, dev)
+            if not tag and "encoder" in args.parts:
+                if zoo.exists(zoo.model_id("encoder", ds, args.preset)):
+                    add_encoder_rows(rows, record, ds, G, clf, test, idx, args, dev)
+                else:  # said, as a missing classifier or GAN is
+                    rows.append([zoo.model_id("encoder", ds, args.preset), "missing", "—", "—", "—", "—"])
     lines += markdown(rows, HEADER, ["left", "left", "right", "left", "right", "right"])
     for mid, rec in record.items():
         if "per_class" in rec:

@@ -56,6 +56,15 @@ def test_replicas_are_measured_by_their_own_ids(zq, tiny_classifier, random_gan,
     assert 0.0 <= acc <= 1.0 and len(record["gan-fmnist-quick-sub80-s1"]["class_spread"]) == 10
 
 
+def test_a_missing_encoder_gets_its_row(zq, tiny_classifier, random_gan, tmp_path, monkeypatch):
+    """--parts encoder on a zoo without the encoder says so, as for a missing classifier or GAN (no row once)."""
+    args = ["--n", "4", "--parts", "encoder", "--gan-tags", "-"]
+    monkeypatch.setenv("DEFBENCH_HOME", str(tmp_path / "home"))
+    save_gan(*random_gan)  # the main GAN, no encoder for it
+    out = _run_in_own_zoo(zq, tiny_classifier, random_gan, tmp_path, monkeypatch, args)
+    assert ["encoder-fmnist-quick", "missing", "—", "—", "—", "—"] in md_rows(out.read_text())
+
+
 def test_samples_part_reports_every_draw_and_no_projection(zq, tiny_classifier, random_gan, tmp_path, monkeypatch):
     """--parts samples: one row per GAN with --draws values and no projection rows."""
     args = ["--parts", "samples", "--draws", "3", "--seed", "5", "--gan-tags", "sub80-s1"]
