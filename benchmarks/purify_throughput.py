@@ -247,7 +247,7 @@ def measure_defense(
             units = [lambda r=r: one.purify(x, seed=r) for r in range(cfg.restarts)]
             add("restart loop (all images)", units, steps, fpi, n)
         if name == "defensegan":
-            for c in chunks:
+            for c in sorted(chunks):  # ascending, so the first chunk past the latents ends the sweep
                 if c > n * cfg.restarts:
                     break
                 dd = gan_defense(bench, name, cfg.with_(chunk_size=c))

@@ -32,12 +32,12 @@ def test_timed_stops_at_its_deadline(tp):
 
 def test_rows_flops_and_time_cap(tp, fmnist):
     bench = tp.make_bench(2, "cpu")
-    rows = tp.measure_defense("defensegan", bench, scale=0.005, repeats=1, chunks=(10, 40), loop_images=1, log=str)
+    rows = tp.measure_defense("defensegan", bench, scale=0.005, repeats=1, chunks=(40, 10), loop_images=1, log=str)
     assert [r.mode for r in rows] == [
         "batched (default chunk)",
         "per-image loop",
         "restart loop (all images)",
-        "batched, chunk 10 latents",  # 40 > 2 images x 10 restarts: not measured
+        "batched, chunk 10 latents",  # 40 > 2 images x 10 restarts: not measured (and given first, ends nothing)
     ]
     assert [r.images for r in rows] == [2, 1, 2, 2]
     # FlopCounterMode's count agrees with the layers': 10 restarts x 1 latent step per image
