@@ -99,34 +99,48 @@ def twin_key(row: dict) -> tuple[str, str, str]:
     return row["defense"], row["threat"], json.dumps(attack, sort_keys=True, default=str)
 
 
-def across(rows: list[dict], others: list[dict], any_attack: bool = False) -> list[list[object]]:
+def twins(row: dict, others: list[dict], any_attack: bool) -> list[dict]:
+    """The cells of ``others`` that :func:`across` may pair with ``row``."""
+    if not any_attack:
+        return [o for o in others if twin_key(o) == twin_key(row)]
+    eps = row["attack_config"].get("eps")
+    return [
+        o
+        for o in others
+        if o["defense"] == row["defense"]
+        and o["threat"] == row["threat"]
+        and eps_equal(o["attack_config"].get("eps"), eps)
+    ]
+
+
+def across(
+    rows: list[dict], others: list[dict], any_attack: bool = False, left: list[str] | None = None
+) -> list[list[object]]:
     """One table row per cell of ``rows`` with a twin in ``others`` (:func:`twin_key`); ``any_attack``: the twin
     is the cell of the same defense, threat and ε whatever the attack's other settings (``others`` holds one
-    attack: the one variable changed)."""
+    attack: the one variable changed). The cells without a twin are named in ``left`` when it is given."""
+    if left is not None:
+        left += [cell_name(r) for r in rows if not twins(r, others, any_attack)]
     if not any_attack:
         twin = {twin_key(r): r for r in others}
         return [pair_row(cell_name(r), r, twin[twin_key(r)]) for r in rows if twin_key(r) in twin]
     out = []
     for r in rows:
-        eps = r["attack_config"].get("eps")
-        match = [
-            o
-            for o in others
-            if o["defense"] == r["defense"]
-            and o["threat"] == r["threat"]
-            and eps_equal(o["attack_config"].get("eps"), eps)
-        ]
+        match = twins(r, others, True)
         if len(match) > 1:
             raise SystemExit(f"{len(match)} cells of {r['defense']} could be the twin of {cell_name(r)}: one needed")
         out += [pair_row(cell_name(r), r, match[0])] if match else []
     return out
 
 
-def versus_clean(rows: list[dict], clean: list[dict]) -> list[list[object]]:
+def versus_clean(rows: list[dict], clean: list[dict], left: list[str] | None = None) -> list[list[object]]:
     """One table row per attacked cell of ``rows`` whose defense has a clean cell in ``clean``: the clean cell
     (A) against the attacked one (B) on the attacked cell's images — how many images right when clean the
-    attack keeps (both right) or takes (only A), and how many it turns right (only B)."""
+    attack keeps (both right) or takes (only A), and how many it turns right (only B). The cells without a
+    clean cell are named in ``left`` when it is given."""
     by = {r["defense"]: r for r in clean}
+    if left is not None:
+        left += [cell_name(r) for r in rows if r["defense"] not in by]
     return [pair_row(f"{cell_name(r)}: clean vs attacked", by[r["defense"]], r) for r in rows if r["defense"] in by]
 
 
@@ -223,14 +237,16 @@ def main(argv=None) -> int:
         raise SystemExit("--against-attack pairs with another run's cells: it needs --against")
     rows = chosen_cells(args, args.seed)
     if args.versus_clean or args.against:
+        left: list[str] = []  # the cells of --store that the table cannot hold: named under it
         if args.versus_clean:
-            body = versus_clean(rows, select(args.store, "clean", "none", args.seed))
+            body = versus_clean(rows, select(args.store, "clean", "none", args.seed), left)
             first = "clean, B: attacked"
             why = "its defense's clean cell on the attacked cell's images (only A: right when clean, wrong attacked)."
             missing = "has a clean cell beside it"
         else:
             other_attack = args.against_attack or args.attack
-            body = across(rows, select(args.against, other_attack, args.threat, args.seed), bool(args.against_attack))
+            others = select(args.against, other_attack, args.threat, args.seed)
+            body = across(rows, others, bool(args.against_attack), left)
             first = "--store, B: --against"
             why = "the cell of the other run that has the same defense, threat and attack settings."
             if args.against_attack:
@@ -246,6 +262,7 @@ def main(argv=None) -> int:
                 f"Cells: attack {args.attack}, threat {args.threat}, seed {args.seed}; each paired with {why}",
                 "",
                 *markdown(body, header, ["left"] + ["right"] * (len(header) - 1)),
+                *(["", f"Not in the table, having no {missing.split(' ', 2)[2]}: {', '.join(left)}."] if left else []),
             ],
             args.out,
         )

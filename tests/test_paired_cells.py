@@ -190,3 +190,23 @@ def test_pool_seeds_needs_the_same_defenses_at_every_seed(pc, monkeypatch, tmp_p
     full[0], full[1] = full[0][:1], full[1][:1]  # one defense at every seed: nothing to pair
     with pytest.raises(SystemExit, match="fewer than two FGSM/graybox cells"):
         pc.main(args)
+
+
+def test_cells_without_a_partner_are_named_under_the_table(pc, monkeypatch, capsys):
+    """--versus-clean and --against leave out the cells they cannot pair, and say which (they were dropped
+    without a word: a table of one defense read as the whole store)."""
+    attacked = [{**_cell(d, [1, 2], [0, 0], [0, 9]), "attack_config": {"eps": 0.05}} for d in ("ride", "median")]
+    clean = [_cell("ride", [1, 2], [0, 0], [0, 0])]
+    monkeypatch.setattr(pc, "select", lambda store, attack, *a: clean if attack == "clean" else attacked)
+    assert pc.main(["--store", "x", "--attack", "PGD", "--threat", "bpda", "--versus-clean"]) == 0
+    out = capsys.readouterr().out
+    assert "Not in the table, having no clean cell beside it: median @ ε 0.05." in out
+    new = [_row("defensegan", 0.3, [0, 0, 9]), _row("mimicgan", 0.3, [0, 9, 9])]
+    old = [_row("defensegan", 0.3, [0, 9, 9], model="b")]
+    monkeypatch.setattr(pc, "select", lambda store, *a: new if store == "x" else old)
+    assert pc.main(["--store", "x", "--against", "y", "--attack", "FGSM", "--threat", "reparam"]) == 0
+    out = capsys.readouterr().out
+    assert "| defensegan @ ε 0.3 " in out and "Not in the table, having no twin in y: mimicgan @ ε 0.3." in out
+    monkeypatch.setattr(pc, "select", lambda store, *a: new[:1] if store == "x" else old)
+    assert pc.main(["--store", "x", "--against", "y", "--attack", "FGSM", "--threat", "reparam"]) == 0
+    assert "Not in the table" not in capsys.readouterr().out  # every cell paired: nothing said
