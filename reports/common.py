@@ -8,6 +8,7 @@ attack == "clean" and threat == "none"; attack rows carry a display ``label`` an
 
 from __future__ import annotations
 
+import json
 import math
 from collections import Counter
 from typing import Any, Iterable, Mapping, Sequence
@@ -48,7 +49,6 @@ _NOT_TWIN = (*_NOT_ATTACK, "n_images", "label")
 
 def _cfg_hash(row: Row, drop: tuple[str, ...]) -> str:
     import hashlib
-    import json
 
     c = {k: v for k, v in (row.get("attack_config") or {}).items() if k not in drop}
     return hashlib.sha256(json.dumps(c, sort_keys=True, default=str).encode()).hexdigest()[:12]
@@ -60,6 +60,44 @@ def attack_key(row: Row) -> tuple[str, str]:
     one's). The gan-aware threat's ε is a latent-space budget, so its attacks are attacks of their own."""
     h = _cfg_hash(row, _NOT_ATTACK) if row.get("attack_config") else row["attack_hash"]
     return (row["attack"], h + (":latent" if is_latent(row) else ""))
+
+
+def how_key(row: Row) -> str:
+    """What :func:`attack_key` leaves out of a cell (its EOT count, the G and I a reparameterisation cell
+    differentiates), as one string."""
+    return json.dumps({f: cfg(row, f) for f in _NOT_ATTACK}, sort_keys=True, default=str)
+
+
+def how_splits(rows: Iterable[Row]) -> dict[tuple[Base, str], tuple[str, ...]]:
+    """The (defended model, threat) groups whose cells must not share a column: two cells of one attack and seed
+    that differ only in how they ran (the fields :func:`attack_key` leaves out: EOT, the G and I a
+    reparameterisation cell differentiates), as when a store holds a BPDA rerun at another ``--eot`` or a
+    reparameterisation rerun after the encoder was retrained. Per such group, the fields that differ; a table
+    splits the group's column by them (:func:`how_tag`) instead of showing one of the two cells."""
+    seen: dict[tuple[Base, str, tuple[str, str], int], Row] = {}
+    out: dict[tuple[Base, str], set[str]] = {}
+    for r in rows:
+        if is_clean(r):
+            continue
+        key = (base_key(r), r["threat"], attack_key(r), int(r["seed"]))
+        other = seen.setdefault(key, r)
+        if other is not r:
+            differ = {f for f in _NOT_ATTACK if cfg(r, f) != cfg(other, f)}
+            if differ:
+                out.setdefault(key[:2], set()).update(differ)
+    return {k: tuple(f for f in _NOT_ATTACK if f in v) for k, v in out.items()}
+
+
+def how_tag(row: Row, fields: Sequence[str]) -> str:
+    """A column tag for ``row`` naming its ``fields`` (of :func:`how_splits`): ``EOT=10``, ``G·I 1a2b3c/4d5e6f``."""
+    tags = []
+    for f in fields:
+        if f == "eot":
+            tags.append(f"EOT={int(cfg(row, 'eot') or 1)}")
+        else:
+            h = cfg(row, f) or {}
+            tags.append("G·I " + "/".join(str(h.get(k, "?"))[:6] for k in ("G", "I")))
+    return ", ".join(tags)
 
 
 def twin_key(row: Row) -> tuple[str, str]:

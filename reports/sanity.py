@@ -43,6 +43,7 @@ from .common import (
     Row,
     accuracy,
     attack_key,
+    how_key,
     attack_label,
     base_key,
     base_names,
@@ -69,7 +70,7 @@ GRADIENT_THREATS = ("bpda", "reparam")
 #: attack families that query scores only (a plugin may also set ``score_based: true`` in its config)
 SCORE_BASED = ("square", "spsa", "nes", "simba", "zoo", "bandits", "score-based")
 
-Cell = tuple[Base, str, tuple[str, str]]  # (defended model, threat, attack key)
+Cell = tuple[Base, str, tuple[str, str, str]]  # (defended model, threat, (attack key, how it ran))
 
 
 def _cells(rows: list[Row]) -> dict[Cell, dict[int, Row]]:
@@ -77,7 +78,8 @@ def _cells(rows: list[Row]) -> dict[Cell, dict[int, Row]]:
     out: dict[Cell, dict[int, Row]] = defaultdict(dict)
     for r in rows:
         if not is_clean(r):
-            out[(base_key(r), r["threat"], attack_key(r))][int(r["seed"])] = r
+            # how it ran (EOT, G·I) is part of the cell: a rerun at another --eot is a cell of its own
+            out[(base_key(r), r["threat"], (*attack_key(r), how_key(r)))][int(r["seed"])] = r
     return out
 
 

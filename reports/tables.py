@@ -30,6 +30,8 @@ from .common import (
     correct_mask,
     detection_auc,
     detection_auc_protocol,
+    how_splits,
+    how_tag,
     in_worst_case,
     is_clean,
     markdown_table,
@@ -64,7 +66,9 @@ THREAT_NOTES = {
     "ε-ball",
 }
 
-Column = tuple[Base, str | None]  # (defended model, threat or None for a clean-only column)
+#: (defended model, threat or None for a clean-only column, how its cells ran where one model and threat holds
+#: cells of one attack run two ways: :func:`~defbench.reports.common.how_splits`, else "")
+Column = tuple[Base, str | None, str]
 
 
 def format_mean_std(values: list[float], scale: float = 100.0, digits: int = 1) -> str:
@@ -160,18 +164,24 @@ def robust_accuracy_table(rows: Iterable[Row], threat: str | None = None) -> pd.
 
     bases = ordered_unique(base_key(r) for r in clean_rows + attack_rows)
     bnames = base_names(bases)
-    with_attacks = {(base_key(r), r["threat"]) for r in attack_rows}
+    splits = how_splits(attack_rows)
+
+    def column_of(r: Row) -> Column:
+        fields = splits.get((base_key(r), r["threat"]))
+        return (base_key(r), r["threat"], how_tag(r, fields) if fields else "")
+
+    with_attacks = ordered_unique(column_of(r) for r in attack_rows)
     columns: list[Column] = []
     for b in bases:
-        mine = [t for t in threats if (b, t) in with_attacks]
+        mine = sorted((c for c in with_attacks if c[0] == b), key=lambda c: threat_sort_key(c[1]))
         if mine:
-            columns += [(b, t) for t in mine]
+            columns += mine
         elif threat is None:
-            columns.append((b, None))
+            columns.append((b, None, ""))
     names = {}
     for c in columns:
-        eot = _eot_suffix([r for r in attack_rows if (base_key(r), r["threat"]) == c]) if c[1] else ""
-        tags = ([c[1]] if mixed and c[1] else []) + ([eot] if eot else [])
+        eot = _eot_suffix([r for r in attack_rows if column_of(r) == c]) if c[1] else ""
+        tags = ordered_unique(([c[1]] if mixed and c[1] else []) + ([eot] if eot else []) + ([c[2]] if c[2] else []))
         names[c] = f"{bnames[c[0]]} ({', '.join(tags)})" if tags else bnames[c[0]]
 
     anames = attack_names(rows)
@@ -190,7 +200,7 @@ def robust_accuracy_table(rows: Iterable[Row], threat: str | None = None) -> pd.
     for r in clean_rows:
         clean_by[(base_key(r), int(r["seed"]))] = r
     for r in attack_rows:
-        attacks_by[((base_key(r), r["threat"]), int(r["seed"]))].append(r)
+        attacks_by[(column_of(r), int(r["seed"]))].append(r)
 
     notes: list[str] = []
     mismatched: list[str] = []
@@ -284,8 +294,18 @@ def detection_auc_table(rows: Iterable[Row]) -> pd.DataFrame:
 
     bases = ordered_unique(base_key(r) for r in attack_rows)
     bnames = base_names(bases)
-    columns = [(b, kind) for b in bases for kind in ("protocol", ALL_IMAGES)]
-    names = {(b, kind): (bnames[b] if kind == "protocol" else f"{bnames[b]} ({ALL_IMAGES})") for b, kind in columns}
+    splits = how_splits(attack_rows)  # cells of one attack run two ways (EOT, G·I) get columns of their own
+
+    def tag_of(r: Row) -> str:
+        fields = splits.get((base_key(r), r["threat"]))
+        return how_tag(r, fields) if fields else ""
+
+    tagged = ordered_unique((base_key(r), tag_of(r)) for r in attack_rows)
+    columns = [(b, t, kind) for b in bases for bb, t in tagged if bb == b for kind in ("protocol", ALL_IMAGES)]
+    names = {}
+    for b, t, kind in columns:
+        tags = ([t] if t else []) + ([] if kind == "protocol" else [ALL_IMAGES])
+        names[(b, t, kind)] = f"{bnames[b]} ({', '.join(tags)})" if tags else bnames[b]
     index = ordered_unique(rname(r) for r in sorted(attack_rows, key=lambda r: threat_sort_key(r["threat"])))
     cells: dict[tuple[str, Any], dict[int, float]] = defaultdict(dict)
     unmatched, few = 0, []
@@ -293,8 +313,8 @@ def detection_auc_table(rows: Iterable[Row]) -> pd.DataFrame:
         clean = clean_by.get((base_key(r), int(r["seed"])))
         unmatched += clean is None
         auc, _, n_pos = detection_auc_protocol(clean, r) if clean is not None else (math.nan, 0, 0)
-        cells[(rname(r), (base_key(r), "protocol"))][int(r["seed"])] = auc
-        cells[(rname(r), (base_key(r), ALL_IMAGES))][int(r["seed"])] = (
+        cells[(rname(r), (base_key(r), tag_of(r), "protocol"))][int(r["seed"])] = auc
+        cells[(rname(r), (base_key(r), tag_of(r), ALL_IMAGES))][int(r["seed"])] = (
             detection_auc(clean, r) if clean is not None else math.nan
         )
         if clean is not None and n_pos < 10:

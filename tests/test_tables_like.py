@@ -114,6 +114,35 @@ def test_eot_is_shown_in_the_column_and_rows_stay_merged():
     assert any("EOT=k" in n for n in df.attrs["notes"])
 
 
+def test_a_rerun_at_another_eot_or_encoder_gets_its_own_column_not_one_of_the_two_cells():
+    """A store holding DefenseGAN's BPDA PGD at EOT 1 and at EOT 10 (the stronger rerun the paper specs suggest)
+    showed whichever cell came last in one column; each now has its column, in either order of the rows, and the
+    sanity flags and detection AUCs read both. The same for a reparameterisation rerun through another G·I."""
+    from defbench.reports.sanity import _cells
+
+    pgd = _cfg_of("pgd", 0.3)
+    clean = make_row(frac(10), defense="defensegan")
+    eot1 = _row(frac(8), "pgd", {**pgd, "eot": 1}, defense="defensegan", threat="bpda", extra={"randomized": True})
+    eot10 = _row(frac(2), "pgd", {**pgd, "eot": 10}, defense="defensegan", threat="bpda", extra={"randomized": True})
+    for attacks in ([eot1, eot10], [eot10, eot1]):
+        df = robust_accuracy_table([clean, *attacks], threat="bpda")
+        assert list(df.columns) == [f"defensegan (EOT={a['attack_config']['eot']})" for a in attacks]
+        assert df.loc["PGD", "defensegan (EOT=1)"] == "80.0" and df.loc["PGD", "defensegan (EOT=10)"] == "20.0"
+        assert df.loc["worst case", "defensegan (EOT=10)"] == "20.0"
+        auc = detection_auc_table([clean, *attacks])
+        assert {"defensegan (EOT=1)", "defensegan (EOT=10, all images)"} <= set(auc.columns)
+        assert len(_cells([clean, *attacks])) == 2
+    fgsm = _cfg_of("fgsm", 0.3)
+    rp = [
+        _row(frac(k), "fgsm", {**fgsm, "model_sha256": {"G": g, "I": "ee" * 32}}, defense="none", threat="reparam")
+        for k, g in ((7, "aa" * 32), (3, "bb" * 32))
+    ]
+    df = robust_accuracy_table([make_row(frac(10), defense="none"), *rp], threat="reparam")
+    assert df.loc["FGSM", "none (G·I aaaaaa/eeeeee)"] == "70.0" and df.loc["FGSM", "none (G·I bbbbbb/eeeeee)"] == "30.0"
+    # one cell per attack and seed (the usual store): one column, no tag
+    assert list(robust_accuracy_table([clean, eot10], threat="bpda").columns) == ["defensegan (EOT=10)"]
+
+
 # --------------------------------------------------------------------------------------------- detection AUC
 
 
