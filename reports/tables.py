@@ -204,9 +204,20 @@ def robust_accuracy_table(rows: Iterable[Row], threat: str | None = None) -> pd.
 
     notes: list[str] = []
     mismatched: list[str] = []
+    # the bounded attacks of each ε: over the whole table, and per column (over its seeds)
+    in_group = lambda r, e: in_worst_case(r) and _eps_key(r) == e  # noqa: E731
+    table_set = {e: {attack_key(r) for r in attack_rows if in_group(r, e)} for e in eps_groups}
     for c in columns:
         b = c[0]
         seeds = sorted({s for (bb, s) in clean_by if bb == b} | {s for (cc, s) in attacks_by if cc == c})
+        column_set = {
+            e: {attack_key(r) for s in seeds for r in attacks_by.get((c, s), []) if in_group(r, e)} for e in eps_groups
+        }
+        for e in eps_groups:
+            lacks = [anames[k] for k in table_set[e] - column_set[e]]
+            if column_set[e] and lacks:  # a worst case over fewer attacks than the row's others: said
+                at = f" ε={e:g}" if len(eps_groups) > 1 else ""
+                notes.append(f"{names[c]}: worst case{at} without {', '.join(sorted(lacks))} (not run in this column).")
         for s in seeds:
             clean, attacks = clean_by.get((b, s)), attacks_by.get((c, s), [])
             for r in ([clean] if clean is not None else []) + attacks:
@@ -214,8 +225,16 @@ def robust_accuracy_table(rows: Iterable[Row], threat: str | None = None) -> pd.
                 if repeat_count(r):
                     repeats[bnames[b]].add(repeat_count(r))
             for e in eps_groups:
-                group = [r for r in attacks if in_worst_case(r) and _eps_key(r) == e]
+                group = [r for r in attacks if in_group(r, e)]
                 if not group:
+                    continue
+                short = [anames[k] for k in column_set[e] - {attack_key(r) for r in group}]
+                if short:  # a seed without an attack its column's other seeds ran: no worst case of fewer attacks
+                    at = f" ε={e:g}" if len(eps_groups) > 1 else ""
+                    notes.append(
+                        f"{names[c]} seed {s}: no worst case{at}, its {', '.join(sorted(short))} cell is missing "
+                        "(the column's mean is over the seeds that ran every attack)."
+                    )
                     continue
                 cells[(worst_name[e], c)][s], mismatch = _worst_case(clean, group)
                 if mismatch:

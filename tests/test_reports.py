@@ -144,6 +144,23 @@ def test_worst_case_per_seed_and_never_above_min():
     assert mean["worst case"] <= mean.drop("worst case").min()
 
 
+def test_worst_case_of_a_seed_short_of_an_attack_is_left_out_and_a_short_column_says_so():
+    """Seed 1 without the PGD cell that seed 0 has (a run stopped between cells): its worst case would be FGSM's
+    alone, and the mean over seeds read 40 ± 57 beside a PGD cell of 0. Now only seed 0's worst case counts, a
+    note names the missing cell; a column that never ran PGD says its worst case lacks it."""
+    fg, pg = make_row(frac(8), attack="fgsm"), make_row(frac(0), attack="pgd")
+    rows = [make_row(frac(10)), fg, pg, make_row(frac(10), seed=1), make_row(frac(8), attack="fgsm", seed=1)]
+    df = robust_accuracy_table(rows)
+    assert df.loc["worst case", "invgan"] == "0.0" and df.attrs["seeds"].loc["worst case", "invgan"] == 1
+    assert any("invgan seed 1: no worst case, its PGD cell is missing" in n for n in df.attrs["notes"])
+    other = [make_row(frac(10), defense="none"), make_row(frac(3), defense="none", attack="fgsm")]
+    df = robust_accuracy_table([make_row(frac(10)), fg, pg, *other])
+    assert df.loc["worst case", "none"] == "30.0"
+    notes = df.attrs["notes"]
+    assert "none: worst case without PGD (not run in this column)." in notes
+    assert not any(n.startswith("invgan:") or "is missing" in n for n in notes)  # complete: nothing said
+
+
 def test_threats_are_columns_or_separate_tables():
     rows = [
         make_row(frac(10)),
