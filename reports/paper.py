@@ -153,11 +153,10 @@ def outcomes(run: PaperRun) -> pd.DataFrame:
         if m is not None and len(m.members) == 1 and m.metric == "auc" and ours is not None:
             note = "; ".join(filter(None, [note, protocol_note(run, m.members[0])]))
         if m is not None and len(m.members) > 1:
-            pooled = (
-                f"mean ± std over {len(m.members)} variants"
-                if m.how == "mean"
-                else f"best of {len(m.members)} settings"
-            )
+            valued = sum(not math.isnan(measure_value(run, x)[0]) for x in m.members)
+            of = f"{valued} of {len(m.members)}" if valued < len(m.members) else f"{len(m.members)}"
+            without = " (the others without a value)" if valued < len(m.members) else ""
+            pooled = f"mean ± std over {of} variants{without}" if m.how == "mean" else f"best of {of} settings{without}"
             note = f"{note}; {pooled}" if note else pooled
         defense = "" if m is None else m.defense if len(m.members) == 1 else " | ".join(x.defense for x in m.members)
         lines.append(

@@ -196,6 +196,24 @@ def _fake_row(labels, preds, scores, preds_u=None, repeats=None):
     }
 
 
+def test_a_pooled_cell_counts_the_members_it_averaged():
+    """MimicGAN-2 Table 2 at a small n: a left-out class without an image among the n has no AUC; the row's mean
+    is over the other classes and its note said "over 10 variants" all the same."""
+    from defbench.reports.paper import outcomes
+
+    t = TABLES["mimicgan-table2"]
+    labels = [0, 1, 2, 3, 4, 5, 6, 7, 8, 0, 1, 2]  # no 9: the class-9 member has no positives
+    scores = [0.1 * i for i in range(len(labels))]
+    rows = {c: _fake_row(labels, labels, scores) for c in t.needed_cells((0,))}
+    df = outcomes(PaperRun(t, "paper", len(labels), (0,), "cpu", "x", rows)).dropna(subset=["ours"])
+    assert len(df) == 2 and all(
+        "mean ± std over 9 of 10 variants (the others without a value)" in n for n in df["note"]
+    )
+    rows = {c: _fake_row([*labels, 9], [*labels, 9], [*scores, 0.5]) for c in t.needed_cells((0,))}
+    df = outcomes(PaperRun(t, "paper", len(labels) + 1, (0,), "cpu", "x", rows)).dropna(subset=["ours"])
+    assert len(df) == 2 and all("mean ± std over 10 variants" in n and "of 10" not in n for n in df["note"])
+
+
 def test_ours_comes_from_rows():
     """Accuracy, bare-classifier accuracy and AUC are computed from the rows handed in (no models)."""
     from defbench.reports.paper import outcomes, to_markdown
