@@ -160,8 +160,9 @@ STATUS: dict[str, tuple[str, str]] = {
         "= 1 or 3 outer iterations instead of 10 leave MimicGAN − f̂ = I at −0.02 to −0.03; GANs trained 4 epochs "
         "(the best kept: epochs 2-4) instead of 1 leave it at −0.006 (p = 0.43), each row within 0.01 of its "
         "one-epoch value; every reading of the setting that the text leaves open has been measured one at a time "
-        "and none opens the paper's 0.28; the PGD row at MimicGAN-2 §4's PGD rate (5e-3, four classes) moves by "
-        "−0.07 to +0.09 (mean +0.015), not towards the paper's 0.50",
+        "and none opens the paper's 0.28; the PGD row at MimicGAN-2 §4's PGD rate (5e-3 instead of 8e-2, all ten "
+        "classes on GANs retrained 2026-12-05) reads 0.647 ± 0.261 against 0.609 ± 0.245 (+0.04, up on 7 of 10, "
+        "p = 0.19), away from the paper's 0.50, so the rate does not explain the PGD row",
     ),
     "ride-fig5a": ("not run", "ImageNet data and weights are not reachable here"),
     "ride-table1": ("not run", "ImageNet data and weights are not reachable here"),
