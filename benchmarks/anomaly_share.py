@@ -193,6 +193,12 @@ def held_text(classes: list[int]) -> str:
     return "all 10" if list(classes) == list(range(10)) else "classes " + ", ".join(map(str, classes))
 
 
+def mean_text(v: list[float]) -> str:
+    """``mean 0.609 ± 0.245 over 10 classes`` (std ddof 1; ``—`` for one class)."""
+    sd = f"{np.std(v, ddof=1):.3f}" if len(v) > 1 else "—"
+    return f"mean {np.mean(v):.3f} ± {sd} over {len(v)} classes"
+
+
 def paired(row: str, other: str, d: np.ndarray) -> str:
     """One line of a paired comparison over classes: ``d`` = row − other per class."""
     from scipy.stats import wilcoxon
@@ -234,8 +240,7 @@ def summary(aucs: dict[tuple[int, int, str, str], float]) -> list[str]:
                 if len(held) == len(classes):
                     full.append(row)
                     v = [aucs[(s, k, row, b)] for k in classes]
-                    sd = f"{np.std(v, ddof=1):.3f}" if len(v) > 1 else "—"
-                    lines.append(f"- {tag}{b}, {row}: mean {np.mean(v):.3f} ± {sd} over {len(v)} classes")
+                    lines.append(f"- {tag}{b}, {row}: {mean_text(v)}")
                 elif held:
                     lines.append(
                         f"- {tag}{b}, {row}: {len(held)} of {len(classes)} classes only ({held_text(held)}), "
@@ -249,10 +254,7 @@ def summary(aucs: dict[tuple[int, int, str, str], float]) -> list[str]:
             for i, row in enumerate(extra):  # each over the classes it holds (a run of some classes only)
                 held = [k for k in classes if (s, k, row, b) in aucs]
                 v = [aucs[(s, k, row, b)] for k in held]
-                sd = f"{np.std(v, ddof=1):.3f}" if len(v) > 1 else "—"
-                lines.append(
-                    f"- {tag}{b}, {row}: mean {np.mean(v):.3f} ± {sd} over {len(v)} classes ({held_text(held)})"
-                )
+                lines.append(f"- {tag}{b}, {row}: {mean_text(v)} ({held_text(held)})")
                 for other in [*reversed(list(ROWS)), *extra[:i]]:  # the spec's rows, then the option rows before it
                     common = [k for k in held if (s, k, other, b) in aucs]
                     if common:

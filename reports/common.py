@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -68,36 +68,36 @@ def how_key(row: Row) -> str:
     return json.dumps({f: cfg(row, f) for f in _NOT_ATTACK}, sort_keys=True, default=str)
 
 
-def how_splits(rows: Iterable[Row]) -> dict[tuple[Base, str], tuple[str, ...]]:
-    """The (defended model, threat) groups whose cells must not share a column: two cells of one attack and seed
-    that differ only in how they ran (the fields :func:`attack_key` leaves out: EOT, the G and I a
-    reparameterisation cell differentiates), as when a store holds a BPDA rerun at another ``--eot`` or a
-    reparameterisation rerun after the encoder was retrained. Per such group, the fields that differ; a table
-    splits the group's column by them (:func:`how_tag`) instead of showing one of the two cells."""
+def how_tagger(rows: Iterable[Row]) -> Callable[[Row], str]:
+    """A column tag per row, so that two cells of one attack and seed that differ only in how they ran (the fields
+    :func:`attack_key` leaves out: EOT, the G and I a reparameterisation cell differentiates) do not share a table
+    cell, as when a store holds a BPDA rerun at another ``--eot`` or a reparameterisation rerun after the encoder
+    was retrained. In a (defended model, threat) group holding such a pair, each row's tag names the fields that
+    differ there (``EOT=10``, ``G·I 1a2b3c/4d5e6f``: the first hex digits of the checkpoints' sha256); elsewhere
+    the tag is ""."""
     seen: dict[tuple[Base, str, tuple[str, str], int], Row] = {}
-    out: dict[tuple[Base, str], set[str]] = {}
+    differ: dict[tuple[Base, str], set[str]] = {}
     for r in rows:
         if is_clean(r):
             continue
         key = (base_key(r), r["threat"], attack_key(r), int(r["seed"]))
         other = seen.setdefault(key, r)
         if other is not r:
-            differ = {f for f in _NOT_ATTACK if cfg(r, f) != cfg(other, f)}
-            if differ:
-                out.setdefault(key[:2], set()).update(differ)
-    return {k: tuple(f for f in _NOT_ATTACK if f in v) for k, v in out.items()}
+            fields = {f for f in _NOT_ATTACK if cfg(r, f) != cfg(other, f)}
+            if fields:
+                differ.setdefault(key[:2], set()).update(fields)
 
+    def tag(row: Row) -> str:
+        parts = []
+        for f in (f for f in _NOT_ATTACK if f in differ.get((base_key(row), row["threat"]), ())):
+            if f == "eot":
+                parts.append(f"EOT={int(cfg(row, 'eot') or 1)}")
+            else:
+                h = cfg(row, f) or {}
+                parts.append("G·I " + "/".join(str(h.get(k, "?"))[:6] for k in ("G", "I")))
+        return ", ".join(parts)
 
-def how_tag(row: Row, fields: Sequence[str]) -> str:
-    """A column tag for ``row`` naming its ``fields`` (of :func:`how_splits`): ``EOT=10``, ``G·I 1a2b3c/4d5e6f``."""
-    tags = []
-    for f in fields:
-        if f == "eot":
-            tags.append(f"EOT={int(cfg(row, 'eot') or 1)}")
-        else:
-            h = cfg(row, f) or {}
-            tags.append("G·I " + "/".join(str(h.get(k, "?"))[:6] for k in ("G", "I")))
-    return ", ".join(tags)
+    return tag
 
 
 def twin_key(row: Row) -> tuple[str, str]:

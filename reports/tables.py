@@ -30,8 +30,7 @@ from .common import (
     correct_mask,
     detection_auc,
     detection_auc_protocol,
-    how_splits,
-    how_tag,
+    how_tagger,
     in_worst_case,
     is_clean,
     markdown_table,
@@ -67,7 +66,7 @@ THREAT_NOTES = {
 }
 
 #: (defended model, threat or None for a clean-only column, how its cells ran where one model and threat holds
-#: cells of one attack run two ways: :func:`~defbench.reports.common.how_splits`, else "")
+#: cells of one attack run two ways: :func:`~defbench.reports.common.how_tagger`, else "")
 Column = tuple[Base, str | None, str]
 
 
@@ -164,11 +163,10 @@ def robust_accuracy_table(rows: Iterable[Row], threat: str | None = None) -> pd.
 
     bases = ordered_unique(base_key(r) for r in clean_rows + attack_rows)
     bnames = base_names(bases)
-    splits = how_splits(attack_rows)
+    how = how_tagger(attack_rows)
 
     def column_of(r: Row) -> Column:
-        fields = splits.get((base_key(r), r["threat"]))
-        return (base_key(r), r["threat"], how_tag(r, fields) if fields else "")
+        return (base_key(r), r["threat"], how(r))
 
     with_attacks = ordered_unique(column_of(r) for r in attack_rows)
     columns: list[Column] = []
@@ -206,6 +204,7 @@ def robust_accuracy_table(rows: Iterable[Row], threat: str | None = None) -> pd.
     mismatched: list[str] = []
     # the bounded attacks of each ε: over the whole table, and per column (over its seeds)
     in_group = lambda r, e: in_worst_case(r) and _eps_key(r) == e  # noqa: E731
+    at = {e: f" ε={e:g}" if len(eps_groups) > 1 else "" for e in eps_groups}  # a note's ε, where several
     table_set = {e: {attack_key(r) for r in attack_rows if in_group(r, e)} for e in eps_groups}
     for c in columns:
         b = c[0]
@@ -216,8 +215,9 @@ def robust_accuracy_table(rows: Iterable[Row], threat: str | None = None) -> pd.
         for e in eps_groups:
             lacks = [anames[k] for k in table_set[e] - column_set[e]]
             if column_set[e] and lacks:  # a worst case over fewer attacks than the row's others: said
-                at = f" ε={e:g}" if len(eps_groups) > 1 else ""
-                notes.append(f"{names[c]}: worst case{at} without {', '.join(sorted(lacks))} (not run in this column).")
+                notes.append(
+                    f"{names[c]}: worst case{at[e]} without {', '.join(sorted(lacks))} (not run in this column)."
+                )
         for s in seeds:
             clean, attacks = clean_by.get((b, s)), attacks_by.get((c, s), [])
             for r in ([clean] if clean is not None else []) + attacks:
@@ -230,15 +230,14 @@ def robust_accuracy_table(rows: Iterable[Row], threat: str | None = None) -> pd.
                     continue
                 short = [anames[k] for k in column_set[e] - {attack_key(r) for r in group}]
                 if short:  # a seed without an attack its column's other seeds ran: no worst case of fewer attacks
-                    at = f" ε={e:g}" if len(eps_groups) > 1 else ""
                     notes.append(
-                        f"{names[c]} seed {s}: no worst case{at}, its {', '.join(sorted(short))} cell is missing "
+                        f"{names[c]} seed {s}: no worst case{at[e]}, its {', '.join(sorted(short))} cell is missing "
                         "(the column's mean is over the seeds that ran every attack)."
                     )
                     continue
                 cells[(worst_name[e], c)][s], mismatch = _worst_case(clean, group)
                 if mismatch:
-                    mismatched.append(f"{names[c]} seed {s}" + (f" ε={e:g}" if len(eps_groups) > 1 else ""))
+                    mismatched.append(f"{names[c]} seed {s}{at[e]}")
             if clean is None and attacks:
                 notes.append(f"{names[c]} seed {s}: no clean row, worst case ignores clean accuracy.")
 
@@ -313,12 +312,7 @@ def detection_auc_table(rows: Iterable[Row]) -> pd.DataFrame:
 
     bases = ordered_unique(base_key(r) for r in attack_rows)
     bnames = base_names(bases)
-    splits = how_splits(attack_rows)  # cells of one attack run two ways (EOT, G·I) get columns of their own
-
-    def tag_of(r: Row) -> str:
-        fields = splits.get((base_key(r), r["threat"]))
-        return how_tag(r, fields) if fields else ""
-
+    tag_of = how_tagger(attack_rows)  # cells of one attack run two ways (EOT, G·I) get columns of their own
     tagged = ordered_unique((base_key(r), tag_of(r)) for r in attack_rows)
     columns = [(b, t, kind) for b in bases for bb, t in tagged if bb == b for kind in ("protocol", ALL_IMAGES)]
     names = {}
