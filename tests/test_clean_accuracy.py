@@ -49,6 +49,10 @@ def test_two_seeds_of_one_defense_are_refused_and_seed_picks_one(ca, tmp_path, m
     assert "mnist / none has two clean cells (seed 0" in capsys.readouterr().err and not out.exists()
     assert ca.main([str(tmp_path), "--seed", "1", "--out", str(out)]) == 0
     assert "| none " in out.read_text() and "50.0 (" in out.read_text()  # seed 1's cell: 2 of 4 right
+    # one seed, two classifiers (stores of two runs): --seed cannot pick, so the message asks for other stores
+    _FakeStore.cells = [_clean("none", 0, [0, 1, 2, 3]), _clean("none", 0, [0, 1, 2, 3], classifier="other")]
+    assert ca.main([str(tmp_path), "--seed", "0", "--out", str(tmp_path / "u.md")]) == 2
+    assert "give stores of one run each" in capsys.readouterr().err and not (tmp_path / "u.md").exists()
 
 
 def test_a_defense_outside_the_built_in_order_gets_its_row(ca, tmp_path, monkeypatch):
