@@ -34,7 +34,17 @@ import pandas as pd
 from defbench.harness.examples import load_examples
 from defbench.harness.paper_tables import TABLES
 
-from .common import Row, attack_key, attack_names, base_key, base_names, cfg, is_clean, threat_sort_key
+from .common import (
+    Row,
+    attack_key,
+    attack_names,
+    base_key,
+    base_names,
+    cfg,
+    how_tagger,
+    is_clean,
+    threat_sort_key,
+)
 from .paper import _fmt, _verdict
 from .plots import plot_alpha_sweep, plot_eps_sweep
 from .render import _header
@@ -326,10 +336,11 @@ def grids_html(rows: list[Row], out_dir: str | Path) -> str:
     bnames = base_names(base_key(r) for r in rows)
     anames = attack_names(rows)
     seed0 = min(int(r["seed"]) for r in rows)
+    how = how_tagger(rows)  # an attack run two ways (EOT, G·I) gets a grid per way, as it gets a table column
     first: dict[tuple, Row] = {}
     for r in sorted(rows, key=lambda r: int(r["seed"])):
         akey = ("clean",) if is_clean(r) else attack_key(r)
-        first.setdefault((base_key(r), r["threat"], akey), r)
+        first.setdefault((base_key(r), r["threat"], akey, how(r)), r)
     order = sorted(
         first.items(),
         key=lambda kv: (list(bnames).index(kv[0][0]), not is_clean(kv[1]), threat_sort_key(kv[1]["threat"])),
@@ -337,14 +348,14 @@ def grids_html(rows: list[Row], out_dir: str | Path) -> str:
     sections: dict[Any, list[str]] = {}
     missing = 0
     shown = 0
-    for (base, threat, _), r in order:
+    for (base, threat, _, tag), r in order:
         blob = load_examples(out_dir, r["key"]) if "key" in r else None
         if blob is None:
             missing += 1
             continue
         if shown >= MAX_GRIDS:
             continue
-        label = "clean" if is_clean(r) else f"{anames[attack_key(r)]}, threat {threat}"
+        label = "clean" if is_clean(r) else f"{anames[attack_key(r)]}, threat {threat}" + (f", {tag}" if tag else "")
         title = f"{bnames[base]}: {label}" + (f" (seed {r['seed']})" if int(r["seed"]) != seed0 else "")
         sections.setdefault(base, []).append(grid_html(blob, title, is_clean(r)))
         shown += 1

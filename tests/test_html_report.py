@@ -319,6 +319,33 @@ def test_grid_notes_fire_on_missing_files_and_the_grid_cap_and_stay_silent_other
     assert "1 of 3 cells have no example file" in cut and "Only the first 1 grids are shown." in cut
 
 
+def test_an_attack_run_at_two_eot_counts_gets_a_grid_each_and_one_run_a_single_untagged_grid(tmp_path):
+    """A store holding a BPDA cell at EOT 1 and its rerun at EOT 10 showed the example grid of whichever came
+    first; each now has its grid, titled with its EOT as its table column is. One way of running: no tag."""
+    from defbench.attacks import get_attack
+    from defbench.harness.examples import examples_blob, save_examples_blob
+    from defbench.harness.store import config_hash
+    from defbench.reports import html
+
+    clf = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 10))
+    x = torch.rand(2, 1, 2, 2)
+    pgd = get_attack("pgd", "fmnist", 0.3).config()
+    rows = [make_row(frac(10), defense="defensegan")]
+    for k, eot in ((8, 1), (2, 10)):
+        cfg = {**pgd, "eot": eot}
+        r = make_row(frac(k), attack="pgd", cfg=cfg, defense="defensegan", threat="bpda")
+        r["attack_hash"] = config_hash(cfg)
+        rows.append(r)
+    for i, r in enumerate(rows):
+        r["key"] = f"cell{i}"
+        save_examples_blob(tmp_path, r["key"], examples_blob(clf, x, x, x, [0, 1]))
+    both = html.grids_html(rows, tmp_path)
+    assert both.count("<figure>") == 3
+    assert "PGD, threat bpda, EOT=1<" in both and "PGD, threat bpda, EOT=10<" in both
+    one = html.grids_html(rows[:2], tmp_path)
+    assert one.count("<figure>") == 2 and "EOT=" not in one and "PGD, threat bpda<" in one
+
+
 def test_sweep_lines_of_one_point_are_left_out(tmp_path):
     from defbench.reports.html import _sweep_rows, build_html
 
