@@ -8,7 +8,7 @@ import warnings
 
 import pytest
 import torch
-from conftest import import_benchmark, md_rows, save_classifier, save_gan
+from conftest import import_benchmark, md_rows, save_classifier, save_encoder, save_gan
 
 from defbench import DefbenchError
 
@@ -63,6 +63,38 @@ def test_a_missing_encoder_gets_its_row(zq, tiny_classifier, random_gan, tmp_pat
     save_gan(*random_gan)  # the main GAN, no encoder for it
     out = _run_in_own_zoo(zq, tiny_classifier, random_gan, tmp_path, monkeypatch, args)
     assert ["encoder-fmnist-quick", "missing", "—", "—", "—", "—"] in md_rows(out.read_text())
+
+
+def test_an_encoder_gets_its_two_rows_with_the_values_it_measures(
+    zq, tiny_classifier, random_gan, tmp_path, monkeypatch
+):
+    """--parts encoder with the encoder in the zoo: its latent-recovery row against the random guess and its T = 0
+    accuracy, the accuracy equal to the classifier's on G(I(x)) of the same test images computed here; the
+    silent twin of the missing-encoder row."""
+    from defbench.harness.data import load_dataset
+    from defbench.harness import models
+
+    monkeypatch.setenv("DEFBENCH_HOME", str(tmp_path / "home"))
+    save_gan(*random_gan)
+    save_encoder(seed=3)
+    out = _run_in_own_zoo(zq, tiny_classifier, random_gan, tmp_path, monkeypatch, ["--n", "12", "--parts", "encoder"])
+    rows = [r for r in md_rows(out.read_text()) if r[0] == "encoder-fmnist-quick"]
+    assert [r[1] for r in rows] == [
+        "‖z − I(G(z))‖ vs random guess (500 z)",
+        "accuracy on G(I(x)) (T = 0) of 12 clean test images",
+    ]
+    rec = json.loads(out.with_suffix(".json").read_text())["encoder-fmnist-quick"]
+    assert rows[0][2] == f"{rec['latent_error']:.2f} vs {rec['random_guess_latent_error']:.2f}"
+    assert rec["latent_error"] > 0 and rec["random_guess_latent_error"] > 0
+    G, _, _ = models.get_gan("fmnist", "quick", "cpu", train_missing=False)
+    enc, _ = models.get_encoder("fmnist", "quick", "cpu", train_missing=False)
+    clf, _ = models.get_classifier("fmnist", "quick", "cpu", train_missing=False)
+    test = load_dataset("fmnist", "test")
+    x, y = test.get(test.eval_indices(12, 0))
+    with torch.no_grad():
+        expected = (clf(G(enc(x).clamp(-1, 1))).argmax(1) == y).float().mean().item()
+    assert rec["accuracy_T0"] == pytest.approx(expected) and rows[1][2] == f"{expected:.3f}"
+    assert "missing" not in [r[1] for r in rows]
 
 
 def test_samples_part_reports_every_draw_and_no_projection(zq, tiny_classifier, random_gan, tmp_path, monkeypatch):
