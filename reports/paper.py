@@ -121,7 +121,11 @@ def cell_value(run: PaperRun, cell: PaperCell) -> tuple[float | None, int, float
     m = cell.measure
     if m is None:
         return None, 0, None, None
-    vals = [measure_value(run, x) for x in m.members]
+    return pooled_value(m, [measure_value(run, x) for x in m.members])
+
+
+def pooled_value(m, vals: list[tuple[float, int, tuple[int, int]]]):
+    """:func:`cell_value` of a measure from its members' :func:`measure_value` results."""
     if len(vals) == 1:
         return vals[0][0], vals[0][1], None, vals[0][2]
     finite = [v for v, _, _ in vals if not math.isnan(v)]
@@ -138,10 +142,11 @@ def outcomes(run: PaperRun) -> pd.DataFrame:
     t = run.table
     lines: list[dict[str, Any]] = []
     for c in t.cells:
-        ours, n, std, counts = cell_value(run, c)
+        m = c.measure
+        vals = [] if m is None else [measure_value(run, x) for x in m.members]  # once: the value and the note
+        ours, n, std, counts = (None, 0, None, None) if m is None else pooled_value(m, vals)
         paper = t.paper_value(c)
         delta = None if paper is None or ours is None or math.isnan(ours) else ours - paper
-        m = c.measure
         ci = (None, None)
         if m is not None and len(m.members) == 1 and ours is not None and not math.isnan(ours) and n:
             if m.metric == "accuracy":
@@ -153,7 +158,7 @@ def outcomes(run: PaperRun) -> pd.DataFrame:
         if m is not None and len(m.members) == 1 and m.metric == "auc" and ours is not None:
             note = "; ".join(filter(None, [note, protocol_note(run, m.members[0])]))
         if m is not None and len(m.members) > 1:
-            valued = sum(not math.isnan(measure_value(run, x)[0]) for x in m.members)
+            valued = sum(not math.isnan(v) for v, _, _ in vals)
             of = f"{valued} of {len(m.members)}" if valued < len(m.members) else f"{len(m.members)}"
             without = " (the others without a value)" if valued < len(m.members) else ""
             pooled = f"mean ± std over {of} variants{without}" if m.how == "mean" else f"best of {of} settings{without}"
