@@ -34,6 +34,8 @@ def check_images(x: torch.Tensor, shape: tuple[int, int, int] | None, who: str) 
         raise DefbenchError(f"{who}: expected a batch of shape (N, C, H, W), got shape {tuple(x.shape)}")
     if shape is not None and tuple(x.shape[1:]) != tuple(shape):
         raise DefbenchError(f"{who}: expected images of shape {tuple(shape)} (C, H, W), got {tuple(x.shape[1:])}")
+    if x.shape[0] == 0:
+        raise DefbenchError(f"{who}: empty batch (0 images); pass at least one image")
     if not torch.isfinite(x).all():
         raise DefbenchError(f"{who}: input contains NaN or infinite values")
     lo, hi = x.min().item(), x.max().item()

@@ -7,6 +7,8 @@ denoiser (``denoise_tv_chambolle``), the algorithm RIDE reports alongside split-
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
@@ -41,8 +43,8 @@ class TVMinimization(Defense):
         super().__init__(shape, seed)
         if method not in ("chambolle", "bregman"):
             raise DefbenchError(f"tvm method must be chambolle or bregman, got {method!r}")
-        if weight <= 0:
-            raise DefbenchError(f"tvm weight must be > 0, got {weight}")
+        if not (math.isfinite(weight) and weight > 0):
+            raise DefbenchError(f"tvm weight must be a finite number > 0, got {weight}")
         self.weight, self.method = weight, method
 
     def config(self):

@@ -15,6 +15,7 @@ lowest reconstruction error ‖y − f̂(G(z))‖² is kept (DefenseGAN's rule).
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, replace
 
 import torch
@@ -58,7 +59,7 @@ class ProjectionConfig:
     surrogate_steps: int = 0  #: surrogate steps per outer iteration (MimicGAN T1)
     restarts: int = 10  #: R random restarts per image
     optimizer: str = "sgd"  #: latent optimiser: sgd | rmsprop (PyTorch's) | rmsprop-tf (TF 1's) | adam
-    lr: float = 10.0  #: latent learning rate (γ_g)
+    lr: float = 10.0  #: latent learning rate (γ_g), > 0
     momentum: float = 0.7  #: SGD momentum (DefenseGAN's code: 0.7)
     loss: str = "mse"  #: per-image fidelity: mse (mean squared) | l2 (‖·‖₂) | l1 (‖·‖₁)
     lambda_adv: float = 0.0  #: weight of log(1 − D(G(z)))
@@ -67,10 +68,11 @@ class ProjectionConfig:
     #: divided by a constant and SGD steps on the fidelity term stay DefenseGAN's (Cowboy)
     adv_against_sum: bool = False
     lambda_identity: float = 0.0  #: weight of MimicGAN's identity loss
-    init: str = "random"  #: random (U(-1,1)) | mean (mean of ``mean_samples`` prior draws) | encoder
-    mean_samples: int = 1000
+    #: random (U(-1,1)) | mean (mean of ``mean_samples`` prior draws: one start per image, restarts=1 only) | encoder
+    init: str = "random"
+    mean_samples: int = 1000  #: prior draws behind init=mean (>= 1 there; unused otherwise)
     surrogate: str = "none"  #: none | mimic (learned, Table 5) | identity (mimic surrogate frozen at I)
-    surrogate_lr: float = 1e-2  #: γ_s (RMSProp)
+    surrogate_lr: float = 1e-2  #: γ_s (RMSProp); 0 freezes f̂ at its start
     #: pixel range f̂ sees: unit ([0, 1], our images) | signed ([-1, 1], the paper's TF code: a negative is W = −1)
     surrogate_range: str = "unit"
     #: start of the learned f̂: near-identity (W = 1, mask ~ N(0, 1e-2); our choice) | random (W and the mask drawn
@@ -110,6 +112,12 @@ class ProjectionConfig:
                 raise DefbenchError(f"projection {field} must be >= 0, got {getattr(self, field)}")
         if self.restarts < 1:
             raise DefbenchError("projection restarts must be >= 1")
+        for field in ("lr", "momentum", "lambda_adv", "lambda_identity", "surrogate_lr"):
+            value = getattr(self, field)
+            if not (math.isfinite(value) and value >= 0):
+                raise DefbenchError(f"projection {field} must be a finite number >= 0, got {value}")
+        if self.lr == 0:
+            raise DefbenchError("projection lr must be > 0 (latent_steps=0 leaves the starting latents as they are)")
         if self.adv_against_sum and self.loss != "mse":
             raise DefbenchError("adv_against_sum applies to loss=mse only (l1 and l2 are per-image sums or norms)")
         if self.surrogate_arch == "mimicgan2" and self.surrogate_init != "near-identity":
@@ -119,6 +127,15 @@ class ProjectionConfig:
             )
         if self.surrogate == "mimic" and self.restarts != 1:
             raise DefbenchError("a learned surrogate is shared by the batch; use restarts=1 with surrogate=mimic")
+        if self.init == "mean" and self.restarts != 1:
+            raise DefbenchError(
+                f"init=mean starts every restart from the same latent (the mean of mean_samples prior draws), so "
+                f"restarts={self.restarts} would repeat one projection; use restarts=1, or init=random for restarts"
+            )
+        if self.init == "mean" and self.mean_samples < 1:
+            raise DefbenchError(
+                f"init=mean averages mean_samples prior draws: mean_samples must be >= 1, got {self.mean_samples}"
+            )
 
     @property
     def total_latent_steps(self) -> int:

@@ -1,6 +1,8 @@
 """Defenses by name, with paper defaults and overridable hyperparameters.
 
-``build_defense("median", "fmnist", overrides={"kernel_size": 5})`` returns a ready defense. A GAN-prior defense
+``build_defense("median", "fmnist", overrides={"kernel_size": 5})`` returns a ready defense. Every option is checked
+against its declared type when the defense is built (a bool must be true or false, an int a whole number, a float a
+number), never coerced: a wrong type is a one-line error, not a surprise at purify time. A GAN-prior defense
 also needs trained models (G, D, encoder) from a :class:`ModelSource`: ``defbench.harness.models.build_defense``
 takes them from the zoo, trained on demand when missing.
 """
@@ -9,6 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import numbers
+import typing
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -141,7 +145,9 @@ def load_json_object(path: str) -> dict[str, Any]:
 
 
 def parse_overrides(pairs: list[str] | None = None, config_file: str | None = None) -> dict[str, Any]:
-    """key=value pairs (values parsed as JSON when they can be) over a JSON config file's keys."""
+    """key=value pairs (values parsed as JSON when they can be, else kept as strings) over a JSON config file's
+    keys. Their types are checked when the defense is built: ``nms=False`` is the string 'False', refused where a
+    bool is due (JSON's ``false`` is the bool)."""
     out: dict[str, Any] = load_json_object(config_file) if config_file else {}
     for pair in pairs or []:
         if "=" not in pair:
@@ -151,6 +157,30 @@ def parse_overrides(pairs: list[str] | None = None, config_file: str | None = No
     return out
 
 
+def _type_ok(value: Any, want: Any) -> tuple[bool, str]:
+    """Whether ``value`` is of the declared type ``want`` (never coerced: the value is recorded as given), and
+    the type in words. bool: True or False only; int: a whole number, not a bool; float: an int or a float, not a
+    bool; str: a string (its choices are the config's to check). Other annotations are not checked."""
+    if want is bool:
+        return isinstance(value, bool), "a bool (true or false, unquoted)"
+    if want is int:
+        return isinstance(value, numbers.Integral) and not isinstance(value, bool), "an int (a whole number)"
+    if want is float:
+        return isinstance(value, numbers.Real) and not isinstance(value, bool), "a float (a number)"
+    if want is str:
+        return isinstance(value, str), "a str (a string)"
+    return True, ""
+
+
+def _check_types(overrides: dict[str, Any], types: dict[str, Any], name: str) -> None:
+    """A one-line error naming the defense, the option, the value and the expected type for the first option
+    whose value is not of its declared type (``types``: the option's annotations)."""
+    for k, v in overrides.items():
+        ok, want = _type_ok(v, types.get(k))
+        if not ok:
+            raise DefbenchError(f"defense {name}: option {k}={v!r} ({type(v).__name__}) must be {want}")
+
+
 def _apply(cfg, overrides: dict[str, Any], name: str):
     fields = {f.name for f in dataclasses.fields(cfg)}
     unknown = sorted(set(overrides) - fields)
@@ -158,6 +188,7 @@ def _apply(cfg, overrides: dict[str, Any], name: str):
         raise DefbenchError(
             f"unknown option(s) {', '.join(unknown)} for defense {name}; valid: {', '.join(sorted(fields))}"
         )
+    _check_types(overrides, typing.get_type_hints(type(cfg)), name)
     return dataclasses.replace(cfg, **overrides)
 
 
@@ -186,9 +217,9 @@ def build_defense(
             raise DefbenchError("defense none takes no options")
         return NoDefense(shape, seed)
     if name == "median":
-        return MedianFilter(shape=shape, seed=seed, **_kw(overrides, ("kernel_size",), name))
+        return MedianFilter(shape=shape, seed=seed, **_kw(overrides, MedianFilter, ("kernel_size",), name))
     if name == "tvm":
-        return TVMinimization(shape=shape, seed=seed, **_kw(overrides, ("weight", "method"), name))
+        return TVMinimization(shape=shape, seed=seed, **_kw(overrides, TVMinimization, ("weight", "method"), name))
     if name not in DEFENSES:
         return _build_plugin(name, dataset, shape, device, overrides, seed)
     if name == "ride":
@@ -212,10 +243,11 @@ def build_defense(
     return d
 
 
-def _kw(overrides: dict, allowed: tuple[str, ...], name: str) -> dict:
+def _kw(overrides: dict, cls: type, allowed: tuple[str, ...], name: str) -> dict:
     unknown = sorted(set(overrides) - set(allowed))
     if unknown:
         raise DefbenchError(f"unknown option(s) {', '.join(unknown)} for defense {name}; valid: {', '.join(allowed)}")
+    _check_types(overrides, typing.get_type_hints(cls.__init__), name)
     return overrides
 
 

@@ -92,7 +92,10 @@ class RIDEConfig:
             (self.input in ("noisy", "fixed"), "input must be 'noisy' or 'fixed'"),
             (self.init in ("uniform", "torch"), "init must be 'uniform' or 'torch'"),
             (self.output in ("estimate", "iterate"), "output must be 'estimate' or 'iterate'"),
-            (self.lr > 0 and self.weight_decay >= 0, "lr must be > 0 and weight_decay >= 0"),
+            (
+                math.isfinite(self.lr) and self.lr > 0 and math.isfinite(self.weight_decay) and self.weight_decay >= 0,
+                "lr must be finite and > 0, weight_decay finite and >= 0",
+            ),
             (self.estimate_samples >= 1 and self.noise_block >= 1, "estimate_samples and noise_block must be >= 1"),
         ]
         for ok, msg in checks:

@@ -92,6 +92,7 @@ def test_tvm_is_scikit_images_denoiser_and_its_weight_smooths_more(method):
         (torch.rand(2, 1, 28, 28) * 2, "must lie in \\[0, 1\\]"),
         (torch.full((2, 1, 28, 28), float("nan")), "NaN"),
         (torch.rand(2, 1, 28, 28).numpy(), "expected a torch.Tensor batch, got ndarray"),
+        (torch.rand(0, 1, 28, 28), "empty batch"),
     ],
 )
 def test_bad_input_clear_error(bad, msg, random_gan):

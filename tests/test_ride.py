@@ -105,6 +105,8 @@ def test_dataset_picks_the_supplement_network():
         {"input": "zeros"},
         {"output": "both"},
         {"lr": 0},
+        {"lr": float("inf")},
+        {"weight_decay": float("inf")},
         {"layers": 1},
     ],
 )
