@@ -9,6 +9,7 @@ different model (classifier, classifier ∘ BPDA(defense), classifier ∘ G ∘ 
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 import torch
@@ -51,7 +52,10 @@ class Attack:
     ``--attack-opt NAME:output_check=warn``) the output is projected back instead (NaN/inf -> the clean
     pixel, clipped into [0, 1] and the ε-ball) and each violation is recorded as a dict in
     ``last_violations`` (this call) and ``violations`` (every call of this instance), for the runner to put
-    in the cell's ``extra`` and for the reports to flag.
+    in the cell's ``extra`` and for the reports to flag. The harness never relies on ``__call__`` alone: it scores
+    what :func:`perturb` returns, which hands the attack a copy of x and runs these checks of the base class again
+    against the clean batch it kept (an attack that writes into its input, or overrides ``__call__`` or
+    ``check_output``, cannot skip them).
 
     Labels: ``labels='true'`` (default) attacks the true labels; ``labels='predicted'`` (``--attack-opt
     NAME:labels=predicted``) attacks the model's own prediction on the clean input, as cleverhans does when
@@ -124,57 +128,18 @@ class Attack:
         if self.labels == "predicted":
             with torch.no_grad():
                 y = model(x).argmax(1)
-        x_adv = self.run(model, x, y)
-        if not isinstance(x_adv, torch.Tensor):
-            raise DefbenchError(f"{self.who} returned {type(x_adv).__name__}, not a torch.Tensor")
-        x_adv = x_adv.detach()
-        if x_adv.shape != x.shape:
-            raise DefbenchError(f"{self.who} returned shape {tuple(x_adv.shape)} for input {tuple(x.shape)}")
-        x_adv = x_adv.to(device=x.device, dtype=x.dtype)
+        x_adv = _as_output(self, x, self.run(model, x, y))
         self.last_violations = self.check_output(x, x_adv)
-        if self.last_violations:
-            if self.output_check == "error":
-                msg = "; ".join(v["message"] for v in self.last_violations)
-                raise DefbenchError(
-                    f"{self.who} {msg}: output refused (output_check='warn' projects it back "
-                    "and flags the cell instead)"
-                )
-            self.violations += self.last_violations
-            x_adv = self.project_output(x, x_adv)
-        return x_adv.clamp(0, 1)  # removes float rounding within RANGE_TOL only: larger excursions failed above
+        return settle_output(self, x, x_adv, self.last_violations)
 
     def check_output(self, x: torch.Tensor, x_adv: torch.Tensor) -> list[dict[str, Any]]:
         """AutoAttack-style checks of an attack's raw output against its clean input: one dict per failed
         check, with keys ``check`` ('finite' | 'range' | 'linf' | 'l2'), ``images`` (how many of the batch
         fail it), ``batch`` (the batch size), ``worst`` (the worst value found) and ``message`` (one line)."""
-        out: list[dict[str, Any]] = []
-        n = x.shape[0]
-        bad = ~torch.isfinite(x_adv).flatten(1).all(1)
-        if bad.any():
-            out.append(
-                {
-                    "check": "finite",
-                    "images": int(bad.sum()),
-                    "batch": n,
-                    "worst": None,
-                    "message": f"returned NaN or infinite values in {int(bad.sum())} of {n} images",
-                }
-            )
-        xa = torch.where(torch.isfinite(x_adv), x_adv, x)  # the remaining checks on the finite values
-        lo, hi = xa.flatten(1).min(1).values, xa.flatten(1).max(1).values
-        bad = (lo < -RANGE_TOL) | (hi > 1 + RANGE_TOL)
-        if bad.any():
-            out.append(
-                {
-                    "check": "range",
-                    "images": int(bad.sum()),
-                    "batch": n,
-                    "worst": [round(float(lo.min()), 6), round(float(hi.max()), 6)],
-                    "message": f"returned pixel values outside [0, 1] in {int(bad.sum())} of {n} images "
-                    f"(range [{float(lo.min()):.4g}, {float(hi.max()):.4g}])",
-                }
-            )
+        out = image_violations(x, x_adv)
         if self.bounded and self.eps is not None:
+            n = x.shape[0]
+            xa = torch.where(torch.isfinite(x_adv), x_adv, x)  # the budget on the finite values
             dist = _norm(xa - x, self.norm)
             bad = dist > self.eps + EPS_TOL
             if bad.any():
@@ -249,6 +214,98 @@ class Attack:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(eps={self.eps}, {self.params})"
+
+
+def image_violations(x: torch.Tensor, x_adv: torch.Tensor) -> list[dict[str, Any]]:
+    """The checks of :meth:`Attack.check_output` that need no budget: x_adv finite, and in [0, 1] up to
+    ``RANGE_TOL`` (non-finite pixels are judged by the first check only)."""
+    out: list[dict[str, Any]] = []
+    n = x.shape[0]
+    bad = ~torch.isfinite(x_adv).flatten(1).all(1)
+    if bad.any():
+        out.append(
+            {
+                "check": "finite",
+                "images": int(bad.sum()),
+                "batch": n,
+                "worst": None,
+                "message": f"returned NaN or infinite values in {int(bad.sum())} of {n} images",
+            }
+        )
+    xa = torch.where(torch.isfinite(x_adv), x_adv, x)
+    lo, hi = xa.flatten(1).min(1).values, xa.flatten(1).max(1).values
+    bad = (lo < -RANGE_TOL) | (hi > 1 + RANGE_TOL)
+    if bad.any():
+        out.append(
+            {
+                "check": "range",
+                "images": int(bad.sum()),
+                "batch": n,
+                "worst": [round(float(lo.min()), 6), round(float(hi.max()), 6)],
+                "message": f"returned pixel values outside [0, 1] in {int(bad.sum())} of {n} images "
+                f"(range [{float(lo.min()):.4g}, {float(hi.max()):.4g}])",
+            }
+        )
+    return out
+
+
+def perturb(attack: Attack, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``attack(model, x, y)`` as the harness scores it: every path that scores an attack's output (the runner's
+    threat models, the API, a Ray worker) calls this, not the attack. The attack is handed a copy of x, and its
+    output is checked against the clean batch kept here by :class:`Attack`'s own checks (not by methods a plugin
+    may override): an attack that writes into its input, or overrides ``__call__`` or ``check_output``, meets
+    the same checks as any other, with the same ``output_check`` outcome (refused, or projected back and
+    recorded). Returns x_adv in [0, 1]."""
+    attack.last_violations = []
+    x_adv = _as_output(attack, x, attack(model, x.clone(), y))
+    found = Attack.check_output(attack, x, x_adv)  # nothing after a correct Attack.__call__: it projected already
+    attack.last_violations = [*attack.last_violations, *found]
+    return settle_output(attack, x, x_adv, found)
+
+
+def check_positive(attack: Attack, key: str, *, whole: bool = False, most: float | None = None) -> None:
+    """Refuse ``attack.params[key]`` (a DefbenchError naming the attack) unless it is a finite number > 0, not a
+    bool: a whole number >= 1 with ``whole`` (a step count; a whole float becomes an int), at most ``most`` where
+    given. None passes for an option whose default is None (derived from ε or the dataset)."""
+    v = attack.params[key]
+    if v is None and attack.defaults.get(key) is None:
+        return
+    number = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    if whole:
+        if not (number and float(v).is_integer() and v >= 1):
+            raise DefbenchError(f"{attack.who}: {key} must be a whole number >= 1, got {v!r}")
+        attack.params[key] = int(v)
+    elif not (number and 0 < v <= (math.inf if most is None else most)):
+        kind = "a positive number" if most is None else f"a number in (0, {most:g}]"
+        raise DefbenchError(f"{attack.who}: {key} must be {kind}, got {v!r}")
+
+
+def _as_output(attack: Attack, x: torch.Tensor, x_adv: Any) -> torch.Tensor:
+    """x_adv detached, on x's device and dtype; a DefbenchError naming the attack unless it is a tensor of x's shape."""
+    if not isinstance(x_adv, torch.Tensor):
+        raise DefbenchError(f"{attack.who} returned {type(x_adv).__name__}, not a torch.Tensor")
+    x_adv = x_adv.detach()
+    if x_adv.shape != x.shape:
+        raise DefbenchError(f"{attack.who} returned shape {tuple(x_adv.shape)} for input {tuple(x.shape)}")
+    return x_adv.to(device=x.device, dtype=x.dtype)
+
+
+def settle_output(
+    attack: Attack, x: torch.Tensor, x_adv: torch.Tensor, found: list[dict[str, Any]], who: str = ""
+) -> torch.Tensor:
+    """x_adv after the checks that ``found`` these violations: refused (a one-line DefbenchError naming ``who``,
+    default the attack) unless the attack's ``output_check`` is 'warn', then projected back and added to its
+    ``violations``."""
+    if found:
+        if attack.output_check != "warn":
+            msg = "; ".join(v["message"] for v in found)
+            raise DefbenchError(
+                f"{who or attack.who} {msg}: output refused (output_check='warn' projects it back "
+                "and flags the cell instead)"
+            )
+        attack.violations += found
+        x_adv = Attack.project_output(attack, x, x_adv)
+    return x_adv.clamp(0, 1)  # removes float rounding within RANGE_TOL only: larger excursions failed above
 
 
 def _norm(d: torch.Tensor, norm: str) -> torch.Tensor:

@@ -18,9 +18,13 @@ the same checks as a built-in's (:meth:`Attack.check_output`); errors name the d
 
 from __future__ import annotations
 
+import json
+import math
+from typing import Any
+
 from defbench import DefbenchError
 from defbench.attacks.autoattack import AutoAttack
-from defbench.attacks.base import Attack
+from defbench.attacks.base import COMMON_OPTIONS, Attack
 from defbench.attacks.bim import BIM
 from defbench.attacks.corruptions import Binarize, BlurNegative, DropPixels
 from defbench.attacks.cw import CW
@@ -48,3 +52,59 @@ def get_attack(name: str, dataset: str = "fmnist", eps: float | None = None, **p
     if key not in table:
         raise DefbenchError(f"unknown attack {name!r}; choose one of: {', '.join(table)}")
     return table[key](dataset, eps, **params)
+
+
+def check_option(name: str, key: str, value: Any, what: str) -> Any:
+    """Option ``key`` of attack ``name`` as ``--attack-opt`` and the API's ``attack_params`` take it: one of the
+    attack's options (:data:`~defbench.attacks.base.COMMON_OPTIONS` and its ``defaults``), its value of the
+    default's type (:func:`check_value`; ``what`` names it in errors). Returns the value checked; what the type
+    cannot say (an option whose default is None, the range of a step size or count) the attack's own constructor
+    checks."""
+    table = available()
+    key_name = name.strip().lower()
+    if key_name not in table:
+        raise DefbenchError(f"unknown attack {name!r}; choose one of: {', '.join(table)}")
+    defaults = {**COMMON_OPTIONS, **table[key_name].defaults}
+    if key not in defaults:
+        raise DefbenchError(
+            f"unknown parameter {key} for attack {key_name}; valid: {', '.join(sorted(defaults)) or 'none'}"
+        )
+    return check_value(value, defaults[key], what)
+
+
+def check_value(value, default, what: str):
+    """``value`` (parsed from JSON) where ``default`` shows the expected type: an int for an int, a number
+    for a float (finite), a string for a string, true/false for a bool; NaN and inf are refused everywhere.
+    (Also the type check of the CLI's defense options.)"""
+
+    def bad(kind):
+        shown = json.dumps(value) if _jsonable(value) and not isinstance(value, float) else repr(value)
+        return DefbenchError(f"{what} must be {kind}, got {shown}")
+
+    if isinstance(value, float) and not math.isfinite(value):
+        raise bad("a finite number")
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise bad("true or false")
+    elif isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise bad("a whole number")
+    elif isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad("a number")
+    elif isinstance(default, str):
+        if not isinstance(value, str):
+            raise bad("a string")
+    elif isinstance(value, (dict, list)):
+        raise bad("a single value")
+    return value
+
+
+def _jsonable(v) -> bool:
+    try:
+        json.dumps(v)
+        return True
+    except (TypeError, ValueError):
+        return False

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from defbench import DefbenchError
+from defbench.attacks.base import image_violations, perturb, settle_output
 from defbench.seeding import derive_seed
 
 THREATS = ("graybox", "bpda", "reparam", "gan-aware")
@@ -94,9 +95,13 @@ def gan_aware(attack, classifier, defense, x, y, seed: int) -> torch.Tensor:
     proj = defense.project(x, seed=seed)
     u = ((proj.z + 1) / 2).clamp(0, 1).detach()
     u4 = u.view(u.shape[0], 1, 1, -1)  # library attacks want 4-d inputs
-    u_adv = attack(LatentModel(classifier, G), u4, y)
+    u_adv = perturb(attack, LatentModel(classifier, G), u4, y)
     with torch.no_grad():
         g = G(u_adv.flatten(1) * 2 - 1)
+    # the image that is scored is G's, not the latent checked above: finite and in [0, 1] too
+    found = image_violations(x, g)
+    attack.last_violations = [*attack.last_violations, *found]
+    g = settle_output(attack, x, g, found, who=f"{attack.who} under threat gan-aware: its latent's image G(u)")
     if attack.bounded and attack.eps is not None:
         return (x + (g - x).clamp(-attack.eps, attack.eps)).clamp(0, 1)
     return g.clamp(0, 1)

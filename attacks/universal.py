@@ -3,8 +3,8 @@
 Two variants:
 
 * ``universal-fgsm`` — the MimicGAN recipe (§4.3): the mean FGSM perturbation ν = (1/N) Σᵢ (x̃ᵢ − xᵢ) over
-  N = 15 images (the first N of the evaluation set, via :meth:`prepare`; FGSM at ``fgsm_eps``, default the
-  dataset's ε), added to every image scaled by α: x̃ = clip(x + α ν). ``target=K`` makes it the paper's
+  N = 15 images (the first N of the evaluation set, via :meth:`prepare`; FGSM at ``fgsm_eps`` in (0, 1],
+  default the dataset's ε), added to every image scaled by α: x̃ = clip(x + α ν). ``target=K`` makes it the paper's
   *targeted* universal perturbation: each x̃ᵢ is FGSM's step *towards* class K (torchattacks' targeted mode,
   x̃ = x − ε sign ∇ CE(f(x), K)), so α > 0 pushes every image towards K. (The paper writes
   ν = Σ (Xᵢ − X̃ᵢ)/N, which with a targeted X̃ would push away from the target; we read it as the step towards
@@ -32,7 +32,7 @@ import torch
 import torchattacks
 
 from defbench import DefbenchError
-from defbench.attacks.base import DEFAULT_EPS, Attack, model_device
+from defbench.attacks.base import DEFAULT_EPS, Attack, check_positive, model_device
 from defbench.datasets import NUM_CLASSES
 
 
@@ -71,6 +71,7 @@ class UniversalFGSM(_Universal):
         is_index = isinstance(t, int) and not isinstance(t, bool) and t >= 0 and (classes is None or t < classes)
         if t is not None and not is_index:
             raise DefbenchError(f"universal-fgsm target {t!r} must be a class index in [0, {classes})")
+        check_positive(self, "fgsm_eps", most=1.0)
 
     @property
     def label(self):
@@ -80,7 +81,9 @@ class UniversalFGSM(_Universal):
     def fit(self, model, x, y):
         n = self.params["images"]
         xs, ys = x[:n], y[:n]
-        eps = self.params["fgsm_eps"] or DEFAULT_EPS.get(self.dataset, 0.3)
+        eps = self.params["fgsm_eps"]
+        if eps is None:
+            eps = DEFAULT_EPS.get(self.dataset, 0.3)
         fgsm = torchattacks.FGSM(model, eps=eps)
         if self.params["target"] is not None:
             with contextlib.redirect_stdout(io.StringIO()):  # torchattacks prints the mode change

@@ -25,6 +25,8 @@ import torch
 from torch import nn
 
 from defbench import DefbenchError
+from defbench.attacks.registry import available as available_attacks
+from defbench.attacks.registry import check_option, get_attack
 from defbench.classifiers.registry import check_name as check_classifier
 from defbench.defenses.base import Defense
 from defbench.harness.matrix import AttackSpec, MatrixRunner, MatrixSpec
@@ -186,8 +188,24 @@ def evaluate(
     eps_list: list[float | None] = (
         [None] if eps is None else [float(e) for e in (eps if isinstance(eps, (list, tuple)) else [eps])]
     )
-    params = attack_params or {}
-    specs = tuple(AttackSpec(a, e, tuple(sorted(params.get(a, {}).items()))) for a in attacks for e in eps_list)
+    # attack_params are checked as --attack-opt checks them; ε goes to bounded attacks only (the others ignore it)
+    table = available_attacks()
+    params: dict[str, dict[str, Any]] = {}
+    for a, opts in (attack_params or {}).items():
+        if a not in attacks:
+            raise DefbenchError(
+                f"attack_params names attack {a!r}, which is not in attacks ({', '.join(attacks) or 'none'}); "
+                "add it to attacks or drop its options"
+            )
+        if not isinstance(opts, dict):
+            raise DefbenchError(f"attack_params[{a!r}] must be a dict {{option: value}}, not {type(opts).__name__}")
+        params[a] = {k: check_option(a, k, v, f"attack_params[{a!r}][{k!r}]") for k, v in opts.items()}
+        get_attack(a, dataset, **params[a])  # the attack's own checks (a positive step size, ...), before any work
+    specs = tuple(
+        AttackSpec(a, e, tuple(sorted(params.get(a, {}).items())))
+        for a in attacks
+        for e in (eps_list if getattr(table.get(a.strip().lower()), "bounded", True) else [None])
+    )
     seed_list = tuple(range(int(seeds))) if isinstance(seeds, int) else tuple(int(s) for s in seeds)
     spec = MatrixSpec(
         dataset=dataset,

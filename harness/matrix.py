@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 import defbench
 from defbench import DefbenchError, metrics, progress
+from defbench.attacks.base import perturb
 from defbench.attacks.registry import available as available_attacks
 from defbench.attacks.registry import distribution_of as attack_distribution
 from defbench.attacks.registry import get_attack
@@ -513,7 +514,7 @@ class MatrixRunner:
                 atk.last_violations = json.loads(blob["violations"])
                 atk.violations += atk.last_violations
                 return blob["x_adv"].to(x.device)
-        x_adv = atk(self.classifier, x, y)
+        x_adv = perturb(atk, self.classifier, x, y)
         _write_adv_cache(cache, name, x_adv, json.dumps(atk.last_violations, default=str))
         return x_adv
 
@@ -577,7 +578,7 @@ class MatrixRunner:
             elif cell.threat == "gan-aware":
                 x_in = gan_aware(atk, self.classifier, d, x, y, seed=pseed)
             else:
-                x_in = atk(model, x, y)
+                x_in = perturb(atk, model, x, y)
             with torch.no_grad():  # f = head ∘ Φ: one feature pass gives both the score and the prediction
                 phi_in = self.classifier.features(x_in)
                 preds_u += self.classifier.head(phi_in).argmax(1).tolist()

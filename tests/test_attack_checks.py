@@ -19,8 +19,10 @@ import pytest
 import torch
 from torch import nn
 
+import defbench
 from defbench import DefbenchError
 from defbench.attacks import get_attack
+from defbench.attacks.base import Attack, perturb
 from conftest import save_classifier, write_distribution
 
 PLUGIN_MODULE = "defbench_testplugins"
@@ -62,6 +64,37 @@ class GoodAttack(Attack):
     def run(self, model, x, y):
         g = torch.Generator().manual_seed(0)
         return (x + self.eps * torch.randn(x.shape, generator=g).sign()).clamp(0, 1)
+
+
+def _far(x, eps):  # 3 ε toward mid-grey: never clipped, stays in [0, 1]
+    return torch.where(x > 0.5, -3 * eps, 3 * eps)
+
+
+class InPlace(Attack):
+    name = "inplace"
+
+    def run(self, model, x, y):
+        return x.add_(_far(x, self.eps))  # writes into its input: compared with itself, x_adv is x
+
+
+class OverrideCall(Attack):
+    name = "overridecall"
+
+    def run(self, model, x, y):
+        return x + _far(x, self.eps)
+
+    def __call__(self, model, x, y):  # skips Attack.__call__ and its checks
+        return self.run(model, x, y)
+
+
+class NoCheck(Attack):
+    name = "nocheck"
+
+    def run(self, model, x, y):
+        return x + _far(x, self.eps)
+
+    def check_output(self, x, x_adv):
+        return []
 
 
 class WarnNaN(NaNAttack):
@@ -116,6 +149,8 @@ BAD = {
     "goodatk": "GoodAttack",
     "warnnan": "WarnNaN",
 }
+#: plugins that try to get past the output checks (3 ε perturbations): the harness checks them all the same
+CHEATS = {"inplace": "InPlace", "overridecall": "OverrideCall", "nocheck": "NoCheck"}
 
 
 class ConstantLogits(nn.Module):
@@ -258,6 +293,76 @@ def test_warn_mode_projects_and_records(plugin_dist, rand_clf, batch):
     assert bright(rand_clf, x, y).max() <= 1 and bright.last_violations[0]["check"] == "range"
     with pytest.raises(DefbenchError, match="output_check 'maybe'"):
         get_attack("goodatk", "fmnist", output_check="maybe")
+
+
+@pytest.mark.parametrize("over, refused", [(1e-4, True), (1e-7, False)])
+def test_eps_tolerance_is_float_rounding_only(over, refused, rand_clf, batch):
+    """EPS_TOL forgives the float rounding of x + δ, never a real excursion: an output ε + 1e-4 away is refused,
+    one ε + 1e-7 away (float32 rounding at these magnitudes) passes silently."""
+
+    class Over(Attack):
+        name = "over"
+
+        def run(self, model, x, y):
+            d = self.eps + over
+            return x + torch.where(x > 0.5, -d, d)  # toward the middle: never clipped
+
+    x, y = batch
+    atk = Over("fmnist", eps=0.1)
+    if refused:
+        with pytest.raises(DefbenchError, match=r"beyond its budget in 8 of 8 images \(ℓ∞ distance up to 0.1001 "):
+            perturb(atk, rand_clf, x, y)
+    else:
+        x_adv = perturb(atk, rand_clf, x, y)
+        assert atk.last_violations == [] and atk.violations == []
+        assert (x_adv - x).abs().max() > 0.1
+
+
+def test_perturb_checks_against_the_clean_batch_it_keeps(plugin_dist, rand_clf, batch):
+    """perturb (what the harness calls) hands the attack a copy of x and runs Attack's own checks against the
+    clean batch: an attack that writes into its input, or overrides __call__ or check_output, is refused, the
+    caller's batch stays clean; under output_check='warn' it is projected back and recorded like any other. A
+    correct attack passes silently and perturb returns what its call returns."""
+    plugin_dist({**BAD, **CHEATS})
+    x, y = batch
+    x0 = x.clone()
+    for name in CHEATS:
+        with pytest.raises(DefbenchError, match=rf"^attack plugin '{name}' .* beyond its budget in 8 of 8 images"):
+            perturb(get_attack(name, "fmnist", eps=0.1), rand_clf, x, y)
+        assert torch.equal(x, x0), name
+        atk = get_attack(name, "fmnist", eps=0.1, output_check="warn")
+        x_adv = perturb(atk, rand_clf, x, y)
+        assert (x_adv - x).abs().max() <= 0.1 + 1e-6 and x_adv.min() >= 0 and x_adv.max() <= 1
+        assert [v["check"] for v in atk.last_violations] == ["linf"] and atk.violations == atk.last_violations
+    good = get_attack("goodatk", "fmnist", eps=0.1)
+    assert torch.equal(perturb(good, rand_clf, x, y), good(rand_clf, x, y))
+    assert good.last_violations == [] and good.violations == []
+
+
+@pytest.mark.parametrize("threat", ["graybox", "bpda"])
+@pytest.mark.parametrize("name", sorted(CHEATS))
+def test_runner_checks_what_it_scores(name, threat, plugin_dist, rand_clf):
+    """Through the runner (defbench.evaluate; a Ray worker runs the same code): under gray-box and BPDA, an attack
+    that writes into its input, overrides __call__ or overrides check_output is refused naming its distribution."""
+    plugin_dist({**BAD, **CHEATS})
+    defense = None if threat == "graybox" else (lambda x: x)
+    with pytest.raises(DefbenchError, match=rf"attack plugin '{name}' \(distribution defbench-test-plugins 0.1\)"):
+        defbench.evaluate(
+            rand_clf, defense, dataset="fmnist", attacks=[name], threats=[threat], eps=0.1, n=8, batch_size=8,
+            preset="quick", device="cpu", baseline=threat == "graybox",
+        )  # fmt: skip
+
+
+def test_runner_scores_a_correct_plugin_silently(plugin_dist, rand_clf):
+    """The silent twin of the above: a correct plugin under both threat models, no violation recorded."""
+    plugin_dist({**BAD, **CHEATS})
+    df = defbench.evaluate(
+        rand_clf, lambda x: x, dataset="fmnist", attacks=["goodatk"], threats=["graybox", "bpda"], eps=0.1, n=8,
+        batch_size=8, preset="quick", device="cpu", baseline=False,
+    )  # fmt: skip
+    rows = df[df["attack"] == "goodatk"]
+    assert sorted(rows["threat"]) == ["bpda", "graybox"]
+    assert all("output_violations" not in (e or {}) for e in rows["extra"])
 
 
 def test_l2_bounded_attack_is_checked_in_l2(rand_clf, batch):

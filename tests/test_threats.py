@@ -7,6 +7,7 @@ encoder and a small random classifier (the mechanics do not need trained ones)."
 from __future__ import annotations
 
 import copy
+import re
 
 import pytest
 import torch
@@ -16,6 +17,7 @@ from torch.nn.functional import cross_entropy
 
 from defbench import DefbenchError
 from defbench.attacks import get_attack
+from defbench.attacks.base import Attack
 from defbench.attacks.threats import BPDAModel, LatentModel, ReparamModel, attack_model, gan_aware
 from defbench.defenses.baselines import MedianFilter
 from defbench.defenses.gan_prior import PAPER_CONFIGS, GANPriorDefense
@@ -257,3 +259,65 @@ def test_gan_aware_pgd_ascends_the_loss_through_the_generator(parts, images):
     assert (after > before + 1e-4).all(), (before, after)
     assert (u_adv - u).abs().max() == pytest.approx(0.3, abs=1e-5)
     assert (out - x).abs().max() <= 0.3 + 1e-6 and not torch.allclose(out, x, atol=1e-3)
+
+
+class _InPlaceLatent(Attack):
+    """Writes a 3 ε step into the latent it is handed and returns it: compared with itself, it is inside ε."""
+
+    name = "inplace-latent"
+
+    def run(self, model, u, y):
+        return u.add_(torch.where(u > 0.5, -3 * self.eps, 3 * self.eps))
+
+
+def _defensegan(parts) -> GANPriorDefense:
+    _, G, D, _ = parts
+    return GANPriorDefense(
+        "defensegan", G, D, cfg=PAPER_CONFIGS["defensegan"].with_(latent_steps=2, restarts=1), shape=SHAPE
+    )
+
+
+def test_gan_aware_checks_the_latent_against_its_own_copy(parts, images):
+    """gan-aware checks the attack's latent against the start it kept, not against what the attack may have
+    written into its input: a 3 ε step written in place is refused; PGD passes silently."""
+    clf, *_ = parts
+    x, y = images
+    with pytest.raises(DefbenchError, match=r"attack 'inplace-latent' returned perturbations beyond its budget"):
+        gan_aware(_InPlaceLatent("fmnist", eps=0.1), clf, _defensegan(parts), x, y, seed=5)
+    pgd = get_attack("pgd", "fmnist", eps=0.1, steps=2)
+    out = gan_aware(pgd, clf, _defensegan(parts), x, y, seed=5)
+    assert pgd.violations == [] and torch.isfinite(out).all() and (out - x).abs().max() <= 0.1 + 1e-6
+
+
+class _BadImages(nn.Module):
+    """G, except that outside autograd (the image gan-aware scores) image 0 gets a NaN pixel or a pixel of 1.5."""
+
+    def __init__(self, G, value: float):
+        super().__init__()
+        self.G, self.latent_dim, self.value = G, G.latent_dim, value
+
+    def forward(self, z):
+        out = self.G(z)
+        if not torch.is_grad_enabled():
+            out = out.clone()
+            out[0, 0, 0, 0] = self.value
+        return out
+
+
+@pytest.mark.parametrize("value, what", [(float("nan"), "NaN or infinite values in 1 of 8"), (1.5, "outside [0, 1]")])
+def test_gan_aware_checks_the_generated_image(value, what, parts, images):
+    """The image gan-aware scores is G(u_adv), not the latent the attack returned: it must be finite and in [0, 1]
+    too. Refused naming the attack and the threat (not later, blamed on the defense's purification); under
+    output_check='warn' the pixel is projected back (NaN -> the clean pixel) and the violation recorded."""
+    clf, *_ = parts
+    x, y = images
+    d = _defensegan(parts)
+    d.G = _BadImages(d.G, value)
+    with pytest.raises(DefbenchError, match=r"^attack 'fgsm' under threat gan-aware: its latent's image G\(u\) .*"
+                       + re.escape(what)):  # fmt: skip
+        gan_aware(get_attack("fgsm", "fmnist", eps=0.1), clf, d, x, y, seed=5)
+    atk = get_attack("fgsm", "fmnist", eps=0.1, output_check="warn")
+    out = gan_aware(atk, clf, d, x, y, seed=5)
+    assert torch.isfinite(out).all() and out.min() >= 0 and out.max() <= 1 and (out - x).abs().max() <= 0.1 + 1e-6
+    assert [v["check"] for v in atk.last_violations] == ["finite" if value != value else "range"]
+    assert atk.violations == atk.last_violations

@@ -11,8 +11,8 @@ import sys
 import time
 
 from defbench import DefbenchError
-from defbench.attacks.base import COMMON_OPTIONS
 from defbench.attacks.registry import available as available_attacks
+from defbench.attacks.registry import check_option, check_value, get_attack
 from defbench.attacks.threats import THREATS, check_threat
 from defbench.classifiers.registry import check_name as check_classifier
 from defbench.cli.options import (
@@ -20,7 +20,6 @@ from defbench.cli.options import (
     add_common,
     add_executor,
     add_threat_n,
-    check_value,
     count_type,
     csv_list,
     executor,
@@ -303,10 +302,9 @@ def attack_specs(args, dataset: str) -> tuple[AttackSpec, ...]:
                 f"({', '.join(names) or 'no attacks'}); add it to --attacks or drop the option"
             )
         k, v = key_value(kv, "--attack-opt", opt)
-        defaults = {**COMMON_OPTIONS, **table[a].defaults}
-        if k not in defaults:
-            raise DefbenchError(f"unknown parameter {k} for attack {a}; valid: {', '.join(sorted(defaults)) or 'none'}")
-        params.setdefault(a, {})[k] = check_value(v, defaults[k], f"--attack-opt {a}:{k}")
+        params.setdefault(a, {})[k] = check_option(a, k, v, f"--attack-opt {a}:{k}")
+    for a, opts in params.items():
+        get_attack(a, dataset, **opts)  # the attack's own checks (a positive step size, ...): now, before any work
     eps_list: list[float | None] = [None]
     if args.eps is not None:
         eps_list = parse_eps(args.eps)

@@ -105,43 +105,6 @@ def parse_eps(text: str) -> list[float]:
     return list(dict.fromkeys(out))
 
 
-def check_value(value, default, what: str):
-    """``value`` (parsed from JSON) where ``default`` shows the expected type: an int for an int, a number
-    for a float (finite), a string for a string, true/false for a bool; NaN and inf are refused everywhere."""
-
-    def bad(kind):
-        shown = json.dumps(value) if _jsonable(value) and not isinstance(value, float) else repr(value)
-        return DefbenchError(f"{what} must be {kind}, got {shown}")
-
-    if isinstance(value, float) and not math.isfinite(value):
-        raise bad("a finite number")
-    if isinstance(default, bool):
-        if not isinstance(value, bool):
-            raise bad("true or false")
-    elif isinstance(default, int):
-        if isinstance(value, bool) or not isinstance(value, int):
-            if isinstance(value, float) and value.is_integer():
-                return int(value)
-            raise bad("a whole number")
-    elif isinstance(default, float):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise bad("a number")
-    elif isinstance(default, str):
-        if not isinstance(value, str):
-            raise bad("a string")
-    elif isinstance(value, (dict, list)):
-        raise bad("a single value")
-    return value
-
-
-def _jsonable(v) -> bool:
-    try:
-        json.dumps(v)
-        return True
-    except (TypeError, ValueError):
-        return False
-
-
 # ---------------------------------------------------------------------------------- KEY=VALUE and JSON files
 def split_target(opt: str) -> tuple[str, str]:
     """``'defensegan[gan=sub80-s1]:restarts=4'`` -> (target, 'restarts=4'); no target -> ('', opt). The ':'
