@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +44,7 @@ from defbench.harness.models import (
     model_sha256,
     weights_sha256,
 )
-from defbench.harness.store import CellKey, CellResult, Store, config_hash
+from defbench.harness.store import RESULTS_VERSION, CellKey, CellResult, Store, config_hash
 from defbench.seeding import cuda_kernels_deterministic, derive_seed, deterministic_kernels, seed_everything
 
 #: attack parameters of the quick preset: smoke-test budgets, not the papers'
@@ -233,8 +233,14 @@ def batch_seed(cell_seed: int, batch: int) -> int:
 
 def purify_seed(cell_seed: int, batch: int, repeat: int = 0) -> int:
     """The seed a cell hands to purification ``repeat`` of its batch ``batch``; a benchmark that reproduces a
-    cell's purification calls it."""
-    return batch_seed(cell_seed, batch) * 7 + repeat
+    cell's purification calls it. Repeats 0-6 keep the seeds every stored cell was computed with (``batch_seed *
+    7 + repeat``); from the eighth repeat on that formula would reuse the next batch's seeds (batch 0's repeat 7
+    is batch 1's repeat 0), so ``--eval-repeats`` 8 and up draw the further repeats' seeds from a hash."""
+    if not 0 <= repeat:
+        raise ValueError(f"repeat must be >= 0, not {repeat}")
+    if repeat < 7:
+        return batch_seed(cell_seed, batch) * 7 + repeat
+    return derive_seed("purify", cell_seed, batch, repeat)
 
 
 def projection_error(x_in: torch.Tensor, x_hat: torch.Tensor) -> list[float]:
@@ -360,7 +366,8 @@ class MatrixRunner:
         the cell's number: the configs, n and batch size, and (issue 13) ``data_sha256`` (the test set's own
         sha256, so a copy elsewhere reuses cells and a changed image recomputes them), ``model_sha256`` (the
         classifier and the defense's G, D and encoder; a reparameterisation cell on a defense without an
-        encoder adds the G and I it differentiates, in the attack config), ``defbench_version``, and for a
+        encoder adds the G and I it differentiates, in the attack config), ``defbench_version``,
+        ``results_version`` (:data:`~defbench.harness.store.RESULTS_VERSION`), and for a
         plugin attack its distribution name and version (``attack_config["plugin"]``); likewise for a plugin
         defense (``defense_config["plugin"]``) and a plugin classifier (``defense_config["classifier_plugin"]``:
         name, distribution, version and config; its weights' sha256 is ``model_sha256["classifier"]``)."""
@@ -383,6 +390,7 @@ class MatrixRunner:
             "data_sha256": self.data_sha256,
             "model_sha256": self._model_sha256[cell.defense],
             "defbench_version": defbench.__version__,
+            "results_version": RESULTS_VERSION,
         }
         if self.classifier_plugin is not None:  # its distribution, version and config; the weights are above
             dcfg["classifier_plugin"] = self.classifier_plugin
@@ -502,6 +510,7 @@ class MatrixRunner:
             **({"clf_plugin": self.classifier_plugin} if self.classifier_plugin else {}),
             "data_sha256": self.data_sha256,
             "defbench_version": defbench.__version__,
+            "results_version": RESULTS_VERSION,
             "n": n,
             "bs": self.spec.batch_size,
             "strat": self.spec.stratified,
@@ -536,8 +545,9 @@ class MatrixRunner:
         # Every draw of the cell (attack starts, EOT, universal fits) comes from a stream named by the cell and
         # batch, never from the RNG state earlier cells left: fresh, resumed and reordered runs agree. Gray-box
         # adversarials do not involve the defense (and are cached across defenses), so their stream is named
-        # without it.
-        stream = key.key
+        # without it. The stream is named by the key as it was before ``results_version`` joined it: that field
+        # says which code computed a cell, and neither adding it nor bumping it moves a draw.
+        stream = replace(key, defense_hash=config_hash({k: v for k, v in dcfg.items() if k != "results_version"})).key
         if atk is not None and cell.threat == "graybox":
             stream = config_hash(
                 {

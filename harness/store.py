@@ -2,7 +2,8 @@
 
 A cell is (dataset, classifier, defense + config hash, attack + config hash, threat, seed). The defense
 config holds what every cell of the run shares and its number depends on: ``data_sha256`` (the data itself,
-not its path), ``model_sha256`` (classifier, G, D, encoder) and ``defbench_version``; the attack config holds
+not its path), ``model_sha256`` (classifier, G, D, encoder), ``defbench_version`` and ``results_version`` (see
+:data:`RESULTS_VERSION`); the attack config holds
 a plugin's distribution and version and the G and I a reparameterisation attack differentiates. A row is
 written in a single transaction once its cell is complete, so a killed run (even SIGKILL) loses at most the
 cell in flight and a restart skips every finished cell.
@@ -30,6 +31,14 @@ from defbench import DefbenchError, __version__, metrics
 #: 2: cells are keyed by the sha256 of their data and models and by the defbench version (issue 13); the
 #: rows of a version-1 store cannot say which data and weights produced them, so they are never reused
 SCHEMA_VERSION = 2
+#: what the numbers of a cell mean for the code that computes them. The key's ``defbench_version`` never moved
+#: (0.1.0), so a resumed store mixed cells computed before and after a change of what a cell computes (a seed
+#: derivation, an optimiser step, an attack's default) without a trace. Every such change bumps this number,
+#: which is part of every cell's key (``results_version`` in the defense config, and in the gray-box cache's
+#: name): a store resumed by newer code recomputes its cells. ``tests/test_results_version.py`` keeps the numbers
+#: a few small cells give at this version and fails when they change while it stays the same. 1: the cells
+#: stored before this number existed; 2: since 2026-12-06.
+RESULTS_VERSION = 2
 DB_NAME = "defbench.sqlite"
 
 _COLUMNS = """

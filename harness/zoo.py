@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import os
 import tempfile
@@ -75,7 +76,11 @@ def save(mid: str, state: dict[str, Any], manifest: dict[str, Any]) -> Entry:
     tmp = tmpj = None
     try:
         tmp = _tmp_name(d, f"{mid}.pt")
-        torch.save(state, tmp)
+        # through a buffer: torch.save names the archive inside the file after the file, and the temporary
+        # file's random name made the sha256 (part of every cell's key) differ for the same weights saved twice
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        tmp.write_bytes(buf.getvalue())
         manifest = dict(
             manifest,
             id=mid,

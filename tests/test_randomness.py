@@ -330,3 +330,19 @@ def test_each_cell_records_its_thread_count(tiny_zoo, tmp_path):
     finally:
         torch.set_num_threads(before)
     assert got == {1: [1], 2: [2]}
+
+
+def test_purification_seeds_of_a_cell_never_repeat_across_batches_and_repeats():
+    """purify_seed gave batch 0's eighth repeat the seed of batch 1's first (batch_seed * 7 + repeat), so from
+    --eval-repeats 8 on the 'independent' repeats reused draws of other batches. Every (batch, repeat) now has its
+    own seed; repeats 0-6 keep the seeds stored cells were computed with."""
+    from defbench.harness.matrix import batch_seed, purify_seed
+
+    for cell_seed in (0, 3):
+        seeds = [purify_seed(cell_seed, b, r) for b in range(20) for r in range(16)]
+        assert len(set(seeds)) == len(seeds)
+        assert all(
+            purify_seed(cell_seed, b, r) == batch_seed(cell_seed, b) * 7 + r for b in range(20) for r in range(7)
+        )
+    with pytest.raises(ValueError):
+        purify_seed(0, 0, -1)

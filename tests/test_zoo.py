@@ -372,3 +372,20 @@ def test_get_gan_warns_on_a_checkpoint_of_a_stopped_run_and_not_on_a_finished_on
     zoo.save("gan-fmnist-paper", state, {**meta, "complete": False, "metrics": partial})
     with pytest.warns(UserWarning, match=r"unfinished training run \(2 of 8 epochs done, epoch 2 kept\)"):
         get_gan("fmnist", "paper", train_missing=False)
+
+
+def test_the_same_weights_saved_twice_get_the_same_sha256(tmp_path, monkeypatch):
+    """The zoo's sha256 is part of every cell's key. torch.save named the archive inside the checkpoint after the
+    temporary file it wrote, whose name is random, so one state dict saved twice got two sha256s (two keys, other
+    random draws for the same weights); other weights still get another."""
+    from defbench.harness import zoo
+
+    monkeypatch.setenv("DEFBENCH_HOME", str(tmp_path))
+    torch.manual_seed(0)
+    state = torch.nn.Linear(3, 2).state_dict()
+    meta = {"kind": "classifier", "dataset": "fmnist", "preset": "quick", "config": {}, "metrics": {}}
+    first = zoo.save("classifier-fmnist-quick", state, meta).manifest["sha256"]
+    again = zoo.save("classifier-fmnist-quick", state, meta).manifest["sha256"]
+    assert first == again
+    other = {k: v + 1 for k, v in state.items()}
+    assert zoo.save("classifier-fmnist-quick", other, meta).manifest["sha256"] != first
