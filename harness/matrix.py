@@ -9,6 +9,8 @@ adversarial examples do not depend on the defense: they are computed once per (a
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -35,6 +37,7 @@ from defbench.defenses.registry import distribution_of as defense_distribution
 from defbench.harness.data import load_dataset
 from defbench.harness.examples import cell_examples, save_examples_blob
 from defbench.harness.models import (
+    attribute_values,
     attribute_models,
     build_defense,
     defense_models,
@@ -274,7 +277,9 @@ class MatrixRunner:
         if classifier is not None:  # the caller's module, with features/head, on the run's device, in eval mode
             self.classifier = classifier = with_features(classifier).to(self.device).eval()
             cman = {"id": f"user-{type(getattr(classifier, 'model', classifier)).__name__}"}
-            cman["sha256"] = weights_sha256(classifier)
+            # its weights and the plain values its modules hold (a scale it divides by), not its forward's code
+            attrs = json.dumps(attribute_values(classifier), sort_keys=True)
+            cman["sha256"] = hashlib.sha256(f"{weights_sha256(classifier)}|{attrs}".encode()).hexdigest()
         elif spec.classifier != ZOO:
             self.classifier, self.classifier_plugin = load_plugin(spec.classifier, spec.dataset, self.device)
             cman = {"id": spec.classifier, "sha256": weights_sha256(self.classifier)}
@@ -289,6 +294,7 @@ class MatrixRunner:
         self.classifier_sha256 = model_sha256(self.classifier)
         self._model_sha256: dict[str, dict[str, str]] = {}  # defense label -> {classifier, G, D, encoder}
         self._defenses: dict[str, Any] = dict(defenses or {})
+        self._options: dict[str, dict[str, Any]] = {}  # defense label -> the options it was built with
         self._reparam = None
         self._reparam_sha256: dict[str, str] = {}
         self.computed: list[str] = []
@@ -310,6 +316,7 @@ class MatrixRunner:
             if name != base:
                 over.update(self.spec.defense_overrides.get(name, {}))
             # build_defense applies the variant's own options last
+            self._options[name] = over
             self._defenses[name] = build_defense(
                 name,
                 self.spec.dataset,
@@ -397,6 +404,10 @@ class MatrixRunner:
         dist = defense_distribution(d)
         if dist is not None:  # a new release of a plugin never reuses the old one's cells
             dcfg["plugin"] = {"distribution": dist[0], "version": dist[1]}
+            if self._options.get(cell.defense):  # --defense-opt values its config() may not name
+                dcfg["options"] = self._options[cell.defense]
+        if cell.defense in self.spec.external_defenses:  # a user's object: the plain values it holds
+            dcfg["attributes"] = attribute_values(d)
         if cell.attack is None:
             acfg = {"name": "clean", "label": "clean"}
         else:
@@ -499,10 +510,8 @@ class MatrixRunner:
 
     def _adv_graybox(self, atk, n: int, seed: int, bidx: int, x, y) -> torch.Tensor:
         """Gray-box adversarials of one batch, cached across defenses under the identity of everything they
-        depend on (attack, classifier weights, data, n, batch size, defbench version). A cached batch brings
-        back the output-check violations of the call that made it (``atk.last_violations``)."""
-        import json
-
+        depend on (attack, classifier weights, data, n, batch size, defbench and results version). A cached batch
+        brings back the output-check violations of the call that made it (``atk.last_violations``)."""
         ident = {
             **atk.config(),
             "clf": self.classifier_id,

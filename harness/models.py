@@ -7,6 +7,7 @@ import dataclasses
 import hashlib
 import sys
 import warnings
+from typing import Any
 
 import torch
 
@@ -126,6 +127,46 @@ def attribute_models(obj) -> dict[str, str]:
     for name, m in sorted(vars(obj).items()):
         if isinstance(m, torch.nn.Module):
             out[f"attr:{name}"] = model_sha256(m)
+    return out
+
+
+_NOT_PLAIN = object()
+
+
+def _plain(v: Any, depth: int = 0) -> Any:
+    """``v`` as JSON-able data when it is a plain value (None, bool, number, str; a tensor as its bytes' sha256;
+    tuples, lists and dicts of these), else a sentinel: what :func:`attribute_values` keys."""
+    if v is None or isinstance(v, (bool, int, float, str)):
+        return v
+    if isinstance(v, torch.Tensor) and not isinstance(v, torch.nn.Parameter):
+        t = v.detach().cpu().contiguous()
+        data = t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b""
+        return f"tensor {t.dtype} {tuple(t.shape)} {hashlib.sha256(data).hexdigest()}"
+    if depth < 4 and isinstance(v, (tuple, list)):
+        items = [_plain(x, depth + 1) for x in v]
+        return _NOT_PLAIN if _NOT_PLAIN in items else items
+    if depth < 4 and isinstance(v, dict) and all(isinstance(k, str) for k in v):
+        items = {k: _plain(x, depth + 1) for k, x in v.items()}
+        return _NOT_PLAIN if _NOT_PLAIN in items.values() else items
+    return _NOT_PLAIN
+
+
+def attribute_values(obj) -> dict[str, Any]:
+    """The plain values (see :func:`_plain`) an object holds as attributes, and for a module those of each of its
+    submodules (``sub.name``; nn.Module's own bookkeeping left out), for the key of a user's object whose
+    ``config()`` or weights do not name them: a ``Blur(k=5)`` never reuses ``Blur(k=1)``'s cells, nor a classifier
+    that divides by ``self.scale = 3.0`` those of the same weights at 1.0. Modules' weights are keyed by
+    :func:`attribute_models` / :func:`weights_sha256`; functions and other objects an attribute holds, and the
+    code of ``forward``, are not covered."""
+    owners = obj.named_modules() if isinstance(obj, torch.nn.Module) else [("", obj)]
+    out: dict[str, Any] = {}
+    for prefix, owner in owners:
+        for name, v in sorted(vars(owner).items()):
+            if isinstance(owner, torch.nn.Module) and (name.startswith("_") or name == "training"):
+                continue
+            p = _plain(v)
+            if p is not _NOT_PLAIN:
+                out[f"{prefix}.{name}" if prefix else name] = p
     return out
 
 

@@ -213,3 +213,60 @@ def test_lazily_loaded_data_is_identified_by_its_files_bytes(tmp_path, monkeypat
     Path(b[1]).write_bytes(b"\x07" * 101)
     assert sha(a) != sha(b)
     assert sha(b) == sha(b)  # from the digest cache
+
+
+class _Scaled(torch.nn.Module):
+    """A user's classifier that divides its input by a plain attribute before the network."""
+
+    def __init__(self, net, scale: float):
+        super().__init__()
+        self.net, self.scale = net, scale
+
+    def forward(self, x):
+        return self.net(x / self.scale)
+
+
+def _blur_defense(k: int):
+    """A user's Defense whose config() does not name k (Defense's default)."""
+    from defbench.defenses.base import Defense
+
+    class Blur(Defense):
+        name = "blur"
+
+        def __init__(self, k):
+            super().__init__((1, 28, 28), 0)
+            self.k = k
+
+        def _purify(self, x, seed):
+            return torch.nn.functional.avg_pool2d(x, self.k, stride=1, padding=self.k // 2)
+
+    return Blur(k)
+
+
+def test_plain_attributes_of_a_users_classifier_and_defense_are_in_the_key(zoo_home, tmp_path):
+    """The same weights divided by scale 1.0 then 3.0, and a user's Blur(k=1) then Blur(k=3) whose config() does
+    not name k, reused the first run's cells (found by an audit); each is now a cell of its own, and the same
+    attribute values again reuse theirs."""
+    from defbench.api import evaluate
+    from defbench.classifiers.models import build_classifier
+
+    torch.manual_seed(0)
+    net = build_classifier("fmnist")
+    store = str(tmp_path / "s")
+    kw = dict(dataset="fmnist", attacks=("fgsm",), n=4, batch_size=4, preset="quick", store=store)
+
+    def run_keys(scale, k):
+        from defbench.harness.store import Store
+
+        evaluate(_Scaled(net, scale), _blur_defense(k), **kw)
+        s = Store(store)
+        got = {r["key"] for r in s.rows()}
+        s.close()
+        return got
+
+    first = run_keys(1.0, 1)
+    scaled = run_keys(3.0, 1) - first
+    assert len(scaled) == len(first)  # every cell anew: the classifier differs
+    blurred = run_keys(1.0, 3) - first - scaled
+    assert len(blurred) == 2  # the blur's clean and FGSM cells anew, the undefended ones reused
+    assert run_keys(1.0, 3) - first - scaled - blurred == set()

@@ -4,6 +4,7 @@ fails only its own cells."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 
 import pytest
@@ -34,6 +35,19 @@ class Blur(Defense):
         k = torch.ones(x.shape[1], 1, 3, 3, device=x.device) / 9
         y = torch.nn.functional.conv2d(x, k, padding=1, groups=x.shape[1])
         return self.mix * y + (1 - self.mix) * x
+
+
+class QuietBlur(Defense):
+    '''A k x k box blur whose config() does not name k (Defense's default config()).'''
+
+    name = "quietblur"
+
+    def __init__(self, shape=None, seed=0, k=1, device="cpu"):
+        super().__init__(shape, seed)
+        self.k = int(k)
+
+    def _purify(self, x, seed):
+        return torch.nn.functional.avg_pool2d(x, self.k, stride=1, padding=self.k // 2)
 
 
 class Jitter(Defense):
@@ -112,6 +126,24 @@ def test_plugin_defense_runs_in_a_matrix_like_a_builtin(tiny_zoo, monkeypatch, t
     monkeypatch.syspath_prepend(str(tmp_path / "site2"))
     assert main(args[:2] + ["boxblur"] + args[3:]) == 0
     assert "2 cells computed, 2 reused" in capsys.readouterr().out
+
+
+def test_defense_opt_values_of_a_plugin_are_in_its_cells_key(tiny_zoo, monkeypatch, tmp_path, capsys):
+    """A plugin whose config() does not name an option set by --defense-opt: k=1 then k=3 into one store reused
+    k=1's cells (computed 0), now computes them anew; the same k again reuses them."""
+    install(monkeypatch, tmp_path, {"quietblur": "my_defenses:QuietBlur"})
+    out = tmp_path / "o"
+    args = ["matrix", "--defense", "quietblur", "--attacks", "fgsm", "--n", "4", "--batch-size", "4"]
+    args += ["--preset", "quick", "--no-progress", "--out", str(out)]
+    assert main([*args, "--defense-opt", "k=1"]) == 0
+    capsys.readouterr()
+    assert main([*args, "--defense-opt", "k=3"]) == 0
+    assert "2 cells computed, 2 reused" in capsys.readouterr().out  # quietblur's two cells; none's two reused
+    assert main([*args, "--defense-opt", "k=3"]) == 0
+    assert "0 cells computed, 4 reused" in capsys.readouterr().out
+    with sqlite3.connect(out / "defbench.sqlite") as c:
+        cfgs = [json.loads(r[0]) for r in c.execute("SELECT defense_config FROM cells WHERE defense='quietblur'")]
+    assert sorted(cfg["options"]["k"] for cfg in cfgs) == [1, 1, 3, 3]
 
 
 @pytest.mark.parametrize(
