@@ -102,6 +102,7 @@ def _load_state(module: torch.nn.Module, state: dict, mid: str, manifest: dict |
     if manifest is not None:  # the identity of the weights, for the keys of the cells that use them
         module.zoo_id = mid
         module.zoo_sha256 = str(manifest.get("sha256") or "") or None
+        module.zoo_weights_sha256 = weights_sha256(module)  # what model_sha256 checks the weights still are
 
 
 def weights_sha256(module: torch.nn.Module) -> str:
@@ -115,9 +116,13 @@ def weights_sha256(module: torch.nn.Module) -> str:
 
 
 def model_sha256(module: torch.nn.Module) -> str:
-    """The sha256 that identifies a model: its zoo checkpoint's (verified when it was loaded), or for a model
-    that did not come from the zoo (torchvision's ImageNet ResNet-50, a stand-in) the sha256 of its weights."""
-    return getattr(module, "zoo_sha256", None) or weights_sha256(module)
+    """The sha256 that identifies a model: its zoo checkpoint's (verified when it was loaded) while its weights
+    are still the checkpoint's, else (a model that did not come from the zoo, such as torchvision's ImageNet
+    ResNet-50 or a stand-in, or a zoo model whose weights were changed in memory since) the sha256 of its
+    weights."""
+    now = weights_sha256(module)
+    zoo_sha = getattr(module, "zoo_sha256", None)
+    return zoo_sha if zoo_sha and getattr(module, "zoo_weights_sha256", None) == now else now
 
 
 def attribute_models(obj) -> dict[str, str]:

@@ -270,3 +270,16 @@ def test_plain_attributes_of_a_users_classifier_and_defense_are_in_the_key(zoo_h
     blurred = run_keys(1.0, 3) - first - scaled
     assert len(blurred) == 2  # the blur's clean and FGSM cells anew, the undefended ones reused
     assert run_keys(1.0, 3) - first - scaled - blurred == set()
+
+
+def test_a_zoo_model_changed_in_memory_is_keyed_by_its_weights(zoo_home):
+    """model_sha256 gave a zoo model its checkpoint's sha256 even after its weights were changed in memory (a user's
+    defense on the zoo G, halved in place, reused the cells of the original); now only while they are the
+    checkpoint's."""
+    from defbench.harness import models, zoo
+
+    G, _, manifest = models.get_gan("fmnist", "quick", "cpu", train_missing=False)
+    assert models.model_sha256(G) == manifest["sha256"] == zoo.manifest_or_none("gan-fmnist-quick")["sha256"]
+    with torch.no_grad():
+        next(G.parameters()).mul_(0.5)
+    assert models.model_sha256(G) == models.weights_sha256(G) != manifest["sha256"]
