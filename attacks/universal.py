@@ -29,6 +29,7 @@ import random
 
 import numpy as np
 import torch
+from torch import nn
 import torchattacks
 
 from defbench import DefbenchError
@@ -40,7 +41,9 @@ class _Universal(Attack):
     def __init__(self, *a, **k):
         super().__init__(*a, **k)
         self._nu: torch.Tensor | None = None
-        self._for_model: int | None = None
+        #: the model ν was fitted on, held (not its id: a freed model's id is reused by the next one, which would
+        #: then get the old ν, as gan-aware's per-batch latent models could)
+        self._for_model: nn.Module | None = None
         #: seed of the fit's random draws (ART shuffles the fitting images with Python's ``random``); the
         #: matrix sets it from the cell, so a fit never depends on the global RNG state left by earlier work
         self.seed: int = 0
@@ -51,10 +54,10 @@ class _Universal(Attack):
     def prepare(self, model, x, y):
         model.eval()
         self._nu = self.fit(model, x, y).detach()
-        self._for_model = id(model)
+        self._for_model = model
 
     def run(self, model, x, y):
-        if self._nu is None or self._for_model != id(model):
+        if self._nu is None or self._for_model is not model:
             self.prepare(model, x, y)
         return (x + self._nu.to(x.device)).clamp(0, 1)  # x̃ = clip(x + ν): the output checks want [0, 1]
 

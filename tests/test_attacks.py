@@ -1,5 +1,7 @@
 """Library attacks behind one interface, on the tiny Fashion-MNIST classifier."""
 
+import copy
+
 import pytest
 import torch
 
@@ -70,6 +72,31 @@ def test_universal_is_one_vector_for_the_whole_set(tiny_classifier, fmnist_image
         unclipped = (x_adv > 1e-6) & (x_adv < 1 - 1e-6)
         assert unclipped.float().mean() > 0.3
         assert torch.allclose((x_adv - xb)[unclipped], nu[unclipped], atol=1e-6)
+
+
+def test_universal_refits_for_another_model_even_at_a_reused_address(tiny_classifier, fmnist_images, monkeypatch):
+    """ν was kept for id(model); a freed model's id is reused by the next object (gan-aware builds a latent model
+    per batch), which then got the old ν. Simulated by an id() that gives every model the same address: another
+    model still gets its own fit, the model it was fitted on keeps it."""
+    from defbench.attacks import universal
+
+    model, _ = tiny_classifier
+    x, y = fmnist_images
+    other = copy.deepcopy(model)
+    with torch.no_grad():
+        for p in other.parameters():
+            p.mul_(-1)
+    fresh = get_attack("universal-fgsm", "fmnist", alpha=2.0)
+    fresh.prepare(other, x[:8], y[:8])
+    monkeypatch.setattr(universal, "id", lambda _: 1, raising=False)
+    atk = get_attack("universal-fgsm", "fmnist", alpha=2.0)
+    atk.prepare(model, x[:8], y[:8])
+    nu_model = atk._nu.clone()
+    assert not torch.equal(nu_model, fresh._nu)
+    atk(other, x[:8], y[:8])
+    assert torch.equal(atk._nu, fresh._nu)
+    atk(other, x[8:12], y[8:12])
+    assert torch.equal(atk._nu, fresh._nu)  # the same model: no refit on its next batch
 
 
 def test_targeted_universal_perturbation_pushes_towards_its_class(tiny_classifier, fmnist_images):
