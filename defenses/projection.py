@@ -301,7 +301,10 @@ class ProjectionEngine:
                 if cfg.surrogate == "mimic" and cfg.surrogate_arch == "mimicgan2"
                 else MimicSurrogate
             )
-            surrogate = arch(c, s, generator=gen, activation=cfg.surrogate_activation).to(dev)
+            # nn.Conv2d's default init draws from the global RNG before the seeded init overwrites it: leave the
+            # global RNG as it was (a purification has no effect on the draws of what runs after it)
+            with torch.random.fork_rng(devices=[]):
+                surrogate = arch(c, s, generator=gen, activation=cfg.surrogate_activation).to(dev)
             if cfg.surrogate == "identity":
                 surrogate.make_identity()
             elif cfg.surrogate_init == "random":  # drawn after the latents: their draw stays the default's

@@ -71,6 +71,25 @@ def test_randomized_exactly_when_output_depends_on_seed(name, zoo_with_encoder, 
     )
 
 
+@pytest.mark.parametrize("name", [*_registered(), "mimicgan[surrogate_arch=mimicgan2]"])
+def test_a_purification_leaves_the_global_rngs_as_they_were(name, zoo_with_encoder, fmnist_images):
+    """Every draw of a purification comes from its seed's generator; it consumes nothing of the global torch,
+    numpy and Python RNGs (MimicGAN's surrogate consumed torch's: nn.Conv2d's default init, overwritten after),
+    so what runs after it draws the same numbers."""
+    from defbench.defenses.registry import base_name
+    from defbench.harness.models import build_defense
+
+    x = fmnist_images[0][:4]
+    opts = dict(SMALL.get(base_name(name), {}))
+    d = build_defense(name, "fmnist", "quick", "cpu", opts, train_missing=False, progress=False)
+    torch.manual_seed(5), np.random.seed(5), random.seed(5)
+    before = (torch.get_rng_state(), np.random.get_state()[1].copy(), random.getstate())
+    d.purify(x, seed=1)
+    after = (torch.get_rng_state(), np.random.get_state()[1], random.getstate())
+    assert torch.equal(before[0], after[0]), f"{name} drew from torch's global RNG"
+    assert np.array_equal(before[1], after[1]) and before[2] == after[2], f"{name} drew from numpy's or Python's"
+
+
 def test_mimicgan_is_randomized_and_invgan_is_not():
     from defbench.defenses.gan_prior import PAPER_CONFIGS, seed_dependent
 
