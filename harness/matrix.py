@@ -229,6 +229,39 @@ class LocalExecutor(Executor):
             runner.record(runner.compute_cell_guarded(c))
 
 
+#: the libraries whose code computes a cell's numbers (the attacks, the baselines' filters, the networks): their
+#: versions are part of every cell's key, so that an upgraded torchattacks recomputes instead of mixing versions
+#: in one table, and a Ray worker with other versions than its driver is refused (its keys differ)
+NUMERIC_LIBRARIES = (
+    "torch",
+    "torchvision",
+    "torchattacks",
+    "foolbox",
+    "adversarial-robustness-toolbox",
+    "numpy",
+    "scipy",
+    "scikit-image",
+)
+
+
+def library_versions() -> dict[str, str]:
+    """The installed version of each of :data:`NUMERIC_LIBRARIES` ("absent" where it is not installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in NUMERIC_LIBRARIES:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "absent"
+    return out
+
+
+#: fields of a cell's defense config that say which code computed it, left out of the name of its random stream:
+#: adding, bumping or upgrading them recomputes a cell without moving its draws
+_NOT_IN_STREAM = ("results_version", "libraries")
+
+
 def batch_seed(cell_seed: int, batch: int) -> int:
     """The seed of a cell's batch ``batch`` (its purifications, GAN-aware attack and gradient check derive theirs)."""
     return cell_seed * 100_003 + batch
@@ -295,6 +328,7 @@ class MatrixRunner:
         self._model_sha256: dict[str, dict[str, str]] = {}  # defense label -> {classifier, G, D, encoder}
         self._defenses: dict[str, Any] = dict(defenses or {})
         self._options: dict[str, dict[str, Any]] = {}  # defense label -> the options it was built with
+        self.libraries = library_versions()  # part of every cell's key
         self._reparam = None
         self._reparam_sha256: dict[str, str] = {}
         self.computed: list[str] = []
@@ -374,7 +408,8 @@ class MatrixRunner:
         sha256, so a copy elsewhere reuses cells and a changed image recomputes them), ``model_sha256`` (the
         classifier and the defense's G, D and encoder; a reparameterisation cell on a defense without an
         encoder adds the G and I it differentiates, in the attack config), ``defbench_version``,
-        ``results_version`` (:data:`~defbench.harness.store.RESULTS_VERSION`), and for a
+        ``results_version`` (:data:`~defbench.harness.store.RESULTS_VERSION`), ``libraries`` (the versions of
+        :data:`NUMERIC_LIBRARIES`), and for a
         plugin attack its distribution name and version (``attack_config["plugin"]``); likewise for a plugin
         defense (``defense_config["plugin"]``) and a plugin classifier (``defense_config["classifier_plugin"]``:
         name, distribution, version and config; its weights' sha256 is ``model_sha256["classifier"]``)."""
@@ -398,6 +433,7 @@ class MatrixRunner:
             "model_sha256": self._model_sha256[cell.defense],
             "defbench_version": defbench.__version__,
             "results_version": RESULTS_VERSION,
+            "libraries": self.libraries,
         }
         if self.classifier_plugin is not None:  # its distribution, version and config; the weights are above
             dcfg["classifier_plugin"] = self.classifier_plugin
@@ -520,6 +556,7 @@ class MatrixRunner:
             "data_sha256": self.data_sha256,
             "defbench_version": defbench.__version__,
             "results_version": RESULTS_VERSION,
+            "libraries": self.libraries,
             "n": n,
             "bs": self.spec.batch_size,
             "strat": self.spec.stratified,
@@ -554,9 +591,9 @@ class MatrixRunner:
         # Every draw of the cell (attack starts, EOT, universal fits) comes from a stream named by the cell and
         # batch, never from the RNG state earlier cells left: fresh, resumed and reordered runs agree. Gray-box
         # adversarials do not involve the defense (and are cached across defenses), so their stream is named
-        # without it. The stream is named by the key as it was before ``results_version`` joined it: that field
-        # says which code computed a cell, and neither adding it nor bumping it moves a draw.
-        stream = replace(key, defense_hash=config_hash({k: v for k, v in dcfg.items() if k != "results_version"})).key
+        # without it. The stream is named by the key without the fields that say which code computed the cell
+        # (``results_version``, the libraries' versions): a bump or an upgrade recomputes but moves no draw.
+        stream = replace(key, defense_hash=config_hash({k: v for k, v in dcfg.items() if k not in _NOT_IN_STREAM})).key
         if atk is not None and cell.threat == "graybox":
             stream = config_hash(
                 {

@@ -280,8 +280,8 @@ class RayExecutor(Executor):
         raise DefbenchError(
             f"Ray worker on {meta.get('host')} (zoo {meta.get('zoo')}) computed cell {cell_label(cell)} under "
             f"key {out.key.key}, this driver's key is {want.key} ({'; '.join(diff[:3]) or 'configs differ'}); "
-            "workers must load the driver's models and data: put DEFBENCH_HOME and the data on storage every "
-            "node shares (docs/CLUSTER.md)"
+            "workers must load the driver's models and data and run its library versions: put DEFBENCH_HOME and "
+            "the data on storage every node shares, install the same environment (docs/CLUSTER.md)"
         )
 
     @staticmethod

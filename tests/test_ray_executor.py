@@ -6,6 +6,7 @@ Without Ray installed these tests skip; the one-line error of ``--executor ray``
 
 from __future__ import annotations
 
+import os
 import sys
 
 import pytest
@@ -241,6 +242,25 @@ def test_a_worker_with_other_weights_is_refused_naming_them(worker, tmp_path):
     with pytest.raises(DefbenchError, match=r"under key .*model_sha256.classifier: driver [0-9a-f]+, worker") as err:
         RayExecutor.check_key(runner, cell, out, meta)
     assert "\n" not in str(err.value) and "docs/CLUSTER.md" in str(err.value) and str(other) in str(err.value)
+
+
+def test_a_worker_with_another_torchattacks_is_refused_naming_it(worker, tmp_path, monkeypatch):
+    """The numeric libraries' versions are in every key: a worker whose torchattacks differs from its driver's
+    computes the cell under another key, refused with the version named; the same versions pass (test above)."""
+    from defbench.harness import matrix
+    from defbench.harness.ray_executor import RayExecutor
+
+    runner = MatrixRunner(_spec(tmp_path / "out", defenses=("none",), attacks=()))
+    (cell,) = runner.cells()
+    w = worker(os.environ["DEFBENCH_HOME"])
+    out, meta = w.compute("x", runner.spec, None, cell)
+    RayExecutor.check_key(runner, cell, out, meta)  # silent: same zoo, same versions
+    versions = {**matrix.library_versions(), "torchattacks": "9.9.9"}
+    monkeypatch.setattr(matrix, "library_versions", lambda: versions)
+    w = worker(os.environ["DEFBENCH_HOME"])
+    out, meta = w.compute("y", runner.spec, None, cell)
+    with pytest.raises(DefbenchError, match=r"defense.libraries.torchattacks: driver 3[.0-9]+, worker 9.9.9"):
+        RayExecutor.check_key(runner, cell, out, meta)
 
 
 def test_a_worker_never_trains_a_missing_model(worker, tmp_path):

@@ -143,9 +143,11 @@ if __name__ == "__main__":  # conftest (imported above) set the data root and th
 
 
 @pytest.mark.skipif(not have_data("fmnist"), reason="needs Fashion-MNIST")
-def test_a_bump_recomputes_cells_but_moves_no_draw(tmp_path, monkeypatch):
-    """RESULTS_VERSION is in every key (a bumped store recomputes), yet the attack's and EOT's draws are named
-    without it: a BPDA cell on a randomized defense recomputed after a bump gives the same numbers."""
+@pytest.mark.parametrize("change", ["results version", "library version"])
+def test_a_bump_or_an_upgrade_recomputes_cells_but_moves_no_draw(change, tmp_path, monkeypatch):
+    """RESULTS_VERSION and the numeric libraries' versions are in every key (a bumped or upgraded store
+    recomputes), yet the attack's and EOT's draws are named without them: a BPDA cell on a randomized defense
+    recomputed after a bump or an upgrade of torchattacks gives the same numbers."""
     from defbench.harness import matrix
     from defbench.harness.matrix import AttackSpec, MatrixRunner, MatrixSpec
 
@@ -157,7 +159,11 @@ def test_a_bump_recomputes_cells_but_moves_no_draw(tmp_path, monkeypatch):
     save_gan(*stand_in_gan("fmnist", 0))
 
     def run(version: int):
-        monkeypatch.setattr(matrix, "RESULTS_VERSION", version)
+        if change == "results version":
+            monkeypatch.setattr(matrix, "RESULTS_VERSION", version)
+        else:
+            versions = {**matrix.library_versions(), "torchattacks": f"3.5.{version}"}
+            monkeypatch.setattr(matrix, "library_versions", lambda: versions)
         spec = MatrixSpec(
             dataset="fmnist",
             defenses=("defensegan[latent_steps=2,restarts=2]",),
@@ -172,11 +178,7 @@ def test_a_bump_recomputes_cells_but_moves_no_draw(tmp_path, monkeypatch):
         )
         runner = MatrixRunner(spec)
         runner.run()
-        rows = [
-            r
-            for r in runner.store.rows()
-            if r["threat"] == "bpda" and r["defense_config"]["results_version"] == version
-        ]
+        rows = [r for r in runner.store.rows() if r["threat"] == "bpda" and r["key"] in runner.computed]
         runner.store.close()
         assert len(runner.computed) == 2 and len(rows) == 1  # the clean and the BPDA cell, computed anew
         return rows[0]
