@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -22,7 +23,7 @@ from tqdm.auto import tqdm
 
 import defbench
 from defbench import DefbenchError, metrics, progress
-from defbench.attacks.base import perturb
+from defbench.attacks.base import Attack, perturb
 from defbench.attacks.registry import available as available_attacks
 from defbench.attacks.registry import distribution_of as attack_distribution
 from defbench.attacks.registry import get_attack
@@ -144,9 +145,8 @@ def _adv_digest(name: str, x_adv: torch.Tensor, violations: str) -> str:
 def _read_adv_cache(path: Path, name: str, x: torch.Tensor) -> dict | None:
     """The cached batch at ``path`` if it is intact (loads with weights_only, right shape and dtype, finite, in
     [0, 1], its sha256 matches), else None with a one-line warning: the batch is then recomputed and the file
-    rewritten; a damaged or tampered file is never used."""
-    import sys
-
+    rewritten; a damaged or tampered file is never used (its budget is checked by the caller, which knows the
+    attack)."""
     why = ""
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
@@ -565,6 +565,15 @@ class MatrixRunner:
         cache = Path(self.spec.out) / "adv-cache" / f"{name}.pt"
         if cache.is_file():
             blob = _read_adv_cache(cache, name, x)
+            # its sha256 is no signature (anyone can recompute it): the budget is checked again, by Attack's checks
+            over = [] if blob is None else Attack.check_output(atk, x, blob["x_adv"].to(x.device))
+            if over:
+                print(
+                    f"defbench: warning: gray-box cache {cache} holds images the attack's checks refuse "
+                    f"({'; '.join(v['message'] for v in over)}); recomputing that batch",
+                    file=sys.stderr,
+                )
+                blob = None
             if blob is not None:
                 atk.last_violations = json.loads(blob["violations"])
                 atk.violations += atk.last_violations

@@ -128,6 +128,28 @@ def test_tampered_cache_never_reaches_a_cell(tiny_zoo, tmp_path, capsys):
     assert _read_adv_cache(cache, cache.stem, torch.zeros_like(blob["x_adv"])) is not None  # rewritten whole
 
 
+def test_a_cache_file_beyond_the_budget_is_recomputed_even_with_a_matching_sha256(tiny_zoo, tmp_path, capsys):
+    """The cache's sha256 is no signature: a file rewritten with images 0.5 away from the clean ones (beyond FGSM's
+    ε) and its hash recomputed passed every check of the read; the attack's own budget check now refuses it and
+    the batch is recomputed, the cells as a sound run has them. A sound cache is read silently."""
+    out = tmp_path / "o"
+    assert main(GRAYBOX + ["--out", str(out)]) == 0
+    first = _preds(out / "defbench.sqlite")
+    (cache,) = (out / "adv-cache").glob("*.pt")
+    (out / "defbench.sqlite").unlink()
+    capsys.readouterr()
+    assert main(GRAYBOX + ["--out", str(out)]) == 0  # read from the cache
+    assert "gray-box cache" not in capsys.readouterr().err and _preds(out / "defbench.sqlite") == first
+    blob = torch.load(cache, weights_only=True)
+    far = torch.where(blob["x_adv"] > 0.5, blob["x_adv"] - 0.5, blob["x_adv"] + 0.5)
+    _write_adv_cache(cache, cache.stem, far, blob["violations"])  # a hash that matches
+    (out / "defbench.sqlite").unlink()
+    assert main(GRAYBOX + ["--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "holds images the attack's checks refuse" in err and "> ε = " in err
+    assert _preds(out / "defbench.sqlite") == first
+
+
 # ------------------------------------------------------------------------------------- plugins
 PLUGIN = textwrap.dedent("""
     import torch
