@@ -25,14 +25,17 @@ full twin on the subset):
     gradients (shattered gradients), hidden randomness (same seed, different outputs), or an output that
     depends on the seed of a defense declared deterministic;
 (h) an attack's outputs violated the attack output checks (``extra["output_violations"]``);
-(i) cells of fewer than 100 images, whose binomial 95% interval is wide.
+(i) cells of fewer than 100 images, whose binomial 95% interval is wide;
+(j) cells computed by different code: another results version (``defense_config["results_version"]``; 1 for
+    rows stored before it was recorded) or other versions of the numeric libraries (``["libraries"]``), as in a
+    store resumed by newer code, which recomputes under new keys and keeps the old cells beside the new ones.
 """
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict
-from typing import Iterable
+from typing import Any, Iterable
 
 import numpy as np
 
@@ -442,6 +445,38 @@ def _surrogate_collapse(rows: list[Row], names: dict[Base, str]) -> list[str]:
     return out
 
 
+def _code_versions(rows: list[Row]) -> list[str]:
+    """(j): one flag when the rows were computed by more than one results version or library version."""
+    configs = [r.get("defense_config") or {} for r in rows]
+    results: dict[Any, int] = defaultdict(int)
+    libraries: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    names = {lib for dc in configs for lib in dc.get("libraries") or {}}
+    for dc in configs:
+        results[dc.get("results_version", 1)] += 1
+        for lib in names:
+            libraries[lib][(dc.get("libraries") or {}).get(lib, "not recorded")] += 1
+    parts = []
+    if len(results) > 1:
+        parts.append(
+            "results version "
+            + ", ".join(
+                f"{v}{' (stored before it was recorded)' if v == 1 else ''} on {k} cell(s)"
+                for v, k in sorted(results.items(), key=lambda vk: str(vk[0]))
+            )
+        )
+    for lib, per in sorted(libraries.items()):
+        if len(per) > 1:
+            parts.append(f"{lib} " + ", ".join(f"{v} on {k} cell(s)" for v, k in sorted(per.items())))
+    if not parts:
+        return []
+    return [
+        f"These cells were computed by different code ({'; '.join(parts)}): a store resumed by newer code "
+        "recomputes its cells under new keys and keeps the old ones beside them, so a defense can appear twice "
+        "(its columns told apart by a #hash) and defenses computed by different code sit side by side. Compare "
+        "cells of one version, or rerun into a fresh --out."
+    ]
+
+
 def sanity_flags(rows: Iterable[Row]) -> list[str]:
     """Human-readable warnings pointing at gradient masking, misconfigured attacks or underpowered cells
     (empty list: all clear)."""
@@ -459,6 +494,7 @@ def sanity_flags(rows: Iterable[Row]) -> list[str]:
         + _output_violations(rows, names)
         + _surrogate_collapse(rows, names)
         + _small_cells(rows)
+        + _code_versions(rows)
     )
 
 

@@ -508,3 +508,37 @@ def test_runner_records_the_surrogate_scale_per_batch(tiny_zoo, tmp_path):
     # the batch coupling is recorded for the reports' per-batch spread note
     assert by_defense["mimicgan[latent_steps=1,outer_iters=1,surrogate_steps=1]"]["batch_coupled"] is True
     assert "batch_coupled" not in by_defense["none"]
+
+
+# --------------------------------------------------------------------------------------------- code versions
+
+
+def _versioned(rows: list[dict], results_version: int | None, torchattacks: str | None) -> list[dict]:
+    out = []
+    for r in rows:
+        dc = dict(r["defense_config"])
+        if results_version is not None:
+            dc["results_version"] = results_version
+        if torchattacks is not None:
+            dc["libraries"] = {"torch": "2.14.1", "torchattacks": torchattacks}
+        out.append({**r, "defense_config": dc})
+    return out
+
+
+def test_cells_of_two_code_versions_fire_naming_them():
+    """A store resumed by newer code holds the old cells beside the recomputed ones: the flag names the results
+    versions (1 for rows stored before the field) and the libraries whose versions differ, with their counts."""
+    old = _versioned(_base(), None, None)  # stored before either was recorded
+    new = _versioned(_base(), 2, "3.5.1")
+    (flag,) = [f for f in sanity_flags(old + new) if "different code" in f]
+    assert "results version 1 (stored before it was recorded) on 5 cell(s), 2 on 5 cell(s)" in flag
+    assert "torchattacks 3.5.1 on 5 cell(s), not recorded on 5 cell(s)" in flag and "torch " in flag
+    upgraded = _versioned(_base(), 2, "3.6.0")
+    (flag,) = [f for f in sanity_flags(new + upgraded) if "different code" in f]
+    assert "results version" not in flag and "torchattacks 3.5.1 on 5 cell(s), 3.6.0 on 5 cell(s)" in flag
+    assert "torch " not in flag  # the same torch everywhere: not named
+
+
+def test_cells_of_one_code_version_are_silent():
+    assert not [f for f in sanity_flags(_versioned(_base(), 2, "3.5.1")) if "different code" in f]
+    assert sanity_flags(_versioned(_base(), 2, "3.5.1")) == []
