@@ -52,6 +52,8 @@ def all_repeats_correct(repeat_preds: Any, labels: Any) -> np.ndarray:
     p, y = _ints(repeat_preds), _ints(labels)
     if p.ndim != 2 or p.shape[1:] != y.shape:
         raise ValueError(f"repeat_preds of shape {p.shape} does not match {y.size} labels")
+    if p.shape[0] == 0:  # np.all over no repeats is True: every image would count as right
+        raise ValueError("repeat_preds holds no repeat (k = 0): there is no prediction to score")
     return np.all(p == y[None, :], axis=0)
 
 
@@ -70,6 +72,9 @@ def worst_case(rows: Sequence[tuple[Iterable[int], Iterable[bool]]]) -> tuple[fl
     clean input and one per attack; images matched by their test-set index), over the images every row covers.
     Also returns whether the rows covered different images. NaN when no image is common to all rows."""
     rows = [([int(i) for i in idx], [bool(ok) for ok in mask]) for idx, mask in rows]
+    for idx, mask in rows:  # zip would drop the images without a result, which then stayed "robust"
+        if len(idx) != len(mask):
+            raise ValueError(f"a row has {len(idx)} indices but {len(mask)} results")
     covered = [set(idx) for idx, _ in rows]
     common = set.intersection(*covered) if covered else set()
     robust = dict.fromkeys(common, True)

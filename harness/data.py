@@ -494,7 +494,7 @@ def _load_imagenet(split: str, roots: list[Path]) -> ImageData | None:
                 raise DefbenchError(f"{folder} has {len(classes)} class folders but no .JPEG/.jpg/.png images in them")
             return ImageData(
                 "imagenet",
-                "val",
+                split_dir,
                 torch.tensor(labels, dtype=torch.long),
                 str(folder),
                 paths=tuple(paths),

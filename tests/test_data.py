@@ -115,9 +115,15 @@ def test_fake_imagenet_folder(tmp_path):
         D.load_dataset("imagenet", "val", root=tmp_path)
     (tmp_path / "imagenet" / "LOC_synset_mapping.txt").write_text("".join(f"{w} name\n" for w in wnids))
     ds = D.load_dataset("imagenet", "val", root=tmp_path)
-    assert ds.labels.tolist() == [3, 997]
+    assert ds.labels.tolist() == [3, 997] and ds.split == "val"
     x, _ = ds.get([1])
     assert x.shape == (1, 3, 224, 224)
+    # the train folder is the train split (it was labelled 'val', in its sha256 and its messages)
+    train = tmp_path / "imagenet" / "train" / wnids[5]
+    train.mkdir(parents=True)
+    Image.fromarray(np.zeros((300, 260, 3), np.uint8)).save(train / "b.JPEG")
+    tr = D.load_dataset("imagenet", "train", root=tmp_path)
+    assert tr.split == "train" and tr.labels.tolist() == [5] and tr.sha256() != ds.sha256()
 
 
 def test_eval_indices_seeded_and_bounded(fmnist):

@@ -36,6 +36,9 @@ def test_all_repeats_accuracy_needs_every_repeat_right():
     assert metrics.all_repeats_accuracy([labels], labels) == 1.0
     with pytest.raises(ValueError, match="does not match 4 labels"):
         metrics.all_repeats_accuracy([[0, 1, 2]], labels)
+    # no repeat at all: np.all over nothing said every image was right (100%)
+    with pytest.raises(ValueError, match="no repeat"):
+        metrics.all_repeats_accuracy(np.zeros((0, 4), int), labels)
 
 
 def test_worst_case_over_attacks():
@@ -46,6 +49,9 @@ def test_worst_case_over_attacks():
     assert metrics.worst_case([clean, fgsm, pgd]) == (0.25, False)
     assert metrics.worst_case([clean, ([1, 0], [True, True])]) == (1.0, True)  # over images 0 and 1 only
     assert math.isnan(metrics.worst_case([clean, ([7], [True])])[0])
+    # a row with fewer results than indices: zip dropped images 1-3, which then stayed robust (1.0)
+    with pytest.raises(ValueError, match="4 indices but 1 results"):
+        metrics.worst_case([clean, ([0, 1, 2, 3], [True])])
 
 
 def test_roc_auc_of_a_perfect_an_inverted_and_a_tied_score():
