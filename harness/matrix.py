@@ -38,6 +38,7 @@ from defbench.defenses.registry import distribution_of as defense_distribution
 from defbench.harness.data import load_dataset
 from defbench.harness.examples import cell_examples, save_examples_blob
 from defbench.harness.models import (
+    user_model_sha256,
     attribute_values,
     attribute_models,
     build_defense,
@@ -133,7 +134,6 @@ class MatrixSpec:
 def _adv_digest(name: str, x_adv: torch.Tensor, violations: str) -> str:
     """sha256 over what a gray-box cache file holds and the name it is stored under (a file copied over
     another batch's fails too)."""
-    import hashlib
 
     t = x_adv.detach().cpu().contiguous()
     h = hashlib.sha256(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
@@ -310,9 +310,7 @@ class MatrixRunner:
         if classifier is not None:  # the caller's module, with features/head, on the run's device, in eval mode
             self.classifier = classifier = with_features(classifier).to(self.device).eval()
             cman = {"id": f"user-{type(getattr(classifier, 'model', classifier)).__name__}"}
-            # its weights and the plain values its modules hold (a scale it divides by), not its forward's code
-            attrs = json.dumps(attribute_values(classifier), sort_keys=True)
-            cman["sha256"] = hashlib.sha256(f"{weights_sha256(classifier)}|{attrs}".encode()).hexdigest()
+            cman["sha256"] = user_model_sha256(classifier)  # weights and plain attributes
         elif spec.classifier != ZOO:
             self.classifier, self.classifier_plugin = load_plugin(spec.classifier, spec.dataset, self.device)
             cman = {"id": spec.classifier, "sha256": weights_sha256(self.classifier)}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import sys
 import warnings
 from typing import Any
@@ -173,6 +174,13 @@ def attribute_values(obj) -> dict[str, Any]:
             if p is not _NOT_PLAIN:
                 out[f"{prefix}.{name}" if prefix else name] = p
     return out
+
+
+def user_model_sha256(module: torch.nn.Module) -> str:
+    """The sha256 that identifies a classifier handed in by a user: its weights and the plain values its modules
+    hold (:func:`attribute_values`: a scale it divides by), not its forward's code."""
+    attrs = json.dumps(attribute_values(module), sort_keys=True)
+    return hashlib.sha256(f"{weights_sha256(module)}|{attrs}".encode()).hexdigest()
 
 
 def defense_models(defense) -> dict[str, str]:

@@ -375,7 +375,7 @@ def test_paper_table_with_own_module(paper_zoo, tiny_budgets, tmp_path):
     from defbench import DefbenchError
     from defbench.classifiers.base import with_features
     from defbench.harness.data import load_dataset
-    from defbench.harness.models import build_defense, weights_sha256
+    from defbench.harness.models import build_defense, user_model_sha256
     from defbench.harness.papers import run_table
 
     table = TABLES["invgan-table3-fmnist"]
@@ -384,7 +384,7 @@ def test_paper_table_with_own_module(paper_zoo, tiny_budgets, tmp_path):
     net = nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 10)).eval()
     args = dict(n=4, preset="quick", out=str(tmp_path / "o"), progress=False, threat_n={"bpda": 2})
     own = run_table(table, classifier=net, **args)
-    sha = weights_sha256(with_features(net))  # the module as the runner holds it (logits as Φ)
+    sha = user_model_sha256(with_features(net))  # the module as the runner holds it (logits as Φ)
     assert {r["classifier"] for r in own.rows.values()} == {f"user-Sequential@{sha[:10]}"}
     test = load_dataset("fmnist", "test", None)
     for c, row in own.rows.items():
