@@ -26,6 +26,7 @@ import types
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 from torch import nn
@@ -36,7 +37,7 @@ from defbench.attacks.registry import check_option, get_attack
 from defbench.classifiers.registry import check_name as check_classifier
 from defbench.defenses.base import Defense
 from defbench.harness.matrix import AttackSpec, MatrixRunner, MatrixSpec
-from defbench.harness.models import weights_sha256
+from defbench.harness.models import array_digest, weights_sha256
 from defbench.harness.store import Store
 from defbench.reports.common import accuracy, undefended_accuracy
 from defbench.seeding import resolve_device
@@ -116,9 +117,9 @@ def _code_sha256(obj) -> str:
     names (each value as below, a function recursively); a ``functools.partial``'s function, arguments and
     keywords; a bound method's function and instance; an object's attributes and the methods and plain class
     attributes of its classes; an ``nn.Module``'s weights and each submodule's attributes (not its hooks).
-    Values: numbers, strings, bytes, None, tensors (by bytes), tuples, lists, dicts and sets of them, and
-    the above. Counted by qualified name only: modules, classes, builtins, the functions and objects of
-    installed libraries and of the standard library (numpy arrays included), and anything nested deeper than
+    Values: numbers (numpy scalars too), strings, bytes, None, tensors and numpy arrays (by bytes), tuples, lists,
+    dicts and sets of them, and the above. Counted by qualified name only: modules, classes, builtins, the functions and objects of
+    installed libraries and of the standard library, and anything nested deeper than
     ``_MAX_DEPTH``. Not covered: what a call reads otherwise (files, the environment, random state)."""
     h = hashlib.sha256()
     _feed(obj, h, {}, 0)
@@ -135,12 +136,12 @@ def _feed(v, h, seen: dict[int, Any], depth: int) -> None:
         for x in values:
             _feed(x, h, seen, depth + 1)
 
+    if isinstance(v, np.generic):  # a numpy scalar: its value
+        v = v.item()
     if isinstance(v, _SIMPLE):
         return put(type(v).__name__, repr(v))
-    if isinstance(v, torch.Tensor):
-        t = v.detach().cpu().contiguous()
-        put("tensor", t.dtype, tuple(t.shape))
-        return h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    if array_digest(v) is not None:  # a tensor or a numpy array: by its bytes
+        return put(array_digest(v))
     if depth > _MAX_DEPTH or isinstance(v, (types.ModuleType, type)) or id(v) in seen:
         return put("name", _name(v))
     seen[id(v)] = v  # kept alive, so that its id is not reused

@@ -10,6 +10,7 @@ import sys
 import warnings
 from typing import Any
 
+import numpy as np
 import torch
 
 from defbench import DefbenchError
@@ -136,18 +137,33 @@ def attribute_models(obj) -> dict[str, str]:
     return out
 
 
+def array_digest(v: Any) -> str | None:
+    """'tensor|ndarray <dtype> <shape> <sha256 of the bytes>' of a torch tensor or a numpy array of numbers; None
+    for anything else."""
+    if isinstance(v, torch.Tensor):
+        t = v.detach().cpu().contiguous()
+        data = t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b""
+        kind, dtype, shape = "tensor", t.dtype, tuple(t.shape)
+    elif isinstance(v, np.ndarray) and v.dtype != object:
+        a = np.ascontiguousarray(v)
+        kind, dtype, shape, data = "ndarray", a.dtype, a.shape, a.tobytes()
+    else:
+        return None
+    return f"{kind} {dtype} {shape} {hashlib.sha256(data).hexdigest()}"
+
+
 _NOT_PLAIN = object()
 
 
 def _plain(v: Any, depth: int = 0) -> Any:
     """``v`` as JSON-able data when it is a plain value (None, bool, number, str; a tensor as its bytes' sha256;
     tuples, lists and dicts of these), else a sentinel: what :func:`attribute_values` keys."""
+    if isinstance(v, np.generic):  # a numpy scalar (np.float32(0.5), np.int64(3))
+        v = v.item()
     if v is None or isinstance(v, (bool, int, float, str)):
         return v
-    if isinstance(v, torch.Tensor) and not isinstance(v, torch.nn.Parameter):
-        t = v.detach().cpu().contiguous()
-        data = t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b""
-        return f"tensor {t.dtype} {tuple(t.shape)} {hashlib.sha256(data).hexdigest()}"
+    if not isinstance(v, torch.nn.Parameter) and array_digest(v) is not None:  # parameters: in the weights
+        return array_digest(v)
     if depth < 4 and isinstance(v, (tuple, list)):
         items = [_plain(x, depth + 1) for x in v]
         return _NOT_PLAIN if _NOT_PLAIN in items else items

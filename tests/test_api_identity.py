@@ -56,6 +56,15 @@ def test_a_global_value_read_differs(monkeypatch):
     assert cfg(by_global) != before
 
 
+def test_numpy_arrays_and_scalars_count_by_value():
+    """A numpy array or scalar the function captures counted by its type's name: another array, the same key."""
+    import numpy as np
+
+    assert cfg(make(np.array([0.2, 0.3]))) != cfg(make(np.array([0.2, 0.4])))
+    assert cfg(make(np.float32(0.2))) != cfg(make(np.float32(0.8)))
+    assert cfg(make(np.array([0.2, 0.3]))) == cfg(make(np.array([0.2, 0.3])))  # the same values: the same key
+
+
 def test_stand_in_given_or_not_differs():
     plain, zero_grad = cfg(sq), cfg(sq, stand_in=lambda x: x * 0.0 + x.detach())
     assert plain != zero_grad and set(plain) == {"callable", "code_sha256"}

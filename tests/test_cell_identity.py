@@ -283,3 +283,21 @@ def test_a_zoo_model_changed_in_memory_is_keyed_by_its_weights(zoo_home):
     with torch.no_grad():
         next(G.parameters()).mul_(0.5)
     assert models.model_sha256(G) == models.weights_sha256(G) != manifest["sha256"]
+
+
+def test_attribute_values_read_numbers_arrays_and_leave_out_the_rest():
+    """What a user's object contributes to its cells' key: plain values, numpy scalars and arrays and tensors by
+    value; functions and arbitrary objects not; a module's own bookkeeping not."""
+    import numpy as np
+
+    from defbench.harness.models import attribute_values
+
+    class Obj:
+        def __init__(self, k, w):
+            self.k, self.w, self.fn, self.other = k, w, len, object()
+
+    a = attribute_values(Obj(np.int64(3), np.array([0.5, 1.0])))
+    assert a["k"] == 3 and a["w"].startswith("ndarray float64 (2,) ") and set(a) == {"k", "w"}
+    assert attribute_values(Obj(3, np.array([0.5, 2.0])))["w"] != a["w"]
+    lin = attribute_values(torch.nn.Sequential(torch.nn.Linear(2, 3)))
+    assert lin == {"0.in_features": 2, "0.out_features": 3}
