@@ -77,16 +77,20 @@ def row_anomaly_auc(row: Row, holdout: int) -> float:
 
 def measure_value(run: PaperRun, m, protocol: bool = False) -> tuple[float, int, tuple[int, int]]:
     """(mean over seeds, images, (negatives, positives) summed over seeds) of one
-    :class:`~defbench.harness.paper_spec.Measure`. A detection AUC sets every clean image against every attacked
+    :class:`~defbench.harness.paper_spec.Measure`; images are the distinct test images the seeds' cells cover (at n
+    = the test set's size every seed draws the same images, and counting them once per seed would narrow the
+    interval as if they were new ones). A detection AUC sets every clean image against every attacked
     one, as InvGAN's code computes the paper's (:func:`~defbench.reports.common.detection_auc_all`); with
     ``protocol`` it follows the success protocol instead (:func:`~defbench.reports.common.detection_auc_protocol`:
     correctly classified clean images against the successful adversarials made from them). The counts give the
     AUC's interval. Other metrics count (n, n)."""
     attack = preset_attack(m.attack, run.preset) if m.attack is not None else None
     vals, n, neg, pos = [], 0, 0, 0
+    seen: set[int] | None = set()  # the test-set indices of the seeds' cells (None: a row without them)
     for s in run.seeds:
         row = run.rows[m.cell(s, attack)]
         k = len(row["labels"])
+        seen = seen | set(row["indices"]) if seen is not None and "indices" in row else None
         if m.metric == "auc":
             read = detection_auc_protocol if protocol else detection_auc_all
             v, k0, k1 = read(run.rows[m.cell(s, None)], row)
@@ -100,7 +104,7 @@ def measure_value(run: PaperRun, m, protocol: bool = False) -> tuple[float, int,
             neg, pos = neg + k, pos + k
         n += k
     finite = [v for v in vals if not math.isnan(v)]
-    return (float(np.mean(finite)) if finite else math.nan), n, (neg, pos)
+    return (float(np.mean(finite)) if finite else math.nan), (n if seen is None else len(seen)), (neg, pos)
 
 
 def protocol_note(run: PaperRun, m) -> str:
@@ -150,7 +154,7 @@ def outcomes(run: PaperRun) -> pd.DataFrame:
         ci = (None, None)
         if m is not None and len(m.members) == 1 and ours is not None and not math.isnan(ours) and n:
             if m.metric == "accuracy":
-                lo, hi = wilson_interval(round(ours / 100 * n), n)  # n sums the seeds' images
+                lo, hi = wilson_interval(round(ours / 100 * n), n)  # n: the distinct images of the seeds' cells
                 ci = (100 * lo, 100 * hi)
             elif m.metric == "auc" and counts is not None:  # its negatives and positives
                 ci = auc_interval(ours, counts[0], counts[1])

@@ -214,6 +214,26 @@ def test_a_pooled_cell_counts_the_members_it_averaged():
     assert len(df) == 2 and all("mean ± std over 10 variants" in n and "of 10" not in n for n in df["note"])
 
 
+def test_seeds_that_draw_the_same_images_count_them_once():
+    """Two seeds' cells on the same five test images (every seed draws the same images at n = the test set's size):
+    the interval counted ten images; it counts five, and ten only when the seeds' images differ."""
+    from defbench.reports.paper import outcomes
+
+    t = TABLES["invgan-table2-fmnist"]
+
+    def run(offsets):
+        rows = {}
+        for c in t.needed_cells((0, 1)):
+            rows[c] = {**_fake_row([0, 1, 2, 3, 4], [0, 1, 2, 9, 9], [0.1] * 5)}
+            rows[c]["indices"] = [i + offsets[c.seed] for i in range(5)]
+        return outcomes(PaperRun(t, "paper", 5, (0, 1), "cpu", "x", rows)).dropna(subset=["ci_low"]).iloc[0]
+
+    same, apart = run({0: 0, 1: 0}), run({0: 0, 1: 5})
+    assert same["ours"] == apart["ours"] == pytest.approx(60.0)
+    assert same["n"] == 5 and apart["n"] == 10
+    assert same["ci_high"] - same["ci_low"] > apart["ci_high"] - apart["ci_low"]
+
+
 def test_ours_comes_from_rows():
     """Accuracy, bare-classifier accuracy and AUC are computed from the rows handed in (no models)."""
     from defbench.reports.paper import outcomes, to_markdown
