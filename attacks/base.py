@@ -128,7 +128,7 @@ class Attack:
         if self.labels == "predicted":
             with torch.no_grad():
                 y = model(x).argmax(1)
-        x_adv = _as_output(self, x, self.run(model, x, y))
+        x_adv = _as_output(self, x, self.run(model, x.clone(), y))  # a run that writes into x cannot hide it
         self.last_violations = self.check_output(x, x_adv)
         return settle_output(self, x, x_adv, self.last_violations)
 

@@ -122,6 +122,24 @@ class Mismatch(Attack):
 '''
 
 
+def test_a_direct_call_of_an_attack_that_writes_into_x_is_refused_and_x_is_left_alone():
+    """Attack.__call__ outside the harness: the attack gets a copy of x, so writing into it neither changes the
+    caller's batch nor hides a 3ε output from the check (it compared x_adv with itself)."""
+
+    class InPlace(Attack):
+        name = "inplace-direct"
+
+        def run(self, model, x, y):
+            return x.add_(torch.where(x > 0.5, -0.3, 0.3))  # 3ε at ε = 0.1, written into its input
+
+    x = torch.rand(4, 1, 28, 28)
+    keep = x.clone()
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))
+    with pytest.raises(DefbenchError, match="> ε"):
+        InPlace("fmnist", 0.1)(model, x, torch.zeros(4).long())
+    assert torch.equal(x, keep)
+
+
 def fake_distribution(root: Path, dist: str, version: str, entries: dict[str, str]) -> Path:
     """Distribution ``dist`` with attack entry points ``{name: Class}`` of :data:`PLUGIN_SOURCE` under ``root``."""
     eps = {n: f"{PLUGIN_MODULE}:{c}" for n, c in entries.items()}
