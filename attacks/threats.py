@@ -88,7 +88,8 @@ class LatentModel(nn.Module):
 
 
 def gan_aware(attack, classifier, defense, x, y, seed: int) -> torch.Tensor:
-    """Run ``attack`` on f ∘ G from the defense's own projection of x; return x_adv in image space."""
+    """Run ``attack`` on f ∘ G from the defense's own projection of x; return x_adv in image space: G(u*), and for
+    a bounded attack clipped to ℓ∞ ε of x in pixels (the same ε as the latent budget)."""
     G = getattr(defense, "G", None)
     if G is None or not hasattr(defense, "project"):
         raise DefbenchError(f"threat gan-aware needs a GAN-prior defense, not {defense.name}")

@@ -76,8 +76,9 @@ def _mimicgan_fig5b() -> PaperTable:
             "(cleverhans' 0.3 on the paper's [-1, 1] pixels) and attack the classifier's predicted labels, as "
             "cleverhans does without y: the reading the ε and labels sweeps in docs/RESULTS.md support. DeepFool "
             "attacks the predicted labels too (cleverhans' DeepFool takes none), CW-L2 the true ones (the "
-            "undefended cells fit that). The Obfuscated attack keeps ε = 0.3 (a latent-space budget); CW-L2 and "
-            "DeepFool are unbounded.",
+            "undefended cells fit that). The Obfuscated attack keeps ε = 0.3: PGD's budget on the latent (mapped "
+            "to [0, 1]), and the image G(u*) is then clipped to ℓ∞ 0.3 of x in pixels, twice the other attacks' "
+            "0.15 (gan-aware's rule; the paper gives none); CW-L2 and DeepFool are unbounded.",
             "Paper setting: 500 random test images, purified in batches of 100 (MimicGAN is batch-coupled); one "
             "purification per image.",
             "The paper's 'No Defense' Obfuscated cell has no defense to attack through; ours is the bare "
@@ -296,7 +297,8 @@ def _mimicgan_table2() -> PaperTable:
             "projection, for MimicGAN and for the f̂ = I PGD baseline alike) and the AUC separates class K "
             "(positive) from the rest; ours is the mean ± std over the 10 classes.",
             "Schedule of §5.1.2 (U → M), which §5.3 says it uses: T1 = 25, T2 = 75, γs = 1e-2, γg = 8e-2, "
-            "batches of 1000 (T = 10 outer iterations, the defense's; the text gives none).",
+            "batches of 1000 (T = 10 outer iterations, the defense's; the text gives none); at n below 1000 the "
+            "cell is one batch of n images, which the surrogate is fitted on (the Setting line gives the batch).",
             "Deviation: the paper trains each GAN on 80% of the normal training data and tests on the other "
             "20% plus the whole left-out class; we train on every training image of the 9 classes and test on "
             "n random MNIST test images (about 10% of them from the left-out class).",

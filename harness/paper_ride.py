@@ -96,7 +96,8 @@ def _ride_table2(dataset: str) -> PaperTable:
             "each defense with its BPDA backward (identity for median and TVM and RIDE).",
             "The paper reports BPDA accuracy only for RIDE; median filter (kernel 3) and TVM (Chambolle, weight "
             "0.1) are measured beside it with paper value None. Other rows are cited numbers, not run.",
-            "The paper does not state how many test images; we default to 500.",
+            "The paper does not state how many test images; we default to "
+            + ("2000, as its Table 1 (2 per class)." if dataset == "imagenet" else "500."),
             "EOT 1, as the paper: its BPDA takes one gradient per PGD step and never mentions EOT. RIDE is "
             "randomized, so the report flags the cell (EOT 1 on a randomized defense); rerun the cell with "
             "`defbench matrix --defense ride --threat bpda --eot 10` for Athalye et al.'s EOT.",

@@ -45,7 +45,7 @@ from .common import (
     is_clean,
     threat_sort_key,
 )
-from .paper import _fmt, _verdict
+from .paper import NO_CI, _fmt, _verdict
 from .plots import plot_alpha_sweep, plot_eps_sweep
 from .render import _header
 from .sanity import sanity_flags
@@ -214,7 +214,7 @@ def paper_html(table_id: str, df: pd.DataFrame, out_dir: str | Path) -> str:
         cd = 3 if metric == "auc" else 1
         ci = "—" if lo is None or hi is None else f"{lo:.{cd}f}–{hi:.{cd}f}"
         verdict = _verdict(paper, delta, lo, hi, metric)
-        vcls = {"yes": "yes", "no": "no", "in CI": "inci"}.get(verdict, "missing")
+        vcls = {"yes": "yes", "no": "no", NO_CI: "no", "in CI": "inci"}.get(verdict, "missing")
         note = "" if _none(getattr(r, "note", None)) is None else str(r.note)
         cells = [
             f'<th scope="row">{_e(r.row)}</th>',

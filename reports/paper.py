@@ -104,6 +104,8 @@ def measure_value(run: PaperRun, m, protocol: bool = False) -> tuple[float, int,
             neg, pos = neg + k, pos + k
         n += k
     finite = [v for v in vals if not math.isnan(v)]
+    if seen is not None and n and len(seen) < n:  # seeds on shared images: count each image once, as n does
+        neg, pos = round(neg * len(seen) / n), round(pos * len(seen) / n)
     return (float(np.mean(finite)) if finite else math.nan), (n if seen is None else len(seen)), (neg, pos)
 
 
@@ -203,15 +205,21 @@ def _fmt(v: Any, metric: str, sign: bool = False) -> str:
 MATCH_TOLERANCE = {"accuracy": 5.0, "auc": 0.05}
 
 
+#: the verdict of a cell outside the tolerance that has no interval (a pooled cell, an AUC of 0 or 1)
+NO_CI = "no (no CI)"
+
+
 def _verdict(paper, delta, lo, hi, metric: str) -> str:
-    """'yes' within the tolerance; otherwise 'no', or 'in CI' where the paper's value lies in our 95% interval."""
+    """'yes' within the tolerance (up to float rounding: the paper's value times its scale minus 100·k/n can land a
+    hair above it); otherwise 'in CI' where the paper's value lies in our 95% interval, 'no' where it does not, and
+    :data:`NO_CI` where there is no interval to test (a pooled cell, an AUC of 0 or 1)."""
     if paper is None or delta is None or pd.isna(paper) or pd.isna(delta):
         return MISSING
-    if abs(delta) <= MATCH_TOLERANCE[metric]:
+    if abs(delta) <= MATCH_TOLERANCE[metric] + 1e-9:
         return "yes"
-    if lo is not None and not pd.isna(lo) and lo <= paper <= hi:
-        return "in CI"
-    return "no"
+    if lo is None or pd.isna(lo):
+        return NO_CI
+    return "in CI" if lo <= paper <= hi else "no"
 
 
 def is_anomaly_table(t) -> bool:
@@ -235,7 +243,9 @@ def to_markdown(run: PaperRun, df: pd.DataFrame) -> str:
         f"Source: {t.source}.",
         "",
         f"Setting: {t.dataset}, preset {run.preset}, n = {run.n} images per cell{fewer} (paper: "
-        f"{t.n if t.n else 'not stated'}), batch {t.batch_size}, seed{'s' if len(run.seeds) > 1 else ''} "
+        f"{t.n if t.n else 'not stated'}), batch {min(t.batch_size, run.n)}"
+        f"{f' (the spec: {t.batch_size}; n is smaller)' if run.n < t.batch_size else ''}, "
+        f"seed{'s' if len(run.seeds) > 1 else ''} "
         f"{seeds}, {t.eval_repeats} purification{'s' if t.eval_repeats > 1 else ''} per image, device "
         f"{run.device}{classifier}; {unit}; delta = ours − paper; 95% CI: "
         + (
@@ -243,9 +253,17 @@ def to_markdown(run: PaperRun, df: pd.DataFrame) -> str:
             if t.metric == "accuracy"
             else "Hanley–McNeil interval of our AUC, none at AUC 0 or 1 (accuracy cells: Wilson); "
         )
-        + f"match: |delta| <= {tol:g} (yes), else whether the paper's value lies in our CI (in CI) or not (no).",
+        + f"match: |delta| <= {tol:g} (yes), else whether the paper's value lies in our CI (in CI) or not (no; "
+        f"{NO_CI} where the cell has no interval).",
         "",
     ]
+    if run.preset != "paper":
+        parts += [
+            f"⚠ Preset {run.preset}: smoke-test budgets (the attacks' and defenses' quick settings), not the "
+            "paper's; the setting notes below describe the paper preset, and the match column compares a smoke "
+            "test with the paper. Run with --preset paper for a comparison.",
+            "",
+        ]
     body = []
     for r in df.itertuples(index=False):
         metric = "auc" if "auc" in str(r.metric) else "accuracy"

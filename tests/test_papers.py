@@ -234,6 +234,45 @@ def test_seeds_that_draw_the_same_images_count_them_once():
     assert same["ci_high"] - same["ci_low"] > apart["ci_high"] - apart["ci_low"]
 
 
+def test_verdicts_at_the_tolerance_without_an_interval_and_under_the_quick_preset():
+    """A cell exactly 5 points off read 'no' (0.28 × 100 − 23 is 5.000000000000004); a cell with no interval (pooled,
+    or an AUC of 0 or 1) read 'no', which the header defines as 'the paper's value is not in our CI'; a quick-preset
+    report compared smoke-test budgets with the paper under the paper preset's notes, unsaid."""
+    import pandas as pd
+
+    from defbench.reports.paper import NO_CI, _verdict, to_markdown
+
+    assert 0.28 * 100 - 23 > 5 and _verdict(0.28 * 100, 23 - 0.28 * 100, 20.0, 30.0, "accuracy") == "yes"
+    assert _verdict(60.0, -5.5, 50.0, 62.0, "accuracy") == "in CI"
+    assert _verdict(60.0, -15.0, 40.0, 50.0, "accuracy") == "no"
+    assert _verdict(0.87, 0.13, None, None, "auc") == _verdict(0.78, -0.14, float("nan"), float("nan"), "auc") == NO_CI
+    assert _verdict(0.87, 0.04, None, None, "auc") == "yes"
+    t = TABLES["invgan-table2-fmnist"]
+    empty = pd.DataFrame(columns=["row", "column", "delta", "n", "metric"])
+    quick = to_markdown(PaperRun(t, "quick", 10, (0,), "cpu", "x", {}), empty)
+    paper = to_markdown(PaperRun(t, "paper", 10, (0,), "cpu", "x", {}), empty)
+    assert "⚠ Preset quick: smoke-test budgets" in quick and "Preset paper" not in paper and "smoke" not in paper
+
+
+def test_seeds_on_the_same_images_count_auc_images_once():
+    """Two seeds' detection cells on the same 5 clean and 5 attacked images: the AUC interval counted 10 against
+    10; it counts 5 against 5, as the accuracy cells count their images."""
+    from defbench.reports.paper import measure_value
+
+    t = TABLES["invgan-table3-fmnist"]
+    m = next(c.measure for c in t.cells if c.measure is not None and c.measure.metric == "auc")
+
+    def counts(offsets):
+        rows = {}
+        for c in t.needed_cells((0, 1)):
+            rows[c] = _fake_row([0, 1, 2, 3, 4], [0, 1, 2, 3, 4], [0.1, 0.2, 0.3, 0.4, 0.9])
+            rows[c]["indices"] = [i + offsets[c.seed] for i in range(5)]
+        return measure_value(PaperRun(t, "paper", 5, (0, 1), "cpu", "x", rows), m)
+
+    assert counts({0: 0, 1: 0})[1:] == (5, (5, 5))
+    assert counts({0: 0, 1: 5})[1:] == (10, (10, 10))
+
+
 def test_ours_comes_from_rows():
     """Accuracy, bare-classifier accuracy and AUC are computed from the rows handed in (no models)."""
     from defbench.reports.paper import outcomes, to_markdown
