@@ -118,8 +118,8 @@ def _code_sha256(obj) -> str:
     keywords; a bound method's function and instance; an object's attributes and the methods and plain class
     attributes of its classes; an ``nn.Module``'s weights and each submodule's attributes (not its hooks).
     Values: numbers (numpy scalars too), strings, bytes, None, tensors and numpy arrays (by bytes), tuples, lists,
-    dicts and sets of them, and the above. Counted by qualified name only: modules, classes, builtins, the functions and objects of
-    installed libraries and of the standard library, and anything nested deeper than
+    dicts and sets of them, and the above. Counted by qualified name only: modules, classes, builtins, the
+    functions and objects of installed libraries and of the standard library, and anything nested deeper than
     ``_MAX_DEPTH``. Not covered: what a call reads otherwise (files, the environment, random state)."""
     h = hashlib.sha256()
     _feed(obj, h, {}, 0)
