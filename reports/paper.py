@@ -167,7 +167,11 @@ def outcomes(run: PaperRun) -> pd.DataFrame:
             valued = sum(not math.isnan(v) for v, _, _ in vals)
             of = f"{valued} of {len(m.members)}" if valued < len(m.members) else f"{len(m.members)}"
             without = " (the others without a value)" if valued < len(m.members) else ""
-            pooled = f"mean ± std over {of} variants{without}" if m.how == "mean" else f"best of {of} settings{without}"
+            if m.how == "mean":
+                pooled = f"mean ± std over {of} variants{without}"
+            else:  # the setting that won, named: the paper reports the highest too, and a reader must know which
+                best = m.members[int(np.nanargmax([v for v, _, _ in vals]))].defense if valued else "none"
+                pooled = f"best of {of} settings{without}: {best}"
             note = f"{note}; {pooled}" if note else pooled
         defense = "" if m is None else m.defense if len(m.members) == 1 else " | ".join(x.defense for x in m.members)
         lines.append(
