@@ -453,8 +453,12 @@ class MatrixRunner:
             if cell.threat == "reparam" and not getattr(d, "has_reparameterization", False):
                 self.reparam_parts()  # the dataset's G and I, differentiated in place of the defense's own
                 acfg["model_sha256"] = dict(self._reparam_sha256)
-            elif cell.threat == "reparam":
-                acfg["model_sha256"] = {"G": model_sha256(d.G), "I": model_sha256(d.encoder)}
+            elif cell.threat == "reparam":  # the defense's own G and encoder, hashed once above
+                own = self._model_sha256[cell.defense]
+                acfg["model_sha256"] = {
+                    "G": own.get("G") or model_sha256(d.G),
+                    "I": own.get("encoder") or model_sha256(d.encoder),
+                }
         key = CellKey(
             self.spec.dataset,
             self.classifier_id,

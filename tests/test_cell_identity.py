@@ -301,3 +301,32 @@ def test_attribute_values_read_numbers_arrays_and_leave_out_the_rest():
     assert attribute_values(Obj(3, np.array([0.5, 2.0])))["w"] != a["w"]
     lin = attribute_values(torch.nn.Sequential(torch.nn.Linear(2, 3)))
     assert lin == {"0.in_features": 2, "0.out_features": 3}
+
+
+def test_own_encoder_reparam_cell_keys_its_g_and_i_once(zoo_home, tmp_path, monkeypatch):
+    """A reparameterisation cell on a defense with its own encoder (InvGAN) keys the G and I it differentiates,
+    by the sha256 the defense's models have, and hashes their weights once per runner, not at every key()."""
+    from defbench.harness import models as hm
+
+    spec = MatrixSpec(
+        dataset="fmnist",
+        defenses=("invgan",),
+        attacks=(AttackSpec("fgsm", 0.1),),
+        threats=("reparam",),
+        n=8,
+        batch_size=8,
+        preset="quick",
+        progress=False,
+        out=str(tmp_path / "out"),
+    )
+    runner = MatrixRunner(spec)
+    cell = Cell(0, "invgan", "reparam", AttackSpec("fgsm", 0.1))
+    d = runner.defense("invgan")
+    _, dcfg, acfg = runner.key(cell)
+    assert acfg["model_sha256"] == {"G": hm.model_sha256(d.G), "I": hm.model_sha256(d.encoder)}
+    assert acfg["model_sha256"] == {"G": dcfg["model_sha256"]["G"], "I": dcfg["model_sha256"]["encoder"]}
+    calls = []
+    real = hm.weights_sha256
+    monkeypatch.setattr(hm, "weights_sha256", lambda m: calls.append(m) or real(m))
+    again = runner.key(cell)
+    assert again[2] == acfg and calls == []
