@@ -379,6 +379,15 @@ class MatrixRunner:
             params = {**QUICK_ATTACK_PARAMS.get(spec.name, {}), **params}
         return get_attack(spec.name, self.spec.dataset, spec.eps, **params)
 
+    def code_versions(self) -> dict[str, Any]:
+        """The versions of the code behind a number: defbench's, :data:`RESULTS_VERSION` and the numeric
+        libraries' (part of every cell's key and of the gray-box cache's name)."""
+        return {
+            "defbench_version": defbench.__version__,
+            "results_version": RESULTS_VERSION,
+            "libraries": self.libraries,
+        }
+
     def cells(self) -> list[Cell]:
         out = []
         for seed in self.spec.seeds:
@@ -429,9 +438,7 @@ class MatrixRunner:
             **({"stratified": True} if self.spec.stratified else {}),
             "data_sha256": self.data_sha256,
             "model_sha256": self._model_sha256[cell.defense],
-            "defbench_version": defbench.__version__,
-            "results_version": RESULTS_VERSION,
-            "libraries": self.libraries,
+            **self.code_versions(),
         }
         if self.classifier_plugin is not None:  # its distribution, version and config; the weights are above
             dcfg["classifier_plugin"] = self.classifier_plugin
@@ -556,9 +563,7 @@ class MatrixRunner:
             "clf_sha256": self.classifier_sha256,
             **({"clf_plugin": self.classifier_plugin} if self.classifier_plugin else {}),
             "data_sha256": self.data_sha256,
-            "defbench_version": defbench.__version__,
-            "results_version": RESULTS_VERSION,
-            "libraries": self.libraries,
+            **self.code_versions(),
             "n": n,
             "bs": self.spec.batch_size,
             "strat": self.spec.stratified,
