@@ -65,10 +65,15 @@ def resolve_device(device: str = "auto") -> torch.device:
     (:func:`deterministic_kernels`), so that a cell gives the same numbers every time it is computed."""
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
-        raise DefbenchError(f"unknown device {device!r}; choose auto, cpu or cuda")
+    ordinal = device.split(":", 1)[1] if device.startswith("cuda:") else None
+    if device not in ("cpu", "cuda") and not (ordinal is not None and ordinal.isdigit() and ordinal.isascii()):
+        raise DefbenchError(f"unknown device {device!r}; choose auto, cpu, cuda or cuda:N (N = 0, 1, ...)")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise DefbenchError("--device cuda asked for, but no CUDA device is available; use --device auto or cpu")
+    if ordinal is not None and int(ordinal) >= torch.cuda.device_count():
+        raise DefbenchError(
+            f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s), numbered from 0"
+        )
     dev = torch.device(device)
     deterministic_kernels(dev)
     return dev

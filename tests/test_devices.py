@@ -33,10 +33,19 @@ def test_opting_out_keeps_pytorch_defaults(torch_switches, monkeypatch):
     assert not cuda_kernels_deterministic()
 
 
-@pytest.mark.parametrize("bad", ["gpu", "tpu", "cuda0"])
-def test_unknown_device_is_a_one_line_error(bad):
+@pytest.mark.parametrize("bad", ["gpu", "tpu", "cuda0", "cuda:x", "cuda:-1", "cuda:", "cuda:0:1", "cuda:٣"])
+def test_unknown_device_is_a_one_line_error(bad, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # as on a CUDA machine: checked before torch
     with pytest.raises(DefbenchError, match="unknown device"):
         resolve_device(bad)
+
+
+def test_cuda_ordinal_past_the_devices_is_a_one_line_error(monkeypatch, torch_switches):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(DefbenchError, match="1 CUDA device"):
+        resolve_device("cuda:1")
+    assert resolve_device("cuda:0") == torch.device("cuda:0")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")

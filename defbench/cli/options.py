@@ -169,7 +169,7 @@ def add_common(p: argparse.ArgumentParser) -> None:
         default=None,
         help="dataset root (else $DEFBENCH_DATA, the user cache, Debian's dataset dir, a download)",
     )
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto: cuda when present)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto: cuda when present)")
     p.add_argument("--seed", type=seed_type, default=DEFAULT_SEED, help=f"explicit seed (default {DEFAULT_SEED})")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
