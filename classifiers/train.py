@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+import sys
 from dataclasses import asdict, dataclass
 
 import torch
@@ -121,7 +122,7 @@ def train_classifier(
             bar.set_postfix(loss=f"{loss.item():.3f}")
         acc = model_accuracy(model, test, device)
         history.append({"epoch": epoch + 1, "test_accuracy": acc})
-        bar.write(f"epoch {epoch + 1}/{recipe.epochs}: clean test accuracy {acc:.4f}")
+        bar.write(f"epoch {epoch + 1}/{recipe.epochs}: clean test accuracy {acc:.4f}", file=sys.stderr)
     bar.close()
     metrics = {
         "clean_test_accuracy": history[-1]["test_accuracy"],

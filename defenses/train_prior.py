@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+import sys
 from dataclasses import asdict, dataclass
 
 import torch
@@ -259,7 +260,8 @@ def train_gan(
         history.append(rec)
         bar.write(
             f"epoch {epoch + 1}: projection accuracy {rec['projection_accuracy']:.3f} on {q['n']} validation images, "
-            f"smallest class share {rec['min_class_fraction']:.3f}, D loss {rec['d_loss']:.3f}, G loss {rec['g_loss']:.3f}"  # noqa: E501
+            f"smallest class share {rec['min_class_fraction']:.3f}, D loss {rec['d_loss']:.3f}, G loss {rec['g_loss']:.3f}",  # noqa: E501
+            file=sys.stderr,
         )
         if best is None or rec["projection_accuracy"] >= best[0]["projection_accuracy"]:
             best = (rec, {"G": copy.deepcopy(G.state_dict()), "D": copy.deepcopy(D.state_dict())})

@@ -490,7 +490,9 @@ class MatrixRunner:
         todo = [c for c in cells if not self.store.has(self.key(c)[0])]
         self.skipped = len(cells) - len(todo)
         if self.spec.progress and self.skipped:
-            tqdm.write(f"{self.skipped} of {len(cells)} cells already in {self.store.path}; skipping them")
+            tqdm.write(
+                f"{self.skipped} of {len(cells)} cells already in {self.store.path}; skipping them", file=sys.stderr
+            )
         (executor or LocalExecutor()).run(self, todo)
 
     def run_cell(self, cell: Cell) -> None:
@@ -539,7 +541,6 @@ class MatrixRunner:
         if out.failure is not None:
             self.store.put_failure(out.key, out.label, out.failure)
             self.failed.append((out.label, out.failure))
-            import sys
 
             msg = f"defbench: cell {out.label} failed: {out.failure}; the other cells go on"
             print(msg, file=sys.stderr, flush=True)
@@ -551,7 +552,9 @@ class MatrixRunner:
         if self.spec.progress:
             res = out.result
             acc = metrics.accuracy(res.preds, res.labels)
-            tqdm.write(f"{out.label}: accuracy {acc:.3f} ({len(res.labels)} images, {res.wall_seconds:.1f}s)")
+            tqdm.write(
+                f"{out.label}: accuracy {acc:.3f} ({len(res.labels)} images, {res.wall_seconds:.1f}s)", file=sys.stderr
+            )
 
     def _adv_graybox(self, atk, n: int, seed: int, bidx: int, x, y) -> torch.Tensor:
         """Gray-box adversarials of one batch, cached across defenses under the identity of everything they

@@ -40,6 +40,13 @@ def _fetch(mid: str, build, train_missing: bool) -> tuple[dict, dict]:
         if not zoo.exists(mid):
             if not train_missing:
                 raise DefbenchError(f"model {mid} is not in the zoo; build it with: {zoo.build_hint(mid)}")
+            # said always (not a progress bar): under the paper preset this can take hours of an otherwise quiet run
+            print(
+                f"defbench: model {mid} is not in the zoo ({zoo.zoo_dir()}); training it now, as "
+                f"'{zoo.build_hint(mid).removesuffix(' --force')}' would",
+                file=sys.stderr,
+                flush=True,
+            )
             build()
         return zoo.load(mid)
 

@@ -66,3 +66,19 @@ def test_matrix_shows_the_defense_step_bar_only_with_progress(tiny_zoo, tmp_path
     assert "ride none clean: defense steps" in capsys.readouterr().err
     assert main(args + ["--out", str(tmp_path / "off"), "--no-progress"]) == 0
     assert "defense steps" not in capsys.readouterr().err
+
+
+def test_matrix_log_lines_go_to_stderr_and_stdout_holds_the_tables(tiny_zoo, tmp_path, capsys):
+    """`defbench matrix ... > table.md`: a cell's accuracy line and a resumed run's skip line are log, on stderr;
+    stdout carries the tables only (with or without progress)."""
+    args = ["matrix", "--preset", "quick", "--attacks", "none", "--defense", "median", "--n", "2"]
+    args += ["--out", str(tmp_path / "o")]
+    assert main(args) == 0
+    first = capsys.readouterr()
+    assert "accuracy" in first.err and "images," in first.err and "images," not in first.out
+    assert main(args) == 0
+    second = capsys.readouterr()
+    assert "already in" in second.err and "already in" not in second.out
+    assert main(args + ["--no-progress"]) == 0
+    quiet = capsys.readouterr()
+    assert quiet.out == second.out and "|" in quiet.out  # the same tables either way

@@ -178,3 +178,21 @@ def test_save_leaves_no_temporary_files(home):
         "classifier-fmnist-quick.json",
         "classifier-fmnist-quick.pt",
     ]
+
+
+def test_training_on_demand_is_said_and_loading_is_quiet(home, capsys):
+    """A run that must train a missing model says so on stderr before the (possibly hours-long, otherwise silent
+    under --no-progress) training starts; a model already in the zoo loads without a word."""
+    built = []
+
+    def build():
+        built.append(1)
+        save()
+
+    models._fetch("classifier-fmnist-quick", build, train_missing=True)
+    err = capsys.readouterr().err
+    assert built == [1] and err.count("\n") == 1
+    assert "classifier-fmnist-quick is not in the zoo" in err and "training it now" in err
+    assert "defbench train classifier --dataset fmnist --preset quick'" in err
+    models._fetch("classifier-fmnist-quick", build, train_missing=True)
+    assert built == [1] and capsys.readouterr().err == ""
