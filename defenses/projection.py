@@ -107,11 +107,11 @@ class ProjectionConfig:
         ):
             if value not in choices:
                 raise DefbenchError(f"projection {field} {value!r} unknown; choose one of: {', '.join(choices)}")
-        for field in ("outer_iters", "latent_steps", "surrogate_steps", "restarts", "mean_samples", "chunk_size"):
+        for field in ("outer_iters", "latent_steps", "surrogate_steps", "mean_samples", "chunk_size"):
             if getattr(self, field) < 0:
                 raise DefbenchError(f"projection {field} must be >= 0, got {getattr(self, field)}")
         if self.restarts < 1:
-            raise DefbenchError("projection restarts must be >= 1")
+            raise DefbenchError(f"projection restarts must be >= 1, got {self.restarts}")
         for field in ("lr", "momentum", "lambda_adv", "lambda_identity", "surrogate_lr"):
             value = getattr(self, field)
             if not (math.isfinite(value) and value >= 0):

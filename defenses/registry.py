@@ -243,6 +243,26 @@ def build_defense(
     return d
 
 
+def check_options(name: str, dataset: str = "fmnist", overrides: dict[str, Any] | None = None) -> None:
+    """Every check :func:`build_defense` makes on a built-in defense's options that needs no trained model (names,
+    types, ranges, choices, combinations), for a command to run before any work or file: the same config objects
+    are built and dropped. A plugin's options are its constructor's, checked when the run builds it."""
+    name, inline = split_variant(name)
+    dataset = canonical_name(dataset)
+    overrides = {**(overrides or {}), **inline}
+    if name == "none":
+        if overrides:
+            raise DefbenchError("defense none takes no options")
+    elif name == "median":
+        MedianFilter(shape=SHAPES[dataset], **_kw(overrides, MedianFilter, ("kernel_size",), name))
+    elif name == "tvm":
+        TVMinimization(shape=SHAPES[dataset], **_kw(overrides, TVMinimization, ("weight", "method"), name))
+    elif name == "ride":
+        _apply(RIDEConfig.for_dataset(dataset), overrides, name)
+    elif name in DEFENSES:
+        _apply(PAPER_CONFIGS[name], {k: v for k, v in overrides.items() if k != "gan"}, name)
+
+
 def _kw(overrides: dict, cls: type, allowed: tuple[str, ...], name: str) -> dict:
     unknown = sorted(set(overrides) - set(allowed))
     if unknown:

@@ -125,6 +125,18 @@ M = ["matrix", "--no-progress", "--preset", "quick"]
         (["--defense", "median", "--defense-opt", "kernel_size"], "must look like [DEFENSE:]KEY=VALUE"),
         (["--defense", "median", "--defense-opt", "=5"], "has an empty KEY"),
         (["--defense", "mimicgan", "--defense-opt", "restarts=nan"], "must be a whole number"),
+        # ranges, choices and combinations the defense's own config checks: before any model loads (or trains)
+        (["--defense", "median", "--defense-opt", "kernel_size=-3"], "median kernel_size must be >= 1, got -3"),
+        (["--defense", "defensegan[restarts=0]"], "restarts must be >= 1, got 0"),
+        (["--defense", "defensegan", "--defense-opt", "restarts=-2"], "restarts must be >= 1, got -2"),
+        (["--defense", "mimicgan", "--defense-opt", "lr=-1"], "projection lr must be a finite number >= 0"),
+        (["--defense", "mimicgan[loss=l3]"], "projection loss 'l3' unknown"),
+        (["--defense", "mimicgan", "--defense-opt", 'surrogate="foo"'], "projection surrogate 'foo' unknown"),
+        (["--defense", "ride", "--defense-opt", 'sigma_units="bogus"'], "sigma_units must be"),
+        (["--defense", "tvm", "--defense-opt", "weight=-1"], "tvm weight must be a finite number > 0"),
+        (["--defense", "tvm[method=foo]"], "tvm method must be chambolle or bregman"),
+        (["--defense", "defensegan[init=mean,restarts=2]"], "init=mean starts every restart"),
+        (["--defense", "defensegan[init=mean]"], "init=mean starts every restart"),  # quick's restarts=4 with it
         (["--attacks", "fgsm", "--attack-opt", "pgd:steps=3"], "attack pgd is not in this run"),
         (["--attacks", "pgd", "--attack-opt", "pgd:stepz=3"], "unknown parameter stepz for attack pgd"),
         (["--attacks", "pgd", "--attack-opt", "pgd:steps=NaN"], "must be a finite number"),

@@ -33,6 +33,7 @@ from defbench.datasets import canonical_name
 from defbench.defenses.baselines import MedianFilter, TVMinimization
 from defbench.defenses.gan_prior import PAPER_CONFIGS
 from defbench.defenses.registry import DEFENSES, base_name, check_name, split_names, split_variant
+from defbench.defenses.registry import check_options as check_defense_options
 from defbench.defenses.registry import plugins as defense_plugins
 from defbench.defenses.ride import RIDEConfig
 from defbench.harness import matrix as harness_matrix
@@ -268,6 +269,13 @@ def overrides(args, defenses: list[str], dataset: str = "fmnist") -> dict:
                     parse_gan_tag(checked)
                 if opts is not inline:
                     opts[k] = checked
+    for d in defenses:  # ranges, choices and combinations, merged as the runner merges them: now, not after
+        base = base_name(d)  # the classifier and GAN have loaded (or trained, for hours) and a store exists
+        merged = dict(harness_matrix.QUICK_DEFENSE_OVERRIDES.get(base, {})) if args.preset == "quick" else {}
+        merged.update(out.get(base, {}))
+        if d != base:
+            merged.update(out.get(d, {}))
+        check_defense_options(d, dataset, merged)
     return out
 
 
