@@ -363,8 +363,9 @@ _COLUMN_NAMES = tuple(c.split()[0] for c in _COLUMNS.replace("\n", " ").split(",
 
 def row_problem(d: dict[str, Any]) -> str | None:
     """Why a raw ``cells`` row (column -> stored value) is not an intact cell, or None when it is: a missing
-    column, JSON that does not parse, per-image lists of the wrong length, a ``correct`` count that does not
-    match its predictions, or a key that is not the hash of its key fields (a flipped byte)."""
+    column, JSON that does not parse, per-image lists (detection scores included) of the wrong length, a
+    ``correct`` or ``correct_undefended`` count that does not match its predictions, or a key that is not the
+    hash of its key fields (a flipped byte)."""
     missing = [c for c in _COLUMN_NAMES if d.get(c) is None]
     if missing:
         return f"missing {', '.join(missing)}"
@@ -373,12 +374,14 @@ def row_problem(d: dict[str, Any]) -> str | None:
     except (TypeError, ValueError):
         return "a JSON column does not parse"
     n = d["n"]
-    lists = ("labels", "preds", "preds_undefended", "indices")
+    lists = ("labels", "preds", "preds_undefended", "scores", "indices")
     if not isinstance(n, int) or any(not isinstance(j[k], list) or len(j[k]) != n for k in lists):
         return f"per-image lists do not all hold n={n} entries"
     try:
         if d["correct"] != int(metrics.correct(j["preds"], j["labels"]).sum()):
             return "its correct count does not match its predictions"
+        if d["correct_undefended"] != int(metrics.correct(j["preds_undefended"], j["labels"]).sum()):
+            return "its correct_undefended count does not match its undefended predictions"
         key = CellKey(*(d[k] for k in _KEY_FIELDS)).key
     except (TypeError, ValueError):
         return "a field of the wrong type"

@@ -119,9 +119,11 @@ def _seed_note(nseeds: pd.DataFrame, seeds: list[int], what: str) -> str:
     listed = ", ".join(map(str, seeds))
     if len(counts) > 1:
         return f"{what}: mean ± sample std over seeds ({listed}); cells have {counts[0]}–{counts[-1]} seeds."
-    if counts and counts[0] == 1:
+    if not counts:  # every cell n/a (nothing scored): no mean over "0 seeds"
+        return f"{what}: no cell could be scored (seeds {listed})."
+    if counts[0] == 1:
         return f"{what}: one seed ({listed}), no spread reported."
-    return f"{what}: mean ± sample std (ddof=1) over {counts[0] if counts else 0} seeds ({listed})."
+    return f"{what}: mean ± sample std (ddof=1) over {counts[0]} seeds ({listed})."
 
 
 def _worst_case(clean: Row | None, attacks: list[Row]) -> tuple[float, bool]:
@@ -330,8 +332,8 @@ def detection_auc_table(rows: Iterable[Row]) -> pd.DataFrame:
         cells[(rname(r), (base_key(r), tag_of(r), ALL_IMAGES))][int(r["seed"])] = (
             detection_auc(clean, r) if clean is not None else math.nan
         )
-        if clean is not None and n_pos < 10:
-            few.append(f"{rname(r)} on {bnames[base_key(r)]} seed {r['seed']}: {n_pos}")
+        if clean is not None and 0 < n_pos < 10:  # none at all is n/a (its own note), not a wide interval
+            few.append((int(r["seed"]), bnames[base_key(r)], rname(r), n_pos))
     df, mean, std, nseeds = _frames(cells, index, columns, names, 1.0, 4)
     seeds = sorted({int(r["seed"]) for r in attack_rows})
     notes = [
@@ -344,10 +346,11 @@ def detection_auc_table(rows: Iterable[Row]) -> pd.DataFrame:
             "every attacked image (1), as InvGAN's code computes its paper's AUCs (plots/plot_ROC.py)."
         ),
     ]
-    if few:
+    if few:  # named in a fixed order: the store's row order is the order cells finished (Ray: any order)
+        named = [f"{row} on {defense} seed {seed}: {k}" for seed, defense, row, k in sorted(few)[:3]]
         notes.append(
             f"{len(few)} of {len(attack_rows)} cell(s) have fewer than 10 positives (successful "
-            "adversarials), so a wide AUC interval: " + "; ".join(few[:3]) + ("; …" if len(few) > 3 else "") + "."
+            "adversarials), so a wide AUC interval: " + "; ".join(named) + ("; …" if len(few) > 3 else "") + "."
         )
     if (df == NA).to_numpy().any():
         notes.append(f"{NA}: AUC undefined (no successful adversarial, all scores equal, or no matching clean row).")

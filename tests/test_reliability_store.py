@@ -246,6 +246,10 @@ def test_row_problem_accepts_a_good_row(tmp_path):
         row = dict(c.execute("SELECT * FROM cells").fetchone())
     assert row_problem(row) is None
     assert "missing" in row_problem({**row, "labels": None})
+    # a detection-score list cut short changed the AUC table while check said intact; so did a wrong count
+    assert "per-image lists" in row_problem({**row, "scores": json.dumps(json.loads(row["scores"])[:2])})
+    assert "correct_undefended" in row_problem({**row, "correct_undefended": row["correct_undefended"] - 1})
+    assert "its correct count" in row_problem({**row, "correct": row["correct"] + 1})
 
 
 # ------------------------------------------------------------------------------------- disks

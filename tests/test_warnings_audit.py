@@ -159,6 +159,24 @@ def test_auc_without_a_clean_row_or_positives_is_noted():
     none_fooled = detection_auc_table(_auc_pair(20, 0))
     assert none_fooled.loc["PGD", "invgan"] == "n/a" and "n/a: AUC undefined" in _notes(none_fooled)
     assert "had no clean row" not in _notes(none_fooled)
+    # no positive at all is n/a, not "a wide interval"; with nothing scored anywhere no mean "over 0 seeds"
+    assert "fewer than 10 positives" not in _notes(none_fooled)
+    assert "no cell could be scored" not in _notes(none_fooled)  # its all-images AUC is defined
+    flat = [{**r, "scores": [0.5] * 20} for r in _auc_pair(20, 0)]  # and here it is not (all scores equal)
+    assert "over 0 seeds" not in _notes(detection_auc_table(flat))
+    assert "no cell could be scored" in _notes(detection_auc_table(flat))
+
+
+def test_few_positives_note_names_cells_in_a_fixed_order():
+    """The note names at most three cells; which ones may not depend on the order the store returns rows (the
+    order cells finished, which differs between a local and a Ray run)."""
+    rows = []
+    for seed in (2, 0, 3, 1):
+        for r in _auc_pair(20, 4):
+            rows.append({**r, "seed": seed})
+    forward, backward = detection_auc_table(rows), detection_auc_table(rows[::-1])
+    assert _notes(forward) == _notes(backward)
+    assert "PGD on invgan seed 0: 4; PGD on invgan seed 1: 4; PGD on invgan seed 2: 4; …" in _notes(forward)
 
 
 def test_auc_on_enough_matched_positives_is_silent():
