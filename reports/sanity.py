@@ -20,7 +20,8 @@ full twin on the subset):
     same defense by more than 2 points on the same images (the white-box attacks are masked or too weak);
 (e) a randomized defense attacked through BPDA with EOT 1 (one draw per gradient: its gradient is noise);
 (f) a defense leaves fewer images correct than no defense under the same attack, by more than the Wilson 95%
-    interval of the defended cell (on the same images);
+    interval of the defended cell (on the same images; a BPDA or reparameterisation cell against no defense's
+    gray-box cell, the classifier attacked directly);
 (g) the clean row's gradient check of f ∘ purify (its real autograd graph) found mostly zero or absent
     gradients (shattered gradients), hidden randomness (same seed, different outputs), or an output that
     depends on the seed of a defense declared deterministic;
@@ -281,8 +282,11 @@ def _worse_than_none(cells: dict[Cell, dict[int, Row]], names: dict[Base, str]) 
         if b[2] == "none":
             continue
         r = _first(by_seed)
-        ref_t = t if (b[0], b[1], t, twin_key(r)) in none else ("graybox" if t == "bpda" else None)
-        ref = none.get((b[0], b[1], ref_t, twin_key(r))) if ref_t else None
+        # the undefended reference is the classifier attacked directly: a BPDA or reparameterisation cell of
+        # the defense is set against no defense's gray-box cell (none's own reparam cell attacks f∘G∘I and scores
+        # f, a transfer attack, not the undefended white-box number)
+        ref_t = "graybox" if t in ("bpda", "reparam") else t
+        ref = none.get((b[0], b[1], ref_t, twin_key(r)))
         if ref is None:
             continue
         kd, kn, n = _paired(by_seed, ref)

@@ -371,6 +371,18 @@ def test_defense_within_the_interval_of_no_defense_is_silent():
     assert sanity_flags(rows) == []
 
 
+def test_reparam_cell_is_not_compared_with_no_defense_s_reparam_transfer_cell():
+    """No defense's reparam cell attacks f∘G∘I and scores f (a transfer attack that leaves f mostly right): a
+    defense's reparam cell under it is no defense doing harm; set against the undefended gray-box cell, it fires
+    only where the defense is below that."""
+    transfer = make_row(frac(80, N), defense="none", attack="pgd", cfg=PGD, threat="reparam")
+    reparam = make_row(frac(20, N), attack="pgd", cfg=PGD, threat="reparam")
+    assert sanity_flags(_base() + [transfer, reparam]) == []
+    rows = _base() + [transfer, reparam]
+    rows[1] = make_row(frac(80, N), defense="none", attack="pgd", cfg=PGD)  # (also trips the 'none' check)
+    assert any("fewer images correct than no defense" in f and "PGD (reparam): 20.0%" in f for f in sanity_flags(rows))
+
+
 def test_bpda_cell_is_compared_with_the_undefended_gray_box_cell():
     rows = _base()
     rows[1] = make_row(frac(50, N), defense="none", attack="pgd", cfg=PGD)  # (also trips the 'none' check)
