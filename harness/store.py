@@ -223,11 +223,19 @@ class Store:
     """The store of one output dir. Several processes may share it (WAL, a busy timeout of
     :data:`BUSY_TIMEOUT_S`, idempotent creation): each cell is one transaction, written once."""
 
-    def __init__(self, out_dir: str | Path):
-        self.path = ensure_dir(out_dir) / DB_NAME
+    def __init__(self, out_dir: str | Path, readonly: bool = False):
+        """The store of ``out_dir``, created when missing; ``readonly`` opens an existing one for reading only
+        (a report: no lock taken, its journal mode and bytes left as they are)."""
+        if readonly:
+            self.path = Path(out_dir) / DB_NAME
+            if not self.path.is_file():
+                raise DefbenchError(f"no store {self.path}; OUT must be the --out dir of a matrix or paper run")
+        else:
+            self.path = ensure_dir(out_dir) / DB_NAME
         try:
-            self.conn = _connect(self.path)
-            for attempt in range(50):  # WAL needs an exclusive moment; retry while another process creates
+            self.conn = _connect(self.path, readonly=readonly)
+            # WAL needs an exclusive moment; retry while another process creates (a reader leaves the mode alone)
+            for attempt in range(0 if readonly else 50):
                 try:
                     self.conn.execute("PRAGMA journal_mode=WAL")
                     break
@@ -235,9 +243,10 @@ class Store:
                     if "locked" not in str(exc) and "busy" not in str(exc) or attempt == 49:
                         raise
                     time.sleep(0.05 * (1 + attempt % 5))
-            self.conn.isolation_level = None  # explicit transactions in _create
-            _create(self.conn)
-            self.conn.isolation_level = ""  # Python's default: put() is one transaction
+            if not readonly:
+                self.conn.isolation_level = None  # explicit transactions in _create
+                _create(self.conn)
+                self.conn.isolation_level = ""  # Python's default: put() is one transaction
             row = self.conn.execute("SELECT v FROM meta WHERE k='schema_version'").fetchone()
         except sqlite3.DatabaseError as exc:
             if "no such table" in str(exc):

@@ -319,3 +319,23 @@ def test_faults_reach_the_user_as_one_line(monkeypatch, capsys, tmp_path, exc, e
     assert expect in one_line(capsys)
     with pytest.raises(type(exc)):  # --debug shows the traceback instead
         main(["matrix", "--out", str(tmp_path), "--debug"])
+
+
+def test_report_reads_the_store_without_writing_it(tmp_path, capsys):
+    """'defbench report' only reads: a store left in rollback-journal mode (as salvage leaves one) keeps its
+    bytes and its mode (opened read-write, it was switched to WAL and write-locked)."""
+    import hashlib
+
+    fill(tmp_path, 2)
+    db = tmp_path / DB_NAME
+    with sqlite3.connect(db) as c:
+        c.execute("PRAGMA journal_mode=DELETE")
+    before = hashlib.sha256(db.read_bytes()).hexdigest()
+    assert main(["report", str(tmp_path)]) == 0
+    assert "median" in capsys.readouterr().out
+    assert hashlib.sha256(db.read_bytes()).hexdigest() == before
+    with sqlite3.connect(db) as c:
+        assert c.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+    with pytest.raises(DefbenchError, match="no store"):
+        Store(tmp_path / "elsewhere", readonly=True)
+    assert not (tmp_path / "elsewhere").exists()

@@ -66,7 +66,7 @@ def report(args) -> int:
     """Print the store's tables (rewriting their files) and, with --html, write the HTML page."""
     if not (Path(args.out) / DB_NAME).is_file():
         raise DefbenchError(f"no store {Path(args.out) / DB_NAME}; OUT must be the --out dir of a matrix or paper run")
-    st = Store(args.out)
+    st = Store(args.out, readonly=True)  # a report never writes the store (nor switches its journal mode)
     try:
         print(write_reports(st, args.out))
         if args.html is not None:
