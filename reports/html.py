@@ -47,7 +47,7 @@ from .common import (
 )
 from .paper import NO_CI, _fmt, _verdict
 from .plots import plot_alpha_sweep, plot_eps_sweep
-from .render import _header
+from .render import _header, failed_cells
 from .sanity import sanity_flags
 from .tables import detection_auc_table, robust_accuracy_table
 
@@ -404,6 +404,14 @@ def build_html(store_or_rows: Any, out_dir: str | Path, title: str | None = None
     if papers:
         parts.append("<h2>Paper vs ours</h2>")
         parts += [paper_html(tid, df, out_dir) for tid, df in papers]
+    failed = failed_cells(store_or_rows)
+    if failed:
+        parts.append("<h2>Failed cells</h2>")
+        parts.append(
+            f"<p>{len(failed)} cell(s) failed and hold no number (their — in the tables is a failure, not a cell "
+            "never run); rerun the command that ran them to retry:</p>"
+            '<ul class="flags">' + "".join(f"<li>{_e(f)}</li>" for f in failed) + "</ul>"
+        )
     if rows:
         flags = sanity_flags(rows)
         parts.append("<h2>Sanity checks</h2>")

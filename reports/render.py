@@ -100,6 +100,23 @@ def _rows_of(store_or_rows: Any) -> list[Row]:
     return list(rows_method() if callable(rows_method) else store_or_rows)
 
 
+def failed_cells(store_or_rows: Any) -> list[str]:
+    """'label: message' of each cell the store records as failed and holds no result for (a store's
+    ``failures()``; rows alone carry none): a '—' of theirs in a table is a failure, not a cell never asked for."""
+    failures = getattr(store_or_rows, "failures", None)
+    return [f"{f['label']}: {f['message']}" for f in failures()] if callable(failures) else []
+
+
+def failed_section(lines: list[str]) -> list[str]:
+    if not lines:
+        return []
+    head = (
+        f"### Failed cells\n\n{len(lines)} cell(s) failed and hold no number (their '—' in the tables above is a "
+        "failure, not a cell never run); rerun the command that ran them to retry:"
+    )
+    return [head, ""] + ["- " + line for line in lines] + [""]
+
+
 def write_reports(store_or_rows: Any, out_dir: str | Path) -> str:
     """Write the report files for a :class:`~defbench.harness.store.Store` (or an iterable of its rows).
 
@@ -111,7 +128,8 @@ def write_reports(store_or_rows: Any, out_dir: str | Path) -> str:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if not rows:
-        return "**defbench results** — the store holds no results yet.\n"
+        failed = failed_section(failed_cells(store_or_rows))
+        return "\n".join(["**defbench results** — the store holds no results yet.", ""] + failed) + "\n"
 
     parts = [_header(rows), ""]
     threats = sorted({r["threat"] for r in rows if not is_clean(r)}, key=threat_sort_key)
@@ -143,6 +161,7 @@ def write_reports(store_or_rows: Any, out_dir: str | Path) -> str:
     if figures:
         parts += ["### Figures", ""] + [f"- {name}: `{p}`" for p, name in figures] + [""]
 
+    parts += failed_section(failed_cells(store_or_rows))
     parts += sanity_section(rows)
     text = "\n".join(parts)
     (out / "report.md").write_text(text, encoding="utf-8")

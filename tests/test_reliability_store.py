@@ -339,3 +339,21 @@ def test_report_reads_the_store_without_writing_it(tmp_path, capsys):
     with pytest.raises(DefbenchError, match="no store"):
         Store(tmp_path / "elsewhere", readonly=True)
     assert not (tmp_path / "elsewhere").exists()
+
+
+def test_report_lists_failed_cells_and_is_silent_without(tmp_path, capsys):
+    """A cell that failed (a plugin crash) holds no number: the Markdown and HTML reports list it with its message
+    (its '—' read 'not run' before); a store without failures has no such section."""
+    fill(tmp_path, 2)
+    assert main(["report", str(tmp_path), "--html"]) == 0
+    assert "Failed cells" not in capsys.readouterr().out
+    assert "Failed cells" not in (tmp_path / "report.html").read_text()
+    s = Store(tmp_path)
+    s.put_failure(key(7, defense="tvm"), "s7 tvm graybox FGSM", "RuntimeError: plugin <crash>")
+    s.close()
+    assert main(["report", str(tmp_path), "--html"]) == 0
+    out = capsys.readouterr().out
+    assert "### Failed cells" in out and "1 cell(s) failed" in out
+    assert "- s7 tvm graybox FGSM: RuntimeError: plugin <crash>" in out
+    page = (tmp_path / "report.html").read_text()
+    assert "<h2>Failed cells</h2>" in page and "plugin &lt;crash&gt;" in page
