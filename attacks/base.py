@@ -263,10 +263,12 @@ def perturb(attack: Attack, model: nn.Module, x: torch.Tensor, y: torch.Tensor) 
     return settle_output(attack, x, x_adv, found)
 
 
-def check_positive(attack: Attack, key: str, *, whole: bool = False, most: float | None = None) -> None:
-    """Refuse ``attack.params[key]`` (a DefbenchError naming the attack) unless it is a finite number > 0, not a
-    bool: a whole number >= 1 with ``whole`` (a step count; a whole float becomes an int), at most ``most`` where
-    given. None passes for an option whose default is None (derived from ε or the dataset)."""
+def check_positive(
+    attack: Attack, key: str, *, whole: bool = False, most: float | None = None, zero: bool = False
+) -> None:
+    """Refuse ``attack.params[key]`` (a DefbenchError naming the attack) unless it is a finite number > 0 (>= 0
+    with ``zero``), not a bool: a whole number >= 1 with ``whole`` (a step count; a whole float becomes an int), at
+    most ``most`` where given. None passes for an option whose default is None (derived from ε or the dataset)."""
     v = attack.params[key]
     if v is None and attack.defaults.get(key) is None:
         return
@@ -275,8 +277,13 @@ def check_positive(attack: Attack, key: str, *, whole: bool = False, most: float
         if not (number and float(v).is_integer() and v >= 1):
             raise DefbenchError(f"{attack.who}: {key} must be a whole number >= 1, got {v!r}")
         attack.params[key] = int(v)
-    elif not (number and 0 < v <= (math.inf if most is None else most)):
-        kind = "a positive number" if most is None else f"a number in (0, {most:g}]"
+    elif not (number and (v >= 0 if zero else v > 0) and v <= (math.inf if most is None else most)):
+        bound = "[0" if zero else "(0"
+        kind = (
+            (f"a number in {bound}, {most:g}]" if most is not None else "a number >= 0")
+            if zero or most is not None
+            else "a positive number"
+        )
         raise DefbenchError(f"{attack.who}: {key} must be {kind}, got {v!r}")
 
 

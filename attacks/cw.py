@@ -20,7 +20,7 @@ Example::
 
 import foolbox as fb
 
-from defbench.attacks.base import Attack, keep_adversarial, model_device
+from defbench.attacks.base import Attack, check_positive, keep_adversarial, model_device
 
 
 class CW(Attack):
@@ -29,6 +29,14 @@ class CW(Attack):
     iterative = True
     bounded = False
     defaults = {"binary_search_steps": 6, "initial_const": 10.0, "lr": 0.2, "steps": 100, "confidence": 0.0}
+
+    def __init__(self, *a, **k):
+        super().__init__(*a, **k)
+        for key in ("binary_search_steps", "steps"):
+            check_positive(self, key, whole=True)
+        check_positive(self, "lr")
+        check_positive(self, "initial_const")
+        check_positive(self, "confidence", zero=True)
 
     def run(self, model, x, y):
         p = self.params

@@ -18,7 +18,7 @@ Example::
 
 import foolbox as fb
 
-from defbench.attacks.base import Attack, keep_adversarial, model_device
+from defbench.attacks.base import Attack, check_positive, keep_adversarial, model_device
 
 
 class DeepFool(Attack):
@@ -27,6 +27,12 @@ class DeepFool(Attack):
     iterative = True
     bounded = False
     defaults = {"steps": 50, "candidates": 10, "overshoot": 0.02}
+
+    def __init__(self, *a, **k):
+        super().__init__(*a, **k)
+        check_positive(self, "steps", whole=True)
+        check_positive(self, "candidates", whole=True)
+        check_positive(self, "overshoot", zero=True)
 
     def run(self, model, x, y):
         p = self.params

@@ -75,6 +75,8 @@ class UniversalFGSM(_Universal):
         if t is not None and not is_index:
             raise DefbenchError(f"universal-fgsm target {t!r} must be a class index in [0, {classes})")
         check_positive(self, "fgsm_eps", most=1.0)
+        check_positive(self, "images", whole=True)
+        check_positive(self, "alpha")
 
     @property
     def label(self):
@@ -100,6 +102,19 @@ class UniversalART(_Universal):
     family = "universal-art"
     label_name = "Universal (ART)"
     defaults = {"attacker": "fgsm", "max_iter": 5, "delta": 0.2, "fit_images": 100}
+    #: the attackers of ART's UniversalPerturbation that take the L∞ ``eps`` this attack hands them
+    ATTACKERS = ("fgsm", "bim", "pgd")
+
+    def __init__(self, *a, **k):
+        super().__init__(*a, **k)
+        if self.params["attacker"] not in self.ATTACKERS:
+            raise DefbenchError(
+                f"{self.who}: attacker must be one of {', '.join(self.ATTACKERS)} (ART's attackers that take the "
+                f"L∞ eps), got {self.params['attacker']!r}"
+            )
+        check_positive(self, "max_iter", whole=True)
+        check_positive(self, "fit_images", whole=True)
+        check_positive(self, "delta", zero=True, most=1.0)
 
     def fit(self, model, x, y):
         from art.attacks.evasion import UniversalPerturbation

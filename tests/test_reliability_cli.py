@@ -143,6 +143,14 @@ M = ["matrix", "--no-progress", "--preset", "quick"]
         (["--attacks", "pgd", "--attack-opt", 'pgd:steps="ten"'], "must be a whole number"),
         (["--attacks", "pgd", "--attack-opt", "pgd:random_start=1"], "must be true or false"),
         (["--attacks", "pgd", "--attack-opt", "steps=3"], "must look like ATTACK:KEY=VALUE"),
+        # ranges and choices the attack's own checks refuse (ran silently with the wrong setting, or crashed late)
+        (["--attacks", "cw", "--attack-opt", "cw:lr=-1"], "attack 'cw': lr must be a positive number"),
+        (["--attacks", "cw", "--attack-opt", "cw:steps=0"], "attack 'cw': steps must be a whole number >= 1"),
+        (["--attacks", "cw", "--attack-opt", "cw:confidence=-3"], "attack 'cw': confidence must be a number >= 0"),
+        (["--attacks", "deepfool", "--attack-opt", "deepfool:steps=0"], "steps must be a whole number >= 1"),
+        (["--attacks", "deepfool", "--attack-opt", "deepfool:overshoot=-1"], "overshoot must be a number >= 0"),
+        (["--attacks", "universal-art", "--attack-opt", 'universal-art:attacker="foo"'], "attacker must be one of"),
+        (["--attacks", "universal-fgsm", "--attack-opt", "universal-fgsm:images=0"], "images must be a whole"),
         (["--attacks", "pgd", "--attack-opt", "pdg:steps=3"], "unknown attack 'pdg'"),
         # argparse's own errors, one line too
         (["--bogus"], "unrecognized arguments: --bogus"),
