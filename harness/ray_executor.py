@@ -208,6 +208,11 @@ class RayExecutor(Executor):
         kwargs: dict[str, Any] = {"logging_level": logging.WARNING}
         if self.address is None:
             kwargs["include_dashboard"] = False
+        import signal
+
+        # ray.init puts its own SIGTERM handler (sys.exit) in place of the caller's: defbench's (exit 143 with the
+        # resume message, docs/RELIABILITY.md) would never run, and the process aborted. Keep the caller's.
+        handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
             ray.init(address=self.address, **kwargs)
         except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -216,6 +221,13 @@ class RayExecutor(Executor):
                 f"cannot start or reach a Ray cluster {where}: {_one_line(exc, 200)}; start one with "
                 "'ray start --head', or leave out --address for a Ray instance on this machine"
             ) from None
+        finally:
+            for sig, handler in handlers.items():
+                if handler is not None and signal.getsignal(sig) is not handler:
+                    try:
+                        signal.signal(sig, handler)
+                    except ValueError:  # not the main thread: Ray could not have set it either
+                        pass
 
     def _env(self) -> dict[str, str]:
         env = {k: os.environ[k] for k in FORWARDED_ENV if os.environ.get(k)}

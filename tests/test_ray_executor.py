@@ -295,3 +295,39 @@ def test_a_classifier_object_from_the_api_is_refused(zoo_env, tmp_path):
     )
     with pytest.raises(DefbenchError, match="run with the local executor"):
         runner.run(RayExecutor())
+
+
+def test_connecting_keeps_the_caller_s_signal_handlers():
+    """ray.init installs its own SIGTERM handler (sys.exit), so under --executor ray a SIGTERM aborted the run
+    (exit 134) instead of running defbench's (exit 143, the resume message). Connecting keeps the caller's
+    handlers, also when the connection fails. (A stand-in for ray that does what ray.init does to the signal.)"""
+    import signal
+
+    from defbench import DefbenchError
+    from defbench.harness.ray_executor import RayExecutor
+
+    class StandIn:
+        def __init__(self, fail: bool):
+            self.fail = fail
+
+        def is_initialized(self):
+            return False
+
+        def init(self, **kw):
+            signal.signal(signal.SIGTERM, lambda *a: sys.exit(15))
+            if self.fail:
+                raise ConnectionError("no cluster")
+
+    def mine(*a):
+        pass
+
+    before = signal.getsignal(signal.SIGTERM)
+    try:
+        signal.signal(signal.SIGTERM, mine)
+        RayExecutor()._connect(StandIn(fail=False))
+        assert signal.getsignal(signal.SIGTERM) is mine
+        with pytest.raises(DefbenchError, match="cannot start or reach a Ray cluster"):
+            RayExecutor(address="10.0.0.1:1")._connect(StandIn(fail=True))
+        assert signal.getsignal(signal.SIGTERM) is mine
+    finally:
+        signal.signal(signal.SIGTERM, before)
