@@ -43,6 +43,22 @@ def check_images(x: torch.Tensor, shape: tuple[int, int, int] | None, who: str) 
         raise DefbenchError(f"{who}: pixel values must lie in [0, 1], got range [{lo:.4g}, {hi:.4g}]")
 
 
+def checked_output(out: Any, x: torch.Tensor, who: str) -> torch.Tensor:
+    """A purification's output as a tensor of x's shape and dtype; a DefbenchError naming ``who`` for anything
+    else: not a tensor, another shape, not floating point, or NaN/inf values (the clamp that follows keeps NaN,
+    and an argmax of NaN logits reads as class 0: a silent accuracy number)."""
+    if not isinstance(out, torch.Tensor):
+        raise DefbenchError(f"{who} returned {type(out).__name__}, not a torch.Tensor")
+    if out.shape != x.shape:
+        raise DefbenchError(f"{who} returned shape {tuple(out.shape)} for input {tuple(x.shape)}")
+    if not out.is_floating_point():
+        raise DefbenchError(f"{who} returned {out.dtype} values, not floating-point images")
+    bad = int((~torch.isfinite(out.detach())).flatten(1).any(1).sum())
+    if bad:
+        raise DefbenchError(f"{who} returned NaN or infinite values in {bad} of {len(out)} images")
+    return out.to(x.dtype)
+
+
 class Defense:
     """Base class. Subclasses implement ``_purify(x, seed)``; everything else has a sensible default."""
 
@@ -71,9 +87,9 @@ class Defense:
         check_images(x, self.shape, f"defense {self.name}")
         if seed is None:
             seed = self.seed
-        with torch.enable_grad():
-            out = self._purify(x.detach(), seed)
-        return out.detach().clamp(0, 1)
+        with torch.enable_grad():  # a copy: a defense that writes into its input never changes the caller's batch
+            out = self._purify(x.detach().clone(), seed)
+        return checked_output(out, x, f"defense {self.name}").detach().clamp(0, 1)
 
     def purify_autograd(self, x: torch.Tensor, seed: int | None = None) -> torch.Tensor:
         """purify(x) *without* detaching: the defense's own autograd graph, which is what a naive white-box
