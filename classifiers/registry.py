@@ -101,19 +101,41 @@ def load_plugin(name: str, dataset: str, device: torch.device | str = "cpu") -> 
     if not isinstance(config, dict):
         raise DefbenchError(f"{who}: config() returned a {type(config).__name__}, not a dict")
     model = with_features(model).to(device).eval()
-    probe = torch.linspace(0, 1, 2 * int(torch.tensor(SHAPES[dataset]).prod()), device=device)
+    probe_classifier(model, dataset, who)
+    identity = {"name": name, "distribution": dist, "version": version, "config": config}
+    return model, identity
+
+
+def probe_classifier(model: nn.Module, dataset: str, who: str) -> None:
+    """Refuse (a DefbenchError naming ``who``) a classifier (in eval mode, with ``features``/``head``) that on two
+    images of the dataset's shape fails, returns anything but finite (N, classes) logits, or whose
+    ``head(features(x))`` (what the harness scores: one feature pass gives the prediction and the detection
+    score) is not its ``forward(x)`` (what the attacks differentiate): a forward that normalises before
+    ``features`` would be attacked as one model and scored as another."""
+    shape, classes = SHAPES[dataset], NUM_CLASSES[dataset]
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    x = torch.linspace(0, 1, 2 * int(torch.tensor(shape).prod()), device=device).view(2, *shape)
     try:
         with torch.no_grad():
-            logits = model(probe.view(2, *SHAPES[dataset]))
+            logits = model(x)
+            composed = model.head(model.features(x)) if isinstance(logits, torch.Tensor) else None
     except Exception as exc:
-        raise failed(f"fails on two {dataset} images of shape {SHAPES[dataset]}", exc) from None
-    want = (2, NUM_CLASSES[dataset])
+        raise DefbenchError(
+            f"{who} fails on two {dataset} images of shape {shape}: {type(exc).__name__}: "
+            f"{' '.join(str(exc).split())[:200]}"
+        ) from None
+    want = (2, classes)
     if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != want or not bool(torch.isfinite(logits).all()):
         got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
         raise DefbenchError(
-            f"{who} must map (N, {', '.join(map(str, SHAPES[dataset]))}) images in [0, 1] to finite (N, "
-            f"{NUM_CLASSES[dataset]}) logits on {dataset}; for 2 images it returned {got}"
+            f"{who} must map (N, {', '.join(map(str, shape))}) images in [0, 1] to finite (N, "
+            f"{classes}) logits on {dataset}; for 2 images it returned {got}"
             + ("" if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != want else " with non-finite values")
         )
-    identity = {"name": name, "distribution": dist, "version": version, "config": config}
-    return model, identity
+    same = isinstance(composed, torch.Tensor) and composed.shape == logits.shape
+    if not (same and torch.allclose(composed.to(logits.dtype), logits, rtol=1e-4, atol=1e-5)):
+        raise DefbenchError(
+            f"{who}: head(features(x)) is not forward(x) on two {dataset} images (the harness scores the first, the "
+            "attacks differentiate the second); make forward(x) = head(features(x)), or drop features/head "
+            "(the logits then serve as features)"
+        )

@@ -30,7 +30,7 @@ from defbench.attacks.registry import get_attack
 from defbench.attacks.threats import BPDAModel, attack_model, check_threat, gan_aware
 from defbench.attacks.universal import _Universal
 from defbench.classifiers.base import with_features
-from defbench.classifiers.registry import ZOO, load_plugin
+from defbench.classifiers.registry import ZOO, load_plugin, probe_classifier
 from defbench.classifiers.registry import check_name as check_classifier
 from defbench.datasets import canonical_name
 from defbench.defenses.registry import GAN_DEFENSES, base_name, check_name
@@ -310,6 +310,7 @@ class MatrixRunner:
         if classifier is not None:  # the caller's module, with features/head, on the run's device, in eval mode
             self.classifier = classifier = with_features(classifier).to(self.device).eval()
             cman = {"id": f"user-{type(getattr(classifier, 'model', classifier)).__name__}"}
+            probe_classifier(classifier, spec.dataset, f"the classifier handed in ({cman['id']})")
             cman["sha256"] = user_model_sha256(classifier)  # weights and plain attributes
         elif spec.classifier != ZOO:
             self.classifier, self.classifier_plugin = load_plugin(spec.classifier, spec.dataset, self.device)

@@ -163,3 +163,46 @@ def test_the_docs_example_runs(tmp_path, monkeypatch):
     clean = df[df["attack"] == "clean"].set_index("defense")["accuracy"]
     assert clean["none"] > 0.5  # the example's model learned something
     assert (tmp_path / "runs" / "api-example" / "defbench.sqlite").is_file()
+
+
+class Normalising(nn.Module):
+    """features/head submodules, and a forward that normalises first: attacked as forward, but the harness would
+    score head(features(x)) on unnormalised inputs."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.features, self.head = inner.features, inner.head
+
+    def forward(self, x):
+        return self.head(self.features((x - 0.5) / 0.5))
+
+
+class Broken(nn.Module):
+    def __init__(self, inner, out):
+        super().__init__()
+        self.inner, self.out = inner, out
+
+    def forward(self, x):
+        return self.out(self.inner(x))
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (Normalising, "head(features(x)) is not forward(x)"),
+        (lambda c: Broken(c, lambda z: z * torch.nan), "with non-finite values"),
+        (lambda c: Broken(c, lambda z: (z, z)), "it returned tuple"),
+        (lambda c: Broken(c, lambda z: z[:, :5]), "it returned (2, 5)"),
+        (lambda c: Broken(c, lambda z: z.view(3, -1)), "fails on two fmnist images"),
+    ],
+)
+def test_a_classifier_that_would_be_scored_wrongly_is_refused(make, message, clf, tmp_path):
+    """A user's module is probed as a plugin classifier is: finite (N, 10) logits, and what the harness scores is
+    what the attacks differentiate (found by the API audit: the normalising model's clean accuracy read 0.25 where
+    its forward gives 0.75)."""
+    import copy
+
+    with pytest.raises(DefbenchError, match=re.escape(message)):
+        defbench.evaluate(
+            make(copy.deepcopy(clf)), box_blur, dataset="fmnist", attacks=["fgsm"], n=4, store=str(tmp_path)
+        )
