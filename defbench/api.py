@@ -14,19 +14,12 @@ so two different models never share cells.
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import inspect
 import math
-import site
-import sys
-import sysconfig
 import tempfile
-import types
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import torch
 from torch import nn
@@ -37,7 +30,7 @@ from defbench.attacks.registry import check_option, get_attack
 from defbench.classifiers.registry import check_name as check_classifier
 from defbench.defenses.base import Defense
 from defbench.harness.matrix import AttackSpec, MatrixRunner, MatrixSpec
-from defbench.harness.models import array_digest, weights_sha256
+from defbench.harness.identity import code_sha256 as _code_sha256
 from defbench.harness.store import Store
 from defbench.reports.common import accuracy, undefended_accuracy
 from defbench.seeding import resolve_device
@@ -96,124 +89,6 @@ class CallableDefense(Defense):
 def _qualname(obj) -> str:
     target = obj if inspect.isfunction(obj) or inspect.ismethod(obj) else type(obj)
     return f"{getattr(target, '__module__', '?')}.{getattr(target, '__qualname__', type(obj).__name__)}"
-
-
-#: where installed libraries and the standard library live: their functions and classes count by name only
-_LIBRARY_DIRS = tuple(
-    {sysconfig.get_path(p) for p in ("stdlib", "platstdlib", "purelib", "platlib")}
-    | set(site.getsitepackages())
-    | {site.getusersitepackages()}
-)
-_SIMPLE = (bool, int, float, complex, str, bytes, type(None))
-_MODULE_INTERNALS = set(vars(nn.Module())) - {"training"}  # hooks, and the weights (hashed as a whole)
-_MAX_DEPTH = 20
-
-
-def _code_sha256(obj) -> str:
-    """sha256 of what a callable computes with, the same in every process (no memory addresses, sets sorted).
-
-    Covered: a function's bytecode, constants, names and parameter names, the code nested in it (comprehensions,
-    lambdas, inner functions), its defaults, the values its closure captured and the module globals its code
-    names (each value as below, a function recursively); a ``functools.partial``'s function, arguments and
-    keywords; a bound method's function and instance; an object's attributes and the methods and plain class
-    attributes of its classes; an ``nn.Module``'s weights and each submodule's attributes (not its hooks).
-    Values: numbers (numpy scalars too), strings, bytes, None, tensors and numpy arrays (by bytes), tuples, lists,
-    dicts and sets of them, and the above. Counted by qualified name only: modules, classes, builtins, the
-    functions and objects of installed libraries and of the standard library, and anything nested deeper than
-    ``_MAX_DEPTH``. Not covered: what a call reads otherwise (files, the environment, random state)."""
-    h = hashlib.sha256()
-    _feed(obj, h, {}, 0)
-    return h.hexdigest()
-
-
-def _feed(v, h, seen: dict[int, Any], depth: int) -> None:
-    """Add ``v``'s identity to the hash ``h`` (see :func:`_code_sha256`); ``seen`` breaks cycles."""
-
-    def put(*parts):
-        h.update("|".join(map(str, parts)).encode() + b";")
-
-    def feed(*values):
-        for x in values:
-            _feed(x, h, seen, depth + 1)
-
-    if isinstance(v, np.generic):  # a numpy scalar: its value
-        v = v.item()
-    if isinstance(v, _SIMPLE):
-        return put(type(v).__name__, repr(v))
-    if array_digest(v) is not None:  # a tensor or a numpy array: by its bytes
-        return put(array_digest(v))
-    if depth > _MAX_DEPTH or isinstance(v, (types.ModuleType, type)) or id(v) in seen:
-        return put("name", _name(v))
-    seen[id(v)] = v  # kept alive, so that its id is not reused
-    if isinstance(v, (tuple, list)):
-        put(type(v).__name__, len(v))
-        feed(*v)
-    elif isinstance(v, dict):
-        put("dict", len(v))
-        feed(*(x for item in v.items() for x in item))
-    elif isinstance(v, (set, frozenset)):  # str hashes, hence set orders, differ between processes
-        put("set", *sorted(_code_sha256(x) for x in v))
-    elif isinstance(v, types.CodeType):
-        put("code", v.co_code.hex(), v.co_names, v.co_varnames)
-        feed(*v.co_consts)
-    elif isinstance(v, functools.partial):
-        put("partial")
-        feed(v.func, v.args, v.keywords)
-    elif inspect.ismethod(v):
-        put("method")
-        feed(v.__func__, v.__self__)
-    elif isinstance(v, types.FunctionType) and not _library(v):
-        names = sorted(_code_names(v.__code__) & v.__globals__.keys())
-        put("function", *names)
-        feed(v.__code__, v.__defaults__, v.__kwdefaults__, [_cell(c) for c in v.__closure__ or ()])
-        feed(*(v.__globals__[n] for n in names))
-    elif isinstance(v, nn.Module) or not (type(v).__module__ == "builtins" or _library(type(v))):
-        for path, m in v.named_modules() if isinstance(v, nn.Module) else [("", v)]:
-            own = _members(m)
-            put("object", path, _name(type(m)), *(k for k, _ in own))
-            feed(*(a for _, a in own))
-        if isinstance(v, nn.Module):
-            put("weights", weights_sha256(v))
-    else:  # builtins, and the functions and objects of libraries
-        put("name", _name(v))
-
-
-def _name(v) -> str:
-    """``module.qualname`` of a function or class (of a module: its name; of anything else: its type's)."""
-    if isinstance(v, types.ModuleType):
-        return v.__name__
-    t = v if hasattr(v, "__qualname__") else type(v)
-    return f"{getattr(t, '__module__', '?')}.{t.__qualname__}"
-
-
-def _library(v) -> bool:
-    """Whether a function or class comes from an installed library or the standard library."""
-    path = getattr(sys.modules.get(getattr(v, "__module__", None) or ""), "__file__", None) or ""
-    return path.startswith(_LIBRARY_DIRS)
-
-
-def _code_names(code: types.CodeType) -> set[str]:
-    """The global and attribute names a code object and the code nested in it use."""
-    return set(code.co_names).union(*(_code_names(c) for c in code.co_consts if isinstance(c, types.CodeType)))
-
-
-def _cell(cell):
-    try:
-        return cell.cell_contents
-    except ValueError:  # a cell not yet filled
-        return "<empty cell>"
-
-
-def _members(obj) -> list[tuple[str, Any]]:
-    """An object's attributes (an ``nn.Module``'s without its internals) and the methods and plain class
-    attributes of the classes in its MRO that no library defines."""
-    skip = _MODULE_INTERNALS if isinstance(obj, nn.Module) else ()
-    out = [(k, a) for k, a in getattr(obj, "__dict__", {}).items() if k not in skip]
-    for c in type(obj).__mro__:
-        if not _library(c):
-            unwrap = [(k, getattr(a, "__func__", a)) for k, a in vars(c).items()]  # static/class methods
-            out += [(f"{c.__qualname__}.{k}", a) for k, a in unwrap if inspect.isfunction(a) or isinstance(a, _SIMPLE)]
-    return out
 
 
 def _as_defense(d, i: int) -> tuple[str, Defense | None]:

@@ -38,6 +38,7 @@ from defbench.defenses.registry import distribution_of as defense_distribution
 from defbench.harness.data import load_dataset
 from defbench.harness.examples import cell_examples, save_examples_blob
 from defbench.harness.models import (
+    methods_sha256,
     user_model_sha256,
     attribute_values,
     attribute_models,
@@ -424,8 +425,9 @@ class MatrixRunner:
         d = self.defense(cell.defense)
         if cell.defense not in self._model_sha256:
             models = {"classifier": self.classifier_sha256, **defense_models(d)}
-            if cell.defense in self.spec.external_defenses:  # a user's object: every module it holds
+            if cell.defense in self.spec.external_defenses:  # a user's object: every module it holds, and its code
                 models.update(attribute_models(d))
+                models["code"] = methods_sha256(d)
             self._model_sha256[cell.defense] = models
         # n and batch size define the evaluated images and (for batch-coupled defenses) the purification
         # batches, so they are part of the cell's identity: a store never mixes runs of different n

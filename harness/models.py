@@ -23,6 +23,7 @@ from defbench.defenses.priors import Encoder, build_gan, sample_latent
 from defbench.defenses.train_prior import encoder_recipe, gan_recipe, train_encoder, train_gan
 from defbench.harness import zoo
 from defbench.harness.data import load_dataset
+from defbench.harness.identity import array_digest, methods_sha256, weights_sha256  # noqa: F401 -- re-exported
 from defbench.harness.zoo import gan_tag, parse_gan_tag, tag_flags  # noqa: F401 -- GAN tags, re-exported
 from defbench.seeding import DEFAULT_SEED
 
@@ -114,16 +115,6 @@ def _load_state(module: torch.nn.Module, state: dict, mid: str, manifest: dict |
         module.zoo_weights_sha256 = weights_sha256(module)  # what model_sha256 checks the weights still are
 
 
-def weights_sha256(module: torch.nn.Module) -> str:
-    """sha256 over a module's state dict (names, dtypes, shapes and bytes, in name order)."""
-    h = hashlib.sha256()
-    for name, t in sorted(module.state_dict().items()):
-        t = t.detach().cpu().contiguous()
-        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
-
-
 def model_sha256(module: torch.nn.Module) -> str:
     """The sha256 that identifies a model: its zoo checkpoint's (verified when it was loaded) while its weights
     are still the checkpoint's, else (a model that did not come from the zoo, such as torchvision's ImageNet
@@ -142,21 +133,6 @@ def attribute_models(obj) -> dict[str, str]:
         if isinstance(m, torch.nn.Module):
             out[f"attr:{name}"] = model_sha256(m)
     return out
-
-
-def array_digest(v: Any) -> str | None:
-    """'tensor|ndarray <dtype> <shape> <sha256 of the bytes>' of a torch tensor or a numpy array of numbers; None
-    for anything else."""
-    if isinstance(v, torch.Tensor):
-        t = v.detach().cpu().contiguous()
-        data = t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b""
-        kind, dtype, shape = "tensor", t.dtype, tuple(t.shape)
-    elif isinstance(v, np.ndarray) and v.dtype != object:
-        a = np.ascontiguousarray(v)
-        kind, dtype, shape, data = "ndarray", a.dtype, a.shape, a.tobytes()
-    else:
-        return None
-    return f"{kind} {dtype} {shape} {hashlib.sha256(data).hexdigest()}"
 
 
 _NOT_PLAIN = object()
@@ -200,10 +176,11 @@ def attribute_values(obj) -> dict[str, Any]:
 
 
 def user_model_sha256(module: torch.nn.Module) -> str:
-    """The sha256 that identifies a classifier handed in by a user: its weights and the plain values its modules
-    hold (:func:`attribute_values`: a scale it divides by), not its forward's code."""
+    """The sha256 that identifies a classifier handed in by a user: its weights, the plain values its modules hold
+    (:func:`attribute_values`: a scale it divides by) and the code of its own classes' methods
+    (:func:`~defbench.harness.identity.methods_sha256`: an edited ``forward``)."""
     attrs = json.dumps(attribute_values(module), sort_keys=True)
-    return hashlib.sha256(f"{weights_sha256(module)}|{attrs}".encode()).hexdigest()
+    return hashlib.sha256(f"{weights_sha256(module)}|{attrs}|{methods_sha256(module)}".encode()).hexdigest()
 
 
 def defense_models(defense) -> dict[str, str]:

@@ -330,3 +330,54 @@ def test_own_encoder_reparam_cell_keys_its_g_and_i_once(zoo_home, tmp_path, monk
     monkeypatch.setattr(hm, "weights_sha256", lambda m: calls.append(m) or real(m))
     again = runner.key(cell)
     assert again[2] == acfg and calls == []
+
+
+def _user_classes(forward_body: str, purify_body: str):
+    """A user's classifier class and Defense class named Net and Blur, with the given forward and _purify: as a
+    notebook that redefines them after an edit."""
+    from defbench.defenses.base import Defense
+
+    src = (
+        "class Net(torch.nn.Module):\n"
+        "    def __init__(self, net):\n        super().__init__()\n        self.net = net\n"
+        f"    def forward(self, x):\n        {forward_body}\n"
+        "class Blur(Defense):\n    name = 'blur'\n"
+        f"    def _purify(self, x, seed):\n        {purify_body}\n"
+    )
+    scope = {"torch": torch, "Defense": Defense}
+    exec(compile(src, "<notebook cell>", "exec"), scope)
+    return scope["Net"], scope["Blur"]
+
+
+def test_an_edited_forward_or_purify_is_another_cell(zoo_home, tmp_path):
+    """The same weights under an edited forward, and a Defense whose _purify was edited, reused the first
+    version's cells (found by the API audit: clean 0.75 and FGSM 0.5 reused where the edit gives 0.5625 and
+    0.25); the code of a user's own classes is in the key now, and the unedited code again reuses its cells."""
+    from defbench.api import evaluate
+    from defbench.classifiers.models import build_classifier
+    from defbench.harness.models import methods_sha256
+    from defbench.harness.store import Store
+
+    torch.manual_seed(0)
+    net = build_classifier("fmnist")
+    store = str(tmp_path / "s")
+    kw = dict(dataset="fmnist", attacks=("fgsm",), n=4, batch_size=4, preset="quick", store=store, baseline=False)
+
+    def keys(forward_body, purify_body):
+        Net, Blur = _user_classes(forward_body, purify_body)
+        evaluate(Net(net), Blur((1, 28, 28), 0), **kw)
+        s = Store(store)
+        got = {r["key"] for r in s.rows()}
+        s.close()
+        return got
+
+    first = keys("return self.net(x)", "return x")
+    assert len(first) == 2
+    forward_edited = keys("return self.net((x - 0.5) / 0.5)", "return x") - first
+    assert len(forward_edited) == 2
+    purify_edited = keys("return self.net(x)", "return x.clamp(0.1, 0.9)") - first - forward_edited
+    assert len(purify_edited) == 2
+    assert keys("return self.net(x)", "return x") - first - forward_edited - purify_edited == set()
+    A, _ = _user_classes("return self.net(x)", "return x")
+    B, _ = _user_classes("return self.net(x)", "return x")
+    assert methods_sha256(A(net)) == methods_sha256(B(net))  # the same code in two class objects: one identity
