@@ -174,10 +174,10 @@ def evaluate(
         raise DefbenchError(
             f"classifier must be a torch.nn.Module or a classifier's name, got {type(classifier).__name__}"
         )
-    for obj in objects.values():
-        for m in vars(obj).values():
+    for obj in objects.values():  # as the classifier: on the device and in eval mode (a BatchNorm left in train
+        for m in [obj, *vars(obj).values()]:  # mode normalised by batch and rewrote its running statistics)
             if isinstance(m, nn.Module):
-                m.to(dev)
+                m.to(dev).eval()
     eps_list: list[float | None] = (
         [None] if eps is None else [float(e) for e in (eps if isinstance(eps, (list, tuple)) else [eps])]
     )

@@ -206,3 +206,41 @@ def test_a_classifier_that_would_be_scored_wrongly_is_refused(make, message, clf
         defbench.evaluate(
             make(copy.deepcopy(clf)), box_blur, dataset="fmnist", attacks=["fgsm"], n=4, store=str(tmp_path)
         )
+
+
+def test_a_defense_s_modules_run_in_eval_mode(clf, tmp_path):
+    """A user's Defense holding a BatchNorm left in train mode normalised by batch statistics and rewrote its
+    running statistics on every call, so its results depended on the batch and its key (its weights) changed
+    between runs (found by the API audit); it runs in eval mode, as the classifier does, and a rerun reuses."""
+    from defbench.harness.store import Store
+
+    bn = nn.BatchNorm2d(1).train()
+    with torch.no_grad():
+        bn.running_mean.fill_(0.1)
+    before = {k: v.clone() for k, v in bn.state_dict().items()}
+
+    from defbench.defenses.base import Defense
+
+    class Normed(Defense):
+        name = "normed"
+
+        def __init__(self):
+            super().__init__((1, 28, 28), 0)
+            self.bn = bn
+
+        def _purify(self, x, seed):
+            return self.bn(x)
+
+    purify = Normed()
+
+    kw = dict(dataset="fmnist", attacks=["fgsm"], n=4, batch_size=4, preset="quick", store=str(tmp_path))
+    defbench.evaluate(clf, purify, **kw)
+    assert not bn.training
+    assert all(torch.equal(v, before[k]) for k, v in bn.state_dict().items())
+    s = Store(tmp_path)
+    n = s.count()
+    s.close()
+    defbench.evaluate(clf, purify, **kw)
+    s = Store(tmp_path)
+    assert s.count() == n  # the same weights, the same cells
+    s.close()
