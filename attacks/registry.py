@@ -39,7 +39,7 @@ BUILTIN: dict[str, type[Attack]] = {
     for c in (FGSM, BIM, PGD, CW, DeepFool, AutoAttack, UniversalFGSM, UniversalART, Binarize, DropPixels, BlurNegative)
 }
 ENTRY_POINT_GROUP = "defbench.attacks"
-PLUGINS = PluginKind("attack", ENTRY_POINT_GROUP, Attack, BUILTIN)
+PLUGINS = PluginKind("attack", ENTRY_POINT_GROUP, Attack, BUILTIN, case_sensitive=False)  # get_attack lowercases
 plugins = PLUGINS.plugins  # the plugin attacks by name
 available = PLUGINS.available  # every attack by name: the built-ins, then the plugins
 distribution_of = PLUGINS.distribution_of  # (distribution, version) of a plugin; None for a built-in

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import sys
 from importlib.metadata import entry_points
-from typing import Any
+from typing import Any, Callable
 
 from defbench import DefbenchError
 
@@ -45,8 +45,20 @@ class PluginKind:
     classes by name. ``kind`` ("attack", "defense", "classifier") words the messages. A registry is one of these:
     :meth:`plugins`, :meth:`available` and :meth:`distribution_of` are its public functions."""
 
-    def __init__(self, kind: str, group: str, base: type, builtin: dict[str, type]):
+    def __init__(
+        self,
+        kind: str,
+        group: str,
+        base: type,
+        builtin: dict[str, type],
+        lookup_key: Callable[[str], str] = str.lower,
+        case_sensitive: bool = True,
+    ):
+        """``lookup_key`` maps a name to the key its registry's lookup resolves it to among the built-ins (case,
+        aliases: a plugin named ``Median`` or ``tv`` would run the built-in); ``case_sensitive`` False: the lookup
+        lowercases every name, so a plugin's name must be lower case to be found at all."""
         self.kind, self.group, self.base, self.builtin = kind, group, base, builtin
+        self.lookup_key, self.case_sensitive = lookup_key, case_sensitive
         self._dist: dict[type, tuple[str, str]] = {}
         KINDS.append(self)
 
@@ -86,10 +98,18 @@ class PluginKind:
                 raise DefbenchError(
                     f"{where}: class {cls.__name__} is named {own!r}, the entry point {ep.name!r}; they must match"
                 )
-            if own in self.builtin:
+            taken = own if own in self.builtin else self.lookup_key(own)
+            if taken in self.builtin:
                 raise DefbenchError(
-                    f"{where} takes the name of the built-in {self.kind} {own!r} of distribution "
-                    f"{BUILTIN_DISTRIBUTION}; rename the plugin"
+                    f"{where} takes the name of the built-in {self.kind} {taken!r} of distribution "
+                    f"{BUILTIN_DISTRIBUTION}"
+                    + ("" if taken == own else f" (a lookup of {own!r} finds the built-in)")
+                    + "; rename the plugin"
+                )
+            if not self.case_sensitive and own != own.lower():
+                raise DefbenchError(
+                    f"{where}: {self.kind} names are looked up in lower case, so {own!r} could never be run; "
+                    f"name it {own.lower()!r}"
                 )
             if own in found and (owner[own] != (dist, version) or found[own] is not cls):
                 d0, v0 = owner[own]

@@ -46,7 +46,15 @@ _BUILTIN_CLASSES: dict[str, type] = {
 }
 ENTRY_POINT_GROUP = "defbench.defenses"
 #: the plugin rules (:mod:`defbench.plugins`; docs/PLUGINS.md)
-PLUGINS = PluginKind("defense", ENTRY_POINT_GROUP, Defense, _BUILTIN_CLASSES)
+
+
+def _alias_key(name: str) -> str:
+    """The key a defense name resolves to among the built-ins: case, '-' and '_' ignored, aliases applied."""
+    key = name.strip().lower().replace("-", "").replace("_", "")
+    return {"defensegan": "defensegan", "nodefense": "none", "tv": "tvm", "medianfilter": "median"}.get(key, key)
+
+
+PLUGINS = PluginKind("defense", ENTRY_POINT_GROUP, Defense, _BUILTIN_CLASSES, lookup_key=_alias_key)
 plugins = PLUGINS.plugins  # the plugin defenses by name
 distribution_of = PLUGINS.distribution_of  # (distribution, version) of a plugin class or instance; None: built-in
 
@@ -57,9 +65,7 @@ def available() -> tuple[str, ...]:
 
 
 def _base_name(name: str) -> str:
-    key = name.strip().lower().replace("-", "").replace("_", "")
-    aliases = {"defensegan": "defensegan", "nodefense": "none", "tv": "tvm", "medianfilter": "median"}
-    key = aliases.get(key, key)
+    key = _alias_key(name)
     if key in DEFENSES:
         return key
     found = plugins()

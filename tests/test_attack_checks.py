@@ -114,6 +114,20 @@ class ShadowPGD(Attack):
         return x
 
 
+class ShadowFGSMCase(Attack):
+    name = "FGSM"
+
+    def run(self, model, x, y):
+        return x
+
+
+class MixedCase(Attack):
+    name = "MyAtk"
+
+    def run(self, model, x, y):
+        return x
+
+
 class Mismatch(Attack):
     name = "othername"
 

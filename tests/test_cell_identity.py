@@ -161,6 +161,18 @@ def test_plugin_shadowing_a_builtin_is_refused(tmp_path, monkeypatch):
     assert "'pgd'" in msg and "evil-attacks 1.0" in msg and "distribution defbench" in msg, msg
 
 
+def test_plugin_names_a_lookup_would_not_find_as_written_are_refused(tmp_path, monkeypatch):
+    """get_attack lowercases: an attack plugin 'FGSM' was listed as a plugin while the built-in ran, and 'MyAtk'
+    was listed and never found (found by the API audit)."""
+    install(tmp_path, monkeypatch, "c", "case-attacks", "0.1", {"FGSM": "ShadowFGSMCase"})
+    msg = one_line_error()
+    assert "built-in attack 'fgsm'" in msg and "a lookup of 'FGSM' finds the built-in" in msg, msg
+    monkeypatch.syspath_prepend(str(fake_distribution(tmp_path / "m", "mixed-attacks", "0.1", {"MyAtk": "MixedCase"})))
+    monkeypatch.setattr("sys.path", [p for p in __import__("sys").path if not p.endswith("/c")])
+    msg = one_line_error()
+    assert "looked up in lower case" in msg and "name it 'myatk'" in msg, msg
+
+
 def test_two_plugins_with_one_name_are_refused(tmp_path, monkeypatch):
     install(tmp_path, monkeypatch, "a", "first-attacks", "0.1", {"goodatk": "GoodAttack"})
     install(tmp_path, monkeypatch, "b", "second-attacks", "0.2", {"goodatk": "GoodAttack"})

@@ -69,6 +69,11 @@ class ShadowsZoo(ClassifierPlugin):
     datasets = ("fmnist",)
 
 
+class ShadowsZooCase(ClassifierPlugin):
+    name = "Zoo"
+    datasets = ("fmnist",)
+
+
 class NotAClassifier:
     name = "notaclassifier"
 """
@@ -232,6 +237,7 @@ def test_two_distributions_with_one_set_of_weights_get_different_keys(fmnist, mo
     "entries, message",
     [
         ({"zoo": "my_clf:ShadowsZoo"}, "takes the name of the built-in classifier 'zoo'"),
+        ({"Zoo": "my_clf:ShadowsZooCase"}, "a lookup of 'Zoo' finds the built-in"),
         ({"nameless": "my_clf:Nameless"}, "class Nameless sets no name of its own"),
         ({"notaclassifier": "my_clf:NotAClassifier"}, "is not a defbench.classifiers.ClassifierPlugin subclass"),
         ({"tmpl": "my_clf:Templates"}, "is named 'templates', the entry point 'tmpl'; they must match"),

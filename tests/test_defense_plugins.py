@@ -80,6 +80,20 @@ class ShadowsMedian(Defense):
         return x
 
 
+class ShadowsMedianCase(Defense):
+    name = "Median"
+
+    def _purify(self, x, seed):
+        return x
+
+
+class ShadowsTvm(Defense):
+    name = "tv"
+
+    def _purify(self, x, seed):
+        return x
+
+
 class NotADefense:
     name = "notadefense"
 """
@@ -151,6 +165,9 @@ def test_defense_opt_values_of_a_plugin_are_in_its_cells_key(tiny_zoo, monkeypat
     [
         ({"nameless": "my_defenses:Nameless"}, "class Nameless sets no name of its own"),
         ({"median": "my_defenses:ShadowsMedian"}, "takes the name of the built-in defense 'median'"),
+        # names a lookup resolves to a built-in (case, aliases): the built-in ran, silently
+        ({"Median": "my_defenses:ShadowsMedianCase"}, "a lookup of 'Median' finds the built-in"),
+        ({"tv": "my_defenses:ShadowsTvm"}, "built-in defense 'tvm' of distribution defbench .a lookup of 'tv' finds"),
         ({"notadefense": "my_defenses:NotADefense"}, "is not a defbench.defenses.Defense subclass"),
         ({"blur": "my_defenses:Blur"}, "is named 'boxblur', the entry point 'blur'; they must match"),
     ],
