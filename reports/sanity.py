@@ -11,7 +11,8 @@ full twin on the subset):
 (b) a white-box attack (bpda, reparam) is weaker than its gray-box twin on the same images by more than 2
     points (not for ``none`` + reparam, which attacks f ∘ G ∘ I and is evaluated on f; not for gan-aware, whose
     ε is a latent-space budget);
-(c) with no defense, the strongest bounded per-image attack leaves more than 10% accuracy (more than 50% when
+(c) with no defense, the strongest bounded per-image attack at the dataset's standard ε or above (0.3 on MNIST and
+    Fashion-MNIST, 8/255 on CIFAR-10, 0.05 on ImageNet) leaves more than 10% accuracy (more than 50% when
     every bounded attack of the run is single-step: FGSM need not reach ≈0%), or an unbounded
     per-image attack (CW, DeepFool) does not bring the classifier near 0% (more than 10% left); universal
     perturbations and corruptions are not expected to reach 0% and are left out of both, as are reparam (f ∘ G ∘
@@ -40,6 +41,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from defbench.attacks.base import DEFAULT_EPS
 from defbench.metrics import binomial_half_width, wilson_interval
 
 from .common import (
@@ -181,10 +183,18 @@ def _no_defense(cells: dict[Cell, dict[int, Row]], names: dict[Base, str]) -> li
         # reparam on no defense attacks f ∘ G ∘ I and is evaluated on f; gan-aware's ε is a latent budget:
         # neither differentiates the classifier it is scored on, so neither is expected to reach ≈0%
         on_f = t not in ("reparam", "gan-aware")
-        if cfg(r, "bounded") and per_image and on_f:
+        # ≈0% is expected at the dataset's standard budget (0.3 on MNIST, 8/255 on CIFAR-10), not at a small ε of
+        # a sweep (an undefended classifier keeps 95% at ε 0.05 on MNIST): smaller budgets are not judged here
+        eps, standard = cfg(r, "eps"), DEFAULT_EPS.get(str(b[0]), 0.0)
+        at_standard = isinstance(eps, (int, float)) and eps >= standard - 1e-9
+        if cfg(r, "bounded") and per_image and on_f and at_standard:
             if cfg(r, "iterative"):
                 iterative.add(b)
-            if b not in best or acc < best[b][0]:
+            stronger = b not in best or acc < best[b][0]
+            tie_to_iterative = (
+                b in best and acc == best[b][0] and cfg(r, "iterative") and not cfg(best[b][1], "iterative")
+            )
+            if stronger or tie_to_iterative:  # on a tie, name the iterative attack (PGD, not FGSM)
                 best[b] = (acc, r, t)
         if t == "graybox" and not cfg(r, "bounded") and per_image and acc > UNBOUNDED_MAX:
             out.append(
