@@ -357,3 +357,24 @@ def test_report_lists_failed_cells_and_is_silent_without(tmp_path, capsys):
     assert "- s7 tvm graybox FGSM: RuntimeError: plugin <crash>" in out
     page = (tmp_path / "report.html").read_text()
     assert "<h2>Failed cells</h2>" in page and "plugin &lt;crash&gt;" in page
+
+
+def test_report_html_path_is_checked_before_the_tables(tmp_path, capsys):
+    """--html PATH that is a directory, or below a file, is one line and exit 2 before any table is printed (it
+    was an IsADirectoryError / FileExistsError after the tables); a good path writes the page."""
+    fill(tmp_path, 1)
+    (tmp_path / "afile").write_text("x")
+    for bad, expect in (
+        (tmp_path, "is a directory; give the page's file path"),
+        (tmp_path / "afile" / "x.html", "afile is a file, not a directory"),
+    ):
+        assert main(["report", str(tmp_path), "--html", str(bad)]) == 2
+        captured = capsys.readouterr()
+        assert captured.out == "" and expect in one_line_err(captured.err)
+    assert main(["report", str(tmp_path), "--html", str(tmp_path / "page.html")]) == 0
+    assert (tmp_path / "page.html").is_file()
+
+
+def one_line_err(err: str) -> str:
+    assert err.count("\n") == 1 and err.startswith("defbench: error: "), err
+    return err
