@@ -132,10 +132,12 @@ def is_corruption(row: Row) -> bool:
 
 
 def in_worst_case(row: Row) -> bool:
-    """Whether an attack row enters the worst-case row: a bounded, per-image attack with an ε (not CW or
-    DeepFool, not a universal perturbation, not a corruption)."""
+    """Whether an attack row enters the worst-case row: a bounded, per-image attack with a pixel ε (not CW or
+    DeepFool, not a universal perturbation, not a corruption, not a gan-aware attack: its ε budgets the latent,
+    and a latent ε 0.5 is no pixel ε 0.5)."""
     return (
         not is_clean(row)
+        and not is_latent(row)
         and bool(cfg(row, "bounded"))
         and cfg(row, "eps") is not None
         and not is_universal(row)

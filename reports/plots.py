@@ -16,7 +16,18 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from .common import Row, accuracy, base_key, base_names, cfg, is_clean, mean_std, ordered_unique, threat_sort_key
+from .common import (
+    Row,
+    accuracy,
+    base_key,
+    base_names,
+    cfg,
+    is_clean,
+    is_latent,
+    mean_std,
+    ordered_unique,
+    threat_sort_key,
+)
 
 Series = dict[str, dict[float, dict[int, float]]]  # line name -> x -> seed -> accuracy
 
@@ -73,10 +84,15 @@ def plot_eps_sweep(rows: Iterable[Row], path: str | Path) -> str | None:
         for r in rows
         if not is_clean(r) and cfg(r, "bounded") and cfg(r, "eps") is not None and cfg(r, "alpha") is None
     ]
+
+    def family(r: Row) -> str:  # a gan-aware ε budgets the latent, not the pixels: a panel of its own
+        fam = str(cfg(r, "family", r["attack"]))
+        return f"{fam} (gan-aware: latent-space ε)" if is_latent(r) else fam
+
     eps_of: dict[str, set[float]] = defaultdict(set)
     for r in attacks:
-        eps_of[str(cfg(r, "family", r["attack"]))].add(float(cfg(r, "eps")))
-    families = [f for f in ordered_unique(str(cfg(r, "family", r["attack"])) for r in attacks) if len(eps_of[f]) > 1]
+        eps_of[family(r)].add(float(cfg(r, "eps")))
+    families = [f for f in ordered_unique(family(r) for r in attacks) if len(eps_of[f]) > 1]
     if not families:
         return None
     line = _line_names(attacks)
@@ -85,7 +101,7 @@ def plot_eps_sweep(rows: Iterable[Row], path: str | Path) -> str | None:
     for fam in families:
         series: Series = defaultdict(lambda: defaultdict(dict))
         for r in sorted(
-            (r for r in attacks if str(cfg(r, "family", r["attack"])) == fam),
+            (r for r in attacks if family(r) == fam),
             key=lambda r: threat_sort_key(r["threat"]),
         ):
             _add(series, line(r), float(cfg(r, "eps")), int(r["seed"]), accuracy(r))

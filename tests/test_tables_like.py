@@ -97,6 +97,31 @@ def test_gan_aware_budget_is_labelled_latent():
     assert "latent-space budget" in " ".join(gan.attrs["notes"]) and "latent-space budget" in THREAT_NOTES["gan-aware"]
 
 
+def test_gan_aware_rows_stay_out_of_the_pixel_worst_case_and_get_their_own_plot_panel(tmp_path):
+    """A latent ε is no pixel ε: gan-aware attacks at latent ε 0.05 / 0.5 made 'worst case ε=0.05 / 0.5' rows
+    beside the pixel ε's and one line on the pixel ε plot (found by the reports audit). They are rows of their
+    own, out of the worst case, and a panel of their own in the ε sweep."""
+    from defbench.reports.plots import plot_eps_sweep
+
+    pix = [_row(frac(5), "fgsm", _cfg_of("fgsm", e)) for e in (0.1, 0.3)]
+    lat = [_row(frac(7), "fgsm", _cfg_of("fgsm", e), threat="gan-aware") for e in (0.05, 0.5)]
+    df = robust_accuracy_table([make_row(frac(10)), *pix, *lat])
+    worst = [i for i in df.index if i.startswith("worst case")]
+    assert worst == ["worst case ε=0.1", "worst case ε=0.3"], list(df.index)
+    assert "FGSM (latent-space ε=0.05)" in df.index and "FGSM (latent-space ε=0.5)" in df.index
+    seen = {}
+    import defbench.reports.plots as plots
+
+    real = plots._panels
+    plots._panels = lambda fig, panels, xlabel, **k: seen.update(panels) or real(fig, panels, xlabel, **k)
+    try:
+        assert plot_eps_sweep([make_row(frac(10)), *pix, *lat], tmp_path / "eps.png")
+    finally:
+        plots._panels = real
+    assert set(seen) == {"fgsm", "fgsm (gan-aware: latent-space ε)"}
+    assert all(0.05 not in pts and 0.5 not in pts for pts in seen["fgsm"].values())
+
+
 # --------------------------------------------------------------------------------------------- EOT in the label
 
 
