@@ -14,6 +14,11 @@ class DefbenchError(Exception):
     """An error whose message is meant for the user: the CLI prints it on one line, without a traceback."""
 
 
+class CellsFailed(DefbenchError):
+    """Cells of a run failed (a plugin's crash, a worker that died twice) and hold no number; the others are
+    stored. Not the user's input: the CLI exits 1 for it, as 'defbench matrix' does for failed cells."""
+
+
 def __getattr__(name: str):
     """``defbench.evaluate`` and ``defbench.CallableDefense`` (:mod:`defbench.api`), imported on first use."""
     if name in ("evaluate", "CallableDefense"):

@@ -16,7 +16,7 @@ from dataclasses import replace
 
 from torch import nn
 
-from defbench import DefbenchError
+from defbench import CellsFailed, DefbenchError
 from defbench.harness.matrix import MatrixRunner
 from defbench.harness.models import PRESETS
 from defbench.harness.paper_spec import (  # noqa: F401 -- the schema, re-exported where it always was
@@ -84,7 +84,7 @@ def run_table(
     for c, k in keys.items():
         found = list(runner.store.rows(key=k.key))
         if not found and k.key in failed:
-            raise DefbenchError(
+            raise CellsFailed(
                 f"cell s{c.seed} {c.defense} {c.threat} {c.attack.name if c.attack else 'clean'} "
                 f"failed: {failed[k.key]}; the other cells are stored, rerun to retry it"
             )

@@ -505,3 +505,21 @@ def test_a_closed_stdout_pipe_of_a_real_process():
     p.stdout.close()
     err = p.stderr.read()
     assert p.wait(timeout=120) == 141 and err == b""
+
+
+def test_failed_cells_exit_1_and_bad_input_2(monkeypatch, tmp_path, capsys):
+    """'paper run' with cells that failed (a plugin's crash) exited 2, the status of bad input, where 'matrix'
+    exits 1 (found by the CLI audit): failed cells are a fault, CellsFailed, exit 1 with its one line."""
+    from defbench import CellsFailed, DefbenchError
+    from defbench.harness import papers
+
+    def fails(*a, **k):
+        raise CellsFailed("cell s0 none none clean failed: RuntimeError: boom; the other cells are stored")
+
+    monkeypatch.setattr(papers, "run_table", fails)
+    argv = ["paper", "run", "ride-table2-mnist", "--n", "2", "--out", str(tmp_path / "o"), "--no-progress"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "failed: RuntimeError: boom" in err
+    monkeypatch.setattr(papers, "run_table", lambda *a, **k: (_ for _ in ()).throw(DefbenchError("bad input")))
+    assert main(argv) == 2

@@ -18,7 +18,7 @@ import sqlite3
 import sys
 import warnings
 
-from defbench import DefbenchError, __version__
+from defbench import CellsFailed, DefbenchError, __version__
 from defbench.cli import listing, matrix, paper, results, train
 from defbench.harness.store import os_error_line
 
@@ -140,7 +140,7 @@ def _error_exit(exc: Exception) -> int:
         return 2
     if isinstance(exc, DefbenchError):
         print(f"defbench: error: {_one_line(exc)}", file=sys.stderr)
-        return 2
+        return 1 if isinstance(exc, CellsFailed) else 2
     if isinstance(exc, OSError):  # a file-system fault: said as such (permission, read-only, disk full)
         print(
             f"defbench: error: {_one_line(os_error_line(exc))} ({type(exc).__name__}; --debug shows where)",
