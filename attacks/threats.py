@@ -76,6 +76,17 @@ class ReparamModel(nn.Module):
         return self.classifier(self.G(self.encoder(x).clamp(-1, 1)))
 
 
+class ReparamPathModel(nn.Module):
+    """logits = f(R(x)) for a defense's own ``reparameterize`` R (a user's or a plugin's encoder-generator path)."""
+
+    def __init__(self, classifier: nn.Module, defense):
+        super().__init__()
+        self.classifier, self.defense = classifier, defense
+
+    def forward(self, x):
+        return self.classifier(self.defense.reparameterize(x))
+
+
 class LatentModel(nn.Module):
     """logits = f(G(2u − 1)) for u ∈ [0, 1]^d: lets any image-space library attack work on the latent."""
 
@@ -120,6 +131,8 @@ def attack_model(
     if threat == "reparam":
         G = G if G is not None else getattr(defense, "G", None)
         encoder = encoder if encoder is not None else getattr(defense, "encoder", None)
+        if (G is None or encoder is None) and getattr(defense, "has_reparameterization", False):
+            return ReparamPathModel(classifier, defense)
         if G is None or encoder is None:
             raise DefbenchError("threat reparam needs the dataset's GAN and InvGAN encoder")
         return ReparamModel(classifier, G, encoder)

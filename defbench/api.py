@@ -30,6 +30,7 @@ from defbench.attacks.registry import check_option, get_attack
 from defbench.classifiers.registry import check_name as check_classifier
 from defbench.defenses.base import Defense
 from defbench.harness.matrix import AttackSpec, MatrixRunner, MatrixSpec
+from defbench.harness.models import PRESETS
 from defbench.harness.identity import code_sha256 as _code_sha256
 from defbench.harness.store import Store
 from defbench.reports.common import accuracy, undefended_accuracy
@@ -154,6 +155,10 @@ def evaluate(
         of its ``eval_repeats`` purifications), ``attack_label`` and ``eps``.
     """
     dev = resolve_device(device)
+    attacks = [attacks] if isinstance(attacks, str) else list(attacks)  # "fgsm" is one attack, not 'f', 'g', ...
+    threats = [threats] if isinstance(threats, str) else list(threats)
+    if preset not in PRESETS:
+        raise DefbenchError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
     items = [] if defense is None else list(defense) if isinstance(defense, (list, tuple)) else [defense]
     labels, objects = [], {}
     for i, d in enumerate(items):
@@ -185,6 +190,8 @@ def evaluate(
     table = available_attacks()
     params: dict[str, dict[str, Any]] = {}
     for a, opts in (attack_params or {}).items():
+        named = {x.strip().lower(): x for x in attacks}  # attack names are case-insensitive, as everywhere
+        a = named.get(str(a).strip().lower(), a)
         if a not in attacks:
             raise DefbenchError(
                 f"attack_params names attack {a!r}, which is not in attacks ({', '.join(attacks) or 'none'}); "
@@ -200,6 +207,8 @@ def evaluate(
         for e in (eps_list if getattr(table.get(a.strip().lower()), "bounded", True) else [None])
     )
     seed_list = tuple(range(int(seeds))) if isinstance(seeds, int) else tuple(int(s) for s in seeds)
+    if not seed_list or len(set(seed_list)) != len(seed_list):
+        raise DefbenchError(f"seeds must be a count >= 1 or distinct seeds, got {seeds!r}")
     spec = MatrixSpec(
         dataset=dataset,
         defenses=tuple(labels),

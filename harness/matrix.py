@@ -33,7 +33,7 @@ from defbench.classifiers.base import with_features
 from defbench.classifiers.registry import ZOO, load_plugin, probe_classifier
 from defbench.classifiers.registry import check_name as check_classifier
 from defbench.datasets import canonical_name
-from defbench.defenses.registry import GAN_DEFENSES, base_name, check_name
+from defbench.defenses.registry import DEFENSES, GAN_DEFENSES, base_name, check_name
 from defbench.defenses.registry import distribution_of as defense_distribution
 from defbench.harness.data import load_dataset
 from defbench.harness.examples import cell_examples, save_examples_blob
@@ -401,11 +401,18 @@ class MatrixRunner:
                         continue
                     if t == "bpda" and b == "none":
                         continue  # identical to gray-box
-                    if t == "reparam" and b not in GAN_DEFENSES and b != "none":
-                        continue
+                    if t == "reparam" and b not in GAN_DEFENSES and b != "none" and not self._own_reparam(d):
+                        continue  # a user's or plugin's defense with its own reparameterize() keeps its cells
                     for a in self.spec.attacks:
                         out.append(Cell(seed, d, t, a))
         return out
+
+    def _own_reparam(self, name: str) -> bool:
+        """Whether defense ``name`` is a user's or a plugin's with its own ``reparameterize`` (the built-ins
+        without a GAN prior have none)."""
+        if name not in self.spec.external_defenses and base_name(name) in DEFENSES:
+            return False
+        return bool(getattr(self.defense(name), "has_reparameterization", False))
 
     def cell_n(self, cell: Cell) -> int:
         """Images of the cell: n, or fewer for a threat given in ``threat_n`` (never for the clean cell)."""
@@ -465,10 +472,9 @@ class MatrixRunner:
                 acfg["model_sha256"] = dict(self._reparam_sha256)
             elif cell.threat == "reparam":  # the defense's own G and encoder, hashed once above
                 own = self._model_sha256[cell.defense]
-                acfg["model_sha256"] = {
-                    "G": own.get("G") or model_sha256(d.G),
-                    "I": own.get("encoder") or model_sha256(d.encoder),
-                }
+                parts = {"G": own.get("G"), "I": own.get("encoder")}
+                if any(parts.values()):  # (a plugin's reparameterize() on other models: in its own identity)
+                    acfg["model_sha256"] = {k: v for k, v in parts.items() if v}
         key = CellKey(
             self.spec.dataset,
             self.classifier_id,

@@ -35,10 +35,12 @@ from defbench import DefbenchError
 from defbench.harness import models
 from defbench.harness.matrix import Cell, CellOutcome, Executor, MatrixRunner
 from defbench.harness.zoo import zoo_dir
+from defbench.seeding import NONDETERMINISTIC_ENV
 
 INSTALL_HINT = "pip install -e '.[ray]'"
-#: driver environment variables the workers get (where the zoo and the data are)
-FORWARDED_ENV = ("DEFBENCH_HOME", "DEFBENCH_DATA")
+#: driver environment variables the workers get (where the zoo and the data are; whether CUDA kernels may be
+#: nondeterministic)
+FORWARDED_ENV = ("DEFBENCH_HOME", "DEFBENCH_DATA", NONDETERMINISTIC_ENV)
 EXECUTORS = ("local", "ray")
 
 

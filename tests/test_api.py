@@ -133,6 +133,14 @@ def test_defense_object_and_registered_name(clf, tmp_path):
         (dict(attacks=["jsma"]), "unknown attack 'jsma'"),
         (dict(dataset="svhn"), "unknown dataset 'svhn'"),
         (dict(defense=None, baseline=False), "no defense to evaluate"),
+        # a str is one name (it was iterated: "unknown attack 'j'"); attack names in any case; preset and seeds
+        (dict(attacks="jsma"), "unknown attack 'jsma'"),
+        (dict(threats="blackbox"), "unknown threat model 'blackbox'"),
+        (dict(attacks=["PGD"], attack_params={"pgd": {"steps": -1}}), "steps must be a whole number >= 1"),
+        (dict(preset="fast"), "unknown preset 'fast'"),
+        (dict(seeds=0), "seeds must be a count >= 1 or distinct seeds"),
+        (dict(seeds=[]), "seeds must be a count >= 1 or distinct seeds"),
+        (dict(seeds=[0, 0]), "seeds must be a count >= 1 or distinct seeds"),
     ],
 )
 def test_bad_arguments_are_one_line_errors(kwargs, message, clf):
@@ -244,3 +252,38 @@ def test_a_defense_s_modules_run_in_eval_mode(clf, tmp_path):
     s = Store(tmp_path)
     assert s.count() == n  # the same weights, the same cells
     s.close()
+
+
+def test_a_defense_s_own_reparameterize_gets_reparam_cells(clf, tmp_path):
+    """A user's Defense declaring has_reparameterization with its own reparameterize() got no reparam cell at all,
+    and the reparam attack model could only use a G and an encoder (found by the API audit; PLUGINS.md names the
+    hook for this threat). The cell attacks f ∘ reparameterize: its adversarials move the images through it."""
+    from defbench.defenses.base import Defense
+
+    calls = []
+
+    class Path(Defense):
+        name = "path"
+
+        def __init__(self):
+            super().__init__((1, 28, 28), 0)
+
+        @property
+        def has_reparameterization(self):
+            return True
+
+        def reparameterize(self, x):
+            calls.append(len(x))
+            return nn.functional.avg_pool2d(x, 3, stride=1, padding=1)
+
+        def _purify(self, x, seed):
+            return self.reparameterize(x)
+
+    df = defbench.evaluate(
+        clf, Path(), dataset="fmnist", attacks=["fgsm"], threats=["reparam"], n=4, batch_size=4, preset="quick",
+        baseline=False, store=str(tmp_path),
+    )  # fmt: skip
+    rep = df[df["threat"] == "reparam"]
+    assert list(rep["defense"]) == ["user:path"] and len(rep) == 1
+    assert len(calls) > 2  # the attack differentiated through it (purify alone calls it once per batch)
+    assert "model_sha256" not in rep.iloc[0]["attack_config"]  # no G or encoder of its own to name

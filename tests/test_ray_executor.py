@@ -331,3 +331,14 @@ def test_connecting_keeps_the_caller_s_signal_handlers():
         assert signal.getsignal(signal.SIGTERM) is mine
     finally:
         signal.signal(signal.SIGTERM, before)
+
+
+def test_workers_get_the_nondeterministic_kernels_switch(monkeypatch):
+    """DEFBENCH_NONDETERMINISTIC chose the CUDA kernels on the driver only: workers ran deterministic ones
+    (found by the Ray audit); it is forwarded with DEFBENCH_HOME and DEFBENCH_DATA."""
+    from defbench.harness.ray_executor import RayExecutor
+
+    monkeypatch.setenv("DEFBENCH_NONDETERMINISTIC", "1")
+    assert RayExecutor()._env()["DEFBENCH_NONDETERMINISTIC"] == "1"
+    monkeypatch.delenv("DEFBENCH_NONDETERMINISTIC")
+    assert "DEFBENCH_NONDETERMINISTIC" not in RayExecutor()._env()
