@@ -53,6 +53,24 @@ _COLUMNS = """
 """
 
 
+_FAILURES_TABLE = (
+    "CREATE TABLE IF NOT EXISTS failures (key TEXT PRIMARY KEY, label TEXT NOT NULL, message TEXT NOT NULL, "
+    "created_at TEXT NOT NULL)"
+)
+
+
+def _readable_failures(path: Path) -> list[tuple]:
+    """The ``failures`` rows a (possibly damaged) store still gives; none when it cannot say."""
+    try:
+        conn = _connect(path, readonly=True)
+        try:
+            return conn.execute("SELECT key, label, message, created_at FROM failures").fetchall()
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return []
+
+
 def config_hash(config: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
@@ -331,10 +349,7 @@ class Store:
         absent, so the next run tries it again. ``failures()`` lists them."""
         try:
             with self.conn:
-                self.conn.execute(
-                    "CREATE TABLE IF NOT EXISTS failures (key TEXT PRIMARY KEY, label TEXT NOT NULL, "
-                    "message TEXT NOT NULL, created_at TEXT NOT NULL)"
-                )
+                self.conn.execute(_FAILURES_TABLE)
                 self.conn.execute(
                     "INSERT OR REPLACE INTO failures VALUES (?, ?, ?, ?)",
                     (key.key, label, message, time.strftime("%Y-%m-%dT%H:%M:%S")),
@@ -564,6 +579,10 @@ def salvage_store(out_dir: str | Path) -> tuple[StoreCheck, Path | None]:
                     f"({', '.join('?' * len(_COLUMN_NAMES))})",
                     tuple(d[c] for c in _COLUMN_NAMES),
                 )
+            failures = _readable_failures(path)  # which cells failed, and why: kept while they hold no result
+            if failures:
+                conn.execute(_FAILURES_TABLE)
+                conn.executemany("INSERT OR IGNORE INTO failures VALUES (?, ?, ?, ?)", failures)
             conn.execute("COMMIT")
         conn.close()
         backup = out / f"{DB_NAME}.damaged-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"

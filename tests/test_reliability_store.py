@@ -153,6 +153,23 @@ def test_broken_row_is_found_reported_and_salvaged(tmp_path, capsys):
     assert main(["store", "check", str(tmp_path)]) == 0
 
 
+def test_salvage_keeps_the_record_of_failed_cells(tmp_path):
+    """Salvage rebuilt the cells table only: the record of a failed cell (a plugin crash, its message) was lost
+    (found by the Ray/store audit); it is carried over while the cell holds no result."""
+    fill(tmp_path, 3)
+    s = Store(tmp_path)
+    s.put_failure(key(9), "s9 median graybox FGSM", "RuntimeError: boom")
+    s.close()
+    with sqlite3.connect(tmp_path / DB_NAME) as c:
+        c.execute("UPDATE cells SET preds='[1, 2' WHERE seed=1")
+    _, backup = salvage_store(tmp_path)
+    assert backup is not None
+    s = Store(tmp_path)
+    assert [(f["label"], f["message"]) for f in s.failures()] == [("s9 median graybox FGSM", "RuntimeError: boom")]
+    assert sorted(r["seed"] for r in s.rows()) == [0, 2]
+    s.close()
+
+
 def test_flipped_key_field_is_broken(tmp_path):
     fill(tmp_path, 2)
     with sqlite3.connect(tmp_path / DB_NAME) as c:
