@@ -312,7 +312,7 @@ class MatrixRunner:
             self.classifier = classifier = with_features(classifier).to(self.device).eval()
             cman = {"id": f"user-{type(getattr(classifier, 'model', classifier)).__name__}"}
             probe_classifier(classifier, spec.dataset, f"the classifier handed in ({cman['id']})")
-            cman["sha256"] = user_model_sha256(classifier)  # weights and plain attributes
+            cman["sha256"] = user_model_sha256(classifier)  # weights, plain attributes and its classes' code
         elif spec.classifier != ZOO:
             self.classifier, self.classifier_plugin = load_plugin(spec.classifier, spec.dataset, self.device)
             cman = {"id": spec.classifier, "sha256": weights_sha256(self.classifier)}
@@ -550,7 +550,6 @@ class MatrixRunner:
         if out.failure is not None:
             self.store.put_failure(out.key, out.label, out.failure)
             self.failed.append((out.label, out.failure))
-
             msg = f"defbench: cell {out.label} failed: {out.failure}; the other cells go on"
             print(msg, file=sys.stderr, flush=True)
             return
