@@ -278,12 +278,10 @@ def check_positive(
             raise DefbenchError(f"{attack.who}: {key} must be a whole number >= 1, got {v!r}")
         attack.params[key] = int(v)
     elif not (number and (v >= 0 if zero else v > 0) and v <= (math.inf if most is None else most)):
-        bound = "[0" if zero else "(0"
-        kind = (
-            (f"a number in {bound}, {most:g}]" if most is not None else "a number >= 0")
-            if zero or most is not None
-            else "a positive number"
-        )
+        if most is not None:
+            kind = f"a number in {'[0' if zero else '(0'}, {most:g}]"
+        else:
+            kind = "a number >= 0" if zero else "a positive number"
         raise DefbenchError(f"{attack.who}: {key} must be {kind}, got {v!r}")
 
 

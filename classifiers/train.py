@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import math
-import time
 import sys
+import time
 from dataclasses import asdict, dataclass
 
 import torch

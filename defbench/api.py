@@ -189,8 +189,8 @@ def evaluate(
     # attack_params are checked as --attack-opt checks them; ε goes to bounded attacks only (the others ignore it)
     table = available_attacks()
     params: dict[str, dict[str, Any]] = {}
+    named = {x.strip().lower(): x for x in attacks}  # attack names are case-insensitive, as everywhere
     for a, opts in (attack_params or {}).items():
-        named = {x.strip().lower(): x for x in attacks}  # attack names are case-insensitive, as everywhere
         a = named.get(str(a).strip().lower(), a)
         if a not in attacks:
             raise DefbenchError(

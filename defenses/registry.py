@@ -45,7 +45,6 @@ _BUILTIN_CLASSES: dict[str, type] = {
     "tvm": TVMinimization,
 }
 ENTRY_POINT_GROUP = "defbench.defenses"
-#: the plugin rules (:mod:`defbench.plugins`; docs/PLUGINS.md)
 
 
 def _alias_key(name: str) -> str:
@@ -54,6 +53,7 @@ def _alias_key(name: str) -> str:
     return {"defensegan": "defensegan", "nodefense": "none", "tv": "tvm", "medianfilter": "median"}.get(key, key)
 
 
+#: the plugin rules (:mod:`defbench.plugins`; docs/PLUGINS.md)
 PLUGINS = PluginKind("defense", ENTRY_POINT_GROUP, Defense, _BUILTIN_CLASSES, lookup_key=_alias_key)
 plugins = PLUGINS.plugins  # the plugin defenses by name
 distribution_of = PLUGINS.distribution_of  # (distribution, version) of a plugin class or instance; None: built-in
@@ -250,23 +250,16 @@ def build_defense(
 
 
 def check_options(name: str, dataset: str = "fmnist", overrides: dict[str, Any] | None = None) -> None:
-    """Every check :func:`build_defense` makes on a built-in defense's options that needs no trained model (names,
-    types, ranges, choices, combinations), for a command to run before any work or file: the same config objects
-    are built and dropped. A plugin's options are its constructor's, checked when the run builds it."""
-    name, inline = split_variant(name)
-    dataset = canonical_name(dataset)
-    overrides = {**(overrides or {}), **inline}
-    if name == "none":
-        if overrides:
-            raise DefbenchError("defense none takes no options")
-    elif name == "median":
-        MedianFilter(shape=SHAPES[dataset], **_kw(overrides, MedianFilter, ("kernel_size",), name))
-    elif name == "tvm":
-        TVMinimization(shape=SHAPES[dataset], **_kw(overrides, TVMinimization, ("weight", "method"), name))
-    elif name == "ride":
-        _apply(RIDEConfig.for_dataset(dataset), overrides, name)
-    elif name in DEFENSES:
-        _apply(PAPER_CONFIGS[name], {k: v for k, v in overrides.items() if k != "gan"}, name)
+    """Every check :func:`build_defense` makes on a built-in defense's options (names, types, ranges, choices,
+    combinations), without a trained model, for a command to run before any work or file: a defense without a GAN
+    prior is built (cheaply) and dropped, a GAN-prior defense's configuration alone is. A plugin's options are
+    its constructor's, checked when the run builds it."""
+    base, inline = split_variant(name)
+    if base in GAN_DEFENSES:
+        opts = {k: v for k, v in {**(overrides or {}), **inline}.items() if k != "gan"}  # the tag: checked by the CLI
+        _apply(PAPER_CONFIGS[base], opts, base)
+    elif base in DEFENSES:
+        build_defense(name, dataset, overrides=overrides)
 
 
 def _kw(overrides: dict, cls: type, allowed: tuple[str, ...], name: str) -> dict:

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import copy
 import math
-import time
 import sys
+import time
 from dataclasses import asdict, dataclass
 
 import torch

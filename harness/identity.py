@@ -91,8 +91,9 @@ def _feed(v, h, seen: dict[int, Any], depth: int) -> None:
         v = v.item()
     if isinstance(v, _SIMPLE):
         return put(type(v).__name__, repr(v))
-    if array_digest(v) is not None:  # a tensor or a numpy array: by its bytes
-        return put(array_digest(v))
+    digest = array_digest(v)  # a tensor or a numpy array: by its bytes (hashed once)
+    if digest is not None:
+        return put(digest)
     if depth > _MAX_DEPTH or isinstance(v, (types.ModuleType, type)) or id(v) in seen:
         return put("name", _name(v))
     seen[id(v)] = v  # kept alive, so that its id is not reused

@@ -263,6 +263,17 @@ def library_versions() -> dict[str, str]:
 _NOT_IN_STREAM = ("results_version", "libraries")
 
 
+def defense_options(name: str, preset: str, overrides: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The options defense ``name`` (a label or variant) is built with, before its variant's own: the quick
+    preset's budgets < the overrides of its base name < those of its label."""
+    base = base_name(name)
+    over = dict(QUICK_DEFENSE_OVERRIDES.get(base, {})) if preset == "quick" else {}
+    over.update(overrides.get(base, {}))
+    if name != base:
+        over.update(overrides.get(name, {}))
+    return over
+
+
 def batch_seed(cell_seed: int, batch: int) -> int:
     """The seed of a cell's batch ``batch`` (its purifications, GAN-aware attack and gradient check derive theirs)."""
     return cell_seed * 100_003 + batch
@@ -344,11 +355,7 @@ class MatrixRunner:
         """The defense (or variant ``name[k=v,...]``): quick-preset budgets < overrides of the base name <
         overrides of the label < the variant's own options."""
         if name not in self._defenses:
-            base = base_name(name)
-            over = dict(QUICK_DEFENSE_OVERRIDES.get(base, {})) if self.spec.preset == "quick" else {}
-            over.update(self.spec.defense_overrides.get(base, {}))
-            if name != base:
-                over.update(self.spec.defense_overrides.get(name, {}))
+            over = defense_options(name, self.spec.preset, self.spec.defense_overrides)
             # build_defense applies the variant's own options last
             self._options[name] = over
             self._defenses[name] = build_defense(

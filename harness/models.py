@@ -145,8 +145,9 @@ def _plain(v: Any, depth: int = 0) -> Any:
         v = v.item()
     if v is None or isinstance(v, (bool, int, float, str)):
         return v
-    if not isinstance(v, torch.nn.Parameter) and array_digest(v) is not None:  # parameters: in the weights
-        return array_digest(v)
+    digest = None if isinstance(v, torch.nn.Parameter) else array_digest(v)  # parameters: in the weights
+    if digest is not None:
+        return digest
     if depth < 4 and isinstance(v, (tuple, list)):
         items = [_plain(x, depth + 1) for x in v]
         return _NOT_PLAIN if _NOT_PLAIN in items else items

@@ -71,6 +71,11 @@ def _readable_failures(path: Path) -> list[tuple]:
         return []
 
 
+def no_store(path: Path) -> DefbenchError:
+    """The error for an OUT that holds no store (a report or a check never creates one)."""
+    return DefbenchError(f"no store {path}; OUT must be the --out dir of a matrix or paper run")
+
+
 def config_hash(config: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
@@ -247,7 +252,7 @@ class Store:
         if readonly:
             self.path = Path(out_dir) / DB_NAME
             if not self.path.is_file():
-                raise DefbenchError(f"no store {self.path}; OUT must be the --out dir of a matrix or paper run")
+                raise no_store(self.path)
         else:
             self.path = ensure_dir(out_dir) / DB_NAME
         try:
@@ -470,7 +475,7 @@ def check_store(out_dir: str | Path) -> StoreCheck:
     never writes the store. A file that is no store at all is a DefbenchError."""
     path = Path(out_dir) / DB_NAME
     if not path.is_file():
-        raise DefbenchError(f"no store {path}; OUT must be the --out dir of a matrix or paper run")
+        raise no_store(path)
     res = StoreCheck(path)
     conn, copy = _open_for_reading(path, res.errors)
     if conn is None:

@@ -270,12 +270,8 @@ def overrides(args, defenses: list[str], dataset: str = "fmnist") -> dict:
                 if opts is not inline:
                     opts[k] = checked
     for d in defenses:  # ranges, choices and combinations, merged as the runner merges them: now, not after
-        base = base_name(d)  # the classifier and GAN have loaded (or trained, for hours) and a store exists
-        merged = dict(harness_matrix.QUICK_DEFENSE_OVERRIDES.get(base, {})) if args.preset == "quick" else {}
-        merged.update(out.get(base, {}))
-        if d != base:
-            merged.update(out.get(d, {}))
-        check_defense_options(d, dataset, merged)
+        # the classifier and GAN have loaded (or trained, for hours) and a store exists
+        check_defense_options(d, dataset, harness_matrix.defense_options(d, args.preset, out))
     return out
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from defbench import DefbenchError
-from defbench.harness.store import DB_NAME, Store, check_dir, check_store, salvage_store
+from defbench.harness.store import Store, check_dir, check_store, salvage_store
 from defbench.reports.html import write_html_report
 from defbench.reports.render import write_reports
 
@@ -64,15 +64,15 @@ def store(args) -> int:
 
 def report(args) -> int:
     """Print the store's tables (rewriting their files) and, with --html, write the HTML page."""
-    if not (Path(args.out) / DB_NAME).is_file():
-        raise DefbenchError(f"no store {Path(args.out) / DB_NAME}; OUT must be the --out dir of a matrix or paper run")
-    if args.html:  # the page's path, checked before any table is printed
-        page = Path(args.html).expanduser()
-        if page.is_dir():
-            raise DefbenchError(f"--html {page} is a directory; give the page's file path, e.g. {page / 'report.html'}")
-        check_dir(page.parent, f"--html {page}: its directory")
     st = Store(args.out, readonly=True)  # a report never writes the store (nor switches its journal mode)
     try:
+        if args.html:  # the page's path, checked before any table is printed
+            page = Path(args.html).expanduser()
+            if page.is_dir():
+                raise DefbenchError(
+                    f"--html {page} is a directory; give the page's file path, e.g. {page / 'report.html'}"
+                )
+            check_dir(page.parent, f"--html {page}: its directory")
         print(write_reports(st, args.out))
         if args.html is not None:
             print(f"HTML report: {write_html_report(st, args.out, args.html or None)}")
