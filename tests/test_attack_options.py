@@ -63,6 +63,24 @@ def test_cli_takes_good_step_sizes_and_counts():
     assert get_attack("pgd", "fmnist", steps=7.0).params["steps"] == 7
 
 
+def test_zero_and_bounds_that_the_range_checks_allow():
+    """The silent twin of the CW, DeepFool and universal range checks at their edges: confidence and overshoot 0
+    (a minimal adversarial), ART's delta 0 and 1, each attacker that takes the L∞ eps; just past each edge fires."""
+    assert get_attack("cw", "fmnist", confidence=0.0).params["confidence"] == 0.0
+    assert get_attack("deepfool", "fmnist", overshoot=0).params["overshoot"] == 0
+    for delta in (0, 1.0):
+        assert get_attack("universal-art", "fmnist", delta=delta).params["delta"] == delta
+    for attacker in ("fgsm", "bim", "pgd"):
+        assert get_attack("universal-art", "fmnist", attacker=attacker).params["attacker"] == attacker
+    for name, kw in (
+        ("cw", {"confidence": -1e-9}),
+        ("deepfool", {"overshoot": -1e-9}),
+        ("universal-art", {"delta": 1.01}),
+    ):
+        with pytest.raises(DefbenchError):
+            get_attack(name, "fmnist", **kw)
+
+
 @pytest.fixture(scope="module")
 def rand_clf():
     """An untrained paper CNN: enough to attack and to evaluate (no training)."""
