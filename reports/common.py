@@ -69,18 +69,18 @@ def how_key(row: Row) -> str:
 
 
 def how_tagger(rows: Iterable[Row]) -> Callable[[Row], str]:
-    """A column tag per row, so that two cells of one attack and seed that differ only in how they ran (the fields
+    """A column tag per row, so that two cells of one attack that differ only in how they ran (the fields
     :func:`attack_key` leaves out: EOT, the G and I a reparameterisation cell differentiates) do not share a table
-    cell, as when a store holds a BPDA rerun at another ``--eot`` or a reparameterisation rerun after the encoder
-    was retrained. In a (defended model, threat) group holding such a pair, each row's tag names the fields that
-    differ there (``EOT=10``, ``G·I 1a2b3c/4d5e6f``: the first hex digits of the checkpoints' sha256); elsewhere
-    the tag is ""."""
-    seen: dict[tuple[Base, str, tuple[str, str], int], Row] = {}
+    cell or a mean over seeds, as when a store holds a BPDA rerun at another ``--eot`` or a reparameterisation
+    rerun after the encoder was retrained, on the same seed or on another one. In a (defended model, threat) group
+    holding such a pair, each row's tag names the fields that differ there (``EOT=10``, ``G·I 1a2b3c/4d5e6f``: the
+    first hex digits of the checkpoints' sha256); elsewhere the tag is ""."""
+    seen: dict[tuple[Base, str, tuple[str, str]], Row] = {}
     differ: dict[tuple[Base, str], set[str]] = {}
     for r in rows:
         if is_clean(r):
             continue
-        key = (base_key(r), r["threat"], attack_key(r), int(r["seed"]))
+        key = (base_key(r), r["threat"], attack_key(r))
         other = seen.setdefault(key, r)
         if other is not r:
             fields = {f for f in _NOT_ATTACK if cfg(r, f) != cfg(other, f)}

@@ -168,6 +168,24 @@ def test_a_rerun_at_another_eot_or_encoder_gets_its_own_column_not_one_of_the_tw
     assert list(robust_accuracy_table([clean, eot10], threat="bpda").columns) == ["defensegan (EOT=10)"]
 
 
+def test_seeds_run_two_ways_are_not_averaged_into_one_cell():
+    """Seed 0 at EOT 1 and seed 1 at EOT 10 (a rerun on another seed) made one column whose "50.0 ± 42.4" averaged
+    two settings; each setting now has its column. Two seeds run the same way stay one column, averaged."""
+    pgd = {**_cfg_of("pgd", 0.3)}
+    cleans = [make_row(frac(10), defense="defensegan", seed=s) for s in (0, 1)]
+
+    def bpda(k, eot, seed):
+        cfg = {**pgd, "eot": eot}
+        return _row(frac(k), "pgd", cfg, defense="defensegan", threat="bpda", seed=seed, extra={"randomized": True})
+
+    split = robust_accuracy_table([*cleans, bpda(8, 1, 0), bpda(2, 10, 1)], threat="bpda")
+    assert split.loc["PGD", "defensegan (EOT=1)"] == "80.0" and split.loc["PGD", "defensegan (EOT=10)"] == "20.0"
+    auc = detection_auc_table([*cleans, bpda(8, 1, 0), bpda(2, 10, 1)])
+    assert {"defensegan (EOT=1)", "defensegan (EOT=10)"} <= set(auc.columns)
+    same = robust_accuracy_table([*cleans, bpda(8, 10, 0), bpda(2, 10, 1)], threat="bpda")
+    assert list(same.columns) == ["defensegan (EOT=10)"] and same.loc["PGD", "defensegan (EOT=10)"] == "50.0 ± 42.4"
+
+
 # --------------------------------------------------------------------------------------------- detection AUC
 
 
