@@ -8,6 +8,7 @@ nothing to plot.
 from __future__ import annotations
 
 import math
+import re
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -16,12 +17,18 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from defbench.metrics import worst_case
+
 from .common import (
     Row,
     accuracy,
+    attack_key,
+    attack_names,
     base_key,
     base_names,
     cfg,
+    correct_mask,
+    how_tagger,
     is_clean,
     is_latent,
     mean_std,
@@ -68,15 +75,52 @@ def _panels(fig: Figure, panels: dict[str, Series], xlabel: str, log_x: bool = F
 
 
 def _add(series: Series, name: str, x: float, seed: int, acc: float) -> None:
-    """Record a point; several configs at the same x keep the strongest (lowest accuracy)."""
+    """Record a point. Each line is one attack configuration (:func:`_variant_names`), so a second value at the
+    same x and seed is a duplicate cell (a rerun of the same configuration): the lower accuracy is kept."""
     cur = series[name][x].get(seed)
     series[name][x][seed] = acc if cur is None or math.isnan(cur) else min(cur, acc)
 
 
-def plot_eps_sweep(rows: Iterable[Row], path: str | Path) -> str | None:
-    """Robust accuracy vs ε per defense, one panel per bounded attack family run at more than one ε.
+def _without(config: dict[str, Any], x: str) -> dict[str, Any]:
+    """An attack config with its swept value ``x`` ("eps" or "alpha") taken out, label and params included."""
+    out = {k: v for k, v in config.items() if k != x}
+    if isinstance(out.get("params"), dict):
+        out["params"] = {k: v for k, v in out["params"].items() if k != x}
+    if x == "alpha" and isinstance(out.get("label"), str):
+        out["label"] = re.sub(r" α=\S+", "", out["label"])
+    return out
 
-    Each line starts at ε = 0 with the clean accuracy; alpha sweeps of universal attacks are left out.
+
+def _variant_names(rows: list[Row], x: str) -> Callable[[Row], str]:
+    """What tells a row's line apart besides its defense, its swept value ``x`` aside: "" where each family ran
+    one configuration one way, else the attack's name among the family's configurations ("PGD steps=10" and
+    "PGD steps=100", "PGD (n=100)" for a subset, "Universal-FGSM ε=0.1") and how it ran ("EOT=10", a G·I),
+    which a line never mixes."""
+    x_free = {id(r): {**r, "attack_config": _without(dict(r.get("attack_config") or {}), x)} for r in rows}
+    names = attack_names(x_free.values())
+    how = how_tagger(x_free.values())
+    configs: dict[str, set[tuple[str, str]]] = defaultdict(set)  # family -> its attack configurations
+    for r in rows:
+        configs[str(cfg(r, "family", r["attack"]))].add(attack_key(x_free[id(r)]))
+
+    def name(r: Row) -> str:
+        x = x_free[id(r)]
+        several = len(configs[str(cfg(r, "family", r["attack"]))]) > 1
+        return ", ".join(p for p in ((names[attack_key(x)] if several else ""), how(x)) if p)
+
+    return name
+
+
+def _line(defense: Callable[[Row], str], variant: Callable[[Row], str], r: Row) -> str:
+    return defense(r) + (f" — {variant(r)}" if variant(r) else "")
+
+
+def eps_sweep_panels(rows: Iterable[Row]) -> dict[str, Series]:
+    """The points of :func:`plot_eps_sweep`: panel (attack family) -> line -> ε -> seed -> accuracy.
+
+    A line is one defense under one attack configuration: a family run in several configurations (PGD at 10 and
+    100 steps, BPDA at EOT 1 and 10, a subset of the images) gets a line per configuration, named by what
+    differs. Each line starts at ε = 0 with the clean accuracy over the images its attack cells ran on.
     """
     rows = list(rows)
     attacks = [
@@ -93,37 +137,51 @@ def plot_eps_sweep(rows: Iterable[Row], path: str | Path) -> str | None:
     for r in attacks:
         eps_of[family(r)].add(float(cfg(r, "eps")))
     families = [f for f in ordered_unique(family(r) for r in attacks) if len(eps_of[f]) > 1]
-    if not families:
-        return None
-    line = _line_names(attacks)
-    clean = {(base_key(r), int(r["seed"])): accuracy(r) for r in rows if is_clean(r)}
+    defense, variant = _line_names(attacks), _variant_names(attacks, "eps")
+    clean = {(base_key(r), int(r["seed"])): r for r in rows if is_clean(r)}
     panels: dict[str, Series] = {}
     for fam in families:
         series: Series = defaultdict(lambda: defaultdict(dict))
-        for r in sorted(
-            (r for r in attacks if family(r) == fam),
-            key=lambda r: threat_sort_key(r["threat"]),
-        ):
-            _add(series, line(r), float(cfg(r, "eps")), int(r["seed"]), accuracy(r))
-            if (base_key(r), int(r["seed"])) in clean:
-                series[line(r)][0.0][int(r["seed"])] = clean[(base_key(r), int(r["seed"]))]
+        for r in sorted((r for r in attacks if family(r) == fam), key=lambda r: threat_sort_key(r["threat"])):
+            line = _line(defense, variant, r)
+            _add(series, line, float(cfg(r, "eps")), int(r["seed"]), accuracy(r))
+            c = clean.get((base_key(r), int(r["seed"])))
+            if c is not None:  # over the attack's images: a subset's line starts at the subset's clean accuracy
+                on_its_images = [(r["indices"], [True] * len(r["indices"])), (c["indices"], correct_mask(c))]
+                series[line][0.0][int(r["seed"])] = worst_case(on_its_images)[0]
         panels[fam] = series
+    return panels
+
+
+def plot_eps_sweep(rows: Iterable[Row], path: str | Path) -> str | None:
+    """Robust accuracy vs ε per defense and attack configuration (:func:`eps_sweep_panels`), one panel per
+    bounded attack family run at more than one ε; alpha sweeps of universal attacks are left out."""
+    panels = eps_sweep_panels(rows)
+    if not panels:
+        return None
     fig = Figure(figsize=(4.5 * len(panels), 3.8))
     _panels(fig, panels, "ε")
     return _save(fig, path)
 
 
-def plot_alpha_sweep(rows: Iterable[Row], path: str | Path) -> str | None:
-    """Accuracy vs α for universal attacks (attack_config alpha not null), one line per defense, one panel per
-    attack family."""
+def alpha_sweep_panels(rows: Iterable[Row]) -> dict[str, Series]:
+    """The points of :func:`plot_alpha_sweep`: panel (universal attack family) -> line -> α -> seed -> accuracy,
+    a line per defense and attack configuration (two universal ε's, two image subsets: two lines)."""
     attacks = [r for r in rows if not is_clean(r) and cfg(r, "alpha") is not None]
-    if not attacks:
-        return None
-    line = _line_names(attacks)
+    defense, variant = _line_names(attacks), _variant_names(attacks, "alpha")
     panels: dict[str, Series] = {}
     for r in sorted(attacks, key=lambda r: threat_sort_key(r["threat"])):
         series = panels.setdefault(str(cfg(r, "family", r["attack"])), defaultdict(lambda: defaultdict(dict)))
-        _add(series, line(r), float(cfg(r, "alpha")), int(r["seed"]), accuracy(r))
+        _add(series, _line(defense, variant, r), float(cfg(r, "alpha")), int(r["seed"]), accuracy(r))
+    return panels
+
+
+def plot_alpha_sweep(rows: Iterable[Row], path: str | Path) -> str | None:
+    """Accuracy vs α for universal attacks (attack_config alpha not null), one line per defense and attack
+    configuration (:func:`alpha_sweep_panels`), one panel per attack family."""
+    panels = alpha_sweep_panels(rows)
+    if not panels:
+        return None
     fig = Figure(figsize=(4.5 * len(panels), 3.8))
     _panels(fig, panels, "α")
     return _save(fig, path)

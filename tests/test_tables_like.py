@@ -243,3 +243,45 @@ def test_attack_cfg_helper_rows_still_group():
     """Hand-built rows without a real config keep working (one row per attack)."""
     rows = [make_row(frac(10)), make_row(frac(4), attack="pgd", cfg=attack_cfg("PGD", "pgd"))]
     assert list(robust_accuracy_table(rows).index) == ["clean", "PGD", "worst case"]
+
+
+def test_the_eps_and_alpha_sweeps_draw_a_line_per_attack_configuration():
+    """Each x kept the strongest of the configurations run there, in one line under the defense's name: PGD at 10
+    and 100 steps, BPDA at EOT 1 and 10 or two universal ε's became one curve mixing them, and a subset's line
+    (--n-threat) started at the clean accuracy over all the images. Each configuration is a line of its own now,
+    named by what differs, starting at the clean accuracy over its own images; one configuration, one line named
+    by the defense alone."""
+    from defbench.reports.plots import alpha_sweep_panels, eps_sweep_panels
+
+    clean = make_row(frac(10), defense="none")
+    two_halves = make_row([True] * 5 + [False] * 5, defense="none")
+    pgd = {e: {s: _cfg_of("pgd", e, steps=s) for s in (10, 100)} for e in (0.1, 0.3)}
+    steps = [_row(frac(k), "pgd", pgd[e][s], defense="none") for e, s, k in ((0.1, 10, 6), (0.3, 10, 4))]
+    steps += [_row(frac(k), "pgd", pgd[e][100], defense="none") for e, k in ((0.1, 3), (0.3, 1))]
+    panel = eps_sweep_panels([clean, *steps])["pgd"]
+    assert {n: {x: p[0] for x, p in pts.items()} for n, pts in panel.items()} == {
+        "none — PGD steps=10": {0.0: 1.0, 0.1: 0.6, 0.3: 0.4},
+        "none — PGD steps=100": {0.0: 1.0, 0.1: 0.3, 0.3: 0.1},
+    }
+    eot = [
+        _row(frac(k), "pgd", {**pgd[e][10], "eot": t}, defense="none", threat="bpda")
+        for e, t, k in ((0.1, 1, 7), (0.3, 1, 5), (0.1, 10, 2), (0.3, 10, 1))
+    ]
+    assert set(eps_sweep_panels([clean, *eot])["pgd"]) == {"none — EOT=1", "none — EOT=10"}
+    sub = {**pgd[0.1][10], "n_images": 5, "label": "PGD (n=5)"}
+    subset = [_row(frac(4, 5), "pgd", {**sub, "eps": e}, defense="none", indices=list(range(5))) for e in (0.1, 0.3)]
+    both = eps_sweep_panels([two_halves, *subset, *steps[:2]])["pgd"]
+    assert both["none — PGD (n=5)"][0.0][0] == 1.0 and both["none — PGD"][0.0][0] == 0.5
+    one = eps_sweep_panels([clean, *steps[:2]])["pgd"]  # the silent twin: one configuration
+    assert list(one) == ["none"] and one["none"][0.0][0] == 1.0
+    uni = {e: {a: _cfg_of("universal-fgsm", e, alpha=a) for a in (1.0, 2.0)} for e in (0.1, 0.3)}
+    rows = [
+        _row(frac(k), "universal-fgsm", uni[e][a], defense="none")
+        for e, a, k in ((0.1, 1.0, 9), (0.1, 2.0, 8), (0.3, 1.0, 5), (0.3, 2.0, 2))
+    ]
+    panel = alpha_sweep_panels(rows)["universal-fgsm"]
+    assert {n: {x: p[0] for x, p in pts.items()} for n, pts in panel.items()} == {
+        "none — Universal-FGSM ε=0.1": {1.0: 0.9, 2.0: 0.8},
+        "none — Universal-FGSM ε=0.3": {1.0: 0.5, 2.0: 0.2},
+    }
+    assert list(alpha_sweep_panels(rows[:2])["universal-fgsm"]) == ["none"]
