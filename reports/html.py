@@ -45,7 +45,7 @@ from .common import (
     is_clean,
     threat_sort_key,
 )
-from .paper import NO_CI, _fmt, _verdict
+from .paper import NO_CI, _fmt, _verdict, match_rule, n_note, preset_warning
 from .plots import plot_alpha_sweep, plot_eps_sweep
 from .render import _header, failed_cells
 from .sanity import sanity_flags
@@ -71,6 +71,7 @@ td.missing { color: #999; } td.yes { color: #1a7f37; } td.no { color: #b42318; }
 ul.notes { font-size: .85em; color: #444; } ul.flags li { margin: .2em 0; }
 p.meta { color: #444; } figure { margin: 1em 0; } figcaption { font-size: .9em; color: #333; }
 img.plot { max-width: 100%; border: 1px solid #eee; }
+p.warn { color: #9a6700; font-weight: bold; }
 table.grid { border-collapse: collapse; } table.grid td, table.grid th { padding: 2px 6px; text-align: center;
   font-size: .8em; vertical-align: top; } table.grid th.rowname { text-align: right; font-weight: normal; }
 table.grid img { image-rendering: pixelated; display: block; margin: 0 auto; border: 1px solid #ddd; }
@@ -189,11 +190,16 @@ def paper_html(table_id: str, df: pd.DataFrame, out_dir: str | Path) -> str:
     ]
     if spec is not None:
         meta.insert(0, f"source: {spec.source}")
-    parts.append(
-        f'<p class="meta">{_e("; ".join(str(m) for m in meta))}; delta = ours − paper; 95% CI of ours; '
-        "match: |delta| within tolerance (yes), else the paper's value inside our CI (in CI) or not "
-        "(no).</p>"
+    rule = (
+        match_rule(spec)
+        if spec is not None
+        else "delta = ours − paper; 95% CI of ours; match: |delta| within tolerance (yes), else the paper's value "
+        "inside our CI (in CI) or not (no)."
     )
+    parts.append(f'<p class="meta">{_e("; ".join(str(m) for m in meta))}; {_e(rule)}</p>')
+    warning = preset_warning(str(first.get("preset", "paper")))
+    if warning:
+        parts.append(f'<p class="warn">{_e(warning)}</p>')
     head = "".join(
         f'<th scope="col">{h}</th>' for h in ("row", "column", "paper", "ours", "95% CI", "delta", "match", "n", "note")
     )
@@ -232,8 +238,18 @@ def paper_html(table_id: str, df: pd.DataFrame, out_dir: str | Path) -> str:
         f'<table class="num paper" data-title="paper: {_e(table_id)}"><thead><tr>{head}</tr></thead>'
         f"<tbody>{''.join(body)}</tbody></table>"
     )
-    if spec is not None:
-        parts.append(_notes(spec.notes))
+    notes = []
+    if spec is not None:  # the Markdown report's notes: what our n means, mean |delta|, the spec's notes
+        n_max = df["n"].dropna().max() if df["n"].notna().any() else None
+        subset = sorted({str(t) for t, n in zip(df.get("threat", []), df["n"]) if _none(n) is not None and n < n_max})
+        images = first.get("images_per_cell")
+        note = n_note(spec, int(images), df, subset) if _none(images) is not None else ""
+        notes += [note] if note else []
+    deltas = [abs(float(d)) for d in df["delta"] if _none(d) is not None]
+    if deltas:
+        digits = 4 if spec is not None and spec.metric == "auc" else 1
+        notes.append(f"{len(deltas)} cells with a paper value; mean |delta| {np.mean(deltas):.{digits}f}.")
+    parts.append(_notes(notes + (list(spec.notes) if spec is not None else [])))
     png = Path(out_dir) / f"{table_id}.png"
     if png.is_file():
         parts.append(_figure(png.read_bytes(), f"{table_id}: ours vs the paper"))

@@ -232,13 +232,68 @@ def is_anomaly_table(t) -> bool:
     return metrics == {"anomaly-auc"}
 
 
+def match_rule(t) -> str:
+    """How a paper cell is compared with ours: the delta, the interval's method and the match rule."""
+    tol = MATCH_TOLERANCE["auc" if t.metric != "accuracy" else "accuracy"]
+    method = (
+        "Wilson interval of our accuracy over its n"
+        if t.metric == "accuracy"
+        else "Hanley–McNeil interval of our AUC, none at AUC 0 or 1 (accuracy cells: Wilson)"
+    )
+    return (
+        f"delta = ours − paper; 95% CI: {method}; match: |delta| <= {tol:g} (yes), else whether the paper's value "
+        f"lies in our CI (in CI) or not (no; {NO_CI} where the cell has no interval)."
+    )
+
+
+def preset_warning(preset: str) -> str:
+    """The warning a run of another preset than the paper's carries, or ""."""
+    if preset == "paper":
+        return ""
+    return (
+        f"⚠ Preset {preset}: smoke-test budgets (the attacks' and defenses' quick settings), not the paper's; the "
+        "setting notes below describe the paper preset, and the match column compares a smoke test with the "
+        "paper. Run with --preset paper for a comparison."
+    )
+
+
+def n_note(t, n: int, df: pd.DataFrame, subset_threats: list[str]) -> str:
+    """What our n images per cell (fewer than the paper's, or the paper's unstated) mean for the comparison: the
+    half-width of an accuracy's interval, or how the AUC is read; "" at the paper's n or more."""
+    if t.n is not None and n >= t.n:
+        return ""
+    ns = (sorted({int(v) for v in df["n"].dropna()}, reverse=True) if len(df) else []) or [n]
+    ref = f"fewer than the paper's {t.n}" if t.n else "the paper does not state its n"
+    per = f"n = {ns[0]} images per cell" + (
+        f" ({', '.join(map(str, ns[1:]))} in the {'/'.join(subset_threats)} cells)" if ns[1:] else ""
+    )
+    if t.metric == "accuracy":
+        widths = " / ".join(f"±{binomial_half_width(k):.1f} at n = {k}" for k in ns)
+        at_paper = f"; ±{binomial_half_width(t.n):.1f} at the paper's n = {t.n}" if t.n else ""
+        return (
+            f"{per} ({ref}): the binomial 95% interval of an accuracy has half-width up to {widths} points "
+            f"(p = 0.5){at_paper}."
+        )
+    if is_anomaly_table(t):
+        return (
+            f"{per} ({ref}). Anomaly AUC: the projection errors of the left-out class's images (positives) against "
+            "those of the other classes (negatives), over all n images of a cell."
+        )
+    return (
+        f"{per} ({ref}). Detection AUC as InvGAN's code computes the paper's (plots/plot_ROC.py): every clean image "
+        "(negatives) against every attacked image (positives), whether the classifier got the image right or the "
+        f"attack succeeded. The note gives the {SUCCESS_PROTOCOL} beside it (defbench's reading, not InvGAN's: the "
+        "correctly classified clean images against the successful adversarial examples made from them), with its "
+        "interval and counts."
+    )
+
+
 def to_markdown(run: PaperRun, df: pd.DataFrame) -> str:
     t = run.table
     anomaly = is_anomaly_table(t)
     unit = "accuracy in %" if t.metric == "accuracy" else "anomaly ROC AUC" if anomaly else "detection ROC AUC"
     seeds = ", ".join(map(str, run.seeds))
     fewer = "".join(f" ({th} cells: a seeded subset of {k})" for th, k in sorted(run.threat_n.items()))
-    tol = MATCH_TOLERANCE["auc" if t.metric != "accuracy" else "accuracy"]
     names = ordered_unique(str(r["classifier"]) for r in run.rows.values() if r.get("classifier"))
     classifier = f", classifier {', '.join(names)}" if names else ""
     parts = [
@@ -251,23 +306,11 @@ def to_markdown(run: PaperRun, df: pd.DataFrame) -> str:
         f"{f' (the spec: {t.batch_size}; n is smaller)' if run.n < t.batch_size else ''}, "
         f"seed{'s' if len(run.seeds) > 1 else ''} "
         f"{seeds}, {t.eval_repeats} purification{'s' if t.eval_repeats > 1 else ''} per image, device "
-        f"{run.device}{classifier}; {unit}; delta = ours − paper; 95% CI: "
-        + (
-            "Wilson interval of our accuracy over its n; "
-            if t.metric == "accuracy"
-            else "Hanley–McNeil interval of our AUC, none at AUC 0 or 1 (accuracy cells: Wilson); "
-        )
-        + f"match: |delta| <= {tol:g} (yes), else whether the paper's value lies in our CI (in CI) or not (no; "
-        f"{NO_CI} where the cell has no interval).",
+        f"{run.device}{classifier}; {unit}; {match_rule(t)}",
         "",
     ]
-    if run.preset != "paper":
-        parts += [
-            f"⚠ Preset {run.preset}: smoke-test budgets (the attacks' and defenses' quick settings), not the "
-            "paper's; the setting notes below describe the paper preset, and the match column compares a smoke "
-            "test with the paper. Run with --preset paper for a comparison.",
-            "",
-        ]
+    if preset_warning(run.preset):
+        parts += [preset_warning(run.preset), ""]
     body = []
     for r in df.itertuples(index=False):
         metric = "auc" if "auc" in str(r.metric) else "accuracy"
@@ -286,33 +329,8 @@ def to_markdown(run: PaperRun, df: pd.DataFrame) -> str:
         )
     header = ["row", "column", "paper", "ours", "95% CI", "delta", "match", "n", "note"]
     parts += [markdown_table(pd.DataFrame(body, columns=header)), ""]
-    measured = sorted({int(v) for v in df["n"].dropna()}, reverse=True) if len(df) else []
-    ns = measured or [run.n]
-    if t.n is None or run.n < t.n:
-        ref = f"fewer than the paper's {t.n}" if t.n else "the paper does not state its n"
-        per = f"n = {ns[0]} images per cell" + (
-            f" ({', '.join(map(str, ns[1:]))} in the {'/'.join(sorted(run.threat_n))} cells)" if ns[1:] else ""
-        )
-        if t.metric == "accuracy":
-            widths = " / ".join(f"±{binomial_half_width(k):.1f} at n = {k}" for k in ns)
-            at_paper = f"; ±{binomial_half_width(t.n):.1f} at the paper's n = {t.n}" if t.n else ""
-            parts.append(
-                f"- {per} ({ref}): the binomial 95% interval of an accuracy has half-width up to "
-                f"{widths} points (p = 0.5){at_paper}."
-            )
-        elif anomaly:
-            parts.append(
-                f"- {per} ({ref}). Anomaly AUC: the projection errors of the left-out class's images (positives) "
-                "against those of the other classes (negatives), over all n images of a cell."
-            )
-        else:
-            parts.append(
-                f"- {per} ({ref}). Detection AUC as InvGAN's code computes the paper's (plots/plot_ROC.py): every "
-                "clean image (negatives) against every attacked image (positives), whether the classifier got the "
-                f"image right or the attack succeeded. The note gives the {SUCCESS_PROTOCOL} beside it (defbench's "
-                "reading, not InvGAN's: the correctly classified clean images against the successful adversarial "
-                "examples made from them), with its interval and counts."
-            )
+    note = n_note(t, run.n, df, sorted(run.threat_n))
+    parts += [f"- {note}"] if note else []
     deltas = [abs(v) for v in df["delta"].dropna()] if len(df) else []
     if deltas:
         digits = 4 if t.metric == "auc" else 1

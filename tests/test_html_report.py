@@ -5,6 +5,7 @@ loads in a real headless browser (Debian's chromium + chromedriver through selen
 from __future__ import annotations
 
 import base64
+import html
 import io
 import math
 import random
@@ -439,7 +440,7 @@ def test_page_says_none_fired_for_a_sound_run(tmp_path):
     assert "<p>None fired.</p>" in section and "⚠" not in section and "<li>" not in section
 
 
-def _paper_run(tmp_path):
+def _paper_run(tmp_path, preset="quick"):
     """A synthetic run of a paper table (the rows of every cell it needs), reported as `paper run` does."""
     from defbench.harness.papers import TABLES, PaperRun
     from defbench.reports.paper import write_paper_report
@@ -447,7 +448,7 @@ def _paper_run(tmp_path):
     table = TABLES["mimicgan-fig5b"]
     rng = random.Random(1)
     rows = {}
-    for c in table.needed_cells((0,), "quick"):
+    for c in table.needed_cells((0,), preset):
         labels = [rng.randrange(10) for _ in range(20)]
         rows[c] = stored(
             c,
@@ -460,9 +461,37 @@ def _paper_run(tmp_path):
                 "extra": {"projection_error": [rng.random() for _ in labels]},
             },
         )
-    run = PaperRun(table, "quick", 20, (0,), "cpu", str(tmp_path), rows)
+    run = PaperRun(table, preset, 20, (0,), "cpu", str(tmp_path), rows)
     write_paper_report(run, tmp_path)
     return table
+
+
+@pytest.mark.parametrize("preset", ["quick", "paper"])
+def test_paper_section_carries_the_markdown_reports_caveats(tmp_path, preset):
+    """The page's paper-vs-ours section dropped what the Markdown report says beside the same table: the quick
+    preset's warning (a smoke test compared with the paper), the interval's method, the match tolerance, what n =
+    20 against the paper's n means, and mean |delta|. Each line of the Markdown's setting and notes is on the page
+    now; a paper-preset run has no warning on either."""
+    from defbench.reports.html import write_html_report
+
+    out = tmp_path / "paper"
+    synthetic_store(out, [("mimicgan", "none", None, 0.8)])
+    table = _paper_run(out, preset)
+    md = (out / f"{table.id}.md").read_text(encoding="utf-8")
+    store = Store(out)
+    page = html.unescape(write_html_report(store, out).read_text(encoding="utf-8"))
+    store.close()
+    section = page[page.index(f"<h3>{table.id}") :]
+    for piece in (
+        "Wilson interval of our accuracy over its n",
+        "|delta| <= 5 (yes)",
+        "n = 20 images per cell",
+        "half-width up to ±21.9 at n = 20 points",
+        "mean |delta|",
+    ):
+        assert piece in md and piece in section, piece
+    warned = "⚠ Preset quick: smoke-test budgets"
+    assert (warned in md, warned in section) == ((True, True) if preset == "quick" else (False, False))
 
 
 def test_paper_vs_ours_with_deltas_and_intervals(tmp_path):
