@@ -6,6 +6,7 @@ a package defbench does not depend on.
 
 from __future__ import annotations
 
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,8 @@ from .plots import plot_alpha_sweep, plot_eps_sweep
 from .sanity import sanity_section
 from .tables import detection_auc_table, robust_accuracy_table, to_markdown
 
-_LATEX_ESCAPES = {
+#: LaTeX's specials in text mode
+_LATEX_SPECIALS = {
     "\\": r"\textbackslash{}",
     "&": r"\&",
     "%": r"\%",
@@ -27,30 +29,74 @@ _LATEX_ESCAPES = {
     "}": r"\}",
     "~": r"\textasciitilde{}",
     "^": r"\textasciicircum{}",
-    "±": r"$\pm$",
-    "—": "--",
-    "–": "--",
-    "ε": r"$\varepsilon$",
-    "α": r"$\alpha$",
-    "→": r"$\to$",
-    "‖": r"$\|$",
-    "Φ": r"$\Phi$",
-    "−": "-",
-    "x̂": r"$\hat{x}$",
 }
+#: the non-ASCII symbols the tables and notes use: text-mode replacements, then math-mode ones
+_LATEX_TEXT = {"—": "---", "–": "--", "−": "-", "§": r"\S{}", "…": r"\ldots{}", "⚠": "(!)", "†": r"\dag{}"}
+_LATEX_MATH = {
+    "±": r"\pm",
+    "→": r"\to",
+    "↦": r"\mapsto",
+    "‖": r"\|",
+    "ℓ": r"\ell",
+    "∞": r"\infty",
+    "∘": r"\circ",
+    "·": r"\cdot",
+    "≈": r"\approx",
+    "×": r"\times",
+    "√": r"\surd",
+    "∈": r"\in",
+    "∇": r"\nabla",
+    "≤": r"\le",
+    "≥": r"\ge",
+    "²": "^{2}",
+    "₁": "_{1}",
+    "₂": "_{2}",
+    "ᵢ": "_{i}",
+    "ₓ": "_{x}",
+}
+_LATEX_ACCENTS = {"\u0302": r"\hat", "\u0303": r"\tilde"}  # combining: x̂, x̃
+#: Greek capitals that LaTeX has a command for, and the others, which are Latin letters (Α is A)
+_GREEK_AS_LATIN = {"Alpha": "A", "Beta": "B", "Epsilon": "E", "Zeta": "Z", "Eta": "H", "Iota": "I", "Kappa": "K"}
+_GREEK_AS_LATIN |= {"Mu": "M", "Nu": "N", "Omicron": "O", "Rho": "P", "Tau": "T", "Chi": "X"}
+_GREEK_CAPITALS = {"Gamma", "Delta", "Theta", "Lambda", "Xi", "Pi", "Sigma", "Upsilon", "Phi", "Psi", "Omega"}
+
+
+def _latex_math(ch: str) -> str | None:
+    """The math-mode command of a non-ASCII symbol or Greek letter, or None."""
+    if ch in _LATEX_MATH:
+        return _LATEX_MATH[ch]
+    name = unicodedata.name(ch, "")
+    for case, prefix in (("small", "GREEK SMALL LETTER "), ("capital", "GREEK CAPITAL LETTER ")):
+        if name.startswith(prefix) and " " not in name[len(prefix) :]:
+            letter = name[len(prefix) :].capitalize().replace("Lamda", "Lambda")
+            if case == "small":
+                return {"Epsilon": r"\varepsilon", "Omicron": "o"}.get(letter, "\\" + letter.lower())
+            return "\\" + letter if letter in _GREEK_CAPITALS else _GREEK_AS_LATIN.get(letter, "?")
+    return None
 
 
 def latex_escape(text: Any) -> str:
-    """Escape LaTeX specials and map the few non-ASCII symbols the tables use to math mode."""
-    s = str(text)
-    out, i = [], 0
-    while i < len(s):
-        if s[i : i + 2] in _LATEX_ESCAPES:
-            out.append(_LATEX_ESCAPES[s[i : i + 2]])
-            i += 2
-            continue
-        out.append(_LATEX_ESCAPES.get(s[i], s[i]))
-        i += 1
+    """Text as pdflatex reads it: LaTeX's specials escaped, the symbols the tables use mapped (Greek letters and
+    math symbols to math mode, dashes and § to text), and any other non-ASCII character spelled as its ASCII
+    base letter or, where it has none, as ``[U+XXXX]``: the output is ASCII."""
+    s = unicodedata.normalize("NFC", str(text))
+    out = []
+    for i, ch in enumerate(s):
+        if ch in _LATEX_ACCENTS:
+            continue  # taken with the character before it
+        accent = _LATEX_ACCENTS.get(s[i + 1]) if i + 1 < len(s) else None
+        inner = (ch if ch.isascii() and ch.isalnum() else _latex_math(ch)) if accent else None
+        if inner is not None:
+            out.append(f"${accent}{{{inner}}}$")
+        elif ch.isascii():
+            out.append(_LATEX_SPECIALS.get(ch, ch))
+        elif ch in _LATEX_TEXT:
+            out.append(_LATEX_TEXT[ch])
+        elif (math := _latex_math(ch)) is not None:
+            out.append(f"${math}$")
+        else:
+            base = unicodedata.normalize("NFKD", ch).encode("ascii", "ignore").decode()
+            out.append(latex_escape(base) if base else f"[U+{ord(ch):04X}]")
     return "".join(out)
 
 

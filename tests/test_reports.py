@@ -494,3 +494,35 @@ def test_attacks_on_a_subset_of_the_clean_images():
     df = robust_accuracy_table([clean, sub], threat="bpda")
     assert df.attrs["mean"]["invgan"]["worst case"] == pytest.approx(0.5)  # images 0, 1 only, not 4 of 6
     assert "different images" in " ".join(df.attrs["notes"])
+
+
+def test_latex_is_ascii_with_the_symbols_mapped():
+    """LaTeX output held ℓ, ∞, ∈, γ, ·, x̃ ... as they are (pdflatex stops at the first with 'Unicode character not
+    set up'): every non-ASCII character that defbench's sources use, in a table's index, columns, cells or notes,
+    is mapped to ASCII LaTeX; an ASCII text keeps its letters, only LaTeX's specials escaped."""
+    import pathlib
+
+    import pandas as pd
+
+    from defbench.reports.render import latex_escape
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    used = {
+        ch
+        for d in ("reports", "harness", "attacks", "defenses", "classifiers", "defbench")
+        for p in (root / d).glob("*.py")
+        for ch in p.read_text(encoding="utf-8")
+        if not ch.isascii()
+    }
+    assert {"ℓ", "∞", "∈", "γ", "·", "ε", "±"} <= used
+    for ch in sorted(used):
+        assert latex_escape(f"a{ch}b").isascii(), ch
+    assert latex_escape("ℓ∞ ε ∈ {0.1, 0.3}") == r"$\ell$$\infty$ $\varepsilon$ $\in$ \{0.1, 0.3\}"
+    assert latex_escape("‖Φ(x) − Φ(x̂)‖₂") == r"$\|$$\Phi$(x) - $\Phi$($\hat{x}$)$\|$$_{2}$"
+    assert latex_escape("Α ω ☃ naïve") == r"$A$ $\omega$ [U+2603] naive"
+    plain = "PGD steps=10 (graybox) 12.5 +/- 3"
+    assert latex_escape(plain) == plain and latex_escape("a_b & 5% #1") == r"a\_b \& 5\% \#1"
+    df = pd.DataFrame({"invgan (ℓ∞, EOT=10)": ["50.0 ± 1.0"]}, index=["PGD ε ∈ {0.3}"])
+    df.attrs["notes"] = ["γg · ‖x − G(z)‖² ≈ 0 → x̃"]
+    tex = to_latex(df, caption="ℓ₂ ≤ 0.5")
+    assert tex.isascii() and r"\ell" in tex and r"$\tilde{x}$" in tex
