@@ -87,6 +87,17 @@ M = ["matrix", "--no-progress", "--preset", "quick"]
         (["--n-threat", "bpda=x"], "must look like THREAT=N"),
         (["--n-threat", "=5"], "must look like THREAT=N"),
         (["--threat", "graybox", "--n-threat", "bpda=5"], "threat bpda is not in this run"),
+        # flags the run would ignore (said, not dropped)
+        (["--threat", "graybox,reparam", "--eot", "10"], "this run has no bpda threat (graybox, reparam)"),
+        (["--attacks", "deepfool,cw", "--eps", "0.1"], "none of this run's attacks (deepfool, cw) takes an ε"),
+        (
+            ["--defense", "median", "--defense-opt", "kernel_size=3", "--defense-opt", "median:kernel_size=5"],
+            "set median's kernel_size twice",
+        ),
+        (
+            ["--attacks", "pgd", "--attack-opt", "pgd:steps=3", "--attack-opt", "PGD:steps=7"],
+            "sets pgd's steps twice (3 and 7)",
+        ),
         # eps outside (0, 1]
         (["--eps", "0"], "--eps must be in (0, 1]"),
         (["--eps", "-0.1"], "outside [0, 1]"),
@@ -191,6 +202,31 @@ def test_defense_config_file_errors(no_work, tmp_path):
     refused(M + ["--defense", "median", "--defense-config", str(bad)], "is not UTF-8 text")
     refused(M + ["--defense", "median", "--defense-config", str(tmp_path / "missing.json")], "file not found")
     refused(M + ["--defense", "median", "--defense-config", str(tmp_path)], "is a directory")
+
+
+def test_flags_the_run_uses_are_accepted_where_their_twins_are_refused(no_work, tmp_path, monkeypatch):
+    """The silent twins of the refusals of flags a run would ignore: --eot with a bpda threat, --eps with one
+    bounded attack among unbounded ones, an option repeated with the same value."""
+    from defbench.harness import matrix
+
+    seen = {}
+
+    class Capture:
+        def __init__(self, spec, store=None):
+            seen["spec"] = spec.validate()
+            raise Reached()
+
+    monkeypatch.setattr(matrix, "MatrixRunner", Capture)
+    out = ["--out", str(tmp_path / "o")]
+    assert run(M + out + ["--threat", "graybox,bpda", "--eot", "3"])[0] is None and seen["spec"].eot == 3
+    assert run(M + out + ["--attacks", "deepfool,fgsm", "--eps", "0.1,0.2"])[0] is None
+    assert [(a.name, a.eps) for a in seen["spec"].attacks] == [("deepfool", None), ("fgsm", 0.1), ("fgsm", 0.2)]
+    twice = ["--defense", "median", "--defense-opt", "kernel_size=5", "--defense-opt", "median:kernel_size=5"]
+    assert (
+        run(M + out + twice + ["--attacks", "pgd", "--attack-opt", "pgd:steps=3", "--attack-opt", "pgd:steps=3"])[0]
+        is None
+    )
+    assert seen["spec"].defense_overrides == {"median": {"kernel_size": 5}}
 
 
 def test_accepted_forms_reach_the_runner(no_work, tmp_path, monkeypatch):

@@ -149,6 +149,11 @@ def run(args) -> int:
     threats = list(dict.fromkeys(check_threat(t) for t in csv_list(args.threat)))
     n = args.n if args.n is not None else (100 if args.preset == "quick" else 500)
     repeats = args.eval_repeats if args.eval_repeats is not None else (1 if args.preset == "quick" else 3)
+    if args.eot is not None and "bpda" not in threats:
+        raise DefbenchError(
+            f"--eot {args.eot}: EOT averages BPDA gradients and this run has no bpda threat ({', '.join(threats)}); "
+            "add --threat bpda or drop --eot"
+        )
     threat_n = {check_threat(t): k for t, k in parse_threat_n(args.n_threat).items()}
     for t, k in threat_n.items():
         if t not in threats:
@@ -236,6 +241,7 @@ def overrides(args, defenses: list[str], dataset: str = "fmnist") -> dict:
                 raise DefbenchError(f"{where}: entry {name!r} must map option names to values")
             out.setdefault(target(name, where), {}).update(kv)
     configurable = [d for d in defenses if base_name(d) != "none"]
+    from_opts: dict[tuple[str, str], tuple[str, object]] = {}  # (defense, key) -> the --defense-opt that set it
     for opt in args.defense_opt:
         tgt, kv = split_target(opt)
         k, v = key_value(kv, "--defense-opt", opt)
@@ -251,7 +257,12 @@ def overrides(args, defenses: list[str], dataset: str = "fmnist") -> dict:
                     f"({', '.join(bases)}); write DEFENSE:{kv.strip()}"
                 )
             name = bases[0]
-        out.setdefault(name, {})[k] = v
+        if (name, k) in from_opts and from_opts[(name, k)][1] != v:
+            raise DefbenchError(
+                f"--defense-opt {from_opts[(name, k)][0]} and --defense-opt {opt} set {name}'s {k} twice; give it once"
+            )
+        from_opts[(name, k)] = (opt, v)
+        out.setdefault(name, {})[k] = v  # over --defense-config's value: the command line wins
     for d in defenses:  # every option that reaches a defense, variants' own included
         base, inline = split_variant(d)
         fields = defense_fields(base, dataset)
@@ -306,12 +317,20 @@ def attack_specs(args, dataset: str) -> tuple[AttackSpec, ...]:
                 f"({', '.join(names) or 'no attacks'}); add it to --attacks or drop the option"
             )
         k, v = key_value(kv, "--attack-opt", opt)
-        params.setdefault(a, {})[k] = check_option(a, k, v, f"--attack-opt {a}:{k}")
+        v = check_option(a, k, v, f"--attack-opt {a}:{k}")
+        if k in params.get(a, {}) and params[a][k] != v:
+            raise DefbenchError(f"--attack-opt sets {a}'s {k} twice ({params[a][k]!r} and {v!r}); give it once")
+        params.setdefault(a, {})[k] = v
     for a, opts in params.items():
         get_attack(a, dataset, **opts)  # the attack's own checks (a positive step size, ...): now, before any work
     eps_list: list[float | None] = [None]
     if args.eps is not None:
         eps_list = parse_eps(args.eps)
+        if not any(table[n].bounded for n in names):
+            raise DefbenchError(
+                f"--eps {args.eps}: none of this run's attacks ({', '.join(names) or 'none'}) takes an ε budget; "
+                "add a bounded attack (fgsm, bim, pgd, ...) or drop --eps"
+            )
     specs = []
     for n in names:
         cls = table[n]
