@@ -15,11 +15,13 @@ so two different models never share cells.
 from __future__ import annotations
 
 import inspect
+import numbers
 import math
 import tempfile
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 from torch import nn
@@ -29,12 +31,12 @@ from defbench.attacks.registry import available as available_attacks
 from defbench.attacks.registry import check_option, get_attack
 from defbench.classifiers.registry import check_name as check_classifier
 from defbench.defenses.base import Defense
-from defbench.harness.matrix import AttackSpec, MatrixRunner, MatrixSpec
+from defbench.harness.matrix import AttackSpec, MatrixRunner, MatrixSpec, check_used
 from defbench.harness.models import PRESETS
 from defbench.harness.identity import code_sha256 as _code_sha256
 from defbench.harness.store import Store
 from defbench.reports.common import accuracy, undefended_accuracy
-from defbench.seeding import resolve_device
+from defbench.seeding import kept_random_state, resolve_device
 
 __all__ = ["evaluate", "CallableDefense"]
 
@@ -102,6 +104,23 @@ def _as_defense(d, i: int) -> tuple[str, Defense | None]:
     if label in ("base", ""):
         label = type(d).__name__
     return f"user:{label}", d
+
+
+def _eps_list(eps: Any) -> list[float | None]:
+    """``eps`` as a list: [None] for None, one number, or each of a sequence or array of numbers."""
+    if eps is None:
+        return [None]
+    values = [eps] if isinstance(eps, numbers.Real) or (isinstance(eps, np.ndarray) and eps.ndim == 0) else eps
+    if isinstance(values, (str, bytes, dict)) or not hasattr(values, "__iter__"):
+        raise DefbenchError(f"eps must be a number or a sequence of numbers, got {type(eps).__name__}")
+    out = []
+    for e in values:
+        if isinstance(e, bool) or not isinstance(e, (numbers.Real, np.number)):
+            raise DefbenchError(f"eps must be a number or a sequence of numbers, got {e!r} in it")
+        out.append(float(e))
+    if not out:
+        raise DefbenchError("eps is empty: give a number, a sequence of numbers, or None for each attack's default")
+    return out
 
 
 def evaluate(
@@ -183,9 +202,14 @@ def evaluate(
         for m in [obj, *vars(obj).values()]:  # mode normalised by batch and rewrote its running statistics)
             if isinstance(m, nn.Module):
                 m.to(dev).eval()
-    eps_list: list[float | None] = (
-        [None] if eps is None else [float(e) for e in (eps if isinstance(eps, (list, tuple)) else [eps])]
-    )
+    for a in attacks:
+        if not isinstance(a, str):
+            raise DefbenchError(
+                f"attacks takes attack names, got a {type(a).__name__}; an attack of your own is a plugin, "
+                "registered under a name (docs/PLUGINS.md)"
+            )
+    eps_list = _eps_list(eps)
+    check_used(threats, [a.strip().lower() for a in attacks], eot, eps, api=True)
     # attack_params are checked as --attack-opt checks them; ε goes to bounded attacks only (the others ignore it)
     table = available_attacks()
     params: dict[str, dict[str, Any]] = {}
@@ -229,7 +253,8 @@ def evaluate(
     with tempfile.TemporaryDirectory(prefix="defbench-") as tmp:
         spec.out = str(store) if store is not None else tmp
         runner = MatrixRunner(spec, Store(spec.out), classifier=classifier, defenses=objects)
-        runner.run()
+        with kept_random_state():  # the runner seeds the global generators per cell; the caller's go on
+            runner.run()
         keys = [runner.key(c)[0].key for c in runner.cells()]
         rows = [r for k in keys for r in runner.store.rows(key=k)]
         runner.store.close()

@@ -4,9 +4,11 @@ beside its result; every random draw of a cell derives its seed from (run seed, 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import random
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -23,6 +25,23 @@ def seed_everything(seed: int) -> torch.Generator:
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
+
+
+@contextlib.contextmanager
+def kept_random_state() -> Iterator[None]:
+    """Run a block and give Python's, numpy's and torch's global generators (CUDA's too, where initialised) the
+    states they had before it: a caller's own random draws after :func:`defbench.evaluate` go on as if defbench
+    had not seeded them for its cells."""
+    py, npy, cpu = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+    try:
+        yield
+    finally:
+        random.setstate(py)
+        np.random.set_state(npy)
+        torch.set_rng_state(cpu)
+        if cuda is not None:
+            torch.cuda.set_rng_state_all(cuda)
 
 
 def derive_seed(*parts: Any) -> int:

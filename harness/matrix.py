@@ -132,6 +132,25 @@ class MatrixSpec:
         return self
 
 
+def check_used(threats: list[str], attacks: list[str], eot: Any, eps: Any, api: bool = False) -> None:
+    """Refuse what a run would ignore: an EOT count without the bpda threat (EOT averages BPDA gradients), an ε
+    when none of the attacks takes one. ``eot`` / ``eps`` as given (None: not given); ``api`` names them as
+    :func:`defbench.evaluate`'s arguments instead of the command line's flags."""
+    eot_flag, eps_flag = ("eot=", "eps=") if api else ("--eot ", "--eps ")
+    if eot is not None and "bpda" not in threats:
+        fix = "add 'bpda' to threats or drop eot" if api else "add --threat bpda or drop --eot"
+        raise DefbenchError(
+            f"{eot_flag}{eot}: EOT averages BPDA gradients and this run has no bpda threat ({', '.join(threats)}); "
+            + fix
+        )
+    table = available_attacks()
+    if eps is not None and not any(getattr(table.get(a), "bounded", False) for a in attacks):
+        raise DefbenchError(
+            f"{eps_flag}{eps}: none of this run's attacks ({', '.join(attacks) or 'none'}) takes an ε budget; "
+            f"add a bounded attack (fgsm, bim, pgd, ...) or drop {eps_flag.strip(' =')}"
+        )
+
+
 def _adv_digest(name: str, x_adv: torch.Tensor, violations: str) -> str:
     """sha256 over what a gray-box cache file holds and the name it is stored under (a file copied over
     another batch's fails too)."""

@@ -124,6 +124,12 @@ def test_defense_object_and_registered_name(clf, tmp_path):
     assert df["accuracy"].between(0, 1).all() and set(df["defense"]) == {"user:noise", "median"}
 
 
+def _fgsm():
+    from defbench.attacks import get_attack
+
+    return get_attack("fgsm", "fmnist", 0.1)
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [
@@ -141,6 +147,13 @@ def test_defense_object_and_registered_name(clf, tmp_path):
         (dict(seeds=0), "seeds must be a count >= 1 or distinct seeds"),
         (dict(seeds=[]), "seeds must be a count >= 1 or distinct seeds"),
         (dict(seeds=[0, 0]), "seeds must be a count >= 1 or distinct seeds"),
+        # an attack object, an ε of the wrong kind (a raw TypeError before), values the run would ignore
+        (dict(attacks=[_fgsm()]), "attacks takes attack names, got a FGSM"),
+        (dict(eps="0.1"), "eps must be a number or a sequence of numbers, got str"),
+        (dict(eps=[0.1, "x"]), "got 'x' in it"),
+        (dict(eps=[]), "eps is empty"),
+        (dict(eot=3), "eot=3: EOT averages BPDA gradients and this run has no bpda threat (graybox)"),
+        (dict(attacks=["deepfool"], eps=0.1), "eps=0.1: none of this run's attacks (deepfool) takes an ε"),
     ],
 )
 def test_bad_arguments_are_one_line_errors(kwargs, message, clf):
@@ -148,6 +161,35 @@ def test_bad_arguments_are_one_line_errors(kwargs, message, clf):
     args.update(kwargs)
     with pytest.raises(DefbenchError, match=re.escape(message)):
         defbench.evaluate(args.pop("classifier"), args.pop("defense"), **args)
+
+
+def test_eps_as_numpy_and_the_caller_s_random_draws_go_on(clf):
+    """The silent twins of the refusals above (an ε array, a numpy number, eot with bpda are accepted), and a
+    caller's global generators: evaluate() seeded them per cell and left them there, so a script's draws after it
+    depended on the run; Python's, numpy's and torch's now go on from where they were."""
+    import random
+
+    import numpy as np
+
+    def draws():
+        return random.random(), float(np.random.rand()), float(torch.rand(1))
+
+    random.seed(5), np.random.seed(5), torch.manual_seed(5)
+    want = [draws() for _ in range(2)]
+    random.seed(5), np.random.seed(5), torch.manual_seed(5)
+    got = [draws()]
+    df = defbench.evaluate(
+        clf, box_blur, dataset="fmnist", attacks=["fgsm", "deepfool"], eps=np.array([0.05, 0.1]), n=5,
+        batch_size=5, device="cpu", baseline=False,
+    )  # fmt: skip
+    got.append(draws())
+    assert got == want
+    assert sorted(df["eps"].dropna()) == [0.05, 0.1] and (df["attack"] == "deepfool").sum() == 1
+    one = defbench.evaluate(
+        clf, box_blur, dataset="fmnist", attacks=["fgsm"], threats=["graybox", "bpda"], eps=np.float64(0.1),
+        eot=2, n=5, batch_size=5, device="cpu", baseline=False,
+    )  # fmt: skip
+    assert sorted(one["eps"].dropna()) == [0.1, 0.1]
 
 
 def test_randomized_callable_must_take_a_seed():

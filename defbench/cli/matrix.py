@@ -149,11 +149,6 @@ def run(args) -> int:
     threats = list(dict.fromkeys(check_threat(t) for t in csv_list(args.threat)))
     n = args.n if args.n is not None else (100 if args.preset == "quick" else 500)
     repeats = args.eval_repeats if args.eval_repeats is not None else (1 if args.preset == "quick" else 3)
-    if args.eot is not None and "bpda" not in threats:
-        raise DefbenchError(
-            f"--eot {args.eot}: EOT averages BPDA gradients and this run has no bpda threat ({', '.join(threats)}); "
-            "add --threat bpda or drop --eot"
-        )
     threat_n = {check_threat(t): k for t, k in parse_threat_n(args.n_threat).items()}
     for t, k in threat_n.items():
         if t not in threats:
@@ -161,10 +156,12 @@ def run(args) -> int:
                 f"--n-threat {t}={k}: threat {t} is not in this run "
                 f"({', '.join(threats)}); add it to --threat or drop the option"
             )
+    attacks = attack_specs(args, dataset)
+    harness_matrix.check_used(threats, list(dict.fromkeys(a.name for a in attacks)), args.eot, args.eps)
     spec = MatrixSpec(
         dataset=dataset,
         defenses=tuple(defenses),
-        attacks=attack_specs(args, dataset),
+        attacks=attacks,
         threats=tuple(threats),
         n=n,
         seeds=tuple(args.seed + i for i in range(args.seeds)),
@@ -326,11 +323,6 @@ def attack_specs(args, dataset: str) -> tuple[AttackSpec, ...]:
     eps_list: list[float | None] = [None]
     if args.eps is not None:
         eps_list = parse_eps(args.eps)
-        if not any(table[n].bounded for n in names):
-            raise DefbenchError(
-                f"--eps {args.eps}: none of this run's attacks ({', '.join(names) or 'none'}) takes an ε budget; "
-                "add a bounded attack (fgsm, bim, pgd, ...) or drop --eps"
-            )
     specs = []
     for n in names:
         cls = table[n]
