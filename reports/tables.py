@@ -242,6 +242,11 @@ def robust_accuracy_table(rows: Iterable[Row], threat: str | None = None) -> pd.
                     mismatched.append(f"{names[c]} seed {s}{at[e]}")
             if clean is None and attacks:
                 notes.append(f"{names[c]} seed {s}: no clean row, worst case ignores clean accuracy.")
+            if clean is not None and not attacks and c[1] is not None:
+                notes.append(
+                    f"{names[c]} seed {s}: a clean cell and no attack cell (the clean row's mean is over this seed "
+                    "too, the attack rows' are not)."
+                )
 
     df, mean, std, nseeds = _frames(cells, index, columns, names, 100.0, 1)
     all_seeds = sorted({int(r["seed"]) for r in clean_rows + attack_rows})

@@ -285,3 +285,13 @@ def test_the_eps_and_alpha_sweeps_draw_a_line_per_attack_configuration():
         "none — Universal-FGSM ε=0.3": {1.0: 0.5, 2.0: 0.2},
     }
     assert list(alpha_sweep_panels(rows[:2])["universal-fgsm"]) == ["none"]
+
+
+def test_a_seed_with_a_clean_cell_and_no_attack_cell_is_named():
+    """Clean over seeds 0 and 1 (80 ± 28) beside PGD over seed 0 alone read as one comparison; the table said only
+    'cells have 1–2 seeds'. The seed is named now; with PGD on both seeds nothing is said."""
+    rows = [make_row(frac(10), defense="none", seed=0), make_row(frac(6), defense="none", seed=1)]
+    pgd = [make_row(frac(3), defense="none", attack="pgd", seed=s) for s in (0, 1)]
+    said = " ".join(robust_accuracy_table([*rows, pgd[0]]).attrs["notes"])
+    assert "none seed 1: a clean cell and no attack cell" in said
+    assert "no attack cell" not in " ".join(robust_accuracy_table([*rows, *pgd]).attrs["notes"])
