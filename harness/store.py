@@ -456,6 +456,7 @@ class StoreCheck:
     intact: list[dict[str, Any]] = field(default_factory=list)  # raw rows of the intact cells
     broken: list[str] = field(default_factory=list)  # "key: why" per broken row
     errors: list[str] = field(default_factory=list)  # file-level damage (unreadable pages, ...)
+    failed: list[str] = field(default_factory=list)  # "label: message" per failed cell without a result (no damage)
 
     @property
     def ok(self) -> bool:
@@ -467,7 +468,15 @@ class StoreCheck:
             s += f", {len(self.broken)} broken row(s) ({'; '.join(self.broken[:3])}{'; ...' if len(self.broken) > 3 else ''})"  # noqa: E501
         if self.errors:
             s += f", damage: {'; '.join(self.errors[:2])}"
-        return s + ("" if self.ok else f"; 'defbench store salvage {self.path.parent}' keeps the intact cells")
+        s += "" if self.ok else f"; 'defbench store salvage {self.path.parent}' keeps the intact cells"
+        if self.failed:
+            s += (
+                f"; {len(self.failed)} cell(s) failed and hold no result, the next run retries them ("
+                + "; ".join(self.failed[:3])
+                + ("; ..." if len(self.failed) > 3 else "")
+                + ")"
+            )
+        return s
 
 
 def check_store(out_dir: str | Path) -> StoreCheck:
@@ -513,6 +522,13 @@ def check_store(out_dir: str | Path) -> StoreCheck:
                 res.intact.append(d)
             else:
                 res.broken.append(f"{d.get('key')}: {why}")
+        if "failures" in tables:  # recorded failures, not damage: said, the exit status stays the cells'
+            try:
+                for key, label, message in conn.execute("SELECT key, label, message FROM failures ORDER BY key"):
+                    if key not in seen:
+                        res.failed.append(f"{label}: {' '.join(str(message).split())[:200]}")
+            except sqlite3.DatabaseError as exc:
+                res.errors.append(f"the record of failed cells is unreadable ({exc})")
     finally:
         conn.close()
         if copy is not None:

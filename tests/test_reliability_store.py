@@ -170,6 +170,23 @@ def test_salvage_keeps_the_record_of_failed_cells(tmp_path):
     s.close()
 
 
+def test_store_check_names_failed_cells_and_is_silent_without(tmp_path, capsys):
+    """'store check' counted intact and broken cells only: a store whose cell failed (a plugin crash) read as
+    complete. The failed cells without a result are named, the exit status stays 0 (failures are not damage);
+    a failure whose cell was computed since, or none at all, says nothing."""
+    fill(tmp_path, 2)
+    assert main(["store", "check", str(tmp_path)]) == 0
+    assert "failed and hold" not in capsys.readouterr().out
+    s = Store(tmp_path)
+    s.put_failure(key(9), "s9 median graybox FGSM", "RuntimeError:\n boom")
+    s.put_failure(key(1), "s1 median graybox FGSM", "an earlier failure, computed since")
+    s.close()
+    assert main(["store", "check", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    said = "1 cell(s) failed and hold no result, the next run retries them (s9 median graybox FGSM: RuntimeError: boom)"
+    assert said in out and "computed since" not in out and out.count("\n") == 1
+
+
 def test_flipped_key_field_is_broken(tmp_path):
     fill(tmp_path, 2)
     with sqlite3.connect(tmp_path / DB_NAME) as c:
