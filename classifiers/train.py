@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
+from defbench.progress import bar as progress_bar
 
 from defbench import DefbenchError, metrics
 from defbench.classifiers.models import Classifier, build_classifier
@@ -105,7 +105,7 @@ def train_classifier(
     else:
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=recipe.lr, total_steps=steps, pct_start=0.15)
     t0 = time.time()
-    bar = tqdm(total=steps, desc=f"train classifier {dataset}", disable=not progress, unit="step")
+    bar = progress_bar(total=steps, desc=f"train classifier {dataset}", enabled=progress, unit="step")
     history = []
     for epoch in range(recipe.epochs):
         model.train()

@@ -1,4 +1,8 @@
-"""Progress of a defense's inner loop, for the bars of long cells.
+"""Progress bars: :func:`bar` for long work, and the progress of a defense's inner loop for the bars of long cells.
+
+A bar is drawn on a terminal (or in a notebook) only: written into a log file or a pipe (a cluster job, CI),
+tqdm's carriage-return redraws made megabytes of one unreadable line, and the log lines the commands write
+(each cell's accuracy, each training epoch) say how far the work is.
 
 A cell of 100 images is one batch, and one batch of RIDE at the paper's readings is 10,000 optimiser steps
 (a BPDA cell, 11 such purifications): the matrix's per-batch bar would stand at 0/1 for hours. Long loops
@@ -19,9 +23,18 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
+
+from tqdm.auto import tqdm
 
 _reporter: ContextVar[Callable[[int], object] | None] = ContextVar("defbench_step_reporter", default=None)
+
+
+def bar(iterable: Any = None, *, enabled: bool = True, **kwargs: Any) -> tqdm:
+    """A tqdm bar (``kwargs`` as tqdm's) that draws when ``enabled`` and its stream is a terminal, or in a
+    notebook; elsewhere it counts without drawing."""
+    notebook = tqdm.__module__.startswith("tqdm.notebook")
+    return tqdm(iterable, disable=False if notebook and enabled else None if enabled else True, **kwargs)
 
 
 def step(n: int = 1) -> None:

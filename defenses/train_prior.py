@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
+from defbench.progress import bar as progress_bar
 
 from defbench import DefbenchError
 from defbench.defenses.priors import Encoder, build_gan, sample_latent
@@ -210,7 +210,7 @@ def train_gan(
     eval_cfg = ProjectionConfig(latent_steps=recipe.eval_steps, restarts=recipe.eval_restarts)
     steps_per_epoch = per_epoch // recipe.batch_size
     total = recipe.epochs * steps_per_epoch if max_steps is None else min(max_steps, recipe.epochs * steps_per_epoch)
-    bar = tqdm(total=total, desc=f"train gan {dataset}", disable=not progress, unit="step")
+    bar = progress_bar(total=total, desc=f"train gan {dataset}", enabled=progress, unit="step")
     d_losses, g_losses, history = [], [], []
     best = None
     t0 = time.time()
@@ -321,7 +321,7 @@ def train_encoder(
     opt_d = torch.optim.Adam(D.parameters(), lr=recipe.lr, betas=(0.5, 0.999))
     b = recipe.batch_size
     real_t = torch.cat([torch.ones(b, device=device), torch.zeros(b, device=device)])
-    bar = tqdm(total=recipe.iterations, desc=f"train encoder {dataset}", disable=not progress, unit="step")
+    bar = progress_bar(total=recipe.iterations, desc=f"train encoder {dataset}", enabled=progress, unit="step")
     t0 = time.time()
     trace = []
     for it in range(recipe.iterations):

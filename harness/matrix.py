@@ -634,8 +634,9 @@ class MatrixRunner:
         desc = f"s{cell.seed} {cell.defense} {cell.threat} {acfg.get('label')}"
         if not self.spec.progress:
             return self._compute_cell(cell, key, dcfg, acfg, desc)
-        with tqdm(desc=f"{desc}: defense steps", unit="step", leave=False) as bar, progress.reporting(bar.update):
-            return self._compute_cell(cell, key, dcfg, acfg, desc)
+        with progress.bar(desc=f"{desc}: defense steps", unit="step", leave=False) as steps:
+            with progress.reporting(steps.update):
+                return self._compute_cell(cell, key, dcfg, acfg, desc)
 
     def _compute_cell(self, cell: Cell, key, dcfg: dict, acfg: dict, desc: str) -> CellOutcome:
         d = self.defense(cell.defense)
@@ -674,7 +675,7 @@ class MatrixRunner:
             x0, y0 = self.test.get(idx[: self.spec.batch_size])
             self._seed_stream(model, atk, derive_seed(stream, "prepare"))
             atk.prepare(model, x0.to(self.device), y0.to(self.device))
-        for bidx, start in enumerate(tqdm(batches, desc=desc, disable=not self.spec.progress, leave=False)):
+        for bidx, start in enumerate(progress.bar(batches, desc=desc, enabled=self.spec.progress, leave=False)):
             x, y = self.test.get(idx[start : start + self.spec.batch_size])
             x, y = x.to(self.device), y.to(self.device)
             pseed = batch_seed(cell.seed, bidx)

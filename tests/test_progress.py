@@ -58,14 +58,38 @@ def test_projection_reports_latent_and_surrogate_steps(random_gan):
     assert _count(lambda: engine.project(y, mimic)) == 2 * (3 + 4)  # one shared chunk for a shared surrogate
 
 
-def test_matrix_shows_the_defense_step_bar_only_with_progress(tiny_zoo, tmp_path, capsys):
+def test_matrix_shows_the_defense_step_bar_only_with_progress_on_a_terminal(tiny_zoo, tmp_path, capsys, monkeypatch):
+    """On a terminal the bars draw; with --no-progress they do not, nor into a log file or a pipe (a cluster job's
+    log held megabytes of carriage-return redraws), where the cell's accuracy line is the progress."""
+    import sys
+
     args = ["matrix", "--preset", "quick", "--attacks", "none", "--defense", "ride", "--n", "2"]
     args += ["--defense-opt", "ride:iterations=2", "--defense-opt", "ride:checkpoints=1"]
     args += ["--defense-opt", "ride:estimate_samples=1"]
+    assert main(args + ["--out", str(tmp_path / "log")]) == 0
+    err = capsys.readouterr().err
+    assert "defense steps" not in err and "\r" not in err and "accuracy" in err
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
     assert main(args + ["--out", str(tmp_path / "on")]) == 0
     assert "ride none clean: defense steps" in capsys.readouterr().err
     assert main(args + ["--out", str(tmp_path / "off"), "--no-progress"]) == 0
     assert "defense steps" not in capsys.readouterr().err
+
+
+def test_a_bar_draws_on_a_terminal_only():
+    import io
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    for stream, drawn in ((io.StringIO(), False), (Terminal(), True)):
+        with progress.bar(range(3), desc="work", file=stream) as it:
+            assert list(it) == [0, 1, 2]
+        assert ("work" in stream.getvalue()) == drawn
+    off = Terminal()
+    list(progress.bar(range(3), desc="work", file=off, enabled=False))
+    assert off.getvalue() == ""
 
 
 def test_matrix_log_lines_go_to_stderr_and_stdout_holds_the_tables(tiny_zoo, tmp_path, capsys):

@@ -171,7 +171,11 @@ def add_common(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto: cuda when present)")
     p.add_argument("--seed", type=seed_type, default=DEFAULT_SEED, help=f"explicit seed (default {DEFAULT_SEED})")
-    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="hide progress bars (they draw on a terminal only; a log file or pipe gets the log lines)",
+    )
 
 
 def add_threat_n(parser: argparse.ArgumentParser) -> None:
