@@ -322,11 +322,40 @@ def test_other_commands_bad_input(argv, expect, no_work):
     refused(argv, expect)
 
 
-def test_debug_shows_the_traceback(no_work, tmp_path):
-    from defbench import DefbenchError
+def test_debug_shows_the_traceback_and_keeps_the_exit_status(no_work, tmp_path):
+    """--debug raised the error out of main: a user's bad input exited 1 (a fault's status) with it; the traceback
+    is printed now, then the usual line and status."""
+    rc, err = run(M + ["--out", str(tmp_path / "o"), "--defense", "magnet", "--debug"])
+    assert rc == 2 and "Traceback (most recent call last)" in err and "DefbenchError: unknown defense" in err
+    assert err.rstrip().splitlines()[-1].startswith("defbench: error: unknown defense 'magnet'")
+    rc, err = run(M + ["--out", str(tmp_path / "o"), "--defense", "magnet"])
+    assert rc == 2 and "Traceback" not in err
 
-    with pytest.raises(DefbenchError, match="unknown defense"):
-        main(M + ["--out", str(tmp_path / "o"), "--defense", "magnet", "--debug"])
+
+@pytest.mark.parametrize(
+    "argv, hint",
+    [
+        (["matrix", "--bogus"], "see 'defbench matrix --help'"),
+        (["paper", "run", "mimicgan-fig5b", "--bogus"], "see 'defbench paper run --help'"),
+        (["store", "check", "x", "y"], "see 'defbench store --help'"),
+        (["--bogus"], "see 'defbench --help'"),
+    ],
+)
+def test_an_unrecognized_argument_points_to_its_command_s_help(argv, hint, no_work):
+    """argparse reports leftovers from the top parser, so 'defbench matrix --bogus' said "see 'defbench --help'",
+    whose page does not list matrix's options; the command the argument was given to is named now."""
+    err = refused(argv, "unrecognized arguments:")
+    assert err.rstrip().endswith(f"({hint})"), err
+
+
+def test_version_answers_without_importing_torch():
+    """`defbench --version` imported every command's modules, torch and the attack libraries (~11 s)."""
+    import subprocess
+    import sys
+
+    code = "import sys; from defbench.cli import main; main(['--version']); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out[:2] == ["defbench", __import__("defbench").__version__] and out[-1] == "False"
 
 
 # ----------------------------------------------------------------------------------------- fuzzing

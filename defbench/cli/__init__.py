@@ -4,8 +4,9 @@ This module builds the parser and runs a command; each command group is a module
 (``train``, ``zoo``), :mod:`.listing` (``defense|attack|classifier list``), :mod:`.results` (``store``,
 ``report``), :mod:`.matrix` (``matrix``) and :mod:`.paper` (``paper list|run``); :mod:`.options` holds the argument
 types and the options they share. Errors meant for the user print on one line (no traceback), exit 2; a
-file-system or store fault, or a bug, exits 1 with one line (``--debug`` or ``DEFBENCH_DEBUG=1`` shows the
-traceback); Ctrl-C exits 130 and SIGTERM 143, every finished cell kept.
+file-system or store fault, or a bug, exits 1 with one line (``--debug`` or ``DEFBENCH_DEBUG=1`` prints the
+traceback before it, the exit status unchanged); Ctrl-C exits 130 and SIGTERM 143, every finished cell kept. The
+command modules are imported when the parser is built, so ``defbench --version`` answers without torch.
 """
 
 from __future__ import annotations
@@ -16,11 +17,10 @@ import select
 import signal
 import sqlite3
 import sys
+import traceback
 import warnings
 
 from defbench import CellsFailed, DefbenchError, __version__
-from defbench.cli import listing, matrix, paper, results, train
-from defbench.harness.store import os_error_line
 
 
 class _ArgError(Exception):
@@ -38,8 +38,22 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str):
         raise _ArgError(self.prog, message)
 
+    def parse_known_args(self, args=None, namespace=None):
+        ns, extras = super().parse_known_args(args, namespace)
+        if extras and not hasattr(ns, "_extras_prog"):  # the deepest parser that left them: its --help is the one
+            ns._extras_prog = self.prog
+        return ns, extras
+
+    def parse_args(self, args=None, namespace=None):
+        ns, extras = self.parse_known_args(args, namespace)
+        if extras:
+            raise _ArgError(getattr(ns, "_extras_prog", self.prog), f"unrecognized arguments: {' '.join(extras)}")
+        return ns
+
 
 def build_parser() -> argparse.ArgumentParser:
+    from defbench.cli import listing, matrix, paper, results, train  # here: `defbench --version` imports no torch
+
     ap = _Parser(
         prog="defbench",
         description=(
@@ -142,6 +156,8 @@ def _error_exit(exc: Exception) -> int:
         print(f"defbench: error: {_one_line(exc)}", file=sys.stderr)
         return 1 if isinstance(exc, CellsFailed) else 2
     if isinstance(exc, OSError):  # a file-system fault: said as such (permission, read-only, disk full)
+        from defbench.harness.store import os_error_line
+
         print(
             f"defbench: error: {_one_line(os_error_line(exc))} ({type(exc).__name__}; --debug shows where)",
             file=sys.stderr,
@@ -175,6 +191,9 @@ def main(argv: list[str] | None = None) -> int:
     old_show = warnings.showwarning
     if not debug:
         warnings.showwarning = _show_warning
+    if argv == ["--version"]:  # answered before the parser, whose commands import torch (seconds)
+        print(f"defbench {__version__}")
+        return 0
     try:
         ap = build_parser()
         args = ap.parse_args(argv)
@@ -193,8 +212,8 @@ def main(argv: list[str] | None = None) -> int:
             return _interrupted()
         if isinstance(exc, BrokenPipeError) and _stdout_closed():
             return _reader_gone()
-        if debug:
-            raise
+        if debug:  # the traceback, then the same line and exit status as without --debug
+            traceback.print_exc()
         return _error_exit(exc)
     finally:
         warnings.showwarning = old_show
