@@ -144,6 +144,48 @@ class CellWorker:
         return out, {**meta, "defense_config": dcfg, "attack_config": acfg}
 
 
+#: seconds to wait for a cluster's address to accept a connection: ray.init waited minutes at an address where
+#: nothing listens, printing only Ray's own retry lines
+REACH_TIMEOUT_S = 5.0
+
+
+def check_reachable(address: str | None, timeout: float = REACH_TIMEOUT_S) -> None:
+    """Refuse, before any work, a Ray cluster that cannot be there: ``"auto"`` (or ``$RAY_ADDRESS``'s) with no
+    cluster on this machine, a ``HOST:PORT`` (``ray://HOST:PORT``) where nothing accepts a connection within
+    ``timeout`` seconds. ``None`` (a local instance) passes."""
+    env = os.environ.get("RAY_ADDRESS") or None
+    target, origin = (address, "--address") if address is not None else (env, "$RAY_ADDRESS")
+    if target is None or target == "local":
+        return
+    where = f"{origin} {target}"
+    if target == "auto":
+        try:
+            from ray._private.services import canonicalize_bootstrap_address
+        except ImportError:  # Ray's layout changed: ray.init says it, later
+            return
+        try:
+            resolved = canonicalize_bootstrap_address("auto")
+        except (ConnectionError, ValueError) as exc:
+            raise DefbenchError(
+                f"{where}: no Ray cluster runs on this machine ({_one_line(exc, 200)}); start one with 'ray start "
+                "--head', or leave out --address for a Ray instance of this run"
+            ) from None
+        if resolved is None:
+            return
+        target = resolved
+    host, sep, port = target.split("://", 1)[-1].rstrip("/").rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise DefbenchError(f"{where}: a Ray address is auto or HOST:PORT (e.g. 10.0.0.5:6379)")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        why = f"no answer within {timeout:g} s" if isinstance(exc, TimeoutError) else _one_line(exc, 120)
+        raise DefbenchError(
+            f"{where}: cannot reach a Ray cluster at {host}:{port} ({why or type(exc).__name__}); is the cluster's "
+            "head running ('ray status' there) and its port open from here?"
+        ) from None
+
+
 class RayExecutor(Executor):
     """Computes cells on Ray actors and records them in this process (the driver) as they arrive.
 
@@ -172,6 +214,7 @@ class RayExecutor(Executor):
         use_cluster_gpus: bool = False,
     ):
         import_ray()  # said now, before any model loads
+        check_reachable(address)  # and an address where no cluster is: minutes of Ray's retries, a store left
         if num_cpus_per_cell <= 0 or (num_gpus_per_cell is not None and num_gpus_per_cell < 0):
             raise DefbenchError("a Ray cell needs num_cpus_per_cell > 0 and num_gpus_per_cell >= 0")
         self.address = address

@@ -326,8 +326,10 @@ def test_connecting_keeps_the_caller_s_signal_handlers():
         signal.signal(signal.SIGTERM, mine)
         RayExecutor()._connect(StandIn(fail=False))
         assert signal.getsignal(signal.SIGTERM) is mine
+        unreachable = RayExecutor()
+        unreachable.address = "10.0.0.1:1"  # past the constructor's check: ray.init's own failure
         with pytest.raises(DefbenchError, match="cannot start or reach a Ray cluster"):
-            RayExecutor(address="10.0.0.1:1")._connect(StandIn(fail=True))
+            unreachable._connect(StandIn(fail=True))
         assert signal.getsignal(signal.SIGTERM) is mine
     finally:
         signal.signal(signal.SIGTERM, before)
@@ -342,3 +344,55 @@ def test_workers_get_the_nondeterministic_kernels_switch(monkeypatch):
     assert RayExecutor()._env()["DEFBENCH_NONDETERMINISTIC"] == "1"
     monkeypatch.delenv("DEFBENCH_NONDETERMINISTIC")
     assert "DEFBENCH_NONDETERMINISTIC" not in RayExecutor()._env()
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_an_address_where_no_cluster_is_is_refused_before_any_work(tmp_path, monkeypatch, capsys):
+    """ray.init at an address where nothing listens retried for minutes with Ray's own log lines only, and
+    '--address auto' without a cluster failed after the store was made: both are one line now, before any
+    model or store; an address that answers, and no address, pass."""
+    import socket
+
+    import ray._private.services as services
+
+    from defbench import DefbenchError
+    from defbench.cli import main
+    from defbench.harness.ray_executor import check_reachable
+
+    port = _closed_port()
+    with pytest.raises(DefbenchError, match=f"--address 127.0.0.1:{port}: cannot reach a Ray cluster at 127.0.0.1"):
+        check_reachable(f"127.0.0.1:{port}")
+    with pytest.raises(DefbenchError, match="a Ray address is auto or HOST:PORT"):
+        check_reachable("head-node")
+    monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{port}")
+    with pytest.raises(DefbenchError, match=r"\$RAY_ADDRESS 127.0.0.1"):
+        check_reachable(None)
+    monkeypatch.delenv("RAY_ADDRESS")
+
+    def nothing_runs(addr, temp_dir=None):
+        raise ConnectionError("Could not find any running Ray instance.")
+
+    monkeypatch.setattr(services, "canonicalize_bootstrap_address", nothing_runs)
+    with pytest.raises(DefbenchError, match="--address auto: no Ray cluster runs on this machine"):
+        check_reachable("auto")
+    out = tmp_path / "o"
+    args = ["matrix", "--defense", "none", "--attacks", "none", "--executor", "ray", "--no-progress"]
+    assert main([*args, "--address", f"127.0.0.1:{port}", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot reach a Ray cluster" in err and not out.exists()
+    with socket.socket() as head:  # the silent twins: a port that accepts, auto finding it, no address at all
+        head.bind(("127.0.0.1", 0))
+        head.listen()
+        there = f"127.0.0.1:{head.getsockname()[1]}"
+        check_reachable(there)
+        check_reachable(f"ray://{there}")
+        monkeypatch.setattr(services, "canonicalize_bootstrap_address", lambda addr, temp_dir=None: there)
+        check_reachable("auto")
+    check_reachable(None)
