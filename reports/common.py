@@ -335,22 +335,64 @@ def json_str(v: Any) -> str:
     return str(v)
 
 
-def base_names(bases: Iterable[Base]) -> dict[Base, str]:
+def _flat_config(config: Any, prefix: str = "") -> dict[str, Any]:
+    """A defense_config as dotted keys ("model_sha256.G") to plain values."""
+    if not isinstance(config, Mapping):
+        return {prefix.rstrip("."): config} if prefix else {}
+    out: dict[str, Any] = {}
+    for k, v in config.items():
+        out.update(_flat_config(v, f"{prefix}{k}.") if isinstance(v, Mapping) else {f"{prefix}{k}": v})
+    return out
+
+
+def _short(v: Any) -> str:
+    """A config value as a column name shows it: numbers with %g, a digest by its first 6 hex digits."""
+    text = json_str(v)
+    return text[:6] if isinstance(v, str) and len(v) >= 32 and all(c in "0123456789abcdef" for c in v) else text
+
+
+#: at most this many differing options name a column; more, and the config hash does
+_MAX_NAMED = 3
+
+
+def base_names(bases: Iterable[Base], configs: Mapping[Base, Any] | None = None) -> dict[Base, str]:
     """Display name per defended model: the defense name, qualified only where needed.
 
-    The config hash is appended when one defense appears with several configs, and "dataset/classifier: "
-    is prefixed when the rows span several datasets or classifiers.
+    When one defense appears with several configs, each is named by the options in which they differ, read from
+    ``configs`` (a base's ``defense_config``): "median (kernel_size=5)", "none (n=100)", "defensegan
+    (model_sha256.G=1a2b3c)"; the config hash ("median#1a2b3c") where no config is given or more than
+    :data:`_MAX_NAMED` options differ. "dataset/classifier: " is prefixed when the rows span several datasets or
+    classifiers.
     """
     bases = ordered_unique(bases)
     models = {(b[0], b[1]) for b in bases}
-    hashes: dict[tuple[str, str, str], set[str]] = {}
+    hashes: dict[tuple[str, str, str], list[Base]] = {}
     for b in bases:
-        hashes.setdefault(b[:3], set()).add(b[3])
+        hashes.setdefault(b[:3], []).append(b)
     out = {}
     for b in bases:
-        name = b[2] if len(hashes[b[:3]]) == 1 else f"{b[2]}#{b[3][:6]}"
+        name = b[2]
+        group = hashes[b[:3]]
+        if len(group) > 1:
+            flat = {g: _flat_config((configs or {}).get(g)) for g in group}
+            keys = sorted({k for f in flat.values() for k in f})
+            differ = [
+                k for k in keys if len({json.dumps(f.get(k), sort_keys=True, default=str) for f in flat.values()}) > 1
+            ]
+            if configs is None or not differ or len(differ) > _MAX_NAMED or not flat[b]:
+                name = f"{b[2]}#{b[3][:6]}"
+            else:
+                name = f"{b[2]} (" + ", ".join(f"{k}={_short(flat[b].get(k))}" for k in differ) + ")"
         out[b] = f"{b[0]}/{b[1]}: {name}" if len(models) > 1 else name
     return out
+
+
+def base_names_of(rows: Iterable[Row]) -> dict[Base, str]:
+    """:func:`base_names` of the defended models of ``rows``, named by their configs where they differ."""
+    configs: dict[Base, Any] = {}
+    for r in rows:
+        configs.setdefault(base_key(r), r.get("defense_config"))
+    return base_names(configs, configs)
 
 
 def threat_sort_key(threat: str) -> tuple[int, str]:

@@ -39,7 +39,7 @@ from .common import (
     attack_key,
     attack_names,
     base_key,
-    base_names,
+    base_names_of,
     cfg,
     how_tagger,
     is_clean,
@@ -349,7 +349,7 @@ def grid_html(blob: dict, title: str, clean_cell: bool) -> str:
 def grids_html(rows: list[Row], out_dir: str | Path) -> str:
     """Example grids per defense (first seed of each threat and attack), or a sentence saying why there are
     none."""
-    bnames = base_names(base_key(r) for r in rows)
+    bnames = base_names_of(rows)
     anames = attack_names(rows)
     seed0 = min(int(r["seed"]) for r in rows)
     how = how_tagger(rows)  # an attack run two ways (EOT, G·I) gets a grid per way, as it gets a table column

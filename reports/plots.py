@@ -25,7 +25,7 @@ from .common import (
     attack_key,
     attack_names,
     base_key,
-    base_names,
+    base_names_of,
     cfg,
     correct_mask,
     how_tagger,
@@ -49,7 +49,7 @@ def _save(fig: Figure, path: str | Path) -> str:
 
 def _line_names(rows: list[Row]) -> Callable[[Row], str]:
     """Line label of a row: its defense, with "(threat)" when the plotted rows span several threats."""
-    names = base_names(base_key(r) for r in rows)
+    names = base_names_of(rows)
     mixed = len({r["threat"] for r in rows if not is_clean(r)}) > 1
     return lambda r: f"{names[base_key(r)]} ({r['threat']})" if mixed else names[base_key(r)]
 

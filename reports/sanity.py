@@ -52,7 +52,7 @@ from .common import (
     how_key,
     attack_label,
     base_key,
-    base_names,
+    base_names_of,
     cfg,
     correct_mask,
     eps_equal,
@@ -495,7 +495,7 @@ def sanity_flags(rows: Iterable[Row]) -> list[str]:
     """Human-readable warnings pointing at gradient masking, misconfigured attacks or underpowered cells
     (empty list: all clear)."""
     rows = list(rows)
-    names = base_names(base_key(r) for r in rows)
+    names = base_names_of(rows)
     cells = _cells(rows)
     return (
         _iterative_vs_fgsm(cells, names)

@@ -24,7 +24,7 @@ from .common import (
     attack_key,
     attack_names,
     base_key,
-    base_names,
+    base_names_of,
     batch_spread_notes,
     cfg,
     correct_mask,
@@ -164,7 +164,7 @@ def robust_accuracy_table(rows: Iterable[Row], threat: str | None = None) -> pd.
     mixed = threat is None and len(threats) > 1
 
     bases = ordered_unique(base_key(r) for r in clean_rows + attack_rows)
-    bnames = base_names(bases)
+    bnames = base_names_of(clean_rows + attack_rows)
     how = how_tagger(attack_rows)
 
     def column_of(r: Row) -> Column:
@@ -318,7 +318,7 @@ def detection_auc_table(rows: Iterable[Row]) -> pd.DataFrame:
         return f"{anames[attack_key(r)]} ({r['threat']})" if mixed else anames[attack_key(r)]
 
     bases = ordered_unique(base_key(r) for r in attack_rows)
-    bnames = base_names(bases)
+    bnames = base_names_of(attack_rows)
     tag_of = how_tagger(attack_rows)  # cells of one attack run two ways (EOT, G·I) get columns of their own
     tagged = ordered_unique((base_key(r), tag_of(r)) for r in attack_rows)
     columns = [(b, t, kind) for b in bases for bb, t in tagged if bb == b for kind in ("protocol", ALL_IMAGES)]

@@ -18,7 +18,7 @@ import torch
 
 from defbench.cli import main
 from defbench.harness.store import CellKey, CellResult, Store
-from defbench.reports.common import accuracy, attack_key, attack_names, base_key, base_names, is_clean
+from defbench.reports.common import accuracy, attack_key, attack_names, base_key, base_names_of, is_clean
 from test_reports import attack_cfg, frac, make_row, stored
 
 # --------------------------------------------------------------------------------------------- parsing
@@ -232,7 +232,7 @@ def test_report_cli_prints_tables_and_writes_one_self_contained_page(matrix_out,
     # the robust-accuracy table holds every cell's accuracy as the store counts it
     rows = _rows(matrix_out)
     table = page.tables["Robust accuracy (%), threat: graybox"]
-    anames, bnames = attack_names(rows), base_names(base_key(r) for r in rows)
+    anames, bnames = attack_names(rows), base_names_of(rows)
     for r in rows:
         rowname = "clean" if is_clean(r) else anames[attack_key(r)]
         cell = table[(rowname, bnames[base_key(r)])]

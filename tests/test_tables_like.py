@@ -295,3 +295,32 @@ def test_a_seed_with_a_clean_cell_and_no_attack_cell_is_named():
     said = " ".join(robust_accuracy_table([*rows, pgd[0]]).attrs["notes"])
     assert "none seed 1: a clean cell and no attack cell" in said
     assert "no attack cell" not in " ".join(robust_accuracy_table([*rows, *pgd]).attrs["notes"])
+
+
+def test_configs_of_one_defense_are_named_by_what_differs():
+    """Two runs of one defense with other options (or another n) into one store made columns 'median#1a2b3c' and
+    'median#4d5e6f', which a reader cannot tell apart; they are named by the options that differ, the hash kept
+    where nothing readable (no config, more than three options) tells them apart, nothing added for one config."""
+    from defbench.reports.common import base_names, base_names_of, base_key
+
+    def row(k, cfg, h, attack="clean", defense="median"):
+        r = make_row(frac(k), attack=attack, defense=defense)
+        r["defense_config"], r["defense_hash"] = cfg, h
+        return r
+
+    c3 = {"name": "median", "kernel_size": 3, "n": 10, "model_sha256": {"classifier": "ab" * 32}}
+    c5 = {**c3, "kernel_size": 5}
+    rows = [row(10, c3, "aaa111"), row(4, c3, "aaa111", "pgd"), row(9, c5, "bbb222"), row(6, c5, "bbb222", "pgd")]
+    df = robust_accuracy_table(rows)
+    assert list(df.columns) == ["median (kernel_size=3)", "median (kernel_size=5)"]
+    assert df.loc["PGD", "median (kernel_size=5)"] == "60.0"
+    n100 = {**c3, "n": 100, "model_sha256": {"classifier": "cd" * 32}}
+    names = base_names_of([rows[0], row(10, n100, "ccc333")])
+    assert sorted(names.values()) == [
+        "median (model_sha256.classifier=ababab, n=10)",
+        "median (model_sha256.classifier=cdcdcd, n=100)",
+    ]
+    many = {**c5, "n": 7, "batch_size": 3, "eval_repeats": 2}
+    assert sorted(base_names_of([rows[0], row(1, many, "ddd444")]).values()) == ["median#aaa111", "median#ddd444"]
+    assert sorted(base_names(base_key(r) for r in rows).values()) == ["median#aaa111", "median#bbb222"]
+    assert list(base_names_of(rows[:2]).values()) == ["median"]
