@@ -50,7 +50,7 @@ def get_attack(name: str, dataset: str = "fmnist", eps: float | None = None, **p
     key = name.strip().lower()
     table = available()
     if key not in table:
-        raise DefbenchError(f"unknown attack {name!r}; choose one of: {', '.join(table)}")
+        raise PLUGINS.unknown(name, table)
     return table[key](dataset, eps, **params)
 
 
@@ -63,7 +63,7 @@ def check_option(name: str, key: str, value: Any, what: str) -> Any:
     table = available()
     key_name = name.strip().lower()
     if key_name not in table:
-        raise DefbenchError(f"unknown attack {name!r}; choose one of: {', '.join(table)}")
+        raise PLUGINS.unknown(name, table)
     defaults = {**COMMON_OPTIONS, **table[key_name].defaults}
     if key not in defaults:
         raise DefbenchError(

@@ -56,7 +56,7 @@ def check_name(name: str) -> str:
         return ZOO
     table = available()
     if text not in table:
-        raise DefbenchError(f"unknown classifier {name!r}; choose one of: {', '.join(table)}")
+        raise PLUGINS.unknown(name, table)
     return text
 
 

@@ -71,9 +71,7 @@ def _base_name(name: str) -> str:
     found = plugins()
     if name.strip() in found:  # a plugin's name is taken as written
         return name.strip()
-    raise DefbenchError(
-        f"unknown defense {name!r}; choose one of: {', '.join(available())} (a variant: NAME[key=value,...])"
-    )
+    raise PLUGINS.unknown(name, available(), " (a variant: NAME[key=value,...])")
 
 
 def _value(v: str) -> Any:

@@ -147,48 +147,68 @@ def install(tmp_path, monkeypatch, sub, dist, version, entries):
     monkeypatch.syspath_prepend(str(fake_distribution(tmp_path / sub, dist, version, entries)))
 
 
-def one_line_error() -> str:
+def skipped(capsys, monkeypatch, name: str | None = None) -> str:
+    """A refused attack plugin is skipped, not fatal: the built-ins work and list as before, the plugin is not
+    listed, one warning line gives the reason; asking for it by ``name`` is a one-line error with the same
+    reason. Returns the warning (and, with ``name``, the error) text."""
+    from defbench import plugins
+    from defbench.attacks.registry import BUILTIN, available
+
+    monkeypatch.setattr(plugins, "WARNED", set())
+    capsys.readouterr()
+    table = available()
+    warning = capsys.readouterr().err
+    assert warning.startswith("defbench: warning: skipped attack plugin") and warning.count("\n") == 1, warning
+    assert list(table) == list(BUILTIN) and type(get_attack("fgsm", "fmnist")) is BUILTIN["fgsm"]
+    if name is None:
+        return warning
     with pytest.raises(DefbenchError) as err:
-        get_attack("fgsm", "fmnist")
+        get_attack(name, "fmnist")
     msg = str(err.value)
-    assert "\n" not in msg
-    return msg
+    assert "\n" not in msg and f"unknown attack {name!r}; a plugin of that name was skipped: " in msg, msg
+    return warning + msg
 
 
-def test_plugin_shadowing_a_builtin_is_refused(tmp_path, monkeypatch):
+def test_plugin_shadowing_a_builtin_is_skipped_and_the_builtin_runs(tmp_path, monkeypatch, capsys):
     install(tmp_path, monkeypatch, "s", "evil-attacks", "1.0", {"pgd": "ShadowPGD"})
-    msg = one_line_error()
+    msg = skipped(capsys, monkeypatch)
     assert "'pgd'" in msg and "evil-attacks 1.0" in msg and "distribution defbench" in msg, msg
+    from defbench.attacks.registry import BUILTIN
+
+    assert type(get_attack("pgd", "fmnist", 0.1)) is BUILTIN["pgd"]
 
 
-def test_plugin_names_a_lookup_would_not_find_as_written_are_refused(tmp_path, monkeypatch):
+def test_plugin_names_a_lookup_would_not_find_as_written_are_skipped(tmp_path, monkeypatch, capsys):
     """get_attack lowercases: an attack plugin 'FGSM' was listed as a plugin while the built-in ran, and 'MyAtk'
     was listed and never found (found by the API audit)."""
     install(tmp_path, monkeypatch, "c", "case-attacks", "0.1", {"FGSM": "ShadowFGSMCase"})
-    msg = one_line_error()
+    msg = skipped(capsys, monkeypatch)
     assert "built-in attack 'fgsm'" in msg and "a lookup of 'FGSM' finds the built-in" in msg, msg
     monkeypatch.syspath_prepend(str(fake_distribution(tmp_path / "m", "mixed-attacks", "0.1", {"MyAtk": "MixedCase"})))
     monkeypatch.setattr("sys.path", [p for p in __import__("sys").path if not p.endswith("/c")])
-    msg = one_line_error()
+    msg = skipped(capsys, monkeypatch, "MyAtk")
     assert "looked up in lower case" in msg and "name it 'myatk'" in msg, msg
 
 
-def test_two_plugins_with_one_name_are_refused(tmp_path, monkeypatch):
+def test_two_plugins_with_one_name_are_both_skipped(tmp_path, monkeypatch, capsys):
+    """Neither of two distributions taking one name is 'the' plugin of it: both are skipped, the other plugins
+    and the built-ins work (one clashing package made every listing and run fail), and the name's error names
+    both distributions."""
     install(tmp_path, monkeypatch, "a", "first-attacks", "0.1", {"goodatk": "GoodAttack"})
     install(tmp_path, monkeypatch, "b", "second-attacks", "0.2", {"goodatk": "GoodAttack"})
-    msg = one_line_error()
+    msg = skipped(capsys, monkeypatch, "goodatk")
     assert "'goodatk'" in msg and "first-attacks 0.1" in msg and "second-attacks 0.2" in msg, msg
 
 
-def test_nameless_plugin_is_refused(tmp_path, monkeypatch):
+def test_nameless_plugin_is_skipped(tmp_path, monkeypatch, capsys):
     install(tmp_path, monkeypatch, "n", "nameless-attacks", "0.1", {"nameless": "Nameless"})
-    msg = one_line_error()
+    msg = skipped(capsys, monkeypatch, "nameless")
     assert "sets no name of its own" in msg and "nameless-attacks 0.1" in msg, msg
 
 
-def test_plugin_name_must_match_its_entry_point(tmp_path, monkeypatch):
+def test_plugin_name_must_match_its_entry_point(tmp_path, monkeypatch, capsys):
     install(tmp_path, monkeypatch, "m", "odd-attacks", "0.1", {"mismatch": "Mismatch"})
-    assert "must match" in one_line_error()
+    assert "must match" in skipped(capsys, monkeypatch, "mismatch")
 
 
 def test_plugin_distribution_and_version_are_in_the_key(tmp_path, monkeypatch):

@@ -5,6 +5,7 @@ fails only its own cells."""
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 
 import pytest
@@ -172,22 +173,42 @@ def test_defense_opt_values_of_a_plugin_are_in_its_cells_key(tiny_zoo, monkeypat
         ({"blur": "my_defenses:Blur"}, "is named 'boxblur', the entry point 'blur'; they must match"),
     ],
 )
-def test_broken_defense_plugins_are_refused(entries, message, monkeypatch, tmp_path):
+def test_broken_defense_plugins_are_skipped(entries, message, monkeypatch, tmp_path, capsys):
+    """A refused plugin made every listing and run fail, the built-ins' too; it is skipped with one warning
+    line giving the reason, the built-ins list and build as before, and its name (where no built-in answers to
+    it) is an error with the same reason."""
+    from defbench import plugins
     from defbench.defenses import registry
 
     install(monkeypatch, tmp_path, entries)
-    with pytest.raises(DefbenchError, match=message) as err:
-        registry.available()
-    assert "distribution my-defenses 0.1" in str(err.value) and "\n" not in str(err.value)
+    monkeypatch.setattr(plugins, "WARNED", set())
+    capsys.readouterr()
+    assert registry.available() == tuple(registry.DEFENSES)
+    warning = capsys.readouterr().err
+    assert re.search(message, warning) and "distribution my-defenses 0.1" in warning and warning.count("\n") == 1
+    assert warning.startswith("defbench: warning: skipped defense plugin")
+    assert main(["defense", "list"]) == 0
+    (name,) = entries
+    if registry._alias_key(name) in registry.DEFENSES:  # the built-in answers to that name
+        assert registry.check_name(name) == registry._alias_key(name)
+    else:
+        with pytest.raises(
+            DefbenchError, match=f"unknown defense {name!r}; a plugin of that name was skipped: .*" + message
+        ) as err:
+            registry.check_name(name)
+        assert "\n" not in str(err.value)
 
 
-def test_two_defense_plugins_with_one_name_are_refused(monkeypatch, tmp_path):
+def test_two_defense_plugins_with_one_name_are_both_skipped(monkeypatch, tmp_path, capsys):
+    from defbench import plugins
     from defbench.defenses import registry
 
     install(monkeypatch, tmp_path, {"boxblur": "my_defenses:Blur"})
     install(monkeypatch, tmp_path, {"boxblur": "my_defenses:Blur"}, dist="other-defenses", sub="site2")
+    monkeypatch.setattr(plugins, "WARNED", set())
+    assert registry.available() == tuple(registry.DEFENSES)
     with pytest.raises(DefbenchError, match="both take the name 'boxblur'") as err:
-        registry.available()
+        registry.check_name("boxblur")
     assert "my-defenses 0.1" in str(err.value) and "other-defenses 0.1" in str(err.value)
 
 

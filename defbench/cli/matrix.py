@@ -11,6 +11,7 @@ import sys
 import time
 
 from defbench import DefbenchError
+from defbench.attacks.registry import PLUGINS as ATTACK_PLUGINS
 from defbench.attacks.registry import available as available_attacks
 from defbench.attacks.registry import check_option, check_value, get_attack
 from defbench.attacks.threats import THREATS, check_threat
@@ -299,7 +300,7 @@ def attack_specs(args, dataset: str) -> tuple[AttackSpec, ...]:
     table = available_attacks()
     for n in names:
         if n not in table:
-            raise DefbenchError(f"unknown attack {n!r}; choose one of: {', '.join(table)}, all, none")
+            raise ATTACK_PLUGINS.unknown(n, table, ", all, none")
     params: dict[str, dict] = {}
     for opt in args.attack_opt:
         a, kv = split_target(opt)
@@ -307,7 +308,7 @@ def attack_specs(args, dataset: str) -> tuple[AttackSpec, ...]:
             raise DefbenchError(f"--attack-opt {opt!r} must look like ATTACK:KEY=VALUE")
         a = a.lower()
         if a not in table:
-            raise DefbenchError(f"--attack-opt {opt}: unknown attack {a!r}; choose one of: {', '.join(table)}")
+            raise DefbenchError(f"--attack-opt {opt}: {ATTACK_PLUGINS.unknown(a, table)}")
         if a not in names:
             raise DefbenchError(
                 f"--attack-opt {opt}: attack {a} is not in this run "
