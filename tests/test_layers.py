@@ -37,6 +37,15 @@ LAYERS = (
 ALLOWED_LATE = {
     ("defbench", "defbench.api"): "the root's PEP 562 __getattr__: defbench.evaluate without importing torch on "
     "'import defbench'",
+    **{
+        ("defbench.cli", f"defbench.cli.{m}"): "the commands, imported when the parser is built: `defbench --version` "
+        "answers without torch"
+        for m in ("listing", "matrix", "paper", "results", "train")
+    },
+    **{
+        ("defbench.cli", m): "the store's OS-error wording, imported on that error's path only (see above)"
+        for m in ("defbench.harness", "defbench.harness.store")
+    },
 }
 
 
