@@ -108,7 +108,8 @@ _held = threading.local()
 def lock(mid: str):
     """Hold the zoo's lock of model ``mid`` (``fcntl.flock`` on ``.<mid>.lock``): one process at a time checks,
     trains or loads it, so a second process waits for the first to finish training and then reuses the model.
-    Re-entrant within a thread; a no-op where file locks are unavailable."""
+    Re-entrant within a thread; a no-op where file locks are unavailable and in a zoo this process cannot write
+    (loads only: their sha256 check stands in for the lock)."""
     held = getattr(_held, "ids", None)
     if held is None:
         held = _held.ids = {}
@@ -123,6 +124,17 @@ def lock(mid: str):
         import fcntl
     except ImportError:  # not POSIX
         yield
+        return
+    d = zoo_dir()
+    if d.is_dir() and not os.access(d, os.W_OK):
+        # a read-only zoo (a volume the workers of a cluster mount read-only): no lock file can be made, and no
+        # process trains into it here; a load verifies the checkpoint's sha256, so a model replaced meanwhile is
+        # refused, not read half-written
+        held[mid] = 1
+        try:
+            yield
+        finally:
+            held.pop(mid, None)
         return
     d = _zoo_dir_for_writing()
     with open(d / f".{mid}.lock", "a+") as fh:  # closing it releases the lock

@@ -171,6 +171,28 @@ def test_lock_is_reentrant(home, capsys):
     assert capsys.readouterr().err == ""  # an uncontended lock (or one this process holds) waits for no one
 
 
+def test_a_read_only_zoo_loads_without_a_lock_file(home, monkeypatch):
+    """Every load took the zoo's lock, whose file needs write access: the workers of a cluster mounting the zoo
+    read-only were refused each model (found by the Ray audit). A zoo this process cannot write loads without a
+    lock (the checkpoint's sha256 check stands; a damaged file is still refused); a writable one keeps its lock."""
+    e = save()
+    for f in zoo.zoo_dir().glob(".*.lock"):
+        f.unlink()
+    real_access = os.access
+    monkeypatch.setattr(zoo.os, "access", lambda p, mode: False if Path(p) == zoo.zoo_dir() else real_access(p, mode))
+    state, manifest = models._fetch(e.id, build=None, train_missing=False)
+    assert manifest["sha256"] == zoo.sha256_file(e.path) and not list(zoo.zoo_dir().glob(".*.lock"))
+    data = bytearray(e.path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    e.path.write_bytes(bytes(data))
+    with pytest.raises(DefbenchError, match="sha256"):
+        models._fetch(e.id, build=None, train_missing=False)
+    monkeypatch.setattr(zoo.os, "access", real_access)  # the silent twin: a writable zoo takes the lock
+    save()
+    models._fetch(e.id, build=None, train_missing=False)
+    assert [f.name for f in zoo.zoo_dir().glob(".*.lock")] == [f".{e.id}.lock"]
+
+
 def test_save_leaves_no_temporary_files(home):
     save()
     save()
