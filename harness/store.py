@@ -242,6 +242,34 @@ def _create(conn: sqlite3.Connection) -> None:
         raise
 
 
+#: a lock file beside the store: every process writing the store holds it shared, salvage holds it exclusively
+IN_USE = f".{DB_NAME}.in-use"
+
+
+def _hold(out: Path, exclusive: bool) -> Any:
+    """The open lock file ``out/IN_USE`` with a non-blocking ``flock`` on it (shared, or ``exclusive``), or a
+    DefbenchError saying who holds it the other way; None where file locks are unavailable."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX
+        return None
+    fh = open(out / IN_USE, "a+")
+    try:
+        fcntl.flock(fh, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+    except OSError:
+        fh.close()
+        if exclusive:
+            raise DefbenchError(
+                f"{out} is in use by a process writing its store (a matrix or paper run, or a Store left open): "
+                "salvage would lose the cells it writes meanwhile; stop it (its finished cells are kept) and "
+                "salvage then"
+            ) from None
+        raise DefbenchError(
+            f"{out}: 'defbench store salvage' is rebuilding this store; rerun when it is done"
+        ) from None
+    return fh
+
+
 class Store:
     """The store of one output dir. Several processes may share it (WAL, a busy timeout of
     :data:`BUSY_TIMEOUT_S`, idempotent creation): each cell is one transaction, written once."""
@@ -255,6 +283,15 @@ class Store:
                 raise no_store(self.path)
         else:
             self.path = ensure_dir(out_dir) / DB_NAME
+        self._in_use = None if readonly else _hold(self.path.parent, exclusive=False)  # salvage waits for us
+        try:
+            self._open(readonly)
+        except BaseException:
+            if self._in_use is not None:
+                self._in_use.close()
+            raise
+
+    def _open(self, readonly: bool) -> None:
         try:
             self.conn = _connect(self.path, readonly=readonly)
             # WAL needs an exclusive moment; retry while another process creates (a reader leaves the mode alone)
@@ -383,6 +420,9 @@ class Store:
 
     def close(self) -> None:
         self.conn.close()
+        if self._in_use is not None:
+            self._in_use.close()  # releases the shared lock
+            self._in_use = None
 
 
 # ------------------------------------------------------------------------------ check and salvage
@@ -578,13 +618,23 @@ def _open_for_reading(path: Path, errors: list[str]) -> tuple[sqlite3.Connection
 def salvage_store(out_dir: str | Path) -> tuple[StoreCheck, Path | None]:
     """Rebuild ``<out_dir>/defbench.sqlite`` from its intact cells. The damaged file (with its -wal and -shm)
     is kept beside it as ``defbench.sqlite.damaged-<time>``; a store with nothing wrong is left as it is
-    (returns None for the backup). The next run recomputes exactly the cells that were dropped. Run it while
-    no other process uses the store."""
+    (returns None for the backup). The next run recomputes exactly the cells that were dropped. Refused while
+    a process writes the store (:data:`IN_USE`), whose cells would go into the file moved away."""
     out = Path(out_dir)
     chk = check_store(out)
     if chk.ok:
         return chk, None
     path = chk.path
+    hold = _hold(out, exclusive=True)  # no run writes the store while it is rebuilt (its cells would be lost)
+    try:
+        return chk, _rebuild(out, path, chk)
+    finally:
+        if hold is not None:
+            hold.close()
+
+
+def _rebuild(out: Path, path: Path, chk: StoreCheck) -> Path:
+    """The store rebuilt from ``chk``'s intact cells; returns where the damaged file went."""
     tmp = out / f".{DB_NAME}.salvage-{os.getpid()}"
     for p in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
         p.unlink(missing_ok=True)
@@ -619,4 +669,4 @@ def salvage_store(out_dir: str | Path) -> tuple[StoreCheck, Path | None]:
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise DefbenchError(f"cannot salvage {path}: {os_error_line(exc)}") from None
-    return chk, backup
+    return backup

@@ -18,7 +18,7 @@ def add_parsers(sub) -> None:
         description="'check OUT' reads every cell of OUT/defbench.sqlite and reports the intact and "
         "broken ones (exit 1 if any is broken); 'salvage OUT' rebuilds the store from its "
         "intact cells, keeping the damaged file beside it as defbench.sqlite.damaged-*; "
-        "the next run recomputes only the dropped cells. Salvage while no run uses OUT.",
+        "the next run recomputes only the dropped cells. Salvage refuses while a run writes OUT.",
     )
     sp.add_argument("action", choices=("check", "salvage"), help="check | salvage")
     sp.add_argument("out", metavar="OUT", help="output dir of a 'defbench matrix' or 'defbench paper run'")
