@@ -5,8 +5,6 @@ refuses (an option renamed, a flag the run would ignore) fails here, not in a re
 
 from __future__ import annotations
 
-import contextlib
-import io
 import re
 import shlex
 from pathlib import Path
@@ -14,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from defbench.cli import main
+from test_reliability_cli import no_work, run  # noqa: F401 -- no_work: a fixture
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -57,27 +55,13 @@ def runnable(command: str) -> list[str] | None:
 COMMANDS = sorted({(f, c) for f, c in doc_commands() if runnable(c)})
 
 
-class Reached(BaseException):
-    """Where real work would start: the command line was accepted."""
-
-
 @pytest.fixture
-def stand_ins(monkeypatch):
-    from defbench.harness import matrix, models, papers, ray_executor
+def stand_ins(request, monkeypatch):
+    """test_reliability_cli's stand-ins for the runner, the paper runner and the trainers, and no cluster check."""
+    from defbench.harness import ray_executor
 
-    class Runner:
-        def __init__(self, spec, store=None):
-            spec.validate()
-            raise Reached
-
-    def stop(*a, **k):
-        raise Reached
-
-    monkeypatch.setattr(matrix, "MatrixRunner", Runner)
-    monkeypatch.setattr(papers, "run_table", stop)
+    request.getfixturevalue("no_work")
     monkeypatch.setattr(ray_executor, "check_reachable", lambda *a, **k: None)  # no cluster here
-    for f in ("build_classifier_model", "build_gan_model", "build_encoder_model"):
-        monkeypatch.setattr(models, f, stop)
 
 
 def test_the_docs_show_commands():
@@ -99,13 +83,7 @@ def test_a_command_of_the_docs_is_accepted(doc, command, stand_ins, tmp_path):
         argv[argv.index("--out") + 1] = str(tmp_path / "out")
     if "--device" in argv and argv[argv.index("--device") + 1] == "cuda" and not torch.cuda.is_available():
         argv[argv.index("--device") + 1] = "cpu"  # a GPU machine's command: the rest of it is checked here
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        try:
-            rc = main(argv)
-        except Reached:
-            rc = None
-    message = err.getvalue()
+    rc, message = run(argv)
     if rc is not None and any(f"'{p}'" in message for p in EXAMPLE_PLUGINS):
         return  # the docs' own example plugin, not installed here
     assert rc is None, f"{doc}: `{command}` is refused: {message.strip()}"

@@ -204,12 +204,12 @@ def test_defense_config_file_errors(no_work, tmp_path):
     refused(M + ["--defense", "median", "--defense-config", str(tmp_path)], "is a directory")
 
 
-def test_flags_the_run_uses_are_accepted_where_their_twins_are_refused(no_work, tmp_path, monkeypatch):
-    """The silent twins of the refusals of flags a run would ignore: --eot with a bpda threat, --eps with one
-    bounded attack among unbounded ones, an option repeated with the same value."""
+@pytest.fixture
+def seen(no_work, monkeypatch) -> dict:
+    """{"spec": the validated MatrixSpec of the last accepted matrix command line}."""
     from defbench.harness import matrix
 
-    seen = {}
+    seen: dict = {}
 
     class Capture:
         def __init__(self, spec, store=None):
@@ -217,6 +217,12 @@ def test_flags_the_run_uses_are_accepted_where_their_twins_are_refused(no_work, 
             raise Reached()
 
     monkeypatch.setattr(matrix, "MatrixRunner", Capture)
+    return seen
+
+
+def test_flags_the_run_uses_are_accepted_where_their_twins_are_refused(seen, tmp_path):
+    """The silent twins of the refusals of flags a run would ignore: --eot with a bpda threat, --eps with one
+    bounded attack among unbounded ones, an option repeated with the same value."""
     out = ["--out", str(tmp_path / "o")]
     assert run(M + out + ["--threat", "graybox,bpda", "--eot", "3"])[0] is None and seen["spec"].eot == 3
     assert run(M + out + ["--attacks", "deepfool,fgsm", "--eps", "0.1,0.2"])[0] is None
@@ -229,18 +235,8 @@ def test_flags_the_run_uses_are_accepted_where_their_twins_are_refused(no_work, 
     assert seen["spec"].defense_overrides == {"median": {"kernel_size": 5}}
 
 
-def test_accepted_forms_reach_the_runner(no_work, tmp_path, monkeypatch):
+def test_accepted_forms_reach_the_runner(seen, tmp_path):
     """The help's own --defense-opt KEY=VALUE works for the run's one defense (and its variants)."""
-    from defbench.harness import matrix
-
-    seen = {}
-
-    class Capture:
-        def __init__(self, spec, store=None):
-            seen["spec"] = spec.validate()
-            raise Reached()
-
-    monkeypatch.setattr(matrix, "MatrixRunner", Capture)
     out = str(tmp_path / "o")
     assert run(M + ["--out", out, "--defense", "median", "--defense-opt", "kernel_size=5"])[0] is None
     assert seen["spec"].defense_overrides == {"median": {"kernel_size": 5}}
