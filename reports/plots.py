@@ -91,21 +91,25 @@ def _without(config: dict[str, Any], x: str) -> dict[str, Any]:
     return out
 
 
-def _variant_names(rows: list[Row], x: str) -> Callable[[Row], str]:
+def _family(r: Row) -> str:
+    return str(cfg(r, "family", r["attack"]))
+
+
+def _variant_names(rows: list[Row], x: str, family: Callable[[Row], str] = _family) -> Callable[[Row], str]:
     """What tells a row's line apart besides its defense, its swept value ``x`` aside: "" where each family ran
     one configuration one way, else the attack's name among the family's configurations ("PGD steps=10" and
     "PGD steps=100", "PGD (n=100)" for a subset, "Universal-FGSM ε=0.1") and how it ran ("EOT=10", a G·I),
-    which a line never mixes."""
+    which a line never mixes. ``family`` names a row's panel."""
     x_free = {id(r): {**r, "attack_config": _without(dict(r.get("attack_config") or {}), x)} for r in rows}
     names = attack_names(x_free.values())
     how = how_tagger(x_free.values())
     configs: dict[str, set[tuple[str, str]]] = defaultdict(set)  # family -> its attack configurations
     for r in rows:
-        configs[str(cfg(r, "family", r["attack"]))].add(attack_key(x_free[id(r)]))
+        configs[family(r)].add(attack_key(x_free[id(r)]))
 
     def name(r: Row) -> str:
         x = x_free[id(r)]
-        several = len(configs[str(cfg(r, "family", r["attack"]))]) > 1
+        several = len(configs[family(r)]) > 1
         return ", ".join(p for p in ((names[attack_key(x)] if several else ""), how(x)) if p)
 
     return name
@@ -137,7 +141,7 @@ def eps_sweep_panels(rows: Iterable[Row]) -> dict[str, Series]:
     for r in attacks:
         eps_of[family(r)].add(float(cfg(r, "eps")))
     families = [f for f in ordered_unique(family(r) for r in attacks) if len(eps_of[f]) > 1]
-    defense, variant = _line_names(attacks), _variant_names(attacks, "eps")
+    defense, variant = _line_names(attacks), _variant_names(attacks, "eps", family)
     clean = {(base_key(r), int(r["seed"])): r for r in rows if is_clean(r)}
     panels: dict[str, Series] = {}
     for fam in families:
@@ -171,7 +175,7 @@ def alpha_sweep_panels(rows: Iterable[Row]) -> dict[str, Series]:
     defense, variant = _line_names(attacks), _variant_names(attacks, "alpha")
     panels: dict[str, Series] = {}
     for r in sorted(attacks, key=lambda r: threat_sort_key(r["threat"])):
-        series = panels.setdefault(str(cfg(r, "family", r["attack"])), defaultdict(lambda: defaultdict(dict)))
+        series = panels.setdefault(_family(r), defaultdict(lambda: defaultdict(dict)))
         _add(series, _line(defense, variant, r), float(cfg(r, "alpha")), int(r["seed"]), accuracy(r))
     return panels
 

@@ -119,6 +119,10 @@ def test_gan_aware_rows_stay_out_of_the_pixel_worst_case_and_get_their_own_plot_
     finally:
         plots._panels = real
     assert set(seen) == {"fgsm", "fgsm (gan-aware: latent-space ε)"}
+    # one configuration per panel: lines named by the defense (and threat) alone, no attack variant
+    assert list(seen["fgsm"]) == ["invgan (graybox)"] and list(seen["fgsm (gan-aware: latent-space ε)"]) == [
+        "invgan (gan-aware)"
+    ]
     assert all(0.05 not in pts and 0.5 not in pts for pts in seen["fgsm"].values())
 
 
