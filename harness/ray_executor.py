@@ -350,8 +350,9 @@ class RayExecutor(Executor):
     @staticmethod
     def _why(ray, exc: Exception) -> str:
         if isinstance(exc, ray.exceptions.RayTaskError) and getattr(exc, "cause", None) is not None:
-            cause = exc.cause
-            return f"{type(cause).__name__}: {_one_line(cause)}"
+            cause = exc.cause  # where it ran: a node that cannot run the cells (no CUDA behind its GPU) is named
+            where = f" (on the worker at {exc.ip}, pid {exc.pid})" if getattr(exc, "ip", None) else ""
+            return f"{type(cause).__name__}: {_one_line(cause)}{where}"
         if isinstance(exc, (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError)):
             return f"the worker process died ({type(exc).__name__}: {_one_line(exc, 200)})"
         return f"{type(exc).__name__}: {_one_line(exc)}"

@@ -396,3 +396,17 @@ def test_an_address_where_no_cluster_is_is_refused_before_any_work(tmp_path, mon
         monkeypatch.setattr(services, "canonicalize_bootstrap_address", lambda addr, temp_dir=None: there)
         check_reachable("auto")
     check_reachable(None)
+
+
+def test_a_failed_cell_names_the_worker_it_failed_on():
+    """A cell that raised on a worker (a node advertising a GPU without CUDA) was recorded with the error alone:
+    which node could not run it was not said. The worker's address and pid are in the message now; a worker that
+    died (no address to give) keeps its own wording."""
+    import ray
+
+    from defbench.harness.ray_executor import RayExecutor
+
+    err = ray.exceptions.RayTaskError("compute", "tb", RuntimeError("Found no NVIDIA driver"), pid=7, ip="10.0.0.9")
+    assert RayExecutor._why(ray, err) == "RuntimeError: Found no NVIDIA driver (on the worker at 10.0.0.9, pid 7)"
+    died = RayExecutor._why(ray, ray.exceptions.WorkerCrashedError())
+    assert died.startswith("the worker process died (WorkerCrashedError") and "on the worker at" not in died
