@@ -358,6 +358,7 @@ class MatrixRunner:
         self._model_sha256: dict[str, dict[str, str]] = {}  # defense label -> {classifier, G, D, encoder}
         self._defenses: dict[str, Any] = dict(defenses or {})
         self._options: dict[str, dict[str, Any]] = {}  # defense label -> the options it was built with
+        self._randomness_checked: set[str] = set()  # user and plugin defenses whose declared randomness held
         self.libraries = library_versions()  # part of every cell's key
         self._reparam = None
         self._reparam_sha256: dict[str, str] = {}
@@ -638,6 +639,37 @@ class MatrixRunner:
             with progress.reporting(steps.update):
                 return self._compute_cell(cell, key, dcfg, acfg, desc)
 
+    def check_declared_randomness(self, name: str, d) -> None:
+        """A user's or a plugin's defense is what it declares, checked once per runner on two test images: a
+        function of (x, seed), whose output depends on the seed when ``randomized`` and on nothing else. One that
+        depends on the seed while declaring ``randomized = False`` was attacked without EOT and evaluated once
+        per image, so its robust accuracy read too high; one that draws from a state other than its seed (the
+        global generators, an unseeded generator) gives cells no rerun reproduces. Both are one-line errors. The
+        built-ins' declarations are tested (tests/test_randomness.py)."""
+        if name in self._randomness_checked or name not in self.spec.external_defenses and base_name(name) in DEFENSES:
+            return
+        self._randomness_checked.add(name)
+        x, _ = self.test.get(self.test.eval_indices(2, 0))
+        x = x.to(self.device)
+        s1, s2 = derive_seed("declared randomness", 1), derive_seed("declared randomness", 2)
+        first = d.purify(x, seed=s1).detach()
+        if self.device.type != "cuda" or cuda_kernels_deterministic():  # else kernels may differ run to run
+            gap = (d.purify(x, seed=s1).detach() - first).abs().max().item()
+            if gap > 1e-6:
+                raise DefbenchError(
+                    f"defense {name}: two purifications of the same images with the same seed differ (by up to "
+                    f"{gap:.3g}): it draws from a random state other than the seed it is handed (the global "
+                    "generators, a generator of its own); draw every random number from that seed"
+                )
+        if not d.randomized:
+            gap = (d.purify(x, seed=s2).detach() - first).abs().max().item()
+            if gap > 1e-6:
+                raise DefbenchError(
+                    f"defense {name} declares randomized = False, but its output depends on the seed (two seeds "
+                    f"give outputs up to {gap:.3g} apart): set randomized = True, so that BPDA averages EOT draws "
+                    "and each image counts as robust only when every purification of it is right"
+                )
+
     def _compute_cell(self, cell: Cell, key, dcfg: dict, acfg: dict, desc: str) -> CellOutcome:
         d = self.defense(cell.defense)
         atk = self.attack(cell.attack) if cell.attack is not None else None
@@ -659,6 +691,7 @@ class MatrixRunner:
                     "seed": cell.seed,
                 }
             )
+        self.check_declared_randomness(cell.defense, d)  # before the cell's seeding: it moves no draw of the cell
         seed_everything(derive_seed(stream, "cell"))
         repeats = self._repeats(d)
         labels, preds_u, scores, errors, rep_preds = [], [], [], [], [[] for _ in range(repeats)]

@@ -12,6 +12,7 @@ from torch import nn
 
 import defbench
 from defbench import DefbenchError
+from defbench.defenses import Defense
 
 
 class Plain(nn.Module):
@@ -329,3 +330,42 @@ def test_a_defense_s_own_reparameterize_gets_reparam_cells(clf, tmp_path):
     assert list(rep["defense"]) == ["user:path"] and len(rep) == 1
     assert len(calls) > 2  # the attack differentiated through it (purify alone calls it once per batch)
     assert "model_sha256" not in rep.iloc[0]["attack_config"]  # no G or encoder of its own to name
+
+
+class _Jitter(Defense):
+    """Adds noise: from the seed it is handed (``source="seed"``) or from torch's global generator."""
+
+    name = "jitter"
+
+    def __init__(self, randomized: bool, source: str = "seed"):
+        super().__init__(None, 0)
+        self.randomized, self.source = randomized, source
+
+    def _purify(self, x, seed):
+        g = torch.Generator().manual_seed(seed) if self.source == "seed" else None
+        return (x + 0.05 * torch.randn(x.shape, generator=g)).clamp(0, 1)
+
+
+@pytest.mark.parametrize(
+    "defense, message",
+    [
+        (_Jitter(randomized=False), "declares randomized = False, but its output depends on the seed"),
+        (_Jitter(randomized=True, source="global"), "draws from a random state other than the seed"),
+        (lambda x: (x + 0.05 * torch.randn_like(x)).clamp(0, 1), "draws from a random state other than the seed"),
+    ],
+)
+def test_a_defense_s_declared_randomness_is_checked(defense, message, clf):
+    """A user's defense whose output depends on the seed while it declares randomized = False was attacked
+    without EOT and purified once per image (its robust accuracy read too high); one drawing from the global
+    generators gave cells no rerun reproduces. Both are refused before its first cell."""
+    with pytest.raises(DefbenchError, match=re.escape(message)):
+        defbench.evaluate(clf, defense, dataset="fmnist", attacks=["fgsm"], n=4, batch_size=4, device="cpu")
+
+
+def test_a_defense_that_declares_its_randomness_runs(clf):
+    """The silent twins: randomized and drawing from its seed, or deterministic and declaring so."""
+    for d in (_Jitter(randomized=True), box_blur):
+        df = defbench.evaluate(
+            clf, d, dataset="fmnist", attacks=["fgsm"], n=4, batch_size=4, device="cpu", baseline=False
+        )
+        assert len(df) == 2 and df["accuracy"].between(0, 1).all()
