@@ -644,7 +644,8 @@ class MatrixRunner:
         function of (x, seed), whose output depends on the seed when ``randomized`` and on nothing else. One that
         depends on the seed while declaring ``randomized = False`` was attacked without EOT and evaluated once
         per image, so its robust accuracy read too high; one that draws from a state other than its seed (the
-        global generators, an unseeded generator) gives cells no rerun reproduces. Both are one-line errors. The
+        global generators, a generator of its own) is random without saying so, and its draws depend on what ran
+        before it in the process (the attack's own draws, earlier batches). Both are one-line errors. The
         built-ins' declarations are tested (tests/test_randomness.py)."""
         if name in self._randomness_checked or name not in self.spec.external_defenses and base_name(name) in DEFENSES:
             return
@@ -659,7 +660,8 @@ class MatrixRunner:
                 raise DefbenchError(
                     f"defense {name}: two purifications of the same images with the same seed differ (by up to "
                     f"{gap:.3g}): it draws from a random state other than the seed it is handed (the global "
-                    "generators, a generator of its own); draw every random number from that seed"
+                    "generators, a generator of its own), so its output depends on what ran before it; draw every "
+                    "random number from that seed (and declare randomized = True)"
                 )
         if not d.randomized:
             gap = (d.purify(x, seed=s2).detach() - first).abs().max().item()

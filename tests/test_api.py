@@ -357,7 +357,8 @@ class _Jitter(Defense):
 def test_a_defense_s_declared_randomness_is_checked(defense, message, clf):
     """A user's defense whose output depends on the seed while it declares randomized = False was attacked
     without EOT and purified once per image (its robust accuracy read too high); one drawing from the global
-    generators gave cells no rerun reproduces. Both are refused before its first cell."""
+    generators was random without saying so, its draws depending on what ran before it. Both are refused before
+    its first cell."""
     with pytest.raises(DefbenchError, match=re.escape(message)):
         defbench.evaluate(clf, defense, dataset="fmnist", attacks=["fgsm"], n=4, batch_size=4, device="cpu")
 
