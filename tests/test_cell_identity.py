@@ -211,9 +211,13 @@ def test_plugin_name_must_match_its_entry_point(tmp_path, monkeypatch, capsys):
     assert "must match" in skipped(capsys, monkeypatch, "mismatch")
 
 
-def test_plugin_distribution_and_version_are_in_the_key(tmp_path, monkeypatch):
+def test_plugin_distribution_and_version_are_in_the_key(tmp_path, monkeypatch, capsys):
+    from defbench import plugins
+
+    monkeypatch.setattr(plugins, "WARNED", set())
     install(tmp_path, monkeypatch, "v1", "good-attacks", "0.1", {"goodatk": "GoodAttack"})
     cfg1 = get_attack("goodatk", "fmnist").config()
+    assert "skipped" not in capsys.readouterr().err  # the silent twin of the refusals above: a sound plugin
     assert cfg1["plugin"] == {"distribution": "good-attacks", "version": "0.1"}
     install(tmp_path, monkeypatch, "v2", "good-attacks", "0.2", {"goodatk": "GoodAttack"})  # first on sys.path
     cfg2 = get_attack("goodatk", "fmnist").config()
