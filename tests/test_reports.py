@@ -526,3 +526,28 @@ def test_latex_is_ascii_with_the_symbols_mapped():
     df.attrs["notes"] = ["γg · ‖x − G(z)‖² ≈ 0 → x̃"]
     tex = to_latex(df, caption="ℓ₂ ≤ 0.5")
     assert tex.isascii() and r"\ell" in tex and r"$\tilde{x}$" in tex
+
+
+def test_latex_compiles_with_pdflatex(tmp_path):
+    """The table of a run with every symbol the notes use compiles in a booktabs document (pdflatex stopped at
+    'Unicode character ℓ (U+2113)' before the mapping). Skipped where no pdflatex is installed (Debian:
+    texlive-latex-base texlive-latex-recommended)."""
+    import shutil
+    import subprocess
+
+    if shutil.which("pdflatex") is None:
+        pytest.skip("no pdflatex: apt-get install texlive-latex-base texlive-latex-recommended")
+    rows = [make_row(frac(10)), make_row(frac(4), attack="pgd"), make_row(frac(3), attack="fgsm", threat="gan-aware")]
+    df = robust_accuracy_table(rows)
+    df.attrs["notes"] = [*df.attrs["notes"], "γg · ‖x − G(z)‖² ≈ 0 → x̃, ℓ∞ ε ∈ {0.1}, Φ(x̂), ⚠ § … naïve ☃"]
+    body = to_latex(df, caption="ℓ∞ robust accuracy & 5% #_")
+    (tmp_path / "t.tex").write_text(
+        "\\documentclass{article}\n\\usepackage{booktabs}\n\\begin{document}\n" + body + "\\end{document}\n"
+    )
+    done = subprocess.run(
+        ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "t.tex"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0 and (tmp_path / "t.pdf").is_file(), done.stdout[-2000:]
