@@ -384,7 +384,8 @@ def base_names(bases: Iterable[Base], configs: Mapping[Base, Any] | None = None)
             else:
                 name = f"{b[2]} (" + ", ".join(f"{k}={_short(flat[b].get(k))}" for k in differ) + ")"
         out[b] = f"{b[0]}/{b[1]}: {name}" if len(models) > 1 else name
-    return out
+    clashes = Counter(out.values())  # two configs that print alike (lr=10 and lr=10.0): told apart by hash
+    return {b: (f"{n}#{b[3][:6]}" if clashes[n] > 1 else n) for b, n in out.items()}
 
 
 def base_names_of(rows: Iterable[Row]) -> dict[Base, str]:

@@ -328,3 +328,8 @@ def test_configs_of_one_defense_are_named_by_what_differs():
     assert sorted(base_names_of([rows[0], row(1, many, "ddd444")]).values()) == ["median#aaa111", "median#ddd444"]
     assert sorted(base_names(base_key(r) for r in rows).values()) == ["median#aaa111", "median#bbb222"]
     assert list(base_names_of(rows[:2]).values()) == ["median"]
+    # two configs that print alike (10 and 10.0, from a default and a --defense-opt) keep distinct names
+    lr = [
+        row(5, {"name": "defensegan", "lr": v}, h, defense="defensegan") for v, h in ((10.0, "eee555"), (10, "fff666"))
+    ]
+    assert sorted(base_names_of(lr).values()) == ["defensegan (lr=10)#eee555", "defensegan (lr=10)#fff666"]
