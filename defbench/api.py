@@ -27,8 +27,10 @@ import torch
 from torch import nn
 
 from defbench import DefbenchError
+from defbench.attacks.registry import PLUGINS as ATTACK_PLUGINS
 from defbench.attacks.registry import available as available_attacks
 from defbench.attacks.registry import check_option, get_attack
+from defbench.attacks.threats import check_threat
 from defbench.classifiers.registry import check_name as check_classifier
 from defbench.defenses.base import Defense
 from defbench.harness.matrix import AttackSpec, MatrixRunner, MatrixSpec, check_used
@@ -107,14 +109,19 @@ def _as_defense(d, i: int) -> tuple[str, Defense | None]:
 
 
 def _eps_list(eps: Any) -> list[float | None]:
-    """``eps`` as a list: [None] for None, one number, or each of a sequence or array of numbers."""
+    """``eps`` as a list: [None] for None, one number (a 0-d array or tensor too), or each number of a sequence,
+    array or tensor."""
     if eps is None:
         return [None]
-    values = [eps] if isinstance(eps, numbers.Real) or (isinstance(eps, np.ndarray) and eps.ndim == 0) else eps
+    if isinstance(eps, (np.ndarray, torch.Tensor)):
+        eps = eps.tolist()  # 0-d: a number; else a (nested) list
+    values = [eps] if isinstance(eps, numbers.Real) else eps
     if isinstance(values, (str, bytes, dict)) or not hasattr(values, "__iter__"):
         raise DefbenchError(f"eps must be a number or a sequence of numbers, got {type(eps).__name__}")
     out = []
     for e in values:
+        if isinstance(e, (np.ndarray, torch.Tensor)) and e.ndim == 0:
+            e = e.item()
         if isinstance(e, bool) or not isinstance(e, (numbers.Real, np.number)):
             raise DefbenchError(f"eps must be a number or a sequence of numbers, got {e!r} in it")
         out.append(float(e))
@@ -209,6 +216,11 @@ def evaluate(
                 "registered under a name (docs/PLUGINS.md)"
             )
     eps_list = _eps_list(eps)
+    threats = [check_threat(t) for t in threats]  # names as the run reads them (BPDA is bpda) before the checks
+    known = available_attacks()
+    for a in attacks:
+        if a.strip().lower() not in known:
+            raise ATTACK_PLUGINS.unknown(a, known)
     check_used(threats, [a.strip().lower() for a in attacks], eot, eps, api=True)
     # attack_params are checked as --attack-opt checks them; ε goes to bounded attacks only (the others ignore it)
     table = available_attacks()
@@ -252,8 +264,8 @@ def evaluate(
     )
     with tempfile.TemporaryDirectory(prefix="defbench-") as tmp:
         spec.out = str(store) if store is not None else tmp
-        runner = MatrixRunner(spec, Store(spec.out), classifier=classifier, defenses=objects)
-        with kept_random_state():  # the runner seeds the global generators per cell; the caller's go on
+        with kept_random_state():  # the runner seeds the global generators (per cell, and to train a missing
+            runner = MatrixRunner(spec, Store(spec.out), classifier=classifier, defenses=objects)  # model)
             runner.run()
         keys = [runner.key(c)[0].key for c in runner.cells()]
         rows = [r for k in keys for r in runner.store.rows(key=k)]

@@ -29,10 +29,11 @@ def seed_everything(seed: int) -> torch.Generator:
 
 @contextlib.contextmanager
 def kept_random_state() -> Iterator[None]:
-    """Run a block and give Python's, numpy's and torch's global generators (CUDA's too, where initialised) the
-    states they had before it: a caller's own random draws after :func:`defbench.evaluate` go on as if defbench
-    had not seeded them for its cells."""
-    py, npy, cpu = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    """Run a block and give Python's, numpy's and torch's global generators (CUDA's too) the states they had
+    before it: a caller's own random draws after :func:`defbench.evaluate` go on as if defbench had not seeded
+    them for its cells. CUDA initialised inside the block gets the seed its lazy initialisation would have given
+    it (``torch.initial_seed()``: the caller's last ``torch.manual_seed``, else PyTorch's default)."""
+    py, npy, cpu, first = random.getstate(), np.random.get_state(), torch.get_rng_state(), torch.initial_seed()
     cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
     try:
         yield
@@ -42,6 +43,8 @@ def kept_random_state() -> Iterator[None]:
         torch.set_rng_state(cpu)
         if cuda is not None:
             torch.cuda.set_rng_state_all(cuda)
+        elif torch.cuda.is_initialized():
+            torch.cuda.manual_seed_all(first)
 
 
 def derive_seed(*parts: Any) -> int:

@@ -48,6 +48,10 @@ _LATEX_MATH = {
     "∇": r"\nabla",
     "≤": r"\le",
     "≥": r"\ge",
+    "≠": r"\neq",
+    "≮": r"\not<",
+    "≯": r"\not>",
+    "∉": r"\notin",
     "²": "^{2}",
     "₁": "_{1}",
     "₂": "_{2}",
@@ -94,8 +98,9 @@ def latex_escape(text: Any) -> str:
             out.append(_LATEX_TEXT[ch])
         elif (math := _latex_math(ch)) is not None:
             out.append(f"${math}$")
-        else:
-            base = unicodedata.normalize("NFKD", ch).encode("ascii", "ignore").decode()
+        else:  # its ASCII base letter (ï: i), unless the decomposition negates it (≠ is = with U+0338)
+            parts = unicodedata.normalize("NFKD", ch)
+            base = "" if "\u0338" in parts else parts.encode("ascii", "ignore").decode()
             out.append(latex_escape(base) if base else f"[U+{ord(ch):04X}]")
     return "".join(out)
 

@@ -155,6 +155,7 @@ def _fgsm():
         (dict(eps=[]), "eps is empty"),
         (dict(eot=3), "eot=3: EOT averages BPDA gradients and this run has no bpda threat (graybox)"),
         (dict(attacks=["deepfool"], eps=0.1), "eps=0.1: none of this run's attacks (deepfool) takes an ε"),
+        (dict(attacks=["myatk"], eps=0.1), "unknown attack 'myatk'"),  # the name first, not "no ε budget"
     ],
 )
 def test_bad_arguments_are_one_line_errors(kwargs, message, clf):
@@ -162,6 +163,21 @@ def test_bad_arguments_are_one_line_errors(kwargs, message, clf):
     args.update(kwargs)
     with pytest.raises(DefbenchError, match=re.escape(message)):
         defbench.evaluate(args.pop("classifier"), args.pop("defense"), **args)
+
+
+def test_eps_takes_numbers_arrays_and_tensors_of_any_rank():
+    """0-d arrays and tensors were refused ('got array(0.1) in it') or raised a TypeError after the ε parsing
+    was rewritten; every numeric form is one or more εs again, and a non-number is still refused."""
+    import numpy as np
+
+    from defbench.api import _eps_list
+
+    for eps in (0.1, np.float32(0.1), np.array(0.1), torch.tensor(0.1), [np.array(0.1)], (torch.tensor(0.1),)):
+        assert _eps_list(eps) == [pytest.approx(0.1)], eps
+    assert _eps_list(torch.tensor([0.05, 0.1])) == [pytest.approx(0.05), pytest.approx(0.1)]
+    assert _eps_list(np.array([0.05, 0.1])) == [0.05, 0.1] and _eps_list(None) == [None]
+    with pytest.raises(DefbenchError, match="got True in it"):
+        _eps_list([True])
 
 
 def test_eps_as_numpy_and_the_caller_s_random_draws_go_on(clf):
@@ -187,7 +203,7 @@ def test_eps_as_numpy_and_the_caller_s_random_draws_go_on(clf):
     assert got == want
     assert sorted(df["eps"].dropna()) == [0.05, 0.1] and (df["attack"] == "deepfool").sum() == 1
     one = defbench.evaluate(
-        clf, box_blur, dataset="fmnist", attacks=["fgsm"], threats=["graybox", "bpda"], eps=np.float64(0.1),
+        clf, box_blur, dataset="fmnist", attacks=["fgsm"], threats=["graybox", "BPDA"], eps=np.float64(0.1),
         eot=2, n=5, batch_size=5, device="cpu", baseline=False,
     )  # fmt: skip
     assert sorted(one["eps"].dropna()) == [0.1, 0.1]

@@ -520,6 +520,8 @@ def test_latex_is_ascii_with_the_symbols_mapped():
     assert latex_escape("ℓ∞ ε ∈ {0.1, 0.3}") == r"$\ell$$\infty$ $\varepsilon$ $\in$ \{0.1, 0.3\}"
     assert latex_escape("‖Φ(x) − Φ(x̂)‖₂") == r"$\|$$\Phi$(x) - $\Phi$($\hat{x}$)$\|$$_{2}$"
     assert latex_escape("Α ω ☃ naïve") == r"$A$ $\omega$ [U+2603] naive"
+    # a negated symbol keeps its negation (the ASCII fallback read ≠ as =)
+    assert latex_escape("target ≠ y, ≢") == r"target $\neq$ y, [U+2262]"
     plain = "PGD steps=10 (graybox) 12.5 +/- 3"
     assert latex_escape(plain) == plain and latex_escape("a_b & 5% #1") == r"a\_b \& 5\% \#1"
     df = pd.DataFrame({"invgan (ℓ∞, EOT=10)": ["50.0 ± 1.0"]}, index=["PGD ε ∈ {0.3}"])
@@ -539,7 +541,7 @@ def test_latex_compiles_with_pdflatex(tmp_path):
         pytest.skip("no pdflatex: apt-get install texlive-latex-base texlive-latex-recommended")
     rows = [make_row(frac(10)), make_row(frac(4), attack="pgd"), make_row(frac(3), attack="fgsm", threat="gan-aware")]
     df = robust_accuracy_table(rows)
-    df.attrs["notes"] = [*df.attrs["notes"], "γg · ‖x − G(z)‖² ≈ 0 → x̃, ℓ∞ ε ∈ {0.1}, Φ(x̂), ⚠ § … naïve ☃"]
+    df.attrs["notes"] = [*df.attrs["notes"], "γg · ‖x − G(z)‖² ≈ 0 → x̃, ℓ∞ ε ∈ {0.1}, Φ(x̂), ⚠ § … naïve ☃ ≠ ∉"]
     body = to_latex(df, caption="ℓ∞ robust accuracy & 5% #_")
     (tmp_path / "t.tex").write_text(
         "\\documentclass{article}\n\\usepackage{booktabs}\n\\begin{document}\n" + body + "\\end{document}\n"
