@@ -9,11 +9,11 @@ from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
-from defbench.progress import bar as progress_bar
 
 from defbench import DefbenchError, metrics
 from defbench.classifiers.models import Classifier, build_classifier
 from defbench.datasets import ImageData
+from defbench.progress import bar as progress_bar
 from defbench.seeding import seed_everything
 
 

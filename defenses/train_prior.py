@@ -19,13 +19,13 @@ from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
-from defbench.progress import bar as progress_bar
 
 from defbench import DefbenchError
+from defbench.datasets import SHAPES, ImageData
 from defbench.defenses.priors import Encoder, build_gan, sample_latent
 from defbench.defenses.projection import ProjectionConfig, ProjectionEngine
-from defbench.datasets import SHAPES, ImageData
 from defbench.metrics import accuracy
+from defbench.progress import bar as progress_bar
 from defbench.seeding import seed_everything
 
 TWO_LN2 = 2 * math.log(2)
@@ -346,6 +346,12 @@ def train_encoder(
         if it % 50 == 0:
             trace.append({"it": it, "semantic": semantic.item(), "latent": latent.item(), "adv": adv.item()})
             bar.set_postfix(sem=f"{semantic.item():.3f}", lat=f"{latent.item():.2f}")
+        if (it + 1) % max(1, recipe.iterations // 10) == 0:  # a log line each tenth: off a terminal, no bar draws
+            bar.write(
+                f"encoder iteration {it + 1}/{recipe.iterations}: semantic {semantic.item():.3f}, latent "
+                f"{latent.item():.2f}, adversarial {adv.item():.3f}",
+                file=sys.stderr,
+            )
     bar.close()
     enc.eval()
     metrics = latent_recovery(G, enc, seed + 1, device)

@@ -41,6 +41,11 @@ def _fetch(mid: str, build, train_missing: bool) -> tuple[dict, dict]:
         if not zoo.exists(mid):
             if not train_missing:
                 raise DefbenchError(f"model {mid} is not in the zoo; build it with: {zoo.build_hint(mid)}")
+            if not zoo.writable():  # said before hours of training whose result could not be saved
+                raise DefbenchError(
+                    f"model {mid} is not in the zoo {zoo.zoo_dir()}, which this process cannot write (read-only); "
+                    f"build it where the zoo is writable: {zoo.build_hint(mid)}"
+                )
             # said always (not a progress bar): under the paper preset this can take hours of an otherwise quiet run
             print(
                 f"defbench: model {mid} is not in the zoo ({zoo.zoo_dir()}); training it now, as "

@@ -621,13 +621,12 @@ def salvage_store(out_dir: str | Path) -> tuple[StoreCheck, Path | None]:
     (returns None for the backup). The next run recomputes exactly the cells that were dropped. Refused while
     a process writes the store (:data:`IN_USE`), whose cells would go into the file moved away."""
     out = Path(out_dir)
-    chk = check_store(out)
-    if chk.ok:
-        return chk, None
-    path = chk.path
-    hold = _hold(out, exclusive=True)  # no run writes the store while it is rebuilt (its cells would be lost)
+    if not (out / DB_NAME).is_file():
+        raise no_store(out / DB_NAME)
+    hold = _hold(out, exclusive=True)  # from the read on: a cell a run wrote meanwhile would be lost
     try:
-        return chk, _rebuild(out, path, chk)
+        chk = check_store(out)
+        return chk, (None if chk.ok else _rebuild(out, chk.path, chk))
     finally:
         if hold is not None:
             hold.close()

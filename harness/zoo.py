@@ -104,6 +104,13 @@ def save(mid: str, state: dict[str, Any], manifest: dict[str, Any]) -> Entry:
 _held = threading.local()
 
 
+def writable() -> bool:
+    """Whether this process can write the zoo (save a model, make a lock file): False for a zoo directory mounted
+    read-only; a zoo not made yet is writable when it can be made."""
+    d = zoo_dir()
+    return not d.is_dir() or os.access(d, os.W_OK)
+
+
 @contextlib.contextmanager
 def lock(mid: str):
     """Hold the zoo's lock of model ``mid`` (``fcntl.flock`` on ``.<mid>.lock``): one process at a time checks,
@@ -125,8 +132,7 @@ def lock(mid: str):
     except ImportError:  # not POSIX
         yield
         return
-    d = zoo_dir()
-    if d.is_dir() and not os.access(d, os.W_OK):
+    if not writable():
         # a read-only zoo (a volume the workers of a cluster mount read-only): no lock file can be made, and no
         # process trains into it here; a load verifies the checkpoint's sha256, so a model replaced meanwhile is
         # refused, not read half-written

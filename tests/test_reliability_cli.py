@@ -349,9 +349,14 @@ def test_version_answers_without_importing_torch():
     import subprocess
     import sys
 
-    code = "import sys; from defbench.cli import main; main(['--version']); print('torch' in sys.modules)"
+    code = (
+        "import signal, sys, warnings; from defbench.cli import main; before = (signal.getsignal(signal.SIGTERM), "
+        "warnings.showwarning); main(['--version']); print('torch' in sys.modules, before == "
+        "(signal.getsignal(signal.SIGTERM), warnings.showwarning))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
-    assert out[:2] == ["defbench", __import__("defbench").__version__] and out[-1] == "False"
+    assert out[:2] == ["defbench", __import__("defbench").__version__] and out[-2:] == ["False", "True"]  # no
+    # torch imported, and no handler left behind by the early answer
 
 
 # ----------------------------------------------------------------------------------------- fuzzing

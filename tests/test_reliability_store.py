@@ -191,7 +191,8 @@ def test_salvage_waits_for_no_one_and_refuses_while_a_store_is_written(tmp_path)
     """Salvage replaced the file under a run still writing it: the run's next cells went into the moved-away
     damaged file and were lost. A process writing the store holds its in-use lock (shared: two runs share a
     store), salvage takes it exclusively and refuses while a writer holds it; a store opened for reading (a
-    report) does not stop it, and once the writer closes, salvage runs. A run started during a salvage is refused."""
+    report) does not stop it, and once the writer closes, salvage runs. A run started during a salvage (from its
+    first read of the store on: a cell written between the read and the rebuild was lost) is refused."""
     fill(tmp_path, 3)
     with sqlite3.connect(tmp_path / DB_NAME) as c:
         c.execute("UPDATE cells SET preds='[1, 2' WHERE seed=1")
@@ -202,18 +203,18 @@ def test_salvage_waits_for_no_one_and_refuses_while_a_store_is_written(tmp_path)
     reader = Store(tmp_path, readonly=True)
     from defbench.harness import store as store_module
 
-    real = store_module._rebuild
+    real_check, real_rebuild = store_module.check_store, store_module._rebuild
 
-    def during(out, path, chk):  # a run that starts while salvage rebuilds
+    def refused_now(out):  # a run that starts while salvage reads the store, or rebuilds it
         with pytest.raises(DefbenchError, match="'defbench store salvage' is rebuilding this store"):
             Store(out)
-        return real(out, path, chk)
 
-    store_module._rebuild = during
+    store_module.check_store = lambda out: refused_now(out) or real_check(out)
+    store_module._rebuild = lambda out, path, chk: refused_now(out) or real_rebuild(out, path, chk)
     try:
         _, backup = salvage_store(tmp_path)
     finally:
-        store_module._rebuild = real
+        store_module.check_store, store_module._rebuild = real_check, real_rebuild
     reader.close()
     assert backup is not None
     s = Store(tmp_path)

@@ -187,6 +187,10 @@ def test_a_read_only_zoo_loads_without_a_lock_file(home, monkeypatch):
     e.path.write_bytes(bytes(data))
     with pytest.raises(DefbenchError, match="sha256"):
         models._fetch(e.id, build=None, train_missing=False)
+    trained = []  # a model missing from it is refused before training, whose result could not be saved
+    with pytest.raises(DefbenchError, match="which this process cannot write"):
+        models._fetch("gan-fmnist-quick", build=lambda: trained.append(1), train_missing=True)
+    assert trained == []
     monkeypatch.setattr(zoo.os, "access", real_access)  # the silent twin: a writable zoo takes the lock
     save()
     models._fetch(e.id, build=None, train_missing=False)

@@ -54,7 +54,7 @@ def test_separate_batches_would_be_stuck():
     assert abs(mixed[:32].mean() - mixed[32:].mean()) > 1e-3
 
 
-def test_encoder_recovers_latent_better_than_random(random_gan):
+def test_encoder_recovers_latent_better_than_random(random_gan, capsys):
     G, _ = random_gan
     before = latent_recovery(G, _untrained_encoder(), 3, "cpu", n=200)
     state, metrics = train_encoder(
@@ -62,6 +62,9 @@ def test_encoder_recovers_latent_better_than_random(random_gan):
     )
     assert metrics["latent_error"] < 0.6 * metrics["random_guess_latent_error"]
     assert metrics["latent_error"] < 0.8 * before["latent_error"]
+    # off a terminal no bar draws: a log line each tenth of the iterations says how far it is (it said nothing)
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("encoder iteration")]
+    assert len(lines) == 10 and lines[-1].startswith("encoder iteration 300/300: semantic ")
 
 
 def _untrained_encoder():

@@ -52,7 +52,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from defbench.cli import listing, matrix, paper, results, train  # here: `defbench --version` imports no torch
+    with warnings.catch_warnings():  # here, not at the top: `defbench --version` imports no torch; the
+        warnings.simplefilter("ignore", DeprecationWarning)  # libraries' import-time deprecations are not the user's
+        from defbench.cli import listing, matrix, paper, results, train
 
     ap = _Parser(
         prog="defbench",
@@ -180,6 +182,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv or os.environ.get("DEFBENCH_DEBUG", "") not in ("", "0")
     argv = [a for a in argv if a != "--debug"]
+    if argv == ["--version"]:  # answered before the parser, whose commands import torch (seconds), and before
+        print(f"defbench {__version__}")  # any handler is set (an early return must leave none behind)
+        return 0
     old_term = old_int = None
     _SIGNALS.update(term=False, int=False)
     try:
@@ -191,9 +196,6 @@ def main(argv: list[str] | None = None) -> int:
     old_show = warnings.showwarning
     if not debug:
         warnings.showwarning = _show_warning
-    if argv == ["--version"]:  # answered before the parser, whose commands import torch (seconds)
-        print(f"defbench {__version__}")
-        return 0
     try:
         ap = build_parser()
         args = ap.parse_args(argv)
