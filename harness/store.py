@@ -292,6 +292,7 @@ class Store:
             raise
 
     def _open(self, readonly: bool) -> None:
+        """Connect, switch to WAL and create the tables (a writer), and check the schema version."""
         try:
             self.conn = _connect(self.path, readonly=readonly)
             # WAL needs an exclusive moment; retry while another process creates (a reader leaves the mode alone)
