@@ -30,7 +30,10 @@ full twin on the subset):
 (i) cells of fewer than 100 images, whose binomial 95% interval is wide;
 (j) cells computed by different code: another results version (``defense_config["results_version"]``; 1 for
     rows stored before it was recorded) or other versions of the numeric libraries (``["libraries"]``), as in a
-    store resumed by newer code, which recomputes under new keys and keeps the old cells beside the new ones.
+    store resumed by newer code, which recomputes under new keys and keeps the old cells beside the new ones;
+(k) the undefended classifier gets under twice chance (1/classes) of the clean images right: an untrained model
+    or images it was not trained on (another dataset, pixel range or normalisation), which makes every number
+    of the tables meaningless.
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ from typing import Any, Iterable
 import numpy as np
 
 from defbench.attacks.base import DEFAULT_EPS
+from defbench import metrics
+from defbench.datasets import NUM_CLASSES
 from defbench.metrics import binomial_half_width, wilson_interval
 
 from .common import (
@@ -459,6 +464,28 @@ def _surrogate_collapse(rows: list[Row], names: dict[Base, str]) -> list[str]:
     return out
 
 
+def _near_chance(rows: list[Row]) -> list[str]:
+    """(k): per dataset and classifier, the clean images the bare classifier gets right (``preds_undefended`` of
+    the clean rows, pooled by test-set index) against chance."""
+    right: dict[tuple[str, str], dict[int, bool]] = defaultdict(dict)
+    for r in rows:
+        if is_clean(r) and r.get("preds_undefended"):
+            ok = metrics.correct(r["preds_undefended"], r["labels"])
+            right[(r["dataset"], r["classifier"])].update(zip((int(i) for i in r["indices"]), map(bool, ok)))
+    out = []
+    for (dataset, classifier), images in right.items():
+        k = NUM_CLASSES.get(dataset) or len({int(y) for r in rows if r["dataset"] == dataset for y in r["labels"]})
+        acc = float(np.mean(list(images.values())))
+        if len(images) >= 10 and k > 1 and acc < 2 / k:
+            out.append(
+                f"{dataset}/{classifier}: the undefended classifier gets {100 * acc:.1f}% of {len(images)} clean "
+                f"images right, under twice chance (1/{k} = {100 / k:.1f}%): it is untrained or reads images it was "
+                "not trained on (another dataset, pixel range or normalisation), and every accuracy in these tables "
+                "is meaningless until it is fixed (a zoo model: retrain it with --force)."
+            )
+    return out
+
+
 def _code_versions(rows: list[Row]) -> list[str]:
     """(j): one flag when the rows were computed by more than one results version or library version."""
     configs = [r.get("defense_config") or {} for r in rows]
@@ -509,6 +536,7 @@ def sanity_flags(rows: Iterable[Row]) -> list[str]:
         + _surrogate_collapse(rows, names)
         + _small_cells(rows)
         + _code_versions(rows)
+        + _near_chance(rows)
     )
 
 
