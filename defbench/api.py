@@ -217,13 +217,12 @@ def evaluate(
             )
     eps_list = _eps_list(eps)
     threats = [check_threat(t) for t in threats]  # names as the run reads them (BPDA is bpda) before the checks
-    known = available_attacks()
+    table = available_attacks()
     for a in attacks:
-        if a.strip().lower() not in known:
-            raise ATTACK_PLUGINS.unknown(a, known)
+        if a.strip().lower() not in table:
+            raise ATTACK_PLUGINS.unknown(a, table)
     check_used(threats, [a.strip().lower() for a in attacks], eot, eps, api=True)
     # attack_params are checked as --attack-opt checks them; ε goes to bounded attacks only (the others ignore it)
-    table = available_attacks()
     params: dict[str, dict[str, Any]] = {}
     named = {x.strip().lower(): x for x in attacks}  # attack names are case-insensitive, as everywhere
     for a, opts in (attack_params or {}).items():

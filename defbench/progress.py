@@ -32,9 +32,9 @@ _reporter: ContextVar[Callable[[int], object] | None] = ContextVar("defbench_ste
 
 def bar(iterable: Any = None, *, enabled: bool = True, **kwargs: Any) -> tqdm:
     """A tqdm bar (``kwargs`` as tqdm's) that draws when ``enabled`` and its stream is a terminal, or in a
-    notebook; elsewhere it is silent (a log gets the commands' own lines)."""
-    notebook = tqdm.__module__.startswith("tqdm.notebook")
-    return tqdm(iterable, disable=False if notebook and enabled else None if enabled else True, **kwargs)
+    notebook (tqdm's notebook bar reads ``disable=None`` as on); elsewhere it is silent (a log gets the commands'
+    own lines)."""
+    return tqdm(iterable, disable=None if enabled else True, **kwargs)
 
 
 def step(n: int = 1) -> None:
