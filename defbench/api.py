@@ -221,7 +221,7 @@ def evaluate(
     for a in attacks:
         if a.strip().lower() not in table:
             raise ATTACK_PLUGINS.unknown(a, table)
-    check_used(threats, [a.strip().lower() for a in attacks], eot, eps, api=True)
+    check_used(threats, [a.strip().lower() for a in attacks], eot, eps, api=True, table=table)
     # attack_params are checked as --attack-opt checks them; ε goes to bounded attacks only (the others ignore it)
     params: dict[str, dict[str, Any]] = {}
     named = {x.strip().lower(): x for x in attacks}  # attack names are case-insensitive, as everywhere

@@ -138,10 +138,13 @@ def _deterministic_on(device: torch.device) -> bool:
     return device.type != "cuda" or cuda_kernels_deterministic()
 
 
-def check_used(threats: list[str], attacks: list[str], eot: Any, eps: Any, api: bool = False) -> None:
+def check_used(
+    threats: list[str], attacks: list[str], eot: Any, eps: Any, api: bool = False, table: dict | None = None
+) -> None:
     """Refuse what a run would ignore: an EOT count without the bpda threat (EOT averages BPDA gradients), an ε
     when none of the attacks takes one. ``eot`` / ``eps`` as given (None: not given); ``api`` names them as
-    :func:`defbench.evaluate`'s arguments instead of the command line's flags."""
+    :func:`defbench.evaluate`'s arguments instead of the command line's flags; ``table`` the attack registry where
+    the caller holds it already."""
     eot_flag, eps_flag = ("eot=", "eps=") if api else ("--eot ", "--eps ")
     if eot is not None and "bpda" not in threats:
         fix = "add 'bpda' to threats or drop eot" if api else "add --threat bpda or drop --eot"
@@ -149,7 +152,7 @@ def check_used(threats: list[str], attacks: list[str], eot: Any, eps: Any, api: 
             f"{eot_flag}{eot}: EOT averages BPDA gradients and this run has no bpda threat ({', '.join(threats)}); "
             + fix
         )
-    table = available_attacks()
+    table = available_attacks() if table is None else table
     if eps is not None and not any(getattr(table.get(a), "bounded", False) for a in attacks):
         raise DefbenchError(
             f"{eps_flag}{eps}: none of this run's attacks ({', '.join(attacks) or 'none'}) takes an ε budget; "

@@ -45,7 +45,7 @@ from .common import (
     is_clean,
     threat_sort_key,
 )
-from .paper import NO_CI, _fmt, _verdict, match_rule, n_note, preset_warning
+from .paper import NO_CI, _fmt, _verdict, delta_note, match_rule, n_note, preset_warning
 from .plots import plot_alpha_sweep, plot_eps_sweep
 from .render import _header, failed_cells
 from .sanity import sanity_flags
@@ -245,10 +245,8 @@ def paper_html(table_id: str, df: pd.DataFrame, out_dir: str | Path) -> str:
         images = first.get("images_per_cell")
         note = n_note(spec, int(images), df, subset) if _none(images) is not None else ""
         notes += [note] if note else []
-    deltas = [abs(float(d)) for d in df["delta"] if _none(d) is not None]
-    if deltas:
-        digits = 4 if spec is not None and spec.metric == "auc" else 1
-        notes.append(f"{len(deltas)} cells with a paper value; mean |delta| {np.mean(deltas):.{digits}f}.")
+    summary = delta_note([d for d in df["delta"] if _none(d) is not None], spec.metric if spec is not None else "")
+    notes += [summary] if summary else []
     parts.append(_notes(notes + (list(spec.notes) if spec is not None else [])))
     png = Path(out_dir) / f"{table_id}.png"
     if png.is_file():

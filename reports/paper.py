@@ -257,6 +257,16 @@ def preset_warning(preset: str) -> str:
     )
 
 
+def delta_note(deltas, metric: str) -> str:
+    """The summary line under a paper table: how many cells have a paper value and their mean |delta| (AUCs to 4
+    decimals, accuracies to 1); "" with none."""
+    deltas = [abs(float(d)) for d in deltas]
+    if not deltas:
+        return ""
+    digits = 4 if metric == "auc" else 1
+    return f"{len(deltas)} cells with a paper value; mean |delta| {np.mean(deltas):.{digits}f}."
+
+
 def n_note(t, n: int, df: pd.DataFrame, subset_threats: list[str]) -> str:
     """What our n images per cell (fewer than the paper's, or the paper's unstated) mean for the comparison: the
     half-width of an accuracy's interval, or how the AUC is read; "" at the paper's n or more."""
@@ -331,10 +341,8 @@ def to_markdown(run: PaperRun, df: pd.DataFrame) -> str:
     parts += [markdown_table(pd.DataFrame(body, columns=header)), ""]
     note = n_note(t, run.n, df, sorted(run.threat_n))
     parts += [f"- {note}"] if note else []
-    deltas = [abs(v) for v in df["delta"].dropna()] if len(df) else []
-    if deltas:
-        digits = 4 if t.metric == "auc" else 1
-        parts.append(f"- {len(deltas)} cells with a paper value; mean |delta| {np.mean(deltas):.{digits}f}.")
+    summary = delta_note(df["delta"].dropna() if len(df) else [], t.metric)
+    parts += [f"- {summary}"] if summary else []
     parts += [f"- {n}" for n in batch_spread_notes((c.defense, r) for c, r in run.rows.items())]
     parts += [f"- {n}" for n in t.notes] + [""]
     return "\n".join(parts)
