@@ -74,6 +74,9 @@ def _invgan_parts(dataset: str) -> tuple[PaperTable, PaperTable]:
         "EOT 1, as the paper: its BPDA never mentions EOT. DefenseGAN is randomized (random restarts), so the "
         "report flags its cell; `defbench matrix --defense defensegan --threat bpda --eot 10` is the stronger "
         "rerun (InvGAN starts from its encoder and is deterministic).",
+        "InvGAN runs T = 1000 inference steps, as §4.2 (the defense section) states; §4.1's list calls T = 200 "
+        "'the inference used at defense time'. On MNIST's gray-box FGSM cell T = 200 keeps 63 of 100 against "
+        "T = 1000's 69 (docs/RESULTS.md).",
         "The paper does not state how many test images; we default to 500. Cowboy (†, numbers quoted from its "
         "authors) and the CIFAR-10 / CelebA parts of the table are not included.",
         "The encoder (InvGAN's start and the RP attack's path) trains 3000 iterations in the paper preset, the paper's "
