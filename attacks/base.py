@@ -123,11 +123,18 @@ class Attack:
         attacks that fit something across images (universal perturbations) do it here. Default: nothing."""
 
     # --------------------------------------------------------------- public API
+    def attack_labels(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The labels the attack is handed for images ``x`` with true labels ``y``: ``y``, or with
+        ``labels='predicted'`` the model's predictions on ``x``. :meth:`__call__` and the fit of :meth:`prepare`
+        (the matrix calls it with these) both read them."""
+        if self.labels != "predicted":
+            return y
+        with torch.no_grad():
+            return model(x).argmax(1)
+
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         model.eval()
-        if self.labels == "predicted":
-            with torch.no_grad():
-                y = model(x).argmax(1)
+        y = self.attack_labels(model, x, y)
         x_adv = _as_output(self, x, self.run(model, x.clone(), y))  # a run that writes into x cannot hide it
         self.last_violations = self.check_output(x, x_adv)
         return settle_output(self, x, x_adv, self.last_violations)

@@ -81,7 +81,8 @@ class UniversalFGSM(_Universal):
     @property
     def label(self):
         t = self.params["target"]
-        return f"Universal-FGSM α={self.params['alpha']:g}" + ("" if t is None else f" (targeted: class {t})")
+        base = f"Universal-FGSM α={self.params['alpha']:g}" + ("" if t is None else f" (targeted: class {t})")
+        return base + (" (predicted labels)" if self.labels == "predicted" else "")
 
     def fit(self, model, x, y):
         n = self.params["images"]

@@ -719,7 +719,9 @@ class MatrixRunner:
             # attacks fitted once per cell (universal perturbations) see the first batch, whatever resumes
             x0, y0 = self.test.get(idx[: self.spec.batch_size])
             self._seed_stream(model, atk, derive_seed(stream, "prepare"))
-            atk.prepare(model, x0.to(self.device), y0.to(self.device))
+            x0, y0 = x0.to(self.device), y0.to(self.device)
+            model.eval()
+            atk.prepare(model, x0, atk.attack_labels(model, x0, y0))  # labels=predicted: the fit's labels too
         for bidx, start in enumerate(progress.bar(batches, desc=desc, enabled=self.spec.progress, leave=False)):
             x, y = self.test.get(idx[start : start + self.spec.batch_size])
             x, y = x.to(self.device), y.to(self.device)

@@ -71,3 +71,42 @@ def test_attack_opt_takes_the_common_options():
     args.attack_opt = ["fgsm:label=predicted"]
     with pytest.raises(DefbenchError, match="unknown parameter label for attack fgsm"):
         attack_specs(args, "fmnist")
+
+
+@pytest.mark.parametrize("labels", ["predicted", "true"])
+def test_a_cells_universal_fit_reads_the_attacks_labels(monkeypatch, tmp_path, labels):
+    """The matrix fits a universal perturbation once per cell (prepare, on the cell's first batch), outside the
+    attack's __call__: with labels=predicted that fit took the true labels while the store said predicted."""
+    import defbench
+    from defbench.attacks.universal import UniversalFGSM
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 10)).eval()  # untrained: most predictions are wrong
+    seen = []
+    fit = UniversalFGSM.fit
+
+    def spy(self, m, x, y):
+        seen.append((x.clone(), y.clone()))
+        return fit(self, m, x, y)
+
+    monkeypatch.setattr(UniversalFGSM, "fit", spy)
+    df = defbench.evaluate(
+        model,
+        None,
+        dataset="fmnist",
+        attacks=["universal-fgsm"],
+        attack_params={"universal-fgsm": {"labels": labels}},
+        n=20,
+        batch_size=20,
+        store=str(tmp_path / "store"),
+        device="cpu",
+    )
+    assert len(seen) == 1
+    x0, y0 = seen[0]
+    with torch.no_grad():
+        pred = model(x0).argmax(1)
+    row = df[df["attack"] == "universal-fgsm"].iloc[0]
+    true = torch.tensor(row["labels"])  # the cell's one batch: its true labels, in order
+    assert (pred != true).sum() > len(true) // 2  # the untrained model gets most of them wrong
+    assert torch.equal(y0, pred if labels == "predicted" else true)
+    assert row["attack_label"].endswith("(predicted labels)") == (labels == "predicted")
