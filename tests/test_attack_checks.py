@@ -58,6 +58,13 @@ class AboveOne(Attack):
         return x + 0.5 * self.eps  # inside the ε-ball, but past 1 where x is bright
 
 
+class BelowZero(Attack):
+    name = "belowzero"
+
+    def run(self, model, x, y):
+        return x - 0.5 * self.eps  # inside the ε-ball, but under 0 where x is dark
+
+
 class GoodAttack(Attack):
     name = "goodatk"
 
@@ -178,6 +185,7 @@ BAD = {
     "nanatk": "NaNAttack",
     "twiceeps": "TwiceEps",
     "aboveone": "AboveOne",
+    "belowzero": "BelowZero",
     "goodatk": "GoodAttack",
     "warnnan": "WarnNaN",
 }
@@ -234,6 +242,33 @@ def test_unbreakable_model_gets_the_clean_image(name, params, fmnist_images):
     assert atk.last_failed.all()
 
 
+class BlackIsAnotherClass(nn.Module):
+    """Unbreakable as ConstantLogits (no gradient, class 3), except that the all-black image is class 0: foolbox's
+    CW puts that image where it failed, and then it reads as a success."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        black = (x.flatten(1).abs().sum(1) == 0).float()
+        logits = torch.zeros(x.shape[0], 10, device=x.device)
+        logits[:, 3] = 5 * (1 - black)
+        logits[:, 0] = 1.0
+        return logits + 0 * x.flatten(1).sum(1, keepdim=True) + 0 * self.w
+
+
+def test_cw_never_hands_on_its_black_placeholder(fmnist_images):
+    """Where foolbox's CW fails it returns an all-zero image; with a model that calls black another class that
+    placeholder would count as a successful attack. defbench hands on the clean image and counts a failure."""
+    x = fmnist_images[0][:4]
+    y = torch.full((4,), 3, dtype=torch.long)
+    atk = get_attack("cw", "fmnist", steps=5, binary_search_steps=1)
+    x_adv = atk(BlackIsAnotherClass(), x, y)
+    assert torch.equal(x_adv, x)
+    assert atk.last_failed.all()
+
+
 def test_deepfool_out_of_steps_gets_clean_image_not_its_iterate(rand_clf, batch):
     """One DeepFool step without overshoot leaves some images short of the boundary: those come back
     clean, the others adversarial; nothing in between."""
@@ -261,7 +296,13 @@ def test_successful_attack_returns_adversarial_images(name, params, rand_clf, ba
 
 # ------------------------------------------------------------------ output checks
 @pytest.mark.parametrize(
-    "name, what", [("nanatk", "NaN"), ("twiceeps", "beyond its budget"), ("aboveone", "outside [0, 1]")]
+    "name, what",
+    [
+        ("nanatk", "NaN"),
+        ("twiceeps", "beyond its budget"),
+        ("aboveone", "outside [0, 1]"),
+        ("belowzero", "outside [0, 1]"),
+    ],
 )
 def test_broken_plugin_output_refused_naming_the_distribution(name, what, plugin_dist, rand_clf, batch):
     plugin_dist(BAD)
@@ -323,6 +364,8 @@ def test_warn_mode_projects_and_records(plugin_dist, rand_clf, batch):
     assert {v["check"] for v in far.last_violations} == {"linf"} and far.last_violations[0]["worst"] > 0.19
     bright = get_attack("aboveone", "fmnist", eps=0.1, output_check="warn")
     assert bright(rand_clf, x, y).max() <= 1 and bright.last_violations[0]["check"] == "range"
+    dark = get_attack("belowzero", "fmnist", eps=0.1, output_check="warn")
+    assert dark(rand_clf, x, y).min() >= 0 and dark.last_violations[0]["check"] == "range"
     with pytest.raises(DefbenchError, match="output_check 'maybe'"):
         get_attack("goodatk", "fmnist", output_check="maybe")
 
@@ -412,6 +455,32 @@ def test_l2_bounded_attack_is_checked_in_l2(rand_clf, batch):
     assert L2Step("fmnist", eps=0.6)(rand_clf, x, y).shape == x.shape
     with pytest.raises(DefbenchError, match="ℓ2 distance up to 0.5 > ε = 0.4"):
         L2Step("fmnist", eps=0.4)(rand_clf, x, y)
+
+
+def test_warn_mode_l2_projection_scales_only_past_the_budget(rand_clf):
+    """Projecting an ℓ2 attack's output scales the perturbation towards x only where it is longer than ε: one
+    inside the budget with a single pixel past 1 (a range violation only) keeps every other pixel as it was."""
+    from defbench.attacks.base import Attack
+
+    class L2Bright(Attack):
+        name = "l2bright"
+        norm = "l2"
+        output_check = "warn"
+
+        def run(self, model, x, y):
+            out = x + 0.01
+            out[:, :, 0, 0] = 1.2
+            return out
+
+    x = torch.full((2, 1, 28, 28), 0.5)
+    atk = L2Bright("fmnist", eps=1.0)
+    x_adv = atk(rand_clf, x, torch.zeros(2, dtype=torch.long))
+    assert [v["check"] for v in atk.last_violations] == ["range"]
+    want = (x + 0.01).clone()
+    want[:, :, 0, 0] = 1.0
+    assert torch.allclose(x_adv, want)
+    far = L2Bright("fmnist", eps=0.25)(rand_clf, x, torch.zeros(2, dtype=torch.long))  # past ε: scaled onto it
+    assert torch.allclose((far - x).flatten(1).norm(dim=1), torch.full((2,), 0.25))
 
 
 def test_refused_output_never_becomes_a_row(plugin_dist, tmp_path, monkeypatch, rand_clf, capsys):

@@ -99,6 +99,20 @@ def test_universal_refits_for_another_model_even_at_a_reused_address(tiny_classi
     assert torch.equal(atk._nu, fresh._nu)  # the same model: no refit on its next batch
 
 
+def test_universal_fgsm_is_the_mean_fgsm_step_over_its_first_images():
+    """ν = α · mean over the first N (``images``, the paper's 15) images of FGSM's step, by hand: the rest of the
+    batch plays no part in it."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3)).eval()
+    x, y = torch.rand(40, 1, 4, 4), torch.randint(0, 3, (40,))
+    atk = get_attack("universal-fgsm", "mnist", alpha=2.0)
+    atk.prepare(model, x, y)
+    xs = x[:15].clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(torch.nn.functional.cross_entropy(model(xs), y[:15]), xs)
+    step = ((x[:15] + 0.3 * g.sign()).clamp(0, 1) - x[:15]).mean(0, keepdim=True)
+    assert torch.allclose(atk._nu, 2.0 * step, atol=1e-6)
+
+
 def test_targeted_universal_perturbation_pushes_towards_its_class(tiny_classifier, fmnist_images):
     """MimicGAN §4.3's targeted form: ν is the mean of FGSM's steps towards class K, so adding it moves
     predictions to K; the untargeted ν (the default) does not favour K."""
@@ -133,8 +147,29 @@ def test_bad_attack_arguments():
 
 def test_paper_default_eps():
     assert get_attack("fgsm", "mnist").eps == 0.3
+    assert get_attack("fgsm", "fmnist").eps == 0.3
     assert abs(get_attack("fgsm", "cifar10").eps - 8 / 255) < 1e-9
+    assert get_attack("fgsm", "imagenet").eps == 0.05
     assert get_attack("cw", "fmnist").eps is None
+
+
+@pytest.mark.parametrize("name, cls, alpha", [("pgd", "PGD", 0.01), ("bim", "BIM", 0.05)])
+def test_default_step_sizes_are_cleverhans(monkeypatch, name, cls, alpha):
+    """At ε = 0.3 with their default steps PGD and BIM take cleverhans' step sizes (MadryEtAl 0.01 over 40 steps,
+    BasicIterativeMethod 0.05 over 10), which torchattacks is handed as alpha."""
+    import torchattacks
+
+    seen = {}
+    orig = getattr(torchattacks, cls).__init__
+
+    def spy(self, *a, **k):
+        seen["alpha"] = k.get("alpha")
+        orig(self, *a, **k)
+
+    monkeypatch.setattr(getattr(torchattacks, cls), "__init__", spy)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3)).eval()
+    get_attack(name, "mnist")(model, torch.rand(2, 1, 4, 4), torch.tensor([0, 1]))
+    assert seen["alpha"] == pytest.approx(alpha)
 
 
 def test_corruptions_of_mimicgan_fig4b(fmnist_images):

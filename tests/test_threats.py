@@ -155,6 +155,22 @@ def test_invgan_bpda_stand_in_identity_is_the_paper_default(parts, images):
 # ------------------------------------------------------------------------------------------ reparameterisation
 
 
+def test_reparam_model_clips_the_encoders_guess_to_the_latent_box():
+    """f(G(clip(I(x)))): the encoder's output is not squashed and leaves [-1, 1] (G was trained on the box)."""
+    torch.manual_seed(0)
+    clf = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+    G = nn.Linear(2, 4)
+    enc = nn.Sequential(nn.Flatten(), nn.Linear(4, 2))
+    with torch.no_grad():
+        enc[1].weight.mul_(10)
+    x = torch.rand(3, 1, 2, 2)
+    with torch.no_grad():
+        assert enc(x).abs().max() > 1.5
+        got = ReparamModel(clf, G, enc)(x)
+        assert torch.allclose(got, clf(G(enc(x).clamp(-1, 1))))
+        assert not torch.allclose(got, clf(G(enc(x))), atol=1e-3)
+
+
 def test_reparam_gradients_flow_through_encoder_and_generator(parts, images):
     """The reparameterisation attack (InvGAN §3.4) differentiates f(G(I(x))): its output is that, and its input
     gradient matches central finite differences of that function (in float64) along random directions. Catches
