@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
 import torch
 from torch import nn
 
@@ -130,3 +131,51 @@ def test_the_same_function_in_two_processes_has_the_same_identity():
         for seed in ("1", "2")
     ]  # fmt: skip
     assert len(runs[0]) == 4 and runs[0] == runs[1]
+
+
+class _Counted:
+    """A user's defense object that writes into itself while it purifies (a call counter)."""
+
+    def __init__(self, count: bool):
+        self.count, self.calls = count, 0
+
+    def __call__(self, x):
+        if self.count:
+            self.calls += 1
+        return x
+
+
+def _counted_defense(count: bool):
+    from defbench.defenses import Defense
+
+    class CountedDefense(Defense):
+        name = "counted"
+
+        def __init__(self):
+            super().__init__((1, 28, 28))
+            self.count, self.calls = count, 0
+
+        def _purify(self, x, seed):
+            if self.count:
+                self.calls += 1
+            return x
+
+    return CountedDefense()
+
+
+@pytest.mark.parametrize("kind, named", [("callable", "fn.calls"), ("Defense", "changed calls")])
+def test_a_defense_that_changes_its_attributes_keeps_its_rows_and_is_named(capsys, kind, named):
+    """Its cells are keyed by what it held before the run: evaluate() read the rows back by keys taken after it
+    (calls had moved) and returned none of its cells, silently. Now the rows come back and a warning names what it
+    changed; a defense whose state does not move is not named."""
+    import defbench
+
+    torch.manual_seed(0)
+    clf = nn.Sequential(nn.Flatten(), nn.Linear(784, 10)).eval()
+    for count in (True, False):
+        defense = _Counted(count) if kind == "callable" else _counted_defense(count)
+        df = defbench.evaluate(clf, defense, dataset="fmnist", attacks=["fgsm"], n=8, batch_size=8, device="cpu")
+        err = capsys.readouterr().err
+        assert len(df[df["defense"] != "none"]) == 2, sorted(df["defense"])  # its clean and FGSM cells
+        assert (named in err and "while it ran" in err) == count, err
+        assert (defense.calls > 0) == count
