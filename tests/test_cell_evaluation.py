@@ -35,8 +35,8 @@ class _Noise(Defense):
 
     def __init__(self):
         super().__init__((1, 28, 28))
-        # records in an object, not in plain attributes: a user's defense is keyed by its plain attribute values
-        # (harness.models.attribute_values), and evaluate() reads its rows back by the keys after the run
+        # records in an object, not in plain attributes: plain attributes that change while the defense runs are
+        # named by a warning (MatrixRunner.warn_changed_state), which this run has no reason to print
         self.rec = SimpleNamespace(log=[], draws=None, in_bpda=False)
 
     def _purify(self, x, seed):
