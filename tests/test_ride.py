@@ -199,3 +199,68 @@ def test_small_budget_check_fails_on_the_earlier_readings(recovery):
     the digits (measured 8-9/16; it is the 8 x 32 network that does not learn in this budget)."""
     earlier, alone, _, _ = recovery(**EARLIER)
     assert earlier <= alone - 4, f"the earlier readings kept {earlier}/16: the recovery check cannot tell them apart"
+
+
+def _ride_by_hand(x: torch.Tensor, cfg: RIDEConfig, seed: int) -> torch.Tensor:
+    """Alg. 1-2 for one image (1, C, H, W) as a plain loop over standard modules, from the readings the module
+    states: the image's generator (seed, image hash) draws Table 3's network (Xavier-uniform weights, zero bias,
+    layer by layer), then at each iteration z ~ N(x^(t-1), σ²), s ~ N(x^(t-1), σ²), the loss-mask draw and the
+    dropout draws; K Adam steps on the mean squared error over the 1 − p kept pixels, with inverted dropout at
+    Table 3's positions; the estimate is the mean of h over ``estimate_samples`` noisy inputs without dropout; the
+    next iterate mixes α x^(t-1) + (1 − α) x_est with NMS at the median ℓ1 distance; the output is x_est^(T)."""
+    from defbench.defenses.ride import ARCHS, image_seed
+
+    assert cfg.noise_block == 1 and cfg.init == "uniform" and cfg.input == "noisy" and cfg.sigma_units == "pixel"
+    g = torch.Generator().manual_seed(image_seed(seed, x[0]))
+    width, layers, drop_at = ARCHS[cfg.arch]
+    c, h, w = x.shape[1:]
+    dims = [c] + [width] * (layers - 1) + [c]
+    params = []
+    for cin, cout in zip(dims[:-1], dims[1:]):
+        bound = (6.0 / (9 * (cin + cout))) ** 0.5
+        weight = (torch.rand(cout, cin, 3, 3, generator=g) * 2 - 1) * bound
+        bias = torch.rand(cout, generator=g) * 0  # drawn (the generator moves on) and zero
+        params += [weight.requires_grad_(True), bias.requires_grad_(True)]
+
+    def net(v, keep=None):
+        for i in range(layers):
+            if keep is not None and i + 1 in drop_at:
+                v = v * keep[drop_at.index(i + 1)] / (1 - cfg.dropout)
+            v = torch.nn.functional.conv2d(v, params[2 * i], params[2 * i + 1], padding=1)
+            v = torch.sigmoid(v) if i == layers - 1 else torch.relu(v)
+        return v
+
+    opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    x_t, est = x.clone(), x.clone()
+    for _ in range(cfg.checkpoints):
+        for _ in range(cfg.iterations):
+            z = x_t + cfg.sigma * torch.randn(1, c, h, w, generator=g)[0]
+            s = x_t + cfg.sigma * torch.randn(1, c, h, w, generator=g)[0]
+            kept = (torch.rand(1, 1, h, w, generator=g)[0] >= cfg.loss_mask).float()
+            drops = torch.rand(1, len(drop_at), width, h, w, generator=g)[0]
+            keep = [(drops[j] >= cfg.dropout).float().unsqueeze(0) for j in range(len(drop_at))]
+            loss = ((net(z, keep) - s).pow(2) * kept).sum() / (kept.sum() * c)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            zs = torch.randn(cfg.estimate_samples, c, h, w, generator=g)
+            est = sum(net(x_t + cfg.sigma * zs[j : j + 1]) for j in range(cfg.estimate_samples)) / cfg.estimate_samples
+            mixed = cfg.alpha * x_t + (1 - cfg.alpha) * est
+            d = (x_t - est).abs().sum(1, keepdim=True)
+            x_t = torch.where(d < d.flatten().median(), est, mixed)
+    return est.detach()
+
+
+def test_ride_is_algorithm_2_by_hand(digits):
+    """The batched grouped-convolution RIDE equals Alg. 1-2 written out for each image alone. Catches what the
+    option test cannot see: the target noise s drawn apart from z, the loss mask's kept share, dropout's
+    positions and rescaling and its absence from the estimate, the estimate's mean over all its samples, training
+    on the iterate x^(t-1) (not the input), x_est^(T) (not a mean over checkpoints), the seed in every draw."""
+    x, _ = digits
+    cfg = dataclasses.replace(TINY, noise_block=1, iterations=5, checkpoints=3, estimate_samples=3)
+    got = RIDE(cfg, shape=(1, 28, 28)).purify(x[:2], seed=5)
+    for i in range(2):
+        want = _ride_by_hand(x[i : i + 1], cfg, seed=5)
+        assert torch.allclose(got[i : i + 1], want, atol=1e-5), (got[i : i + 1] - want).abs().max().item()
+    assert not torch.allclose(got, x[:2], atol=1e-2)
