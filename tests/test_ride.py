@@ -264,3 +264,13 @@ def test_ride_is_algorithm_2_by_hand(digits):
         want = _ride_by_hand(x[i : i + 1], cfg, seed=5)
         assert torch.allclose(got[i : i + 1], want, atol=1e-5), (got[i : i + 1] - want).abs().max().item()
     assert not torch.allclose(got, x[:2], atol=1e-2)
+
+
+def test_normalized_sigma_is_sigma_times_the_classifiers_std():
+    """σ read on the classifier's normalised images is σ · std in [0, 1] pixels (0.5 · 0.3081 on MNIST, per
+    channel with ImageNet's stds on CIFAR-10), not σ / std."""
+    mnist = RIDE(RIDEConfig.for_dataset("mnist", sigma_units="normalized"))._sigma(1, "cpu")
+    assert torch.allclose(mnist.flatten(), torch.tensor([0.5 * 0.3081]))
+    cifar = RIDE(RIDEConfig.for_dataset("cifar10", sigma_units="normalized"))._sigma(3, "cpu")
+    assert torch.allclose(cifar.flatten(), 0.5 * torch.tensor([0.229, 0.224, 0.225]))
+    assert torch.equal(RIDE(RIDEConfig.for_dataset("mnist"))._sigma(1, "cpu").flatten(), torch.tensor([0.5]))
