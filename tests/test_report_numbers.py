@@ -1,0 +1,72 @@
+"""Report numbers a mutation audit could change without a test failing (2026-12-06), each against its definition:
+the worst case leaves out universal perturbations, ε budgets compare exactly, a seed count skips a seed without
+a value, a pooled cell's spread is the sample std, MimicGAN-2's anomaly AUC takes the left-out class as positive."""
+
+import math
+
+import numpy as np
+import pytest
+
+from defbench.reports.common import eps_equal
+from defbench.reports.sanity import sanity_flags
+from defbench.reports.tables import robust_accuracy_table
+
+from test_reports import attack_cfg, frac, make_row
+
+
+def test_worst_case_leaves_out_universal_perturbations():
+    """A universal perturbation of a family named universal-* (alpha None) is not a per-image attack: the worst
+    case is the minimum over the per-image bounded attacks only (PGD's 60%), not the UAP's 50% or its images."""
+    uap = make_row([i % 2 == 0 for i in range(100)], attack="uap", cfg=attack_cfg("UAP", "universal-uap", 0.3, True))
+    rows = [make_row(frac(100, 100)), make_row(frac(60, 100), attack="pgd", cfg=attack_cfg("PGD", "pgd", 0.3)), uap]
+    mean = robust_accuracy_table(rows).attrs["mean"]
+    assert mean["invgan"]["worst case"] == pytest.approx(0.60)
+    assert mean["invgan"]["UAP"] == pytest.approx(0.50)  # still in the table, as its own row
+
+
+def test_eps_budgets_compare_exactly():
+    """Two ε's are one budget only up to float rounding: PGD at 0.3 leaving 30% against FGSM at 0.25 leaving 0% is
+    no sign of gradient masking (different budgets); at one budget it is."""
+    assert eps_equal(0.3, 0.3 + 1e-12) and eps_equal(8 / 255, 0.03137254901960784)
+    assert not eps_equal(0.3, 0.25) and not eps_equal(0.3, 0.29) and not eps_equal(None, 0.3)
+
+    def rows(fgsm_eps):
+        return [
+            make_row(frac(100, 100), defense="none"),
+            make_row(frac(30, 100), defense="none", attack="pgd", cfg=attack_cfg("PGD", "pgd", 0.3, True)),
+            make_row(frac(0, 100), defense="none", attack="fgsm", cfg=attack_cfg("FGSM", "fgsm", fgsm_eps, False)),
+        ]
+
+    masking = lambda flags: [f for f in flags if "masking" in f]  # noqa: E731
+    assert not masking(sanity_flags(rows(0.25)))
+    assert masking(sanity_flags(rows(0.3)))
+
+
+def test_seed_count_skips_seeds_without_a_value():
+    """A cell with a value on seed 0 and none (n/a) on seed 1 is one seed's value: the table says 1 seed, not 2."""
+    from defbench.reports.tables import _frames
+
+    _, mean, std, nseeds = _frames({("a", "c"): {0: 0.8, 1: math.nan}}, ["a"], ["c"], {"c": "c"}, 1.0, 4)
+    assert nseeds.iloc[0, 0] == 1 and mean.iloc[0, 0] == pytest.approx(0.8)
+
+
+def test_pooled_cell_spread_is_the_sample_std():
+    """MimicGAN-2's ± over 3 GANs or 10 classes: the sample standard deviation (ddof 1), as the paper's ± reads."""
+    from defbench.reports.paper import pooled_value
+
+    class Mean:
+        how = "mean"
+
+    ours, n, std, _ = pooled_value(Mean, [(50.0, 100, (100, 100)), (60.0, 100, (100, 100)), (70.0, 100, (100, 100))])
+    assert ours == pytest.approx(60.0) and n == 100
+    assert std == pytest.approx(float(np.std([50.0, 60.0, 70.0], ddof=1))) == pytest.approx(10.0)
+
+
+def test_anomaly_auc_takes_the_left_out_class_as_positive():
+    """MimicGAN-2 §5.3: a GAN trained without class k projects class k's images worse, so their projection errors
+    are the positives: errors 0.9 / 0.8 on the two images of class 1 against 0.1 / 0.2 on the others is AUC 1."""
+    from defbench.reports.paper import row_anomaly_auc
+
+    row = {"labels": [0, 0, 1, 1], "extra": {"projection_error": [0.1, 0.2, 0.9, 0.8]}}
+    assert row_anomaly_auc(row, 1) == pytest.approx(1.0)
+    assert row_anomaly_auc(row, 0) == pytest.approx(0.0)
