@@ -57,7 +57,7 @@ def test_alpha_one_single_checkpoint_returns_the_estimate_not_the_input(digits):
         ("input", "fixed"),
         ("init", "torch"),
         ("lr", 1e-3),
-        ("weight_decay", 0.0),
+        ("weight_decay", 0.1),  # against 1e-4: at 0.0 the outputs differed by 1e-5, inside allclose
         ("estimate_samples", 3),
         ("output", "iterate"),
     ],
@@ -210,7 +210,7 @@ def _ride_by_hand(x: torch.Tensor, cfg: RIDEConfig, seed: int) -> torch.Tensor:
     next iterate mixes α x^(t-1) + (1 − α) x_est with NMS at the median ℓ1 distance; the output is x_est^(T)."""
     from defbench.defenses.ride import ARCHS, image_seed
 
-    assert cfg.noise_block == 1 and cfg.init == "uniform" and cfg.input == "noisy" and cfg.sigma_units == "pixel"
+    assert cfg.init == "uniform" and cfg.input == "noisy" and cfg.sigma_units == "pixel"
     g = torch.Generator().manual_seed(image_seed(seed, x[0]))
     width, layers, drop_at = ARCHS[cfg.arch]
     c, h, w = x.shape[1:]
@@ -232,13 +232,18 @@ def _ride_by_hand(x: torch.Tensor, cfg: RIDEConfig, seed: int) -> torch.Tensor:
 
     opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     x_t, est = x.clone(), x.clone()
+    nb, pos = cfg.noise_block, cfg.noise_block  # the draws come in blocks of noise_block iterations
     for _ in range(cfg.checkpoints):
         for _ in range(cfg.iterations):
-            z = x_t + cfg.sigma * torch.randn(1, c, h, w, generator=g)[0]
-            s = x_t + cfg.sigma * torch.randn(1, c, h, w, generator=g)[0]
-            kept = (torch.rand(1, 1, h, w, generator=g)[0] >= cfg.loss_mask).float()
-            drops = torch.rand(1, len(drop_at), width, h, w, generator=g)[0]
-            keep = [(drops[j] >= cfg.dropout).float().unsqueeze(0) for j in range(len(drop_at))]
+            if pos == nb:
+                zb, sb = torch.randn(nb, c, h, w, generator=g), torch.randn(nb, c, h, w, generator=g)
+                mb, db = torch.rand(nb, 1, h, w, generator=g), torch.rand(nb, len(drop_at), width, h, w, generator=g)
+                pos = 0
+            z = x_t + cfg.sigma * zb[pos : pos + 1]
+            s = x_t + cfg.sigma * sb[pos : pos + 1]
+            kept = (mb[pos : pos + 1] >= cfg.loss_mask).float()
+            keep = [(db[pos, j] >= cfg.dropout).float() for j in range(len(drop_at))]
+            pos += 1
             loss = ((net(z, keep) - s).pow(2) * kept).sum() / (kept.sum() * c)
             opt.zero_grad()
             loss.backward()
@@ -258,7 +263,7 @@ def test_ride_is_algorithm_2_by_hand(digits):
     positions and rescaling and its absence from the estimate, the estimate's mean over all its samples, training
     on the iterate x^(t-1) (not the input), x_est^(T) (not a mean over checkpoints), the seed in every draw."""
     x, _ = digits
-    cfg = dataclasses.replace(TINY, noise_block=1, iterations=5, checkpoints=3, estimate_samples=3)
+    cfg = dataclasses.replace(TINY, noise_block=2, iterations=5, checkpoints=3, estimate_samples=3)
     got = RIDE(cfg, shape=(1, 28, 28)).purify(x[:2], seed=5)
     for i in range(2):
         want = _ride_by_hand(x[i : i + 1], cfg, seed=5)
