@@ -10,6 +10,7 @@ adversarial examples do not depend on the defense: they are computed once per (a
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import sys
 import time
@@ -297,7 +298,7 @@ def _object_state(d) -> dict[str, Any]:
     out = {f"config.{k}": v for k, v in d.config().items()}
     out.update(attribute_values(d))
     fn = getattr(d, "fn", None)
-    if fn is not None and not callable(getattr(fn, "__code__", None)) and hasattr(fn, "__dict__"):
+    if fn is not None and not inspect.isroutine(fn) and hasattr(fn, "__dict__"):  # an object, not a function
         out.update({f"fn.{k}": v for k, v in attribute_values(fn).items()})
     return out
 
