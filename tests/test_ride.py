@@ -279,3 +279,26 @@ def test_normalized_sigma_is_sigma_times_the_classifiers_std():
     cifar = RIDE(RIDEConfig.for_dataset("cifar10", sigma_units="normalized"))._sigma(3, "cpu")
     assert torch.allclose(cifar.flatten(), 0.5 * torch.tensor([0.229, 0.224, 0.225]))
     assert torch.equal(RIDE(RIDEConfig.for_dataset("mnist"))._sigma(1, "cpu").flatten(), torch.tensor([0.5]))
+
+
+def test_dips_input_is_drawn_once(digits, monkeypatch):
+    """DIP (input=fixed) trains on one random input drawn once per image, not a fresh draw each iteration, and its
+    estimate is the network at that input."""
+    from defbench.defenses import ride as ride_mod
+
+    seen = []
+    call = ride_mod.GroupedFCN.__call__
+
+    def spy(self, z, keep=None):
+        seen.append((z.detach().clone(), keep is not None))
+        return call(self, z, keep)
+
+    monkeypatch.setattr(ride_mod.GroupedFCN, "__call__", spy)
+    x, _ = digits
+    cfg = dataclasses.replace(TINY, input="fixed", target_noise=False, alpha=1.0, nms=False, noise_block=2)
+    RIDE(cfg, shape=(1, 28, 28)).purify(x[:2], seed=0)
+    trained = [z for z, training in seen if training]
+    assert len(trained) == cfg.iterations * cfg.checkpoints
+    assert all(torch.equal(z, trained[0]) for z in trained)
+    assert all(torch.equal(z, trained[0]) for z, training in seen if not training)  # the estimate: h(that input)
+    assert not torch.allclose(trained[0], x[:2], atol=0.1)  # a random input, not the image
