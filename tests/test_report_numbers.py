@@ -70,3 +70,27 @@ def test_anomaly_auc_takes_the_left_out_class_as_positive():
     row = {"labels": [0, 0, 1, 1], "extra": {"projection_error": [0.1, 0.2, 0.9, 0.8]}}
     assert row_anomaly_auc(row, 1) == pytest.approx(1.0)
     assert row_anomaly_auc(row, 0) == pytest.approx(0.0)
+
+
+@pytest.mark.parametrize("successes, noted", [(9, True), (10, False)])
+def test_few_positives_note_is_under_ten(successes, noted):
+    """The detection table names cells with fewer than 10 positives (successful adversarial examples): 9 is named,
+    10 is not."""
+    from defbench.reports.tables import detection_auc_table
+
+    n = 20
+    clean = make_row(frac(n, n), scores=[0.1] * n)
+    attacked = make_row(  # white-box: a success is the defended model's error
+        frac(n - successes, n), attack="pgd", threat="bpda", cfg=attack_cfg("PGD", "pgd", 0.3), scores=[0.9] * n
+    )
+    notes = " ".join(detection_auc_table([clean, attacked]).attrs["notes"])
+    assert ("fewer than 10 positives" in notes) == noted, notes
+
+
+def test_in_ci_includes_the_intervals_ends():
+    """'in CI' means the paper's value lies in our closed 95% interval: at either end it does."""
+    from defbench.reports.paper import _verdict
+
+    assert _verdict(62.0, -12.0, 40.0, 62.0, "accuracy") == "in CI"  # ours 50, paper at the top end
+    assert _verdict(40.0, 10.0, 40.0, 62.0, "accuracy") == "in CI"  # paper at the bottom end
+    assert _verdict(62.5, -12.5, 40.0, 62.0, "accuracy") == "no"
