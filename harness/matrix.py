@@ -292,15 +292,22 @@ def library_versions() -> dict[str, str]:
 _NOT_IN_STREAM = ("results_version", "libraries")
 
 
-def _object_state(d) -> dict[str, Any]:
-    """What a user's defense object holds, for naming what it changed while it ran: its config() (``config.KEY``),
-    its plain attributes and, for a callable object :func:`defbench.evaluate` wrapped, that object's (``fn.NAME``)."""
-    out = {f"config.{k}": v for k, v in d.config().items()}
-    out.update(attribute_values(d))
+def _object_state(d) -> dict[str, dict[str, Any]]:
+    """What a user's defense object holds: its ``config`` and plain ``attributes`` (both in its cells' key) and, for
+    a callable object :func:`defbench.evaluate` wrapped, that object's plain attributes (``fn``)."""
     fn = getattr(d, "fn", None)
-    if fn is not None and not inspect.isroutine(fn) and hasattr(fn, "__dict__"):  # an object, not a function
-        out.update({f"fn.{k}": v for k, v in attribute_values(fn).items()})
-    return out
+    own = fn is not None and not inspect.isroutine(fn) and hasattr(fn, "__dict__")  # an object, not a function
+    return {"config": d.config(), "attributes": attribute_values(d), "fn": attribute_values(fn) if own else {}}
+
+
+def _changed(before: dict[str, dict[str, Any]], now: dict[str, dict[str, Any]]) -> list[str]:
+    """The names of what differs between two :func:`_object_state` results (``config.KEY``, ``NAME``, ``fn.NAME``)."""
+    return sorted(
+        ("" if part == "attributes" else f"{part}.") + k
+        for part, was in before.items()
+        for k in was.keys() | now[part].keys()
+        if was.get(k) != now[part].get(k)
+    )
 
 
 def defense_options(name: str, preset: str, overrides: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -377,10 +384,10 @@ class MatrixRunner:
         self.data_sha256 = self.test.sha256()
         self.classifier_sha256 = model_sha256(self.classifier)
         self._model_sha256: dict[str, dict[str, str]] = {}  # defense label -> {classifier, G, D, encoder}
-        #: a user's defense object -> its config() and the plain values it held when its first key was taken
-        #: (before it ran): every cell of the run is keyed by them, whatever the object writes into itself while
-        #: it purifies (:meth:`warn_changed_state` names what it wrote)
-        self._user_state: dict[str, tuple[dict[str, Any], dict[str, Any], dict[str, Any]]] = {}
+        #: a user's defense object -> :func:`_object_state` when its first key was taken (before it ran): every cell
+        #: of the run is keyed by it, whatever the object writes into itself while it purifies
+        #: (:meth:`warn_changed_state` names what it wrote)
+        self._user_state: dict[str, dict[str, dict[str, Any]]] = {}
         self._defenses: dict[str, Any] = dict(defenses or {})
         self._options: dict[str, dict[str, Any]] = {}  # defense label -> the options it was built with
         self._randomness_checked: set[str] = set()  # user and plugin defenses whose declared randomness held
@@ -492,10 +499,10 @@ class MatrixRunner:
         # batches, so they are part of the cell's identity: a store never mixes runs of different n
         user = cell.defense in self.spec.external_defenses
         if user and cell.defense not in self._user_state:
-            self._user_state[cell.defense] = (d.config(), attribute_values(d), _object_state(d))
+            self._user_state[cell.defense] = _object_state(d)
         dcfg = {
             "name": cell.defense,
-            **(self._user_state[cell.defense][0] if user else d.config()),
+            **(self._user_state[cell.defense]["config"] if user else d.config()),
             "eval_repeats": self._repeats(d),
             "preset": self.spec.preset,
             "n": self.spec.n,
@@ -513,7 +520,7 @@ class MatrixRunner:
             if self._options.get(cell.defense):  # --defense-opt values its config() may not name
                 dcfg["options"] = self._options[cell.defense]
         if user:  # a user's object: the plain values it holds
-            dcfg["attributes"] = self._user_state[cell.defense][1]
+            dcfg["attributes"] = self._user_state[cell.defense]["attributes"]
         if cell.attack is None:
             acfg = {"name": "clean", "label": "clean"}
         else:
@@ -560,23 +567,19 @@ class MatrixRunner:
         (executor or LocalExecutor()).run(self, todo)
         self.warn_changed_state()
 
-    def warn_changed_state(self) -> list[str]:
-        """One warning line (stderr, also returned) per user's defense that changed its plain attributes or its
-        config() while it ran (a call counter, a cache of its last input): its cells are keyed by what it held
-        before, and a defense whose output reads that state gives numbers that depend on what ran before each
-        cell."""
-        lines = []
-        for name, (_, _, before) in self._user_state.items():
-            now = _object_state(self.defense(name))
-            changed = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
+    def warn_changed_state(self) -> None:
+        """One warning line (stderr) per user's defense that changed its plain attributes or its config() while it
+        ran (a call counter, a cache of its last input): its cells are keyed by what it held before, and a defense
+        whose output reads that state gives numbers that depend on what ran before each cell."""
+        for name, before in self._user_state.items():
+            changed = _changed(before, _object_state(self.defense(name)))
             if changed:
-                lines.append(
+                print(
                     f"defbench: warning: defense {name!r} changed {', '.join(changed)} while it ran; its cells are "
                     "keyed by the values before the run, and if its output reads them its numbers depend on what "
-                    "ran before each cell"
+                    "ran before each cell",
+                    file=sys.stderr,
                 )
-                print(lines[-1], file=sys.stderr)
-        return lines
 
     def run_cell(self, cell: Cell) -> None:
         """Compute one cell here and store it."""
