@@ -524,3 +524,27 @@ def test_invgan_tables_attack_bpda_with_the_papers_protocol_eot_one(tid):
     assert t.eot == 1
     assert t.matrix_spec(n=10, preset="paper", device="cpu", seed=0).eot == 1
     assert any("EOT 1" in note for note in t.notes)
+
+
+def test_an_auc_cell_with_unequal_counts_takes_its_interval_from_negatives_then_positives():
+    """Hanley–McNeil's interval is not symmetric in its two counts. In the specs' runs every all-images AUC cell
+    sets n clean against n attacked images, so a swap of (negatives, positives) at the call site changed nothing a
+    test saw. Here 5 clean scores (no indices: the attacked row cannot be matched to a subset) against 3 attacked
+    ones: the interval is the one of 5 negatives and 3 positives."""
+    from defbench.metrics import auc_interval, roc_auc
+    from defbench.reports.paper import outcomes
+
+    t = TABLES["invgan-table3-fmnist"]
+    clean, attacked = [0.1, 0.2, 0.3, 0.45, 0.9], [0.35, 0.5, 0.6]
+    rows = {}
+    for c in t.needed_cells((0,)):
+        if c.attack is None:
+            rows[c] = _fake_row([0, 1, 2, 3, 4], [0, 1, 2, 3, 4], clean)
+        else:
+            rows[c] = _fake_row([0, 1, 2], [5, 5, 5], attacked)
+    first = outcomes(PaperRun(t, "paper", 5, (0,), "cpu", "x", rows)).iloc[0]
+    auc = roc_auc(clean, attacked)
+    assert first["ours"] == pytest.approx(auc) == pytest.approx(11 / 15)  # 3 + 4 + 4 of 15 pairs ordered
+    right, swapped = auc_interval(auc, 5, 3), auc_interval(auc, 3, 5)
+    assert abs(right[0] - swapped[0]) > 1e-3  # the order is visible at these counts
+    assert (first["ci_low"], first["ci_high"]) == pytest.approx(right)
