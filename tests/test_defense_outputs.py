@@ -57,3 +57,19 @@ def test_bad_outputs_are_one_line_errors(fn, expect):
 def test_a_good_output_passes_and_keeps_the_input_dtype():
     out = Returns(lambda x: x.double() * 0.9, shape=(1, 28, 28)).purify(X)
     assert out.dtype == X.dtype and torch.allclose(out, X * 0.9)
+
+
+def test_an_output_past_the_pixel_range_is_clamped_and_its_gradient_passes_straight_through():
+    """purify clamps to [0, 1] whatever _purify returns (RIDE's sigmoid and the GAN's tanh never leave it, so only a
+    defense that does can show the clamp); purify_autograd clamps the same forward values but passes the gradient
+    straight through, also at pixels it clamped (torch's clamp would give 0 there, and the shattered-gradient check
+    would count every black background pixel)."""
+    d = Returns(lambda x: 2 * x - 0.5, shape=(1, 28, 28))
+    out = d.purify(X)
+    assert torch.equal(out, (2 * X - 0.5).clamp(0, 1))
+    assert (out == 0).any() and (out == 1).any()  # both ends clamped on this batch
+    x = X.clone().requires_grad_(True)
+    out = d.purify_autograd(x)
+    assert torch.equal(out.detach(), (2 * X - 0.5).clamp(0, 1))
+    out.sum().backward()
+    assert torch.equal(x.grad, torch.full_like(X, 2.0))  # d(2x − 0.5)/dx everywhere, clamped pixels included
