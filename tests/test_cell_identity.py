@@ -43,14 +43,14 @@ def zoo_home(tmp_path, monkeypatch, fmnist):
     return tmp_path / "home"
 
 
-def run(out: Path, data_root=None, defenses=("none",), threats=("graybox",)) -> MatrixRunner:
+def run(out: Path, data_root=None, defenses=("none",), threats=("graybox",), n=8, batch_size=8) -> MatrixRunner:
     spec = MatrixSpec(
         dataset="fmnist",
         defenses=tuple(defenses),
         attacks=(AttackSpec("fgsm", 0.1),),
         threats=tuple(threats),
-        n=8,
-        batch_size=8,
+        n=n,
+        batch_size=batch_size,
         preset="quick",
         progress=False,
         data_root=None if data_root is None else str(data_root),
@@ -417,3 +417,26 @@ def test_an_edited_forward_or_purify_is_another_cell(zoo_home, tmp_path):
     A, _ = _user_classes("return self.net(x)", "return x")
     B, _ = _user_classes("return self.net(x)", "return x")
     assert methods_sha256(A(net)) == methods_sha256(B(net))  # the same code in two class objects: one identity
+
+
+def test_another_n_or_batch_size_recomputes_and_the_threat_keys_its_own_cell(zoo_home, tmp_path):
+    """n and the batch size are the cell's images and its purification (and attack-start) batches: a rerun into
+    the same --out with another n, or another batch size, recomputes its cells and stores rows of its own, never
+    the first run's (a key without n handed a user who asked for n = 4 the rows of n = 8). The threat keys a cell
+    too: the median filter is deterministic, so its BPDA attack config is its gray-box one, and the two are still
+    two cells."""
+    out = tmp_path / "out"
+    first = run(out)
+    assert len(first.computed) == 2
+    fewer = run(out, n=4)
+    assert len(fewer.computed) == 2 and fewer.skipped == 0
+    assert sorted(r["n"] for r in fewer.store.rows()) == [4, 4, 8, 8]
+    smaller = run(out, batch_size=4)
+    assert len(smaller.computed) == 2 and smaller.skipped == 0
+    sizes = sorted(r["extra"]["batch_size"] for r in smaller.store.rows() if r["n"] == 8)
+    assert sizes == [4, 4, 8, 8]
+    again = run(out)
+    assert again.computed == [] and again.skipped == 2
+    run(out, defenses=("median",))
+    both = run(out, defenses=("median",), threats=("graybox", "bpda"))
+    assert computed(both) == {("median", "bpda")} and both.skipped == 2
