@@ -142,3 +142,20 @@ def test_eval_indices_stratified(fmnist):
     assert sorted(counts.tolist()) == [2] * 5 + [3] * 5
     assert torch.equal(idx, test.eval_indices(25, 1, stratified=True))
     assert not torch.equal(idx, test.eval_indices(25, 2, stratified=True))
+
+
+@pytest.mark.parametrize("dataset", ["fmnist", "mnist"])
+def test_each_classifier_normalises_with_its_own_dataset_s_statistics(dataset):
+    """The paper classifier of each greyscale dataset normalises by that dataset's training-set mean and std,
+    computed here from the images (Fashion-MNIST's and MNIST's constants swapped left every test passing but the
+    slow golden-values one)."""
+    from conftest import have_data
+
+    from defbench.classifiers.models import build_classifier
+
+    if not have_data(dataset):
+        pytest.skip(f"{dataset} not available")
+    x, _ = D.load_dataset(dataset, "train").get(range(60000))
+    clf = build_classifier(dataset)
+    assert clf.mean.flatten().tolist() == pytest.approx([x.mean().item()], abs=1e-3)
+    assert clf.std.flatten().tolist() == pytest.approx([x.std().item()], abs=1e-3)
