@@ -448,3 +448,21 @@ def test_report_html_path_is_checked_before_the_tables(tmp_path, capsys):
 def one_line_err(err: str) -> str:
     assert err.count("\n") == 1 and err.startswith("defbench: error: "), err
     return err
+
+
+# ------------------------------------------------------------------------------------- round trip
+def test_a_row_reads_back_what_was_put(tmp_path):
+    """Everything a report computes from comes back as it was put: labels, both prediction lists, indices and the
+    detection scores to 6 decimals (the AUC ranks them, and scores kept to 2 decimals would tie images the score
+    tells apart: the audit's mutant that did so was seen only by the slow golden-values test)."""
+    res = result(6)
+    res.preds = [3, 1, 4, 1, 5, 9]
+    res.scores = [0.1234567, 0.1234561, 2.5, -1.0, 1e-7, 0.9999996]
+    s = Store(tmp_path)
+    s.put(key(0), res)
+    (row,) = list(s.rows())
+    s.close()
+    assert row["labels"] == res.labels and row["preds"] == [3, 1, 4, 1, 5, 9]
+    assert row["preds_undefended"] == res.preds_undefended and row["indices"] == res.indices
+    assert row["scores"] == [0.123457, 0.123456, 2.5, -1.0, 0.0, 1.0]
+    assert row["n"] == 6 and row["correct"] == sum(p == y for p, y in zip(res.preds, res.labels))
