@@ -251,6 +251,40 @@ def test_lazily_loaded_data_is_identified_by_its_files_bytes(tmp_path, monkeypat
     assert sha(b) == sha(b)  # from the digest cache
 
 
+def test_a_same_size_rewrite_of_a_lazily_loaded_file_is_other_data(tmp_path, monkeypatch):
+    """The per-file digest cache reuses a digest only while the file's size and mtime both match: a file rewritten
+    with other bytes of the same length (a re-encoded image, say) is hashed again, so its cells are recomputed."""
+    import os
+
+    from defbench.harness.data import ImageData
+
+    monkeypatch.setenv("DEFBENCH_HOME", str(tmp_path / "home"))
+    p = tmp_path / "0.JPEG"
+    p.write_bytes(b"\x01" * 100)
+    os.utime(p, ns=(1_000_000_000, 1_000_000_000))
+
+    def sha() -> str:
+        return ImageData("imagenet", "val", torch.tensor([0]), "x", paths=(str(p),)).sha256()
+
+    first = sha()
+    assert sha() == first  # from the digest cache
+    p.write_bytes(b"\x02" * 100)
+    os.utime(p, ns=(2_000_000_000, 2_000_000_000))  # another mtime, whatever the file system's resolution
+    assert sha() != first
+
+
+def test_labels_are_part_of_the_data_identity():
+    """ImageData.sha256 covers the labels as well as the images: the same images with one label changed are other
+    data (their robust accuracies differ), so a store must not hand back the cells of the old labels."""
+    from defbench.harness.data import ImageData
+
+    images = torch.arange(4 * 28 * 28).remainder(256).to(torch.uint8).view(4, 1, 28, 28)
+    a = ImageData("fmnist", "test", torch.tensor([0, 1, 2, 3]), "x", images=images)
+    b = ImageData("fmnist", "test", torch.tensor([0, 1, 2, 9]), "x", images=images.clone())
+    assert a.sha256() == ImageData("fmnist", "test", torch.tensor([0, 1, 2, 3]), "y", images=images.clone()).sha256()
+    assert a.sha256() != b.sha256()
+
+
 class _Scaled(torch.nn.Module):
     """A user's classifier that divides its input by a plain attribute before the network."""
 
@@ -442,15 +476,14 @@ def test_another_n_or_batch_size_recomputes_and_the_threat_keys_its_own_cell(zoo
     assert computed(both) == {("median", "bpda")} and both.skipped == 2
 
 
-def test_zoo_models_load_in_eval_mode(zoo_home):
-    """Every model the zoo hands out is in eval mode, every submodule: the matrix puts its models in eval mode
-    again, but a benchmark or a user calling get_gan directly would sample G with its batch's statistics, and a
-    classifier with dropout on. (Each of the four .eval() calls removed alone fails this test.)"""
+def test_zoo_gan_and_encoder_load_in_eval_mode(zoo_home):
+    """G, D and the encoder the zoo hands out are in eval mode, every submodule (the classifier's test is in
+    test_zoo.py): the matrix puts its models in eval mode again, but a benchmark or a user calling get_gan directly
+    would sample G with its batch's statistics. (Each of the three .eval() calls removed alone fails this test.)"""
     from defbench.harness import models
 
-    clf, _ = models.get_classifier("fmnist", "quick", "cpu", None, progress=False)
     G, D, _ = models.get_gan("fmnist", "quick", "cpu", train_missing=False)
     enc, _ = models.get_encoder("fmnist", "quick", "cpu", train_missing=False)
-    for name, m in {"classifier": clf, "G": G, "D": D, "encoder": enc}.items():
+    for name, m in {"G": G, "D": D, "encoder": enc}.items():
         training = [k or "(top)" for k, sub in m.named_modules() if sub.training]
         assert not training, f"{name} loads with {training} in train mode"

@@ -103,6 +103,38 @@ def test_cifar_jpeg_zip_layout(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["CIFAR10-jpeg", "home"]
 
 
+def test_cifar_jpeg_zip_decodes_rgb_in_channel_order(tmp_path, monkeypatch):
+    """The JPEG copy decodes to (R, G, B) channels: a pure red image is channel 0 only. The grey images above look
+    the same in any channel order, so a BGR decode (reversed channels) would pass them."""
+    from PIL import Image
+
+    monkeypatch.setenv("DEFBENCH_HOME", str(tmp_path / "home"))
+    zpath = tmp_path / "CIFAR10-jpeg" / "cifar10-jpeg.zip"
+    zpath.parent.mkdir()
+    buf = BytesIO()
+    Image.fromarray(np.tile(np.array([255, 0, 0], np.uint8), (32, 32, 1))).save(buf, "JPEG", quality=95)
+    with zipfile.ZipFile(zpath, "w") as zf:
+        zf.writestr("test/airplane/0000.jpg", buf.getvalue())
+    x, _ = D.load_dataset("cifar10", "test", root=tmp_path, download=False).get([0])
+    assert x[0, 0].mean() > 0.9
+    assert x[0, 1:].max() < 0.1
+
+
+def test_cifar_official_batch_is_planar_rgb(tmp_path):
+    """CIFAR-10's python batches store each image as 1024 red, then 1024 green, then 1024 blue bytes, each plane
+    row-major (the dataset's documented layout): image[c, i, j] = row[1024 c + 32 i + j]. Reading the row as
+    32x32x3 (HWC) scrambles the pixels and the channels."""
+    import pickle
+
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    row = (np.arange(3072) % 256).astype(np.uint8)
+    (folder / "test_batch").write_bytes(pickle.dumps({"data": row[None], "labels": [3]}))
+    x, y = D.load_dataset("cifar10", "test", root=tmp_path, download=False).get([0])
+    assert y.tolist() == [3]
+    assert torch.equal((x[0] * 255).round().to(torch.uint8), torch.from_numpy(row.reshape(3, 32, 32)))
+
+
 def test_fake_imagenet_folder(tmp_path):
     from PIL import Image
 
@@ -124,6 +156,29 @@ def test_fake_imagenet_folder(tmp_path):
     Image.fromarray(np.zeros((300, 260, 3), np.uint8)).save(train / "b.JPEG")
     tr = D.load_dataset("imagenet", "train", root=tmp_path)
     assert tr.split == "train" and tr.labels.tolist() == [5] and tr.sha256() != ds.sha256()
+
+
+def test_imagenet_transform_resizes_to_256_then_crops_224(tmp_path):
+    """The standard ImageNet evaluation transform (torchvision's ResNet50_Weights.IMAGENET1K_V1.transforms(), less
+    its Normalize): resize the shorter side to 256, centre crop 224. A 256x256 image loses 16 rows top and bottom,
+    so a white band in rows 0-15 is cut off (a resize to 224 would keep it); a non-square image matches
+    torchvision's transform undone of its normalisation."""
+    import torchvision
+    from PIL import Image
+
+    a = np.zeros((256, 256, 3), np.uint8)
+    a[:16] = 255
+    Image.fromarray(a).save(tmp_path / "band.png")
+    x = D.imagenet_transform(str(tmp_path / "band.png"))
+    assert x.shape == (3, 224, 224) and x.max() == 0
+    t = torchvision.models.ResNet50_Weights.IMAGENET1K_V1.transforms()
+    img = np.random.RandomState(0).randint(0, 256, (300, 270, 3)).astype(np.uint8)
+    Image.fromarray(img).save(tmp_path / "odd.png")
+    with Image.open(tmp_path / "odd.png") as im:
+        want = t(im.convert("RGB")) * torch.tensor(t.std).view(3, 1, 1) + torch.tensor(t.mean).view(3, 1, 1)
+    got = D.imagenet_transform(str(tmp_path / "odd.png"))
+    assert got.shape == want.shape == (3, 224, 224)
+    assert torch.allclose(got, want, atol=1e-5)
 
 
 def test_eval_indices_seeded_and_bounded(fmnist):
@@ -159,3 +214,13 @@ def test_each_classifier_normalises_with_its_own_dataset_s_statistics(dataset):
     clf = build_classifier(dataset)
     assert clf.mean.flatten().tolist() == pytest.approx([x.mean().item()], abs=1e-3)
     assert clf.std.flatten().tolist() == pytest.approx([x.std().item()], abs=1e-3)
+
+
+def test_eval_indices_are_the_documented_seeded_draw():
+    """eval_indices(n, seed) is the first n of torch.randperm(N) drawn with a generator seeded ``seed``, sorted: the
+    images every cell of a run evaluates, so recorded results name them by (n, seed) alone."""
+    labels = torch.arange(200) % 10
+    ds = D.ImageData("fmnist", "test", labels, "x", images=torch.zeros(200, 1, 28, 28, dtype=torch.uint8))
+    for n, seed in ((1, 0), (17, 0), (50, 3), (200, 7)):
+        want = torch.randperm(200, generator=torch.Generator().manual_seed(seed))[:n].sort().values
+        assert torch.equal(ds.eval_indices(n, seed), want), (n, seed)

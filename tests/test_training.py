@@ -244,6 +244,28 @@ def test_defensegan_model_a_is_that_network():
         build_classifier("cifar10", "cnn-defensegan-a")
 
 
+def test_imagenet_classifier_normalises_as_torchvision_s_resnet50_weights(monkeypatch):
+    """The ImageNet wrapper normalises [0, 1] pixels with the (R, G, B) mean and std torchvision's IMAGENET1K_V1
+    ResNet-50 weights were trained with (their transforms() names them, offline): f(x) = net(Normalize(mean, std)(x)).
+    Constants in another channel order feed the pretrained network shifted inputs and change every ImageNet
+    number. The weights are replaced by an untrained network (no download); the wrapping is what is pinned."""
+    import torchvision
+
+    from defbench.classifiers import models as M
+
+    t = torchvision.models.ResNet50_Weights.IMAGENET1K_V1.transforms()
+    assert M.IMAGENET_MEAN == pytest.approx(tuple(t.mean)) and M.IMAGENET_STD == pytest.approx(tuple(t.std))
+    torch.manual_seed(0)
+    net = torchvision.models.resnet50(weights=None).eval()
+    monkeypatch.setattr(torchvision.models, "resnet50", lambda weights=None: net)
+    clf = M.load_imagenet_resnet50().eval()
+    x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        got = clf(x)
+        want = clf.head(net(torchvision.transforms.Normalize(t.mean, t.std)(x)))  # the wrapper took net.fc as head
+    assert torch.allclose(got, want, atol=1e-5)
+
+
 def test_classifier_recipe_trains_another_architecture_at_a_constant_rate(fmnist):
     """ClassifierRecipe(arch=..., schedule='constant') trains that network (cleverhans' tutorials: Adam at a fixed
     rate); an unknown schedule is refused by name."""

@@ -275,6 +275,26 @@ def test_get_classifier_warns_on_a_model_of_another_recipe_and_not_on_the_preset
         get_classifier("fmnist", "paper", train_missing=False)
 
 
+def test_get_classifier_hands_back_a_model_in_eval_mode(monkeypatch):
+    """Every number is measured on the classifier get_classifier returns: it must be in eval mode (dropout off,
+    BatchNorm on its running statistics), every submodule included, whether it comes from the zoo or is
+    torchvision's ImageNet ResNet-50 (here a stand-in built in training mode), so one input gives one output."""
+    from conftest import save_classifier
+
+    from defbench.classifiers.models import build_classifier
+    from defbench.harness import models
+
+    torch.manual_seed(0)
+    save_classifier(build_classifier("fmnist").train(), {})
+    monkeypatch.setattr(models, "load_imagenet_resnet50", lambda: build_classifier("fmnist").train())
+    x = torch.rand(4, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    for dataset in ("fmnist", "imagenet"):
+        model, _ = models.get_classifier(dataset, "quick", train_missing=False)
+        assert not model.training and not [n for n, m in model.named_modules() if m.training], dataset
+        with torch.no_grad():
+            assert torch.equal(model(x), model(x)), dataset  # the body's dropout draws nothing
+
+
 def _gan_and_encoder(tag: str = "", **encoder_config):
     """A stand-in GAN and an encoder trained (as its manifest says) for it, under the paper preset's ids."""
     from defbench.defenses.priors import Encoder, build_gan
