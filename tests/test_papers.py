@@ -516,7 +516,9 @@ def test_only_threats_keeps_the_whole_table_without_threats_and_reads_names_as_t
     assert {c.col for c in kept.cells if c.measure is not None} == {"Clean", "FGSM", "CW"}
 
 
-@pytest.mark.parametrize("tid", ["invgan-table2-fmnist", "invgan-table2-mnist", "invgan-table3-fmnist"])
+@pytest.mark.parametrize(
+    "tid", ["invgan-table2-fmnist", "invgan-table2-mnist", "invgan-table3-fmnist", "invgan-table3-mnist"]
+)
 def test_invgan_tables_attack_bpda_with_the_papers_protocol_eot_one(tid):
     """InvGAN's BPDA takes one gradient per PGD step (the paper never mentions EOT): the preset's EOT 10 would be
     a stronger attack on DefenseGAN's random restarts than the one its 59 / 79% were measured under."""
