@@ -474,16 +474,3 @@ def test_another_n_or_batch_size_recomputes_and_the_threat_keys_its_own_cell(zoo
     run(out, defenses=("median",))
     both = run(out, defenses=("median",), threats=("graybox", "bpda"))
     assert computed(both) == {("median", "bpda")} and both.skipped == 2
-
-
-def test_zoo_gan_and_encoder_load_in_eval_mode(zoo_home):
-    """G, D and the encoder the zoo hands out are in eval mode, every submodule (the classifier's test is in
-    test_zoo.py): the matrix puts its models in eval mode again, but a benchmark or a user calling get_gan directly
-    would sample G with its batch's statistics. (Each of the three .eval() calls removed alone fails this test.)"""
-    from defbench.harness import models
-
-    G, D, _ = models.get_gan("fmnist", "quick", "cpu", train_missing=False)
-    enc, _ = models.get_encoder("fmnist", "quick", "cpu", train_missing=False)
-    for name, m in {"G": G, "D": D, "encoder": enc}.items():
-        training = [k or "(top)" for k, sub in m.named_modules() if sub.training]
-        assert not training, f"{name} loads with {training} in train mode"

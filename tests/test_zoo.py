@@ -275,14 +275,23 @@ def test_get_classifier_warns_on_a_model_of_another_recipe_and_not_on_the_preset
         get_classifier("fmnist", "paper", train_missing=False)
 
 
-def test_get_classifier_hands_back_a_model_in_eval_mode(monkeypatch):
+def test_zoo_models_are_handed_back_in_eval_mode(monkeypatch):
     """Every number is measured on the classifier get_classifier returns: it must be in eval mode (dropout off,
     BatchNorm on its running statistics), every submodule included, whether it comes from the zoo or is
-    torchvision's ImageNet ResNet-50 (here a stand-in built in training mode), so one input gives one output."""
+    torchvision's ImageNet ResNet-50 (here a stand-in built in training mode), so one input gives one output. The
+    same for G, D and the encoder: the matrix puts its models in eval mode again, but a benchmark or a user calling
+    get_gan directly would sample G with its batch's statistics. (Each .eval() of the loaders removed alone fails
+    this test.)"""
     from conftest import save_classifier
 
     from defbench.classifiers.models import build_classifier
     from defbench.harness import models
+
+    _gan_and_encoder()  # saved from modules in training mode
+    G, D, _ = models.get_gan("fmnist", "paper", train_missing=False)
+    enc, _ = models.get_encoder("fmnist", "paper", train_missing=False)
+    for name, m in {"G": G, "D": D, "encoder": enc}.items():
+        assert not [k for k, sub in m.named_modules() if sub.training], name
 
     torch.manual_seed(0)
     save_classifier(build_classifier("fmnist").train(), {})
