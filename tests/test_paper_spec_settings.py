@@ -8,15 +8,13 @@ paper values among them). Each of the 28 fails a test here."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
+from test_paper_numbers import PAPERS
 
 from defbench.defenses.registry import split_variant
 from defbench.harness.matrix import AttackSpec
 from defbench.harness.paper_tables import TABLES
-
-PAPERS = Path(__file__).resolve().parents[1].parent / "shared" / "papers"
 
 
 def text(prefix: str) -> str:
