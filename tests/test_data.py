@@ -189,6 +189,16 @@ def test_eval_indices_seeded_and_bounded(fmnist):
         test.eval_indices(10001, 0)
 
 
+def test_eval_indices_are_the_documented_seeded_draw():
+    """eval_indices(n, seed) is the first n of torch.randperm(N) drawn with a generator seeded ``seed``, sorted: the
+    images every cell of a run evaluates, so recorded results name them by (n, seed) alone."""
+    labels = torch.arange(200) % 10
+    ds = D.ImageData("fmnist", "test", labels, "x", images=torch.zeros(200, 1, 28, 28, dtype=torch.uint8))
+    for n, seed in ((1, 0), (17, 0), (50, 3), (200, 7)):
+        want = torch.randperm(200, generator=torch.Generator().manual_seed(seed))[:n].sort().values
+        assert torch.equal(ds.eval_indices(n, seed), want), (n, seed)
+
+
 def test_eval_indices_stratified(fmnist):
     _, test = fmnist
     idx = test.eval_indices(25, 1, stratified=True)
@@ -214,13 +224,3 @@ def test_each_classifier_normalises_with_its_own_dataset_s_statistics(dataset):
     clf = build_classifier(dataset)
     assert clf.mean.flatten().tolist() == pytest.approx([x.mean().item()], abs=1e-3)
     assert clf.std.flatten().tolist() == pytest.approx([x.std().item()], abs=1e-3)
-
-
-def test_eval_indices_are_the_documented_seeded_draw():
-    """eval_indices(n, seed) is the first n of torch.randperm(N) drawn with a generator seeded ``seed``, sorted: the
-    images every cell of a run evaluates, so recorded results name them by (n, seed) alone."""
-    labels = torch.arange(200) % 10
-    ds = D.ImageData("fmnist", "test", labels, "x", images=torch.zeros(200, 1, 28, 28, dtype=torch.uint8))
-    for n, seed in ((1, 0), (17, 0), (50, 3), (200, 7)):
-        want = torch.randperm(200, generator=torch.Generator().manual_seed(seed))[:n].sort().values
-        assert torch.equal(ds.eval_indices(n, seed), want), (n, seed)
