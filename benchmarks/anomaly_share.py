@@ -281,7 +281,7 @@ def summary(aucs: dict[tuple[int, int, str, str], float]) -> list[str]:
                     f"- {b}, {row}, GAN seed {s} − seed {seeds[0]} over the {len(common)} classes both hold: the mean "
                     f"moves by {d.mean():+.3f}; a class by {np.abs(d).mean():.3f} on average, at most "
                     f"{np.abs(d).max():.3f} (class {worst}); per class "
-                    + ", ".join(f"{k}: {v:+.2f}" for k, v in zip(common, d))
+                    + ", ".join(f"{k}: {v:+.2f}" for k, v in zip(common, d, strict=True))
                 )
     return lines
 

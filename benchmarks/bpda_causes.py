@@ -173,7 +173,7 @@ def run_reading(label: str, args) -> list[object]:
     bpda = got[attack]
     row.append(detection_cell(got["clean"], bpda))
     names = CLASS_NAMES.get(args.dataset)
-    kept = [names[y] if names else str(y) for y, p in zip(bpda["labels"], bpda["preds"]) if y == p]
+    kept = [names[y] if names else str(y) for y, p in zip(bpda["labels"], bpda["preds"], strict=True) if y == p]
     row += [", ".join(sorted(kept)) or "—", f"{bpda['wall_seconds']:.0f} ({bpda['device']})"]
     if args.compare:
         row.append(paired_bpda(bpda, bpda_cell(args.compare, label)))

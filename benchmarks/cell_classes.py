@@ -47,14 +47,14 @@ def class_rows(row: dict, errors: bool = False) -> list[list[object]]:
     dist = (row.get("extra") or {}).get("projection_error") or []
     by: dict[int, list[int]] = {}
     err: dict[int, list[float]] = {}
-    for k, (p, y) in enumerate(zip(row["preds"], row["labels"])):
+    for k, (p, y) in enumerate(zip(row["preds"], row["labels"], strict=True)):
         by.setdefault(int(y), []).append(int(p))
         err.setdefault(int(y), []).extend(dist[k : k + 1])
     out = [[_name(ds, y), len(by[y]), sum(p == y for p in by[y]), _most(by[y], ds)] for y in sorted(by)]
     every = [int(p) for p in row["preds"]]
     out.append(["all", len(every), sum(r[2] for r in out), _most(every, ds)])
     if errors:
-        for r, y in zip(out, [*sorted(by), None]):
+        for r, y in zip(out, [*sorted(by), None], strict=True):
             r.append(_median(list(dist) if y is None else err[y]))
     return out
 

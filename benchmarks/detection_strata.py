@@ -50,7 +50,9 @@ def pixel_scores(row: dict) -> dict:
 def strata(clean: dict, draws: dict[int, set[int]] | None = None) -> dict[str, set[int]]:
     """Test-set indices per stratum, fixed by the clean cell: all, whether the defended prediction is right, and
     one stratum per entry of ``draws`` (n -> the indices of the seeded draw of n), which must lie in the run."""
-    right = {int(i) for i, p, y in zip(clean["indices"], clean["preds"], clean["labels"]) if int(p) == int(y)}
+    right = {
+        int(i) for i, p, y in zip(clean["indices"], clean["preds"], clean["labels"], strict=True) if int(p) == int(y)
+    }
     every = {int(i) for i in clean["indices"]}
     out = {"all": every, "clean projection right": right, "clean projection wrong": every - right}
     for n, keep in (draws or {}).items():

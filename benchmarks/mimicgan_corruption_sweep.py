@@ -155,7 +155,7 @@ def held_out(argv, args, tuning: set[int]) -> int:
         if r["n"] <= len(tuning):
             continue
         part = {True: [], False: []}  # tuning image or not -> correct (the tables' all-repeats rule)
-        for i, ok in zip(r["indices"], correct_mask(r)):
+        for i, ok in zip(r["indices"], correct_mask(r), strict=True):
             part[i in tuning].append(ok)
         acc = {k: f"{100 * sum(v) / len(v):.1f} (n = {len(v)})" if v else "—" for k, v in part.items()}
         body.append([f"`{r['defense']}`", r["attack"], str(r["n"]), acc[True], acc[False]])

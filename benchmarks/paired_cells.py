@@ -41,7 +41,7 @@ from defbench.reports.common import eps_equal
 
 
 def correct_by_image(row: dict) -> dict[int, bool]:
-    return {int(i): int(p) == int(y) for i, p, y in zip(row["indices"], row["preds"], row["labels"])}
+    return {int(i): int(p) == int(y) for i, p, y in zip(row["indices"], row["preds"], row["labels"], strict=True)}
 
 
 #: the columns of a pairs table
@@ -285,7 +285,7 @@ def pooled(args: argparse.Namespace, argv) -> int:
         raise SystemExit("--pool-seeds pairs defenses of one store: not with --versus-clean or --against")
     per_seed = [chosen_cells(args, seed) for seed in args.pool_seeds]
     names = [r["defense"] for r in per_seed[0]]
-    for seed, rows in zip(args.pool_seeds, per_seed):
+    for seed, rows in zip(args.pool_seeds, per_seed, strict=True):
         have = [r["defense"] for r in rows]
         if sorted(have) != sorted(names):
             missing = sorted(set(names) ^ set(have))

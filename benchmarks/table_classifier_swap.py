@@ -78,7 +78,7 @@ def side_by_side(zoo: PaperRun, other: PaperRun, title: str = "other") -> list[l
     note (each run's, named by classifier, where they differ: a detection cell's success-protocol AUC)."""
     a, b = outcomes(zoo), outcomes(other)
     lines = []
-    for cell, ra, rb in zip(zoo.table.cells, a.to_dict("records"), b.to_dict("records")):
+    for cell, ra, rb in zip(zoo.table.cells, a.to_dict("records"), b.to_dict("records"), strict=True):
         metric = zoo.table.metric if cell.measure is None else cell.measure.metric
         change = "—"
         if ra["ours"] is not None and rb["ours"] is not None and not math.isnan(ra["ours"] - rb["ours"]):

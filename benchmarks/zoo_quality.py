@@ -196,7 +196,7 @@ def per_class_lines(gan_id: str, rec: dict, dataset: str, n: int) -> list[str]:
     images (the class-by-class split of the GAN rows above)."""
     names = CLASS_NAMES.get(dataset, [str(c) for c in range(len(rec["class_spread"]))])
     body = []
-    for c, (share, (k_n, k_ok)) in enumerate(zip(rec["class_spread"], rec["per_class"])):
+    for c, (share, (k_n, k_ok)) in enumerate(zip(rec["class_spread"], rec["per_class"], strict=True)):
         lo, hi = metrics.wilson_interval(k_ok, k_n)
         acc = f"{100 * k_ok / k_n:.0f} ({100 * lo:.0f}–{100 * hi:.0f})" if k_n else "—"
         body.append([f"{c} {names[c]}", f"{100 * share:.1f}", str(k_n), acc])

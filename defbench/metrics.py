@@ -79,7 +79,7 @@ def worst_case(rows: Sequence[tuple[Iterable[int], Iterable[bool]]]) -> tuple[fl
     common = set.intersection(*covered) if covered else set()
     robust = dict.fromkeys(common, True)
     for idx, mask in rows:
-        for i, ok in zip(idx, mask):
+        for i, ok in zip(idx, mask, strict=True):
             if i in robust:
                 robust[i] = robust[i] and ok
     mismatch = any(c != covered[0] for c in covered[1:])

@@ -131,7 +131,7 @@ class GroupedFCN:
         self.p = cfg.dropout
         dims = [channels] + [width] * (layers - 1) + [channels]
         self.params: list[torch.Tensor] = []
-        for cin, cout in zip(dims[:-1], dims[1:]):
+        for cin, cout in zip(dims[:-1], dims[1:], strict=True):
             if cfg.init == "uniform":  # Xavier-uniform weights, zero bias
                 w_bound, b_bound = math.sqrt(6.0 / (9 * (cin + cout))), 0.0
             else:  # PyTorch's default conv init: U(±1/sqrt(fan_in)) for weights and bias

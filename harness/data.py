@@ -219,7 +219,7 @@ def _load_idx_dataset(name: str, split: str, roots: list[Path]) -> ImageData | N
             if not pair:
                 continue
             arrays = []
-            for path, kind in zip(pair, ("images", "labels")):
+            for path, kind in zip(pair, ("images", "labels"), strict=True):
                 data = _read_bytes(path)
                 arr = _parse_idx(path, data, kind)
                 _check_idx_identity(name, split, kind, folder, path, data)

@@ -49,7 +49,9 @@ def examples_blob(classifier, x, x_in, x_hat, labels, indices=None, k: int = DEF
     defended model's prediction for the purification shown (for a randomized defense, that one purification)."""
     k = min(int(k), len(x))
     xs = [t[:k].detach() for t in (x, x_in, x_hat)]
-    blob: dict[str, Any] = {name: t.float().clamp(0, 1).cpu().to(torch.float16) for name, t in zip(_IMAGES, xs)}
+    blob: dict[str, Any] = {
+        name: t.float().clamp(0, 1).cpu().to(torch.float16) for name, t in zip(_IMAGES, xs, strict=True)
+    }
     blob["labels"] = torch.as_tensor(labels[:k]).detach().cpu().long()
     idx = torch.as_tensor(list(indices[:k]) if indices is not None else range(k)).long()
     blob["indices"] = idx

@@ -24,7 +24,7 @@ CW_INVGAN_CODE = AttackSpec(CW_INVGAN.name, CW_INVGAN.eps, CW_INVGAN.params + _P
 def _invgan_parts(dataset: str) -> tuple[PaperTable, PaperTable]:
     cols2 = ("Clean", "FGSM", "CW", "RP", "BPDA")
     rows2 = ("No Defense", "DefenseGAN", "InvGAN")
-    defense = dict(zip(rows2, ("none", "defensegan", "invgan")))
+    defense = dict(zip(rows2, ("none", "defensegan", "invgan"), strict=True))
     cellm = {
         "FGSM": ("graybox", FGSM_INVGAN),
         "CW": ("graybox", CW_INVGAN_CODE),

@@ -29,7 +29,7 @@ FIG5B_DEEPFOOL = AttackSpec("deepfool", None, (("labels", "predicted"),))
 def _mimicgan_fig5b() -> PaperTable:
     rows = ("Clean", "DeepFool", "CWL", "BIM", "PGDM", "FGSM", "Obfuscated")
     cols = ("No Defense", "Cowboy", "Defense GAN", "MimicGAN")
-    defense = dict(zip(cols, ("none", "cowboy", "defensegan", "mimicgan")))
+    defense = dict(zip(cols, ("none", "cowboy", "defensegan", "mimicgan"), strict=True))
     bim, pgd, fgsm = (FIG5B_BOUNDED[a] for a in ("bim", "pgd", "fgsm"))
     attack = {"DeepFool": FIG5B_DEEPFOOL, "CWL": CW_L2, "BIM": bim, "PGDM": pgd, "FGSM": fgsm}
     values = [
@@ -96,7 +96,7 @@ REPLICAS = ("sub80-s1", "sub80-s2", "sub80-s3")
 def _mimicgan_fig9b() -> PaperTable:
     rows = ("BIM", "DF", "FGSM", "CWL", "PGDM", "Obfuscated")
     cols = ("No Defense", "Cowboy", "Defense GAN", "MimicGAN")
-    defense = dict(zip(cols, ("none", "cowboy", "defensegan", "mimicgan")))
+    defense = dict(zip(cols, ("none", "cowboy", "defensegan", "mimicgan"), strict=True))
     # the same experiment as MimicGAN-1 Fig. 5(b) (its No Defense column, but for Obfuscated, and its 91.5%
     # classifier are printed again), so its ε-bounded attacks take the reading Fig. 5(b)'s sweeps support
     bim, pgd, fgsm = (FIG5B_BOUNDED[a] for a in ("bim", "pgd", "fgsm"))
@@ -166,10 +166,10 @@ def _mimicgan_fig5a() -> PaperTable:
     alphas = (0.5, 1.0, 2.0, 4.0, 8.0)
     rows = tuple(f"α={a:g}" for a in alphas)
     cols = ("No Defense", "Defense GAN", "MimicGAN")
-    defense = dict(zip(cols, ("none", "defensegan", "mimicgan")))
+    defense = dict(zip(cols, ("none", "defensegan", "mimicgan"), strict=True))
     # §4.3: "a targeted universal perturbation using FGSM"; the text names no target class: ours is class 0
     attacks = tuple(AttackSpec("universal-fgsm", 0.3, (("alpha", a), ("images", 15), ("target", 0))) for a in alphas)
-    m = {(r, c): Measure(defense[c], "graybox", a) for r, a in zip(rows, attacks) for c in cols}
+    m = {(r, c): Measure(defense[c], "graybox", a) for r, a in zip(rows, attacks, strict=True) for c in cols}
     return PaperTable(
         id="mimicgan-fig5a",
         ref="MimicGAN-1 Fig. 5(a)",
@@ -201,8 +201,10 @@ def _mimicgan_fig4b() -> PaperTable:
     rows = ("Binary", "Dropped Pixels", "Negative Blur")
     cols = ("Observed", "PGD", "MimicGAN")
     values = [[37.00, 25.50, 50.40], [25.50, 15.60, 46.40], [7.20, 8.40, 45.80]]
-    corr = dict(zip(rows, (AttackSpec("binarize"), AttackSpec("drop-pixels"), AttackSpec("blur-negative"))))
-    defense = dict(zip(cols, ("none", PGD_PROJECTION, "mimicgan")))
+    corr = dict(
+        zip(rows, (AttackSpec("binarize"), AttackSpec("drop-pixels"), AttackSpec("blur-negative")), strict=True)
+    )
+    defense = dict(zip(cols, ("none", PGD_PROJECTION, "mimicgan"), strict=True))
     m = {(r, c): Measure(defense[c], "graybox", a) for r, a in corr.items() for c in cols}
     return PaperTable(
         id="mimicgan-fig4b",

@@ -39,7 +39,7 @@ def _ride_table2(dataset: str) -> PaperTable:
         cited = (("Xie et al. (2018)", "ℓ∞ 0.031", 0.0), ("Guo et al. (2018)", "ℓ2 0.005", 0.0))
         ride, dist = 43.0, "ℓ∞ 0.05"
     ours = ("No defense", "Median filter", "TVM", "RIDE (Ours)")
-    defense = dict(zip(ours, ("none", "median", "tvm", "ride")))
+    defense = dict(zip(ours, ("none", "median", "tvm", "ride"), strict=True))
     rows = tuple(r for r, _, _ in cited) + ours
     cols = ("Clean", f"BPDA {dist}")
     cells = []

@@ -374,7 +374,7 @@ class Store:
             cur = self.conn.execute(sql, tuple(where.values()))
             names = [d[0] for d in cur.description]
             for r in cur:
-                d = dict(zip(names, r))
+                d = dict(zip(names, r, strict=True))
                 try:
                     for k in JSON_COLUMNS:
                         d[k] = json.loads(d[k])
@@ -409,7 +409,7 @@ class Store:
                 "SELECT f.key, f.label, f.message, f.created_at FROM failures f WHERE NOT "
                 "EXISTS (SELECT 1 FROM cells c WHERE c.key = f.key) ORDER BY f.created_at"
             )
-            return [dict(zip(("key", "label", "message", "created_at"), r)) for r in cur]
+            return [dict(zip(("key", "label", "message", "created_at"), r, strict=True)) for r in cur]
         except sqlite3.DatabaseError as exc:
             raise DefbenchError(_sqlite_line(self.path, exc)) from None
 
@@ -470,7 +470,7 @@ def _readable_rows(conn: sqlite3.Connection, errors: list[str]) -> Iterator[dict
             names = [c[0] for c in cur.description]
             for r in cur:
                 last = r[0]
-                yield dict(zip(names[1:], r[1:]))
+                yield dict(zip(names[1:], r[1:], strict=True))
             return
         except sqlite3.DatabaseError as exc:
             errors.append(f"unreadable rows after rowid {last if last > lo else 0}: {exc}")

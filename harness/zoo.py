@@ -247,7 +247,7 @@ def parse_id(mid: str, manifest: dict | None = None) -> tuple[str, str, str, str
     '' when the id does not start so."""
     m = manifest or {}
     from_id = (mid.split("-") + ["", "", ""])[:3]
-    kind, dataset, preset = (m.get(k) or v for k, v in zip(("kind", "dataset", "preset"), from_id))
+    kind, dataset, preset = (m.get(k) or v for k, v in zip(("kind", "dataset", "preset"), from_id, strict=True))
     prefix = f"{kind}-{dataset}-{preset}"
     tag = mid[len(prefix) :].lstrip("-") if mid.startswith(prefix) else ""
     return kind, dataset, preset, tag

@@ -229,8 +229,10 @@ def detection_auc_all(clean: Row, attacked: Row) -> tuple[float, int, int]:
     s0 = list(clean["scores"])
     sub = {int(i) for i in attacked.get("indices") or ()}
     cidx = [int(i) for i in clean.get("indices") or ()]
-    if sub and len(cidx) == len(s0) and sub < set(cidx):
-        s0 = [s for i, s in zip(cidx, s0) if i in sub]
+    if cidx and len(cidx) != len(s0):  # no image's score can be told from another's
+        raise ValueError(f"the clean row has {len(cidx)} indices but {len(s0)} detection scores")
+    if sub and sub < set(cidx):
+        s0 = [s for i, s in zip(cidx, s0, strict=True) if i in sub]
     s1 = list(attacked["scores"])
     return metrics.roc_auc(s0, s1), len(s0), len(s1)
 
@@ -263,11 +265,13 @@ def protocol_scores(clean: Row, attacked: Row) -> tuple[list[float], list[float]
     restrict the images (:func:`detection_auc` is its reading)."""
     c_idx = [int(i) for i in clean.get("indices") or range(len(clean["labels"]))]
     ok = metrics.correct(clean["preds_undefended"], clean["labels"])
-    clean_ok = {i: (bool(k), float(s)) for i, k, s in zip(c_idx, ok, clean["scores"])}
+    clean_ok = {i: (bool(k), float(s)) for i, k, s in zip(c_idx, ok, clean["scores"], strict=True)}
     a_idx = [int(i) for i in attacked.get("indices") or range(len(attacked["labels"]))]
     won = attack_succeeded(attacked)
     neg = [clean_ok[i][1] for i in a_idx if i in clean_ok and clean_ok[i][0]]
-    pos = [float(s) for i, s, w in zip(a_idx, attacked["scores"], won) if w and clean_ok.get(i, (False,))[0]]
+    pos = [
+        float(s) for i, s, w in zip(a_idx, attacked["scores"], won, strict=True) if w and clean_ok.get(i, (False,))[0]
+    ]
     return neg, pos
 
 

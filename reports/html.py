@@ -241,7 +241,9 @@ def paper_html(table_id: str, df: pd.DataFrame, out_dir: str | Path) -> str:
     notes = []
     if spec is not None:  # the Markdown report's notes: what our n means, mean |delta|, the spec's notes
         n_max = df["n"].dropna().max() if df["n"].notna().any() else None
-        subset = sorted({str(t) for t, n in zip(df.get("threat", []), df["n"]) if _none(n) is not None and n < n_max})
+        subset = sorted(
+            {str(t) for t, n in zip(df.get("threat", []), df["n"], strict=True) if _none(n) is not None and n < n_max}
+        )
         images = first.get("images_per_cell")
         note = n_note(spec, int(images), df, subset) if _none(images) is not None else ""
         notes += [note] if note else []
@@ -329,7 +331,7 @@ def grid_html(blob: dict, title: str, clean_cell: bool) -> str:
     no adversarial row), each image with its prediction (red where wrong)."""
     labels = [int(v) for v in blob["labels"]]
     idx = [int(v) for v in blob["indices"]]
-    head = "<tr><th></th>" + "".join(f"<th>#{i}<br>label {y}</th>" for i, y in zip(idx, labels)) + "</tr>"
+    head = "<tr><th></th>" + "".join(f"<th>#{i}<br>label {y}</th>" for i, y in zip(idx, labels, strict=True)) + "</tr>"
     rows = [("clean", "x", "pred_clean", "bare classifier")]
     if not clean_cell:
         rows.append(("adversarial", "x_in", "pred_in", "bare classifier"))

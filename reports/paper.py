@@ -366,9 +366,9 @@ def plot(run: PaperRun, df: pd.DataFrame, path: str | Path) -> str | None:
             ours = [(x, o.ours) for x, o in pts if o.ours is not None and not pd.isna(o.ours)]
             paper = [(x, o.paper) for x, o in pts if o.paper is not None and not pd.isna(o.paper)]
             if ours:
-                ax.plot(*zip(*ours), marker="o", color=colors[j], label=f"{col} (ours)")
+                ax.plot(*zip(*ours, strict=True), marker="o", color=colors[j], label=f"{col} (ours)")
             if paper:
-                ax.plot(*zip(*paper), ls="--", marker="s", color=colors[j], label=f"{col} (paper)")
+                ax.plot(*zip(*paper, strict=True), ls="--", marker="s", color=colors[j], label=f"{col} (paper)")
         ax.set_xlabel(t.x_label or "x")
     else:
         width = 0.8 / max(1, len(t.cols))
@@ -384,7 +384,7 @@ def plot(run: PaperRun, df: pd.DataFrame, path: str | Path) -> str | None:
                     paper.append((x, o.paper))
             ax.bar(xs_, ours, width, color=colors[j], label=col)
             if paper:
-                ax.plot(*zip(*paper), ls="none", marker="_", markersize=14, mew=2.5, color="black")
+                ax.plot(*zip(*paper, strict=True), ls="none", marker="_", markersize=14, mew=2.5, color="black")
         ax.plot([], [], ls="none", marker="_", markersize=14, mew=2.5, color="black", label="paper")
         ax.set_xticks(range(len(t.rows)))
         ax.set_xticklabels(t.rows, rotation=20, ha="right")

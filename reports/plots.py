@@ -57,7 +57,7 @@ def _line_names(rows: list[Row]) -> Callable[[Row], str]:
 def _panels(fig: Figure, panels: dict[str, Series], xlabel: str, log_x: bool = False) -> None:
     """One axes per panel, one error-bar line per series (mean ± std over seeds, in %)."""
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
-    for ax, (title, series) in zip(axes, panels.items()):
+    for ax, (title, series) in zip(axes, panels.items(), strict=True):
         for name, points in series.items():
             xs = sorted(points)
             stats = [mean_std([points[x][s] for s in sorted(points[x])]) for x in xs]

@@ -111,7 +111,7 @@ def to_latex(df: pd.DataFrame, caption: str = "", label: str = "") -> str:
     head = " & ".join([latex_escape(df.index.name or "")] + [latex_escape(c) for c in df.columns]) + r" \\"
     body = [
         " & ".join([latex_escape(i)] + [latex_escape(v) for v in row]) + r" \\"
-        for i, row in zip(df.index, df.to_numpy())
+        for i, row in zip(df.index, df.to_numpy(), strict=True)
     ]
     lines = [r"\begin{table}[t]", r"\centering", r"\small"]
     if caption:
@@ -120,7 +120,7 @@ def to_latex(df: pd.DataFrame, caption: str = "", label: str = "") -> str:
         lines.append(rf"\label{{{label}}}")
     lines += [rf"\begin{{tabular}}{{{cols}}}", r"\toprule", head, r"\midrule"]
     prev = None
-    for i, b in zip(df.index, body):
+    for i, b in zip(df.index, body, strict=True):
         if str(i).startswith("worst case") and not str(prev).startswith("worst case"):
             lines.append(r"\midrule")
         prev = i

@@ -115,8 +115,8 @@ def _paired(a: dict[int, Row], b: dict[int, Row]) -> tuple[int, int, int]:
     """(correct in a, correct in b, images) over the seeds both ran and the test-set indices both cover."""
     ka = kb = n = 0
     for s in set(a) & set(b):
-        ma = dict(zip((int(i) for i in a[s]["indices"]), correct_mask(a[s])))
-        mb = dict(zip((int(i) for i in b[s]["indices"]), correct_mask(b[s])))
+        ma = dict(zip((int(i) for i in a[s]["indices"]), correct_mask(a[s]), strict=True))
+        mb = dict(zip((int(i) for i in b[s]["indices"]), correct_mask(b[s]), strict=True))
         common = set(ma) & set(mb)
         ka += sum(bool(ma[i]) for i in common)
         kb += sum(bool(mb[i]) for i in common)
@@ -479,7 +479,9 @@ def _near_chance(rows: list[Row]) -> list[str]:
     for r in rows:
         if is_clean(r) and r.get("preds_undefended"):
             ok = metrics.correct(r["preds_undefended"], r["labels"])
-            right[(r["dataset"], r["classifier"])].update(zip((int(i) for i in r["indices"]), map(bool, ok)))
+            right[(r["dataset"], r["classifier"])].update(
+                zip((int(i) for i in r["indices"]), map(bool, ok), strict=True)
+            )
     out = []
     for (dataset, classifier), images in right.items():
         k = NUM_CLASSES.get(dataset) or len({int(y) for r in rows if r["dataset"] == dataset for y in r["labels"]})

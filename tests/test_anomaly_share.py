@@ -267,7 +267,9 @@ def test_summarize_sets_a_row_run_with_options_against_the_spec_rows(sh, tmp_pat
     header = ["left out", "r", "b", "p", "n", "a", "c"]
     spec = {0: (0.8, 0.9), 1: (0.1, 0.2), 2: (0.6, 0.5)}  # class: (f̂ = I, MimicGAN)
     other = {0: 0.95, 1: 0.1, 2: 0.7}  # MimicGAN with the option
-    lines = [[k, row, "base", 8, 92, f"{v:.3f}", "—"] for k, vs in spec.items() for row, v in zip(sh.ROWS, vs)]
+    lines = [
+        [k, row, "base", 8, 92, f"{v:.3f}", "—"] for k, vs in spec.items() for row, v in zip(sh.ROWS, vs, strict=True)
+    ]
     a, b = tmp_path / "a.md", tmp_path / "b.md"
     a.write_text("Command: x. GANs gan-mnist-paper-noK (class K left out).\n\n" + "\n".join(sh.markdown(lines, header)))
     lines = [[k, "MimicGAN", "base", 8, 92, f"{v:.3f}", "—"] for k, v in other.items()]
@@ -318,11 +320,15 @@ def test_summarize_tells_rows_on_other_gans_apart_and_pairs_the_classes_they_hol
     header = ["left out", "r", "b", "p", "n", "a", "c"]
     spec = {0: (0.8, 0.9), 1: (0.1, 0.2), 2: (0.6, 0.5)}  # class: (f̂ = I, MimicGAN), GANs as the preset says
     a = tmp_path / "a.md"
-    lines = [[k, row, "base", 8, 92, f"{v:.3f}", "—"] for k, vs in spec.items() for row, v in zip(sh.ROWS, vs)]
+    lines = [
+        [k, row, "base", 8, 92, f"{v:.3f}", "—"] for k, vs in spec.items() for row, v in zip(sh.ROWS, vs, strict=True)
+    ]
     a.write_text("Command: x. GANs gan-mnist-paper-noK (class K left out).\n\n" + "\n".join(sh.markdown(lines, header)))
     longer = {1: (0.3, 0.6), 2: (0.7, 0.9)}  # classes 1 and 2 only, on GANs trained 4 epochs
     b = tmp_path / "b.md"
-    lines = [[k, row, "base", 8, 92, f"{v:.3f}", "—"] for k, vs in longer.items() for row, v in zip(sh.ROWS, vs)]
+    lines = [
+        [k, row, "base", 8, 92, f"{v:.3f}", "—"] for k, vs in longer.items() for row, v in zip(sh.ROWS, vs, strict=True)
+    ]
     caption = "Command: x. GANs gan-mnist-paper-noK (class K left out; GANs trained with `epochs=4` (the preset "
     b.write_text(
         caption

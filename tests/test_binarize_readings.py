@@ -22,7 +22,9 @@ def test_a_mostly_background_image_turns_flat_white_only_with_ties_on_white():
     assert len(unit) == 5 and all(set(v.unique().tolist()) <= {0.0, 1.0} for v in unit.values())
     # each reading again with its 0s and 1s written on [-1, 1] pixels: mid-grey and white, the same pixels white
     signed = {k: v for k, v in r.items() if k.endswith("on [-1, 1]")}
-    assert len(signed) == 5 and all(torch.equal(s, 0.5 + 0.5 * u) for s, u in zip(signed.values(), unit.values()))
+    assert len(signed) == 5 and all(
+        torch.equal(s, 0.5 + 0.5 * u) for s, u in zip(signed.values(), unit.values(), strict=True)
+    )
     from defbench.attacks.registry import get_attack
 
     assert torch.equal(

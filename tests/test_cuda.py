@@ -96,7 +96,7 @@ def test_projection_syncs_do_not_grow_with_steps(name, random_gan):
     for steps in (2, 8):
         d = _defense(name, G, D, CUDA, latent_steps=steps)
         d.project(x, seed=0)  # warm-up: lazy initialisation may synchronise once
-        counts.append(_syncs(lambda: d.project(x, seed=0)))
+        counts.append(_syncs(lambda d=d: d.project(x, seed=0)))
     assert counts[0] == counts[1], counts
 
 
@@ -117,7 +117,7 @@ def test_ride_syncs_do_not_grow_with_iterations():
     for k in (5, 20):
         r = RIDE(RIDEConfig.for_dataset("mnist", iterations=k, checkpoints=2, noise_block=5), shape=(1, 28, 28))
         r.purify(x, seed=0)
-        counts.append(_syncs(lambda: r._purify(x, seed=0)))
+        counts.append(_syncs(lambda r=r: r._purify(x, seed=0)))
     assert counts[0] == counts[1], counts
 
 

@@ -77,7 +77,7 @@ class Page(HTMLParser):
                 t["cells"].append(c)
         elif tag == "tr" and not t["in_head"] and t["row"] is not None:
             line = {t["head"][0] or "": {"text": t["row"]}}
-            for col, c in zip(t["head"][1:], t["cells"]):
+            for col, c in zip(t["head"][1:], t["cells"], strict=True):
                 self.tables[t["title"]][(t["row"], col)] = line[col] = {"text": c["text"].strip(), **c["attrs"]}
             self.lines.setdefault(t["title"], []).append(line)
             t["row"], t["cells"] = None, []

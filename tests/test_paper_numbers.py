@@ -125,7 +125,7 @@ def sections(rows: list[list[str]]) -> list[Section]:
             for k in range(len(names)):
                 cur = groups[k] if k < len(groups) and groups[k] else cur
                 col_groups.append(cur)
-            out.append(Section([(g, n) for g, n in zip(col_groups, names)], []))
+            out.append(Section([(g, n) for g, n in zip(col_groups, names, strict=True)], []))
             header = []
         if not out:
             raise LookupError(f"a table row before any header: {r}")

@@ -104,7 +104,7 @@ def test_mimicgan_bounded_attacks_all_read_eps_015_predicted_and_obfuscated_pgd_
 
 def test_fig5a_universal_perturbation_is_section_4_3s():
     n = int(re.search(r"mean adversarial perturbation from \$N = (\d+)\$", text("000"))[1])
-    for (r, c), m in cells("mimicgan-fig5a").items():
+    for (r, _c), m in cells("mimicgan-fig5a").items():
         p = dict(m.attack.params)
         assert (m.attack.name, m.attack.eps, p["images"], p["target"]) == ("universal-fgsm", 0.3, n, 0)
         assert r == f"α={p['alpha']:g}"

@@ -158,7 +158,7 @@ def _store_rows(table, out: Path) -> dict:
     for c in table.needed_cells((0,), "quick"):
         a = c.attack
 
-        def same(r):
+        def same(r, c=c, a=a):
             if (r["defense"], r["threat"]) != (c.defense, c.threat) or r["attack"] != (a.name if a else "clean"):
                 return False
             cfg = r["attack_config"]
@@ -188,7 +188,7 @@ def _row_value(table, m, rows: dict) -> float:
     row = rows[m.cell(0, a)]
     labels = np.asarray(row["labels"])
     if m.metric == "auc":  # the clean scores of the attacked row's images (a subset where a threat has fewer)
-        clean = dict(zip(rows[m.cell(0, None)]["indices"], rows[m.cell(0, None)]["scores"]))
+        clean = dict(zip(rows[m.cell(0, None)]["indices"], rows[m.cell(0, None)]["scores"], strict=True))
         return roc_auc([clean[i] for i in row["indices"]], row["scores"])
     if m.metric == "anomaly-auc":
         pos = labels == m.holdout
@@ -227,15 +227,15 @@ def _check_protocol_note(note: str, m, rows: dict) -> None:
     from defbench.metrics import roc_auc
 
     clean, row = rows[m.cell(0, None)], rows[m.cell(0, preset_attack(m.attack, "quick"))]
-    right = {i: p == y for i, p, y in zip(clean["indices"], clean["preds_undefended"], clean["labels"])}
-    score = dict(zip(clean["indices"], clean["scores"]))
+    right = {i: p == y for i, p, y in zip(clean["indices"], clean["preds_undefended"], clean["labels"], strict=True)}
+    score = dict(zip(clean["indices"], clean["scores"], strict=True))
     y = np.asarray(row["labels"])
     fooled = np.asarray(row["preds_undefended"]) != y
     if m.threat != "graybox":  # a white-box cell: the defended model fooled (a randomized one: in any repeat)
         reps = np.asarray((row["extra"] or {}).get("repeat_preds") or [row["preds"]])
         fooled = (reps != y[None]).any(0)
     neg = [score[i] for i in row["indices"] if right[i]]
-    pos = [s for i, s, f in zip(row["indices"], row["scores"], fooled) if right[i] and f]
+    pos = [s for i, s, f in zip(row["indices"], row["scores"], fooled, strict=True) if right[i] and f]
     head = "success protocol: "
     assert head in note, note
     note = note[note.index(head) :]  # after the spec's own note, if the cell has one

@@ -45,7 +45,7 @@ def test_reporters_nest_and_restore():
 def test_ride_reports_one_step_per_network_update():
     x = torch.rand(2, 1, 28, 28)
     for cfg in (TINY_RIDE, dataclasses.replace(TINY_RIDE, split_iterations=True, iterations=5)):
-        assert _count(lambda: RIDE(cfg, shape=(1, 28, 28)).purify(x, seed=0)) == sum(cfg.per_checkpoint())
+        assert _count(lambda cfg=cfg: RIDE(cfg, shape=(1, 28, 28)).purify(x, seed=0)) == sum(cfg.per_checkpoint())
 
 
 def test_projection_reports_latent_and_surrogate_steps(random_gan):

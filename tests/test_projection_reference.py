@@ -163,10 +163,10 @@ def _algorithm_1(G, D, y, cfg, seed: int) -> torch.Tensor:
             grads = torch.autograd.grad(objective(z.detach()), params)
             if tf:
                 with torch.no_grad():
-                    for p, g_, ms in zip(params, grads, f_ms):
+                    for p, g_, ms in zip(params, grads, f_ms, strict=True):
                         _tf_rmsprop_step(p, g_, ms, cfg.surrogate_lr)
             else:
-                for p, g_ in zip(params, grads):
+                for p, g_ in zip(params, grads, strict=True):
                     p.grad = g_
                 f_opt.step()
         for _ in range(cfg.latent_steps):

@@ -335,7 +335,7 @@ def test_two_matrix_runs_on_one_out(tiny_zoo, tmp_path):
     ]
     procs = [subprocess.Popen(c, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for c in cmds]
     results = [p.communicate(timeout=300) for p in procs]
-    for p, (o, e) in zip(procs, results):
+    for p, (_o, e) in zip(procs, results, strict=True):
         assert p.returncode == 0, e[-2000:]
         assert "locked" not in e and "Traceback" not in e, e[-2000:]
     with sqlite3.connect(out / "defbench.sqlite") as c:

@@ -103,7 +103,7 @@ def test_two_processes_create_and_fill_one_store(tmp_path):
         for w in (0, 1)
     ]
     outs = [p.communicate(timeout=60) for p in procs]
-    for p, (o, e) in zip(procs, outs):
+    for p, (o, e) in zip(procs, outs, strict=True):
         assert p.returncode == 0 and "done" in o, e[-2000:]
         assert "locked" not in e
     for r in range(rounds):
@@ -465,4 +465,4 @@ def test_a_row_reads_back_what_was_put(tmp_path):
     assert row["labels"] == res.labels and row["preds"] == [3, 1, 4, 1, 5, 9]
     assert row["preds_undefended"] == res.preds_undefended and row["indices"] == res.indices
     assert row["scores"] == [0.123457, 0.123456, 2.5, -1.0, 0.0, 1.0]
-    assert row["n"] == 6 and row["correct"] == sum(p == y for p, y in zip(res.preds, res.labels))
+    assert row["n"] == 6 and row["correct"] == sum(p == y for p, y in zip(res.preds, res.labels, strict=True))

@@ -155,7 +155,7 @@ def test_two_processes_train_one_model_once(home, tmp_path):
         for _ in range(2)
     ]
     outs = [p.communicate(timeout=90) for p in procs]
-    for p, (o, e) in zip(procs, outs):
+    for p, (o, e) in zip(procs, outs, strict=True):
         assert p.returncode == 0 and "loaded [0.0, 1.0, 2.0]" in o, e[-2000:]
     assert log.read_text().count("train") == 1
     assert outs[0][0].split()[-1] == outs[1][0].split()[-1]  # the same checkpoint

@@ -94,3 +94,24 @@ def test_in_ci_includes_the_intervals_ends():
     assert _verdict(62.0, -12.0, 40.0, 62.0, "accuracy") == "in CI"  # ours 50, paper at the top end
     assert _verdict(40.0, 10.0, 40.0, 62.0, "accuracy") == "in CI"  # paper at the bottom end
     assert _verdict(62.5, -12.5, 40.0, 62.0, "accuracy") == "no"
+
+
+def test_detection_scores_shorter_than_the_images_are_refused():
+    """A row whose detection scores are fewer than its images (a user's row; the store refuses such rows on read)
+    raises instead of pairing the scores it has with the first images and leaving the rest out of the AUC."""
+    from defbench.reports.common import detection_auc, protocol_scores
+
+    clean = make_row([True] * 6, scores=[0.1, 0.2, 0.3, 0.1, 0.2, 0.3], indices=list(range(6)))
+    attacked = make_row(
+        [False] * 6, attack="fgsm", threat="bpda", scores=[0.9, 0.8, 0.7, 0.9, 0.8, 0.7], indices=list(range(6))
+    )
+    neg, pos = protocol_scores(clean, attacked)  # silent on whole rows: every image on each side
+    assert (len(neg), len(pos)) == (6, 6)
+    short = dict(attacked, scores=attacked["scores"][:4])
+    with pytest.raises(ValueError):
+        protocol_scores(clean, short)
+    sub = dict(short, indices=[0, 1, 2, 3], labels=attacked["labels"][:4])  # a subset of the clean images
+    clean_short = dict(clean, scores=clean["scores"][:5])
+    assert detection_auc(clean, sub) == 1.0
+    with pytest.raises(ValueError):  # five clean scores for six clean indices: no subset is read from them
+        detection_auc(clean_short, sub)

@@ -42,7 +42,7 @@ def make_row(
     """A store-shaped row whose image i is classified correctly iff correct[i]."""
     n = len(correct)
     labels = [i % 10 for i in range(n)]
-    preds = [y if ok else (y + 1) % 10 for y, ok in zip(labels, correct)]
+    preds = [y if ok else (y + 1) % 10 for y, ok in zip(labels, correct, strict=True)]
     if cfg is None and attack != "clean":
         cfg = attack_cfg(attack.upper(), attack)
     return {

@@ -81,7 +81,9 @@ def differences(want: dict, got: dict) -> list[str]:
         for field, a in want[k].items():
             b = got[k][field]
             if field in ("scores", "projection_error") and a is not None and b is not None:
-                same = len(a) == len(b) and all(math.isclose(u, v, rel_tol=1e-4, abs_tol=1e-6) for u, v in zip(a, b))
+                same = len(a) == len(b) and all(
+                    math.isclose(u, v, rel_tol=1e-4, abs_tol=1e-6) for u, v in zip(a, b, strict=True)
+                )
             else:
                 same = a == b
             if not same:

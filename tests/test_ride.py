@@ -216,7 +216,7 @@ def _ride_by_hand(x: torch.Tensor, cfg: RIDEConfig, seed: int) -> torch.Tensor:
     c, h, w = x.shape[1:]
     dims = [c] + [width] * (layers - 1) + [c]
     params = []
-    for cin, cout in zip(dims[:-1], dims[1:]):
+    for cin, cout in zip(dims[:-1], dims[1:], strict=True):
         bound = (6.0 / (9 * (cin + cout))) ** 0.5
         weight = (torch.rand(cout, cin, 3, 3, generator=g) * 2 - 1) * bound
         bias = torch.rand(cout, generator=g) * 0  # drawn (the generator moves on) and zero

@@ -93,7 +93,8 @@ def _universal_vs_white(*white_right: int) -> list[dict]:
     """A defense whose universal perturbation leaves 40% and whose BPDA attacks (PGD, BIM, ...) leave
     ``white_right`` of 100 images, all at ε 0.3 on the same images."""
     rows = [make_row(frac(90, N)), make_row(frac(40, N), attack="uap", cfg=UAP)]
-    for (name, cfg), right in zip((("pgd", PGD), ("bim", BIM)), white_right):
+    attacks = (("pgd", PGD), ("bim", BIM))[: len(white_right)]  # the first as many attacks as values
+    for (name, cfg), right in zip(attacks, white_right, strict=True):
         rows.append(make_row(frac(right, N), attack=name, cfg=cfg, threat="bpda"))
     return rows
 

@@ -202,7 +202,7 @@ def _auc_rows(threat="graybox"):
         frac(4, 10), attack="pgd", threat=threat, scores=[0.9, 0.85, 0.25, 0.75, 0.0, 0.0, 0.0, 0.0, 0.95, 0.95]
     )
     fooled = [True] * 4 + [False] * 4 + [True, True]
-    att["preds_undefended"] = [(y + 1) % 10 if f else y for y, f in zip(att["labels"], fooled)]
+    att["preds_undefended"] = [(y + 1) % 10 if f else y for y, f in zip(att["labels"], fooled, strict=True)]
     att["preds"] = list(att["preds_undefended"])
     return clean, att
 

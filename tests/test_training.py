@@ -154,7 +154,7 @@ def test_spectral_normalized_discriminator_has_unit_spectral_norms_and_no_batch_
     layers = [m for m in D.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     plain_layers = [m for m in plain.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     assert len(layers) == 4
-    for m, p in zip(layers, plain_layers):
+    for m, p in zip(layers, plain_layers, strict=True):
         sigma = torch.linalg.matrix_norm(m.weight.detach().flatten(1), ord=2)
         assert abs(sigma.item() - 1) < 0.02
         assert abs(torch.linalg.matrix_norm(p.weight.detach().flatten(1), ord=2).item() - 1) > 0.1
