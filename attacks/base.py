@@ -118,9 +118,16 @@ class Attack:
     def run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    @property
+    def prepare_images(self) -> int | None:
+        """How many of the cell's first images :meth:`prepare` is handed (all of them where the cell has fewer);
+        None (the default): the cell's first batch."""
+        return None
+
     def prepare(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> None:
-        """Called once per evaluation cell with its model and first batch, before any ``__call__``;
-        attacks that fit something across images (universal perturbations) do it here. Default: nothing."""
+        """Called once per evaluation cell with its model and first images (:attr:`prepare_images` of them, or its
+        first batch), before any ``__call__``; attacks that fit something across images (universal
+        perturbations) do it here. Default: nothing."""
 
     # --------------------------------------------------------------- public API
     def attack_labels(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

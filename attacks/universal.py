@@ -3,15 +3,15 @@
 Two variants:
 
 * ``universal-fgsm`` — the MimicGAN recipe (§4.3): the mean FGSM perturbation ν = (1/N) Σᵢ (x̃ᵢ − xᵢ) over
-  N = 15 images (the first N of the evaluation set, via :meth:`prepare`; FGSM at ``fgsm_eps`` in (0, 1],
-  default the dataset's ε), added to every image scaled by α: x̃ = clip(x + α ν). ``target=K`` makes it the paper's
-  *targeted* universal perturbation: each x̃ᵢ is FGSM's step *towards* class K (torchattacks' targeted mode,
-  x̃ = x − ε sign ∇ CE(f(x), K)), so α > 0 pushes every image towards K. (The paper writes
-  ν = Σ (Xᵢ − X̃ᵢ)/N, which with a targeted X̃ would push away from the target; we read it as the step towards
-  it, and flip the sign likewise for the untargeted default so that α > 0 attacks.) ``alpha`` is swept by
+  N = 15 images (the first N of the cell's images, whatever the batch size, via :meth:`prepare`; FGSM at
+  ``fgsm_eps`` in (0, 1], default the dataset's ε), added to every image scaled by α: x̃ = clip(x + α ν).
+  ``target=K`` makes it the paper's *targeted* universal perturbation: each x̃ᵢ is FGSM's step *towards* class K
+  (torchattacks' targeted mode, x̃ = x − ε sign ∇ CE(f(x), K)), so α > 0 pushes every image towards K. (The paper
+  writes ν = Σ (Xᵢ − X̃ᵢ)/N, which with a targeted X̃ would push away from the target; we read it as the step
+  towards it, and flip the sign likewise for the untargeted default so that α > 0 attacks.) ``alpha`` is swept by
   the paper specs.
 * ``universal-art`` — ART's ``UniversalPerturbation`` (iterative DeepFool/FGSM-driven search with an ℓ∞
-  budget ``eps``), fitted on the first ``fit_images`` images of the evaluation set; its random image order is
+  budget ``eps``), fitted on the cell's first ``fit_images`` images; its random image order is
   drawn from ``seed`` (set per cell by the matrix).
 
 Shape: (N, C, H, W) in [0, 1] -> same. The perturbation is fitted once per attack instance and model.
@@ -84,6 +84,10 @@ class UniversalFGSM(_Universal):
         base = f"Universal-FGSM α={self.params['alpha']:g}" + ("" if t is None else f" (targeted: class {t})")
         return base + (" (predicted labels)" if self.labels == "predicted" else "")
 
+    @property
+    def prepare_images(self) -> int:
+        return self.params["images"]
+
     def fit(self, model, x, y):
         n = self.params["images"]
         xs, ys = x[:n], y[:n]
@@ -116,6 +120,10 @@ class UniversalART(_Universal):
         check_positive(self, "max_iter", whole=True)
         check_positive(self, "fit_images", whole=True)
         check_positive(self, "delta", zero=True, most=1.0)
+
+    @property
+    def prepare_images(self) -> int:
+        return self.params["fit_images"]
 
     def fit(self, model, x, y):
         from art.attacks.evasion import UniversalPerturbation

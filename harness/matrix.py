@@ -757,8 +757,9 @@ class MatrixRunner:
         examples = None
         model = self._attack_model(cell, d)
         if atk is not None and model is not None:
-            # attacks fitted once per cell (universal perturbations) see the first batch, whatever resumes
-            x0, y0 = self.test.get(idx[: self.spec.batch_size])
+            # attacks fitted once per cell (universal perturbations) see the cell's first images, as many as they
+            # fit on (the first batch where they do not say), whatever the batch size and whatever resumes
+            x0, y0 = self.test.get(idx[: atk.prepare_images or self.spec.batch_size])
             self._seed_stream(model, atk, derive_seed(stream, "prepare"))
             x0, y0 = x0.to(self.device), y0.to(self.device)
             model.eval()
