@@ -9,6 +9,7 @@ of the run's images never reuses the cached adversarials of the full-n cell."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from types import SimpleNamespace
 
 import pytest
@@ -235,3 +236,26 @@ def test_universal_attacks_ask_for_the_images_they_fit_on():
     assert get_attack("universal-fgsm", "fmnist", images=7).prepare_images == 7
     assert get_attack("universal-art", "fmnist", 0.1, fit_images=9).prepare_images == 9
     assert get_attack("fgsm", "fmnist").prepare_images is None
+
+
+def test_the_run_s_cells_are_each_threat_where_it_means_something(fmnist, tmp_path):
+    """cells(): a clean cell per defense and seed, gray-box for every defense, BPDA for every defense but none
+    (undefended BPDA is the gray-box attack), gan-aware for the GAN-prior defenses only, reparam for the GAN
+    priors and none (the reference row the reparam flag compares with), each with every attack."""
+    spec = dict(
+        defenses=("none", "median", "defensegan"),
+        attacks=(AttackSpec("fgsm", EPS), AttackSpec("pgd", EPS)),
+        threats=("graybox", "bpda", "gan-aware", "reparam"),
+        seeds=(0, 1),
+        external_defenses=(),
+    )
+    runner = MatrixRunner(replace(_runner(tmp_path, _Shrink()).spec, **spec), classifier=_Clf())
+    threats = {
+        "none": ("graybox", "reparam"),
+        "median": ("graybox", "bpda"),
+        "defensegan": ("graybox", "bpda", "gan-aware", "reparam"),
+    }
+    want = {(s, d, "none", None) for s in (0, 1) for d in threats}
+    want |= {(s, d, t, a) for s in (0, 1) for d, ts in threats.items() for t in ts for a in spec["attacks"]}
+    got = [(c.seed, c.defense, c.threat, c.attack) for c in runner.cells()]
+    assert len(got) == len(set(got)) and set(got) == want
