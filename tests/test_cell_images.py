@@ -259,3 +259,21 @@ def test_the_run_s_cells_are_each_threat_where_it_means_something(fmnist, tmp_pa
     want |= {(s, d, t, a) for s in (0, 1) for d, ts in threats.items() for t in ts for a in spec["attacks"]}
     got = [(c.seed, c.defense, c.threat, c.attack) for c in runner.cells()]
     assert len(got) == len(set(got)) and set(got) == want
+
+
+def test_each_gan_aware_batch_draws_from_its_own_seed(fmnist, tmp_path, monkeypatch):
+    """A gan-aware cell's latent attack is handed each batch's own seed (batch_seed of the cell's seed and the
+    batch's number: 3 batches, 3 distinct seeds), so its draws in one batch do not repeat the previous one's."""
+    from defbench.harness import matrix
+    from defbench.harness.matrix import batch_seed
+
+    seeds = []
+
+    def record(atk, clf, d, x, y, seed):
+        seeds.append(seed)
+        return x
+
+    monkeypatch.setattr(matrix, "gan_aware", record)
+    runner = _runner(tmp_path, _Shrink())
+    runner.compute_cell(Cell(1, runner.spec.defenses[0], "gan-aware", runner.spec.attacks[0]))
+    assert seeds == [batch_seed(1, b) for b in range(3)] and len(set(seeds)) == 3
