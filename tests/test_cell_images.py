@@ -277,3 +277,27 @@ def test_each_gan_aware_batch_draws_from_its_own_seed(fmnist, tmp_path, monkeypa
     runner = _runner(tmp_path, _Shrink())
     runner.compute_cell(Cell(1, runner.spec.defenses[0], "gan-aware", runner.spec.attacks[0]))
     assert seeds == [batch_seed(1, b) for b in range(3)] and len(set(seeds)) == 3
+
+
+class _NaNGrad(Defense):
+    """x + sqrt(x − x): the identity forward, whose backward is 1 + ∞·0 = NaN at every pixel."""
+
+    name = "nangrad"
+    randomized = False
+
+    def __init__(self):
+        super().__init__((1, 28, 28))
+
+    def _purify(self, x, seed):
+        return x + torch.sqrt(x - x)
+
+
+def test_the_gradient_check_counts_non_finite_gradient_entries_as_shattered(fmnist, tmp_path):
+    """The gradient check's zero_grad_fraction counts NaN / inf entries of ∇x CE(f(purify(x))) with the zero ones
+    (no usable gradient reaches the input): 1.0 for a defense whose backward is NaN everywhere, 0.0 for one
+    whose backward is 0.5 everywhere."""
+    _, test = fmnist
+    x, y = test.get(test.eval_indices(4, 0))
+    runner = _runner(tmp_path, _Shrink())
+    assert runner.gradient_check(_NaNGrad(), x, y)["zero_grad_fraction"] == 1.0
+    assert runner.gradient_check(_Shrink(), x, y)["zero_grad_fraction"] == 0.0
