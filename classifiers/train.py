@@ -25,6 +25,9 @@ class ClassifierRecipe:
     lr: float = 1e-3
     weight_decay: float = 0.0
     augment: bool = False  # random crop (pad 4) + horizontal flip, CIFAR only
+    #: the crop's offset drawn per image (the presets, as torchvision's RandomCrop) or, False, once per batch (the
+    #: code until 2026-12-06: a model trained then reads as trained so, and the zoo names the difference)
+    crop_per_image: bool = False
     train_fraction: float = 1.0
     #: None: the paper's architecture of the dataset (``PAPER_ARCH``); else a name ``build_classifier`` knows
     arch: str | None = None
@@ -39,8 +42,10 @@ RECIPES = {
     ("fmnist", "paper"): ClassifierRecipe(epochs=15),
     ("mnist", "quick"): ClassifierRecipe(epochs=1),
     ("mnist", "paper"): ClassifierRecipe(epochs=8),
-    ("cifar10", "quick"): ClassifierRecipe(epochs=1, train_fraction=0.2, augment=True),
-    ("cifar10", "paper"): ClassifierRecipe(epochs=200, optimizer="sgd", lr=0.1, weight_decay=5e-4, augment=True),
+    ("cifar10", "quick"): ClassifierRecipe(epochs=1, train_fraction=0.2, augment=True, crop_per_image=True),
+    ("cifar10", "paper"): ClassifierRecipe(
+        epochs=200, optimizer="sgd", lr=0.1, weight_decay=5e-4, augment=True, crop_per_image=True
+    ),
 }
 
 
@@ -58,13 +63,22 @@ def recipe_for(dataset: str, preset: str, **overrides) -> ClassifierRecipe:
     return r
 
 
-def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    n = x.shape[0]
+def _augment(x: torch.Tensor, gen: torch.Generator, per_image: bool = True) -> torch.Tensor:
+    """The CIFAR recipe's augmentation, as torchvision's RandomHorizontalFlip and RandomCrop(padding=4, reflect):
+    a left-right flip with probability 1/2 per image, then a crop at a random offset of the 4-pixel reflect-padded
+    image, drawn per image (``per_image=False``: one offset for the batch, as the code drew it until 2026-12-06)."""
+    n, c, h, w = x.shape
     flip = torch.rand(n, generator=gen) < 0.5
     x = torch.where(flip.view(-1, 1, 1, 1), x.flip(3), x)
     padded = F.pad(x, (4, 4, 4, 4), mode="reflect")
-    dx, dy = torch.randint(0, 9, (2,), generator=gen).tolist()
-    return padded[:, :, dy : dy + x.shape[2], dx : dx + x.shape[3]]
+    if not per_image:
+        dx, dy = torch.randint(0, 9, (2,), generator=gen).tolist()
+        return padded[:, :, dy : dy + h, dx : dx + w]
+    dy, dx = torch.randint(0, 9, (2, n), generator=gen).to(x.device)
+    ar = lambda k: torch.arange(k, device=x.device)
+    rows = (dy.view(n, 1) + ar(h)).view(n, 1, h, 1)
+    cols = (dx.view(n, 1) + ar(w)).view(n, 1, 1, w)
+    return padded[ar(n).view(n, 1, 1, 1), ar(c).view(1, c, 1, 1), rows, cols]
 
 
 @torch.no_grad()
@@ -111,7 +125,7 @@ def train_classifier(
         model.train()
         for x, y in train.batches(recipe.batch_size, shuffle=True, seed=seed * 1000 + epoch, indices=idx):
             if recipe.augment:
-                x = _augment(x, gen)
+                x = _augment(x, gen, recipe.crop_per_image)
             x, y = x.to(device), y.to(device)
             loss = F.cross_entropy(model(x), y)
             opt.zero_grad(set_to_none=True)
