@@ -55,7 +55,23 @@ _LIBRARY_DIRS = tuple(
     | set(site.getsitepackages())
     | {site.getusersitepackages()}
 )
-_SIMPLE = (bool, int, float, complex, str, bytes, type(None))
+#: values counted by their type and repr, which states the value (a slice, range, dtype or device of the builtins'
+#: or torch's types was counted by its type's name alone: slice(0, 28) and slice(12, 16) were one identity)
+_SIMPLE = (
+    bool,
+    int,
+    float,
+    complex,
+    str,
+    bytes,
+    type(None),
+    slice,
+    range,
+    torch.dtype,
+    torch.device,
+    torch.layout,
+    torch.memory_format,
+)
 _MODULE_INTERNALS = set(vars(nn.Module())) - {"training"}  # hooks, and the weights (hashed as a whole)
 _MAX_DEPTH = 20
 
@@ -68,10 +84,11 @@ def code_sha256(obj) -> str:
     names (each value as below, a function recursively); a ``functools.partial``'s function, arguments and
     keywords; a bound method's function and instance; an object's attributes and the methods and plain class
     attributes of its classes; an ``nn.Module``'s weights and each submodule's attributes (not its hooks).
-    Values: numbers (numpy scalars too), strings, bytes, None, tensors and numpy arrays (by bytes), tuples, lists,
-    dicts and sets of them, and the above. Counted by qualified name only: modules, classes, builtins, the
-    functions and objects of installed libraries and of the standard library, and anything nested deeper than
-    ``_MAX_DEPTH``. Not covered: what a call reads otherwise (files, the environment, random state)."""
+    Values: numbers (numpy scalars too), strings, bytes, None, slices, ranges, torch dtypes and devices, tensors
+    and numpy arrays (by bytes), tuples, lists, dicts and sets of them, and the above. Counted by qualified name
+    only: modules, classes, builtins, the functions and objects of installed libraries and of the standard
+    library, and anything nested deeper than ``_MAX_DEPTH``. Not covered: what a call reads otherwise (files, the
+    environment, random state)."""
     h = hashlib.sha256()
     _feed(obj, h, {}, 0)
     return h.hexdigest()
