@@ -75,7 +75,7 @@ def test_attack_opt_takes_the_common_options():
 
 @pytest.mark.parametrize("labels", ["predicted", "true"])
 def test_a_cells_universal_fit_reads_the_attacks_labels(monkeypatch, tmp_path, labels):
-    """The matrix fits a universal perturbation once per cell (prepare, on the cell's first batch), outside the
+    """The matrix fits a universal perturbation once per cell (prepare, on the cell's first N images), outside the
     attack's __call__: with labels=predicted that fit took the true labels while the store said predicted."""
     import defbench
     from defbench.attacks.universal import UniversalFGSM
@@ -106,7 +106,8 @@ def test_a_cells_universal_fit_reads_the_attacks_labels(monkeypatch, tmp_path, l
     with torch.no_grad():
         pred = model(x0).argmax(1)
     row = df[df["attack"] == "universal-fgsm"].iloc[0]
-    true = torch.tensor(row["labels"])  # the cell's one batch: its true labels, in order
+    true = torch.tensor(row["labels"])[:15]  # the cell's first 15 images (universal-fgsm's N): true labels, in order
+    assert len(x0) == 15
     assert (pred != true).sum() > len(true) // 2  # the untrained model gets most of them wrong
     assert torch.equal(y0, pred if labels == "predicted" else true)
     assert row["attack_label"].endswith("(predicted labels)") == (labels == "predicted")
