@@ -241,9 +241,11 @@ def paper_html(table_id: str, df: pd.DataFrame, out_dir: str | Path) -> str:
     notes = []
     if spec is not None:  # the Markdown report's notes: what our n means, mean |delta|, the spec's notes
         n_max = df["n"].dropna().max() if df["n"].notna().any() else None
-        subset = sorted(
-            {str(t) for t, n in zip(df.get("threat", []), df["n"], strict=True) if _none(n) is not None and n < n_max}
-        )
+        subset = []  # the threats whose cells hold fewer images; a paper CSV may lack the column (none named)
+        if "threat" in df:
+            subset = sorted(
+                {str(t) for t, n in zip(df["threat"], df["n"], strict=True) if _none(n) is not None and n < n_max}
+            )
         images = first.get("images_per_cell")
         note = n_note(spec, int(images), df, subset) if _none(images) is not None else ""
         notes += [note] if note else []

@@ -587,3 +587,20 @@ def test_page_in_a_headless_browser(request):
         assert {f"{100 * accuracy(r):.1f}" for r in rows} <= cells
     finally:
         drv.quit()
+
+
+def test_a_paper_csv_without_the_threat_column_still_renders(tmp_path):
+    """paper_outcomes accepts a paper CSV without the threat column (it is not among the required ones); the
+    section renders from it, naming no threat as a subset, as with the column it renders every line."""
+    import pandas as pd
+
+    from defbench.reports.html import paper_html
+
+    out = tmp_path / "paper"
+    synthetic_store(out, [("mimicgan", "none", None, 0.8)])
+    table = _paper_run(out)
+    df = pd.read_csv(out / f"{table.id}.csv")
+    df.loc[df.index[0], "n"] = 1  # one cell with fewer images than the rest: the subset note's case
+    with_threat = paper_html(table.id, df, out)
+    without = paper_html(table.id, df.drop(columns="threat"), out)
+    assert without.count("<tr>") == with_threat.count("<tr>") == len(df) + 1
