@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from defbench.defenses.base import Defense
 from defbench.seeding import NONDETERMINISTIC_ENV
 
 REPO = Path(__file__).resolve().parents[1]
@@ -177,6 +178,22 @@ def save_encoder(seed: int = 0, dataset: str = "fmnist", preset: str = "quick", 
             "metrics": {},
         },
     )
+
+
+class SeededNoise(Defense):
+    """x + σ·N(0, 1), clamped to [0, 1], drawn from the seed each call is handed: a randomized defense (declared
+    so) whose every draw a test can recompute with ``purify(x, seed=...)``."""
+
+    name = "noise"
+    randomized = True
+
+    def __init__(self, sigma: float, shape: tuple[int, int, int] | None = None, name: str = "noise"):
+        super().__init__(shape)
+        self.sigma, self.name = sigma, name
+
+    def _purify(self, x, seed):
+        g = torch.Generator().manual_seed(int(seed) % 2**63)
+        return (x + self.sigma * torch.randn(x.shape, generator=g)).clamp(0, 1)
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import SeededNoise
 from torch import nn
 
 import defbench
@@ -13,18 +14,6 @@ from defbench import DefbenchError
 from defbench.defenses import Defense
 from defbench.harness.matrix import MatrixRunner
 from defbench.reports.common import repeat_count
-
-
-class Noise(Defense):
-    name = "noise"
-    randomized = True
-
-    def __init__(self):
-        super().__init__(None, 0)
-
-    def _purify(self, x, seed):
-        g = torch.Generator().manual_seed(seed)
-        return (x + 0.05 * torch.randn(x.shape, generator=g)).clamp(0, 1)
 
 
 def test_eval_repeats_and_eot_key_a_randomized_defense_s_cells(tmp_path, monkeypatch):
@@ -40,7 +29,7 @@ def test_eval_repeats_and_eot_key_a_randomized_defense_s_cells(tmp_path, monkeyp
 
     def run(repeats, eot):
         calls.clear()
-        df = defbench.evaluate(clf, Noise(), eval_repeats=repeats, eot=eot, **kw)
+        df = defbench.evaluate(clf, SeededNoise(0.05), eval_repeats=repeats, eot=eot, **kw)
         assert len(df) == 2  # the clean and the BPDA FGSM cell
         return df
 
@@ -70,7 +59,7 @@ def _linear():
 def test_a_randomized_defense_gets_three_repeats_by_default_under_the_paper_preset():
     """eval_repeats=None means what ``defbench matrix`` uses: 3 purifications per image (paper), 1 (quick)."""
     kw = dict(dataset="fmnist", attacks=["fgsm"], n=8, batch_size=8, device="cpu", baseline=False)
-    paper = defbench.evaluate(_linear(), Noise(), **kw)
+    paper = defbench.evaluate(_linear(), SeededNoise(0.05), **kw)
     assert {repeat_count(r) for r in paper.to_dict("records")} == {3}
     assert set(paper["defense_config"].map(lambda c: c["eval_repeats"])) == {3}
 

@@ -14,6 +14,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from conftest import SeededNoise
 from torch import nn
 
 from defbench.defenses import Defense
@@ -57,20 +58,6 @@ class _Shrink(Defense):
     def purify(self, x, seed=None):
         self.rec.calls.append(x.shape[0])
         return super().purify(x, seed)
-
-
-class _Noise(Defense):
-    """Randomized: Gaussian noise drawn from the call's seed."""
-
-    name = "noise"
-    randomized = True
-
-    def __init__(self):
-        super().__init__((1, 28, 28))
-
-    def _purify(self, x, seed):
-        g = torch.Generator().manual_seed(int(seed) % 2**63)
-        return (x + 0.3 * torch.randn(x.shape, generator=g)).clamp(0, 1)
 
 
 def _runner(tmp_path, defense, **kw) -> MatrixRunner:
@@ -155,7 +142,7 @@ def test_detection_score_and_projection_error_are_of_the_attacked_input_and_its_
     undefended classifier (x + ε sign ∇CE, computed here) and x̂ its repeat-0 purification with purify_seed(0, b, 0)
     (recomputed here with a fresh defense), not the clean image's or the last repeat's."""
     _, test = fmnist
-    runner = _runner(tmp_path, _Noise(), eval_repeats=2)
+    runner = _runner(tmp_path, SeededNoise(0.3, (1, 28, 28)), eval_repeats=2)
     res = _result(runner, threat="graybox")
     x, y = test.get(torch.tensor(res.indices))
     clf = _Clf()
@@ -163,7 +150,7 @@ def test_detection_score_and_projection_error_are_of_the_attacked_input_and_its_
     (grad,) = torch.autograd.grad(nn.functional.cross_entropy(clf(xr), y), xr)
     x_in = (x + EPS * grad.sign()).clamp(0, 1)
     assert (x_in - x).abs().amax() > EPS / 2  # the attack moved the images: clean and attacked scores differ
-    fresh = _Noise()
+    fresh = SeededNoise(0.3, (1, 28, 28))
     x_hat = torch.cat([fresh.purify(x_in[s : s + 4], seed=purify_seed(0, b, 0)) for b, s in enumerate(range(0, 10, 4))])
     with torch.no_grad():
         want_scores = (clf.features(x_in) - clf.features(x_hat)).norm(dim=1).tolist()

@@ -16,7 +16,7 @@ import sqlite3
 import numpy as np
 import pytest
 import torch
-from conftest import save_encoder
+from conftest import SeededNoise, save_encoder
 
 from defbench.attacks.threats import BPDAModel
 from defbench.defenses.base import Defense
@@ -101,23 +101,12 @@ def test_mimicgan_is_randomized_and_invgan_is_not():
 # --------------------------------------------------------------------------------------------- EOT
 
 
-class _Noisy(Defense):
-    """x + seeded noise: a randomized defense whose draws are easy to recompute."""
-
-    name = "noisy"
-    randomized = True
-
-    def _purify(self, x, seed):
-        g = torch.Generator().manual_seed(seed)
-        return (x + 0.2 * torch.randn(x.shape, generator=g)).clamp(0, 1)
-
-
 def test_eot_averages_probabilities_with_derived_seeds():
     from defbench.defenses.base import derive_seed
 
     torch.manual_seed(0)
     clf = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
-    d = _Noisy((1, 4, 4))
+    d = SeededNoise(0.2, (1, 4, 4), name="noisy")
     x = torch.rand(5, 1, 4, 4)
     m = BPDAModel(clf, d, eot=3, seed=11)
     out = m(x)
@@ -144,7 +133,7 @@ def test_eot_averages_probabilities_with_derived_seeds():
 def test_eot_one_keeps_logits():
     torch.manual_seed(0)
     clf = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
-    d = _Noisy((1, 4, 4))
+    d = SeededNoise(0.2, (1, 4, 4), name="noisy")
     x = torch.rand(2, 1, 4, 4)
     m = BPDAModel(clf, d, eot=1, seed=5)
     from defbench.defenses.base import derive_seed
@@ -162,7 +151,7 @@ def test_eot_through_attack_model_averages_distinct_draws():
 
     torch.manual_seed(0)
     clf = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
-    d = _Noisy((1, 4, 4))
+    d = SeededNoise(0.2, (1, 4, 4), name="noisy")
     x, y = torch.rand(5, 1, 4, 4), torch.tensor([0, 1, 2, 0, 1])
     m = attack_model("bpda", clf, d, eot=4, seed=11)
     draws = [d.purify(x, seed=derive_seed(11, 0, j)) for j in range(4)]
