@@ -7,7 +7,7 @@ full twin on the subset):
 (a) an iterative bounded attack beats single-step FGSM at the same ε by more than 2 points of accuracy on
     the model the attacks differentiated (gray-box cells count only for the undefended classifier: there the
     defense was not attacked, and a large single-step perturbation surviving purification better is no sign
-    of masked gradients);
+    of masked gradients; nor ``none`` + reparam, which attacks f ∘ G ∘ I and is scored on f, a transfer);
 (b) a white-box attack (bpda, reparam) is weaker than its gray-box twin on the same images by more than 2
     points (not for ``none`` + reparam, which attacks f ∘ G ∘ I and is evaluated on f; not for gan-aware, whose
     ε is a latent-space budget);
@@ -142,6 +142,7 @@ def _iterative_vs_fgsm(cells: dict[Cell, dict[int, Row]], names: dict[Base, str]
             or cfg(r, "eps") is None
             or is_universal(r)
             or (t == "graybox" and r["defense"] != "none")
+            or (b[2] == "none" and t == "reparam")  # attacks f ∘ G ∘ I, scores f: a transfer, as (b)-(d) read it
         ):
             continue
         fgsm = [

@@ -309,6 +309,22 @@ def test_reparam_on_no_defense_is_not_held_to_zero():
     assert any("strongest bounded attack, PGD (graybox)" in f for f in sanity_flags(rows))
 
 
+def test_iterative_vs_fgsm_leaves_no_defense_s_reparam_cells_out():
+    """none + reparam attacks f ∘ G ∘ I and scores f, a transfer setting: an iterative attack transferring worse
+    than FGSM there (60 vs 40%) is no sign of masked gradients, so check (a) stays silent for it; the same gap on
+    the undefended model's own gray-box cells still fires."""
+    rows = _base()
+    rows[1] = make_row(frac(60, N), defense="none", attack="pgd", cfg=PGD, threat="reparam")
+    rows.append(make_row(frac(40, N), defense="none", attack="fgsm", cfg=FGSM, threat="reparam"))
+    assert not [f for f in sanity_flags(rows) if "Possible gradient masking" in f]
+    rows += [
+        make_row(frac(6, N), defense="none", attack="pgd", cfg=PGD),
+        make_row(frac(2, N), defense="none", attack="fgsm", cfg=FGSM),
+    ]
+    flags = [f for f in sanity_flags(rows) if "Possible gradient masking" in f]
+    assert flags == [f for f in flags if "none (graybox)" in f] and len(flags) == 1
+
+
 # --------------------------------------------------------------------------------------------- weak beats white-box
 
 
