@@ -150,7 +150,9 @@ def _plain(v: Any, depth: int = 0) -> Any:
         v = v.item()
     if v is None or isinstance(v, (bool, int, float, str)):
         return v
-    digest = None if isinstance(v, torch.nn.Parameter) else array_digest(v)  # parameters: in the weights
+    # a Parameter a module registered is in its weights, never in vars(); one held by a plain object or in a list
+    # or dict is in no state dict, so it counts by value like any tensor
+    digest = array_digest(v)
     if digest is not None:
         return digest
     if depth < 4 and isinstance(v, (tuple, list)):
@@ -326,7 +328,8 @@ def recipe_drift(manifest: dict, recipe) -> list[str]:
 def model_drift(mid: str, manifest: dict) -> list[str]:
     """How zoo model ``mid`` was trained otherwise than its id says, as ``'field: trained X, preset Y'`` lines:
     another recipe than its preset's today (``defbench train classifier --epochs 1`` saves under the preset's id)
-    or another seed than the id's (trained before a non-default seed got its own id). [] when it was trained as
+    or another seed than the id's (trained before a non-default seed got its own id), or for a GAN another left-out
+    class than the id's ``noK`` (a renamed file). [] when it was trained as
     its id says, or when its id names no recipe defbench knows."""
     kind, dataset, preset, tag = zoo.parse_id(mid, manifest)
     try:
@@ -345,6 +348,9 @@ def model_drift(mid: str, manifest: dict) -> list[str]:
     trained_seed = (manifest.get("config") or {}).get("seed", DEFAULT_SEED)
     if trained_seed != kw.get("seed", DEFAULT_SEED):
         drift.append(f"seed: trained {trained_seed!r}, id {kw.get('seed', DEFAULT_SEED)!r}")
+    left_out = (manifest.get("config") or {}).get("holdout_class")
+    if kind == "gan" and left_out != kw.get("holdout_class"):  # a GAN trained without class K, or with it
+        drift.append(f"holdout_class: trained {left_out!r}, id {kw.get('holdout_class')!r}")
     return drift
 
 

@@ -251,3 +251,33 @@ def test_captured_slices_ranges_dtypes_and_devices_count_by_their_value():
     assert cfg(functools.partial(_window, region=slice(0, 4))) == cfg(functools.partial(_window, region=slice(0, 4)))
     assert code_sha256(torch.device("cpu")) != code_sha256(torch.device("meta"))
     assert code_sha256(torch.device("cpu")) == code_sha256(torch.device("cpu"))
+
+
+class _ParamGain:
+    """A user's purifier object whose gain is an ``nn.Parameter``: held by a plain object, in no state dict."""
+
+    def __init__(self, v: float):
+        self.w = nn.Parameter(torch.tensor(v))
+
+
+class _ParamList(nn.Module):
+    """Parameters in a plain list on a module: not registered, so in no state dict either."""
+
+    def __init__(self, v: float):
+        super().__init__()
+        self.ws = [nn.Parameter(torch.tensor(v))]
+
+
+def test_a_parameter_outside_any_state_dict_counts_by_value():
+    """The key of a user's defense object reads attribute_values (its plain values) and attribute_models (its
+    modules' weights): a Parameter held by a plain object or in a list is in neither module's weights, so it must
+    count by value (it did not: attribute_values dropped every Parameter as "in the weights", and two gains 1.0 and
+    2.0 had one key). A Parameter a module registers stays with its weights, not its attributes."""
+    from defbench.harness.models import attribute_models, attribute_values
+
+    assert attribute_values(_ParamGain(1.0)) != attribute_values(_ParamGain(2.0))
+    assert attribute_values(_ParamGain(1.0)) == attribute_values(_ParamGain(1.0))
+    assert attribute_models(_ParamGain(1.0)) == {}  # no module to hash: the value above is its only trace
+    assert attribute_values(_ParamList(1.0)) != attribute_values(_ParamList(2.0))
+    reg = nn.Linear(2, 2)
+    assert "weight" not in attribute_values(reg) and "bias" not in attribute_values(reg)

@@ -370,3 +370,22 @@ def test_get_gan_reads_a_manifest_written_before_spectral_norm_and_pack_as_their
         _, loaded, _ = models.get_gan("fmnist", "quick", train_missing=False)
     assert loaded.state_dict().keys() == D.state_dict().keys()
     assert all(torch.equal(loaded.state_dict()[k], v) for k, v in D.state_dict().items())
+
+
+def test_drift_names_a_gan_whose_left_out_class_is_not_its_id_s():
+    """A GAN trained without class 3 stored as gan-mnist-quick (a renamed file), or one trained on every class
+    stored as ...-no3, is another model than its id says: drift names the class either way, and stays silent
+    where the manifest and the id agree (a manifest written before the field: no class left out)."""
+    from defbench.defenses.train_prior import gan_recipe
+
+    base = {**dataclasses.asdict(gan_recipe("mnist", "quick")), "seed": 0}
+
+    def manifest(**config):
+        return {"kind": "gan", "dataset": "mnist", "preset": "quick", "config": {**base, **config}}
+
+    assert models.model_drift("gan-mnist-quick", manifest(holdout_class=None)) == []
+    assert models.model_drift("gan-mnist-quick", manifest()) == []
+    assert models.model_drift("gan-mnist-quick-no3", manifest(holdout_class=3)) == []
+    assert models.model_drift("gan-mnist-quick", manifest(holdout_class=3)) == ["holdout_class: trained 3, id None"]
+    assert models.model_drift("gan-mnist-quick-no3", manifest()) == ["holdout_class: trained None, id 3"]
+    assert models.model_drift("gan-mnist-quick-no3", manifest(holdout_class=5)) == ["holdout_class: trained 5, id 3"]
