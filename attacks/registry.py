@@ -94,6 +94,7 @@ def check_value(value, default, what: str):
     elif isinstance(default, float):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise bad("a number")
+        return float(value)  # weight=1 and weight=1.0 are one setting, one config and one cell key
     elif isinstance(default, str):
         if not isinstance(value, str):
             raise bad("a string")

@@ -45,7 +45,7 @@ class TVMinimization(Defense):
             raise DefbenchError(f"tvm method must be chambolle or bregman, got {method!r}")
         if not (math.isfinite(weight) and weight > 0):
             raise DefbenchError(f"tvm weight must be a finite number > 0, got {weight}")
-        self.weight, self.method = weight, method
+        self.weight, self.method = float(weight), method
 
     def config(self):
         return {"weight": self.weight, "method": self.method}

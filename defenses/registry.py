@@ -162,9 +162,10 @@ def parse_overrides(pairs: list[str] | None = None, config_file: str | None = No
 
 
 def _type_ok(value: Any, want: Any) -> tuple[bool, str]:
-    """Whether ``value`` is of the declared type ``want`` (never coerced: the value is recorded as given), and
-    the type in words. bool: True or False only; int: a whole number, not a bool; float: an int or a float, not a
-    bool; str: a string (its choices are the config's to check). Other annotations are not checked."""
+    """Whether ``value`` is of the declared type ``want`` (recorded as given, but for an int where a float is
+    declared: see :func:`_check_types`), and the type in words. bool: True or False only; int: a whole number,
+    not a bool; float: an int or a float, not a bool; str: a string (its choices are the config's to check).
+    Other annotations are not checked."""
     if want is bool:
         return isinstance(value, bool), "a bool (true or false, unquoted)"
     if want is int:
@@ -176,13 +177,17 @@ def _type_ok(value: Any, want: Any) -> tuple[bool, str]:
     return True, ""
 
 
-def _check_types(overrides: dict[str, Any], types: dict[str, Any], name: str) -> None:
-    """A one-line error naming the defense, the option, the value and the expected type for the first option
-    whose value is not of its declared type (``types``: the option's annotations)."""
+def _check_types(overrides: dict[str, Any], types: dict[str, Any], name: str) -> dict[str, Any]:
+    """The overrides, each of its declared type (``types``: the option's annotations), an int given for a float
+    as that float (weight=1 and weight=1.0 are one setting, one config and one cell key); a one-line error naming
+    the defense, the option, the value and the expected type for the first option of another type."""
+    out = {}
     for k, v in overrides.items():
         ok, want = _type_ok(v, types.get(k))
         if not ok:
             raise DefbenchError(f"defense {name}: option {k}={v!r} ({type(v).__name__}) must be {want}")
+        out[k] = float(v) if types.get(k) is float else v
+    return out
 
 
 def _apply(cfg, overrides: dict[str, Any], name: str):
@@ -192,8 +197,7 @@ def _apply(cfg, overrides: dict[str, Any], name: str):
         raise DefbenchError(
             f"unknown option(s) {', '.join(unknown)} for defense {name}; valid: {', '.join(sorted(fields))}"
         )
-    _check_types(overrides, typing.get_type_hints(type(cfg)), name)
-    return dataclasses.replace(cfg, **overrides)
+    return dataclasses.replace(cfg, **_check_types(overrides, typing.get_type_hints(type(cfg)), name))
 
 
 def build_defense(
@@ -264,8 +268,7 @@ def _kw(overrides: dict, cls: type, allowed: tuple[str, ...], name: str) -> dict
     unknown = sorted(set(overrides) - set(allowed))
     if unknown:
         raise DefbenchError(f"unknown option(s) {', '.join(unknown)} for defense {name}; valid: {', '.join(allowed)}")
-    _check_types(overrides, typing.get_type_hints(cls.__init__), name)
-    return overrides
+    return _check_types(overrides, typing.get_type_hints(cls.__init__), name)
 
 
 def _build_plugin(name: str, dataset: str, shape, device, overrides: dict, seed: int) -> Defense:

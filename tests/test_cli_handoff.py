@@ -274,6 +274,19 @@ def test_a_whole_float_for_a_whole_number_option_reaches_the_defense_as_an_int(s
     assert k == 5 and type(k) is int
 
 
+def test_a_whole_number_for_a_float_option_reaches_the_defense_as_a_float(seen, tmp_path):
+    """tvm's weight is a float: 'weight=1' reaches it as 1.0, so '1' and '1.0' are one configuration and one cell
+    key (the type check returned the int unchanged, and TVM's config_hash differed between the two)."""
+    from defbench.defenses.registry import build_defense
+
+    got = [
+        spec_of(seen, ["--defense", "tvm", "--defense-opt", f"weight={w}"], tmp_path).defense_overrides["tvm"]
+        for w in ("1", "1.0")
+    ]
+    assert got[0] == got[1] and type(got[0]["weight"]) is float
+    assert build_defense("tvm", overrides={"weight": 1}).config() == build_defense("tvm", overrides=got[1]).config()
+
+
 def test_train_force_retrains_a_model_the_zoo_has_or_half_has(no_work, monkeypatch, tmp_path):
     """Without --force a model in the zoo is kept (exit 0, nothing trained) and a half-there one (its manifest
     gone) refused; --force trains both anew, as --help says."""

@@ -177,17 +177,20 @@ def test_every_paper_spec_and_quick_preset_defense_still_builds(models):
 # ------------------------------------------------------------------ silent twin: valid options, same hashes
 
 #: config hashes of valid configurations as recorded before the option checks existed (stored cells are keyed
-#: by them: they must never change)
+#: by them: they must never change by accident; session 48 changed those of an int given for a float option on
+#: purpose, to the float's: one setting, one key)
 STORED_HASHES = [
     ("none", {}, "2c48ce4d4395"),
     ("median[kernel_size=5]", {}, "2dc7bcbbd449"),
     ("tvm", {}, "ea6316232e25"),
     ("tvm[method=bregman,weight=0.075]", {}, "3fcba40cb913"),
-    ("tvm[weight=1]", {}, "767dcb1a599c"),  # an int where a float is due: accepted and recorded as given
+    # an int where a float is due: that float, one key with weight=1.0 (recorded as given, 767dcb1a599c, until s48)
+    ("tvm[weight=1]", {}, "9831c719ddb6"),
     ("tvm[weight=1.0]", {}, "9831c719ddb6"),
     ("ride", {}, "bf7178056ff3"),
     ("ride", {"iterations": 100}, "137e0e63965b"),
-    ("ride[alpha=1,dropout=0,nms=false]", {}, "c8f4a6a2d3d9"),
+    ("ride[alpha=1,dropout=0,nms=false]", {}, "13b65ad7e4c4"),  # as given until s48: c8f4a6a2d3d9
+    ("ride[alpha=1.0,dropout=0.0,nms=false]", {}, "13b65ad7e4c4"),
     ("ride[iterations=400,split_iterations=true]", {}, "62074a01db8c"),
     ("defensegan", {}, "e21c59fab09b"),
     ("defensegan", {"latent_steps": 50, "restarts": 4}, "947e30cd51ff"),
@@ -198,7 +201,8 @@ STORED_HASHES = [
     ("invgan[restarts=2]", {}, "b5c08bc0d73a"),
     ("mimicgan", {}, "5379c83b2ce7"),
     ("mimicgan[surrogate=identity]", {}, "06b12be8ad26"),
-    ("mimicgan[surrogate_lr=0]", {}, "4216a9f3f822"),
+    ("mimicgan[surrogate_lr=0]", {}, "717beb7c7651"),  # as given until s48: 4216a9f3f822
+    ("mimicgan[surrogate_lr=0.0]", {}, "717beb7c7651"),
     ("mimicgan[lambda_identity=0.1,lr=3e-3,surrogate_lr=4e-3,surrogate_range=signed]", {}, "3e2f3654e812"),
     ("mimicgan[gan=no3,latent_steps=75,surrogate_steps=25]", {}, "2f23c5a8504e"),
 ]
@@ -210,7 +214,24 @@ def test_valid_options_keep_their_config_hash(label, overrides, want, models):
     assert d.config_hash() == want
 
 
-def test_valid_values_are_recorded_as_given(models):
-    assert type(build("tvm[weight=1]", models).config()["weight"]) is int
+def test_valid_values_are_recorded_as_their_option_s_type(models):
+    assert type(build("tvm[weight=1]", models).config()["weight"]) is float
     d = build("defensegan[lr=10,latent_steps=5]", models)
-    assert d.cfg == dataclasses.replace(PAPER_CONFIGS["defensegan"], lr=10, latent_steps=5)
+    assert d.cfg == dataclasses.replace(PAPER_CONFIGS["defensegan"], lr=10.0, latent_steps=5)
+    assert type(d.cfg.lr) is float and type(d.cfg.latent_steps) is int
+
+
+def test_an_int_for_a_float_option_is_that_float_on_every_path():
+    """weight=1 and weight=1.0 are one setting: the CLI's type check (check_value) and the registry's (a Python
+    caller's overrides) hand the float on, so the config, its hash and the cell key are one (they were two: the
+    int was recorded as given). A whole float for an int option is that int; a bool is no number."""
+    from defbench.attacks.registry import check_value
+    from defbench.defenses.registry import _apply
+
+    assert repr(check_value(1, 1.0, "tvm:weight")) == "1.0" and repr(check_value(5.0, 3, "k")) == "5"
+    with pytest.raises(DefbenchError, match="must be a number"):
+        check_value(True, 1.0, "tvm:weight")
+    one, one_f = (build_defense("tvm", overrides={"weight": w}) for w in (1, 1.0))
+    assert repr(one.weight) == "1.0" and one.config() == one_f.config()
+    assert repr(_apply(PAPER_CONFIGS["defensegan"], {"lr": 10}, "defensegan").lr) == "10.0"
+    assert repr(_apply(PAPER_CONFIGS["defensegan"], {"latent_steps": 10}, "defensegan").latent_steps) == "10"
