@@ -119,6 +119,19 @@ def test_half_there_is_reported_not_retrained(home, gone, capsys, monkeypatch):
     assert "is gone" in capsys.readouterr().err
 
 
+def test_zoo_show_names_an_unreadable_manifest_and_shows_a_sound_one(home, capsys):
+    """zoo show prints a model's manifest; a manifest that is there but not JSON is named as unreadable with the
+    command that rebuilds the model (not 'no model'), in one line."""
+    e = save("classifier-fmnist-quick")
+    assert main(["zoo", "show", e.id]) == 0
+    assert json.loads(capsys.readouterr().out)["id"] == e.id
+    e.path.with_suffix(".json").write_text("{not json")
+    assert main(["zoo", "show", e.id]) == 2
+    err = capsys.readouterr().err
+    assert f"manifest of {e.id} in " in err and "is unreadable; rebuild with: defbench train classifier" in err
+    assert err.count("\n") == 1
+
+
 LOADER = textwrap.dedent("""
     import os, sys, time
     import torch
