@@ -249,3 +249,18 @@ def test_crashing_defense_plugin_fails_only_its_cells(tiny_zoo, monkeypatch, tmp
     with sqlite3.connect(out / "defbench.sqlite") as c:
         assert c.execute("SELECT COUNT(*) FROM cells WHERE defense='none'").fetchone()[0] == 2  # the others go on
         assert c.execute("SELECT COUNT(*) FROM cells WHERE defense='crash'").fetchone()[0] == 0
+
+
+def test_a_plugin_whose_constructor_fails_is_a_one_line_error_naming_its_distribution(monkeypatch, tmp_path):
+    """The registry hands a plugin the dataset's shape and the seed; an option its constructor chokes on is a
+    DefbenchError naming the plugin and its distribution, not the constructor's ValueError."""
+    from defbench.defenses import registry
+
+    install(monkeypatch, tmp_path, {"boxblur": "my_defenses:Blur"})
+    d = registry.build_defense("boxblur", "cifar10", overrides={"mix": 0.5}, seed=4)
+    assert (d.shape, d.seed, d.mix) == ((3, 32, 32), 4, 0.5)
+    with pytest.raises(DefbenchError) as err:
+        registry.build_defense("boxblur", "fmnist", overrides={"mix": "abc"})
+    msg = str(err.value)
+    assert msg.startswith("defense plugin 'boxblur' (distribution my-defenses 0.1) failed to build: ValueError: "), msg
+    assert "'abc'" in msg and "\n" not in msg
