@@ -189,7 +189,7 @@ def test_get_gan_rebuilds_the_discriminator_its_manifest_names():
     for sn, tag in ((True, "no1"), (False, "no2")):
         G, D = build_gan("mnist", spectral_norm=sn)
         state = {f"G.{k}": v for k, v in G.state_dict().items()} | {f"D.{k}": v for k, v in D.state_dict().items()}
-        config = {**quick, "spectral_norm": sn}
+        config = {**quick, "spectral_norm": sn, "holdout_class": int(tag[2:])}  # as build_gan_model records it
         zoo.save(zoo.model_id("gan", "mnist", "quick", tag), state, {"kind": "gan", "config": config})
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
