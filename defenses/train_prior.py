@@ -196,7 +196,8 @@ def train_gan(
     on_epoch=None,
 ) -> tuple[dict, dict]:
     """Train G and D on ``train`` less its validation slice (:func:`selection_split`); returns ({'G': state,
-    'D': state}, metrics) for the epoch with the best projection accuracy on the validation slice.
+    'D': state}, metrics) for the epoch with the best projection accuracy on the validation slice (on a tie the
+    later epoch).
     ``on_epoch(state, metrics)`` is called after every epoch with the best state so far (the zoo saves it, so
     a killed run keeps its best epoch)."""
     gen = seed_everything(seed)
