@@ -20,7 +20,7 @@ import numpy as np
 from _common import command_line, data_root, markdown, write_table
 from skimage.restoration import denoise_tv_chambolle
 
-from defbench.defenses.baselines import TVMinimization
+from defbench.defenses.baselines import TVMinimization, denoise_chw
 from defbench.harness.data import load_dataset
 
 #: RIDE Table 1's Chambolle sweep (0.25-1.75) and the defense's default 0.1
@@ -36,10 +36,8 @@ def rof_energy(u: np.ndarray, f: np.ndarray, w: float) -> float:
 
 
 def long_solve(f: np.ndarray, w: float, iters: int) -> np.ndarray:
-    img = f.transpose(1, 2, 0)
-    if img.shape[2] > 1:
-        return denoise_tv_chambolle(img, weight=w, eps=1e-9, max_num_iter=iters, channel_axis=-1).transpose(2, 0, 1)
-    return denoise_tv_chambolle(img[..., 0], weight=w, eps=1e-9, max_num_iter=iters)[None]
+    """The problem ``tvm`` solves for one (C, H, W) image, run ``iters`` iterations or to an energy change of 1e-9."""
+    return denoise_chw(denoise_tv_chambolle, f, weight=w, eps=1e-9, max_num_iter=iters)
 
 
 def main(argv=None) -> int:

@@ -54,15 +54,18 @@ class TVMinimization(Defense):
         from skimage.restoration import denoise_tv_bregman, denoise_tv_chambolle
 
         arr = x.cpu().numpy().astype(np.float64)
-        out = np.empty_like(arr)
-        for i in range(arr.shape[0]):
-            img = arr[i].transpose(1, 2, 0)
-            multichannel = img.shape[2] > 1
-            kw = {"channel_axis": -1} if multichannel else {}
-            src = img if multichannel else img[..., 0]
-            if self.method == "chambolle":
-                res = denoise_tv_chambolle(src, weight=self.weight, **kw)
-            else:  # scikit-image's weight is the inverse regularisation strength for Bregman
-                res = denoise_tv_bregman(src, weight=1.0 / self.weight, **kw)
-            out[i] = (res if multichannel else res[..., None]).transpose(2, 0, 1)
-        return torch.from_numpy(out).to(x.device, x.dtype)
+        if self.method == "chambolle":
+            out = [denoise_chw(denoise_tv_chambolle, img, weight=self.weight) for img in arr]
+        else:  # scikit-image's weight is the inverse regularisation strength for Bregman
+            out = [denoise_chw(denoise_tv_bregman, img, weight=1.0 / self.weight) for img in arr]
+        return torch.from_numpy(np.stack(out)).to(x.device, x.dtype)
+
+
+def denoise_chw(denoise, img: np.ndarray, **kw) -> np.ndarray:
+    """A scikit-image denoiser ``denoise(image, **kw)`` applied to one (C, H, W) image: channels last where there
+    are several (``channel_axis``), a 2-D image for one (scikit-image's Bregman solver given one channel with
+    ``channel_axis`` returns a 2-D array)."""
+    hwc = img.transpose(1, 2, 0)
+    if hwc.shape[2] > 1:
+        return denoise(hwc, channel_axis=-1, **kw).transpose(2, 0, 1)
+    return denoise(hwc[..., 0], **kw)[None]
