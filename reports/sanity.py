@@ -128,6 +128,12 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f}%"
 
 
+def _transfer_to_f(b: Base, t: str) -> bool:
+    """``none`` + reparam: it attacks f ∘ G ∘ I and is scored on f, a transfer, not a white-box attack on the
+    model it is scored on."""
+    return b[2] == "none" and t == "reparam"
+
+
 def _is_score_based(r: Row) -> bool:
     return bool(cfg(r, "score_based")) or str(cfg(r, "family", "")).lower() in SCORE_BASED
 
@@ -142,7 +148,7 @@ def _iterative_vs_fgsm(cells: dict[Cell, dict[int, Row]], names: dict[Base, str]
             or cfg(r, "eps") is None
             or is_universal(r)
             or (t == "graybox" and r["defense"] != "none")
-            or (b[2] == "none" and t == "reparam")  # attacks f ∘ G ∘ I, scores f: a transfer, as (b)-(d) read it
+            or _transfer_to_f(b, t)
         ):
             continue
         fgsm = [
@@ -168,7 +174,7 @@ def _white_vs_gray(cells: dict[Cell, dict[int, Row]], names: dict[Base, str]) ->
     gray = {(b, twin_key(_first(s))): s for (b, t, _), s in cells.items() if t == "graybox"}
     out = []
     for (b, t, _), by_seed in cells.items():
-        if t not in GRADIENT_THREATS or (b[2] == "none" and t == "reparam"):
+        if t not in GRADIENT_THREATS or _transfer_to_f(b, t):
             continue
         r = _first(by_seed)
         twin = gray.get((b, twin_key(r)))
