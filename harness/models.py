@@ -345,10 +345,11 @@ def model_drift(mid: str, manifest: dict) -> list[str]:
     except (DefbenchError, KeyError, TypeError):  # a dataset, preset or tag without a recipe: nothing to compare
         return []
     drift = recipe_drift(manifest, recipe)
-    trained_seed = (manifest.get("config") or {}).get("seed", DEFAULT_SEED)
+    trained = manifest.get("config") or {}
+    trained_seed = trained.get("seed", DEFAULT_SEED)
     if trained_seed != kw.get("seed", DEFAULT_SEED):
         drift.append(f"seed: trained {trained_seed!r}, id {kw.get('seed', DEFAULT_SEED)!r}")
-    left_out = (manifest.get("config") or {}).get("holdout_class")
+    left_out = trained.get("holdout_class")
     if kind == "gan" and left_out != kw.get("holdout_class"):  # a GAN trained without class K, or with it
         drift.append(f"holdout_class: trained {left_out!r}, id {kw.get('holdout_class')!r}")
     return drift
