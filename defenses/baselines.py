@@ -2,7 +2,8 @@
 
 median: ART's ``SpatialSmoothing`` (scipy median filter, window k). tvm: scikit-image's Chambolle TV
 denoiser (``denoise_tv_chambolle``), the algorithm RIDE reports alongside split-Bregman
-(``method='bregman'`` selects scikit-image's split-Bregman solver).
+(``method='bregman'`` selects scikit-image's split-Bregman solver). By default each solver stops by
+scikit-image's own rule, short of the TV minimiser (docs/DEFENSES.md); ``iterations=N`` runs exactly N.
 """
 
 from __future__ import annotations
@@ -37,27 +38,48 @@ class MedianFilter(Defense):
 
 
 class TVMinimization(Defense):
+    """Total-variation minimisation (Rudin, Osher and Fatemi's denoising) of each image, by scikit-image.
+
+    Args:
+        weight: the TV term's weight (Chambolle's ``weight``; split-Bregman's ``weight`` is its inverse).
+        method: ``chambolle`` or ``bregman``.
+        iterations: 0 (default) stops where scikit-image's solver stops (Chambolle: 200 iterations, or once
+            the energy changes by less than 2e-4 of its first value; split-Bregman: 100, or an update under
+            1e-3), short of the minimiser; N > 0 runs exactly N iterations (no early stop). Recorded in the
+            config (the cell key) only when set, so the default's cells keep their keys.
+    """
+
     name = "tvm"
 
-    def __init__(self, weight: float = 0.1, method: str = "chambolle", shape=None, seed: int = 0):
+    def __init__(self, weight: float = 0.1, method: str = "chambolle", iterations: int = 0, shape=None, seed: int = 0):
         super().__init__(shape, seed)
         if method not in ("chambolle", "bregman"):
             raise DefbenchError(f"tvm method must be chambolle or bregman, got {method!r}")
         if not (math.isfinite(weight) and weight > 0):
             raise DefbenchError(f"tvm weight must be a finite number > 0, got {weight}")
-        self.weight, self.method = float(weight), method
+        if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 0:
+            raise DefbenchError(
+                f"tvm iterations must be a whole number >= 0 (0: scikit-image's stopping rule), got {iterations!r}"
+            )
+        self.weight, self.method, self.iterations = float(weight), method, iterations
 
     def config(self):
-        return {"weight": self.weight, "method": self.method}
+        return {
+            "weight": self.weight,
+            "method": self.method,
+            **({"iterations": self.iterations} if self.iterations else {}),
+        }
 
     def _purify(self, x, seed):
         from skimage.restoration import denoise_tv_bregman, denoise_tv_chambolle
 
+        # eps 0: neither solver's stopping test can pass (a change or update below 0), so exactly N iterations
+        stop = {"max_num_iter": self.iterations, "eps": 0.0} if self.iterations else {}
         arr = x.cpu().numpy().astype(np.float64)
         if self.method == "chambolle":
-            out = [denoise_chw(denoise_tv_chambolle, img, weight=self.weight) for img in arr]
+            out = [denoise_chw(denoise_tv_chambolle, img, weight=self.weight, **stop) for img in arr]
         else:  # scikit-image's weight is the inverse regularisation strength for Bregman
-            out = [denoise_chw(denoise_tv_bregman, img, weight=1.0 / self.weight) for img in arr]
+            out = [denoise_chw(denoise_tv_bregman, img, weight=1.0 / self.weight, **stop) for img in arr]
         return torch.from_numpy(np.stack(out)).to(x.device, x.dtype)
 
 

@@ -227,7 +227,9 @@ def build_defense(
     if name == "median":
         return MedianFilter(shape=shape, seed=seed, **_kw(overrides, MedianFilter, ("kernel_size",), name))
     if name == "tvm":
-        return TVMinimization(shape=shape, seed=seed, **_kw(overrides, TVMinimization, ("weight", "method"), name))
+        return TVMinimization(
+            shape=shape, seed=seed, **_kw(overrides, TVMinimization, ("weight", "method", "iterations"), name)
+        )
     if name not in DEFENSES:
         return _build_plugin(name, dataset, shape, device, overrides, seed)
     if name == "ride":
