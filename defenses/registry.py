@@ -13,7 +13,6 @@ import dataclasses
 import json
 import numbers
 import typing
-from pathlib import Path
 from typing import Any, Protocol
 
 from defbench import DefbenchError
@@ -132,33 +131,6 @@ def split_names(text: str) -> list[str]:
             cur += ch
     out.append(cur)
     return [s.strip() for s in out if s.strip()]
-
-
-def load_json_object(path: str) -> dict[str, Any]:
-    """A JSON config file holding one object, or a one-line error."""
-    p = Path(path)
-    if not p.is_file():
-        raise DefbenchError(f"config file {path} not found")
-    try:
-        loaded = json.loads(p.read_text())
-    except ValueError as exc:
-        raise DefbenchError(f"config file {path} is not valid JSON ({exc})") from None
-    if not isinstance(loaded, dict):
-        raise DefbenchError(f"config file {path} must hold a JSON object")
-    return loaded
-
-
-def parse_overrides(pairs: list[str] | None = None, config_file: str | None = None) -> dict[str, Any]:
-    """key=value pairs (values parsed as JSON when they can be, else kept as strings) over a JSON config file's
-    keys. Their types are checked when the defense is built: ``nms=False`` is the string 'False', refused where a
-    bool is due (JSON's ``false`` is the bool)."""
-    out: dict[str, Any] = load_json_object(config_file) if config_file else {}
-    for pair in pairs or []:
-        if "=" not in pair:
-            raise DefbenchError(f"defense option {pair!r} must look like key=value")
-        k, v = pair.split("=", 1)
-        out[k.strip()] = _value(v)
-    return out
 
 
 def _type_ok(value: Any, want: Any) -> tuple[bool, str]:

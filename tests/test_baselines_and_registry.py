@@ -15,7 +15,7 @@ from conftest import SeededNoise
 
 from defbench import DefbenchError
 from defbench.defenses.baselines import MedianFilter, TVMinimization
-from defbench.defenses.registry import build_defense, parse_overrides
+from defbench.defenses.registry import build_defense
 
 
 def _block_and_top_row() -> torch.Tensor:
@@ -154,21 +154,6 @@ def test_defense_none_takes_no_options():
     with pytest.raises(DefbenchError, match="defense none takes no options"):
         build_defense("none[k=1]", "fmnist")
     assert build_defense("none", "fmnist").config() == {}
-
-
-def test_parse_overrides_pairs_win_over_the_config_file(tmp_path):
-    cfg = tmp_path / "c.json"
-    cfg.write_text('{"weight": 0.3, "method": "bregman"}')
-    assert parse_overrides(["weight=0.2"], str(cfg)) == {"weight": 0.2, "method": "bregman"}
-    assert parse_overrides(None, str(cfg)) == {"weight": 0.3, "method": "bregman"}
-    bad = tmp_path / "bad.json"
-    bad.write_text("{")
-    with pytest.raises(DefbenchError, match="is not valid JSON"):
-        parse_overrides([], str(bad))
-    with pytest.raises(DefbenchError, match="not found"):
-        parse_overrides([], str(tmp_path / "missing.json"))
-    with pytest.raises(DefbenchError, match="must look like key=value"):
-        parse_overrides(["weight"])
 
 
 def test_derive_seed_is_the_documented_hash_of_every_part():

@@ -13,7 +13,8 @@ import torch
 from defbench import DefbenchError
 from defbench.defenses.gan_prior import PAPER_CONFIGS
 from defbench.defenses.projection import ProjectionConfig
-from defbench.defenses.registry import base_name, build_defense, parse_overrides
+from defbench.cli.options import key_value
+from defbench.defenses.registry import base_name, build_defense
 from defbench.defenses.ride import RIDE, RIDEConfig
 
 
@@ -64,10 +65,12 @@ def test_a_bool_option_given_as_anything_but_true_or_false_is_refused(label, opt
 
 def test_defense_opt_values_are_checked_like_variant_options():
     with pytest.raises(DefbenchError, match="option split_iterations='False' \\(str\\) must be a bool"):
-        build_defense("ride", "fmnist", overrides=parse_overrides(["split_iterations=False"]))
+        build_defense("ride", "fmnist", overrides=dict([key_value("split_iterations=False", "--defense-opt", "")]))
     # JSON's false is the bool: accepted, and really off
     assert (
-        build_defense("ride", "fmnist", overrides=parse_overrides(["split_iterations=false"])).cfg.split_iterations
+        build_defense(
+            "ride", "fmnist", overrides=dict([key_value("split_iterations=false", "--defense-opt", "")])
+        ).cfg.split_iterations
         is False
     )
 
