@@ -41,7 +41,8 @@ class TVMinimization(Defense):
     """Total-variation minimisation (Rudin, Osher and Fatemi's denoising) of each image, by scikit-image.
 
     Args:
-        weight: the TV term's weight (Chambolle's ``weight``; split-Bregman's ``weight`` is its inverse).
+        weight: the TV term's weight: Chambolle's ``weight``; split-Bregman gets 1/weight, so that a larger weight
+            denoises more with either solver (their weights are not one scale: docs/DEFENSES.md).
         method: ``chambolle`` or ``bregman``.
         iterations: 0 (default) stops where scikit-image's solver stops (Chambolle: 200 iterations, or once
             the energy changes by less than 2e-4 of its first value; split-Bregman: 100, or an update under
@@ -73,7 +74,8 @@ class TVMinimization(Defense):
     def _purify(self, x, seed):
         from skimage.restoration import denoise_tv_bregman, denoise_tv_chambolle
 
-        # eps 0: neither solver's stopping test can pass (a change or update below 0), so exactly N iterations
+        # eps 0: Chambolle stops on an energy change below eps·E0, never; split-Bregman on an update not above eps,
+        # only at an exact fixed point (where more iterations change nothing): so N iterations
         stop = {"max_num_iter": self.iterations, "eps": 0.0} if self.iterations else {}
         arr = x.cpu().numpy().astype(np.float64)
         if self.method == "chambolle":
