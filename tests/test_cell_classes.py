@@ -70,3 +70,17 @@ def test_refusals(cc, tmp_path):
         cc.main(["--store", str(tmp_path), "--defenses", "ride"])
     with pytest.raises(SystemExit, match="no PGD/bpda cell in"):
         cc.main(["--store", str(tmp_path), "--attack", "PGD", "--threat", "bpda"])
+
+
+def test_a_tie_goes_to_the_prediction_met_first_not_the_lower_label(cc):
+    # two ships: the first read as truck (9), the second right (8): one each, truck met first
+    assert cc.class_rows(_row([8, 8], [9, 8]))[0] == ["ship", 2, 1, "truck (1)"]
+
+
+def test_classes_are_listed_in_label_order_not_as_met(cc):
+    row = {**_row([6, 3, 6], [6, 3, 3]), "extra": {"projection_error": [4.0, 1.0, 2.0]}}
+    assert cc.class_rows(row, errors=True) == [
+        ["cat", 1, 1, "cat (1)", "1.00"],
+        ["frog", 2, 1, "frog (1)", "3.00"],  # median of 4 and 2
+        ["all", 3, 2, "cat (2)", "2.00"],
+    ]

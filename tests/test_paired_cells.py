@@ -4,7 +4,7 @@ a named defense without a cell)."""
 from __future__ import annotations
 
 import pytest
-from conftest import import_benchmark, md_row
+from conftest import import_benchmark, md_row, md_rows
 
 from defbench import DefbenchError
 
@@ -210,3 +210,123 @@ def test_cells_without_a_partner_are_named_under_the_table(pc, monkeypatch, caps
     monkeypatch.setattr(pc, "select", lambda store, *a: new[:1] if store == "x" else old)
     assert pc.main(["--store", "x", "--against", "y", "--attack", "FGSM", "--threat", "reparam"]) == 0
     assert "Not in the table" not in capsys.readouterr().out  # every cell paired: nothing said
+
+
+def test_pairs_match_images_by_index_not_by_position(pc):
+    """A cell's images need not be stored in index order (a seeded draw is not sorted): image 3 stored first is
+    still image 3."""
+    a = _cell("tvm", [3, 1, 2], [0, 0, 0], [0, 9, 9])  # right on image 3 only
+    b = _cell("ride", [1, 2, 3], [0, 0, 0], [0, 0, 9])  # right on images 1, 2
+    (row,) = pc.pairs([a, b])
+    # image 1: only B, image 2: only B, image 3: only A
+    assert row[:7] == ["tvm vs ride", 3, "1 / 2", 0, 1, 2, 0]
+
+
+def test_mcnemar_p_is_the_two_sided_binomial_tail_to_three_digits(pc):
+    """5 discordant images against 0: p = 2 * (1/2)^5 = 0.0625; 5 against 1: p = 2 * (1 + 6) / 2^6 = 0.21875."""
+    a = _cell("tvm", [1, 2, 3, 4, 5, 6], [0] * 6, [0] * 6)
+    b = _cell("ride", [1, 2, 3, 4, 5, 6], [0] * 6, [0, 9, 9, 9, 9, 9])
+    (row,) = pc.pairs([a, b])
+    assert row[1:] == [6, "6 / 1", 1, 5, 0, 0, "0.0625"]
+    a = _cell("tvm", [1, 2, 3, 4, 5, 6], [0] * 6, [0, 0, 0, 0, 0, 9])
+    b = _cell("ride", [1, 2, 3, 4, 5, 6], [0] * 6, [9, 9, 9, 9, 9, 0])
+    (row,) = pc.pairs([a, b])
+    assert row[1:] == [6, "5 / 1", 0, 5, 1, 0, "0.219"]
+
+
+def test_against_names_a_cell_whose_defense_has_a_twin_only_at_another_eps(pc):
+    new = [_row("invgan", 0.3, [0, 0, 1]), _row("invgan", 0.15, [0, 0, 0])]
+    old = [_row("invgan", 0.3, [0, 1, 1])]
+    left: list[str] = []
+    (row,) = pc.across(new, old, left=left)
+    assert row[0] == "invgan @ ε 0.3"
+    assert left == ["invgan @ ε 0.15"]
+
+
+def test_at_eps_takes_a_stored_eps_equal_up_to_float_noise(pc):
+    rows = [_row("tvm", 0.1 * 3, [0, 0, 0]), _row("tvm", 0.2, [0, 0, 0])]  # 0.1 * 3 = 0.30000000000000004
+    assert [r["attack_config"]["eps"] for r in pc.at_eps(rows, 0.3)] == [0.1 * 3]
+
+
+def test_select_reads_the_store_by_label_threat_and_seed(pc, tmp_path):
+    """The attack as stored by its label (the attack column is its name), the threat asked, plus under BPDA the
+    undefended gray-box cell, at the seed asked."""
+    from defbench.harness.store import CellKey, CellResult, Store
+
+    store = Store(tmp_path)
+    cells = [
+        ("tvm", "pgd", "PGD", "bpda", 0),
+        ("none", "pgd", "PGD", "graybox", 0),
+        ("tvm", "pgd", "PGD", "graybox", 0),
+        ("tvm", "pgd", "PGD", "bpda", 1),
+        ("tvm", "fgsm", "FGSM", "bpda", 0),
+        ("ride", "clean", None, "none", 0),
+    ]
+    for defense, name, label, threat, seed in cells:
+        cfg = {"name": name, **({"label": label} if label else {})}
+        key = CellKey("mnist", "clf", defense, "h" + defense, name, "a" + name, threat, seed)
+        store.put(key, CellResult([0], [0], [0], [0.0], [1], 0.0, "cpu", attack_config=cfg))
+    store.close()
+
+    def picked(attack, threat, seed):
+        return sorted((r["defense"], r["threat"], r["seed"]) for r in pc.select(str(tmp_path), attack, threat, seed))
+
+    assert picked("PGD", "bpda", 0) == [("none", "graybox", 0), ("tvm", "bpda", 0)]
+    assert picked("PGD", "bpda", 1) == [("tvm", "bpda", 1)]
+    assert picked("PGD", "graybox", 0) == [("none", "graybox", 0), ("tvm", "graybox", 0)]
+    assert picked("pgd", "bpda", 0) == []  # the name is not the label
+    assert picked("clean", "none", 0) == [("ride", "none", 0)]  # no label: the attack's name
+
+
+def test_defenses_named_are_paired_though_another_defense_swept_eps(pc, monkeypatch, capsys):
+    rows = [
+        _row("defensegan", 0.3, [0, 9, 9], threat="graybox"),
+        _row("defensegan", 0.2, [0, 0, 0], threat="graybox"),
+        _row("tvm", 0.3, [0, 0, 9], threat="graybox"),
+        _row("ride", 0.3, [9, 9, 0], threat="graybox"),
+    ]
+    monkeypatch.setattr(pc, "select", lambda *a: rows)
+    assert pc.main(["--store", "x", "--attack", "FGSM", "--threat", "graybox", "--defenses", "tvm", "ride"]) == 0
+    # tvm right on 1, 2; ride on 3: no image both right, 2 only tvm, 1 only ride; p = 2 * 4/8 = 1
+    assert md_row(capsys.readouterr().out, "tvm vs ride")[1:8] == ["3", "2 / 1", "0", "2", "1", "0", "1"]
+
+
+def test_versus_clean_with_eps_pairs_the_cells_at_that_eps_only(pc, monkeypatch, capsys):
+    attacked = [_row("ride", 0.3, [0, 9, 9]), _row("ride", 0.2, [0, 0, 9])]
+    clean = [_cell("ride", [1, 2, 3], [0, 0, 0], [0, 0, 0])]
+    monkeypatch.setattr(pc, "select", lambda store, attack, *a: clean if attack == "clean" else attacked)
+    args = ["--store", "x", "--attack", "FGSM", "--threat", "reparam", "--versus-clean"]
+    assert pc.main([*args, "--eps", "0.3"]) == 0
+    table = [r[0] for r in md_rows(capsys.readouterr().out)]
+    assert table == ["cell (A: clean, B: attacked)", "ride @ ε 0.3: clean vs attacked"]
+    assert pc.main(args) == 0  # without --eps every attacked cell, each with the clean one
+    out = capsys.readouterr().out
+    assert md_row(out, "ride @ ε 0.3: clean vs attacked")[1:7] == ["3", "3 / 1", "1", "2", "0", "0"]
+    assert md_row(out, "ride @ ε 0.2: clean vs attacked")[1:7] == ["3", "3 / 2", "2", "1", "0", "0"]
+
+
+def test_versus_clean_takes_the_clean_cell_of_the_seed_asked(pc, monkeypatch, capsys):
+    attacked = {1: [_row("ride", 0.3, [0, 9, 9])]}
+    clean = {0: [_cell("ride", [1, 2, 3], [0, 0, 0], [9, 9, 9])], 1: [_cell("ride", [1, 2, 3], [0, 0, 0], [0, 0, 0])]}
+    monkeypatch.setattr(pc, "select", lambda s, attack, t, seed: (clean if attack == "clean" else attacked)[seed])
+    assert pc.main(["--store", "x", "--attack", "FGSM", "--threat", "reparam", "--versus-clean", "--seed", "1"]) == 0
+    # seed 1's clean cell is right on all three: the attack keeps 1 and takes 2
+    assert md_row(capsys.readouterr().out, "ride @ ε 0.3: clean vs attacked")[1:7] == ["3", "3 / 1", "1", "2", "0", "0"]
+
+
+def test_main_against_attack_pairs_with_the_other_runs_cells_of_that_label(pc, monkeypatch, capsys):
+    new = [_row("invgan", 0.3, [0, 0, 1])]
+    new[0]["attack_config"] = {**new[0]["attack_config"], "label": "FGSM (predicted labels)", "labels": "predicted"}
+    old = [_row("invgan", 0.3, [0, 1, 1])]
+    stores = {("x", "FGSM (predicted labels)"): new, ("y", "FGSM"): old}
+    monkeypatch.setattr(pc, "select", lambda store, attack, *a: stores.get((store, attack), []))
+    args = ["--store", "x", "--against", "y", "--attack", "FGSM (predicted labels)", "--threat", "reparam"]
+    assert pc.main([*args, "--against-attack", "FGSM"]) == 0
+    # new right on 1, 2; old on 1: both 1, only new 1, only old 0, neither 1
+    assert md_row(capsys.readouterr().out, "invgan @ ε 0.3")[1:7] == ["3", "2 / 1", "1", "1", "0", "1"]
+
+
+def test_one_cell_has_nothing_to_pair_with(pc, monkeypatch):
+    monkeypatch.setattr(pc, "select", lambda *a: [_row("tvm", 0.3, [0, 0, 0], threat="graybox")])
+    with pytest.raises(SystemExit, match="fewer than two FGSM/graybox cells"):
+        pc.main(["--store", "x", "--attack", "FGSM", "--threat", "graybox"])
