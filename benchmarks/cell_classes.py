@@ -20,7 +20,7 @@ import statistics
 from collections import Counter
 
 from _common import command_line, emit, markdown
-from paired_cells import cell_arguments, cell_name, pick_defenses, select
+from paired_cells import cell_arguments, cell_name, one_each, pick_defenses, select
 
 from defbench.datasets import CLASS_NAMES
 
@@ -65,7 +65,7 @@ def main(argv=None) -> int:
     ap.add_argument("--errors", action="store_true", help="add the median projection error ‖x − x̂‖₂ per class")
     ap.add_argument("--out", help="write the Markdown tables here too")
     args = ap.parse_args(argv)
-    rows = pick_defenses(select(args.store, args.attack, args.threat, args.seed), args)
+    rows = one_each(pick_defenses(select(args.store, args.attack, args.threat, args.seed), args), args.attack)
     if not rows:
         raise SystemExit(f"no {args.attack}/{args.threat} cell in {args.store}")
     lines = [

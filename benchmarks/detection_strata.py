@@ -22,7 +22,7 @@ import argparse
 import statistics
 
 from _common import auc_cell, command_line, emit, markdown
-from paired_cells import select
+from paired_cells import one_each, select
 
 from defbench.metrics import roc_auc
 from defbench.reports.common import detection_auc_all, protocol_scores
@@ -104,7 +104,10 @@ def main(argv=None) -> int:
     if args.draws and not args.dataset:
         raise SystemExit("--draws needs --dataset (the draw is the dataset's seeded permutation)")
     draws = draw_indices(args.dataset, args.draws, args.seed, args.data_root) if args.draws else None
-    clean_rows = {r["defense"]: r for r in select(args.store, "clean", "none", args.seed)}
+    clean_rows = {
+        r["defense"]: r
+        for r in one_each(select(args.store, "clean", "none", args.seed), "clean", lambda r: r["defense"])
+    }
     lines = [
         f"Command: `{command_line(argv)}`  ",
         "Success protocol: negatives are the clean images the classifier gets right, positives the successful "

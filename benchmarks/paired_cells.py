@@ -23,6 +23,10 @@ cell of the same defense, threat and ε under the attack stored as LABEL (``FGSM
 With ``--pool-seeds 0 1 2`` the pairs table pools each defense's cells of those seeds of a ``--seeds`` run (each
 seed draws its own images; an image pairs with itself within its seed): one test over all of them, where one
 seed's 100 images cannot separate a few points.
+
+A defense needs one cell where a table pairs it: a store holding two (PGD at 10 and at 20 steps run into one
+--out, both labelled PGD; cells of two classifiers) is refused, and ``--attack 'PGD steps=20'`` (the report's
+row name) picks one setting.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from _common import command_line, emit, markdown
 from defbench import DefbenchError
 from defbench.harness.store import Store
 from defbench.metrics import mcnemar_p, paired_counts
-from defbench.reports.common import eps_equal
+from defbench.reports.common import attack_key, attack_names, eps_equal, is_clean
 
 
 def correct_by_image(row: dict) -> dict[int, bool]:
@@ -88,7 +92,7 @@ def pairs(rows: list[dict] | list[list[dict]]) -> list[list[object]]:
 
 
 def cell_name(row: dict) -> str:
-    eps = row["attack_config"].get("eps")
+    eps = (row.get("attack_config") or {}).get("eps")
     return row["defense"] + (f" @ ε {eps:g}" if eps is not None else "")
 
 
@@ -122,7 +126,7 @@ def across(
     if left is not None:
         left += [cell_name(r) for r in rows if not twins(r, others, any_attack)]
     if not any_attack:
-        twin = {twin_key(r): r for r in others}
+        twin = {twin_key(r): r for r in one_each(others, "--against", twin_key)}
         return [pair_row(cell_name(r), r, twin[twin_key(r)]) for r in rows if twin_key(r) in twin]
     out = []
     for r in rows:
@@ -138,7 +142,7 @@ def versus_clean(rows: list[dict], clean: list[dict], left: list[str] | None = N
     (A) against the attacked one (B) on the attacked cell's images — how many images right when clean the
     attack keeps (both right) or takes (only A), and how many it turns right (only B). The cells without a
     clean cell are named in ``left`` when it is given."""
-    by = {r["defense"]: r for r in clean}
+    by = {r["defense"]: r for r in one_each(clean, "clean", lambda r: r["defense"])}
     if left is not None:
         left += [cell_name(r) for r in rows if r["defense"] not in by]
     return [pair_row(f"{cell_name(r)}: clean vs attacked", by[r["defense"]], r) for r in rows if r["defense"] in by]
@@ -160,16 +164,47 @@ def at_eps(rows: list[dict], eps: float | None) -> list[dict]:
 
 
 def select(store_dir: str, attack: str, threat: str, seed: int) -> list[dict]:
+    """The cells of ``seed`` under ``threat`` (under BPDA with the undefended gray-box cell) whose attack is
+    ``attack``: its stored label (``PGD``, or ``clean``) or the name the report's tables give it where several
+    settings share that label (``PGD steps=20``)."""
     store = Store(store_dir)
     try:
-        return [
+        rows = [
             r
             for r in store.rows(seed=seed)
-            if (r["attack_config"].get("label") or r["attack"]) == attack
-            and (r["threat"] == threat or (threat == "bpda" and r["defense"] == "none"))
+            if r["threat"] == threat or (threat == "bpda" and r["defense"] == "none" and r["threat"] == "graybox")
         ]
     finally:
         store.close()
+    shown = attack_names(rows)
+    return [
+        r
+        for r in rows
+        if (r["attack_config"].get("label") or r["attack"]) == attack
+        or (not is_clean(r) and shown.get(attack_key(r)) == attack)
+    ]
+
+
+def one_each(rows: list[dict], what: str, key=None) -> list[dict]:
+    """``rows``, refused (one line) when a defense holds two of them at one ε: cells of other attack settings
+    under one label (``PGD`` at 10 and at 20 steps, run into one --out) or of another classifier. A pair would
+    take one of them silently, or pair them with each other as if they were two defenses. ``key``: what must be
+    unique (default :func:`cell_name`: defense and ε)."""
+    by: dict[object, list[dict]] = {}
+    for r in rows:
+        by.setdefault((key or cell_name)(r), []).append(r)
+    for cells in by.values():
+        if len(cells) > 1:
+            name = cell_name(cells[0])
+            shown = attack_names(cells)
+            labels = sorted({"clean" if is_clean(c) else shown[attack_key(c)] for c in cells})
+            differ = f"attacks {', '.join(labels)}" if len(labels) > 1 else "cells of other models or settings"
+            raise SystemExit(
+                f"{len(cells)} {what} cells of {name} in one store ({differ}) where one is needed: a table would "
+                "pick one silently or show both under one name; "
+                + ("name one with --attack as the report's table does" if len(labels) > 1 else "keep one per --out")
+            )
+    return rows
 
 
 def pick_defenses(rows: list[dict], args: argparse.Namespace) -> list[dict]:
@@ -189,14 +224,20 @@ def chosen_cells(args: argparse.Namespace, seed: int) -> list[dict]:
     rows = [r for r in rows if not args.defenses or r["defense"] in args.defenses]
     if args.eps is not None or not (args.versus_clean or args.against):  # a pair of defenses needs one ε each
         rows = at_eps(rows, args.eps)
-    return pick_defenses(rows, args)  # after --eps: a defense without a cell at that ε is named
+    return one_each(pick_defenses(rows, args), f"{args.attack}/{args.threat}")  # after --eps: a defense
+    # without a cell at that ε is named
 
 
 def cell_arguments(ap: argparse.ArgumentParser, what: str) -> None:
     """The options that pick a store's cells: --store, --attack, --threat, --defenses (``what`` they are for),
     --seed (also used by cell_classes.py)."""
     ap.add_argument("--store", required=True, help="a run's output dir (its defbench.sqlite)")
-    ap.add_argument("--attack", default="clean", help="attack label as stored (PGD, FGSM, ...) or clean")
+    ap.add_argument(
+        "--attack",
+        default="clean",
+        help="attack label as stored (PGD, FGSM, ...), the report's row name where settings share a label "
+        "('PGD steps=20'), or clean",
+    )
     ap.add_argument("--threat", default="none", help="graybox | bpda | reparam | none (clean)")
     ap.add_argument("--defenses", nargs="*", help=f"defenses to {what}, in this order (default: all in the store)")
     ap.add_argument("--seed", type=int, default=0)

@@ -84,3 +84,17 @@ def test_classes_are_listed_in_label_order_not_as_met(cc):
         ["frog", 2, 1, "frog (1)", "3.00"],  # median of 4 and 2
         ["all", 3, 2, "cat (2)", "2.00"],
     ]
+
+
+def test_two_cells_of_one_defense_under_one_label_are_refused(cc, monkeypatch):
+    """PGD at 10 and at 20 steps in one store: a table per cell would print both as 'ride @ ε 0.1'."""
+    rows = [_row([0, 1], [0, 0]), _row([0, 1], [1, 1])]
+    for r, steps in zip(rows, (10, 20), strict=True):
+        r["attack"], r["attack_config"] = "pgd", {"label": "PGD", "eps": 0.1, "params": {"steps": steps}}
+    monkeypatch.setattr(cc, "select", lambda *a: rows)
+    with pytest.raises(
+        SystemExit, match="2 PGD cells of ride @ ε 0.1 in one store \\(attacks PGD steps=10, PGD steps=20"
+    ):
+        cc.main(["--store", "x", "--attack", "PGD", "--threat", "graybox"])
+    monkeypatch.setattr(cc, "select", lambda *a: rows[1:])
+    assert cc.main(["--store", "x", "--attack", "PGD", "--threat", "graybox"]) == 0

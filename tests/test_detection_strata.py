@@ -121,5 +121,13 @@ def test_main_refuses_a_defense_without_its_cells_and_prints_with_them(ds, monke
     with pytest.raises(SystemExit, match="2 FGSM/graybox cells of invgan"):
         ds.main(["--store", "s", "--defenses", "invgan", "--attacks", "FGSM"])
     cells["FGSM"] = [attacked]
+    two = {
+        **clean,
+        "attack": "clean",
+    }  # two clean cells of invgan (two classifiers in one store): not one to stratify by
+    cells["clean"] = [two, two]
+    with pytest.raises(SystemExit, match="2 clean cells of invgan in one store"):
+        ds.main(["--store", "s", "--defenses", "invgan", "--attacks", "FGSM"])
+    cells["clean"] = [clean]
     assert ds.main(["--store", "s", "--defenses", "invgan", "--attacks", "FGSM"]) == 0
     assert "**invgan, FGSM**" in capsys.readouterr().out

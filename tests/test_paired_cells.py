@@ -330,3 +330,68 @@ def test_one_cell_has_nothing_to_pair_with(pc, monkeypatch):
     monkeypatch.setattr(pc, "select", lambda *a: [_row("tvm", 0.3, [0, 0, 0], threat="graybox")])
     with pytest.raises(SystemExit, match="fewer than two FGSM/graybox cells"):
         pc.main(["--store", "x", "--attack", "FGSM", "--threat", "graybox"])
+
+
+def _pgd_store(path, cells):
+    """A real store of PGD cells (defense, steps, threat, classifier, preds) on images 1-3, all labelled 0, and
+    one clean cell per (defense, classifier)."""
+    from defbench.harness.store import CellKey, CellResult, Store
+
+    store = Store(path)
+    seen = set()
+    for defense, steps, threat, clf, preds in cells:
+        cfg = {"name": "pgd", "label": "PGD", "eps": 0.1, "params": {"step": 0.02, "steps": steps}}
+        key = CellKey("mnist", clf, defense, "h" + defense, "pgd", f"a{steps}", threat, 0)
+        store.put(key, CellResult([0, 0, 0], preds, preds, [0.0] * 3, [1, 2, 3], 0.0, "cpu", attack_config=cfg))
+        if (defense, clf) not in seen:
+            seen.add((defense, clf))
+            key = CellKey("mnist", clf, defense, "h" + defense, "clean", "c", "none", 0)
+            clean = CellResult([0, 0, 0], [0, 0, 0], [0, 0, 0], [0.0] * 3, [1, 2, 3], 0.0, "cpu", attack_config={})
+            store.put(key, clean)
+    store.close()
+
+
+def test_two_attack_settings_under_one_label_are_refused_and_the_reports_name_picks_one(pc, tmp_path, capsys):
+    """PGD at 10 and at 20 steps run into one --out share the label PGD: pairing by the label alone would pair
+    tvm's two cells with each other ("tvm vs tvm") and list "none vs tvm" twice; it is refused, naming the report's
+    labels, and --attack 'PGD steps=20' (the report's row) picks that setting's cells."""
+    _pgd_store(
+        tmp_path,
+        [
+            ("tvm", 10, "bpda", "clf", [0, 0, 9]),
+            ("ride", 10, "bpda", "clf", [0, 9, 9]),
+            ("tvm", 20, "bpda", "clf", [9, 9, 9]),
+            ("ride", 20, "bpda", "clf", [0, 0, 0]),
+        ],
+    )
+    args = ["--store", str(tmp_path), "--threat", "bpda"]
+    with pytest.raises(
+        SystemExit, match="2 PGD/bpda cells of tvm @ ε 0.1 in one store \\(attacks PGD steps=10, PGD steps=20"
+    ):
+        pc.main([*args, "--attack", "PGD"])
+    assert pc.main([*args, "--attack", "PGD steps=20"]) == 0
+    (row,) = md_rows(capsys.readouterr().out)[1:]
+    assert row[:8] == ["tvm vs ride", "3", "0 / 3", "0", "0", "3", "0", "0.25"]  # p = 2 · 2⁻³
+    with pytest.raises(SystemExit, match="2 PGD/bpda cells of ride"):
+        pc.main([*args, "--attack", "PGD", "--defenses", "ride", "--versus-clean"])
+
+
+def test_two_clean_cells_of_one_defense_are_refused(pc, tmp_path):
+    """Cells of two classifiers in one store: the clean cell that --versus-clean pairs with is not one."""
+    _pgd_store(tmp_path, [("tvm", 10, "bpda", "clf-a", [0, 0, 9]), ("tvm", 20, "bpda", "clf-b", [0, 0, 0])])
+    args = ["--store", str(tmp_path), "--threat", "bpda", "--attack", "PGD steps=10", "--versus-clean"]
+    with pytest.raises(SystemExit, match="2 clean cells of tvm in one store \\(cells of other models"):
+        pc.main(args)
+
+
+def test_two_twins_in_the_other_run_are_refused(pc, tmp_path, capsys):
+    """--against: the other run holds tvm's PGD cell under two classifiers, both twins of this run's cell."""
+    mine, other = tmp_path / "mine", tmp_path / "other"
+    _pgd_store(mine, [("tvm", 10, "bpda", "clf", [0, 0, 9])])
+    _pgd_store(other, [("tvm", 10, "bpda", "clf-a", [0, 0, 0]), ("tvm", 10, "bpda", "clf-b", [9, 9, 9])])
+    args = ["--store", str(mine), "--threat", "bpda", "--attack", "PGD", "--against"]
+    with pytest.raises(SystemExit, match="2 --against cells of tvm @ ε 0.1"):
+        pc.main([*args, str(other)])
+    _pgd_store(tmp_path / "one", [("tvm", 10, "bpda", "clf", [0, 0, 0])])
+    assert pc.main([*args, str(tmp_path / "one")]) == 0  # one twin: paired
+    assert md_row(capsys.readouterr().out, "tvm @ ε 0.1")[1:8] == ["3", "2 / 3", "2", "0", "1", "0", "1"]
