@@ -106,7 +106,11 @@ def main(argv=None) -> int:
     draws = draw_indices(args.dataset, args.draws, args.seed, args.data_root) if args.draws else None
     clean_rows = {
         r["defense"]: r
-        for r in one_each(select(args.store, "clean", "none", args.seed), "clean", lambda r: r["defense"])
+        for r in one_each(
+            [r for r in select(args.store, "clean", "none", args.seed) if r["defense"] in args.defenses],
+            "clean",
+            lambda r: r["defense"],
+        )
     }
     lines = [
         f"Command: `{command_line(argv)}`  ",

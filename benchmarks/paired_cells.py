@@ -142,7 +142,10 @@ def versus_clean(rows: list[dict], clean: list[dict], left: list[str] | None = N
     (A) against the attacked one (B) on the attacked cell's images — how many images right when clean the
     attack keeps (both right) or takes (only A), and how many it turns right (only B). The cells without a
     clean cell are named in ``left`` when it is given."""
-    by = {r["defense"]: r for r in one_each(clean, "clean", lambda r: r["defense"])}
+    wanted = {r["defense"] for r in rows}
+    by = {
+        r["defense"]: r for r in one_each([c for c in clean if c["defense"] in wanted], "clean", lambda r: r["defense"])
+    }
     if left is not None:
         left += [cell_name(r) for r in rows if r["defense"] not in by]
     return [pair_row(f"{cell_name(r)}: clean vs attacked", by[r["defense"]], r) for r in rows if r["defense"] in by]

@@ -128,6 +128,7 @@ def test_main_refuses_a_defense_without_its_cells_and_prints_with_them(ds, monke
     cells["clean"] = [two, two]
     with pytest.raises(SystemExit, match="2 clean cells of invgan in one store"):
         ds.main(["--store", "s", "--defenses", "invgan", "--attacks", "FGSM"])
-    cells["clean"] = [clean]
+    other = {**two, "defense": "defensegan"}
+    cells["clean"] = [clean, other, other]  # two clean cells of a defense not asked for: silent
     assert ds.main(["--store", "s", "--defenses", "invgan", "--attacks", "FGSM"]) == 0
     assert "**invgan, FGSM**" in capsys.readouterr().out

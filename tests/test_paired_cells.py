@@ -376,12 +376,15 @@ def test_two_attack_settings_under_one_label_are_refused_and_the_reports_name_pi
         pc.main([*args, "--attack", "PGD", "--defenses", "ride", "--versus-clean"])
 
 
-def test_two_clean_cells_of_one_defense_are_refused(pc, tmp_path):
+def test_two_clean_cells_of_one_defense_are_refused(pc, tmp_path, capsys):
     """Cells of two classifiers in one store: the clean cell that --versus-clean pairs with is not one."""
-    _pgd_store(tmp_path, [("tvm", 10, "bpda", "clf-a", [0, 0, 9]), ("tvm", 20, "bpda", "clf-b", [0, 0, 0])])
+    cells = [("tvm", 10, "bpda", "clf-a", [0, 0, 9]), ("tvm", 20, "bpda", "clf-b", [0, 0, 0])]
+    _pgd_store(tmp_path, [*cells, ("ride", 10, "bpda", "clf-a", [0, 9, 9])])
     args = ["--store", str(tmp_path), "--threat", "bpda", "--attack", "PGD steps=10", "--versus-clean"]
     with pytest.raises(SystemExit, match="2 clean cells of tvm in one store \\(cells of other models"):
         pc.main(args)
+    assert pc.main([*args, "--defenses", "ride"]) == 0  # tvm's two clean cells are not needed: silent
+    assert md_row(capsys.readouterr().out, "ride @ ε 0.1: clean vs attacked")[1:7] == ["3", "3 / 1", "1", "2", "0", "0"]
 
 
 def test_two_twins_in_the_other_run_are_refused(pc, tmp_path, capsys):
