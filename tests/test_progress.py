@@ -106,3 +106,32 @@ def test_matrix_log_lines_go_to_stderr_and_stdout_holds_the_tables(tiny_zoo, tmp
     assert main(args + ["--no-progress"]) == 0
     quiet = capsys.readouterr()
     assert quiet.out == second.out and "|" in quiet.out  # the same tables either way
+
+
+def test_a_bar_on_a_terminal_counts_up_to_the_total_it_is_given():
+    """A training bar is handed its total (steps, iterations): a terminal shows 'done/total', not a bare count."""
+    import io
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    stream = Terminal()
+    with progress.bar(total=4, desc="train", file=stream, unit="step") as b:
+        for _ in range(4):
+            b.update(1)
+    assert "4/4" in stream.getvalue() and b.total == 4
+
+
+def test_a_reporter_is_closed_when_its_block_raises():
+    """A defense that fails mid-purification (the matrix records the error and goes on) leaves no reporter open:
+    the next cell's steps go to its own bar, not to the failed cell's."""
+    seen = []
+    try:
+        with progress.reporting(seen.append):
+            progress.step(1)
+            raise RuntimeError("purify failed")
+    except RuntimeError:
+        pass
+    progress.step(7)
+    assert seen == [1]
