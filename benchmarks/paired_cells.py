@@ -227,8 +227,8 @@ def chosen_cells(args: argparse.Namespace, seed: int) -> list[dict]:
     rows = [r for r in rows if not args.defenses or r["defense"] in args.defenses]
     if args.eps is not None or not (args.versus_clean or args.against):  # a pair of defenses needs one ε each
         rows = at_eps(rows, args.eps)
-    return one_each(pick_defenses(rows, args), f"{args.attack}/{args.threat}")  # after --eps: a defense
-    # without a cell at that ε is named
+    # after --eps: a defense without a cell at that ε is named
+    return one_each(pick_defenses(rows, args), f"{args.attack}/{args.threat}")
 
 
 def cell_arguments(ap: argparse.ArgumentParser, what: str) -> None:
