@@ -21,6 +21,7 @@ Example::
 
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, Callable, Iterator
@@ -33,8 +34,10 @@ _reporter: ContextVar[Callable[[int], object] | None] = ContextVar("defbench_ste
 def bar(iterable: Any = None, *, enabled: bool = True, **kwargs: Any) -> tqdm:
     """A tqdm bar (``kwargs`` as tqdm's) that draws when ``enabled`` and its stream is a terminal, or in a
     notebook (tqdm's notebook bar reads ``disable=None`` as on); elsewhere it is silent (a log gets the commands'
-    own lines)."""
-    return tqdm(iterable, disable=None if enabled else True, **kwargs)
+    own lines). tqdm's own switch ``TQDM_DISABLE`` (set, and not 0 or false) silences it too: tqdm reads its
+    environment once, at import, and an explicit ``disable`` argument overrides it, so it is read here."""
+    off = os.environ.get("TQDM_DISABLE", "").strip().lower() not in ("", "0", "false")
+    return tqdm(iterable, disable=None if enabled and not off else True, **kwargs)
 
 
 def step(n: int = 1) -> None:

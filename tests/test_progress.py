@@ -123,6 +123,29 @@ def test_a_bar_on_a_terminal_counts_up_to_the_total_it_is_given():
     assert "4/4" in stream.getvalue() and b.total == 4
 
 
+def test_tqdm_disable_in_the_environment_silences_a_bar_on_a_terminal(monkeypatch):
+    """TQDM_DISABLE=1 (tqdm's documented switch, set on clusters) silences the bars as --no-progress does; unset,
+    the same bar draws."""
+    import io
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    def drawn() -> str:
+        stream = Terminal()
+        with progress.bar(total=3, file=stream) as b:
+            b.update(3)
+        return stream.getvalue()
+
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    assert "3/3" in drawn()
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    assert drawn() == ""
+    monkeypatch.setenv("TQDM_DISABLE", "0")
+    assert "3/3" in drawn()
+
+
 def test_a_reporter_is_closed_when_its_block_raises():
     """A defense that fails mid-purification (the matrix records the error and goes on) leaves no reporter open:
     the next cell's steps go to its own bar, not to the failed cell's."""
