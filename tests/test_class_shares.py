@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
-from conftest import import_benchmark
+from conftest import import_benchmark, md_rows
 
 
 def test_class_shares_readings_by_hand():
@@ -24,3 +25,113 @@ def test_mean_confidence_over_the_draws_that_hold_the_class():
     assert cs.mean_confidence(draws) == "0.60 (2 of 3 draws)"
     assert cs.mean_confidence([0.7, 0.5]) == "0.60"
     assert cs.mean_confidence([float("nan")] * 2) == "—"
+
+
+def test_readings_mass_is_the_mean_probability():
+    """The softmax mass is the mean of each class's probabilities (not, e.g., their median)."""
+    cs = import_benchmark("class_shares")
+    p = torch.tensor([[0.9, 0.1], [0.8, 0.2], [0.1, 0.9]])
+    assert torch.allclose(cs.readings(p, classes=2)["mass"], torch.tensor([1.8 / 3, 1.2 / 3]))
+
+
+class _Logits(torch.nn.Module):
+    """A 'classifier' whose logits are 3 × the image's ten pixels: softmax by hand."""
+
+    def forward(self, x):
+        return 3 * x.flatten(1)
+
+
+def test_probabilities_are_a_softmax_over_the_classes_in_batches():
+    """probabilities(): each row a softmax over its classes, every image once, whatever the batch size."""
+    cs = import_benchmark("class_shares")
+    x = torch.linspace(-1, 1, 70).reshape(7, 1, 1, 10)
+    e = torch.exp(3 * x.flatten(1))
+    want = e / e.sum(1, keepdim=True)
+    got = cs.probabilities(_Logits(), x, batch=3)
+    assert got.shape == (7, 10) and torch.allclose(got, want)
+
+
+class _LatentG(torch.nn.Module):
+    """A 'generator' whose sample is its latent z (ten values) as a 1×1×10 image."""
+
+    latent_dim = 10
+
+    def forward(self, z):
+        return z.reshape(-1, 1, 1, 10)
+
+
+def _latents(n: int, seed: int) -> torch.Tensor:
+    """z ~ U(-1, 1)^10 as the trainer's coverage check draws it: 500 rows at a time from a generator seeded seed."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.cat([torch.rand(min(500, n - s), 10, generator=g) * 2 - 1 for s in range(0, n, 500)])
+
+
+def test_sample_probabilities_are_the_softmax_of_the_seeded_draw():
+    cs = import_benchmark("class_shares")
+    z = _latents(1200, 7)
+    e = torch.exp(3 * z)
+    assert torch.allclose(cs.sample_probabilities(_LatentG(), _Logits(), 1200, 7), e / e.sum(1, keepdim=True))
+
+
+def _numbers(cell: str) -> list[float]:
+    import re
+
+    return [float(v) for v in re.findall(r"\d+\.\d+", cell)]
+
+
+def test_main_table_by_hand(tmp_path, monkeypatch):
+    """main(): per class, G's argmax share of draw 1 (generator seed SEED + 1, the trainer's) and its range over
+    the draws, the softmax mass, and on the test images the true share, argmax share and mass, all by hand on a
+    G whose sample is its latent and a classifier whose logits are 3 × the pixels."""
+    cs = import_benchmark("class_shares")
+    from defbench.datasets import CLASS_NAMES
+
+    # test 'images': image i puts its largest pixel at class (i % 4 == 0 ? 0 : 1); labels 0 ×3, 1 ×5, 2 ×2
+    x = torch.zeros(10, 1, 1, 10)
+    for i in range(10):
+        x[i, 0, 0, 0 if i % 4 == 0 else 1] = 1.0
+    y = torch.tensor([0, 0, 0, 1, 1, 1, 1, 1, 2, 2])
+    x, y = torch.cat([x, x]), torch.cat([y, y])  # twenty images: a share is of len(test), not of 10
+
+    class Test:
+        def __len__(self):
+            return 20
+
+        def get(self, idx):
+            return x[idx], y[idx]
+
+    monkeypatch.setattr(cs, "get_classifier", lambda *a, **k: (_Logits(), {"id": "clf", "sha256": "c" * 64}))
+    monkeypatch.setattr(cs, "get_gan", lambda *a, **k: (_LatentG(), None, {"id": "gan", "sha256": "g" * 64}))
+    monkeypatch.setattr(cs, "load_dataset", lambda *a, **k: Test())
+    out = tmp_path / "t.md"
+    assert cs.main(["--draws", "2", "--seed", "4", "--out", str(out)]) == 0
+    rows = md_rows(out.read_text())[1:]
+    draws = [_latents(2000, s) for s in (5, 6)]  # seeds SEED + 1, SEED + 2
+    shares = [100 * torch.bincount(z.argmax(1), minlength=10).float() / 2000 for z in draws]
+    masses = [100 * torch.softmax(3 * z, 1).mean(0) for z in draws]
+    e1, e0 = torch.exp(torch.tensor(3.0)), torch.tensor(1.0)
+    top = float(e1 / (e1 + 9 * e0))  # the probability of an image's one lit pixel
+    for c in range(10):  # shares of 2000 fall on the 0.05 rounding edge: compared as numbers
+        a, m = [float(s[c]) for s in shares], [float(s[c]) for s in masses]
+        assert _numbers(rows[c][1]) == pytest.approx([a[0], min(a), max(a)], abs=0.051)
+        assert _numbers(rows[c][2]) == pytest.approx([m[0], min(m), max(m)], abs=0.051)
+    # test images: 6 of 20 lit at class 0 (i = 0, 4, 8 of each half), 14 at class 1
+    assert [r[4] for r in rows[:3]] == ["30.0", "50.0", "20.0"]
+    assert [r[5] for r in rows[:3]] == ["30.0", "70.0", "0.0"]
+    mass0 = 100 * (6 * top + 14 * (1 - top) / 9) / 20
+    assert rows[0][6] == f"{mass0:.1f}"
+    assert rows[0][7] == f"{top:.2f}"
+    for c in range(10):
+        conf = []
+        for z in draws:
+            top_z, arg_z = torch.softmax(3 * z, 1).max(1)
+            conf.append(float(top_z[arg_z == c].mean()))
+        assert rows[c][3] == f"{sum(conf) / 2:.2f}"
+    names = CLASS_NAMES["fmnist"]
+    line = out.read_text().split("Smallest class per draw, argmax / softmax mass: ")[1].split("\n")[0]
+    got = [d.split(" / ") for d in line.rstrip(".").split("; ")]
+    assert [[x.split(" ", 1)[1] for x in d] for d in got] == [
+        [names[int(s.argmin())], names[int(m.argmin())]] for s, m in zip(shares, masses, strict=True)
+    ]
+    want = [[float(s.min()), float(m.min())] for s, m in zip(shares, masses, strict=True)]
+    assert [[float(x.split(" ")[0]) for x in d] for d in got] == [pytest.approx(w, abs=0.051) for w in want]

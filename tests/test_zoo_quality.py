@@ -141,3 +141,230 @@ def test_sample_draws_are_class_spread_with_consecutive_seeds(zq, tiny_classifie
 def test_draws_below_one_are_refused(zq):
     with pytest.raises(SystemExit):
         zq.main(["--parts", "samples", "--draws", "0"])
+
+
+def _wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """The Wilson score interval by its formula."""
+    p = k / n
+    centre, half = p + z * z / (2 * n), z * (p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5
+    return (centre - half) / (1 + z * z / n), (centre + half) / (1 + z * z / n)
+
+
+def test_gan_rows_by_hand(zq, monkeypatch):
+    """add_gan_rows: DefenseGAN's projection config and the run's seed go to projection_quality, 2000 samples
+    drawn with generator seed SEED to class_spread; the accuracy's Wilson interval is of the right projections
+    among all, and the share row gives the smallest class."""
+    import argparse
+
+    calls = {}
+
+    def pq(G, clf, test, idx, cfg, seed, dev):
+        calls["pq"] = (idx, cfg, seed)
+        return {"projection_accuracy": 0.7, "reconstruction_mse": 0.01234, "n": 10, "per_class": [(3, 2), (7, 5)]}
+
+    def cs(G, clf, n, gen, dev):
+        calls["cs"] = (n, gen.initial_seed())
+        return [0.2, 0.04, 0.3, 0.46]
+
+    monkeypatch.setattr(zq, "projection_quality", pq)
+    monkeypatch.setattr(zq, "class_spread", cs)
+    rows, record = [], {}
+    gman = {"id": "g", "metrics": {}}
+    zq.add_gan_rows(rows, record, "fmnist", None, gman, None, None, "IDX", argparse.Namespace(n=10, seed=3), "cpu", 0)
+    idx, cfg, seed = calls["pq"]
+    assert idx == "IDX" and seed == 3 and (cfg.latent_steps, cfg.restarts, cfg.lr, cfg.momentum) == (200, 10, 10.0, 0.7)
+    assert calls["cs"] == (2000, 3)
+    lo, hi = _wilson(7, 10)  # 2 + 5 right of 10: 0.40-0.89
+    assert rows[0][2] == f"0.700 (Wilson 95%: {lo:.2f}–{hi:.2f})" == "0.700 (Wilson 95%: 0.40–0.89)"
+    assert rows[1][2] == "0.0123" and rows[2][2] == "0.040"
+    assert record["g"]["per_class"] == [(3, 2), (7, 5)] and record["g"]["dataset"] == "fmnist"
+
+
+def test_per_class_lines_by_hand(zq):
+    """Per class: its name, its share %, its test images and the accuracy % of their projections with the Wilson
+    interval of right among that class's images; '—' for a class without images."""
+    rec = {"class_spread": [0.125, 0.5, 0.375], "per_class": [(8, 6), (0, 0), (20, 5)]}
+    rows = md_rows("\n".join(zq.per_class_lines("g", rec, "fmnist", 28)))
+    assert rows[0][2] == "test images (of 28)"
+    (lo0, hi0), (lo2, hi2) = _wilson(6, 8), _wilson(5, 20)
+    assert rows[1] == ["0 T-shirt", "12.5", "8", f"75 ({100 * lo0:.0f}–{100 * hi0:.0f})"]
+    assert rows[2] == ["1 trouser", "50.0", "0", "—"]
+    assert rows[3] == ["2 pullover", "37.5", "20", f"25 ({100 * lo2:.0f}–{100 * hi2:.0f})"]
+
+
+def test_sample_rows_by_hand(zq, monkeypatch):
+    """add_sample_rows: draw k is class_spread of 2000 samples with generator seed SEED + k; per draw its smallest
+    class (share and name); min–max and median over the draws, the classes counted, the draws in seed order."""
+    import argparse
+
+    spreads = {  # seed -> (smallest class, its share); every other class at 0.1
+        5: (3, 0.04),
+        6: (7, 0.02),
+        7: (3, 0.06),
+        8: (0, 0.03),
+    }
+    seen = []
+
+    def cs(G, clf, n, gen, dev):
+        seen.append((n, gen.initial_seed()))
+        c, v = spreads[gen.initial_seed()]
+        return [v if k == c else 0.1 for k in range(10)]
+
+    monkeypatch.setattr(zq, "class_spread", cs)
+    rows = []
+    zq.add_sample_rows(rows, "fmnist", None, {"id": "g"}, None, argparse.Namespace(draws=4, seed=5), "cpu")
+    assert seen == [(2000, 5), (2000, 6), (2000, 7), (2000, 8)]
+    # sorted 2, 3, 4, 6: median (3 + 4) / 2 = 3.5
+    assert rows[0][2] == "2.0–6.0 (3.5); dress 2×, sneaker 1×, T-shirt 1×; 4.0 / 2.0 / 6.0 / 3.0"
+    assert "4 draws (seeds 5–8)" in rows[0][1]
+
+
+class _LatentG(torch.nn.Module):
+    """A 'generator' whose sample is its latent z (ten values) as a 1×1×10 image; the classifier reads z itself."""
+
+    latent_dim = 10
+
+    def forward(self, z):
+        return z.reshape(-1, 1, 1, 10)
+
+
+def test_class_spread_by_hand():
+    """The share zoo_quality reports: the fraction of n samples (latents U(-1, 1) drawn 500 at a time from the
+    generator) that the classifier's argmax puts in each class."""
+    from defbench.defenses.train_prior import class_spread
+
+    g = torch.Generator().manual_seed(11)
+    z = torch.cat([torch.rand(min(500, 1300 - s), 10, generator=g) * 2 - 1 for s in range(0, 1300, 500)])
+    want = (torch.bincount(z.argmax(1), minlength=10).float() / 1300).tolist()
+    got = class_spread(_LatentG(), torch.nn.Flatten(), 1300, torch.Generator().manual_seed(11), "cpu")
+    assert got == pytest.approx(want)
+
+
+def test_projection_quality_per_class_by_hand(monkeypatch):
+    """projection_quality: batch i projected with seed SEED + i; per class, its images and how many of them the
+    classifier labels right after projection; the accuracy is right among all."""
+    from types import SimpleNamespace
+
+    from defbench.defenses import train_prior as tp
+    from defbench.defenses.gan_prior import PAPER_CONFIGS
+
+    seeds = []
+
+    class Engine:  # 'projects' x onto itself: the classifier then reads the image as it is
+        def __init__(self, G):
+            pass
+
+        def project(self, x, cfg, seed):
+            seeds.append(seed)
+            return SimpleNamespace(x_hat=x, error=torch.zeros(len(x)))
+
+    monkeypatch.setattr(tp, "ProjectionEngine", Engine)
+    # image i: a one-hot 'logit' at pred[i]; labels y
+    pred = torch.tensor([0, 1, 1, 2, 2, 0, 1])
+    y = torch.tensor([0, 1, 2, 2, 0, 0, 2])
+    x = torch.nn.functional.one_hot(pred, 3).float()
+
+    class Data:
+        def get(self, idx):
+            return x[idx], y[idx]
+
+    q = tp.projection_quality(
+        None, torch.nn.Identity(), Data(), list(range(7)), PAPER_CONFIGS["defensegan"], 4, "cpu", 3
+    )
+    assert seeds == [4, 5, 6]
+    # class 0: images 0, 4, 5, right 0 and 5; class 1: image 1, right; class 2: images 2, 3, 6, right 3
+    assert q["per_class"] == [(3, 2), (1, 1), (3, 1)]
+    assert q["projection_accuracy"] == pytest.approx(4 / 7) and q["n"] == 7
+
+
+def test_main_wires_seeds_tags_and_parts(zq, tmp_path, monkeypatch):
+    """main() with the models faked: the test images are eval_indices(--n, --seed); each tag's own GAN is loaded
+    and measured by the parts asked; a missing replica gets its row; the encoder rows belong to the main GAN only;
+    the classifier row is its accuracy in %; the per-class table names the dataset's classes."""
+    calls: dict[str, list] = {"idx": [], "tags": [], "gan": [], "samples": [], "encoder": []}
+
+    class Test:
+        note = None
+
+        def __len__(self):
+            return 50
+
+        def eval_indices(self, n, seed):
+            calls["idx"].append((n, seed))
+            return "IDX"
+
+    def get_gan(ds, preset, dev, train_missing, tag):
+        calls["tags"].append(tag)
+        return f"G[{tag}]", None, {"id": zq.zoo.model_id("gan", ds, preset, tag)}
+
+    def gan_rows(rows, record, ds, G, gman, clf, test, idx, args, dev, t0):
+        calls["gan"].append((G, idx))
+        record[gman["id"]] = {"class_spread": [0.1] * 10, "per_class": [(1, 1)] * 10, "dataset": ds}
+
+    cman = {"id": "classifier-fmnist-quick", "metrics": {}}
+    monkeypatch.setattr(zq, "load_dataset", lambda *a, **k: Test())
+    monkeypatch.setattr(zq.models, "get_classifier", lambda *a, **k: ("CLF", cman))
+    monkeypatch.setattr(zq, "model_accuracy", lambda clf, test, dev: 0.8765)
+    monkeypatch.setattr(zq.zoo, "exists", lambda mid: mid in ("gan-fmnist-quick", "gan-fmnist-quick-sub80-s1"))
+    monkeypatch.setattr(zq.models, "get_gan", get_gan)
+    monkeypatch.setattr(zq, "add_gan_rows", gan_rows)
+    monkeypatch.setattr(zq, "add_sample_rows", lambda rows, ds, G, *a: calls["samples"].append(G))
+    monkeypatch.setattr(zq, "add_encoder_rows", lambda *a: calls["encoder"].append(a))
+    out = tmp_path / "q.md"
+    args = ["--datasets", "fmnist", "--preset", "quick", "--n", "7", "--seed", "3", "--out", str(out)]
+    zq.main([*args, "--parts", "gan,encoder", "--gan-tags=-,sub80-s1,sub80-s2"])
+    assert calls["idx"] == [(7, 3)] and calls["tags"] == ["", "sub80-s1"]
+    assert calls["gan"] == [("G[]", "IDX"), ("G[sub80-s1]", "IDX")] and calls["samples"] == []
+    rows = md_rows(out.read_text())
+    assert rows[1][:3] == ["classifier-fmnist-quick", "clean test accuracy (%, 50 images)", "87.65"]
+    assert ["gan-fmnist-quick-sub80-s2", "missing", "—", "—", "—", "—"] in rows
+    assert [r for r in rows if r[0].startswith("encoder")] == [["encoder-fmnist-quick", "missing", "—", "—", "—", "—"]]
+    assert ["0 T-shirt", "10.0", "1", "100 (21–100)"] in rows  # Wilson 1 of 1: 0.21-1
+    zq.main([*args, "--parts", "samples", "--gan-tags", "sub80-s1"])
+    assert calls["samples"] == ["G[sub80-s1]"] and len(calls["gan"]) == 2
+
+
+class _Double(torch.nn.Module):
+    """An 'encoder' z = 2 × the image's ten pixels: outside [-1, 1] where a pixel is above 0.5."""
+
+    def forward(self, x):
+        return 2 * x.flatten(1)
+
+
+def test_encoder_rows_by_hand(zq, monkeypatch):
+    """add_encoder_rows: ‖z − clamp(I(G(z)))‖ over 500 z drawn with generator seed SEED + 1 against the next 500
+    draws as the guess, and the accuracy on G(clamp(I(x))) of the test images, by hand on a G whose sample is its
+    latent, an encoder 2x and a classifier that reads the pixels."""
+    import argparse
+
+    monkeypatch.setattr(zq.models, "get_encoder", lambda *a, **k: (_Double(), {"id": "e", "metrics": {}}))
+    x = torch.full((4, 1, 1, 10), -0.9)
+    x[0, 0, 0, :2] = torch.tensor([0.6, 0.9])  # clamped to a tie 1, 1: class 0 (the first); unclamped class 1
+    x[1, 0, 0, 2], x[2, 0, 0, 4], x[3, 0, 0, 7] = 0.3, 0.3, 0.1
+    y = torch.tensor([0, 2, 5, 7])  # right: images 0, 1 and 3
+
+    class Test:
+        def get(self, idx):
+            return x[idx], y[idx]
+
+    rows, record = [], {}
+    args = argparse.Namespace(seed=4, n=4, preset="quick")
+    zq.add_encoder_rows(rows, record, "fmnist", _LatentG(), torch.nn.Flatten(), Test(), [0, 1, 2, 3], args, "cpu")
+    g = torch.Generator().manual_seed(5)
+    z, guess = torch.rand(500, 10, generator=g) * 2 - 1, torch.rand(500, 10, generator=g) * 2 - 1
+    err, rnd = (z - (2 * z).clamp(-1, 1)).norm(dim=1).mean().item(), (z - guess).norm(dim=1).mean().item()
+    assert record["e"]["latent_error"] == pytest.approx(err)
+    assert record["e"]["random_guess_latent_error"] == pytest.approx(rnd)
+    assert rows[0][2] == f"{err:.2f} vs {rnd:.2f}"
+    assert record["e"]["accuracy_T0"] == pytest.approx(0.75) and rows[1][2] == "0.750"
+
+
+def test_one_draw_is_allowed(zq, tmp_path, monkeypatch):
+    """--draws 1 is a draw: accepted (on a zoo without models, whose rows say so)."""
+    monkeypatch.setenv("DEFBENCH_HOME", str(tmp_path / "home"))
+    out = tmp_path / "q.md"
+    assert (
+        zq.main(["--datasets", "fmnist", "--preset", "quick", "--parts", "samples", "--draws", "1", "--out", str(out)])
+        == 0
+    )
+    assert "missing" in out.read_text()
