@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from conftest import import_benchmark
@@ -132,3 +134,88 @@ def test_main_refuses_a_defense_without_its_cells_and_prints_with_them(ds, monke
     cells["clean"] = [clean, other, other]  # two clean cells of a defense not asked for: silent
     assert ds.main(["--store", "s", "--defenses", "invgan", "--attacks", "FGSM"]) == 0
     assert "**invgan, FGSM**" in capsys.readouterr().out
+
+
+def _hanley_mcneil(a, n_neg, n_pos):
+    """Hanley & McNeil (1982), eq. 2: SE of an AUC from n_neg negatives and n_pos positives; the 95% interval."""
+    q1, q2 = a / (2 - a), 2 * a * a / (1 + a)
+    se = ((a * (1 - a) + (n_pos - 1) * (q1 - a * a) + (n_neg - 1) * (q2 - a * a)) / (n_neg * n_pos)) ** 0.5
+    return max(0.0, a - 1.96 * se), min(1.0, a + 1.96 * se)
+
+
+def test_a_row_by_hand_counts_interval_and_medians(ds):
+    """Ten clean images all right (negatives 1..9 and 20), the attack succeeds on two (positives 5.5 and 10.5):
+    AUC (5 + 9) / 20 = 0.7 with the interval of 10 negatives and 2 positives, medians 5.5 (mean 6.5) / 8.0."""
+    idx = list(range(10))
+    clean = {
+        "threat": "none",
+        "indices": idx,
+        "labels": [1] * 10,
+        "preds_undefended": [1] * 10,
+        "preds": [1] * 10,
+        "scores": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 20.0],
+        "extra": {"projection_error": [1.0] * 9 + [2.0]},
+    }
+    attacked = {
+        "threat": "graybox",
+        "indices": idx,
+        "labels": [1] * 10,
+        "preds_undefended": [4, 4] + [1] * 8,  # the attack fooled the bare classifier on images 0 and 1 only
+        "preds": [1] * 10,
+        "scores": [5.5, 10.5] + [0.1] * 8,
+        "extra": {"projection_error": [1.5] * 10},
+    }
+    row = {r[0]: r for r in ds.stratum_rows(clean, attacked)}["all"]
+    assert row[1] == 10 and row[2] == "10 / 2"
+    lo, hi = _hanley_mcneil(0.7, 10, 2)
+    # by hand: q1 = 0.7 / 1.3, q2 = 0.98 / 1.7, SE² = (0.21 + 1 · 0.0485 + 9 · 0.0865) / 20 = 0.0518; swapped 0.32
+    assert (lo, hi) == pytest.approx((0.2538, 1.0), abs=1e-3)
+    assert row[3] == f"0.700 ({lo:.2f}–{hi:.2f})"
+    assert row[6] == "5.50 / 8.00"
+    # pixel: the two positives' 1.5 above nine of ten clean errors: 18 / 20
+    assert row[5].startswith("0.900 (")
+
+
+def test_a_draw_of_the_whole_run_is_a_stratum(ds):
+    clean, _ = _rows()
+    assert ds.strata(clean, {6: {10, 11, 12, 13, 14, 15}})["the draw of --n 6"] == {10, 11, 12, 13, 14, 15}
+
+
+def test_draw_indices_are_the_seeded_prefix_of_the_test_split(ds, monkeypatch):
+    import defbench.harness.data as hd
+    from defbench.datasets import ImageData
+
+    splits = []
+
+    def fake_load(name, split="test", root=None, **kw):
+        splits.append((name, split, root))
+        return ImageData(name, split, torch.arange(50) % 10, split, images=torch.zeros(50, 1, 2, 2, dtype=torch.uint8))
+
+    monkeypatch.setattr(hd, "load_dataset", fake_load)
+    got = ds.draw_indices("tiny", [4, 9], seed=3, data_root="R")
+    perm = torch.randperm(50, generator=torch.Generator().manual_seed(3)).tolist()  # the matrix's seeded draw
+    assert got == {4: set(perm[:4]), 9: set(perm[:9])}
+    assert splits == [("tiny", "test", "R")]
+
+
+def test_main_reads_the_seeded_clean_and_graybox_cells_and_passes_the_draws(ds, monkeypatch, capsys):
+    clean, attacked = _rows()
+    clean, attacked = {**clean, "defense": "invgan"}, {**attacked, "defense": "invgan"}
+    calls, drawn = [], []
+
+    def fake_select(store, attack, threat, seed):
+        calls.append((attack, threat, seed))
+        return [clean] if attack == "clean" else [attacked]
+
+    monkeypatch.setattr(ds, "select", fake_select)
+    monkeypatch.setattr(ds, "draw_indices", lambda *a: drawn.append(a) or {3: {11, 13, 15}})
+    assert ds.main(["--store", "s", "--defenses", "invgan", "--attacks", "FGSM"]) == 0
+    assert calls == [("clean", "none", 0), ("FGSM", "graybox", 0)]  # seed 0 unless told
+    out = capsys.readouterr().out
+    assert re.search(r"\| all +\| 6 +\| 6 / 5 +\|", out)  # 6 clean images right, 5 attacks won
+    calls.clear()
+    args = ["--store", "s", "--defenses", "invgan", "--attacks", "FGSM", "--seed", "4"]
+    assert ds.main([*args, "--draws", "3", "--dataset", "fmnist", "--data-root", "R"]) == 0
+    assert calls == [("clean", "none", 4), ("FGSM", "graybox", 4)]
+    assert drawn == [("fmnist", [3], 4, "R")]
+    assert "the draw of --n 3" in capsys.readouterr().out
