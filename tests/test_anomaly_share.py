@@ -388,3 +388,94 @@ def test_summarize_keeps_going_past_a_cell_without_auc_and_compares_option_rows_
     assert "- class 2, base, f̂ = I [lr=5e-3]: no AUC (a side of the batch empty), left out of what follows" in text
     assert "base, f̂ = I [lr=5e-3], GAN seed 1 − seed 0 over the 2 classes both hold: the mean moves by -0.050" in text
     assert sh.main(["--summarize", *map(str, paths)]) == 0
+
+
+def test_class_rows_interval_is_hanley_mcneil_with_the_left_out_class_positive(sh):
+    """12 images, class 1 (3 positives) against 9 negatives: the cell's interval is Hanley–McNeil's with n_pos = 3
+    and n_neg = 9, worked out here by hand (the two counts swapped give 0.17–0.94)."""
+    from fractions import Fraction as F
+
+    base = np.array([0, 1, 2, 3, 4, 5, 6, 7, 9, 11, 13, 14])  # labels 0 1 2 1 3 1 4 5 6 7 8 9
+    err = np.array([1.0, 2.5, 2.0, 5.5, 3.0, 8.5, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0])  # negatives 1..9
+    score = {("base", r): err for r in sh.ROWS}
+    rows = sh.class_rows(1, {"base": base}, score, LABELS)
+    # positives 2.5, 5.5, 8.5 rank above 2, 5 and 8 of the 9 negatives: AUC 15 / 27
+    a = F(15, 27)
+    q1, q2 = a / (2 - a), 2 * a * a / (1 + a)
+    var = (a * (1 - a) + (3 - 1) * (q1 - a * a) + (9 - 1) * (q2 - a * a)) / (9 * 3)
+    se = float(var) ** 0.5
+    lo, hi = float(a) - 1.96 * se, float(a) + 1.96 * se
+    assert (round(lo, 2), round(hi, 2)) == (0.16, 0.95)
+    assert rows[0][3:6] == [3, 9, "0.556 (0.16–0.95)"]
+
+
+def test_summary_p_values_are_two_sided_exact_wilcoxon_over_the_pairs(sh, tmp_path):
+    """Four classes: MimicGAN − f̂ = I is +0.1, +0.2, +0.3, +0.4 on base (all above: exact two-sided p = 2 / 2^4)
+    and +0.05, −0.1, +0.15, +0.02 on share (rank sum of the negative 3: p = 2 · 5/16); share − base is negative on
+    every class with distinct sizes: p = 2 / 16 again."""
+    header = ["left out", "r", "b", "p", "n", "a", "c"]
+    base_d, share_d = (0.1, 0.2, 0.3, 0.4), (0.05, -0.1, 0.15, 0.02)
+    lines = []
+    for k in range(4):
+        lines += [
+            [k, "f̂ = I", "base", 8, 92, "0.500", "0"],
+            [k, "MimicGAN", "base", 8, 92, f"{0.5 + base_d[k]:.3f}", "1"],
+        ]
+        lines += [[k, "f̂ = I", "share", 36, 64, "0.400", "0"]]
+        lines += [[k, "MimicGAN", "share", 36, 64, f"{0.4 + share_d[k]:.3f}", "1"]]
+    path = tmp_path / "t.md"
+    path.write_text("Command: x\n\n" + "\n".join(sh.markdown(lines, header)))
+    text = "\n".join(sh.summary(sh.read_tables([str(path)])))
+    assert "base: MimicGAN − f̂ = I +0.250 on average, MimicGAN above on 4 of 4 classes; paired Wilcoxon " in text
+    assert f"signed-rank p = {2 / 16:.2g}\n" in text  # base
+    assert f"MimicGAN above on 3 of 4 classes; paired Wilcoxon signed-rank p = {2 * 5 / 16:.2g}\n" in text  # share
+    assert (
+        f"share − base of that difference: -0.220 on average, larger on 0 of 4 classes; Wilcoxon p = {2 / 16:.2g}"
+        in text
+    )
+
+
+def test_main_uses_the_paper_runs_draw_seeds_and_defaults(sh, tmp_path, monkeypatch):
+    """A run reproduces the paper run's cell: the MNIST *test* set, base = eval_indices(n, --seed), the share
+    batch's extra class-K images drawn with --seed, and each purification at batch 0 / repeat 0's seed
+    (cell seed · 100003 + 0) · 7. Defaults: n 100, share 0.36."""
+    import json
+
+    import torch
+
+    from defbench.datasets import ImageData
+    from defbench.harness import data, models
+
+    images = (torch.rand(200, 1, 4, 4, generator=torch.Generator().manual_seed(0)) * 255).to(torch.uint8)
+    labels = torch.arange(200) % 4
+    fake_set = ImageData("mnist", "test", labels, "test", images=images)
+    splits, seeds = [], []
+    monkeypatch.setattr(data, "load_dataset", lambda name, split, *a, **k: splits.append(split) or fake_set)
+
+    class Recording(_Fake):
+        def purify(self, x, seed=0):
+            seeds.append(seed)
+            return super().purify(x, seed)
+
+    monkeypatch.setattr(models, "build_defense", lambda name, *a, **k: Recording("identity" not in name))
+    save = tmp_path / "s.json"
+    assert sh.main(["--classes", "1", "--save", str(save)]) == 0  # defaults: n 100, share 0.36, seed 0
+    saved = json.loads(save.read_text())["1"]
+    assert splits == ["test"]
+    assert saved["base"]["indices"] == fake_set.eval_indices(100, 0).tolist()
+    assert int((labels[saved["share"]["indices"]] == 1).sum()) == 36  # round(0.36 · 100)
+    assert set(seeds) == {0}
+    seeds.clear()
+    assert sh.main(["--classes", "1", "--n", "20", "--share", "0.5", "--seed", "3", "--save", str(save)]) == 0
+    saved = json.loads(save.read_text())["1"]
+    base = np.asarray(fake_set.eval_indices(20, 3))
+    assert saved["base"]["indices"] == base.tolist()
+    lab = labels.numpy()
+    pos = base[lab[base] == 1]
+    rest = np.setdiff1d(np.flatnonzero(lab == 1), pos)
+    extra = np.random.default_rng(3).choice(rest, 10 - len(pos), replace=False)  # the seeded draw of the rest
+    slots = np.flatnonzero(lab[base] != 1)[-len(extra) :]  # the last negatives
+    want = base.copy()
+    want[slots] = extra
+    assert saved["share"]["indices"] == want.tolist()
+    assert seeds == [(3 * 100_003 + 0) * 7] * 4  # two rows x two batches
