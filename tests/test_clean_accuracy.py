@@ -66,3 +66,32 @@ def test_a_defense_outside_the_built_in_order_gets_its_row(ca, tmp_path, monkeyp
     text = out.read_text()
     assert "| mimicgan[surrogate=identity] " in text and "75.0 (" in text
     assert "| mimicgan " in text and "not run" in text  # built-ins without a cell still say so
+
+
+def test_randomized_defense_row_by_hand(ca, tmp_path, monkeypatch):
+    """A defense purified 3 times: repeat 0 is the accuracy, its normal-approximation half-width at that p, the
+    three repeats listed in order, and the wall time split over n images × 3 purifications; a deterministic row
+    lists no repeats; the papers' column beside a run and a not-run defense."""
+    from conftest import md_row
+
+    from defbench.harness.store import Store
+
+    Store(tmp_path).close()
+    monkeypatch.setattr(ca, "Store", _FakeStore)
+    rnd = _clean("cowboy", 0, [0, 1, 2, 9])  # repeat 0: 3 of 4 right
+    rnd["extra"] = {"repeat_preds": [[0, 1, 2, 9], [0, 1, 9, 9], [0, 9, 9, 9]]}  # 75, 50, 25 %
+    rnd["wall_seconds"] = 6.0  # 6 s / (4 images × 3 purifications) = 0.50 s
+    _FakeStore.cells = [_clean("none", 0, [0, 1, 2, 3]), rnd]
+    out = tmp_path / "t.md"
+    assert ca.main([str(tmp_path), "--out", str(out)]) == 0
+    text = out.read_text()
+    hw = 100 * 1.96 * (0.75 * 0.25 / 4) ** 0.5  # 42.435...
+    assert f"{hw:.1f}" == "42.4"
+    row = md_row(text, "cowboy")
+    assert row[1] == "75.0 (±42.4, n = 4); 3 purifications: 75.0, 50.0, 25.0"
+    assert row[2] == "0.50 [cpu]"
+    none = md_row(text, "none")
+    assert none[1] == "100.0 (±0.0, n = 4)"  # one purification: no list
+    assert none[2] == "1.00 [cpu]"  # 4 s / 4 images
+    assert none[3] == "99 (InvGAN T2); 98.98 (RIDE)"  # InvGAN Table 2; RIDE Table 2
+    assert md_row(text, "invgan")[1:] == ["not run", "", "99 (InvGAN T2)"]
