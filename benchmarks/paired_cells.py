@@ -188,14 +188,14 @@ def select(store_dir: str, attack: str, threat: str, seed: int) -> list[dict]:
     ]
 
 
-def one_each(rows: list[dict], what: str, key=None) -> list[dict]:
+def one_each(rows: list[dict], what: str, key=cell_name) -> list[dict]:
     """``rows``, refused (one line) when a defense holds two of them at one ε: cells of other attack settings
     under one label (``PGD`` at 10 and at 20 steps, run into one --out) or of another classifier. A pair would
     take one of them silently, or pair them with each other as if they were two defenses. ``key``: what must be
     unique (default :func:`cell_name`: defense and ε)."""
     by: dict[object, list[dict]] = {}
     for r in rows:
-        by.setdefault((key or cell_name)(r), []).append(r)
+        by.setdefault(key(r), []).append(r)
     for cells in by.values():
         if len(cells) > 1:
             name = cell_name(cells[0])

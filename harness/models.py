@@ -329,8 +329,8 @@ def model_drift(mid: str, manifest: dict) -> list[str]:
     """How zoo model ``mid`` was trained otherwise than its id says, as ``'field: trained X, preset Y'`` lines:
     another recipe than its preset's today (``defbench train classifier --epochs 1`` saves under the preset's id)
     or another seed than the id's (trained before a non-default seed got its own id), or for a GAN another left-out
-    class than the id's ``noK`` (a renamed file). [] when it was trained as
-    its id says, or when its id names no recipe defbench knows."""
+    class than the id's ``noK`` (a renamed file). [] when it was trained as its id says, or when its id names no
+    recipe defbench knows."""
     kind, dataset, preset, tag = zoo.parse_id(mid, manifest)
     try:
         kw = parse_gan_tag(tag) if tag and kind != "classifier" else {}
