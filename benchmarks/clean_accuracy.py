@@ -1,7 +1,7 @@
 """Clean accuracy under every defense, beside the papers' clean numbers (issue "defenses", item 2).
 
 Reads the stores of two clean-only matrix runs (one per dataset) and writes one Markdown table: accuracy of
-the classifier on each defense's purification of the same seeded test images, its binomial 95% interval,
+the classifier on each defense's purification of the same seeded test images, its Wilson 95% interval,
 the time per image the runner measured, and the papers' values where they print one. Produce the stores with
 
     defbench matrix --dataset fmnist --defense none,defensegan,cowboy,invgan,mimicgan,median,tvm,ride \\
@@ -16,7 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from _common import command_line, markdown, write_table
+from _common import accuracy_cell, command_line, markdown, write_table
 
 from defbench import metrics
 from defbench.harness.store import Store
@@ -63,7 +63,7 @@ def main(argv=None) -> int:
     lines = [
         f"Command: `{command_line(argv)}` (stores of "
         "`defbench matrix ... --attacks none --n 500`); accuracy of the classifier on the purified images, "
-        "binomial 95% interval (the first purification of each image; a randomized defense run with several "
+        "Wilson 95% interval (the first purification of each image; a randomized defense run with several "
         "purifications lists each one's accuracy), seconds per image and purification as the runner timed the "
         "cell (its device in brackets).",
     ]
@@ -76,9 +76,8 @@ def main(argv=None) -> int:
             if r is None:
                 cells += ["not run", "", PAPER.get((ds, name), "—")]
                 continue
-            p = metrics.accuracy(r["preds"], r["labels"])
-            hw = metrics.binomial_half_width(r["n"], p)
-            acc = f"{100 * p:.1f} (±{hw:.1f}, n = {r['n']})"
+            k = int(sum(metrics.correct(r["preds"], r["labels"])))
+            acc = f"{accuracy_cell(k, r['n'], digits=1)}, n = {r['n']}"
             reps = r["extra"].get("repeat_preds") or [r["preds"]]
             if len(reps) > 1:  # a randomized defense purified several times: repeat 0 above, the spread here
                 accs = [100 * metrics.accuracy(rp, r["labels"]) for rp in reps]

@@ -69,7 +69,7 @@ def test_a_defense_outside_the_built_in_order_gets_its_row(ca, tmp_path, monkeyp
 
 
 def test_randomized_defense_row_by_hand(ca, tmp_path, monkeypatch):
-    """A defense purified 3 times: repeat 0 is the accuracy, its normal-approximation half-width at that p, the
+    """A defense purified 3 times: repeat 0 is the accuracy, its Wilson 95% interval (by hand, z = 1.96), the
     three repeats listed in order, and the wall time split over n images × 3 purifications; a deterministic row
     lists no repeats; the papers' column beside a run and a not-run defense."""
     from conftest import md_row
@@ -85,13 +85,18 @@ def test_randomized_defense_row_by_hand(ca, tmp_path, monkeypatch):
     out = tmp_path / "t.md"
     assert ca.main([str(tmp_path), "--out", str(out)]) == 0
     text = out.read_text()
-    hw = 100 * 1.96 * (0.75 * 0.25 / 4) ** 0.5  # 42.435...
-    assert f"{hw:.1f}" == "42.4"
+
+    def wilson(k, n, z=1.96):
+        p, q = k / n, z * z / n
+        mid, half = (p + q / 2) / (1 + q), z / (1 + q) * (p * (1 - p) / n + q / (4 * n)) ** 0.5
+        return f"{100 * (mid - half):.0f}–{100 * (mid + half):.0f}"
+
+    assert wilson(3, 4) == "30–95" and wilson(4, 4) == "51–100"  # the normal approximation: ±42.4 and ±0.0
     row = md_row(text, "cowboy")
-    assert row[1] == "75.0 (±42.4, n = 4); 3 purifications: 75.0, 50.0, 25.0"
+    assert row[1] == f"75.0 ({wilson(3, 4)}), n = 4; 3 purifications: 75.0, 50.0, 25.0"
     assert row[2] == "0.50 [cpu]"
     none = md_row(text, "none")
-    assert none[1] == "100.0 (±0.0, n = 4)"  # one purification: no list
+    assert none[1] == f"100.0 ({wilson(4, 4)}), n = 4"  # one purification: no list; 100% still has an interval
     assert none[2] == "1.00 [cpu]"  # 4 s / 4 images
     assert none[3] == "99 (InvGAN T2); 98.98 (RIDE)"  # InvGAN Table 2; RIDE Table 2
     assert md_row(text, "invgan")[1:] == ["not run", "", "99 (InvGAN T2)"]
