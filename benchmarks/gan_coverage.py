@@ -67,14 +67,16 @@ def main(argv=None) -> int:
     root = data_root()
     classifier, _ = get_classifier(args.dataset, args.classifier_preset, "cpu", root, progress=False)
     train = load_dataset(args.dataset, "train", root)
+    paper = gan_recipe(args.dataset, "paper")
     lines = [
         f"Command: `{command_line(argv)}`; CPU, {torch.get_num_threads()} thread(s). Each variant: the "
         f"{args.dataset} paper GAN recipe with one override, {args.epochs} epoch(s) from scratch; the "
-        f"{args.classifier_preset} classifier labels the projections (R = 4, L = 100, 100 validation images "
-        "held out of the training split) and 2,000 samples. Shares in %.",
+        f"{args.classifier_preset} classifier labels the projections (R = {paper.eval_restarts}, L = "
+        f"{paper.eval_steps}, {paper.eval_images} validation images held out of the training split, unless a "
+        "variant overrides them) and 2,000 samples. Shares in %; minutes: the variant's whole training.",
     ]
     header = ["variant", "epoch", "projection acc", "smallest share (class)", "trouser share", "D loss", "G loss"]
-    header += ["min"]
+    header += ["minutes"]
     body = []
     for label in args.variants:
         seed, overrides = parse_variant(label)

@@ -368,3 +368,43 @@ def test_gan_coverage_variants_parse_numbers_and_words():
         1,
         {"subset_fraction": 0.8, "loss": "hinge", "pack": 2, "lr_d": 4e-4},
     )
+
+
+def test_gan_coverage_table_reads_each_epoch_of_each_variant(tmp_path, monkeypatch):
+    """gan_coverage.main: each variant trains the paper recipe with its one override (the seed from the variant
+    or --seed), and each epoch's row gives the projection accuracy, the smallest class share with its class name,
+    the trouser share (class 1) and the losses, read from the trainer's history; the header's R / L / n are the
+    paper recipe's. No training: train_gan is replaced by a recorder."""
+    from conftest import import_benchmark, md_row
+
+    coverage = import_benchmark("gan_coverage")
+    monkeypatch.setattr(coverage, "data_root", lambda: None)
+    monkeypatch.setattr(coverage, "get_classifier", lambda *a, **k: ("clf", None))
+    monkeypatch.setattr(coverage, "load_dataset", lambda *a, **k: "train-split")
+    calls = []
+    spread = [0.10, 0.031, 0.12, 0.10, 0.10, 0.10, 0.029, 0.14, 0.10, 0.17]  # smallest: shirt (6), trouser 3.1%
+
+    def fake_train(dataset, train, classifier, recipe, seed, device):
+        calls.append((dataset, train, classifier, recipe, seed))
+        hist = [
+            {"epoch": e, "projection_accuracy": 0.846 + e / 100, "class_spread": spread, "d_loss": 1.234, "g_loss": e}
+            for e in (1, 2)
+        ]
+        return {}, {"history": hist}
+
+    monkeypatch.setattr(coverage, "train_gan", fake_train)
+    out = tmp_path / "cov.md"
+    assert (
+        coverage.main(["--variants", "paper", "lr_d=2e-4,seed=3", "--epochs", "2", "--seed", "5", "--out", str(out)])
+        == 0
+    )
+    paper = coverage.gan_recipe("fmnist", "paper")
+    assert [c[4] for c in calls] == [5, 3]  # --seed, then the variant's own
+    assert calls[0][3] == dataclasses.replace(paper, epochs=2)
+    assert calls[1][3] == dataclasses.replace(paper, epochs=2, lr_d=2e-4)
+    assert calls[0][:3] == ("fmnist", "train-split", "clf")
+    text = out.read_text()
+    assert f"R = {paper.eval_restarts}, L = {paper.eval_steps}, {paper.eval_images} validation images" in text
+    row = md_row(text, "lr_d=2e-4,seed=3", "2")
+    assert row[2:7] == ["0.87", "2.9 (shirt)", "3.1", "1.23", "2.00"]  # 0.866 to two digits; 100 · 0.029
+    assert md_row(text, "paper", "1")[2] == "0.86"  # 0.856
