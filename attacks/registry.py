@@ -31,12 +31,26 @@ from defbench.attacks.cw import CW
 from defbench.attacks.deepfool import DeepFool
 from defbench.attacks.fgsm import FGSM
 from defbench.attacks.pgd import PGD
+from defbench.attacks.square import Square
 from defbench.attacks.universal import UniversalART, UniversalFGSM
 from defbench.plugins import PluginKind
 
 BUILTIN: dict[str, type[Attack]] = {
     c.name: c
-    for c in (FGSM, BIM, PGD, CW, DeepFool, AutoAttack, UniversalFGSM, UniversalART, Binarize, DropPixels, BlurNegative)
+    for c in (
+        FGSM,
+        BIM,
+        PGD,
+        CW,
+        DeepFool,
+        AutoAttack,
+        Square,
+        UniversalFGSM,
+        UniversalART,
+        Binarize,
+        DropPixels,
+        BlurNegative,
+    )
 }
 ENTRY_POINT_GROUP = "defbench.attacks"
 PLUGINS = PluginKind("attack", ENTRY_POINT_GROUP, Attack, BUILTIN, case_sensitive=False)  # get_attack lowercases

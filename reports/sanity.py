@@ -18,7 +18,10 @@ full twin on the subset):
     perturbations and corruptions are not expected to reach 0% and are left out of both, as are reparam (f ∘ G ∘
     I attacked, f scored) and gan-aware (a latent budget) cells;
 (d) a transfer (gray-box), universal or score-based attack at the same ε beats every white-box attack on the
-    same defense by more than 2 points on the same images (the white-box attacks are masked or too weak);
+    same defense by more than 2 points on the same images (the white-box attacks are masked or too weak); a
+    score-based attack (Square, or a plugin whose config says ``score_based``) is never one of the white-box
+    attacks, under any threat: under bpda it queries f ∘ purify's outputs and differentiates nothing, which is
+    what makes it the check of BPDA's stand-in (nor is it judged by (a) or (b), which are about gradients);
 (e) a randomized defense attacked through BPDA with EOT 1 (one draw per gradient: its gradient is noise);
 (f) a defense leaves fewer images correct than no defense under the same attack, by more than the Wilson 95%
     interval of the defended cell (on the same images; a BPDA or reparameterisation cell against no defense's
@@ -147,6 +150,7 @@ def _iterative_vs_fgsm(cells: dict[Cell, dict[int, Row]], names: dict[Base, str]
             or cfg(r, "family") == "fgsm"
             or cfg(r, "eps") is None
             or is_universal(r)
+            or _is_score_based(r)  # a random search weaker than FGSM is a weak search, not masked gradients
             or (t == "graybox" and r["defense"] != "none")
             or _transfer_to_f(b, t)
         ):
@@ -174,9 +178,10 @@ def _white_vs_gray(cells: dict[Cell, dict[int, Row]], names: dict[Base, str]) ->
     gray = {(b, twin_key(_first(s))): s for (b, t, _), s in cells.items() if t == "graybox"}
     out = []
     for (b, t, _), by_seed in cells.items():
-        if t not in GRADIENT_THREATS or _transfer_to_f(b, t):
-            continue
         r = _first(by_seed)
+        # a score-based attack reads no gradient, under bpda it queries the defended model itself: check (d)'s
+        if t not in GRADIENT_THREATS or _transfer_to_f(b, t) or _is_score_based(r):
+            continue
         twin = gray.get((b, twin_key(r)))
         if twin is None:
             continue
@@ -264,6 +269,7 @@ def _weak_beats_white(cells: dict[Cell, dict[int, Row]], names: dict[Base, str])
             if b2 == b
             and t2 in GRADIENT_THREATS
             and not is_universal(_first(s))
+            and not _is_score_based(_first(s))  # under bpda it queries f ∘ purify: no gradient, not white-box
             and eps_equal(cfg(_first(s), "eps"), cfg(r, "eps"))
         ]
         # a gray-box attack with a white-box twin is check (b)'s business
@@ -281,7 +287,12 @@ def _weak_beats_white(cells: dict[Cell, dict[int, Row]], names: dict[Base, str])
                 f"leaves {_pct(g[1])} accuracy, less than every white-box attack at ε={cfg(r, 'eps')} (the "
                 f"strongest, {attack_label(g[3])} under {g[3]['threat']}, leaves {_pct(g[2])} on the same "
                 f"{g[4]} images); an attack that knows less should not be stronger, so the white-box "
-                "gradients are likely masked or the attacks too weak."
+                "gradients are likely masked or the attacks too weak"
+                + (
+                    ", or BPDA's stand-in for the defense's gradient is far from what the defense computes."
+                    if g[3]["threat"] == "bpda"
+                    else "."
+                )
             )
     return out
 

@@ -16,6 +16,7 @@ FAST = {
     "deepfool": {"steps": 10},
     "universal-fgsm": {"alpha": 4.0},
     "universal-art": {"max_iter": 1, "fit_images": 16},
+    "square": {"n_queries": 300},
 }
 
 

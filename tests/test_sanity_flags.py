@@ -334,8 +334,12 @@ def test_iterative_vs_fgsm_leaves_no_defense_s_reparam_cells_out():
         ("fgsm", FGSM, "graybox", "transfer"),
         ("universal-art", attack_cfg("Universal (ART)", "universal-art", iterative=True), "graybox", "universal"),
         ("square", attack_cfg("Square", "square"), "graybox", "score-based"),
+        # under bpda a score-based attack queries f ∘ purify itself: no gradient, so not one of the white-box
+        # attacks it is held against (it was, and its own zero gap kept the check silent)
+        ("square", attack_cfg("Square", "square"), "bpda", "score-based"),
         # a plugin of a family defbench does not know declares itself score-based in its config
         ("my-query", {**attack_cfg("My query", "my-query"), "score_based": True}, "graybox", "score-based"),
+        ("my-query", {**attack_cfg("My query", "my-query"), "score_based": True}, "bpda", "score-based"),
     ],
 )
 def test_weaker_knowledge_attack_beating_white_box_fires(attack, cfg, threat, kind):
@@ -355,6 +359,34 @@ def test_weaker_knowledge_attack_beating_white_box_fires(attack, cfg, threat, ki
 )
 def test_weaker_knowledge_attack_not_beating_white_box_is_silent(attack, cfg):
     assert sanity_flags(_base() + [make_row(frac(60, N), attack=attack, cfg=cfg)]) == []
+
+
+def test_check_d_names_bpda_s_stand_in_only_when_the_strongest_white_box_attack_is_bpda():
+    """The base's strongest white-box attack is BPDA-PGD: the flag names the stand-in as a cause; with a stronger
+    reparameterisation attack in the run the strongest is that one, and the stand-in is not named."""
+    square = make_row(frac(10, N), attack="square", cfg=attack_cfg("Square", "square"), threat="bpda")
+    (flag,) = sanity_flags(_base() + [square])
+    assert "strongest, PGD under bpda" in flag and flag.endswith("far from what the defense computes.")
+    rp = make_row(frac(20, N), attack="fgsm", cfg={**FGSM, "eot": 10}, threat="reparam")
+    (flag,) = sanity_flags(_base() + [square, rp])
+    assert "strongest, FGSM under reparam" in flag and flag.endswith("the attacks too weak.")
+
+
+def test_score_based_attack_under_bpda_is_not_judged_as_a_gradient_attack():
+    """Square under bpda reads no gradient: weaker than its own gray-box transfer (b) or than FGSM under bpda
+    (a) says nothing about masked gradients, and both stay silent; a PGD cell in its place still fires both."""
+    square = attack_cfg("Square", "square")
+    fgsm_bpda = make_row(frac(50, N), attack="fgsm", cfg={**FGSM, "eot": 10}, threat="bpda")  # the base's PGD: 30
+    for name, cfg in (("square", square), ("pgd", {**PGD, "steps": 7})):
+        rows = _base() + [
+            make_row(frac(10, N), attack=name, cfg=cfg),  # gray-box
+            make_row(frac(60, N), attack=name, cfg={**cfg, "eot": 10}, threat="bpda"),
+            fgsm_bpda,
+        ]
+        flags = [f for f in sanity_flags(rows) if f.startswith(("Suspicious white-box result on", "Possible grad"))]
+        assert (flags == []) == (name == "square"), flags
+        if name == "pgd":
+            assert len(flags) == 2
 
 
 # --------------------------------------------------------------------------------------------- EOT 1
