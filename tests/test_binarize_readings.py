@@ -80,3 +80,13 @@ def test_main_cells_by_hand(monkeypatch, tmp_path):
     assert rows["per image median, ties white (`binarize`, the default)"] == ["66.7", "50.0", "33.3", "66.7", "100.0"]
     # ties black: classes 1 0 1 0 1 1, right on images 1 and 3, the flat black ones (labels 0, 0)
     assert rows["per image median, ties black (`binarize[ties=black]`)"] == ["33.3", "33.3", "100.0", "100.0", "0.0"]
+
+
+def test_flat_images_of_two_colours_get_one_answer_each():
+    """Session 50's audit: flat white and flat black images are two inputs, so a purifier answers each; the bound
+    was the largest class over all flat images (50% here), where it is the largest per colour, summed (100%)."""
+    br = import_benchmark("binarize_readings")
+    x = torch.tensor([[1.0, 1.0], [0.0, 0.0], [1.0, 1.0], [0.0, 0.0], [0.5, 0.5]]).view(5, 1, 1, 2)
+    y = torch.tensor([3, 7, 3, 7, 3])
+    assert br.best_per_colour(x, y) == 5  # white: 3 3 3, black: 7 7
+    assert br.best_per_colour(x[:4], torch.tensor([3, 7, 5, 7])) == 3  # white 3 | 5: one right; black 7 7
