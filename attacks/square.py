@@ -10,15 +10,19 @@ purification: ``n_queries`` purifications per image at most (images are dropped 
 
 Arguments: eps (default 0.3 / 8/255), n_queries (a whole number >= 1, default 5000: AutoAttack's), n_restarts
 (default 1), p_init (the initial share of the image a square covers, in (0, 1]; default 0.8, the paper's ℓ∞
-value), seed (torchattacks reseeds PyTorch's global generator with it on each call; default 0).
+value), seed (torchattacks reseeds PyTorch's global generator with it on each call; default None: drawn from that
+generator, which the harness seeds per cell and batch, so each run seed and batch searches differently and a rerun
+repeats it).
 Shape: (N, C, H, W) in [0, 1] -> same.
 Example::
 
     >>> x_adv = get_attack("square", "fmnist", eps=0.1, n_queries=1000)(classifier, x, y)
 """
 
+import torch
 import torchattacks
 
+from defbench import DefbenchError
 from defbench.attacks.base import Attack, check_positive
 
 
@@ -26,16 +30,23 @@ class Square(Attack):
     name = "square"
     label_name = "Square"
     iterative = True
-    defaults = {"n_queries": 5000, "n_restarts": 1, "p_init": 0.8, "seed": 0}
+    defaults = {"n_queries": 5000, "n_restarts": 1, "p_init": 0.8, "seed": None}
 
     def __init__(self, *a, **k):
         super().__init__(*a, **k)
         check_positive(self, "n_queries", whole=True)
         check_positive(self, "n_restarts", whole=True)
         check_positive(self, "p_init", most=1.0)
+        seed = self.params["seed"]
+        if seed is not None:  # its default is None, so no type check happened before this one
+            whole = isinstance(seed, (int, float)) and not isinstance(seed, bool) and float(seed).is_integer()
+            if not (whole and seed >= 0):
+                raise DefbenchError(f"{self.who}: seed must be a whole number >= 0 or None, got {seed!r}")
+            self.params["seed"] = int(seed)
 
     def run(self, model, x, y):
         p = self.params
+        seed = int(torch.randint(2**31 - 1, ()).item()) if p["seed"] is None else int(p["seed"])
         atk = torchattacks.Square(
             model,
             norm="Linf",
@@ -44,6 +55,6 @@ class Square(Attack):
             n_restarts=p["n_restarts"],
             p_init=p["p_init"],
             loss="margin",
-            seed=p["seed"],
+            seed=seed,
         )
         return atk(x, y)

@@ -14,15 +14,18 @@ def test_square_options_are_checked_and_keyed():
     assert atk.params["n_queries"] == 200 and isinstance(atk.params["n_queries"], int)
     cfg = atk.config()
     assert cfg["family"] == "square" and cfg["iterative"] and cfg["bounded"] and cfg["eps"] == 0.1
-    assert cfg["params"] == {"n_queries": 200, "n_restarts": 1, "p_init": 0.8, "seed": 0}
+    assert cfg["params"] == {"n_queries": 200, "n_restarts": 1, "p_init": 0.8, "seed": None}
     assert get_attack("square", "cifar10").eps == pytest.approx(8 / 255)  # the dataset's default budget
-    for bad in ({"n_queries": 0}, {"n_restarts": 1.5}, {"p_init": 0.0}, {"p_init": 1.2}):
+    assert get_attack("square", "mnist", seed=3.0).params["seed"] == 3
+    bad_options = ({"n_queries": 0}, {"n_restarts": 1.5}, {"p_init": 0.0}, {"p_init": 1.2}, {"seed": -1}, {"seed": "1"})
+    for bad in bad_options + ({"seed": True}, {"seed": 0.5}):
         with pytest.raises(DefbenchError, match="square"):
             get_attack("square", "mnist", **bad)
 
 
 def test_square_is_seeded_and_reads_no_gradient(tiny_classifier, fmnist_images):
-    """One seed, one output (torchattacks reseeds from it on each call), another seed another search; the model
+    """One seed, one output (torchattacks reseeds from it on each call), another seed another search; without a
+    seed, the global generator's state decides (the harness seeds it per cell and batch); the model
     is only queried: a forward whose backward would raise does not stop it, and it still flips images."""
     model, _ = tiny_classifier
     x, y = fmnist_images
@@ -47,6 +50,11 @@ def test_square_is_seeded_and_reads_no_gradient(tiny_classifier, fmnist_images):
     run = lambda seed: get_attack("square", "fmnist", eps=0.3, n_queries=50, seed=seed)(Queried(), x, y)  # noqa: E731
     a, b, c = run(0), run(0), run(1)
     assert torch.equal(a, b) and not torch.equal(a, c)
+    draws = []
+    for global_seed in (5, 5, 6):  # no seed: one drawn from the global generator, which the harness seeds per batch
+        torch.manual_seed(global_seed)
+        draws.append(run(None))
+    assert torch.equal(draws[0], draws[1]) and not torch.equal(draws[0], draws[2])
     with torch.no_grad():
         assert (model(a).argmax(1) == y).sum() < (model(x).argmax(1) == y).sum()
 
@@ -63,7 +71,7 @@ def keep(x):
 
 def test_square_beating_bpda_fires_check_d_and_stays_silent_where_bpda_is_exact(tiny_classifier):
     """End to end through the runner (32 seeded test images, ε 0.2): behind ``mirror`` BPDA-PGD follows the wrong
-    gradient and Square, querying f ∘ mirror itself, leaves fewer images right (measured 4 against 10 of 32), so the
+    gradient and Square, querying f ∘ mirror itself, leaves fewer images right (measured 3 against 10 of 32), so the
     report says the white-box attack is masked; behind ``keep`` PGD is the stronger (4 against 9) and nothing is
     said."""
     import defbench
