@@ -245,3 +245,134 @@ def test_i10_is_the_codes_bpda_l2_on_the_identity_backward_paired_with_i8(bc, tm
     assert "cw:binary_search_steps=4" in cmd and "invgan:bpda_stand_in=identity" in cmd
     assert "invgan:bpda_stand_in=identity" not in _matrix_call(bc, monkeypatch, "I7", args)["cmd"]
     assert bc.PAIR_WITH["I10"] == "I8" and bc.attack_of("I10") == "cw" and bc.attack_of("I8") == "pgd"
+
+
+#: each reading's one change, written from the module docstring by hand: the resolved attack (name, ε, PGD steps,
+#: PGD step size: (4/3)·ε/steps unless set, cleverhans MadryEtAl's travel), and the defense options it overrides
+#: (DefenseGAN's base L = 200, InvGAN's T = 1000; I0-I7 keep the G(I(x)) backward, ``auto``)
+_BY_HAND = {
+    "D0": ("pgd", 0.3, 40, 0.01, {}),
+    "D1": ("pgd", 0.15, 40, 0.005, {}),
+    "D2": ("pgd", 0.3, 10, 0.04, {}),
+    "D5": ("pgd", 0.3, 10, 0.01, {}),
+    "D6": ("pgd", 0.3, 10, 0.02, {}),
+    "D3": ("pgd", 0.3, 40, 0.01, {"latent_steps": 50}),
+    "D4": ("pgd", 0.3, 40, 0.01, {"latent_steps": 400}),
+    "I0": ("pgd", 0.3, 40, 0.01, {"bpda_stand_in": "auto"}),
+    "I1": ("pgd", 0.15, 40, 0.005, {"bpda_stand_in": "auto"}),
+    "I2": ("pgd", 0.3, 10, 0.04, {"bpda_stand_in": "auto"}),
+    "I5": ("pgd", 0.3, 10, 0.01, {"bpda_stand_in": "auto"}),
+    "I6": ("pgd", 0.3, 10, 0.02, {"bpda_stand_in": "auto"}),
+    "I3": ("pgd", 0.3, 40, 0.01, {"bpda_stand_in": "auto", "latent_steps": 200}),
+    "I4": ("pgd", 0.3, 40, 0.01, {"bpda_stand_in": "auto", "latent_steps": 2000}),
+    "D7": ("cw", None, None, None, {}),
+    "I7": ("cw", None, None, None, {"bpda_stand_in": "auto"}),
+    "I8": ("pgd", 0.3, 40, 0.01, {"bpda_stand_in": "identity"}),
+    "I9": ("pgd", 0.3, 10, 0.01, {"bpda_stand_in": "identity"}),
+    "I10": ("cw", None, None, None, {"bpda_stand_in": "identity"}),
+}
+
+
+def test_every_reading_resolves_to_its_documented_change(bc, tmp_path, monkeypatch):
+    """Each reading's command line, parsed by the matrix CLI, gives the attack and defense settings the docstring
+    lists (the table above, by hand: each row one change from its base row)."""
+    from defbench.attacks import get_attack
+    from defbench.cli import build_parser
+    from defbench.cli.matrix import attack_specs, overrides
+
+    assert set(bc.READINGS) == set(_BY_HAND)
+    args = bc.argparse.Namespace(dataset="fmnist", n=2, work=str(tmp_path), home=None, compare=None)
+    got = {}
+    for label, (_, defense, _) in bc.READINGS.items():
+        cmd = _matrix_call(bc, monkeypatch, label, args)["cmd"]
+        margs = build_parser().parse_args(cmd[cmd.index("matrix") :])
+        (spec,) = attack_specs(margs, "fmnist")
+        atk = get_attack(spec.name, "fmnist", spec.eps, **dict(spec.params))
+        steps = atk.params["steps"] if spec.name == "pgd" else None
+        step = atk.params["step"] or 4 / 3 * atk.eps / steps if spec.name == "pgd" else None
+        got[label] = (spec.name, spec.eps, steps, step, overrides(margs, [defense]).get(defense, {}))
+        want = _BY_HAND[label]
+        assert got[label][:3] == want[:3] and got[label][4] == want[4], label
+        assert (step is None) == (want[3] is None) and (step is None or abs(step - want[3]) < 1e-12), label
+    # and each differs from the reading it is paired with (a reading equal to its base measures nothing)
+    for label, (_, defense, _) in bc.READINGS.items():
+        base = bc.PAIR_WITH.get(label, bc.BASE[defense])
+        assert (got[label] == got[base]) is (label == base), (label, base)
+
+
+def test_matrix_command_is_the_documented_protocol(bc, tmp_path, monkeypatch):
+    """Every reading runs the paper preset, BPDA, EOT 1, one purification per evaluation, no undefended column,
+    on the dataset and n asked for; main's default n is 20."""
+    from defbench.cli import build_parser
+
+    args = bc.argparse.Namespace(dataset="mnist", n=7, work=str(tmp_path), home=None, compare=None)
+    for label in ("D0", "I10"):
+        cmd = _matrix_call(bc, monkeypatch, label, args)["cmd"]
+        m = build_parser().parse_args(cmd[cmd.index("matrix") :])
+        assert (m.dataset, m.preset, m.threat, m.n, m.eot, m.eval_repeats) == ("mnist", "paper", "bpda", 7, 1, 1)
+        assert m.no_baseline and m.out == str(tmp_path / label)
+    seen = []
+
+    def fake_run(cmd, **kw):
+        seen.append(cmd)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(bc.subprocess, "run", fake_run)
+    with pytest.raises(SystemExit):
+        bc.main(["--only", "D0", "--work", str(tmp_path), "--out", str(tmp_path / "t.md")])
+    assert seen[0][seen[0].index("--n") + 1] == "20"
+
+
+def test_row_names_the_kept_classes_and_the_bpda_cells_own_time(bc, tmp_path, monkeypatch):
+    """Classes kept under BPDA: the labels of the images the BPDA cell gets right, by name where the dataset has
+    names (Fashion-MNIST) and by digit where not (MNIST); the time is the BPDA cell's, not the clean one's."""
+    bpda = _cell([0, 9, 0, 0]) | {"labels": [7, 1, 0, 7], "preds": [7, 9, 0, 7], "wall_seconds": 123.4}
+    bpda["device"] = "cuda"
+    clean = _cell([0] * 4) | {"wall_seconds": 5.0}
+    stores = {tmp_path / "D0": {"clean": clean, "pgd": bpda}}
+    _fake_stores(bc, monkeypatch, stores, key=lambda out: out)
+    args = bc.argparse.Namespace(dataset="fmnist", n=4, work=str(tmp_path), home=None, compare=None)
+    row = bc.run_reading("D0", args)
+    # right on images 0, 2, 3 (labels 7, 0, 7): sneaker and T-shirt, each listed per image, sorted
+    assert row[6:8] == ["T-shirt, sneaker, sneaker", "123 (cuda)"]
+    args.dataset = "mnist"
+    assert bc.run_reading("D0", args)[6] == "0, 7, 7"
+
+
+def test_compare_orders_here_before_there(bc, tmp_path, monkeypatch):
+    """--compare: "only here" counts this work dir's BPDA cell's extra images, "only there" the other's."""
+    stores = {
+        tmp_path / "here" / "D0": {"clean": _cell([0] * 4), "pgd": _cell([0, 0, 0, 1])},  # right on 0, 1, 2
+        tmp_path / "there" / "D0": {"clean": _cell([0] * 4), "pgd": _cell([1, 1, 0, 1])},  # right on 2
+    }
+    _fake_stores(bc, monkeypatch, stores, key=lambda out: out)
+    args = bc.argparse.Namespace(
+        dataset="fmnist", n=4, work=str(tmp_path / "here"), home=None, compare=str(tmp_path / "there")
+    )
+    # both 1 (image 2), only here 2 (images 0, 1), only there 0, neither 1 (image 3); p = 2 * 0.5**2
+    assert bc.run_reading("D0", args)[8] == "1 / 2 / 0 / 1 (p = 0.5)"
+
+
+def test_pair_base_reads_the_cw_cell_of_a_cw_reading(bc, tmp_path, monkeypatch):
+    """I10's BPDA cell is its CW cell (its store holds no PGD cell): --pair-base pairs it with I8's PGD cell."""
+    stores = {
+        "I10": {"clean": _cell([0] * 4), "cw": _cell([1, 1, 1, 0])},  # right on 3
+        "I8": {"clean": _cell([0] * 4), "pgd": _cell([0, 0, 1, 1])},  # right on 0, 1
+        "I0": {"clean": _cell([0] * 4), "pgd": _cell([0] * 4)},
+    }
+    _fake_stores(bc, monkeypatch, {tmp_path / k: v for k, v in stores.items()}, key=lambda out: out)
+    out = tmp_path / "t.md"
+    bc.main(["--only", "I10", "I8", "I0", "--work", str(tmp_path), "--out", str(out), "--pair-base"])
+    rows = {line.split("|")[1].strip(): line for line in out.read_text().splitlines() if line.startswith("| ")}
+    # I10 against I8: both 0, only I10 1 (image 3), only I8 2 (images 0, 1), neither 1 (image 2); p = 1
+    assert "0 / 1 / 2 / 1 (p = 1)" in rows["I10"]
+
+
+def test_caption_names_the_prior_of_home_not_of_the_default_home(bc, tmp_path, monkeypatch):
+    _manifest(tmp_path / "h", True, 3, 5)
+    monkeypatch.setenv("DEFBENCH_HOME", str(tmp_path / "default"))
+    stores = {"D0": {"clean": _cell([0] * 4), "pgd": _cell([0] * 4)}}
+    _fake_stores(bc, monkeypatch, {tmp_path / "w" / k: v for k, v in stores.items()}, key=lambda out: out)
+    out = tmp_path / "t.md"
+    bc.main(["--only", "D0", "--work", str(tmp_path / "w"), "--out", str(out), "--home", str(tmp_path / "h")])
+    assert "Prior: gan-fmnist-paper sha256 abababab (D with spectral norm; epoch 3 of 5 run)." in out.read_text()
