@@ -238,7 +238,7 @@ def main(argv=None) -> int:
         f"n = {args.n} seeded test images per cell, BPDA with EOT 1 and one purification per evaluation; "
         "k / n with the Wilson 95% interval; the detection AUC of InvGAN's score, every clean image against every "
         "BPDA image, with the Hanley–McNeil 95% interval; the BPDA cell's wall time as its store recorded it. Prior: "
-        f"{describe_prior(Path(args.home) if args.home else home_dir(), args.dataset)}.",
+        f"{describe_prior(Path(args.home).expanduser() if args.home else home_dir(), args.dataset)}.",
         "",
         *markdown(rows, header, align),
     ]

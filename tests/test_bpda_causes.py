@@ -376,3 +376,15 @@ def test_caption_names_the_prior_of_home_not_of_the_default_home(bc, tmp_path, m
     out = tmp_path / "t.md"
     bc.main(["--only", "D0", "--work", str(tmp_path / "w"), "--out", str(out), "--home", str(tmp_path / "h")])
     assert "Prior: gan-fmnist-paper sha256 abababab (D with spectral norm; epoch 3 of 5 run)." in out.read_text()
+
+
+def test_caption_expands_a_tilde_in_home_as_the_matrix_does(bc, tmp_path, monkeypatch):
+    """--home '~/h' (a tilde bash leaves alone after '='): the matrix subprocess expands it (home_dir), so the
+    caption must read the same folder's prior, not say there is none (s50 audit)."""
+    _manifest(tmp_path / "h", True, 3, 5)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    stores = {"D0": {"clean": _cell([0] * 4), "pgd": _cell([0] * 4)}}
+    _fake_stores(bc, monkeypatch, {tmp_path / "w" / k: v for k, v in stores.items()}, key=lambda out: out)
+    out = tmp_path / "t.md"
+    bc.main(["--only", "D0", "--work", str(tmp_path / "w"), "--out", str(out), "--home", "~/h"])
+    assert "Prior: gan-fmnist-paper sha256 abababab (D with spectral norm; epoch 3 of 5 run)." in out.read_text()
