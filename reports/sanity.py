@@ -22,7 +22,8 @@ full twin on the subset):
     score-based attack (Square, or a plugin whose config says ``score_based``) is never one of the white-box
     attacks, under any threat: under bpda it queries f ∘ purify's outputs and differentiates nothing, which is
     what makes it the check of BPDA's stand-in (nor is it judged by (a) or (b), which are about gradients);
-(e) a randomized defense attacked through BPDA with EOT 1 (one draw per gradient: its gradient is noise);
+(e) a randomized defense attacked through BPDA with EOT 1 (one draw per gradient, or per queried score of a
+    score-based attack: either is noise);
 (f) a defense leaves fewer images correct than no defense under the same attack, by more than the Wilson 95%
     interval of the defended cell (on the same images; a BPDA or reparameterisation cell against no defense's
     gray-box cell, the classifier attacked directly);
@@ -305,13 +306,15 @@ def _eot_one(rows: list[Row], names: dict[Base, str]) -> list[str]:
         or ((r.get("extra") or {}).get("gradient_check") or {}).get("randomized_defense")
     }
     hits: dict[Base, list[str]] = defaultdict(list)
+    scored: dict[Base, set[str]] = defaultdict(set)  # "gradient" and/or "queried score": what the attacks read
     for r in rows:
         if not is_clean(r) and r["threat"] == "bpda" and base_key(r) in randomized and int(cfg(r, "eot") or 1) <= 1:
             hits[base_key(r)].append(attack_label(r))
+            scored[base_key(r)].add("queried score" if _is_score_based(r) else "gradient")
     return [
         f"{names[b]} is randomized but was attacked through BPDA with EOT 1 ({', '.join(dict.fromkeys(a))}): "
-        "each gradient sees one random draw, so the attack follows noise and its accuracy overstates the "
-        "defense; rerun with --eot (e.g. 10)."
+        f"each {' and each '.join(sorted(scored[b]))} sees one random draw, so the attack follows noise and its "
+        "accuracy overstates the defense; rerun with --eot (e.g. 10)."
         for b, a in hits.items()
     ]
 

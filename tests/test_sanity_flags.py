@@ -410,6 +410,19 @@ def test_randomized_defense_with_eot_one_fires():
     assert len(flags) == 1 and "randomized" in flags[0] and "EOT 1" in flags[0] and "defensegan" in flags[0]
 
 
+def test_eot_flag_says_what_the_attacks_read():
+    """EOT 1 makes each gradient of PGD noise, and each queried score of Square: the flag names what its attacks
+    read, both where both ran."""
+    (flag,) = sanity_flags(_bpda_rows(1, True))
+    assert "each gradient sees one random draw" in flag
+    square = make_row(frac(30, N), defense="defensegan", attack="square", cfg=attack_cfg("Square", "square"))
+    square["threat"] = "bpda"
+    (flag,) = [f for f in sanity_flags(_bpda_rows(1, True) + [square]) if "EOT 1" in f]
+    assert "(PGD, Square)" in flag and "each gradient and each queried score sees one random draw" in flag
+    (flag,) = [f for f in sanity_flags(_bpda_rows(10, True) + [square]) if "EOT 1" in f]  # PGD at EOT 10
+    assert "(Square)" in flag and "each queried score sees one random draw" in flag
+
+
 @pytest.mark.parametrize("eot,randomized", [(10, True), (1, False)])
 def test_eot_flag_silent_with_eot_or_for_a_deterministic_defense(eot, randomized):
     assert sanity_flags(_bpda_rows(eot, randomized)) == []
