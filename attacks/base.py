@@ -281,15 +281,17 @@ def check_positive(
     attack: Attack, key: str, *, whole: bool = False, most: float | None = None, zero: bool = False
 ) -> None:
     """Refuse ``attack.params[key]`` (a DefbenchError naming the attack) unless it is a finite number > 0 (>= 0
-    with ``zero``), not a bool: a whole number >= 1 with ``whole`` (a step count; a whole float becomes an int), at
-    most ``most`` where given. None passes for an option whose default is None (derived from ε or the dataset)."""
+    with ``zero``), not a bool: a whole number >= 1 with ``whole`` (a step count; >= 0 with ``zero`` too, e.g. a
+    seed; a whole float becomes an int), at most ``most`` where given. None passes for an option whose default is
+    None (derived from ε or the dataset, or drawn)."""
     v = attack.params[key]
     if v is None and attack.defaults.get(key) is None:
         return
     number = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
     if whole:
-        if not (number and float(v).is_integer() and v >= 1):
-            raise DefbenchError(f"{attack.who}: {key} must be a whole number >= 1, got {v!r}")
+        least = 0 if zero else 1
+        if not (number and float(v).is_integer() and v >= least):
+            raise DefbenchError(f"{attack.who}: {key} must be a whole number >= {least}, got {v!r}")
         attack.params[key] = int(v)
     elif not (number and (v >= 0 if zero else v > 0) and v <= (math.inf if most is None else most)):
         if most is not None:

@@ -22,7 +22,6 @@ Example::
 import torch
 import torchattacks
 
-from defbench import DefbenchError
 from defbench.attacks.base import Attack, check_positive
 
 
@@ -37,16 +36,11 @@ class Square(Attack):
         check_positive(self, "n_queries", whole=True)
         check_positive(self, "n_restarts", whole=True)
         check_positive(self, "p_init", most=1.0)
-        seed = self.params["seed"]
-        if seed is not None:  # its default is None, so no type check happened before this one
-            whole = isinstance(seed, (int, float)) and not isinstance(seed, bool) and float(seed).is_integer()
-            if not (whole and seed >= 0):
-                raise DefbenchError(f"{self.who}: seed must be a whole number >= 0 or None, got {seed!r}")
-            self.params["seed"] = int(seed)
+        check_positive(self, "seed", whole=True, zero=True)  # None passes: drawn per call
 
     def run(self, model, x, y):
         p = self.params
-        seed = int(torch.randint(2**31 - 1, ()).item()) if p["seed"] is None else int(p["seed"])
+        seed = int(torch.randint(2**31 - 1, ()).item()) if p["seed"] is None else p["seed"]
         atk = torchattacks.Square(
             model,
             norm="Linf",

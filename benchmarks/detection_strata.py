@@ -22,7 +22,7 @@ import argparse
 import statistics
 
 from _common import auc_cell, command_line, emit, markdown
-from paired_cells import one_each, select
+from paired_cells import clean_by_defense, select
 
 from defbench.metrics import roc_auc
 from defbench.reports.common import detection_auc_all, protocol_scores
@@ -104,14 +104,7 @@ def main(argv=None) -> int:
     if args.draws and not args.dataset:
         raise SystemExit("--draws needs --dataset (the draw is the dataset's seeded permutation)")
     draws = draw_indices(args.dataset, args.draws, args.seed, args.data_root) if args.draws else None
-    clean_rows = {
-        r["defense"]: r
-        for r in one_each(
-            [r for r in select(args.store, "clean", "none", args.seed) if r["defense"] in args.defenses],
-            "clean",
-            lambda r: r["defense"],
-        )
-    }
+    clean_rows = clean_by_defense(select(args.store, "clean", "none", args.seed), args.defenses)
     lines = [
         f"Command: `{command_line(argv)}`  ",
         "Success protocol: negatives are the clean images the classifier gets right, positives the successful "

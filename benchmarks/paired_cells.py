@@ -142,10 +142,7 @@ def versus_clean(rows: list[dict], clean: list[dict], left: list[str] | None = N
     (A) against the attacked one (B) on the attacked cell's images — how many images right when clean the
     attack keeps (both right) or takes (only A), and how many it turns right (only B). The cells without a
     clean cell are named in ``left`` when it is given."""
-    wanted = {r["defense"] for r in rows}
-    by = {
-        r["defense"]: r for r in one_each([c for c in clean if c["defense"] in wanted], "clean", lambda r: r["defense"])
-    }
+    by = clean_by_defense(clean, {r["defense"] for r in rows})
     if left is not None:
         left += [cell_name(r) for r in rows if r["defense"] not in by]
     return [pair_row(f"{cell_name(r)}: clean vs attacked", by[r["defense"]], r) for r in rows if r["defense"] in by]
@@ -186,6 +183,13 @@ def select(store_dir: str, attack: str, threat: str, seed: int) -> list[dict]:
         if (r["attack_config"].get("label") or r["attack"]) == attack
         or (not is_clean(r) and shown.get(attack_key(r)) == attack)
     ]
+
+
+def clean_by_defense(clean: list[dict], defenses) -> dict[str, dict]:
+    """The clean cell of each of ``defenses`` that ``clean`` holds, by defense; two clean cells of one of them
+    (another classifier or setting) are refused by :func:`one_each`, those of other defenses are not looked at."""
+    wanted = [c for c in clean if c["defense"] in set(defenses)]
+    return {r["defense"]: r for r in one_each(wanted, "clean", lambda r: r["defense"])}
 
 
 def one_each(rows: list[dict], what: str, key=cell_name) -> list[dict]:

@@ -142,6 +142,12 @@ def _is_score_based(r: Row) -> bool:
     return bool(cfg(r, "score_based")) or str(cfg(r, "family", "")).lower() in SCORE_BASED
 
 
+def _white_box(t: str, r: Row) -> bool:
+    """An attack that differentiates the defended model: a gradient threat, and not a score-based attack (under
+    bpda that one queries f ∘ purify and reads no gradient: check (d)'s)."""
+    return t in GRADIENT_THREATS and not _is_score_based(r)
+
+
 def _iterative_vs_fgsm(cells: dict[Cell, dict[int, Row]], names: dict[Base, str]) -> list[str]:
     out = []
     for (b, t, _), by_seed in cells.items():
@@ -180,8 +186,7 @@ def _white_vs_gray(cells: dict[Cell, dict[int, Row]], names: dict[Base, str]) ->
     out = []
     for (b, t, _), by_seed in cells.items():
         r = _first(by_seed)
-        # a score-based attack reads no gradient, under bpda it queries the defended model itself: check (d)'s
-        if t not in GRADIENT_THREATS or _transfer_to_f(b, t) or _is_score_based(r):
+        if not _white_box(t, r) or _transfer_to_f(b, t):
             continue
         twin = gray.get((b, twin_key(r)))
         if twin is None:
@@ -268,9 +273,8 @@ def _weak_beats_white(cells: dict[Cell, dict[int, Row]], names: dict[Base, str])
             (s, _first(s))
             for (b2, t2, _), s in cells.items()
             if b2 == b
-            and t2 in GRADIENT_THREATS
+            and _white_box(t2, _first(s))
             and not is_universal(_first(s))
-            and not _is_score_based(_first(s))  # under bpda it queries f ∘ purify: no gradient, not white-box
             and eps_equal(cfg(_first(s), "eps"), cfg(r, "eps"))
         ]
         # a gray-box attack with a white-box twin is check (b)'s business
@@ -305,17 +309,17 @@ def _eot_one(rows: list[Row], names: dict[Base, str]) -> list[str]:
         if (r.get("extra") or {}).get("randomized")
         or ((r.get("extra") or {}).get("gradient_check") or {}).get("randomized_defense")
     }
-    hits: dict[Base, list[str]] = defaultdict(list)
-    scored: dict[Base, set[str]] = defaultdict(set)  # "gradient" and/or "queried score": what the attacks read
+    hits: dict[Base, list[Row]] = defaultdict(list)
     for r in rows:
         if not is_clean(r) and r["threat"] == "bpda" and base_key(r) in randomized and int(cfg(r, "eot") or 1) <= 1:
-            hits[base_key(r)].append(attack_label(r))
-            scored[base_key(r)].add("queried score" if _is_score_based(r) else "gradient")
+            hits[base_key(r)].append(r)
     return [
-        f"{names[b]} is randomized but was attacked through BPDA with EOT 1 ({', '.join(dict.fromkeys(a))}): "
-        f"each {' and each '.join(sorted(scored[b]))} sees one random draw, so the attack follows noise and its "
-        "accuracy overstates the defense; rerun with --eot (e.g. 10)."
-        for b, a in hits.items()
+        f"{names[b]} is randomized but was attacked through BPDA with EOT 1 "
+        f"({', '.join(dict.fromkeys(attack_label(r) for r in hit))}): each "
+        f"{' and each '.join(sorted({'queried score' if _is_score_based(r) else 'gradient' for r in hit}))} sees "
+        "one random draw, so the attack follows noise and its accuracy overstates the defense; rerun with --eot "
+        "(e.g. 10)."
+        for b, hit in hits.items()
     ]
 
 
