@@ -3,6 +3,7 @@ data root."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import shlex
 import sys
@@ -13,6 +14,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from defbench import DefbenchError
+from defbench.datasets import canonical_name
 from defbench.metrics import auc_interval, wilson_interval
 from defbench.reports.common import markdown_table
 
@@ -31,6 +34,15 @@ def data_root() -> str | None:
             os.environ["DEFBENCH_DATA"] = str(cand)
             return str(cand)
     return None
+
+
+def dataset_name(text: str) -> str:
+    """``type=`` of a benchmark's ``--dataset``: the canonical name of any alias the CLI accepts, so that zoo ids,
+    class names and headers are the same for ``fashion-mnist`` as for ``fmnist``."""
+    try:
+        return canonical_name(text)
+    except DefbenchError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 @dataclass

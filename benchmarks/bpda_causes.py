@@ -53,10 +53,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from _common import auc_cell, command_line, data_root, markdown, write_table
+from _common import auc_cell, command_line, data_root, dataset_name, markdown, write_table
 from paired_cells import correct_by_image
 
-from defbench.datasets import CLASS_NAMES, home_dir
+from defbench.datasets import class_names, home_dir
 from defbench.harness import zoo
 from defbench.harness.store import DB_NAME, Store
 from defbench.metrics import mcnemar_p, paired_counts, wilson_interval
@@ -172,8 +172,8 @@ def run_reading(label: str, args) -> list[object]:
         row.append(f"{k}/{n} ({100 * lo:.0f}–{100 * hi:.0f})")
     bpda = got[attack]
     row.append(detection_cell(got["clean"], bpda))
-    names = CLASS_NAMES.get(args.dataset)
-    kept = [names[y] if names else str(y) for y, p in zip(bpda["labels"], bpda["preds"], strict=True) if y == p]
+    names = class_names(args.dataset)
+    kept = [names[y] for y, p in zip(bpda["labels"], bpda["preds"], strict=True) if y == p]
     row += [", ".join(sorted(kept)) or "—", f"{bpda['wall_seconds']:.0f} ({bpda['device']})"]
     if args.compare:
         row.append(paired_bpda(bpda, bpda_cell(args.compare, label)))
@@ -193,7 +193,7 @@ def describe_prior(home: Path, dataset: str) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--dataset", default="fmnist")
+    ap.add_argument("--dataset", type=dataset_name, default="fmnist")
     ap.add_argument("--n", type=int, default=20, help="test images per cell (default 20)")
     ap.add_argument("--only", nargs="+", choices=sorted(READINGS), help="readings to run (default all)")
     ap.add_argument("--work", default="runs/bpda_causes", help="one matrix output dir per reading")

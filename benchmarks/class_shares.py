@@ -22,9 +22,9 @@ import argparse
 import sys
 
 import torch
-from _common import command_line, data_root, markdown, write_table
+from _common import command_line, data_root, dataset_name, markdown, write_table
 
-from defbench.datasets import CLASS_NAMES
+from defbench.datasets import class_names
 from defbench.defenses.train_prior import sample_logits
 from defbench.harness.data import load_dataset
 from defbench.harness.models import get_classifier, get_gan
@@ -62,7 +62,7 @@ def mean_confidence(conf: list[float]) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--dataset", default="fmnist")
+    ap.add_argument("--dataset", type=dataset_name, default="fmnist")
     ap.add_argument("--preset", default="paper")
     ap.add_argument("--gan-tag", default="", help="a zoo GAN of another tag (e.g. sub80-s1); never trained here")
     ap.add_argument("--draws", type=int, default=5, help="seeded draws of 2,000 samples (seeds seed+1, seed+2, ...)")
@@ -73,7 +73,7 @@ def main(argv=None) -> int:
     clf, cman = get_classifier(args.dataset, args.preset, data_root=root, train_missing=False)
     G, _, gman = get_gan(args.dataset, args.preset, data_root=root, train_missing=False, tag=args.gan_tag)
     clf.eval(), G.eval()
-    names = CLASS_NAMES.get(args.dataset, [str(c) for c in range(10)])
+    names = class_names(args.dataset)
     draws = [readings(sample_probabilities(G, clf, 2000, args.seed + 1 + k)) for k in range(args.draws)]
     test = load_dataset(args.dataset, "test", root=root)
     x, y = test.get(torch.arange(len(test)))

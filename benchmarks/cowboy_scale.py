@@ -16,7 +16,7 @@ import argparse
 
 import torch
 import torch.nn.functional as F
-from _common import command_line, data_root, markdown, write_table
+from _common import command_line, data_root, dataset_name, markdown, write_table
 
 from defbench.defenses.gan_prior import PAPER_CONFIGS
 from defbench.harness.data import load_dataset
@@ -25,7 +25,7 @@ from defbench.harness.models import build_defense
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--dataset", default="fmnist")
+    ap.add_argument("--dataset", type=dataset_name, default="fmnist")
     ap.add_argument("--preset", default="quick", help="GAN preset (zoo)")
     ap.add_argument("--n", type=int, default=20)
     ap.add_argument("--restarts", type=int, default=1)

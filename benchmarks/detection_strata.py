@@ -21,7 +21,7 @@ from __future__ import annotations
 import argparse
 import statistics
 
-from _common import auc_cell, command_line, emit, markdown
+from _common import auc_cell, command_line, dataset_name, emit, markdown
 from paired_cells import clean_by_defense, select
 
 from defbench.metrics import roc_auc
@@ -97,7 +97,7 @@ def main(argv=None) -> int:
     ap.add_argument(
         "--draws", nargs="+", type=int, default=[], help="add the images of the draw of --n N (needs --dataset)"
     )
-    ap.add_argument("--dataset", help="the run's dataset (for --draws)")
+    ap.add_argument("--dataset", type=dataset_name, help="the run's dataset (for --draws)")
     ap.add_argument("--data-root", help="dataset root (else $DEFBENCH_DATA, as the matrix)")
     ap.add_argument("--out", help="write the Markdown table here too")
     args = ap.parse_args(argv)

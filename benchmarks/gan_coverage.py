@@ -19,7 +19,7 @@ import time
 from dataclasses import asdict
 
 import torch
-from _common import command_line, data_root, markdown, write_table
+from _common import command_line, data_root, dataset_name, markdown, write_table
 
 from defbench.datasets import CLASS_NAMES
 from defbench.defenses.train_prior import gan_recipe, train_gan
@@ -58,7 +58,7 @@ def parse_variant(label: str) -> tuple[int | None, dict]:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--variants", nargs="+", default=["paper"], help="'paper' or KEY=VALUE overrides of the recipe")
-    ap.add_argument("--dataset", default="fmnist", choices=["fmnist"])
+    ap.add_argument("--dataset", type=dataset_name, default="fmnist", choices=["fmnist"])
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--classifier-preset", default="quick", help="classifier that labels samples and projections")
     ap.add_argument("--seed", type=int, default=0)

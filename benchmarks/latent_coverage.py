@@ -16,9 +16,9 @@ from __future__ import annotations
 import argparse
 
 import torch
-from _common import command_line, data_root, markdown, write_table
+from _common import command_line, data_root, dataset_name, markdown, write_table
 
-from defbench.datasets import CLASS_NAMES
+from defbench.datasets import class_names
 from defbench.defenses.projection import ProjectionEngine
 from defbench.defenses.gan_prior import PAPER_CONFIGS
 from defbench.harness.data import load_dataset
@@ -29,7 +29,7 @@ FACE = 0.99
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--dataset", default="fmnist")
+    ap.add_argument("--dataset", type=dataset_name, default="fmnist")
     ap.add_argument("--n", type=int, default=200, help="seeded test images (default 200)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="benchmarks/results/latent_coverage.md")
@@ -56,7 +56,7 @@ def main(argv=None) -> int:
         acc = "—" if correct is None else f"{100 * correct.float().mean():.0f}"
         return [name, len(zz), f"{face:.1f}", f"{zz.norm(dim=1).mean():.2f}", acc]
 
-    names = CLASS_NAMES.get(args.dataset) or tuple(str(c) for c in range(int(y.max()) + 1))
+    names = class_names(args.dataset, int(y.max()) + 1)
     rows = [stats("U(-1, 1) draws (10,000)", u, None)]
     rows += [stats(name, z[y == c], ok[y == c]) for c, name in enumerate(names) if (y == c).any()]
     rows.append(stats("all", z, ok))

@@ -26,7 +26,7 @@ import argparse
 import time
 
 import torch
-from _common import accuracy_cell, command_line, data_root, markdown, write_table
+from _common import accuracy_cell, command_line, data_root, dataset_name, markdown, write_table
 
 from defbench.defenses.base import Defense
 
@@ -73,7 +73,7 @@ def seed_row(label: str, runs: list[tuple[int, float, float]], ref: list[tuple[i
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--variants", nargs="+", required=True, help="defense labels, e.g. 'mimicgan[lr=0.01]'")
-    ap.add_argument("--dataset", default="fmnist")
+    ap.add_argument("--dataset", type=dataset_name, default="fmnist")
     ap.add_argument("--preset", default="paper", help="zoo preset of the classifier and GAN (never trained here)")
     ap.add_argument("--split", default="train", choices=["train", "test"])
     ap.add_argument("--n", type=int, default=100)

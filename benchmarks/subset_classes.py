@@ -15,9 +15,9 @@ import argparse
 import sys
 
 import torch
-from _common import command_line, data_root, markdown, write_table
+from _common import command_line, data_root, dataset_name, markdown, write_table
 
-from defbench.datasets import CLASS_NAMES
+from defbench.datasets import class_names
 from defbench.defenses.train_prior import gan_recipe, training_split
 from defbench.harness.data import load_dataset
 
@@ -34,7 +34,7 @@ def balanced_weights(counts: torch.Tensor) -> torch.Tensor:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--dataset", default="fmnist")
+    ap.add_argument("--dataset", type=dataset_name, default="fmnist")
     ap.add_argument("--preset", default="paper")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3], help="training seeds")
     ap.add_argument(
@@ -46,7 +46,7 @@ def main(argv=None) -> int:
     if len(fractions) != len(args.seeds):
         ap.error(f"--fractions needs one value per seed ({len(args.seeds)}); got {len(fractions)}")
     train = load_dataset(args.dataset, "train", root=data_root())
-    names = CLASS_NAMES.get(args.dataset, [str(c) for c in range(10)])
+    names = class_names(args.dataset)
     columns, weights = [], []
     for seed, fraction in zip(args.seeds, fractions, strict=True):
         recipe = gan_recipe(args.dataset, args.preset, subset_fraction=fraction)

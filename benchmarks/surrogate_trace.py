@@ -23,7 +23,7 @@ import argparse
 import sys
 
 import torch
-from _common import command_line, data_root, markdown, write_table
+from _common import command_line, data_root, dataset_name, markdown, write_table
 from mimicgan_corruption_sweep import corruption
 
 import defbench.defenses.projection as projection
@@ -74,7 +74,9 @@ def trace(defense, xc: torch.Tensor, probe: torch.Tensor, seed: int) -> list[dic
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--dataset", default="fmnist", help="fmnist | mnist (the paper preset's models from the zoo)")
+    ap.add_argument(
+        "--dataset", type=dataset_name, default="fmnist", help="fmnist | mnist (the paper preset's models from the zoo)"
+    )
     ap.add_argument("--n", type=int, default=100, help="images in the batch (the seeded evaluation draw)")
     ap.add_argument("--seed", type=int, default=0, help="the image draw")
     ap.add_argument(

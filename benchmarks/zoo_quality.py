@@ -28,7 +28,7 @@ from _common import command_line, markdown
 
 from defbench import DefbenchError, metrics
 from defbench.classifiers.train import model_accuracy
-from defbench.datasets import CLASS_NAMES
+from defbench.datasets import class_names
 from defbench.defenses.gan_prior import PAPER_CONFIGS
 from defbench.defenses.train_prior import class_spread, latent_recovery, projection_quality
 from defbench.harness import models, zoo
@@ -169,7 +169,7 @@ def add_sample_rows(rows, ds, G, gman, clf, args, dev) -> None:
     """The smallest class share among 2000 samples of G, over ``args.draws`` seeded draws: how far one draw's
     reading (the trainer's, or the gan rows') can move by the draw alone."""
     t0 = time.time()
-    names = CLASS_NAMES.get(ds, [str(c) for c in range(10)])
+    names = class_names(ds)
     lows = []
     for k in range(args.draws):
         spread = class_spread(G, clf, 2000, torch.Generator().manual_seed(args.seed + k), dev)
@@ -194,7 +194,7 @@ def add_sample_rows(rows, ds, G, gman, clf, args, dev) -> None:
 def per_class_lines(gan_id: str, rec: dict, dataset: str, n: int) -> list[str]:
     """Per class: its share among 2000 samples of G and the accuracy on DefenseGAN projections of its test
     images (the class-by-class split of the GAN rows above)."""
-    names = CLASS_NAMES.get(dataset, [str(c) for c in range(len(rec["class_spread"]))])
+    names = class_names(dataset, len(rec["class_spread"]))
     body = []
     for c, (share, (k_n, k_ok)) in enumerate(zip(rec["class_spread"], rec["per_class"], strict=True)):
         lo, hi = metrics.wilson_interval(k_ok, k_n)

@@ -47,6 +47,13 @@ def canonical_name(name: str) -> str:
     raise DefbenchError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
 
 
+def class_names(dataset: str, classes: int = 10) -> tuple[str, ...]:
+    """What a table prints for labels 0 .. classes − 1: the class names where the dataset has them (under any
+    alias: ``fashion-mnist`` prints Fashion-MNIST's names), else the labels as digits."""
+    names = CLASS_NAMES.get(canonical_name(dataset))
+    return names[:classes] if names and classes <= len(names) else tuple(str(c) for c in range(classes))
+
+
 def home_dir() -> Path:
     """defbench's cache dir: ``$DEFBENCH_HOME`` or ``~/.cache/defbench``."""
     env = os.environ.get("DEFBENCH_HOME")

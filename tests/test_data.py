@@ -41,6 +41,18 @@ def test_aliases():
     assert D.canonical_name("CIFAR-10") == "cifar10"
 
 
+def test_class_names_under_any_alias_else_digits():
+    from defbench.datasets import CLASS_NAMES, class_names
+
+    assert class_names("Fashion-MNIST") == class_names("fmnist") == CLASS_NAMES["fmnist"]
+    assert class_names("cifar-10")[3] == "cat"
+    assert class_names("mnist") == tuple("0123456789")
+    assert class_names("fmnist", 3) == ("T-shirt", "trouser", "pullover")
+    assert class_names("imagenet", 1000)[999] == "999"  # no names stored: the labels themselves
+    with pytest.raises(DefbenchError, match="unknown dataset"):
+        class_names("svhn")
+
+
 def _write_idx(path, arr, magic):
     header = magic.to_bytes(4, "big") + b"".join(int(d).to_bytes(4, "big") for d in arr.shape)
     with gzip.open(path, "wb") as fh:

@@ -150,3 +150,14 @@ def test_digit_names_up_to_the_largest_label(lc, tmp_path):
     assert [r[0] for r in md_rows(text)[1:]] == ["U(-1, 1) draws (10,000)", "0", "1", "2", "4", "6", "all"]
     _check(md_row(text, "6"), _expected_row([i for i in idx if LABELS[i] == 6]))
     assert lc.got["classifier"][0][0] == "mnist" and lc.loaded[0][0] == "mnist"
+
+
+def test_an_alias_of_the_dataset_reads_as_its_canonical_name(lc, tmp_path):
+    """``--dataset fashion-mnist`` is Fashion-MNIST: its class names (not digits), and the zoo's fmnist models."""
+    out = tmp_path / "t.md"
+    assert lc.mod.main(["--dataset", "fashion-mnist", "--n", "60", "--out", str(out)]) == 0
+    rows = [r[0] for r in md_rows(out.read_text())[1:]]
+    assert rows == ["U(-1, 1) draws (10,000)", "T-shirt", "trouser", "pullover", "coat", "shirt", "all"]
+    assert lc.got["classifier"][0][0] == "fmnist" and lc.got["gan"][0][0] == "fmnist" and lc.loaded[0][0] == "fmnist"
+    with pytest.raises(SystemExit):  # argparse's usage error, naming the choices
+        lc.mod.main(["--dataset", "fashion", "--out", str(out)])
