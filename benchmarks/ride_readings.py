@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 import torch
-from _common import accuracy_cell, command_line, markdown, write_table
+from _common import accuracy_cell, command_line, dataset_name, markdown, write_table
 from tqdm.auto import tqdm
 
 from defbench import progress
@@ -78,12 +78,26 @@ def _write(rows, args, argv, n: int) -> None:
     write_table(lines, args.out)
 
 
+def save_names(variants: list[str]) -> dict[str, str]:
+    """The file name (without ``.pt``) each variant's purifications are saved under; refuses, before any image
+    is purified, two variants whose names would collide (labels that differ only in characters a file name
+    drops, such as ``ride[a=1,b=2]`` and ``ride[a=1;b=2]``), so that one never overwrites the other."""
+    names: dict[str, str] = {}
+    for label in variants:
+        name = re.sub(r"[^A-Za-z0-9_.=-]+", "_", label)
+        clash = next((other for other, n in names.items() if n == name), None)
+        if clash is not None:
+            raise SystemExit(f"--save: {clash!r} and {label!r} would both be saved as {name}.pt; rename one")
+        names[label] = name
+    return names
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--variants", nargs="+", default=["ride"], help="RIDE variant labels, e.g. 'ride[alpha=1]'")
     ap.add_argument("--n", type=int, default=50)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--dataset", default="mnist")
+    ap.add_argument("--dataset", type=dataset_name, default="mnist")
     ap.add_argument("--presets", nargs="+", default=["quick"], help="classifier presets; PGD attacks the first")
     ap.add_argument("--clean-only", action="store_true", help="skip PGD: purify the clean images alone")
     ap.add_argument("--save", help="folder for each variant's purified images (<variant>.pt)")
@@ -93,6 +107,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="benchmarks/results/ride_readings.md")
     args = ap.parse_args(argv)
 
+    saved_as = save_names(args.variants) if args.save else {}
     torch.manual_seed(args.seed)
     test = load_dataset(args.dataset, "test")
     x, y = test.get(test.eval_indices(args.n, args.seed))
@@ -129,8 +144,8 @@ def main(argv=None) -> int:
         out_c, out_a = (out, None) if x_adv is None else out.split(len(x))
         if args.save:
             Path(args.save).mkdir(parents=True, exist_ok=True)
-            name = re.sub(r"[^A-Za-z0-9_.=-]+", "_", label)
-            torch.save({"x": x, "y": y, "x_adv": x_adv, "clean": out_c, "adv": out_a}, Path(args.save) / f"{name}.pt")
+            saved = {"variant": label, "x": x, "y": y, "x_adv": x_adv, "clean": out_c, "adv": out_a}
+            torch.save(saved, Path(args.save) / f"{saved_as[label]}.pt")
         accs = [_acc(c, out_c, y) for c in clfs]
         rows.append(
             (

@@ -186,3 +186,27 @@ def test_a_cell_counts_the_images_back_from_the_accuracy(rr):
     p = float(np.array([True] * 15 + [False] * 7).mean())  # as defbench.metrics.accuracy computes it
     assert p * 22 < 15
     assert rr.mod._cell(p, 22) == _wilson_cell(15, 22) == "68 (47–84)"
+
+
+def test_save_refuses_two_variants_that_share_a_file_before_purifying(rr, tmp_path):
+    # "ride[alpha=0.5,x]" and "ride[alpha=0.5;x]" both sanitise to ride_alpha=0.5_x_.pt: the second would
+    # overwrite the first's hours of purifications without a word
+    args = ["--n", "4", "--clean-only", "--variants", "ride[alpha=0.5,x]", "ride[alpha=0.5;x]"]
+    with pytest.raises(SystemExit, match=r"would both be saved as ride_alpha=0\.5_x_\.pt"):
+        rr.mod.main(args + ["--save", str(tmp_path / "s"), "--out", str(tmp_path / "t.md")])
+    assert rr.log.purify == [] and not (tmp_path / "s").exists()
+
+
+def test_save_keeps_distinct_variants_apart_and_names_them(rr, tmp_path):
+    rr.log.clock = iter([0.0, 1.0, 1.0, 2.0])
+    save = tmp_path / "s"
+    args = ["--n", "4", "--clean-only", "--variants", "ride[alpha=0.5]", "ride[alpha=0.25]", "--save", str(save)]
+    assert rr.mod.main(args + ["--out", str(tmp_path / "t.md")]) == 0
+    xt, _ = rr.set.get(rr.set.eval_indices(4, 0))
+    for label, a in (("ride[alpha=0.5]", 0.5), ("ride[alpha=0.25]", 0.25)):
+        saved = torch.load(save / f"{re.sub(r'[^A-Za-z0-9_.=-]+', '_', label)}.pt")
+        assert saved["variant"] == label and torch.allclose(saved["clean"], a * xt + (1 - a) * C)
+    # with no --save, the same labels are no error (nothing is written)
+    rr.log.clock = iter([0.0, 1.0, 1.0, 2.0])
+    args = ["--n", "4", "--clean-only", "--variants", "ride[alpha=0.5,x]", "ride[alpha=0.5;x]"]
+    assert rr.mod.main(args + ["--out", str(tmp_path / "u.md")]) == 0
