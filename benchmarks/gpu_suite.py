@@ -269,11 +269,12 @@ class Suite:
         """RIDE Table 2's MNIST BPDA cell at n = 100 (issue "RIDE that works as published"): 10 PGD steps, each a
         purification of the attacked batch, plus the final one, per EOT draw; the time follows from the batched
         RIDE rate just measured (the classifier's share is negligible beside 10,000 RIDE iterations). Measured
-        at a step scale s the rate is for s x the iterations, so the estimate divides by s."""
+        at a step scale the rate is for the iterations that scale ran (s x K, but never under 5), so the estimate
+        scales it by their share of the paper's K."""
         rate = [r.images_per_s for r in rows if r.defense == "ride" and r.mode.startswith("batched") and r.images_per_s]
         if not rate:
             return
-        per_s = rate[0] * self.s.scale  # purifications per second at the paper's K
+        per_s = rate[0] * tp.ride_iterations(self.s.scale) / tp.RIDE_K  # purifications per second at the paper's K
         for eot, why in ((1, "the paper's protocol"), (10, "defbench's default for randomized defenses")):
             purifications = RIDE_BPDA_N * (RIDE_BPDA_STEPS * eot + 1)
             self.add(

@@ -126,6 +126,16 @@ def warm_up(bench: Bench) -> None:
     sync(bench.device)
 
 
+#: RIDE's K (iterations per checkpoint) at the paper's readings, which ``--scale`` shrinks
+RIDE_K = RIDEConfig.for_dataset("fmnist").iterations
+
+
+def ride_iterations(scale: float) -> int:
+    """RIDE's K at a step scale: scale x the paper's, rounded, and never under 5 (so at scales under 5 / K the
+    run's K is *more* than scale x K: a rate measured there is for ride_iterations(scale) / K of the work)."""
+    return max(5, round(RIDE_K * scale))
+
+
 def scaled_gan_cfg(name: str, scale: float) -> ProjectionConfig:
     cfg = PAPER_CONFIGS[name]
     cfg = cfg.with_(latent_steps=max(1, round(cfg.latent_steps * scale)))
@@ -254,7 +264,7 @@ def measure_defense(
                 add(f"batched, chunk {c} latents", [lambda dd=dd: dd.purify(x, seed=0)], steps, fpi, c)
     elif name == "ride":
         # the paper's readings: K iterations per checkpoint, T checkpoints, the supplement's MNIST network
-        rcfg = RIDEConfig.for_dataset("fmnist", iterations=max(5, round(2000 * scale)))
+        rcfg = RIDEConfig.for_dataset("fmnist", iterations=ride_iterations(scale))
         r = RIDE(rcfg, shape=SHAPE, device=dev)
         note = f"K={rcfg.iterations} x T={rcfg.checkpoints}, {rcfg.arch} net"
         add("batched (grouped conv)", [lambda: r.purify(x, seed=0)], note)

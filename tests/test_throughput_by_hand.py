@@ -453,6 +453,32 @@ def test_throughput_stage_rows_ratios_and_ride_estimate_by_hand(gs, monkeypatch,
         assert float(est.value) == pytest.approx(100 * (10 * eot + 1) / 0.005 / 60, abs=0.05)
 
 
+def test_ride_estimate_counts_the_iterations_the_scale_ran(gs, monkeypatch, tmp_path):
+    """Under x0.0025 the run's K stays at 5 (not scale x 2000): at x0.0005 the measured 0.5 img/s is for 5 of the
+    paper's 2000 iterations, i.e. 0.5 x 5 / 2000 img/s at the paper's K, not 0.5 x 0.0005."""
+    tp = gs.tp
+    assert (tp.RIDE_K, tp.ride_iterations(0.01), tp.ride_iterations(0.0005), tp.ride_iterations(0.0)) == (
+        2000,
+        20,
+        5,
+        5,
+    )
+    canned = [tp.Row("ride", "batched (grouped conv)", 5, 10.0, "K")]
+    monkeypatch.setattr(tp, "make_bench", lambda images, device: types.SimpleNamespace(G=None, x=torch.zeros(1)))
+    monkeypatch.setattr(tp, "warm_up", lambda bench: None)
+    monkeypatch.setattr(tp, "gemm_peak", lambda device: (16e9, "mm"))
+    monkeypatch.setattr(tp, "step_flops", lambda engine, cfg, y: (52.6e6, 0.0))
+    monkeypatch.setattr(tp, "ProjectionEngine", lambda G: None)
+    monkeypatch.setattr(tp, "measure_defense", lambda name, *a, **k: canned if name == "ride" else [])
+    settings = gs.Settings(images=3, loop_images=2, ride_images=5, ride_loop_images=1, scale=0.0005, repeats=1)
+    s, _ = suite(gs, monkeypatch, tmp_path, budget=100.0, settings=settings)
+    s.stage_throughput()
+    rows = {r.measurement: r for r in s.rows}
+    for eot in (1, 10):
+        est = rows[f"ride: Table 2 MNIST BPDA, n = 100, EOT {eot} (estimate)"]
+        assert float(est.value) == pytest.approx(100 * (10 * eot + 1) / (0.5 * 5 / 2000) / 60, abs=0.05)
+
+
 def test_cpu_runs_the_smoke_settings_in_a_temporary_folder(gs, monkeypatch, tmp_path, capsys):
     made = []
 
