@@ -57,12 +57,22 @@ class GANRecipe:
     #: PacGAN packing (Lin et al., NeurIPS 2018): D judges ``pack`` images at once, stacked along channels, and
     #: so sees a batch's lack of variety; 1 = off. A packed D cannot score one image, so Cowboy cannot use it
     pack: int = 1
+    #: oversampling of one class of the training images: each of its images enters an epoch's pool
+    #: ``oversample_weight`` times (a whole number; 1 = off), the pool is shuffled and an epoch takes its first
+    #: images, so that class's share of the batches grows about that many times (labels used, where GAN training
+    #: otherwise uses none; an experiment on class coverage, docs/MODELS.md, off in every preset)
+    oversample_class: int = -1
+    oversample_weight: int = 1
 
     def __post_init__(self):  # here, not in gan_recipe: train_gan takes recipes built directly too
         if self.loss not in ("bce", "hinge"):
             raise DefbenchError(f"unknown GAN loss {self.loss!r}; choose bce or hinge")
         if self.pack < 1 or self.batch_size % self.pack:
             raise DefbenchError(f"pack must be >= 1 and divide the batch size {self.batch_size}; got {self.pack}")
+        if not (isinstance(self.oversample_weight, int) and self.oversample_weight >= 1):
+            raise DefbenchError(f"oversample_weight must be a whole number >= 1; got {self.oversample_weight!r}")
+        if self.oversample_weight > 1 and not (isinstance(self.oversample_class, int) and self.oversample_class >= 0):
+            raise DefbenchError(f"oversample_weight {self.oversample_weight} needs oversample_class, a label >= 0")
 
 
 GAN_RECIPES = {
@@ -184,6 +194,17 @@ def training_split(n_train: int, recipe: GANRecipe, seed: int) -> tuple[torch.Te
     return selection_split(n_train, recipe, torch.Generator().manual_seed(seed))
 
 
+def oversampled_pool(subset: torch.Tensor, labels: torch.Tensor, recipe: GANRecipe) -> torch.Tensor:
+    """The training indices an epoch draws from: ``subset``, with each image of ``recipe.oversample_class``
+    appended ``oversample_weight − 1`` more times (``subset`` itself when off)."""
+    if recipe.oversample_weight == 1:
+        return subset
+    extra = subset[labels[subset] == recipe.oversample_class]
+    if len(extra) == 0:
+        raise DefbenchError(f"oversample_class {recipe.oversample_class}: no training image has that label")
+    return torch.cat([subset, extra.repeat(recipe.oversample_weight - 1)])
+
+
 def train_gan(
     dataset: str,
     train: ImageData,
@@ -207,6 +228,7 @@ def train_gan(
     opt_d = torch.optim.Adam(D.parameters(), lr=recipe.lr_d, betas=(0.5, 0.999))
     eval_idx, subset = selection_split(len(train), recipe, gen)
     n_sub = len(subset)
+    pool = oversampled_pool(subset, train.labels, recipe)
     per_epoch = max(recipe.batch_size, int(n_sub * recipe.epoch_fraction))
     eval_cfg = ProjectionConfig(latent_steps=recipe.eval_steps, restarts=recipe.eval_restarts)
     steps_per_epoch = per_epoch // recipe.batch_size
@@ -218,7 +240,7 @@ def train_gan(
     step = 0
     for epoch in range(recipe.epochs):
         G.train(), D.train()
-        order = subset[torch.randperm(n_sub, generator=gen)[:per_epoch]]
+        order = pool[torch.randperm(len(pool), generator=gen)[:per_epoch]]
         for x, _ in train.batches(recipe.batch_size, indices=order):
             if len(x) < recipe.batch_size or step >= total:
                 break

@@ -341,6 +341,51 @@ def test_gan_recipe_rejects_unknown_loss_and_bad_pack(override):
         GANRecipe(epochs=1, **override)
 
 
+@pytest.mark.parametrize(
+    "override",
+    [{"oversample_weight": 0}, {"oversample_weight": 2.5}, {"oversample_weight": 2}, {"oversample_class": 1.5}],
+)
+def test_gan_recipe_rejects_bad_oversampling(override):
+    bad = {**override, "oversample_weight": override.get("oversample_weight", 2)}
+    with pytest.raises(DefbenchError, match="oversample"):
+        GANRecipe(epochs=1, **bad)
+    GANRecipe(epochs=1, oversample_class=1)  # weight 1: off, whatever the class
+
+
+def test_oversampled_pool_repeats_one_class_and_is_the_subset_when_off():
+    from defbench.defenses.train_prior import oversampled_pool
+
+    labels = torch.tensor([0, 1, 2, 1, 0, 1, 2, 2])
+    subset = torch.tensor([6, 1, 0, 3, 5])  # labels 2, 1, 0, 1, 1
+    assert oversampled_pool(subset, labels, GANRecipe(epochs=1)) is subset
+    pool = oversampled_pool(subset, labels, GANRecipe(epochs=1, oversample_class=1, oversample_weight=3))
+    assert pool[:5].tolist() == subset.tolist()  # the subset first: an epoch's draw from it is unchanged in kind
+    assert sorted(pool.tolist()) == [0, 1, 1, 1, 3, 3, 3, 5, 5, 5, 6]  # class 1's three images three times each
+    with pytest.raises(DefbenchError, match="no training image"):
+        oversampled_pool(subset, labels, GANRecipe(epochs=1, oversample_class=7, oversample_weight=2))
+
+
+def test_oversampling_grows_the_class_share_of_the_batches(fmnist, tiny_classifier, monkeypatch):
+    """The images train_gan batches: about 10% trousers as the split has them, about 3 / 12 = 25% at weight 3, in
+    batches of the same count; at weight 1 the very images of the default recipe."""
+    train, _ = fmnist
+    model, _ = tiny_classifier
+    seen, orig = [], type(train).batches
+
+    def batches(self, batch_size, indices=None):
+        seen.append(indices.clone())
+        return orig(self, batch_size, indices=indices)
+
+    monkeypatch.setattr(type(train), "batches", batches)
+    for kw in ({}, {"oversample_class": 1, "oversample_weight": 1}, {"oversample_class": 1, "oversample_weight": 3}):
+        recipe = GANRecipe(epochs=1, epoch_fraction=0.2, eval_images=10, eval_restarts=1, eval_steps=1, **kw)
+        train_gan("fmnist", train, model, recipe, seed=0, device=torch.device("cpu"), progress=False, max_steps=1)
+    plain, off, on = (idx for idx in seen if len(idx) > 1000)  # the epochs' orders (not any validation batches)
+    assert torch.equal(plain, off) and len(on) == len(plain)
+    share = lambda idx: float((train.labels[idx] == 1).float().mean())  # noqa: E731
+    assert abs(share(plain) - 0.1) < 0.03 and abs(share(on) - 0.25) < 0.03
+
+
 def test_cowboy_refuses_a_packed_discriminator():
     """Cowboy's λ_adv term scores each candidate image with D; a packed D cannot, so it errors (and a plain D
     projects)."""
