@@ -102,6 +102,19 @@ class UniversalFGSM(_Universal):
         return self.params["alpha"] * (x_adv - xs).mean(0, keepdim=True)
 
 
+class _InRange(nn.Module):
+    """``model`` on its input clipped to [0, 1]. ART's search scores x + ν unclipped, where the attack presents
+    clip(x + ν); a purification refuses pixels out of range (and a bare classifier would be scored on images that
+    never reach it), so the fit sees what the attack will hand the model."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return self.model(x.clamp(0, 1))
+
+
 class UniversalART(_Universal):
     name = "universal-art"
     family = "universal-art"
@@ -132,7 +145,7 @@ class UniversalART(_Universal):
         n = self.params["fit_images"]
         xs = x[:n].cpu().numpy().astype(np.float32)
         clf = PyTorchClassifier(
-            model=model,
+            model=_InRange(model),
             loss=torch.nn.CrossEntropyLoss(),
             input_shape=tuple(x.shape[1:]),
             nb_classes=int(model(x[:1]).shape[1]),

@@ -38,8 +38,9 @@ SCHEMA_VERSION = 2
 #: name): a store resumed by newer code recomputes its cells. ``tests/test_results_version.py`` keeps the numbers
 #: a few small cells give at this version and fails when they change while it stays the same. 1: the cells
 #: stored before this number existed; 2: since 2026-12-06; 3: since 2026-12-06, a universal perturbation is
-#: fitted on its own number of images at every batch size (a batch smaller than that fitted on the batch).
-RESULTS_VERSION = 3
+#: fitted on its own number of images at every batch size (a batch smaller than that fitted on the batch); 4: since
+#: 2026-12-07, universal-art's search scores clip(x + ν), the images the attack presents, not x + ν unclipped.
+RESULTS_VERSION = 4
 DB_NAME = "defbench.sqlite"
 
 _COLUMNS = """
