@@ -363,7 +363,6 @@ class MatrixRunner:
         self.test = load_dataset(spec.dataset, "test", spec.data_root)
         if spec.n > len(self.test):
             raise DefbenchError(f"--n {spec.n} is larger than the {spec.dataset} test set ({len(self.test)} images)")
-        self.store = store or Store(spec.out)  # created once the input is known good: nothing half-written
         #: name, distribution, version and config() of a plugin classifier (part of every cell's key); None else
         self.classifier_plugin: dict[str, Any] | None = None
         if classifier is not None:  # the caller's module, with features/head, on the run's device, in eval mode
@@ -371,10 +370,12 @@ class MatrixRunner:
             cman = {"id": f"user-{type(getattr(classifier, 'model', classifier)).__name__}"}
             probe_classifier(classifier, spec.dataset, f"the classifier handed in ({cman['id']})")
             cman["sha256"] = user_model_sha256(classifier)  # weights, plain attributes and its classes' code
-        elif spec.classifier != ZOO:
+        elif spec.classifier != ZOO:  # a plugin that refuses the dataset or fails to load does so before the store
             self.classifier, self.classifier_plugin = load_plugin(spec.classifier, spec.dataset, self.device)
             cman = {"id": spec.classifier, "sha256": weights_sha256(self.classifier)}
-        else:
+        # created once the input is known good (nothing half-written), and before a zoo model trains (minutes)
+        self.store = store or Store(spec.out)
+        if classifier is None and spec.classifier == ZOO:
             self.classifier, cman = get_classifier(
                 spec.dataset, spec.preset, self.device, spec.data_root, progress=spec.progress
             )

@@ -299,5 +299,6 @@ def test_classifier_plugin_errors_are_one_line(args, message, fmnist, monkeypatc
     assert main(argv + ["--out", str(tmp_path / "o")] + args) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err
+    assert not (tmp_path / "o").exists()  # refused before the store: nothing written (docs/RELIABILITY.md)
     if "plugin" in err:
         assert "(distribution my-classifiers 0.1)" in err
