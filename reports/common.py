@@ -185,18 +185,29 @@ def batch_spread_notes(named_rows: Iterable[tuple[str, Row]]) -> list[str]:
     batches differ at most, which a binomial interval over the images does not show; or, when every cell of it
     is one batch, that this spread is not measured."""
     widest: dict[str, tuple[float, int]] = {}
+    sizes: dict[str, set[int]] = {}
     for name, r in named_rows:
         per_batch = batch_accuracies(r)
         if per_batch:
             spread = (max(per_batch) - min(per_batch), len(per_batch))
             widest[name] = max(widest.get(name, (0.0, 0)), spread, key=lambda t: (t[1] > 1, t[0]))
-    head = "batch-coupled (one learned surrogate per purified batch), so the images of a batch are not independent"
+            sizes.setdefault(name, set()).add(int(r["extra"]["batch_size"]))
+
+    def head(d: str) -> str:
+        # the batch size is part of the defense: the surrogate is fitted to the batch (the same images score
+        # differently in a batch of 20 and of 100), so the note names it
+        b = " or ".join(str(s) for s in sorted(sizes[d]))
+        return (
+            f"batch-coupled (one learned surrogate per purified batch, here of {b} images), so the images of a "
+            "batch are not independent and a cell depends on the batch size"
+        )
+
     return [
-        f"{d}: {head}: within one cell its {k} batches' accuracies differ by up to {100 * w:.0f} points; that "
+        f"{d}: {head(d)}: within one cell its {k} batches' accuracies differ by up to {100 * w:.0f} points; that "
         "spread, not a binomial interval over the images, says how far a cell can move."
         if k > 1
-        else f"{d}: {head}, and each of its cells is one batch: how far another batch (another surrogate fit) would "
-        "move a cell is not measured, and a binomial interval over the images understates it."
+        else f"{d}: {head(d)}, and each of its cells is one batch: how far another batch (another surrogate fit) "
+        "would move a cell is not measured, and a binomial interval over the images understates it."
         for d, (w, k) in widest.items()
     ]
 

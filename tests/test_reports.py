@@ -205,6 +205,10 @@ def test_batch_coupled_cells_note_the_spread_between_their_batches():
     assert any(
         "mimicgan: batch-coupled" in n and "its 2 batches' accuracies differ by up to 80 points" in n for n in notes
     )
+    # the batch size is part of what a coupled cell measured (the surrogate is fitted to the batch): named
+    assert any("per purified batch, here of 5 images" in n for n in notes)
+    mixed = [rows[0], make_row(frac(4), defense="mimicgan", attack="fgsm", extra={**coupled, "batch_size": 2})]
+    assert any("here of 2 or 5 images" in n for n in robust_accuracy_table(mixed).attrs["notes"])
     independent = [make_row(frac(10)), make_row([1, 1, 1, 1, 1, 1, 0, 0, 0, 0], attack="pgd", extra={"batch_size": 5})]
     one_batch = [
         make_row(frac(5, 5), defense="mimicgan", extra=coupled),
