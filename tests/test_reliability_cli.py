@@ -589,3 +589,28 @@ def test_failed_cells_exit_1_and_bad_input_2(monkeypatch, tmp_path, capsys):
     assert err.count("\n") == 1 and "failed: RuntimeError: boom" in err
     monkeypatch.setattr(papers, "run_table", lambda *a, **k: (_ for _ in ()).throw(DefbenchError("bad input")))
     assert main(argv) == 2
+
+
+def test_every_option_with_a_default_says_it_in_its_help():
+    """`--help` explains: an option that takes a value when not given (a name, a number, a preset) says which,
+    so a user reads `--preset` as paper, not as nothing. Flags (False), unset options (None) and repeatable ones
+    (empty lists) have nothing to state."""
+    import argparse
+
+    from defbench.cli import build_parser
+
+    def options(parser, path):
+        for a in parser._actions:
+            if isinstance(a, argparse._SubParsersAction):
+                for name, sub in a.choices.items():
+                    yield from options(sub, [*path, name])
+            elif a.option_strings and a.help not in (None, argparse.SUPPRESS):
+                yield " ".join(path), a
+
+    silent = [
+        f"{cmd} {a.option_strings[-1]} (default {a.default!r})"
+        for cmd, a in options(build_parser(), [])
+        if a.default not in (None, False, [], argparse.SUPPRESS) and "default" not in a.help
+    ]
+    assert not silent, silent
+    assert len(list(options(build_parser(), []))) > 40  # the walk reaches the subcommands' options

@@ -60,14 +60,14 @@ def add_parser(sub) -> None:
         "--defense",
         default="mimicgan",
         help=f"NAME, a,b or all; one of: {', '.join(DEFENSES)}; a variant fixes options in its name, "
-        "e.g. 'defensegan[restarts=1,latent_steps=50]' or 'mimicgan[gan=sub80-s1]' (a GAN replica)",
+        "e.g. 'defensegan[restarts=1,latent_steps=50]' or 'mimicgan[gan=sub80-s1]' (a GAN replica); default mimicgan",
     )
     mp.add_argument("--dataset", default="fmnist", help="fmnist (default) | mnist | cifar10 | imagenet")
     add_classifier(mp)
     mp.add_argument(
         "--attacks",
         default="all",
-        help=f"all (= {','.join(DEFAULT_ATTACKS)}), a comma list incl. plugins, or none (clean only)",
+        help=f"all (the default: {','.join(DEFAULT_ATTACKS)}), a comma list incl. plugins, or none (clean only)",
     )
     mp.add_argument("--threat", default="graybox", help=f"comma list of: {', '.join(THREATS)} (default graybox)")
     mp.add_argument(
@@ -82,7 +82,7 @@ def add_parser(sub) -> None:
         type=count_type("seeds"),
         default=1,
         help="number of seeds (seed, seed+1, ...); each seed draws its own n test images and seeds the attacks' "
-        "and defenses' randomness; tables give mean ± std over them",
+        "and defenses' randomness; tables give mean ± std over them (default 1)",
     )
     mp.add_argument(
         "--batch-size",
@@ -90,7 +90,7 @@ def add_parser(sub) -> None:
         default=100,
         help="images attacked and purified together (default 100)",
     )
-    mp.add_argument("--preset", default="paper", help="paper (the papers' settings) | quick (smoke budgets)")
+    mp.add_argument("--preset", default="paper", help="paper (the papers' settings; default) | quick (smoke budgets)")
     mp.add_argument(
         "--eot",
         type=count_type("eot"),

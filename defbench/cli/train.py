@@ -16,7 +16,9 @@ def add_parsers(sub) -> None:
     tr = sub.add_parser("train", help="train a classifier, GAN prior or InvGAN encoder into the model zoo")
     tr.add_argument("kind", choices=("classifier", "gan", "encoder"), help="what to train")
     tr.add_argument("--dataset", required=True, help=f"one of: {', '.join(DATASETS)}")
-    tr.add_argument("--preset", default="paper", help="quick (minutes on 2 CPU cores) | paper (the papers' budgets)")
+    tr.add_argument(
+        "--preset", default="paper", help="quick (minutes on 2 CPU cores) | paper (the papers' budgets; default)"
+    )
     tr.add_argument(
         "--epochs", type=count_type("epochs"), default=None, help="override the preset's epochs (classifier, gan)"
     )
@@ -27,7 +29,7 @@ def add_parsers(sub) -> None:
         "--subset-fraction",
         type=fraction_type,
         default=1.0,
-        help="GAN only: train on a random fraction of the training set (MimicGAN: 0.8)",
+        help="GAN only: train on a random fraction of the training set (default 1.0; MimicGAN: 0.8)",
     )
     tr.add_argument("--holdout-class", type=int, default=None, help="GAN (or its encoder): leave this class out")
     tr.add_argument("--force", action="store_true", help="retrain even if the zoo has the model")
