@@ -277,21 +277,28 @@ def perturb(attack: Attack, model: nn.Module, x: torch.Tensor, y: torch.Tensor) 
     return settle_output(attack, x, x_adv, found)
 
 
+#: the largest step, query or image count an attack takes: pgd:steps=1e9 is a typo that would run for weeks,
+#: refused at once as the command line's own counts are (cli/options.LIMITS)
+MAX_COUNT = 1_000_000
+
+
 def check_positive(
     attack: Attack, key: str, *, whole: bool = False, most: float | None = None, zero: bool = False
 ) -> None:
     """Refuse ``attack.params[key]`` (a DefbenchError naming the attack) unless it is a finite number > 0 (>= 0
-    with ``zero``), not a bool: a whole number >= 1 with ``whole`` (a step count; >= 0 with ``zero`` too, e.g. a
-    seed; a whole float becomes an int), at most ``most`` where given. None passes for an option whose default is
-    None (derived from ε or the dataset, or drawn)."""
+    with ``zero``), not a bool: a whole number >= 1 with ``whole`` (a step count, at most :data:`MAX_COUNT`; >= 0
+    with ``zero`` too, e.g. a seed, below 2**32; a whole float becomes an int), at most ``most`` where given. None
+    passes for an option whose default is None (derived from ε or the dataset, or drawn)."""
     v = attack.params[key]
     if v is None and attack.defaults.get(key) is None:
         return
     number = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
     if whole:
-        least = 0 if zero else 1
+        least, top = (0, 2**32 - 1) if zero else (1, MAX_COUNT)
         if not (number and float(v).is_integer() and v >= least):
             raise DefbenchError(f"{attack.who}: {key} must be a whole number >= {least}, got {v!r}")
+        if v > top:
+            raise DefbenchError(f"{attack.who}: {key} must be at most {top:,}, got {v!r}")
         attack.params[key] = int(v)
     elif not (number and (v >= 0 if zero else v > 0) and v <= (math.inf if most is None else most)):
         if most is not None:

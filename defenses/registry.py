@@ -97,6 +97,8 @@ def split_variant(label: str) -> tuple[str, dict[str, Any]]:
         if "=" not in pair:
             raise DefbenchError(f"defense variant {label!r}: option {pair!r} must look like key=value")
         k, v = pair.split("=", 1)
+        if k.strip() in opts:  # the last would win silently, as a variant is meant to fix each option once
+            raise DefbenchError(f"defense variant {label!r} sets {k.strip()} twice; give it once")
         opts[k.strip()] = _value(v.strip())
     return _base_name(base), opts
 
@@ -149,15 +151,23 @@ def _type_ok(value: Any, want: Any) -> tuple[bool, str]:
     return True, ""
 
 
+#: the largest whole-number option (a step, restart or iteration count) a defense is built with: 10**9 iterations
+#: is a typo that would run for weeks, refused at once as the command line's own counts are (cli/options.LIMITS)
+MAX_COUNT = 1_000_000
+
+
 def _check_types(overrides: dict[str, Any], types: dict[str, Any], name: str) -> dict[str, Any]:
     """The overrides, each of its declared type (``types``: the option's annotations), an int given for a float
     as that float (weight=1 and weight=1.0 are one setting, one config and one cell key); a one-line error naming
-    the defense, the option, the value and the expected type for the first option of another type."""
+    the defense, the option, the value and the expected type for the first option of another type, or for a
+    whole number past :data:`MAX_COUNT`."""
     out = {}
     for k, v in overrides.items():
         ok, want = _type_ok(v, types.get(k))
         if not ok:
             raise DefbenchError(f"defense {name}: option {k}={v!r} ({type(v).__name__}) must be {want}")
+        if types.get(k) is int and v > MAX_COUNT:
+            raise DefbenchError(f"defense {name}: option {k}={v!r} must be at most {MAX_COUNT:,}")
         out[k] = float(v) if types.get(k) is float else v
     return out
 

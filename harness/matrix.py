@@ -139,6 +139,20 @@ def _deterministic_on(device: torch.device) -> bool:
     return device.type != "cuda" or cuda_kernels_deterministic()
 
 
+def threat_applies(base: str, threat: str, own_reparam: Callable[[], bool] = lambda: False) -> bool:
+    """Whether a defense (its base name) gets cells under ``threat``: gan-aware attacks a GAN prior's latent;
+    bpda on the undefended classifier would be the gray-box attack again; reparam needs the GAN defenses' G and I,
+    gives the undefended classifier's reference, or a user's or plugin's defense's own ``reparameterize()``
+    (``own_reparam``, asked only then: it may build the defense)."""
+    if threat == "gan-aware":
+        return base in GAN_DEFENSES
+    if threat == "bpda":
+        return base != "none"
+    if threat == "reparam":
+        return base in GAN_DEFENSES or base == "none" or own_reparam()
+    return True
+
+
 def check_used(
     threats: list[str], attacks: list[str], eot: Any, eps: Any, api: bool = False, table: dict | None = None
 ) -> None:
@@ -457,12 +471,8 @@ class MatrixRunner:
                 out.append(Cell(seed, d, "none", None))
                 b = d if d in self.spec.external_defenses else base_name(d)
                 for t in self.spec.threats:
-                    if t == "gan-aware" and b not in GAN_DEFENSES:
+                    if not threat_applies(b, t, lambda d=d: self._own_reparam(d)):
                         continue
-                    if t == "bpda" and b == "none":
-                        continue  # identical to gray-box
-                    if t == "reparam" and b not in GAN_DEFENSES and b != "none" and not self._own_reparam(d):
-                        continue  # a user's or plugin's defense with its own reparameterize() keeps its cells
                     for a in self.spec.attacks:
                         out.append(Cell(seed, d, t, a))
         return out

@@ -206,7 +206,10 @@ def parse_threat_n(opts: list[str]) -> dict[str, int]:
                 if v < 1
                 else f"--n-threat {t.strip()}={v}: at most {LIMITS['n-threat']} images"
             )
-        out[t.strip().lower()] = v
+        t = t.strip().lower()
+        if out.get(t, v) != v:  # the last would win silently
+            raise DefbenchError(f"--n-threat sets {t} twice ({out[t]} and {v}); give it once")
+        out[t] = v
     return out
 
 
