@@ -15,10 +15,11 @@ so two different models never share cells.
 from __future__ import annotations
 
 import inspect
-import numbers
 import math
+import numbers
+import os
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -33,10 +34,12 @@ from defbench.attacks.registry import check_option, get_attack
 from defbench.attacks.threats import check_threat
 from defbench.classifiers.registry import check_name as check_classifier
 from defbench.defenses.base import Defense
+from defbench.defenses.registry import check_name as check_defense
 from defbench.harness.matrix import AttackSpec, MatrixRunner, MatrixSpec, check_used
 from defbench.harness.models import PRESETS
 from defbench.harness.identity import code_sha256 as _code_sha256
 from defbench.harness.store import Store
+from defbench.limits import LIMITS, MAX_SEED, check_eps, shown, whole_number
 from defbench.reports.common import accuracy, undefended_accuracy
 from defbench.seeding import kept_random_state, resolve_device
 
@@ -99,7 +102,7 @@ def _qualname(obj) -> str:
 def _as_defense(d, i: int) -> tuple[str, Defense | None]:
     """(label, object) of one defense argument; object None for a registered name."""
     if isinstance(d, str):
-        return d, None
+        return check_defense(d), None
     if not isinstance(d, Defense):
         d = CallableDefense(d)
     label = str(getattr(d, "name", "") or f"defense{i}")
@@ -124,10 +127,116 @@ def _eps_list(eps: Any) -> list[float | None]:
             e = e.item()
         if isinstance(e, bool) or not isinstance(e, (numbers.Real, np.number)):
             raise DefbenchError(f"eps must be a number or a sequence of numbers, got {e!r} in it")
-        out.append(float(e))
+        out.append(check_eps(float(e), "eps"))
     if not out:
         raise DefbenchError("eps is empty: give a number, a sequence of numbers, or None for each attack's default")
+    return list(dict.fromkeys(out))  # each budget once, as --eps: a repeated one would run its cells twice
+
+
+def _count(value: Any, name: str, optional: bool = False) -> int | None:
+    """Count argument ``name`` (n, batch_size, eot, eval_repeats) as an int in [1, the CLI's limit of it] (None
+    stays None where ``optional``); a float (even 2.0), a bool or a str is refused, as on the command line."""
+    if value is None and optional:
+        return None
+    try:
+        return whole_number(value, 1, LIMITS[name.replace("_", "-")])
+    except ValueError as exc:
+        raise DefbenchError(f"{name} {exc}") from None
+
+
+def _seed_list(seeds: Any) -> tuple[int, ...]:
+    """``seeds`` as the seeds themselves: a count K means 0, ..., K-1; a sequence gives distinct seeds, each a
+    whole number in [0, MAX_SEED] (a str is refused, not read as a sequence of characters)."""
+    try:
+        if isinstance(seeds, (str, bytes, Mapping)):
+            raise ValueError
+        if isinstance(seeds, Iterable):
+            out = tuple(whole_number(s, 0, MAX_SEED) for s in seeds)
+        else:
+            out = tuple(range(whole_number(seeds, 1, LIMITS["seeds"])))
+    except ValueError:
+        out = ()
+    if not 1 <= len(out) <= LIMITS["seeds"] or len(set(out)) != len(out):
+        raise DefbenchError(
+            f"seeds must be a count >= 1 or distinct seeds (whole numbers in [0, {MAX_SEED}], at most "
+            f"{LIMITS['seeds']} of them), got {shown(seeds)}"
+        )
     return out
+
+
+def _check_path(value: Any, name: str) -> Any:
+    if value is not None and not isinstance(value, (str, os.PathLike)):
+        raise DefbenchError(f"{name} must be a directory (a str or pathlib.Path) or None, got {type(value).__name__}")
+    return value
+
+
+def _defenses(defense: Any, baseline: bool) -> tuple[list[str], dict[str, Defense]]:
+    """The run's defense labels, each once (as ``--defense``), the undefended ``none`` first with ``baseline``,
+    and the defense objects by label."""
+    items = [] if defense is None else list(defense) if isinstance(defense, (list, tuple)) else [defense]
+    labels, objects = [], {}
+    for i, d in enumerate(items):
+        label, obj = _as_defense(d, i)
+        if obj is not None:
+            if label in objects and objects[label] is not obj:
+                raise DefbenchError(f"two defenses are both named {label[5:]!r}; give them different names")
+            objects[label] = obj
+        labels.append(label)
+    labels = list(dict.fromkeys(labels))  # a defense given twice would run each of its cells twice
+    if baseline and "none" not in labels:
+        labels.insert(0, "none")
+    if not labels:
+        raise DefbenchError("no defense to evaluate: pass a defense or baseline=True")
+    return labels, objects
+
+
+def _attack_specs(
+    dataset: str, attacks: Any, threats: Any, eps: Any, eot: int | None, attack_params: Any
+) -> tuple[tuple[AttackSpec, ...], tuple[str, ...]]:
+    """The run's attacks, each at every budget of ``eps`` when bounded, with their ``attack_params``, and its
+    threats: checked as ``defbench matrix`` checks them, names case-insensitive and each attack, budget and
+    threat once (a repeated one would run its cells twice)."""
+    attacks = [attacks] if isinstance(attacks, str) else list(attacks)  # "fgsm" is one attack, not 'f', 'g', ...
+    threats = [threats] if isinstance(threats, str) else list(threats)
+    for a in attacks:
+        if not isinstance(a, str):
+            raise DefbenchError(
+                f"attacks takes attack names, got a {type(a).__name__}; an attack of your own is a plugin, "
+                "registered under a name (docs/PLUGINS.md)"
+            )
+    if attack_params is not None and not isinstance(attack_params, Mapping):
+        raise DefbenchError(
+            f"attack_params must be a dict {{attack: {{option: value}}}}, got {type(attack_params).__name__}"
+        )
+    attacks = list(dict.fromkeys(a.strip().lower() for a in attacks))
+    eps_list = _eps_list(eps)
+    threats = list(dict.fromkeys(check_threat(t) for t in threats))  # as the run reads them (BPDA is bpda)
+    table = available_attacks()
+    for a in attacks:
+        if a not in table:
+            raise ATTACK_PLUGINS.unknown(a, table)
+    check_used(threats, attacks, eot, eps, api=True, table=table)
+    # attack_params are checked as --attack-opt checks them; ε goes to bounded attacks only (the others ignore it)
+    params: dict[str, dict[str, Any]] = {}
+    for given, opts in (attack_params or {}).items():
+        a = str(given).strip().lower()
+        if a not in attacks:
+            raise DefbenchError(
+                f"attack_params names attack {given!r}, which is not in attacks ({', '.join(attacks) or 'none'}); "
+                "add it to attacks or drop its options"
+            )
+        if a in params:
+            raise DefbenchError(f"attack_params names attack {a} twice (as {given!r} too); give its options once")
+        if not isinstance(opts, dict):
+            raise DefbenchError(f"attack_params[{given!r}] must be a dict {{option: value}}, not {type(opts).__name__}")
+        params[a] = {k: check_option(a, k, v, f"attack_params[{given!r}][{k!r}]") for k, v in opts.items()}
+        get_attack(a, dataset, **params[a])  # the attack's own checks (a positive step size, ...), before any work
+    specs = tuple(
+        AttackSpec(a, e, tuple(sorted(params.get(a, {}).items())))
+        for a in attacks
+        for e in (eps_list if getattr(table.get(a), "bounded", True) else [None])
+    )
+    return specs, tuple(threats)
 
 
 def evaluate(
@@ -144,9 +253,9 @@ def evaluate(
     eval_repeats: int | None = None,
     batch_size: int = 100,
     preset: str = "paper",
-    store: str | None = None,
-    device: str = "auto",
-    data_root: str | None = None,
+    store: str | os.PathLike | None = None,
+    device: str | torch.device = "auto",
+    data_root: str | os.PathLike | None = None,
     baseline: bool = True,
     attack_params: dict[str, dict[str, Any]] | None = None,
     progress: bool = False,
@@ -160,19 +269,23 @@ def evaluate(
             :class:`~defbench.defenses.Defense` instance, a plain callable ``purify(x) -> x_hat`` (see
             :class:`CallableDefense`), a list of these, or None (the undefended classifier only).
         dataset: ``fmnist``, ``mnist``, ``cifar10`` or ``imagenet``: the test images come from its loader.
-        attacks: registered attack names (built-ins or plugins); ``attack_params`` = ``{name: {key: value}}``.
+        attacks: registered attack names (built-ins or plugins, any case); ``attack_params`` = ``{name: {key:
+            value}}``. An attack, ε, threat or defense given twice runs once, as on the command line.
         threats: ``graybox``, ``bpda``, ``reparam``, ``gan-aware`` (each the same library attack handed another
             model).
-        eps: the ℓ∞ budget in [0, 1] pixel units, or a list of them to sweep (bounded attacks only); None: the
+        eps: the ℓ∞ budget in (0, 1] pixel units, or a list of them to sweep (bounded attacks only); None: the
             paper default per dataset.
         n: test images per cell (the seeded evaluation subset, the same for every cell).
-        seeds: the number of seeds (0, 1, ...) or the seeds themselves.
+        seeds: the number of seeds (0, 1, ...) or the seeds themselves (distinct, in [0, 2**31 - 1]).
         eot / eval_repeats: EOT draws per BPDA gradient and purifications per image for randomized defenses
-            (defaults as ``defbench matrix``).
+            (defaults as ``defbench matrix``). Counts (n, batch_size, eot, eval_repeats, seeds) are integers in
+            the command line's ranges (:data:`defbench.limits.LIMITS`); a float, bool or str is refused.
         store: an output directory: cells are stored there and reused by the next call (resumable); None: a
             temporary directory, gone after the call.
-        device: ``auto``, ``cpu`` or ``cuda``.
+        device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or a ``torch.device``.
+        data_root: the dataset root (None: as ``--data-root``'s default).
         baseline: add the undefended classifier (``none``) as a reference column.
+        progress: show progress bars.
 
     Returns:
         a DataFrame with the store's columns (``defense``, ``attack``, ``threat``, ``seed``, ``n``, ``correct``,
@@ -181,23 +294,13 @@ def evaluate(
         of its ``eval_repeats`` purifications), ``attack_label`` and ``eps``.
     """
     dev = resolve_device(device)
-    attacks = [attacks] if isinstance(attacks, str) else list(attacks)  # "fgsm" is one attack, not 'f', 'g', ...
-    threats = [threats] if isinstance(threats, str) else list(threats)
     if preset not in PRESETS:
         raise DefbenchError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
-    items = [] if defense is None else list(defense) if isinstance(defense, (list, tuple)) else [defense]
-    labels, objects = [], {}
-    for i, d in enumerate(items):
-        label, obj = _as_defense(d, i)
-        if obj is not None:
-            if label in objects and objects[label] is not obj:
-                raise DefbenchError(f"two defenses are both named {label[5:]!r}; give them different names")
-            objects[label] = obj
-        labels.append(label)
-    if baseline and "none" not in labels:
-        labels.insert(0, "none")
-    if not labels:
-        raise DefbenchError("no defense to evaluate: pass a defense or baseline=True")
+    n, batch_size = _count(n, "n"), _count(batch_size, "batch_size")
+    eot, eval_repeats = _count(eot, "eot", optional=True), _count(eval_repeats, "eval_repeats", optional=True)
+    seed_list = _seed_list(seeds)
+    store, data_root = _check_path(store, "store"), _check_path(data_root, "data_root")
+    labels, objects = _defenses(defense, baseline)
     plugin = "zoo"
     if isinstance(classifier, str):  # "zoo" or a classifier plugin's name, built by the runner
         plugin, classifier = check_classifier(classifier), None
@@ -209,53 +312,19 @@ def evaluate(
         for m in [obj, *vars(obj).values()]:  # mode normalised by batch and rewrote its running statistics)
             if isinstance(m, nn.Module):
                 m.to(dev).eval()
-    for a in attacks:
-        if not isinstance(a, str):
-            raise DefbenchError(
-                f"attacks takes attack names, got a {type(a).__name__}; an attack of your own is a plugin, "
-                "registered under a name (docs/PLUGINS.md)"
-            )
-    eps_list = _eps_list(eps)
-    threats = [check_threat(t) for t in threats]  # names as the run reads them (BPDA is bpda) before the checks
-    table = available_attacks()
-    for a in attacks:
-        if a.strip().lower() not in table:
-            raise ATTACK_PLUGINS.unknown(a, table)
-    check_used(threats, [a.strip().lower() for a in attacks], eot, eps, api=True, table=table)
-    # attack_params are checked as --attack-opt checks them; ε goes to bounded attacks only (the others ignore it)
-    params: dict[str, dict[str, Any]] = {}
-    named = {x.strip().lower(): x for x in attacks}  # attack names are case-insensitive, as everywhere
-    for a, opts in (attack_params or {}).items():
-        a = named.get(str(a).strip().lower(), a)
-        if a not in attacks:
-            raise DefbenchError(
-                f"attack_params names attack {a!r}, which is not in attacks ({', '.join(attacks) or 'none'}); "
-                "add it to attacks or drop its options"
-            )
-        if not isinstance(opts, dict):
-            raise DefbenchError(f"attack_params[{a!r}] must be a dict {{option: value}}, not {type(opts).__name__}")
-        params[a] = {k: check_option(a, k, v, f"attack_params[{a!r}][{k!r}]") for k, v in opts.items()}
-        get_attack(a, dataset, **params[a])  # the attack's own checks (a positive step size, ...), before any work
-    specs = tuple(
-        AttackSpec(a, e, tuple(sorted(params.get(a, {}).items())))
-        for a in attacks
-        for e in (eps_list if getattr(table.get(a.strip().lower()), "bounded", True) else [None])
-    )
-    seed_list = tuple(range(int(seeds))) if isinstance(seeds, int) else tuple(int(s) for s in seeds)
-    if not seed_list or len(set(seed_list)) != len(seed_list):
-        raise DefbenchError(f"seeds must be a count >= 1 or distinct seeds, got {seeds!r}")
+    specs, threats = _attack_specs(dataset, attacks, threats, eps, eot, attack_params)
     spec = MatrixSpec(
         dataset=dataset,
         defenses=tuple(labels),
         attacks=specs,
         threats=tuple(threats),
-        n=int(n),
+        n=n,
         seeds=seed_list,
-        batch_size=int(batch_size),
+        batch_size=batch_size,
         preset=preset,
         device=str(dev),
         eot=eot,
-        eval_repeats=int(eval_repeats) if eval_repeats is not None else (1 if preset == "quick" else 3),
+        eval_repeats=eval_repeats if eval_repeats is not None else (1 if preset == "quick" else 3),
         data_root=data_root,
         progress=progress,
         external_defenses=tuple(objects),

@@ -81,10 +81,15 @@ def cuda_kernels_deterministic() -> bool:
     return bool(torch.are_deterministic_algorithms_enabled() and torch.backends.cudnn.deterministic)
 
 
-def resolve_device(device: str = "auto") -> torch.device:
-    """``auto`` (CUDA when present, else the CPU), ``cpu``, ``cuda`` or ``cuda:N``; a one-line error for anything
-    else or for CUDA asked for where there is none. A CUDA device comes with deterministic kernels
-    (:func:`deterministic_kernels`), so that a cell gives the same numbers every time it is computed."""
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``auto`` (CUDA when present, else the CPU), ``cpu``, ``cuda`` or ``cuda:N`` (or such a ``torch.device``); a
+    one-line error for anything else or for CUDA asked for where there is none. A CUDA device comes with
+    deterministic kernels (:func:`deterministic_kernels`), so that a cell gives the same numbers every time it is
+    computed."""
+    if isinstance(device, torch.device):
+        device = str(device)  # torch.device("cuda", 1) -> "cuda:1"
+    if not isinstance(device, str):
+        raise DefbenchError(f"device must be auto, cpu, cuda or cuda:N (a str or torch.device), got {device!r}")
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     ordinal = device.split(":", 1)[1] if device.startswith("cuda:") else None

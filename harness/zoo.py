@@ -261,15 +261,26 @@ def build_hint(mid: str) -> str:
     return f"defbench train {kind} --dataset {dataset} --preset {preset}{flags} --force"
 
 
+def malformed(manifest: Any) -> str | None:
+    """Why ``manifest`` (parsed JSON) is not a manifest defbench wrote, or None: not an object, or a ``config``
+    or ``metrics`` that is not one (read as objects everywhere: such a file is unreadable, not a crash)."""
+    if not isinstance(manifest, dict):
+        return f"not a JSON object but {json.dumps(manifest)[:40]}"
+    bad = [k for k in ("config", "metrics") if k in manifest and not isinstance(manifest[k], dict)]
+    return f"its {bad[0]!r} is {json.dumps(manifest[bad[0]])[:40]}, not an object" if bad else None
+
+
 def manifest_or_none(mid: str, root: Path | None = None) -> dict[str, Any] | None:
-    """Model ``mid``'s manifest in the zoo (or in the zoo folder ``root``), None when absent or unreadable."""
+    """Model ``mid``'s manifest in the zoo (or in the zoo folder ``root``), None when absent, unreadable or
+    :func:`malformed`."""
     js = (zoo_dir() if root is None else Path(root)) / f"{mid}.json"
     if not js.is_file():
         return None
     try:
-        return json.loads(js.read_text())
+        m = json.loads(js.read_text())
     except (OSError, ValueError):
         return None
+    return None if malformed(m) else m
 
 
 def exists(mid: str) -> bool:
@@ -296,7 +307,10 @@ def load(mid: str) -> tuple[dict[str, Any], dict[str, Any]]:
         raise DefbenchError(f"manifest {js} is unreadable (not UTF-8 text; corrupted); {hint}") from None
     except OSError as exc:
         raise DefbenchError(f"manifest {js} is unreadable ({os_error_line(exc).split(': ', 1)[-1]})") from None
-    expected = manifest.get("sha256") if isinstance(manifest, dict) else None
+    why = malformed(manifest)
+    if why:
+        raise DefbenchError(f"manifest {js} is unreadable ({why}; altered?); {hint}")
+    expected = manifest.get("sha256")
     if not isinstance(expected, str) or len(expected) != 64:
         raise DefbenchError(f"manifest {js} is unreadable (it holds no sha256 of its checkpoint; altered?); {hint}")
     try:
@@ -367,7 +381,7 @@ def entries() -> list[Entry]:
             m = json.loads(js.read_text())
         except (ValueError, OSError):
             m = {"id": js.stem, "error": "unreadable manifest"}
-        if not isinstance(m, dict):
+        if malformed(m):
             m = {"id": js.stem, "error": "unreadable manifest"}
         if not (d / f"{js.stem}.pt").is_file():
             m = {**m, "error": "checkpoint missing (manifest only)"}

@@ -13,21 +13,8 @@ from defbench import DefbenchError
 from defbench.harness.matrix import Executor, LocalExecutor
 from defbench.harness.ray_executor import EXECUTORS, INSTALL_HINT, RayExecutor
 from defbench.harness.store import os_error_line
+from defbench.limits import LIMITS, MAX_SEED, check_eps, whole_number
 from defbench.seeding import DEFAULT_SEED
-
-#: the largest value each count accepts: far above any real run, low enough that a typo (an extra zero or
-#: three) is refused at once instead of allocating or running for days
-LIMITS = {
-    "n": 1_000_000,
-    "seeds": 1_000,
-    "batch-size": 100_000,
-    "eot": 10_000,
-    "eval-repeats": 1_000,
-    "epochs": 100_000,
-    "iterations": 100_000_000,
-    "n-threat": 1_000_000,
-}
-MAX_SEED = 2**31 - 1
 
 
 def csv_list(text: str) -> list[str]:
@@ -39,29 +26,22 @@ def csv_list(text: str) -> list[str]:
 def count_type(flag: str, minimum: int = 1):
     """An argparse type: an integer in [minimum, LIMITS[flag]]; anything else (text, 1.5, NaN, inf, 0, -3,
     10**12) is refused with one line naming the flag."""
-    hi = LIMITS[flag]
+    return _ranged(f"--{flag}", minimum, LIMITS[flag])
 
+
+def _ranged(name: str, lo: int, hi: int):
     def parse(text: str) -> int:
         try:
-            v = int(str(text).strip())
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
-        if not minimum <= v <= hi:
-            raise argparse.ArgumentTypeError(f"must be between {minimum} and {hi}, got {v}")
-        return v
+            return whole_number(text, lo, hi, text=True)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
 
-    parse.__name__ = f"--{flag}"
+    parse.__name__ = name
     return parse
 
 
-def seed_type(text: str) -> int:
-    try:
-        v = int(str(text).strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
-    if not 0 <= v <= MAX_SEED:
-        raise argparse.ArgumentTypeError(f"must be between 0 and {MAX_SEED}, got {v}")
-    return v
+#: an argparse type: a seed in [0, MAX_SEED]
+seed_type = _ranged("--seed", 0, MAX_SEED)
 
 
 def finite_float(text: str, what: str) -> float:
@@ -97,11 +77,7 @@ def parse_eps(text: str) -> list[float]:
             v = finite_float(e, "--eps")
         except DefbenchError:
             raise DefbenchError(f"--eps {text!r} must be a number or a comma list of numbers in (0, 1]") from None
-        if not 0 <= v <= 1:
-            raise DefbenchError(f"epsilon {v:g} is outside [0, 1] (pixel units); --eps must be in (0, 1]")
-        if v == 0:
-            raise DefbenchError("epsilon 0 leaves every image as it is; --eps must be in (0, 1]")
-        out.append(v)
+        out.append(check_eps(v, "--eps"))
     return list(dict.fromkeys(out))
 
 
