@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from defbench import DefbenchError
+from defbench.limits import MAX_STEPS
 from defbench.plugins import distribution_of as plugin_distribution
 
 #: ℓ∞ ε in pixel units used by the papers: InvGAN FGSM 0.3 on MNIST/Fashion-MNIST, 8/255 on CIFAR-10;
@@ -277,24 +278,20 @@ def perturb(attack: Attack, model: nn.Module, x: torch.Tensor, y: torch.Tensor) 
     return settle_output(attack, x, x_adv, found)
 
 
-#: the largest step, query or image count an attack takes: pgd:steps=1e9 is a typo that would run for weeks,
-#: refused at once as the command line's own counts are (cli/options.LIMITS)
-MAX_COUNT = 1_000_000
-
-
 def check_positive(
     attack: Attack, key: str, *, whole: bool = False, most: float | None = None, zero: bool = False
 ) -> None:
     """Refuse ``attack.params[key]`` (a DefbenchError naming the attack) unless it is a finite number > 0 (>= 0
-    with ``zero``), not a bool: a whole number >= 1 with ``whole`` (a step count, at most :data:`MAX_COUNT`; >= 0
-    with ``zero`` too, e.g. a seed, below 2**32; a whole float becomes an int), at most ``most`` where given. None
-    passes for an option whose default is None (derived from ε or the dataset, or drawn)."""
+    with ``zero``), not a bool: a whole number >= 1 with ``whole`` (a step count, at most
+    :data:`~defbench.limits.MAX_STEPS`; >= 0 with ``zero`` too, e.g. a seed, below 2**32; a whole float becomes an
+    int), at most ``most`` where given. None passes for an option whose default is None (derived from ε or the
+    dataset, or drawn)."""
     v = attack.params[key]
     if v is None and attack.defaults.get(key) is None:
         return
     number = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
     if whole:
-        least, top = (0, 2**32 - 1) if zero else (1, MAX_COUNT)
+        least, top = (0, 2**32 - 1) if zero else (1, MAX_STEPS)
         if not (number and float(v).is_integer() and v >= least):
             raise DefbenchError(f"{attack.who}: {key} must be a whole number >= {least}, got {v!r}")
         if v > top:

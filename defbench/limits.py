@@ -21,6 +21,9 @@ LIMITS = {
     "n-threat": 1_000_000,
 }
 MAX_SEED = 2**31 - 1
+#: the largest step, iteration, restart or query count an attack or defense option takes: pgd:steps=1e9 or
+#: tvm[iterations=1000000000] is a typo that would run for weeks, refused at once like the counts above
+MAX_STEPS = 1_000_000
 
 
 def whole_number(value: object, lo: int, hi: int, text: bool = False) -> int:

@@ -21,6 +21,7 @@ from defbench.defenses.baselines import MedianFilter, TVMinimization
 from defbench.defenses.gan_prior import PAPER_CONFIGS, GANPriorDefense
 from defbench.defenses.ride import RIDE, RIDEConfig
 from defbench.datasets import SHAPES, canonical_name
+from defbench.limits import MAX_STEPS
 from defbench.plugins import PluginKind
 
 
@@ -151,23 +152,18 @@ def _type_ok(value: Any, want: Any) -> tuple[bool, str]:
     return True, ""
 
 
-#: the largest whole-number option (a step, restart or iteration count) a defense is built with: 10**9 iterations
-#: is a typo that would run for weeks, refused at once as the command line's own counts are (cli/options.LIMITS)
-MAX_COUNT = 1_000_000
-
-
 def _check_types(overrides: dict[str, Any], types: dict[str, Any], name: str) -> dict[str, Any]:
     """The overrides, each of its declared type (``types``: the option's annotations), an int given for a float
     as that float (weight=1 and weight=1.0 are one setting, one config and one cell key); a one-line error naming
     the defense, the option, the value and the expected type for the first option of another type, or for a
-    whole number past :data:`MAX_COUNT`."""
+    whole number past :data:`~defbench.limits.MAX_STEPS`."""
     out = {}
     for k, v in overrides.items():
         ok, want = _type_ok(v, types.get(k))
         if not ok:
             raise DefbenchError(f"defense {name}: option {k}={v!r} ({type(v).__name__}) must be {want}")
-        if types.get(k) is int and v > MAX_COUNT:
-            raise DefbenchError(f"defense {name}: option {k}={v!r} must be at most {MAX_COUNT:,}")
+        if types.get(k) is int and v > MAX_STEPS:
+            raise DefbenchError(f"defense {name}: option {k}={v!r} must be at most {MAX_STEPS:,}")
         out[k] = float(v) if types.get(k) is float else v
     return out
 
