@@ -294,6 +294,7 @@ def evaluate(
         of its ``eval_repeats`` purifications), ``attack_label`` and ``eps``.
     """
     dev = resolve_device(device)
+    preset = preset.strip().lower() if isinstance(preset, str) else preset
     if preset not in PRESETS:
         raise DefbenchError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
     n, batch_size = _count(n, "n"), _count(batch_size, "batch_size")

@@ -90,6 +90,7 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         device = str(device)  # torch.device("cuda", 1) -> "cuda:1"
     if not isinstance(device, str):
         raise DefbenchError(f"device must be auto, cpu, cuda or cuda:N (a str or torch.device), got {device!r}")
+    device = device.strip().lower()  # as dataset, defense, attack and threat names: 'CPU' is cpu
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     ordinal = device.split(":", 1)[1] if device.startswith("cuda:") else None

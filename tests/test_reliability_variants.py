@@ -86,3 +86,14 @@ def test_paper_run_n_threat_for_a_threat_the_table_lacks_is_refused(no_work, tmp
         + ["--n-threat", "gan-aware=5"],
         "gan-aware",
     )
+
+
+def test_preset_and_device_read_as_the_other_names(seen, tmp_path):
+    """Dataset, defense, attack and threat names ignore case and surrounding spaces; --preset and --device did
+    not ('Quick', ' CPU ' were refused)."""
+    from test_reliability_cli import run
+
+    argv = ["matrix", "--no-progress", "--out", str(tmp_path / "o"), "--defense", "median", "--attacks", "fgsm"]
+    assert run(argv + ["--preset", " Quick ", "--device", " CPU "])[0] is None
+    assert (seen["spec"].preset, seen["spec"].device) == ("quick", "cpu")
+    refused(argv + ["--preset", "quickly"], "unknown preset 'quickly'")

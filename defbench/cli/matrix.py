@@ -26,6 +26,7 @@ from defbench.cli.options import (
     executor,
     key_value,
     load_config_file,
+    lowered,
     parse_eps,
     parse_threat_n,
     split_target,
@@ -90,7 +91,9 @@ def add_parser(sub) -> None:
         default=100,
         help="images attacked and purified together (default 100)",
     )
-    mp.add_argument("--preset", default="paper", help="paper (the papers' settings; default) | quick (smoke budgets)")
+    mp.add_argument(
+        "--preset", type=lowered, default="paper", help="paper (the papers' settings; default) | quick (smoke budgets)"
+    )
     mp.add_argument(
         "--eot",
         type=count_type("eot"),

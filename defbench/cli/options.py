@@ -55,6 +55,12 @@ def finite_float(text: str, what: str) -> float:
     return v
 
 
+def lowered(text: str) -> str:
+    """An argparse type for a name read as dataset, defense and attack names are: case and surrounding spaces
+    ignored (``--preset Quick`` is quick)."""
+    return text.strip().lower()
+
+
 def fraction_type(text: str) -> float:
     """An argparse type: a number in (0, 1]."""
     try:

@@ -17,6 +17,7 @@ from defbench.cli.options import (
     add_threat_n,
     count_type,
     executor,
+    lowered,
     parse_threat_n,
 )
 from defbench.harness import papers
@@ -69,7 +70,9 @@ def add_parser(sub) -> None:
         help="measure only these threat models' cells, e.g. 'graybox reparam' to leave out BPDA's on a CPU; the "
         "others print — with a note (clean cells always run)",
     )
-    rp.add_argument("--preset", default="paper", help="paper (the papers' settings; default) | quick (smoke budgets)")
+    rp.add_argument(
+        "--preset", type=lowered, default="paper", help="paper (the papers' settings; default) | quick (smoke budgets)"
+    )
     add_classifier(rp)
     rp.add_argument(
         "--out", default=None, help="store and report dir (default runs/paper/<dataset>-<preset>-n<N>-b<B>)"

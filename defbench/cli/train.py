@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from defbench import DefbenchError
-from defbench.cli.options import add_common, count_type, fraction_type
+from defbench.cli.options import add_common, count_type, fraction_type, lowered
 from defbench.datasets import DATASETS, SHAPES, canonical_name
 from defbench.harness import models, zoo
 from defbench.seeding import DEFAULT_SEED, resolve_device
@@ -17,7 +17,10 @@ def add_parsers(sub) -> None:
     tr.add_argument("kind", choices=("classifier", "gan", "encoder"), help="what to train")
     tr.add_argument("--dataset", required=True, help=f"one of: {', '.join(DATASETS)}")
     tr.add_argument(
-        "--preset", default="paper", help="quick (minutes on 2 CPU cores) | paper (the papers' budgets; default)"
+        "--preset",
+        type=lowered,
+        default="paper",
+        help="quick (minutes on 2 CPU cores) | paper (the papers' budgets; default)",
     )
     tr.add_argument(
         "--epochs", type=count_type("epochs"), default=None, help="override the preset's epochs (classifier, gan)"
