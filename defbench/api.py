@@ -34,8 +34,9 @@ from defbench.attacks.registry import check_option, get_attack
 from defbench.attacks.threats import check_threat
 from defbench.classifiers.registry import check_name as check_classifier
 from defbench.defenses.base import Defense
+from defbench.defenses.registry import DEFENSES, base_name
 from defbench.defenses.registry import check_name as check_defense
-from defbench.harness.matrix import AttackSpec, MatrixRunner, MatrixSpec, check_used
+from defbench.harness.matrix import AttackSpec, MatrixRunner, MatrixSpec, check_threats_apply, check_used
 from defbench.harness.models import PRESETS
 from defbench.harness.identity import code_sha256 as _code_sha256
 from defbench.harness.store import Store
@@ -314,6 +315,15 @@ def evaluate(
             if isinstance(m, nn.Module):
                 m.to(dev).eval()
     specs, threats = _attack_specs(dataset, attacks, threats, eps, eot, attack_params)
+    check_threats_apply(  # a registered name not built in is a plugin: whether it reparameterizes is known once built
+        threats,
+        labels,
+        lambda d: (
+            getattr(objects[d], "has_reparameterization", False) if d in objects else base_name(d) not in DEFENSES
+        ),
+        external=objects,
+        api=True,
+    )
     spec = MatrixSpec(
         dataset=dataset,
         defenses=tuple(labels),

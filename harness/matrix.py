@@ -14,7 +14,7 @@ import inspect
 import json
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -151,6 +151,34 @@ def threat_applies(base: str, threat: str, own_reparam: Callable[[], bool] = lam
     if threat == "reparam":
         return base in GAN_DEFENSES or base == "none" or own_reparam()
     return True
+
+
+#: why a threat gives a defense no cells (:func:`threat_applies`), for :func:`check_threats_apply`
+WHY_NO_CELLS = {
+    "gan-aware": "it attacks the latent of a GAN-prior defense: defensegan, cowboy, invgan or mimicgan",
+    "bpda": "on the undefended classifier it is the gray-box attack",
+    "reparam": "it needs a GAN-prior defense's G and I, the undefended reference, or a defense's reparameterize()",
+}
+
+
+def check_threats_apply(
+    threats: Sequence[str],
+    defenses: Sequence[str],
+    own_reparam: Callable[[str], bool],
+    external: Collection[str] = (),
+    api: bool = False,
+) -> None:
+    """Refuse a threat no defense of the run gets cells under (it would be dropped from the tables without a
+    word); ``own_reparam(label)``: whether that defense may have its own ``reparameterize()``; ``external``: the
+    labels of a caller's defense objects (no registered base name)."""
+    for t in threats:
+        bases = [(d, d if d in external else base_name(d)) for d in defenses]
+        if not any(threat_applies(b, t, lambda d=d: own_reparam(d)) for d, b in bases):
+            flag = "threats=" if api else "--threat "
+            raise DefbenchError(
+                f"{flag}{t}: no defense of this run ({', '.join(defenses)}) gets {t} cells ({WHY_NO_CELLS[t]}); "
+                f"add such a defense or drop {t}"
+            )
 
 
 def check_used(

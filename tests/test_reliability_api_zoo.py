@@ -18,6 +18,7 @@ from torch import nn
 import defbench
 import defbench.api
 from defbench import DefbenchError
+from defbench.defenses.base import Defense
 from defbench.cli import main
 from defbench.harness import models, zoo
 
@@ -198,3 +199,23 @@ def test_a_gan_manifest_of_the_wrong_shape_names_the_model_and_its_rebuild(home,
     assert "(unreadable manifest; see 'defbench zoo show gan-fmnist-quick')" in capsys.readouterr().out
     assert main(["zoo", "show", "gan-fmnist-quick"]) == 2
     assert "is unreadable; rebuild with: defbench train gan --dataset fmnist --preset quick" in capsys.readouterr().err
+
+
+def test_evaluate_refuses_a_threat_no_defense_takes_and_keeps_one_a_defense_takes(api_spec):
+    """As --threat: gan-aware behind median alone (and bpda on the undefended classifier alone) would be dropped
+    from the DataFrame without a word; a user's defense with its own reparameterize() takes reparam."""
+    with pytest.raises(DefbenchError, match="threats=gan-aware: no defense of this run"):
+        _evaluate(threats=["gan-aware"])
+    with pytest.raises(DefbenchError, match="threats=bpda: no defense of this run \\(none\\)"):
+        _evaluate(defense=None, threats=["bpda"])
+
+    class Own(Defense):
+        name = "own"
+        has_reparameterization = True
+
+        def _purify(self, x, seed):
+            return x
+
+    with pytest.raises(Reached):
+        _evaluate(defense=Own(), baseline=False, threats=["reparam"])
+    assert api_spec["spec"].threats == ("reparam",)

@@ -39,7 +39,7 @@ from defbench.defenses.registry import check_options as check_defense_options
 from defbench.defenses.registry import plugins as defense_plugins
 from defbench.defenses.ride import RIDEConfig
 from defbench.harness import matrix as harness_matrix
-from defbench.harness.matrix import DEFAULT_ATTACKS, AttackSpec, MatrixSpec, threat_applies
+from defbench.harness.matrix import DEFAULT_ATTACKS, AttackSpec, MatrixSpec
 from defbench.harness.models import PRESETS, parse_gan_tag
 from defbench.harness.store import check_dir
 from defbench.reports.render import write_reports
@@ -151,12 +151,8 @@ def run(args) -> int:
     if not csv_list(args.threat):
         raise DefbenchError(f"--threat {args.threat!r} names no threat model")
     threats = list(dict.fromkeys(check_threat(t) for t in csv_list(args.threat)))
-    for t in threats:  # a threat no defense of the run takes would be dropped from the tables without a word
-        if not any(threat_applies(base_name(d), t, lambda d=d: base_name(d) not in DEFENSES) for d in defenses):
-            raise DefbenchError(
-                f"--threat {t}: no defense of this run ({', '.join(defenses)}) gets {t} cells ({WHY_NO_CELLS[t]}); "
-                f"add such a defense or drop {t}"
-            )
+    # a plugin defense may have its own reparameterize() (known once it is built)
+    harness_matrix.check_threats_apply(threats, defenses, lambda d: base_name(d) not in DEFENSES)
     n = args.n if args.n is not None else (100 if args.preset == "quick" else 500)
     repeats = args.eval_repeats if args.eval_repeats is not None else (1 if args.preset == "quick" else 3)
     threat_n = {check_threat(t): k for t, k in parse_threat_n(args.n_threat).items()}
@@ -205,14 +201,6 @@ def run(args) -> int:
         )
         return 1
     return 0
-
-
-#: why a threat gives a defense no cells (:func:`defbench.harness.matrix.threat_applies`), for the refusal above
-WHY_NO_CELLS = {
-    "gan-aware": "it attacks the latent of a GAN-prior defense: defensegan, cowboy, invgan or mimicgan",
-    "bpda": "on the undefended classifier it is the gray-box attack",
-    "reparam": "it needs a GAN-prior defense's G and I, the undefended reference, or a plugin's reparameterize()",
-}
 
 
 # ---------------------------------------------------------------------------------- defenses and their options
