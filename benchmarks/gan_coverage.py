@@ -77,7 +77,7 @@ def main(argv=None) -> int:
     ]
     header = ["variant", "epoch", "projection acc", "smallest share (class)", "trouser share", "D loss", "G loss"]
     header += ["minutes"]
-    body = []
+    body, shares = [], []
     for label in args.variants:
         seed, overrides = parse_variant(label)
         recipe = gan_recipe(args.dataset, "paper", epochs=args.epochs, **overrides)
@@ -102,7 +102,13 @@ def main(argv=None) -> int:
                     f"{minutes:.1f}",
                 ]
             )
-        write_table(lines + [""] + markdown(body, header, ["left"] + ["right"] * 7), args.out)
+        last = metrics["history"][-1]
+        shares.append([label, last["epoch"], *(f"{100 * v:.1f}" for v in last["class_spread"])])
+        per_class = markdown(shares, ["variant", "epoch", *NAMES], ["left"] + ["right"] * (len(NAMES) + 1))
+        caption = "Every class's share of the 2,000 samples (%) at each variant's last epoch:"
+        write_table(
+            lines + [""] + markdown(body, header, ["left"] + ["right"] * 7) + ["", caption, ""] + per_class, args.out
+        )
     return 0
 
 
