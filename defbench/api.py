@@ -117,17 +117,23 @@ def _eps_list(eps: Any) -> list[float | None]:
     array or tensor."""
     if eps is None:
         return [None]
-    if isinstance(eps, (np.ndarray, torch.Tensor)):
-        eps = eps.tolist()  # 0-d: a number; else a (nested) list
-    values = [eps] if isinstance(eps, numbers.Real) else eps
+    if isinstance(eps, torch.Tensor):  # float16 / float32 through NumPy, whose scalars keep their precision
+        eps = eps.detach().cpu().numpy() if eps.dtype in (torch.float16, torch.float32) else eps.tolist()
+    if isinstance(eps, np.ndarray):  # 0-d: its scalar; 1-d: its scalars; deeper: a nested list (refused below)
+        eps = eps[()] if eps.ndim == 0 else list(eps) if eps.ndim == 1 else eps.tolist()
+    values = [eps] if isinstance(eps, (numbers.Real, np.number)) else eps
     if isinstance(values, (str, bytes, dict)) or not hasattr(values, "__iter__"):
         raise DefbenchError(f"eps must be a number or a sequence of numbers, got {type(eps).__name__}")
     out = []
     for e in values:
-        if isinstance(e, (np.ndarray, torch.Tensor)) and e.ndim == 0:
-            e = e.item()
+        if isinstance(e, torch.Tensor) and e.ndim == 0:
+            e = e.detach().cpu().numpy()[()] if e.dtype in (torch.float16, torch.float32) else e.item()
+        elif isinstance(e, np.ndarray) and e.ndim == 0:
+            e = e[()]
         if isinstance(e, bool) or not isinstance(e, (numbers.Real, np.number)):
             raise DefbenchError(f"eps must be a number or a sequence of numbers, got {e!r} in it")
+        if isinstance(e, np.floating) and e.dtype.itemsize < 8:  # float32 0.1 is 0.1, not 0.10000000149011612:
+            e = str(e)  # the shortest decimal that reads back to it, i.e. the budget the caller wrote (and its key)
         out.append(check_eps(float(e), "eps"))
     if not out:
         raise DefbenchError("eps is empty: give a number, a sequence of numbers, or None for each attack's default")

@@ -176,6 +176,13 @@ def test_eps_takes_numbers_arrays_and_tensors_of_any_rank():
         assert _eps_list(eps) == [pytest.approx(0.1)], eps
     assert _eps_list(torch.tensor([0.05, 0.1])) == [pytest.approx(0.05), pytest.approx(0.1)]
     assert _eps_list(np.array([0.05, 0.1])) == [0.05, 0.1] and _eps_list(None) == [None]
+    # a float32 (or float16) budget is the decimal the caller wrote, not 0.10000000149011612: the same cell key and
+    # table label as eps=0.1
+    f32 = (np.float32(0.1), torch.tensor(0.1), np.array(0.1, dtype=np.float32), [torch.tensor(0.1)], np.float16(0.1))
+    for eps in f32:
+        assert _eps_list(eps) == [0.1], eps
+    assert _eps_list(torch.tensor([0.05, 0.1])) == [0.05, 0.1] and _eps_list(np.float32([0.3])) == [0.3]
+    assert _eps_list(torch.tensor([0.1], dtype=torch.float64)) == [0.1]
     with pytest.raises(DefbenchError, match="got True in it"):
         _eps_list([True])
 
