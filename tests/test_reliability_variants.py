@@ -97,3 +97,12 @@ def test_preset_and_device_read_as_the_other_names(seen, tmp_path):
     assert run(argv + ["--preset", " Quick ", "--device", " CPU "])[0] is None
     assert (seen["spec"].preset, seen["spec"].device) == ("quick", "cpu")
     refused(argv + ["--preset", "quickly"], "unknown preset 'quickly'")
+
+
+def test_zoo_list_refuses_an_id_it_would_ignore(tmp_path, monkeypatch):
+    """'zoo list ID' listed the whole zoo as if the id were not there; 'zoo show ID' is the command for one."""
+    monkeypatch.setenv("DEFBENCH_HOME", str(tmp_path / "home"))
+    refused(["zoo", "list", "classifier-fmnist-quick"], "zoo list takes no model id")
+    from test_reliability_cli import run
+
+    assert run(["zoo", "list"])[0] == 0

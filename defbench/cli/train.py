@@ -115,6 +115,8 @@ def show_zoo(args) -> int:
             raise DefbenchError(f"no model {args.id!r} in {zoo.zoo_dir()}; see 'defbench zoo list'")
         print(json.dumps(m, indent=2))
         return 0
+    if args.id:  # 'zoo list ID' listed everything, as if the id were not there
+        raise DefbenchError(f"zoo list takes no model id (got {args.id!r}); for one model: defbench zoo show {args.id}")
     rows = zoo.entries()
     if not rows:
         print(f"the zoo at {zoo.zoo_dir()} is empty; build models with 'defbench train ...'")
