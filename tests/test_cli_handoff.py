@@ -223,13 +223,14 @@ def test_every_paper_run_flag_reaches_the_paper_runner(no_work, monkeypatch, tmp
     monkeypatch.setattr(papers, "run_table", capture)
     out, root = str(tmp_path / "o"), str(tmp_path / "d")
     argv = ["paper", "run", "invgan-table2-fmnist", "--n", "7", "--preset", "quick", "--seed", "3", "--out", out]
-    argv += ["--data-root", root, "--no-progress", "--n-threat", "BPDA=2", "--threats", "graybox", "--device", "cpu"]
+    argv += ["--data-root", root, "--no-progress", "--n-threat", "BPDA=2", "--threats", "graybox", "bpda"]
+    argv += ["--device", "cpu"]
     rc, err = run(argv)
     assert rc is None, err
     assert got["a"] == (7, "quick", "cpu", 3, out, root, False, {"bpda": 2})
     assert got["k"]["classifier"] == "zoo"
     measured = {c.threat for c in got["table"].needed_cells((3,), "quick")}
-    assert measured == {"graybox", "none"}  # --threats left the BPDA (and reparam) cells out
+    assert measured == {"graybox", "bpda", "none"}  # --threats left the reparam cells out
     assert run(["paper", "run", "invgan-table2-fmnist", "--out", out, "--device", "cpu"])[0] is None  # no flags
     assert got["a"] == (None, "paper", "cpu", 0, out, None, True, {})  # the defaults --help gives
     assert {c.threat for c in got["table"].needed_cells((0,), "quick")} >= {"graybox", "bpda"}
