@@ -24,9 +24,10 @@ class MedianFilter(Defense):
         super().__init__(shape, seed)
         if kernel_size < 1:
             raise DefbenchError(f"median kernel_size must be >= 1, got {kernel_size}")
-        side = min(shape[-2:]) if shape is not None else None
-        if side is not None and kernel_size > side:  # a window past the image (99999: 74 GiB, then a crash)
-            raise DefbenchError(f"median kernel_size must be at most the image side, {side}, got {kernel_size}")
+        if shape is not None and kernel_size > min(shape[-2:]):  # past the image (99999: 74 GiB, then a crash)
+            raise DefbenchError(
+                f"median kernel_size must be at most the image side, {min(shape[-2:])}, got {kernel_size}"
+            )
         self.kernel_size = kernel_size
 
     def config(self):

@@ -97,10 +97,10 @@ def split_variant(label: str) -> tuple[str, dict[str, Any]]:
     for pair in filter(None, (p.strip() for p in inner.split(","))):
         if "=" not in pair:
             raise DefbenchError(f"defense variant {label!r}: option {pair!r} must look like key=value")
-        k, v = pair.split("=", 1)
-        if k.strip() in opts:  # the last would win silently, as a variant is meant to fix each option once
-            raise DefbenchError(f"defense variant {label!r} sets {k.strip()} twice; give it once")
-        opts[k.strip()] = _value(v.strip())
+        k, v = (part.strip() for part in pair.split("=", 1))
+        if k in opts:  # the last would win silently, as a variant is meant to fix each option once
+            raise DefbenchError(f"defense variant {label!r} sets {k} twice; give it once")
+        opts[k] = _value(v)
     return _base_name(base), opts
 
 

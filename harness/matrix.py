@@ -171,8 +171,8 @@ def check_threats_apply(
     """Refuse a threat no defense of the run gets cells under (it would be dropped from the tables without a
     word); ``own_reparam(label)``: whether that defense may have its own ``reparameterize()``; ``external``: the
     labels of a caller's defense objects (no registered base name)."""
+    bases = [(d, d if d in external else base_name(d)) for d in defenses]
     for t in threats:
-        bases = [(d, d if d in external else base_name(d)) for d in defenses]
         if not any(threat_applies(b, t, lambda d=d: own_reparam(d)) for d, b in bases):
             flag = "threats=" if api else "--threat "
             raise DefbenchError(

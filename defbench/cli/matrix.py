@@ -155,7 +155,7 @@ def run(args) -> int:
     harness_matrix.check_threats_apply(threats, defenses, lambda d: base_name(d) not in DEFENSES)
     n = args.n if args.n is not None else (100 if args.preset == "quick" else 500)
     repeats = args.eval_repeats if args.eval_repeats is not None else (1 if args.preset == "quick" else 3)
-    threat_n = {check_threat(t): k for t, k in parse_threat_n(args.n_threat).items()}
+    threat_n = parse_threat_n(args.n_threat)
     for t, k in threat_n.items():
         if t not in threats:
             raise DefbenchError(
@@ -266,8 +266,9 @@ def overrides(args, defenses: list[str], dataset: str = "fmnist") -> dict:
             )
         from_opts[(name, k)] = (opt, v)
         out.setdefault(name, {})[k] = v  # over --defense-config's value: the command line wins
+    parsed = {d: split_variant(d) for d in defenses}  # (base name, the variant's own options)
     for d in defenses:  # every option that reaches a defense, variants' own included
-        base, inline = split_variant(d)
+        base, inline = parsed[d]
         fields = defense_fields(base, dataset)
         for src, opts in ((base, out.get(base, {})), (d, out.get(d, {}) if d != base else {}), (d, inline)):
             if opts and not fields:
@@ -284,9 +285,9 @@ def overrides(args, defenses: list[str], dataset: str = "fmnist") -> dict:
                 if opts is not inline:
                     opts[k] = checked
     for target, opts in out.items():  # an option every defense it reaches fixes in its own name would be ignored
-        reached = [d for d in defenses if d == target or (d != base_name(d) and base_name(d) == target)]
+        reached = [d for d in defenses if d == target or (d != parsed[d][0] and parsed[d][0] == target)]
         for k in opts:
-            if all(k in split_variant(d)[1] for d in reached):
+            if all(k in parsed[d][1] for d in reached):
                 raise DefbenchError(
                     f"option {k} of {target} (--defense-opt / --defense-config) is ignored: "
                     f"{', '.join(reached)} fix{'es' * (len(reached) == 1)} {k} in the name; give it in one place"

@@ -10,6 +10,7 @@ import math
 from pathlib import Path
 
 from defbench import DefbenchError
+from defbench.attacks.threats import check_threat
 from defbench.harness.matrix import Executor, LocalExecutor
 from defbench.harness.ray_executor import EXECUTORS, INSTALL_HINT, RayExecutor
 from defbench.harness.store import os_error_line
@@ -172,7 +173,7 @@ def add_threat_n(parser: argparse.ArgumentParser) -> None:
 
 
 def parse_threat_n(opts: list[str]) -> dict[str, int]:
-    """``["bpda=25"]`` -> ``{"bpda": 25}`` (threat names are checked by the matrix spec)."""
+    """``["BPDA=25"]`` -> ``{"bpda": 25}``: each threat a known one (its canonical name), given once."""
     out = {}
     for opt in opts:
         t, _, k = opt.partition("=")
@@ -188,7 +189,7 @@ def parse_threat_n(opts: list[str]) -> dict[str, int]:
                 if v < 1
                 else f"--n-threat {t.strip()}={v}: at most {LIMITS['n-threat']} images"
             )
-        t = t.strip().lower()
+        t = check_threat(t)
         if out.get(t, v) != v:  # the last would win silently
             raise DefbenchError(f"--n-threat sets {t} twice ({out[t]} and {v}); give it once")
         out[t] = v

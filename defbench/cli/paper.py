@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 from defbench import DefbenchError
-from defbench.attacks.threats import check_threat
 from defbench.classifiers.registry import check_name as check_classifier
 from defbench.cli.options import (
     add_classifier,
@@ -110,9 +109,9 @@ def run(args) -> int:
     chosen = [th.strip().lower() for th in args.threats or ()]  # --threats: the run's threats (checked above)
     in_tables = {th for t in runnable for th in (chosen or t.threats)}
     for th, k in threat_n.items():  # one the tables lack would be ignored, after hours of training
-        if check_threat(th) not in in_tables:
+        if th not in in_tables:
             raise DefbenchError(
-                f"--n-threat {th}={k}: {args.table} has no {check_threat(th)} cells "
+                f"--n-threat {th}={k}: {args.table} has no {th} cells "
                 f"(its threats: {', '.join(sorted(in_tables)) or 'none'}); drop the option"
             )
     device = str(resolve_device(args.device))
