@@ -106,3 +106,27 @@ def test_zoo_list_refuses_an_id_it_would_ignore(tmp_path, monkeypatch):
     from test_reliability_cli import run
 
     assert run(["zoo", "list"])[0] == 0
+
+
+def test_the_new_refusals_stay_silent_at_their_bounds(seen, tmp_path):
+    """Each refusal above has its accepted twin: the largest median window (the image side, 28 on MNIST), a step
+    count of exactly 1,000,000 (attack and defense), a --defense-opt that still reaches one defense (plain median
+    beside a variant that fixes the window), and the same --n-threat given twice with one value."""
+    from defbench.attacks import get_attack
+    from defbench.defenses.registry import check_options
+    from test_reliability_cli import run
+
+    out = ["--out", str(tmp_path / "o"), "--dataset", "mnist"]
+    assert run(M + out + ["--defense", "median[kernel_size=28]"])[0] is None
+    argv = M + out + ["--defense", "median,median[kernel_size=5]", "--defense-opt", "median:kernel_size=3"]
+    assert run(argv)[0] is None
+    assert seen["spec"].defense_overrides == {"median": {"kernel_size": 3}}
+    argv = M + out + ["--defense", "median", "--threat", "graybox,bpda", "--n-threat", "bpda=5", "--n-threat", "bpda=5"]
+    assert run(argv)[0] is None and seen["spec"].threat_n == {"bpda": 5}
+    assert get_attack("pgd", "mnist", steps=1_000_000).params["steps"] == 1_000_000
+    check_options("tvm[iterations=1000000]", "mnist")  # no error
+    refused(M + out + ["--defense", "tvm[iterations=1000001]"], "at most 1,000,000")
+    # a seed (whole, zero allowed) is bounded by 2**32 - 1, not by the step cap
+    assert get_attack("square", "mnist", seed=2**32 - 1).params["seed"] == 2**32 - 1
+    with pytest.raises(Exception, match="at most 4,294,967,295"):
+        get_attack("square", "mnist", seed=2**32)
