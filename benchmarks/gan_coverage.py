@@ -22,7 +22,8 @@ import torch
 from _common import command_line, data_root, dataset_name, markdown, write_table
 
 from defbench.datasets import CLASS_NAMES
-from defbench.defenses.train_prior import gan_recipe, train_gan
+from defbench.defenses.priors import build_gan
+from defbench.defenses.train_prior import class_spread, gan_recipe, train_gan
 from defbench.harness.data import load_dataset
 from defbench.harness.models import get_classifier
 
@@ -61,11 +62,20 @@ def main(argv=None) -> int:
     ap.add_argument("--dataset", type=dataset_name, default="fmnist", choices=["fmnist"])
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--classifier-preset", default="quick", help="classifier that labels samples and projections")
+    ap.add_argument(
+        "--judge-preset",
+        default=None,
+        help="a second classifier that also labels 2,000 samples of each variant's kept generator (default: none); "
+        "under class_feedback the training classifier steers the shares it counts, the judge has no part in it",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="benchmarks/results/gan_coverage.md")
     args = ap.parse_args(argv)
     root = data_root()
     classifier, _ = get_classifier(args.dataset, args.classifier_preset, "cpu", root, progress=False)
+    judge = None
+    if args.judge_preset:
+        judge, _ = get_classifier(args.dataset, args.judge_preset, "cpu", root, progress=False)
     train = load_dataset(args.dataset, "train", root)
     paper = gan_recipe(args.dataset, "paper")
     lines = [
@@ -83,9 +93,8 @@ def main(argv=None) -> int:
         recipe = gan_recipe(args.dataset, "paper", epochs=args.epochs, **overrides)
         print(f"{label}: {asdict(recipe)}", flush=True)
         t0 = time.time()
-        _, metrics = train_gan(
-            args.dataset, train, classifier, recipe, args.seed if seed is None else seed, torch.device("cpu")
-        )
+        run_seed = args.seed if seed is None else seed
+        state, metrics = train_gan(args.dataset, train, classifier, recipe, run_seed, torch.device("cpu"))
         minutes = (time.time() - t0) / 60
         for rec in metrics["history"]:
             spread = rec["class_spread"]
@@ -104,8 +113,21 @@ def main(argv=None) -> int:
             )
         last = metrics["history"][-1]
         shares.append([label, last["epoch"], *(f"{100 * v:.1f}" for v in last["class_spread"])])
+        if "class_weights" in last:
+            shares.append([f"{label}: class weights at the end", last["epoch"], *last["class_weights"]])
+        if judge is not None:
+            G, _ = build_gan(args.dataset, spectral_norm=bool(recipe.spectral_norm), pack=recipe.pack)
+            G.load_state_dict(state["G"])
+            judged = class_spread(G.eval(), judge.eval(), 2000, torch.Generator().manual_seed(run_seed + 1), "cpu")
+            kept = metrics["best_epoch"]
+            shares.append(
+                [f"{label}: judged by the {args.judge_preset} classifier", kept, *(f"{100 * v:.1f}" for v in judged)]
+            )
         per_class = markdown(shares, ["variant", "epoch", *NAMES], ["left"] + ["right"] * (len(NAMES) + 1))
-        caption = "Every class's share of the 2,000 samples (%) at each variant's last epoch:"
+        caption = (
+            "Every class's share of the 2,000 samples (%) at each variant's last epoch; a 'class weights' row gives "
+            "class feedback's weights then (not %), a 'judged by' row the kept epoch's samples as the judge reads them:"
+        )
         write_table(
             lines + [""] + markdown(body, header, ["left"] + ["right"] * 7) + ["", caption, ""] + per_class, args.out
         )

@@ -63,6 +63,14 @@ class GANRecipe:
     #: otherwise uses none; an experiment on class coverage, docs/MODELS.md, off in every preset)
     oversample_class: int = -1
     oversample_weight: int = 1
+    #: class feedback (off at 0): every ``feedback_every`` steps the classifier labels ``feedback_samples``
+    #: samples of G, and each class's weight in the batches is multiplied by (1 / (C · share))^class_feedback
+    #: (geometric mean rescaled to 1, kept in [1/4, 4]): a class G draws too rarely is shown more often, one it
+    #: draws too often less (labels and the recipe's classifier used, so the classifier that counts the shares
+    #: also steers them; an experiment on class coverage, docs/MODELS.md)
+    class_feedback: float = 0.0
+    feedback_every: int = 50
+    feedback_samples: int = 1000
 
     def __post_init__(self):  # here, not in gan_recipe: train_gan takes recipes built directly too
         if self.loss not in ("bce", "hinge"):
@@ -73,6 +81,14 @@ class GANRecipe:
             raise DefbenchError(f"oversample_weight must be a whole number >= 1; got {self.oversample_weight!r}")
         if self.oversample_weight > 1 and not (isinstance(self.oversample_class, int) and self.oversample_class >= 0):
             raise DefbenchError(f"oversample_weight {self.oversample_weight} needs oversample_class, a label >= 0")
+        if not (isinstance(self.class_feedback, (int, float)) and 0 <= self.class_feedback <= 4):
+            raise DefbenchError(f"class_feedback must be a number in [0, 4] (0 = off); got {self.class_feedback!r}")
+        for name in ("feedback_every", "feedback_samples"):
+            value = getattr(self, name)
+            if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+                raise DefbenchError(f"{name} must be a whole number >= 1; got {value!r}")
+        if self.class_feedback > 0 and self.oversample_weight > 1:
+            raise DefbenchError("class_feedback and oversample_weight both set the class mix; choose one")
 
 
 GAN_RECIPES = {
@@ -205,6 +221,31 @@ def oversampled_pool(subset: torch.Tensor, labels: torch.Tensor, recipe: GANReci
     return torch.cat([subset, extra.repeat(recipe.oversample_weight - 1)])
 
 
+FEEDBACK_BOUNDS = (0.25, 4.0)  #: a class's weight under class feedback stays within these
+
+
+def feedback_weights(weights: torch.Tensor, shares: torch.Tensor, gain: float) -> torch.Tensor:
+    """One class-feedback update: each class's weight times (1 / (C · share))^gain, rescaled to a geometric mean
+    of 1 (only the ratios between classes matter, and this keeps the weights from drifting to a bound together),
+    then kept within :data:`FEEDBACK_BOUNDS` (a share under half a percent counts as half a percent)."""
+    log_w = weights.log() + gain * (1.0 / (len(shares) * shares.clamp_min(0.005))).log()
+    return (log_w - log_w.mean()).exp().clamp(*FEEDBACK_BOUNDS)
+
+
+def epoch_orders(pool, labels, recipe: GANRecipe, per_epoch: int, gen: torch.Generator, weights=None):
+    """The index chunks one epoch trains on. Without class feedback: one chunk, the first ``per_epoch`` of a
+    shuffled pool. With it: chunks of ``feedback_every`` batches, each drawn without replacement with
+    probability proportional to the image's class weight in ``weights`` at the time the chunk is drawn (the
+    caller updates ``weights`` in place between chunks)."""
+    if recipe.class_feedback == 0:
+        yield pool[torch.randperm(len(pool), generator=gen)[:per_epoch]]
+        return
+    chunk = recipe.feedback_every * recipe.batch_size
+    for start in range(0, per_epoch, chunk):
+        p = weights[labels[pool]].double()
+        yield pool[torch.multinomial(p, min(chunk, per_epoch - start), replacement=False, generator=gen)]
+
+
 def train_gan(
     dataset: str,
     train: ImageData,
@@ -238,34 +279,42 @@ def train_gan(
     best = None
     t0 = time.time()
     step = 0
+    n_classes = int(train.labels.max()) + 1
+    weights = torch.ones(n_classes)  # class feedback's weights (unused when it is off)
+    feedback_gen = torch.Generator().manual_seed(seed + 2)  # its samples' latents, apart from training's draws
     for epoch in range(recipe.epochs):
         G.train(), D.train()
-        order = pool[torch.randperm(len(pool), generator=gen)[:per_epoch]]
-        for x, _ in train.batches(recipe.batch_size, indices=order):
-            if len(x) < recipe.batch_size or step >= total:
-                break
-            x = x.to(device)
-            b = x.shape[0]
-            # --- D step: real and fake in one batch (BatchNorm sees both)
-            z = sample_latent(b, G.latent_dim, gen, device)
-            fake = G(z)
-            logits = D(packed(torch.cat([x, fake.detach()]), recipe.pack))
-            loss_d = discriminator_loss(logits[: b // recipe.pack], logits[b // recipe.pack :], recipe)
-            opt_d.zero_grad(set_to_none=True)
-            loss_d.backward()
-            opt_d.step()
-            # --- G step: non-saturating loss, again through a mixed batch
-            loss_g = generator_loss(D(packed(torch.cat([x, fake]), recipe.pack))[b // recipe.pack :], recipe)
-            if recipe.mode_seeking > 0:
-                loss_g = loss_g + recipe.mode_seeking * mode_seeking_penalty(z, fake)
-            opt_g.zero_grad(set_to_none=True)
-            loss_g.backward()
-            opt_g.step()
-            d_losses.append(loss_d.item()), g_losses.append(loss_g.item())
-            step += 1
-            bar.update(1)
-            if step % 20 == 0:
-                bar.set_postfix(d=f"{sum(d_losses[-20:]) / 20:.3f}", g=f"{sum(g_losses[-20:]) / 20:.3f}")
+        for order in epoch_orders(pool, train.labels, recipe, per_epoch, gen, weights):
+            for x, _ in train.batches(recipe.batch_size, indices=order):
+                if len(x) < recipe.batch_size or step >= total:
+                    break
+                x = x.to(device)
+                b = x.shape[0]
+                # --- D step: real and fake in one batch (BatchNorm sees both)
+                z = sample_latent(b, G.latent_dim, gen, device)
+                fake = G(z)
+                logits = D(packed(torch.cat([x, fake.detach()]), recipe.pack))
+                loss_d = discriminator_loss(logits[: b // recipe.pack], logits[b // recipe.pack :], recipe)
+                opt_d.zero_grad(set_to_none=True)
+                loss_d.backward()
+                opt_d.step()
+                # --- G step: non-saturating loss, again through a mixed batch
+                loss_g = generator_loss(D(packed(torch.cat([x, fake]), recipe.pack))[b // recipe.pack :], recipe)
+                if recipe.mode_seeking > 0:
+                    loss_g = loss_g + recipe.mode_seeking * mode_seeking_penalty(z, fake)
+                opt_g.zero_grad(set_to_none=True)
+                loss_g.backward()
+                opt_g.step()
+                d_losses.append(loss_d.item()), g_losses.append(loss_g.item())
+                step += 1
+                bar.update(1)
+                if step % 20 == 0:
+                    bar.set_postfix(d=f"{sum(d_losses[-20:]) / 20:.3f}", g=f"{sum(g_losses[-20:]) / 20:.3f}")
+            if recipe.class_feedback > 0 and step < total:
+                G.eval(), classifier.eval()
+                shares = torch.tensor(class_spread(G, classifier, recipe.feedback_samples, feedback_gen, device))
+                weights.copy_(feedback_weights(weights, shares[:n_classes], recipe.class_feedback))
+                G.train()
         G.eval(), D.eval()
         classifier.eval()
         q = projection_quality(G, classifier, train, eval_idx, eval_cfg, seed, device)
@@ -280,6 +329,8 @@ def train_gan(
             "d_loss": sum(d_losses[-50:]) / max(1, len(d_losses[-50:])),
             "g_loss": sum(g_losses[-50:]) / max(1, len(g_losses[-50:])),
         }
+        if recipe.class_feedback > 0:
+            rec["class_weights"] = [round(float(w), 3) for w in weights]
         history.append(rec)
         bar.write(
             f"epoch {epoch + 1}: projection accuracy {rec['projection_accuracy']:.3f} on {q['n']} validation images, "

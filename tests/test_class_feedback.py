@@ -1,0 +1,176 @@
+"""Class feedback in GAN training (GANRecipe.class_feedback; issue: papers' tables, second pass, item 3): the
+update rule, the chunked draws it steers, the recipe's refusals, and one end-to-end run where the classifier's
+labels must move the batches."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from defbench import DefbenchError
+from defbench.defenses.train_prior import (
+    FEEDBACK_BOUNDS,
+    GANRecipe,
+    epoch_orders,
+    feedback_weights,
+    gan_recipe,
+    train_gan,
+)
+
+
+def test_feedback_weights_lift_a_short_class_and_lower_a_frequent_one():
+    shares = torch.tensor([0.04, 0.18] + [0.1] * 8)
+    w = feedback_weights(torch.ones(10), shares, gain=1.0)
+    # (1 / (10 · share)) = 2.5, 1/1.8, then 1 eight times; rescaled by their geometric mean (2.5/1.8)^(1/10)
+    g = (2.5 / 1.8) ** 0.1
+    assert w[0].item() == pytest.approx(2.5 / g, rel=1e-5)
+    assert w[1].item() == pytest.approx(1 / 1.8 / g, rel=1e-5)
+    assert w[2:].tolist() == pytest.approx([1 / g] * 8, rel=1e-5)
+    assert math.exp(w.log().mean().item()) == pytest.approx(1.0, abs=1e-6)  # geometric mean 1
+    half = feedback_weights(torch.ones(10), shares, gain=0.5)  # the gain is the exponent
+    assert half.tolist() == pytest.approx(w.sqrt().tolist(), rel=1e-5)
+    again = feedback_weights(w, shares, gain=1.0)  # the weights accumulate: the same shortfall lifts it further
+    assert again[0] > w[0] > 1 > w[1] > again[1]
+
+
+def test_feedback_weights_stay_within_their_bounds_and_hold_when_shares_are_even():
+    lo, hi = FEEDBACK_BOUNDS
+    missing = torch.tensor([0.0] * 5 + [0.2] * 5)  # five classes never drawn
+    w = torch.ones(10)
+    for _ in range(20):
+        w = feedback_weights(w, missing, gain=1.0)
+    assert w.min().item() == pytest.approx(lo) and w.max().item() == pytest.approx(hi)
+    assert (w[:5] == hi).all() and (w[5:] == lo).all()
+    even = feedback_weights(torch.ones(10), torch.full((10,), 0.1), gain=2.0)
+    assert even.tolist() == pytest.approx([1.0] * 10)
+    assert feedback_weights(w, missing, gain=0.0).tolist() == pytest.approx(w.tolist())
+
+
+def test_epoch_orders_without_feedback_is_the_shuffled_pool():
+    pool, labels = torch.arange(100, 300), torch.arange(300) % 10
+    recipe = GANRecipe(epochs=1, batch_size=8)
+    (order,) = epoch_orders(pool, labels, recipe, 120, torch.Generator().manual_seed(3))
+    assert torch.equal(order, pool[torch.randperm(200, generator=torch.Generator().manual_seed(3))[:120]])
+
+
+def test_epoch_orders_with_feedback_draw_chunks_by_the_weights_of_the_moment():
+    labels = torch.arange(4000) % 2
+    pool = torch.arange(4000)
+    recipe = GANRecipe(epochs=1, batch_size=10, class_feedback=1.0, feedback_every=30)  # chunks of 300 images
+    weights = torch.tensor([4.0, 0.25])
+    chunks = []
+    for order in epoch_orders(pool, labels, recipe, 1000, torch.Generator().manual_seed(0), weights):
+        chunks.append(order)
+        weights.copy_(weights.flip(0))  # the caller's update between chunks is what the next chunk reads
+    assert [len(c) for c in chunks] == [300, 300, 300, 100]
+    assert all(len(set(c.tolist())) == len(c) for c in chunks)  # without replacement within a chunk
+    share0 = [float((labels[c] == 0).float().mean()) for c in chunks[:3]]
+    assert share0[0] > 0.88 and share0[1] < 0.12 and share0[2] > 0.88  # 16 / 17 = 0.94 expected, then 1 / 17
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        {"class_feedback": -0.1},
+        {"class_feedback": 4.5},
+        {"class_feedback": "1"},
+        {"class_feedback": 1.0, "feedback_every": 0},
+        {"feedback_every": 2.5},
+        {"feedback_samples": True},
+        {"class_feedback": 1.0, "oversample_class": 1, "oversample_weight": 2},
+    ],
+)
+def test_gan_recipe_rejects_bad_class_feedback(override):
+    with pytest.raises(DefbenchError, match="feedback"):
+        GANRecipe(epochs=1, **override)
+    with pytest.raises(DefbenchError, match="feedback"):
+        gan_recipe("fmnist", "paper", **override)
+
+
+def test_gan_recipe_accepts_class_feedback_at_its_bounds():
+    assert GANRecipe(epochs=1, class_feedback=4, feedback_every=1, feedback_samples=1).class_feedback == 4
+    assert GANRecipe(epochs=1, class_feedback=0.0, oversample_class=1, oversample_weight=2).oversample_weight == 2
+
+
+class _AlwaysClassZero(torch.nn.Module):
+    """A classifier that labels every image class 0: under feedback, class 0 is the one G draws too often."""
+
+    def forward(self, x):
+        logits = torch.zeros(x.shape[0], 10)
+        logits[:, 0] = 1.0
+        return logits
+
+
+def test_train_gan_feedback_moves_the_batches_away_from_the_class_the_classifier_sees(fmnist, monkeypatch):
+    """Every sample reads as class 0, so after the first chunk (weights 1: the split's 10% of class 0) class 0's
+    weight drops to the lower bound and the others' rise: the next chunks hold about 0.25 / (0.25 + 9 · 1.3) = 2%
+    of class 0. Without feedback the same run batches the default recipe's images and records no weights."""
+    train, _ = fmnist
+    seen, orig = [], type(train).batches
+
+    def batches(self, batch_size, indices=None):
+        seen.append(indices.clone())
+        return orig(self, batch_size, indices=indices)
+
+    monkeypatch.setattr(type(train), "batches", batches)
+    base = dict(epochs=1, epoch_fraction=0.012, eval_images=10, eval_restarts=1, eval_steps=1, batch_size=16)
+    runs = {}
+    for gain, steps in ((0.0, 1), (0.5, 16)):
+        seen.clear()
+        recipe = GANRecipe(**base, class_feedback=gain, feedback_every=4, feedback_samples=50)
+        _, metrics = train_gan(
+            "fmnist", train, _AlwaysClassZero(), recipe, 0, torch.device("cpu"), progress=False, max_steps=steps
+        )
+        runs[gain] = ([idx for idx in seen if len(idx) > 10], metrics["history"][-1])
+    (plain,), rec_off = runs[0.0]
+    assert "class_weights" not in rec_off
+    chunks, rec_on = runs[0.5]
+    assert len(chunks) > 10 and all(len(c) == 64 for c in chunks[:-1])
+    share0 = lambda idx: float((train.labels[idx] == 0).float().mean())  # noqa: E731
+    assert share0(chunks[0]) < 0.25 and share0(torch.cat(chunks[1:])) < 0.05  # 10% at weights 1, then about 2%
+    assert rec_on["class_weights"][0] == pytest.approx(FEEDBACK_BOUNDS[0])
+    assert all(w > 1 for w in rec_on["class_weights"][1:])
+    assert abs(share0(plain) - 0.1) < 0.03
+
+
+def test_gan_coverage_judge_reads_the_kept_generator_with_another_classifier(tmp_path, monkeypatch):
+    """--judge-preset labels 2,000 samples of the generator train_gan keeps with a second classifier (here one
+    that reads every image as T-shirt, where the training classifier's history says 10% each), and a class
+    feedback run's weights get their own row; without --judge-preset there is no judged row."""
+    from conftest import import_benchmark, md_row, md_rows
+
+    from defbench.defenses.priors import build_gan
+
+    coverage = import_benchmark("gan_coverage")
+    monkeypatch.setattr(coverage, "data_root", lambda: None)
+    presets = []
+
+    def get_classifier(dataset, preset, *a, **k):
+        presets.append(preset)
+        return (_AlwaysClassZero() if preset == "judge-one" else "clf"), None
+
+    monkeypatch.setattr(coverage, "get_classifier", get_classifier)
+    monkeypatch.setattr(coverage, "load_dataset", lambda *a, **k: "train-split")
+    G, _ = build_gan("fmnist")
+    weights = [0.5, 2.0] + [1.0] * 8
+
+    def fake_train(dataset, train, classifier, recipe, seed, device):
+        assert classifier == "clf"  # the judge never trains
+        rec = {"epoch": 1, "projection_accuracy": 0.9, "class_spread": [0.1] * 10, "d_loss": 1, "g_loss": 2}
+        if recipe.class_feedback:
+            rec["class_weights"] = weights
+        return {"G": G.state_dict()}, {"history": [rec], "best_epoch": 1}
+
+    monkeypatch.setattr(coverage, "train_gan", fake_train)
+    out = tmp_path / "cov.md"
+    args = ["--variants", "class_feedback=0.5", "--epochs", "1", "--out", str(out)]
+    assert coverage.main([*args, "--judge-preset", "judge-one"]) == 0
+    assert presets == ["quick", "judge-one"]
+    text = out.read_text()
+    assert md_row(text, "class_feedback=0.5: judged by the judge-one classifier", "1")[2:] == ["100.0"] + ["0.0"] * 9
+    assert md_row(text, "class_feedback=0.5: class weights at the end", "1")[2:4] == ["0.5", "2.0"]
+    assert [r for r in md_rows(text) if r[0] == "class_feedback=0.5"][1][2:] == ["10.0"] * 10  # the shares table
+    assert coverage.main(args) == 0
+    assert not [r for r in md_rows(out.read_text()) if "judged by" in r[0]]
