@@ -65,12 +65,13 @@ class GANRecipe:
     oversample_weight: int = 1
     #: class feedback (off at 0): every ``feedback_every`` steps the classifier labels ``feedback_samples``
     #: samples of G, and each class's weight in the batches is multiplied by (1 / (C · share))^class_feedback
-    #: (geometric mean rescaled to 1, kept in [1/4, 4]): a class G draws too rarely is shown more often, one it
-    #: draws too often less (labels and the recipe's classifier used, so the classifier that counts the shares
-    #: also steers them; an experiment on class coverage, docs/MODELS.md)
+    #: (geometric mean rescaled to 1, kept in [1 / feedback_bound, feedback_bound]): a class G draws too rarely
+    #: is shown more often, one it draws too often less (labels and the recipe's classifier used, so the
+    #: classifier that counts the shares also steers them; an experiment on class coverage, docs/MODELS.md)
     class_feedback: float = 0.0
     feedback_every: int = 50
     feedback_samples: int = 1000
+    feedback_bound: float = 4.0
 
     def __post_init__(self):  # here, not in gan_recipe: train_gan takes recipes built directly too
         if self.loss not in ("bce", "hinge"):
@@ -87,6 +88,8 @@ class GANRecipe:
             value = getattr(self, name)
             if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
                 raise DefbenchError(f"{name} must be a whole number >= 1; got {value!r}")
+        if not (isinstance(self.feedback_bound, (int, float)) and 1 <= self.feedback_bound <= 1000):
+            raise DefbenchError(f"feedback_bound must be a number in [1, 1000]; got {self.feedback_bound!r}")
         if self.class_feedback > 0 and self.oversample_weight > 1:
             raise DefbenchError("class_feedback and oversample_weight both set the class mix; choose one")
 
@@ -221,15 +224,12 @@ def oversampled_pool(subset: torch.Tensor, labels: torch.Tensor, recipe: GANReci
     return torch.cat([subset, extra.repeat(recipe.oversample_weight - 1)])
 
 
-FEEDBACK_BOUNDS = (0.25, 4.0)  #: a class's weight under class feedback stays within these
-
-
-def feedback_weights(weights: torch.Tensor, shares: torch.Tensor, gain: float) -> torch.Tensor:
+def feedback_weights(weights: torch.Tensor, shares: torch.Tensor, gain: float, bound: float = 4.0) -> torch.Tensor:
     """One class-feedback update: each class's weight times (1 / (C · share))^gain, rescaled to a geometric mean
     of 1 (only the ratios between classes matter, and this keeps the weights from drifting to a bound together),
-    then kept within :data:`FEEDBACK_BOUNDS` (a share under half a percent counts as half a percent)."""
+    then kept within [1 / bound, bound] (a share under half a percent counts as half a percent)."""
     log_w = weights.log() + gain * (1.0 / (len(shares) * shares.clamp_min(0.005))).log()
-    return (log_w - log_w.mean()).exp().clamp(*FEEDBACK_BOUNDS)
+    return (log_w - log_w.mean()).exp().clamp(1 / bound, bound)
 
 
 def epoch_orders(pool, labels, recipe: GANRecipe, per_epoch: int, gen: torch.Generator, weights=None):
@@ -313,7 +313,9 @@ def train_gan(
             if recipe.class_feedback > 0 and step < total:
                 G.eval(), classifier.eval()
                 shares = torch.tensor(class_spread(G, classifier, recipe.feedback_samples, feedback_gen, device))
-                weights.copy_(feedback_weights(weights, shares[:n_classes], recipe.class_feedback))
+                weights.copy_(
+                    feedback_weights(weights, shares[:n_classes], recipe.class_feedback, recipe.feedback_bound)
+                )
                 G.train()
         G.eval(), D.eval()
         classifier.eval()

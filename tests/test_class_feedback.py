@@ -11,7 +11,6 @@ import torch
 
 from defbench import DefbenchError
 from defbench.defenses.train_prior import (
-    FEEDBACK_BOUNDS,
     GANRecipe,
     epoch_orders,
     feedback_weights,
@@ -36,13 +35,14 @@ def test_feedback_weights_lift_a_short_class_and_lower_a_frequent_one():
 
 
 def test_feedback_weights_stay_within_their_bounds_and_hold_when_shares_are_even():
-    lo, hi = FEEDBACK_BOUNDS
     missing = torch.tensor([0.0] * 5 + [0.2] * 5)  # five classes never drawn
-    w = torch.ones(10)
-    for _ in range(20):
-        w = feedback_weights(w, missing, gain=1.0)
-    assert w.min().item() == pytest.approx(lo) and w.max().item() == pytest.approx(hi)
-    assert (w[:5] == hi).all() and (w[5:] == lo).all()
+    for bound in (4.0, 8.0):
+        w = torch.ones(10)
+        for _ in range(20):
+            w = feedback_weights(w, missing, gain=1.0, bound=bound)
+        assert w[:5].tolist() == pytest.approx([bound] * 5) and w[5:].tolist() == pytest.approx([1 / bound] * 5)
+    w = feedback_weights(torch.ones(10), missing, gain=1.0)  # the default bound: 4
+    assert w.max().item() == pytest.approx(4.0) and w.min().item() == pytest.approx(0.25)
     even = feedback_weights(torch.ones(10), torch.full((10,), 0.1), gain=2.0)
     assert even.tolist() == pytest.approx([1.0] * 10)
     assert feedback_weights(w, missing, gain=0.0).tolist() == pytest.approx(w.tolist())
@@ -79,6 +79,8 @@ def test_epoch_orders_with_feedback_draw_chunks_by_the_weights_of_the_moment():
         {"class_feedback": 1.0, "feedback_every": 0},
         {"feedback_every": 2.5},
         {"feedback_samples": True},
+        {"feedback_bound": 0.5},
+        {"feedback_bound": "8"},
         {"class_feedback": 1.0, "oversample_class": 1, "oversample_weight": 2},
     ],
 )
@@ -90,7 +92,10 @@ def test_gan_recipe_rejects_bad_class_feedback(override):
 
 
 def test_gan_recipe_accepts_class_feedback_at_its_bounds():
-    assert GANRecipe(epochs=1, class_feedback=4, feedback_every=1, feedback_samples=1).class_feedback == 4
+    assert (
+        GANRecipe(epochs=1, class_feedback=4, feedback_every=1, feedback_samples=1, feedback_bound=1).feedback_bound
+        == 1
+    )
     assert GANRecipe(epochs=1, class_feedback=0.0, oversample_class=1, oversample_weight=2).oversample_weight == 2
 
 
@@ -105,8 +110,9 @@ class _AlwaysClassZero(torch.nn.Module):
 
 def test_train_gan_feedback_moves_the_batches_away_from_the_class_the_classifier_sees(fmnist, monkeypatch):
     """Every sample reads as class 0, so after the first chunk (weights 1: the split's 10% of class 0) class 0's
-    weight drops to the lower bound and the others' rise: the next chunks hold about 0.25 / (0.25 + 9 · 1.3) = 2%
-    of class 0. Without feedback the same run batches the default recipe's images and records no weights."""
+    weight drops to the lower bound, 1 / feedback_bound, and the others rise: the next chunks hold about
+    0.125 / (0.125 + 9 · 1.3) = 1% of class 0. Without feedback the same run batches the default recipe's images
+    and records no weights."""
     train, _ = fmnist
     seen, orig = [], type(train).batches
 
@@ -119,7 +125,7 @@ def test_train_gan_feedback_moves_the_batches_away_from_the_class_the_classifier
     runs = {}
     for gain, steps in ((0.0, 1), (0.5, 16)):
         seen.clear()
-        recipe = GANRecipe(**base, class_feedback=gain, feedback_every=4, feedback_samples=50)
+        recipe = GANRecipe(**base, class_feedback=gain, feedback_every=4, feedback_samples=50, feedback_bound=8)
         _, metrics = train_gan(
             "fmnist", train, _AlwaysClassZero(), recipe, 0, torch.device("cpu"), progress=False, max_steps=steps
         )
@@ -130,7 +136,7 @@ def test_train_gan_feedback_moves_the_batches_away_from_the_class_the_classifier
     assert len(chunks) > 10 and all(len(c) == 64 for c in chunks[:-1])
     share0 = lambda idx: float((train.labels[idx] == 0).float().mean())  # noqa: E731
     assert share0(chunks[0]) < 0.25 and share0(torch.cat(chunks[1:])) < 0.05  # 10% at weights 1, then about 2%
-    assert rec_on["class_weights"][0] == pytest.approx(FEEDBACK_BOUNDS[0])
+    assert rec_on["class_weights"][0] == pytest.approx(1 / 8)  # 1 / the recipe's feedback_bound
     assert all(w > 1 for w in rec_on["class_weights"][1:])
     assert abs(share0(plain) - 0.1) < 0.03
 
