@@ -90,6 +90,21 @@ def fmnist():
     return load_dataset("fmnist", "train"), load_dataset("fmnist", "test")
 
 
+@pytest.fixture
+def batch_orders(fmnist, monkeypatch):
+    """The index tensors the Fashion-MNIST splits' ``batches`` is called with while the test runs (train_gan's
+    epoch orders, and any validation batches), in call order."""
+    train, _ = fmnist
+    seen, orig = [], type(train).batches
+
+    def batches(self, batch_size, indices=None):
+        seen.append(indices.clone())
+        return orig(self, batch_size, indices=indices)
+
+    monkeypatch.setattr(type(train), "batches", batches)
+    return seen
+
+
 @pytest.fixture(scope="session")
 def fmnist_images(fmnist):
     _, test = fmnist

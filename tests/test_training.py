@@ -365,18 +365,12 @@ def test_oversampled_pool_repeats_one_class_and_is_the_subset_when_off():
         oversampled_pool(subset, labels, GANRecipe(epochs=1, oversample_class=7, oversample_weight=2))
 
 
-def test_oversampling_grows_the_class_share_of_the_batches(fmnist, tiny_classifier, monkeypatch):
+def test_oversampling_grows_the_class_share_of_the_batches(fmnist, tiny_classifier, batch_orders):
     """The images train_gan batches: about 10% trousers as the split has them, about 3 / 12 = 25% at weight 3, in
     batches of the same count; at weight 1 the very images of the default recipe."""
     train, _ = fmnist
     model, _ = tiny_classifier
-    seen, orig = [], type(train).batches
-
-    def batches(self, batch_size, indices=None):
-        seen.append(indices.clone())
-        return orig(self, batch_size, indices=indices)
-
-    monkeypatch.setattr(type(train), "batches", batches)
+    seen = batch_orders
     for kw in ({}, {"oversample_class": 1, "oversample_weight": 1}, {"oversample_class": 1, "oversample_weight": 3}):
         recipe = GANRecipe(epochs=1, epoch_fraction=0.2, eval_images=10, eval_restarts=1, eval_steps=1, **kw)
         train_gan("fmnist", train, model, recipe, seed=0, device=torch.device("cpu"), progress=False, max_steps=1)
