@@ -31,6 +31,10 @@ from defbench.seeding import seed_everything
 TWO_LN2 = 2 * math.log(2)
 
 
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 @dataclass(frozen=True)
 class GANRecipe:
     epochs: int
@@ -82,13 +86,13 @@ class GANRecipe:
             raise DefbenchError(f"oversample_weight must be a whole number >= 1; got {self.oversample_weight!r}")
         if self.oversample_weight > 1 and not (isinstance(self.oversample_class, int) and self.oversample_class >= 0):
             raise DefbenchError(f"oversample_weight {self.oversample_weight} needs oversample_class, a label >= 0")
-        if not (isinstance(self.class_feedback, (int, float)) and 0 <= self.class_feedback <= 4):
+        if not (_number(self.class_feedback) and 0 <= self.class_feedback <= 4):
             raise DefbenchError(f"class_feedback must be a number in [0, 4] (0 = off); got {self.class_feedback!r}")
         for name in ("feedback_every", "feedback_samples"):
             value = getattr(self, name)
             if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
                 raise DefbenchError(f"{name} must be a whole number >= 1; got {value!r}")
-        if not (isinstance(self.feedback_bound, (int, float)) and 1 <= self.feedback_bound <= 1000):
+        if not (_number(self.feedback_bound) and 1 <= self.feedback_bound <= 1000):
             raise DefbenchError(f"feedback_bound must be a number in [1, 1000]; got {self.feedback_bound!r}")
         if self.class_feedback > 0 and self.oversample_weight > 1:
             raise DefbenchError("class_feedback and oversample_weight both set the class mix; choose one")
@@ -246,6 +250,27 @@ def epoch_orders(pool, labels, recipe: GANRecipe, per_epoch: int, gen: torch.Gen
         yield pool[torch.multinomial(p, min(chunk, per_epoch - start), replacement=False, generator=gen)]
 
 
+def gan_step(G, D, opt_g, opt_d, x: torch.Tensor, recipe: GANRecipe, gen: torch.Generator, device):
+    """One D step and one G step on the real batch ``x``; returns the two losses (tensors)."""
+    b = x.shape[0]
+    # --- D step: real and fake in one batch (BatchNorm sees both)
+    z = sample_latent(b, G.latent_dim, gen, device)
+    fake = G(z)
+    logits = D(packed(torch.cat([x, fake.detach()]), recipe.pack))
+    loss_d = discriminator_loss(logits[: b // recipe.pack], logits[b // recipe.pack :], recipe)
+    opt_d.zero_grad(set_to_none=True)
+    loss_d.backward()
+    opt_d.step()
+    # --- G step: non-saturating loss, again through a mixed batch
+    loss_g = generator_loss(D(packed(torch.cat([x, fake]), recipe.pack))[b // recipe.pack :], recipe)
+    if recipe.mode_seeking > 0:
+        loss_g = loss_g + recipe.mode_seeking * mode_seeking_penalty(z, fake)
+    opt_g.zero_grad(set_to_none=True)
+    loss_g.backward()
+    opt_g.step()
+    return loss_d, loss_g
+
+
 def train_gan(
     dataset: str,
     train: ImageData,
@@ -288,23 +313,7 @@ def train_gan(
             for x, _ in train.batches(recipe.batch_size, indices=order):
                 if len(x) < recipe.batch_size or step >= total:
                     break
-                x = x.to(device)
-                b = x.shape[0]
-                # --- D step: real and fake in one batch (BatchNorm sees both)
-                z = sample_latent(b, G.latent_dim, gen, device)
-                fake = G(z)
-                logits = D(packed(torch.cat([x, fake.detach()]), recipe.pack))
-                loss_d = discriminator_loss(logits[: b // recipe.pack], logits[b // recipe.pack :], recipe)
-                opt_d.zero_grad(set_to_none=True)
-                loss_d.backward()
-                opt_d.step()
-                # --- G step: non-saturating loss, again through a mixed batch
-                loss_g = generator_loss(D(packed(torch.cat([x, fake]), recipe.pack))[b // recipe.pack :], recipe)
-                if recipe.mode_seeking > 0:
-                    loss_g = loss_g + recipe.mode_seeking * mode_seeking_penalty(z, fake)
-                opt_g.zero_grad(set_to_none=True)
-                loss_g.backward()
-                opt_g.step()
+                loss_d, loss_g = gan_step(G, D, opt_g, opt_d, x.to(device), recipe, gen, device)
                 d_losses.append(loss_d.item()), g_losses.append(loss_g.item())
                 step += 1
                 bar.update(1)

@@ -76,6 +76,7 @@ def test_epoch_orders_with_feedback_draw_chunks_by_the_weights_of_the_moment():
         {"class_feedback": -0.1},
         {"class_feedback": 4.5},
         {"class_feedback": "1"},
+        {"class_feedback": True},
         {"class_feedback": 1.0, "feedback_every": 0},
         {"feedback_every": 2.5},
         {"feedback_samples": True},
