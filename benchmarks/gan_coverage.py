@@ -22,7 +22,6 @@ import torch
 from _common import command_line, data_root, dataset_name, markdown, write_table
 
 from defbench.datasets import CLASS_NAMES
-from defbench.defenses.priors import build_gan
 from defbench.defenses.train_prior import class_spread, gan_recipe, train_gan
 from defbench.harness.data import load_dataset
 from defbench.harness.models import get_classifier
@@ -56,6 +55,12 @@ def parse_variant(label: str) -> tuple[int | None, dict]:
     return seed, overrides
 
 
+def _smallest(spread) -> str:
+    """'2.9 (shirt)': the smallest share of a class spread, in %, with its class's name."""
+    k = min(range(len(spread)), key=spread.__getitem__)
+    return f"{100 * spread[k]:.1f} ({NAMES[k]})"
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--variants", nargs="+", default=["paper"], help="'paper' or KEY=VALUE overrides of the recipe")
@@ -65,8 +70,8 @@ def main(argv=None) -> int:
     ap.add_argument(
         "--judge-preset",
         default=None,
-        help="a second classifier that also labels 2,000 samples of each variant's kept generator (default: none); "
-        "under class_feedback the training classifier steers the shares it counts, the judge has no part in it",
+        help="a second classifier that also labels 2,000 samples of each epoch's generator (default: none); under "
+        "class_feedback the training classifier steers the shares it counts, the judge has no part in it",
     )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="benchmarks/results/gan_coverage.md")
@@ -86,6 +91,7 @@ def main(argv=None) -> int:
         "variant overrides them) and 2,000 samples. Shares in %; minutes: the variant's whole training.",
     ]
     header = ["variant", "epoch", "projection acc", "smallest share (class)", "trouser share", "D loss", "G loss"]
+    header += [f"smallest share judged by the {args.judge_preset} classifier"] if judge is not None else []
     header += ["minutes"]
     body, shares = [], []
     for label in args.variants:
@@ -94,42 +100,52 @@ def main(argv=None) -> int:
         print(f"{label}: {asdict(recipe)}", flush=True)
         t0 = time.time()
         run_seed = args.seed if seed is None else seed
-        state, metrics = train_gan(args.dataset, train, classifier, recipe, run_seed, torch.device("cpu"))
+
+        def judged(G, rec, run_seed=run_seed):
+            draws = torch.Generator().manual_seed(run_seed + 1)  # the trainer's own count draws these latents
+            rec["judged_spread"] = class_spread(G, judge.eval(), 2000, draws, "cpu")
+
+        _, metrics = train_gan(
+            args.dataset,
+            train,
+            classifier,
+            recipe,
+            run_seed,
+            torch.device("cpu"),
+            each_epoch=judged if judge is not None else None,
+        )
         minutes = (time.time() - t0) / 60
         for rec in metrics["history"]:
             spread = rec["class_spread"]
-            k = min(range(len(spread)), key=spread.__getitem__)
-            body.append(
-                [
-                    label,
-                    rec["epoch"],
-                    f"{rec['projection_accuracy']:.2f}",
-                    f"{100 * spread[k]:.1f} ({NAMES[k]})",
-                    f"{100 * spread[1]:.1f}",
-                    f"{rec['d_loss']:.2f}",
-                    f"{rec['g_loss']:.2f}",
-                    f"{minutes:.1f}",
-                ]
-            )
+            row = [
+                label,
+                rec["epoch"],
+                f"{rec['projection_accuracy']:.2f}",
+                _smallest(spread),
+                f"{100 * spread[1]:.1f}",
+            ]
+            row += [f"{rec['d_loss']:.2f}", f"{rec['g_loss']:.2f}"]
+            row += [_smallest(rec["judged_spread"])] if judge is not None else []
+            body.append(row + [f"{minutes:.1f}"])
         last = metrics["history"][-1]
         shares.append([label, last["epoch"], *(f"{100 * v:.1f}" for v in last["class_spread"])])
         if "class_weights" in last:
             shares.append([f"{label}: class weights at the end", last["epoch"], *last["class_weights"]])
-        if judge is not None:
-            G, _ = build_gan(args.dataset, spectral_norm=bool(recipe.spectral_norm), pack=recipe.pack)
-            G.load_state_dict(state["G"])
-            judged = class_spread(G.eval(), judge.eval(), 2000, torch.Generator().manual_seed(run_seed + 1), "cpu")
-            kept = metrics["best_epoch"]
-            shares.append(
-                [f"{label}: judged by the {args.judge_preset} classifier", kept, *(f"{100 * v:.1f}" for v in judged)]
-            )
+        if "judged_spread" in last:
+            judge_label = f"{label}: judged by the {args.judge_preset} classifier"
+            shares.append([judge_label, last["epoch"], *(f"{100 * v:.1f}" for v in last["judged_spread"])])
         per_class = markdown(shares, ["variant", "epoch", *NAMES], ["left"] + ["right"] * (len(NAMES) + 1))
         caption = (
             "Every class's share of the 2,000 samples (%) at each variant's last epoch; a 'class weights' row gives "
-            "class feedback's weights then (not %), a 'judged by' row the kept epoch's samples as the judge reads them:"
+            "class feedback's weights then (not %), a 'judged by' row the same samples as the judge reads them:"
         )
         write_table(
-            lines + [""] + markdown(body, header, ["left"] + ["right"] * 7) + ["", caption, ""] + per_class, args.out
+            lines
+            + [""]
+            + markdown(body, header, ["left"] + ["right"] * (len(header) - 1))
+            + ["", caption, ""]
+            + per_class,
+            args.out,
         )
     return 0
 

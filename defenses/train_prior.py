@@ -281,12 +281,14 @@ def train_gan(
     progress: bool = True,
     max_steps: int | None = None,
     on_epoch=None,
+    each_epoch=None,
 ) -> tuple[dict, dict]:
     """Train G and D on ``train`` less its validation slice (:func:`selection_split`); returns ({'G': state,
     'D': state}, metrics) for the epoch with the best projection accuracy on the validation slice (on a tie the
     later epoch).
     ``on_epoch(state, metrics)`` is called after every epoch with the best state so far (the zoo saves it, so
-    a killed run keeps its best epoch)."""
+    a killed run keeps its best epoch). ``each_epoch(G, record)`` is called after every epoch's checks with this
+    epoch's generator (in eval mode) and its history record, which the callback may add readings to."""
     gen = seed_everything(seed)
     G, D = build_gan(dataset, spectral_norm=bool(recipe.spectral_norm), pack=recipe.pack)
     G, D = G.to(device), D.to(device)
@@ -342,6 +344,8 @@ def train_gan(
         }
         if recipe.class_feedback > 0:
             rec["class_weights"] = [round(float(w), 3) for w in weights]
+        if each_epoch is not None:
+            each_epoch(G, rec)
         history.append(rec)
         bar.write(
             f"epoch {epoch + 1}: projection accuracy {rec['projection_accuracy']:.3f} on {q['n']} validation images, "

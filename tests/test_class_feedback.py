@@ -136,17 +136,18 @@ def test_train_gan_feedback_moves_the_batches_away_from_the_class_the_classifier
     assert abs(share0(plain) - 0.1) < 0.03
 
 
-def test_gan_coverage_judge_reads_the_kept_generator_with_another_classifier(tmp_path, monkeypatch):
-    """--judge-preset labels 2,000 samples of the generator train_gan keeps with a second classifier (here one
-    that reads every image as T-shirt, where the training classifier's history says 10% each), and a class
-    feedback run's weights get their own row; without --judge-preset there is no judged row."""
+def test_gan_coverage_judge_reads_each_epoch_generator_with_another_classifier(tmp_path, monkeypatch):
+    """--judge-preset labels 2,000 samples of every epoch's generator with a second classifier (here one that reads
+    every image as T-shirt, where the training classifier's history says 10% each): a column of the per-epoch table
+    and a row of the per-class one; a class feedback run's weights get their own row; without --judge-preset
+    neither appears and train_gan gets no callback."""
     from conftest import import_benchmark, md_row, md_rows
 
     from defbench.defenses.priors import build_gan
 
     coverage = import_benchmark("gan_coverage")
     monkeypatch.setattr(coverage, "data_root", lambda: None)
-    presets = []
+    presets, callbacks = [], []
 
     def get_classifier(dataset, preset, *a, **k):
         presets.append(preset)
@@ -157,21 +158,48 @@ def test_gan_coverage_judge_reads_the_kept_generator_with_another_classifier(tmp
     G, _ = build_gan("fmnist")
     weights = [0.5, 2.0] + [1.0] * 8
 
-    def fake_train(dataset, train, classifier, recipe, seed, device):
+    def fake_train(dataset, train, classifier, recipe, seed, device, each_epoch=None):
         assert classifier == "clf"  # the judge never trains
-        rec = {"epoch": 1, "projection_accuracy": 0.9, "class_spread": [0.1] * 10, "d_loss": 1, "g_loss": 2}
-        if recipe.class_feedback:
-            rec["class_weights"] = weights
-        return {"G": G.state_dict()}, {"history": [rec], "best_epoch": 1}
+        callbacks.append(each_epoch)
+        history = []
+        for epoch in (1, 2):
+            rec = {"epoch": epoch, "projection_accuracy": 0.9, "class_spread": [0.1] * 10, "d_loss": 1, "g_loss": 2}
+            if recipe.class_feedback:
+                rec["class_weights"] = weights
+            if each_epoch is not None:
+                each_epoch(G.eval(), rec)
+            history.append(rec)
+        return {}, {"history": history, "best_epoch": 1}
 
     monkeypatch.setattr(coverage, "train_gan", fake_train)
     out = tmp_path / "cov.md"
-    args = ["--variants", "class_feedback=0.5", "--epochs", "1", "--out", str(out)]
+    args = ["--variants", "class_feedback=0.5", "--epochs", "2", "--out", str(out)]
     assert coverage.main([*args, "--judge-preset", "judge-one"]) == 0
     assert presets == ["quick", "judge-one"]
     text = out.read_text()
-    assert md_row(text, "class_feedback=0.5: judged by the judge-one classifier", "1")[2:] == ["100.0"] + ["0.0"] * 9
-    assert md_row(text, "class_feedback=0.5: class weights at the end", "1")[2:4] == ["0.5", "2.0"]
-    assert [r for r in md_rows(text) if r[0] == "class_feedback=0.5"][1][2:] == ["10.0"] * 10  # the shares table
+    for epoch in ("1", "2"):  # the per-epoch table: the judge's smallest share after the losses
+        assert md_row(text, "class_feedback=0.5", epoch)[7] == "0.0 (trouser)"
+    assert md_row(text, "class_feedback=0.5: judged by the judge-one classifier", "2")[2:] == ["100.0"] + ["0.0"] * 9
+    assert md_row(text, "class_feedback=0.5: class weights at the end", "2")[2:4] == ["0.5", "2.0"]
+    assert [r for r in md_rows(text) if r[0] == "class_feedback=0.5"][2][2:] == ["10.0"] * 10  # the shares table
     assert coverage.main(args) == 0
+    assert callbacks[-1] is None
     assert not [r for r in md_rows(out.read_text()) if "judged by" in r[0]]
+    assert len(md_row(out.read_text(), "class_feedback=0.5", "1")) == 8  # no judge column
+
+
+def test_train_gan_each_epoch_sees_this_epochs_generator_and_record(fmnist):
+    """each_epoch(G, rec) runs once per epoch with G in eval mode, and what it adds to the record is in the history."""
+    train, _ = fmnist
+    calls = []
+
+    def each_epoch(G, rec):
+        calls.append((rec["epoch"], G.training))
+        rec["extra"] = rec["epoch"] * 10
+
+    recipe = GANRecipe(epochs=2, epoch_fraction=0.003, eval_images=10, eval_restarts=1, eval_steps=1, batch_size=16)
+    _, metrics = train_gan(
+        "fmnist", train, _AlwaysClassZero(), recipe, 0, torch.device("cpu"), progress=False, each_epoch=each_epoch
+    )
+    assert calls == [(1, False), (2, False)]
+    assert [r["extra"] for r in metrics["history"]] == [10, 20]
