@@ -22,7 +22,7 @@ import torch
 from _common import command_line, data_root, dataset_name, markdown, write_table
 
 from defbench.datasets import CLASS_NAMES
-from defbench.defenses.train_prior import class_spread, gan_recipe, train_gan
+from defbench.defenses.train_prior import class_spread, gan_recipe, spread_latents, train_gan
 from defbench.harness.data import load_dataset
 from defbench.harness.models import get_classifier
 
@@ -81,6 +81,7 @@ def main(argv=None) -> int:
     judge = None
     if args.judge_preset:
         judge, _ = get_classifier(args.dataset, args.judge_preset, "cpu", root, progress=False)
+        judge.eval()
     train = load_dataset(args.dataset, "train", root)
     paper = gan_recipe(args.dataset, "paper")
     lines = [
@@ -101,9 +102,8 @@ def main(argv=None) -> int:
         t0 = time.time()
         run_seed = args.seed if seed is None else seed
 
-        def judged(G, rec, run_seed=run_seed):
-            draws = torch.Generator().manual_seed(run_seed + 1)  # the trainer's own count draws these latents
-            rec["judged_spread"] = class_spread(G, judge.eval(), 2000, draws, "cpu")
+        def judged(G, rec, run_seed=run_seed):  # the very samples the trainer's own count reads
+            rec["judged_spread"] = class_spread(G, judge, 2000, spread_latents(run_seed), "cpu")
 
         _, metrics = train_gan(
             args.dataset,

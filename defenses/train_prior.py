@@ -134,6 +134,12 @@ def sample_logits(G, classifier, n: int, gen: torch.Generator, device) -> torch.
     return torch.cat(out)
 
 
+def spread_latents(seed: int) -> torch.Generator:
+    """The generator of the latents whose samples :func:`train_gan` counts after each epoch (its ``class_spread``),
+    for a reading of the very same samples by another classifier."""
+    return torch.Generator().manual_seed(seed + 1)
+
+
 def class_spread(G, classifier, n: int, gen: torch.Generator, device) -> list[float]:
     """Fraction of each class among ``n`` samples of G, as the classifier labels them."""
     counts = torch.bincount(sample_logits(G, classifier, n, gen, device).argmax(1), minlength=10)[:10].float()
@@ -331,7 +337,7 @@ def train_gan(
         G.eval(), D.eval()
         classifier.eval()
         q = projection_quality(G, classifier, train, eval_idx, eval_cfg, seed, device)
-        spread = class_spread(G, classifier, 2000, torch.Generator().manual_seed(seed + 1), device)
+        spread = class_spread(G, classifier, 2000, spread_latents(seed), device)
         rec = {
             "epoch": epoch + 1,
             "steps": step,

@@ -12,9 +12,11 @@ import torch
 from defbench import DefbenchError
 from defbench.defenses.train_prior import (
     GANRecipe,
+    class_spread,
     epoch_orders,
     feedback_weights,
     gan_recipe,
+    spread_latents,
     train_gan,
 )
 
@@ -188,18 +190,29 @@ def test_gan_coverage_judge_reads_each_epoch_generator_with_another_classifier(t
     assert len(md_row(out.read_text(), "class_feedback=0.5", "1")) == 8  # no judge column
 
 
+class _PixelVote(torch.nn.Module):
+    """A classifier whose label depends on the image: the brightest of its first ten pixels."""
+
+    def forward(self, x):
+        return x.flatten(1)[:, :10]
+
+
 def test_train_gan_each_epoch_sees_this_epochs_generator_and_record(fmnist):
-    """each_epoch(G, rec) runs once per epoch with G in eval mode, and what it adds to the record is in the history."""
+    """each_epoch(G, rec) runs once per epoch with G in eval mode, and what it adds to the record is in the history;
+    spread_latents(seed) gives the latents of the trainer's own count, so the same classifier reads its spread."""
     train, _ = fmnist
     calls = []
 
     def each_epoch(G, rec):
         calls.append((rec["epoch"], G.training))
         rec["extra"] = rec["epoch"] * 10
+        read = lambda seed: [round(v, 4) for v in class_spread(G, _PixelVote(), 2000, spread_latents(seed), "cpu")]  # noqa: E731
+        assert read(0) == rec["class_spread"]  # the record keeps four decimals
+        assert read(1) != rec["class_spread"]
 
     recipe = GANRecipe(epochs=2, epoch_fraction=0.003, eval_images=10, eval_restarts=1, eval_steps=1, batch_size=16)
     _, metrics = train_gan(
-        "fmnist", train, _AlwaysClassZero(), recipe, 0, torch.device("cpu"), progress=False, each_epoch=each_epoch
+        "fmnist", train, _PixelVote(), recipe, 0, torch.device("cpu"), progress=False, each_epoch=each_epoch
     )
     assert calls == [(1, False), (2, False)]
     assert [r["extra"] for r in metrics["history"]] == [10, 20]
