@@ -24,7 +24,7 @@ from _common import command_line, data_root, dataset_name, markdown, write_table
 from defbench.datasets import CLASS_NAMES
 from defbench.defenses.train_prior import class_spread, gan_recipe, spread_latents, train_gan
 from defbench.harness.data import load_dataset
-from defbench.harness.models import get_classifier
+from defbench.harness.models import get_classifier, steering_classifier
 
 NAMES = CLASS_NAMES["fmnist"]
 
@@ -113,6 +113,7 @@ def main(argv=None) -> int:
             run_seed,
             torch.device("cpu"),
             each_epoch=judged if judge is not None else None,
+            steering=steering_classifier(args.dataset, recipe, args.classifier_preset, classifier, "cpu", root, False),
         )
         minutes = (time.time() - t0) / 60
         for rec in metrics["history"]:

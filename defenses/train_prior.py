@@ -35,6 +35,10 @@ def _number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+#: the values of ``GANRecipe.feedback_classifier``: the recipe's own classifier, or a classifier preset
+FEEDBACK_CLASSIFIERS = ("", "quick", "paper")
+
+
 @dataclass(frozen=True)
 class GANRecipe:
     epochs: int
@@ -70,12 +74,15 @@ class GANRecipe:
     #: class feedback (off at 0): every ``feedback_every`` steps the classifier labels ``feedback_samples``
     #: samples of G, and each class's weight in the batches is multiplied by (1 / (C · share))^class_feedback
     #: (geometric mean rescaled to 1, kept in [1 / feedback_bound, feedback_bound]): a class G draws too rarely
-    #: is shown more often, one it draws too often less (labels and the recipe's classifier used, so the
-    #: classifier that counts the shares also steers them; an experiment on class coverage, docs/MODELS.md)
+    #: is shown more often, one it draws too often less (labels used; an experiment on class coverage,
+    #: docs/MODELS.md). ``feedback_classifier`` names the classifier preset that labels those samples; "" = the
+    #: recipe's own classifier, which also counts the shares and selects the epoch, so the classifier that
+    #: steers is then the one that checks
     class_feedback: float = 0.0
     feedback_every: int = 50
     feedback_samples: int = 1000
     feedback_bound: float = 4.0
+    feedback_classifier: str = ""
 
     def __post_init__(self):  # here, not in gan_recipe: train_gan takes recipes built directly too
         if self.loss not in ("bce", "hinge"):
@@ -96,6 +103,13 @@ class GANRecipe:
             raise DefbenchError(f"feedback_bound must be a number in [1, 1000]; got {self.feedback_bound!r}")
         if self.class_feedback > 0 and self.oversample_weight > 1:
             raise DefbenchError("class_feedback and oversample_weight both set the class mix; choose one")
+        if self.feedback_classifier not in FEEDBACK_CLASSIFIERS:
+            raise DefbenchError(
+                f"feedback_classifier must be a classifier preset (quick or paper) or '' for the recipe's own; "
+                f"got {self.feedback_classifier!r}"
+            )
+        if self.feedback_classifier and not self.class_feedback > 0:
+            raise DefbenchError(f"feedback_classifier {self.feedback_classifier!r} steers nothing: class_feedback is 0")
 
 
 GAN_RECIPES = {
@@ -288,13 +302,22 @@ def train_gan(
     max_steps: int | None = None,
     on_epoch=None,
     each_epoch=None,
+    steering=None,
 ) -> tuple[dict, dict]:
     """Train G and D on ``train`` less its validation slice (:func:`selection_split`); returns ({'G': state,
     'D': state}, metrics) for the epoch with the best projection accuracy on the validation slice (on a tie the
     later epoch).
     ``on_epoch(state, metrics)`` is called after every epoch with the best state so far (the zoo saves it, so
     a killed run keeps its best epoch). ``each_epoch(G, record)`` is called after every epoch's checks with this
-    epoch's generator (in eval mode) and its history record, which the callback may add readings to."""
+    epoch's generator (in eval mode) and its history record, which the callback may add readings to.
+    ``steering`` labels class feedback's samples (default: ``classifier``; the caller loads the recipe's
+    ``feedback_classifier``, :func:`defbench.harness.models.steering_classifier`); ``classifier`` still selects the
+    epoch and counts the recorded shares."""
+    if recipe.feedback_classifier and steering is None:
+        raise DefbenchError(
+            f"the recipe steers with the {recipe.feedback_classifier!r} classifier; pass it as steering="
+        )
+    steering = classifier if steering is None else steering
     gen = seed_everything(seed)
     G, D = build_gan(dataset, spectral_norm=bool(recipe.spectral_norm), pack=recipe.pack)
     G, D = G.to(device), D.to(device)
@@ -328,8 +351,8 @@ def train_gan(
                 if step % 20 == 0:
                     bar.set_postfix(d=f"{sum(d_losses[-20:]) / 20:.3f}", g=f"{sum(g_losses[-20:]) / 20:.3f}")
             if recipe.class_feedback > 0 and step < total:
-                G.eval(), classifier.eval()
-                shares = torch.tensor(class_spread(G, classifier, recipe.feedback_samples, feedback_gen, device))
+                G.eval(), steering.eval()
+                shares = torch.tensor(class_spread(G, steering, recipe.feedback_samples, feedback_gen, device))
                 weights.copy_(
                     feedback_weights(weights, shares[:n_classes], recipe.class_feedback, recipe.feedback_bound)
                 )

@@ -240,8 +240,21 @@ def build_gan_model(
         saved.append(zoo.save(mid, {f"{k}.{n}": t for k, sd in state.items() for n, t in sd.items()}, manifest))
         _save_grid(state["G"], dataset, zoo.zoo_dir() / f"{mid}-samples.png", seed)
 
-    train_gan(dataset, train, classifier, recipe, seed, torch.device(device), progress, on_epoch=save)
+    steering = steering_classifier(dataset, recipe, preset, classifier, device, data_root, progress)
+    train_gan(
+        dataset, train, classifier, recipe, seed, torch.device(device), progress, on_epoch=save, steering=steering
+    )
     return saved[-1]
+
+
+def steering_classifier(dataset: str, recipe, preset: str, classifier, device="cpu", data_root=None, progress=True):
+    """The classifier that steers ``recipe``'s class feedback: ``classifier`` (the ``preset``'s own, which
+    selects the epoch) unless the recipe names another preset in ``feedback_classifier``; that one is loaded
+    from the zoo (trained if missing)."""
+    if not recipe.feedback_classifier or recipe.feedback_classifier == preset:
+        return classifier
+    steering, _ = get_classifier(dataset, recipe.feedback_classifier, device, data_root, progress=progress)
+    return steering
 
 
 def _save_grid(g_state: dict, dataset: str, path, seed: int) -> None:

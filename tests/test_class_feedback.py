@@ -85,6 +85,9 @@ def test_epoch_orders_with_feedback_draw_chunks_by_the_weights_of_the_moment():
         {"feedback_bound": 0.5},
         {"feedback_bound": "8"},
         {"class_feedback": 1.0, "oversample_class": 1, "oversample_weight": 2},
+        {"class_feedback": 0.5, "feedback_classifier": "judge"},
+        {"class_feedback": 0.5, "feedback_classifier": 1},
+        {"feedback_classifier": "quick"},
     ],
 )
 def test_gan_recipe_rejects_bad_class_feedback(override):
@@ -100,6 +103,7 @@ def test_gan_recipe_accepts_class_feedback_at_its_bounds():
         == 1
     )
     assert GANRecipe(epochs=1, class_feedback=0.0, oversample_class=1, oversample_weight=2).oversample_weight == 2
+    assert GANRecipe(epochs=1, class_feedback=0.5, feedback_classifier="quick").feedback_classifier == "quick"
 
 
 class _AlwaysClassZero(torch.nn.Module):
@@ -147,22 +151,26 @@ def test_gan_coverage_judge_reads_each_epoch_generator_with_another_classifier(t
 
     from defbench.defenses.priors import build_gan
 
+    from defbench.harness import models
+
     coverage = import_benchmark("gan_coverage")
     monkeypatch.setattr(coverage, "data_root", lambda: None)
-    presets, callbacks = [], []
+    presets, callbacks, steerers = [], [], []
 
     def get_classifier(dataset, preset, *a, **k):
         presets.append(preset)
-        return (_AlwaysClassZero() if preset == "judge-one" else "clf"), None
+        return (_AlwaysClassZero() if preset == "judge-one" else "clf" if preset == "quick" else f"clf-{preset}"), None
 
     monkeypatch.setattr(coverage, "get_classifier", get_classifier)
+    monkeypatch.setattr(models, "get_classifier", get_classifier)  # steering_classifier's own loader
     monkeypatch.setattr(coverage, "load_dataset", lambda *a, **k: "train-split")
     G, _ = build_gan("fmnist")
     weights = [0.5, 2.0] + [1.0] * 8
 
-    def fake_train(dataset, train, classifier, recipe, seed, device, each_epoch=None):
+    def fake_train(dataset, train, classifier, recipe, seed, device, each_epoch=None, steering=None):
         assert classifier == "clf"  # the judge never trains
         callbacks.append(each_epoch)
+        steerers.append(steering)
         history = []
         for epoch in (1, 2):
             rec = {"epoch": epoch, "projection_accuracy": 0.9, "class_spread": [0.1] * 10, "d_loss": 1, "g_loss": 2}
@@ -188,6 +196,45 @@ def test_gan_coverage_judge_reads_each_epoch_generator_with_another_classifier(t
     assert callbacks[-1] is None
     assert not [r for r in md_rows(out.read_text()) if "judged by" in r[0]]
     assert len(md_row(out.read_text(), "class_feedback=0.5", "1")) == 8  # no judge column
+    assert steerers == ["clf", "clf"]  # the training classifier steers unless the recipe names another
+    presets.clear()
+    assert coverage.main(["--variants", "class_feedback=0.5,feedback_classifier=paper", "--out", str(out)]) == 0
+    assert presets == ["quick", "paper"] and steerers[-1] == "clf-paper"
+
+
+class _AlwaysClass(torch.nn.Module):
+    def __init__(self, k: int):
+        super().__init__()
+        self.k = k
+
+    def forward(self, x):
+        logits = torch.zeros(x.shape[0], 10)
+        logits[:, self.k] = 1.0
+        return logits
+
+
+def test_train_gan_steering_classifier_steers_and_the_recipe_classifier_counts(fmnist, batch_orders):
+    """With a steering classifier (the recipe's feedback_classifier, loaded by the caller) its labels move the
+    batches: it reads every sample as class 3, so class 3 falls to about 1% of the later chunks while class 0,
+    which the selecting classifier sees everywhere, keeps its share; the recorded shares are the selecting
+    classifier's. A recipe that names a steering classifier is refused without one."""
+    train, _ = fmnist
+    seen = batch_orders
+    recipe = GANRecipe(
+        epochs=1, epoch_fraction=0.012, eval_images=10, eval_restarts=1, eval_steps=1, batch_size=16,
+        class_feedback=0.5, feedback_every=4, feedback_samples=50, feedback_bound=8, feedback_classifier="quick",
+    )  # fmt: skip
+    args = ("fmnist", train, _AlwaysClass(0), recipe, 0, torch.device("cpu"))
+    with pytest.raises(DefbenchError, match="steering"):
+        train_gan(*args, progress=False, max_steps=1)
+    seen.clear()
+    _, metrics = train_gan(*args, progress=False, max_steps=16, steering=_AlwaysClass(3))
+    later = torch.cat([idx for idx in seen if len(idx) > 10][1:])
+    share = lambda k: float((train.labels[later] == k).float().mean())  # noqa: E731
+    assert share(3) < 0.05 and share(0) > 0.06
+    rec = metrics["history"][-1]
+    assert rec["class_weights"][3] == pytest.approx(1 / 8) and rec["class_weights"][0] > 1
+    assert rec["class_spread"][0] == 1.0  # counted by the recipe's classifier, not the steering one
 
 
 class _PixelVote(torch.nn.Module):
