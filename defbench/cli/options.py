@@ -105,9 +105,8 @@ def split_target(opt: str) -> tuple[str, str]:
 def key_value(text: str, flag: str, opt: str) -> tuple[str, object]:
     """``KEY=VALUE`` of ``flag``'s option ``opt``, the value parsed as JSON where it parses."""
     if "=" not in text:
-        raise DefbenchError(
-            f"{flag} {opt!r} must look like {'[DEFENSE:]' if 'defense' in flag else 'ATTACK:'}KEY=VALUE"
-        )
+        form = "[DEFENSE:]" if "defense" in flag else "ATTACK:" if "attack" in flag else ""
+        raise DefbenchError(f"{flag} {opt!r} must look like {form}KEY=VALUE")
     k, v = text.split("=", 1)
     k = k.strip()
     if not k:

@@ -4,10 +4,14 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 
 from defbench import DefbenchError
-from defbench.cli.options import add_common, count_type, fraction_type, lowered
+from defbench.attacks.registry import check_value
+from defbench.classifiers.train import recipe_for
+from defbench.cli.options import add_common, count_type, fraction_type, key_value, lowered
 from defbench.datasets import DATASETS, SHAPES, canonical_name
+from defbench.defenses.train_prior import encoder_recipe, gan_recipe
 from defbench.harness import models, zoo
 from defbench.seeding import DEFAULT_SEED, resolve_device
 
@@ -35,6 +39,15 @@ def add_parsers(sub) -> None:
         help="GAN only: train on a random fraction of the training set (default 1.0; MimicGAN: 0.8)",
     )
     tr.add_argument("--holdout-class", type=int, default=None, help="GAN (or its encoder): leave this class out")
+    tr.add_argument(
+        "--recipe-opt",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one field of the preset's training recipe (repeatable), e.g. class_feedback=0.5 for a gan "
+        "(the fields: docs/MODELS.md, or 'defbench zoo show ID' of a trained model); the model keeps the preset's "
+        "zoo id, and 'zoo list' and every run that loads it say it was not trained as its preset",
+    )
     tr.add_argument("--force", action="store_true", help="retrain even if the zoo has the model")
     add_common(tr)
     tr.set_defaults(func=train)
@@ -76,6 +89,7 @@ def train(args) -> int:
         )
     if ds not in SHAPES or ds == "imagenet":
         raise DefbenchError(f"defbench does not train {ds} models (ImageNet uses torchvision's pretrained ResNet-50)")
+    extra = recipe_overrides(args.kind, ds, args.preset, args.recipe_opt)
     tag = models.gan_tag(args.subset_fraction, args.seed, args.holdout_class) if args.kind != "classifier" else ""
     mid = zoo.model_id(args.kind, ds, args.preset, tag)
     with zoo.lock(mid):  # another process training the same model: wait for it, then say it is there
@@ -86,16 +100,52 @@ def train(args) -> int:
             print(f"{mid} already in the zoo (use --force to retrain)")
             return 0
         if args.kind == "classifier":
-            entry = models.build_classifier_model(ds, epochs=args.epochs, **common)
+            entry = models.build_classifier_model(ds, epochs=args.epochs, **common, **extra)
         elif args.kind == "gan":
             entry = models.build_gan_model(
-                ds, subset_fraction=args.subset_fraction, holdout_class=args.holdout_class, epochs=args.epochs, **common
+                ds,
+                subset_fraction=args.subset_fraction,
+                holdout_class=args.holdout_class,
+                epochs=args.epochs,
+                **common,
+                **extra,
             )
         else:  # the encoder of the GAN the same flags name (a replica with --subset-fraction / --holdout-class)
-            entry = models.build_encoder_model(ds, iterations=args.iterations, tag=tag, **common)
+            entry = models.build_encoder_model(ds, iterations=args.iterations, tag=tag, **common, **extra)
     print(f"saved {entry.id} -> {entry.path}")
     print(json.dumps({k: v for k, v in entry.manifest["metrics"].items() if not isinstance(v, (list, dict))}))
     return 0
+
+
+#: recipe fields with a flag of their own
+FLAGGED = {"epochs": "--epochs", "iterations": "--iterations", "subset_fraction": "--subset-fraction"}
+
+
+def recipe_overrides(kind: str, dataset: str, preset: str, opts: list[str]) -> dict:
+    """``--recipe-opt KEY=VALUE`` options as overrides of ``kind``'s recipe for ``dataset`` and ``preset``: each KEY
+    a field of that recipe (not one with a flag of its own, not twice), each VALUE of the field's type; the recipe
+    they make is built here, so its own refusals come before any data is loaded or model trained."""
+    if not opts:
+        return {}
+    build = {
+        "classifier": lambda **kw: recipe_for(dataset, preset, **kw),
+        "gan": lambda **kw: gan_recipe(dataset, preset, **kw),
+        "encoder": lambda **kw: encoder_recipe(preset, **kw),
+    }[kind]
+    fields = asdict(build())
+    out: dict = {}
+    for opt in opts:
+        key, value = key_value(opt, "--recipe-opt", opt)
+        if key in FLAGGED:
+            raise DefbenchError(f"--recipe-opt {opt!r}: set {key} with {FLAGGED[key]}")
+        if key not in fields:
+            names = ", ".join(k for k in fields if k not in FLAGGED)
+            raise DefbenchError(f"--recipe-opt {opt!r}: the {kind} recipe has no field {key!r}; its fields: {names}")
+        if key in out:
+            raise DefbenchError(f"--recipe-opt sets {key} twice")
+        out[key] = check_value(value, fields[key], f"--recipe-opt {key}")
+    build(**out)
+    return out
 
 
 def show_zoo(args) -> int:
