@@ -42,6 +42,11 @@ def test_recipe_opts_reach_the_trainer_typed_as_the_recipe_field(calls):
     assert calls[-1][0] == "build_classifier_model" and calls[-1][1]["lr"] == 0.002
     assert run(["train", "encoder", *COMMON, "--recipe-opt", "batch_size=32"])[0] is None
     assert calls[-1][0] == "build_encoder_model" and calls[-1][1]["batch_size"] == 32
+    assert (
+        run(["train", "gan", *COMMON, "--recipe-opt", "mode_seeking=0", "--recipe-opt", "oversample_class=3"])[0]
+        is None
+    )
+    assert (calls[-1][1]["mode_seeking"], calls[-1][1]["oversample_class"]) == (0.0, 3)  # 0 where the preset's is 0
     assert run(["train", "gan", *COMMON])[0] is None
     assert not {"class_feedback", "feedback_classifier"} & set(calls[-1][1])
 
@@ -60,6 +65,15 @@ def test_recipe_opts_reach_the_trainer_typed_as_the_recipe_field(calls):
         ("gan", "feedback_classifier=quick", "steers nothing: class_feedback is 0"),  # the recipe's own refusal
         ("gan", "class_feedback=9", "class_feedback must be a number in [0, 4]"),
         ("classifier", "class_feedback=0.5", "the classifier recipe has no field 'class_feedback'"),
+        ("classifier", "optimizer=adamw", "unknown optimizer 'adamw'; choose adam or sgd"),  # was read as SGD
+        ("classifier", "arch=resnet", "unknown classifier architecture 'resnet'; choose one of:"),
+        ("classifier", "train_fraction=1.5", "train_fraction must be in (0, 1]"),
+        ("gan", "batch_size=0", "batch_size must be a whole number in [1, 1,000,000], got 0"),
+        ("gan", "eval_steps=10000000", "eval_steps must be a whole number in [1, 1,000,000]"),
+        ("gan", "lr_g=-0.001", "--recipe-opt lr_g must be > 0, got -0.001"),
+        ("gan", "lr_d=0", "--recipe-opt lr_d must be > 0, got 0.0"),
+        ("gan", "mode_seeking=-1", "--recipe-opt mode_seeking must be >= 0, got -1.0"),
+        ("encoder", "lambda_adv=-1", "--recipe-opt lambda_adv must be > 0"),
     ],
 )
 def test_bad_recipe_opts_are_refused_in_one_line_before_any_training(kind, opt, expect, calls):

@@ -473,6 +473,11 @@ def test_fuzz_matrix_command_line(argv, no_work, tmp_path_factory):
         assert not out.exists(), argv
 
 
+#: recipe fields of the classifier, GAN and encoder (and none) for --recipe-opt
+RECIPE_KEYS = ["lr", "optimizer", "arch", "batch_size", "class_feedback", "feedback_classifier", "pack", "loss",
+               "spectral_norm", "oversample_weight", "lambda_adv", "epochs", "nope", ""]  # fmt: skip
+
+
 @st.composite
 def other_command_lines(draw):
     head = draw(
@@ -504,12 +509,17 @@ def other_command_lines(draw):
         "--out",
         "--force",
         "--no-progress",
+        "--recipe-opt",
     ]
     argv = list(head)
     for _ in range(draw(st.integers(0, 4))):
         flag = draw(st.sampled_from(flags))
         argv.append(flag)
-        if flag not in ("--force", "--no-progress"):
+        if flag == "--recipe-opt":
+            key = draw(st.sampled_from(RECIPE_KEYS))
+            value = draw(st.one_of(st.sampled_from(NUMBERS), st.sampled_from(WORDS + ["true", "null", "quick"])))
+            argv.append(f"{key}={value}")
+        elif flag not in ("--force", "--no-progress"):
             argv.append(draw(st.one_of(st.sampled_from(NUMBERS), st.sampled_from(WORDS + ["mnist", "paper"]))))
     return argv
 

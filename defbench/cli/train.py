@@ -13,6 +13,7 @@ from defbench.cli.options import add_common, count_type, fraction_type, key_valu
 from defbench.datasets import DATASETS, SHAPES, canonical_name
 from defbench.defenses.train_prior import encoder_recipe, gan_recipe
 from defbench.harness import models, zoo
+from defbench.limits import MAX_STEPS
 from defbench.seeding import DEFAULT_SEED, resolve_device
 
 
@@ -144,8 +145,23 @@ def recipe_overrides(kind: str, dataset: str, preset: str, opts: list[str]) -> d
         if key in out:
             raise DefbenchError(f"--recipe-opt sets {key} twice")
         out[key] = check_value(value, fields[key], f"--recipe-opt {key}")
+        _check_sign(key, out[key], fields[key])
     build(**out)
     return out
+
+
+def _check_sign(key: str, value, default) -> None:
+    """A number where the preset's is positive stays positive (a count a whole number in [1, MAX_STEPS]: a batch
+    size, a step count), where it is 0 stays >= 0; a negative default (a class index meaning 'none') is the
+    recipe's to check."""
+    if isinstance(default, bool) or not isinstance(default, (int, float)) or default < 0:
+        return
+    if isinstance(default, int) and default > 0 and not 1 <= value <= MAX_STEPS:
+        raise DefbenchError(f"--recipe-opt {key} must be a whole number in [1, {MAX_STEPS:,}], got {value}")
+    if default > 0 and not value > 0:
+        raise DefbenchError(f"--recipe-opt {key} must be > 0, got {value}")
+    if not value >= 0:
+        raise DefbenchError(f"--recipe-opt {key} must be >= 0, got {value}")
 
 
 def show_zoo(args) -> int:
