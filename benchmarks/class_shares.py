@@ -11,7 +11,8 @@ script sets that reading beside two others, per class:
 * on the real test images (exactly 10% per class): the classifier's argmax share and mean softmax mass, i.e. how
   far the same classifier's labelling moves a class's share when the truth is known.
 
-Nothing is trained: the zoo's models are read (``train_missing=False``).
+Nothing is trained: the zoo's models are read (``train_missing=False``). ``--classifier-preset`` labels with another
+preset's classifier than the GAN's.
 
     python benchmarks/class_shares.py --dataset fmnist --preset paper --draws 5
 """
@@ -65,12 +66,19 @@ def main(argv=None) -> int:
     ap.add_argument("--dataset", type=dataset_name, default="fmnist")
     ap.add_argument("--preset", default="paper")
     ap.add_argument("--gan-tag", default="", help="a zoo GAN of another tag (e.g. sub80-s1); never trained here")
+    ap.add_argument(
+        "--classifier-preset",
+        default=None,
+        help="the classifier that labels (default: --preset's, the target's); e.g. quick, to read a prior whose class "
+        "feedback the quick classifier steered with both classifiers",
+    )
     ap.add_argument("--draws", type=int, default=5, help="seeded draws of 2,000 samples (seeds seed+1, seed+2, ...)")
     ap.add_argument("--seed", type=int, default=0, help="the GAN's training seed: its trainer drew with seed + 1")
     ap.add_argument("--out", default="benchmarks/results/class_shares.md")
     args = ap.parse_args(argv)
     root = data_root()
-    clf, cman = get_classifier(args.dataset, args.preset, data_root=root, train_missing=False)
+    clf_preset = args.preset if args.classifier_preset is None else args.classifier_preset
+    clf, cman = get_classifier(args.dataset, clf_preset, data_root=root, train_missing=False)
     G, _, gman = get_gan(args.dataset, args.preset, data_root=root, train_missing=False, tag=args.gan_tag)
     clf.eval(), G.eval()
     names = class_names(args.dataset)

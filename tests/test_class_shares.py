@@ -135,3 +135,35 @@ def test_main_table_by_hand(tmp_path, monkeypatch):
     ]
     want = [[float(s.min()), float(m.min())] for s, m in zip(shares, masses, strict=True)]
     assert [[float(x.split(" ")[0]) for x in d] for d in got] == [pytest.approx(w, abs=0.051) for w in want]
+
+
+def test_classifier_preset_labels_with_another_classifier_than_the_gans(tmp_path, monkeypatch):
+    """--classifier-preset quick: the quick classifier labels the paper GAN's samples (its id in the header); by
+    default the GAN's own preset's classifier does."""
+    cs = import_benchmark("class_shares")
+    asked = []
+
+    def get_classifier(dataset, preset, **k):
+        asked.append(("classifier", preset))
+        return _Logits(), {"id": f"classifier-{preset}", "sha256": "c" * 64}
+
+    def get_gan(dataset, preset, **k):
+        asked.append(("gan", preset))
+        return _LatentG(), None, {"id": "gan", "sha256": "g" * 64}
+
+    class Test:
+        def __len__(self):
+            return 10
+
+        def get(self, idx):
+            return torch.eye(10).reshape(10, 1, 1, 10)[idx], torch.arange(10)[idx]
+
+    monkeypatch.setattr(cs, "get_classifier", get_classifier)
+    monkeypatch.setattr(cs, "get_gan", get_gan)
+    monkeypatch.setattr(cs, "load_dataset", lambda *a, **k: Test())
+    out = tmp_path / "t.md"
+    assert cs.main(["--draws", "1", "--classifier-preset", "quick", "--out", str(out)]) == 0
+    assert asked == [("classifier", "quick"), ("gan", "paper")] and "classifier classifier-quick@" in out.read_text()
+    asked.clear()
+    assert cs.main(["--draws", "1", "--out", str(out)]) == 0
+    assert asked == [("classifier", "paper"), ("gan", "paper")]
