@@ -423,8 +423,9 @@ def test_gan_coverage_table_reads_each_epoch_of_each_variant(tmp_path, monkeypat
     calls = []
     spread = [0.10, 0.031, 0.12, 0.10, 0.10, 0.10, 0.029, 0.14, 0.10, 0.17]  # smallest: shirt (6), trouser 3.1%
 
-    def fake_train(dataset, train, classifier, recipe, seed, device, each_epoch=None):
+    def fake_train(dataset, train, classifier, recipe, seed, device, each_epoch=None, steering=None):
         assert each_epoch is None  # no --judge-preset, no per-epoch reading
+        assert steering == classifier  # no feedback_classifier: the training classifier steers
         calls.append((dataset, train, classifier, recipe, seed))
         hist = [
             {"epoch": e, "projection_accuracy": 0.846 + e / 100, "class_spread": spread, "d_loss": 1.234, "g_loss": e}

@@ -249,13 +249,13 @@ def test_build_gan_model_records_the_replica_it_trained(monkeypatch):
     from defbench.defenses.train_prior import gan_recipe
 
     data = _images()
-    monkeypatch.setattr(models, "get_classifier", lambda *a, **k: (None, {}))
+    monkeypatch.setattr(models, "get_classifier", lambda dataset, preset, *a, **k: (f"clf-{preset}", {}))
     monkeypatch.setattr(models, "load_dataset", lambda *a, **k: data)
     G, D = stand_in_gan("fmnist", 0)
     seen, after_first = {}, {}
 
-    def fake_train_gan(dataset, train, classifier, recipe, seed, device, progress, on_epoch):
-        seen.update(train=train, recipe=recipe, seed=seed)
+    def fake_train_gan(dataset, train, classifier, recipe, seed, device, progress, on_epoch, steering=None):
+        seen.update(train=train, recipe=recipe, seed=seed, classifier=classifier, steering=steering)
         state = {"G": G.state_dict(), "D": D.state_dict()}
         on_epoch(state, {"epochs_done": 1, "epochs_planned": 2, "best_epoch": 1})
         after_first.update(zoo.manifest_or_none("gan-fmnist-quick-sub30-s3-no4"))
@@ -269,6 +269,7 @@ def test_build_gan_model_records_the_replica_it_trained(monkeypatch):
     assert 4 not in seen["train"].labels.tolist() and len(seen["train"]) == 27  # 9 classes of 3 images
     assert seen["train"].images[:, 0, 0, 0].tolist() == [i for i in range(30) if i // 3 != 4]
     assert seen["recipe"] == gan_recipe("fmnist", "quick", subset_fraction=0.3, epochs=2) and seen["seed"] == 3
+    assert seen["classifier"] == seen["steering"] == "clf-quick"  # no feedback_classifier: the preset's steers
     m = entry.manifest
     assert (m["kind"], m["dataset"], m["preset"], m["arch"]) == ("gan", "fmnist", "quick", "dcgan28")
     assert m["config"] == {**dataclasses.asdict(seen["recipe"]), "seed": 3, "holdout_class": 4}
@@ -292,11 +293,40 @@ def test_build_gan_model_names_the_architecture_of_the_image_size(monkeypatch):
     monkeypatch.setattr(models, "_save_grid", lambda *a, **k: None)
     G, D = stand_in_gan("cifar10", 0)
 
-    def fake_train_gan(dataset, train, classifier, recipe, seed, device, progress, on_epoch):
+    def fake_train_gan(dataset, train, classifier, recipe, seed, device, progress, on_epoch, steering=None):
         on_epoch({"G": G.state_dict(), "D": D.state_dict()}, {"epochs_done": 1, "epochs_planned": 1})
 
     monkeypatch.setattr(models, "train_gan", fake_train_gan)
     assert models.build_gan_model("cifar10", "quick", progress=False).manifest["arch"] == "dcgan32"
+
+
+def test_build_gan_model_hands_the_recipes_steering_classifier_to_the_trainer(monkeypatch):
+    """feedback_classifier='paper' on the quick preset: the paper classifier is loaded and steers, the quick one
+    selects; naming the preset's own classifier loads nothing more."""
+    from conftest import stand_in_gan
+
+    asked, seen = [], {}
+
+    def get_classifier(dataset, preset, *a, **k):
+        asked.append(preset)
+        return f"clf-{preset}", {}
+
+    monkeypatch.setattr(models, "get_classifier", get_classifier)
+    monkeypatch.setattr(models, "load_dataset", lambda *a, **k: None)
+    monkeypatch.setattr(models, "_save_grid", lambda *a, **k: None)
+    G, D = stand_in_gan("fmnist", 0)
+
+    def fake_train_gan(dataset, train, classifier, recipe, seed, device, progress, on_epoch, steering=None):
+        seen.update(classifier=classifier, steering=steering)
+        on_epoch({"G": G.state_dict(), "D": D.state_dict()}, {"epochs_done": 1, "epochs_planned": 1})
+
+    monkeypatch.setattr(models, "train_gan", fake_train_gan)
+    m = models.build_gan_model("fmnist", "quick", progress=False, class_feedback=0.5, feedback_classifier="paper")
+    assert asked == ["quick", "paper"] and seen == {"classifier": "clf-quick", "steering": "clf-paper"}
+    assert m.manifest["config"]["feedback_classifier"] == "paper"
+    asked.clear()
+    models.build_gan_model("fmnist", "quick", progress=False, class_feedback=0.5, feedback_classifier="quick")
+    assert asked == ["quick"] and seen == {"classifier": "clf-quick", "steering": "clf-quick"}
 
 
 def test_build_classifier_model_records_its_recipe_seed_and_data(monkeypatch):
