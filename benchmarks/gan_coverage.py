@@ -124,8 +124,9 @@ def main(argv=None) -> int:
                 f"{rec['projection_accuracy']:.2f}",
                 _smallest(spread),
                 f"{100 * spread[1]:.1f}",
+                f"{rec['d_loss']:.2f}",
+                f"{rec['g_loss']:.2f}",
             ]
-            row += [f"{rec['d_loss']:.2f}", f"{rec['g_loss']:.2f}"]
             row += [_smallest(rec["judged_spread"])] if judge is not None else []
             body.append(row + [f"{minutes:.1f}"])
         last = metrics["history"][-1]

@@ -138,6 +138,8 @@ IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 PAPER_ARCH = {"fmnist": "cnn-2conv2fc", "mnist": "cnn-2conv2fc", "cifar10": "resnet18-cifar", "imagenet": "resnet50"}
 #: architectures beside the papers' ones, for experiments that change the classifier (``build_classifier(arch=)``)
 OTHER_ARCHS = ("cnn-cleverhans", "cnn-defensegan-a")
+#: every architecture name ``build_classifier`` knows, sorted
+ARCHS = tuple(sorted(set(PAPER_ARCH.values()) | set(OTHER_ARCHS)))
 
 
 def build_classifier(dataset: str, arch: str | None = None) -> Classifier:
@@ -162,10 +164,7 @@ def build_classifier(dataset: str, arch: str | None = None) -> Classifier:
         head = net.fc
         net.fc = nn.Identity()
         return Classifier(net, head, IMAGENET_MEAN, IMAGENET_STD, arch)
-    raise DefbenchError(
-        f"unknown classifier architecture {arch!r}; choose one of: "
-        f"{', '.join(sorted(set(PAPER_ARCH.values()) | set(OTHER_ARCHS)))}"
-    )
+    raise DefbenchError(f"unknown classifier architecture {arch!r}; choose one of: {', '.join(ARCHS)}")
 
 
 def load_imagenet_resnet50() -> Classifier:

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from defbench import DefbenchError, metrics
-from defbench.classifiers.models import OTHER_ARCHS, PAPER_ARCH, Classifier, build_classifier
+from defbench.classifiers.models import ARCHS, Classifier, build_classifier
 from defbench.datasets import ImageData
 from defbench.progress import bar as progress_bar
 from defbench.seeding import seed_everything
@@ -64,9 +64,8 @@ def recipe_for(dataset: str, preset: str, **overrides) -> ClassifierRecipe:
         raise DefbenchError(f"unknown optimizer {r.optimizer!r}; choose adam or sgd")
     if not 0 < r.train_fraction <= 1:
         raise DefbenchError(f"train_fraction must be in (0, 1], got {r.train_fraction}")
-    archs = sorted(set(PAPER_ARCH.values()) | set(OTHER_ARCHS))
-    if r.arch is not None and r.arch not in archs:
-        raise DefbenchError(f"unknown classifier architecture {r.arch!r}; choose one of: {', '.join(archs)}")
+    if r.arch is not None and r.arch not in ARCHS:
+        raise DefbenchError(f"unknown classifier architecture {r.arch!r}; choose one of: {', '.join(ARCHS)}")
     return r
 
 
