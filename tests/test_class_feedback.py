@@ -263,3 +263,12 @@ def test_train_gan_each_epoch_sees_this_epochs_generator_and_record(fmnist):
     )
     assert calls == [(1, False), (2, False)]
     assert [r["extra"] for r in metrics["history"]] == [10, 20]
+
+
+def test_feedback_classifiers_are_the_classifier_presets():
+    """defenses may not import classifiers (tests/test_layers.py), so GANRecipe's list of steering presets is a copy
+    of the classifier recipes' presets: kept equal here, so a new classifier preset is not refused as a steerer."""
+    from defbench.classifiers.train import RECIPES
+    from defbench.defenses.train_prior import FEEDBACK_CLASSIFIERS
+
+    assert set(FEEDBACK_CLASSIFIERS) == {""} | {preset for _, preset in RECIPES}
