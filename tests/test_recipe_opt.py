@@ -40,6 +40,10 @@ def test_recipe_opts_reach_the_trainer_typed_as_the_recipe_field(calls):
     assert k["feedback_every"] == 20 and type(k["feedback_every"]) is int
     assert run(["train", "classifier", *COMMON, "--recipe-opt", "lr=0.002"])[0] is None
     assert calls[-1][0] == "build_classifier_model" and calls[-1][1]["lr"] == 0.002
+    known = ["--recipe-opt", "optimizer=sgd", "--recipe-opt", "arch=cnn-cleverhans", "--recipe-opt", "train_fraction=1"]
+    assert run(["train", "classifier", *COMMON, *known])[0] is None  # a known optimizer, architecture and fraction pass
+    k = calls[-1][1]
+    assert (k["optimizer"], k["arch"], k["train_fraction"]) == ("sgd", "cnn-cleverhans", 1.0)
     assert run(["train", "encoder", *COMMON, "--recipe-opt", "batch_size=32"])[0] is None
     assert calls[-1][0] == "build_encoder_model" and calls[-1][1]["batch_size"] == 32
     assert (
