@@ -89,3 +89,14 @@ def test_a_recipe_field_set_twice_is_refused(calls):
     argv = ["train", "gan", *COMMON, "--recipe-opt", "class_feedback=0.5", "--recipe-opt", "class_feedback=1"]
     refused(argv, "sets class_feedback twice")
     assert calls == []
+
+
+def test_an_option_the_preset_turns_on_can_be_turned_off(calls):
+    """The Fashion-MNIST paper preset trains with a mode-seeking term (1.0): mode_seeking=0 turns it off (0 is the
+    field's 'off', allowed though the preset's value is positive); a negative value is refused as ever, and a rate
+    whose field defaults to a positive one stays positive."""
+    paper = ["--dataset", "fmnist", "--preset", "paper", "--device", "cpu", "--no-progress"]
+    refused(["train", "gan", *paper, "--recipe-opt", "mode_seeking=-0.5"], "mode_seeking must be >= 0, got -0.5")
+    refused(["train", "gan", *paper, "--recipe-opt", "lr_g=0"], "--recipe-opt lr_g must be > 0, got 0.0")
+    assert run(["train", "gan", *paper, "--recipe-opt", "mode_seeking=0"])[0] is None  # the preset's 1.0, off
+    assert calls[-1][1]["mode_seeking"] == 0.0 and len(calls) == 1

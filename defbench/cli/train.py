@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import MISSING, asdict
+from dataclasses import fields as dataclass_fields
 
 from defbench import DefbenchError
 from defbench.attacks.registry import check_value
@@ -45,7 +46,7 @@ def add_parsers(sub) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override one field of the preset's training recipe (repeatable), e.g. class_feedback=0.5 for a gan "
+        help="override one field of the preset's training recipe (repeatable), e.g. lr_d=5e-5 for a gan "
         "(the fields: docs/MODELS.md, or 'defbench zoo show ID' of a trained model); the model keeps the preset's "
         "zoo id, and 'zoo list' and every run that loads it say it was not trained as its preset",
     )
@@ -133,7 +134,11 @@ def recipe_overrides(kind: str, dataset: str, preset: str, opts: list[str]) -> d
         "gan": lambda **kw: gan_recipe(dataset, preset, **kw),
         "encoder": lambda **kw: encoder_recipe(preset, **kw),
     }[kind]
-    fields = asdict(build())
+    preset_recipe = build()
+    fields = asdict(preset_recipe)
+    # the sign rule reads the field's declared default, not the preset's value: a preset that turns an option on
+    # (class_feedback=0.5) must not forbid turning it off (class_feedback=0)
+    declared = {f.name: fields[f.name] if f.default is MISSING else f.default for f in dataclass_fields(preset_recipe)}
     out: dict = {}
     for opt in opts:
         key, value = key_value(opt, "--recipe-opt", opt)
@@ -145,15 +150,15 @@ def recipe_overrides(kind: str, dataset: str, preset: str, opts: list[str]) -> d
         if key in out:
             raise DefbenchError(f"--recipe-opt sets {key} twice")
         out[key] = check_value(value, fields[key], f"--recipe-opt {key}")
-        _check_sign(key, out[key], fields[key])
+        _check_sign(key, out[key], declared[key])
     build(**out)
     return out
 
 
 def _check_sign(key: str, value, default) -> None:
-    """A number where the preset's is positive stays positive (a count a whole number in [1, MAX_STEPS]: a batch
-    size, a step count), where it is 0 stays >= 0; a negative default (a class index meaning 'none') is the
-    recipe's to check."""
+    """A number whose field defaults to a positive one stays positive (a count a whole number in [1, MAX_STEPS]: a
+    batch size, a step count), where it defaults to 0 (an option that is off) stays >= 0; a negative default (a
+    class index meaning 'none') is the recipe's to check."""
     if isinstance(default, bool) or not isinstance(default, (int, float)) or default < 0:
         return
     if isinstance(default, int) and default > 0 and not 1 <= value <= MAX_STEPS:
