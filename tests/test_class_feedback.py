@@ -87,7 +87,7 @@ def test_epoch_orders_with_feedback_draw_chunks_by_the_weights_of_the_moment():
         {"class_feedback": 1.0, "oversample_class": 1, "oversample_weight": 2},
         {"class_feedback": 0.5, "feedback_classifier": "judge"},
         {"class_feedback": 0.5, "feedback_classifier": 1},
-        {"feedback_classifier": "quick"},
+        {"class_feedback": 0.0, "feedback_classifier": "quick"},
     ],
 )
 def test_gan_recipe_rejects_bad_class_feedback(override):

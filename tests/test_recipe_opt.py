@@ -92,11 +92,16 @@ def test_a_recipe_field_set_twice_is_refused(calls):
 
 
 def test_an_option_the_preset_turns_on_can_be_turned_off(calls):
-    """The Fashion-MNIST paper preset trains with a mode-seeking term (1.0): mode_seeking=0 turns it off (0 is the
-    field's 'off', allowed though the preset's value is positive); a negative value is refused as ever, and a rate
-    whose field defaults to a positive one stays positive."""
+    """The Fashion-MNIST paper preset trains with class feedback (0.5, steered by the quick classifier) and a
+    mode-seeking term (1.0): class_feedback=0 with feedback_classifier= turns feedback off (0 is the field's 'off',
+    allowed though the preset's value is positive), as mode_seeking=0 turns the term off; class_feedback=0 alone is
+    the recipe's refusal, which says what else to set; a negative value is refused as ever."""
     paper = ["--dataset", "fmnist", "--preset", "paper", "--device", "cpu", "--no-progress"]
-    refused(["train", "gan", *paper, "--recipe-opt", "mode_seeking=-0.5"], "mode_seeking must be >= 0, got -0.5")
+    off = ["--recipe-opt", "class_feedback=0", "--recipe-opt", "feedback_classifier="]
+    assert run(["train", "gan", *paper, *off])[0] is None
+    assert (calls[-1][1]["class_feedback"], calls[-1][1]["feedback_classifier"]) == (0.0, "")
+    refused(["train", "gan", *paper, "--recipe-opt", "class_feedback=0"], "set feedback_classifier='' too")
+    refused(["train", "gan", *paper, "--recipe-opt", "class_feedback=-0.5"], "class_feedback must be >= 0, got -0.5")
     refused(["train", "gan", *paper, "--recipe-opt", "lr_g=0"], "--recipe-opt lr_g must be > 0, got 0.0")
     assert run(["train", "gan", *paper, "--recipe-opt", "mode_seeking=0"])[0] is None  # the preset's 1.0, off
-    assert calls[-1][1]["mode_seeking"] == 0.0 and len(calls) == 1
+    assert calls[-1][1]["mode_seeking"] == 0.0 and len(calls) == 2

@@ -63,15 +63,20 @@ def _spy_optimizers(monkeypatch) -> list:
 
 def test_presets_are_the_recipes_docs_models_states():
     """docs/MODELS.md: GAN batch 64, Adam β (0.5, 0.999), G lr 2e-4, D lr 1e-4, real labels 0.9; paper epochs 8
-    (Fashion-MNIST, spectral norm + mode-seeking λ = 1), 1 (MNIST), 25 (CIFAR-10); quick half an epoch (CIFAR-10
-    0.3). Encoder: Adam lr 2e-4, batch 64, η = 0.02, 3000 / 400 iterations. Classifiers: Adam one-cycle 1e-3, batch
-    128, 15 / 2 epochs (Fashion-MNIST); CIFAR-10 SGD lr 0.1, wd 5e-4, crop + flip, 200 epochs, quick 1 epoch on 20%."""
+    (Fashion-MNIST, spectral norm + mode-seeking λ = 1 + class feedback steered by the quick classifier), 1
+    (MNIST), 25 (CIFAR-10); quick half an epoch (CIFAR-10 0.3). Encoder: Adam lr 2e-4, batch 64, η = 0.02, 3000 /
+    400 iterations. Classifiers: Adam one-cycle 1e-3, batch 128, 15 / 2 epochs (Fashion-MNIST); CIFAR-10 SGD lr 0.1,
+    wd 5e-4, crop + flip, 200 epochs, quick 1 epoch on 20%."""
     g = tp.GANRecipe(epochs=1)
     assert (g.batch_size, g.lr_g, g.lr_d, g.real_label) == (64, 2e-4, 1e-4, 0.9)
     assert (g.mode_seeking, g.spectral_norm, g.loss, g.pack, g.subset_fraction) == (0.0, False, "bce", 1, 1.0)
     fp = tp.gan_recipe("fmnist", "paper")
     assert (fp.epochs, fp.spectral_norm, fp.mode_seeking, fp.epoch_fraction) == (8, True, 1.0, 1.0)
     assert (fp.eval_images, fp.eval_restarts, fp.eval_steps) == (100, 4, 100)  # R = 4, L = 100 on 100 images
+    # class feedback γ 0.5 within [1/4, 4] every 50 steps on 1000 samples, steered by the quick classifier
+    assert (fp.class_feedback, fp.feedback_bound, fp.feedback_every, fp.feedback_samples) == (0.5, 4.0, 50, 1000)
+    assert fp.feedback_classifier == "quick"
+    assert not any(tp.gan_recipe(d, p).class_feedback for d, p in tp.GAN_RECIPES if (d, p) != ("fmnist", "paper"))
     assert [tp.gan_recipe(d, "paper").epochs for d in ("mnist", "cifar10")] == [1, 25]
     assert not tp.gan_recipe("mnist", "paper").mode_seeking and not tp.gan_recipe("cifar10", "paper").spectral_norm
     assert [tp.gan_recipe(d, "quick").epoch_fraction for d in ("fmnist", "mnist", "cifar10")] == [0.5, 0.5, 0.3]
