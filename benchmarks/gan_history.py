@@ -18,9 +18,8 @@ from _common import command_line, markdown, write_table
 
 from defbench import DefbenchError
 from defbench.datasets import class_names
+from defbench.defenses.train_prior import SPREAD_SAMPLES as SAMPLES
 from defbench.harness import zoo
-
-SAMPLES = 2000  #: the trainer's class count draws 2,000 samples (train_prior.train_gan)
 
 
 def _extreme(spread: list[float], names: list[str], pick) -> str:

@@ -35,6 +35,8 @@ def _number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+#: samples of G that the classifier labels after every epoch for the class shares the manifest records
+SPREAD_SAMPLES = 2000
 #: the values of ``GANRecipe.feedback_classifier``: the recipe's own classifier, or a classifier preset
 FEEDBACK_CLASSIFIERS = ("", "quick", "paper")
 
@@ -111,7 +113,7 @@ class GANRecipe:
         if self.feedback_classifier and not self.class_feedback > 0:
             raise DefbenchError(
                 f"feedback_classifier {self.feedback_classifier!r} steers nothing: class_feedback is 0 (to turn "
-                f"class feedback off, set feedback_classifier='' too)"
+                "class feedback off, set feedback_classifier='' too)"
             )
 
 
@@ -368,7 +370,7 @@ def train_gan(
         G.eval(), D.eval()
         classifier.eval()
         q = projection_quality(G, classifier, train, eval_idx, eval_cfg, seed, device)
-        spread = class_spread(G, classifier, 2000, spread_latents(seed), device)
+        spread = class_spread(G, classifier, SPREAD_SAMPLES, spread_latents(seed), device)
         rec = {
             "epoch": epoch + 1,
             "steps": step,
