@@ -20,13 +20,15 @@ preset's classifier than the GAN's.
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 
 import torch
 from _common import command_line, data_root, dataset_name, markdown, write_table
 
 from defbench.datasets import class_names
-from defbench.defenses.train_prior import sample_logits
+from defbench.defenses.train_prior import SPREAD_SAMPLES, sample_logits
+from defbench.metrics import share_percent
 from defbench.harness.data import load_dataset
 from defbench.harness.models import get_classifier, get_gan
 
@@ -82,24 +84,25 @@ def main(argv=None) -> int:
     G, _, gman = get_gan(args.dataset, args.preset, data_root=root, train_missing=False, tag=args.gan_tag)
     clf.eval(), G.eval()
     names = class_names(args.dataset)
-    draws = [readings(sample_probabilities(G, clf, 2000, args.seed + 1 + k)) for k in range(args.draws)]
+    draws = [readings(sample_probabilities(G, clf, SPREAD_SAMPLES, args.seed + 1 + k)) for k in range(args.draws)]
     test = load_dataset(args.dataset, "test", root=root)
     x, y = test.get(torch.arange(len(test)))
     real = readings(probabilities(clf, x))
     truth = torch.bincount(y, minlength=10).float() / len(y)
+    pct = functools.partial(share_percent, n=SPREAD_SAMPLES)
     body = []
     for c in range(10):
-        arg = [100 * float(d["argmax"][c]) for d in draws]
+        arg = [float(d["argmax"][c]) for d in draws]  # a count of SPREAD_SAMPLES: written exactly
         mass = [100 * float(d["mass"][c]) for d in draws]
         conf = [float(d["confidence"][c]) for d in draws]
         body.append(
             [
                 f"{c} {names[c]}",
-                f"{arg[0]:.1f} ({min(arg):.1f}–{max(arg):.1f})",
+                f"{pct(arg[0])} ({pct(min(arg))}–{pct(max(arg))})",
                 f"{mass[0]:.1f} ({min(mass):.1f}–{max(mass):.1f})",
                 mean_confidence(conf),
                 f"{100 * float(truth[c]):.1f}",
-                f"{100 * float(real['argmax'][c]):.1f}",
+                share_percent(float(real["argmax"][c]), len(y)),
                 f"{100 * float(real['mass'][c]):.1f}",
                 f"{float(real['confidence'][c]):.2f}",
             ]
@@ -116,18 +119,19 @@ def main(argv=None) -> int:
     ]
     lines = [
         f"Command: `{command_line(argv)}` — CPU, torch threads {torch.get_num_threads()}; classifier "
-        f"{cman['id']}@{cman['sha256'][:10]}, GAN {gman['id']}@{gman['sha256'][:8]}; {args.draws} draws of 2,000 "
-        f"samples (generator seeds {args.seed + 1}–{args.seed + args.draws}, the first the trainer's), and the "
-        f"{len(y)} test images.",
+        f"{cman['id']}@{cman['sha256'][:10]}, GAN {gman['id']}@{gman['sha256'][:8]}; {args.draws} "
+        f"draws of {SPREAD_SAMPLES} samples (generator seeds {args.seed + 1}–{args.seed + args.draws}, the first "
+        f"the trainer's), and the {len(y)} test images.",
         "",
     ]
     lines += markdown(body, header, ["left"] + ["right"] * (len(header) - 1))
-    smallest = [(100 * float(d[r].min()), names[int(d[r].argmin())]) for d in draws for r in ("argmax", "mass")]
+    smallest = [(float(d[r].min()), names[int(d[r].argmin())]) for d in draws for r in ("argmax", "mass")]
     lines += [
         "",
         "Smallest class per draw, argmax / softmax mass: "
         + "; ".join(
-            f"{a:.1f} {na} / {m:.1f} {nm}" for (a, na), (m, nm) in zip(smallest[::2], smallest[1::2], strict=True)
+            f"{pct(a)} {na} / {100 * m:.1f} {nm}"
+            for (a, na), (m, nm) in zip(smallest[::2], smallest[1::2], strict=True)
         )
         + ".",
     ]

@@ -5,7 +5,7 @@
 * GAN: DefenseGAN projection (L = 200, R = 10, SGD lr 10, momentum 0.7) of ``--n`` seeded clean test
   images: classifier accuracy on the reconstructions G(z*) and mean reconstruction MSE (InvGAN Table 2
   reports 0.81 on Fashion-MNIST and 0.98 on MNIST for DefenseGAN's clean accuracy), plus the smallest class
-  share among 2000 samples;
+  share among the trainer's 2000 (``SPREAD_SAMPLES``) samples;
 * encoder: ‖z − I(G(z))‖ against a random guess, and the classifier's accuracy on G(I(x)) (T = 0).
 
     python benchmarks/zoo_quality.py --datasets fmnist,mnist --preset paper --n 500
@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import platform
 import statistics
@@ -27,10 +28,11 @@ import torch
 from _common import command_line, markdown
 
 from defbench import DefbenchError, metrics
+from defbench.metrics import share_percent
 from defbench.classifiers.train import model_accuracy
 from defbench.datasets import class_names
 from defbench.defenses.gan_prior import PAPER_CONFIGS
-from defbench.defenses.train_prior import class_spread, latent_recovery, projection_quality
+from defbench.defenses.train_prior import SPREAD_SAMPLES, class_spread, latent_recovery, projection_quality
 from defbench.harness import models, zoo
 from defbench.harness.data import load_dataset
 from defbench.seeding import resolve_device
@@ -51,7 +53,7 @@ def main(argv=None) -> int:
         "--parts",
         default="classifier,gan,encoder",
         help="which models to measure (comma list of classifier, gan, encoder, samples: the smallest class share "
-        "of each GAN over --draws draws of 2000 samples, without projections)",
+        f"of each GAN over --draws draws of {SPREAD_SAMPLES} samples, without projections)",
     )
     ap.add_argument("--draws", type=int, default=8, help="sample draws for --parts samples (seeds SEED..SEED+K-1)")
     ap.add_argument(
@@ -133,7 +135,7 @@ def gan_tags(spec: str) -> list[str]:
 
 def add_gan_rows(rows, record, ds, G, gman, clf, test, idx, args, dev, t0) -> None:
     q = projection_quality(G, clf, test, idx, PAPER_CONFIGS["defensegan"], args.seed, dev)
-    spread = class_spread(G, clf, 2000, torch.Generator().manual_seed(args.seed), dev)
+    spread = class_spread(G, clf, SPREAD_SAMPLES, torch.Generator().manual_seed(args.seed), dev)
     tt = gman["metrics"].get("train_seconds", 0) / 60
     rows += [
         [
@@ -149,8 +151,8 @@ def add_gan_rows(rows, record, ds, G, gman, clf, test, idx, args, dev, t0) -> No
         [gman["id"], "mean reconstruction MSE of those projections", f"{q['reconstruction_mse']:.4f}", "—", "", ""],
         [
             gman["id"],
-            "smallest class share among 2000 samples (classifier labels)",
-            f"{min(spread):.3f}",
+            f"smallest class share % among {SPREAD_SAMPLES} samples (classifier labels)",
+            share_percent(min(spread), SPREAD_SAMPLES),
             "—",
             "",
             "",
@@ -166,24 +168,26 @@ def add_gan_rows(rows, record, ds, G, gman, clf, test, idx, args, dev, t0) -> No
 
 
 def add_sample_rows(rows, ds, G, gman, clf, args, dev) -> None:
-    """The smallest class share among 2000 samples of G, over ``args.draws`` seeded draws: how far one draw's
+    """The smallest class share among SPREAD_SAMPLES samples of G, over ``args.draws`` seeded draws: how far one draw's
     reading (the trainer's, or the gan rows') can move by the draw alone."""
     t0 = time.time()
     names = class_names(ds)
     lows = []
     for k in range(args.draws):
-        spread = class_spread(G, clf, 2000, torch.Generator().manual_seed(args.seed + k), dev)
+        spread = class_spread(G, clf, SPREAD_SAMPLES, torch.Generator().manual_seed(args.seed + k), dev)
         c = min(range(len(spread)), key=spread.__getitem__)
-        lows.append((100 * spread[c], names[c]))
+        lows.append((spread[c], names[c]))
     shares = sorted(v for v, _ in lows)
     which = ", ".join(f"{name} {k}×" for name, k in Counter(n for _, n in lows).items())
+    pct = functools.partial(share_percent, n=SPREAD_SAMPLES)
     rows.append(
         [
             gman["id"],
-            f"smallest class share % among 2000 samples, {args.draws} draws (seeds {args.seed}–"
+            f"smallest class share % among {SPREAD_SAMPLES} samples, {args.draws} draws (seeds {args.seed}–"
             f"{args.seed + args.draws - 1}): min–max (median); which class; every draw in seed order",
-            f"{shares[0]:.1f}–{shares[-1]:.1f} ({statistics.median(shares):.1f}); {which}; "
-            + " / ".join(f"{v:.1f}" for v, _ in lows),
+            # a median of an even number of draws is a half count: a whole count of twice the samples
+            f"{pct(shares[0])}–{pct(shares[-1])} ({pct(statistics.median(shares), n=2 * SPREAD_SAMPLES)}); {which}; "
+            + " / ".join(pct(v) for v, _ in lows),
             "—",
             "",
             f"{time.time() - t0:.0f}s",
@@ -192,15 +196,20 @@ def add_sample_rows(rows, ds, G, gman, clf, args, dev) -> None:
 
 
 def per_class_lines(gan_id: str, rec: dict, dataset: str, n: int) -> list[str]:
-    """Per class: its share among 2000 samples of G and the accuracy on DefenseGAN projections of its test
+    """Per class: its share among SPREAD_SAMPLES samples of G and the accuracy on DefenseGAN projections of its test
     images (the class-by-class split of the GAN rows above)."""
     names = class_names(dataset, len(rec["class_spread"]))
     body = []
     for c, (share, (k_n, k_ok)) in enumerate(zip(rec["class_spread"], rec["per_class"], strict=True)):
         lo, hi = metrics.wilson_interval(k_ok, k_n)
         acc = f"{100 * k_ok / k_n:.0f} ({100 * lo:.0f}–{100 * hi:.0f})" if k_n else "—"
-        body.append([f"{c} {names[c]}", f"{100 * share:.1f}", str(k_n), acc])
-    header = ["class", "share of 2000 samples %", f"test images (of {n})", "projection accuracy % (Wilson 95%)"]
+        body.append([f"{c} {names[c]}", share_percent(share, SPREAD_SAMPLES), str(k_n), acc])
+    header = [
+        "class",
+        f"share of {SPREAD_SAMPLES} samples %",
+        f"test images (of {n})",
+        "projection accuracy % (Wilson 95%)",
+    ]
     return ["", f"Per class, {gan_id}:", ""] + markdown(body, header, ["left", "right", "right", "right"])
 
 

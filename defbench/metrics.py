@@ -8,6 +8,7 @@ classifiers, the harness, the reports and the benchmarks alike.
 * ROC AUC (scikit-learn's ``roc_auc_score``), NaN where the score cannot rank anything;
 * paired comparison of two cells on the same images: the counts of (both right, only A, only B, both wrong) and
   the exact two-sided McNemar p-value (a binomial test of the discordant images at 1/2);
+* a share of n items written exactly, in % (``share_percent``): never rounded across a threshold;
 * intervals: Wilson's for an accuracy (scipy's ``binomtest(k, n).proportion_ci(method="wilson")``),
   Hanley–McNeil's for an AUC, and the normal-approximation half-width of a proportion.
 
@@ -18,6 +19,7 @@ of defbench.
 from __future__ import annotations
 
 import math
+from decimal import ROUND_DOWN, Decimal
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -116,6 +118,19 @@ def mcnemar_p(only_a: int, only_b: int) -> float:
 def binomial_half_width(n: int, p: float = 0.5) -> float:
     """Half-width (percentage points) of the normal-approximation 95% interval of a proportion p over n."""
     return 100 * 1.96 * math.sqrt(p * (1 - p) / n) if n > 0 else math.nan
+
+
+def share_percent(fraction: float, n: int) -> str:
+    """A share of ``n`` items, in %, with two decimals and no rounding up: ``fraction`` · n is a count, and
+    100 · count / n is written from that count exactly where two decimals hold it (every share of 2000, 400 or
+    100 items), else cut towards zero. A 5% target then reads the way it is met: 99 of 2000 is "4.95", which one
+    decimal of the float would round to "5.0"."""
+    if n <= 0:
+        raise ValueError(f"a share needs n > 0 items, not {n}")
+    count = round(fraction * n)
+    if abs(count - fraction * n) > 1e-6 * n:
+        raise ValueError(f"{fraction!r} is not a whole count of {n} items")
+    return str((Decimal(100 * count) / Decimal(n)).quantize(Decimal("0.01"), rounding=ROUND_DOWN))
 
 
 def wilson_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:

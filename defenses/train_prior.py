@@ -24,7 +24,7 @@ from defbench import DefbenchError
 from defbench.datasets import SHAPES, ImageData
 from defbench.defenses.priors import Encoder, build_gan, sample_latent
 from defbench.defenses.projection import ProjectionConfig, ProjectionEngine
-from defbench.metrics import accuracy
+from defbench.metrics import accuracy, share_percent
 from defbench.progress import bar as progress_bar
 from defbench.seeding import seed_everything
 
@@ -388,7 +388,7 @@ def train_gan(
         history.append(rec)
         bar.write(
             f"epoch {epoch + 1}: projection accuracy {rec['projection_accuracy']:.3f} on {q['n']} validation images, "
-            f"smallest class share {rec['min_class_fraction']:.3f}, D loss {rec['d_loss']:.3f}, G loss {rec['g_loss']:.3f}",  # noqa: E501
+            f"smallest class share {share_percent(min(spread), SPREAD_SAMPLES)}%, D loss {rec['d_loss']:.3f}, G loss {rec['g_loss']:.3f}",  # noqa: E501
             file=sys.stderr,
         )
         if best is None or rec["projection_accuracy"] >= best[0]["projection_accuracy"]:

@@ -188,10 +188,10 @@ def test_gan_coverage_judge_reads_each_epoch_generator_with_another_classifier(t
     assert presets == ["quick", "judge-one"]
     text = out.read_text()
     for epoch in ("1", "2"):  # the per-epoch table: the judge's smallest share after the losses
-        assert md_row(text, "class_feedback=0.5", epoch)[7] == "0.0 (trouser)"
-    assert md_row(text, "class_feedback=0.5: judged by the judge-one classifier", "2")[2:] == ["100.0"] + ["0.0"] * 9
+        assert md_row(text, "class_feedback=0.5", epoch)[7] == "0.00 (trouser)"
+    assert md_row(text, "class_feedback=0.5: judged by the judge-one classifier", "2")[2:] == ["100.00"] + ["0.00"] * 9
     assert md_row(text, "class_feedback=0.5: class weights at the end", "2")[2:4] == ["0.5", "2.0"]
-    assert [r for r in md_rows(text) if r[0] == "class_feedback=0.5"][2][2:] == ["10.0"] * 10  # the shares table
+    assert [r for r in md_rows(text) if r[0] == "class_feedback=0.5"][2][2:] == ["10.00"] * 10  # the shares table
     assert coverage.main(args) == 0
     assert callbacks[-1] is None
     assert not [r for r in md_rows(out.read_text()) if "judged by" in r[0]]

@@ -107,17 +107,19 @@ def test_main_table_by_hand(tmp_path, monkeypatch):
     assert cs.main(["--draws", "2", "--seed", "4", "--out", str(out)]) == 0
     rows = md_rows(out.read_text())[1:]
     draws = [_latents(2000, s) for s in (5, 6)]  # seeds SEED + 1, SEED + 2
-    shares = [100 * torch.bincount(z.argmax(1), minlength=10).float() / 2000 for z in draws]
+    counts = [torch.bincount(z.argmax(1), minlength=10) for z in draws]
+    shares = [100 * k.float() / 2000 for k in counts]
     masses = [100 * torch.softmax(3 * z, 1).mean(0) for z in draws]
     e1, e0 = torch.exp(torch.tensor(3.0)), torch.tensor(1.0)
     top = float(e1 / (e1 + 9 * e0))  # the probability of an image's one lit pixel
-    for c in range(10):  # shares of 2000 fall on the 0.05 rounding edge: compared as numbers
-        a, m = [float(s[c]) for s in shares], [float(s[c]) for s in masses]
-        assert _numbers(rows[c][1]) == pytest.approx([a[0], min(a), max(a)], abs=0.051)
+    for c in range(10):  # an argmax share is a count of 2000, written exactly: k / 20 %, two decimals
+        k = [int(n[c]) for n in counts]
+        assert rows[c][1] == f"{_pct(k[0])} ({_pct(min(k))}–{_pct(max(k))})"
+        m = [float(s[c]) for s in masses]
         assert _numbers(rows[c][2]) == pytest.approx([m[0], min(m), max(m)], abs=0.051)
     # test images: 6 of 20 lit at class 0 (i = 0, 4, 8 of each half), 14 at class 1
     assert [r[4] for r in rows[:3]] == ["30.0", "50.0", "20.0"]
-    assert [r[5] for r in rows[:3]] == ["30.0", "70.0", "0.0"]
+    assert [r[5] for r in rows[:3]] == ["30.00", "70.00", "0.00"]
     mass0 = 100 * (6 * top + 14 * (1 - top) / 9) / 20
     assert rows[0][6] == f"{mass0:.1f}"
     assert rows[0][7] == f"{top:.2f}"
@@ -133,8 +135,14 @@ def test_main_table_by_hand(tmp_path, monkeypatch):
     assert [[x.split(" ", 1)[1] for x in d] for d in got] == [
         [names[int(s.argmin())], names[int(m.argmin())]] for s, m in zip(shares, masses, strict=True)
     ]
-    want = [[float(s.min()), float(m.min())] for s, m in zip(shares, masses, strict=True)]
-    assert [[float(x.split(" ")[0]) for x in d] for d in got] == [pytest.approx(w, abs=0.051) for w in want]
+    assert [d[0].split(" ")[0] for d in got] == [_pct(int(k.min())) for k in counts]
+    want = [float(m.min()) for m in masses]
+    assert [float(d[1].split(" ")[0]) for d in got] == [pytest.approx(w, abs=0.051) for w in want]
+
+
+def _pct(count: int) -> str:
+    """count of 2000 in %, by hand: count / 20, two decimals (each sample 0.05%)."""
+    return f"{count // 20}.{(count % 20) * 5:02d}"
 
 
 def test_classifier_preset_labels_with_another_classifier_than_the_gans(tmp_path, monkeypatch):

@@ -127,3 +127,19 @@ def test_paired_counts_and_exact_mcnemar():
     assert metrics.mcnemar_p(10, 10) == pytest.approx(1.0)
     assert metrics.mcnemar_p(0, 0) == 1.0
     assert metrics.mcnemar_p(1, 4) == pytest.approx(0.375)  # (1 + 5 + 5 + 1) / 32
+
+
+def test_share_percent_is_written_from_the_count():
+    """A share is a count of n: two decimals hold every share of 2000 exactly, so 99 of 2000 reads 4.95 (under a
+    5% target) where one decimal of the float rounds it to 5.0; a share two decimals cannot hold is cut towards
+    zero, never rounded up; a fraction that is no whole count of n, or n < 1, is refused."""
+    assert metrics.share_percent(99 / 2000, 2000) == "4.95"
+    assert metrics.share_percent(100 / 2000, 2000) == "5.00"
+    assert metrics.share_percent(49 / 2000, 2000) == "2.45"
+    assert metrics.share_percent(0.0, 2000) == "0.00" and metrics.share_percent(1.0, 2000) == "100.00"
+    assert metrics.share_percent(2 / 3, 3) == "66.66"  # 66.666...: cut, not 66.67
+    assert metrics.share_percent(199 / 4000, 4000) == "4.97"  # 4.975
+    with pytest.raises(ValueError, match="whole count"):
+        metrics.share_percent(0.04975, 2000)
+    with pytest.raises(ValueError, match="n > 0"):
+        metrics.share_percent(0.5, 0)

@@ -447,10 +447,20 @@ def test_gan_coverage_table_reads_each_epoch_of_each_variant(tmp_path, monkeypat
     text = out.read_text()
     assert f"R = {paper.eval_restarts}, L = {paper.eval_steps}, {paper.eval_images} validation images" in text
     row = md_row(text, "lr_d=2e-4,seed=3", "2")
-    assert row[2:7] == ["0.87", "2.9 (shirt)", "3.1", "1.23", "2.00"]  # 0.866 to two digits; 100 · 0.029
+    assert row[2:7] == ["0.87", "2.90 (shirt)", "3.10", "1.23", "2.00"]  # 0.866 to two digits; 58 of 2000
     assert md_row(text, "paper", "1")[2] == "0.86"  # 0.856
     # the second table: every class's share at the last epoch, in label order (where the shortfall went)
     header = next(line for line in text.splitlines() if line.startswith("| variant") and "T-shirt" in line)
     assert [c.strip() for c in header.strip("|").split("|")][2:] == list(coverage.NAMES)
     shares = [r for r in text.splitlines() if r.startswith("| lr_d=2e-4,seed=3") and r.count("|") > 12]
-    assert [c.strip() for c in shares[0].strip("|").split("|")][1:] == ["2", *(f"{100 * v:.1f}" for v in spread)]
+    assert [c.strip() for c in shares[0].strip("|").split("|")][1:] == [
+        "2",
+        "10.00",
+        "3.10",
+        "12.00",
+        *["10.00"] * 3,
+        "2.90",
+        "14.00",
+        "10.00",
+        "17.00",
+    ]

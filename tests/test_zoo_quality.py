@@ -176,7 +176,7 @@ def test_gan_rows_by_hand(zq, monkeypatch):
     assert calls["cs"] == (2000, 3)
     lo, hi = _wilson(7, 10)  # 2 + 5 right of 10: 0.40-0.89
     assert rows[0][2] == f"0.700 (Wilson 95%: {lo:.2f}–{hi:.2f})" == "0.700 (Wilson 95%: 0.40–0.89)"
-    assert rows[1][2] == "0.0123" and rows[2][2] == "0.040"
+    assert rows[1][2] == "0.0123" and rows[2][2] == "4.00"
     assert record["g"]["per_class"] == [(3, 2), (7, 5)] and record["g"]["dataset"] == "fmnist"
 
 
@@ -187,9 +187,9 @@ def test_per_class_lines_by_hand(zq):
     rows = md_rows("\n".join(zq.per_class_lines("g", rec, "fmnist", 28)))
     assert rows[0][2] == "test images (of 28)"
     (lo0, hi0), (lo2, hi2) = _wilson(6, 8), _wilson(5, 20)
-    assert rows[1] == ["0 T-shirt", "12.5", "8", f"75 ({100 * lo0:.0f}–{100 * hi0:.0f})"]
-    assert rows[2] == ["1 trouser", "50.0", "0", "—"]
-    assert rows[3] == ["2 pullover", "37.5", "20", f"25 ({100 * lo2:.0f}–{100 * hi2:.0f})"]
+    assert rows[1] == ["0 T-shirt", "12.50", "8", f"75 ({100 * lo0:.0f}–{100 * hi0:.0f})"]
+    assert rows[2] == ["1 trouser", "50.00", "0", "—"]
+    assert rows[3] == ["2 pullover", "37.50", "20", f"25 ({100 * lo2:.0f}–{100 * hi2:.0f})"]
 
 
 def test_sample_rows_by_hand(zq, monkeypatch):
@@ -215,8 +215,22 @@ def test_sample_rows_by_hand(zq, monkeypatch):
     zq.add_sample_rows(rows, "fmnist", None, {"id": "g"}, None, argparse.Namespace(draws=4, seed=5), "cpu")
     assert seen == [(2000, 5), (2000, 6), (2000, 7), (2000, 8)]
     # sorted 2, 3, 4, 6: median (3 + 4) / 2 = 3.5
-    assert rows[0][2] == "2.0–6.0 (3.5); dress 2×, sneaker 1×, T-shirt 1×; 4.0 / 2.0 / 6.0 / 3.0"
+    assert rows[0][2] == "2.00–6.00 (3.50); dress 2×, sneaker 1×, T-shirt 1×; 4.00 / 2.00 / 6.00 / 3.00"
     assert "4 draws (seeds 5–8)" in rows[0][1]
+
+
+def test_sample_rows_never_round_a_share_up_to_the_target(zq, monkeypatch):
+    """99 of 2000 samples is 4.95%, under the 5% coverage target: one decimal of the float (the old format) printed
+    "5.0". Every share is written from its count, and a median between two draws (a half count) is cut, not
+    rounded: (99 + 100) / 2 of 2000 is 4.975% -> "4.97"."""
+    import argparse
+
+    lows = {0: 99 / 2000, 1: 100 / 2000}
+    monkeypatch.setattr(zq, "class_spread", lambda G, clf, n, gen, dev: [lows[gen.initial_seed()]] + [0.1] * 9)
+    rows = []
+    zq.add_sample_rows(rows, "fmnist", None, {"id": "g"}, None, argparse.Namespace(draws=2, seed=0), "cpu")
+    assert f"{100 * 99 / 2000:.1f}" == "5.0"  # what the old format said
+    assert rows[0][2] == "4.95–5.00 (4.97); T-shirt 2×; 4.95 / 5.00"
 
 
 class _LatentG(torch.nn.Module):
@@ -319,7 +333,7 @@ def test_main_wires_seeds_tags_and_parts(zq, tmp_path, monkeypatch):
     assert rows[1][:3] == ["classifier-fmnist-quick", "clean test accuracy (%, 50 images)", "87.65"]
     assert ["gan-fmnist-quick-sub80-s2", "missing", "—", "—", "—", "—"] in rows
     assert [r for r in rows if r[0].startswith("encoder")] == [["encoder-fmnist-quick", "missing", "—", "—", "—", "—"]]
-    assert ["0 T-shirt", "10.0", "1", "100 (21–100)"] in rows  # Wilson 1 of 1: 0.21-1
+    assert ["0 T-shirt", "10.00", "1", "100 (21–100)"] in rows  # Wilson 1 of 1: 0.21-1
     zq.main([*args, "--parts", "samples", "--gan-tags", "sub80-s1"])
     assert calls["samples"] == ["G[sub80-s1]"] and len(calls["gan"]) == 2
 
