@@ -113,7 +113,8 @@ class GANRecipe:
         if self.feedback_classifier and not self.class_feedback > 0:
             raise DefbenchError(
                 f"feedback_classifier {self.feedback_classifier!r} steers nothing: class_feedback is 0 (to turn "
-                "class feedback off, set feedback_classifier='' too)"
+                "class feedback off, clear feedback_classifier too: feedback_classifier='' in Python, "
+                "'--recipe-opt feedback_classifier=' on the command line)"
             )
 
 

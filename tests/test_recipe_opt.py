@@ -100,7 +100,7 @@ def test_an_option_the_preset_turns_on_can_be_turned_off(calls):
     off = ["--recipe-opt", "class_feedback=0", "--recipe-opt", "feedback_classifier="]
     assert run(["train", "gan", *paper, *off])[0] is None
     assert (calls[-1][1]["class_feedback"], calls[-1][1]["feedback_classifier"]) == (0.0, "")
-    refused(["train", "gan", *paper, "--recipe-opt", "class_feedback=0"], "set feedback_classifier='' too")
+    refused(["train", "gan", *paper, "--recipe-opt", "class_feedback=0"], "'--recipe-opt feedback_classifier=' on the")
     refused(["train", "gan", *paper, "--recipe-opt", "class_feedback=-0.5"], "class_feedback must be >= 0, got -0.5")
     refused(["train", "gan", *paper, "--recipe-opt", "lr_g=0"], "--recipe-opt lr_g must be > 0, got 0.0")
     assert run(["train", "gan", *paper, "--recipe-opt", "mode_seeking=0"])[0] is None  # the preset's 1.0, off
