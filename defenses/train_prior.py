@@ -323,7 +323,10 @@ def train_gan(
     epoch's generator (in eval mode) and its history record, which the callback may add readings to.
     ``steering`` labels class feedback's samples (default: ``classifier``; the caller loads the recipe's
     ``feedback_classifier``, :func:`defbench.harness.models.steering_classifier`); ``classifier`` still selects the
-    epoch and counts the recorded shares."""
+    epoch and counts the recorded shares (``class_spread``); under feedback the record also holds the weights at
+    the epoch's end (``class_weights``) and the steering classifier's count that last set them
+    (``feedback_spread``, of ``feedback_samples`` samples), so a run steered by another classifier records both
+    counts."""
     if recipe.feedback_classifier and steering is None:
         raise DefbenchError(
             f"the recipe steers with the {recipe.feedback_classifier!r} classifier; pass it as steering="
@@ -349,6 +352,7 @@ def train_gan(
     n_classes = int(train.labels.max()) + 1
     weights = torch.ones(n_classes)  # class feedback's weights (unused when it is off)
     feedback_gen = torch.Generator().manual_seed(seed + 2)  # its samples' latents, apart from training's draws
+    shares = None  # the steering classifier's last count (None until feedback has counted)
     for epoch in range(recipe.epochs):
         G.train(), D.train()
         for order in epoch_orders(pool, train.labels, recipe, per_epoch, gen, weights):
@@ -384,6 +388,8 @@ def train_gan(
         }
         if recipe.class_feedback > 0:
             rec["class_weights"] = [round(float(w), 3) for w in weights]
+            if shares is not None:
+                rec["feedback_spread"] = [round(float(v), 4) for v in shares]
         if each_epoch is not None:
             each_epoch(G, rec)
         history.append(rec)

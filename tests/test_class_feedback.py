@@ -132,12 +132,13 @@ def test_train_gan_feedback_moves_the_batches_away_from_the_class_the_classifier
         )
         runs[gain] = ([idx for idx in seen if len(idx) > 10], metrics["history"][-1])
     (plain,), rec_off = runs[0.0]
-    assert "class_weights" not in rec_off
+    assert "class_weights" not in rec_off and "feedback_spread" not in rec_off
     chunks, rec_on = runs[0.5]
     assert len(chunks) > 10 and all(len(c) == 64 for c in chunks[:-1])
     share0 = lambda idx: float((train.labels[idx] == 0).float().mean())  # noqa: E731
     assert share0(chunks[0]) < 0.25 and share0(torch.cat(chunks[1:])) < 0.05  # 10% at weights 1, then about 2%
     assert rec_on["class_weights"][0] == pytest.approx(1 / 8)  # 1 / the recipe's feedback_bound
+    assert rec_on["feedback_spread"] == [1.0] + [0.0] * 9  # without a steering classifier, the recipe's counts
     assert all(w > 1 for w in rec_on["class_weights"][1:])
     assert abs(share0(plain) - 0.1) < 0.03
 
@@ -235,6 +236,7 @@ def test_train_gan_steering_classifier_steers_and_the_recipe_classifier_counts(f
     rec = metrics["history"][-1]
     assert rec["class_weights"][3] == pytest.approx(1 / 8) and rec["class_weights"][0] > 1
     assert rec["class_spread"][0] == 1.0  # counted by the recipe's classifier, not the steering one
+    assert rec["feedback_spread"][3] == 1.0 and sum(rec["feedback_spread"]) == 1.0  # and the steering one's count
 
 
 class _PixelVote(torch.nn.Module):
