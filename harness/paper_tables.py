@@ -37,7 +37,8 @@ STATUS: dict[str, tuple[str, str]] = {
     "invgan-fig4": (
         "explained",
         "on the 2026-12-02 prior and encoder InvGAN is at or above DefenseGAN at every budget up to 200 "
-        "iterations with our Eq. 6 optimiser (77 vs 72% at 50, 500 images), so the speed claim holds; on the "
+        "iterations with our Eq. 6 optimiser (77 vs 72% at 50, 500 images; the intervals just overlap and no "
+        "paired test was run), so the speed claim holds in the point estimates; on the "
         "earlier prior it failed with that optimiser and held with DefenseGAN's",
     ),
     "invgan-table2-fmnist": (
@@ -49,8 +50,9 @@ STATUS: dict[str, tuple[str, str]] = {
         "cells read 6 / 24 / 28 against 6 / 34 / 28 (true labels 2 / 21 / 23; nested, each inside chance) and the "
         "RP cells 42 / 47 / 35 against 41 / 54 / 49 (true labels 41 / 39 / 28 on that zoo's encoder; DefenseGAN's "
         "p = 0.04), with the 10000-iteration encoder as well 47 / 61 / 60, past the paper's; InvGAN's RP gap "
-        "explained by the encoder's iterations (the same CPU encoder at 10000 instead of the preset's 3000: 32 → "
-        "45 (36–55), p = 0.019, the paper's 49 inside; nothing else in the row moves), while InvGAN's code's "
+        "closed by the encoder's iterations on one pair of encoders (the same CPU encoder at 10000 instead of the "
+        "preset's 3000: 32 → 45 (36–55), p = 0.019 over images, the paper's 49 inside; nothing else in the row "
+        "moves; two encoders of one recipe differ by 4-8 RP points), while InvGAN's code's "
         "inference optimiser (momentum 0.7 on the mean squared error) takes RP down to 16 and gray-box FGSM up to "
         "39 (28); BPDA at n = 100 on a GPU (a GPU-trained prior of the same recipe): DefenseGAN's cell reproduced "
         "by the attack InvGAN's code lists for the table, CW-L2 through the same BPDA model (bpda-l2: 58%, 48–67, "
@@ -77,7 +79,8 @@ STATUS: dict[str, tuple[str, str]] = {
         "AUCs of every clean against every attacked image, as InvGAN's code computes the paper's (the reports' "
         "reading since 2026-12-04; zoo of 2026-12-03, n = 100) 0.14-0.37 under the paper's: FGSM detected (0.82 / "
         "0.84), RP weakly (0.64 / 0.62), CW at chance (0.52 / 0.49); ruled out one at a time: misprojected clean "
-        "images (n = 200), the AUC reading (the success protocol reads −0.06 to +0.03 from these) and the "
+        "images (n = 200), the AUC reading (the success protocol reads −0.035 to −0.003 from these, −0.06 to "
+        "+0.03 over three classifiers) and the "
         "classifier (InvGAN's code's Model A: 0.21-0.36 under; the tutorial CNN's +0.15 is that network's); Φ "
         "scaled to unit length reaches the paper on 16 of 18 own-adversarial cells of three classifiers, which "
         "the code does not do; BPDA at n = 100 (GPU-trained prior, 2026-12-04): DefenseGAN's AUC reproduced by "
@@ -134,14 +137,16 @@ STATUS: dict[str, tuple[str, str]] = {
         "under DefenseGAN's at the paper's γg 8e-2 (75 vs 87); γg 0.02, which a five-seed search on training "
         "images picks, lifts it 68 → 78 over 300 images (CW +7, BIM and PGD unchanged); its learned f̂ ends as a "
         "scalar gain W·x on every clean and gray-box run measured (conv path closed, 9 of 9), and the ℓ2 "
-        "mimicking loss moves no cell beyond chance (n = 100)",
+        "mimicking loss moves no cell beyond chance (n = 100; these two on the GPU-trained prior of 2026-12-04, "
+        "64b1e5b5)",
     ),
     "mimicgan-fig9b": (
         "open",
         "mean over the 3 replica priors (retrained 2026-12-03) at n = 100: the No Defense column within 5 points "
         "on every row (DeepFool 5 vs 6.2, predicted labels); the defended FGSM, BIM and PGD cells 16-24 under; CW "
         "7-8 above for Cowboy and DefenseGAN, MimicGAN 11-21 under on CW and DeepFool; Obfuscated 7-9 under; "
-        "DefenseGAN's unstated search budget moves its gray-box cells by 2-9 points (300 images) and reaches none "
+        "DefenseGAN's unstated search budget moves its gray-box cells by 2-9 points (the main prior, 300 images; "
+        "beyond chance on BIM and on FGSM at L = 50) and reaches none "
         "of the paper's; MimicGAN-2's own surrogate (a spatial transformer in front) on the main prior is level "
         "or lower on every row (clean 74 → 65, p = 0.09; none beyond chance); class feedback, which lifts two "
         "replicas' short class from 2.4 and 4.1% to medians of 4.9 and 5.3%, moves none of DefenseGAN's gray-box "
