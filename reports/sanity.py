@@ -29,7 +29,9 @@ full twin on the subset):
     gray-box cell, the classifier attacked directly);
 (g) the clean row's gradient check of f ∘ purify (its real autograd graph) found mostly zero or absent
     gradients (shattered gradients), hidden randomness (same seed, different outputs), or an output that
-    depends on the seed of a defense declared deterministic;
+    depends on the seed of a defense declared deterministic (the last two are the net under the built-in
+    defenses, which the runner's check of declared randomness skips; a user's or plugin's defense that does
+    either is refused by that check before its first cell, so (g) sees them only in stores of older code);
 (h) an attack's outputs violated the attack output checks (``extra["output_violations"]``);
 (i) cells of fewer than 100 images, whose binomial 95% interval is wide;
 (j) cells computed by different code: another results version (``defense_config["results_version"]``; 1 for

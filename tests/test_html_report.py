@@ -528,6 +528,9 @@ def test_paper_vs_ours_with_deltas_and_intervals(tmp_path):
         if not pd.isna(r.delta):
             assert ln["delta"]["text"] == f"{r.delta:+.2f}"
             assert ln["match"]["text"] in ("yes", "no", "in CI", "no (no CI)")
+        # the verdict's style: a miss (with or without an interval) is styled as one; no verdict is 'missing'
+        styles = {"yes": "yes", "no": "no", "no (no CI)": "no", "in CI": "inci"}
+        assert ln["match"]["class"] == styles.get(ln["match"]["text"], "missing"), ln["match"]
     assert measured  # the synthetic run measured cells that have a paper value
     text = path.read_text(encoding="utf-8")
     assert "Paper vs ours" in text and f'alt="{table.id}: ours vs the paper"' in text
@@ -604,3 +607,19 @@ def test_a_paper_csv_without_the_threat_column_still_renders(tmp_path):
     with_threat = paper_html(table.id, df, out)
     without = paper_html(table.id, df.drop(columns="threat"), out)
     assert without.count("<tr>") == with_threat.count("<tr>") == len(df) + 1
+
+
+def test_a_display_cell_without_a_value_is_styled_missing_and_a_value_is_not():
+    """frame_html: a cell showing "—" (not measured) or "n/a" (measured, undefined) carries class="missing"; a cell
+    with a number carries no class."""
+    import pandas as pd
+
+    from defbench.reports.html import frame_html
+
+    df = pd.DataFrame([["50.0", "—", "n/a"]], index=pd.Index(["PGD"], name="attack"), columns=["a", "b", "c"])
+    page = frame_html(df, title="t")
+    p = Page()
+    p.feed(page)
+    cells = p.tables["t"]
+    assert "class" not in cells[("PGD", "a")] and cells[("PGD", "a")]["text"] == "50.0"
+    assert cells[("PGD", "b")]["class"] == "missing" and cells[("PGD", "c")]["class"] == "missing", page

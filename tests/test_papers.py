@@ -550,3 +550,48 @@ def test_an_auc_cell_with_unequal_counts_takes_its_interval_from_negatives_then_
     right, swapped = auc_interval(auc, 5, 3), auc_interval(auc, 3, 5)
     assert abs(right[0] - swapped[0]) > 1e-3  # the order is visible at these counts
     assert (first["ci_low"], first["ci_high"]) == pytest.approx(right)
+
+
+def test_a_cell_the_table_does_not_measure_says_not_run_and_a_measured_one_does_not():
+    """invgan-table2-fmnist has no No Defense × BPDA cell (the paper prints none): its note is "not run" and it has
+    no value; every measured cell has a value and no such note."""
+    from defbench.reports.paper import outcomes
+
+    t = TABLES["invgan-table2-fmnist"]
+    rows = {c: _fake_row([1, 1, 1, 1], [1, 1, 0, 0], [0.0] * 4) for c in t.needed_cells((0,))}
+    df = outcomes(PaperRun(t, "paper", 4, (0,), "cpu", "x", rows)).set_index(["row", "column"])
+    unmeasured = [(c.row, c.col) for c in t.cells if c.measure is None and not c.note]
+    assert ("No Defense", "BPDA") in unmeasured
+    for key in unmeasured:
+        assert df.loc[key, "note"] == "not run" and df.loc[key, "ours"] is None, key
+    measured = df.drop(unmeasured)
+    assert len(measured) and measured["ours"].notna().all()
+    assert not measured["note"].fillna("").str.contains("not run").any()
+
+
+def test_only_threats_notes_the_cells_it_leaves_out_and_no_other():
+    """--threats graybox: the RP and BPDA cells it drops say so; the clean and gray-box cells it keeps do not."""
+    kept = TABLES["invgan-table2-fmnist"].only_threats(["graybox"])
+    note = "not run here (--threats graybox)"
+    dropped = [c for c in kept.cells if c.col in ("RP", "BPDA") and c.row != "No Defense"]
+    assert dropped and all(c.measure is None and c.note == note for c in dropped)
+    assert all(note not in (c.note or "") for c in kept.cells if c.measure is not None)
+
+
+def test_a_figure_without_paper_values_says_so_in_its_title(tmp_path, monkeypatch):
+    """mimicgan-fig5a prints no paper numbers (its curves are not in the text): the figure's title says so; a
+    figure with paper values (mimicgan-fig5b) names the paper's markers instead."""
+    from matplotlib.axes import Axes
+
+    from defbench.reports.paper import outcomes, plot
+
+    titles = []
+    real = Axes.set_title
+    monkeypatch.setattr(Axes, "set_title", lambda ax, text, **k: titles.append(text) or real(ax, text, **k))
+    for tid in ("mimicgan-fig5a", "mimicgan-fig5b"):
+        t = TABLES[tid]
+        rows = {c: _fake_row([1, 1, 1, 1], [1, 1, 0, 0], [0.0] * 4) for c in t.needed_cells((0,))}
+        run = PaperRun(t, "paper", 4, (0,), "cpu", "x", rows)
+        assert plot(run, outcomes(run), tmp_path / f"{tid}.png")
+    assert titles[0].endswith("; paper values not in the text") and "vs paper" not in titles[0]
+    assert titles[1].endswith(" vs paper (black)") and "not in the text" not in titles[1]

@@ -298,7 +298,10 @@ def test_a_seed_with_a_clean_cell_and_no_attack_cell_is_named():
     pgd = [make_row(frac(3), defense="none", attack="pgd", seed=s) for s in (0, 1)]
     said = " ".join(robust_accuracy_table([*rows, pgd[0]]).attrs["notes"])
     assert "none seed 1: a clean cell and no attack cell" in said
-    assert "no attack cell" not in " ".join(robust_accuracy_table([*rows, *pgd]).attrs["notes"])
+    assert "mean ± sample std over seeds (0, 1); cells have 1–2 seeds." in said
+    whole = " ".join(robust_accuracy_table([*rows, *pgd]).attrs["notes"])
+    assert "no attack cell" not in whole and "cells have" not in whole
+    assert "mean ± sample std (ddof=1) over 2 seeds (0, 1)." in whole
 
 
 def test_configs_of_one_defense_are_named_by_what_differs():
