@@ -623,3 +623,32 @@ def test_a_display_cell_without_a_value_is_styled_missing_and_a_value_is_not():
     cells = p.tables["t"]
     assert "class" not in cells[("PGD", "a")] and cells[("PGD", "a")]["text"] == "50.0"
     assert cells[("PGD", "b")]["class"] == "missing" and cells[("PGD", "c")]["class"] == "missing", page
+
+
+def test_verdict_styles_of_the_paper_table(tmp_path):
+    """paper_html: each verdict's cell is styled by what it says: yes, in CI, no, and a miss with no interval to
+    test ("no (no CI)") styled as a miss, not as a missing verdict; a cell without a paper value is 'missing'."""
+    from defbench.harness.papers import TABLES, PaperRun
+    from defbench.reports.html import paper_html
+    from defbench.reports.paper import outcomes
+
+    t = TABLES["mimicgan-fig5b"]
+    rows = {c: {"labels": [1] * 4, "preds": [1, 1, 0, 0], "preds_undefended": [1, 0, 0, 0], "scores": [0.0] * 4,
+                "extra": {"projection_error": [0.0] * 4}} for c in t.needed_cells((0,))}  # fmt: skip
+    df = outcomes(PaperRun(t, "paper", 4, (0,), "cpu", "x", rows)).reset_index(drop=True)
+    df["preset"], df["images_per_cell"], df["seeds"] = "paper", 4, "0"
+    measured = df.index[df["paper"].notna() & df["delta"].notna()]
+    i_yes, i_in, i_no, i_noci = measured[:4]
+    df.loc[i_yes, ["paper", "ours", "delta"]] = [50.0, 50.0, 0.0]
+    df.loc[i_in, ["paper", "delta", "ci_low", "ci_high"]] = [60.0, -10.0, 10.0, 90.0]
+    df.loc[i_no, ["paper", "delta", "ci_low", "ci_high"]] = [95.0, -45.0, 10.0, 90.0]
+    df.loc[i_noci, ["paper", "delta", "ci_low", "ci_high"]] = [95.0, -45.0, None, None]
+    p = Page()
+    p.feed(paper_html(t.id, df, tmp_path))
+    cells = {(ln["row"]["text"], ln["column"]["text"]): ln["match"] for ln in p.lines[f"paper: {t.id}"]}
+    want = {i_yes: ("yes", "yes"), i_in: ("in CI", "inci"), i_no: ("no", "no"), i_noci: ("no (no CI)", "no")}
+    for i, (text, cls) in want.items():
+        got = cells[(df.loc[i, "row"], df.loc[i, "column"])]
+        assert (got["text"], got["class"]) == (text, cls), (i, got)
+    unpapered = df.index[df["paper"].isna()][0]
+    assert cells[(df.loc[unpapered, "row"], df.loc[unpapered, "column"])]["class"] == "missing"
