@@ -20,14 +20,13 @@ preset's classifier than the GAN's.
 from __future__ import annotations
 
 import argparse
-import functools
 import sys
 
 import torch
 from _common import command_line, data_root, dataset_name, markdown, write_table
 
 from defbench.datasets import class_names
-from defbench.defenses.train_prior import SPREAD_SAMPLES, sample_logits
+from defbench.defenses.train_prior import SPREAD_SAMPLES, sample_logits, spread_percent
 from defbench.metrics import share_percent
 from defbench.harness.data import load_dataset
 from defbench.harness.models import get_classifier, get_gan
@@ -89,7 +88,6 @@ def main(argv=None) -> int:
     x, y = test.get(torch.arange(len(test)))
     real = readings(probabilities(clf, x))
     truth = torch.bincount(y, minlength=10).float() / len(y)
-    pct = functools.partial(share_percent, n=SPREAD_SAMPLES)
     body = []
     for c in range(10):
         arg = [float(d["argmax"][c]) for d in draws]  # a count of SPREAD_SAMPLES: written exactly
@@ -98,7 +96,7 @@ def main(argv=None) -> int:
         body.append(
             [
                 f"{c} {names[c]}",
-                f"{pct(arg[0])} ({pct(min(arg))}–{pct(max(arg))})",
+                f"{spread_percent(arg[0])} ({spread_percent(min(arg))}–{spread_percent(max(arg))})",
                 f"{mass[0]:.1f} ({min(mass):.1f}–{max(mass):.1f})",
                 mean_confidence(conf),
                 f"{100 * float(truth[c]):.1f}",
@@ -130,7 +128,7 @@ def main(argv=None) -> int:
         "",
         "Smallest class per draw, argmax / softmax mass: "
         + "; ".join(
-            f"{pct(a)} {na} / {100 * m:.1f} {nm}"
+            f"{spread_percent(a)} {na} / {100 * m:.1f} {nm}"
             for (a, na), (m, nm) in zip(smallest[::2], smallest[1::2], strict=True)
         )
         + ".",

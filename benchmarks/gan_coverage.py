@@ -22,8 +22,7 @@ import torch
 from _common import command_line, data_root, dataset_name, markdown, write_table
 
 from defbench.datasets import CLASS_NAMES
-from defbench.defenses.train_prior import SPREAD_SAMPLES, class_spread, gan_recipe, spread_latents, train_gan
-from defbench.metrics import share_percent
+from defbench.defenses.train_prior import class_spread, gan_recipe, spread_latents, spread_percent, train_gan
 from defbench.harness.data import load_dataset
 from defbench.harness.models import get_classifier, steering_classifier
 
@@ -60,11 +59,7 @@ def _smallest(spread) -> str:
     """'2.95 (shirt)': the smallest share of a class spread (of the trainer's SPREAD_SAMPLES samples), in %, with
     its class's name."""
     k = min(range(len(spread)), key=spread.__getitem__)
-    return f"{_pct(spread[k])} ({NAMES[k]})"
-
-
-def _pct(share: float) -> str:
-    return share_percent(share, SPREAD_SAMPLES)
+    return f"{spread_percent(spread[k])} ({NAMES[k]})"
 
 
 def main(argv=None) -> int:
@@ -129,19 +124,19 @@ def main(argv=None) -> int:
                 rec["epoch"],
                 f"{rec['projection_accuracy']:.2f}",
                 _smallest(spread),
-                _pct(spread[1]),
+                spread_percent(spread[1]),
                 f"{rec['d_loss']:.2f}",
                 f"{rec['g_loss']:.2f}",
             ]
             row += [_smallest(rec["judged_spread"])] if judge is not None else []
             body.append(row + [f"{minutes:.1f}"])
         last = metrics["history"][-1]
-        shares.append([label, last["epoch"], *(_pct(v) for v in last["class_spread"])])
+        shares.append([label, last["epoch"], *(spread_percent(v) for v in last["class_spread"])])
         if "class_weights" in last:
             shares.append([f"{label}: class weights at the end", last["epoch"], *last["class_weights"]])
         if "judged_spread" in last:
             judge_label = f"{label}: judged by the {args.judge_preset} classifier"
-            shares.append([judge_label, last["epoch"], *(_pct(v) for v in last["judged_spread"])])
+            shares.append([judge_label, last["epoch"], *(spread_percent(v) for v in last["judged_spread"])])
         per_class = markdown(shares, ["variant", "epoch", *NAMES], ["left"] + ["right"] * (len(NAMES) + 1))
         caption = (
             "Every class's share of the 2,000 samples (%) at each variant's last epoch; a 'class weights' row gives "

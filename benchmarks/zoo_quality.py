@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import platform
 import statistics
@@ -32,7 +31,13 @@ from defbench.metrics import share_percent
 from defbench.classifiers.train import model_accuracy
 from defbench.datasets import class_names
 from defbench.defenses.gan_prior import PAPER_CONFIGS
-from defbench.defenses.train_prior import SPREAD_SAMPLES, class_spread, latent_recovery, projection_quality
+from defbench.defenses.train_prior import (
+    SPREAD_SAMPLES,
+    class_spread,
+    latent_recovery,
+    projection_quality,
+    spread_percent,
+)
 from defbench.harness import models, zoo
 from defbench.harness.data import load_dataset
 from defbench.seeding import resolve_device
@@ -152,7 +157,7 @@ def add_gan_rows(rows, record, ds, G, gman, clf, test, idx, args, dev, t0) -> No
         [
             gman["id"],
             f"smallest class share % among {SPREAD_SAMPLES} samples (classifier labels)",
-            share_percent(min(spread), SPREAD_SAMPLES),
+            spread_percent(min(spread)),
             "—",
             "",
             "",
@@ -179,15 +184,15 @@ def add_sample_rows(rows, ds, G, gman, clf, args, dev) -> None:
         lows.append((spread[c], names[c]))
     shares = sorted(v for v, _ in lows)
     which = ", ".join(f"{name} {k}×" for name, k in Counter(n for _, n in lows).items())
-    pct = functools.partial(share_percent, n=SPREAD_SAMPLES)
+    # a median of an even number of draws is a half count: a whole count of twice the samples
+    median = share_percent(statistics.median(shares), 2 * SPREAD_SAMPLES)
     rows.append(
         [
             gman["id"],
             f"smallest class share % among {SPREAD_SAMPLES} samples, {args.draws} draws (seeds {args.seed}–"
             f"{args.seed + args.draws - 1}): min–max (median); which class; every draw in seed order",
-            # a median of an even number of draws is a half count: a whole count of twice the samples
-            f"{pct(shares[0])}–{pct(shares[-1])} ({pct(statistics.median(shares), n=2 * SPREAD_SAMPLES)}); {which}; "
-            + " / ".join(pct(v) for v, _ in lows),
+            f"{spread_percent(shares[0])}–{spread_percent(shares[-1])} ({median}); {which}; "
+            + " / ".join(spread_percent(v) for v, _ in lows),
             "—",
             "",
             f"{time.time() - t0:.0f}s",
@@ -203,7 +208,7 @@ def per_class_lines(gan_id: str, rec: dict, dataset: str, n: int) -> list[str]:
     for c, (share, (k_n, k_ok)) in enumerate(zip(rec["class_spread"], rec["per_class"], strict=True)):
         lo, hi = metrics.wilson_interval(k_ok, k_n)
         acc = f"{100 * k_ok / k_n:.0f} ({100 * lo:.0f}–{100 * hi:.0f})" if k_n else "—"
-        body.append([f"{c} {names[c]}", share_percent(share, SPREAD_SAMPLES), str(k_n), acc])
+        body.append([f"{c} {names[c]}", spread_percent(share), str(k_n), acc])
     header = [
         "class",
         f"share of {SPREAD_SAMPLES} samples %",

@@ -37,6 +37,14 @@ def _number(value) -> bool:
 
 #: samples of G that the classifier labels after every epoch for the class shares the manifest records
 SPREAD_SAMPLES = 2000
+
+
+def spread_percent(share: float) -> str:
+    """A class share of SPREAD_SAMPLES samples in %, written from its count (:func:`defbench.metrics.share_percent`:
+    two decimals, cut, so 99 of 2000 reads 4.95 and never 5.0)."""
+    return share_percent(share, SPREAD_SAMPLES)
+
+
 #: the values of ``GANRecipe.feedback_classifier``: the recipe's own classifier, or a classifier preset
 FEEDBACK_CLASSIFIERS = ("", "quick", "paper")
 
@@ -395,7 +403,7 @@ def train_gan(
         history.append(rec)
         bar.write(
             f"epoch {epoch + 1}: projection accuracy {rec['projection_accuracy']:.3f} on {q['n']} validation images, "
-            f"smallest class share {share_percent(min(spread), SPREAD_SAMPLES)}%, D loss {rec['d_loss']:.3f}, G loss {rec['g_loss']:.3f}",  # noqa: E501
+            f"smallest class share {spread_percent(min(spread))}%, D loss {rec['d_loss']:.3f}, G loss {rec['g_loss']:.3f}",  # noqa: E501
             file=sys.stderr,
         )
         if best is None or rec["projection_accuracy"] >= best[0]["projection_accuracy"]:

@@ -143,3 +143,14 @@ def test_share_percent_is_written_from_the_count():
         metrics.share_percent(0.04975, 2000)
     with pytest.raises(ValueError, match="n > 0"):
         metrics.share_percent(0.5, 0)
+
+
+def test_spread_percent_writes_a_share_of_the_trainers_samples():
+    """The trainer's log and the coverage benchmarks write a class share of SPREAD_SAMPLES samples through one
+    helper: 99 of 2000 reads 4.95, a share that is no whole count of SPREAD_SAMPLES is refused."""
+    from defbench.defenses.train_prior import SPREAD_SAMPLES, spread_percent
+
+    assert SPREAD_SAMPLES == 2000
+    assert spread_percent(99 / 2000) == "4.95" and spread_percent(107 / 2000) == "5.35"
+    with pytest.raises(ValueError, match="whole count"):
+        spread_percent(99 / 4000)
