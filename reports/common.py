@@ -183,10 +183,14 @@ def batch_accuracies(row: Row) -> list[float]:
 def batch_spread_notes(named_rows: Iterable[tuple[str, Row]]) -> list[str]:
     """One note per batch-coupled defense (the name paired with each row): how far the accuracies of one cell's
     batches differ at most, which a binomial interval over the images does not show; or, when every cell of it
-    is one batch, that this spread is not measured."""
+    is one batch, that this spread is not measured (another surrogate fit of the same batch is, where its cells
+    were purified several times: :func:`repeat_spread_notes`)."""
     widest: dict[str, tuple[float, int]] = {}
     sizes: dict[str, set[int]] = {}
+    refitted: set[str] = set()
     for name, r in named_rows:
+        if repeat_count(r) > 1:
+            refitted.add(name)
         per_batch = batch_accuracies(r)
         if per_batch:
             spread = (max(per_batch) - min(per_batch), len(per_batch))
@@ -206,9 +210,37 @@ def batch_spread_notes(named_rows: Iterable[tuple[str, Row]]) -> list[str]:
         f"{d}: {head(d)}: within one cell its {k} batches' accuracies differ by up to {100 * w:.0f} points; that "
         "spread, not a binomial interval over the images, says how far a cell can move."
         if k > 1
+        else f"{d}: {head(d)}, and each of its cells is one batch: how far another batch would move a cell is not "
+        "measured, and a binomial interval over the images understates it; another surrogate fit of the same batch "
+        "is measured by its purifications (their spread is noted)."
+        if d in refitted
         else f"{d}: {head(d)}, and each of its cells is one batch: how far another batch (another surrogate fit) "
         "would move a cell is not measured, and a binomial interval over the images understates it."
         for d, (w, k) in widest.items()
+    ]
+
+
+def repeat_spread_notes(named_rows: Iterable[tuple[str, Row]]) -> list[str]:
+    """One note per randomized defense whose cells were purified k > 1 times (the name paired with each row): how
+    far the k purifications' accuracies, each counted alone, differ within one cell at most, and that cell's k
+    accuracies. The table's all-k rule hides this spread; it is how far a one-purification cell (as the papers
+    classify) can move with the purification's seed."""
+    widest: dict[str, tuple[float, str, list[float]]] = {}
+    for name, r in named_rows:
+        reps = repeat_preds(r)
+        if len(reps) < 2:
+            continue
+        accs = [metrics.accuracy(p, r["labels"]) for p in reps]
+        spread = max(accs) - min(accs)
+        if name not in widest or spread > widest[name][0]:
+            attack, threat = cfg(r, "label") or r.get("attack") or "an attack", r.get("threat") or "?"
+            where = "clean" if r.get("attack") == CLEAN else f"{attack} ({threat})"
+            widest[name] = (spread, where, accs)
+    return [
+        f"{d}: its {len(accs)} purifications of one cell (fresh seeds, the same images), each counted alone, differ "
+        f"by up to {100 * w:.0f} points ({where}: {', '.join(f'{100 * a:.0f}' for a in accs)}%): how far one "
+        "purification's cell can move with its seed, which the all-purifications rule and a binomial interval hide."
+        for d, (w, where, accs) in widest.items()
     ]
 
 

@@ -31,6 +31,7 @@ from .common import (
     Row,
     accuracy,
     batch_spread_notes,
+    repeat_spread_notes,
     detection_auc_all,
     detection_auc_protocol,
     markdown_table,
@@ -344,6 +345,7 @@ def to_markdown(run: PaperRun, df: pd.DataFrame) -> str:
     summary = delta_note(df["delta"].dropna() if len(df) else [], t.metric)
     parts += [f"- {summary}"] if summary else []
     parts += [f"- {n}" for n in batch_spread_notes((c.defense, r) for c, r in run.rows.items())]
+    parts += [f"- {n}" for n in repeat_spread_notes((c.defense, r) for c, r in run.rows.items())]
     parts += [f"- {n}" for n in t.notes] + [""]
     return "\n".join(parts)
 

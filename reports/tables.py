@@ -26,6 +26,7 @@ from .common import (
     base_key,
     base_names_of,
     batch_spread_notes,
+    repeat_spread_notes,
     cfg,
     correct_mask,
     detection_auc,
@@ -281,6 +282,7 @@ def robust_accuracy_table(rows: Iterable[Row], threat: str | None = None) -> pd.
                 f"{d}: randomized; an image counts as correct only if correct in all {k} of {k} purifications."
             )
     notes += batch_spread_notes((bnames[base_key(r)], r) for r in clean_rows + attack_rows)
+    notes += repeat_spread_notes((bnames[base_key(r)], r) for r in clean_rows + attack_rows)
     if mismatched:
         notes.append(
             "Attacks covered different images than the clean row in: "

@@ -350,6 +350,12 @@ def test_ours_comes_from_rows():
             rows[c] = {**rows[c], "preds": [1, 1, 0, 0], "extra": {"batch_coupled": True, "batch_size": 2}}
     md = to_markdown(run, outcomes(run))
     assert "- mimicgan: batch-coupled" in md and "its 2 batches' accuracies differ by up to 100 points" in md
+    assert "purifications of one cell" not in md  # one purification per image: no spread to give
+    for c in rows:  # two purifications of MimicGAN's cells: 2 of 4 right, then 4 of 4
+        if c.defense == "mimicgan":
+            rows[c] = {**rows[c], "extra": {**rows[c]["extra"], "repeat_preds": [[1, 1, 0, 0], [1, 1, 1, 1]]}}
+    md = to_markdown(run, outcomes(run))
+    assert "- mimicgan: its 2 purifications of one cell" in md and "differ by up to 50 points" in md
 
 
 @pytest.mark.parametrize("table", RUNNABLE, ids=[t.id for t in RUNNABLE])

@@ -229,6 +229,30 @@ def test_batch_coupled_cells_note_the_spread_between_their_batches():
 # --------------------------------------------------------------------------------------------- repeat rule
 
 
+def test_repeated_purifications_note_their_spread():
+    """A randomized defense purified k > 1 times: the all-k rule gives one accuracy per cell; the note gives how
+    far the k purifications, each counted alone, differ at most (here 2, 4 and 3 of 4 right: 50 points) and where,
+    so a one-purification cell's seed dependence is visible. One purification per image: no note. A batch-coupled
+    defense's one-batch note then says another surrogate fit of the batch is measured."""
+    row = make_row([1, 1, 1, 1], defense="mimicgan", attack="pgd")
+    y = list(row["labels"])
+    wrong = [(v + 1) % 10 for v in y]
+    row["extra"] = {"repeat_preds": [y[:2] + wrong[2:], list(y), y[:3] + wrong[3:]]}
+    clean = make_row([1, 1, 1, 1], defense="mimicgan")
+    clean["extra"] = {"repeat_preds": [list(y), list(y), list(y)]}  # no spread: the widest cell is PGD's
+    notes = robust_accuracy_table([clean, row]).attrs["notes"]
+    (note,) = [n for n in notes if "purifications of one cell" in n]
+    assert "mimicgan: its 3 purifications" in note and "differ by up to 50 points" in note
+    assert "PGD (graybox): 50, 100, 75%" in note
+    single = robust_accuracy_table([make_row([1, 1, 1, 1], defense="mimicgan"), make_row([1, 0, 1, 1], attack="pgd")])
+    assert not any("purifications of one cell" in n for n in single.attrs["notes"])
+    coupled = {"batch_coupled": True, "batch_size": 4}
+    row["extra"] = {**row["extra"], **coupled}
+    clean["extra"] = {**clean["extra"], **coupled}
+    (batch,) = [n for n in robust_accuracy_table([clean, row]).attrs["notes"] if "batch-coupled" in n]
+    assert "another surrogate fit of the same batch is measured" in batch
+
+
 def test_repeat_rule_all_of_k():
     labels_ok = [1, 1, 1, 1]
     row = make_row(labels_ok, defense="ride", attack="pgd")
