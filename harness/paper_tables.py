@@ -50,22 +50,24 @@ STATUS: dict[str, tuple[str, str]] = {
     ),
     "invgan-table2-fmnist": (
         "open",
-        "on the 2026-12-02 prior at the stated ε 0.3 (n = 100): clean, CW under both defenses, the No Defense and "
-        "DefenseGAN RP cells and InvGAN's FGSM within 5 points or inside the interval; DefenseGAN's FGSM 19 and "
-        "InvGAN's RP 15 under; with the attacked model's predicted labels, which InvGAN's code attacks (the spec's "
-        "reading since 2026-12-05), the FGSM "
-        "cells read 6 / 24 / 28 against 6 / 34 / 28 (true labels 2 / 21 / 23; nested, each inside chance) and the "
-        "RP cells 42 / 47 / 35 against 41 / 54 / 49 (true labels 41 / 39 / 28 on that zoo's encoder; DefenseGAN's "
-        "p = 0.04), with the 10000-iteration encoder as well 47 / 61 / 60, past the paper's; InvGAN's RP gap "
-        "closed by the encoder's iterations on one pair of encoders (the same CPU encoder at 10000 instead of the "
-        "preset's 3000: 32 → 45 (36–55), p = 0.019 over images, the paper's 49 inside; nothing else in the row "
-        "moves; two encoders of one recipe differ by 4-8 RP points), while InvGAN's code's "
-        "inference optimiser (momentum 0.7 on the mean squared error) takes RP down to 16 and gray-box FGSM up to "
-        "39 (28); BPDA at n = 100 on a GPU (a GPU-trained prior of the same recipe): DefenseGAN's cell reproduced "
-        "by the attack InvGAN's code lists for the table, CW-L2 through the same BPDA model (bpda-l2: 58%, 48–67, "
-        "against 59; PGD travelling 0.1 keeps 50, our base PGD travelling 0.4 keeps 3); InvGAN's open: 49% "
-        "(39–59) at travel 0.1 and 27% at 0.4 against 71 with the G(I(x)) backward, 35% and 3% with the identity "
-        "(its code's, InvGAN's default since 2026-12-04), CW-L2 measured on 10 CPU images only (0 of 10)",
+        "on the 2026-12-07 prior (class feedback; n = 100, BPDA on 20) 10 of 14 cells within 5 points or inside the "
+        "interval, InvGAN's RP among them (48 against 49 with the preset's 3000-iteration encoder), DefenseGAN's FGSM"
+        " 13 and InvGAN's CW 9 under, BPDA at our base travel 15 and 10% against 59 and 71; on the 2026-12-02 prior "
+        "at the stated ε 0.3 (n = 100): clean, CW under both defenses, the No Defense and DefenseGAN RP cells and "
+        "InvGAN's FGSM within 5 points or inside the interval; DefenseGAN's FGSM 19 and InvGAN's RP 15 under; with "
+        "the attacked model's predicted labels, which InvGAN's code attacks (the spec's reading since 2026-12-05), "
+        "the FGSM cells read 6 / 24 / 28 against 6 / 34 / 28 (true labels 2 / 21 / 23; nested, each inside chance) "
+        "and the RP cells 42 / 47 / 35 against 41 / 54 / 49 (true labels 41 / 39 / 28 on that zoo's encoder; "
+        "DefenseGAN's p = 0.04), with the 10000-iteration encoder as well 47 / 61 / 60, past the paper's; InvGAN's RP"
+        " gap closed by the encoder's iterations on one pair of encoders (the same CPU encoder at 10000 instead of "
+        "the preset's 3000: 32 → 45 (36–55), p = 0.019 over images, the paper's 49 inside; nothing else in the row "
+        "moves; two encoders of one recipe differ by 4-8 RP points), while InvGAN's code's inference optimiser "
+        "(momentum 0.7 on the mean squared error) takes RP down to 16 and gray-box FGSM up to 39 (28); BPDA at n = "
+        "100 on a GPU (a GPU-trained prior of the same recipe): DefenseGAN's cell reproduced by the attack InvGAN's "
+        "code lists for the table, CW-L2 through the same BPDA model (bpda-l2: 58%, 48–67, against 59; PGD travelling"
+        " 0.1 keeps 50, our base PGD travelling 0.4 keeps 3); InvGAN's open: 49% (39–59) at travel 0.1 and 27% at 0.4"
+        " against 71 with the G(I(x)) backward, 35% and 3% with the identity (its code's, InvGAN's default since "
+        "2026-12-04), CW-L2 measured on 10 CPU images only (0 of 10)",
     ),
     "invgan-table2-mnist": (
         "open",
@@ -84,18 +86,19 @@ STATUS: dict[str, tuple[str, str]] = {
     ),
     "invgan-table3-fmnist": (
         "open",
-        "AUCs of every clean against every attacked image, as InvGAN's code computes the paper's (the reports' "
-        "reading since 2026-12-04; zoo of 2026-12-03, n = 100) 0.14-0.37 under the paper's: FGSM detected (0.82 / "
-        "0.84), RP weakly (0.64 / 0.62), CW at chance (0.52 / 0.49); ruled out one at a time: misprojected clean "
-        "images (n = 200), the AUC reading (the success protocol reads −0.035 to −0.003 from these, −0.06 to "
-        "+0.03 over three classifiers) and the "
-        "classifier (InvGAN's code's Model A: 0.21-0.36 under; the tutorial CNN's +0.15 is that network's); Φ "
-        "scaled to unit length reaches the paper on 16 of 18 own-adversarial cells of three classifiers, which "
-        "the code does not do; BPDA at n = 100 (GPU-trained prior, 2026-12-04): DefenseGAN's AUC reproduced by "
-        "the base PGD (0.863, 0.81–0.91, against 0.900) which leaves it 3% against the paper's 59, the readings "
-        "that give its 59% read at chance (0.51-0.57); InvGAN's 0.80 (0.74–0.86) under the identity backward "
-        "against 0.933; an encoder trained 10000 iterations instead of 3000, which closes InvGAN's RP accuracy "
-        "cell, leaves its AUCs where they were (FGSM 0.85 → 0.86, RP 0.65 → 0.63, BPDA on 50 images 0.73 → 0.77)",
+        "on the 2026-12-07 prior (class feedback; n = 100, BPDA on 20) 0.13-0.40 under the paper's, FGSM detected "
+        "(0.82 / 0.82), RP weakly (0.64 / 0.59), CW at chance (0.50 / 0.50); AUCs of every clean against every "
+        "attacked image, as InvGAN's code computes the paper's (the reports' reading since 2026-12-04; zoo of "
+        "2026-12-03, n = 100) 0.14-0.37 under the paper's: FGSM detected (0.82 / 0.84), RP weakly (0.64 / 0.62), CW "
+        "at chance (0.52 / 0.49); ruled out one at a time: misprojected clean images (n = 200), the AUC reading (the "
+        "success protocol reads −0.035 to −0.003 from these, −0.06 to +0.03 over three classifiers) and the "
+        "classifier (InvGAN's code's Model A: 0.21-0.36 under; the tutorial CNN's +0.15 is that network's); Φ scaled "
+        "to unit length reaches the paper on 16 of 18 own-adversarial cells of three classifiers, which the code does"
+        " not do; BPDA at n = 100 (GPU-trained prior, 2026-12-04): DefenseGAN's AUC reproduced by the base PGD "
+        "(0.863, 0.81–0.91, against 0.900) which leaves it 3% against the paper's 59, the readings that give its 59% "
+        "read at chance (0.51-0.57); InvGAN's 0.80 (0.74–0.86) under the identity backward against 0.933; an encoder "
+        "trained 10000 iterations instead of 3000, which closes InvGAN's RP accuracy cell, leaves its AUCs where they"
+        " were (FGSM 0.85 → 0.86, RP 0.65 → 0.63, BPDA on 50 images 0.73 → 0.77)",
     ),
     "invgan-table3-mnist": (
         "open",
