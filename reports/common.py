@@ -210,12 +210,14 @@ def batch_spread_notes(named_rows: Iterable[tuple[str, Row]]) -> list[str]:
         f"{d}: {head(d)}: within one cell its {k} batches' accuracies differ by up to {100 * w:.0f} points; that "
         "spread, not a binomial interval over the images, says how far a cell can move."
         if k > 1
-        else f"{d}: {head(d)}, and each of its cells is one batch: how far another batch would move a cell is not "
-        "measured, and a binomial interval over the images understates it; another surrogate fit of the same batch "
-        "is measured by its purifications (their spread is noted)."
-        if d in refitted
-        else f"{d}: {head(d)}, and each of its cells is one batch: how far another batch (another surrogate fit) "
-        "would move a cell is not measured, and a binomial interval over the images understates it."
+        else f"{d}: {head(d)}, and each of its cells is one batch: how far another batch"
+        f"{'' if d in refitted else ' (another surrogate fit)'} would move a cell is not measured, and a binomial "
+        "interval over the images understates it"
+        + (
+            "; another surrogate fit of the same batch is measured by its purifications (their spread is noted)."
+            if d in refitted
+            else "."
+        )
         for d, (w, k) in widest.items()
     ]
 
@@ -233,8 +235,7 @@ def repeat_spread_notes(named_rows: Iterable[tuple[str, Row]]) -> list[str]:
         accs = [metrics.accuracy(p, r["labels"]) for p in reps]
         spread = max(accs) - min(accs)
         if name not in widest or spread > widest[name][0]:
-            attack, threat = cfg(r, "label") or r.get("attack") or "an attack", r.get("threat") or "?"
-            where = "clean" if r.get("attack") == CLEAN else f"{attack} ({threat})"
+            where = "clean" if is_clean(r) else f"{cfg(r, 'label') or r['attack']} ({r['threat']})"
             widest[name] = (spread, where, accs)
     return [
         f"{d}: its {len(accs)} purifications of one cell (fresh seeds, the same images), each counted alone, differ "

@@ -31,11 +31,11 @@ from .common import (
     Row,
     accuracy,
     batch_spread_notes,
-    repeat_spread_notes,
     detection_auc_all,
     detection_auc_protocol,
     markdown_table,
     ordered_unique,
+    repeat_spread_notes,
     undefended_accuracy,
 )
 from .sanity import sanity_section

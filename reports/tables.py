@@ -26,7 +26,6 @@ from .common import (
     base_key,
     base_names_of,
     batch_spread_notes,
-    repeat_spread_notes,
     cfg,
     correct_mask,
     detection_auc,
@@ -38,6 +37,7 @@ from .common import (
     mean_std,
     ordered_unique,
     repeat_count,
+    repeat_spread_notes,
     threat_sort_key,
     SUCCESS_PROTOCOL,
 )

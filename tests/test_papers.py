@@ -353,7 +353,9 @@ def test_ours_comes_from_rows():
     assert "purifications of one cell" not in md  # one purification per image: no spread to give
     for c in rows:  # two purifications of MimicGAN's cells: 2 of 4 right, then 4 of 4
         if c.defense == "mimicgan":
-            rows[c] = {**rows[c], "extra": {**rows[c]["extra"], "repeat_preds": [[1, 1, 0, 0], [1, 1, 1, 1]]}}
+            attack = c.attack.name if c.attack is not None else "clean"  # as store rows name their cell
+            repeats = {**rows[c]["extra"], "repeat_preds": [[1, 1, 0, 0], [1, 1, 1, 1]]}
+            rows[c] = {**rows[c], "attack": attack, "threat": c.threat, "extra": repeats}
     md = to_markdown(run, outcomes(run))
     assert "- mimicgan: its 2 purifications of one cell" in md and "differ by up to 50 points" in md
 
