@@ -173,11 +173,22 @@ def is_batch_coupled(row: Row) -> bool:
 def batch_accuracies(row: Row) -> list[float]:
     """Accuracy of each purified batch of a batch-coupled row, in the order the runner purified them (consecutive
     ``extra["batch_size"]`` images, repeat rule applied); empty for any other row."""
+    ok, out, start = correct_mask(row), [], 0
+    for k in batch_lengths(row):
+        out.append(float(ok[start : start + k].mean()))
+        start += k
+    return out
+
+
+def batch_lengths(row: Row) -> list[int]:
+    """How many images each purified batch of a batch-coupled row held: ``extra["batch_size"]`` is the run's
+    setting, and a cell of fewer images (``--n 20`` at batch 100, a BPDA subset) or the last batch of an uneven
+    split holds fewer; empty for any other row."""
     size = (row.get("extra") or {}).get("batch_size")
     if not is_batch_coupled(row) or not size:
         return []
-    ok = correct_mask(row)
-    return [float(ok[i : i + int(size)].mean()) for i in range(0, len(ok), int(size))]
+    n, size = len(row["labels"]), int(size)
+    return [min(size, n - i) for i in range(0, n, size)]
 
 
 def batch_spread_notes(named_rows: Iterable[tuple[str, Row]]) -> list[str]:
@@ -195,7 +206,7 @@ def batch_spread_notes(named_rows: Iterable[tuple[str, Row]]) -> list[str]:
         if per_batch:
             spread = (max(per_batch) - min(per_batch), len(per_batch))
             widest[name] = max(widest.get(name, (0.0, 0)), spread, key=lambda t: (t[1] > 1, t[0]))
-            sizes.setdefault(name, set()).add(int(r["extra"]["batch_size"]))
+            sizes.setdefault(name, set()).update(batch_lengths(r))
 
     def head(d: str) -> str:
         # the batch size is part of the defense: the surrogate is fitted to the batch (the same images score

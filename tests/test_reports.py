@@ -209,6 +209,19 @@ def test_batch_coupled_cells_note_the_spread_between_their_batches():
     assert any("per purified batch, here of 5 images" in n for n in notes)
     mixed = [rows[0], make_row(frac(4), defense="mimicgan", attack="fgsm", extra={**coupled, "batch_size": 2})]
     assert any("here of 2 or 5 images" in n for n in robust_accuracy_table(mixed).attrs["notes"])
+    # the note names the batches the cells held, not the run's setting: 10 images at batch 100 are one batch of
+    # 10 (`--n 10`, a BPDA subset); at batch 4 they are 4 + 4 + 2
+    (small,) = [
+        n
+        for n in robust_accuracy_table(
+            [make_row(frac(10), defense="mimicgan", extra={**coupled, "batch_size": 100})]
+        ).attrs["notes"]
+        if "batch-coupled" in n
+    ]
+    assert "here of 10 images" in small and "each of its cells is one batch" in small
+    uneven = [make_row([1, 1, 1, 1, 0, 0, 0, 0, 1, 1], defense="mimicgan", extra={**coupled, "batch_size": 4})]
+    (split,) = [n for n in robust_accuracy_table(uneven).attrs["notes"] if "batch-coupled" in n]
+    assert "here of 2 or 4 images" in split and "its 3 batches' accuracies differ by up to 100 points" in split
     independent = [make_row(frac(10)), make_row([1, 1, 1, 1, 1, 1, 0, 0, 0, 0], attack="pgd", extra={"batch_size": 5})]
     one_batch = [
         make_row(frac(5, 5), defense="mimicgan", extra=coupled),
