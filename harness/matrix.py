@@ -157,7 +157,8 @@ def threat_applies(base: str, threat: str, own_reparam: Callable[[], bool] = lam
 WHY_NO_CELLS = {
     "gan-aware": "it attacks the latent of a GAN-prior defense: defensegan, cowboy, invgan or mimicgan",
     "bpda": "on the undefended classifier it is the gray-box attack",
-    "reparam": "it needs a GAN-prior defense's G and I, the undefended reference, or a defense's reparameterize()",
+    "reparam": "it needs a GAN-prior defense's G and I or a defense's own reparameterize(); the undefended "
+    "classifier's reference cell alone is measured only when 'none' is the run's one defense",
 }
 
 
@@ -170,13 +171,16 @@ def check_threats_apply(
 ) -> None:
     """Refuse a threat no defense of the run gets cells under (it would be dropped from the tables without a
     word); ``own_reparam(label)``: whether that defense may have its own ``reparameterize()``; ``external``: the
-    labels of a caller's defense objects (no registered base name)."""
+    labels of a caller's defense objects (no registered base name). The undefended column beside defenses is a
+    reference: it does not carry a threat on its own (median under reparam would otherwise train a GAN for the
+    reference cell alone and leave median's column without a word); asked for alone, it is the measurement."""
     bases = [(d, d if d in external else base_name(d)) for d in defenses]
+    defended = [(d, b) for d, b in bases if b != "none"] or bases
     for t in threats:
-        if not any(threat_applies(b, t, lambda d=d: own_reparam(d)) for d, b in bases):
-            flag = "threats=" if api else "--threat "
+        if not any(threat_applies(b, t, lambda d=d: own_reparam(d)) for d, b in defended):
+            flag, names = ("threats=" if api else "--threat "), ", ".join(d for d, _ in defended)
             raise DefbenchError(
-                f"{flag}{t}: no defense of this run ({', '.join(defenses)}) gets {t} cells ({WHY_NO_CELLS[t]}); "
+                f"{flag}{t}: no defense of this run ({names}) gets {t} cells ({WHY_NO_CELLS[t]}); "
                 f"add such a defense or drop {t}"
             )
 

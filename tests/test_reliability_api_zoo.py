@@ -208,6 +208,14 @@ def test_evaluate_refuses_a_threat_no_defense_takes_and_keeps_one_a_defense_take
         _evaluate(threats=["gan-aware"])
     with pytest.raises(DefbenchError, match="threats=bpda: no defense of this run \\(none\\)"):
         _evaluate(defense=None, threats=["bpda"])
+    # the undefended reference beside median does not carry reparam; asked for alone it is the measurement
+    with pytest.raises(DefbenchError, match="threats=reparam: no defense of this run \\(median\\)"):
+        _evaluate(threats=["reparam"])
+    with pytest.raises(Reached):
+        _evaluate(defense=None, threats=["reparam"])
+    assert api_spec["spec"].defenses == ("none",) and api_spec["spec"].threats == ("reparam",)
+    with pytest.raises(Reached):
+        _evaluate(defense=["median", "defensegan"], threats=["graybox", "reparam"])
 
     class Own(Defense):
         name = "own"

@@ -116,6 +116,11 @@ M = ["matrix", "--no-progress", "--preset", "quick"]
         (["--attacks", "jsma"], "unknown attack 'jsma'"),
         (["--threat", ""], "names no threat model"),
         (["--threat", "blackbox"], "unknown threat model"),
+        # a threat no defense takes; the undefended reference column beside median does not carry reparam (it
+        # would train a GAN for the reference cell alone and leave median's column out without a word)
+        (["--defense", "median", "--threat", "gan-aware"], "--threat gan-aware: no defense of this run (median)"),
+        (["--defense", "median,tvm", "--threat", "reparam"], "--threat reparam: no defense of this run (median, tvm)"),
+        (["--defense", "none", "--threat", "bpda"], "--threat bpda: no defense of this run (none)"),
         (["--dataset", ""], "unknown dataset"),
         (["--dataset", "svhn"], "unknown dataset"),
         (["--preset", "fast"], "unknown preset"),
@@ -233,6 +238,11 @@ def test_flags_the_run_uses_are_accepted_where_their_twins_are_refused(seen, tmp
         is None
     )
     assert seen["spec"].defense_overrides == {"median": {"kernel_size": 5}}
+    # reparam: the undefended reference asked for alone, or beside a defense that takes the threat
+    assert run(M + out + ["--defense", "none", "--threat", "reparam"])[0] is None
+    assert seen["spec"].defenses == ("none",) and seen["spec"].threats == ("reparam",)
+    assert run(M + out + ["--defense", "median,defensegan", "--threat", "graybox,reparam"])[0] is None
+    assert seen["spec"].defenses == ("none", "median", "defensegan")
 
 
 def test_accepted_forms_reach_the_runner(seen, tmp_path):
