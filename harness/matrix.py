@@ -336,6 +336,11 @@ def library_versions() -> dict[str, str]:
 #: fields of a cell's defense config that say which code computed it, left out of the name of its random stream:
 #: adding, bumping or upgrading them recomputes a cell without moving its draws
 _NOT_IN_STREAM = ("results_version", "libraries")
+#: fields of a cell's defense config that no draw of its attack depends on, named in its random stream at one fixed
+#: value: how many times the cell purifies each image after the attack (``eval_repeats``) is read as 1, so a
+#: k-purification cell attacks with the draws of the one-purification cell (under BPDA, reparam and gan-aware as
+#: under gray-box) and its first purification is that cell, whatever k
+_STREAM_AS = {"eval_repeats": 1}
 
 
 def _object_state(d) -> dict[str, dict[str, Any]]:
@@ -774,8 +779,10 @@ class MatrixRunner:
         # batch, never from the RNG state earlier cells left: fresh, resumed and reordered runs agree. Gray-box
         # adversarials do not involve the defense (and are cached across defenses), so their stream is named
         # without it. The stream is named by the key without the fields that say which code computed the cell
-        # (``results_version``, the libraries' versions): a bump or an upgrade recomputes but moves no draw.
-        stream = replace(key, defense_hash=config_hash({k: v for k, v in dcfg.items() if k not in _NOT_IN_STREAM})).key
+        # (``results_version``, the libraries' versions): a bump or an upgrade recomputes but moves no draw; and
+        # with ``eval_repeats`` read as 1 (:data:`_STREAM_AS`): more purifications move no draw of the attack.
+        named = {k: _STREAM_AS.get(k, v) for k, v in dcfg.items() if k not in _NOT_IN_STREAM}
+        stream = replace(key, defense_hash=config_hash(named)).key
         if atk is not None and cell.threat == "graybox":
             stream = config_hash(
                 {

@@ -39,8 +39,11 @@ SCHEMA_VERSION = 2
 #: a few small cells give at this version and fails when they change while it stays the same. 1: the cells
 #: stored before this number existed; 2: since 2026-12-06; 3: since 2026-12-06, a universal perturbation is
 #: fitted on its own number of images at every batch size (a batch smaller than that fitted on the batch); 4: since
-#: 2026-12-07, universal-art's search scores clip(x + ν), the images the attack presents, not x + ν unclipped.
-RESULTS_VERSION = 4
+#: 2026-12-07, universal-art's search scores clip(x + ν), the images the attack presents, not x + ν unclipped; 5:
+#: since 2026-12-07, an adaptive (BPDA, reparam, gan-aware) cell draws its attack's randomness from a stream named
+#: with one purification per image, so ``--eval-repeats`` no longer moves the adversarial examples (the cells of
+#: one purification per image keep their draws and numbers).
+RESULTS_VERSION = 5
 DB_NAME = "defbench.sqlite"
 
 _COLUMNS = """

@@ -287,6 +287,46 @@ def test_fresh_resumed_and_reversed_runs_agree(zoo_with_encoder, tmp_path):
     assert not diff, f"cells run in reversed order differ: {diff}"
 
 
+def test_more_purifications_move_no_draw_of_the_attack(zoo_with_encoder, tmp_path):
+    """A randomized defense purified twice per image attacks with the draws of its one-purification cell under every
+    threat: the adversarial examples (the bare classifier's predictions on them) are the same and the first
+    purification is that cell's, so an --eval-repeats sweep changes one thing, the purifications. Under the
+    adaptive threats the attack's stream was named with eval_repeats, so BPDA's random start and EOT draws, the
+    reparameterised and the GAN-aware attack moved with it (gray-box adversarials never did: they are cached)."""
+    from defbench.harness.matrix import AttackSpec, MatrixRunner, MatrixSpec
+
+    def run(k):
+        spec = MatrixSpec(
+            dataset="fmnist",
+            defenses=("defensegan[latent_steps=2,restarts=2]",),
+            attacks=(AttackSpec("pgd", 0.2, (("steps", 2),)),),
+            threats=("graybox", "bpda", "reparam", "gan-aware"),
+            n=4,
+            batch_size=4,
+            preset="quick",
+            eot=2,
+            eval_repeats=k,
+            out=str(tmp_path / f"k{k}"),
+            progress=False,
+        )
+        runner = MatrixRunner(spec)
+        runner.run()
+        rows = {r["threat"]: r for r in runner.store.rows()}
+        runner.store.close()
+        return rows
+
+    one, two = run(1), run(2)
+    assert set(one) == set(two) == {"none", "graybox", "bpda", "reparam", "gan-aware"}
+    for threat, r in two.items():
+        want = one[threat]
+        # predictions can agree by chance; the scores ‖Φ(x_in) − Φ(x̂)‖ and projection errors of the first
+        # purification (finer) show another adversarial example or another purification at once
+        assert r["preds_undefended"] == want["preds_undefended"], f"{threat}: other adversarial examples"
+        assert r["extra"]["repeat_preds"][0] == want["preds"], f"{threat}: another first purification"
+        assert np.allclose(r["scores"], want["scores"], rtol=1e-5, atol=1e-6), f"{threat}: other scores"
+        assert np.allclose(r["extra"]["projection_error"], want["extra"]["projection_error"], rtol=1e-5), threat
+
+
 # --------------------------------------------------------------------------------------------- ART universal
 
 

@@ -106,7 +106,8 @@ def add_parser(sub) -> None:
         type=count_type("eval-repeats"),
         default=None,
         help="purifications per image for randomized defenses (correct = correct in all); "
-        "default 3 (paper) / 1 (quick)",
+        "default 3 (paper) / 1 (quick). The attack's draws do not depend on it: the first purification is "
+        "the one-purification cell's, under every threat",
     )
     mp.add_argument(
         "--defense-opt",
