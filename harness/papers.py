@@ -48,13 +48,16 @@ def run_table(
     executor=None,
     classifier: str | nn.Module = "zoo",
     batch_hook=None,
+    eval_repeats: int | None = None,
 ) -> PaperRun:
     """Run the cells ``table`` needs through the matrix runner (resuming from its store) and return the rows;
     ``executor`` computes them (default :class:`LocalExecutor`; :class:`RayExecutor` for a Ray cluster).
     ``classifier``: ``zoo`` (the zoo's classifier of the dataset and preset), a classifier plugin's name, or the
     caller's own ``nn.Module`` (images in [0, 1] to logits; local executor only, as for
     :func:`defbench.evaluate`); the cells of a plugin or module are keyed apart from the zoo's by its weights.
-    ``batch_hook``: :attr:`MatrixRunner.batch_hook` of the run (cells computed in this process only)."""
+    ``batch_hook``: :attr:`MatrixRunner.batch_hook` of the run (cells computed in this process only).
+    ``eval_repeats``: purifications per image for the randomized defenses (None: the table's, one as the papers
+    classify); the report reads each image's first, the one-purification cell, and notes the others' spread."""
     if not table.runnable:
         raise DefbenchError(f"paper table {table.id} is not yet supported: {table.unsupported}")
     if preset not in PRESETS:
@@ -62,6 +65,10 @@ def run_table(
     n = n if n is not None else table.default_n(preset)
     if n < 1:
         raise DefbenchError(f"--n must be positive, got {n}")
+    if eval_repeats is not None:
+        if isinstance(eval_repeats, bool) or not isinstance(eval_repeats, int) or eval_repeats < 1:
+            raise DefbenchError(f"eval_repeats must be a whole number >= 1, got {eval_repeats!r}")
+        table = replace(table, eval_repeats=eval_repeats)
     own = None
     if isinstance(classifier, nn.Module):  # the runner wraps it (features/head), moves it and sets eval mode
         own, classifier = classifier, "zoo"

@@ -249,9 +249,10 @@ def repeat_spread_notes(named_rows: Iterable[tuple[str, Row]]) -> list[str]:
             where = "clean" if is_clean(r) else f"{cfg(r, 'label') or r['attack']} ({r['threat']})"
             widest[name] = (spread, where, accs)
     return [
-        f"{d}: its {len(accs)} purifications of one cell (fresh seeds, the same images), each counted alone, differ "
-        f"by up to {100 * w:.0f} points ({where}: {', '.join(f'{100 * a:.0f}' for a in accs)}%): how far one "
-        "purification's cell can move with its seed, which the all-purifications rule and a binomial interval hide."
+        f"{d}: its {len(accs)} purifications of one cell (fresh seeds, the same images and adversarial examples), "
+        f"each counted alone, differ by up to {100 * w:.0f} points "
+        f"({where}: {', '.join(f'{100 * a:.0f}' for a in accs)}%): how far one purification's cell can move with "
+        "its seed, which a binomial interval over the images does not show."
         for d, (w, where, accs) in widest.items()
     ]
 

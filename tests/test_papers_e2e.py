@@ -424,6 +424,30 @@ def test_paper_run_threats_leaves_the_other_threats_cells_out(paper_zoo, tiny_bu
     assert {r["threat"] for r in Store(str(out)).rows()} == {"none", "graybox"}
 
 
+def test_paper_run_eval_repeats_keeps_the_table_and_notes_the_spread(paper_zoo, tiny_budgets, tmp_path, capsys):
+    """``paper run --eval-repeats 2``: DefenseGAN's cells are purified twice (stored as such), the table reads each
+    image's first purification, so every cell prints as in the one-purification run, under BPDA too (the attack's
+    draws do not depend on the count), and the header and a note say so; InvGAN (deterministic) once."""
+    from defbench.harness.store import Store
+
+    _dataset_ok(TABLES["invgan-table2-fmnist"])
+    argv = ["paper", "run", "invgan-table2-fmnist", "--preset", "quick", "--n", "4", "--n-threat", "bpda=2"]
+    assert main([*argv, "--out", str(tmp_path / "one"), "--no-progress"]) == 0
+    once = capsys.readouterr().out
+    assert main([*argv, "--out", str(tmp_path / "two"), "--eval-repeats", "2", "--no-progress"]) == 0
+    twice = capsys.readouterr().out
+    assert "2 purifications per image for the randomized defenses (ours reads each image's first" in twice
+    assert "1 purification per image" in once and "purifications of one cell" not in once
+    assert "- defensegan: its 2 purifications of one cell (fresh seeds, the same images and adversarial" in twice
+    for c in TABLES["invgan-table2-fmnist"].cells:
+        if c.measure is not None:
+            assert md_row(twice, c.row, c.col)[3:5] == md_row(once, c.row, c.col)[3:5], (c.row, c.col)
+    rows = list(Store(str(tmp_path / "two")).rows())
+    assert {len(r["extra"]["repeat_preds"]) for r in rows if r["defense"].startswith("defensegan")} == {2}
+    assert not any("repeat_preds" in r["extra"] for r in rows if r["defense"].startswith(("invgan", "none")))
+    assert {r["threat"] for r in rows if r["defense"].startswith("defensegan")} >= {"bpda", "graybox", "reparam"}
+
+
 def test_table_classifier_swap_benchmark(paper_zoo, tiny_budgets, tmp_path, monkeypatch):
     """benchmarks/table_classifier_swap.py: its two columns are the table's 'ours' with the zoo's classifier and
     with the other one (each run's own report says the same numbers), the change of an accuracy cell is paired by

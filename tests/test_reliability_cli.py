@@ -315,6 +315,8 @@ def test_accepted_forms_reach_the_runner(seen, tmp_path):
         (["paper", "run", ""], "needs a table id"),
         (["paper", "run", "nosuch-table"], "unknown paper table"),
         (["paper", "run", "mimicgan-fig5b", "--n", "0"], "argument --n"),
+        (["paper", "run", "mimicgan-fig5b", "--eval-repeats", "0"], "argument --eval-repeats"),
+        (["paper", "run", "mimicgan-fig5b", "--eval-repeats", "2.5"], "argument --eval-repeats: must be a whole"),
         (["paper", "run", "mimicgan-fig5b", "--n", "inf"], "argument --n"),
         (["paper", "run", "mimicgan-fig5b", "--preset", "fast"], "unknown preset"),
         (["paper", "run", "mimicgan-fig5b", "--n-threat", "bpda=0"], "must be >= 1"),

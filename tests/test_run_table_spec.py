@@ -60,3 +60,20 @@ def test_only_a_threat_n_below_n_is_reported_as_a_subset(recorder, k, subset, tm
     table = papers.TABLES[TABLE]
     run = papers.run_table(table, n=4, threat_n={"bpda": k}, out=str(tmp_path), progress=False)
     assert run.threat_n == ({"bpda": k} if subset else {})
+
+
+def test_eval_repeats_reaches_the_matrix_and_the_run_s_table(recorder, tmp_path):
+    """eval_repeats=3: the matrix purifies three times and the run's table says so (its report header); none given:
+    the table's one; a count that is not a whole number >= 1 is refused before the runner starts."""
+    from defbench import DefbenchError
+
+    table = papers.TABLES[TABLE]
+    run = papers.run_table(table, n=4, eval_repeats=3, out=str(tmp_path), progress=False)
+    assert recorder.last.spec.eval_repeats == run.table.eval_repeats == 3
+    run = papers.run_table(table, n=4, out=str(tmp_path), progress=False)
+    assert recorder.last.spec.eval_repeats == run.table.eval_repeats == table.eval_repeats == 1
+    for bad in (0, 2.5, True, "3"):
+        recorder.last = None
+        with pytest.raises(DefbenchError, match="eval_repeats must be a whole number >= 1"):
+            papers.run_table(table, n=4, eval_repeats=bad, out=str(tmp_path), progress=False)
+        assert recorder.last is None
