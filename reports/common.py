@@ -170,10 +170,12 @@ def is_batch_coupled(row: Row) -> bool:
     return bool(extra.get("batch_coupled") or extra.get("surrogate_scale"))
 
 
-def batch_accuracies(row: Row) -> list[float]:
+def batch_accuracies(row: Row, first: bool = False) -> list[float]:
     """Accuracy of each purified batch of a batch-coupled row, in the order the runner purified them (consecutive
-    ``extra["batch_size"]`` images, repeat rule applied); empty for any other row."""
-    ok, out, start = correct_mask(row), [], 0
+    ``extra["batch_size"]`` images, repeat rule applied; ``first``: each image's first purification, as a paper
+    report reads a cell); empty for any other row."""
+    ok = metrics.correct(row["preds"], row["labels"]) if first else correct_mask(row)
+    out, start = [], 0
     for k in batch_lengths(row):
         out.append(float(ok[start : start + k].mean()))
         start += k
@@ -191,18 +193,19 @@ def batch_lengths(row: Row) -> list[int]:
     return [min(size, n - i) for i in range(0, n, size)]
 
 
-def batch_spread_notes(named_rows: Iterable[tuple[str, Row]]) -> list[str]:
+def batch_spread_notes(named_rows: Iterable[tuple[str, Row]], first: bool = False) -> list[str]:
     """One note per batch-coupled defense (the name paired with each row): how far the accuracies of one cell's
     batches differ at most, which a binomial interval over the images does not show; or, when every cell of it
     is one batch, that this spread is not measured (another surrogate fit of the same batch is, where its cells
-    were purified several times: :func:`repeat_spread_notes`)."""
+    were purified several times: :func:`repeat_spread_notes`). ``first``: batches read by each image's first
+    purification (a paper report's reading) instead of the all-purifications rule."""
     widest: dict[str, tuple[float, int]] = {}
     sizes: dict[str, set[int]] = {}
     refitted: set[str] = set()
     for name, r in named_rows:
         if repeat_count(r) > 1:
             refitted.add(name)
-        per_batch = batch_accuracies(r)
+        per_batch = batch_accuracies(r, first)
         if per_batch:
             spread = (max(per_batch) - min(per_batch), len(per_batch))
             widest[name] = max(widest.get(name, (0.0, 0)), spread, key=lambda t: (t[1] > 1, t[0]))

@@ -356,7 +356,7 @@ def to_markdown(run: PaperRun, df: pd.DataFrame) -> str:
     parts += [f"- {note}"] if note else []
     summary = delta_note(df["delta"].dropna() if len(df) else [], t.metric)
     parts += [f"- {summary}"] if summary else []
-    parts += [f"- {n}" for n in batch_spread_notes((c.defense, r) for c, r in run.rows.items())]
+    parts += [f"- {n}" for n in batch_spread_notes(((c.defense, r) for c, r in run.rows.items()), first=True)]
     parts += [f"- {n}" for n in repeat_spread_notes((c.defense, r) for c, r in run.rows.items())]
     parts += [f"- {n}" for n in t.notes] + [""]
     return "\n".join(parts)

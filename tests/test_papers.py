@@ -370,6 +370,8 @@ def test_ours_comes_from_rows():
     assert df.loc[("FGSM", "MimicGAN"), "ours"] == pytest.approx(100.0)
     md = to_markdown(twice, df.reset_index())
     assert "2 purifications per image for the randomized defenses (ours reads each image's first" in md
+    # its batches (of 2) read the same way: 100 and 100% by the first purification (the all-2 rule: 100 and 0)
+    assert "its 2 batches' accuracies differ by up to 0 points" in md
     assert "1 purification per image" in to_markdown(run, outcomes(run))
 
 
