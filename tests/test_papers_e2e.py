@@ -438,6 +438,9 @@ def test_paper_run_eval_repeats_keeps_the_table_and_notes_the_spread(paper_zoo, 
     twice = capsys.readouterr().out
     assert "2 purifications per image for the randomized defenses (ours reads each image's first" in twice
     assert "1 purification per image" in once and "purifications of one cell" not in once
+    # the sanity checks read the cells by the matrix tables' all-purifications rule, and say so only then
+    assert "Read as the matrix tables read a cell purified 2 times" in twice.split("### Sanity checks")[1]
+    assert "Read as the matrix tables read" not in once
     assert "- defensegan: its 2 purifications of one cell (fresh seeds, the same images and adversarial" in twice
     for c in TABLES["invgan-table2-fmnist"].cells:
         if c.measure is not None:
