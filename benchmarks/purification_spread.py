@@ -17,7 +17,7 @@ from _common import command_line, emit, markdown
 
 from defbench import metrics
 from defbench.harness.store import Store
-from defbench.reports.common import Row, cfg, is_clean, repeat_preds
+from defbench.reports.common import Row, cell_name, repeat_preds
 
 HEADER = [
     "defense",
@@ -30,38 +30,31 @@ HEADER = [
 ]
 
 
-def cell_name(r: Row) -> tuple[str, str, str]:
-    """(defense, attack label or clean, threat): how a cell is matched across two runs."""
-    return r["defense"], "clean" if is_clean(r) else str(cfg(r, "label") or r["attack"]), r["threat"]
-
-
 def spread_rows(rows: Iterable[Row], against: Iterable[Row] = ()) -> list[list[object]]:
-    """One table row per cell of ``rows`` with k > 1 purifications, in store order."""
-    ref = {cell_name(r): r for r in against}
+    """One table row per cell of ``rows`` with k > 1 purifications, in store order; a cell of ``against`` is the
+    same cell when it has the same defense, attack label and threat."""
+    ref = {(r["defense"], cell_name(r)): r for r in against}
     out = []
     for r in rows:
         reps = repeat_preds(r)
         if len(reps) < 2:
             continue
-        y = r["labels"]
+        name, y = (r["defense"], cell_name(r)), r["labels"]
         accs = [100 * metrics.accuracy(p, y) for p in reps]
-        ok = [metrics.correct(p, y) for p in reps]
-        right_all = sum(all(o[i] for o in ok) for i in range(len(y)))
-        right_any = sum(any(o[i] for o in ok) for i in range(len(y)))
+        right_all = int(metrics.all_repeats_correct(reps, y).sum())
+        right_any = sum(any(c) for c in zip(*(metrics.correct(p, y) for p in reps), strict=True))
         one, same = "—", "—"
-        o = ref.get(cell_name(r))
+        o = ref.get(name)
         if o is not None:
             if list(o["indices"]) != list(r["indices"]):
-                sys.exit(f"{' / '.join(cell_name(r))}: the two runs' cells hold other test images")
+                sys.exit(f"{' / '.join(name)}: the two runs' cells hold other test images")
             one = f"{100 * metrics.accuracy(o['preds'], y):.0f}"
             differ = sum(int(a) != int(b) for a, b in zip(o["preds"], reps[0], strict=True))
             bare = sum(int(a) != int(b) for a, b in zip(o["preds_undefended"], r["preds_undefended"], strict=True))
             same = "yes" if differ == bare == 0 else f"no: {differ} predictions differ ({bare} of the bare classifier)"
-        name = cell_name(r)
         out.append(
             [
-                name[0],
-                name[1] if name[1] == "clean" else f"{name[1]} ({name[2]})",
+                *name,
                 one,
                 ", ".join(f"{a:.0f}" for a in accs),
                 f"{sum(accs) / len(accs):.1f}",

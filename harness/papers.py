@@ -33,6 +33,7 @@ from defbench.harness.paper_spec import (  # noqa: F401 -- the schema, re-export
     preset_attack,
 )
 from defbench.harness.paper_tables import TABLES, resolve  # noqa: F401 -- the catalogue, re-exported
+from defbench.limits import LIMITS, whole_number
 
 
 def run_table(
@@ -65,10 +66,11 @@ def run_table(
     n = n if n is not None else table.default_n(preset)
     if n < 1:
         raise DefbenchError(f"--n must be positive, got {n}")
-    if eval_repeats is not None:
-        if isinstance(eval_repeats, bool) or not isinstance(eval_repeats, int) or eval_repeats < 1:
-            raise DefbenchError(f"eval_repeats must be a whole number >= 1, got {eval_repeats!r}")
-        table = replace(table, eval_repeats=eval_repeats)
+    if eval_repeats is not None:  # the rule of defbench.evaluate's and the command line's counts
+        try:
+            table = replace(table, eval_repeats=whole_number(eval_repeats, 1, LIMITS["eval-repeats"]))
+        except ValueError as exc:
+            raise DefbenchError(f"eval_repeats {exc}") from None
     own = None
     if isinstance(classifier, nn.Module):  # the runner wraps it (features/head), moves it and sets eval mode
         own, classifier = classifier, "zoo"

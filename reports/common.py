@@ -122,6 +122,12 @@ def attack_label(row: Row) -> str:
     return label
 
 
+def cell_name(row: Row) -> str:
+    """A cell's short name in notes and benchmark tables: ``clean``, or the attack's label and its threat in
+    brackets (``PGD (bpda)``)."""
+    return CLEAN if is_clean(row) else f"{cfg(row, 'label') or row['attack']} ({row['threat']})"
+
+
 def is_universal(row: Row) -> bool:
     """Universal (image-agnostic) perturbations: α-scaled or of a universal family."""
     return cfg(row, "alpha") is not None or str(cfg(row, "family", "")).startswith("universal")
@@ -249,8 +255,7 @@ def repeat_spread_notes(named_rows: Iterable[tuple[str, Row]]) -> list[str]:
         accs = [metrics.accuracy(p, r["labels"]) for p in reps]
         spread = max(accs) - min(accs)
         if name not in widest or spread > widest[name][0]:
-            where = "clean" if is_clean(r) else f"{cfg(r, 'label') or r['attack']} ({r['threat']})"
-            widest[name] = (spread, where, accs)
+            widest[name] = (spread, cell_name(r), accs)
     return [
         f"{d}: its {len(accs)} purifications of one cell (fresh seeds, the same images and adversarial examples), "
         f"each counted alone, differ by up to {100 * w:.0f} points "

@@ -22,9 +22,9 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from defbench import metrics
 from defbench.harness.paper_spec import PAPERS_DIR, PaperCell, PaperRun, PaperTable, preset_attack
 from defbench.harness.paper_tables import status
-from defbench import metrics
 from defbench.metrics import auc_interval, binomial_half_width, roc_auc, wilson_interval
 
 from .common import (

@@ -3,6 +3,7 @@ the n a preset gives a table, the seeds it runs, and which --n-threat values the
 
 from __future__ import annotations
 
+import re
 from types import SimpleNamespace
 
 import pytest
@@ -64,7 +65,8 @@ def test_only_a_threat_n_below_n_is_reported_as_a_subset(recorder, k, subset, tm
 
 def test_eval_repeats_reaches_the_matrix_and_the_run_s_table(recorder, tmp_path):
     """eval_repeats=3: the matrix purifies three times and the run's table says so (its report header); none given:
-    the table's one; a count that is not a whole number >= 1 is refused before the runner starts."""
+    the table's one; a count outside the counts' rule (a whole number in [1, 1000]) is refused before the runner
+    starts."""
     from defbench import DefbenchError
 
     table = papers.TABLES[TABLE]
@@ -72,8 +74,15 @@ def test_eval_repeats_reaches_the_matrix_and_the_run_s_table(recorder, tmp_path)
     assert recorder.last.spec.eval_repeats == run.table.eval_repeats == 3
     run = papers.run_table(table, n=4, out=str(tmp_path), progress=False)
     assert recorder.last.spec.eval_repeats == run.table.eval_repeats == table.eval_repeats == 1
-    for bad in (0, 2.5, True, "3"):
+    refusals = {  # the rule of defbench.evaluate's counts, and its words
+        0: "eval_repeats must be between 1 and 1000, got 0",
+        1001: "eval_repeats must be between 1 and 1000, got 1001",
+        2.5: "eval_repeats must be a whole number, got 2.5",
+        True: "eval_repeats must be a whole number, got True",
+        "3": "eval_repeats must be a whole number, got '3'",
+    }
+    for bad, message in refusals.items():
         recorder.last = None
-        with pytest.raises(DefbenchError, match="eval_repeats must be a whole number >= 1"):
+        with pytest.raises(DefbenchError, match=f"^{re.escape(message)}$"):
             papers.run_table(table, n=4, eval_repeats=bad, out=str(tmp_path), progress=False)
         assert recorder.last is None
