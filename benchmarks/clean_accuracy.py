@@ -1,13 +1,17 @@
 """Clean accuracy under every defense, beside the papers' clean numbers (issue "defenses", item 2).
 
-Reads the stores of two clean-only matrix runs (one per dataset) and writes one Markdown table: accuracy of
-the classifier on each defense's purification of the same seeded test images, its Wilson 95% interval,
-the time per image the runner measured, and the papers' values where they print one. Produce the stores with
+Reads the stores of clean-only matrix runs (one or more per dataset, each defense in one of them) and writes
+one Markdown table: accuracy of the classifier on each defense's purification of the same seeded test images,
+its Wilson 95% interval and n, the time per image the runner measured, and the papers' values where they
+print one. Produce the stores with
 
     defbench matrix --dataset fmnist --defense none,defensegan,cowboy,invgan,mimicgan,median,tvm,ride \\
         --attacks none --n 500 --out runs/clean-fmnist-n500
     defbench matrix --dataset mnist ... --out runs/clean-mnist-n500
     python benchmarks/clean_accuracy.py runs/clean-fmnist-n500 runs/clean-mnist-n500
+
+(a slow defense may run at a smaller --n into a store of its own, passed beside the others: at one seed its
+images are a subset of the larger run's, `Dataset.eval_indices`).
 """
 
 from __future__ import annotations
@@ -61,9 +65,9 @@ def main(argv=None) -> int:
     datasets = list(dict.fromkeys(ds for ds, _ in found))
     names = [*ORDER, *dict.fromkeys(n for _, n in found if n not in ORDER)]  # variants and plugins after ORDER
     lines = [
-        f"Command: `{command_line(argv)}` (stores of "
-        "`defbench matrix ... --attacks none --n 500`); accuracy of the classifier on the purified images, "
-        "Wilson 95% interval (the first purification of each image; a randomized defense run with several "
+        f"Command: `{command_line(argv)}` (stores of clean-only runs, "
+        "`defbench matrix ... --attacks none`; each cell says its n); accuracy of the classifier on the purified "
+        "images, Wilson 95% interval (the first purification of each image; a randomized defense run with several "
         "purifications lists each one's accuracy), seconds per image and purification as the runner timed the "
         "cell (its device in brackets).",
     ]

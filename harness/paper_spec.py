@@ -251,8 +251,9 @@ def preset_attack(a: AttackSpec, preset: str) -> AttackSpec:
 
 
 def default_out(table: PaperTable, n: int, preset: str) -> str:
-    """One store per (dataset, preset, n, batch size): tables of the same setting share their cells; the
-    store's cell key does not hold n or the batch size, so different ones never share a store."""
+    """One store per (dataset, preset, n, batch size): tables of the same setting share their cells, and
+    ``defbench report`` on the directory shows one setting (the cell key holds n and the batch size as well, so
+    cells of two settings never mix even in one store)."""
     return str(Path("runs") / "paper" / f"{table.dataset}-{preset}-n{n}-b{table.batch_size}")
 
 
