@@ -10,8 +10,9 @@ print one. Produce the stores with
     defbench matrix --dataset mnist ... --out runs/clean-mnist-n500
     python benchmarks/clean_accuracy.py runs/clean-fmnist-n500 runs/clean-mnist-n500
 
-(a slow defense may run at a smaller --n into a store of its own, passed beside the others: at one seed its
-images are a subset of the larger run's, `Dataset.eval_indices`).
+A slow defense may run at a smaller --n into a store of its own, passed beside the others with
+``--take DEFENSE=STORE`` (every run holds the undefended cell; ``--take none=STORE`` says which one to read);
+at one seed its images are a subset of the larger run's (``Dataset.eval_indices``).
 """
 
 from __future__ import annotations
@@ -42,8 +43,23 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("stores", nargs="+", help="output dirs of clean-only matrix runs")
     ap.add_argument("--seed", type=int, help="the run seed to read where a store holds several (default: the only one)")
+    ap.add_argument(
+        "--take",
+        action="append",
+        default=[],
+        metavar="DEFENSE=STORE",
+        help="read DEFENSE's clean cell from STORE only (one of the stores listed), where several hold one: the "
+        "undefended reference cell comes with every run, e.g. a slow defense's smaller-n store beside the others",
+    )
     ap.add_argument("--out", default="benchmarks/results/clean_accuracy.md")
     args = ap.parse_args(argv)
+    take: dict[str, Path] = {}
+    for t in args.take:
+        name, sep, store = t.partition("=")
+        if not sep or not name or not store or Path(store).resolve() not in {Path(d).resolve() for d in args.stores}:
+            print(f"--take {t}: want DEFENSE=STORE with STORE one of the stores listed", file=sys.stderr)
+            return 2
+        take[name] = Path(store).resolve()
     found: dict[tuple[str, str], dict] = {}
     for d in args.stores:
         if not (Path(d) / "defbench.sqlite").is_file():
@@ -51,17 +67,27 @@ def main(argv=None) -> int:
             return 2
         where = {"attack": "clean"} if args.seed is None else {"attack": "clean", "seed": args.seed}
         for r in Store(d).rows(**where):
+            if r["defense"] in take and take[r["defense"]] != Path(d).resolve():
+                continue
             other = found.get((r["dataset"], r["defense"]))
             if other is not None:  # one row per defense: two cells (seeds, classifiers, settings) are not one
                 print(
                     f"{r['dataset']} / {r['defense']} has two clean cells (seed {other['seed']}, classifier "
                     f"{other['classifier']} and seed {r['seed']}, classifier {r['classifier']}"
                     f"{'' if other['defense_hash'] == r['defense_hash'] else ', other settings'}); "
-                    + ("pick one with --seed" if other["seed"] != r["seed"] else "give stores of one run each"),
+                    + (
+                        "pick one with --seed"
+                        if other["seed"] != r["seed"]
+                        else f"give stores of one run each, or --take {r['defense']}=STORE"
+                    ),
                     file=sys.stderr,
                 )
                 return 2
             found[(r["dataset"], r["defense"])] = r
+    missing = sorted(set(take) - {name for _, name in found})
+    if missing:
+        print(f"--take: no clean cell of {', '.join(missing)} in the store named", file=sys.stderr)
+        return 2
     datasets = list(dict.fromkeys(ds for ds, _ in found))
     names = [*ORDER, *dict.fromkeys(n for _, n in found if n not in ORDER)]  # variants and plugins after ORDER
     lines = [

@@ -100,3 +100,54 @@ def test_randomized_defense_row_by_hand(ca, tmp_path, monkeypatch):
     assert none[2] == "1.00 [cpu]"  # 4 s / 4 images
     assert none[3] == "99 (InvGAN T2); 98.98 (RIDE)"  # InvGAN Table 2; RIDE Table 2
     assert md_row(text, "invgan")[1:] == ["not run", "", "99 (InvGAN T2)"]
+
+
+class _TwoStores:
+    """A fake Store whose cells depend on the store's directory (``by_dir``: resolved path -> cells)."""
+
+    by_dir: dict = {}
+
+    def __init__(self, path):
+        from pathlib import Path
+
+        self.cells = self.by_dir[Path(path).resolve()]
+
+    def rows(self, **where):
+        return list(self.cells)
+
+
+def test_take_reads_one_defense_from_the_store_named(ca, tmp_path, monkeypatch, capsys):
+    """A slow defense's smaller-n run beside the others: both stores hold the undefended cell, which is refused
+    without a word on which to read (the silent side) and read from the store --take names (the firing side);
+    --take of a store not listed, of a defense that store lacks, or not DEFENSE=STORE is refused."""
+    from conftest import md_row
+
+    from defbench.harness.store import Store
+
+    big, small = tmp_path / "big", tmp_path / "small"
+    for d in (big, small):
+        Store(d).close()
+    none_small = _clean("none", 0, [0, 1, 9, 9])  # 2 of 4 right on the small run's images
+    _TwoStores.by_dir = {
+        big.resolve(): [_clean("none", 0, [0, 1, 2, 3]), _clean("defensegan", 0, [0, 1, 2, 9])],
+        small.resolve(): [none_small, _clean("ride", 0, [0, 9, 9, 9])],
+    }
+    monkeypatch.setattr(ca, "Store", _TwoStores)
+    out = tmp_path / "t.md"
+    assert ca.main([str(big), str(small), "--out", str(out)]) == 2
+    assert "or --take none=STORE" in capsys.readouterr().err and not out.exists()
+
+    assert ca.main([str(big), str(small), "--take", f"none={big}", "--out", str(out)]) == 0
+    text = out.read_text()
+    assert md_row(text, "none")[1].startswith("100.0 (")  # the big store's cell, not the small one's 50.0
+    assert md_row(text, "defensegan")[1].startswith("75.0 (") and md_row(text, "ride")[1].startswith("25.0 (")
+    assert ca.main([str(big), str(small), "--take", f"none={small}", "--out", str(out)]) == 0
+    assert md_row(out.read_text(), "none")[1].startswith("50.0 (")
+
+    out.unlink()
+    for bad in (f"none={tmp_path / 'elsewhere'}", "none", f"={big}", "none="):
+        assert ca.main([str(big), str(small), "--take", bad, "--out", str(out)]) == 2, bad
+        assert f"--take {bad}: want DEFENSE=STORE" in capsys.readouterr().err and not out.exists()
+    # the store named lacks that defense's cell: refused, not a row of "not run"
+    assert ca.main([str(big), str(small), "--take", f"none={big}", "--take", f"ride={big}", "--out", str(out)]) == 2
+    assert "--take: no clean cell of ride in the store named" in capsys.readouterr().err and not out.exists()
