@@ -155,14 +155,15 @@ STATUS: dict[str, tuple[str, str]] = {
         "prior (class feedback) and 93.16% classifier 15 of 25 (mean |Δ| 6.9), no cell moving beyond the two runs' "
         "intervals; BIM 13 under for all three defenses (neither unclipped pixels nor a 91.2% classifier closes it, "
         "nor the purification's seed: over three purifications DefenseGAN's BIM 38-43 against 58.4, Cowboy's 43-46 "
-        "against 60.0; DefenseGAN's unstated search budget moves its BIM cell 46 → 52-55 over 300 images), MimicGAN "
-        "15 under on DeepFool (its cells purified five times on the 2026-12-07 prior move 5-12 points with the seed, "
-        "the paper above all five on DeepFool, BIM, PGD and Obfuscated), CW 13-16 above for DefenseGAN and Cowboy "
-        "(cleverhans' CW defaults: the same cells); MimicGAN's clean accuracy 12 under DefenseGAN's at the paper's γg"
-        " 8e-2 (75 vs 87); γg 0.02, which a five-seed search on training images picks, lifts it 68 → 78 over 300 "
-        "images (CW +7, BIM and PGD unchanged); its learned f̂ ends as a scalar gain W·x on every clean and gray-box "
-        "run measured (conv path closed, 9 of 9), and the ℓ2 mimicking loss moves no cell beyond chance (n = 100; "
-        "these two on the GPU-trained prior of 2026-12-04, 64b1e5b5)",
+        "against 60.0, and the PGD and Obfuscated gaps of both under every purification too; DefenseGAN's unstated "
+        "search budget moves its BIM cell 46 → 52-55 over 300 images), MimicGAN 15 under on DeepFool (its cells "
+        "purified five times on the 2026-12-07 prior move 5-12 points with the seed, the paper above all five on "
+        "DeepFool, BIM, PGD and Obfuscated), CW 13-16 above for DefenseGAN and Cowboy (cleverhans' CW defaults: the "
+        "same cells); MimicGAN's clean accuracy 12 under DefenseGAN's at the paper's γg 8e-2 (75 vs 87); γg 0.02, "
+        "which a five-seed search on training images picks, lifts it 68 → 78 over 300 images (CW +7, BIM and PGD "
+        "unchanged); its learned f̂ ends as a scalar gain W·x on every clean and gray-box run measured (conv path "
+        "closed, 9 of 9), and the ℓ2 mimicking loss moves no cell beyond chance (n = 100; these two on the "
+        "GPU-trained prior of 2026-12-04, 64b1e5b5)",
     ),
     "mimicgan-fig9b": (
         "open",
