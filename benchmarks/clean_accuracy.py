@@ -11,7 +11,8 @@ print one. Produce the stores with
     python benchmarks/clean_accuracy.py runs/clean-fmnist-n500 runs/clean-mnist-n500
 
 A slow defense may run at a smaller --n into a store of its own, passed beside the others with
-``--take DEFENSE=STORE`` (every run holds the undefended cell; ``--take none=STORE`` says which one to read);
+``--take DEFENSE=STORE`` (every run holds the undefended cell; ``--take none=STORE`` says which one to read, on
+the datasets STORE holds it for);
 at one seed its images are a subset of the larger run's (``Dataset.eval_indices``).
 """
 
@@ -60,14 +61,23 @@ def main(argv=None) -> int:
             print(f"--take {t}: want DEFENSE=STORE with STORE one of the stores listed", file=sys.stderr)
             return 2
         take[name] = Path(store).resolve()
-    found: dict[tuple[str, str], dict] = {}
+    rows: dict[Path, list[dict]] = {}
     for d in args.stores:
         if not (Path(d) / "defbench.sqlite").is_file():
             print(f"no store in {d}", file=sys.stderr)
             return 2
         where = {"attack": "clean"} if args.seed is None else {"attack": "clean", "seed": args.seed}
-        for r in Store(d).rows(**where):
-            if r["defense"] in take and take[r["defense"]] != Path(d).resolve():
+        rows[Path(d).resolve()] = list(Store(d).rows(**where))
+    # (dataset, defense) -> the store --take names for it, on the datasets that store holds the defense for
+    taken = {(r["dataset"], name): s for name, s in take.items() for r in rows[s] if r["defense"] == name}
+    missing = sorted(set(take) - {name for _, name in taken})
+    if missing:
+        print(f"--take: no clean cell of {', '.join(missing)} in the store named", file=sys.stderr)
+        return 2
+    found: dict[tuple[str, str], dict] = {}
+    for d, store_rows in rows.items():
+        for r in store_rows:
+            if taken.get((r["dataset"], r["defense"]), d) != d:
                 continue
             other = found.get((r["dataset"], r["defense"]))
             if other is not None:  # one row per defense: two cells (seeds, classifiers, settings) are not one
@@ -84,10 +94,6 @@ def main(argv=None) -> int:
                 )
                 return 2
             found[(r["dataset"], r["defense"])] = r
-    missing = sorted(set(take) - {name for _, name in found})
-    if missing:
-        print(f"--take: no clean cell of {', '.join(missing)} in the store named", file=sys.stderr)
-        return 2
     datasets = list(dict.fromkeys(ds for ds, _ in found))
     names = [*ORDER, *dict.fromkeys(n for _, n in found if n not in ORDER)]  # variants and plugins after ORDER
     lines = [

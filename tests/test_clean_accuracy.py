@@ -151,3 +151,30 @@ def test_take_reads_one_defense_from_the_store_named(ca, tmp_path, monkeypatch, 
     # the store named lacks that defense's cell: refused, not a row of "not run"
     assert ca.main([str(big), str(small), "--take", f"none={big}", "--take", f"ride={big}", "--out", str(out)]) == 2
     assert "--take: no clean cell of ride in the store named" in capsys.readouterr().err and not out.exists()
+
+
+def test_take_names_a_store_for_the_datasets_it_holds(ca, tmp_path, monkeypatch):
+    """Stores of two datasets beside a slow defense's Fashion-MNIST store: --take none=<the fmnist store> picks
+    Fashion-MNIST's undefended cell and leaves MNIST's, which only the MNIST store holds, in its row."""
+    from conftest import md_row
+
+    from defbench.harness.store import Store
+
+    fm, mn, slow = tmp_path / "fm", tmp_path / "mn", tmp_path / "slow"
+    for d in (fm, mn, slow):
+        Store(d).close()
+
+    def cell(dataset, defense, preds):
+        return {**_clean(defense, 0, preds), "dataset": dataset}
+
+    _TwoStores.by_dir = {
+        fm.resolve(): [cell("fmnist", "none", [0, 1, 2, 3])],
+        mn.resolve(): [cell("mnist", "none", [0, 1, 2, 9])],
+        slow.resolve(): [cell("fmnist", "none", [0, 9, 9, 9]), cell("fmnist", "ride", [0, 1, 9, 9])],
+    }
+    monkeypatch.setattr(ca, "Store", _TwoStores)
+    out = tmp_path / "t.md"
+    assert ca.main([str(fm), str(mn), str(slow), "--take", f"none={fm}", "--out", str(out)]) == 0
+    row = md_row(out.read_text(), "none")  # fmnist: accuracy, s/image, paper; then mnist's three
+    assert row[1].startswith("100.0 (") and row[4].startswith("75.0 ("), row
+    assert md_row(out.read_text(), "ride")[1].startswith("50.0 (")
