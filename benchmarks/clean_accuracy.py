@@ -54,20 +54,21 @@ def main(argv=None) -> int:
     )
     ap.add_argument("--out", default="benchmarks/results/clean_accuracy.md")
     args = ap.parse_args(argv)
+    stores = {Path(d).resolve(): d for d in args.stores}
     take: dict[str, Path] = {}
     for t in args.take:
         name, sep, store = t.partition("=")
-        if not sep or not name or not store or Path(store).resolve() not in {Path(d).resolve() for d in args.stores}:
+        if not sep or not name or not store or Path(store).resolve() not in stores:
             print(f"--take {t}: want DEFENSE=STORE with STORE one of the stores listed", file=sys.stderr)
             return 2
         take[name] = Path(store).resolve()
+    where = {"attack": "clean"} if args.seed is None else {"attack": "clean", "seed": args.seed}
     rows: dict[Path, list[dict]] = {}
-    for d in args.stores:
-        if not (Path(d) / "defbench.sqlite").is_file():
+    for path, d in stores.items():
+        if not (path / "defbench.sqlite").is_file():
             print(f"no store in {d}", file=sys.stderr)
             return 2
-        where = {"attack": "clean"} if args.seed is None else {"attack": "clean", "seed": args.seed}
-        rows[Path(d).resolve()] = list(Store(d).rows(**where))
+        rows[path] = list(Store(d).rows(**where))
     # (dataset, defense) -> the store --take names for it, on the datasets that store holds the defense for
     taken = {(r["dataset"], name): s for name, s in take.items() for r in rows[s] if r["defense"] == name}
     missing = sorted(set(take) - {name for _, name in taken})
