@@ -12,7 +12,7 @@ print one. Produce the stores with
 
 A slow defense may run at a smaller --n into a store of its own, passed beside the others with
 ``--take DEFENSE=STORE`` (every run holds the undefended cell; ``--take none=STORE`` says which one to read, on
-the datasets STORE holds it for);
+the datasets STORE holds it for; repeat it with one store per dataset);
 at one seed its images are a subset of the larger run's (``Dataset.eval_indices``).
 """
 
@@ -50,18 +50,19 @@ def main(argv=None) -> int:
         default=[],
         metavar="DEFENSE=STORE",
         help="read DEFENSE's clean cell from STORE only (one of the stores listed), where several hold one: the "
-        "undefended reference cell comes with every run, e.g. a slow defense's smaller-n store beside the others",
+        "undefended reference cell comes with every run, e.g. a slow defense's smaller-n store beside the others; "
+        "repeatable, one store per dataset for one defense",
     )
     ap.add_argument("--out", default="benchmarks/results/clean_accuracy.md")
     args = ap.parse_args(argv)
     stores = {Path(d).resolve(): d for d in args.stores}
-    take: dict[str, Path] = {}
+    take: list[tuple[str, Path]] = []
     for t in args.take:
         name, sep, store = t.partition("=")
         if not sep or not name or not store or Path(store).resolve() not in stores:
             print(f"--take {t}: want DEFENSE=STORE with STORE one of the stores listed", file=sys.stderr)
             return 2
-        take[name] = Path(store).resolve()
+        take.append((name, Path(store).resolve()))
     where = {"attack": "clean"} if args.seed is None else {"attack": "clean", "seed": args.seed}
     rows: dict[Path, list[dict]] = {}
     for path, d in stores.items():
@@ -69,12 +70,22 @@ def main(argv=None) -> int:
             print(f"no store in {d}", file=sys.stderr)
             return 2
         rows[path] = list(Store(d).rows(**where))
-    # (dataset, defense) -> the store --take names for it, on the datasets that store holds the defense for
-    taken = {(r["dataset"], name): s for name, s in take.items() for r in rows[s] if r["defense"] == name}
-    missing = sorted(set(take) - {name for _, name in taken})
-    if missing:
-        print(f"--take: no clean cell of {', '.join(missing)} in the store named", file=sys.stderr)
-        return 2
+    # (dataset, defense) -> the store --take names for it, on the datasets that store holds the defense for; one
+    # defense may be taken from one store per dataset (--take none=FMNIST_STORE --take none=MNIST_STORE)
+    taken: dict[tuple[str, str], Path] = {}
+    for name, s in take:
+        held = {r["dataset"] for r in rows[s] if r["defense"] == name}
+        if not held:
+            print(f"--take: no clean cell of {name} in the store named ({stores[s]})", file=sys.stderr)
+            return 2
+        for ds in sorted(held):
+            if taken.setdefault((ds, name), s) != s:
+                print(
+                    f"--take: two stores named for {name} hold its {ds} cell ({stores[taken[ds, name]]}, "
+                    f"{stores[s]}); name one per dataset",
+                    file=sys.stderr,
+                )
+                return 2
     found: dict[tuple[str, str], dict] = {}
     for d, store_rows in rows.items():
         for r in store_rows:

@@ -178,3 +178,41 @@ def test_take_names_a_store_for_the_datasets_it_holds(ca, tmp_path, monkeypatch)
     row = md_row(out.read_text(), "none")  # fmnist: accuracy, s/image, paper; then mnist's three
     assert row[1].startswith("100.0 (") and row[4].startswith("75.0 ("), row
     assert md_row(out.read_text(), "ride")[1].startswith("50.0 (")
+
+
+def test_take_one_defense_from_one_store_per_dataset(ca, tmp_path, monkeypatch, capsys):
+    """Each dataset with its own 500-image store and a slow defense's 100-image store, all four holding the
+    undefended cell: --take none=<fmnist 500> --take none=<mnist 500> reads each dataset's undefended cell from
+    its own store (the second --take replaced the first before, leaving Fashion-MNIST's cell undecided);
+    two stores named for one defense on one dataset are refused."""
+    from conftest import md_row
+
+    from defbench.harness.store import Store
+
+    fm, fm_slow, mn, mn_slow = (tmp_path / d for d in ("fm", "fm_slow", "mn", "mn_slow"))
+    for d in (fm, fm_slow, mn, mn_slow):
+        Store(d).close()
+
+    def cell(dataset, defense, preds):
+        return {**_clean(defense, 0, preds), "dataset": dataset}
+
+    _TwoStores.by_dir = {
+        fm.resolve(): [cell("fmnist", "none", [0, 1, 2, 3])],
+        fm_slow.resolve(): [cell("fmnist", "none", [0, 9, 9, 9]), cell("fmnist", "ride", [0, 1, 9, 9])],
+        mn.resolve(): [cell("mnist", "none", [0, 1, 2, 9])],
+        mn_slow.resolve(): [cell("mnist", "none", [9, 9, 9, 9]), cell("mnist", "ride", [0, 1, 2, 9])],
+    }
+    monkeypatch.setattr(ca, "Store", _TwoStores)
+    out = tmp_path / "t.md"
+    stores = [str(fm), str(fm_slow), str(mn), str(mn_slow)]
+    assert ca.main([*stores, "--take", f"none={fm}", "--take", f"none={mn}", "--out", str(out)]) == 0
+    text = out.read_text()
+    row = md_row(text, "none")  # fmnist: accuracy, s/image, paper; then mnist's three
+    assert row[1].startswith("100.0 (") and row[4].startswith("75.0 ("), row
+    ride = md_row(text, "ride")
+    assert ride[1].startswith("50.0 (") and ride[4].startswith("75.0 ("), ride
+
+    out.unlink()
+    assert ca.main([*stores, "--take", f"none={fm}", "--take", f"none={fm_slow}", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "--take: two stores named for none hold its fmnist cell" in err and not out.exists()
