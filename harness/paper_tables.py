@@ -159,11 +159,11 @@ STATUS: dict[str, tuple[str, str]] = {
         "search budget moves its BIM cell 46 → 52-55 over 300 images), MimicGAN 15 under on DeepFool (its cells "
         "purified five times on the 2026-12-07 prior move 5-12 points with the seed, the paper above all five on "
         "DeepFool, BIM, PGD and Obfuscated), CW 13-16 above for DefenseGAN and Cowboy (cleverhans' CW defaults: the "
-        "same cells); MimicGAN's clean accuracy 12 under DefenseGAN's at the paper's γg 8e-2 (75 vs 87); γg 0.02, "
-        "which a five-seed search on training images picks, lifts it 68 → 78 over 300 images (CW +7, BIM and PGD "
-        "unchanged); its learned f̂ ends as a scalar gain W·x on every clean and gray-box run measured (conv path "
-        "closed, 9 of 9), and the ℓ2 mimicking loss moves no cell beyond chance (n = 100; these two on the "
-        "GPU-trained prior of 2026-12-04, 64b1e5b5)",
+        "same cells; above on each of three purifications, 79-82 and 77-81); MimicGAN's clean accuracy 12 under "
+        "DefenseGAN's at the paper's γg 8e-2 (75 vs 87); γg 0.02, which a five-seed search on training images picks, "
+        "lifts it 68 → 78 over 300 images (CW +7, BIM and PGD unchanged); its learned f̂ ends as a scalar gain W·x on"
+        " every clean and gray-box run measured (conv path closed, 9 of 9), and the ℓ2 mimicking loss moves no cell "
+        "beyond chance (n = 100; these two on the GPU-trained prior of 2026-12-04, 64b1e5b5)",
     ),
     "mimicgan-fig9b": (
         "open",
