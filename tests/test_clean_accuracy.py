@@ -12,9 +12,9 @@ def ca():
     return import_benchmark("clean_accuracy")
 
 
-def _clean(defense, seed, preds, classifier="classifier-mnist-paper", defense_hash="h"):
+def _clean(defense, seed, preds, classifier="classifier-mnist-paper", defense_hash="h", dataset="mnist"):
     return {
-        "dataset": "mnist",
+        "dataset": dataset,
         "defense": defense,
         "seed": seed,
         "classifier": classifier,
@@ -164,13 +164,13 @@ def test_take_names_a_store_for_the_datasets_it_holds(ca, tmp_path, monkeypatch)
     for d in (fm, mn, slow):
         Store(d).close()
 
-    def cell(dataset, defense, preds):
-        return {**_clean(defense, 0, preds), "dataset": dataset}
-
     _TwoStores.by_dir = {
-        fm.resolve(): [cell("fmnist", "none", [0, 1, 2, 3])],
-        mn.resolve(): [cell("mnist", "none", [0, 1, 2, 9])],
-        slow.resolve(): [cell("fmnist", "none", [0, 9, 9, 9]), cell("fmnist", "ride", [0, 1, 9, 9])],
+        fm.resolve(): [_clean("none", 0, [0, 1, 2, 3], dataset="fmnist")],
+        mn.resolve(): [_clean("none", 0, [0, 1, 2, 9], dataset="mnist")],
+        slow.resolve(): [
+            _clean("none", 0, [0, 9, 9, 9], dataset="fmnist"),
+            _clean("ride", 0, [0, 1, 9, 9], dataset="fmnist"),
+        ],
     }
     monkeypatch.setattr(ca, "Store", _TwoStores)
     out = tmp_path / "t.md"
@@ -193,14 +193,17 @@ def test_take_one_defense_from_one_store_per_dataset(ca, tmp_path, monkeypatch, 
     for d in (fm, fm_slow, mn, mn_slow):
         Store(d).close()
 
-    def cell(dataset, defense, preds):
-        return {**_clean(defense, 0, preds), "dataset": dataset}
-
     _TwoStores.by_dir = {
-        fm.resolve(): [cell("fmnist", "none", [0, 1, 2, 3])],
-        fm_slow.resolve(): [cell("fmnist", "none", [0, 9, 9, 9]), cell("fmnist", "ride", [0, 1, 9, 9])],
-        mn.resolve(): [cell("mnist", "none", [0, 1, 2, 9])],
-        mn_slow.resolve(): [cell("mnist", "none", [9, 9, 9, 9]), cell("mnist", "ride", [0, 1, 2, 9])],
+        fm.resolve(): [_clean("none", 0, [0, 1, 2, 3], dataset="fmnist")],
+        fm_slow.resolve(): [
+            _clean("none", 0, [0, 9, 9, 9], dataset="fmnist"),
+            _clean("ride", 0, [0, 1, 9, 9], dataset="fmnist"),
+        ],
+        mn.resolve(): [_clean("none", 0, [0, 1, 2, 9], dataset="mnist")],
+        mn_slow.resolve(): [
+            _clean("none", 0, [9, 9, 9, 9], dataset="mnist"),
+            _clean("ride", 0, [0, 1, 2, 9], dataset="mnist"),
+        ],
     }
     monkeypatch.setattr(ca, "Store", _TwoStores)
     out = tmp_path / "t.md"
