@@ -116,23 +116,35 @@ class _TwoStores:
         return list(self.cells)
 
 
+def _fake_stores(ca, tmp_path, monkeypatch, cells: dict) -> list:
+    """One store directory per name in ``cells`` (name -> that store's clean cells), read through _TwoStores;
+    returns the directories in the order given."""
+    from defbench.harness.store import Store
+
+    dirs = [tmp_path / name for name in cells]
+    for d in dirs:
+        Store(d).close()
+    _TwoStores.by_dir = {d.resolve(): c for d, c in zip(dirs, cells.values(), strict=True)}
+    monkeypatch.setattr(ca, "Store", _TwoStores)
+    return dirs
+
+
 def test_take_reads_one_defense_from_the_store_named(ca, tmp_path, monkeypatch, capsys):
     """A slow defense's smaller-n run beside the others: both stores hold the undefended cell, which is refused
     without a word on which to read (the silent side) and read from the store --take names (the firing side);
     --take of a store not listed, of a defense that store lacks, or not DEFENSE=STORE is refused."""
     from conftest import md_row
 
-    from defbench.harness.store import Store
-
-    big, small = tmp_path / "big", tmp_path / "small"
-    for d in (big, small):
-        Store(d).close()
     none_small = _clean("none", 0, [0, 1, 9, 9])  # 2 of 4 right on the small run's images
-    _TwoStores.by_dir = {
-        big.resolve(): [_clean("none", 0, [0, 1, 2, 3]), _clean("defensegan", 0, [0, 1, 2, 9])],
-        small.resolve(): [none_small, _clean("ride", 0, [0, 9, 9, 9])],
-    }
-    monkeypatch.setattr(ca, "Store", _TwoStores)
+    big, small = _fake_stores(
+        ca,
+        tmp_path,
+        monkeypatch,
+        {
+            "big": [_clean("none", 0, [0, 1, 2, 3]), _clean("defensegan", 0, [0, 1, 2, 9])],
+            "small": [none_small, _clean("ride", 0, [0, 9, 9, 9])],
+        },
+    )
     out = tmp_path / "t.md"
     assert ca.main([str(big), str(small), "--out", str(out)]) == 2
     assert "or --take none=STORE" in capsys.readouterr().err and not out.exists()
@@ -158,21 +170,19 @@ def test_take_names_a_store_for_the_datasets_it_holds(ca, tmp_path, monkeypatch)
     Fashion-MNIST's undefended cell and leaves MNIST's, which only the MNIST store holds, in its row."""
     from conftest import md_row
 
-    from defbench.harness.store import Store
-
-    fm, mn, slow = tmp_path / "fm", tmp_path / "mn", tmp_path / "slow"
-    for d in (fm, mn, slow):
-        Store(d).close()
-
-    _TwoStores.by_dir = {
-        fm.resolve(): [_clean("none", 0, [0, 1, 2, 3], dataset="fmnist")],
-        mn.resolve(): [_clean("none", 0, [0, 1, 2, 9], dataset="mnist")],
-        slow.resolve(): [
-            _clean("none", 0, [0, 9, 9, 9], dataset="fmnist"),
-            _clean("ride", 0, [0, 1, 9, 9], dataset="fmnist"),
-        ],
-    }
-    monkeypatch.setattr(ca, "Store", _TwoStores)
+    fm, mn, slow = _fake_stores(
+        ca,
+        tmp_path,
+        monkeypatch,
+        {
+            "fm": [_clean("none", 0, [0, 1, 2, 3], dataset="fmnist")],
+            "mn": [_clean("none", 0, [0, 1, 2, 9], dataset="mnist")],
+            "slow": [
+                _clean("none", 0, [0, 9, 9, 9], dataset="fmnist"),
+                _clean("ride", 0, [0, 1, 9, 9], dataset="fmnist"),
+            ],
+        },
+    )
     out = tmp_path / "t.md"
     assert ca.main([str(fm), str(mn), str(slow), "--take", f"none={fm}", "--out", str(out)]) == 0
     row = md_row(out.read_text(), "none")  # fmnist: accuracy, s/image, paper; then mnist's three
@@ -187,25 +197,23 @@ def test_take_one_defense_from_one_store_per_dataset(ca, tmp_path, monkeypatch, 
     two stores named for one defense on one dataset are refused."""
     from conftest import md_row
 
-    from defbench.harness.store import Store
-
-    fm, fm_slow, mn, mn_slow = (tmp_path / d for d in ("fm", "fm_slow", "mn", "mn_slow"))
-    for d in (fm, fm_slow, mn, mn_slow):
-        Store(d).close()
-
-    _TwoStores.by_dir = {
-        fm.resolve(): [_clean("none", 0, [0, 1, 2, 3], dataset="fmnist")],
-        fm_slow.resolve(): [
-            _clean("none", 0, [0, 9, 9, 9], dataset="fmnist"),
-            _clean("ride", 0, [0, 1, 9, 9], dataset="fmnist"),
-        ],
-        mn.resolve(): [_clean("none", 0, [0, 1, 2, 9], dataset="mnist")],
-        mn_slow.resolve(): [
-            _clean("none", 0, [9, 9, 9, 9], dataset="mnist"),
-            _clean("ride", 0, [0, 1, 2, 9], dataset="mnist"),
-        ],
-    }
-    monkeypatch.setattr(ca, "Store", _TwoStores)
+    fm, fm_slow, mn, mn_slow = _fake_stores(
+        ca,
+        tmp_path,
+        monkeypatch,
+        {
+            "fm": [_clean("none", 0, [0, 1, 2, 3], dataset="fmnist")],
+            "fm_slow": [
+                _clean("none", 0, [0, 9, 9, 9], dataset="fmnist"),
+                _clean("ride", 0, [0, 1, 9, 9], dataset="fmnist"),
+            ],
+            "mn": [_clean("none", 0, [0, 1, 2, 9], dataset="mnist")],
+            "mn_slow": [
+                _clean("none", 0, [9, 9, 9, 9], dataset="mnist"),
+                _clean("ride", 0, [0, 1, 2, 9], dataset="mnist"),
+            ],
+        },
+    )
     out = tmp_path / "t.md"
     stores = [str(fm), str(fm_slow), str(mn), str(mn_slow)]
     assert ca.main([*stores, "--take", f"none={fm}", "--take", f"none={mn}", "--out", str(out)]) == 0
